@@ -1,0 +1,123 @@
+"""Shared, model-agnostic inference backends and the one facade :func:`fit`.
+
+``fit(target, data, *, method, seed=0, progress=True, **options) -> arviz.InferenceData``
+
+``target`` is a zoo entry (anything with ``name``, ``model``, ``configs``), a state-space model
+(anything with ``prior``, ``feynman_kac``, ``model``) or a plain NumPyro program
+``model(data=None, ...)``. Each method's runner lives in its own module and is imported lazily,
+so that importing :mod:`inference` stays cheap and a missing optional piece fails only when used.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from inference.types import Target
+
+__all__ = ["fit", "methods", "resolve_target", "Target"]
+
+# method name -> "module:function"; every runner has the signature
+#     runner(target: Target, *, seed: int, progress: bool, **options) -> arviz.InferenceData
+_METHODS: dict[str, str] = {
+    "nuts": "inference.nuts:run_numpyro_nuts",
+    "blackjax-nuts": "inference.nuts:run_blackjax_nuts",
+    "svi": "inference.svi:run_svi",
+    "pf": "inference.particle.filter:run_filter",
+    "pmmh": "inference.particle.pmmh:run_pmmh",
+    "pgibbs": "inference.particle.gibbs:run_particle_gibbs",
+    "ppg": "inference.particle.paris:run_ppg",
+    "smc2": "inference.particle.smc2:run_smc2",
+    "smc": "inference.smc:run_tempered_smc",
+}
+
+
+def methods() -> list[str]:
+    """Names accepted by ``fit(..., method=...)``."""
+    return sorted(_METHODS)
+
+
+def _runner(method: str) -> Callable[..., Any]:
+    if method not in _METHODS:
+        raise ValueError(f"method: unknown method {method!r}; expected one of {methods()}")
+    module_name, func_name = _METHODS[method].split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name)
+
+
+def resolve_target(target: Any, data: Any = None, *, config: Any = "small") -> Target:
+    """Normalise an entry, a state-space model or a model function into a :class:`Target`."""
+    if isinstance(target, Target):
+        return target if data is None else target._replace(data=data)
+    if hasattr(target, "configs") and hasattr(target, "model") and hasattr(target, "name"):
+        cfg = target.config(config) if hasattr(target, "config") else target.configs[config]
+        model = functools.partial(target.model, config=cfg)
+        ssm = target.ssm(cfg) if getattr(target, "ssm", None) is not None else None
+        exact = None
+        if getattr(target, "exact_loglik", None) is not None:
+            exact = functools.partial(target.exact_loglik, config=cfg)
+        observed = {}
+        if data is not None and getattr(target, "dump_columns", None) is not None:
+            observed = target.dump_columns(data, cfg)
+        return Target(model=model, data=data, ssm=ssm, exact_loglik=exact,
+                      dims=dict(getattr(target, "dims", {}) or {}), observed=observed, name=target.name)
+    if hasattr(target, "feynman_kac") and hasattr(target, "prior") and hasattr(target, "model"):
+        dims = {"x": ("time",) + tuple(f"state_dim_{i}" for i in range(len(target.state_shape))),
+                "y": ("time",) + tuple(f"obs_dim_{i}" for i in range(len(target.obs_shape)))}
+        return Target(model=target.model, data=data, ssm=target, dims=dims,
+                      observed={} if data is None else {"y": data}, name=getattr(target, "name", "ssm"))
+    if callable(target):
+        if data is not None:
+            _check_accepts_data(target)
+        return Target(model=target, data=data, name=getattr(target, "__name__", "model"),
+                      observed={} if data is None else {"y": data})
+    raise TypeError(
+        "target: expected a zoo entry, a StateSpaceModel or a NumPyro model function; "
+        f"got {type(target).__name__}"
+    )
+
+
+def _check_accepts_data(model: Callable) -> None:
+    try:
+        params = list(inspect.signature(model).parameters.values())
+    except (TypeError, ValueError):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    if not positional:
+        raise TypeError(
+            f"target: model function {getattr(model, '__name__', model)!r} takes no positional "
+            "argument for the data; expected model(data=None, ...)"
+        )
+
+
+def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, config: Any = "small",
+        progress: bool = True, **options: Any):
+    """Run ``method`` on ``target`` given ``data``; return ``arviz.InferenceData``.
+
+    Args:
+        target: a ``zoo`` entry, a ``StateSpaceModel`` or a NumPyro program ``model(data=None)``.
+        data: the observations (entry-specific; ``zoo show NAME`` documents it).
+        method: one of :func:`methods`.
+        seed: integer seed of the run's PRNG key.
+        config: configuration name or object, for entries.
+        progress: show a progress bar on long loops.
+        **options: passed to the method's runner; unknown options raise ``TypeError`` naming them.
+    """
+    runner = _runner(method)
+    resolved = resolve_target(target, data, config=config)
+    _check_options(runner, method, options)
+    return runner(resolved, seed=int(seed), progress=bool(progress), **options)
+
+
+def _check_options(runner: Callable, method: str, options: dict) -> None:
+    params = inspect.signature(runner).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        accepted = sorted(name for name, p in params.items()
+                          if p.kind == p.KEYWORD_ONLY and name not in ("seed", "progress"))
+        raise TypeError(f"options: method {method!r} does not accept {unknown}; accepted options: {accepted}")

@@ -1,0 +1,79 @@
+"""What the inference backends consume, stated as Protocols (``inference`` never imports ``zoo``).
+
+``zoo.core.ZooEntry``, ``zoo.core.StateSpaceModel`` and ``zoo.core.FeynmanKac`` satisfy these
+structurally. A backend receives a :class:`Target`, built by ``inference.fit`` from whatever the
+user passed (an entry, a state-space model, or a plain NumPyro model function).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+
+__all__ = ["FeynmanKacModel", "StateSpaceTarget", "EntryLike", "Target", "PRNGKey", "Array"]
+
+PRNGKey = jax.Array
+Array = jax.Array
+
+
+@runtime_checkable
+class FeynmanKacModel(Protocol):
+    """Per-particle adapters for one observation sequence (see ``zoo.core.FeynmanKac``)."""
+
+    sample_initial: Callable[[PRNGKey], Any]
+    initial_log_density: Callable[[Any], Array]
+    sample_transition: Callable[[PRNGKey, Array, Any], Any]
+    transition_log_density: Callable[[Array, Any, Any], Array]
+    emission_log_weight: Callable[[Array, Any], Array]
+    num_steps: int
+
+
+@runtime_checkable
+class StateSpaceTarget(Protocol):
+    """A state-space model: a NumPyro prior over parameters and Feynman–Kac adapters."""
+
+    state_shape: tuple[int, ...]
+    obs_shape: tuple[int, ...]
+
+    def prior(self) -> dict: ...
+
+    def model(self, ys: Any = None, *, num_steps: int | None = None) -> None: ...
+
+    def feynman_kac(self, params: dict, ys: Array) -> FeynmanKacModel: ...
+
+    def log_joint(self, params: dict, xs: Array, ys: Array) -> Array: ...
+
+    def split_series(self, ys: Array) -> Array: ...
+
+
+@runtime_checkable
+class EntryLike(Protocol):
+    """What ``inference.fit`` reads from a zoo entry."""
+
+    name: str
+    model: Callable[..., Any]
+    configs: Mapping[str, Any]
+    dims: Mapping[str, Sequence[str]]
+
+
+class Target(NamedTuple):
+    """A normalised inference target handed to every backend runner.
+
+    model: ``model(data)``: a NumPyro program with its configuration already bound.
+    data: the observations, passed as the program's first argument.
+    ssm: a :class:`StateSpaceTarget` where one exists (needed by the particle methods), else None.
+    exact_loglik: ``exact_loglik(params, data) -> scalar`` where the entry has one, else None.
+    dims: InferenceData dims per site name.
+    observed: named arrays to store as ``observed_data``.
+    name: for messages and reports.
+    """
+
+    model: Callable[..., Any]
+    data: Any
+    ssm: Any = None
+    exact_loglik: Callable[..., Any] | None = None
+    dims: Mapping[str, Sequence[str]] = {}
+    observed: Mapping[str, Any] = {}
+    name: str = "model"

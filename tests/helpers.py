@@ -1,0 +1,43 @@
+"""Tolerances from Monte Carlo error, with a declared false-failure budget.
+
+A test comparing a Monte Carlo estimate with an exact value passes when
+``|estimate - exact| <= z * se`` where ``se = std / sqrt(n)`` and ``z`` is the two-sided normal
+quantile of the false-failure probability, Bonferroni-split over the comparisons the test makes.
+With fixed seeds the test is deterministic; the budget says how unlucky a seed would have to be.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error"]
+
+DEFAULT_FALSE_FAILURE = 1e-4
+
+
+def z_quantile(false_failure: float = DEFAULT_FALSE_FAILURE, num_comparisons: int = 1) -> float:
+    """Two-sided normal quantile for a per-test false-failure budget split over comparisons."""
+    if not 0 < false_failure < 1:
+        raise ValueError(f"false_failure: expected a probability in (0, 1), got {false_failure}")
+    return float(stats.norm.isf(false_failure / (2 * num_comparisons)))
+
+
+def mc_tolerance(std, n: int, *, false_failure: float = DEFAULT_FALSE_FAILURE,
+                 num_comparisons: int = 1) -> np.ndarray:
+    """``z * std / sqrt(n)``: the allowed deviation of a mean of ``n`` draws with spread ``std``."""
+    return z_quantile(false_failure, num_comparisons) * np.asarray(std) / math.sqrt(n)
+
+
+def assert_within_mc_error(estimate, exact, std, n: int, *, false_failure: float = DEFAULT_FALSE_FAILURE,
+                           what: str = "estimate") -> None:
+    """Assert every element of ``estimate`` is within its Monte Carlo tolerance of ``exact``."""
+    estimate, exact = np.asarray(estimate), np.asarray(exact)
+    tol = mc_tolerance(std, n, false_failure=false_failure, num_comparisons=max(estimate.size, 1))
+    err = np.abs(estimate - exact)
+    assert np.all(err <= tol), (
+        f"{what}: |estimate - exact| = {err} exceeds Monte Carlo tolerance {tol} "
+        f"(false-failure budget {false_failure})"
+    )

@@ -1,0 +1,469 @@
+"""The two shared contracts of the zoo: :class:`ZooEntry` and :class:`StateSpaceModel`.
+
+A ``ZooEntry`` is plain data describing one paper's model: its NumPyro program, simulator,
+configurations, default inference recipe and recovery check.
+
+A ``StateSpaceModel`` is three pure functions returning ``numpyro.distributions`` objects::
+
+    x_0 ~ initial(params)
+    x_t ~ transition(params, t, x_{t-1})      t = 1..T-1
+    y_t ~ emission(params, t, x_t)            t = 0..T-1
+
+plus ``prior()``, a NumPyro program that samples the static parameters and returns them as a dict.
+Everything else is derived here, once: the NumPyro program over ``scan`` (NaN observations are
+missing and masked out of the likelihood), ``simulate``, the exact log-joint and the Feynman–Kac
+adapters consumed by ``inference.particle`` (which states its needs as Protocols in
+``inference/types.py`` and never imports ``zoo``).
+
+This module imports nothing from ``inference`` or ``diagnostics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.contrib.control_flow import scan
+from numpyro.handlers import mask, seed, substitute, trace
+
+__all__ = [
+    "Check",
+    "Recipe",
+    "ZooEntry",
+    "StateSpaceModel",
+    "FeynmanKac",
+    "masked_log_prob",
+    "merge_time_sites",
+    "posterior_draws",
+    "interval_covers",
+    "check_covers",
+    "check_close",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Small records
+# --------------------------------------------------------------------------------------------
+
+
+class Check(NamedTuple):
+    """One line of a recovery check: a named pass/fail with the figure that decided it.
+
+    ``value`` is the measured figure, ``target`` says what it was held against in words
+    (e.g. ``"|E[H]-0.7| < 0.08"``), ``detail`` anything a reader needs to judge it.
+    """
+
+    name: str
+    passed: bool
+    value: float
+    target: str
+    detail: str = ""
+
+
+class Recipe(NamedTuple):
+    """The default inference for an entry: a method name of ``inference.fit`` and its options.
+
+    ``paper_options`` override ``options`` for the ``"paper"`` configuration.
+    """
+
+    method: str
+    options: Mapping[str, Any] = {}
+    paper_options: Mapping[str, Any] = {}
+
+    def options_for(self, config_name: str) -> dict[str, Any]:
+        merged = dict(self.options)
+        if config_name == "paper":
+            merged.update(self.paper_options)
+        return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    """One zoo entry per paper. Plain data; behaviour lives in the functions it points to.
+
+    Attributes:
+        name: registry key (``zoo.get(name)``).
+        title, reference, summary: the paper's title, arXiv id or DOI, one paragraph in our words.
+        model: ``model(data=None, *, config)``, the NumPyro program; with ``data=None`` it is the
+            prior predictive.
+        simulate: ``simulate(key, config) -> (data, truth)``; ``truth`` maps parameter (and,
+            where useful, latent) names to their true values.
+        configs: named presets, at least ``"small"`` and ``"paper"``.
+        recipe: default :class:`Recipe` that makes the recovery check pass on ``"small"``.
+        check: ``check(idata, truth, config) -> list[Check]``, the recovery check.
+        ssm: ``ssm(config) -> StateSpaceModel`` where the model is a state-space model, else None.
+        exact_loglik: ``exact_loglik(params, data, config) -> scalar`` where a tractable marginal
+            likelihood exists, else None.
+        dims: InferenceData dimension names for sites, e.g. ``{"y": ("series", "time")}``.
+        data_doc: what ``data`` is, and the CSV columns ``zoo fit --data`` accepts.
+        load_columns: ``load_columns(columns: dict[str, np.ndarray], config) -> data`` for a
+            user's CSV (None: CSV input not supported).
+        dump_columns: ``dump_columns(data, config) -> dict[str, np.ndarray]`` (for ``zoo simulate``).
+        observed: ``observed(data, config) -> dict[str, np.ndarray]`` of arrays to store in
+            ``observed_data`` (defaults to ``dump_columns``).
+    """
+
+    name: str
+    title: str
+    reference: str
+    summary: str
+    model: Callable[..., Any]
+    simulate: Callable[..., tuple[Any, dict]]
+    configs: Mapping[str, Any]
+    recipe: Recipe
+    check: Callable[..., list[Check]]
+    ssm: Callable[[Any], "StateSpaceModel"] | None = None
+    exact_loglik: Callable[..., Any] | None = None
+    dims: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    data_doc: str = ""
+    load_columns: Callable[..., Any] | None = None
+    dump_columns: Callable[..., dict] | None = None
+
+    def __post_init__(self) -> None:
+        for required in ("small", "paper"):
+            if required not in self.configs:
+                raise ValueError(
+                    f"ZooEntry {self.name!r}: configs must contain {required!r}; "
+                    f"got {sorted(self.configs)}"
+                )
+
+    def config(self, name_or_config: Any = "small") -> Any:
+        """The configuration called ``name_or_config`` (or the object itself if not a string)."""
+        if not isinstance(name_or_config, str):
+            return name_or_config
+        if name_or_config not in self.configs:
+            raise ValueError(
+                f"config: entry {self.name!r} has no config {name_or_config!r}; "
+                f"expected one of {sorted(self.configs)}"
+            )
+        return self.configs[name_or_config]
+
+
+# --------------------------------------------------------------------------------------------
+# State-space models
+# --------------------------------------------------------------------------------------------
+
+
+class FeynmanKac(NamedTuple):
+    """Per-particle adapters of a state-space model for one observation sequence.
+
+    All functions act on ONE particle; particle backends ``vmap`` them.
+
+    sample_initial(key) -> x_0
+    initial_log_density(x_0) -> scalar
+    sample_transition(key, t, x_prev) -> x_t                (t = 1..T-1)
+    transition_log_density(t, x_prev, x_t) -> scalar
+    emission_log_weight(t, x_t) -> log p(y_t | x_t); 0 where y_t is missing (NaN)
+    num_steps: T
+    """
+
+    sample_initial: Callable
+    initial_log_density: Callable
+    sample_transition: Callable
+    transition_log_density: Callable
+    emission_log_weight: Callable
+    num_steps: int
+
+
+def _is_missing(y: jax.Array, obs_ndim: int) -> jax.Array:
+    """Boolean mask over the batch part of ``y``: True where an element is NaN."""
+    return jnp.isnan(y)
+
+
+def masked_log_prob(d: dist.Distribution, y: jax.Array) -> jax.Array:
+    """``log p(y)`` with NaN entries of ``y`` treated as missing.
+
+    For an ``Independent`` distribution over a vector the NaN components are dropped one by one
+    (the base distribution's log-density is summed over observed components only); for any other
+    distribution a NaN anywhere in ``y`` makes the whole observation missing (log-weight 0).
+    Shapes: ``y`` has ``d.batch_shape + d.event_shape``; returns ``d.batch_shape``.
+    """
+    missing = jnp.isnan(y)
+    y_filled = jnp.where(missing, _safe_fill(d), y)
+    if isinstance(d, dist.Independent):
+        elementwise = d.base_dist.log_prob(y_filled)
+        elementwise = jnp.where(missing, 0.0, elementwise)
+        axes = tuple(range(-d.reinterpreted_batch_ndims, 0))
+        return elementwise.sum(axis=axes) if axes else elementwise
+    lp = d.log_prob(y_filled)
+    event_axes = tuple(range(-len(d.event_shape), 0)) if d.event_shape else ()
+    any_missing = missing.any(axis=event_axes) if event_axes else missing
+    return jnp.where(any_missing, 0.0, lp)
+
+
+def _safe_fill(d: dist.Distribution):
+    """A value inside the support of ``d`` used in place of NaN before masking."""
+    try:
+        return jax.lax.stop_gradient(d.mean)
+    except (NotImplementedError, AttributeError):
+        return 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSpaceModel:
+    """A state-space model given by three distribution-returning pure functions and a prior.
+
+    Attributes:
+        prior: NumPyro program ``prior() -> dict`` of static parameters (site names are the
+            parameter names used everywhere: NUTS, PMMH, particle Gibbs, InferenceData).
+        initial: ``initial(params) -> Distribution`` over ``x_0`` (event shape ``state_shape``).
+        transition: ``transition(params, t, x_prev) -> Distribution`` over ``x_t``.
+        emission: ``emission(params, t, x) -> Distribution`` over ``y_t`` (event shape
+            ``obs_shape``).
+        state_shape: shape of one latent state, e.g. ``(2,)`` or ``()``.
+        obs_shape: shape of one observation; data of shape ``(T, *obs_shape)`` is one sequence,
+            ``(S, T, *obs_shape)`` is S independent sequences sharing the parameters.
+        name: used in messages.
+    """
+
+    prior: Callable[[], dict]
+    initial: Callable[[dict], dist.Distribution]
+    transition: Callable[[dict, Any, jax.Array], dist.Distribution]
+    emission: Callable[[dict, Any, jax.Array], dist.Distribution]
+    state_shape: tuple[int, ...] = ()
+    obs_shape: tuple[int, ...] = ()
+    name: str = "ssm"
+
+    # -- data handling ---------------------------------------------------------------------
+    def split_series(self, ys: jax.Array) -> jax.Array:
+        """Return ``ys`` as ``(S, T, *obs_shape)``, validating its trailing shape."""
+        ys = jnp.asarray(ys)
+        k = len(self.obs_shape)
+        if ys.ndim not in (k + 1, k + 2) or tuple(ys.shape[ys.ndim - k :]) != tuple(self.obs_shape):
+            raise ValueError(
+                f"ys: {self.name} expects observations of shape (T, *{self.obs_shape}) or "
+                f"(S, T, *{self.obs_shape}); got shape {tuple(ys.shape)}"
+            )
+        return ys if ys.ndim == k + 2 else ys[None]
+
+    # -- derived NumPyro program -------------------------------------------------------------
+    def model(self, ys: jax.Array | None = None, *, num_steps: int | None = None) -> None:
+        """The NumPyro program: parameters, then latent path ``x`` and observations ``y``.
+
+        Sites: the prior's parameter sites; ``x_init``/``y_init`` (t=0) and ``x_rest``/``y_rest``
+        (t=1..T-1, inside ``scan``; NaN observations masked), and the deterministic ``x`` = full
+        path ``(T, *state)`` (``(S, T, *state)`` for S sequences) and, for the prior
+        predictive, ``y``. :func:`merge_time_sites` joins ``*_init``/``*_rest`` arrays.
+        With several sequences ``(S, T, ...)`` a plate ``series`` wraps the latent path.
+        """
+        params = self.prior()
+        if ys is None:
+            if num_steps is None:
+                raise ValueError("num_steps: required when ys is None (prior predictive)")
+            self._path(params, None, num_steps)
+            return
+        ys = jnp.asarray(ys)
+        k = len(self.obs_shape)
+        if ys.ndim == k + 2:
+            self._path(params, ys, ys.shape[1], batched=True)
+        else:
+            self.split_series(ys)
+            self._path(params, ys, ys.shape[0])
+
+    def _path(self, params, ys, num_steps, batched: bool = False):
+        # NumPyro forbids scan under a plate, so the plate over sequences opens inside each step.
+        def series_plate():
+            if batched:
+                return numpyro.plate("series", ys.shape[0], dim=-1)
+            return contextlib.nullcontext()
+
+        def emit(site, t, x):
+            with series_plate():
+                return _emit(site, t, x)
+
+        def _emit(site, t, x):
+            d = self.emission(params, t, x)
+            if ys is None:
+                return numpyro.sample(site, d)
+            y_t = _take_time(ys, t, batched)
+            observed = ~jnp.isnan(y_t)
+            if d.event_shape:
+                observed_step = observed.reshape(observed.shape[: observed.ndim - len(d.event_shape)] + (-1,)).all(-1)
+            else:
+                observed_step = observed
+            y_fill = jnp.where(observed, y_t, _safe_fill(d))
+            with mask(mask=observed_step):
+                return numpyro.sample(site, d, obs=y_fill)
+
+        with series_plate():
+            x0 = numpyro.sample("x_init", self.initial(params))
+        y0 = emit("y_init", 0, x0)
+
+        def step(x_prev, t):
+            with series_plate():
+                x = numpyro.sample("x_rest", self.transition(params, t, x_prev))
+            y = emit("y_rest", t, x)
+            return x, (x, y)
+
+        if num_steps > 1:
+            _, (xs, ys_sim) = scan(step, x0, jnp.arange(1, num_steps))
+            axis = 1 if batched else 0
+            path = jnp.concatenate([jnp.expand_dims(x0, axis), jnp.moveaxis(xs, 0, axis)], axis=axis)
+            y_path = jnp.concatenate([jnp.expand_dims(y0, axis), jnp.moveaxis(ys_sim, 0, axis)], axis=axis)
+        else:
+            path = jnp.expand_dims(x0, 0)
+            y_path = jnp.expand_dims(y0, 0)
+        numpyro.deterministic("x", path)
+        if ys is None:
+            numpyro.deterministic("y", y_path)
+
+    # -- simulation --------------------------------------------------------------------------
+    def simulate(self, key: jax.Array, params: dict, num_steps: int) -> tuple[jax.Array, jax.Array]:
+        """Draw ``(xs, ys)`` of shapes ``(T, *state_shape)``, ``(T, *obs_shape)`` given params."""
+        if num_steps < 1:
+            raise ValueError(f"num_steps: expected a positive integer, got {num_steps}")
+        k_init, k_obs0, k_rest = jax.random.split(key, 3)
+        x0 = self.initial(params).sample(k_init)
+        y0 = self.emission(params, 0, x0).sample(k_obs0)
+
+        def step(x_prev, inputs):
+            t, k = inputs
+            k_x, k_y = jax.random.split(k)
+            x = self.transition(params, t, x_prev).sample(k_x)
+            y = self.emission(params, t, x).sample(k_y)
+            return x, (x, y)
+
+        ts = jnp.arange(1, num_steps)
+        _, (xs, ys) = jax.lax.scan(step, x0, (ts, jax.random.split(k_rest, num_steps - 1)))
+        xs = jnp.concatenate([x0[None], xs], axis=0)
+        ys = jnp.concatenate([y0[None], ys], axis=0)
+        return xs, ys
+
+    def sample_prior(self, key: jax.Array) -> dict:
+        """One draw of the static parameters from ``prior()``."""
+        tr = trace(seed(self.prior, key)).get_trace()
+        return {name: site["value"] for name, site in tr.items() if site["type"] == "sample"}
+
+    # -- exact log-joint ---------------------------------------------------------------------
+    def log_joint(self, params: dict, xs: jax.Array, ys: jax.Array) -> jax.Array:
+        """``log p(x_{0:T-1}, y_{0:T-1} | params)`` for one sequence (missing y masked)."""
+        num_steps = xs.shape[0]
+        lp = self.initial(params).log_prob(xs[0])
+        if num_steps > 1:
+            ts = jnp.arange(1, num_steps)
+            lp_trans = jax.vmap(lambda t, xp, x: self.transition(params, t, xp).log_prob(x))(ts, xs[:-1], xs[1:])
+            lp = lp + lp_trans.sum()
+        ts_all = jnp.arange(num_steps)
+        lp_obs = jax.vmap(lambda t, x, y: masked_log_prob(self.emission(params, t, x), y))(ts_all, xs, ys)
+        return lp + lp_obs.sum()
+
+    def prior_log_density(self, params: dict) -> jax.Array:
+        """``log p(params)`` under ``prior()`` (constrained space, no Jacobian)."""
+        tr = trace(substitute(seed(self.prior, jax.random.PRNGKey(0)), data=params)).get_trace()
+        return sum(
+            jnp.sum(site["fn"].log_prob(site["value"]))
+            for site in tr.values()
+            if site["type"] == "sample" and not site["is_observed"]
+        )
+
+    # -- Feynman–Kac adapters ----------------------------------------------------------------
+    def feynman_kac(self, params: dict, ys: jax.Array) -> FeynmanKac:
+        """Bootstrap Feynman–Kac adapters for ONE sequence ``ys`` of shape ``(T, *obs_shape)``."""
+        ys = jnp.asarray(ys)
+        if ys.ndim != len(self.obs_shape) + 1:
+            raise ValueError(
+                f"ys: feynman_kac takes one sequence of shape (T, *{self.obs_shape}); got "
+                f"{tuple(ys.shape)} (loop or vmap over sequences outside)"
+            )
+
+        def sample_initial(key):
+            return self.initial(params).sample(key)
+
+        def initial_log_density(x):
+            return self.initial(params).log_prob(x)
+
+        def sample_transition(key, t, x_prev):
+            return self.transition(params, t, x_prev).sample(key)
+
+        def transition_log_density(t, x_prev, x):
+            return self.transition(params, t, x_prev).log_prob(x)
+
+        def emission_log_weight(t, x):
+            return masked_log_prob(self.emission(params, t, x), ys[t])
+
+        return FeynmanKac(
+            sample_initial=sample_initial,
+            initial_log_density=initial_log_density,
+            sample_transition=sample_transition,
+            transition_log_density=transition_log_density,
+            emission_log_weight=emission_log_weight,
+            num_steps=int(ys.shape[0]),
+        )
+
+
+def merge_time_sites(values: Mapping[str, Any], *, time_axis: int) -> dict:
+    """Join ``name_init`` (no time axis) and ``name_rest`` (time at ``time_axis``) into ``name``.
+
+    Used on pointwise log-likelihoods and posterior samples of :meth:`StateSpaceModel.model`,
+    so that users see one ``y`` (or ``x``) with a time dimension.
+    """
+    out = dict(values)
+    for key in list(values):
+        if key.endswith("_init") and key[:-5] + "_rest" in values:
+            base = key[:-5]
+            first = jnp.expand_dims(jnp.asarray(values[key]), time_axis)
+            rest = jnp.asarray(values[base + "_rest"])
+            out[base] = jnp.concatenate([first, rest], axis=time_axis)
+            del out[key], out[base + "_rest"]
+    return out
+
+
+def _take_time(ys, t, batched):
+    return ys[:, t] if batched else ys[t]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for recovery checks (read an InferenceData's posterior; no diagnostics import)
+# --------------------------------------------------------------------------------------------
+
+
+def posterior_draws(idata, var: str) -> np.ndarray:
+    """All posterior draws of ``var`` flattened over (chain, draw): shape ``(n, *var_shape)``."""
+    if var not in idata.posterior:
+        raise KeyError(f"var: {var!r} is not in the posterior; have {sorted(idata.posterior.data_vars)}")
+    values = np.asarray(idata.posterior[var].values)
+    return values.reshape((-1,) + values.shape[2:])
+
+
+def interval_covers(idata, var: str, truth, prob: float = 0.9) -> tuple[bool, float, float]:
+    """Whether the central ``prob`` interval of ``var`` covers ``truth`` (all elements)."""
+    draws = posterior_draws(idata, var)
+    lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    truth = np.asarray(truth)
+    return bool(np.all((lo <= truth) & (truth <= hi))), lo, hi
+
+
+def check_covers(idata, var: str, truth, prob: float = 0.9) -> Check:
+    """A :class:`Check` that the central ``prob`` interval of ``var`` covers ``truth``."""
+    ok, lo, hi = interval_covers(idata, var, truth, prob)
+    return Check(
+        name=f"{int(prob * 100)}% interval of {var} covers truth",
+        passed=ok,
+        value=float(np.mean(np.asarray(truth))),
+        target=f"[{np.round(lo, 4).tolist()}, {np.round(hi, 4).tolist()}] ∋ {np.round(np.asarray(truth), 4).tolist()}",
+    )
+
+
+def check_close(idata, var: str, truth, tol: float, *, relative: bool = False) -> Check:
+    """A :class:`Check` that ``|E[var] - truth| < tol`` (or relative error < tol), max over elements."""
+    mean = posterior_draws(idata, var).mean(axis=0)
+    truth = np.asarray(truth)
+    err = np.abs(mean - truth)
+    if relative:
+        err = err / np.abs(truth)
+    worst = float(np.max(err))
+    kind = "relative error" if relative else "|E - truth|"
+    return Check(
+        name=f"posterior mean of {var} close to truth",
+        passed=worst < tol,
+        value=worst,
+        target=f"{kind} < {tol}",
+        detail=f"E[{var}] = {np.round(mean, 4).tolist()}, truth = {np.round(truth, 4).tolist()}",
+    )
