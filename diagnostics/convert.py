@@ -147,8 +147,8 @@ def to_inference_data(
         observed_data, constant_data: arrays without chain/draw axes.
         dims: dimension names per variable (excluding chain and draw), shared by all groups.
         coords: coordinate values per dimension name.
-        attrs: attributes stored on every group (method, seed, entry name, ...), values must be
-            netCDF-storable (str, numbers).
+        attrs: attributes (method, seed, entry name, ...) stored on the InferenceData itself
+            (``idata.attrs``) and on every group; values must be netCDF-storable (str, numbers).
     """
     groups: dict[str, Any] = {}
     sampled_inputs = {
@@ -173,7 +173,7 @@ def to_inference_data(
             groups[group] = _dataset(group, arrays, dims, coords, attrs, sampled=False)
     if not groups:
         raise ValueError("to_inference_data: no group given; pass at least posterior=...")
-    return az.InferenceData(**groups)
+    return az.InferenceData(attrs=dict(attrs or {}), **groups)
 
 
 def write_netcdf(idata: az.InferenceData, path: str | os.PathLike) -> str:

@@ -40,7 +40,6 @@ __all__ = [
     "StateSpaceModel",
     "FeynmanKac",
     "masked_log_prob",
-    "merge_time_sites",
     "posterior_draws",
     "interval_covers",
     "check_covers",
@@ -250,7 +249,7 @@ class StateSpaceModel:
         Sites: the prior's parameter sites; ``x_init``/``y_init`` (t=0) and ``x_rest``/``y_rest``
         (t=1..T-1, inside ``scan``; NaN observations masked), and the deterministic ``x`` = full
         path ``(T, *state)`` (``(S, T, *state)`` for S sequences) and, for the prior
-        predictive, ``y``. :func:`merge_time_sites` joins ``*_init``/``*_rest`` arrays.
+        predictive, ``y``. Backends join ``*_init``/``*_rest`` arrays into one time axis.
         With several sequences ``(S, T, ...)`` a plate ``series`` wraps the latent path.
         """
         params = self.prior()
@@ -398,23 +397,6 @@ class StateSpaceModel:
         )
 
 
-def merge_time_sites(values: Mapping[str, Any], *, time_axis: int) -> dict:
-    """Join ``name_init`` (no time axis) and ``name_rest`` (time at ``time_axis``) into ``name``.
-
-    Used on pointwise log-likelihoods and posterior samples of :meth:`StateSpaceModel.model`,
-    so that users see one ``y`` (or ``x``) with a time dimension.
-    """
-    out = dict(values)
-    for key in list(values):
-        if key.endswith("_init") and key[:-5] + "_rest" in values:
-            base = key[:-5]
-            first = jnp.expand_dims(jnp.asarray(values[key]), time_axis)
-            rest = jnp.asarray(values[base + "_rest"])
-            out[base] = jnp.concatenate([first, rest], axis=time_axis)
-            del out[key], out[base + "_rest"]
-    return out
-
-
 def _take_time(ys, t, batched):
     return ys[:, t] if batched else ys[t]
 
@@ -432,22 +414,31 @@ def posterior_draws(idata, var: str) -> np.ndarray:
     return values.reshape((-1,) + values.shape[2:])
 
 
-def interval_covers(idata, var: str, truth, prob: float = 0.9) -> tuple[bool, float, float]:
-    """Whether the central ``prob`` interval of ``var`` covers ``truth`` (all elements)."""
+def interval_covers(idata, var: str, truth, prob: float = 0.9) -> tuple[bool, np.ndarray, np.ndarray]:
+    """Whether central intervals of ``var`` cover ``truth`` jointly with probability ``prob``.
+
+    For a variable with ``n`` elements each element gets a central interval of level
+    ``1 - (1 - prob) / n`` (Bonferroni), so that under a calibrated posterior all ``n`` elements
+    are covered together with probability at least ``prob``; for a scalar this is the plain
+    central ``prob`` interval.
+    """
     draws = posterior_draws(idata, var)
-    lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     truth = np.asarray(truth)
+    n = max(int(np.prod(draws.shape[1:])), 1)
+    level = 1 - (1 - prob) / n
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return bool(np.all((lo <= truth) & (truth <= hi))), lo, hi
 
 
 def check_covers(idata, var: str, truth, prob: float = 0.9) -> Check:
-    """A :class:`Check` that the central ``prob`` interval of ``var`` covers ``truth``."""
+    """A :class:`Check` that the joint ``prob`` intervals of ``var`` cover ``truth`` (see above)."""
     ok, lo, hi = interval_covers(idata, var, truth, prob)
     return Check(
-        name=f"{int(prob * 100)}% interval of {var} covers truth",
+        name=f"{int(round(prob * 100))}% interval of {var} covers truth",
         passed=ok,
         value=float(np.mean(np.asarray(truth))),
         target=f"[{np.round(lo, 4).tolist()}, {np.round(hi, 4).tolist()}] ∋ {np.round(np.asarray(truth), 4).tolist()}",
+        detail="element-wise Bonferroni levels, joint coverage >= the stated level" if np.size(truth) > 1 else "",
     )
 
 

@@ -1,0 +1,535 @@
+"""A self-contained HTML (and Markdown) report of one run or several.
+
+The report is a list of :class:`Section` objects, each built by one small function
+(:func:`header_section`, :func:`verdict_section`, :func:`summary_section`,
+:func:`plots_section`, :func:`predictive_section`, :func:`particle_section`,
+:func:`pareto_section`, :func:`recovery_section`, :func:`overview_section`), rendered by
+:func:`render_html` / :func:`render_markdown`. A new kind of content (model comparison, SBC, LFO)
+is one more function returning a :class:`Section`, handed to :func:`write_report` through
+``extra_sections``; nothing else changes.
+
+The HTML inlines its CSS and its figures (base64 PNG), so one file can be mailed or archived.
+The Markdown variant carries the tables only (figures are in the HTML). Files are written
+atomically: a temporary file in the same folder, then ``os.replace``, so a crash leaves the
+previous report untouched.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import arviz as az
+import numpy as np
+
+from .checks import STATUSES, Verdict, overall, run_attrs, run_checks
+
+__all__ = [
+    "Section",
+    "write_report",
+    "run_sections",
+    "overview_section",
+    "header_section",
+    "verdict_section",
+    "summary_section",
+    "plots_section",
+    "predictive_section",
+    "particle_section",
+    "pareto_section",
+    "recovery_section",
+    "render_html",
+    "render_markdown",
+    "html_table",
+    "markdown_table",
+    "image_html",
+]
+
+_HEADER_ATTRS = ("entry", "method", "seed", "config")
+
+
+class Section(NamedTuple):
+    """A piece of the report.
+
+    Attributes:
+        title: heading text.
+        html: the body as HTML (already escaped; no heading).
+        markdown: the body as Markdown (no heading); ``None`` leaves the section out of the
+            Markdown report (figure-only sections).
+        level: heading level (2 for top-level sections, 3 inside a run).
+    """
+
+    title: str
+    html: str
+    markdown: str | None
+    level: int = 2
+
+
+# --------------------------------------------------------------------------------------------
+# small renderers
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    """Numbers to 4 significant digits (``-`` for NaN/None); anything else as text."""
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if math.isnan(value):
+            return "-"
+        if value == 0 or 1e-3 <= abs(value) < 1e6:
+            return f"{value:.4g}"
+        return f"{value:.3e}"
+    return str(value)
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+               row_classes: Sequence[str] | None = None) -> str:
+    """An HTML table; cells are formatted with 4 significant digits and escaped."""
+    out = ["<table>", "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{_esc(row_classes[i])}"' if row_classes and row_classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{_esc(_fmt(c))}</td>" for c in row) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
+    def cell(value: Any) -> str:
+        return _fmt(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def image_html(fig, alt: str) -> str:
+    """An ``<img>`` with the figure inlined as a base64 PNG."""
+    from .plots import figure_to_base64_png
+
+    return (f'<img alt="{_esc(alt)}" src="data:image/png;base64,{figure_to_base64_png(fig)}">')
+
+
+def _badge(status: str) -> str:
+    text = {"ok": "OK", "warn": "WARN", "fail": "FAIL", "pass": "PASS"}.get(status, status.upper())
+    return f'<span class="badge {_esc(status)}">{_esc(text)}</span>'
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
+h2 { border-bottom: 1px solid #bbb; margin-top: 2em; }
+h3 { margin-top: 1.5em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+tr.ok td:first-child { background: #e3f4e3; }
+tr.warn td { background: #fff4d6; }
+tr.fail td { background: #fbdada; font-weight: bold; }
+tr.pass td:first-child { background: #e3f4e3; }
+.badge { display: inline-block; padding: 2px 10px; border-radius: 4px; font-weight: bold;
+         color: white; }
+.badge.ok, .badge.pass { background: #2e7d32; }
+.badge.warn { background: #b26a00; }
+.badge.fail { background: #c62828; font-size: 1.2em; }
+img { max-width: 100%; display: block; margin: .5em 0; }
+.note { color: #666; font-size: 0.85em; }
+"""
+
+
+def render_html(title: str, sections: Sequence[Section]) -> str:
+    """The whole HTML document: inline CSS, the title, then each section under its heading."""
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+             f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+             f"<h1>{_esc(title)}</h1>"]
+    for section in sections:
+        level = min(max(int(section.level), 2), 6)
+        parts.append(f"<h{level}>{_esc(section.title)}</h{level}>")
+        parts.append(section.html)
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def render_markdown(title: str, sections: Sequence[Section]) -> str:
+    """The Markdown document: tables and text of each section that has Markdown."""
+    parts = [f"# {title}", "", "_Figures are in the HTML report._", ""]
+    for section in sections:
+        if section.markdown is None:
+            continue
+        level = min(max(int(section.level), 2), 6)
+        parts += ["#" * level + " " + section.title, "", section.markdown, ""]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+
+
+def _run_attrs(idata: az.InferenceData) -> dict[str, Any]:
+    attrs = run_attrs(idata)
+    if not attrs:
+        for group in idata.groups():
+            if idata[group].attrs:
+                return dict(idata[group].attrs)
+    return attrs
+
+
+def _shape_text(idata: az.InferenceData) -> str:
+    if "posterior" not in idata.groups():
+        return "no posterior"
+    sizes = idata.posterior.sizes
+    return f"{sizes.get('chain', 1)} chain(s) x {sizes.get('draw', 1)} draws"
+
+
+def header_section(label: str, idata: az.InferenceData, *, level: int = 2) -> Section:
+    """Run attributes (entry, method, seed, config first, then the rest), groups and sizes."""
+    attrs = _run_attrs(idata)
+    keys = [k for k in _HEADER_ATTRS if k in attrs]
+    keys += sorted(k for k in attrs if k not in _HEADER_ATTRS and not str(k).startswith("_"))
+    rows = [(k, _truncate(attrs[k])) for k in keys]
+    rows.append(("draws", _shape_text(idata)))
+    rows.append(("groups", ", ".join(idata.groups())))
+    return Section(f"Run: {label}", html_table(("attribute", "value"), rows),
+                   markdown_table(("attribute", "value"), rows), level)
+
+
+def _truncate(value: Any, limit: int = 300) -> str:
+    text = _fmt(value) if not isinstance(value, np.ndarray) else np.array2string(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def verdict_section(verdicts: Sequence[Verdict], *, level: int = 3,
+                    title: str = "Convergence verdicts") -> Section:
+    """The verdict table, rows coloured by status, with the overall status as a badge."""
+    verdicts = list(verdicts)
+    status = overall(verdicts)
+    counts = {s: sum(v.status == s for v in verdicts) for s in STATUSES}
+    summary = f"{counts['fail']} fail, {counts['warn']} warn, {counts['ok']} ok"
+    header = ("status", "check", "value", "threshold", "message")
+    rows = [(v.status.upper(), v.name, v.value, v.threshold, v.message) for v in verdicts]
+    body = (f"<p>overall: {_badge(status)} ({_esc(summary)})</p>"
+            + html_table(header, rows, [v.status for v in verdicts]))
+    if not verdicts:
+        body += '<p class="note">nothing was checked</p>'
+    markdown = f"**overall: {status.upper()}** ({summary})\n\n" + markdown_table(header, rows)
+    return Section(title, body, markdown, level)
+
+
+def summary_section(idata: az.InferenceData, *, max_rows: int = 30, level: int = 3) -> Section:
+    """``az.summary`` of the non-path posterior variables (at most ``max_rows`` rows), and for
+    each latent path its size, worst R-hat and smallest bulk ESS with their elements."""
+    from .plots import path_variables
+
+    if max_rows < 1:
+        raise ValueError(f"max_rows: expected a positive integer, got {max_rows}")
+    if "posterior" not in idata.groups():
+        return Section("Posterior summary", '<p class="note">no posterior group</p>',
+                       "no posterior group", level)
+    posterior = idata.posterior
+    paths = path_variables(idata)
+    scalars = [v for v in posterior.data_vars if v not in paths]
+    html_parts, md_parts = [], []
+    if scalars:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            frame = az.summary(idata, var_names=scalars, round_to="none")
+        columns = list(frame.columns)
+        rows = [(index, *[frame.loc[index, c] for c in columns]) for index in frame.index]
+        omitted = max(len(rows) - max_rows, 0)
+        rows = rows[:max_rows]
+        header = ("parameter", *columns)
+        html_parts.append(html_table(header, rows))
+        md_parts.append(markdown_table(header, rows))
+        if omitted:
+            note = f"{omitted} more row(s) omitted"
+            html_parts.append(f'<p class="note">{_esc(note)}</p>')
+            md_parts.append(f"_{note}_")
+    if paths:
+        rows = [_path_row(idata, var) for var in paths]
+        header = ("latent path", "shape", "mean range", "max R-hat", "at", "min ESS bulk", "at")
+        html_parts.append("<p>Latent paths (worst elements):</p>" + html_table(header, rows))
+        md_parts.append("Latent paths (worst elements):\n\n" + markdown_table(header, rows))
+    if not html_parts:
+        html_parts, md_parts = ['<p class="note">empty posterior</p>'], ["empty posterior"]
+    return Section("Posterior summary", "\n".join(html_parts), "\n\n".join(md_parts), level)
+
+
+def _path_row(idata, var: str) -> tuple:
+    from .checks import _label_at, _stats_quietly
+
+    da = idata.posterior[var]
+    shape = tuple(int(n) for n in da.shape[2:])
+    values = np.asarray(da.values, dtype=float)
+    with np.errstate(all="ignore"):
+        means = np.nanmean(values, axis=(0, 1))
+    mean_range = (f"{_fmt(np.nanmin(means))} .. {_fmt(np.nanmax(means))}"
+                  if np.any(np.isfinite(means)) else "-")
+    rhat_value = rhat_at = ess_value = ess_at = None
+    chains, draws = da.sizes["chain"], da.sizes["draw"]
+    spread = np.nanstd(values, axis=(0, 1)) if np.all(np.isfinite(values)) else None
+    if spread is not None and draws >= 4:
+        live = spread > 0
+        ds = da.to_dataset(name=var)
+        ess = np.where(live, np.asarray(_stats_quietly(az.ess, ds)[var].values, dtype=float), np.nan)
+        if np.any(np.isfinite(ess)):
+            index = np.unravel_index(np.nanargmin(ess), ess.shape)
+            ess_value, ess_at = ess[index], _label_at(da, var, tuple(int(i) for i in index))
+        if chains >= 2:
+            rhat = np.where(live, np.asarray(_stats_quietly(az.rhat, ds)[var].values, dtype=float),
+                            np.nan)
+            if np.any(np.isfinite(rhat)):
+                index = np.unravel_index(np.nanargmax(rhat), rhat.shape)
+                rhat_value, rhat_at = rhat[index], _label_at(da, var, tuple(int(i) for i in index))
+    return (var, "x".join(map(str, shape)), mean_range, rhat_value, rhat_at or "-", ess_value,
+            ess_at or "-")
+
+
+def _figure_block(title: str, build) -> str:
+    """One figure as HTML; a plotting error is shown in the report instead of aborting it."""
+    try:
+        fig = build()
+    except (KeyError, ValueError, TypeError, IndexError) as error:
+        return f'<p class="note">{_esc(title)}: not drawn ({_esc(error)})</p>'
+    return f"<p>{_esc(title)}</p>" + image_html(fig, title)
+
+
+def plots_section(idata: az.InferenceData, *, truth: Mapping[str, Any] | None = None,
+                  max_elements: int = 6, level: int = 3) -> Section:
+    """Trace and rank plots of the scalar parameters, posterior densities (truth as red lines),
+    and posterior bands of latent paths."""
+    from . import plots
+
+    if "posterior" not in idata.groups():
+        return Section("Posterior plots", '<p class="note">no posterior group</p>', None, level)
+    blocks = [
+        _figure_block("Trace", lambda: plots.plot_trace(idata, max_elements=max_elements)),
+        _figure_block("Rank plots", lambda: plots.plot_rank(idata, max_elements=max_elements)),
+        _figure_block("Posterior densities" + (" (red: truth)" if truth else ""),
+                      lambda: plots.plot_posterior(idata, truth=truth, max_elements=max_elements)),
+    ]
+    if plots.path_variables(idata):
+        blocks.append(_figure_block("Latent paths" + (" (red: truth)" if truth else ""),
+                                    lambda: plots.plot_paths(idata, truth=truth)))
+    return Section("Posterior plots", "\n".join(blocks), None, level)
+
+
+def predictive_section(idata: az.InferenceData, *, level: int = 3) -> Section | None:
+    """Posterior predictive against the observed data; None without both groups."""
+    from . import plots
+
+    groups = idata.groups()
+    if "posterior_predictive" not in groups or "observed_data" not in groups:
+        return None
+    return Section("Posterior predictive vs data",
+                   _figure_block("Posterior predictive (bands) and observed data (points)",
+                                 lambda: plots.plot_ppc(idata)), None, level)
+
+
+def particle_section(idata: az.InferenceData, *, level: int = 3) -> Section | None:
+    """ESS per filter step for particle runs; None without ``sample_stats["ess"]``."""
+    from . import plots
+
+    if "sample_stats" not in idata.groups() or "ess" not in idata.sample_stats:
+        return None
+    return Section("Particle filter ESS",
+                   _figure_block("Effective sample size per step",
+                                 lambda: plots.plot_particle_ess(idata)), None, level)
+
+
+def pareto_section(idata: az.InferenceData, *, level: int = 3) -> Section | None:
+    """Pareto k of PSIS-LOO per observation; None without a log_likelihood group."""
+    from . import plots
+
+    if "log_likelihood" not in idata.groups():
+        return None
+    return Section("PSIS-LOO Pareto k",
+                   _figure_block("Pareto k per observation", lambda: plots.plot_pareto_k(idata)),
+                   None, level)
+
+
+def _check_fields(check: Any, position: int) -> tuple[str, bool, Any, str, str]:
+    missing = [a for a in ("name", "passed", "value", "target") if not hasattr(check, a)]
+    if missing:
+        raise TypeError(f"recovery[{position}]: expected a check-like record with attributes "
+                        f"name, passed, value, target (detail optional); missing {missing}")
+    return (str(check.name), bool(check.passed), check.value, str(check.target),
+            str(getattr(check, "detail", "") or ""))
+
+
+def recovery_section(recovery: Any, *, level: int = 2) -> Section:
+    """The recovery table (PASS/FAIL per check) and the overall verdict.
+
+    ``recovery`` is a list of check-like records (``name, passed, value, target, detail``) or a
+    :class:`diagnostics.recovery.RecoveryResult` (whose ``passed`` also requires the
+    convergence verdicts not to fail).
+    """
+    checks = recovery.checks if hasattr(recovery, "checks") else recovery
+    fields = [_check_fields(c, i) for i, c in enumerate(checks)]
+    checks_passed = bool(fields) and all(f[1] for f in fields)
+    passed = bool(getattr(recovery, "passed", checks_passed))
+    count = sum(f[1] for f in fields)
+    summary = f"{count} of {len(fields)} check(s) passed"
+    if checks_passed and not passed:
+        summary += "; convergence diagnostics failed, so the recovery is not trusted"
+    if not fields:
+        summary = "no checks were given"
+    header = ("result", "check", "value", "target", "detail")
+    rows = [("PASS" if f[1] else "FAIL", f[0], f[2], f[3], f[4]) for f in fields]
+    body = (f"<p>recovery: {_badge('pass' if passed else 'fail')} ({_esc(summary)})</p>"
+            + html_table(header, rows, ["pass" if f[1] else "fail" for f in fields]))
+    markdown = (f"**recovery: {'PASS' if passed else 'FAIL'}** ({summary})\n\n"
+                + markdown_table(header, rows))
+    return Section("Recovery", body, markdown, level)
+
+
+def overview_section(runs: Mapping[str, az.InferenceData],
+                     verdicts: Mapping[str, Sequence[Verdict]], *, level: int = 2) -> Section:
+    """One row per run: label, method, entry, sizes and overall convergence status."""
+    header = ("run", "entry", "method", "draws", "overall", "fail", "warn")
+    rows, classes = [], []
+    for label, idata in runs.items():
+        attrs = _run_attrs(idata)
+        status = overall(verdicts[label])
+        rows.append((label, attrs.get("entry", "-"), attrs.get("method", "-"),
+                     _shape_text(idata), status.upper(),
+                     sum(v.status == "fail" for v in verdicts[label]),
+                     sum(v.status == "warn" for v in verdicts[label])))
+        classes.append(status)
+    return Section("Overview", html_table(header, rows, classes), markdown_table(header, rows),
+                   level)
+
+
+def run_sections(label: str, idata: az.InferenceData, *, verdicts: Sequence[Verdict],
+                 truth: Mapping[str, Any] | None = None) -> list[Section]:
+    """Every section of one run, in report order (absent groups give no section)."""
+    sections = [
+        header_section(label, idata, level=2),
+        verdict_section(verdicts, level=3),
+        summary_section(idata, level=3),
+        plots_section(idata, truth=truth, level=3),
+        predictive_section(idata, level=3),
+        particle_section(idata, level=3),
+        pareto_section(idata, level=3),
+    ]
+    return [s for s in sections if s is not None]
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def _write_text(handle, text: str) -> None:
+    handle.write(text)
+
+
+def _atomic_write_text(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    descriptor, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                                       dir=folder)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            _write_text(handle, text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _normalise_runs(runs) -> dict[str, az.InferenceData]:
+    if isinstance(runs, az.InferenceData):
+        attrs = _run_attrs(runs)
+        label = str(attrs.get("entry") or attrs.get("method") or "run")
+        return {label: runs}
+    if not isinstance(runs, Mapping) or not runs:
+        raise TypeError(f"runs: expected an InferenceData or a non-empty {{label: InferenceData}} "
+                        f"mapping, got {type(runs).__name__}")
+    out = {}
+    for label, idata in runs.items():
+        if not isinstance(label, str):
+            raise TypeError(f"runs: labels must be strings, got {label!r}")
+        if not isinstance(idata, az.InferenceData):
+            raise TypeError(f"runs[{label!r}]: expected an InferenceData, got "
+                            f"{type(idata).__name__}")
+        out[label] = idata
+    return out
+
+
+def _normalise_verdicts(verdicts, runs: Mapping[str, az.InferenceData]):
+    if verdicts is None:
+        return {label: run_checks(idata) for label, idata in runs.items()}
+    if isinstance(verdicts, Mapping):
+        missing = [label for label in runs if label not in verdicts]
+        if missing:
+            raise KeyError(f"verdicts: no verdicts for run(s) {missing}; have {list(verdicts)}")
+        return {label: list(verdicts[label]) for label in runs}
+    if len(runs) != 1:
+        raise TypeError("verdicts: with several runs pass a {label: list[Verdict]} mapping")
+    return {next(iter(runs)): list(verdicts)}
+
+
+def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_path=None,
+                 verdicts=None, truth: Mapping[str, Any] | None = None,
+                 extra_sections: Sequence[Section] = ()) -> str:
+    """Write a self-contained HTML report (and optionally Markdown) of one or several runs.
+
+    Args:
+        runs: an ``InferenceData`` or ``{label: InferenceData}``.
+        html_path: where the HTML goes (written atomically).
+        title: the page title (default from the run labels).
+        recovery: check-like records (``name, passed, value, target, detail``) or a
+            ``RecoveryResult``; adds the recovery table with its overall PASS/FAIL (and the
+            result's truth as red lines, unless ``truth`` is given).
+        markdown_path: where the Markdown variant goes (tables only), if wanted.
+        verdicts: precomputed verdicts, a list (one run) or ``{label: list}``; default
+            :func:`diagnostics.checks.run_checks` of each run.
+        truth: ``{variable: true value}`` drawn on the posterior plots.
+        extra_sections: further :class:`Section` objects (model comparison, SBC, ...) placed
+            after the overview and recovery, before the per-run sections.
+
+    Returns:
+        ``html_path`` as a string.
+    """
+    runs = _normalise_runs(runs)
+    verdicts = _normalise_verdicts(verdicts, runs)
+    if truth is None and recovery is not None and hasattr(recovery, "truth"):
+        truth = recovery.truth
+    if truth is not None and not isinstance(truth, Mapping):
+        raise TypeError(f"truth: expected a {{variable: value}} mapping, got {type(truth).__name__}")
+    for i, section in enumerate(extra_sections):
+        if not isinstance(section, Section):
+            raise TypeError(f"extra_sections[{i}]: expected a Section, got {type(section).__name__}")
+    title = title or "Report: " + ", ".join(runs)
+    sections = [overview_section(runs, verdicts)]
+    if recovery is not None:
+        sections.append(recovery_section(recovery))
+    sections += list(extra_sections)
+    for label, idata in runs.items():
+        sections += run_sections(label, idata, verdicts=verdicts[label], truth=truth)
+    html_path = os.fspath(html_path)
+    html_text = render_html(title, sections)
+    markdown_text = render_markdown(title, sections) if markdown_path is not None else None
+    _atomic_write_text(html_path, html_text)
+    if markdown_text is not None:
+        _atomic_write_text(os.fspath(markdown_path), markdown_text)
+    return html_path

@@ -1,0 +1,561 @@
+"""Bootstrap and guided particle filters on Feynman–Kac adapters; conditional SMC is the same step.
+
+The model is consumed through the per-particle adapters of ``inference.types.FeynmanKacModel``
+(``zoo.core.FeynmanKac``): ``sample_initial``, ``initial_log_density``, ``sample_transition``,
+``transition_log_density``, ``emission_log_weight`` (0 at missing observations) and
+``num_steps``. Everything here acts on one sequence; batch over sequences, replicates or chains
+with ``vmap`` outside.
+
+Filter (Chopin & Papaspiliopoulos 2020, Alg. 10.1–10.3), with normalised weights ``W_{t-1}``::
+
+    resample?   r_t = [ESS(W_{t-1}) < ess_threshold * N]   (always when ess_threshold >= 1)
+    ancestors   a_t ~ resampler(W_{t-1})  if r_t,  else  a_t^i = i
+    base        log ŵ_{t-1}^i = -log N    if r_t,  else  log W_{t-1}^{a_t^i}
+    move        x_t^i ~ q_t(. | x_{t-1}^{a_t^i})               (bootstrap: q_t = f_t)
+    weight      log G_t^i = log g_t(y_t | x_t^i) + log f_t(x_t^i | x_{t-1}^{a^i}) - log q_t(x_t^i | .)
+    increment   log ℓ_t = logsumexp_i(log ŵ^i + log G_t^i);   log Ẑ_t = log Ẑ_{t-1} + log ℓ_t
+    normalise   log W_t^i = log ŵ^i + log G_t^i - log ℓ_t
+
+and at ``t = 0``: ``x_0^i ~ q_0``, ``log G_0 = log g_0 + log p_0 - log q_0``, ``log ℓ_0 =
+logsumexp(log G_0) - log N``. ``Ẑ = exp(sum_t log ℓ_t)`` is an unbiased estimate of ``p(y_{0:T-1})``.
+
+Conditional SMC (Andrieu, Doucet & Holenstein 2010). Pass a :class:`Reference`: particle
+``N - 1`` is set to the reference state, and its ancestor to ``Reference.ancestor`` (given from
+outside: ``N - 1`` for plain CSMC, an ancestor-sampling draw for CSMC-AS; see
+``inference.particle.csmc``); the other ``N - 1`` ancestors are drawn with
+``resampler(key, W, N - 1)``. The conditional kernel is exact for i.i.d. (multinomial) draws of
+the free ancestors, which is what ``inference.particle.csmc`` uses.
+
+Public API: :class:`Proposal`, :class:`Reference`, :class:`FilterState`, :class:`StepInfo`,
+:class:`FilterOutput`, :func:`init`, :func:`step`, :func:`resample`, :func:`run`,
+:func:`weighted_moments`, :func:`run_filter`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inference.particle import resampling as _resampling
+from inference.types import Array, FeynmanKacModel, PRNGKey, Target
+
+__all__ = [
+    "Proposal",
+    "Reference",
+    "FilterState",
+    "StepInfo",
+    "FilterOutput",
+    "init",
+    "step",
+    "resample",
+    "run",
+    "weighted_moments",
+    "run_filter",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# States and infos
+# --------------------------------------------------------------------------------------------
+
+
+class Proposal(NamedTuple):
+    """A guided proposal, for ONE particle: distribution-returning functions.
+
+    initial: ``initial() -> Distribution`` over ``x_0`` (event shape = state shape).
+    transition: ``transition(t, x_prev) -> Distribution`` over ``x_t`` (``t`` traced int).
+    Both may close over the observations and the parameters.
+    """
+
+    initial: Callable[[], Any]
+    transition: Callable[[Array, Any], Any]
+
+
+class Reference(NamedTuple):
+    """The pinned particle of conditional SMC at one time step.
+
+    state: the reference state ``x*_t`` (one particle; becomes particle ``N - 1``).
+    ancestor: int scalar, the ancestor index of particle ``N - 1`` (ignored at ``t = 0``, and
+        replaced by ``N - 1`` when the step does not resample).
+    """
+
+    state: Any
+    ancestor: Array
+
+
+class FilterState(NamedTuple):
+    """Particle system after weighting at time ``t``.
+
+    particles: ``(N, *state_shape)`` (any pytree with leading axis N).
+    log_weights: ``(N,)`` normalised log-weights (``logsumexp == 0``).
+    log_evidence: scalar ``log Ẑ_{0:t}``.
+    t: int scalar, the time index of ``particles``.
+    """
+
+    particles: Any
+    log_weights: Array
+    log_evidence: Array
+    t: Array
+
+
+class StepInfo(NamedTuple):
+    """What one step did.
+
+    ancestors: ``(N,)`` int32, ``a_t`` (identity at ``t = 0`` and when not resampled).
+    resampled: bool scalar, whether ``a_t`` came from the resampler.
+    ess: ESS of the weights ``W_t`` after this step's weighting, in ``[1, N]``.
+    log_likelihood_increment: ``log ℓ_t`` (an estimate of ``log p(y_t | y_{0:t-1})``).
+    """
+
+    ancestors: Array
+    resampled: Array
+    ess: Array
+    log_likelihood_increment: Array
+
+
+class FilterOutput(NamedTuple):
+    """A whole filtering pass (``T`` steps).
+
+    log_evidence: scalar ``log Ẑ``.
+    log_likelihood_increments: ``(T,)``; they sum to ``log_evidence``.
+    filtering_mean, filtering_var: ``(T, *f_shape)`` weighted mean and variance of ``test_fn(x_t)``.
+    ess: ``(T,)``; resampled: ``(T,)`` bool.
+    final_state: :class:`FilterState` at ``t = T - 1``.
+    particles: ``(T, N, *state_shape)`` or None; ancestors: ``(T, N)`` or None;
+    log_weights: ``(T, N)`` normalised, or None (only with ``keep_paths=True``).
+    """
+
+    log_evidence: Array
+    log_likelihood_increments: Array
+    filtering_mean: Array
+    filtering_var: Array
+    ess: Array
+    resampled: Array
+    final_state: FilterState
+    particles: Any = None
+    ancestors: Array | None = None
+    log_weights: Array | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces of one step
+# --------------------------------------------------------------------------------------------
+
+
+def _num_particles(particles) -> int:
+    return jax.tree.leaves(particles)[0].shape[0]
+
+
+def _pin(particles, state):
+    """Set particle ``N - 1`` to ``state`` (pytree-wise)."""
+    return jax.tree.map(lambda a, r: a.at[-1].set(r), particles, state)
+
+
+def _gather(particles, indices):
+    return jax.tree.map(lambda a: a[indices], particles)
+
+
+def _normalise(log_weights_unnorm: Array) -> tuple[Array, Array]:
+    """``(log W, logsumexp)``; NaN weights count as ``-inf``; all ``-inf`` gives uniform ``W``."""
+    lw = jnp.where(jnp.isnan(log_weights_unnorm), -jnp.inf, log_weights_unnorm)
+    total = jax.nn.logsumexp(lw)
+    n = lw.shape[0]
+    normed = jnp.where(jnp.isfinite(total), lw - total, -math.log(n))
+    return normed, total
+
+
+def resample(key: PRNGKey, log_weights: Array, *, resampler: _resampling.Resampler,
+             ess_threshold: float | Array, pinned_ancestor: Array | None = None
+             ) -> tuple[Array, Array, Array]:
+    """Adaptive resampling of normalised ``log_weights`` ``(N,)``.
+
+    Resamples when ``ESS < ess_threshold * N`` (always when ``ess_threshold >= 1``, never when
+    it is 0). With ``pinned_ancestor`` (conditional SMC) the ``N - 1`` free ancestors are drawn
+    with ``resampler(key, W, N - 1)`` and ancestor ``N - 1`` is ``pinned_ancestor`` (``N - 1``
+    when not resampling).
+
+    Returns:
+        ancestors ``(N,)`` int32, base log-weights ``(N,)`` (``-log N`` if resampled, else the
+        input), resampled (bool scalar).
+    """
+    n = log_weights.shape[0]
+    ess = _resampling.ess(log_weights)
+    do_resample = (ess_threshold >= 1.0) | (ess < ess_threshold * n)
+    identity = jnp.arange(n, dtype=jnp.int32)
+
+    def draw(k):
+        if pinned_ancestor is None:
+            return resampler(k, log_weights, n).astype(jnp.int32)
+        free = resampler(k, log_weights, n - 1).astype(jnp.int32)
+        return jnp.concatenate([free, jnp.asarray(pinned_ancestor, jnp.int32)[None]])
+
+    ancestors = jax.lax.cond(do_resample, draw, lambda k: identity, key)
+    base = jnp.where(do_resample, -math.log(n), log_weights)
+    return ancestors, base, do_resample
+
+
+def _initial_log_weights(fk: FeynmanKacModel, x0, proposal: Proposal | None) -> Array:
+    log_g = jax.vmap(lambda x: fk.emission_log_weight(0, x))(x0)
+    if proposal is None:
+        return log_g
+    log_p = jax.vmap(fk.initial_log_density)(x0)
+    log_q = jax.vmap(lambda x: proposal.initial().log_prob(x))(x0)
+    return log_g + log_p - log_q
+
+
+def _move_log_weights(fk: FeynmanKacModel, t, x_prev, x, proposal: Proposal | None) -> Array:
+    log_g = jax.vmap(lambda xi: fk.emission_log_weight(t, xi))(x)
+    if proposal is None:
+        return log_g
+    log_f = jax.vmap(lambda xp, xi: fk.transition_log_density(t, xp, xi))(x_prev, x)
+    log_q = jax.vmap(lambda xp, xi: proposal.transition(t, xp).log_prob(xi))(x_prev, x)
+    return log_g + log_f - log_q
+
+
+# --------------------------------------------------------------------------------------------
+# init / step
+# --------------------------------------------------------------------------------------------
+
+
+def init(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, proposal: Proposal | None = None,
+         reference: Reference | None = None) -> tuple[FilterState, StepInfo]:
+    """Sample and weight the particles at ``t = 0``.
+
+    ``x_0^i ~ q_0`` (``fk.sample_initial`` or ``proposal.initial()``), ``log G_0^i = log g_0(y_0 |
+    x_0^i) [+ log p_0(x_0^i) - log q_0(x_0^i)]``, ``log ℓ_0 = logsumexp(log G_0) - log N``. With
+    ``reference``, particle ``N - 1`` is ``reference.state``.
+    """
+    num_particles = _check_num_particles(num_particles, conditional=reference is not None)
+    keys = jax.random.split(key, num_particles)
+    if proposal is None:
+        x0 = jax.vmap(fk.sample_initial)(keys)
+    else:
+        x0 = jax.vmap(lambda k: proposal.initial().sample(k))(keys)
+    if reference is not None:
+        x0 = _pin(x0, reference.state)
+    log_w, total = _normalise(_initial_log_weights(fk, x0, proposal))
+    increment = total - math.log(num_particles)
+    state = FilterState(particles=x0, log_weights=log_w, log_evidence=increment,
+                        t=jnp.zeros((), jnp.int32))
+    info = StepInfo(ancestors=jnp.arange(num_particles, dtype=jnp.int32),
+                    resampled=jnp.zeros((), bool), ess=_resampling.ess(log_w),
+                    log_likelihood_increment=increment)
+    return state, info
+
+
+def step(key: PRNGKey, state: FilterState, fk: FeynmanKacModel, *,
+         resampler: _resampling.Resampler = _resampling.systematic, ess_threshold: float | Array = 0.5,
+         proposal: Proposal | None = None, reference: Reference | None = None
+         ) -> tuple[FilterState, StepInfo]:
+    """Move the particle system from ``state.t`` to ``t = state.t + 1`` (resample, move, weight).
+
+    Args:
+        key: PRNG key.
+        state: the system at ``t - 1``.
+        fk: Feynman–Kac adapters of one sequence.
+        resampler: ``(key, log_weights, num_samples) -> indices`` (see ``resampling``).
+        ess_threshold: resample when ``ESS/N < ess_threshold``; ``>= 1``: every step; 0: never.
+        proposal: a guided :class:`Proposal`, or None for the bootstrap proposal ``f_t``.
+        reference: pin particle ``N - 1`` to ``reference.state`` with ancestor
+            ``reference.ancestor`` (conditional SMC).
+
+    Returns:
+        ``(FilterState at t, StepInfo)``.
+    """
+    key_resample, key_move = jax.random.split(key)
+    n = state.log_weights.shape[0]
+    t = state.t + 1
+    ancestors, base, resampled = resample(
+        key_resample, state.log_weights, resampler=resampler, ess_threshold=ess_threshold,
+        pinned_ancestor=None if reference is None else reference.ancestor)
+    x_prev = _gather(state.particles, ancestors)
+    keys = jax.random.split(key_move, n)
+    if proposal is None:
+        x = jax.vmap(lambda k, xp: fk.sample_transition(k, t, xp))(keys, x_prev)
+    else:
+        x = jax.vmap(lambda k, xp: proposal.transition(t, xp).sample(k))(keys, x_prev)
+    if reference is not None:
+        x = _pin(x, reference.state)
+    log_w, total = _normalise(base + _move_log_weights(fk, t, x_prev, x, proposal))
+    new_state = FilterState(particles=x, log_weights=log_w, log_evidence=state.log_evidence + total, t=t)
+    info = StepInfo(ancestors=ancestors, resampled=resampled, ess=_resampling.ess(log_w),
+                    log_likelihood_increment=total)
+    return new_state, info
+
+
+def weighted_moments(log_weights: Array, values: Array) -> tuple[Array, Array]:
+    """Weighted mean and variance ``sum_i W_i f_i``, ``sum_i W_i (f_i - mean)^2`` over axis 0."""
+    w = jnp.exp(log_weights).reshape((-1,) + (1,) * (values.ndim - 1))
+    mean = jnp.sum(w * values, axis=0)
+    var = jnp.sum(w * (values - mean) ** 2, axis=0)
+    return mean, var
+
+
+# --------------------------------------------------------------------------------------------
+# A whole pass
+# --------------------------------------------------------------------------------------------
+
+
+def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
+        resampler: str | _resampling.Resampler = "systematic", ess_threshold: float | Array = 0.5,
+        proposal: Proposal | None = None, test_fn: Callable[[Any], Array] | None = None,
+        keep_paths: bool = False, reference_path: Any = None) -> FilterOutput:
+    """Run the filter over ``t = 0..T-1`` (one ``lax.scan``); memory O(N) unless ``keep_paths``.
+
+    Args:
+        key: PRNG key.
+        fk: Feynman–Kac adapters of one sequence (``fk.num_steps = T``).
+        num_particles: N (Python int).
+        resampler: a name of ``resampling.resamplers()`` or a resampler callable.
+        ess_threshold: resample when ``ESS/N < ess_threshold`` (``>= 1``: every step).
+        proposal: guided :class:`Proposal` or None (bootstrap).
+        test_fn: ``f(x) -> array`` per particle whose filtering mean/variance are returned
+            (default: the state itself).
+        keep_paths: also return particles ``(T, N, ...)``, ancestors ``(T, N)`` and normalised
+            log-weights ``(T, N)`` (for genealogy tracing and backward sampling).
+        reference_path: ``(T, *state_shape)``: run plain conditional SMC with this path pinned at
+            particle ``N - 1`` (its ancestors always ``N - 1``).
+
+    Returns:
+        :class:`FilterOutput`.
+    """
+    resampler = _resampling.get_resampler(resampler)
+    _check_threshold(ess_threshold)
+    num_steps = int(fk.num_steps)
+    if num_steps < 1:
+        raise ValueError(f"fk.num_steps: expected at least one time step, got {num_steps}")
+    test_fn = (lambda x: x) if test_fn is None else test_fn
+    conditional = reference_path is not None
+    num_particles = _check_num_particles(num_particles, conditional=conditional)
+    keys = jax.random.split(key, num_steps)
+    pinned = jnp.asarray(num_particles - 1, jnp.int32)
+
+    def ref_at(t):
+        if not conditional:
+            return None
+        return Reference(state=jax.tree.map(lambda a: a[t], reference_path), ancestor=pinned)
+
+    def record(state, info):
+        mean, var = weighted_moments(state.log_weights, jax.vmap(test_fn)(state.particles))
+        out = (info.log_likelihood_increment, mean, var, info.ess, info.resampled)
+        if keep_paths:
+            out = out + (state.particles, info.ancestors, state.log_weights)
+        return out
+
+    state0, info0 = init(keys[0], fk, num_particles, proposal=proposal, reference=ref_at(0))
+    first = record(state0, info0)
+
+    def body(state, inputs):
+        k, t = inputs
+        state, info = step(k, state, fk, resampler=resampler, ess_threshold=ess_threshold,
+                           proposal=proposal, reference=ref_at(t))
+        return state, record(state, info)
+
+    final, rest = jax.lax.scan(body, state0, (keys[1:], jnp.arange(1, num_steps)))
+    stacked = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
+    incr, mean, var, ess, resampled = stacked[:5]
+    paths = stacked[5:] if keep_paths else (None, None, None)
+    return FilterOutput(log_evidence=final.log_evidence, log_likelihood_increments=incr,
+                        filtering_mean=mean, filtering_var=var, ess=ess, resampled=resampled,
+                        final_state=final, particles=paths[0], ancestors=paths[1],
+                        log_weights=paths[2])
+
+
+def _check_num_particles(num_particles, *, conditional: bool) -> int:
+    low = 2 if conditional else 1
+    if isinstance(num_particles, bool) or not isinstance(num_particles, (int, np.integer)) or num_particles < low:
+        raise ValueError(
+            f"num_particles: expected a Python int >= {low}"
+            f"{' (conditional SMC pins one)' if conditional else ''}, got {num_particles!r}")
+    return int(num_particles)
+
+
+def _check_threshold(ess_threshold) -> None:
+    if isinstance(ess_threshold, jax.core.Tracer):
+        return
+    value = float(np.asarray(ess_threshold))
+    if not (0.0 <= value <= 1.0) or math.isnan(value):
+        raise ValueError(f"ess_threshold: expected a fraction of N in [0, 1], got {ess_threshold!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Runner
+# --------------------------------------------------------------------------------------------
+
+
+def series_fn(ssm, params_fn: Callable[[Any], dict], *, num_particles: int, resampler, ess_threshold,
+              proposal_fn=None, test_fn=None):
+    """``f(key, theta, ys (S, T, ...)) -> FilterOutput`` batched over the S sequences.
+
+    ``params_fn(theta) -> params dict`` (identity for a dict); ``proposal_fn(params, ys_one)``
+    builds a guided :class:`Proposal` for one sequence or is None. Sum ``log_evidence`` over the
+    leading axis for the joint evidence of the S sequences.
+    """
+    resampler = _resampling.get_resampler(resampler)
+
+    def one(key, params, ys_one):
+        fk = ssm.feynman_kac(params, ys_one)
+        proposal = None if proposal_fn is None else proposal_fn(params, ys_one)
+        return run(key, fk, num_particles, resampler=resampler, ess_threshold=ess_threshold,
+                   proposal=proposal, test_fn=test_fn)
+
+    def batched(key, theta, ys):
+        params = params_fn(theta)
+        keys = jax.random.split(key, ys.shape[0])
+        return jax.vmap(one, in_axes=(0, None, 0))(keys, params, ys)
+
+    return batched
+
+
+def _default_params(ssm) -> dict:
+    from inference.particle.space import build_space
+
+    space = build_space(ssm.prior)
+    return space.to_params(space.init_position)
+
+
+def _check_params(ssm, params: Mapping) -> dict:
+    from inference.particle.space import build_space
+
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params: expected a dict of parameter name -> value, got {type(params).__name__}")
+    space = build_space(ssm.prior)
+    missing = sorted(set(space.names) - set(params))
+    if missing:
+        raise KeyError(f"params: missing parameters {missing}; the prior has {sorted(space.names)}")
+    out = {}
+    for name in space.names:
+        value = jnp.asarray(params[name], dtype=jnp.result_type(float))
+        if value.shape != space.shapes[name]:
+            raise ValueError(f"params[{name!r}]: expected shape {space.shapes[name]}, got {value.shape}")
+        if not bool(jnp.all(jnp.isfinite(value))):
+            raise ValueError(f"params[{name!r}]: expected finite values, got {np.asarray(value)}")
+        out[name] = value
+    # Derived values the prior returns (beyond its sample sites) come from running it on them.
+    return space.params_from_constrained(out)
+
+
+def ssm_series(target: Target):
+    """``(ssm, ys (S, T, *obs_shape), batched: bool)`` of a target, with named errors."""
+    ssm = target.ssm
+    if ssm is None or not hasattr(ssm, "feynman_kac"):
+        raise TypeError(
+            f"target: particle methods need a state-space model (an entry with ssm, or a "
+            f"StateSpaceModel); {target.name!r} has none")
+    if target.data is None:
+        raise ValueError("data: particle methods need observations; got None")
+    raw = jnp.asarray(target.data)
+    ys = ssm.split_series(raw)
+    batched = raw.ndim == len(ssm.obs_shape) + 2
+    return ssm, ys, batched
+
+
+def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int = 1000,
+               params: Mapping[str, Any] | None = None, resampler: str = "systematic",
+               ess_threshold: float = 0.5, num_replicates: int = 1,
+               proposal: Callable[[dict, Array], Proposal] | None = None):
+    """Run ``num_replicates`` independent particle filters at fixed parameters.
+
+    Args:
+        target: a :class:`inference.types.Target` with a state-space model and data
+            ``(T, *obs)`` or ``(S, T, *obs)`` (S sequences sharing the parameters).
+        seed: integer seed.
+        progress: show a progress bar over chunks of replicates.
+        num_particles: N.
+        params: parameter dict (names of ``ssm.prior()``); default: the prior median, found with
+            NumPyro's ``init_to_median`` in unconstrained space.
+        resampler: one of ``multinomial``, ``stratified``, ``systematic``, ``residual``.
+        ess_threshold: resample when ``ESS/N`` falls below it (1: every step).
+        num_replicates: independent filters (draws), vmapped.
+        proposal: ``proposal(params, ys_one_sequence) -> Proposal`` for a guided filter, or None
+            for the bootstrap filter.
+
+    Returns:
+        InferenceData with, over (chain=1, draw=replicate): ``posterior`` ``x_filtered_mean``,
+        ``x_filtered_var`` (``([series,] time, *state)``); ``sample_stats`` ``log_evidence`` (summed
+        over series), ``ess``, ``resampled`` (``([series,] time)``); ``log_likelihood`` ``y``: the
+        per-step increments ``log p̂(y_t | y_{0:t-1})``; ``constant_data``: the parameters used.
+    """
+    from tqdm.auto import tqdm
+
+    from diagnostics.convert import to_inference_data
+
+    ssm, ys, batched = ssm_series(target)
+    resampler_fn = _resampling.get_resampler(resampler)
+    _check_threshold(ess_threshold)
+    num_particles = _check_num_particles(num_particles, conditional=False)
+    if isinstance(num_replicates, bool) or not isinstance(num_replicates, int) or num_replicates < 1:
+        raise ValueError(f"num_replicates: expected a positive int, got {num_replicates!r}")
+    if proposal is not None and not callable(proposal):
+        raise TypeError("proposal: expected proposal(params, ys_one_sequence) -> Proposal or None")
+    used = _default_params(ssm) if params is None else _check_params(ssm, params)
+
+    filt = series_fn(ssm, lambda p: p, num_particles=num_particles, resampler=resampler_fn,
+                     ess_threshold=ess_threshold, proposal_fn=proposal)
+    chunk = min(num_replicates, 16)
+    chunk_fn = jax.jit(jax.vmap(filt, in_axes=(0, None, None)))
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_replicates)
+    outputs = []
+    starts = range(0, num_replicates, chunk)
+    for start in tqdm(starts, disable=not progress, desc="pf", total=len(starts)):
+        k = keys[start:start + chunk]
+        if k.shape[0] < chunk:  # pad the last chunk: one compiled shape
+            k = jnp.concatenate([k, keys[: chunk - k.shape[0]]])
+        out = chunk_fn(k, used, ys)
+        outputs.append(jax.tree.map(lambda a: np.asarray(a), out[:6]))
+    stacked = [np.concatenate([o[i] for o in outputs])[:num_replicates] for i in range(6)]
+    log_ev, incr, mean, var, ess, resampled = stacked  # each (R, S, ...)
+
+    def shaped(a):  # (R, S, ...) -> (1, R, [S,] ...)
+        return a[None] if batched else a[None, :, 0]
+
+    state_ndim = mean.ndim - 3
+    time_dims = ("series", "time") if batched else ("time",)
+    state_dims = tuple(_state_dim_names(target, state_ndim))
+    dims = {"x_filtered_mean": time_dims + state_dims, "x_filtered_var": time_dims + state_dims,
+            "ess": time_dims, "resampled": time_dims, "y": time_dims}
+    constant = {f"param_{k}": np.asarray(v) for k, v in used.items()}
+    idata = to_inference_data(
+        posterior={"x_filtered_mean": shaped(mean), "x_filtered_var": shaped(var)},
+        sample_stats={"log_evidence": log_ev.sum(axis=1)[None], "ess": shaped(ess),
+                      "resampled": shaped(resampled)},
+        log_likelihood={"y": shaped(incr)},
+        constant_data=constant,
+        dims=dims,
+        attrs={"method": "pf", "num_particles": num_particles, "resampler": str(resampler),
+               "ess_threshold": float(ess_threshold), "num_replicates": num_replicates,
+               "proposal": "bootstrap" if proposal is None else "guided", "target": target.name},
+    )
+    return attach_observed(idata, target)
+
+
+def attach_observed(idata, target: Target):
+    """Add ``target.observed`` as ``observed_data`` (dims from ``target.dims`` where ranks match).
+
+    Kept apart from the sampled groups because ``to_inference_data`` shares one ``dims`` mapping
+    across groups and an observation's dims (``time, obs``) differ from its pointwise
+    log-likelihood's (``time``).
+    """
+    from diagnostics.convert import to_inference_data
+
+    observed = {k: np.asarray(v) for k, v in dict(target.observed or {}).items()}
+    if not observed:
+        return idata
+    dims = {k: tuple(d) for k, d in dict(target.dims or {}).items()
+            if k in observed and len(tuple(d)) == observed[k].ndim}
+    idata.extend(to_inference_data(observed_data=observed, dims=dims))
+    return idata
+
+
+def _state_dim_names(target: Target, state_ndim: int) -> list[str]:
+    dims_x = tuple(target.dims.get("x", ())) if target.dims else ()
+    if len(dims_x) >= state_ndim and state_ndim > 0:
+        tail = list(dims_x[len(dims_x) - state_ndim:])
+        if "time" not in tail and "series" not in tail:
+            return tail
+    return [f"state_dim_{i}" for i in range(state_ndim)]

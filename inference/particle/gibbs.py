@@ -1,0 +1,321 @@
+"""Particle Gibbs: alternate x | θ by conditional SMC and θ | x by MH or NUTS on the log joint.
+
+One sweep, for S independent sequences ``y^s`` sharing the static parameters ``θ``::
+
+    x^s ~ CSMC(x^s | θ, y^s)                 (ancestor or backward sampling, see ``csmc``)
+    z   ~ K_θ(z | x, y)                       (``theta_steps`` steps, invariant for π(z | x, y))
+
+with ``z`` the unconstrained parameters of ``ssm.prior()`` (:mod:`inference.particle.space`) and
+
+    log π(z | x, y) = sum_s ssm.log_joint(θ(z), x^s, y^s) + log p(z)       (+ const)
+
+(the NumPyro program conditioned on the path: initial, transition and masked emission
+log-densities; ``log p(z)`` includes the Jacobian). ``K_θ`` is a Gaussian random-walk MH or NUTS
+(BlackJAX). During warmup both are tuned: a dual-averaging step size (RW: the proposal scale,
+target acceptance 0.3; NUTS: the leapfrog step, target 0.8) and, from ``adapt_start`` warmup
+sweeps on, the running covariance of ``z`` (RW: proposal shape; NUTS: diagonal inverse mass
+matrix). Both are frozen for sampling, so the sampling phase is a Markov chain with the exact
+posterior ``p(θ, x | y)`` as invariant law.
+
+Public API: :class:`GibbsState`, :class:`GibbsInfo`, :class:`ThetaTuning`,
+:func:`theta_log_density`, :func:`rw_theta_kernel`, :func:`nuts_theta_kernel`, :func:`step`,
+:func:`run_particle_gibbs`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inference.particle import csmc as _csmc
+from inference.particle import filter as _filter
+from inference.particle import pmmh as _pmmh
+from inference.particle import resampling as _resampling
+from inference.particle.space import ParameterSpace, build_space
+from inference.types import Array, PRNGKey, Target
+
+__all__ = [
+    "GibbsState",
+    "GibbsInfo",
+    "ThetaTuning",
+    "theta_log_density",
+    "rw_theta_kernel",
+    "nuts_theta_kernel",
+    "step",
+    "run_particle_gibbs",
+]
+
+THETA_KERNELS = ("rw", "nuts")
+
+
+class GibbsState(NamedTuple):
+    """position: ``(d,)`` unconstrained θ; paths: ``(S, T, *state_shape)`` latent paths."""
+
+    position: Array
+    paths: Any
+
+
+class GibbsInfo(NamedTuple):
+    """theta_acceptance_rate: mean MH/NUTS acceptance over the θ steps; update_rate: mean over
+    sequences of the fraction of time steps the CSMC path changed; ess: ``(S, T)`` CSMC ESS;
+    diverging: any NUTS divergence in the θ steps (False for RW)."""
+
+    theta_acceptance_rate: Array
+    update_rate: Array
+    ess: Array
+    diverging: Array
+
+
+class ThetaTuning(NamedTuple):
+    """What the θ kernel uses: ``step_size`` (scalar) and ``shape`` ``(d, d)`` (RW: Cholesky of
+    the proposal shape; NUTS: diagonal inverse mass matrix as a matrix)."""
+
+    step_size: Array
+    shape: Array
+
+
+def theta_log_density(ssm, space: ParameterSpace, ys: Array) -> Callable[[Array, Any], Array]:
+    """``log π(z | x, y) = sum_s log_joint(θ(z), x^s, y^s) + log p(z)`` for paths ``(S, T, ...)``."""
+
+    def log_density(z, paths):
+        params = space.to_params(z)
+        lj = jax.vmap(lambda x, y: ssm.log_joint(params, x, y))(paths, ys).sum()
+        total = lj + space.log_prior(z)
+        return jnp.where(jnp.isnan(total), -jnp.inf, total)
+
+    return log_density
+
+
+def rw_theta_kernel(key: PRNGKey, z: Array, log_density: Callable[[Array], Array], tuning: ThetaTuning,
+                    num_steps: int) -> tuple[Array, Array, Array]:
+    """``num_steps`` random-walk MH steps ``z' = z + ε L ξ``; returns (z, mean acceptance, False)."""
+
+    def one(carry, k):
+        z, lp = carry
+        k1, k2 = jax.random.split(k)
+        prop = z + tuning.step_size * (tuning.shape @ jax.random.normal(k1, z.shape))
+        lp_prop = log_density(prop)
+        log_ratio = jnp.where(jnp.isnan(lp_prop - lp), -jnp.inf, lp_prop - lp)
+        accept = jnp.log(jax.random.uniform(k2)) < log_ratio
+        return (jnp.where(accept, prop, z), jnp.where(accept, lp_prop, lp)), jnp.minimum(1.0, jnp.exp(log_ratio))
+
+    (z, _), acc = jax.lax.scan(one, (z, log_density(z)), jax.random.split(key, num_steps))
+    return z, acc.mean(), jnp.zeros((), bool)
+
+
+def nuts_theta_kernel(key: PRNGKey, z: Array, log_density: Callable[[Array], Array], tuning: ThetaTuning,
+                      num_steps: int) -> tuple[Array, Array, Array]:
+    """``num_steps`` BlackJAX NUTS steps at the given step size and diagonal inverse mass matrix."""
+    import blackjax
+
+    kernel = blackjax.nuts.build_kernel()
+    inverse_mass = jnp.diagonal(tuning.shape)
+
+    def one(state, k):
+        state, info = kernel(k, state, log_density, tuning.step_size, inverse_mass)
+        return state, (info.acceptance_rate, info.is_divergent)
+
+    state = blackjax.nuts.init(z, log_density)
+    state, (acc, div) = jax.lax.scan(one, state, jax.random.split(key, num_steps))
+    return state.position, acc.mean(), jnp.any(div)
+
+
+def step(key: PRNGKey, state: GibbsState, *, ssm, space: ParameterSpace, ys: Array, num_particles: int,
+         sampling: str, theta_kernel: str, tuning: ThetaTuning, theta_steps: int = 1,
+         proposal: Callable[[dict, Array], _filter.Proposal] | None = None) -> tuple[GibbsState, GibbsInfo]:
+    """One particle-Gibbs sweep: CSMC on every sequence at θ, then ``theta_steps`` θ | x steps."""
+    key_x, key_theta = jax.random.split(key)
+    params = space.to_params(state.position)
+
+    def one_path(k, ref, y):
+        fk = ssm.feynman_kac(params, y)
+        prop = None if proposal is None else proposal(params, y)
+        return _csmc.csmc(k, fk, ref, num_particles, sampling=sampling, proposal=prop)
+
+    keys = jax.random.split(key_x, ys.shape[0])
+    paths, cinfo = jax.vmap(one_path)(keys, state.paths, ys)
+    log_density = theta_log_density(ssm, space, ys)
+    kernel = rw_theta_kernel if theta_kernel == "rw" else nuts_theta_kernel
+    z, acc, div = kernel(key_theta, state.position, lambda z: log_density(z, paths), tuning, theta_steps)
+    info = GibbsInfo(theta_acceptance_rate=acc, update_rate=cinfo.update_rate.mean(), ess=cinfo.ess, diverging=div)
+    return GibbsState(position=z, paths=paths), info
+
+
+# --------------------------------------------------------------------------------------------
+# Warmup tuning
+# --------------------------------------------------------------------------------------------
+
+
+class _Warmup(NamedTuple):
+    moments: _pmmh.AdaptationState
+    dual_averaging: Any
+    count: Array
+
+
+def _tuning_from(warm: _Warmup, theta_kernel: str, adapt_start: int, final: bool, da_final) -> ThetaTuning:
+    d = warm.moments.mean.shape[0]
+    cov = warm.moments.scatter / jnp.maximum(warm.moments.count - 1.0, 1.0)
+    cov = 0.5 * (cov + cov.T) + 1e-6 * jnp.eye(d)
+    use = warm.moments.count >= adapt_start
+    if theta_kernel == "rw":
+        chol = jnp.linalg.cholesky(cov)
+        shape = jnp.where(use & jnp.all(jnp.isfinite(chol)), chol, jnp.eye(d))
+    else:
+        shape = jnp.where(use, jnp.diag(jnp.diagonal(cov)), jnp.eye(d))
+    step_size = da_final(warm.dual_averaging) if final else jnp.exp(warm.dual_averaging.log_step_size)
+    return ThetaTuning(step_size=step_size, shape=shape)
+
+
+def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particles: int = 32,
+                       num_samples: int = 1000, num_warmup: int = 500, num_chains: int = 4,
+                       sampling: str = "ancestor", theta_kernel: str = "rw", theta_steps: int = 1,
+                       init_scale: float = 0.1, adapt_start: int | None = None,
+                       init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
+                       pointwise_log_likelihood: bool = True, loglik_particles: int | None = None,
+                       chunk_size: int = 50):
+    """Particle Gibbs on a state-space target, chains vectorised with ``vmap``.
+
+    Args:
+        target: :class:`inference.types.Target` with a state-space model and data ``(T, *obs)``
+            or ``(S, T, *obs)``.
+        seed, progress: PRNG seed; tqdm progress bar over chunks of sweeps.
+        num_particles: N of the conditional SMC (>= 2).
+        num_samples, num_warmup, num_chains: kept sweeps per chain, tuning sweeps, chains.
+        sampling: ``"ancestor"`` (CSMC-AS), ``"backward"`` (CSMC-BS) or ``"none"`` (plain CSMC).
+        theta_kernel: ``"rw"`` (random-walk MH) or ``"nuts"`` (BlackJAX NUTS) for θ | x.
+        theta_steps: θ | x steps per sweep.
+        init_scale: initial RW scale / NUTS step size.
+        adapt_start: warmup sweeps before the running covariance shapes the θ kernel
+            (default ``max(50, 10 d)`` capped at ``num_warmup // 2``).
+        init_params, init_radius: start θ (constrained values, default prior median) jittered by
+            ``U(-r, r)`` in unconstrained space; paths start from a filter at that θ.
+        pointwise_log_likelihood: store a bootstrap filter's per-step log-likelihood increments
+            at every kept θ (``log_likelihood`` group, for LOO/LFO) and its ``log_evidence``.
+        loglik_particles: particles of that filter (default ``max(num_particles, 100)``).
+        chunk_size: sweeps per jitted chunk.
+
+    Returns:
+        InferenceData: ``posterior`` θ (constrained names) and ``x`` ``(chain, draw, [series,]
+        time, *state)``; ``sample_stats`` ``acceptance_rate`` (θ), ``update_rate`` (CSMC),
+        ``ess`` ``([series,] time)``, ``diverging``, ``step_size`` and, with
+        ``pointwise_log_likelihood``, ``log_evidence``; ``log_likelihood`` ``y``.
+    """
+    import blackjax
+    from tqdm.auto import tqdm
+
+    from diagnostics.convert import to_inference_data
+
+    ssm, ys, batched = _filter.ssm_series(target)
+    check = _pmmh._check_positive_int
+    num_particles = _filter._check_num_particles(num_particles, conditional=True)
+    num_samples = check(num_samples, "num_samples")
+    num_warmup = check(num_warmup, "num_warmup", minimum=0)
+    num_chains = check(num_chains, "num_chains")
+    theta_steps = check(theta_steps, "theta_steps")
+    chunk_size = check(chunk_size, "chunk_size")
+    if sampling not in _csmc.SAMPLING:
+        raise ValueError(f"sampling: expected one of {_csmc.SAMPLING}, got {sampling!r}")
+    if theta_kernel not in THETA_KERNELS:
+        raise ValueError(f"theta_kernel: expected one of {THETA_KERNELS}, got {theta_kernel!r}")
+    if not (isinstance(init_scale, (int, float)) and init_scale > 0 and math.isfinite(init_scale)):
+        raise ValueError(f"init_scale: expected a positive finite float, got {init_scale!r}")
+    loglik_particles = max(num_particles, 100) if loglik_particles is None else check(loglik_particles, "loglik_particles")
+
+    space = build_space(ssm.prior)
+    d = space.dim
+    if adapt_start is None:
+        adapt_start = min(max(50, 10 * d), max(num_warmup // 2, 1))
+    adapt_start = check(adapt_start, "adapt_start")
+    target_accept = 0.3 if theta_kernel == "rw" else 0.8
+    da_init, da_update, da_final = blackjax.adaptation.step_size.dual_averaging_adaptation(target_accept)
+    estimate = _pmmh.evidence_estimator(ssm, space, ys, num_particles=loglik_particles,
+                                        resampler="systematic", ess_threshold=0.5)
+
+    key = jax.random.PRNGKey(seed)
+    key_pos, key_paths, key_run = jax.random.split(key, 3)
+    positions = _pmmh.initial_positions(key_pos, space, num_chains, init_params, init_radius)
+
+    def first_paths(k, z):
+        params = space.to_params(z)
+        ks = jax.random.split(k, ys.shape[0])
+        return jax.vmap(lambda kk, y: _csmc.sample_path(kk, ssm.feynman_kac(params, y), num_particles,
+                                                        sampling=sampling))(ks, ys)
+
+    paths = jax.jit(jax.vmap(first_paths))(jax.random.split(key_paths, num_chains), positions)
+    states = GibbsState(position=positions, paths=paths)
+    warm = jax.vmap(lambda z: _Warmup(_pmmh.adaptation_init(z), da_init(init_scale), jnp.zeros(())))(positions)
+
+    def sweep(state, warm_state, k, adapting):
+        tuning = _tuning_from(warm_state, theta_kernel, adapt_start, not adapting, da_final)
+        state, info = step(k, state, ssm=ssm, space=space, ys=ys, num_particles=num_particles,
+                           sampling=sampling, theta_kernel=theta_kernel, tuning=tuning, theta_steps=theta_steps)
+        if adapting:
+            moments = _pmmh.adaptation_update(warm_state.moments, state.position)
+            da = da_update(warm_state.dual_averaging, info.theta_acceptance_rate)
+            # Restart dual averaging when the covariance starts shaping the kernel.
+            da = jax.tree.map(lambda a, b: jnp.where(warm_state.count + 1 == adapt_start, a, b),
+                              da_init(jnp.asarray(init_scale if theta_kernel == "nuts" else 1.0)), da)
+            warm_state = _Warmup(moments, da, warm_state.count + 1)
+        return state, warm_state, info, tuning
+
+    def make_chunk(adapting: bool):
+        def per_chain(state, warm_state, keys):
+            def body(carry, k):
+                s, w = carry
+                s, w, info, tuning = sweep(s, w, k, adapting)
+                out = (s, info, tuning.step_size)
+                if not adapting and pointwise_log_likelihood:
+                    out = out + (estimate(jax.random.fold_in(k, 1), s.position),)
+                return (s, w), out
+            return jax.lax.scan(body, (state, warm_state), keys)
+        return jax.jit(jax.vmap(per_chain))
+
+    warm_chunk, sample_chunk = make_chunk(True), make_chunk(False)
+    total = num_warmup + num_samples
+    keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
+    bar = tqdm(total=total, disable=not progress, desc=f"pgibbs[{sampling}]")
+    done = 0
+    for length in _pmmh.chunked(num_warmup, chunk_size):
+        (states, warm), _ = warm_chunk(states, warm, keys_all[:, done:done + length])
+        done += length
+        bar.update(length)
+    kept = []
+    for length in _pmmh.chunked(num_samples, chunk_size):
+        (states, warm), out = sample_chunk(states, warm, keys_all[:, done:done + length])
+        done += length
+        bar.update(length)
+        kept.append(jax.tree.map(np.asarray, out))
+    bar.close()
+    cat = lambda *xs: np.concatenate(xs, axis=1)  # noqa: E731
+    kept = jax.tree.map(cat, *kept) if len(kept) > 1 else kept[0]
+    gstate, info, step_sizes = kept[0], kept[1], kept[2]
+
+    posterior = _pmmh.posterior_arrays(space, jnp.asarray(gstate.position))
+    x = np.asarray(gstate.paths)  # (chain, draw, S, T, *state)
+    if not batched:
+        x = x[:, :, 0]
+    posterior["x"] = x
+    time_dims = ("series", "time") if batched else ("time",)
+    state_ndim = len(ssm.state_shape)
+    dims = {"x": time_dims + tuple(_filter._state_dim_names(target, state_ndim)), "ess": time_dims,
+            "y": time_dims}
+    ess = np.asarray(info.ess) if batched else np.asarray(info.ess)[:, :, 0]
+    sample_stats = {"acceptance_rate": info.theta_acceptance_rate, "update_rate": info.update_rate,
+                    "ess": ess, "diverging": info.diverging, "step_size": step_sizes}
+    log_likelihood = None
+    if pointwise_log_likelihood:
+        log_ev, incr = kept[3]
+        sample_stats["log_evidence"] = log_ev
+        log_likelihood = {"y": incr if batched else incr[:, :, 0]}
+    idata = to_inference_data(
+        posterior=posterior, sample_stats=sample_stats, log_likelihood=log_likelihood, dims=dims,
+        attrs={"method": "pgibbs", "num_particles": num_particles, "sampling": sampling,
+               "theta_kernel": theta_kernel, "theta_steps": theta_steps, "num_warmup": num_warmup,
+               "loglik_particles": loglik_particles if pointwise_log_likelihood else 0,
+               "target": target.name})
+    return _filter.attach_observed(idata, target)

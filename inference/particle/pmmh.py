@@ -1,0 +1,316 @@
+"""Particle marginal Metropolis–Hastings (Andrieu, Doucet & Holenstein 2010) in unconstrained space.
+
+The static parameters move in the unconstrained space ``z ∈ R^d`` of ``ssm.prior()``
+(:mod:`inference.particle.space`, NumPyro's own transforms, prior density with Jacobian). With
+``log p̂(y | z)`` the particle filter's log-evidence (summed over independent sequences)::
+
+    z' = z + L ε,   ε ~ N(0, I_d)
+    accept with probability  min(1, exp[log p̂(y | z') + log p(z') - log p̂(y | z) - log p(z)])
+
+The estimate at the current point is carried in the state and never recomputed, which is what
+makes the chain target the exact posterior ``p(z | y)`` whatever ``N``.
+
+Adaptation (Haario, Saksman & Tamminen 2001) during warmup only: ``L = chol(2.38² / d (C_n +
+ε I))`` with ``C_n`` the running (Welford) covariance of the chain's warmup positions, from
+``adapt_start`` warmup iterations on; the proposal is frozen for sampling, so the sampling phase
+is a plain Markov chain.
+
+Public API: :class:`PMMHState`, :class:`PMMHInfo`, :class:`AdaptationState`, :func:`init`,
+:func:`step`, :func:`adaptation_init`, :func:`adaptation_update`, :func:`adapted_cholesky`,
+:func:`run_pmmh`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inference.particle import filter as _filter
+from inference.particle import resampling as _resampling
+from inference.particle.space import ParameterSpace, build_space
+from inference.types import Array, PRNGKey, Target
+
+__all__ = [
+    "PMMHState",
+    "PMMHInfo",
+    "AdaptationState",
+    "init",
+    "step",
+    "adaptation_init",
+    "adaptation_update",
+    "adapted_cholesky",
+    "run_pmmh",
+]
+
+#: ``estimate(key, z) -> (log p̂(y | z), aux)``: a noisy log-evidence and any per-point extras.
+EstimateFn = Callable[[PRNGKey, Array], tuple[Array, Any]]
+
+
+class PMMHState(NamedTuple):
+    """position ``(d,)``; log_evidence: the estimate at position; log_prior: ``log p(z)``
+    (with Jacobian); aux: what the estimator returned alongside (e.g. per-step increments)."""
+
+    position: Array
+    log_evidence: Array
+    log_prior: Array
+    aux: Any
+
+
+class PMMHInfo(NamedTuple):
+    """acceptance_rate: ``min(1, α)``; is_accepted: bool; proposal_log_evidence: at the proposal."""
+
+    acceptance_rate: Array
+    is_accepted: Array
+    proposal_log_evidence: Array
+
+
+class AdaptationState(NamedTuple):
+    """Running moments of the warmup positions: count, mean ``(d,)``, scatter ``(d, d)``."""
+
+    count: Array
+    mean: Array
+    scatter: Array
+
+
+def _finite_or_neg_inf(x: Array) -> Array:
+    return jnp.where(jnp.isnan(x), -jnp.inf, x)
+
+
+def init(key: PRNGKey, position: Array, estimate: EstimateFn, log_prior: Callable[[Array], Array]) -> PMMHState:
+    """Evaluate the estimator and the prior at ``position`` ``(d,)``."""
+    ll, aux = estimate(key, position)
+    return PMMHState(position=position, log_evidence=_finite_or_neg_inf(ll), log_prior=log_prior(position), aux=aux)
+
+
+def step(key: PRNGKey, state: PMMHState, estimate: EstimateFn, log_prior: Callable[[Array], Array],
+         proposal_cholesky: Array) -> tuple[PMMHState, PMMHInfo]:
+    """One PMMH step with Gaussian random-walk proposal ``z' = z + L ε`` (``L`` lower ``(d, d)``)."""
+    key_prop, key_est, key_acc = jax.random.split(key, 3)
+    eps = jax.random.normal(key_prop, state.position.shape)
+    proposal = state.position + proposal_cholesky @ eps
+    ll, aux = estimate(key_est, proposal)
+    ll = _finite_or_neg_inf(ll)
+    lp = _finite_or_neg_inf(log_prior(proposal))
+    log_ratio = ll + lp - state.log_evidence - state.log_prior
+    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+    accept = jnp.log(jax.random.uniform(key_acc)) < log_ratio
+    new = PMMHState(position=proposal, log_evidence=ll, log_prior=lp, aux=aux)
+    state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state)
+    info = PMMHInfo(acceptance_rate=jnp.minimum(1.0, jnp.exp(log_ratio)), is_accepted=accept,
+                    proposal_log_evidence=ll)
+    return state, info
+
+
+def adaptation_init(position: Array) -> AdaptationState:
+    d = position.shape[0]
+    return AdaptationState(count=jnp.zeros(()), mean=jnp.zeros(d), scatter=jnp.zeros((d, d)))
+
+
+def adaptation_update(adapt: AdaptationState, position: Array) -> AdaptationState:
+    """Welford update: ``n += 1; δ = z - m; m += δ/n; S += δ (z - m)'``."""
+    n = adapt.count + 1.0
+    delta = position - adapt.mean
+    mean = adapt.mean + delta / n
+    scatter = adapt.scatter + jnp.outer(delta, position - mean)
+    return AdaptationState(count=n, mean=mean, scatter=scatter)
+
+
+def adapted_cholesky(adapt: AdaptationState, initial_cholesky: Array, *, adapt_start: int,
+                     regularisation: float = 1e-6) -> Array:
+    """``chol(2.38²/d (C_n + ε I))`` once ``n >= adapt_start``, else ``initial_cholesky``."""
+    d = adapt.mean.shape[0]
+    cov = adapt.scatter / jnp.maximum(adapt.count - 1.0, 1.0)
+    scaled = (2.38**2 / d) * (0.5 * (cov + cov.T) + regularisation * jnp.eye(d))
+    chol = jnp.linalg.cholesky(scaled)
+    ok = (adapt.count >= adapt_start) & jnp.all(jnp.isfinite(chol))
+    return jnp.where(ok, chol, initial_cholesky)
+
+
+# --------------------------------------------------------------------------------------------
+# Runner
+# --------------------------------------------------------------------------------------------
+
+
+def evidence_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: int,
+                       resampler: str, ess_threshold: float) -> EstimateFn:
+    """``estimate(key, z) -> (sum_s log p̂(y_s | z), increments (S, T))`` with a bootstrap filter."""
+    filt = _filter.series_fn(ssm, space.to_params, num_particles=num_particles, resampler=resampler,
+                             ess_threshold=ess_threshold)
+
+    def estimate(key, z):
+        out = filt(key, z, ys)
+        return out.log_evidence.sum(), out.log_likelihood_increments
+
+    return estimate
+
+
+def _check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def initial_positions(key: PRNGKey, space: ParameterSpace, num_chains: int,
+                      init_params: Mapping[str, Any] | None, init_radius: float) -> Array:
+    """``(num_chains, d)`` starts: prior median (or ``init_params``) jittered by ``U(-r, r)``."""
+    if init_params is None:
+        centre = space.init_position
+    else:
+        if not isinstance(init_params, Mapping):
+            raise TypeError(f"init_params: expected a dict of parameter values, got {type(init_params).__name__}")
+        missing = sorted(set(space.names) - set(init_params))
+        if missing:
+            raise KeyError(f"init_params: missing parameters {missing}; the prior has {list(space.names)}")
+        centre = space.to_unconstrained({k: jnp.asarray(init_params[k], float) for k in space.names})
+        if not bool(jnp.all(jnp.isfinite(centre))):
+            raise ValueError(f"init_params: values outside the prior's support: {dict(init_params)}")
+    jitter = jax.random.uniform(key, (num_chains, space.dim), minval=-init_radius, maxval=init_radius)
+    return centre[None] + jitter
+
+
+def chunked(total: int, size: int) -> list[int]:
+    """Split ``total`` iterations into chunk lengths of at most ``size`` (at most 2 shapes)."""
+    full, rest = divmod(total, size)
+    return [size] * full + ([rest] if rest else [])
+
+
+def posterior_arrays(space: ParameterSpace, positions: Array) -> dict[str, np.ndarray]:
+    """``(chain, draw, d)`` unconstrained positions -> ``{name: (chain, draw, *shape)}`` constrained."""
+    c, n = positions.shape[:2]
+    flat = positions.reshape((c * n, space.dim))
+    values = jax.jit(jax.vmap(space.to_constrained))(flat)
+    return {k: np.asarray(v).reshape((c, n) + tuple(space.shapes[k])) for k, v in values.items()}
+
+
+def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 256,
+             num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4,
+             resampler: str = "systematic", ess_threshold: float = 0.5, adapt: bool = True,
+             init_scale: float = 0.1, adapt_start: int | None = None,
+             init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
+             thinning: int = 1, chunk_size: int = 50):
+    """PMMH on a state-space target, ``num_chains`` chains vectorised with ``vmap``.
+
+    Args:
+        target: a :class:`inference.types.Target` with a state-space model and data ``(T, *obs)``
+            or ``(S, T, *obs)``.
+        seed, progress: PRNG seed; tqdm progress bar over chunks of iterations.
+        num_particles: particles of the bootstrap filter estimating the likelihood.
+        num_samples, num_warmup, num_chains: kept draws per chain, warmup iterations (adaptation,
+            discarded), chains.
+        resampler, ess_threshold: the filter's resampling (see :func:`filter.run`).
+        adapt: Haario covariance adaptation during warmup.
+        init_scale: initial proposal ``L = init_scale · I`` (unconstrained units).
+        adapt_start: warmup iterations before the adapted covariance is used
+            (default ``max(50, 10 d)``, capped at ``num_warmup // 2``).
+        init_params: start at these constrained values (default: the prior median), jittered by
+            ``U(-init_radius, init_radius)`` in unconstrained space per chain.
+        thinning: keep every ``thinning``-th draw.
+        chunk_size: iterations per jitted chunk (one compiled chunk shape, plus a remainder).
+
+    Returns:
+        InferenceData: ``posterior`` the constrained parameters ``(chain, draw, ...)``;
+        ``sample_stats`` ``acceptance_rate``, ``is_accepted``, ``log_evidence`` (the chain's
+        current estimate), ``lp`` (log-evidence + log prior in unconstrained space);
+        ``log_likelihood`` ``y``: the current filter's per-step increments ``([series,] time)``;
+        attrs ``num_particles``, ``final_proposal_scale``.
+    """
+    from tqdm.auto import tqdm
+
+    from diagnostics.convert import to_inference_data
+
+    ssm, ys, batched = _filter.ssm_series(target)
+    num_particles = _check_positive_int(num_particles, "num_particles")
+    num_samples = _check_positive_int(num_samples, "num_samples")
+    num_warmup = _check_positive_int(num_warmup, "num_warmup", minimum=0)
+    num_chains = _check_positive_int(num_chains, "num_chains")
+    thinning = _check_positive_int(thinning, "thinning")
+    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    _resampling.get_resampler(resampler)
+    _filter._check_threshold(ess_threshold)
+    if not (isinstance(init_scale, (int, float)) and init_scale > 0 and math.isfinite(init_scale)):
+        raise ValueError(f"init_scale: expected a positive finite float, got {init_scale!r}")
+    if not (isinstance(init_radius, (int, float)) and init_radius >= 0):
+        raise ValueError(f"init_radius: expected a float >= 0, got {init_radius!r}")
+
+    space = build_space(ssm.prior)
+    d = space.dim
+    if adapt_start is None:
+        adapt_start = min(max(50, 10 * d), max(num_warmup // 2, 1))
+    adapt_start = _check_positive_int(adapt_start, "adapt_start")
+    estimate = evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
+                                  ess_threshold=ess_threshold)
+    init_chol = init_scale * jnp.eye(d)
+
+    key = jax.random.PRNGKey(seed)
+    key_init_pos, key_init, key_run = jax.random.split(key, 3)
+    positions0 = initial_positions(key_init_pos, space, num_chains, init_params, init_radius)
+    states = jax.jit(jax.vmap(lambda k, z: init(k, z, estimate, space.log_prior)))(
+        jax.random.split(key_init, num_chains), positions0)
+    adapts = jax.vmap(adaptation_init)(positions0)
+
+    def one_chain(carry, k, adapting):
+        state, adapt_state = carry
+        # Frozen after warmup: the adaptation state stops changing, so the proposal does too.
+        chol = adapted_cholesky(adapt_state, init_chol, adapt_start=adapt_start)
+        state, info = step(k, state, estimate, space.log_prior, chol)
+        if adapting and adapt:
+            adapt_state = adaptation_update(adapt_state, state.position)
+        return (state, adapt_state), (state, info)
+
+    def make_chunk(adapting: bool):
+        def chunk(carry, keys):  # keys (chains, length, 2)
+            def per_chain(c, ks):
+                return jax.lax.scan(lambda cc, k: one_chain(cc, k, adapting), c, ks)
+            return jax.vmap(per_chain)(carry, keys)
+        return jax.jit(chunk)
+
+    warm_chunk, sample_chunk = make_chunk(True), make_chunk(False)
+    carry = (states, adapts)
+    total = num_warmup + num_samples * thinning
+    bar = tqdm(total=total, disable=not progress, desc="pmmh")
+    keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
+    done = 0
+    for length in chunked(num_warmup, chunk_size):
+        carry, _ = warm_chunk(carry, keys_all[:, done:done + length])
+        done += length
+        bar.update(length)
+    # Freeze: sampling uses the final adapted proposal (a constant of the chunk below).
+    kept = {"position": [], "log_evidence": [], "log_prior": [], "aux": [], "acc": [], "is_acc": []}
+    for length in chunked(num_samples * thinning, chunk_size):
+        carry, (st, info) = sample_chunk(carry, keys_all[:, done:done + length])
+        done += length
+        bar.update(length)
+        sl = slice(thinning - 1, None, thinning) if thinning > 1 else slice(None)
+        for name, value in (("position", st.position), ("log_evidence", st.log_evidence),
+                            ("log_prior", st.log_prior), ("aux", st.aux),
+                            ("acc", info.acceptance_rate), ("is_acc", info.is_accepted)):
+            kept[name].append(np.asarray(value)[:, sl])
+    bar.close()
+    arrays = {k: np.concatenate(v, axis=1)[:, :num_samples] for k, v in kept.items()}
+
+    final_chol = np.asarray(jax.vmap(lambda a: adapted_cholesky(a, init_chol, adapt_start=adapt_start))(carry[1]))
+    posterior = posterior_arrays(space, jnp.asarray(arrays["position"]))
+    incr = arrays["aux"]  # (chain, draw, S, T)
+    time_dims = ("series", "time") if batched else ("time",)
+    loglik = incr if batched else incr[:, :, 0]
+    dims = {name: tuple(target.dims.get(name, ())) for name in posterior
+            if len(tuple(target.dims.get(name, ()))) == posterior[name].ndim - 2 and posterior[name].ndim > 2}
+    dims["y"] = time_dims
+    idata = to_inference_data(
+        posterior=posterior,
+        sample_stats={"acceptance_rate": arrays["acc"], "is_accepted": arrays["is_acc"],
+                      "log_evidence": arrays["log_evidence"],
+                      "lp": arrays["log_evidence"] + arrays["log_prior"]},
+        log_likelihood={"y": loglik},
+        dims=dims,
+        attrs={"method": "pmmh", "num_particles": num_particles, "num_warmup": num_warmup,
+               "resampler": str(resampler), "ess_threshold": float(ess_threshold),
+               "adapt": int(bool(adapt)), "thinning": thinning, "target": target.name,
+               "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2))))},
+    )
+    return _filter.attach_observed(idata, target)

@@ -1,0 +1,141 @@
+"""The unconstrained parameter space of a state-space model's ``prior()``, from NumPyro's transforms.
+
+PMMH, particle Gibbs and SMC² move the static parameters ``θ`` in the same unconstrained space
+NUTS uses: each sample site ``s`` of ``prior()`` with support ``S`` is mapped by
+``biject_to(S)`` from ``R^{d_s}``; the sites' unconstrained values are flattened into one vector
+``z ∈ R^d`` (``jax.flatten_util.ravel_pytree``, sites in the prior's order). The log prior density
+in ``z`` includes the Jacobian::
+
+    log p(z) = sum_s [ log p_s(T_s(z_s)) + log |det dT_s(z_s)/dz_s| ]  =  -potential_energy(z)
+
+(``numpyro.infer.util.potential_energy`` on the prior program). The starting point is the prior
+median (``init_to_median``) or any NumPyro init strategy.
+
+Public API: :class:`ParameterSpace`, :func:`build_space`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.infer import init_to_mean, init_to_median, init_to_sample, init_to_uniform
+from numpyro.infer.util import constrain_fn, initialize_model, potential_energy, unconstrain_fn
+
+from inference.types import Array, PRNGKey
+
+__all__ = ["ParameterSpace", "build_space"]
+
+_INIT_STRATEGIES = {
+    "median": init_to_median,
+    "mean": init_to_mean,
+    "uniform": init_to_uniform,
+    "sample": init_to_sample,
+}
+
+
+class ParameterSpace(NamedTuple):
+    """The unconstrained space ``R^d`` of a prior program's sample sites.
+
+    names: sample-site names, in the prior's order.
+    shapes: ``{name: shape}`` of each site's (constrained) value.
+    dim: ``d``, the length of a flat unconstrained vector.
+    init_position: ``(d,)`` the starting point (prior median by default).
+    ravel: ``dict of unconstrained values -> (d,)``; unravel: the inverse.
+    to_constrained: ``(d,) -> {name: constrained value}`` (sample sites only).
+    to_unconstrained: ``{name: constrained value} -> (d,)``.
+    to_params: ``(d,) -> dict``: what ``prior()`` returns at those values (the dict the state-space
+        model's ``initial/transition/emission`` take).
+    params_from_constrained: ``{name: constrained value} -> dict`` returned by ``prior()``.
+    log_prior: ``(d,) -> scalar`` ``log p(z)`` including ``log |Jacobian|``.
+    """
+
+    names: tuple[str, ...]
+    shapes: Mapping[str, tuple[int, ...]]
+    dim: int
+    init_position: Array
+    ravel: Callable[[dict], Array]
+    unravel: Callable[[Array], dict]
+    to_constrained: Callable[[Array], dict]
+    to_unconstrained: Callable[[Mapping[str, Any]], Array]
+    to_params: Callable[[Array], dict]
+    params_from_constrained: Callable[[Mapping[str, Any]], dict]
+    log_prior: Callable[[Array], Array]
+
+    def sample_init(self, key: PRNGKey, radius: float = 0.5) -> Array:
+        """``init_position + U(-radius, radius)^d``: a dispersed start for one chain."""
+        return self.init_position + jax.random.uniform(key, (self.dim,), minval=-radius, maxval=radius)
+
+
+def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "median",
+                key: PRNGKey | None = None) -> ParameterSpace:
+    """Build the :class:`ParameterSpace` of the NumPyro program ``prior()``.
+
+    Args:
+        prior: NumPyro program without arguments sampling the static parameters and returning
+            them as a dict.
+        init_strategy: ``"median"``, ``"mean"``, ``"uniform"``, ``"sample"`` or a NumPyro init
+            strategy callable; decides ``init_position``.
+        key: PRNG key for random init strategies (default ``PRNGKey(0)``).
+
+    Raises:
+        ValueError: the prior has no sample site, a discrete site, or an observed site.
+    """
+    if not callable(prior):
+        raise TypeError(f"prior: expected a NumPyro program prior() -> dict, got {type(prior).__name__}")
+    if isinstance(init_strategy, str):
+        if init_strategy not in _INIT_STRATEGIES:
+            raise ValueError(f"init_strategy: unknown {init_strategy!r}; expected one of {sorted(_INIT_STRATEGIES)}")
+        strategy = _INIT_STRATEGIES[init_strategy]
+    else:
+        strategy = init_strategy
+    key = jax.random.PRNGKey(0) if key is None else key
+
+    tr = handlers.trace(handlers.seed(prior, key)).get_trace()
+    sites = [s for s in tr.values() if s["type"] == "sample"]
+    for site in sites:
+        if site["is_observed"]:
+            raise ValueError(f"prior: site {site['name']!r} is observed; a prior program has only latent sites")
+        if site["fn"].is_discrete:
+            raise ValueError(
+                f"prior: site {site['name']!r} is discrete; particle methods move continuous "
+                "parameters only (marginalise or fix it)")
+    if not sites:
+        raise ValueError("prior: the program has no sample site; nothing to infer")
+    names = tuple(s["name"] for s in sites)
+    shapes = {s["name"]: tuple(jnp.shape(s["value"])) for s in sites}
+
+    info = initialize_model(key, prior, init_strategy=strategy)[0]
+    z0 = {name: info.z[name] for name in names}
+    init_flat, unravel = ravel_pytree(z0)
+
+    def ravel(z: dict) -> Array:
+        return ravel_pytree({name: jnp.asarray(z[name]) for name in names})[0]
+
+    def to_constrained(flat: Array) -> dict:
+        return constrain_fn(prior, (), {}, unravel(flat))
+
+    def to_unconstrained(params: Mapping[str, Any]) -> Array:
+        return ravel(unconstrain_fn(prior, (), {}, {name: params[name] for name in names}))
+
+    def params_from_constrained(values: Mapping[str, Any]) -> dict:
+        returned = handlers.substitute(handlers.seed(prior, jax.random.PRNGKey(0)), data=dict(values))()
+        if isinstance(returned, Mapping):
+            return dict(returned)
+        return {name: values[name] for name in names}
+
+    def to_params(flat: Array) -> dict:
+        return params_from_constrained(to_constrained(flat))
+
+    def log_prior(flat: Array) -> Array:
+        return -potential_energy(prior, (), {}, unravel(flat))
+
+    return ParameterSpace(names=names, shapes=shapes, dim=int(init_flat.shape[0]),
+                          init_position=init_flat, ravel=ravel, unravel=unravel,
+                          to_constrained=to_constrained, to_unconstrained=to_unconstrained,
+                          to_params=to_params, params_from_constrained=params_from_constrained,
+                          log_prior=log_prior)

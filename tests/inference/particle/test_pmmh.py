@@ -1,0 +1,99 @@
+"""PMMH against the exact posterior of a one-parameter model (quadrature of the Kalman likelihood).
+
+Model: AR(1)+noise with unknown rho ~ U(-1, 1), two sequences sharing rho, missing values in both.
+Tolerance: |E_mcmc[rho] - E[rho | y]| <= z * sd(rho | y) / sqrt(ESS), ESS from ArviZ over chains.
+"""
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import inference
+from inference.particle import pmmh
+from inference.particle.space import build_space
+from tests.helpers import mc_tolerance
+from tests.inference.particle import models
+
+
+@pytest.fixture(scope="module")
+def problem():
+    ys = models.ar1_rho_data()
+    return models.ar1(rho_prior=True), ys, models.rho_posterior_by_quadrature(ys)
+
+
+def test_pmmh_posterior_mean_matches_quadrature(problem):
+    ssm, ys, (mean, sd) = problem
+    idata = inference.fit(ssm, ys, method="pmmh", seed=3, progress=False, num_particles=48,
+                          num_samples=800, num_warmup=300, num_chains=4)
+    draws = idata.posterior["rho"].values
+    ess = float(az.ess(idata, var_names=["rho"], method="mean")["rho"])
+    assert ess > 100, f"PMMH mixed too poorly to test (ESS {ess:.0f})"
+    tol = mc_tolerance(sd, int(ess), false_failure=1e-3)
+    assert abs(draws.mean() - mean) <= tol, f"E[rho] {draws.mean():.4f} vs exact {mean:.4f} (tol {tol:.4f})"
+    # The spread matches too (a loose check: the sd of a posterior sd estimate is ~ sd/sqrt(2 ESS)).
+    assert abs(draws.std() - sd) <= 5 * sd / np.sqrt(2 * ess)
+    stats = idata.sample_stats
+    assert 0.05 < float(stats["acceptance_rate"].mean()) < 0.9
+    assert stats["log_evidence"].shape == (4, 800)
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "series", "time")
+    assert idata.posterior.attrs["num_particles"] == 48
+
+
+def test_pmmh_kernel_is_exact_with_an_exact_estimator(key):
+    """With a noiseless 'estimator' (the Kalman log-likelihood) PMMH is plain random-walk MH:
+    compare with quadrature using many vmapped chains (no particle noise, fast)."""
+    ys = models.ar1_rho_data(num_series=1, num_steps=25, seed=41)
+    mean, sd = models.rho_posterior_by_quadrature(ys)
+    space = build_space(models.ar1(rho_prior=True).prior)
+    from inference import exact
+
+    def estimate(k, z):
+        rho = space.to_params(z)["rho"]
+        return exact.kalman_filter(models.ar1_kalman_params(rho=rho), ys[0][:, None]).log_likelihood, ()
+
+    chains, iters, burn = 64, 400, 100
+
+    def chain(k, z0):
+        state = pmmh.init(k, z0, estimate, space.log_prior)
+        chol = 1.0 * jnp.eye(1)
+
+        def body(s, kk):
+            s, info = pmmh.step(kk, s, estimate, space.log_prior, chol)
+            return s, space.to_params(s.position)["rho"]
+
+        _, rhos = jax.lax.scan(body, state, jax.random.split(k, iters))
+        return rhos[burn:].mean(), rhos[burn:]
+
+    starts = space.init_position + jax.random.normal(key, (chains, 1))
+    chain_means, _ = jax.jit(jax.vmap(chain))(jax.random.split(key, chains), starts)
+    chain_means = np.asarray(chain_means)
+    tol = mc_tolerance(chain_means.std(ddof=1), chains, false_failure=1e-4)
+    assert abs(chain_means.mean() - mean) <= tol
+
+
+def test_adaptation_learns_the_covariance():
+    adapt = pmmh.adaptation_init(jnp.zeros(2))
+    draws = jax.random.multivariate_normal(jax.random.PRNGKey(0), jnp.zeros(2),
+                                           jnp.array([[1.0, 0.6], [0.6, 2.0]]), (4000,))
+    for z in draws[:200]:
+        adapt = pmmh.adaptation_update(adapt, z)
+    np.testing.assert_allclose(adapt.mean, draws[:200].mean(0), atol=1e-12)
+    np.testing.assert_allclose(adapt.scatter / 199, np.cov(draws[:200].T), atol=1e-10)
+    init = 0.1 * jnp.eye(2)
+    assert np.allclose(pmmh.adapted_cholesky(adapt, init, adapt_start=500), init)
+    chol = pmmh.adapted_cholesky(adapt, init, adapt_start=100)
+    np.testing.assert_allclose(chol @ chol.T, 2.38**2 / 2 * (np.cov(draws[:200].T) + 1e-6 * np.eye(2)), rtol=1e-8)
+
+
+def test_run_pmmh_errors(problem):
+    ssm, ys, _ = problem
+    with pytest.raises(ValueError, match="num_particles"):
+        inference.fit(ssm, ys, method="pmmh", progress=False, num_particles=0)
+    with pytest.raises(ValueError, match="init_scale"):
+        inference.fit(ssm, ys, method="pmmh", progress=False, init_scale=-1.0)
+    with pytest.raises(KeyError, match="rho"):
+        inference.fit(ssm, ys, method="pmmh", progress=False, init_params={"sigma": 1.0})
+    with pytest.raises(TypeError, match="num_partcles"):
+        inference.fit(ssm, ys, method="pmmh", progress=False, num_partcles=10)

@@ -1,0 +1,137 @@
+"""NUTS (NumPyro, BlackJAX) and SVI against exact posteriors.
+
+1. Conjugate normal mean: posterior N(m, s²) in closed form. The sampler's posterior mean is
+   compared within Monte Carlo error (std = s, n = bulk ESS); the posterior sd within a relative
+   tolerance from the sampling distribution of a standard deviation (≈ 1/sqrt(2·ESS)).
+2. The ``lgssm`` entry's ``scalar`` config (one unknown, A): exact posterior by quadrature of the
+   Kalman likelihood times the prior on a fine grid.
+"""
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+from scipy import stats
+
+import inference
+import zoo
+from tests.helpers import mc_tolerance, z_quantile
+
+PRIOR_SCALE = 10.0
+NOISE = 1.0
+
+
+def normal_mean_model(y=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SCALE))
+    with numpyro.plate("obs", 30 if y is None else y.shape[0]):
+        numpyro.sample("y", dist.Normal(mu, NOISE), obs=y)
+
+
+@pytest.fixture(scope="module")
+def normal_data():
+    y = np.random.default_rng(1).normal(1.3, NOISE, size=30)
+    precision = 1 / PRIOR_SCALE**2 + len(y) / NOISE**2
+    return y, y.sum() / NOISE**2 / precision, precision**-0.5
+
+
+def _assert_matches_normal(idata, mean, sd, num_comparisons=2):
+    draws = idata.posterior["mu"].values
+    ess = float(az.ess(idata, var_names=["mu"])["mu"])
+    tol_mean = mc_tolerance(sd, ess, num_comparisons=num_comparisons)
+    assert abs(draws.mean() - mean) <= tol_mean, (draws.mean(), mean, tol_mean)
+    rel_tol_sd = z_quantile(num_comparisons=num_comparisons) / np.sqrt(2 * ess)
+    assert abs(draws.std() / sd - 1) <= rel_tol_sd, (draws.std(), sd, rel_tol_sd)
+
+
+@pytest.mark.parametrize("method", ["nuts", "blackjax-nuts"])
+def test_nuts_matches_conjugate_posterior(method, normal_data):
+    y, mean, sd = normal_data
+    idata = inference.fit(normal_mean_model, y, method=method, seed=3, progress=False,
+                          num_warmup=300, num_samples=500, num_chains=2)
+    _assert_matches_normal(idata, mean, sd)
+    assert {"posterior", "sample_stats", "log_likelihood", "observed_data"} <= set(idata.groups())
+    assert idata.log_likelihood["y"].shape == (2, 500, 30)
+    for stat in ("diverging", "energy", "step_size", "tree_depth", "acceptance_rate", "lp"):
+        assert stat in idata.sample_stats
+    assert idata.attrs["method"] == method
+
+
+def test_svi_matches_conjugate_posterior(normal_data):
+    y, mean, sd = normal_data
+    schedule = optax.exponential_decay(0.05, transition_steps=3000, decay_rate=0.02)
+    idata = inference.fit(normal_mean_model, y, method="svi", seed=0, progress=False, guide="AutoNormal",
+                          optimizer=optax.adam(schedule), num_steps=3000, num_particles=8, num_samples=4000)
+    draws = idata.posterior["mu"].values.reshape(-1)
+    # the guide family contains the exact posterior; what remains is optimisation noise, far below
+    # the posterior scale, plus Monte Carlo error of 4000 independent guide draws
+    tol = mc_tolerance(sd, len(draws), num_comparisons=2) + 0.02 * sd
+    assert abs(draws.mean() - mean) <= tol
+    assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * len(draws)) + 0.05
+    loss = idata.svi_trace["loss"].values
+    assert loss.shape == (3000,) and loss[-200:].mean() < loss[:50].mean()
+
+
+def test_svi_checkpoint_resume_equals_uninterrupted(tmp_path, normal_data):
+    y, _, _ = normal_data
+    opts = dict(progress=False, num_steps=300, chunk_size=100, num_samples=50, learning_rate=0.05)
+    full = inference.fit(normal_mean_model, y, method="svi", seed=4, **opts)
+    path = tmp_path / "svi.npz"
+    inference.fit(normal_mean_model, y, method="svi", seed=4, checkpoint_path=str(path), **{**opts, "num_steps": 200})
+    resumed = inference.fit(normal_mean_model, y, method="svi", seed=4, checkpoint_path=str(path), **opts)
+    np.testing.assert_allclose(resumed.svi_trace["loss"].values, full.svi_trace["loss"].values, rtol=1e-10)
+
+
+def test_lgssm_nuts_matches_quadrature_posterior():
+    entry = zoo.get("lgssm")
+    config = entry.configs["scalar"]
+    data, truth = entry.simulate(jax.random.PRNGKey(5), config)
+    idata = inference.fit(entry, data, method="nuts", config="scalar", seed=1, progress=False,
+                          num_warmup=300, num_samples=600, num_chains=2)
+    grid = np.linspace(-1.5, 2.5, 4001)
+    loglik = jax.vmap(lambda a: entry.exact_loglik({"A": a.reshape(1, 1)}, data, config))(jnp.asarray(grid))
+    logpost = np.asarray(loglik) + stats.norm(0.5, config.prior_A_scale).logpdf(grid)
+    weights = np.exp(logpost - logpost.max())
+    weights /= weights.sum()
+    mean = float((weights * grid).sum())
+    sd = float(np.sqrt((weights * (grid - mean) ** 2).sum()))
+    draws = idata.posterior["A"].values.reshape(-1)
+    ess = float(az.ess(idata, var_names=["A"])["A"].values.min())
+    assert abs(draws.mean() - mean) <= mc_tolerance(sd, ess, num_comparisons=2)
+    assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * ess)
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "series", "time")
+
+
+def test_nonfinite_log_density_names_the_site():
+    def bad_model(y=None):
+        scale = numpyro.sample("scale", dist.HalfNormal(1.0))
+        numpyro.sample("y", dist.Exponential(scale), obs=y)
+
+    with pytest.raises(FloatingPointError, match="site\\(s\\): y"):
+        inference.fit(bad_model, np.array([1.0, -2.0]), method="nuts", progress=False, num_warmup=10, num_samples=10)
+
+
+def test_stuck_chain_screening_flags_far_chain():
+    from inference.nuts import screen_stuck_chains
+
+    rng = np.random.default_rng(0)
+    potential = rng.normal(10.0, 1.0, size=(4, 200))
+    potential[2] += 50.0  # a chain sitting in a far less probable mode
+    accept = np.full((4, 200), 0.8)
+    accept[3] = 0.01  # a chain that does not move
+    screen = screen_stuck_chains(potential, accept)
+    assert screen.stuck == (2, 3)
+
+
+def test_facade_errors():
+    with pytest.raises(ValueError, match="method: unknown method 'bogus'"):
+        inference.fit(normal_mean_model, np.zeros(3), method="bogus")
+    with pytest.raises(TypeError, match="does not accept \\['nmu_samples'\\]"):
+        inference.fit(normal_mean_model, np.zeros(3), method="nuts", nmu_samples=3)
+    with pytest.raises(ValueError, match="num_samples"):
+        inference.fit(normal_mean_model, np.zeros(3), method="nuts", num_samples=0, progress=False)
+    with pytest.raises(TypeError, match="target"):
+        inference.fit(42, np.zeros(3), method="nuts")

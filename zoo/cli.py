@@ -1,0 +1,366 @@
+"""The ``zoo`` command line: where an entry, a backend and a report meet.
+
+    zoo list
+    zoo show NAME
+    zoo simulate NAME [--config small] [--seed 0] [--out data.csv] [--truth truth.json]
+    zoo fit NAME [--data FILE.csv|FILE.nc] [--method M] [--config small] [--seed 0]
+                 [--option KEY=VALUE ...] [--out run.nc] [--html report.html]
+    zoo check NAME [--config small] [--seed 0] [--out run.nc] [--html report.html]
+    zoo report RUN.nc [RUN.nc ...] --html OUT.html [--md OUT.md]
+
+This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``. Results are
+written atomically (temporary file, then rename). Exit status: 0 on success, 1 when a recovery
+check or a convergence verdict fails, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "read_columns", "write_columns", "parse_options"]
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def read_columns(path: str) -> dict[str, np.ndarray]:
+    """Columns of a CSV file (header row, numbers) or of a netCDF file (1-D variables, or the
+    ``observed_data`` group of an ArviZ result)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--data: no such file {path!r}")
+    if path.endswith(".csv"):
+        with open(path, newline="") as stream:
+            reader = csv.reader(stream)
+            try:
+                header = [name.strip() for name in next(reader)]
+            except StopIteration:
+                raise ValueError(f"--data: {path!r} is empty; expected a header row") from None
+            rows = [row for row in reader if row]
+        if not rows:
+            raise ValueError(f"--data: {path!r} has a header but no rows")
+        columns = {}
+        for j, name in enumerate(header):
+            try:
+                columns[name] = np.array([float(row[j]) if row[j].strip() not in ("", "nan", "NaN", "NA") else np.nan
+                                          for row in rows])
+            except (ValueError, IndexError) as error:
+                raise ValueError(f"--data: column {name!r} of {path!r} has a non-numeric or missing entry ({error})") from None
+        return columns
+    if path.endswith(".nc"):
+        import xarray as xr
+
+        try:
+            dataset = xr.open_dataset(path, group="observed_data", engine="h5netcdf")
+        except (OSError, KeyError, ValueError):
+            dataset = xr.open_dataset(path, engine="h5netcdf")
+        return {name: np.asarray(dataset[name].values).reshape(-1) for name in dataset.data_vars}
+    raise ValueError(f"--data: expected a .csv or .nc file, got {path!r}")
+
+
+def _atomic_text(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_columns(path: str, columns: dict[str, np.ndarray]) -> None:
+    """Write equal-length 1-D columns as CSV, atomically."""
+    names = list(columns)
+    arrays = [np.asarray(columns[n]).reshape(-1) for n in names]
+    lengths = {len(a) for a in arrays}
+    if len(lengths) != 1:
+        raise ValueError(f"columns: expected equal lengths, got {dict(zip(names, map(len, arrays)))}")
+    lines = [",".join(names)]
+    for row in zip(*arrays):
+        lines.append(",".join(_format_number(v) for v in row))
+    _atomic_text(path, "\n".join(lines) + "\n")
+
+
+def _format_number(value) -> str:
+    value = np.asarray(value).item()
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer() and abs(value) < 2**53):
+        return str(int(value))
+    return repr(float(value))
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["num_samples=500", "guide='AutoNormal'"]`` -> options; values parsed as Python literals."""
+    options: dict[str, Any] = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ValueError(f"--option: expected KEY=VALUE, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        options[key.strip()] = value
+    return options
+
+
+def _jsonable(value):
+    array = np.asarray(value)
+    return array.tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_list(args) -> int:
+    import zoo
+
+    entries = zoo.entries()
+    width = max((len(e.name) for e in entries), default=4)
+    print(f"{'name':<{width}}  {'recipe':<14}  title")
+    for entry in entries:
+        print(f"{entry.name:<{width}}  {entry.recipe.method:<14}  {entry.title}")
+    return 0
+
+
+def _cmd_show(args) -> int:
+    import dataclasses
+
+    import zoo
+
+    entry = zoo.get(args.name)
+    print(f"{entry.name}: {entry.title}")
+    print(f"reference: {entry.reference}")
+    print(f"\n{entry.summary}\n")
+    print(f"default recipe: method={entry.recipe.method!r} options={dict(entry.recipe.options)}")
+    print(f"state-space form: {'yes' if entry.ssm is not None else 'no'}; exact likelihood: "
+          f"{'yes' if entry.exact_loglik is not None else 'no'}")
+    print(f"data: {entry.data_doc or '(entry-specific array)'}")
+    print(f"CSV input: {'yes' if entry.load_columns is not None else 'no'}")
+    print("configs:")
+    for name, config in entry.configs.items():
+        fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+        text = ", ".join(f"{k}={v}" for k, v in (fields.items() if isinstance(fields, dict) else []))
+        print(f"  {name}: {text if len(text) < 400 else text[:400] + ' ...'}")
+    return 0
+
+
+def _simulate(entry, config_name: str, seed: int):
+    import jax
+
+    config = entry.config(config_name)
+    return entry.simulate(jax.random.PRNGKey(seed), config)
+
+
+def _cmd_simulate(args) -> int:
+    import zoo
+
+    entry = zoo.get(args.name)
+    data, truth = _simulate(entry, args.config, args.seed)
+    if entry.dump_columns is None:
+        raise ValueError(f"name: entry {entry.name!r} has no tabular form (dump_columns); use the Python API")
+    columns = entry.dump_columns(data, entry.config(args.config))
+    out = args.out or f"{entry.name}_{args.config}_seed{args.seed}.csv"
+    write_columns(out, columns)
+    print(f"wrote {out} ({len(next(iter(columns.values())))} rows, columns {list(columns)})")
+    if args.truth:
+        _atomic_text(args.truth, json.dumps({k: _jsonable(v) for k, v in truth.items()}, indent=1))
+        print(f"wrote {args.truth}")
+    return 0
+
+
+def _load_data(entry, path: str, config_name: str):
+    if entry.load_columns is None:
+        raise ValueError(f"--data: entry {entry.name!r} does not read tabular data; `zoo show {entry.name}` says what it takes")
+    return entry.load_columns(read_columns(path), entry.config(config_name))
+
+
+def _fit(entry, data, method: str, config_name: str, seed: int, options: dict, progress: bool):
+    import inference
+
+    if method is None:
+        method = entry.recipe.method
+        merged = entry.recipe.options_for(config_name)
+        merged.update(options)
+        options = merged
+    return inference.fit(entry, data, method=method, seed=seed, config=config_name, progress=progress, **options)
+
+
+def _print_verdicts(idata) -> str:
+    from diagnostics import checks
+
+    verdicts = checks.run_checks(idata)
+    print("\nconvergence diagnostics:")
+    print(checks.format_verdicts(verdicts))
+    status = checks.overall(verdicts)
+    print(f"overall: {status.upper()}")
+    return verdicts, status
+
+
+def _write_outputs(idata, args, *, recovery=None, verdicts=None, title=""):
+    from diagnostics.convert import write_netcdf
+
+    if args.out:
+        write_netcdf(idata, args.out)
+        print(f"wrote {args.out}")
+    if getattr(args, "html", None):
+        from diagnostics.report import write_report
+
+        write_report(idata, args.html, title=title, recovery=recovery, verdicts=verdicts,
+                     markdown_path=getattr(args, "md", None))
+        print(f"wrote {args.html}")
+
+
+def _cmd_fit(args) -> int:
+    import zoo
+
+    entry = zoo.get(args.name)
+    options = parse_options(args.option)
+    if args.data:
+        data = _load_data(entry, args.data, args.config)
+        truth = None
+    else:
+        data, truth = _simulate(entry, args.config, args.seed)
+        print(f"no --data given: fitting data simulated from {entry.name} ({args.config}, seed {args.seed})")
+    idata = _fit(entry, data, args.method, args.config, args.seed, options, not args.no_progress)
+    idata.attrs.update({"entry": entry.name, "config": args.config})
+    verdicts, status = _print_verdicts(idata)
+    recovery = None
+    if truth is not None:
+        recovery = entry.check(idata, truth, entry.config(args.config))
+        _print_recovery(recovery)
+    _write_outputs(idata, args, recovery=recovery, verdicts=verdicts, title=f"{entry.name}: {entry.title}")
+    return 0 if status != "fail" else 1
+
+
+def _print_recovery(recovery) -> bool:
+    from diagnostics.recovery import format_checks
+
+    print("\nrecovery check:")
+    print(format_checks(recovery))
+    passed = all(c.passed for c in recovery)
+    print(f"recovery verdict: {'PASS' if passed else 'FAIL'}")
+    return passed
+
+
+def _cmd_check(args) -> int:
+    import jax
+
+    import zoo
+    from diagnostics.recovery import run_recovery
+
+    entry = zoo.get(args.name)
+    config = entry.config(args.config)
+    options = parse_options(args.option)
+
+    def simulate(key):
+        return entry.simulate(key, config)
+
+    def fit(data):
+        return _fit(entry, data, None, args.config, args.seed, options, not args.no_progress)
+
+    def check(idata, truth):
+        return entry.check(idata, truth, config)
+
+    result = run_recovery(simulate, fit, check, seed=args.seed)
+    result.idata.attrs.update({"entry": entry.name, "config": args.config})
+    verdicts, status = _print_verdicts(result.idata)
+    passed = _print_recovery(result.checks)
+    _write_outputs(result.idata, args, recovery=result.checks, verdicts=verdicts,
+                   title=f"{entry.name}: recovery check ({args.config})")
+    del jax
+    return 0 if passed and status != "fail" else 1
+
+
+def _cmd_report(args) -> int:
+    from diagnostics.convert import read_netcdf
+    from diagnostics.report import write_report
+
+    runs = {}
+    for path in args.runs:
+        label = os.path.splitext(os.path.basename(path))[0]
+        runs[label] = read_netcdf(path)
+    write_report(runs if len(runs) > 1 else next(iter(runs.values())), args.html, title=args.title or "",
+                 markdown_path=args.md)
+    print(f"wrote {args.html}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="dynamics-zoo: stochastic dynamical systems as NumPyro programs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list the registered entries").set_defaults(func=_cmd_list)
+
+    show = sub.add_parser("show", help="describe an entry: model, configs, data format")
+    show.add_argument("name")
+    show.set_defaults(func=_cmd_show)
+
+    simulate = sub.add_parser("simulate", help="simulate data from an entry and write it as CSV")
+    simulate.add_argument("name")
+    simulate.add_argument("--config", default="small")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--out", help="CSV file to write (default NAME_CONFIG_seedS.csv)")
+    simulate.add_argument("--truth", help="also write the true parameters as JSON")
+    simulate.set_defaults(func=_cmd_simulate)
+
+    def add_run_arguments(p):
+        p.add_argument("name")
+        p.add_argument("--config", default="small")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="backend option, e.g. --option num_samples=1000 (repeatable)")
+        p.add_argument("--out", help="write the result (ArviZ netCDF) here")
+        p.add_argument("--html", help="write an HTML report here")
+        p.add_argument("--md", help="also write a Markdown report here")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    fit = sub.add_parser("fit", help="fit an entry to data (simulated when --data is not given)")
+    add_run_arguments(fit)
+    fit.add_argument("--data", help="observations: CSV with the columns `zoo show NAME` lists, or netCDF")
+    fit.add_argument("--method", help="inference method (default: the entry's recipe)")
+    fit.set_defaults(func=_cmd_fit)
+
+    check = sub.add_parser("check", help="simulate, fit with the recipe, and print the recovery verdict")
+    add_run_arguments(check)
+    check.set_defaults(func=_cmd_check)
+
+    report = sub.add_parser("report", help="HTML report of one run or a comparison of several")
+    report.add_argument("runs", nargs="+", help="result files (netCDF) written by `zoo fit --out`")
+    report.add_argument("--html", required=True)
+    report.add_argument("--md")
+    report.add_argument("--title")
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"zoo {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
