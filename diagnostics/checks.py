@@ -424,7 +424,7 @@ def check_particle_ess(idata: az.InferenceData, *, warn: float = 0.1, fail: floa
     """Weight degeneracy of a particle filter: ESS per step relative to the particle number.
 
     Reads ``sample_stats["ess"]`` shaped ``(chain, draw, *step_dims)`` and the number of
-    particles ``N`` from ``attrs["num_particles"]`` (of the sample_stats group or the posterior).
+    particles ``N`` from ``attrs["num_particles"]`` (see :func:`run_attrs`).
     Per step, the median over (chain, draw) of ``ESS / N`` (for PMMH/particle Gibbs each draw ran
     its own filter); the verdict is the worst step. Warn below ``warn * N`` (N/10); fail
     (collapse: one or two particles carry the filter) below ``max(fail * N, min_particles)``.
@@ -503,7 +503,8 @@ def check_acceptance(idata: az.InferenceData, *, low: float = 0.05, high: float 
     if highest > high:
         return [Verdict("acceptance rate", "warn", highest, high,
                         f"highest chain accepts {highest:.3f}: proposals too timid; {detail}")]
-    return [Verdict("acceptance rate", "ok", float(per_chain.mean()), low, f"mean {per_chain.mean():.3f}; {detail}")]
+    mean = float(per_chain.mean())
+    return [Verdict("acceptance rate", "ok", mean, low, f"mean {mean:.3f}; {detail}")]
 
 
 # --------------------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ def to_inference_data(
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    group_dims: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
 ) -> az.InferenceData:
     """Assemble an ``InferenceData`` from named arrays.
 
@@ -146,6 +147,8 @@ def to_inference_data(
             ArviZ's (``accept_prob`` -> ``acceptance_rate``, ``num_steps`` -> ``n_steps``, ...).
         observed_data, constant_data: arrays without chain/draw axes.
         dims: dimension names per variable (excluding chain and draw), shared by all groups.
+        group_dims: per-group overrides, ``{group: {var: names}}`` (e.g. a per-step
+            log-likelihood ``(series, time)`` beside observations ``(series, time, obs_dim)``).
         coords: coordinate values per dimension name.
         attrs: attributes (method, seed, entry name, ...) stored on the InferenceData itself
             (``idata.attrs``) and on every group; values must be netCDF-storable (str, numbers).
@@ -165,12 +168,17 @@ def to_inference_data(
         if "diverging" in renamed:
             renamed["diverging"] = np.asarray(renamed["diverging"]).astype(bool)
         sampled_inputs["sample_stats"] = renamed
+    def dims_for(group):
+        merged = dict(dims or {})
+        merged.update((group_dims or {}).get(group, {}))
+        return merged
+
     for group, arrays in sampled_inputs.items():
         if arrays:
-            groups[group] = _dataset(group, arrays, dims, coords, attrs, sampled=True)
+            groups[group] = _dataset(group, arrays, dims_for(group), coords, attrs, sampled=True)
     for group, arrays in (("observed_data", observed_data), ("constant_data", constant_data)):
         if arrays:
-            groups[group] = _dataset(group, arrays, dims, coords, attrs, sampled=False)
+            groups[group] = _dataset(group, arrays, dims_for(group), coords, attrs, sampled=False)
     if not groups:
         raise ValueError("to_inference_data: no group given; pass at least posterior=...")
     return az.InferenceData(attrs=dict(attrs or {}), **groups)

@@ -265,6 +265,13 @@ def _panels(values: np.ndarray, time_axis: int, max_panels: int):
         yield index, moved[(slice(None),) + index]
 
 
+def _numeric_axis(coords, size: int) -> np.ndarray:
+    """The coordinate values of a time axis when numeric, else ``0..size-1``."""
+    if coords is None or not np.issubdtype(np.asarray(coords).dtype, np.number):
+        return np.arange(size)
+    return np.asarray(coords)
+
+
 def _band(ax, x, samples, colour, label):
     """Median and 50 % / 90 % bands of ``samples`` (S, T) over ``x``, NaNs ignored."""
     with np.errstate(all="ignore"):
@@ -314,7 +321,7 @@ def plot_paths(idata: az.InferenceData, var_names: Sequence[str] | None = None, 
     fig = Figure(figsize=(9, 2.2 * len(jobs)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(jobs), 1, squeeze=False)).reshape(-1)
     for ax, (var, time_dim, label, panel, true_panel, x) in zip(axes, jobs):
-        x = np.arange(panel.shape[-1]) if x is None or not np.issubdtype(np.asarray(x).dtype, np.number) else x
+        x = _numeric_axis(x, panel.shape[-1])
         _band(ax, x, panel, "C0", "posterior")
         if true_panel is not None:
             ax.plot(x, true_panel, color="C3", lw=1, label="truth")
@@ -379,7 +386,7 @@ def plot_ppc(idata: az.InferenceData, var_names: Sequence[str] | None = None, *,
     axes = np.atleast_1d(fig.subplots(len(jobs), 1, squeeze=False)).reshape(-1)
     for ax, (kind, label, time_dim, samples, obs, x) in zip(axes, jobs):
         if kind == "series":
-            x = np.arange(samples.shape[-1]) if x is None or not np.issubdtype(np.asarray(x).dtype, np.number) else x
+            x = _numeric_axis(x, samples.shape[-1])
             _band(ax, x, samples, "C0", "predictive")
             seen = np.isfinite(obs)
             ax.plot(np.asarray(x)[seen], obs[seen], "k.", ms=3, label="observed")

@@ -335,6 +335,13 @@ def predictive_section(idata: az.InferenceData, *, level: int = 3) -> Section | 
     groups = idata.groups()
     if "posterior_predictive" not in groups or "observed_data" not in groups:
         return None
+    predicted = list(idata.posterior_predictive.data_vars)
+    observed = list(idata.observed_data.data_vars)
+    if not set(predicted) & set(observed):
+        note = (f"not drawn: no variable is both predicted ({', '.join(predicted)}) and observed "
+                f"({', '.join(observed)})")
+        return Section("Posterior predictive vs data", f'<p class="note">{_esc(note)}</p>', note,
+                       level)
     return Section("Posterior predictive vs data",
                    _figure_block("Posterior predictive (bands) and observed data (points)",
                                  lambda: plots.plot_ppc(idata)), None, level)

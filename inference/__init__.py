@@ -59,25 +59,42 @@ def resolve_target(target: Any, data: Any = None, *, config: Any = "small") -> T
         exact = None
         if getattr(target, "exact_loglik", None) is not None:
             exact = functools.partial(target.exact_loglik, config=cfg)
-        observed = {}
-        if data is not None and getattr(target, "dump_columns", None) is not None:
-            observed = target.dump_columns(data, cfg)
+        observed = _observed_arrays(data)
         return Target(model=model, data=data, ssm=ssm, exact_loglik=exact,
                       dims=dict(getattr(target, "dims", {}) or {}), observed=observed, name=target.name)
     if hasattr(target, "feynman_kac") and hasattr(target, "prior") and hasattr(target, "model"):
         dims = {"x": ("time",) + tuple(f"state_dim_{i}" for i in range(len(target.state_shape))),
                 "y": ("time",) + tuple(f"obs_dim_{i}" for i in range(len(target.obs_shape)))}
         return Target(model=target.model, data=data, ssm=target, dims=dims,
-                      observed={} if data is None else {"y": data}, name=getattr(target, "name", "ssm"))
+                      observed=_observed_arrays(data), name=getattr(target, "name", "ssm"))
     if callable(target):
         if data is not None:
             _check_accepts_data(target)
         return Target(model=target, data=data, name=getattr(target, "__name__", "model"),
-                      observed={} if data is None else {"y": data})
+                      observed=_observed_arrays(data))
     raise TypeError(
         "target: expected a zoo entry, a StateSpaceModel or a NumPyro model function; "
         f"got {type(target).__name__}"
     )
+
+
+def _observed_arrays(data: Any) -> dict:
+    """What goes into ``observed_data``: the data array as ``y``, or the arrays of a dict/NamedTuple."""
+    import numpy as np
+
+    if data is None:
+        return {}
+    if hasattr(data, "_asdict"):
+        data = data._asdict()
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            array = np.asarray(value)
+            if array.dtype != object and np.issubdtype(array.dtype, np.number):
+                out[key] = array
+        return out
+    array = np.asarray(data)
+    return {"y": array} if array.dtype != object and np.issubdtype(array.dtype, np.number) else {}
 
 
 def _check_accepts_data(model: Callable) -> None:

@@ -197,29 +197,35 @@ def posterior_to_idata(target: Target, samples: Mapping[str, np.ndarray], sample
         groups["observed_data"] = {k: np.asarray(v) for k, v in target.observed.items()}
     all_attrs = {"method": method, "seed": seed, "target": target.name}
     all_attrs.update(attrs or {})
-    dims = {k: v for k, v in (target.dims or {}).items()}
-    try:
-        return to_inference_data(**groups, dims=dims, attrs=all_attrs)
-    except ValueError:
-        # dims declared for one data layout (e.g. several sequences) but the data had another:
-        # keep only the dims that fit, never guess
-        fitted = _fitting_dims(groups, dims)
-        return to_inference_data(**groups, dims=fitted, attrs=all_attrs)
+
+    return to_inference_data(**groups, group_dims=_dims_per_group(groups, target.dims or {}), attrs=all_attrs)
 
 
-def _fitting_dims(groups: Mapping[str, Any], dims: Mapping[str, Any]) -> dict:
-    fitted = {}
-    for name, names in dims.items():
-        ok = True
-        for group, arrays in groups.items():
-            if not isinstance(arrays, Mapping) or name not in arrays:
+def _dims_per_group(groups: Mapping[str, Any], dims: Mapping[str, Any]) -> dict:
+    """The target's declared dims, per group, for the variables whose rank they fit.
+
+    A variable with more axes than declared names (e.g. a predictive ``y`` of shape
+    ``(series, time, obs_dim)`` where the per-step log-likelihood ``y`` is ``(series, time)``) keeps
+    the declared names for its leading axes and gets ``<var>_dim_<k>`` for the trailing ones;
+    a variable with fewer axes gets ArviZ's default names.
+    """
+    out: dict[str, dict] = {}
+    for group, arrays in groups.items():
+        if not isinstance(arrays, Mapping):
+            continue
+        lead = 0 if group in ("observed_data", "constant_data") else 2
+        chosen = {}
+        for name, names in dims.items():
+            if name not in arrays:
                 continue
-            lead = 0 if group == "observed_data" else 2
-            if np.ndim(arrays[name]) - lead != len(names):
-                ok = False
-        if ok:
-            fitted[name] = names
-    return fitted
+            rank = np.ndim(arrays[name]) - lead
+            names = list(names)
+            if rank == len(names):
+                chosen[name] = names
+            elif rank > len(names):
+                chosen[name] = names + [f"{name}_dim_{k}" for k in range(len(names), rank)]
+        out[group] = chosen
+    return out
 
 
 def _warn_convergence(samples, diverging, screen: ChainScreen, method: str) -> list[str]:

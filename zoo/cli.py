@@ -207,10 +207,8 @@ def _print_verdicts(idata) -> str:
 
     verdicts = checks.run_checks(idata)
     print("\nconvergence diagnostics:")
-    print(checks.format_verdicts(verdicts))
-    status = checks.overall(verdicts)
-    print(f"overall: {status.upper()}")
-    return verdicts, status
+    print(checks.format_verdicts(verdicts))  # ends with the overall line
+    return verdicts, checks.overall(verdicts)
 
 
 def _write_outputs(idata, args, *, recovery=None, verdicts=None, title=""):

@@ -22,7 +22,7 @@ Ancestor and backward sampling need ``fk.transition_log_density`` (a proper dens
 Each kernel leaves the smoothing distribution ``p(x_{0:T-1} | y_{0:T-1})`` invariant.
 
 Public API: :data:`SAMPLING`, :class:`CSMCInfo`, :func:`csmc`, :func:`trace_genealogy`,
-:func:`backward_sample`, :func:`sample_path`.
+:func:`backward_sample`, :func:`sample_path`, :func:`simulate_path`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
 from inference.types import Array, FeynmanKacModel, PRNGKey
 
-__all__ = ["SAMPLING", "CSMCInfo", "csmc", "trace_genealogy", "backward_sample", "sample_path"]
+__all__ = ["SAMPLING", "CSMCInfo", "csmc", "trace_genealogy", "backward_sample", "sample_path", "simulate_path"]
 
 SAMPLING = ("ancestor", "backward", "none")
 
@@ -164,3 +164,20 @@ def sample_path(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, sampli
     if sampling == "backward":
         return backward_sample(key_out, fk, out.particles, out.log_weights)
     return trace_genealogy(out.particles, out.ancestors, _categorical(key_out, out.log_weights[-1]))
+
+
+def simulate_path(key: PRNGKey, fk: FeynmanKacModel) -> Any:
+    """A path from the state prior, ``x_0 ~ p_0``, ``x_t ~ f_t(. | x_{t-1})``: ``(T, ...)``.
+
+    A cheap valid starting reference for conditional SMC (any path is a valid start)."""
+    num_steps = int(fk.num_steps)
+    keys = jax.random.split(key, num_steps)
+    x0 = fk.sample_initial(keys[0])
+
+    def body(x, inputs):
+        k, t = inputs
+        x = fk.sample_transition(k, t, x)
+        return x, x
+
+    _, rest = jax.lax.scan(body, x0, (keys[1:], jnp.arange(1, num_steps)))
+    return jax.tree.map(lambda first, r: jnp.concatenate([first[None], r], axis=0), x0, rest)

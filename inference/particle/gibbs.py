@@ -157,7 +157,7 @@ class _Warmup(NamedTuple):
     count: Array
 
 
-def _tuning_from(warm: _Warmup, theta_kernel: str, adapt_start: int, final: bool, da_final) -> ThetaTuning:
+def _tuning_from(warm: _Warmup, theta_kernel: str, adapt_start: int, adapting: Array, da_final) -> ThetaTuning:
     d = warm.moments.mean.shape[0]
     cov = warm.moments.scatter / jnp.maximum(warm.moments.count - 1.0, 1.0)
     cov = 0.5 * (cov + cov.T) + 1e-6 * jnp.eye(d)
@@ -167,7 +167,7 @@ def _tuning_from(warm: _Warmup, theta_kernel: str, adapt_start: int, final: bool
         shape = jnp.where(use & jnp.all(jnp.isfinite(chol)), chol, jnp.eye(d))
     else:
         shape = jnp.where(use, jnp.diag(jnp.diagonal(cov)), jnp.eye(d))
-    step_size = da_final(warm.dual_averaging) if final else jnp.exp(warm.dual_averaging.log_step_size)
+    step_size = jnp.where(adapting, jnp.exp(warm.dual_averaging.log_step_size), da_final(warm.dual_averaging))
     return ThetaTuning(step_size=step_size, shape=shape)
 
 
@@ -193,7 +193,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         adapt_start: warmup sweeps before the running covariance shapes the θ kernel
             (default ``max(50, 10 d)`` capped at ``num_warmup // 2``).
         init_params, init_radius: start θ (constrained values, default prior median) jittered by
-            ``U(-r, r)`` in unconstrained space; paths start from a filter at that θ.
+            ``U(-r, r)`` in unconstrained space; paths start from the state prior at that θ.
         pointwise_log_likelihood: store a bootstrap filter's per-step log-likelihood increments
             at every kept θ (``log_likelihood`` group, for LOO/LFO) and its ``log_evidence``.
         loglik_particles: particles of that filter (default ``max(num_particles, 100)``).
@@ -243,50 +243,56 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     def first_paths(k, z):
         params = space.to_params(z)
         ks = jax.random.split(k, ys.shape[0])
-        return jax.vmap(lambda kk, y: _csmc.sample_path(kk, ssm.feynman_kac(params, y), num_particles,
-                                                        sampling=sampling))(ks, ys)
+        return jax.vmap(lambda kk, y: _csmc.simulate_path(kk, ssm.feynman_kac(params, y)))(ks, ys)
 
     paths = jax.jit(jax.vmap(first_paths))(jax.random.split(key_paths, num_chains), positions)
     states = GibbsState(position=positions, paths=paths)
     warm = jax.vmap(lambda z: _Warmup(_pmmh.adaptation_init(z), da_init(init_scale), jnp.zeros(())))(positions)
+    da_restart = 1.0 if theta_kernel == "rw" else init_scale
 
     def sweep(state, warm_state, k, adapting):
-        tuning = _tuning_from(warm_state, theta_kernel, adapt_start, not adapting, da_final)
+        tuning = _tuning_from(warm_state, theta_kernel, adapt_start, adapting, da_final)
         state, info = step(k, state, ssm=ssm, space=space, ys=ys, num_particles=num_particles,
                            sampling=sampling, theta_kernel=theta_kernel, tuning=tuning, theta_steps=theta_steps)
-        if adapting:
-            moments = _pmmh.adaptation_update(warm_state.moments, state.position)
-            da = da_update(warm_state.dual_averaging, info.theta_acceptance_rate)
-            # Restart dual averaging when the covariance starts shaping the kernel.
-            da = jax.tree.map(lambda a, b: jnp.where(warm_state.count + 1 == adapt_start, a, b),
-                              da_init(jnp.asarray(init_scale if theta_kernel == "nuts" else 1.0)), da)
-            warm_state = _Warmup(moments, da, warm_state.count + 1)
+        moments = _pmmh.adaptation_update(warm_state.moments, state.position)
+        da = da_update(warm_state.dual_averaging, info.theta_acceptance_rate)
+        # Restart dual averaging when the running covariance starts shaping the kernel.
+        restart = warm_state.count + 1 == adapt_start
+        da = jax.tree.map(lambda a, b: jnp.where(restart, a, b), da_init(jnp.asarray(da_restart)), da)
+        updated = _Warmup(moments, da, warm_state.count + 1)
+        warm_state = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), updated, warm_state)
         return state, warm_state, info, tuning
 
-    def make_chunk(adapting: bool):
-        def per_chain(state, warm_state, keys):
+    def pointwise(k, position, adapting):
+        if not pointwise_log_likelihood:
+            return ()
+        shapes = jax.eval_shape(estimate, k, position)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return jax.lax.cond(adapting, lambda: zeros, lambda: estimate(k, position))
+
+    # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains
+    # (unbatched, so the ``cond`` above skips the pointwise filter during warmup).
+    @jax.jit
+    def run_chunk(states, warm, keys, adapting):
+        def per_chain(state, warm_state, ks):
             def body(carry, k):
                 s, w = carry
                 s, w, info, tuning = sweep(s, w, k, adapting)
-                out = (s, info, tuning.step_size)
-                if not adapting and pointwise_log_likelihood:
-                    out = out + (estimate(jax.random.fold_in(k, 1), s.position),)
-                return (s, w), out
-            return jax.lax.scan(body, (state, warm_state), keys)
-        return jax.jit(jax.vmap(per_chain))
+                return (s, w), (s, info, tuning.step_size, pointwise(jax.random.fold_in(k, 1), s.position, adapting))
+            return jax.lax.scan(body, (state, warm_state), ks)
+        return jax.vmap(per_chain, in_axes=(0, 0, 0))(states, warm, keys)
 
-    warm_chunk, sample_chunk = make_chunk(True), make_chunk(False)
     total = num_warmup + num_samples
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
     bar = tqdm(total=total, disable=not progress, desc=f"pgibbs[{sampling}]")
     done = 0
     for length in _pmmh.chunked(num_warmup, chunk_size):
-        (states, warm), _ = warm_chunk(states, warm, keys_all[:, done:done + length])
+        (states, warm), _ = run_chunk(states, warm, keys_all[:, done:done + length], jnp.asarray(True))
         done += length
         bar.update(length)
     kept = []
     for length in _pmmh.chunked(num_samples, chunk_size):
-        (states, warm), out = sample_chunk(states, warm, keys_all[:, done:done + length])
+        (states, warm), out = run_chunk(states, warm, keys_all[:, done:done + length], jnp.asarray(False))
         done += length
         bar.update(length)
         kept.append(jax.tree.map(np.asarray, out))

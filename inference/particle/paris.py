@@ -664,12 +664,12 @@ def _auto_backward(backward: str, num_backward: int, bound_fn, x_example, *, max
 def score_ascent_step(key: PRNGKey, state: LearningState, ssm, ys: Array, space, num_particles: int, *,
                       backward: str = "auto", num_backward: int = 2, max_tries: int = 16, fallback_chunk: int = 32,
                       sa: SAConfig = SAConfig(), map_estimate: bool = False, extra: AdditiveFunctional | None = None,
-                      learn: bool = True) -> tuple[LearningState, LearningInfo]:
+                      learn: bool | Array = True) -> tuple[LearningState, LearningInfo]:
     """One PPG iteration at ``θ = space.to_constrained(position)`` on S sequences, then the SA update.
 
     The functional is ``[score w.r.t. the constrained sample sites (ravelled, sorted names), extra]``;
-    the update direction is ``J' score`` (+ ``∇ log p(z)`` if ``map_estimate``). ``learn=False``
-    keeps θ fixed (a plain PPG sweep; the estimates are still returned).
+    the update direction is ``J' score`` (+ ``∇ log p(z)`` if ``map_estimate``). ``learn`` (a bool,
+    may be traced) False keeps θ fixed: a plain PPG sweep whose estimates are still returned.
     """
     theta = space.to_constrained(state.position)
     params = space.params_from_constrained(theta)
@@ -695,10 +695,12 @@ def score_ascent_step(key: PRNGKey, state: LearningState, ssm, ys: Array, space,
     if map_estimate:
         direction = direction + jax.grad(space.log_prior)(state.position)
     iteration = state.iteration + 1
-    if learn:
-        position, sq_avg, gamma = _sa_update(state.position, state.sq_avg, iteration, direction, sa)
-    else:
-        position, sq_avg, gamma = state.position, state.sq_avg, jnp.zeros(())
+    position, sq_avg, gamma = _sa_update(state.position, state.sq_avg, iteration, direction, sa)
+    learn = jnp.asarray(learn)
+    position = jnp.where(learn, position, state.position)
+    sq_avg = jnp.where(learn, sq_avg, state.sq_avg)
+    gamma = jnp.where(learn, gamma, 0.0)
+    iteration = jnp.where(learn, iteration, state.iteration)
     new_state = LearningState(position, refs, sq_avg, iteration)
     return new_state, LearningInfo(estimate, direction, gamma, info.log_evidence.sum(), info.ess,
                                    info.num_fallback.sum())
@@ -816,56 +818,57 @@ def _exact_pointwise(target: Target, thetas: Mapping[str, np.ndarray], expected_
     return values.reshape(lead + expected_shape)
 
 
+
+
 def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             params: Mapping[str, Any] | None = None, num_particles: int = 32, num_backward: int = 2,
-            backward: str = "auto", num_iterations: int = 200, burn_in: int = 100, num_chains: int = 2,
-            step_size: float = 1.0, step_exponent: float = 0.6, preconditioner: str = "rms",
-            moments: bool = True, keep_paths: bool = True, init_radius: float = 0.5,
-            pointwise_log_likelihood: bool = True, loglik_particles: int | None = None,
-            max_tries: int = 16, chunk_size: int = 25):
-    """Parisian particle Gibbs on a state-space target: SA-MLE / MAP learning, or smoothing at fixed θ.
+            backward: str = "auto", num_iterations: int = 200, average_from: int | None = None,
+            num_samples: int = 50, burn_in: int = 10, num_chains: int = 2, step_size: float = 1.0,
+            step_exponent: float = 0.6, preconditioner: str = "rms", moments: bool = True,
+            init_radius: float = 0.5, pointwise_log_likelihood: bool = True,
+            loglik_particles: int | None = None, max_tries: int = 16, chunk_size: int = 25):
+    """Parisian particle Gibbs: SA-MLE / MAP of θ, then PPG smoothing and paths at the estimate.
 
-    Every iteration ℓ runs one PPG sweep per chain and sequence at ``θ_ℓ`` (the CSMC reference is
-    carried over from iteration ℓ - 1) and returns the PPG estimates ``Π^{(ℓ)}`` of the smoothed
-    score ``E[∇_θ log p_θ(x, y) | y]`` and (``moments=True``) of the state moments
-    ``Σ_t x_t, Σ_t x_t x_t', Σ_t x_{t-1} x_t'`` (flattened state). With ``learning="mle"``
-    (``"map"``) θ then takes one preconditioned stochastic-approximation step along the smoothed
-    score (plus the log-prior gradient), ``γ_ℓ = step_size · ℓ^{-step_exponent}``; with
-    ``learning="none"`` θ stays at ``params`` and the iterations are a PPG / particle Gibbs
-    (backward sampling) chain on ``p(x | y, θ)``.
+    Phase 1 (``learning="mle"`` or ``"map"``; skipped for ``"none"``): ``num_iterations`` PPG
+    iterations per chain, each at ``θ_ℓ`` with the CSMC reference carried over from ``ℓ - 1``, each
+    followed by one preconditioned stochastic-approximation step along the PPG-smoothed score
+    (Fisher's identity; ``"map"`` adds the log-prior gradient), ``γ_ℓ = step_size · ℓ^{-step_exponent}``.
+    The estimate ``θ̂`` is the Polyak average (in unconstrained space) of ``θ_ℓ`` over
+    ``ℓ > average_from`` (default ``num_iterations // 2``) and over the chains.
+    Phase 2: at ``θ̂`` (or at ``params`` for ``"none"``) every chain runs ``burn_in + num_samples``
+    PPG sweeps (k_0 = burn_in); the kept sweeps give the roll-out estimates (their mean over draws)
+    of the smoothed score and state moments, and the reference paths, draws of ``p(x | y, θ̂)``.
 
     Args:
         target: a Target with a state-space model and data ``(T, *obs)`` or ``(S, T, *obs)``.
         seed, progress: PRNG seed; progress bar over chunks of iterations.
         learning: ``"mle"``, ``"map"`` or ``"none"``.
-        params: constrained parameter values: the fixed θ for ``learning="none"`` (required), the
-            starting point otherwise (default: the prior median), jittered per chain by
-            ``U(-init_radius, init_radius)`` in unconstrained space when learning.
+        params: constrained parameter values: the fixed θ for ``"none"`` (required), else the start
+            (default: the prior median), jittered per chain by ``U(-init_radius, init_radius)`` in
+            unconstrained space.
         num_particles: N of the conditional SMC (>= 2); num_backward: M backward draws (>= 2 advised).
-        backward: ``"exact"`` (O(N²)), ``"reject"`` (accept–reject, O(NM); needs a Normal,
+        backward: ``"exact"`` (O(N²)), ``"reject"`` (accept–reject, O(NM); a Normal,
             MultivariateNormal or Categorical transition) or ``"auto"`` (reject when possible).
-        num_iterations, burn_in: iterations k and k_0; the first ``burn_in`` are discarded.
+        num_iterations, average_from: SA iterations and the start of the Polyak average.
+        num_samples, burn_in: kept PPG sweeps and burn-in sweeps at the estimate.
         num_chains: independent chains (vmapped).
-        step_size, step_exponent, preconditioner: SA step sizes and ``"rms"`` / ``"none"``.
-        moments: also smooth the state moments.
-        keep_paths: store the reference path of every kept iteration as posterior ``x``.
-        pointwise_log_likelihood: store the per-step log-likelihood at every kept θ: exact (the
+        step_size, step_exponent, preconditioner: SA step sizes; ``"rms"`` or ``"none"``.
+        moments: also smooth the state moments ``Σ x_t``, ``Σ x_t x_t'``, ``Σ x_{t-1} x_t'``.
+        pointwise_log_likelihood: store the per-step log-likelihood at the estimate: exact (the
             program's ``y`` factor) when the entry has an exact likelihood, else a bootstrap
             filter's increments with ``loglik_particles`` (default ``max(num_particles, 100)``).
-        max_tries: accept–reject rounds before the exact fallback.
-        chunk_size: iterations per jitted chunk.
+        max_tries: accept–reject rounds before the exact fallback; chunk_size: iterations per jit call.
 
     Returns:
-        InferenceData over (chain, draw = kept iteration ℓ = burn_in+1..num_iterations):
-        ``posterior``: θ_ℓ (constrained names; the values at which iteration ℓ ran; their mean
-        over draws is the Polyak-averaged estimate) when learning, and ``x`` (reference paths,
-        ``([series,] time, *state)``); ``sample_stats``: ``score_<name>`` (PPG estimate of
-        ``∇_<name> log p(y | θ_ℓ)``, summed over series), ``smoothed_sum_x``, ``smoothed_sum_xx``,
+        InferenceData over (chain, draw = kept sweep): ``posterior`` ``x`` (reference paths,
+        ``([series,] time, *state)``); ``sample_stats`` ``score_<name>`` (PPG estimates of
+        ``∇_<name> log p(y | θ̂)``, summed over series), ``smoothed_sum_x``, ``smoothed_sum_xx``,
         ``smoothed_sum_x_lag`` (scalars for a scalar state, else flattened ``(D,)``, ``(D, D)``),
-        ``step_size`` γ_ℓ, ``log_evidence`` (of the conditional pass; NOT an unbiased evidence
-        estimate), ``ess`` ``([series,] time)``, ``num_fallback``; ``log_likelihood`` ``y``;
-        ``constant_data`` ``param_<name>`` for ``learning="none"``. The roll-out estimate of a
-        functional is its mean over draws.
+        ``log_evidence`` (of the conditional pass: NOT an unbiased evidence estimate), ``ess``
+        ``([series,] time)``, ``num_fallback``; ``log_likelihood`` ``y``; ``constant_data``
+        ``param_<name>``: θ̂ (or ``params``). When learning, ``warmup_posterior`` holds the SA
+        iterates ``θ_ℓ`` (constrained names, draw = iteration) and ``warmup_sample_stats`` their
+        ``score_<name>`` estimates and ``step_size``.
     """
     from tqdm.auto import tqdm
 
@@ -879,10 +882,13 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         raise ValueError(f"learning: expected one of {_LEARNING}, got {learning!r}")
     num_particles = _filter._check_num_particles(num_particles, conditional=True)
     num_backward = check_int(num_backward, "num_backward")
-    num_iterations = check_int(num_iterations, "num_iterations")
+    learn = learning != "none"
+    num_iterations = check_int(num_iterations, "num_iterations", minimum=1 if learn else 0)
+    average_from = num_iterations // 2 if average_from is None else check_int(average_from, "average_from", minimum=0)
+    if learn and average_from >= num_iterations:
+        raise ValueError(f"average_from: expected fewer than num_iterations={num_iterations}, got {average_from}")
+    num_samples = check_int(num_samples, "num_samples")
     burn_in = check_int(burn_in, "burn_in", minimum=0)
-    if burn_in >= num_iterations:
-        raise ValueError(f"burn_in: expected fewer than num_iterations={num_iterations} iterations, got {burn_in}")
     num_chains = check_int(num_chains, "num_chains")
     chunk_size = check_int(chunk_size, "chunk_size")
     max_tries = check_int(max_tries, "max_tries")
@@ -891,69 +897,82 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
     sa = _check_sa(SAConfig(step_size=step_size, step_exponent=step_exponent, preconditioner=preconditioner))
     if not (isinstance(init_radius, (int, float)) and init_radius >= 0):
         raise ValueError(f"init_radius: expected a float >= 0, got {init_radius!r}")
-    if learning == "none" and params is None:
+    if not learn and params is None:
         raise ValueError("params: learning='none' smooths at fixed parameters; pass params={name: value}")
     loglik_particles = max(num_particles, 100) if loglik_particles is None else check_int(loglik_particles, "loglik_particles")
 
     space = build_space(ssm.prior)
     key = jax.random.PRNGKey(seed)
-    key_pos, key_init, key_run, key_ll = jax.random.split(key, 4)
-    radius = 0.0 if learning == "none" else float(init_radius)
-    positions = _pmmh.initial_positions(key_pos, space, num_chains, params, radius)
+    key_pos, key_init, key_sa, key_smooth, key_ll = jax.random.split(key, 5)
+    positions = _pmmh.initial_positions(key_pos, space, num_chains, params, float(init_radius) if learn else 0.0)
     extra = moments_functional(tuple(ssm.state_shape)) if moments else None
 
-    # A backward='reject' request must fail here, by name, not inside the trace.
+    # A backward='reject' request that cannot be honoured fails here, by name, not inside a trace.
     probe_params = space.to_params(positions[0])
     bound = transition_log_bound(lambda t, xp: ssm.transition(probe_params, t, xp))
     x_example = jax.eval_shape(lambda k: ssm.initial(probe_params).sample(k), jax.random.PRNGKey(0))
-    cfg_probe = _auto_backward(backward, num_backward, bound, x_example, max_tries=max_tries, fallback_chunk=32)
+    method = _auto_backward(backward, num_backward, bound, x_example, max_tries=max_tries, fallback_chunk=32).method
 
-    def one_step(state, k):
-        state_new, info = score_ascent_step(
-            k, state, ssm, ys, space, num_particles, backward=cfg_probe.method, num_backward=num_backward,
-            max_tries=max_tries, sa=sa, map_estimate=learning == "map", extra=extra, learn=learning != "none")
-        out = (state.position, info)
-        if keep_paths:
-            out = out + (state_new.reference,)
-        return state_new, out
+    def one_step(carry, k):
+        state, learn_flag = carry
+        new, info = score_ascent_step(k, state, ssm, ys, space, num_particles, backward=method,
+                                      num_backward=num_backward, max_tries=max_tries, sa=sa,
+                                      map_estimate=learning == "map", extra=extra, learn=learn_flag)
+        return (new, learn_flag), (state.position, info, new.reference)
 
-    def chunk(states, keys):  # keys (chains, length, 2)
-        return jax.vmap(lambda s, ks: jax.lax.scan(one_step, s, ks))(states, keys)
+    def chunk(states, keys, learn_flag):  # keys (chains, length, 2)
+        def per_chain(s, ks):
+            (s, _), out = jax.lax.scan(one_step, (s, learn_flag), ks)
+            return s, out
+        return jax.vmap(per_chain)(states, keys)
 
     chunk_fn = jax.jit(chunk)
     states = jax.jit(jax.vmap(lambda k, z: learning_init(k, z, ssm, ys, space, num_particles)))(
         jax.random.split(key_init, num_chains), positions)
-    keys_all = jax.random.split(key_run, num_iterations * num_chains).reshape(num_chains, num_iterations, -1)
-    bar = tqdm(total=num_iterations, disable=not progress, desc=f"ppg[{learning}]")
-    kept, done = [], 0
-    for length in _pmmh.chunked(num_iterations, chunk_size):
-        states, out = chunk_fn(states, keys_all[:, done:done + length])
-        lo = max(burn_in - done, 0)
-        if lo < length:
-            kept.append(jax.tree.map(lambda a: np.asarray(a)[:, lo:], out))
-        done += length
-        bar.update(length)
-    bar.close()
-    kept = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *kept) if len(kept) > 1 else kept[0]
-    zs, info = kept[0], kept[1]
+    bar = tqdm(total=(num_iterations if learn else 0) + burn_in + num_samples, disable=not progress,
+               desc=f"ppg[{learning}]")
 
-    thetas = _pmmh.posterior_arrays(space, jnp.asarray(zs))
+    def sweeps(states, key, total, learn_flag, keep_from):
+        keys = jax.random.split(key, total * num_chains).reshape(num_chains, total, -1)
+        kept, done = [], 0
+        for length in _pmmh.chunked(total, chunk_size):
+            states, out = chunk_fn(states, keys[:, done:done + length], jnp.asarray(learn_flag))
+            lo = max(keep_from - done, 0)
+            if lo < length:
+                kept.append(jax.tree.map(lambda a: np.asarray(a)[:, lo:], out))
+            done += length
+            bar.update(length)
+        kept = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *kept) if len(kept) > 1 else kept[0]
+        return states, kept
+
+    theta0 = space.to_constrained(positions[0])
+    flat0, unravel_theta = ravel_pytree(theta0)
+    d_theta = int(flat0.shape[0])
+
+    def split_scores(estimate):  # (chain, draw, d) -> {score_<name>: (chain, draw, *shape)}
+        c, n = estimate.shape[:2]
+        values = jax.vmap(unravel_theta)(jnp.asarray(estimate[..., :d_theta].reshape(c * n, d_theta)))
+        return {f"score_{name}": np.asarray(v).reshape((c, n) + tuple(space.shapes[name])) for name, v in values.items()}
+
+    warmup = None
+    if learn:
+        states, (zs_sa, info_sa, _) = sweeps(states, key_sa, num_iterations, True, 0)
+        z_hat = zs_sa[:, average_from:].reshape(-1, space.dim).mean(axis=0)
+        warmup = (zs_sa, info_sa)
+        states = states._replace(position=jnp.broadcast_to(jnp.asarray(z_hat), states.position.shape))
+    else:
+        z_hat = np.asarray(positions[0])
+    states, (_, info, refs) = sweeps(states, key_smooth, burn_in + num_samples, False, burn_in)
+    bar.close()
+
+    theta_hat = {k: np.asarray(v) for k, v in space.to_constrained(jnp.asarray(z_hat)).items()}
     time_dims = ("series", "time") if batched else ("time",)
     state_names = tuple(_filter._state_dim_names(target, len(ssm.state_shape)))
-    posterior = dict(thetas) if learning != "none" else {}
-    if keep_paths:
-        x = np.asarray(kept[2])
-        posterior["x"] = x if batched else x[:, :, 0]
-
-    # Split the stacked functional: the score (ravel order of the sorted constrained sites), then moments.
-    theta0 = space.to_constrained(positions[0])
-    _, unravel_theta = ravel_pytree(theta0)
-    d_theta = int(ravel_pytree(theta0)[0].shape[0])
+    x = np.asarray(refs)
+    posterior = {"x": x if batched else x[:, :, 0]}
     estimate = np.asarray(info.estimate)  # (chain, draw, d)
     c, n = estimate.shape[:2]
-    scores = jax.vmap(unravel_theta)(jnp.asarray(estimate[..., :d_theta].reshape(c * n, d_theta)))
-    sample_stats = {f"score_{name}": np.asarray(v).reshape((c, n) + tuple(space.shapes[name]))
-                    for name, v in scores.items()}
+    sample_stats = split_scores(estimate)
     dims = {"x": time_dims + state_names, "ess": time_dims, "y": time_dims}
     if moments:
         size = int(np.prod(ssm.state_shape, dtype=int))
@@ -961,47 +980,52 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         parts = {"smoothed_sum_x": rest[..., :size],
                  "smoothed_sum_xx": rest[..., size:size + size * size].reshape(c, n, size, size),
                  "smoothed_sum_x_lag": rest[..., size + size * size:].reshape(c, n, size, size)}
-        if ssm.state_shape == ():
+        if tuple(ssm.state_shape) == ():
             parts = {k: v.reshape(c, n) for k, v in parts.items()}
         else:
             dims.update({"smoothed_sum_x": ("state_flat",), "smoothed_sum_xx": ("state_flat", "state_flat_2"),
                          "smoothed_sum_x_lag": ("state_flat", "state_flat_2")})
         sample_stats.update(parts)
     ess = np.asarray(info.ess)
-    sample_stats.update({"step_size": np.asarray(info.step_size), "log_evidence": np.asarray(info.log_evidence),
-                         "ess": ess if batched else ess[:, :, 0], "num_fallback": np.asarray(info.num_fallback)})
+    sample_stats.update({"log_evidence": np.asarray(info.log_evidence), "ess": ess if batched else ess[:, :, 0],
+                         "num_fallback": np.asarray(info.num_fallback)})
 
     log_likelihood, loglik_source = None, "none"
     if pointwise_log_likelihood:
         expected = tuple(ys.shape[:2]) if batched else (ys.shape[1],)
-        values = _exact_pointwise(target, thetas, expected)
-        loglik_source = "exact"
-        if values is None:
+        one = {k: v[None, None] for k, v in theta_hat.items()}
+        values = _exact_pointwise(target, one, expected)
+        if values is not None:
+            loglik_source = "exact"
+            values = np.broadcast_to(values, (c, n) + expected).copy()
+        else:
             loglik_source = f"bootstrap filter, N={loglik_particles}"
             estimate_fn = _pmmh.evidence_estimator(ssm, space, ys, num_particles=loglik_particles,
                                                    resampler="systematic", ess_threshold=0.5)
-            flat_z = jnp.asarray(zs).reshape((c * n, space.dim))
-            keys = jax.random.split(key_ll, c * n)
-            incr = jax.jit(jax.vmap(lambda k, z: estimate_fn(k, z)[1]))(keys, flat_z)
+            incr = jax.jit(jax.vmap(lambda k: estimate_fn(k, jnp.asarray(z_hat))[1]))(jax.random.split(key_ll, c * n))
             incr = np.asarray(incr).reshape((c, n) + tuple(incr.shape[1:]))  # (chain, draw, S, T)
             values = incr if batched else incr[:, :, 0]
         log_likelihood = {"y": values}
 
-    constant = {f"param_{k}": np.asarray(v)[0, 0] for k, v in thetas.items()} if learning == "none" else None
-    if not posterior:
-        raise ValueError("keep_paths: with learning='none' nothing is left for the posterior; set keep_paths=True")
-    dims = {k: v for k, v in dims.items()
-            if k in sample_stats or k in posterior or (log_likelihood and k in log_likelihood)}
-    for name in thetas:
-        if name in posterior and target.dims and name in target.dims and \
-                len(tuple(target.dims[name])) == posterior[name].ndim - 2:
-            dims[name] = tuple(target.dims[name])
+    param_dims = {f"param_{k}": tuple(target.dims[k]) for k in theta_hat
+                  if target.dims and k in target.dims and len(tuple(target.dims[k])) == theta_hat[k].ndim}
     idata = to_inference_data(
         posterior=posterior, sample_stats=sample_stats, log_likelihood=log_likelihood,
-        constant_data=constant, dims=dims,
+        constant_data={f"param_{k}": v for k, v in theta_hat.items()}, dims={**dims, **param_dims},
         attrs={"method": "ppg", "learning": learning, "num_particles": num_particles,
-               "num_backward": num_backward, "backward": cfg_probe.method, "num_iterations": num_iterations,
-               "burn_in": burn_in, "step_size": float(step_size), "step_exponent": float(step_exponent),
-               "preconditioner": preconditioner, "log_likelihood_source": loglik_source,
-               "target": target.name})
+               "num_backward": num_backward, "backward": method, "num_iterations": num_iterations if learn else 0,
+               "average_from": average_from if learn else 0, "burn_in": burn_in, "step_size": float(step_size),
+               "step_exponent": float(step_exponent), "preconditioner": preconditioner,
+               "log_likelihood_source": loglik_source, "target": target.name})
+    if warmup is not None:
+        zs_sa, info_sa = warmup
+        trajectory = _pmmh.posterior_arrays(space, jnp.asarray(zs_sa))
+        theta_dims = {k: tuple(target.dims[k]) for k in trajectory
+                      if target.dims and k in target.dims and len(tuple(target.dims[k])) == trajectory[k].ndim - 2}
+        w = to_inference_data(
+            posterior=trajectory,
+            sample_stats={**split_scores(np.asarray(info_sa.estimate)), "step_size": np.asarray(info_sa.step_size),
+                          "log_evidence": np.asarray(info_sa.log_evidence)},
+            dims=theta_dims, attrs={"method": "ppg", "phase": "stochastic approximation"})
+        idata.add_groups(warmup_posterior=w.posterior, warmup_sample_stats=w.sample_stats)
     return _filter.attach_observed(idata, target)

@@ -258,40 +258,39 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         # Frozen after warmup: the adaptation state stops changing, so the proposal does too.
         chol = adapted_cholesky(adapt_state, init_chol, adapt_start=adapt_start)
         state, info = step(k, state, estimate, space.log_prior, chol)
-        if adapting and adapt:
-            adapt_state = adaptation_update(adapt_state, state.position)
+        if adapt:
+            updated = adaptation_update(adapt_state, state.position)
+            adapt_state = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), updated, adapt_state)
         return (state, adapt_state), (state, info)
 
-    def make_chunk(adapting: bool):
-        def chunk(carry, keys):  # keys (chains, length, 2)
-            def per_chain(c, ks):
-                return jax.lax.scan(lambda cc, k: one_chain(cc, k, adapting), c, ks)
-            return jax.vmap(per_chain)(carry, keys)
-        return jax.jit(chunk)
+    # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains.
+    @jax.jit
+    def run_chunk(carry, keys, adapting):  # keys (chains, length, 2)
+        def per_chain(c, ks):
+            return jax.lax.scan(lambda cc, k: one_chain(cc, k, adapting), c, ks)
+        return jax.vmap(per_chain)(carry, keys)
 
-    warm_chunk, sample_chunk = make_chunk(True), make_chunk(False)
     carry = (states, adapts)
     total = num_warmup + num_samples * thinning
     bar = tqdm(total=total, disable=not progress, desc="pmmh")
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
     done = 0
     for length in chunked(num_warmup, chunk_size):
-        carry, _ = warm_chunk(carry, keys_all[:, done:done + length])
+        carry, _ = run_chunk(carry, keys_all[:, done:done + length], jnp.asarray(True))
         done += length
         bar.update(length)
-    # Freeze: sampling uses the final adapted proposal (a constant of the chunk below).
+    # Sampling: adapting=False freezes the proposal at its final warmup value.
     kept = {"position": [], "log_evidence": [], "log_prior": [], "aux": [], "acc": [], "is_acc": []}
     for length in chunked(num_samples * thinning, chunk_size):
-        carry, (st, info) = sample_chunk(carry, keys_all[:, done:done + length])
+        carry, (st, info) = run_chunk(carry, keys_all[:, done:done + length], jnp.asarray(False))
         done += length
         bar.update(length)
-        sl = slice(thinning - 1, None, thinning) if thinning > 1 else slice(None)
         for name, value in (("position", st.position), ("log_evidence", st.log_evidence),
                             ("log_prior", st.log_prior), ("aux", st.aux),
                             ("acc", info.acceptance_rate), ("is_acc", info.is_accepted)):
-            kept[name].append(np.asarray(value)[:, sl])
+            kept[name].append(np.asarray(value))
     bar.close()
-    arrays = {k: np.concatenate(v, axis=1)[:, :num_samples] for k, v in kept.items()}
+    arrays = {k: np.concatenate(v, axis=1)[:, thinning - 1::thinning][:, :num_samples] for k, v in kept.items()}
 
     final_chol = np.asarray(jax.vmap(lambda a: adapted_cholesky(a, init_chol, adapt_start=adapt_start))(carry[1]))
     posterior = posterior_arrays(space, jnp.asarray(arrays["position"]))

@@ -322,3 +322,27 @@ def test_overall_and_format_make_failures_loud():
     offsets = {line.index(msg) for line, msg in zip(lines[2:5], ("fine", "low", "bad"))}
     assert len(offsets) == 1
     assert "nothing was checked" in format_verdicts([])
+
+
+def test_method_attrs_select_the_applicable_checks():
+    rng = np.random.default_rng(16)
+    steps = 20
+    # particle filter replicates at fixed parameters (method recorded at the InferenceData level)
+    pf = to_inference_data(posterior={"m": rng.normal(size=(1, 8, steps))},
+                           sample_stats={"ess": rng.uniform(20, 40, size=(1, 8, steps))},
+                           log_likelihood={"y": rng.normal(size=(1, 8, steps))},
+                           dims={"m": ["time"], "ess": ["time"], "y": ["time"]})
+    pf.attrs.update({"method": "pf", "num_particles": 50})
+    verdicts = run_checks(pf)
+    assert [v.name for v in verdicts] == ["R-hat/ESS", "particle ESS"]
+    assert by_name(verdicts, "particle ESS").status == "ok"
+    # particle Gibbs with a random-walk θ step: `diverging` but no energy, so the θ acceptance
+    # is judged as a Metropolis rate
+    pgibbs = to_inference_data(
+        posterior={"mu": rng.normal(size=(2, 300))},
+        sample_stats={"diverging": np.zeros((2, 300), bool),
+                      "acceptance_rate": np.full((2, 300), 0.005)},
+        attrs={"method": "pgibbs"})
+    verdicts = run_checks(pgibbs)
+    assert by_name(verdicts, "acceptance rate").status == "fail"
+    assert by_name(verdicts, "divergences").status == "ok"

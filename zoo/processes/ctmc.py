@@ -71,6 +71,9 @@ __all__ = [
     "make_observations",
     "path_log_likelihoods",
     "validate_observations",
+    "RandomGenerator",
+    "sample_random_generator",
+    "reachability",
 ]
 
 
@@ -471,3 +474,67 @@ def path_log_likelihoods(Q: jax.Array, initial_probs: jax.Array, obs: MJPObserva
         return exact.hmm_filter(initial, transitions, ll).log_likelihood
 
     return jax.vmap(one)(obs.states, obs.gap_index)
+
+
+# --------------------------------------------------------------------------------------------
+# A broad prior over rate matrices (padded to a fixed size; for amortised inference)
+# --------------------------------------------------------------------------------------------
+
+
+class RandomGenerator(NamedTuple):
+    """A random CTMC with ``num_states`` live states padded to ``C_max``.
+
+    num_states: () int, C (live states are 0..C-1).
+    mask: (C_max, C_max) bool adjacency (links i -> j), only among live states, irreducible.
+    log_rates: (C_max, C_max) log-rates on the mask, 0 elsewhere.
+    rate_matrix: (C_max, C_max) generator (padding rows/columns are 0: padding states are never
+        entered from live ones).
+    initial_probs: (C_max,) law of x(0), 0 on padding states.
+    log_mu: () the draw's log rate scale.
+    """
+
+    num_states: jax.Array
+    mask: jax.Array
+    log_rates: jax.Array
+    rate_matrix: jax.Array
+    initial_probs: jax.Array
+    log_mu: jax.Array
+
+
+def reachability(adjacency: jax.Array) -> jax.Array:
+    """Boolean (C, C) transitive closure: ``[i, j]`` True when j is reachable from i (or i = j)."""
+    C = adjacency.shape[-1]
+    reach = adjacency.astype(jnp.float32) + jnp.eye(C, dtype=jnp.float32) > 0
+    for _ in range(max(1, int(np.ceil(np.log2(C))) + 1)):
+        r = reach.astype(jnp.float32)
+        reach = (r @ r) > 0
+    return reach
+
+
+def sample_random_generator(key: jax.Array, *, max_states: int = 6, min_states: int = 2, link_prob: float = 0.8,
+                            log_mu_low: float = float(np.log(0.2)), log_mu_high: float = float(np.log(3.0)),
+                            log_rate_scale: float = 0.75, num_candidates: int = 16) -> RandomGenerator:
+    """One draw from a broad prior over rate matrices (jit/vmap-able; spec §2 generator).
+
+    ``C ~ Uniform{min_states..max_states}``; each off-diagonal link among the C live states is
+    present with probability ``link_prob``, redrawn (up to ``num_candidates`` times, then fully
+    connected) until the chain is irreducible; ``log mu ~ Uniform(log_mu_low, log_mu_high)``,
+    ``log Q_ij ~ Normal(log mu, log_rate_scale^2)`` on the links; ``pi0 ~ Dirichlet(1)`` on the live
+    states.
+    """
+    k_c, k_mask, k_mu, k_rates, k_pi = jax.random.split(key, 5)
+    C = jax.random.randint(k_c, (), min_states, max_states + 1)
+    live = jnp.arange(max_states) < C
+    live2 = live[:, None] & live[None, :] & offdiagonal_mask(max_states)
+    candidates = jax.random.bernoulli(k_mask, link_prob, (num_candidates, max_states, max_states)) & live2
+    reach = jax.vmap(reachability)(candidates)
+    ok = jnp.all(reach | ~(live[:, None] & live[None, :]), axis=(-2, -1))
+    first = jnp.argmax(ok)
+    mask = jnp.where(ok.any(), candidates[first], live2)
+    log_mu = jax.random.uniform(k_mu, (), minval=log_mu_low, maxval=log_mu_high)
+    log_rates = jnp.where(mask, log_mu + log_rate_scale * jax.random.normal(k_rates, (max_states, max_states)), 0.0)
+    Q = rate_matrix(log_rates, mask)
+    gam = jnp.where(live, jax.random.gamma(k_pi, 1.0, (max_states,)), 0.0)
+    pi0 = gam / gam.sum()
+    return RandomGenerator(num_states=C, mask=mask, log_rates=log_rates, rate_matrix=Q, initial_probs=pi0,
+                           log_mu=log_mu)

@@ -37,6 +37,7 @@ Shapes: ``gamma``/``omega`` are ``(K,)``; times are 1-D arrays.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -176,6 +177,7 @@ def _safe_args(a, z):
     return a, small, jnp.where(small, jnp.maximum(z, 1e-300), 1.0), jnp.where(small, _CF_SWITCH, z)
 
 
+@jax.jit
 def gammaincc_exp(a, z):
     """``Q(a, z) · e^z`` (Q the regularised upper incomplete gamma), stable for large z.
 
@@ -189,6 +191,7 @@ def gammaincc_exp(a, z):
     return jnp.where(small, direct, _gammaincc_exp_cf(a, z_large))
 
 
+@jax.jit
 def gammainc(a, z):
     """Regularised lower incomplete gamma ``P(a, z)``, by the same series / continued fraction
     as :func:`gammaincc_exp` (``P = 1 - e^{-z} · Q e^z`` for ``z >= 3``); differentiable in ``a``."""
@@ -257,6 +260,15 @@ def optimal_omega(hurst, gamma, horizon, kind: str = "I", *, normalise: bool = T
     from H); with ``False`` it targets the raw type I/II fBM (variance ``c_H t^{2H}``).
     Differentiable in ``hurst``.
     """
+    _check_kind(kind)
+    check_hurst(hurst)
+    if _is_concrete(horizon) and not float(horizon) > 0:
+        raise ValueError(f"horizon: expected a positive time horizon T, got {horizon}")
+    return _optimal_omega(hurst, gamma, horizon, kind, normalise)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "normalise"))
+def _optimal_omega(hurst, gamma, horizon, kind, normalise):
     A, b = omega_system(hurst, gamma, horizon, kind)
     omega = _spd_solve(A, b)
     if normalise:
@@ -292,6 +304,7 @@ def initial_covariance(gamma, kind: str = "I") -> jax.Array:
     return sigma0 if kind == "I" else jnp.zeros_like(sigma0)
 
 
+@functools.partial(jax.jit, static_argnames=("kind",))
 def ma_covariance(omega, gamma, s, t, kind: str = "I"):
     """Exact ``Cov(B̂(s), B̂(t))`` of the Markov approximation (broadcast over ``s``, ``t``).
 
@@ -360,12 +373,18 @@ def fgn_autocovariance(hurst, num_lags: int, dt: float = 1.0) -> jax.Array:
     check_hurst(hurst)
     if num_lags < 1:
         raise ValueError(f"num_lags: expected a positive integer, got {num_lags}")
+    return _fgn_autocovariance(hurst, int(num_lags), dt)
+
+
+@functools.partial(jax.jit, static_argnames=("num_lags",))
+def _fgn_autocovariance(hurst, num_lags, dt):
     h2 = 2 * jnp.asarray(hurst, dtype=jnp.result_type(float))
     k = jnp.arange(num_lags, dtype=h2.dtype)
     r = 0.5 * (jnp.abs(k + 1) ** h2 - 2 * jnp.abs(k) ** h2 + jnp.abs(k - 1) ** h2)
     return r * jnp.asarray(dt, dtype=h2.dtype) ** h2
 
 
+@jax.jit
 def circulant_eigenvalues(autocov) -> jax.Array:
     """Eigenvalues of the ``2n``-circulant embedding of autocovariance ``r_0..r_n`` (``(n+1,)``).
 
@@ -388,7 +407,6 @@ def circulant_embedding_sample(key: jax.Array, autocov, *, tol: float = 1e-10) -
     r = jnp.asarray(autocov)
     if r.ndim != 1 or r.shape[0] < 2:
         raise ValueError(f"autocov: expected a 1-D array r_0..r_n with n >= 1, got shape {r.shape}")
-    n = r.shape[0] - 1
     lam = circulant_eigenvalues(r)
     bad = jnp.min(lam) < -tol * jnp.max(jnp.abs(lam))
     message = ("autocov: the circulant embedding is not nonnegative definite (minimum eigenvalue "
@@ -400,11 +418,16 @@ def circulant_embedding_sample(key: jax.Array, autocov, *, tol: float = 1e-10) -
         import equinox as eqx
 
         lam = eqx.error_if(lam, bad, message.format("< 0"))
-    m = 2 * n
+    return _embedding_draw(key, lam)
+
+
+@jax.jit
+def _embedding_draw(key, lam):
+    m = lam.shape[0]
     k1, k2 = jax.random.split(key)
-    z = jax.random.normal(k1, (m,), r.dtype) + 1j * jax.random.normal(k2, (m,), r.dtype)
+    z = jax.random.normal(k1, (m,), lam.dtype) + 1j * jax.random.normal(k2, (m,), lam.dtype)
     y = jnp.fft.fft(jnp.sqrt(jnp.clip(lam, 0.0) / m) * z)
-    return y.real[:n]
+    return y.real[: m // 2]
 
 
 def _check_count(n, name: str) -> int:
@@ -441,14 +464,16 @@ def fgn_cholesky(key: jax.Array, hurst, n: int, dt: float = 1.0) -> jax.Array:
     """``n`` fGn increments by Cholesky of the exact Toeplitz covariance (O(n³) reference): ``(n,)``."""
     n = _check_count(n, "n")
     _check_dt(dt)
-    cov = _toeplitz(fgn_autocovariance(hurst, n, dt))
+    return _gaussian_draw(key, _toeplitz(fgn_autocovariance(hurst, n, dt)))
+
+
+@jax.jit
+def _gaussian_draw(key, cov):
     chol = jnp.linalg.cholesky(cov)
-    return chol @ jax.random.normal(key, (n,), cov.dtype)
+    return chol @ jax.random.normal(key, cov.shape[:1], cov.dtype)
 
 
 def fbm_cholesky(key: jax.Array, hurst, times) -> jax.Array:
     """Normalised fBM at arbitrary positive, strictly increasing ``times`` (``(n,)``) by Cholesky."""
     t = jnp.asarray(check_times(times, "times", allow_zero=False) if _is_concrete(times) else times)
-    cov = fbm_covariance(hurst, t[:, None], t[None, :])
-    chol = jnp.linalg.cholesky(cov)
-    return chol @ jax.random.normal(key, t.shape, cov.dtype)
+    return _gaussian_draw(key, fbm_covariance(hurst, t[:, None], t[None, :]))

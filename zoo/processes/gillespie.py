@@ -190,7 +190,7 @@ def gillespie(key: jax.Array, x0: Any, t_max: Any, propensity_fn: PropensityFn, 
     def step(carry, k):
         x, t, running = carry
         t_next, r = _next_event(jax.random.fold_in(key, k), x, t, propensity_fn)
-        fires = running & (t_next <= t_max)
+        fires = running & (t_next <= t_max) & jnp.isfinite(t_next)
         x_new = jnp.asarray(apply_fn(x, r)).astype(x.dtype)
         if x_new.shape != x.shape:
             raise ValueError(f"apply_fn: must return the state's shape {x.shape}, got {x_new.shape}")
@@ -223,8 +223,8 @@ def observe_path(path: JumpPath, obs_times: Any) -> jax.Array:
 def _run_until(key, x, t, t_end, n, max_events, propensity_fn, apply_fn):
     """Jump from ``(x, t)`` until ``t_end`` with a running event count ``n`` against ``max_events``.
 
-    Returns ``(x, n, exceeded)``; ``key`` is folded with the global event count so that draws never
-    repeat across calls sharing one key.
+    Returns ``(x, n, exceeded)``; ``key`` is folded with the event count. Callers running several
+    intervals pass a different ``key`` per interval (the last draw of an interval is discarded).
     """
 
     def cond(carry):
@@ -234,7 +234,7 @@ def _run_until(key, x, t, t_end, n, max_events, propensity_fn, apply_fn):
     def body(carry):
         x, t, n, _, _ = carry
         t_next, r = _next_event(jax.random.fold_in(key, n), x, t, propensity_fn)
-        fires = t_next <= t_end
+        fires = (t_next <= t_end) & jnp.isfinite(t_next)
         over = fires & (n >= max_events)
         do = fires & ~over
         x_new = jnp.asarray(apply_fn(x, r)).astype(x.dtype)
@@ -269,9 +269,13 @@ def sample_at(key: jax.Array, x0: Any, obs_times: Any, propensity_fn: Propensity
     if obs_times.ndim != 1:
         raise ValueError(f"obs_times: expected a 1-D array of times, got shape {obs_times.shape}")
 
-    def step(carry, t_obs):
+    def step(carry, inputs):
         x, t, n, over = carry
-        x_new, n_new, over_new = _run_until(key, x, t, t_obs, n, max_events, propensity_fn, apply_fn)
+        t_obs, i = inputs
+        # a fresh key per interval: the draw discarded at the end of one interval must not be
+        # reused at the start of the next (it is conditioned to overshoot)
+        x_new, n_new, over_new = _run_until(jax.random.fold_in(key, i), x, t, t_obs, n, max_events,
+                                            propensity_fn, apply_fn)
         # once over budget, stay frozen (the remaining observations are not valid anyway)
         x = _where_tree(over, x, x_new)
         n = jnp.where(over, n, n_new)
@@ -279,7 +283,8 @@ def sample_at(key: jax.Array, x0: Any, obs_times: Any, propensity_fn: Propensity
         over = over | over_new
         return (x, t, n, over), x
 
-    (_, _, n, over), states = jax.lax.scan(step, (x0, t0, jnp.asarray(0), jnp.asarray(False)), obs_times)
+    (_, _, n, over), states = jax.lax.scan(step, (x0, t0, jnp.asarray(0), jnp.asarray(False)),
+                                           (obs_times, jnp.arange(obs_times.shape[0])))
     return Sampled(states=states, num_events=n, exceeded=over)
 
 
@@ -304,7 +309,7 @@ def first_passage(key: jax.Array, x0: Any, stop_fn: Callable[[jax.Array], jax.Ar
     def body(carry):
         x, t, n, _, _, _ = carry
         t_next, r = _next_event(jax.random.fold_in(key, n), x, t, propensity_fn)
-        fires = t_next <= t_max
+        fires = (t_next <= t_max) & jnp.isfinite(t_next)
         over = fires & (n >= max_events)
         do = fires & ~over
         x = _where_tree(do, jnp.asarray(apply_fn(x, r)).astype(x.dtype), x)

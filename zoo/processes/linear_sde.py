@@ -67,7 +67,7 @@ def _check_F(F) -> jax.Array:
     return F
 
 
-_MAX_HALVINGS = 40
+_MAX_HALVINGS = 20
 _SQUARING_THRESHOLD = 0.25
 
 
@@ -82,6 +82,7 @@ def _van_loan_block(F, G, dt):
     return phi, phi @ E[:d, d:]
 
 
+@jax.jit
 def van_loan(F, L, dt) -> tuple[jax.Array, jax.Array]:
     """``(Φ, Q)`` of one step ``dt`` (a scalar) by the Van Loan block exponential; ``(d,d)`` each.
 
@@ -140,9 +141,15 @@ def discretise(F, L, times) -> tuple[jax.Array, jax.Array]:
     if regular:
         phi, Q = van_loan(F, L, dts[0])
         return jnp.broadcast_to(phi, (n, d, d)), jnp.broadcast_to(Q, (n, d, d))
-    return jax.vmap(lambda dt: van_loan(F, L, dt))(dts.astype(F.dtype))
+    return _van_loan_steps(F, L, dts.astype(F.dtype))
 
 
+@jax.jit
+def _van_loan_steps(F, L, dts):
+    return jax.vmap(lambda dt: van_loan(F, L, dt))(dts)
+
+
+@jax.jit
 def propagate_moments(F, L, mean, cov, dt) -> tuple[jax.Array, jax.Array]:
     """Moments of ``Z(t+dt)`` from those of ``Z(t)``: ``(Φ m, Φ P Φᵀ + Q)``."""
     phi, Q = van_loan(F, L, dt)
@@ -181,6 +188,7 @@ def psd_factor(cov) -> jax.Array:
     return V * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
 
 
+@jax.jit
 def simulate(key: jax.Array, arrays: DiscreteLinearSDE) -> jax.Array:
     """One exact draw of the states ``Z(t_0..t_{N-1})`` from :func:`lgssm_arrays`: ``(N, d)``."""
     k0, k_rest = jax.random.split(key)
@@ -201,6 +209,7 @@ def simulate(key: jax.Array, arrays: DiscreteLinearSDE) -> jax.Array:
     return jnp.concatenate([z0[None], zs], axis=0)
 
 
+@jax.jit
 def readout_covariance(arrays: DiscreteLinearSDE, readout) -> jax.Array:
     """Dense ``Cov(h·Z(t_i), h·Z(t_j))`` over the grid: ``(N, N)`` for ``readout h (d,)``.
 

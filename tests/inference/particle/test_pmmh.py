@@ -74,11 +74,10 @@ def test_pmmh_kernel_is_exact_with_an_exact_estimator(key):
 
 
 def test_adaptation_learns_the_covariance():
-    adapt = pmmh.adaptation_init(jnp.zeros(2))
     draws = jax.random.multivariate_normal(jax.random.PRNGKey(0), jnp.zeros(2),
                                            jnp.array([[1.0, 0.6], [0.6, 2.0]]), (4000,))
-    for z in draws[:200]:
-        adapt = pmmh.adaptation_update(adapt, z)
+    adapt, _ = jax.lax.scan(lambda a, z: (pmmh.adaptation_update(a, z), None),
+                            pmmh.adaptation_init(jnp.zeros(2)), draws[:200])
     np.testing.assert_allclose(adapt.mean, draws[:200].mean(0), atol=1e-12)
     np.testing.assert_allclose(adapt.scatter / 199, np.cov(draws[:200].T), atol=1e-10)
     init = 0.1 * jnp.eye(2)

@@ -1,0 +1,474 @@
+r"""Simulation-based calibration (Talts, Betancourt, Simpson, Vehtari, Gelman 2018).
+
+For replicate ``i``: draw ``θ_i ~ p(θ)`` and ``y_i ~ p(y | θ_i)`` (``prior_simulate``), fit
+``p(θ | y_i)`` (``fit``), thin the posterior to ``L`` draws and record, per scalar parameter
+element, the rank
+
+.. math::  r_i = \#\{\ell : \theta^{(\ell)} < \theta_i\} \in \{0, \dots, L\}.
+
+If the fit samples the exact posterior, every ``r_i`` is uniform on ``{0..L}`` (ties, possible
+for discrete parameters, are broken at random). Two tests per element, each at level
+``alpha / (2 · num_elements)`` so that the whole verdict's false-alarm rate is at most ``alpha``
+(Bonferroni over elements and both tests):
+
+* χ² on binned ranks: ``B`` bins over the ``L + 1`` rank values (``B = min(max_bins,
+  ⌊n / 5⌋)``, at least 2, so that each bin expects ≥ 5 counts), expected probabilities from the
+  exact number of rank values per bin, ``B - 1`` degrees of freedom;
+* ECDF simultaneous band (Säilynoja, Bürkner, Vehtari 2022): the ECDF of ``r / (L + 1)`` at
+  ``z_j = j / (L + 1)`` (where the discrete uniform CDF equals ``z_j`` exactly) must stay inside
+  ArviZ's optimised simultaneous band (``arviz.stats.ecdf_utils.ecdf_confidence_band``).
+
+The driver takes plain callables (this package imports neither ``zoo`` nor ``inference``):
+``prior_simulate(key) -> (params, data)`` with ``params`` a ``{name: array}`` dict and
+``fit(data) -> InferenceData`` whose posterior holds the same names. ``fit_batch(list_of_data) ->
+list_of_InferenceData`` may be given where the backend can fit several data sets at once (a
+vectorised sampler, exact conjugate posteriors); replicates then go ``batch_size`` at a time.
+
+Resumable: with ``out_dir`` every finished replicate is written atomically as
+``out_dir/replicate_<i>.npz`` (ranks and true values) next to a ``manifest.json`` of the
+settings; a rerun loads the finished ones and fits only the rest, so an interrupted sweep keeps
+what it finished. A rerun with different settings (``num_draws``, ``seed``) refuses the folder.
+
+Public API: :class:`SBCResult`, :func:`run_sbc`, :func:`ranks_from_idata`,
+:func:`rank_statistics`, :func:`chi2_uniformity`, :func:`ecdf_band`, :func:`sbc_verdicts`,
+:func:`format_sbc`, :func:`plot_rank_histograms`, :func:`plot_ecdf_difference`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .checks import Verdict
+
+__all__ = [
+    "SBCResult",
+    "ElementTest",
+    "run_sbc",
+    "thin_indices",
+    "rank_statistics",
+    "ranks_from_idata",
+    "chi2_uniformity",
+    "ecdf_band",
+    "element_tests",
+    "sbc_verdicts",
+    "format_sbc",
+    "plot_rank_histograms",
+    "plot_ecdf_difference",
+    "DEFAULT_ALPHA",
+]
+
+#: Family-wise false-alarm rate of the SBC verdict (all elements, both tests).
+DEFAULT_ALPHA = 0.01
+_MANIFEST = "manifest.json"
+
+
+class SBCResult(NamedTuple):
+    """Ranks of ``n`` replicates.
+
+    ranks: ``{element label: (n,) int}`` in ``0..num_draws`` (labels ``"A[0,1]"``, ``"sigma"``).
+    truths: ``{element label: (n,) float}`` the true values drawn from the prior.
+    num_draws: ``L``, posterior draws per replicate the ranks were computed against.
+    replicates: ``(n,)`` replicate indices (sorted).
+    """
+
+    ranks: dict[str, np.ndarray]
+    truths: dict[str, np.ndarray]
+    num_draws: int
+    replicates: np.ndarray
+
+    @property
+    def num_replicates(self) -> int:
+        return int(len(self.replicates))
+
+
+class ElementTest(NamedTuple):
+    """Uniformity tests of one element's ranks.
+
+    chi2, chi2_pvalue, bins: the χ² statistic, its p-value and the number of bins.
+    ecdf_outside: number of evaluation points where the ECDF left the simultaneous band.
+    level: per-test level used (``alpha / (2 · num_elements)``).
+    flagged: ``chi2_pvalue < level`` or ``ecdf_outside > 0``.
+    """
+
+    label: str
+    chi2: float
+    chi2_pvalue: float
+    bins: int
+    ecdf_outside: int
+    level: float
+    flagged: bool
+
+
+# --------------------------------------------------------------------------------------------
+# ranks
+
+
+def thin_indices(total: int, num_draws: int) -> np.ndarray:
+    """``num_draws`` evenly spaced indices into ``total`` draws (thinning against autocorrelation)."""
+    if num_draws < 1:
+        raise ValueError(f"num_draws: expected a positive integer, got {num_draws}")
+    if total < num_draws:
+        raise ValueError(f"num_draws: the posterior has {total} draws, fewer than num_draws={num_draws}; "
+                         "draw more samples or lower num_draws")
+    return np.round(np.linspace(0, total - 1, num_draws)).astype(int)
+
+
+def _element_labels(name: str, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    if not shape:
+        return [(name, ())]
+    return [(f"{name}[{','.join(map(str, idx))}]", idx) for idx in np.ndindex(*shape)]
+
+
+def rank_statistics(truth: Mapping[str, Any], draws: Mapping[str, np.ndarray], *,
+                    rng: np.random.Generator | None = None) -> dict[str, tuple[int, float]]:
+    """Rank of each true scalar element among its posterior draws.
+
+    Args:
+        truth: ``{name: value}`` with ``value`` of shape ``var_shape``.
+        draws: ``{name: (L, *var_shape)}`` posterior draws.
+        rng: breaks ties at random (``#{draws < θ} + U{0..#{draws == θ}}``); default seeded 0.
+    Returns:
+        ``{element label: (rank in 0..L, true value)}``.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    out: dict[str, tuple[int, float]] = {}
+    for name, value in truth.items():
+        if name not in draws:
+            raise KeyError(f"draws: no posterior draws of {name!r}; have {sorted(draws)}")
+        value = np.asarray(value, dtype=float)
+        sample = np.asarray(draws[name], dtype=float)
+        if sample.shape[1:] != value.shape:
+            raise ValueError(f"draws[{name!r}]: shape {sample.shape} does not match (L, *{value.shape}) "
+                             f"of the true value")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"truth[{name!r}]: non-finite true value")
+        for label, idx in _element_labels(name, value.shape):
+            theta = value[idx]
+            column = sample[(slice(None),) + idx]
+            below = int(np.sum(column < theta))
+            ties = int(np.sum(column == theta))
+            out[label] = (below + int(rng.integers(0, ties + 1)), float(theta))
+    return out
+
+
+def _posterior_draws(idata, names: Sequence[str]) -> dict[str, np.ndarray]:
+    if "posterior" not in idata.groups():
+        raise KeyError(f"fit: the returned InferenceData has no posterior group; groups {idata.groups()}")
+    out = {}
+    for name in names:
+        if name not in idata.posterior:
+            raise KeyError(f"fit: posterior has no variable {name!r} (a parameter of prior_simulate); "
+                           f"have {sorted(idata.posterior.data_vars)}")
+        values = np.asarray(idata.posterior[name].transpose("chain", "draw", ...).values)
+        out[name] = values.reshape((-1,) + values.shape[2:])
+    return out
+
+
+def ranks_from_idata(idata, truth: Mapping[str, Any], num_draws: int, *,
+                     rng: np.random.Generator | None = None) -> dict[str, tuple[int, float]]:
+    """Thin ``idata``'s posterior to ``num_draws`` draws and rank ``truth`` among them."""
+    draws = _posterior_draws(idata, list(truth))
+    total = next(iter(draws.values())).shape[0]
+    index = thin_indices(total, num_draws)
+    return rank_statistics(truth, {k: v[index] for k, v in draws.items()}, rng=rng)
+
+
+# --------------------------------------------------------------------------------------------
+# resumable storage
+
+
+def _replicate_path(out_dir: str, i: int) -> str:
+    return os.path.join(out_dir, f"replicate_{i:05d}.npz")
+
+
+def _atomic_write_bytes(path: str, writer: Callable[[Any], None]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            writer(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]]) -> None:
+    labels = list(ranked)
+    arrays = {"labels": np.array(labels), "ranks": np.array([ranked[k][0] for k in labels], dtype=np.int64),
+              "truths": np.array([ranked[k][1] for k in labels], dtype=float)}
+    _atomic_write_bytes(_replicate_path(out_dir, i), lambda stream: np.savez(stream, **arrays))
+
+
+def _load_replicate(path: str) -> dict[str, tuple[int, float]]:
+    with np.load(path, allow_pickle=False) as stored:
+        labels = [str(s) for s in stored["labels"]]
+        return {k: (int(r), float(t)) for k, r, t in zip(labels, stored["ranks"], stored["truths"])}
+
+
+def _check_manifest(out_dir: str, settings: dict) -> None:
+    path = os.path.join(out_dir, _MANIFEST)
+    if os.path.exists(path):
+        with open(path) as stream:
+            stored = json.load(stream)
+        differing = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+        if differing:
+            raise ValueError(f"out_dir: {out_dir!r} holds an SBC sweep with other settings "
+                             f"{ {k: old for k, (old, _) in differing.items()} } than this one "
+                             f"{ {k: new for k, (_, new) in differing.items()} }; use another folder")
+        return
+    text = json.dumps(settings, indent=1, sort_keys=True).encode()
+    _atomic_write_bytes(path, lambda stream: stream.write(text))
+
+
+# --------------------------------------------------------------------------------------------
+# the driver
+
+
+def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
+            fit: Callable[[Any], Any] | None, *, num_replicates: int, num_draws: int = 99,
+            seed: int = 0, out_dir: str | os.PathLike | None = None,
+            fit_batch: Callable[[list], list] | None = None, batch_size: int = 1,
+            settings: Mapping[str, Any] | None = None, progress: bool = False) -> SBCResult:
+    """Simulation-based calibration over ``num_replicates`` replicates.
+
+    Args:
+        prior_simulate: ``prior_simulate(key) -> (params, data)``, ``key`` a JAX PRNG key
+            (``jax.random.fold_in(PRNGKey(seed), i)`` for replicate ``i``); ``params`` maps
+            parameter names to true values.
+        fit: ``fit(data) -> InferenceData`` whose posterior holds every name of ``params``.
+        num_replicates: ``n``.
+        num_draws: ``L``: posterior draws (evenly thinned) each rank is computed against.
+        seed: seeds the replicates' keys and the tie-breaking.
+        out_dir: folder for resumable per-replicate results (None: keep in memory only).
+        fit_batch, batch_size: fit ``batch_size`` data sets per call where the backend allows.
+        settings: extra settings recorded in (and checked against) the manifest, e.g. the
+            entry, config and method, so a folder is never resumed with another recipe.
+        progress: print one line per finished replicate.
+    """
+    import jax
+
+    if isinstance(num_replicates, bool) or not isinstance(num_replicates, (int, np.integer)) or num_replicates < 1:
+        raise ValueError(f"num_replicates: expected a positive integer, got {num_replicates!r}")
+    if isinstance(num_draws, bool) or not isinstance(num_draws, (int, np.integer)) or num_draws < 1:
+        raise ValueError(f"num_draws: expected a positive integer, got {num_draws!r}")
+    if fit is None and fit_batch is None:
+        raise TypeError("fit: give fit(data) -> InferenceData or fit_batch(list_of_data)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if fit_batch is None:
+        batch_size = 1
+    done: dict[int, dict[str, tuple[int, float]]] = {}
+    if out_dir is not None:
+        out_dir = os.fspath(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        manifest = {"num_draws": int(num_draws), "seed": int(seed)}
+        manifest.update({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+                         for k, v in dict(settings or {}).items()})
+        _check_manifest(out_dir, manifest)
+        for i in range(num_replicates):
+            path = _replicate_path(out_dir, i)
+            if os.path.exists(path):
+                done[i] = _load_replicate(path)
+    todo = [i for i in range(num_replicates) if i not in done]
+    base = jax.random.PRNGKey(seed)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        simulated = [prior_simulate(jax.random.fold_in(base, i)) for i in chunk]
+        if fit_batch is not None:
+            fits = list(fit_batch([data for _, data in simulated]))
+            if len(fits) != len(chunk):
+                raise ValueError(f"fit_batch: returned {len(fits)} results for {len(chunk)} data sets")
+        else:
+            fits = [fit(data) for _, data in simulated]
+        for i, (params, _), idata in zip(chunk, simulated, fits):
+            truth = {k: np.asarray(v) for k, v in dict(params).items()}
+            ranked = ranks_from_idata(idata, truth, num_draws, rng=np.random.default_rng([seed, i]))
+            if out_dir is not None:
+                _save_replicate(out_dir, i, ranked)
+            done[i] = ranked
+            if progress:
+                print(f"sbc: replicate {i + 1}/{num_replicates} done", flush=True)
+    return _collect(done, num_draws)
+
+
+def _collect(done: Mapping[int, Mapping[str, tuple[int, float]]], num_draws: int) -> SBCResult:
+    replicates = np.array(sorted(done), dtype=int)
+    labels = list(done[int(replicates[0])])
+    for i in replicates:
+        if list(done[int(i)]) != labels:
+            raise ValueError(f"replicate {int(i)}: parameter elements {list(done[int(i)])} differ from "
+                             f"{labels} of the other replicates")
+    ranks = {k: np.array([done[int(i)][k][0] for i in replicates], dtype=int) for k in labels}
+    truths = {k: np.array([done[int(i)][k][1] for i in replicates], dtype=float) for k in labels}
+    return SBCResult(ranks, truths, int(num_draws), replicates)
+
+
+# --------------------------------------------------------------------------------------------
+# uniformity tests
+
+
+def _num_bins(num_ranks: int, num_draws: int, max_bins: int) -> int:
+    return int(max(2, min(max_bins, num_ranks // 5, num_draws + 1)))
+
+
+def chi2_uniformity(ranks: np.ndarray, num_draws: int, *, max_bins: int = 20) -> tuple[float, float, int]:
+    """χ² test of ranks in ``0..L`` against the discrete uniform: ``(statistic, p-value, bins)``.
+
+    Bin ``b`` holds the rank values ``r`` with ``⌊r B / (L + 1)⌋ = b``; its expected probability
+    is its number of values over ``L + 1``; ``B - 1`` degrees of freedom.
+    """
+    from scipy import stats
+
+    ranks = np.asarray(ranks, dtype=int)
+    if ranks.ndim != 1 or ranks.size < 2:
+        raise ValueError(f"ranks: expected a 1-D array of at least 2 ranks, got shape {ranks.shape}")
+    if ranks.min() < 0 or ranks.max() > num_draws:
+        raise ValueError(f"ranks: expected values in 0..{num_draws}, got [{ranks.min()}, {ranks.max()}]")
+    bins = _num_bins(ranks.size, num_draws, max_bins)
+    values = np.arange(num_draws + 1)
+    bin_of_value = (values * bins) // (num_draws + 1)
+    expected = np.bincount(bin_of_value, minlength=bins) / (num_draws + 1) * ranks.size
+    observed = np.bincount(bin_of_value[ranks], minlength=bins)
+    statistic = float(np.sum((observed - expected) ** 2 / expected))
+    return statistic, float(stats.chi2.sf(statistic, bins - 1)), bins
+
+
+def ecdf_band(num_ranks: int, num_draws: int, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evaluation points ``z_j = j/(L+1)`` (j = 1..L) and ArviZ's simultaneous ``prob`` band
+    ``(lower, upper)`` for the ECDF of ``num_ranks`` uniform fractional ranks."""
+    from arviz.stats.ecdf_utils import ecdf_confidence_band
+
+    points = np.arange(1, num_draws + 1) / (num_draws + 1)
+    if num_draws > 200:  # the band at 200 points is simultaneous enough and far cheaper
+        points = np.unique(np.round(np.linspace(1, num_draws, 200))) / (num_draws + 1)
+    lower, upper = ecdf_confidence_band(num_ranks, points, points, prob=prob, method="optimized")
+    return points, np.asarray(lower), np.asarray(upper)
+
+
+def _ecdf(ranks: np.ndarray, num_draws: int, points: np.ndarray) -> np.ndarray:
+    fractions = np.asarray(ranks) / (num_draws + 1)
+    return np.mean(fractions[None, :] < points[:, None] - 1e-12, axis=1)
+
+
+def element_tests(result: SBCResult, *, alpha: float = DEFAULT_ALPHA, max_bins: int = 20) -> list[ElementTest]:
+    """Both uniformity tests for every element, each at ``alpha / (2 · num_elements)``."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected a probability in (0, 1), got {alpha}")
+    if result.num_replicates < 2:
+        raise ValueError(f"result: {result.num_replicates} replicate(s); the tests need at least 2")
+    level = alpha / (2 * max(len(result.ranks), 1))
+    points, lower, upper = ecdf_band(result.num_replicates, result.num_draws, 1 - level)
+    tests = []
+    for label, ranks in result.ranks.items():
+        statistic, pvalue, bins = chi2_uniformity(ranks, result.num_draws, max_bins=max_bins)
+        ecdf = _ecdf(ranks, result.num_draws, points)
+        outside = int(np.sum((ecdf < lower - 1e-12) | (ecdf > upper + 1e-12)))
+        tests.append(ElementTest(label, statistic, pvalue, bins, outside, level,
+                                 bool(pvalue < level or outside > 0)))
+    return tests
+
+
+def sbc_verdicts(result: SBCResult, *, alpha: float = DEFAULT_ALPHA) -> list[Verdict]:
+    """One :class:`~diagnostics.checks.Verdict` per element: ``fail`` when flagged, else ``ok``."""
+    verdicts = []
+    for t in element_tests(result, alpha=alpha):
+        message = (f"χ²={t.chi2:.1f} on {t.bins} bins, p={t.chi2_pvalue:.2g}; ECDF outside the "
+                   f"simultaneous band at {t.ecdf_outside} point(s); per-test level {t.level:.2g} "
+                   f"(family-wise {alpha:g}); n={result.num_replicates}, L={result.num_draws}")
+        if t.flagged:
+            message += ": ranks not uniform, the fit is miscalibrated for this parameter"
+        verdicts.append(Verdict(f"SBC {t.label}", "fail" if t.flagged else "ok", t.chi2_pvalue, t.level,
+                                message))
+    return verdicts
+
+
+def format_sbc(result: SBCResult, *, alpha: float = DEFAULT_ALPHA) -> str:
+    """A text table of the per-element tests and the overall verdict line."""
+    tests = element_tests(result, alpha=alpha)
+    width = max([len(t.label) for t in tests] + [9])
+    lines = [f"{'parameter':<{width}}  {'chi2':>8}  {'bins':>4}  {'p-value':>9}  {'ECDF out':>8}  verdict",
+             "-" * (width + 48)]
+    for t in tests:
+        lines.append(f"{t.label:<{width}}  {t.chi2:8.2f}  {t.bins:4d}  {t.chi2_pvalue:9.3g}  "
+                     f"{t.ecdf_outside:8d}  {'FLAGGED !!' if t.flagged else 'ok'}")
+    flagged = [t.label for t in tests if t.flagged]
+    lines.append(f"SBC over n={result.num_replicates} replicates, L={result.num_draws} draws, family-wise "
+                 f"false-alarm rate {alpha:g}: " + ("CALIBRATED (no element flagged)" if not flagged
+                                                      else f"MISCALIBRATED: {flagged}"))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def _grid(count: int, columns: int = 4):
+    from matplotlib.figure import Figure
+
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    fig = Figure(figsize=(3.2 * columns, 2.4 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).reshape(-1)
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _limited(result: SBCResult, max_elements: int) -> list[str]:
+    if max_elements < 1:
+        raise ValueError(f"max_elements: expected a positive integer, got {max_elements}")
+    return list(result.ranks)[:max_elements]
+
+
+def plot_rank_histograms(result: SBCResult, *, max_elements: int = 12, max_bins: int = 20,
+                         alpha: float = DEFAULT_ALPHA):
+    """Rank histogram per element, with the 99 % pointwise binomial band of a uniform count."""
+    from scipy import stats
+
+    labels = _limited(result, max_elements)
+    fig, axes = _grid(len(labels))
+    n, L = result.num_replicates, result.num_draws
+    bins = _num_bins(n, L, max_bins)
+    bin_of_value = (np.arange(L + 1) * bins) // (L + 1)
+    probs = np.bincount(bin_of_value, minlength=bins) / (L + 1)
+    lo, hi = stats.binom.ppf(0.005, n, probs), stats.binom.ppf(0.995, n, probs)
+    flagged = {t.label for t in element_tests(result, alpha=alpha, max_bins=max_bins) if t.flagged}
+    for ax, label in zip(axes, labels):
+        counts = np.bincount(bin_of_value[result.ranks[label]], minlength=bins)
+        x = np.arange(bins)
+        ax.fill_between(np.repeat(np.arange(bins + 1), 2)[1:-1] - 0.5, np.repeat(lo, 2), np.repeat(hi, 2),
+                        color="0.85", label="99% band")
+        ax.bar(x, counts, width=0.9, color="C3" if label in flagged else "C0")
+        ax.axhline(n * probs.mean(), color="0.4", lw=0.8)
+        ax.set_title(label + (" (flagged)" if label in flagged else ""), fontsize=9)
+        ax.set_xlabel(f"rank bin (L={L})", fontsize=8)
+    return fig
+
+
+def plot_ecdf_difference(result: SBCResult, *, max_elements: int = 12, alpha: float = DEFAULT_ALPHA):
+    """ECDF of the fractional ranks minus the uniform CDF, with the simultaneous band used by
+    the test (level ``1 - alpha / (2 · num_elements)``)."""
+    labels = _limited(result, max_elements)
+    fig, axes = _grid(len(labels))
+    level = alpha / (2 * max(len(result.ranks), 1))
+    points, lower, upper = ecdf_band(result.num_replicates, result.num_draws, 1 - level)
+    flagged = {t.label for t in element_tests(result, alpha=alpha) if t.flagged}
+    for ax, label in zip(axes, labels):
+        ecdf = _ecdf(result.ranks[label], result.num_draws, points)
+        ax.fill_between(points, lower - points, upper - points, color="0.85", step="mid")
+        ax.step(points, ecdf - points, where="mid", color="C3" if label in flagged else "C0")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_title(label + (" (flagged)" if label in flagged else ""), fontsize=9)
+        ax.set_xlabel("fractional rank", fontsize=8)
+    return fig

@@ -1,0 +1,350 @@
+r"""SMC² (Chopin, Jacob & Papaspiliopoulos 2013, JRSS B 75(3)): sequential Bayes over θ and x.
+
+``N_θ`` parameter particles ``z^m`` (unconstrained space of ``ssm.prior()``,
+:mod:`inference.particle.space`), each carrying an ``N_x``-particle filter
+(:mod:`inference.particle.filter`) of the data seen so far. Both levels are vectorised (``vmap``
+over θ-particles and sequences, the filter over its particles). At ``t = 0..T-1``::
+
+    every filter advances one step:      ℓ_t^m = log p̂(y_t | y_{0:t-1}, z^m)   (summed over sequences)
+    weights:                            log ω^m += ℓ_t^m
+    evidence:                           log Ẑ_{0:t} = log Ẑ_{0:t-1} + logsumexp_m(log W^m + ℓ_t^m)
+                                        (W the normalised weights before the update)
+    if ESS(ω) < ess_threshold · N_θ:    resample the θ-particles (with their filters), then
+                                        ``num_moves`` PMMH moves (``inference.particle.pmmh.step``)
+                                        targeting p(z | y_{0:t}): z' = z + L ε with
+                                        L L' = (scale² / d) Σ̂_W, Σ̂_W the weighted covariance of
+                                        the θ-particles before resampling; the proposal's filter
+                                        is re-run on y_{0:t} and replaces the old one on accept.
+
+``Ẑ = exp(log Ẑ_{0:T-1})`` is an unbiased estimate of the evidence ``p(y_{0:T-1})`` (for any
+``N_x``; Chopin et al. 2013, Prop. 1), and the final weighted θ-particles approximate
+``p(θ | y_{0:T-1})``.
+
+Public API: :class:`SMC2State`, :class:`SMC2Info`, :func:`init`, :func:`step`, :func:`run`,
+:class:`SMC2Output`, :func:`run_smc2`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+
+from inference.particle import filter as _filter
+from inference.particle import pmmh as _pmmh
+from inference.particle import resampling as _resampling
+from inference.particle.space import ParameterSpace, build_space
+from inference.types import Array, PRNGKey, Target
+
+__all__ = ["SMC2State", "SMC2Info", "SMC2Output", "init", "step", "run", "run_smc2"]
+
+
+class SMC2State(NamedTuple):
+    """All θ-particles at time ``t``.
+
+    positions: ``(N_θ, d)`` unconstrained parameters.
+    log_weights: ``(N_θ,)`` normalised log-weights.
+    log_prior: ``(N_θ,)`` ``log p(z)`` (with Jacobian).
+    filters: :class:`filter.FilterState` batched ``(N_θ, S, ...)`` (particles ``(N_θ, S, N_x, *state)``).
+    increments: ``(N_θ, S, T)`` each θ-particle's filter increments ``log p̂(y_s | y_{<s}, z)``
+        (0 beyond ``t``).
+    log_evidence: scalar ``log Ẑ_{0:t}``.
+    t: int scalar.
+    """
+
+    positions: Array
+    log_weights: Array
+    log_prior: Array
+    filters: _filter.FilterState
+    increments: Array
+    log_evidence: Array
+    t: Array
+
+
+class SMC2Info(NamedTuple):
+    """One time step: ``ess`` of the θ-weights (after reweighting, before any resampling),
+    ``resampled`` (bool), ``acceptance_rate`` (mean over particles and moves; NaN if no move),
+    ``log_evidence_increment`` ``log p̂(y_t | y_{0:t-1})``."""
+
+    ess: Array
+    resampled: Array
+    acceptance_rate: Array
+    log_evidence_increment: Array
+
+
+class _Model(NamedTuple):
+    """Closed-over pieces: ``advance``, ``rerun`` and ``log_prior`` functions of positions."""
+
+    init_filters: Callable
+    advance: Callable
+    rerun: Callable
+    log_prior: Callable
+    num_steps: int
+
+
+def _model(ssm, space: ParameterSpace, ys: Array, num_particles: int, resampler, ess_threshold) -> _Model:
+    """Per-θ-particle filter functions over the S sequences ``ys (S, T, *obs)``."""
+    num_steps = int(ys.shape[1])
+
+    def fks(z):
+        params = space.to_params(z)
+        return params
+
+    def init_filters(key, z):
+        params = fks(z)
+        keys = jax.random.split(key, ys.shape[0])
+
+        def one(k, y):
+            state, info = _filter.init(k, ssm.feynman_kac(params, y), num_particles)
+            return state, info.log_likelihood_increment
+
+        return jax.vmap(one)(keys, ys)
+
+    def advance(key, z, filters):
+        params = fks(z)
+        keys = jax.random.split(key, ys.shape[0])
+
+        def one(k, y, state):
+            state, info = _filter.step(k, state, ssm.feynman_kac(params, y), resampler=resampler,
+                                       ess_threshold=ess_threshold)
+            return state, info.log_likelihood_increment
+
+        return jax.vmap(one)(keys, ys, filters)
+
+    def rerun(key, z, t):
+        """A fresh filter on ``y_{0:t}`` at ``z``: (filters at t, increments (S, T) zero beyond t)."""
+        params = fks(z)
+        keys = jax.random.split(key, ys.shape[0])
+
+        def one(k, y):
+            fk = ssm.feynman_kac(params, y)
+            step_keys = jax.random.split(k, num_steps)
+            state, info = _filter.init(step_keys[0], fk, num_particles)
+            incr = jnp.zeros(num_steps).at[0].set(info.log_likelihood_increment)
+
+            def body(s, carry):
+                state, incr = carry
+                state, info = _filter.step(step_keys[s], state, fk, resampler=resampler, ess_threshold=ess_threshold)
+                return state, incr.at[s].set(info.log_likelihood_increment)
+
+            return jax.lax.fori_loop(1, t + 1, body, (state, incr))
+
+        return jax.vmap(one)(keys, ys)
+
+    return _Model(init_filters, advance, rerun, space.log_prior, num_steps)
+
+
+def _sample_prior_positions(key: PRNGKey, prior: Callable, space: ParameterSpace, num: int) -> Array:
+    def one(k):
+        tr = handlers.trace(handlers.seed(prior, k)).get_trace()
+        return space.to_unconstrained({name: tr[name]["value"] for name in space.names})
+
+    return jax.vmap(one)(jax.random.split(key, num))
+
+
+def init(key: PRNGKey, positions: Array, model: _Model) -> tuple[SMC2State, SMC2Info]:
+    """Filters at ``t = 0`` for every θ-particle ``positions (N_θ, d)`` and the first reweighting."""
+    n = positions.shape[0]
+    filters, incr0 = jax.vmap(model.init_filters)(jax.random.split(key, n), positions)  # incr0 (N_θ, S)
+    ell = incr0.sum(axis=1)
+    increments = jnp.zeros(incr0.shape + (model.num_steps,)).at[..., 0].set(incr0)
+    log_w, total = _normalise(ell - math.log(n))
+    state = SMC2State(positions, log_w, jax.vmap(model.log_prior)(positions), filters, increments, total,
+                      jnp.zeros((), jnp.int32))
+    return state, SMC2Info(_resampling.ess(log_w), jnp.zeros((), bool), jnp.asarray(jnp.nan), total)
+
+
+def _normalise(log_w: Array) -> tuple[Array, Array]:
+    lw = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
+    total = jax.nn.logsumexp(lw)
+    return lw - total, total
+
+
+def _weighted_cholesky(positions: Array, log_weights: Array, scale: float) -> Array:
+    """``chol((scale² / d) Σ̂_W + 1e-8 I)`` of the weighted particle covariance."""
+    w = jnp.exp(log_weights)
+    mean = w @ positions
+    centred = positions - mean
+    cov = (centred * w[:, None]).T @ centred
+    d = positions.shape[1]
+    cov = 0.5 * (cov + cov.T) * (scale**2 / d) + 1e-8 * jnp.eye(d)
+    return jnp.linalg.cholesky(cov)
+
+
+def step(key: PRNGKey, state: SMC2State, model: _Model, *, ess_threshold: float = 0.5, num_moves: int = 3,
+         scale: float = 2.38, theta_resampler=_resampling.systematic) -> tuple[SMC2State, SMC2Info]:
+    """Advance every filter to ``t + 1``, reweight, and resample-move when the θ-ESS is low."""
+    n = state.positions.shape[0]
+    t = state.t + 1
+    key_adv, key_rs, key_mv = jax.random.split(key, 3)
+    filters, incr = jax.vmap(model.advance)(jax.random.split(key_adv, n), state.positions, state.filters)
+    ell = incr.sum(axis=1)
+    log_w, total = _normalise(state.log_weights + ell)
+    increments = state.increments.at[..., t].set(incr)
+    ess = _resampling.ess(log_w)
+    state = SMC2State(state.positions, log_w, state.log_prior, filters, increments, state.log_evidence + total, t)
+
+    def resample_move(state: SMC2State):
+        chol = _weighted_cholesky(state.positions, state.log_weights, scale)
+        idx = theta_resampler(key_rs, state.log_weights, n)
+        take = lambda a: a[idx]  # noqa: E731
+        pm = _pmmh.PMMHState(position=take(state.positions), log_evidence=take(state.filters.log_evidence.sum(axis=1)),
+                             log_prior=take(state.log_prior),
+                             aux=(jax.tree.map(take, state.filters), take(state.increments)))
+
+        def estimate(k, z):
+            filters, incr = model.rerun(k, z, t)
+            return filters.log_evidence.sum(), (filters, incr)
+
+        def one_particle(k, p):
+            def body(p, kk):
+                p, info = _pmmh.step(kk, p, estimate, model.log_prior, chol)
+                return p, info.acceptance_rate
+            return jax.lax.scan(body, p, jax.random.split(k, num_moves))
+
+        pm, acc = jax.vmap(one_particle)(jax.random.split(key_mv, n), pm)
+        filters, increments = pm.aux
+        new = SMC2State(pm.position, jnp.full((n,), -math.log(n)), pm.log_prior, filters, increments,
+                        state.log_evidence, state.t)
+        return new, jnp.mean(acc)
+
+    def keep(state: SMC2State):
+        return state, jnp.asarray(jnp.nan)
+
+    do = ess < ess_threshold * n
+    state, acc = jax.lax.cond(do, resample_move, keep, state)
+    return state, SMC2Info(ess, do, acc, total)
+
+
+class SMC2Output(NamedTuple):
+    """A whole SMC² run: final state, log-evidence, per-step ``SMC2Info`` stacked ``(T,)``."""
+
+    state: SMC2State
+    log_evidence: Array
+    info: SMC2Info
+
+
+def run(key: PRNGKey, ssm, ys: Array, *, num_theta: int = 200, num_particles: int = 100,
+        ess_threshold: float = 0.5, num_moves: int = 3, scale: float = 2.38, resampler: str = "systematic",
+        filter_ess_threshold: float = 0.5, space: ParameterSpace | None = None) -> SMC2Output:
+    """SMC² over ``ys (S, T, *obs)`` as one ``lax.scan`` over time (jit it; vmap it over replicates).
+
+    θ-particles start as prior draws. Returns :class:`SMC2Output` (``log_evidence`` = ``log Ẑ``).
+    """
+    space = build_space(ssm.prior) if space is None else space
+    resampler_fn = _resampling.get_resampler(resampler)
+    model = _model(ssm, space, ys, num_particles, resampler_fn, filter_ess_threshold)
+    key_prior, key_init, key_run = jax.random.split(key, 3)
+    positions = _sample_prior_positions(key_prior, ssm.prior, space, num_theta)
+    state, info0 = init(key_init, positions, model)
+
+    def body(state, k):
+        return step(k, state, model, ess_threshold=ess_threshold, num_moves=num_moves, scale=scale,
+                    theta_resampler=resampler_fn)
+
+    keys = jax.random.split(key_run, max(model.num_steps - 1, 1))[: model.num_steps - 1]
+    state, infos = jax.lax.scan(body, state, keys)
+    infos = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), info0, infos)
+    return SMC2Output(state, state.log_evidence, infos)
+
+
+def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200, num_particles: int = 100,
+             ess_threshold: float = 0.5, num_moves: int = 3, scale: float = 2.38, resampler: str = "systematic",
+             filter_ess_threshold: float = 0.5, num_chains: int = 1, pointwise_log_likelihood: bool = True):
+    """SMC² on a state-space target: posterior draws of θ and the log-evidence.
+
+    Args:
+        target: a Target with a state-space model and data ``(T, *obs)`` or ``(S, T, *obs)``.
+        seed, progress: PRNG seed; progress bar over chains.
+        num_theta: N_θ parameter particles; num_particles: N_x particles of each filter.
+        ess_threshold: resample-move the θ-particles when their ESS falls below this fraction.
+        num_moves: PMMH moves per resample-move; scale: the random walk's scale (times the
+            weighted particle covariance / d).
+        resampler, filter_ess_threshold: resampling of the θ-particles and inside each filter.
+        num_chains: independent SMC² runs (each a chain of ``num_theta`` draws).
+        pointwise_log_likelihood: store the per-step log-likelihood of every draw: exact (the
+            program's ``y`` factor) when the entry has an exact likelihood, else the draw's own
+            filter increments.
+
+    Returns:
+        InferenceData over (chain = run, draw = θ-particle after a final resampling to equal
+        weights): ``posterior`` θ (constrained names); ``sample_stats`` ``log_evidence`` (the run's
+        ``log Ẑ``, repeated over draws), ``ess`` and ``resampled`` (θ-level, per time step, repeated
+        over draws), ``acceptance_rate`` (the run's mean PMMH acceptance); ``log_likelihood`` ``y``;
+        attrs ``log_evidence`` (mean over runs of ``log Ẑ``).
+    """
+    from tqdm.auto import tqdm
+
+    from diagnostics.convert import to_inference_data
+    from inference.particle.paris import _exact_pointwise
+
+    ssm, ys, batched = _filter.ssm_series(target)
+    check_int = _pmmh._check_positive_int
+    num_theta = check_int(num_theta, "num_theta", minimum=2)
+    num_particles = _filter._check_num_particles(num_particles, conditional=False)
+    num_moves = check_int(num_moves, "num_moves")
+    num_chains = check_int(num_chains, "num_chains")
+    resampler_fn = _resampling.get_resampler(resampler)
+    _filter._check_threshold(filter_ess_threshold)
+    if not (isinstance(ess_threshold, (int, float)) and 0.0 <= ess_threshold <= 1.0):
+        raise ValueError(f"ess_threshold: expected a fraction of num_theta in [0, 1], got {ess_threshold!r}")
+    if not (isinstance(scale, (int, float)) and scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale: expected a positive finite float, got {scale!r}")
+
+    space = build_space(ssm.prior)
+
+    def one_run(key):
+        key_run, key_final = jax.random.split(key)
+        out = run(key_run, ssm, ys, num_theta=num_theta, num_particles=num_particles, ess_threshold=ess_threshold,
+                  num_moves=num_moves, scale=scale, resampler=resampler, filter_ess_threshold=filter_ess_threshold,
+                  space=space)
+        idx = resampler_fn(key_final, out.state.log_weights, num_theta)
+        idx = jax.random.permutation(jax.random.fold_in(key_final, 1), idx)
+        return out.state.positions[idx], out.state.increments[idx], out.log_evidence, out.info
+
+    run_fn = jax.jit(one_run)
+    results = [jax.tree.map(np.asarray, run_fn(k))
+               for k in tqdm(jax.random.split(jax.random.PRNGKey(seed), num_chains), disable=not progress,
+                             desc="smc2", total=num_chains)]
+    positions = np.stack([r[0] for r in results])  # (C, N_θ, d)
+    increments = np.stack([r[1] for r in results])  # (C, N_θ, S, T)
+    log_ev = np.array([float(r[2]) for r in results])
+    infos = jax.tree.map(lambda *xs: np.stack(xs), *[r[3] for r in results])  # fields (C, T)
+
+    posterior = _pmmh.posterior_arrays(space, jnp.asarray(positions))
+    c, n = positions.shape[:2]
+    time_dims = ("series", "time") if batched else ("time",)
+
+    def per_draw(a):
+        return np.broadcast_to(a[:, None], (c, n) + a.shape[1:]).copy()
+
+    sample_stats = {"log_evidence": per_draw(log_ev), "ess": per_draw(infos.ess),
+                    "resampled": per_draw(infos.resampled),
+                    "acceptance_rate": per_draw(np.array([np.nanmean(a) if np.isfinite(a).any() else np.nan
+                                                          for a in infos.acceptance_rate]))}
+    log_likelihood = None
+    source = "none"
+    if pointwise_log_likelihood:
+        expected = tuple(ys.shape[:2]) if batched else (ys.shape[1],)
+        values = _exact_pointwise(target, posterior, expected)
+        source = "exact"
+        if values is None:
+            values = increments if batched else increments[:, :, 0]
+            source = f"filter increments, N_x={num_particles}"
+        log_likelihood = {"y": values}
+    dims = {"ess": ("time",), "resampled": ("time",), "y": time_dims}
+    for name in posterior:
+        if target.dims and name in target.dims and len(tuple(target.dims[name])) == posterior[name].ndim - 2:
+            dims[name] = tuple(target.dims[name])
+    idata = to_inference_data(
+        posterior=posterior, sample_stats=sample_stats, log_likelihood=log_likelihood, dims=dims,
+        attrs={"method": "smc2", "num_theta": num_theta, "num_particles": num_particles,
+               "ess_threshold": float(ess_threshold), "num_moves": num_moves, "scale": float(scale),
+               "resampler": str(resampler), "log_evidence": float(np.mean(log_ev)),
+               "log_likelihood_source": source, "target": target.name})
+    return _filter.attach_observed(idata, target)

@@ -1,0 +1,57 @@
+"""Prior-predictive replicates of a NumPyro program: true parameters and the data they generate.
+
+Used by simulation-based calibration (``zoo sbc``): ``prior_simulate(model, key)`` runs the
+program without data (its prior predictive) and returns ``(params, data)``.
+
+The rule, for a program ``model(data=None)``:
+
+1. trace ``model(None)`` under ``seed(key)``;
+2. the data is the value of the site named ``data_site`` (default ``"y"``) in that trace: a
+   ``numpyro.deterministic("y", ...)`` (what the zoo's marginalised and state-space programs
+   record when simulating) or a sample site ``numpyro.sample("y", ..., obs=None)``;
+3. the parameters are the latent sample sites of ``model(data)`` (the sites a fit of that data
+   samples), with the values they took in the prior-predictive trace of step 1.
+
+A program whose prior predictive records no ``data_site`` raises ``KeyError`` naming the sites
+it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from numpyro import handlers
+
+__all__ = ["prior_simulate", "latent_site_names"]
+
+
+def latent_site_names(model: Callable, data: Any, key: jax.Array | None = None) -> list[str]:
+    """Names of the latent (not observed) sample sites of ``model(data)``, in program order."""
+    key = jax.random.PRNGKey(0) if key is None else key
+    tr = handlers.trace(handlers.seed(model, key)).get_trace(data)
+    return [name for name, site in tr.items() if site["type"] == "sample" and not site["is_observed"]]
+
+
+def prior_simulate(model: Callable, key: jax.Array, *, data_site: str = "y") -> tuple[dict, Any]:
+    """One prior-predictive replicate ``(params, data)`` of ``model`` (see the module rule).
+
+    Returns:
+        ``params``: ``{site: numpy value}`` of the latent sites a fit samples; ``data``: the
+        simulated observations (numpy), in the form the program takes as its first argument.
+    """
+    trace = handlers.trace(handlers.seed(model, key)).get_trace(None)
+    if data_site not in trace:
+        available = [n for n, s in trace.items() if s["type"] in ("sample", "deterministic")]
+        raise KeyError(f"data_site: the prior predictive of the program records no site {data_site!r} "
+                       f"(neither numpyro.deterministic nor sample); it has {available}")
+    data = np.asarray(trace[data_site]["value"])
+    names = latent_site_names(model, data, key)
+    missing = [n for n in names if n not in trace]
+    if missing:
+        raise KeyError(f"model: latent site(s) {missing} of model(data) do not appear in the prior "
+                       "predictive model(None); cannot know their true values")
+    params = {n: np.asarray(trace[n]["value"]) for n in names}
+    return params, data

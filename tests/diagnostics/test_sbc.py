@@ -1,0 +1,130 @@
+"""Simulation-based calibration: an exact posterior passes, a too-narrow one is flagged.
+
+The model is conjugate, ``mu ~ N(0, 1)``, ``y_1..y_m | mu ~ N(mu, 1)``, so the "fit" draws from
+the exact posterior ``N(sum(y) / (m + 1), 1 / (m + 1))``: SBC of an exact posterior must pass
+(its false-alarm rate is the declared ``alpha = 0.01``; with the fixed seed the outcome is
+deterministic) and a posterior whose spread is halved must be flagged.
+"""
+
+from __future__ import annotations
+
+import os
+
+import arviz as az
+import jax
+import numpy as np
+import pytest
+
+from diagnostics import sbc
+
+M_OBS = 5
+
+
+def prior_simulate(key):
+    k_mu, k_y = jax.random.split(key)
+    mu = float(jax.random.normal(k_mu))
+    y = mu + np.asarray(jax.random.normal(k_y, (M_OBS,)))
+    return {"mu": mu, "tau": np.array([mu, 2 * mu])}, y
+
+
+def exact_fit(spread=1.0, num_draws=200):
+    def fit(data, seed=None):
+        seed = int(abs(hash(np.asarray(data).tobytes())) % 2**31) if seed is None else seed
+        rng = np.random.default_rng(seed)
+        mean = np.sum(data) / (M_OBS + 1)
+        mu = mean + spread * rng.normal(size=(1, num_draws)) / np.sqrt(M_OBS + 1)
+        return az.from_dict(posterior={"mu": mu, "tau": np.stack([mu, 2 * mu], axis=-1)})
+
+    return fit
+
+
+def test_exact_posterior_is_calibrated():
+    result = sbc.run_sbc(prior_simulate, exact_fit(), num_replicates=150, num_draws=49, seed=1)
+    assert set(result.ranks) == {"mu", "tau[0]", "tau[1]"}
+    assert result.num_replicates == 150
+    tests = sbc.element_tests(result, alpha=0.01)
+    assert not any(t.flagged for t in tests), sbc.format_sbc(result)
+    assert all(v.status == "ok" for v in sbc.sbc_verdicts(result))
+    assert "CALIBRATED" in sbc.format_sbc(result)
+
+
+def test_too_narrow_posterior_is_flagged():
+    result = sbc.run_sbc(prior_simulate, exact_fit(spread=0.5), num_replicates=150, num_draws=49, seed=1)
+    tests = {t.label: t for t in sbc.element_tests(result, alpha=0.01)}
+    assert tests["mu"].flagged and tests["mu"].chi2_pvalue < 1e-4
+    assert tests["mu"].ecdf_outside > 0
+    assert "MISCALIBRATED" in sbc.format_sbc(result)
+
+
+def test_batched_fits_equal_single_fits():
+    fit = exact_fit()
+
+    def fit_batch(datasets):
+        return [fit(d) for d in datasets]
+
+    single = sbc.run_sbc(prior_simulate, fit, num_replicates=7, num_draws=19, seed=3)
+    batched = sbc.run_sbc(prior_simulate, None, fit_batch=fit_batch, batch_size=3, num_replicates=7,
+                          num_draws=19, seed=3)
+    for label in single.ranks:
+        np.testing.assert_array_equal(single.ranks[label], batched.ranks[label])
+
+
+def test_resumes_after_interruption(tmp_path):
+    fit = exact_fit()
+    calls = []
+
+    def flaky(data):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the sweep dies during replicate 3
+        return fit(data)
+
+    with pytest.raises(KeyboardInterrupt):
+        sbc.run_sbc(prior_simulate, flaky, num_replicates=6, num_draws=19, seed=5, out_dir=tmp_path)
+    kept = sorted(p for p in os.listdir(tmp_path) if p.startswith("replicate_"))
+    assert kept == [f"replicate_{i:05d}.npz" for i in range(3)]
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+    refits = []
+    resumed = sbc.run_sbc(prior_simulate, lambda d: refits.append(1) or fit(d), num_replicates=6,
+                          num_draws=19, seed=5, out_dir=tmp_path)
+    assert len(refits) == 3  # only the unfinished replicates
+    fresh = sbc.run_sbc(prior_simulate, fit, num_replicates=6, num_draws=19, seed=5)
+    for label in fresh.ranks:
+        np.testing.assert_array_equal(resumed.ranks[label], fresh.ranks[label])
+    with pytest.raises(ValueError, match="other settings"):
+        sbc.run_sbc(prior_simulate, fit, num_replicates=6, num_draws=9, seed=5, out_dir=tmp_path)
+
+
+def test_rank_statistics_counts_and_ties():
+    draws = {"a": np.array([0.1, 0.2, 0.3, 0.4])}
+    assert sbc.rank_statistics({"a": 0.25}, draws)["a"][0] == 2
+    assert sbc.rank_statistics({"a": -1.0}, draws)["a"][0] == 0
+    assert sbc.rank_statistics({"a": 9.0}, draws)["a"][0] == 4
+    tied = {"k": np.array([0.0, 1.0, 1.0, 1.0, 2.0])}
+    ranks = [sbc.rank_statistics({"k": 1.0}, tied, rng=np.random.default_rng(s))["k"][0] for s in range(200)]
+    assert set(ranks) == {1, 2, 3, 4}  # ties broken uniformly at random
+
+
+def test_chi2_exact_expected_counts():
+    ranks = np.arange(10).repeat(3)  # perfectly uniform over 0..9
+    statistic, pvalue, bins = sbc.chi2_uniformity(ranks, 9)
+    assert bins == 6 and statistic < 1.0 and pvalue > 0.5  # 10 values in 6 bins: unequal, exact expectations
+
+
+def test_bad_input():
+    fit = exact_fit(num_draws=10)
+    with pytest.raises(ValueError, match="num_draws"):
+        sbc.run_sbc(prior_simulate, fit, num_replicates=2, num_draws=50)
+    with pytest.raises(ValueError, match="num_replicates"):
+        sbc.run_sbc(prior_simulate, fit, num_replicates=0)
+    with pytest.raises(KeyError, match="sigma"):
+        sbc.run_sbc(lambda k: ({"sigma": 1.0}, np.zeros(M_OBS)), fit, num_replicates=1, num_draws=5)
+    with pytest.raises(ValueError, match="ranks"):
+        sbc.chi2_uniformity(np.array([0, 12]), 9)
+
+
+def test_plots_draw():
+    result = sbc.run_sbc(prior_simulate, exact_fit(spread=0.5), num_replicates=30, num_draws=19, seed=2)
+    for fig in (sbc.plot_rank_histograms(result), sbc.plot_ecdf_difference(result)):
+        assert len([ax for ax in fig.axes if ax.get_visible()]) == 3

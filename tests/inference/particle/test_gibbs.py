@@ -1,0 +1,75 @@
+"""Particle Gibbs against the exact posterior of a one-parameter model (quadrature of the Kalman
+likelihood) and the exact smoothing means of the latent path at that posterior (mixture of RTS
+smoothers over the quadrature grid). Two sequences sharing rho, with missing values.
+Tolerances: z * posterior sd / sqrt(ESS), ESS from ArviZ over chains."""
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import inference
+from inference import exact
+from tests.helpers import mc_tolerance
+from tests.inference.particle import models
+
+
+@pytest.fixture(scope="module")
+def problem():
+    ys = models.ar1_rho_data()
+    return models.ar1(rho_prior=True), ys, models.rho_posterior_by_quadrature(ys)
+
+
+def _posterior_path_mean(ys, num_points=801):
+    """E[x | y] for rho ~ U(-1, 1): the RTS means averaged over the rho posterior (quadrature)."""
+    grid = jnp.linspace(-1.0, 1.0, num_points)[1:-1]
+
+    def one(r):
+        res = [exact.rts_smoother(models.ar1_kalman_params(rho=r), y[:, None]) for y in ys]
+        return sum(x.log_likelihood for x in res), jnp.stack([x.smoothed_means[:, 0] for x in res])
+
+    logp, means = jax.jit(jax.vmap(one))(grid)
+    w = np.exp(np.asarray(logp) - np.max(np.asarray(logp)))
+    w /= w.sum()
+    return np.tensordot(w, np.asarray(means), axes=1)
+
+
+@pytest.mark.parametrize("sampling,theta_kernel", [("ancestor", "rw"), ("backward", "nuts")])
+def test_particle_gibbs_matches_exact_posterior(problem, sampling, theta_kernel):
+    ssm, ys, (mean, sd) = problem
+    idata = inference.fit(ssm, ys, method="pgibbs", seed=5, progress=False, num_particles=16,
+                          num_samples=500, num_warmup=200, num_chains=4, sampling=sampling,
+                          theta_kernel=theta_kernel, loglik_particles=32)
+    draws = idata.posterior["rho"].values
+    ess = float(az.ess(idata, var_names=["rho"], method="mean")["rho"])
+    assert ess > 100, f"particle Gibbs mixed too poorly to test (ESS {ess:.0f})"
+    tol = mc_tolerance(sd, int(ess), false_failure=1e-3, num_comparisons=2)
+    assert abs(draws.mean() - mean) <= tol, f"E[rho] {draws.mean():.4f} vs exact {mean:.4f} (tol {tol:.4f})"
+
+    # Latent paths: posterior means per time step against the exact mixture of RTS smoothers.
+    x = idata.posterior["x"]
+    assert x.dims == ("chain", "draw", "series", "time")
+    exact_x = _posterior_path_mean(ys)
+    ess_x = az.ess(idata, var_names=["x"], method="mean")["x"].values
+    sd_x = x.values.reshape(-1, *x.shape[2:]).std(0)
+    tol_x = mc_tolerance(sd_x, 1, false_failure=1e-3, num_comparisons=exact_x.size) / np.sqrt(ess_x)
+    err = np.abs(x.values.mean((0, 1)) - exact_x)
+    assert np.all(err <= tol_x), f"max err/tol {np.max(err / tol_x):.2f}"
+
+    stats = idata.sample_stats
+    assert float(stats["update_rate"].mean()) > 0.5
+    assert stats["ess"].dims == ("chain", "draw", "series", "time")
+    assert idata.log_likelihood["y"].shape == (4, 500, 2, ys.shape[1])
+    if theta_kernel == "nuts":
+        assert not bool(stats["diverging"].any())
+
+
+def test_run_particle_gibbs_errors(problem):
+    ssm, ys, _ = problem
+    with pytest.raises(ValueError, match="sampling"):
+        inference.fit(ssm, ys, method="pgibbs", progress=False, sampling="forward")
+    with pytest.raises(ValueError, match="theta_kernel"):
+        inference.fit(ssm, ys, method="pgibbs", progress=False, theta_kernel="hmc")
+    with pytest.raises(ValueError, match="num_particles"):
+        inference.fit(ssm, ys, method="pgibbs", progress=False, num_particles=1)

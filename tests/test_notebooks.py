@@ -1,0 +1,38 @@
+"""Every zoo entry has an executed notebook, and every notebook ran without errors.
+
+The notebooks are executed when they are built (``python notebooks/build_<name>.py``); this test
+reads the stored outputs instead of re-running them all, which would not fit the CI budget.
+"""
+
+import json
+import pathlib
+
+import pytest
+
+import zoo
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def _load(path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_executed_without_errors(path):
+    notebook = _load(path)
+    code_cells = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert code_cells, f"{path.name} has no code"
+    unexecuted = [i for i, c in enumerate(code_cells) if c.get("execution_count") is None]
+    assert not unexecuted, f"{path.name}: code cells {unexecuted} were never executed"
+    errors = [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    builder = path.with_name(f"build_{path.stem}.py")
+    assert builder.exists(), f"{path.name} has no generator script {builder.name}"
+
+
+def test_every_entry_has_a_notebook():
+    text = {p.stem: p.read_text() for p in NOTEBOOKS}
+    missing = [e.name for e in zoo.entries() if not any(f'"{e.name}"' in t or f"'{e.name}'" in t or
+                                                         f"`{e.name}`" in t for t in text.values())]
+    assert not missing, f"entries with no executed notebook: {missing}"

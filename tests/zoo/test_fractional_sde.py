@@ -1,0 +1,313 @@
+"""Zoo entry ``fou_mafbm``: exact likelihood, state-space form, simulators, both inference routes."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pytest
+import scipy.linalg as sla
+from numpyro.infer import Predictive
+from scipy import stats
+from scipy.integrate import quad, quad_vec
+
+import zoo
+from tests.helpers import assert_within_mc_error, mc_tolerance
+from zoo import fractional_sde as fs
+from zoo.processes import fbm
+
+ENTRY = zoo.get("fou_mafbm")
+# a short irregular grid with an observation at t = 0 (X(0) = 0 exactly)
+SHORT = fs.SMALL.with_times([0.0, 0.07, 0.3, 0.31, 1.2, 2.5])
+PARAMS = {"H": 0.35, "theta": 0.8, "sigma": 0.6}
+
+
+# --------------------------------------------------------------------------------------------
+# Exact likelihood against a dense Gaussian computed independently (scipy expm + quadrature)
+# --------------------------------------------------------------------------------------------
+
+
+def _dense_covariance(params, config):
+    """Cov(X(t_i), X(t_j)) from the SDE directly: P(t) = e^{Ft} P0 e^{Fᵀt} + ∫_0^t e^{Fs} LLᵀ e^{Fᵀs} ds,
+    Cov(Z(t_j), Z(t_i)) = e^{F(t_j - t_i)} P(t_i)."""
+    F, L, _, P0 = (np.asarray(a) for a in fs.augmented_system(params, config))
+    G = L @ L.T
+    times = config.times()
+    marginals = []
+    for t in times:
+        E = sla.expm(F * t)
+        noise = quad_vec(lambda s: sla.expm(F * s) @ G @ sla.expm(F * s).T, 0.0, t, epsabs=1e-13, epsrel=1e-11)[0] if t > 0 else 0.0
+        marginals.append(E @ P0 @ E.T + noise)
+    T = len(times)
+    cov = np.zeros((T, T))
+    for i in range(T):
+        for j in range(i, T):
+            cov[j, i] = cov[i, j] = (sla.expm(F * (times[j] - times[i])) @ marginals[i])[0, 0]
+    return cov
+
+
+def _dense_increments(y, cov, s_obs):
+    """log p(y_i | y_<i) over the observed entries (0 at missing ones), from the joint Gaussian."""
+    out = np.zeros(len(y))
+    seen = []
+    for i in range(len(y)):
+        if np.isnan(y[i]):
+            continue
+        idx = seen + [i]
+        C = cov[np.ix_(idx, idx)] + s_obs**2 * np.eye(len(idx))
+        joint = stats.multivariate_normal(np.zeros(len(idx)), C).logpdf(y[idx])
+        prev = stats.multivariate_normal(np.zeros(len(seen)), C[:-1, :-1]).logpdf(y[seen]) if seen else 0.0
+        out[i] = joint - prev
+        seen.append(i)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["I", "II"])
+def test_kalman_likelihood_matches_dense_gaussian(kind):
+    config = dataclasses.replace(SHORT, kind=kind)
+    data = np.array([[0.01, 0.2, -0.1, np.nan, 0.5, -0.3],
+                     [np.nan, -0.05, 0.15, 0.12, np.nan, 0.4],
+                     [-0.02, 0.0, 0.3, 0.35, 0.1, np.nan]])
+    params = dict(PARAMS, s_obs=config.obs_noise)
+    cov = _dense_covariance(params, config)
+    expected = np.stack([_dense_increments(y, cov, config.obs_noise) for y in data])
+    increments = np.asarray(fs._increments(fs._complete(params, config), jnp.asarray(data), config))
+    np.testing.assert_allclose(increments, expected, rtol=1e-8, atol=1e-8)
+    total = float(ENTRY.exact_loglik(PARAMS, data, config))
+    assert total == pytest.approx(expected.sum(), rel=1e-9)
+
+
+def test_brownian_model_is_exact_ou():
+    config = dataclasses.replace(SHORT, noise="brownian")
+    theta, sigma, s = 0.8, 0.6, config.obs_noise
+    times = config.times()
+    # OU from X(0) = 0: Cov(X_s, X_t) = σ²/(2θ) e^{-θ|t-s|} (1 - e^{-2θ min(s,t)})
+    cov = sigma**2 / (2 * theta) * np.exp(-theta * np.abs(times[:, None] - times[None, :])) \
+        * (1 - np.exp(-2 * theta * np.minimum.outer(times, times)))
+    y = np.array([0.0, 0.1, -0.2, -0.25, 0.3, 0.05])
+    expected = stats.multivariate_normal(np.zeros(6), cov + s**2 * np.eye(6)).logpdf(y)
+    assert float(fs.exact_loglik({"theta": theta, "sigma": sigma}, y, config)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_likelihood_gradient_in_hurst_matches_finite_differences():
+    data, _ = ENTRY.simulate(jax.random.PRNGKey(3), SHORT)
+    f = jax.jit(lambda h: fs.exact_loglik(dict(PARAMS, H=h), data, SHORT))
+    g = float(jax.jit(jax.grad(lambda h: fs.exact_loglik(dict(PARAMS, H=h), data, SHORT)))(0.35))
+    eps = 1e-5
+    assert g == pytest.approx(float((f(0.35 + eps) - f(0.35 - eps)) / (2 * eps)), rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Prior, simulators, state-space form
+# --------------------------------------------------------------------------------------------
+
+
+def test_truncated_beta_prior(key):
+    d = fs.TruncatedBeta22(0.05, 0.95)
+    total, _ = quad(lambda x: float(np.exp(d.log_prob(x))), 0.05, 0.95)
+    assert total == pytest.approx(1.0, abs=1e-10)
+    assert float(d.log_prob(0.01)) == -np.inf and float(d.log_prob(0.97)) == -np.inf
+    draws = np.asarray(d.sample(key, (20000,)))
+    assert draws.min() >= 0.05 and draws.max() <= 0.95
+    assert_within_mc_error(draws.mean(), float(d.mean), np.sqrt(float(d.variance)), draws.size, what="mean")
+    # the inverse CDF is exact: the CDF of the draws is uniform
+    assert stats.kstest(np.asarray(d.cdf(draws)), "uniform").pvalue > 1e-4
+
+
+def test_prior_predictive_shapes(key):
+    draws = Predictive(functools.partial(fs.model, config=fs.SMALL), num_samples=3)(key)
+    T = fs.SMALL.num_times
+    assert draws["y"].shape == (3, fs.SMALL.num_paths, T)
+    assert draws["x"].shape == (3, fs.SMALL.num_paths, T)
+    assert draws["H"].shape == (3,)
+    assert np.all(np.isfinite(np.asarray(draws["y"])))
+    data, truth = ENTRY.simulate(key, fs.SMALL)
+    assert data.shape == (fs.SMALL.num_paths, T) and truth["x"].shape == data.shape
+    assert set(truth) >= {"H", "theta", "sigma", "s_obs", "x"}
+
+
+def test_exact_fbm_simulator_covariance(key):
+    # with θ → 0 the Euler fOU is σ·B_H: its covariance is the exact fBM one
+    config = dataclasses.replace(fs.SMALL, obs_times=(0.25, 0.5, 1.0, 2.0), num_paths=3000, data_mode="fbm",
+                                 true_theta=1e-9, true_sigma=0.7, fbm_substeps=10)
+    xs, _ = fs.simulate_exact_fbm(key, fs.true_params(config), config)
+    xs = np.asarray(xs)
+    t = config.times()
+    exact = 0.49 * np.asarray(fbm.fbm_covariance(0.7, t[:, None], t[None, :]))
+    products = xs[:, :, None] * xs[:, None, :]
+    iu = np.triu_indices(4)
+    assert_within_mc_error(products.mean(0)[iu], exact[iu], products.std(0)[iu], xs.shape[0],
+                           what="exact-fBM simulator covariance")
+
+
+def test_model_simulator_matches_exact_covariance(key):
+    config = dataclasses.replace(SHORT, num_paths=4000)
+    params = dict(PARAMS, s_obs=config.obs_noise)
+    xs, _ = fs._simulate_model(key, params, config, config.num_paths)
+    xs = np.asarray(xs)
+    cov = _dense_covariance(params, config)
+    products = xs[:, :, None] * xs[:, None, :]
+    iu = np.triu_indices(6, k=1)  # X(0) = 0: the first row is exactly zero
+    assert np.all(xs[:, 0] == 0.0)
+    iu = (iu[0][iu[0] > 0], iu[1][iu[0] > 0])
+    assert_within_mc_error(products.mean(0)[iu], cov[iu], products.std(0)[iu], xs.shape[0],
+                           what="simulated X covariance")
+
+
+def test_ssm_matches_kalman_and_particle_filter(key):
+    from inference.particle import filter as pf
+
+    config = fs.SMALL.with_times(0.05 * np.arange(1, 41))
+    data, truth = ENTRY.simulate(key, config)
+    params = fs.true_params(config)
+    ssm = ENTRY.ssm(config)
+    assert ssm.state_shape == (6,)
+    ys = ssm.split_series(data)
+    kalman = float(fs.exact_loglik(params, data[:1], config))
+    fk = ssm.feynman_kac(params, ys[0])
+    reps = 16
+    out = jax.jit(jax.vmap(lambda k: pf.run(k, fk, 2000).log_evidence))(jax.random.split(key, reps))
+    out = np.asarray(out)
+    se = out.std(ddof=1) / np.sqrt(reps)
+    # spec (iii): PF log-likelihood (N = 2000) within 3 Monte Carlo standard errors of Kalman
+    assert abs(out.mean() - kalman) < 3 * se + 1e-9, (out.mean(), kalman, se)
+    # the SSM's exact log-joint of a simulated path is finite (transition densities are proper)
+    xs, ys_sim = ssm.simulate(key, params, 10)
+    assert np.isfinite(float(ssm.log_joint(params, xs, ys_sim)))
+
+
+# --------------------------------------------------------------------------------------------
+# Bridge (paper's synthetic check): exact conditional std of the MA model vs the exact fBM GP
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hurst, tol", [(0.3, 0.05), (0.7, 0.10)])
+def test_bridge_std_of_markov_approximation_vs_exact_gp(hurst, tol):
+    params = {"H": hurst, "theta": 1e-12, "sigma": 1.0, "s_obs": 0.1}
+    ma = float(fs.ma_bridge_std(params, 1.0, fs.BRIDGE))
+    gp = float(fs.fbm_bridge_std(hurst, 1.0, 2.0, 0.1))
+    assert abs(ma / gp - 1) < tol, (ma, gp)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's route (Brownian increments as latent sites)
+# --------------------------------------------------------------------------------------------
+
+
+def test_path_guide_kl_is_half_integral_of_squared_control(key):
+    """log q(ΔW) - log p(ΔW) = ½Σu²Δt + Σ u √Δt ε: the mean over draws is E ½Σu²Δt (Girsanov)."""
+    from numpyro.handlers import seed, substitute, trace
+
+    config = fs.BRIDGE
+    fixed = {"H": 0.3, "theta": 1e-12, "sigma": 1.0}
+    data = jnp.zeros((1, 1))
+    guide = fs.path_guide(config, infer_params=False)
+    model = functools.partial(fs.path_model, config=config, params=fixed)
+    # a non-zero control: perturb the zero-initialised output layer
+    tr0 = trace(seed(guide, key)).get_trace(data, params=fixed)
+    ctrl = tr0["control$params"]["value"]
+    ctrl = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(key, v.shape), ctrl)
+
+    def one(k):
+        g = trace(substitute(seed(guide, k), data={"control$params": ctrl})).get_trace(data, params=fixed)
+        m = trace(substitute(seed(model, k), data={"dW": g["dW"]["value"], "y0_eta": g["y0_eta"]["value"]})).get_trace(data)
+        lq = g["dW"]["fn"].log_prob(g["dW"]["value"]).sum()
+        lp = m["dW"]["fn"].log_prob(m["dW"]["value"]).sum()
+        mean = g["dW"]["fn"].mean  # u Δt per step
+        half_u2 = 0.5 * jnp.sum(mean**2) / 0.01
+        return lq - lp, half_u2
+
+    kl, half = (np.asarray(v) for v in jax.vmap(one)(jax.random.split(key, 400)))
+    assert half.mean() > 0.1  # the control is really non-zero
+    diff = kl - half
+    assert abs(diff.mean()) < mc_tolerance(diff.std(), diff.size)
+
+
+def test_path_model_shapes_and_prior(key):
+    config = dataclasses.replace(fs.SMALL, num_obs=20, num_paths=2)
+    draws = Predictive(functools.partial(fs.path_model, config=config), num_samples=2)(key)
+    grid = fs.path_grid(config)
+    assert draws["dW"].shape == (2, grid.num_steps, 2)
+    assert draws["x_grid"].shape == (2, 2, grid.num_steps + 1)
+    assert draws["y"].shape == (2, 2, 20)
+    np.testing.assert_allclose(draws["x"], draws["x_grid"][:, :, grid.obs_index])
+
+
+# --------------------------------------------------------------------------------------------
+# Columns and bad input
+# --------------------------------------------------------------------------------------------
+
+
+def test_columns_round_trip():
+    data = np.array([[0.1, np.nan, 0.3, 0.0, 1.0, 2.0], [np.nan, 0.2, 0.1, 0.5, np.nan, -1.0]])
+    cols = ENTRY.dump_columns(data, SHORT)
+    assert set(cols) == {"series", "time", "y"} and len(cols["y"]) == 9
+    back = ENTRY.load_columns(cols, SHORT)
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(data))
+    np.testing.assert_allclose(back[~np.isnan(back)], data[~np.isnan(data)])
+    with pytest.raises(ValueError, match="not on the configuration's observation grid"):
+        ENTRY.load_columns({"time": np.array([0.0, 0.05]), "y": np.array([1.0, 2.0])}, SHORT)
+    with pytest.raises(ValueError, match="missing column 'y'"):
+        ENTRY.load_columns({"time": np.array([0.0])}, SHORT)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="num_k: the Markov approximation needs K >= 2"):
+        fs.FouConfig(num_k=1)
+    with pytest.raises(ValueError, match="obs_times: times must be strictly increasing"):
+        fs.FouConfig(obs_times=(0.1, 0.3, 0.3))
+    with pytest.raises(ValueError, match="obs_times"):
+        fs.SMALL.with_times([0.5, 0.2])
+    with pytest.raises(ValueError, match="noise"):
+        fs.FouConfig(noise="levy")
+    with pytest.raises(ValueError, match="true_hurst"):
+        fs.FouConfig(true_hurst=1.0)
+    with pytest.raises(ValueError, match="data_mode"):
+        fs.FouConfig(data_mode="exact")
+    with pytest.raises(ValueError, match=r"data: expected shape \(series, 6\)"):
+        fs.exact_loglik(PARAMS, np.zeros((2, 5)), SHORT)
+    with pytest.raises(ValueError, match="data: infinite"):
+        fs.exact_loglik(PARAMS, np.array([0.0, 1.0, np.inf, 0, 0, 0]), SHORT)
+    with pytest.raises(ValueError, match="every observation is NaN"):
+        fs.exact_loglik(PARAMS, np.full(6, np.nan), SHORT)
+    with pytest.raises(KeyError, match="params: missing"):
+        fs.exact_loglik({"H": 0.5}, np.zeros(6), SHORT)
+    with pytest.raises(ValueError, match=r"hurst: the Hurst index must lie in the open interval"):
+        fs.exact_loglik(dict(PARAMS, H=1.2), np.zeros(6), SHORT)
+    with pytest.raises(ValueError, match="path_dt: explicit Euler steps need gamma_max"):
+        fs.path_grid(dataclasses.replace(fs.SMALL, path_dt=0.05))
+    with pytest.raises(ValueError, match="path_dt: every observation time must be a multiple"):
+        fs.path_grid(fs.SMALL.with_times([0.013, 0.05]))
+    with pytest.raises(ValueError, match="config.neural_sde"):
+        numpyro.handlers.seed(fs.model, 0)(np.zeros((1, 200)), config=fs.NEURAL)
+
+
+# --------------------------------------------------------------------------------------------
+# Recovery through the facade
+# --------------------------------------------------------------------------------------------
+
+
+def _fit_recipe(config_name, seed=0):
+    import inference
+
+    config = ENTRY.config(config_name)
+    data, truth = ENTRY.simulate(jax.random.PRNGKey(seed), config)
+    idata = inference.fit(ENTRY, data, method=ENTRY.recipe.method, config=config, progress=False,
+                          **ENTRY.recipe.options_for("small"))
+    return idata, truth, config
+
+
+def test_recovery_small():
+    idata, truth, config = _fit_recipe("small")
+    checks = ENTRY.check(idata, truth, config)
+    assert all(c.passed for c in checks), checks
+    assert idata.log_likelihood["y"].shape[-2:] == (config.num_paths, config.num_times)
+
+
+@pytest.mark.slow
+def test_recovery_misspecified_exact_fbm():
+    idata, truth, config = _fit_recipe("misspecified", seed=1)
+    checks = ENTRY.check(idata, truth, config)
+    assert all(c.passed for c in checks), checks
