@@ -330,12 +330,21 @@ def run_numpyro_nuts(
         "potential_energy": extra["potential_energy"],
         "step_size": extra["adapt_state.step_size"],
     }
-    samples, stats, screen, dropped = _screen_and_drop(samples, stats, drop_stuck_chains, "nuts")
-    messages = _warn_convergence(_scalar_view(samples), stats["diverging"], ChainScreen((), ()), "nuts")
+    return _finish_run(target, samples, stats, seed=seed, method="nuts", sampler="numpyro.NUTS",
+                       counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
+                       drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive)
+
+
+def _finish_run(target: Target, samples, stats, *, seed: int, method: str, sampler: str, counts, elapsed: float,
+                drop_stuck_chains: bool, posterior_predictive: bool):
+    """Screen stuck chains, warn on non-convergence, and package the run as InferenceData."""
+    samples, stats, screen, dropped = _screen_and_drop(samples, stats, drop_stuck_chains, method)
+    messages = _warn_convergence(_scalar_view(samples), stats["diverging"], ChainScreen((), ()), method)
     stats["lp"] = -stats.pop("potential_energy")
+    num_warmup, num_samples, num_chains = counts
     return posterior_to_idata(
-        target, samples, stats, seed=seed, method="nuts",
-        attrs={"sampler": "numpyro.NUTS", "num_warmup": num_warmup, "num_samples": num_samples,
+        target, samples, stats, seed=seed, method=method,
+        attrs={"sampler": sampler, "num_warmup": num_warmup, "num_samples": num_samples,
                "num_chains_run": num_chains, "dropped_chains": str(list(dropped)),
                "stuck_chain_reasons": " | ".join(screen.reasons), "convergence_messages": " | ".join(messages),
                "sampling_time_s": round(elapsed, 3)},
@@ -482,14 +491,6 @@ def run_blackjax_nuts(
         "potential_energy": potential,
         "step_size": np.broadcast_to(np.asarray(parameters["step_size"])[:, None], potential.shape).copy(),
     }
-    samples, stats, screen, dropped = _screen_and_drop(samples, stats, drop_stuck_chains, "blackjax-nuts")
-    messages = _warn_convergence(_scalar_view(samples), stats["diverging"], ChainScreen((), ()), "blackjax-nuts")
-    stats["lp"] = -stats.pop("potential_energy")
-    return posterior_to_idata(
-        target, samples, stats, seed=seed, method="blackjax-nuts",
-        attrs={"sampler": "blackjax.nuts+window_adaptation", "num_warmup": num_warmup,
-               "num_samples": num_samples, "num_chains_run": num_chains, "dropped_chains": str(list(dropped)),
-               "stuck_chain_reasons": " | ".join(screen.reasons), "convergence_messages": " | ".join(messages),
-               "sampling_time_s": round(elapsed, 3)},
-        posterior_predictive=posterior_predictive,
-    )
+    return _finish_run(target, samples, stats, seed=seed, method="blackjax-nuts",
+                       sampler="blackjax.nuts+window_adaptation", counts=(num_warmup, num_samples, num_chains),
+                       elapsed=elapsed, drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive)

@@ -38,13 +38,11 @@ for c in entry.check(idata, truth, config):
     code("""
 idata_bj = inference.fit(entry, data, method="blackjax-nuts", progress=False, num_warmup=300, num_samples=300, num_chains=2)
 idata_svi = inference.fit(entry, data, method="svi", progress=False, guide="AutoMultivariateNormal", num_steps=3000, learning_rate=0.01)
-rows = []
+print(f"{'method':<18} {'mean of A (row-major)':<32} {'sd of A'}")
 for label, run in [("numpyro nuts", idata), ("blackjax nuts", idata_bj), ("svi (MVN guide)", idata_svi)]:
     a = run.posterior["A"].values.reshape(-1, 4)
-    rows.append((label, *np.round(a.mean(0), 3), *np.round(a.std(0), 3)))
-print("method            mean(A)                         sd(A)")
-for r in rows: print(r)
-print("truth", np.asarray(truth["A"]).ravel())
+    print(f"{label:<18} {str(np.round(a.mean(0), 3).tolist()):<32} {np.round(a.std(0), 3).tolist()}")
+print(f"{'truth':<18} {np.asarray(truth['A']).ravel().tolist()}")
 """),
     code("""
 plt.plot(idata_svi.svi_trace["loss"].values); plt.yscale("symlog"); plt.title("SVI: negative ELBO"); plt.xlabel("step")

@@ -101,6 +101,8 @@ __all__ = [
     "EvidenceResult",
     "log_evidence",
     "quadrature_log_evidence",
+    "PotentialFunctions",
+    "potential_functions",
     "OrderComparison",
     "choose_by_loo",
     "compare_orders",
@@ -567,71 +569,107 @@ class EvidenceResult(NamedTuple):
     num_points: int
 
 
-def quadrature_log_evidence(model_fn: Callable, data: Any, *, num_points: int = 5, seed: int = 0,
-                            num_optim_steps: int = 50, chunk_size: int = 1024) -> EvidenceResult:
+class PotentialFunctions(NamedTuple):
+    """Jitted potentials of a NumPyro program in its unconstrained space, with the data an argument
+    (so one compilation serves every data set of the same shape).
+
+    value_and_grad(u (d,), data) -> (potential, gradient); batched(U (n, d), data) -> (n,);
+    initial(data) -> u0 (d,) at the prior median; dim: d.
+    """
+
+    value_and_grad: Callable
+    batched: Callable
+    initial: Callable
+    dim: int
+
+
+def potential_functions(model_fn: Callable, example_data: Any, seed: int = 0) -> PotentialFunctions:
+    """Build :class:`PotentialFunctions` for ``model_fn(data)``; ``example_data`` fixes the
+    parameter structure (sites and their unconstrained shapes)."""
+    from numpyro.infer import init_to_median
+    from numpyro.infer.util import potential_energy
+
+    def init(data):
+        info = initialize_model(jax.random.PRNGKey(seed), model_fn, model_args=(data,),
+                                init_strategy=init_to_median(num_samples=15))
+        return info.param_info.z
+
+    flat, unravel = ravel_pytree(init(example_data))
+
+    def potential(u, data):
+        return potential_energy(model_fn, (data,), {}, unravel(u))
+
+    return PotentialFunctions(
+        value_and_grad=jax.jit(jax.value_and_grad(potential)),
+        batched=jax.jit(jax.vmap(potential, in_axes=(0, None))),
+        initial=lambda data: ravel_pytree(init(data))[0],
+        dim=int(flat.shape[0]),
+    )
+
+
+def quadrature_log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 5,
+                            chunk_size: int = 2048, fd_step: float = 1e-4) -> EvidenceResult:
     """``log ∫ p(data | θ) p(θ) dθ`` for a NumPyro program with a few continuous parameters.
 
     Adaptive Gauss–Hermite quadrature in NumPyro's unconstrained space u (Jacobians included in
-    ``potential(u) = −log p(data, θ(u)) − log|∂θ/∂u|``): the mode m of the potential (L-BFGS from
-    the prior median) and its Hessian H give L = chol(H⁻¹); with probabilists' Hermite nodes z_k
-    and weights w_k (∫ g(z) e^{−|z|²/2} dz ≈ Σ_k w_k g(z_k)), on the tensor grid,
+    ``potential(u) = −log p(data, θ(u)) − log|∂θ/∂u|``): the mode m of the potential (L-BFGS
+    from the prior median) and its Hessian H (central differences of the exact gradient) give
+    L = chol(H⁻¹); with probabilists' Hermite nodes z_k and weights w_k
+    (∫ g(z) e^{−|z|²/2} dz ≈ Σ_k w_k g(z_k)), on the tensor grid,
 
         log Z ≈ log|L| + logsumexp_k [log w_k + |z_k|²/2 − potential(m + L z_k)].
 
-    Exact for Gaussian posteriors in u; ``num_points ** d`` likelihood evaluations. One jit.
+    Exact for Gaussian posteriors in u; ``num_points ** d`` likelihood evaluations.
     """
-    from numpyro.infer import init_to_median
+    from scipy.optimize import minimize
 
     if int(num_points) < 1:
         raise ValueError(f"num_points: expected a positive integer, got {num_points}")
-    info = initialize_model(jax.random.PRNGKey(seed), model_fn, model_args=(data,),
-                            init_strategy=init_to_median(num_samples=15))
-    flat0, unravel = ravel_pytree(info.param_info.z)
-    d = flat0.shape[0]
+    d = functions.dim
+
+    def fun(u):
+        value, grad = functions.value_and_grad(jnp.asarray(u), data)
+        return float(value), np.asarray(grad, dtype=float)
+
+    result = minimize(fun, np.asarray(functions.initial(data), dtype=float), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 1000, "gtol": 1e-9})
+    mode = result.x
+    hess = np.zeros((d, d))
+    for i in range(d):
+        step = np.zeros(d)
+        step[i] = fd_step
+        hess[i] = (fun(mode + step)[1] - fun(mode - step)[1]) / (2 * fd_step)
+    hess = 0.5 * (hess + hess.T)
+    eig = np.linalg.eigvalsh(hess)
+    if not np.all(np.isfinite(hess)) or eig.min() <= 0:
+        raise FloatingPointError(
+            f"quadrature_log_evidence: the Hessian at the mode is not positive definite (eigenvalues "
+            f"{np.round(eig, 4).tolist()}; optimizer: {result.message})")
+    cov = np.linalg.inv(hess)
+    chol = np.linalg.cholesky(cov)
     nodes, weights = np.polynomial.hermite_e.hermegauss(int(num_points))
     grid = np.array(list(itertools.product(range(int(num_points)), repeat=d)))
-    z = nodes[grid]  # (n^d, d)
+    z = nodes[grid]
     log_w = np.log(weights)[grid].sum(1) + 0.5 * np.sum(z**2, axis=1)
-    pad = (-z.shape[0]) % chunk_size
-    z_pad = jnp.asarray(np.concatenate([z, np.zeros((pad, d))]).reshape(-1, chunk_size, d))
-    log_w_pad = jnp.asarray(np.concatenate([log_w, np.full(pad, -np.inf)]).reshape(-1, chunk_size))
-    mode, cov, log_z, grad_norm = _aghq(info.potential_fn, unravel, flat0, z_pad, log_w_pad, int(num_optim_steps))
-    if not np.isfinite(float(log_z)):
-        raise FloatingPointError("quadrature_log_evidence: the Hessian at the mode is not positive definite "
-                                 f"or the potential is not finite on the grid (|grad| at mode = {float(grad_norm):.3g})")
-    return EvidenceResult(float(log_z), np.asarray(mode), np.asarray(cov), int(num_points))
+    points = mode[None, :] + z @ chol.T
+    values = np.concatenate([np.asarray(functions.batched(jnp.asarray(points[i:i + chunk_size]), data))
+                             for i in range(0, len(points), chunk_size)])
+    log_terms = np.where(np.isfinite(values), log_w - values, -np.inf)
+    log_z = np.sum(np.log(np.diag(chol))) + float(jax.scipy.special.logsumexp(jnp.asarray(log_terms)))
+    return EvidenceResult(float(log_z), mode, cov, int(num_points))
 
 
-@partial(jax.jit, static_argnums=(0, 1, 5))
-def _aghq(potential_fn, unravel, flat0, z, log_w, num_optim_steps):
-    import optax
-
-    def potential(u):
-        return potential_fn(unravel(u))
-
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(potential)
-
-    def step(carry, _):
-        u, state = carry
-        value, grad = value_and_grad(u, state=state)
-        updates, state = opt.update(grad, state, u, value=value, grad=grad, value_fn=potential)
-        return (optax.apply_updates(u, updates), state), None
-
-    (mode, _), _ = jax.lax.scan(step, (flat0, opt.init(flat0)), None, length=num_optim_steps)
-    hess = jax.hessian(potential)(mode)
-    cov = jnp.linalg.inv(0.5 * (hess + hess.T))
-    chol = jnp.linalg.cholesky(cov)
-    values = jax.lax.map(lambda zc: jax.vmap(potential)(mode[None, :] + zc @ chol.T), z)
-    log_terms = jnp.where(jnp.isfinite(values), log_w - values, -jnp.inf)
-    log_z = jnp.sum(jnp.log(jnp.diag(chol))) + jax.scipy.special.logsumexp(log_terms)
-    return mode, cov, log_z, jnp.linalg.norm(jax.grad(potential)(mode))
+_POTENTIALS: dict = {}
 
 
-def log_evidence(data: AffectData, config: AffectConfig, *, num_points: int = 5, seed: int = 0) -> EvidenceResult:
-    """Exact-likelihood log-evidence of ``config.variant`` for ``data`` (see :func:`quadrature_log_evidence`)."""
-    return quadrature_log_evidence(partial(model, config=config), _validate_data(data),
-                                   num_points=num_points, seed=seed)
+def log_evidence(data: AffectData, config: AffectConfig, *, num_points: int = 5) -> EvidenceResult:
+    """Exact-likelihood log-evidence of ``config.variant`` for ``data`` (see
+    :func:`quadrature_log_evidence`); the jitted potentials are cached per config and data shape."""
+    data = _validate_data(data)
+    key = (config, tuple(data.inputs.shape))
+    if key not in _POTENTIALS:
+        _POTENTIALS[key] = potential_functions(partial(model, config=config), data)
+    return quadrature_log_evidence(_POTENTIALS[key], data, num_points=num_points)
 
 
 # --------------------------------------------------------------------------------------------

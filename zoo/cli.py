@@ -7,6 +7,8 @@
                  [--option KEY=VALUE ...] [--out run.nc] [--html report.html]
     zoo check NAME [--config small] [--seed 0] [--out run.nc] [--html report.html]
     zoo report RUN.nc [RUN.nc ...] --html OUT.html [--md OUT.md]
+    zoo sbc NAME [--n 50] [--draws 99] [--config small] [--method M] [--option KEY=VALUE ...]
+                 [--out DIR] [--html sbc.html]
 
 This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``. Results are
 written atomically (temporary file, then rename). Exit status: 0 on success, 1 when a recovery
@@ -300,6 +302,50 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_sbc(args) -> int:
+    """Simulation-based calibration of an entry's recipe (or --method/--option) on its prior."""
+    import functools
+    import inspect
+    import zlib
+
+    import inference
+    import zoo
+    from diagnostics import sbc
+    from diagnostics.report_compare import write_sbc_report
+    from inference.prior_predictive import prior_simulate
+
+    entry = zoo.get(args.name)
+    config = entry.config(args.config)
+    options = parse_options(args.option)
+    method = args.method or entry.recipe.method
+    if "posterior_predictive" in inspect.signature(inference._runner(method)).parameters:
+        options.setdefault("posterior_predictive", False)  # SBC needs the posterior only
+    model = functools.partial(entry.model, config=config)
+
+    def simulate(key):
+        return prior_simulate(model, key, data_site=args.data_site)
+
+    def fit(data):
+        # the fit's seed is a function of its data: reproducible when a sweep is resumed
+        seed = (args.seed * 1_000_003 + zlib.crc32(np.ascontiguousarray(data).tobytes())) % 2**31
+        return _fit(entry, data, args.method, args.config, seed, options, False)
+
+    out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
+    settings = {"entry": entry.name, "config": args.config, "method": method,
+                "options": json.dumps(options, sort_keys=True, default=str)}
+    print(f"SBC of {entry.name} ({args.config}) with {method} {options}: {args.n} replicates, "
+          f"{args.draws} draws per rank; results in {out} (resumable)")
+    result = sbc.run_sbc(simulate, fit, num_replicates=args.n, num_draws=args.draws, seed=args.seed,
+                         out_dir=out, settings=settings, progress=not args.no_progress)
+    print(sbc.format_sbc(result, alpha=args.alpha))
+    if args.html:
+        write_sbc_report(result, args.html, title=f"SBC: {entry.name} ({args.config}, {method})",
+                         markdown_path=args.md, alpha=args.alpha)
+        print(f"wrote {args.html}")
+    flagged = any(t.flagged for t in sbc.element_tests(result, alpha=args.alpha))
+    return 1 if flagged else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="dynamics-zoo: stochastic dynamical systems as NumPyro programs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -345,6 +391,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--md")
     report.add_argument("--title")
     report.set_defaults(func=_cmd_report)
+    sbc_parser = sub.add_parser("sbc", help="simulation-based calibration: prior draws, fits, rank statistics")
+    sbc_parser.add_argument("name")
+    sbc_parser.add_argument("--config", default="small")
+    sbc_parser.add_argument("--seed", type=int, default=0)
+    sbc_parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                            help="backend option, e.g. --option num_samples=1000 (repeatable)")
+    sbc_parser.add_argument("--out", help="folder of per-replicate results (resumable; default "
+                                          "runs/sbc_NAME_CONFIG_METHOD)")
+    sbc_parser.add_argument("--html", help="write an HTML report (rank histograms, ECDF bands) here")
+    sbc_parser.add_argument("--md", help="also write a Markdown report here")
+    sbc_parser.add_argument("--no-progress", action="store_true", help="no line per finished replicate")
+    sbc_parser.set_defaults(func=_cmd_sbc)
+    sbc_parser.add_argument("--n", type=int, default=50, help="number of replicates (default 50)")
+    sbc_parser.add_argument("--draws", type=int, default=99, help="posterior draws per rank, thinned (default 99)")
+    sbc_parser.add_argument("--method", help="inference method (default: the entry's recipe)")
+    sbc_parser.add_argument("--alpha", type=float, default=0.01, help="family-wise false-alarm rate (default 0.01)")
+    sbc_parser.add_argument("--data-site", default="y", help="prior-predictive site holding the data (default y)")
     return parser
 
 

@@ -327,7 +327,22 @@ def _complete(params: Mapping[str, Any], config: FouConfig) -> dict:
     missing = [name for name in needed if name not in full]
     if missing:
         raise KeyError(f"params: missing {missing}; expected {needed + ['s_obs']}")
+    if "H" in full:
+        fbm.check_hurst(full["H"], "params['H']")
+    for name in ("theta", "s_obs"):
+        _check_positive(full[name], f"params[{name!r}]", allow_zero=(name == "theta"))
+    _check_positive(full["sigma"], "params['sigma']")
     return full
+
+
+def _check_positive(value, name: str, *, allow_zero: bool = False) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = np.asarray(value, dtype=float)
+    ok = np.all(v >= 0) if allow_zero else np.all(v > 0)
+    if not np.all(np.isfinite(v)) or not ok:
+        bound = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name}: expected a finite {bound} value, got {v.tolist()}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -776,11 +791,11 @@ def _prior_medians(config: FouConfig) -> dict:
     return out
 
 
-def path_guide(config: FouConfig, *, infer_params: bool = True, init_scale: float = 0.1):
-    """The paper's variational family for :func:`path_model` (call signature ``guide(data=None, ...)``).
+def path_guide(config: FouConfig, *, params: Mapping[str, Any] | None = None, init_scale: float = 0.1):
+    """The paper's variational family for :func:`path_model` (call signature ``guide(data, ...)``).
 
-    * parameters (when ``infer_params``): independent Normals in NumPyro's unconstrained space
-      (started at the prior medians);
+    * parameters: independent Normals in NumPyro's unconstrained space (started at the prior
+      medians), unless ``params`` fixes them (pass the same ``params`` to :func:`path_model`);
     * ``y0_eta``: per-path diagonal Normals;
     * ``dW_n ~ N(u_φ(features_n) Δt, Δt)`` inside ``scan``, with the control ``u_φ`` a flax MLP
       (``config.control_hidden``, tanh, zero-initialised output: the guide starts at the prior)
@@ -797,11 +812,13 @@ def path_guide(config: FouConfig, *, infer_params: bool = True, init_scale: floa
     h = grid.dt
     times = jnp.asarray(config.times())
     horizon = float(times[-1])
+    infer_params = params is None
+    fixed = None if infer_params else _complete(params, config)
     sites = _prior_medians(config) if infer_params else {}
     num_param_features = 2 if config.noise == "brownian" else 3
     num_features = 2 + (config.num_k if config.noise == "mafbm" else 0) + num_param_features + 8
 
-    def guide(data=None, *args, params: Mapping[str, Any] | None = None, **kwargs) -> None:
+    def guide(data=None, *args, **kwargs) -> None:
         if data is None:
             raise ValueError("data: the path guide conditions on observations; got None")
         ys = validate_data(data, config)
@@ -815,9 +832,7 @@ def path_guide(config: FouConfig, *, infer_params: bool = True, init_scale: floa
                 values[name] = numpyro.sample(name, dist.TransformedDistribution(dist.Normal(loc, scale), transform))
             p = _complete(values, config)
         else:
-            if params is None:
-                raise ValueError("params: path_guide(..., infer_params=False) needs the model's fixed params")
-            p = _complete(params, config)
+            p = fixed
         dyn = _dynamics(p, config)
         eta = None
         if config.noise == "mafbm" and config.kind == "I":

@@ -474,7 +474,8 @@ def _sample_parameters(config: HMMRNNConfig) -> dict:
                 "emission_rest", dist.Dirichlet(jnp.ones(k - 1)).expand([m]).to_event(1))
     _, trans, emis = hmm_matrices(params, config)
     numpyro.deterministic("transition_matrix", trans)
-    numpyro.deterministic("emission_probs", emis)
+    if config.learn_emissions:  # a fixed matrix is no posterior quantity (and has no ESS)
+        numpyro.deterministic("emission_probs", emis)
     return {"transition_matrix": trans, "emission_probs": emis}
 
 
@@ -635,11 +636,13 @@ def dump_columns(data, config: HMMRNNConfig) -> dict:
 class EmissionStatistics(NamedTuple):
     """frequencies (K,): marginal output frequencies (averaged over t); transition (K, K):
     P(y_{t+1} = b | y_t = a) pooled over t; mean_run_length: mean length of runs of identical
-    symbols (= symbols / runs, runs cut at the sequence ends)."""
+    symbols (= symbols / runs, runs cut at the sequence ends); pair_frequencies (K, K):
+    P(y_t = a, y_{t+1} = b) averaged over t."""
 
     frequencies: jax.Array
     transition: jax.Array
     mean_run_length: jax.Array
+    pair_frequencies: jax.Array
 
 
 def emission_statistics(ys, num_outputs: int) -> EmissionStatistics:
@@ -653,7 +656,7 @@ def emission_statistics(ys, num_outputs: int) -> EmissionStatistics:
     trans = pairs / jnp.maximum(pairs.sum(1, keepdims=True), 1.0)
     changes = (ys[:, 1:] != ys[:, :-1]).sum()
     runs = ys.shape[0] + changes
-    return EmissionStatistics(freq, trans, ys.size / runs)
+    return EmissionStatistics(freq, trans, ys.size / runs, pairs / pairs.sum())
 
 
 def hmm_emission_statistics(transition_matrix, emission_probs, num_steps: int,
@@ -674,7 +677,7 @@ def hmm_emission_statistics(transition_matrix, emission_probs, num_steps: int,
     joint = jnp.einsum("ti,ia,ij,jb->ab", pis[:-1], emis, trans, emis)
     cond = joint / joint.sum(1, keepdims=True)
     p_change = joint.sum() - jnp.trace(joint)
-    return EmissionStatistics(freq, cond, num_steps / (1.0 + p_change))
+    return EmissionStatistics(freq, cond, num_steps / (1.0 + p_change), joint / joint.sum())
 
 
 # --------------------------------------------------------------------------------------------

@@ -388,8 +388,13 @@ def _uniform(C: int) -> jax.Array:
     return jnp.full((C,), 1.0 / C)
 
 
+@functools.partial(jax.jit, static_argnums=(2,))
 def per_path_loglik(Q, data: MJPObservations, config) -> jax.Array:
-    """(P,) exact log-likelihood of each path given ``Q``, uniform ``pi0`` and the config's rho."""
+    """(P,) exact log-likelihood of each path given ``Q``, uniform ``pi0`` and the config's rho.
+
+    ``ctmc.path_log_likelihoods``: one ``expm`` per distinct gap, forward pass vmapped over paths
+    (jitted once per config and data shape).
+    """
     C = config.num_states
     E = ctmc.emission_matrix(C, config.noise)
     return ctmc.path_log_likelihoods(Q, _uniform(C), data, E)
@@ -594,7 +599,7 @@ class EstimatorConfig:
     num_heads: int = 2
     decoder_hidden: tuple = (64, 64)
     batch_size: int = 16
-    num_steps: int = 2000
+    num_steps: int = 6000
     learning_rate: float = 2e-3
     seed: int = 0
 
@@ -695,7 +700,9 @@ def transition_statistics(times: jax.Array, states: jax.Array, path_mask: jax.Ar
 
     Over consecutive observed pairs ``(x_{l-1}, x_l)`` of the paths in ``path_mask``:
     ``counts[i, j]`` (C, C) number of i -> j pairs (i = j: stays), ``exposure[i]`` (C,) summed gaps
-    after an observation of i, and ``first[i]`` (C,) how many paths are first seen in i. The naive
+    after an observation of i, ``first[i]`` (C,) how many paths are first seen in i and
+    ``blips[i, j]`` (C, C) the excursions i -> j -> i over one observation (what label noise
+    produces, besides short real visits). The naive
     rate estimate ``(counts_ij + 1/2) / (exposure_i + 1/20)`` is the maximum-likelihood estimate for
     gaps short against 1/rate and no label noise, regularised; the network learns the correction.
     """
@@ -704,7 +711,8 @@ def transition_statistics(times: jax.Array, states: jax.Array, path_mask: jax.Ar
     gaps = jnp.diff(times, axis=1).astype(jnp.float32)
     exposure = jnp.einsum("pli,pl->i", onehot[:, :-1] * (onehot[:, 1:].sum(-1, keepdims=True) > 0), gaps)
     first = onehot[:, 0].sum(0)
-    return counts, exposure, first
+    blips = jnp.einsum("pli,plj,pli->ij", onehot[:, :-2], onehot[:, 1:-1], onehot[:, 2:])
+    return counts, exposure, first, blips
 
 
 class MJPEstimatorNet(nn.Module):
@@ -751,12 +759,16 @@ class MJPEstimatorNet(nn.Module):
                                    jax.nn.one_hot(num_states - 2, C - 1, dtype=f32), jnp.log(num_paths)[None]])
         context = nn.gelu(nn.Dense(self.embed)(context))
 
-        counts, exposure, first = transition_statistics(times, states, path_mask, C)
+        counts, exposure, first, blips = transition_statistics(times, states, path_mask, C)
         naive = jnp.log(counts + 0.5) - jnp.log(exposure + 0.05)[:, None]
         log_counts = jnp.log1p(counts)
         eye = jnp.eye(C, dtype=f32)
+        off_total = (counts * (1 - eye)).sum()
+        blip_rate = jnp.log((blips.sum() + 0.5) / (off_total + 1.0))
+        context = jnp.concatenate([context, blip_rate[None]])
         link_in = jnp.concatenate([
-            naive[..., None], log_counts[..., None], jnp.broadcast_to(jnp.log1p(exposure)[:, None, None], (C, C, 1)),
+            naive[..., None], log_counts[..., None], jnp.log1p(blips)[..., None], jnp.log1p(blips.T)[..., None],
+            jnp.broadcast_to(jnp.log1p(exposure)[:, None, None], (C, C, 1)),
             jnp.broadcast_to(jnp.diag(log_counts)[:, None, None], (C, C, 1)),
             jnp.broadcast_to(eye[:, None, :], (C, C, C)), jnp.broadcast_to(eye[None, :, :], (C, C, C)),
             jnp.broadcast_to(context, (C, C, context.shape[0]))], axis=-1)

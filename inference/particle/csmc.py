@@ -112,7 +112,7 @@ def csmc(key: PRNGKey, fk: FeynmanKacModel, reference_path: Any, num_particles: 
     """
     if sampling not in SAMPLING:
         raise ValueError(f"sampling: expected one of {SAMPLING}, got {sampling!r}")
-    num_particles = _filter._check_num_particles(num_particles, conditional=True)
+    num_particles = _filter.check_num_particles(num_particles, conditional=True)
     num_steps = int(fk.num_steps)
     key_init, key_steps, key_out = jax.random.split(key, 3)
     pinned = jnp.asarray(num_particles - 1, jnp.int32)

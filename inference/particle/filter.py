@@ -55,6 +55,12 @@ __all__ = [
     "resample",
     "run",
     "weighted_moments",
+    "series_fn",
+    "ssm_series",
+    "attach_observed",
+    "check_num_particles",
+    "check_threshold",
+    "state_dim_names",
     "run_filter",
 ]
 
@@ -230,7 +236,7 @@ def init(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, proposal: Pro
     x_0^i) [+ log p_0(x_0^i) - log q_0(x_0^i)]``, ``log ℓ_0 = logsumexp(log G_0) - log N``. With
     ``reference``, particle ``N - 1`` is ``reference.state``.
     """
-    num_particles = _check_num_particles(num_particles, conditional=reference is not None)
+    num_particles = check_num_particles(num_particles, conditional=reference is not None)
     keys = jax.random.split(key, num_particles)
     if proposal is None:
         x0 = jax.vmap(fk.sample_initial)(keys)
@@ -325,13 +331,13 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
         :class:`FilterOutput`.
     """
     resampler = _resampling.get_resampler(resampler)
-    _check_threshold(ess_threshold)
+    check_threshold(ess_threshold)
     num_steps = int(fk.num_steps)
     if num_steps < 1:
         raise ValueError(f"fk.num_steps: expected at least one time step, got {num_steps}")
     test_fn = (lambda x: x) if test_fn is None else test_fn
     conditional = reference_path is not None
-    num_particles = _check_num_particles(num_particles, conditional=conditional)
+    num_particles = check_num_particles(num_particles, conditional=conditional)
     keys = jax.random.split(key, num_steps)
     pinned = jnp.asarray(num_particles - 1, jnp.int32)
 
@@ -366,7 +372,8 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
                         log_weights=paths[2])
 
 
-def _check_num_particles(num_particles, *, conditional: bool) -> int:
+def check_num_particles(num_particles, *, conditional: bool) -> int:
+    """``num_particles`` as an int, else ``ValueError`` (>= 2 when one particle is pinned)."""
     low = 2 if conditional else 1
     if isinstance(num_particles, bool) or not isinstance(num_particles, (int, np.integer)) or num_particles < low:
         raise ValueError(
@@ -375,7 +382,8 @@ def _check_num_particles(num_particles, *, conditional: bool) -> int:
     return int(num_particles)
 
 
-def _check_threshold(ess_threshold) -> None:
+def check_threshold(ess_threshold) -> None:
+    """``ValueError`` unless ``ess_threshold`` is a fraction in [0, 1] (traced values pass)."""
     if isinstance(ess_threshold, jax.core.Tracer):
         return
     value = float(np.asarray(ess_threshold))
@@ -487,8 +495,8 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
 
     ssm, ys, batched = ssm_series(target)
     resampler_fn = _resampling.get_resampler(resampler)
-    _check_threshold(ess_threshold)
-    num_particles = _check_num_particles(num_particles, conditional=False)
+    check_threshold(ess_threshold)
+    num_particles = check_num_particles(num_particles, conditional=False)
     if isinstance(num_replicates, bool) or not isinstance(num_replicates, int) or num_replicates < 1:
         raise ValueError(f"num_replicates: expected a positive int, got {num_replicates!r}")
     if proposal is not None and not callable(proposal):
@@ -516,7 +524,7 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
 
     state_ndim = mean.ndim - 3
     time_dims = ("series", "time") if batched else ("time",)
-    state_dims = tuple(_state_dim_names(target, state_ndim))
+    state_dims = tuple(state_dim_names(target, state_ndim))
     dims = {"x_filtered_mean": time_dims + state_dims, "x_filtered_var": time_dims + state_dims,
             "ess": time_dims, "resampled": time_dims, "y": time_dims}
     constant = {f"param_{k}": np.asarray(v) for k, v in used.items()}
@@ -552,10 +560,17 @@ def attach_observed(idata, target: Target):
     return idata
 
 
-def _state_dim_names(target: Target, state_ndim: int) -> list[str]:
+def state_dim_names(target: Target, state_ndim: int) -> list[str]:
+    """Dim names of one latent state: the tail of ``target.dims["x"]`` or ``state_dim_i``."""
     dims_x = tuple(target.dims.get("x", ())) if target.dims else ()
     if len(dims_x) >= state_ndim and state_ndim > 0:
         tail = list(dims_x[len(dims_x) - state_ndim:])
         if "time" not in tail and "series" not in tail:
             return tail
     return [f"state_dim_{i}" for i in range(state_ndim)]
+
+
+# Underscore aliases kept for modules written against the first version.
+_check_num_particles = check_num_particles
+_check_threshold = check_threshold
+_state_dim_names = state_dim_names

@@ -211,8 +211,8 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     from diagnostics.convert import to_inference_data
 
     ssm, ys, batched = _filter.ssm_series(target)
-    check = _pmmh._check_positive_int
-    num_particles = _filter._check_num_particles(num_particles, conditional=True)
+    check = _pmmh.check_positive_int
+    num_particles = _filter.check_num_particles(num_particles, conditional=True)
     num_samples = check(num_samples, "num_samples")
     num_warmup = check(num_warmup, "num_warmup", minimum=0)
     num_chains = check(num_chains, "num_chains")
@@ -248,6 +248,8 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     paths = jax.jit(jax.vmap(first_paths))(jax.random.split(key_paths, num_chains), positions)
     states = GibbsState(position=positions, paths=paths)
     warm = jax.vmap(lambda z: _Warmup(_pmmh.adaptation_init(z), da_init(init_scale), jnp.zeros(())))(positions)
+    # Strong dtypes, so that the chunk's outputs match its inputs and it compiles once.
+    states, warm = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), (states, warm))
     da_restart = 1.0 if theta_kernel == "rw" else init_scale
 
     def sweep(state, warm_state, k, adapting):
@@ -308,7 +310,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     posterior["x"] = x
     time_dims = ("series", "time") if batched else ("time",)
     state_ndim = len(ssm.state_shape)
-    dims = {"x": time_dims + tuple(_filter._state_dim_names(target, state_ndim)), "ess": time_dims,
+    dims = {"x": time_dims + tuple(_filter.state_dim_names(target, state_ndim)), "ess": time_dims,
             "y": time_dims}
     ess = np.asarray(info.ess) if batched else np.asarray(info.ess)[:, :, 0]
     sample_stats = {"acceptance_rate": info.theta_acceptance_rate, "update_rate": info.update_rate,

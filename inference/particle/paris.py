@@ -292,7 +292,7 @@ def backward_indices_reject(key: PRNGKey, t: Array, log_w_prev: Array, x_prev, x
                         jnp.zeros((), jnp.int32))
     out = jax.lax.while_loop(cond, body, init)
     pending = ~out.done.reshape(-1)
-    num_fallback = pending.sum()
+    num_fallback = pending.sum().astype(jnp.int32)
     chunk = int(min(fallback_chunk, n * num_draws))
 
     def fb_body(carry):
@@ -877,10 +877,10 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
     from inference.particle.space import build_space
 
     ssm, ys, batched = _filter.ssm_series(target)
-    check_int = _pmmh._check_positive_int
+    check_int = _pmmh.check_positive_int
     if learning not in _LEARNING:
         raise ValueError(f"learning: expected one of {_LEARNING}, got {learning!r}")
-    num_particles = _filter._check_num_particles(num_particles, conditional=True)
+    num_particles = _filter.check_num_particles(num_particles, conditional=True)
     num_backward = check_int(num_backward, "num_backward")
     learn = learning != "none"
     num_iterations = check_int(num_iterations, "num_iterations", minimum=1 if learn else 0)
@@ -967,7 +967,7 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
 
     theta_hat = {k: np.asarray(v) for k, v in space.to_constrained(jnp.asarray(z_hat)).items()}
     time_dims = ("series", "time") if batched else ("time",)
-    state_names = tuple(_filter._state_dim_names(target, len(ssm.state_shape)))
+    state_names = tuple(_filter.state_dim_names(target, len(ssm.state_shape)))
     x = np.asarray(refs)
     posterior = {"x": x if batched else x[:, :, 0]}
     estimate = np.asarray(info.estimate)  # (chain, draw, d)

@@ -44,6 +44,11 @@ __all__ = [
     "adaptation_init",
     "adaptation_update",
     "adapted_cholesky",
+    "evidence_estimator",
+    "initial_positions",
+    "posterior_arrays",
+    "chunked",
+    "check_positive_int",
     "run_pmmh",
 ]
 
@@ -149,7 +154,8 @@ def evidence_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: 
     return estimate
 
 
-def _check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int, else ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
     return int(value)
@@ -180,11 +186,12 @@ def chunked(total: int, size: int) -> list[int]:
 
 
 def posterior_arrays(space: ParameterSpace, positions: Array) -> dict[str, np.ndarray]:
-    """``(chain, draw, d)`` unconstrained positions -> ``{name: (chain, draw, *shape)}`` constrained."""
+    """``(chain, draw, d)`` unconstrained positions -> ``{name: (chain, draw, *shape)}``: constrained
+    sample sites and the prior's deterministic sites."""
     c, n = positions.shape[:2]
     flat = positions.reshape((c * n, space.dim))
-    values = jax.jit(jax.vmap(space.to_constrained))(flat)
-    return {k: np.asarray(v).reshape((c, n) + tuple(space.shapes[k])) for k, v in values.items()}
+    values = jax.jit(jax.vmap(space.to_posterior))(flat)
+    return {k: np.asarray(v).reshape((c, n) + tuple(np.shape(v)[1:])) for k, v in values.items()}
 
 
 def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 256,
@@ -224,14 +231,14 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     from diagnostics.convert import to_inference_data
 
     ssm, ys, batched = _filter.ssm_series(target)
-    num_particles = _check_positive_int(num_particles, "num_particles")
-    num_samples = _check_positive_int(num_samples, "num_samples")
-    num_warmup = _check_positive_int(num_warmup, "num_warmup", minimum=0)
-    num_chains = _check_positive_int(num_chains, "num_chains")
-    thinning = _check_positive_int(thinning, "thinning")
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    num_particles = check_positive_int(num_particles, "num_particles")
+    num_samples = check_positive_int(num_samples, "num_samples")
+    num_warmup = check_positive_int(num_warmup, "num_warmup", minimum=0)
+    num_chains = check_positive_int(num_chains, "num_chains")
+    thinning = check_positive_int(thinning, "thinning")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     _resampling.get_resampler(resampler)
-    _filter._check_threshold(ess_threshold)
+    _filter.check_threshold(ess_threshold)
     if not (isinstance(init_scale, (int, float)) and init_scale > 0 and math.isfinite(init_scale)):
         raise ValueError(f"init_scale: expected a positive finite float, got {init_scale!r}")
     if not (isinstance(init_radius, (int, float)) and init_radius >= 0):
@@ -241,7 +248,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     d = space.dim
     if adapt_start is None:
         adapt_start = min(max(50, 10 * d), max(num_warmup // 2, 1))
-    adapt_start = _check_positive_int(adapt_start, "adapt_start")
+    adapt_start = check_positive_int(adapt_start, "adapt_start")
     estimate = evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
                                   ess_threshold=ess_threshold)
     init_chol = init_scale * jnp.eye(d)
@@ -249,14 +256,20 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     key = jax.random.PRNGKey(seed)
     key_init_pos, key_init, key_run = jax.random.split(key, 3)
     positions0 = initial_positions(key_init_pos, space, num_chains, init_params, init_radius)
-    states = jax.jit(jax.vmap(lambda k, z: init(k, z, estimate, space.log_prior)))(
-        jax.random.split(key_init, num_chains), positions0)
+    # Unevaluated starts (log-evidence -inf): the chunk's first step then proposes z' = z (zero
+    # step) and accepts it, which IS init() — without compiling the estimator a second time.
+    aux_shape = jax.eval_shape(estimate, key_init, positions0[0])[1]
+    states = PMMHState(position=positions0, log_evidence=jnp.full((num_chains,), -jnp.inf),
+                       log_prior=jnp.full((num_chains,), -jnp.inf),
+                       aux=jax.tree.map(lambda s: jnp.zeros((num_chains,) + s.shape, s.dtype), aux_shape))
     adapts = jax.vmap(adaptation_init)(positions0)
+    states, adapts = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), (states, adapts))
 
     def one_chain(carry, k, adapting):
         state, adapt_state = carry
         # Frozen after warmup: the adaptation state stops changing, so the proposal does too.
         chol = adapted_cholesky(adapt_state, init_chol, adapt_start=adapt_start)
+        chol = jnp.where(jnp.isneginf(state.log_prior), 0.0, chol)
         state, info = step(k, state, estimate, space.log_prior, chol)
         if adapt:
             updated = adaptation_update(adapt_state, state.position)
@@ -313,3 +326,6 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
                "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2))))},
     )
     return _filter.attach_observed(idata, target)
+
+
+_check_positive_int = check_positive_int  # alias kept for modules written against the first version

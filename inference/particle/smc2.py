@@ -284,13 +284,13 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
     from inference.particle.paris import _exact_pointwise
 
     ssm, ys, batched = _filter.ssm_series(target)
-    check_int = _pmmh._check_positive_int
+    check_int = _pmmh.check_positive_int
     num_theta = check_int(num_theta, "num_theta", minimum=2)
-    num_particles = _filter._check_num_particles(num_particles, conditional=False)
+    num_particles = _filter.check_num_particles(num_particles, conditional=False)
     num_moves = check_int(num_moves, "num_moves")
     num_chains = check_int(num_chains, "num_chains")
     resampler_fn = _resampling.get_resampler(resampler)
-    _filter._check_threshold(filter_ess_threshold)
+    _filter.check_threshold(filter_ess_threshold)
     if not (isinstance(ess_threshold, (int, float)) and 0.0 <= ess_threshold <= 1.0):
         raise ValueError(f"ess_threshold: expected a fraction of num_theta in [0, 1], got {ess_threshold!r}")
     if not (isinstance(scale, (int, float)) and scale > 0 and math.isfinite(scale)):

@@ -52,6 +52,8 @@ class ParameterSpace(NamedTuple):
         model's ``initial/transition/emission`` take).
     params_from_constrained: ``{name: constrained value} -> dict`` returned by ``prior()``.
     log_prior: ``(d,) -> scalar`` ``log p(z)`` including ``log |Jacobian|``.
+    to_posterior: ``(d,) -> {name: value}``: the constrained sample sites and the prior's
+        ``numpyro.deterministic`` sites (what runners store in ``posterior``).
     """
 
     names: tuple[str, ...]
@@ -65,6 +67,7 @@ class ParameterSpace(NamedTuple):
     to_params: Callable[[Array], dict]
     params_from_constrained: Callable[[Mapping[str, Any]], dict]
     log_prior: Callable[[Array], Array]
+    to_posterior: Callable[[Array], dict]
 
     def sample_init(self, key: PRNGKey, radius: float = 0.5) -> Array:
         """``init_position + U(-radius, radius)^d``: a dispersed start for one chain."""
@@ -134,8 +137,11 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
     def log_prior(flat: Array) -> Array:
         return -potential_energy(prior, (), {}, unravel(flat))
 
+    def to_posterior(flat: Array) -> dict:
+        return constrain_fn(prior, (), {}, unravel(flat), return_deterministic=True)
+
     return ParameterSpace(names=names, shapes=shapes, dim=int(init_flat.shape[0]),
                           init_position=init_flat, ravel=ravel, unravel=unravel,
                           to_constrained=to_constrained, to_unconstrained=to_unconstrained,
                           to_params=to_params, params_from_constrained=params_from_constrained,
-                          log_prior=log_prior)
+                          log_prior=log_prior, to_posterior=to_posterior)

@@ -203,15 +203,15 @@ def test_path_guide_kl_is_half_integral_of_squared_control(key):
     config = fs.BRIDGE
     fixed = {"H": 0.3, "theta": 1e-12, "sigma": 1.0}
     data = jnp.zeros((1, 1))
-    guide = fs.path_guide(config, infer_params=False)
+    guide = fs.path_guide(config, params=fixed)
     model = functools.partial(fs.path_model, config=config, params=fixed)
     # a non-zero control: perturb the zero-initialised output layer
-    tr0 = trace(seed(guide, key)).get_trace(data, params=fixed)
+    tr0 = trace(seed(guide, key)).get_trace(data)
     ctrl = tr0["control$params"]["value"]
     ctrl = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(key, v.shape), ctrl)
 
     def one(k):
-        g = trace(substitute(seed(guide, k), data={"control$params": ctrl})).get_trace(data, params=fixed)
+        g = trace(substitute(seed(guide, k), data={"control$params": ctrl})).get_trace(data)
         m = trace(substitute(seed(model, k), data={"dW": g["dW"]["value"], "y0_eta": g["y0_eta"]["value"]})).get_trace(data)
         lq = g["dW"]["fn"].log_prob(g["dW"]["value"]).sum()
         lp = m["dW"]["fn"].log_prob(m["dW"]["value"]).sum()
@@ -274,8 +274,10 @@ def test_bad_inputs():
         fs.exact_loglik(PARAMS, np.full(6, np.nan), SHORT)
     with pytest.raises(KeyError, match="params: missing"):
         fs.exact_loglik({"H": 0.5}, np.zeros(6), SHORT)
-    with pytest.raises(ValueError, match=r"hurst: the Hurst index must lie in the open interval"):
+    with pytest.raises(ValueError, match=r"params\['H'\]: the Hurst index must lie in the open interval"):
         fs.exact_loglik(dict(PARAMS, H=1.2), np.zeros(6), SHORT)
+    with pytest.raises(ValueError, match=r"params\['sigma'\]: expected a finite positive value"):
+        fs.exact_loglik(dict(PARAMS, sigma=-1.0), np.zeros(6), SHORT)
     with pytest.raises(ValueError, match="path_dt: explicit Euler steps need gamma_max"):
         fs.path_grid(dataclasses.replace(fs.SMALL, path_dt=0.05))
     with pytest.raises(ValueError, match="path_dt: every observation time must be a multiple"):

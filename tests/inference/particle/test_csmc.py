@@ -100,11 +100,11 @@ def test_csmc_matches_hmm_smoother(sampling, key):
 def test_csmc_keeps_reference_and_validates(lgssm, key):
     fk, _, _ = lgssm
     ref = jnp.linspace(-2.0, 2.0, T)
-    path, info = csmc.csmc(key, fk, ref, 2, sampling="none")
+    path, info = jax.jit(lambda k: csmc.csmc(k, fk, ref, 2, sampling="none"))(key)
     assert path.shape == (T,) and info.ess.shape == (T,)
     with pytest.raises(ValueError, match="sampling"):
         csmc.csmc(key, fk, ref, N, sampling="forward")
     with pytest.raises(ValueError, match="num_particles"):
         csmc.csmc(key, fk, ref, 1)
-    first = csmc.sample_path(key, fk, N, sampling="backward")
+    first = jax.jit(lambda k: csmc.sample_path(k, fk, N, sampling="backward"))(key)
     assert first.shape == (T,) and np.all(np.isfinite(np.asarray(first)))

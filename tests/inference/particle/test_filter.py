@@ -9,6 +9,8 @@
 * the conditional (pinned) step keeps the reference; ``run_filter`` through ``inference.fit``.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 import inference
 from inference import exact
 from inference.particle import filter as pf
+from inference.particle import resampling
 from tests.helpers import mc_tolerance
 from tests.inference.particle import models
 
@@ -32,6 +35,28 @@ def ar1_data():
     params = {"rho": jnp.asarray(models.RHO), "sigma": jnp.asarray(models.SIGMA)}
     xs, ys = ssm.simulate(jax.random.PRNGKey(3), params, T)
     return ssm, params, ys
+
+
+RESAMPLERS = ["multinomial", "stratified", "systematic", "residual"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _ar1_runs(ssm, keys, params, ys, resampler_index, ess_threshold):
+    """Bootstrap filters (N = 32) over ``keys``; the resampler and the threshold are traced, so
+    every AR(1) test at this shape shares one compilation."""
+
+    def resampler(k, lw, n):
+        branches = [functools.partial(lambda fn, k, lw: fn(k, lw, n), resampling.get_resampler(r)) for r in RESAMPLERS]
+        return jax.lax.switch(resampler_index, branches, k, lw)
+
+    fk = ssm.feynman_kac(params, ys)
+    return jax.vmap(lambda k: pf.run(k, fk, 32, resampler=resampler, ess_threshold=ess_threshold))(keys)
+
+
+def _ar1_evidence(ssm, params, ys, seed, resampler="systematic", ess_threshold=0.5):
+    keys = jax.random.split(jax.random.PRNGKey(seed), REPLICATES)
+    out = _ar1_runs(ssm, keys, params, ys, RESAMPLERS.index(resampler), ess_threshold)
+    return np.asarray(out.log_evidence)
 
 
 def _replicated_evidence(fk, num_particles, seed, **kw):
@@ -51,8 +76,7 @@ def _assert_ratio_mean_one(log_z_hat, log_z, num_comparisons, what):
 def test_lgssm_evidence_unbiased(ar1_data, resampler, ess_threshold):
     ssm, params, ys = ar1_data
     log_z = float(exact.kalman_filter(models.ar1_kalman_params(), ys[:, None]).log_likelihood)
-    fk = ssm.feynman_kac(params, ys)
-    log_z_hat = _replicated_evidence(fk, 32, 11, resampler=resampler, ess_threshold=ess_threshold)
+    log_z_hat = _ar1_evidence(ssm, params, ys, 11, resampler, ess_threshold)
     _assert_ratio_mean_one(log_z_hat, log_z, 8, f"{resampler}, threshold {ess_threshold}")
 
 
@@ -67,7 +91,7 @@ def test_lgssm_guided_evidence_unbiased(ar1_data):
     log_z_hat = _replicated_evidence(fk, 32, 12, proposal=proposal)
     _assert_ratio_mean_one(log_z_hat, log_z, 1, "guided")
     # The locally optimal proposal p(x_t | x_{t-1}, y_t) gives a better estimate than bootstrap.
-    boot = _replicated_evidence(fk, 32, 12)
+    boot = _ar1_evidence(ssm, params, ys, 12)
     assert np.var(log_z_hat) < 2 * np.var(boot)
 
 
@@ -105,12 +129,12 @@ def test_missing_observations(ar1_data):
     ssm, params, ys = ar1_data
     ys = ys.at[5:9].set(jnp.nan).at[17].set(jnp.nan)
     kf = exact.kalman_filter(models.ar1_kalman_params(), ys[:, None])
-    fk = ssm.feynman_kac(params, ys)
-    out = pf.run(jax.random.PRNGKey(0), fk, 64)
+    out = jax.tree.map(lambda a: a[0], _ar1_runs(ssm, jax.random.split(jax.random.PRNGKey(0), REPLICATES),
+                                                 params, ys, 2, 0.5))
     missing = np.isnan(np.asarray(ys))
     assert np.all(np.asarray(out.log_likelihood_increments)[missing] == 0.0)
     assert np.all(np.isfinite(np.asarray(out.filtering_mean)))
-    log_z_hat = _replicated_evidence(fk, 32, 14)
+    log_z_hat = _ar1_evidence(ssm, params, ys, 14)
     _assert_ratio_mean_one(log_z_hat, float(kf.log_likelihood), 1, "missing observations")
 
 
@@ -127,22 +151,21 @@ def test_several_sequences_sum_evidence(ar1_data):
 
 def test_threshold_controls_resampling(ar1_data):
     ssm, params, ys = ar1_data
-    fk = ssm.feynman_kac(params, ys)
-    never = pf.run(jax.random.PRNGKey(1), fk, 50, ess_threshold=0.0)
-    always = pf.run(jax.random.PRNGKey(1), fk, 50, ess_threshold=1.0)
-    adaptive = pf.run(jax.random.PRNGKey(1), fk, 50, ess_threshold=0.5)
-    assert not np.any(np.asarray(never.resampled))
-    assert np.all(np.asarray(always.resampled)[1:]) and not bool(always.resampled[0])
-    flags, ess = np.asarray(adaptive.resampled), np.asarray(adaptive.ess)
-    np.testing.assert_array_equal(flags[1:], ess[:-1] < 0.5 * 50)
+    keys = jax.random.split(jax.random.PRNGKey(1), REPLICATES)
+    never, always, adaptive = (jax.tree.map(lambda a: np.asarray(a[0]), _ar1_runs(ssm, keys, params, ys, 2, thr))
+                               for thr in (0.0, 1.0, 0.5))
+    assert not np.any(never.resampled)
+    assert np.all(always.resampled[1:]) and not bool(always.resampled[0])
+    np.testing.assert_array_equal(adaptive.resampled[1:], adaptive.ess[:-1] < 0.5 * 32)
+    assert np.all(adaptive.ess <= 32 + 1e-9) and np.all(adaptive.ess >= 1 - 1e-9)
 
 
 def test_reference_is_pinned_and_paths_kept(ar1_data):
     ssm, params, ys = ar1_data
     fk = ssm.feynman_kac(params, ys)
     ref = jnp.linspace(-1.0, 1.0, T)
-    out = pf.run(jax.random.PRNGKey(2), fk, 20, keep_paths=True, reference_path=ref,
-                 resampler="multinomial", ess_threshold=1.0)
+    out = jax.jit(lambda k: pf.run(k, fk, 20, keep_paths=True, reference_path=ref, resampler="multinomial",
+                                   ess_threshold=1.0))(jax.random.PRNGKey(2))
     assert out.particles.shape == (T, 20) and out.ancestors.shape == (T, 20) and out.log_weights.shape == (T, 20)
     np.testing.assert_array_equal(np.asarray(out.particles[:, -1]), np.asarray(ref))
     assert np.all(np.asarray(out.ancestors[:, -1]) == 19)
