@@ -19,7 +19,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 
 def main(argv=None) -> None:

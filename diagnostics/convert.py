@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import arviz as az
 import numpy as np
 
-__all__ = ["to_inference_data", "write_netcdf", "read_netcdf", "SAMPLE_STATS_NAMES"]
+__all__ = ["to_inference_data", "write_netcdf", "read_netcdf", "atomic_write", "atomic_write_text",
+           "SAMPLE_STATS_NAMES"]
 
 #: ArviZ's conventional names for sampler statistics.
 SAMPLE_STATS_NAMES = {
@@ -184,21 +185,39 @@ def to_inference_data(
     return az.InferenceData(attrs=dict(attrs or {}), **groups)
 
 
-def write_netcdf(idata: az.InferenceData, path: str | os.PathLike) -> str:
-    """Write ``idata`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> str:
+    """Write a file atomically: ``write(tmp_path)`` fills a temporary file in the same folder,
+    which then replaces ``path`` (``os.replace``); on any error the temporary file is removed and
+    ``path`` keeps its previous content. Returns ``path``. The one place every result file of the
+    project (netCDF results, reports, checkpoints, CSVs, SBC replicates) is written through.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     os.close(handle)
     try:
-        idata.to_netcdf(tmp, engine="h5netcdf")
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> str:
+    """:func:`atomic_write` for a text file (UTF-8)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+
+    return atomic_write(path, write)
+
+
+def write_netcdf(idata: az.InferenceData, path: str | os.PathLike) -> str:
+    """Write ``idata`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    return atomic_write(path, lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def read_netcdf(path: str | os.PathLike) -> az.InferenceData:

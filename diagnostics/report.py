@@ -19,7 +19,6 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -28,6 +27,7 @@ import arviz as az
 import numpy as np
 
 from .checks import STATUSES, Verdict, overall, run_attrs, run_checks
+from .convert import atomic_write_text
 
 __all__ = [
     "Section",
@@ -440,27 +440,9 @@ def run_sections(label: str, idata: az.InferenceData, *, verdicts: Sequence[Verd
 # writing
 
 
-def _write_text(handle, text: str) -> None:
-    handle.write(text)
-
-
 def _atomic_write_text(path: str, text: str) -> str:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                                       dir=folder)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            _write_text(handle, text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    """Write ``text`` to ``path`` atomically (see :func:`diagnostics.convert.atomic_write`)."""
+    return atomic_write_text(path, text)
 
 
 def _normalise_runs(runs) -> dict[str, az.InferenceData]:

@@ -7,31 +7,26 @@ No pickled code: a checkpoint holds arrays only, and is restored into the struct
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diagnostics.convert import atomic_write
+
 __all__ = ["save_pytree", "load_pytree"]
 
 
 def save_pytree(path: str | os.PathLike, tree: Any) -> None:
     """Write the leaves of ``tree`` to ``path`` (npz) atomically: temp file, then rename."""
-    path = os.fspath(path)
-    leaves = jax.tree_util.tree_leaves(tree)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, *[np.asarray(_key_data(leaf)) for leaf in leaves])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    leaves = [np.asarray(_key_data(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as stream:
+            np.savez(stream, *leaves)
+
+    atomic_write(path, write)
 
 
 def _key_data(leaf):

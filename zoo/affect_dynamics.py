@@ -272,11 +272,18 @@ def simulate_states(key, inputs, alpha, mu, sigma_s, variant: str = "second_orde
     return states
 
 
-def step_response(alpha: float, mu: float, num_turns: int = 200, variant: str = "second_order") -> np.ndarray:
-    """Noise-free valence curve (num_turns,) under a unit step input switched on at turn 1."""
-    e = np.zeros((num_turns, 3))
-    e[:, 0] = 1.0
-    return np.asarray(simulate_states(None, e, alpha, mu, 0.0, variant))[:, 0]
+def step_response(alpha, mu, num_turns: int = 200, variant: str = "second_order") -> np.ndarray:
+    """Noise-free valence curve under a unit step input switched on at turn 1: (num_turns,), or
+    (..., num_turns) for arrays ``alpha``, ``mu`` (broadcast together)."""
+    alpha, mu = np.broadcast_arrays(np.asarray(alpha, float), np.asarray(mu, float))
+    e = jnp.zeros((num_turns, 3)).at[:, 0].set(1.0)
+    curves = _step_curves(jnp.asarray(alpha.reshape(-1)), jnp.asarray(mu.reshape(-1)), e, variant)
+    return np.asarray(curves).reshape(alpha.shape + (num_turns,))
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _step_curves(alpha, mu, e, variant):
+    return jax.vmap(lambda a, m: simulate_states(None, e, a, m, 0.0, variant)[:, 0])(alpha, mu)
 
 
 def has_complex_poles(alpha: float, mu: float) -> bool:

@@ -23,7 +23,6 @@ import csv
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,17 +71,9 @@ def read_columns(path: str) -> dict[str, np.ndarray]:
 
 
 def _atomic_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from diagnostics.convert import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_columns(path: str, columns: dict[str, np.ndarray]) -> None:

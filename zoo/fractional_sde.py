@@ -778,6 +778,33 @@ def _next_valid(ys: jax.Array) -> jax.Array:
     return jax.vmap(one)(observed)
 
 
+_FUTURE_SCALES = (0.1, 0.5, 2.0)
+
+
+def _future_summaries(ys: jax.Array, times: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Backward sums over observed ``y``: ``S_j = Σ_{i>=j} e^{-(t_i-t_j)/τ} y_i``, ``W_j`` likewise
+    with 1 for y; shapes ``(S, T+1, len(_FUTURE_SCALES))`` (index T: nothing left)."""
+    scales = jnp.asarray(_FUTURE_SCALES)
+    observed = ~jnp.isnan(ys)
+    filled = jnp.where(observed, ys, 0.0)
+    gaps = jnp.concatenate([jnp.diff(times), jnp.asarray([jnp.inf])])
+    decay = jnp.exp(-gaps[:, None] / scales)  # (T, scales): from t_j to t_{j+1}
+
+    def back(carry, inputs):
+        s_next, w_next = carry
+        obs, y, dec = inputs
+        s_j = obs * y + dec * s_next
+        w_j = obs * 1.0 + dec * w_next
+        return (s_j, w_j), (s_j, w_j)
+
+    def one(obs_row, y_row):
+        zero = jnp.zeros_like(scales)
+        _, (s, w) = jax.lax.scan(back, (zero, zero), (obs_row.astype(scales.dtype), y_row, decay), reverse=True)
+        return jnp.concatenate([s, zero[None]]), jnp.concatenate([w, zero[None]])
+
+    return jax.vmap(one)(observed, filled)
+
+
 def _prior_medians(config: FouConfig) -> dict:
     """Sites of :func:`prior`: ``{name: (support, prior median)}`` (median of 1001 fixed-seed draws)."""
     from numpyro.handlers import seed, trace
@@ -801,7 +828,10 @@ def path_guide(config: FouConfig, *, params: Mapping[str, Any] | None = None, in
       (``config.control_hidden``, tanh, zero-initialised output: the guide starts at the prior)
       whose input is ``(t/T_end, X, Y_1..Y_K, [H], θ, σ, next-observation features)``; the
       observation features are, for the next two observed values ``y_j`` after ``t_{n+1}``,
-      ``(1, y_j - X, τ_j, (y_j - X)/τ_j)`` with ``τ_j = t_j - t_n`` (zeros when there is none).
+      ``(1, y_j - X, τ_j, (y_j - X)/τ_j)`` with ``τ_j = t_j - t_n`` (zeros when there is none),
+      and, at time scales τ in ``(0.1, 0.5, 2)``, ``m_τ - X`` and ``log(1 + w_τ)`` with ``m_τ``
+      the ``e^{-(t_i - t)/τ}``-weighted mean of all later observations and ``w_τ`` their weight
+      (the optimal control depends on every future observation, not only the next ones).
       One ``u`` shifts every ``Y_k``, so the ELBO's KL is ``E ½ Σ u² Δt``.
     """
     from numpyro.contrib.module import flax_module
@@ -816,7 +846,8 @@ def path_guide(config: FouConfig, *, params: Mapping[str, Any] | None = None, in
     fixed = None if infer_params else _complete(params, config)
     sites = _prior_medians(config) if infer_params else {}
     num_param_features = 2 if config.noise == "brownian" else 3
-    num_features = 2 + (config.num_k if config.noise == "mafbm" else 0) + num_param_features + 8
+    num_features = (2 + (config.num_k if config.noise == "mafbm" else 0) + num_param_features + 8
+                    + 2 * len(_FUTURE_SCALES))
 
     def guide(data=None, *args, **kwargs) -> None:
         if data is None:
@@ -857,6 +888,16 @@ def path_guide(config: FouConfig, *, params: Mapping[str, Any] | None = None, in
             tau = (times_ext[j] - t) * has
             return [has, diff, tau, diff / jnp.where(has > 0, tau, 1.0)]
 
+        future_sum, future_weight = _future_summaries(ys, times)  # (S, T+1, scales) each
+
+        def future_features(first, x, t):
+            # exponentially weighted means of the observations after t, at several time scales
+            decay = jnp.exp(-(times_ext[first] - t) / jnp.asarray(_FUTURE_SCALES))  # (scales,)
+            w = future_weight[:, first] * decay
+            mean = future_sum[:, first] / jnp.maximum(future_weight[:, first], 1e-12)
+            has = (future_weight[:, first] > 0).astype(x.dtype)
+            return [(mean - x[:, None]) * has, jnp.log1p(w)]
+
         def step(carry, inputs):
             x, y = carry
             n, t, first = inputs
@@ -865,6 +906,7 @@ def path_guide(config: FouConfig, *, params: Mapping[str, Any] | None = None, in
             feats = jnp.concatenate([
                 jnp.stack([jnp.full_like(x, t / horizon), x], axis=-1), y, param_feats,
                 jnp.stack(obs_features(j1, x, t) + obs_features(j2, x, t), axis=-1),
+                *future_features(first, x, t),
             ], axis=-1)
             u = control(feats)[:, 0]
             dw = numpyro.sample("dW", dist.Normal(u * h, math.sqrt(h)).to_event(1))

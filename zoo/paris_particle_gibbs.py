@@ -72,7 +72,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, posterior_draws
+from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 
 __all__ = [
     "LGSSMConfig",

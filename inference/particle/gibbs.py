@@ -35,7 +35,6 @@ import numpy as np
 from inference.particle import csmc as _csmc
 from inference.particle import filter as _filter
 from inference.particle import pmmh as _pmmh
-from inference.particle import resampling as _resampling
 from inference.particle.space import ParameterSpace, build_space
 from inference.types import Array, PRNGKey, Target
 

@@ -58,7 +58,9 @@ Public API: :class:`AdditiveFunctional`, :func:`backward_indices_exact`,
 :func:`paris_init`, :func:`paris_step`, :func:`paris_estimate`, :func:`smooth`,
 :func:`ppg_step`, :func:`rollout`,
 :func:`score_functional`, :func:`moments_functional`, :func:`concat_functionals`,
-:func:`transition_log_bound`, :func:`score_ascent`, :func:`markov_score_climbing`, :func:`run_ppg`.
+:func:`transition_log_bound`, :class:`BackwardConfig`, :class:`SAConfig`, :func:`learning_init`,
+:func:`score_ascent_step`, :func:`score_ascent`, :class:`MarkovFamily`, :func:`markov_score_climbing`,
+:func:`run_ppg`.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ __all__ = [
     "backward_indices_exact",
     "backward_indices_reject",
     "tau_update",
+    "BackwardConfig",
     "ParisState",
     "ParisInfo",
     "paris_init",
@@ -98,9 +101,13 @@ __all__ = [
     "moments_functional",
     "concat_functionals",
     "transition_log_bound",
+    "SAConfig",
     "LearningState",
     "LearningInfo",
+    "learning_init",
+    "score_ascent_step",
     "score_ascent",
+    "MarkovFamily",
     "markov_score_climbing",
     "run_ppg",
 ]

@@ -219,6 +219,10 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         thinning: keep every ``thinning``-th draw.
         chunk_size: iterations per jitted chunk (one compiled chunk shape, plus a remainder).
 
+    The first iteration evaluates the starting point (a zero-length proposal from an unevaluated
+    state, always accepted: that is :func:`init`, done inside the compiled chunk so that the
+    estimator is compiled once); it counts as a warmup iteration.
+
     Returns:
         InferenceData: ``posterior`` the constrained parameters ``(chain, draw, ...)``;
         ``sample_stats`` ``acceptance_rate``, ``is_accepted``, ``log_evidence`` (the chain's

@@ -31,10 +31,11 @@ from inference.types import Array, PRNGKey
 __all__ = ["ParameterSpace", "build_space"]
 
 _INIT_STRATEGIES = {
-    "median": init_to_median,
-    "mean": init_to_mean,
-    "uniform": init_to_uniform,
-    "sample": init_to_sample,
+    # The median of 101 prior draws per site (NumPyro's default uses 15).
+    "median": init_to_median(num_samples=101),
+    "mean": init_to_mean(),
+    "uniform": init_to_uniform(),
+    "sample": init_to_sample(),
 }
 
 

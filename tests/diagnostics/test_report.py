@@ -141,11 +141,17 @@ def test_atomic_write_keeps_the_previous_file(tiny, tmp_path, monkeypatch):
     write_report(idata, target, title="first")
     before = target.read_bytes()
 
-    def crash_half_way(handle, text):
-        handle.write(text[: len(text) // 2])
-        raise OSError("disk full (simulated)")
+    from diagnostics import convert
 
-    monkeypatch.setattr(report, "_write_text", crash_half_way)
+    def crash_half_way(path, text):
+        def write(tmp):
+            with open(tmp, "w") as handle:
+                handle.write(text[: len(text) // 2])
+            raise OSError("disk full (simulated)")
+
+        return convert.atomic_write(path, write)
+
+    monkeypatch.setattr(report, "atomic_write_text", crash_half_way)
     with pytest.raises(OSError, match="simulated"):
         write_report(idata, target, title="second")
     assert target.read_bytes() == before

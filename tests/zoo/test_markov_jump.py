@@ -148,6 +148,7 @@ def test_dfr_recovery_on_small(dfr_fit):
     assert idata.log_likelihood["y"].shape[-1] == config.num_paths
 
 
+@pytest.mark.slow  # ~35 s of CPU; `zoo check mjp_generic` runs the same
 def test_generic_recovery_on_small():
     entry = zoo.get("mjp_generic")
     config = entry.configs["small"]

@@ -15,7 +15,6 @@ from numpyro.infer import Predictive
 
 import inference
 import zoo
-from inference import exact
 from inference.particle import paris as P
 from tests.helpers import z_quantile
 from zoo import paris_particle_gibbs as M

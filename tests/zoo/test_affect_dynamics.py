@@ -1,0 +1,229 @@
+"""Entry ``affect_vad``: Kalman likelihood vs dense Gaussian algebra, overshoot theory, recovery,
+order selection by exact evidence (fast) and by LOO (slow), named errors."""
+
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import inference
+import zoo
+from zoo import affect_dynamics as A
+
+ENTRY = zoo.get("affect_vad")
+SMALL = ENTRY.configs["small"]
+
+
+# --------------------------------------------------------------------------------------------
+# Dynamics
+# --------------------------------------------------------------------------------------------
+
+
+def test_step_response_overshoots_iff_poles_are_complex():
+    alpha, mu = np.meshgrid(np.linspace(0.1, 0.9, 9), np.linspace(0.05, 0.95, 19), indexing="ij")
+    alpha, mu = alpha.ravel(), mu.ravel()
+    # too close to the boundary, a finite-horizon, finite-precision run cannot decide
+    keep = np.abs((1 - alpha + mu) ** 2 - 4 * mu) > 0.02
+    curves = A.step_response(alpha[keep], mu[keep], num_turns=400)
+    complex_poles = np.array([A.has_complex_poles(a, m) for a, m in zip(alpha[keep], mu[keep])])
+    overshoot = np.array([A.overshoots(c) for c in curves])
+    np.testing.assert_array_equal(overshoot, complex_poles)
+    assert complex_poles.sum() > 10 and (~complex_poles).sum() > 10
+    # first order never overshoots; the paper's example (0.3, 0.6) does
+    assert not A.overshoots(A.step_response(0.3, 0.6, variant="first_order"))
+    assert A.overshoots(A.step_response(0.3, 0.6)) and A.has_complex_poles(0.3, 0.6)
+
+
+def _dense_loglik(e, r, params, variant, v0=0.01):
+    """log N(r; κ m, κ² A Σ Aᵀ + σ_r² I) of one dialogue's one dimension, written out directly:
+    s = m + A w, w = (s_0, s_{-1}, ξ_1..ξ_T) ~ N(0, diag(v0, v0, σ_s², ...))."""
+    t_len = len(e)
+    gain, sr = params.get("gain", 1.0), params["sigma_r"]
+    if variant == "stateless":
+        mean, cov = gain * e, sr**2 * np.eye(t_len)
+    else:
+        alpha, ss = params["alpha"], params["sigma_s"]
+        mu = params["mu"] if variant == "second_order" else 0.0
+
+        def run(e_in, w):
+            s_prev, s_prev2, out = w[0], w[1], []
+            for t in range(t_len):
+                s = s_prev + alpha * (e_in[t] - s_prev) + mu * (s_prev - s_prev2) + w[2 + t]
+                out.append(s)
+                s_prev, s_prev2 = s, s_prev
+            return np.array(out)
+
+        m = run(e, np.zeros(t_len + 2))
+        basis = np.stack([run(np.zeros(t_len), col) for col in np.eye(t_len + 2)], axis=1)
+        sigma_w = np.diag([v0, v0] + [ss**2] * t_len)
+        mean = gain * m
+        cov = gain**2 * basis @ sigma_w @ basis.T + sr**2 * np.eye(t_len)
+    obs = ~np.isnan(r)
+    return stats.multivariate_normal(mean[obs], cov[np.ix_(obs, obs)]).logpdf(r[obs])
+
+
+@pytest.mark.parametrize("variant", A.VARIANTS)
+def test_kalman_likelihood_equals_dense_gaussian(key, variant):
+    cfg = dataclasses.replace(A.with_variant(SMALL, variant), num_dialogues=2, num_turns=12,
+                              conditions=("hostile", "alternating"))
+    data, _ = A.simulate(key, cfg)
+    readouts = np.asarray(data.readouts).copy()
+    readouts[0, 3, 1] = np.nan
+    readouts[1, 0, :] = np.nan
+    data = A.make_data(data.inputs, readouts)
+    params = {"alpha": 0.35, "mu": 0.5, "sigma_s": 0.05, "sigma_r": 0.12, "gain": 1.1}
+    increments = np.asarray(A.turn_log_likelihoods(params, data, variant))
+    assert increments.shape == (2, 12)
+    dense = sum(_dense_loglik(np.asarray(data.inputs)[i, :, j], readouts[i, :, j], params, variant)
+                for i in range(2) for j in range(3))
+    np.testing.assert_allclose(increments.sum(), dense, rtol=1e-10)
+    np.testing.assert_allclose(float(ENTRY.exact_loglik(params, data, A.with_variant(cfg, variant))), dense,
+                               rtol=1e-10)
+
+
+def test_state_space_view_log_joint(key):
+    cfg = dataclasses.replace(SMALL, num_turns=10)
+    ssm = ENTRY.ssm(cfg)
+    params = A.true_params(cfg)
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    xs, ys = ssm.simulate(key, params, 10)
+    assert xs.shape == (10, 3, 2) and ys.shape == (10, 3)
+    np.testing.assert_array_equal(xs[1:, :, 1], xs[:-1, :, 0])  # the lagged component is s_{t-1}
+    e = A.protocol_inputs("hostile", 10)
+    a, mu, ss, sr, g = (float(params[k]) for k in ("alpha", "mu", "sigma_s", "sigma_r", "gain"))
+    s = np.concatenate([np.asarray(xs[:1, :, 1]), np.asarray(xs[:, :, 0])])  # s_0 .. s_T
+    v0 = 0.01
+    # p(s_0) p(s_1 | s_0) (s_{-1} integrated out), then the AR(2) steps, then the readouts
+    lp = stats.norm(0, np.sqrt(v0)).logpdf(s[0]).sum()
+    lp += stats.norm((1 - a + mu) * s[0] + a * e[0], np.sqrt(mu**2 * v0 + ss**2)).logpdf(s[1]).sum()
+    for t in range(2, 11):
+        loc = s[t - 1] + a * (e[t - 1] - s[t - 1]) + mu * (s[t - 1] - s[t - 2])
+        lp += stats.norm(loc, ss).logpdf(s[t]).sum()
+    lp += stats.norm(g * s[1:], sr).logpdf(np.asarray(ys)).sum()
+    np.testing.assert_allclose(float(ssm.log_joint(params, xs, ys)), lp, rtol=1e-10)
+    broken = xs.at[4, 0, 1].add(0.1)  # a lagged component that is not the previous state
+    assert float(ssm.log_joint(params, broken, ys)) == -np.inf
+    with pytest.raises(ValueError, match="conditions"):
+        ENTRY.ssm(ENTRY.configs["paper"])
+
+
+def test_protocol_metrics_of_a_first_order_step():
+    e = np.zeros((25, 3))
+    e[5:12, 0] = -0.8
+    s = np.asarray(A.simulate_states(None, e, 0.5, 0.0, 0.0, "first_order"))
+    metrics = A.protocol_metrics(s, e)
+    assert metrics["lag"] == 0.0  # s_6 = -0.4 is already half the step
+    assert metrics["overshoot"] == 0.0 and metrics["recovery_turn"] == 15.0  # 0.8·0.5³ = 0.1 at turn 15
+    assert metrics["hysteresis_area"] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+
+def test_small_recovery_by_recipe():
+    data, truth = ENTRY.simulate(jax.random.PRNGKey(0), SMALL)
+    idata = inference.fit(ENTRY, data, method=ENTRY.recipe.method, progress=False,
+                          posterior_predictive=False, **ENTRY.recipe.options_for("small"))
+    checks = ENTRY.check(idata, truth, SMALL)
+    assert all(c.passed for c in checks), checks
+    assert idata.log_likelihood["y"].dims[-2:] == ("dialogue", "turn")
+
+
+def test_quadrature_evidence_is_exact_for_one_parameter(key):
+    cfg = dataclasses.replace(SMALL, variant="stateless", learn_gain=False, num_dialogues=4)
+    data, _ = A.simulate(key, cfg)
+    r, e = np.asarray(data.readouts), np.asarray(data.inputs)
+    sigma = np.linspace(1e-3, 0.4, 40001)
+    resid2 = np.sum((r - e) ** 2)
+    log_f = (stats.halfnorm(scale=0.2).logpdf(sigma) - r.size * np.log(sigma) - 0.5 * r.size * np.log(2 * np.pi)
+             - 0.5 * resid2 / sigma**2)
+    top = log_f.max()
+    reference = top + np.log(np.trapezoid(np.exp(log_f - top), sigma))
+    result = A.log_evidence(data, cfg, num_points=9)
+    np.testing.assert_allclose(result.log_evidence, reference, atol=1e-6)
+
+
+def test_exact_evidence_picks_the_generating_order():
+    evidences = {}
+    for source in ("small_stateless", "small_first_order", "small"):
+        data, _ = ENTRY.simulate(jax.random.PRNGKey(1), ENTRY.configs[source])
+        ev = {v: A.log_evidence(data, A.with_variant(SMALL, v), num_points=4).log_evidence for v in A.VARIANTS}
+        evidences[ENTRY.configs[source].variant] = ev
+        assert A.compare_orders(log_evidences=ev).chosen_by_evidence == ENTRY.configs[source].variant, ev
+    # the quadrature has converged at this size (4 vs 5 nodes per dimension)
+    data, _ = ENTRY.simulate(jax.random.PRNGKey(1), SMALL)
+    five = A.log_evidence(data, SMALL, num_points=5).log_evidence
+    assert abs(five - evidences["second_order"]["second_order"]) < 0.05
+
+
+def test_choose_by_loo_prefers_the_simplest_model_within_two_se():
+    table = pd.DataFrame({"elpd_diff": [0.0, 1.0, 30.0], "dse": [0.0, 1.5, 5.0]},
+                         index=["second_order", "first_order", "stateless"])
+    assert A.choose_by_loo(table) == "first_order"
+    table = pd.DataFrame({"elpd_diff": [0.0, 12.0, 30.0], "dse": [0.0, 3.0, 5.0]},
+                         index=["second_order", "first_order", "stateless"])
+    assert A.choose_by_loo(table) == "second_order"
+
+
+@pytest.mark.slow
+def test_loo_picks_the_generating_order():
+    for source in ("small_stateless", "small_first_order", "small"):
+        data, _ = ENTRY.simulate(jax.random.PRNGKey(1), ENTRY.configs[source])
+        idatas = {v: inference.fit(ENTRY, data, method="nuts", config=A.with_variant(SMALL, v), progress=False,
+                                   posterior_predictive=False, **ENTRY.recipe.options_for("small"))
+                  for v in A.VARIANTS}
+        result = A.compare_orders(idatas)
+        truth = ENTRY.configs[source].variant
+        assert result.chosen_by_loo == truth, result.loo
+        if source == "small_first_order":  # the second-order fit puts its momentum near zero
+            mu = idatas["second_order"].posterior["mu"].values
+            assert (mu < 0.2).mean() > 0.5
+        if source == "small":
+            row = result.loo.loc["first_order"]
+            assert row["elpd_diff"] > 2 * row["dse"]
+
+
+# --------------------------------------------------------------------------------------------
+# Data handling and named errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_csv_round_trip(key):
+    data, _ = ENTRY.simulate(key, dataclasses.replace(SMALL, num_dialogues=3))
+    back = ENTRY.load_columns(ENTRY.dump_columns(data, SMALL), SMALL)
+    np.testing.assert_array_equal(back.inputs, data.inputs)
+    np.testing.assert_array_equal(back.readouts, data.readouts)
+
+
+def test_named_errors(key):
+    data, _ = ENTRY.simulate(key, dataclasses.replace(SMALL, num_dialogues=2, num_turns=5))
+    turns = np.tile(np.arange(1, 6), (2, 1))
+    turns[1, [1, 2]] = turns[1, [2, 1]]
+    with pytest.raises(ValueError, match="turns out of order"):
+        A.make_data(data.inputs, data.readouts, turns=turns)
+    columns = ENTRY.dump_columns(data, SMALL)
+    columns["turn"] = columns["turn"].copy()
+    columns["turn"][[6, 7]] = columns["turn"][[7, 6]]
+    with pytest.raises(ValueError, match="turns out of order"):
+        ENTRY.load_columns(columns, SMALL)
+    inputs = np.asarray(data.inputs).copy()
+    inputs[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="inputs"):
+        A.make_data(inputs, data.readouts)
+    with pytest.raises(ValueError, match="readouts"):
+        A.make_data(data.inputs, np.asarray(data.readouts)[:, :4])
+    with pytest.raises(TypeError, match="data"):
+        ENTRY.exact_loglik(A.true_params(SMALL), np.zeros((2, 5, 3)), SMALL)
+    with pytest.raises(ValueError, match="variant"):
+        A.with_variant(SMALL, "third_order")
+    with pytest.raises(ValueError, match="conditions"):
+        dataclasses.replace(SMALL, conditions=("furious",))
+    with pytest.raises(KeyError, match="condition"):
+        A.protocol_inputs("furious")
