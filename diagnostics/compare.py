@@ -443,6 +443,10 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
     for label in labels:
         verdict_list = verdicts[label] if verdicts is not None and label in verdicts else _quiet(run_checks, runs[label])
         frame.loc[label, "convergence"] = overall(verdict_list)
+    order = ["method", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight", "max_k", "k>0.7", "elpd_waic",
+             "elpd_lfo", "lfo_se", "lfo_refits", "lfo_max_k", "log_evidence", "log_evidence_se", "log_bf",
+             "log_bf_se", "convergence"]
+    frame = frame[[c for c in order if c in frame.columns]]
     if "elpd_loo" in frame:
         frame = frame.sort_values("elpd_loo", ascending=False, na_position="last")
     return frame

@@ -494,7 +494,9 @@ def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_pa
             :func:`diagnostics.checks.run_checks` of each run.
         truth: ``{variable: true value}`` drawn on the posterior plots.
         extra_sections: further :class:`Section` objects (model comparison, SBC, ...) placed
-            after the overview and recovery, before the per-run sections.
+            after the overview and recovery, before the per-run sections. With several runs the
+            comparison sections of :mod:`diagnostics.report_compare` (LOO/WAIC, LFO, evidence,
+            convergence) are added unless ``extra_sections`` already has "Model comparison".
 
     Returns:
         ``html_path`` as a string.
@@ -513,6 +515,10 @@ def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_pa
     if recovery is not None:
         sections.append(recovery_section(recovery))
     sections += list(extra_sections)
+    if len(runs) > 1 and not any(s.title == "Model comparison" for s in extra_sections):
+        from .report_compare import comparison_sections  # several runs: compare them
+
+        sections += comparison_sections(runs, verdicts)
     for label, idata in runs.items():
         sections += run_sections(label, idata, verdicts=verdicts[label], truth=truth)
     html_path = os.fspath(html_path)

@@ -247,9 +247,11 @@ def _mean_acceptance(info) -> Array:
 
 
 def _scale_update(scale, acceptance, target):
+    """``s · exp(a - a*)`` (BlackJAX's rule for one scale); unchanged when ``a`` is NaN."""
     from blackjax.smc.tuning.from_kernel_info import update_scale_from_acceptance_rate
 
-    return update_scale_from_acceptance_rate(jnp.atleast_1d(scale), jnp.atleast_1d(acceptance), target)[0]
+    new = update_scale_from_acceptance_rate(jnp.atleast_1d(scale), jnp.atleast_1d(acceptance), target)[0]
+    return jnp.where(jnp.isfinite(new) & (new > 0), new, scale)
 
 
 def _kernel_parameters(kernel: str, cov: Array, scale: Array) -> dict:

@@ -23,7 +23,8 @@ resume the tree structure comes from the live ``init_params`` and ``optimizer.in
 and the stored key paths, shapes and dtypes are checked against it (a mismatch is a ``ValueError``
 naming the first offending leaf). The file is written to a temporary file in the same directory
 and moved into place with ``os.replace``, so a crash mid-write leaves the previous checkpoint
-intact. If ``checkpoint_path`` exists when :func:`train` starts, training resumes from it.
+intact (``diagnostics.convert.atomic_write``, the project's one atomic writer). If
+``checkpoint_path`` exists when :func:`train` starts, training resumes from it.
 
 A non-finite loss stops training with :class:`NonFiniteLossError` naming the first bad step; no
 checkpoint containing that step is written.
@@ -32,7 +33,6 @@ checkpoint containing that step is written.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from diagnostics.convert import atomic_write
 
 __all__ = [
     "TrainState",
@@ -132,19 +134,14 @@ def _unflatten_like(template: Any, paths: list[str], leaves: list[np.ndarray], w
 
 
 def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    def write(tmp: str) -> None:
+        # through a handle: np.savez would append ".npz" to a temporary name
+        with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def save_pytree(path: str, tree: Any, **extra: Any) -> None:

@@ -19,7 +19,7 @@ from zoo.hmm import gaussian_log_likelihoods
 
 entry = zoo.get("hmm")
 config = entry.configs["small"]
-data, truth = entry.simulate(jax.random.PRNGKey(1), config)
+data, truth = entry.simulate(jax.random.PRNGKey(0), config)
 idata = inference.fit(entry, data, method="nuts", progress=False, **entry.recipe.options)
 print(checks.format_verdicts(checks.run_checks(idata)))
 for c in entry.check(idata, truth, config):

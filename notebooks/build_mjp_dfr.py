@@ -105,8 +105,7 @@ never the DFR's equations, and returns a Gaussian over every log-rate, link prob
 $\\pi_0$ in one forward pass. The `small` weights ship in `zoo/data/mjp_estimator_small.npz`.
 
 Time is normalised by the observation window, so the estimate is rescaled back to the data's units.
-With 300 paths (more than the 48 it was trained with), random 48-path subsets are averaged, as the
-FIM paper does."""),
+It was trained on datasets of 16 to 300 paths, so it reads all 300 DFR paths at once."""),
     code("""est = mj.load_estimator("small")
 amortised = mj.dfr_amortised_estimate(est, data, config)
 rows = []
@@ -148,8 +147,8 @@ print("NLL per link, network / prior:", round(float(errors.nll_net[ok].mean()), 
 
 The weights come from `mj.train_estimator("small", weights_path=...)` (a few CPU minutes; it
 checkpoints with `checkpoint_path=` and resumes from an existing checkpoint with the same result as
-an uninterrupted run). The `paper` estimator config (300 paths, GRU encoder of width 256, 16 attention
-queries, 200k steps) is for an accelerator.
+an uninterrupted run). The `paper` estimator config (GRU encoder of width 256, 16 attention queries,
+100 observations per path, 200k steps) is for an accelerator.
 
 **Reading the comparison.** The NUTS posterior uses the exact likelihood with the known label-noise
 level and the known DFR structure; the network knows neither and was trained at a small scale, so its

@@ -297,13 +297,14 @@ def overshoots(curve, target: float = 1.0, tol: float = 1e-12) -> bool:
 
 
 def protocol_metrics(states, inputs, *, onset: int = 6, offset: int = 12, baseline: float = 0.0,
-                     recovery_band: float = 0.1) -> dict:
+                     recovery_level: float | None = None, recovery_band: float = 0.1) -> dict:
     """The paper's protocol metrics on the valence trace (turns numbered from 1).
 
-    lag: turns from ``onset`` until s crosses half the step; recovery_turn: first turn after
-    ``offset`` with |s − baseline| < recovery_band (NaN if never); overshoot: largest excursion
-    past the perturbation level, in units of the step; hysteresis_area: area of the loop traced
-    by (e_t, s_t) (shoelace formula).
+    lag: turns from ``onset`` until s crosses half the step from ``baseline`` to the perturbation
+    level; recovery_turn: first turn after ``offset`` with |s − recovery_level| < recovery_band
+    (default level: the input right after the perturbation, e.g. the warm +0.2 of the hostile
+    protocol; NaN if never); overshoot: largest excursion past the perturbation level during it,
+    in units of the step; hysteresis_area: area of the loop traced by (e_t, s_t) (shoelace formula).
     """
     s = np.asarray(states)[:, 0] if np.ndim(states) == 2 else np.asarray(states)
     e = np.asarray(inputs)[:, 0] if np.ndim(inputs) == 2 else np.asarray(inputs)
@@ -312,10 +313,11 @@ def protocol_metrics(states, inputs, *, onset: int = 6, offset: int = 12, baseli
     half = baseline + 0.5 * step
     crossed = np.flatnonzero((s[onset - 1:] - half) * np.sign(step) >= 0)
     lag = float(crossed[0]) if crossed.size else float("nan")
-    after = np.flatnonzero(np.abs(s[offset:] - baseline) < recovery_band)
+    target = e[offset] if recovery_level is None else recovery_level
+    after = np.flatnonzero(np.abs(s[offset:] - target) < recovery_band)
     recovery = float(offset + after[0] + 1) if after.size else float("nan")
     excursion = (s[onset - 1:offset] - level) * np.sign(step)
-    overshoot = float(max(excursion.max(), 0.0) / abs(step)) if step != 0 else 0.0
+    overshoot = float(max(float(excursion.max()), 0.0) / abs(step)) + 0.0 if step != 0 else 0.0
     area = 0.5 * abs(np.dot(e, np.roll(s, -1)) - np.dot(s, np.roll(e, -1)))
     return {"lag": lag, "recovery_turn": recovery, "overshoot": overshoot, "hysteresis_area": float(area)}
 
@@ -369,7 +371,16 @@ def turn_log_likelihoods(params: Mapping[str, Any], data: AffectData, variant: s
     Stateless: Σ_d log N(r_td; κ e_td, σ_r²). Otherwise one Kalman filter per dialogue and dimension.
     NaN readouts are missing (contribute 0).
     """
-    inputs, readouts = jnp.asarray(data.inputs), jnp.asarray(data.readouts)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+    params = {k: jnp.asarray(v) for k, v in params.items() if k in ("alpha", "mu", "sigma_s", "sigma_r", "gain")}
+    # jitted so that the eager model runs of initialisation reuse one compilation
+    return _turn_log_likelihoods(params, jnp.asarray(data.inputs), jnp.asarray(data.readouts), variant,
+                                 float(initial_scale))
+
+
+@partial(jax.jit, static_argnums=(3, 4))
+def _turn_log_likelihoods(params, inputs, readouts, variant, initial_scale):
     if variant == "stateless":
         gain = jnp.asarray(params.get("gain", 1.0))
         lp = dist.Normal(gain * inputs, params["sigma_r"]).log_prob(jnp.where(jnp.isnan(readouts), 0.0, readouts))
@@ -489,7 +500,8 @@ class _LaggedNormal(dist.Distribution):
     counting measure on the copied component): −inf if the copy does not match.
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    # loc, scale are (…, 3): one VAD vector per batch element (event_dim 1)
+    arg_constraints = {"loc": constraints.real_vector, "scale": constraints.independent(constraints.positive, 1)}
     support = constraints.independent(constraints.real, 2)
     pytree_data_fields = ("loc", "scale", "lagged")
 
@@ -498,6 +510,8 @@ class _LaggedNormal(dist.Distribution):
         batch_shape = jnp.broadcast_shapes(self.loc.shape, self.lagged.shape)[:-1]
         self.loc = jnp.broadcast_to(self.loc, batch_shape + self.loc.shape[-1:])
         self.lagged = jnp.broadcast_to(self.lagged, self.loc.shape)
+        # full-shape parameters, so that stacking by numpyro's scan keeps them aligned
+        self.scale = jnp.broadcast_to(self.scale, self.loc.shape)
         super().__init__(batch_shape=batch_shape, event_shape=(self.loc.shape[-1], 2), validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):

@@ -162,7 +162,8 @@ class RNNConfig:
     """The noise-driven RNN and its Sinkhorn training (paper defaults in ``RNN_CONFIGS['paper']``).
 
     num_sequences: HMM sequences in the training set; batch_size: sequences per step on each
-    side of the Sinkhorn divergence; grad_clip: global gradient-norm clip; blur: ε = blur².
+    side of the Sinkhorn divergence; grad_clip: global gradient-norm clip; blur: ε = blur²;
+    lr_schedule: ``"constant"`` (the paper) or ``"cosine"`` (decay to 10% over training).
     """
 
     hidden_size: int = 50
@@ -175,6 +176,14 @@ class RNNConfig:
     blur: float = 0.2
     tau: float = 1.0
     sinkhorn_scaling: float = 0.9
+    lr_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
+        for name in ("hidden_size", "noise_dim", "num_sequences", "batch_size", "num_train_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,7 +755,10 @@ def emulation_problem(key, hmm_config: HMMRNNConfig, rnn_config: RNNConfig) -> E
         return sinkhorn_divergence(out, target, blur=rnn_config.blur, diameter=diameter,
                                    scaling=rnn_config.sinkhorn_scaling)
 
-    optimizer = optax.chain(optax.clip_by_global_norm(rnn_config.grad_clip), optax.adam(rnn_config.learning_rate))
+    lr = rnn_config.learning_rate
+    if rnn_config.lr_schedule == "cosine":
+        lr = optax.cosine_decay_schedule(lr, rnn_config.num_train_steps, alpha=0.1)
+    optimizer = optax.chain(optax.clip_by_global_norm(rnn_config.grad_clip), optax.adam(lr))
     return EmulationProblem(loss_fn, init_params, make_batch, optimizer, rnn_config.num_train_steps, net,
                             hmm_ys, hmm_config, rnn_config)
 

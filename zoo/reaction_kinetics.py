@@ -970,7 +970,8 @@ def ml_simulate(key: jax.Array, config: MLConfig):
     truth = {"beta_rock_paper_scissors": np.float64(1.0)}
     for variant in VARIANTS:
         truth[f"exact_mean_fixation_{variant}"] = np.float64(exact_mean_fixation_time(variant, config.sizes[0], config))
-        truth[f"lna_eigenvalues_{variant}"] = lna_stability(variant, config)
+        eig = lna_stability(variant, config)
+        truth[f"lna_eigenvalues_{variant}"] = np.stack([eig.real, eig.imag], axis=-1)  # (k, [re, im])
     return FixationData(jnp.asarray(config.sizes, dtype=float), jnp.asarray(times)), truth
 
 
@@ -978,8 +979,8 @@ def ml_check(idata, truth: dict, config: MLConfig) -> list[Check]:
     """RPS exponent 1 ± 0.15; ML exponent sub-linear (< 0.85); LNA stability of the fixed points."""
     beta = posterior_draws(idata, "beta").mean(0)
     v_rps, v_ml = VARIANTS.index("rock_paper_scissors"), VARIANTS.index("may_leonard")
-    eig_ml = truth["lna_eigenvalues_may_leonard"]
-    eig_rps = truth["lna_eigenvalues_rock_paper_scissors"]
+    eig_ml = np.asarray(truth["lna_eigenvalues_may_leonard"]) @ np.array([1.0, 1.0j])
+    eig_rps = np.asarray(truth["lna_eigenvalues_rock_paper_scissors"]) @ np.array([1.0, 1.0j])
     checks = [
         Check("RPS fixation time ∝ N (fitted log-log slope)", bool(abs(beta[v_rps] - 1.0) < 0.15),
               float(beta[v_rps]), "|E[beta_RPS] - 1| < 0.15"),

@@ -713,12 +713,23 @@ def score_ascent_step(key: PRNGKey, state: LearningState, ssm, ys: Array, space,
                                    info.num_fallback.sum())
 
 
-def learning_init(key: PRNGKey, position: Array, ssm, ys: Array, space, num_particles: int) -> LearningState:
-    """Initial reference paths (one unconditional pass per sequence at ``θ(position)``)."""
+def learning_init(key: PRNGKey, position: Array, ssm, ys: Array, space, num_particles: int, *,
+                  path_init: str = "filter") -> LearningState:
+    """Initial reference paths at ``θ(position)``, one per sequence.
+
+    ``path_init="filter"``: backward-sampled from an unconditional filter (``csmc.sample_path``);
+    ``"prior"``: simulated from the state dynamics (``ssm.simulate``), cheaper to compile and as
+    valid a start for the chain (any path with positive density), which burn-in then forgets.
+    """
+    if path_init not in ("filter", "prior"):
+        raise ValueError(f"path_init: expected 'filter' or 'prior', got {path_init!r}")
     params = space.to_params(position)
     keys = jax.random.split(key, ys.shape[0])
-    refs = jax.vmap(lambda k, y: _csmc.sample_path(k, ssm.feynman_kac(params, y), num_particles,
-                                                   sampling="backward"))(keys, ys)
+    if path_init == "prior":
+        refs = jax.vmap(lambda k: ssm.simulate(k, params, ys.shape[1])[0])(keys)
+    else:
+        refs = jax.vmap(lambda k, y: _csmc.sample_path(k, ssm.feynman_kac(params, y), num_particles,
+                                                       sampling="backward"))(keys, ys)
     return LearningState(position, refs, jnp.zeros_like(position), jnp.zeros((), jnp.int32))
 
 
@@ -843,7 +854,8 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
     The estimate ``θ̂`` is the Polyak average (in unconstrained space) of ``θ_ℓ`` over
     ``ℓ > average_from`` (default ``num_iterations // 2``) and over the chains.
     Phase 2: at ``θ̂`` (or at ``params`` for ``"none"``) every chain runs ``burn_in + num_samples``
-    PPG sweeps (k_0 = burn_in); the kept sweeps give the roll-out estimates (their mean over draws)
+    PPG sweeps (k_0 = burn_in). The chains start from paths simulated from the state dynamics at the
+    initial θ (``learning_init(path_init="prior")``), which the first sweeps forget; the kept sweeps give the roll-out estimates (their mean over draws)
     of the smoothed score and state moments, and the reference paths, draws of ``p(x | y, θ̂)``.
 
     Args:
@@ -914,11 +926,22 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
     positions = _pmmh.initial_positions(key_pos, space, num_chains, params, float(init_radius) if learn else 0.0)
     extra = moments_functional(tuple(ssm.state_shape)) if moments else None
 
-    # A backward='reject' request that cannot be honoured fails here, by name, not inside a trace.
-    probe_params = space.to_params(positions[0])
-    bound = transition_log_bound(lambda t, xp: ssm.transition(probe_params, t, xp))
-    x_example = jax.eval_shape(lambda k: ssm.initial(probe_params).sample(k), jax.random.PRNGKey(0))
-    method = _auto_backward(backward, num_backward, bound, x_example, max_tries=max_tries, fallback_chunk=32).method
+    # A backward='reject' request that cannot be honoured fails here, by name, not inside a trace
+    # (shape evaluation only: nothing is compiled).
+    def probe(z):
+        params = space.to_params(z)
+        x = ssm.initial(params).sample(jax.random.PRNGKey(0))
+        return transition_log_bound(lambda t, xp: ssm.transition(params, t, xp))(jnp.ones((), jnp.int32), x)
+
+    try:
+        jax.eval_shape(probe, positions[0])
+        has_bound = True
+    except TypeError:
+        has_bound = False
+    if backward == "reject" and not has_bound:
+        raise ValueError("backward: 'reject' needs a transition with a known density bound (Normal, "
+                         "MultivariateNormal, Independent Normal, Categorical); use 'exact'")
+    method = backward if backward != "auto" else ("reject" if has_bound else "exact")
 
     def one_step(carry, k):
         state, learn_flag = carry
@@ -934,7 +957,7 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         return jax.vmap(per_chain)(states, keys)
 
     chunk_fn = jax.jit(chunk)
-    states = jax.jit(jax.vmap(lambda k, z: learning_init(k, z, ssm, ys, space, num_particles)))(
+    states = jax.jit(jax.vmap(lambda k, z: learning_init(k, z, ssm, ys, space, num_particles, path_init="prior")))(
         jax.random.split(key_init, num_chains), positions)
     bar = tqdm(total=(num_iterations if learn else 0) + burn_in + num_samples, disable=not progress,
                desc=f"ppg[{learning}]")
@@ -952,14 +975,17 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         kept = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *kept) if len(kept) > 1 else kept[0]
         return states, kept
 
-    theta0 = space.to_constrained(positions[0])
-    flat0, unravel_theta = ravel_pytree(theta0)
-    d_theta = int(flat0.shape[0])
+    # The score block of the stacked functional is ravel_pytree of the constrained sites: sorted names.
+    sizes = {name: int(np.prod(space.shapes[name], dtype=int)) for name in sorted(space.names)}
+    d_theta = sum(sizes.values())
 
     def split_scores(estimate):  # (chain, draw, d) -> {score_<name>: (chain, draw, *shape)}
         c, n = estimate.shape[:2]
-        values = jax.vmap(unravel_theta)(jnp.asarray(estimate[..., :d_theta].reshape(c * n, d_theta)))
-        return {f"score_{name}": np.asarray(v).reshape((c, n) + tuple(space.shapes[name])) for name, v in values.items()}
+        out, start = {}, 0
+        for name, size in sizes.items():
+            out[f"score_{name}"] = estimate[..., start:start + size].reshape((c, n) + tuple(space.shapes[name]))
+            start += size
+        return out
 
     warmup = None
     if learn:
@@ -972,7 +998,7 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
     states, (_, info, refs) = sweeps(states, key_smooth, burn_in + num_samples, False, burn_in)
     bar.close()
 
-    theta_hat = {k: np.asarray(v) for k, v in space.to_constrained(jnp.asarray(z_hat)).items()}
+    theta_hat = {k: np.asarray(v) for k, v in jax.jit(space.to_constrained)(jnp.asarray(z_hat)).items()}
     time_dims = ("series", "time") if batched else ("time",)
     state_names = tuple(_filter.state_dim_names(target, len(ssm.state_shape)))
     x = np.asarray(refs)

@@ -159,7 +159,7 @@ def test_model_simulator_matches_exact_covariance(key):
 def test_ssm_matches_kalman_and_particle_filter(key):
     from inference.particle import filter as pf
 
-    config = fs.SMALL.with_times(0.05 * np.arange(1, 41))
+    config = fs.SMALL.with_times(0.05 * np.arange(1, 31))
     data, truth = ENTRY.simulate(key, config)
     params = fs.true_params(config)
     ssm = ENTRY.ssm(config)
@@ -167,7 +167,7 @@ def test_ssm_matches_kalman_and_particle_filter(key):
     ys = ssm.split_series(data)
     kalman = float(fs.exact_loglik(params, data[:1], config))
     fk = ssm.feynman_kac(params, ys[0])
-    reps = 16
+    reps = 10
     out = jax.jit(jax.vmap(lambda k: pf.run(k, fk, 2000).log_evidence))(jax.random.split(key, reps))
     out = np.asarray(out)
     se = out.std(ddof=1) / np.sqrt(reps)
@@ -219,7 +219,7 @@ def test_path_guide_kl_is_half_integral_of_squared_control(key):
         half_u2 = 0.5 * jnp.sum(mean**2) / 0.01
         return lq - lp, half_u2
 
-    kl, half = (np.asarray(v) for v in jax.vmap(one)(jax.random.split(key, 400)))
+    kl, half = (np.asarray(v) for v in jax.vmap(one)(jax.random.split(key, 200)))
     assert half.mean() > 0.1  # the control is really non-zero
     diff = kl - half
     assert abs(diff.mean()) < mc_tolerance(diff.std(), diff.size)
@@ -313,3 +313,54 @@ def test_recovery_misspecified_exact_fbm():
     idata, truth, config = _fit_recipe("misspecified", seed=1)
     checks = ENTRY.check(idata, truth, config)
     assert all(c.passed for c in checks), checks
+
+
+@pytest.mark.slow
+def test_svi_route_overlaps_nuts_on_small():
+    """The paper's route through the facade: its 90% interval of H overlaps the exact route's.
+
+    Measured (seed 0): NUTS E[H] = 0.729 [0.69, 0.76]; SVI E[H] = 0.718 [0.71, 0.73]. The guide
+    under-disperses, and with s = 0.02 it under-estimates σ (0.41 vs 0.56): the drift-only
+    control cannot shrink the per-step variance next to a sharp observation at Δt = 0.01.
+    """
+    import optax
+
+    import inference
+
+    idata_nuts, truth, config = _fit_recipe("small")
+    data, _ = ENTRY.simulate(jax.random.PRNGKey(0), config)
+    steps = 2000
+    idata_svi = inference.fit(functools.partial(fs.path_model, config=config), data, method="svi",
+                              guide=fs.path_guide(config), num_steps=steps,
+                              optimizer=optax.adam(optax.exponential_decay(5e-3, steps, 0.1)),
+                              num_samples=500, progress=False, posterior_predictive=False)
+    lo_n, hi_n = np.quantile(idata_nuts.posterior["H"].values, [0.05, 0.95])
+    lo_s, hi_s = np.quantile(idata_svi.posterior["H"].values, [0.05, 0.95])
+    assert lo_s <= hi_n and lo_n <= hi_s, ((lo_n, hi_n), (lo_s, hi_s))
+    assert abs(float(idata_svi.posterior["H"].mean()) - truth["H"]) < 0.08
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hurst", [0.3, 0.7])
+def test_bridge_svi_std_matches_exact_gp(hurst):
+    """Spec check (iv): the paper's fBM bridge (θ = 0, X(2) = 0 observed with s = 0.1, K = 5,
+    T_ω = 6, Δt = 0.01, 32 paths per ELBO estimate): the guide's std of X(1) is within 10% of the
+    exact GP conditional std. Measured: H = 0.3 -3.5%, H = 0.7 -7.9% (of which -6.6% is the K = 5
+    approximation itself; the guide is within 2% of the approximation's exact std)."""
+    import optax
+
+    import inference
+
+    config = fs.BRIDGE
+    fixed = {"H": hurst, "theta": 0.0, "sigma": 1.0}
+    steps = 2000
+    idata = inference.fit(functools.partial(fs.path_model, config=config, params=fixed), np.zeros((1, 1)),
+                          method="svi", guide=fs.path_guide(config, params=fixed), num_steps=steps,
+                          optimizer=optax.adam(optax.exponential_decay(3e-3, steps, 0.1)), num_particles=32,
+                          num_samples=4000, progress=False, posterior_predictive=False)
+    grid = fs.path_grid(config)
+    x1 = idata.posterior["x_grid"].values.reshape(-1, grid.num_steps + 1)[:, 100]
+    gp = float(fs.fbm_bridge_std(hurst, 1.0, 2.0, 0.1))
+    ma = float(fs.ma_bridge_std(dict(fixed, s_obs=0.1), 1.0, config))
+    assert abs(x1.std() / gp - 1) < 0.10
+    assert abs(x1.std() / ma - 1) < 0.05

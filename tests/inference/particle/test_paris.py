@@ -257,7 +257,7 @@ def test_run_ppg_smoothing_at_fixed_params_on_several_sequences(key):
     ys = jax.vmap(lambda k: ssm.simulate(k, {"rho": RHO, "sigma": SIGMA}, 20)[1])(jax.random.split(key, 2))
     ys = ys.at[0, 5].set(jnp.nan)
     idata = inference.fit(ssm, ys, method="ppg", learning="none", params={"rho": RHO, "sigma": SIGMA},
-                          num_particles=8, num_samples=6, burn_in=2, num_chains=2, progress=False)
+                          num_particles=8, num_samples=6, burn_in=2, num_chains=2, backward="exact", progress=False)
     assert idata.posterior["x"].shape == (2, 6, 2, 20)
     assert idata.sample_stats["ess"].shape == (2, 6, 2, 20)
     assert idata.log_likelihood["y"].shape == (2, 6, 2, 20)

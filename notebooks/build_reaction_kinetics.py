@@ -1,0 +1,230 @@
+"""Build and execute ``notebooks/reaction_kinetics.ipynb``.
+
+One stochastic Lotka–Volterra data set (exact Gillespie simulation) through the ladder of
+descriptions that come from one reaction-network specification: the chemical Langevin equation
+with particle Gibbs, the linear-noise approximation with NUTS, and the mean-field rate equations
+with NUTS, compared side by side.
+
+Usage: ``python notebooks/build_reaction_kinetics.py [--no-execute]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = pathlib.Path(__file__).resolve().parent
+OUT = HERE / "reaction_kinetics.ipynb"
+
+
+def md(text: str):
+    return nbformat.v4.new_markdown_cell(text.strip())
+
+
+def code(text: str):
+    return nbformat.v4.new_code_cell(text.strip())
+
+
+CELLS = [
+    md("""
+# Reaction kinetics: one network, four ways to fit it
+
+The stochastic Lotka–Volterra model of Täuber's review (arXiv:1807.01248, §3b): predators A and
+prey B on N = 500 sites, with empty sites E = N − A − B,
+
+| reaction | propensity |
+|---|---|
+| A → E (predator death) | μ a |
+| B + E → 2B (prey birth into empty sites) | σ b (N − a − b)/N |
+| A + B → 2A (predation) | λ a b / N |
+
+Everything below comes from **one** `ReactionNetwork` specification in
+`zoo.processes.reactions`: the exact stochastic simulation (Gillespie), the chemical Langevin
+equation (CLE), the linear-noise approximation (LNA) and the deterministic rate equations.
+We simulate one data set exactly, then fit the three rates (μ, σ, λ) three ways:
+
+1. **CLE + particle Gibbs** (conditional SMC with ancestor sampling) on the entry's state-space form;
+2. **LNA + NUTS**: the LNA is a time-varying linear-Gaussian model, so `inference.exact.kalman_filter` gives its marginal likelihood;
+3. **rate equations + NUTS** (`lotka_volterra_ode`): the mean-field ODE with log-normal noise.
+"""),
+    code("""
+import os
+os.environ.setdefault("MPLBACKEND", "Agg")
+import warnings
+import numpy as np
+import jax, jax.numpy as jnp
+import matplotlib.pyplot as plt
+import arviz as az
+
+import zoo, inference
+from zoo.reaction_kinetics import lotka_volterra_network, LVData
+
+entry = zoo.get("stochastic_lotka_volterra")
+config = entry.configs["small"]
+net = lotka_volterra_network(config.capacity)
+print("species:", net.species, "  free (state):", net.free_species)
+print("stoichiometry (free species x reactions):\\n", net.stoichiometry)
+truth_rates = jnp.array([config.true_mu, config.true_sigma, config.true_lam])
+print("propensities at (a, b) = (100, 150):", np.asarray(net.propensities(truth_rates, jnp.array([100, 150]))))
+print("Jacobian eigenvalues at the coexistence point:",
+      np.round(np.linalg.eigvals(np.asarray(net.jacobian(truth_rates, jnp.array([500 / 3.75, 500 / 3.0])))), 3))
+"""),
+    md("""
+## Exact data
+
+`entry.simulate` runs Gillespie's algorithm (fixed event budget, `jax.vmap` over series) from the
+known initial state (100, 100) and observes each count with Poisson noise at t = 1, …, 40.
+The coexistence point is a stable focus (eigenvalues −0.167 ± 0.553i), so demographic noise
+drives sustained quasi-cycles of period ≈ 11.
+"""),
+    code("""
+data, truth = entry.simulate(jax.random.PRNGKey(0), config)
+times = config.obs_times
+fig, axes = plt.subplots(1, config.num_series, figsize=(13, 3), sharey=True)
+for s, ax in enumerate(axes):
+    for i, (name, colour) in enumerate([("predator", "C3"), ("prey", "C0")]):
+        ax.plot(times, truth["x"][s, :, i], color=colour, lw=1.5, label=f"{name} (latent)")
+        ax.plot(times, data[s, :, i], ".", color=colour, ms=4)
+    ax.set_title(f"series {s}"); ax.set_xlabel("t")
+axes[0].legend(fontsize=8); axes[0].set_ylabel("count")
+plt.tight_layout(); plt.show()
+"""),
+    md("""
+## One specification, four descriptions
+
+At the true rates: the exact SSA (many paths), the CLE (Euler–Maruyama), τ-leaping, the rate
+equations, and the LNA mean ± 2 SD. The LNA band should contain ≈ 95% of the SSA paths.
+"""),
+    code("""
+x0 = jnp.asarray(config.x0)
+grid = jnp.linspace(0.0, 40.0, 81)
+keys = jax.random.split(jax.random.PRNGKey(1), 200)
+ssa = jax.jit(jax.vmap(lambda k: net.ssa_at(k, truth_rates, x0, grid[1:], 60_000)))(keys)
+cle = jax.jit(jax.vmap(lambda k: net.cle_simulate(k, truth_rates, x0, 4000, 0.01, record_every=50)))(keys)
+tau = jax.jit(jax.vmap(lambda k: net.tau_leap(k, truth_rates, x0, 4000, 0.01, record_every=50)))(keys)
+ode = net.rate_equations(truth_rates, x0.astype(float), grid)
+lna = net.lna(truth_rates, x0.astype(float), grid)
+sd = np.sqrt(np.diagonal(np.asarray(lna.covs), axis1=1, axis2=2))
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.5), sharey=True)
+for i, (ax, name) in enumerate(zip(axes, ["predator", "prey"])):
+    ax.plot(grid[1:], np.asarray(ssa.states[:20, :, i]).T, color="0.7", lw=0.5)
+    ax.plot(grid[1:], np.asarray(ssa.states[:, :, i]).mean(0), "k", lw=2, label="SSA mean (200 paths)")
+    ax.plot(grid, np.asarray(cle[:, :, i]).mean(0), "C1--", label="CLE mean")
+    ax.plot(grid, np.asarray(tau[:, :, i]).mean(0), "C2:", label="τ-leaping mean")
+    ax.plot(grid, ode[:, i], "C0", label="rate equations")
+    ax.fill_between(grid, lna.means[:, i] - 2 * sd[:, i], lna.means[:, i] + 2 * sd[:, i], color="C4", alpha=0.2,
+                    label="LNA ± 2 SD")
+    ax.set_title(name); ax.set_xlabel("t")
+axes[0].legend(fontsize=7); plt.tight_layout(); plt.show()
+inside = np.abs(np.asarray(ssa.states) - np.asarray(lna.means[1:])) <= 2 * sd[1:]
+print(f"fraction of SSA counts inside the LNA ±2 SD band: {inside.mean():.3f}")
+print("SSA vs LNA SD at t = 40:", np.asarray(ssa.states[:, -1]).std(0).round(1), sd[-1].round(1))
+"""),
+    md("""
+## Route 1 — LNA + NUTS (the entry's default recipe)
+
+The non-restarting LNA makes the counts a time-varying linear-Gaussian state-space model (Poisson
+noise replaced by a Gaussian with variance equal to the LNA mean); its marginal likelihood is a
+Kalman filter, and NUTS samples (μ, σ, λ) directly.
+"""),
+    code("""
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    idata_lna = inference.fit(entry, data, method=entry.recipe.method, progress=False,
+                              **entry.recipe.options_for("small"))
+print(az.summary(idata_lna, var_names=["mu", "sigma", "lam"], round_to=3))
+for c in entry.check(idata_lna, truth, config):
+    print(("PASS " if c.passed else "FAIL ") + c.name, "|", c.target)
+"""),
+    md("""
+## Route 2 — CLE + particle Gibbs
+
+The entry's `ssm` is the CLE as a state-space model: the state at an observation time is the
+Euler–Maruyama sub-path (10 steps of 0.1) since the previous one, so the transition has a proper
+density (needed by ancestor sampling and by the θ | x update). Particle Gibbs alternates
+conditional SMC with ancestor sampling for the latent paths and random-walk Metropolis for θ.
+"""),
+    code("""
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    idata_pg = inference.fit(entry, data, method="pgibbs", progress=False, num_particles=64,
+                             num_warmup=300, num_samples=400, num_chains=2, sampling="ancestor",
+                             theta_kernel="rw", theta_steps=3, pointwise_log_likelihood=False)
+print(az.summary(idata_pg, var_names=["mu", "sigma", "lam"], round_to=3))
+"""),
+    md("""
+## Route 3 — rate equations + NUTS (`lotka_volterra_ode`)
+
+The mean-field ODE ignores demographic noise: the deterministic path spirals into the fixed point
+while the data keep cycling, so all the fluctuation ends up in the log-normal "observation" noise.
+We fit the first series (its own initial state, number of sites and noise scale are inferred).
+"""),
+    code("""
+ode_entry = zoo.get("lotka_volterra_ode")
+ode_config = ode_entry.configs["small"]
+ode_data = LVData(jnp.asarray(times), data[0])
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    idata_ode = inference.fit(ode_entry, ode_data, method="nuts", progress=False,
+                              **ode_entry.recipe.options_for("small"))
+print(az.summary(idata_ode, var_names=["mu", "sigma", "lam", "capacity", "noise"], round_to=3))
+"""),
+    md("""
+## Side by side
+
+Posterior means and 90% intervals of the three rates, with the truth.
+"""),
+    code("""
+runs = {"LNA + NUTS": idata_lna, "CLE + particle Gibbs": idata_pg, "ODE + NUTS (series 0)": idata_ode}
+names = ["mu", "sigma", "lam"]
+true = {"mu": config.true_mu, "sigma": config.true_sigma, "lam": config.true_lam}
+fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+rows = []
+for ax, name in zip(axes, names):
+    for j, (label, idata) in enumerate(runs.items()):
+        draws = np.asarray(idata.posterior[name]).ravel()
+        lo, hi = np.quantile(draws, [0.05, 0.95])
+        ax.errorbar(draws.mean(), j, xerr=[[draws.mean() - lo], [hi - draws.mean()]], fmt="o", capsize=4)
+        rows.append((label, name, draws.mean(), lo, hi))
+    ax.axvline(true[name], color="k", ls="--")
+    ax.set_yticks(range(len(runs))); ax.set_yticklabels(list(runs) if name == "mu" else [])
+    ax.set_title(name)
+plt.tight_layout(); plt.show()
+print(f"{'route':24s} {'param':6s} {'mean':>8s} {'5%':>8s} {'95%':>8s}   truth")
+for label, name, mean, lo, hi in rows:
+    print(f"{label:24s} {name:6s} {mean:8.3f} {lo:8.3f} {hi:8.3f}   {true[name]}")
+"""),
+    md("""
+**Reading the comparison.** The LNA and the CLE both model the demographic noise that drives the
+quasi-cycles, so their posteriors agree with each other and cover the truth (the spec's check:
+90% intervals cover and means within 20%; the LNA and particle posteriors should differ by less
+than one posterior SD). The LNA route is by far the cheapest (a Kalman filter per gradient); the
+particle route is exact for the CLE but costs a conditional SMC sweep per update and mixes slowly
+in θ because the fine Euler–Maruyama path pins the rates down. The rate-equation fit has to
+explain sustained cycles with a damped deterministic spiral: its noise scale absorbs the
+fluctuations and its rate estimates, from one series, are less precise and can be biased —
+the point of the review, where fluctuations change the picture the mean-field equations give.
+"""),
+]
+
+
+def build(execute: bool = True) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = CELLS
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if execute:
+        NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(HERE.parent)}}).execute()
+    nbformat.write(nb, OUT)
+    return nb
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-execute", action="store_true", help="write the notebook without running it")
+    args = parser.parse_args()
+    build(execute=not args.no_execute)
+    print(f"wrote {OUT}")
