@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 import arviz as az
 import numpy as np
 
-from .checks import overall, run_attrs, run_checks
+from .checks import FIXED_PARAMETER_METHODS, overall, run_attrs, run_checks
 
 __all__ = [
     "pointwise_loglik",
@@ -73,8 +73,7 @@ K_GOOD = 0.7
 #: Pareto k above which the importance ratios have no finite mean.
 K_BAD = 1.0
 
-_MARGINAL_METHODS = {"smc", "smc2"}
-_FIXED_THETA_METHODS = {"pf"}
+_FIXED_THETA_METHODS = FIXED_PARAMETER_METHODS
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,7 +209,8 @@ def _check_lfo_args(num_steps: int, min_observed: int, horizon: int, k_threshold
             1 <= min_observed <= num_steps - horizon):
         raise ValueError(f"min_observed: expected an integer in [1, T - horizon] = [1, {num_steps - horizon}], "
                          f"got {min_observed!r}")
-    if isinstance(k_threshold, bool) or not isinstance(k_threshold, (int, float, np.floating)) or math.isnan(k_threshold):
+    if (isinstance(k_threshold, bool) or not isinstance(k_threshold, (int, float, np.floating))
+            or math.isnan(k_threshold)):
         raise ValueError(f"k_threshold: expected a number (-inf: refit at every step), got {k_threshold!r}")
 
 
@@ -384,7 +384,8 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
     """One comparison table, a ``pandas.DataFrame`` indexed by model, best ELPD first.
 
     Columns: ``method``; ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff``, ``dse``, ``weight``
-    (``az.compare``, stacking); ``max_k``, ``k>0.7`` (count); ``elpd_waic``; ``elpd_lfo``,
+    (``az.compare``, stacking; not for particle-filter runs at fixed parameters); ``max_k``,
+    ``k>0.7`` (count); ``elpd_waic``; ``elpd_lfo``,
     ``lfo_se``, ``lfo_refits``, ``lfo_max_k`` (when ``lfo`` is given); ``log_evidence``,
     ``log_evidence_se``, ``log_bf``, ``log_bf_se``; ``convergence`` (the worst verdict of
     :func:`diagnostics.checks.run_checks`). A cell that cannot be computed is NaN (e.g. runs
@@ -399,7 +400,9 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
     labels = list(runs)
     frame = pd.DataFrame(index=pd.Index(labels, name="model"))
     frame["method"] = [str(run_attrs(runs[k]).get("method", "-")) for k in labels]
-    with_ll = {k: v for k, v in runs.items() if "log_likelihood" in v.groups()}
+    # a particle filter's "draws" are replicates at fixed parameters: LOO does not apply
+    with_ll = {k: v for k, v in runs.items() if "log_likelihood" in v.groups()
+               and str(run_attrs(v).get("method", "")) not in _FIXED_THETA_METHODS}
     compared = None
     if len(with_ll) >= 2:
         try:
@@ -441,7 +444,10 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
             frame.loc[label, column] = factors.loc[label, column]
         frame.loc[label, "log_evidence_se"] = factors.loc[label, "se"]
     for label in labels:
-        verdict_list = verdicts[label] if verdicts is not None and label in verdicts else _quiet(run_checks, runs[label])
+        if verdicts is not None and label in verdicts:
+            verdict_list = verdicts[label]
+        else:
+            verdict_list = _quiet(run_checks, runs[label])
         frame.loc[label, "convergence"] = overall(verdict_list)
     order = ["method", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight", "max_k", "k>0.7", "elpd_waic",
              "elpd_lfo", "lfo_se", "lfo_refits", "lfo_max_k", "log_evidence", "log_evidence_se", "log_bf",

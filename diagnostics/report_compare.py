@@ -24,7 +24,7 @@ import arviz as az
 import numpy as np
 
 from . import compare
-from .checks import Verdict, overall, run_checks
+from .checks import FIXED_PARAMETER_METHODS, Verdict, overall, run_attrs, run_checks
 from .report import Section, _badge, _esc, _figure_block, html_table, markdown_table, render_html, render_markdown
 
 __all__ = [
@@ -53,6 +53,12 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _has_posterior_loglik(idata) -> bool:
+    """A pointwise log-likelihood over posterior draws (not over filter replicates at fixed θ)."""
+    return ("log_likelihood" in idata.groups()
+            and str(run_attrs(idata).get("method", "")) not in FIXED_PARAMETER_METHODS)
+
+
 # --------------------------------------------------------------------------------------------
 # LFO without a model
 
@@ -62,7 +68,7 @@ def approximate_lfo(runs: Mapping[str, az.InferenceData], *, var_name: str | Non
     """PSIS-LFO without refits for every run whose log-likelihood has a ``time_dim`` axis."""
     out = {}
     for label, idata in runs.items():
-        if "log_likelihood" not in idata.groups():
+        if not _has_posterior_loglik(idata):
             continue
         try:
             matrix = compare.pointwise_loglik(idata, var_name, time_dim=time_dim)
@@ -262,7 +268,7 @@ def comparison_sections(runs: Mapping[str, az.InferenceData],
                     "unreliable. Exact refits: diagnostics.compare.psis_lfo(..., refit=...).")
     frame = compare.compare_table(runs, lfo=lfo, var_name=var_name, verdicts=verdicts)
     sections = [comparison_table_section(frame, level=level, note=note)]
-    if any("log_likelihood" in v.groups() for v in runs.values()):
+    if any(_has_posterior_loglik(v) for v in runs.values()):
         sections.append(pareto_k_section(runs, var_name=var_name, level=level + 1))
     if lfo:
         sections.append(lfo_section(lfo, level=level + 1))
@@ -280,10 +286,10 @@ def write_sbc_report(result, html_path, *, title: str = "Simulation-based calibr
     """A self-contained HTML (and optional Markdown) page of one SBC result, written atomically."""
     import os
 
-    from .report import _atomic_write_text
+    from .convert import atomic_write_text
 
     sections = [sbc_section(result, alpha=alpha, level=2)]
-    _atomic_write_text(os.fspath(html_path), render_html(title, sections))
+    atomic_write_text(html_path, render_html(title, sections))
     if markdown_path is not None:
-        _atomic_write_text(os.fspath(markdown_path), render_markdown(title, sections))
+        atomic_write_text(markdown_path, render_markdown(title, sections))
     return os.fspath(html_path)

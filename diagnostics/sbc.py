@@ -39,18 +39,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .checks import Verdict
+from .convert import atomic_write
 
 __all__ = [
     "SBCResult",
     "ElementTest",
     "run_sbc",
+    "load_sbc",
     "thin_indices",
     "rank_statistics",
     "ranks_from_idata",
@@ -189,18 +190,12 @@ def _replicate_path(out_dir: str, i: int) -> str:
 
 
 def _atomic_write_bytes(path: str, writer: Callable[[Any], None]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
+    """``writer(binary stream)`` fills ``path`` atomically (:func:`diagnostics.convert.atomic_write`)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as stream:
             writer(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]]) -> None:
@@ -299,6 +294,23 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
             done[i] = ranked
             if progress:
                 print(f"sbc: replicate {i + 1}/{num_replicates} done", flush=True)
+    return _collect(done, num_draws)
+
+
+def load_sbc(out_dir: str | os.PathLike) -> SBCResult:
+    """The finished replicates of a sweep folder written by :func:`run_sbc` (``zoo sbc --out``)."""
+    out_dir = os.fspath(out_dir)
+    manifest = os.path.join(out_dir, _MANIFEST)
+    if not os.path.exists(manifest):
+        raise FileNotFoundError(f"out_dir: {out_dir!r} holds no SBC sweep (no {_MANIFEST})")
+    with open(manifest) as stream:
+        num_draws = int(json.load(stream)["num_draws"])
+    done = {}
+    for name in sorted(os.listdir(out_dir)):
+        if name.startswith("replicate_") and name.endswith(".npz"):
+            done[int(name[len("replicate_"):-len(".npz")])] = _load_replicate(os.path.join(out_dir, name))
+    if not done:
+        raise ValueError(f"out_dir: {out_dir!r} has no finished replicate yet")
     return _collect(done, num_draws)
 
 
@@ -466,7 +478,7 @@ def plot_ecdf_difference(result: SBCResult, *, max_elements: int = 12, alpha: fl
     flagged = {t.label for t in element_tests(result, alpha=alpha) if t.flagged}
     for ax, label in zip(axes, labels):
         ecdf = _ecdf(result.ranks[label], result.num_draws, points)
-        ax.fill_between(points, lower - points, upper - points, color="0.85", step="mid")
+        ax.fill_between(points, lower - points, upper - points, color="0.85")
         ax.step(points, ecdf - points, where="mid", color="C3" if label in flagged else "C0")
         ax.axhline(0, color="0.4", lw=0.8)
         ax.set_title(label + (" (flagged)" if label in flagged else ""), fontsize=9)

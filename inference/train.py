@@ -32,6 +32,7 @@ checkpoint containing that step is written.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -215,7 +216,13 @@ def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> i
     return int(value)
 
 
+@functools.lru_cache(maxsize=16)
 def _build_update(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+    """The jitted update step; cached so a resumed run with the same objects skips recompilation."""
+    return _make_update(loss_fn, optimizer)
+
+
+def _make_update(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
     def update(params, opt_state, batch, key):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -290,7 +297,10 @@ def train(
                 f"num_steps: checkpoint {ckpt!r} is at step {state.step}, beyond num_steps={num_steps}"
             )
 
-    update = _build_update(loss_fn, optimizer)
+    try:
+        update = _build_update(loss_fn, optimizer)
+    except TypeError:  # unhashable loss_fn or optimizer: build an uncached one
+        update = _make_update(loss_fn, optimizer)
     bar = None
     if progress and state.step < num_steps:
         from tqdm.auto import tqdm

@@ -77,15 +77,21 @@ ax.legend(fontsize=8, loc="center right"); ax.set_xlabel("time")
     md("""
 ## The emulation study on the three-state chain
 
-The HMM of `chain3` (T = 30) is the target; the RNN has 50 units and 10 noise inputs (the spec's
-`small`). For the notebook's time budget the batch is 256 sequences (the spec's `small` uses 512;
-the paper 4096) and training runs 300 steps through `inference.train` (Adam with gradient-norm
-clipping 0.9). A batch Sinkhorn divergence of one-hot sequences is a noisy, biased loss at this
-batch size, so the curve below is smoothed.
+The HMM of `chain3` (T = 30) is the target; the RNN has 50 units and 10 noise inputs, batches of
+512 sequences (the spec's `small`; the paper uses 150 units, 100 inputs and batches of 4096).
+Training runs 600 steps through `inference.train` (Adam, learning rate 3·10⁻³, gradient-norm
+clipping 0.9). A batch Sinkhorn divergence of one-hot sequences is a noisy, biased loss: two
+independent batches of 512 HMM sequences are already at a positive S_ε from each other (the
+floor below), and sequences of independent symbols with the HMM's marginal frequencies sit
+higher (computed below). The loss
+first drops to that plateau (marginals learned, no memory), stays there, then drops again
+towards the floor when the network discovers the temporal structure: the "double descent" the
+paper reports together with the appearance of orbits. When the second drop comes varies with
+the seed and the batch size (with batches of 256, 800 steps were not enough in our runs).
 """),
     code("""
 target = entry.configs["chain3"]
-rnn_config = dataclasses.replace(H.RNN_CONFIGS["small"], batch_size=256, num_train_steps=300)
+rnn_config = dataclasses.replace(H.RNN_CONFIGS["small"], batch_size=512, num_train_steps=600, learning_rate=3e-3)
 problem = H.emulation_problem(jax.random.PRNGKey(0), target, rnn_config)
 result = train(problem.loss_fn, problem.init_params, problem.make_batch, problem.optimizer, problem.num_steps,
                seed=0, progress=False)
@@ -95,17 +101,30 @@ print(f"Sinkhorn loss: first 10 steps {losses[:10].mean():.3f}, last 10 steps {l
       f"({100 * (1 - losses[-10:].mean() / losses[:10].mean()):.0f}% lower)")
 fig, ax = plt.subplots(figsize=(7, 2.8))
 ax.plot(losses, alpha=.3); ax.plot(np.arange(9, len(losses)), smooth); ax.set_xlabel("step"); ax.set_ylabel("S_ε")
+# reference levels: an independent HMM batch, and independent symbols with the HMM's frequencies
+from zoo.processes.sinkhorn import sinkhorn_divergence
+arch = H.architecture(target)
+B, T = rnn_config.batch_size, target.num_steps
+onehot = lambda y: jax.nn.one_hot(y, 3).reshape(B, -1)
+_, hmm_a = H.simulate_sequences(jax.random.PRNGKey(11), arch.transition, arch.emissions, B, T)
+_, hmm_b = H.simulate_sequences(jax.random.PRNGKey(12), arch.transition, arch.emissions, B, T)
+freq = H.hmm_emission_statistics(arch.transition, arch.emissions, T).frequencies
+iid = jax.random.choice(jax.random.PRNGKey(13), 3, (B, T), p=freq)
+floor = float(sinkhorn_divergence(onehot(hmm_a), onehot(hmm_b), diameter=np.sqrt(2 * T)))
+memoryless = float(sinkhorn_divergence(onehot(hmm_a), onehot(iid), diameter=np.sqrt(2 * T)))
+print(f"HMM vs HMM batch: {floor:.2f}; HMM vs independent symbols: {memoryless:.2f}")
+ax.axhline(floor, color="k", ls=":", lw=1, label="HMM vs HMM batch (floor)")
+ax.axhline(memoryless, color="r", ls=":", lw=1, label="independent symbols")
+ax.legend(fontsize=8)
 """),
     md("""
 ### Emission statistics of the trained RNN against the exact HMM values
 
-The spec's thresholds (L1 of output frequencies < 0.05, max |ΔP(y_{t+1}|y_t)| < 0.05, mean run
-length within 20%) are the slow test's business at the full `small` scale; here they show how
-far 300 small-batch steps get.
+The spec's thresholds: L1 of output frequencies < 0.05, max |ΔP(y_{t+1}|y_t)| < 0.05, mean run
+length within 20%; here they show how far 600 steps get.
 """),
     code("""
 rnn_ys, hs, logits = H.generate(jax.random.PRNGKey(5), result.params, problem.net, 3000, target.num_steps, rnn_config.noise_dim)
-arch = H.architecture(target)
 rnn_stats = H.emission_statistics(rnn_ys, 3)
 hmm_stats = H.hmm_emission_statistics(arch.transition, arch.emissions, target.num_steps)
 print("output frequencies  RNN", np.round(rnn_stats.frequencies, 3), " HMM", np.round(hmm_stats.frequencies, 3))

@@ -1,6 +1,6 @@
 """Build and execute notebooks/mjp_dfr.ipynb (the discrete flashing ratchet, NUTS vs zero-shot).
 
-Run from the repository root::
+Run from the repository root (or from notebooks/)::
 
     python notebooks/build_mjp_dfr.py
 
@@ -12,15 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
-import nbformat
-from nbclient import NotebookClient
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-OUT = os.path.join(HERE, "mjp_dfr.ipynb")
-
-md = nbformat.v4.new_markdown_cell
-code = nbformat.v4.new_code_cell
+from nbtools import build, code, md  # noqa: E402
 
 CELLS = [
     md("""# Markov jump processes: the discrete flashing ratchet
@@ -158,17 +152,5 @@ backward fluxes), so the zero-shot value is the roughest of the four numbers."""
 ]
 
 
-def build(execute: bool = True) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = CELLS
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    if execute:
-        os.environ.setdefault("MPLBACKEND", "Agg")
-        client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": ROOT}})
-        client.execute()
-    nbformat.write(nb, OUT)
-    print(f"wrote {OUT}")
-
-
 if __name__ == "__main__":
-    build(execute="--no-execute" not in sys.argv)
+    print(build("mjp_dfr", CELLS, timeout=1800))

@@ -42,6 +42,7 @@ data, truth = lgssm.simulate(jax.random.PRNGKey(11), config)
 data = np.asarray(data)  # (series=1, time=100, obs=1)
 fig, ax = plt.subplots(figsize=(8, 2.5))
 ax.plot(data[0, :, 0], lw=1); ax.set_xlabel("time"); ax.set_title("the data (A = 0.8, q = 0.6, r = 0.4)")
+plt.show()
 """),
     md("""
 ## The three programs
@@ -104,7 +105,8 @@ lfo = {}
 for label, (target, cfg) in models.items():
     refit = lfo_refit(target, data, time_axis=1, config=cfg, **refit_options)
     lfo[label] = compare.psis_lfo(runs[label], min_observed=70, refit=refit)
-    print(f"{label:<12} elpd_lfo = {lfo[label].elpd:7.2f} (se {lfo[label].se:.2f}); refits at {list(lfo[label].refits)}")
+    result = lfo[label]
+    print(f"{label:<12} elpd_lfo = {result.elpd:7.2f} (se {result.se:.2f}); refits at {list(result.refits)}")
 """),
     md("## One table: LOO, WAIC, LFO, evidence and Bayes factors, convergence"),
     code("""

@@ -106,6 +106,9 @@ __all__ = [
     "OrderComparison",
     "choose_by_loo",
     "compare_orders",
+    "true_params",
+    "paper_grid",
+    "CONFIGS",
     "ENTRY",
 ]
 

@@ -287,8 +287,14 @@ def _cmd_report(args) -> int:
     for path in args.runs:
         label = os.path.splitext(os.path.basename(path))[0]
         runs[label] = read_netcdf(path)
+    extra = []
+    for folder in args.sbc:  # SBC sweeps (zoo sbc --out DIR) shown beside the runs
+        from diagnostics.report_compare import sbc_section
+        from diagnostics.sbc import load_sbc
+
+        extra.append(sbc_section(load_sbc(folder), label=os.path.basename(os.path.normpath(folder))))
     write_report(runs if len(runs) > 1 else next(iter(runs.values())), args.html, title=args.title or "",
-                 markdown_path=args.md)
+                 markdown_path=args.md, extra_sections=extra)
     print(f"wrote {args.html}")
     return 0
 
@@ -381,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", required=True)
     report.add_argument("--md")
     report.add_argument("--title")
+    report.add_argument("--sbc", action="append", default=[], metavar="DIR",
+                        help="also show the ranks of an SBC sweep folder (zoo sbc --out DIR); repeatable")
     report.set_defaults(func=_cmd_report)
     sbc_parser = sub.add_parser("sbc", help="simulation-based calibration: prior draws, fits, rank statistics")
     sbc_parser.add_argument("name")

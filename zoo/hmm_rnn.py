@@ -104,7 +104,11 @@ __all__ = [
     "simulate",
     "check",
     "exact_loglik",
+    "true_sites",
+    "hmm_rnn_ssm",
+    "rnn_outputs_onehot",
     "ENTRY",
+    "CONFIGS",
     "RNN_CONFIGS",
 ]
 

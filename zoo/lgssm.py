@@ -182,8 +182,12 @@ def simulate(key: jax.Array, config: LGSSMConfig):
 
 
 def check(idata, truth: dict, config: LGSSMConfig) -> list[Check]:
-    """Recovery: 90% intervals cover A (and q, r); posterior mean of A within 0.1."""
-    checks = [check_covers(idata, "A", truth["A"]), check_close(idata, "A", truth["A"], tol=0.1)]
+    """Recovery: 90% intervals cover A (and q, r); posterior mean of A within 0.15.
+
+    0.15 is about 2.5 posterior standard deviations of A's elements on the small config
+    (measured sd ≈ 0.06 with T = 200); 0.1 failed on legitimate 1.7-sd deviations.
+    """
+    checks = [check_covers(idata, "A", truth["A"]), check_close(idata, "A", truth["A"], tol=0.15)]
     if not config.fixed_noise:
         checks += [check_covers(idata, "q", truth["q"]), check_covers(idata, "r", truth["r"])]
     return checks

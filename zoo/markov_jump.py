@@ -848,6 +848,19 @@ def sample_batch(key: jax.Array, config: EstimatorConfig, batch_size: int | None
 _sample_batch_jit = jax.jit(sample_batch, static_argnums=(1, 2))
 
 
+@functools.lru_cache(maxsize=8)
+def _training_objects(config: EstimatorConfig):
+    """(loss_fn, optimizer) of a config; the same objects per config, so the jitted update is
+    reused when a run resumes in the same process."""
+    schedule = optax.cosine_decay_schedule(config.learning_rate, max(config.num_steps, 1), alpha=0.05)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
+
+    def loss_fn(p, batch, key):
+        return _batch_loss(p, batch, config)
+
+    return loss_fn, optimizer
+
+
 def train_estimator(config: EstimatorConfig | str = "small", *, checkpoint_path: str | None = None,
                     checkpoint_every: int = 100, num_steps: int | None = None, progress: bool = True,
                     weights_path: str | None = None):
@@ -866,14 +879,10 @@ def train_estimator(config: EstimatorConfig | str = "small", *, checkpoint_path:
     config = ESTIMATOR_CONFIGS[config] if isinstance(config, str) else config
     steps = config.num_steps if num_steps is None else int(num_steps)
     params = init_estimator_params(jax.random.PRNGKey(config.seed + 1), config)
-    schedule = optax.cosine_decay_schedule(config.learning_rate, max(config.num_steps, 1), alpha=0.05)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
+    loss_fn, optimizer = _training_objects(config)
 
     def make_batch(key, step):
         return _sample_batch_jit(key, config, config.batch_size)
-
-    def loss_fn(p, batch, key):
-        return _batch_loss(p, batch, config)
 
     result = train(loss_fn, params, make_batch, optimizer, steps, seed=config.seed,
                    checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, progress=progress,

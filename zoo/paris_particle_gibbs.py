@@ -39,7 +39,7 @@ parameter      prior                   truth (small)
 =============  ======================  =============
 ``mu``         Normal(0, 2)            -1.0
 ``phi``        Uniform(-0.99, 0.99)    0.9
-``sigma``      HalfNormal(1)           0.4
+``sigma``      HalfNormal(1)           0.5
 =============  ======================  =============
 
 Recovery checks. ``ppg_lgssm`` (recipe: PPG stochastic-approximation MLE, ``method="ppg"``):
@@ -132,10 +132,10 @@ class LGSSMConfig:
 class SVConfig:
     """``ppg_stochastic_volatility`` configuration: T and the true parameters."""
 
-    num_steps: int = 200
+    num_steps: int = 500
     true_mu: float = -1.0
     true_phi: float = 0.9
-    true_sigma: float = 0.4
+    true_sigma: float = 0.5
 
     def __post_init__(self) -> None:
         if self.num_steps < 2:
@@ -490,8 +490,8 @@ ppg_stochastic_volatility = ZooEntry(
     configs={"small": SVConfig(), "paper": SVConfig(num_steps=1000, true_mu=-1.02, true_phi=0.97, true_sigma=0.18)},
     recipe=Recipe(
         "pgibbs",
-        {"num_particles": 64, "num_samples": 600, "num_warmup": 200, "num_chains": 2},
-        {"num_particles": 256, "num_samples": 5000, "num_warmup": 1000, "num_chains": 4},
+        {"num_particles": 64, "num_samples": 1000, "num_warmup": 300, "num_chains": 2, "theta_kernel": "nuts"},
+        {"num_particles": 256, "num_samples": 5000, "num_warmup": 1000, "num_chains": 4, "theta_kernel": "nuts"},
     ),
     check=sv_check,
     ssm=sv_ssm,

@@ -91,12 +91,8 @@ def _model(ssm, space: ParameterSpace, ys: Array, num_particles: int, resampler,
     """Per-θ-particle filter functions over the S sequences ``ys (S, T, *obs)``."""
     num_steps = int(ys.shape[1])
 
-    def fks(z):
-        params = space.to_params(z)
-        return params
-
     def init_filters(key, z):
-        params = fks(z)
+        params = space.to_params(z)
         keys = jax.random.split(key, ys.shape[0])
 
         def one(k, y):
@@ -106,7 +102,7 @@ def _model(ssm, space: ParameterSpace, ys: Array, num_particles: int, resampler,
         return jax.vmap(one)(keys, ys)
 
     def advance(key, z, filters):
-        params = fks(z)
+        params = space.to_params(z)
         keys = jax.random.split(key, ys.shape[0])
 
         def one(k, y, state):
@@ -118,7 +114,7 @@ def _model(ssm, space: ParameterSpace, ys: Array, num_particles: int, resampler,
 
     def rerun(key, z, t):
         """A fresh filter on ``y_{0:t}`` at ``z``: (filters at t, increments (S, T) zero beyond t)."""
-        params = fks(z)
+        params = space.to_params(z)
         keys = jax.random.split(key, ys.shape[0])
 
         def one(k, y):

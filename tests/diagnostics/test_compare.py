@@ -206,8 +206,15 @@ def test_compare_table_two_models():
         runs[label] = as_idata(mu, phi, attrs={"method": "smc", "log_evidence": exact_log_evidence(phi),
                                                "log_evidence_se": 0.0, "num_runs": 4})
     lfo = {label: compare.psis_lfo(idata, min_observed=12) for label, idata in runs.items()}
-    table = compare.compare_table(runs, lfo=lfo, verdicts={"ar1": [], "iid": []})
-    assert list(table.index) == ["ar1", "iid"]  # the true model predicts better
+    # a particle filter at fixed parameters: no LOO (its draws are filter replicates), and its
+    # likelihood is not an evidence
+    runs["pf"] = az.from_dict(posterior={"x": np.zeros((1, 8))}, log_likelihood={"y": np.full((1, 8, T), -1.0)},
+                              sample_stats={"log_evidence": -24.0 + 0.1 * np.arange(8)[None]},
+                              dims={"y": ["time"]}, attrs={"method": "pf"})
+    table = compare.compare_table(runs, lfo=lfo, verdicts={"ar1": [], "iid": [], "pf": []})
+    assert list(table.index) == ["ar1", "iid", "pf"]  # the true model predicts better
+    assert np.isnan(table.loc["pf", "elpd_loo"]) and np.isnan(table.loc["pf", "log_bf"])
+    assert np.isfinite(table.loc["pf", "log_evidence"])
     assert table.loc["ar1", "elpd_loo"] == pytest.approx(float(compare.loo(runs["ar1"]).elpd_loo))
     assert table.loc["ar1", "elpd_diff"] == 0 and table.loc["iid", "elpd_diff"] > 0
     assert table.loc["ar1", "log_bf"] == 0
@@ -232,3 +239,24 @@ def test_bad_input():
         compare.loo(az.from_dict(posterior={"m": np.zeros((1, 3))}))
     with pytest.raises(TypeError, match="runs"):
         compare.compare_table({})
+
+
+def test_write_report_adds_comparison_sections(tmp_path):
+    from diagnostics.report import write_report
+
+    runs = {label: as_idata(draws(np.ones(T, bool), 400, seed=3, phi=phi), phi,
+                            attrs={"method": "smc", "log_evidence": exact_log_evidence(phi), "log_evidence_se": 0.05})
+            for label, phi in (("ar1", PHI), ("iid", 1e-9))}
+    text = open(write_report(runs, tmp_path / "c.html", markdown_path=tmp_path / "c.md"), encoding="utf-8").read()
+    for title in ("Model comparison", "Pareto k (PSIS-LOO)", "Leave-future-out cross-validation",
+                  "Evidence and Bayes factors", "Convergence per model"):
+        assert f">{title}<" in text
+    assert text.index("Model comparison") < text.index("Run: ar1")
+    md = (tmp_path / "c.md").read_text(encoding="utf-8")
+    assert "approximate PSIS-LFO" in md  # no refits from result files: said so
+    # runs without log-likelihood or evidence still get the table and the verdicts
+    bare = {k: az.from_dict(posterior={"mu": np.random.default_rng(i).normal(size=(2, 50))}, attrs={"method": "nuts"})
+            for i, k in enumerate(("a", "b"))}
+    text = open(write_report(bare, tmp_path / "b.html"), encoding="utf-8").read()
+    assert ">Model comparison<" in text and ">Convergence per model<" in text
+    assert ">Evidence and Bayes factors<" not in text

@@ -89,7 +89,7 @@ def test_half_reduces_to_brownian_motion():
     assert abs(inc) < 0.03
 
 
-@pytest.mark.parametrize("a", [0.55, 1.2, 1.45, 2.2])
+@pytest.mark.parametrize("a", [0.55, 1.45])
 def test_incomplete_gamma_against_mpmath(a):
     zs = np.concatenate([[1e-6, 0.3, 2.99, 3.0, 3.01], np.geomspace(5, 2000, 8)])
     for z in zs:

@@ -104,7 +104,7 @@ def test_exact_discretisation_matches_fine_euler_maruyama(key):
     L = jnp.array([[0.3, 0.0], [1.0, 0.2], [0.0, 0.8]])
     m0 = jnp.array([1.0, -0.5, 2.0])
     P0 = jnp.diag(jnp.array([0.1, 0.2, 0.05]))
-    t_end, h, m = 0.6, 2e-3, 6000
+    t_end, h, m = 0.6, 2e-3, 4000
     mean, cov = ls.propagate_moments(F, L, m0, P0, t_end)
     k0, k1 = jax.random.split(key)
     z0 = m0 + jax.random.normal(k0, (m, 3)) @ jnp.linalg.cholesky(P0).T
@@ -123,7 +123,7 @@ def test_exact_simulation_matches_moments_across_grid(key):
     F, L, P0, *_ = _fou_system()
     times = jnp.array([0.05, 0.1, 0.4, 1.0])
     arrays = ls.lgssm_arrays(F, L, times, t0=0.0, initial_mean=jnp.zeros(6), initial_cov=P0)
-    m = 6000
+    m = 4000
     zs = np.asarray(jax.vmap(lambda k: ls.simulate(k, arrays))(jax.random.split(key, m)))
     assert zs.shape == (m, 4, 6)
     x = zs[..., 0]

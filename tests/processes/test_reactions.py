@@ -221,13 +221,17 @@ def test_euler_maruyama_path_density_and_batching(key):
     d = net.cle_path(LV_RATES, x0, 0.1, 5)
     path = d.sample(key)
     assert path.shape == (5, 2) and d.event_shape == (5, 2)
-    expected = 0.0
-    prev = x0
-    for j in range(5):
-        expected += net.cle_transition(LV_RATES, prev, 0.1).log_prob(path[j])
-        prev = path[j]
-    np.testing.assert_allclose(d.log_prob(path), expected, rtol=1e-10)
-    batched = EulerMaruyamaPath(jnp.stack([x0, x0 + 5.0]), d.moments, 5)
+    @jax.jit
+    def by_steps(path):
+        total, prev = 0.0, x0
+        for j in range(5):
+            total += net.cle_transition(LV_RATES, prev, 0.1).log_prob(path[j])
+            prev = path[j]
+        return total
+
+    expected = by_steps(path)
+    np.testing.assert_allclose(jax.jit(d.log_prob)(path), expected, rtol=1e-10)
+    batched = EulerMaruyamaPath(jnp.stack([x0, x0 + 5.0]), d.moments, 5, params=LV_RATES)
     assert batched.batch_shape == (2,) and batched.sample(key, (3,)).shape == (3, 2, 5, 2)
     np.testing.assert_allclose(batched.log_prob(jnp.stack([path, path]))[0], expected, rtol=1e-10)
 

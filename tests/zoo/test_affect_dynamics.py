@@ -106,6 +106,12 @@ def test_state_space_view_log_joint(key):
         lp += stats.norm(loc, ss).logpdf(s[t]).sum()
     lp += stats.norm(g * s[1:], sr).logpdf(np.asarray(ys)).sum()
     np.testing.assert_allclose(float(ssm.log_joint(params, xs, ys)), lp, rtol=1e-10)
+    # the derived NumPyro program runs batched over dialogues (plate inside scan)
+    import numpyro
+
+    readouts = A.simulate(key, cfg)[0].readouts[:2]
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(ssm.model, 0)).get_trace(readouts)
+    assert tr["x"]["value"].shape == (2, 10, 3, 2) and tr["y_rest"]["value"].shape == (9, 2, 3)
     broken = xs.at[4, 0, 1].add(0.1)  # a lagged component that is not the previous state
     assert float(ssm.log_joint(params, broken, ys)) == -np.inf
     with pytest.raises(ValueError, match="conditions"):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +24,7 @@ import pytest
 
 import inference
 import zoo
-from diagnostics import compare
+from diagnostics import compare, sbc
 from diagnostics.convert import read_netcdf, write_netcdf
 from diagnostics.report import _fmt
 
@@ -39,6 +41,16 @@ def white_noise(data=None):
     numpyro.factor("y", dist.Normal(0.0, s).log_prob(y))
 
 
+def _normal_prior(key):  # mu ~ N(0, 1), y_1..4 ~ N(mu, 1): exact posterior draws for an SBC sweep
+    mu = float(jax.random.normal(key))
+    return {"mu": mu}, mu + np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (4,)))
+
+
+def _normal_exact_fit(data):
+    rng = np.random.default_rng(zlib.crc32(np.asarray(data).tobytes()))
+    return az.from_dict(posterior={"mu": np.sum(data) / 5 + rng.normal(size=(1, 100)) / np.sqrt(5)})
+
+
 def test_report_compares_two_runs_side_by_side(tmp_path):
     entry = zoo.get("lgssm")
     data, _ = entry.simulate(jax.random.PRNGKey(3), entry.configs["scalar"])
@@ -48,7 +60,9 @@ def test_report_compares_two_runs_side_by_side(tmp_path):
         dims={"y": ("series", "time")}, name="white_noise"), method="smc", seed=0, **options)
     write_netcdf(ar1, tmp_path / "ar1.nc")
     write_netcdf(noise, tmp_path / "noise.nc")
-    out = zoo_cli("report", "ar1.nc", "noise.nc", "--html", "compare.html", "--md", "compare.md", cwd=tmp_path)
+    sweep = sbc.run_sbc(_normal_prior, _normal_exact_fit, num_replicates=30, num_draws=19, out_dir=tmp_path / "sweep")
+    out = zoo_cli("report", "ar1.nc", "noise.nc", "--sbc", "sweep", "--html", "compare.html", "--md", "compare.md",
+                  cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     html = (tmp_path / "compare.html").read_text()
     md = (tmp_path / "compare.md").read_text()
@@ -63,6 +77,7 @@ def test_report_compares_two_runs_side_by_side(tmp_path):
         evidence = compare.log_evidence(idata)
         for value in (elpd, lfo.elpd, evidence.log_evidence, evidence.se):
             assert _fmt(value) in md, (label, value)
+    assert "Simulation-based calibration: sweep" in html and f"n={sweep.num_replicates} replicates" in md
     # the AR(1) model explains the autocorrelated data far better: first row of the table
     table = md.split("## Model comparison")[1].split("\n\n")[1].splitlines()
     assert table[2].startswith("| ar1 |")
@@ -80,5 +95,6 @@ def test_sbc_command_runs_and_resumes(tmp_path):
         f"replicate_{i:05d}.npz" for i in range(3)]
     assert "Simulation-based calibration" in (tmp_path / "sbc.html").read_text()
     again = zoo_cli(*args, cwd=tmp_path)  # everything is on disk: no refit, same table
-    assert again.returncode == out.returncode and "replicate" not in again.stdout.split("(resumable)")[1].split("parameter")[0]
+    assert again.returncode == out.returncode
+    assert "replicate" not in again.stdout.split("(resumable)")[1].split("parameter")[0]  # nothing refitted
     assert again.stdout.split("parameter")[1] == out.stdout.split("parameter")[1]

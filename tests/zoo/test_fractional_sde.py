@@ -91,14 +91,6 @@ def test_brownian_model_is_exact_ou():
     assert float(fs.exact_loglik({"theta": theta, "sigma": sigma}, y, config)) == pytest.approx(expected, rel=1e-10)
 
 
-def test_likelihood_gradient_in_hurst_matches_finite_differences():
-    data, _ = ENTRY.simulate(jax.random.PRNGKey(3), SHORT)
-    f = jax.jit(lambda h: fs.exact_loglik(dict(PARAMS, H=h), data, SHORT))
-    g = float(jax.jit(jax.grad(lambda h: fs.exact_loglik(dict(PARAMS, H=h), data, SHORT)))(0.35))
-    eps = 1e-5
-    assert g == pytest.approx(float((f(0.35 + eps) - f(0.35 - eps)) / (2 * eps)), rel=1e-5)
-
-
 # --------------------------------------------------------------------------------------------
 # Prior, simulators, state-space form
 # --------------------------------------------------------------------------------------------
@@ -116,18 +108,6 @@ def test_truncated_beta_prior(key):
     assert stats.kstest(np.asarray(d.cdf(draws)), "uniform").pvalue > 1e-4
 
 
-def test_prior_predictive_shapes(key):
-    draws = Predictive(functools.partial(fs.model, config=fs.SMALL), num_samples=3)(key)
-    T = fs.SMALL.num_times
-    assert draws["y"].shape == (3, fs.SMALL.num_paths, T)
-    assert draws["x"].shape == (3, fs.SMALL.num_paths, T)
-    assert draws["H"].shape == (3,)
-    assert np.all(np.isfinite(np.asarray(draws["y"])))
-    data, truth = ENTRY.simulate(key, fs.SMALL)
-    assert data.shape == (fs.SMALL.num_paths, T) and truth["x"].shape == data.shape
-    assert set(truth) >= {"H", "theta", "sigma", "s_obs", "x"}
-
-
 def test_exact_fbm_simulator_covariance(key):
     # with θ → 0 the Euler fOU is σ·B_H: its covariance is the exact fBM one
     config = dataclasses.replace(fs.SMALL, obs_times=(0.25, 0.5, 1.0, 2.0), num_paths=3000, data_mode="fbm",
@@ -142,18 +122,23 @@ def test_exact_fbm_simulator_covariance(key):
                            what="exact-fBM simulator covariance")
 
 
-def test_model_simulator_matches_exact_covariance(key):
+def test_prior_predictive_matches_exact_covariance(key):
+    """``model(None)`` at fixed parameters draws X exactly: shapes, X(0) = 0, covariance."""
+    from numpyro.handlers import seed, substitute, trace
+
     config = dataclasses.replace(SHORT, num_paths=4000)
-    params = dict(PARAMS, s_obs=config.obs_noise)
-    xs, _ = fs._simulate_model(key, params, config, config.num_paths)
-    xs = np.asarray(xs)
-    cov = _dense_covariance(params, config)
-    products = xs[:, :, None] * xs[:, None, :]
-    iu = np.triu_indices(6, k=1)  # X(0) = 0: the first row is exactly zero
+    tr = trace(seed(substitute(fs.model, data=PARAMS), key)).get_trace(None, config=config)
+    xs, ys = np.asarray(tr["x"]["value"]), np.asarray(tr["y"]["value"])
+    assert xs.shape == ys.shape == (4000, 6)
     assert np.all(xs[:, 0] == 0.0)
+    cov = _dense_covariance(dict(PARAMS, s_obs=config.obs_noise), config)
+    products = xs[:, :, None] * xs[:, None, :]
+    iu = np.triu_indices(6)
     iu = (iu[0][iu[0] > 0], iu[1][iu[0] > 0])
     assert_within_mc_error(products.mean(0)[iu], cov[iu], products.std(0)[iu], xs.shape[0],
-                           what="simulated X covariance")
+                           what="prior-predictive X covariance")
+    noise = ys - xs
+    assert_within_mc_error((noise**2).mean(), config.obs_noise**2, (noise**2).std(), noise.size, what="obs noise")
 
 
 def test_ssm_matches_kalman_and_particle_filter(key):
@@ -183,8 +168,9 @@ def test_ssm_matches_kalman_and_particle_filter(key):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hurst, tol", [(0.3, 0.05), (0.7, 0.10)])
+@pytest.mark.parametrize("hurst, tol", [(0.3, 0.03), (0.7, 0.08)])
 def test_bridge_std_of_markov_approximation_vs_exact_gp(hurst, tol):
+    # measured: -1.5% (H = 0.3) and -6.6% (H = 0.7: K = 5 under-represents long memory)
     params = {"H": hurst, "theta": 1e-12, "sigma": 1.0, "s_obs": 0.1}
     ma = float(fs.ma_bridge_std(params, 1.0, fs.BRIDGE))
     gp = float(fs.fbm_bridge_std(hurst, 1.0, 2.0, 0.1))
@@ -233,6 +219,24 @@ def test_path_model_shapes_and_prior(key):
     assert draws["x_grid"].shape == (2, 2, grid.num_steps + 1)
     assert draws["y"].shape == (2, 2, 20)
     np.testing.assert_allclose(draws["x"], draws["x_grid"][:, :, grid.obs_index])
+
+
+def test_neural_sde_starts_at_the_linear_model(key):
+    """Zero-initialised neural drift/diffusion: the neural path model's log density equals the
+    linear one at the same latent values; the nets are model parameters SVI learns."""
+    from numpyro.handlers import seed, substitute, trace
+    from numpyro.infer.util import log_density
+
+    linear = dataclasses.replace(fs.SMALL, num_obs=10, num_paths=2)
+    neural = dataclasses.replace(linear, neural_sde=True)
+    data = np.asarray(ENTRY.simulate(key, linear)[0])
+    tr = trace(seed(functools.partial(fs.path_model, config=neural), key)).get_trace(data)
+    assert {"drift_net$params", "diffusion_net$params"} <= set(tr)
+    latent = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+    nets = {k: v["value"] for k, v in tr.items() if v["type"] == "param"}
+    lp_neural, _ = log_density(substitute(functools.partial(fs.path_model, config=neural), data=nets), (data,), {}, latent)
+    lp_linear, _ = log_density(functools.partial(fs.path_model, config=linear), (data,), {}, latent)
+    assert float(lp_neural) == pytest.approx(float(lp_linear), rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +307,7 @@ def _fit_recipe(config_name, seed=0):
 
 def test_recovery_small():
     idata, truth, config = _fit_recipe("small")
+    assert set(truth) >= {"H", "theta", "sigma", "s_obs", "x"} and truth["x"].shape == (8, 100)
     checks = ENTRY.check(idata, truth, config)
     assert all(c.passed for c in checks), checks
     assert idata.log_likelihood["y"].shape[-2:] == (config.num_paths, config.num_times)

@@ -431,10 +431,20 @@ class ReactionNetwork:
         """The CLE Euler–Maruyama sub-path ``(num_substeps, S)`` after ``x_prev`` as one distribution.
 
         A transition over an observation interval of length ``num_substeps * dt`` with a proper
-        density (a product of Gaussian steps), as particle Gibbs and ancestor sampling need.
+        density (a product of Gaussian steps), as particle Gibbs and ancestor sampling need. The
+        rates are a data field of the distribution (it can live inside NumPyro's ``scan``); the
+        network's volume must be concrete.
         """
-        return EulerMaruyamaPath(jnp.asarray(x_prev, dtype=jnp.result_type(float)),
-                                 lambda x: self._cle_moments(rates, x, dt, jitter), num_substeps)
+        return EulerMaruyamaPath(jnp.asarray(x_prev, dtype=jnp.result_type(float)), self._cle_moments_fn(dt, jitter),
+                                 num_substeps, params=jnp.asarray(rates, dtype=jnp.result_type(float)))
+
+    def _cle_moments_fn(self, dt, jitter):
+        """``(rates, x) -> (mean, cov)`` of one CLE step, cached so that repeated calls share it."""
+        key = (float(dt), float(jitter))
+        cache = self.__dict__.setdefault("_moments_cache", {})
+        if key not in cache:
+            cache[key] = lambda rates, x: self._cle_moments(rates, x, dt, jitter)
+        return cache[key]
 
     def cle_simulate(self, key: jax.Array, rates: Any, x0: Any, num_steps: int, dt: float, *,
                      record_every: int = 1) -> jax.Array:
@@ -574,30 +584,44 @@ def lna_to_lgssm(lna: LNAResult, emission_matrix: Any, emission_cov: Any, *, sta
 class EulerMaruyamaPath(dist.Distribution):
     """Law of an Euler–Maruyama sub-path ``x_1..x_n`` after a fixed ``x_0`` (event shape (n, S)).
 
-    ``moments(x) -> (mean, cov)`` gives the Gaussian law of the next point for ONE state ``x``
-    (S,); the density is ``prod_j N(x_j | mean(x_{j-1}), cov(x_{j-1}))``. ``x0`` may carry batch
-    dimensions ``(*batch, S)`` (NumPyro's ``scan`` stacks per-step distributions); ``moments``
-    must not close over per-step values.
+    ``moments(params, x) -> (mean, cov)`` gives the Gaussian law of the next point for ONE state
+    ``x`` (S,) and the parameter pytree ``params``; the density is
+    ``prod_j N(x_j | mean(x_{j-1}), cov(x_{j-1}))``. ``x0`` may carry batch dimensions
+    ``(*batch, S)``; ``params`` is broadcast to them (NumPyro's ``scan`` stacks per-step
+    distributions, so every per-step value must be a data field, never captured by ``moments``).
     """
 
     arg_constraints = {"x0": constraints.real_vector}
     support = constraints.independent(constraints.real, 2)
-    pytree_data_fields = ("x0",)
+    pytree_data_fields = ("x0", "params")
     pytree_aux_fields = ("moments", "num_substeps")
 
-    def __init__(self, x0, moments, num_substeps: int, *, validate_args=None):
+    def __init__(self, x0, moments, num_substeps: int, params: Any = None, *, validate_args=None):
         x0 = jnp.asarray(x0)
         if x0.ndim < 1:
             raise ValueError(f"x0: expected a state (..., S), got shape {x0.shape}")
+        batch_shape = x0.shape[:-1]
         self.x0 = x0
+        self.params = jax.tree_util.tree_map(lambda p: jnp.broadcast_to(p, batch_shape + jnp.shape(p)), params)
         self.moments = moments
         self.num_substeps = int(num_substeps)
-        super().__init__(batch_shape=x0.shape[:-1], event_shape=(self.num_substeps, x0.shape[-1]),
+        super().__init__(batch_shape=batch_shape, event_shape=(self.num_substeps, x0.shape[-1]),
                          validate_args=validate_args)
 
-    def _sample_one(self, key, x0):
+    def _flat(self, shape):
+        """``x0`` and ``params`` broadcast to batch ``shape`` and flattened to one leading axis."""
+        batch_ndim = self.x0.ndim - 1
+        x0 = jnp.broadcast_to(self.x0, shape + self.x0.shape[-1:]).reshape((-1,) + self.x0.shape[-1:])
+
+        def leaf(p):
+            core = p.shape[batch_ndim:]
+            return jnp.broadcast_to(p, shape + core).reshape((-1,) + core)
+
+        return x0, jax.tree_util.tree_map(leaf, self.params)
+
+    def _sample_one(self, key, x0, params):
         def step(x, k):
-            mean, cov = self.moments(x)
+            mean, cov = self.moments(params, x)
             x_new = mean + jnp.linalg.cholesky(cov) @ jax.random.normal(k, mean.shape, dtype=mean.dtype)
             return x_new, x_new
 
@@ -606,13 +630,13 @@ class EulerMaruyamaPath(dist.Distribution):
 
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
-        x0 = jnp.broadcast_to(self.x0, shape + self.x0.shape[-1:]).reshape((-1,) + self.x0.shape[-1:])
+        x0, params = self._flat(shape)
         keys = jax.random.split(key, x0.shape[0])
-        return jax.vmap(self._sample_one)(keys, x0).reshape(shape + self.event_shape)
+        return jax.vmap(self._sample_one)(keys, x0, params).reshape(shape + self.event_shape)
 
-    def _log_prob_one(self, x0, path):
+    def _log_prob_one(self, x0, params, path):
         previous = jnp.concatenate([x0[None], path[:-1]])
-        means, covs = jax.vmap(self.moments)(previous)
+        means, covs = jax.vmap(lambda x: self.moments(params, x))(previous)
         return dist.MultivariateNormal(means, covariance_matrix=covs).log_prob(path).sum()
 
     def log_prob(self, value):
@@ -620,23 +644,23 @@ class EulerMaruyamaPath(dist.Distribution):
         if value.shape[value.ndim - 2:] != self.event_shape:
             raise ValueError(f"value: expected trailing shape {self.event_shape}, got {value.shape}")
         shape = jnp.broadcast_shapes(value.shape[:-2], self.batch_shape)
-        x0 = jnp.broadcast_to(self.x0, shape + self.x0.shape[-1:]).reshape((-1,) + self.x0.shape[-1:])
+        x0, params = self._flat(shape)
         paths = jnp.broadcast_to(value, shape + self.event_shape).reshape((-1,) + self.event_shape)
-        return jax.vmap(self._log_prob_one)(x0, paths).reshape(shape)
+        return jax.vmap(self._log_prob_one)(x0, params, paths).reshape(shape)
 
     @property
     def mean(self):
         """The noise-free Euler path (a stand-in used only to fill masked values)."""
 
-        def one(x0):
+        def one(x0, params):
             def step(x, _):
-                mean, _ = self.moments(x)
+                mean, _ = self.moments(params, x)
                 return mean, mean
 
             return jax.lax.scan(step, x0, None, length=self.num_substeps)[1]
 
-        flat = self.x0.reshape((-1,) + self.x0.shape[-1:])
-        return jax.vmap(one)(flat).reshape(self.batch_shape + self.event_shape)
+        x0, params = self._flat(self.batch_shape)
+        return jax.vmap(one)(x0, params).reshape(self.batch_shape + self.event_shape)
 
 
 # --------------------------------------------------------------------------------------------
