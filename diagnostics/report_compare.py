@@ -231,6 +231,8 @@ def sbc_section(result, *, label: str = "", alpha: float | None = None, level: i
     summary = (f"n={result.num_replicates} replicates, L={result.num_draws} posterior draws per rank, "
                f"family-wise false-alarm rate {alpha:g}: "
                + ("calibrated (no element flagged)" if not flagged else f"miscalibrated: {', '.join(flagged)}"))
+    if result.num_replicates < sbc.LOW_POWER_REPLICATES:
+        summary += "; " + sbc.low_power_note(result.num_replicates)
     body = (f"<p>SBC: {_badge(status)} {_esc(summary)}</p>"
             + html_table(header, rows, ["fail" if t.flagged else "ok" for t in tests])
             + _figure_block("Rank histograms (grey: 99% band of a uniform count)",

@@ -418,7 +418,18 @@ def format_sbc(result: SBCResult, *, alpha: float = DEFAULT_ALPHA) -> str:
     lines.append(f"SBC over n={result.num_replicates} replicates, L={result.num_draws} draws, family-wise "
                  f"false-alarm rate {alpha:g}: " + ("CALIBRATED (no element flagged)" if not flagged
                                                       else f"MISCALIBRATED: {flagged}"))
+    if result.num_replicates < LOW_POWER_REPLICATES:
+        lines.append(low_power_note(result.num_replicates))
     return "\n".join(lines)
+
+
+#: Below this many replicates the uniformity tests can miss even gross miscalibration.
+LOW_POWER_REPLICATES = 20
+
+
+def low_power_note(num_replicates: int) -> str:
+    return (f"note: only {num_replicates} replicates; the tests have little power below "
+            f"{LOW_POWER_REPLICATES}: 'calibrated' means 'not shown miscalibrated'")
 
 
 # --------------------------------------------------------------------------------------------

@@ -972,8 +972,11 @@ def ml_simulate(key: jax.Array, config: MLConfig):
                                 for i, size in enumerate(config.sizes)])
                       for v, variant in enumerate(VARIANTS)])
     truth = {"beta_rock_paper_scissors": np.float64(1.0)}
-    for variant in VARIANTS:
+    for v, variant in enumerate(VARIANTS):
         truth[f"exact_mean_fixation_{variant}"] = np.float64(exact_mean_fixation_time(variant, config.sizes[0], config))
+        # the simulator's own estimate at the smallest N and its standard error, for the check
+        first = times[v, 0]
+        truth[f"simulated_mean_fixation_{variant}"] = np.array([first.mean(), first.std(ddof=1) / np.sqrt(first.size)])
         eig = lna_stability(variant, config)
         truth[f"lna_eigenvalues_{variant}"] = np.stack([eig.real, eig.imag], axis=-1)  # (k, [re, im])
     return FixationData(jnp.asarray(config.sizes, dtype=float), jnp.asarray(times)), truth
@@ -996,6 +999,16 @@ def ml_check(idata, truth: dict, config: MLConfig) -> list[Check]:
         Check("LNA: RPS coexistence point is a neutral centre", bool(np.max(np.abs(eig_rps.real)) < 1e-9),
               float(np.max(np.abs(eig_rps.real))), "|Re eigenvalues| < 1e-9", str(np.round(eig_rps, 4).tolist())),
     ]
+    z = 3.89  # two-sided normal quantile of a 1e-4 false-failure budget (tests/helpers.py default)
+    for variant in VARIANTS:
+        key = f"simulated_mean_fixation_{variant}"
+        if key not in truth:
+            continue
+        mean, se = np.asarray(truth[key], dtype=float)
+        exact_mean = float(truth[f"exact_mean_fixation_{variant}"])
+        checks.append(Check(f"{variant}: SSA mean fixation time at N = {config.sizes[0]} matches the backward equation",
+                            bool(abs(mean - exact_mean) <= z * se), float(mean),
+                            f"|mean - {exact_mean:.3f}| <= {z} x SE ({se:.3f})"))
     return checks
 
 
