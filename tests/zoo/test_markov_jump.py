@@ -205,6 +205,7 @@ def test_amortised_estimate_on_dfr_agrees_with_nuts(dfr_fit):
         assert np.isfinite(amortised[name])
 
 
+@pytest.mark.slow  # ~30 s of CPU (compiles the simulator and a training step); resume is also in test_train.py
 def test_train_estimator_checkpoints_resumes_and_writes_weights(tmp_path):
     """The training script end to end on a tiny config: interrupted after 2 steps, resumed to 3,
     weights written, loaded and used. (Bit-exact resume is tested in tests/inference/test_train.py.)"""
