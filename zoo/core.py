@@ -336,9 +336,9 @@ class StateSpaceModel:
         return xs, ys
 
     def sample_prior(self, key: jax.Array) -> dict:
-        """One draw of the static parameters from ``prior()``."""
-        tr = trace(seed(self.prior, key)).get_trace()
-        return {name: site["value"] for name, site in tr.items() if site["type"] == "sample"}
+        """One draw of the static parameters: the dict ``prior()`` returns (deterministic
+        parameters such as transformed means included)."""
+        return dict(seed(self.prior, key)())
 
     # -- exact log-joint ---------------------------------------------------------------------
     def log_joint(self, params: dict, xs: jax.Array, ys: jax.Array) -> jax.Array:
