@@ -7,7 +7,7 @@
                  [--option KEY=VALUE ...] [--out run.nc] [--html report.html]
     zoo check NAME [--config small] [--seed 0] [--out run.nc] [--html report.html]
     zoo report RUN.nc [RUN.nc ...] --html OUT.html [--md OUT.md]
-    zoo sbc NAME [--n 50] [--draws 99] [--config small] [--method M] [--option KEY=VALUE ...]
+    zoo sbc NAME [--n 30] [--draws 99] [--config small] [--method M] [--option KEY=VALUE ...]
                  [--out DIR] [--html sbc.html]
 
 This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``. Results are
@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbc_parser.add_argument("--md", help="also write a Markdown report here")
     sbc_parser.add_argument("--no-progress", action="store_true", help="no line per finished replicate")
     sbc_parser.set_defaults(func=_cmd_sbc)
-    sbc_parser.add_argument("--n", type=int, default=50, help="number of replicates (default 50)")
+    sbc_parser.add_argument("--n", type=int, default=30, help="number of replicates (default 30; each is one fit, "
+                                                               "so prefer a cheap config/recipe, e.g. lgssm --config scalar)")
     sbc_parser.add_argument("--draws", type=int, default=99, help="posterior draws per rank, thinned (default 99)")
     sbc_parser.add_argument("--method", help="inference method (default: the entry's recipe)")
     sbc_parser.add_argument("--alpha", type=float, default=0.01, help="family-wise false-alarm rate (default 0.01)")

@@ -191,6 +191,8 @@ def masked_log_prob(d: dist.Distribution, y: jax.Array) -> jax.Array:
         elementwise = jnp.where(missing, 0.0, elementwise)
         axes = tuple(range(-d.reinterpreted_batch_ndims, 0))
         return elementwise.sum(axis=axes) if axes else elementwise
+    if getattr(d.support, "is_discrete", False):  # integer-valued laws take integer values
+        y_filled = y_filled.astype(jnp.int32)
     lp = d.log_prob(y_filled)
     event_axes = tuple(range(-len(d.event_shape), 0)) if d.event_shape else ()
     any_missing = missing.any(axis=event_axes) if event_axes else missing
