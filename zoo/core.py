@@ -290,6 +290,8 @@ class StateSpaceModel:
             else:
                 observed_step = observed
             y_fill = jnp.where(observed, y_t, _safe_fill(d))
+            if getattr(d.support, "is_discrete", False):  # integer-valued laws take integer values
+                y_fill = y_fill.astype(jnp.int32)
             with mask(mask=observed_step):
                 return numpyro.sample(site, d, obs=y_fill)
 
