@@ -32,6 +32,10 @@ Two inference routes:
   later ones) added to every ``Y_k``; the
   ELBO's KL term equals ``½ Σ_n u² Δt`` in expectation (Girsanov), and H is learned through ω(H).
   ``neural_sde=True`` adds the paper's neural drift ``f_φ(x, t)`` and diffusion modulation.
+  The same Euler generative program is ``path_ssm(config[, nets])``, a
+  :class:`~zoo.core.StateSpaceModel` on the Euler grid (data from ``path_data``), so the particle
+  backends run on the paper's route too; for the linear drift its exact marginal likelihood is
+  the Kalman filter of ``path_lgssm_params``.
 
 ==============  ===========================================  ==============
 parameter       prior                                        small truth
@@ -73,6 +77,11 @@ Example::
     from zoo.fractional_sde import path_model, path_guide, path_svi_options, SMALL
     idata_vi = inference.fit(functools.partial(path_model, config=SMALL), data, method="svi",
                              guide=path_guide(SMALL), **path_svi_options())
+
+    # the paper's route as a state-space model: bootstrap particle filter at fixed parameters
+    from zoo.fractional_sde import path_ssm, path_data
+    idata_pf = inference.fit(path_ssm(SMALL), path_data(data, SMALL)[0], method="pf",
+                             params={"H": 0.7, "theta": 1.0, "sigma": 0.5}, num_particles=1000)
 """
 
 from __future__ import annotations
@@ -123,6 +132,10 @@ __all__ = [
     "path_model",
     "path_guide",
     "path_svi_options",
+    "path_data",
+    "path_lgssm_params",
+    "path_ssm",
+    "init_nets",
     "omega",
     "PathGrid",
     "fbm_bridge_std",
@@ -491,8 +504,14 @@ def exact_loglik(params: Mapping[str, Any], data, config: FouConfig) -> jax.Arra
 
 
 def posterior_paths(key, params: Mapping[str, Any], data, config: FouConfig) -> jax.Array:
-    """One draw of the latent states ``Z(t_i) | y`` per path (FFBS): ``(S, T, 1+K)``."""
+    """One draw of the latent states ``Z(t_i) | y`` per path (FFBS): ``(S, T, 1+K)``.
+
+    The transition covariances carry a 1e-10 relative jitter (as in :func:`fou_ssm`): one
+    Brownian motion drives all 1+K components, so Q is rank-deficient and the backward-sampling
+    covariances otherwise lose positive definiteness to rounding (NaN draws).
+    """
     lg = lgssm_params(params, config)
+    lg = lg._replace(transition_cov=jax.vmap(_with_jitter)(lg.transition_cov))
     ys = validate_data(data, config)
     keys = jax.random.split(key, ys.shape[0])
     return jax.vmap(lambda k, y: exact.lgssm_posterior_sample(k, lg, y[:, None]))(keys, ys)
@@ -657,27 +676,65 @@ def path_grid(config: FouConfig) -> PathGrid:
     return PathGrid(h, num_steps, index, next_obs)
 
 
+_NETS = ("drift_net", "diffusion_net")
+
+
+def _neural_pair(config: FouConfig, drift_apply, diffusion_apply):
+    """``(f(x, t), g(x, t))`` from two MLP applications on the inputs ``(x, t/t_T)``:
+    the drift correction ``f`` and the diffusion factor ``g = 2 sigmoid(.)`` (1 at a zero net)."""
+    horizon = float(config.times()[-1])
+
+    def inputs(x, t):
+        return jnp.stack([x, jnp.full_like(x, t / horizon)], axis=-1)
+
+    def drift(x, t):
+        return drift_apply(inputs(x, t))[..., 0]
+
+    def diffusion(x, t):
+        return 2.0 * jax.nn.sigmoid(diffusion_apply(inputs(x, t))[..., 0])
+
+    return drift, diffusion
+
+
+def _net_module(config: FouConfig):
+    from zoo.nets.mlp import MLP
+
+    return MLP(hidden=config.neural_hidden, out_features=1, zero_last=True)
+
+
 def _neural_terms(config: FouConfig):
     """``(drift_correction(x, t), diffusion_factor(x, t))`` MLPs registered as model parameters."""
     from numpyro.contrib.module import flax_module
 
-    from zoo.nets.mlp import MLP
+    drift_net = flax_module("drift_net", _net_module(config), input_shape=(2,))
+    diffusion_net = flax_module("diffusion_net", _net_module(config), input_shape=(2,))
+    return _neural_pair(config, drift_net, diffusion_net)
 
-    drift_net = flax_module("drift_net", MLP(hidden=config.neural_hidden, out_features=1, zero_last=True),
-                            input_shape=(2,))
-    diffusion_net = flax_module("diffusion_net", MLP(hidden=config.neural_hidden, out_features=1, zero_last=True),
-                                input_shape=(2,))
-    horizon = float(config.times()[-1])
 
-    def drift(x, t):
-        inputs = jnp.stack([x, jnp.full_like(x, t / horizon)], axis=-1)
-        return drift_net(inputs)[..., 0]
+def init_nets(config: FouConfig, key=None) -> dict:
+    """Parameters ``{"drift_net": ..., "diffusion_net": ...}`` of the neural drift and diffusion
+    at their initialisation (zero output layer: the neural SDE starts as the linear one)."""
+    key = jax.random.PRNGKey(0) if key is None else key
+    module = _net_module(config)
+    keys = jax.random.split(key, len(_NETS))
+    return {name: module.init(k, jnp.ones((2,)))["params"] for name, k in zip(_NETS, keys)}
 
-    def diffusion(x, t):
-        inputs = jnp.stack([x, jnp.full_like(x, t / horizon)], axis=-1)
-        return 2.0 * jax.nn.sigmoid(diffusion_net(inputs)[..., 0])
 
-    return drift, diffusion
+def _fixed_neural_terms(config: FouConfig, nets: Mapping[str, Any]):
+    """The neural drift and diffusion at given network parameters (keys ``drift_net`` and
+    ``diffusion_net``, or NumPyro's ``drift_net$params`` / ``diffusion_net$params``)."""
+    module = _net_module(config)
+    found = {}
+    for name in _NETS:
+        value = nets.get(name, nets.get(f"{name}$params"))
+        if value is None:
+            raise KeyError(f"nets: missing {name!r} (or {name + '$params'!r}); got {sorted(nets)}")
+        found[name] = value
+
+    def apply(params):
+        return lambda inputs: module.apply({"params": params}, inputs)
+
+    return _neural_pair(config, apply(found["drift_net"]), apply(found["diffusion_net"]))
 
 
 class _Dynamics(NamedTuple):
@@ -689,10 +746,13 @@ class _Dynamics(NamedTuple):
     diffusion_factor: Any
 
 
-def _dynamics(params: Mapping[str, Any], config: FouConfig) -> _Dynamics:
+def _dynamics(params: Mapping[str, Any], config: FouConfig, nets: Mapping[str, Any] | None = None) -> _Dynamics:
     drift_extra = diffusion_factor = None
     if config.neural_sde:
-        drift_extra, diffusion_factor = _neural_terms(config)
+        if nets is None:
+            drift_extra, diffusion_factor = _neural_terms(config)
+        else:
+            drift_extra, diffusion_factor = _fixed_neural_terms(config, nets)
     if config.noise == "mafbm":
         gamma = _speeds(config)
         return _Dynamics(gamma, omega(params["H"], config), params["theta"], params["sigma"],
@@ -940,6 +1000,99 @@ def path_svi_options(num_steps: int = 2000, learning_rate: float = 5e-3, num_sam
 
     return {"num_steps": num_steps, "num_samples": num_samples, "posterior_predictive": False,
             "optimizer": optax.adam(optax.exponential_decay(learning_rate, num_steps, 0.1))}
+
+
+def path_data(data, config: FouConfig) -> np.ndarray:
+    """Observations ``(S, T)`` on ``config.times()`` -> ``(S, N+1)`` on the path route's Euler grid
+    ``t_n = n·path_dt`` (NaN = no observation at that step): the data of :func:`path_ssm`."""
+    grid = path_grid(config)
+    ys = np.asarray(validate_data(data, config))
+    out = np.full((ys.shape[0], grid.num_steps + 1), np.nan)
+    out[:, grid.obs_index] = ys
+    return out
+
+
+def path_lgssm_params(params: Mapping[str, Any], config: FouConfig) -> exact.LGSSMParams:
+    """The linear path route as an LGSSM on the Euler grid (``Φ = I + FΔt``, ``Q = LLᵀΔt``): its
+    Kalman log-likelihood of :func:`path_data` is the exact marginal likelihood of
+    :func:`path_model` (the ΔW integrated out); the particle filter on :func:`path_ssm` estimates it."""
+    _check_linear(config, "path_lgssm_params")
+    p = _complete(params, config)
+    F, L, m0, P0 = augmented_system(p, config)
+    h = path_grid(config).dt
+    d = config.state_dim
+    eye = jnp.eye(d, dtype=F.dtype)
+    return exact.LGSSMParams(
+        initial_mean=m0, initial_cov=P0, transition_matrix=eye + F * h, transition_offset=jnp.zeros(d, F.dtype),
+        transition_cov=h * L @ L.T, emission_matrix=jnp.eye(1, d, dtype=F.dtype),
+        emission_offset=jnp.zeros(1, F.dtype), emission_cov=(p["s_obs"] ** 2).reshape(1, 1),
+    )
+
+
+def path_ssm(config: FouConfig, *, nets: Mapping[str, Any] | None = None) -> StateSpaceModel:
+    """The paper's route (the generative program of :func:`path_model`) as a StateSpaceModel.
+
+    Time index n = 0..N on the Euler grid ``t_n = n·path_dt``; state ``z_n = (X, Y_1..Y_K)(t_n)``
+    of shape ``(1+K,)`` (``(1,)`` for ``noise="brownian"``); data from :func:`path_data` (NaN off
+    the observation times, so those steps carry no weight). One Euler step of :func:`path_model`,
+    with one Brownian increment ``ΔW ~ N(0, Δt)`` driving every component::
+
+        z_n = m(z_{n-1}, t_{n-1}) + v(z_{n-1}, t_{n-1}) ΔW
+        m = (X + (-θX + f(X,t))Δt - σ g(X,t) (ω⊙γ)·Y Δt,  Y - γ⊙Y Δt),   v = (σ g(X,t) Σω, 1, ..., 1)
+
+    (``f = 0``, ``g = 1`` unless ``config.neural_sde``), as a rank-one ``LowRankMultivariateNormal``
+    with a 1e-10 relative diagonal jitter (so the density is proper for backends that need it).
+    ``initial``: ``X(0) = 0``, ``Y(0) ~ N(0, Σ0)`` (type I) or 0 (type II), jittered alike;
+    ``emission``: ``N(X, s_obs²)``. The prior is :func:`prior` (H, θ, σ[, s_obs]); with
+    ``neural_sde`` the networks are held at ``nets`` (``{"drift_net", "diffusion_net"}``, e.g. the
+    ``drift_net$params``/``diffusion_net$params`` an SVI fit learned; default :func:`init_nets`).
+    """
+    grid = path_grid(config)
+    h = grid.dt
+    d = config.state_dim
+    if config.neural_sde:
+        nets = init_nets(config) if nets is None else dict(nets)
+        _fixed_neural_terms(config, nets)  # validates the keys now
+    elif nets is not None:
+        raise ValueError("nets: only a configuration with neural_sde=True has networks")
+    y0_cov = (fbm.initial_covariance(_speeds(config), config.kind) if config.noise == "mafbm" else None)
+
+    def jitter(scale):
+        return 1e-10 * jnp.maximum(scale, h)
+
+    def initial(params):
+        cov = jnp.zeros((d, d))
+        if y0_cov is not None:
+            cov = cov.at[1:, 1:].set(y0_cov)
+        cov = cov + jitter(jnp.max(jnp.diag(cov))) * jnp.eye(d)
+        return dist.MultivariateNormal(jnp.zeros(d), covariance_matrix=cov)
+
+    def transition(params, t, z_prev):
+        dyn = _dynamics(_complete(params, config), config, nets)
+        time = (t - 1) * h
+        x = z_prev[0]
+        drift = -dyn.theta * x
+        scale = dyn.sigma
+        if dyn.drift_extra is not None:
+            drift = drift + dyn.drift_extra(x, time)
+            scale = scale * dyn.diffusion_factor(x, time)
+        if dyn.gamma is None:
+            mean = (x + drift * h)[None]
+            v = scale[None]
+        else:
+            y = z_prev[1:]
+            mean = jnp.concatenate([(x + drift * h - scale * h * jnp.dot(dyn.omega * dyn.gamma, y))[None],
+                                    y - dyn.gamma * y * h])
+            v = jnp.concatenate([(scale * jnp.sum(dyn.omega))[None], jnp.ones_like(y)])
+        factor = math.sqrt(h) * v
+        return dist.LowRankMultivariateNormal(mean, factor[:, None], jitter(jnp.sum(factor**2)) * jnp.ones(d))
+
+    def emission(params, t, z):
+        scale = params["s_obs"] if "s_obs" in params else config.obs_noise
+        return dist.Normal(z[0], scale)
+
+    return StateSpaceModel(prior=lambda: prior(config), initial=initial, transition=transition,
+                           emission=emission, state_shape=(d,), obs_shape=(), name="fou_mafbm_path")
 
 
 # --------------------------------------------------------------------------------------------

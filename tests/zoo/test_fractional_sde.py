@@ -152,7 +152,7 @@ def test_ssm_matches_kalman_and_particle_filter(key):
     ys = ssm.split_series(data)
     kalman = float(fs.exact_loglik(params, data[:1], config))
     fk = ssm.feynman_kac(params, ys[0])
-    reps = 10
+    reps = 8
     out = jax.jit(jax.vmap(lambda k: pf.run(k, fk, 2000).log_evidence))(jax.random.split(key, reps))
     out = np.asarray(out)
     se = out.std(ddof=1) / np.sqrt(reps)
@@ -161,6 +161,26 @@ def test_ssm_matches_kalman_and_particle_filter(key):
     # the SSM's exact log-joint of a simulated path is finite (transition densities are proper)
     xs, ys_sim = ssm.simulate(key, params, 10)
     assert np.isfinite(float(ssm.log_joint(params, xs, ys_sim)))
+
+
+def test_posterior_paths_match_the_smoother(key):
+    """FFBS draws of Z | y are finite (the rank-one noise needs the jitter) and their mean and
+    variance of X match the RTS smoother's within Monte Carlo error."""
+    from inference import exact
+
+    data = np.array([[0.01, 0.2, -0.1, np.nan, 0.5, -0.3]])
+    params = dict(PARAMS, s_obs=SHORT.obs_noise)
+    n = 400
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: fs.posterior_paths(k, params, data, SHORT)))(
+        jax.random.split(key, n)))
+    assert draws.shape == (n, 1, 6, 1 + SHORT.num_k) and np.all(np.isfinite(draws))
+    smoothed = exact.rts_smoother(fs.lgssm_params(params, SHORT), jnp.asarray(data[0])[:, None])
+    mean = np.asarray(smoothed.smoothed_means)[:, 0]
+    sd = np.sqrt(np.asarray(smoothed.smoothed_covs)[:, 0, 0])
+    x = draws[:, 0, :, 0]
+    assert_within_mc_error(x.mean(0), mean, sd + 1e-6, n, what="FFBS mean of X")
+    sq = (x - mean) ** 2
+    assert_within_mc_error(sq.mean(0)[1:], sd[1:] ** 2, sq.std(0)[1:], n, what="FFBS variance of X")
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +247,7 @@ def test_neural_sde_starts_at_the_linear_model(key):
     from numpyro.handlers import seed, substitute, trace
     from numpyro.infer.util import log_density
 
-    linear = dataclasses.replace(fs.SMALL, num_obs=10, num_paths=2)
+    linear = dataclasses.replace(fs.SMALL, num_obs=4, num_paths=2)
     neural = dataclasses.replace(linear, neural_sde=True)
     data = np.asarray(ENTRY.simulate(key, linear)[0])
     tr = trace(seed(functools.partial(fs.path_model, config=neural), key)).get_trace(data)
@@ -237,6 +257,53 @@ def test_neural_sde_starts_at_the_linear_model(key):
     lp_neural, _ = log_density(substitute(functools.partial(fs.path_model, config=neural), data=nets), (data,), {}, latent)
     lp_linear, _ = log_density(functools.partial(fs.path_model, config=linear), (data,), {}, latent)
     assert float(lp_neural) == pytest.approx(float(lp_linear), rel=1e-12)
+
+
+def test_path_route_as_state_space_model_runs_the_particle_filter(key):
+    """The paper's route (the Euler path model) as a StateSpaceModel on the Euler grid: the
+    bootstrap filter through ``inference.fit`` estimates the exact marginal likelihood of the
+    path model (Kalman filter of the Euler LGSSM) within 3 Monte Carlo standard errors; at zero
+    networks the neural SSM is the linear one; its log-joint of a simulated path is finite."""
+    import inference
+    from inference import exact
+
+    config = dataclasses.replace(fs.SMALL, num_obs=10, num_paths=1)
+    data = np.array([[0.02, 0.05, 0.03, 0.08, 0.12, 0.1, 0.15, 0.11, 0.09, 0.14]])
+    params = fs.true_params(config)
+    grid_data = fs.path_data(data, config)
+    assert grid_data.shape == (1, 51) and np.isnan(grid_data).sum() == 41
+    np.testing.assert_array_equal(grid_data[0, 5::5], data[0])
+    kalman = float(exact.kalman_filter(fs.path_lgssm_params(params, config), jnp.asarray(grid_data[0])[:, None])
+                   .log_likelihood)
+    ssm = fs.path_ssm(config)
+    assert ssm.state_shape == (6,)
+    reps = 8
+    idata = inference.fit(ssm, grid_data[0], method="pf", params={k: params[k] for k in ("H", "theta", "sigma")},
+                          num_particles=1000, num_replicates=reps, progress=False)
+    out = np.asarray(idata.sample_stats["log_evidence"]).ravel()
+    assert out.size == reps
+    se = out.std(ddof=1) / np.sqrt(reps)
+    assert abs(out.mean() - kalman) < 3 * se + 1e-9, (out.mean(), kalman, se)
+    # one transition: a proper density; one Euler step of path_model; the neural SSM at its
+    # (zero-output) initialisation has the same law, non-zero networks move the drift
+    neural_cfg = dataclasses.replace(config, neural_sde=True)
+    z = jnp.asarray([0.1, 0.3, -0.2, 0.05, 0.0, -0.1])
+    law = ssm.transition(params, 4, z)
+    assert np.isfinite(float(law.log_prob(law.mean)))
+    np.testing.assert_allclose(law.covariance_matrix[1:, 1:], 0.01 * np.ones((5, 5)), rtol=1e-6)
+    law0 = fs.path_ssm(neural_cfg).transition(params, 4, z)
+    np.testing.assert_allclose(law0.mean, law.mean, rtol=1e-14)
+    np.testing.assert_allclose(law0.cov_factor, law.cov_factor, rtol=1e-14)
+    nets = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(key, v.shape), fs.init_nets(config))
+    moved = fs.path_ssm(neural_cfg, nets=nets).transition(params, 4, z)
+    dyn = fs._dynamics(fs._complete(params, config), neural_cfg, nets)
+    x1, y1 = fs._euler_step(dyn, 0.01, 0.03, z[None, 0], z[None, 1:], jnp.zeros(1))
+    np.testing.assert_allclose(moved.mean, jnp.concatenate([x1, y1[0]]), rtol=1e-12)
+    assert abs(float(moved.mean[0] - law.mean[0])) > 1e-6
+    with pytest.raises(KeyError, match="nets: missing 'diffusion_net'"):
+        fs.path_ssm(neural_cfg, nets={"drift_net": nets["drift_net"]})
+    with pytest.raises(ValueError, match="nets: only a configuration with neural_sde=True"):
+        fs.path_ssm(config, nets=nets)
 
 
 # --------------------------------------------------------------------------------------------
