@@ -440,11 +440,6 @@ def run_sections(label: str, idata: az.InferenceData, *, verdicts: Sequence[Verd
 # writing
 
 
-def _atomic_write_text(path: str, text: str) -> str:
-    """Write ``text`` to ``path`` atomically (see :func:`diagnostics.convert.atomic_write`)."""
-    return atomic_write_text(path, text)
-
-
 def _normalise_runs(runs) -> dict[str, az.InferenceData]:
     if isinstance(runs, az.InferenceData):
         attrs = _run_attrs(runs)
@@ -524,7 +519,7 @@ def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_pa
     html_path = os.fspath(html_path)
     html_text = render_html(title, sections)
     markdown_text = render_markdown(title, sections) if markdown_path is not None else None
-    _atomic_write_text(html_path, html_text)
+    atomic_write_text(html_path, html_text)
     if markdown_text is not None:
-        _atomic_write_text(os.fspath(markdown_path), markdown_text)
+        atomic_write_text(os.fspath(markdown_path), markdown_text)
     return html_path

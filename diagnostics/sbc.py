@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .checks import Verdict
-from .convert import atomic_write
+from .convert import atomic_write, atomic_write_text
 
 __all__ = [
     "SBCResult",
@@ -189,20 +189,17 @@ def _replicate_path(out_dir: str, i: int) -> str:
     return os.path.join(out_dir, f"replicate_{i:05d}.npz")
 
 
-def _atomic_write_bytes(path: str, writer: Callable[[Any], None]) -> None:
-    """``writer(binary stream)`` fills ``path`` atomically (:func:`diagnostics.convert.atomic_write`)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as stream:
-            writer(stream)
-
-    atomic_write(path, write)
-
-
 def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]]) -> None:
+    """Write replicate ``i``'s ranks and true values atomically (:func:`diagnostics.convert.atomic_write`)."""
     labels = list(ranked)
     arrays = {"labels": np.array(labels), "ranks": np.array([ranked[k][0] for k in labels], dtype=np.int64),
               "truths": np.array([ranked[k][1] for k in labels], dtype=float)}
-    _atomic_write_bytes(_replicate_path(out_dir, i), lambda stream: np.savez(stream, **arrays))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as stream:  # a stream: np.savez would append ".npz" to the temporary name
+            np.savez(stream, **arrays)
+
+    atomic_write(_replicate_path(out_dir, i), write)
 
 
 def _load_replicate(path: str) -> dict[str, tuple[int, float]]:
@@ -222,8 +219,7 @@ def _check_manifest(out_dir: str, settings: dict) -> None:
                              f"{ {k: old for k, (old, _) in differing.items()} } than this one "
                              f"{ {k: new for k, (_, new) in differing.items()} }; use another folder")
         return
-    text = json.dumps(settings, indent=1, sort_keys=True).encode()
-    _atomic_write_bytes(path, lambda stream: stream.write(text))
+    atomic_write_text(path, json.dumps(settings, indent=1, sort_keys=True))
 
 
 # --------------------------------------------------------------------------------------------

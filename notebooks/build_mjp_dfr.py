@@ -1,4 +1,5 @@
-"""Build and execute notebooks/mjp_dfr.ipynb (the discrete flashing ratchet, NUTS vs zero-shot).
+"""Build and execute notebooks/mjp_dfr.ipynb (the discrete flashing ratchet and a generic chain:
+NUTS vs zero-shot).
 
 Run from the repository root (or from notebooks/)::
 
@@ -137,10 +138,38 @@ print("RMSE of log-rates, network :", round(float(np.sqrt(errors.mse_net[ok].mea
 print("RMSE of log-rates, constant:", round(float(np.sqrt(errors.mse_baseline[ok].mean())), 3))
 print("NLL per link, network / prior:", round(float(errors.nll_net[ok].mean()), 3), "/",
       round(float(errors.nll_baseline[ok].mean()), 3))"""),
+    md("""## A generic chain: the `mjp_generic` entry
+
+The same exact likelihood serves any chain. The entry `mjp_generic` puts a prior
+$\\log Q_{ij} \\sim N(0, 1)$ on the links of a given mask (site `log_rates`, one value per link) and
+keeps the rate matrix, the stationary law and the entropy production as deterministic sites. Its
+`small` config is a 3-state chain with all six links, 100 paths observed at 50 lattice times on
+$[0, 10]$ with label noise $\\rho = 0.01$. The recovery check asks for a relative RMSE of the
+posterior-mean rates below 15%."""),
+    code("""gen = zoo.get("mjp_generic")
+gconfig = gen.configs["small"]
+gdata, gtruth = gen.simulate(jax.random.PRNGKey(1), gconfig)
+gidata = inference.fit(gen, gdata, method=gen.recipe.method, progress=False,
+                       **gen.recipe.options_for("small"))
+for c in gen.check(gidata, gtruth, gconfig):
+    print(("PASS" if c.passed else "FAIL"), c.name, f"value={c.value:.4f}", c.target)
+print(az.summary(gidata, var_names=["log_rates"])[["mean", "sd", "r_hat", "ess_bulk"]])"""),
+    md("""The zero-shot network reads the same paths (times divided by the window length 10) and is
+told the link mask. It was trained on chains of 2 to 6 states with 16 to 300 paths, so this 3-state
+chain is inside its training prior; its per-link Gaussian is set beside the NUTS posterior."""),
+    code("""g_est = mj.estimate_rates(est, gdata, gconfig.num_states, horizon=gconfig.t_end, mask=mj.generic_mask(gconfig))
+gri, gci = np.nonzero(mj.generic_mask(gconfig))
+g_rates = np.asarray(gidata.posterior["rates"]).reshape(-1, 3, 3)[:, gri, gci]
+print(f"{'link':6s}{'truth':>8s}{'NUTS mean':>11s}{'NUTS 90% interval':>22s}{'zero-shot':>11s}")
+for j, (i, k) in enumerate(zip(gri, gci)):
+    lo, hi = np.quantile(g_rates[:, j], [0.05, 0.95])
+    print(f"{i}→{k:<4d}{gtruth['rates'][i, k]:8.3f}{g_rates[:, j].mean():11.3f}     [{lo:7.3f}, {hi:7.3f}]"
+          f"{np.exp(g_est.log_rate_mean[i, k]):11.3f}")"""),
     md("""## Retraining
 
-The weights come from `mj.train_estimator("small", weights_path=...)` (a few CPU minutes; it
-checkpoints with `checkpoint_path=` and resumes from an existing checkpoint with the same result as
+The weights come from `python scripts/train_mjp_estimator.py --config small --weights PATH`
+(a few CPU minutes; the script runs `inference.train` on `mj.estimator_training_problem("small")`,
+checkpoints with `--checkpoint FILE` and resumes from an existing checkpoint with the same result as
 an uninterrupted run). The `paper` estimator config (GRU encoder of width 256, 16 attention queries,
 100 observations per path, 200k steps) is for an accelerator.
 

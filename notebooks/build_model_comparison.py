@@ -24,6 +24,8 @@ comes with its diagnostics, and everything ends in one HTML report.
 """),
     code("""
 import warnings
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a notebook without widgets
+warnings.filterwarnings("ignore", category=UserWarning)
 import jax, jax.numpy as jnp, numpy as np, matplotlib.pyplot as plt
 import numpyro, numpyro.distributions as dist
 import zoo, inference
@@ -35,7 +37,6 @@ from diagnostics import checks, compare
 from diagnostics.report import write_report
 from diagnostics.report_compare import comparison_sections
 
-warnings.filterwarnings("ignore", category=UserWarning)
 lgssm, hmm = zoo.get("lgssm"), zoo.get("hmm")
 config = LGSSMConfig(state_dim=1, obs_dim=1, num_steps=100, true_A=((0.8,),), true_q=(0.6,), true_r=(0.4,))
 data, truth = lgssm.simulate(jax.random.PRNGKey(11), config)

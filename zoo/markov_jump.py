@@ -44,7 +44,9 @@ uniform, ``rho`` known.
 rate matrices (C = 2..6 padded to 6, random irreducible adjacency, log-normal rates, Dirichlet
 ``pi0``, regular and irregular grids, label noise) maps observed paths to a Gaussian over each
 log-rate and to ``pi0``; trained ``small`` weights ship in ``zoo/data/mjp_estimator_small.npz``
-(:func:`load_estimator`, :func:`estimate_rates`).
+(:func:`load_estimator`, :func:`estimate_rates`). This module holds the network, the training
+prior's simulator and the loss (:func:`estimator_training_problem`); the training driver, which
+runs ``inference.train`` and writes the weights, is ``scripts/train_mjp_estimator.py``.
 
 Configurations: ``small`` = DFR, 300 paths x 50 observations at random lattice times on [0, 1]
 (resolution 0.01), rho = 0.02; ``paper`` = the FIM tutorial's layout (300 paths x 100 regular
@@ -99,6 +101,16 @@ __all__ = [
     "dfr_mask",
     "dfr_parameters_from_rates",
     "simulate_observations",
+    "EstimatorConfig",
+    "ESTIMATOR_CONFIGS",
+    "EstimatorTrainingProblem",
+    "estimator_training_problem",
+    "estimator_arrays",
+    "Estimator",
+    "load_estimator",
+    "estimate_rates",
+    "heldout_errors",
+    "dfr_amortised_estimate",
     "ENTRY",
     "ENTRIES",
 ]
@@ -848,48 +860,59 @@ def sample_batch(key: jax.Array, config: EstimatorConfig, batch_size: int | None
 _sample_batch_jit = jax.jit(sample_batch, static_argnums=(1, 2))
 
 
+class EstimatorTrainingProblem(NamedTuple):
+    """Inputs of ``inference.train.train(loss_fn, init_params, make_batch, optimizer, num_steps,
+    seed=seed)`` for the amortised estimator (the training driver is
+    ``scripts/train_mjp_estimator.py``: ``zoo`` itself never imports ``inference.train``).
+
+    loss_fn(params, batch, key) -> scalar: the masked loss of :func:`estimator_loss_terms`
+        averaged over the batch's valid datasets; make_batch(key, step) -> :class:`MJPDataset`
+        with a leading axis of ``config.batch_size`` fresh prior draws (jitted);
+    optimizer: gradient-norm clipping at 1, then AdamW (weight decay 1e-4) with a cosine decay of
+        the learning rate from ``config.learning_rate`` to 5% over ``config.num_steps``;
+    init_params: a fresh network initialisation (key ``PRNGKey(config.seed + 1)``);
+    num_steps, seed: ``config.num_steps`` and ``config.seed``.
+    """
+
+    loss_fn: Any
+    init_params: Any
+    make_batch: Any
+    optimizer: optax.GradientTransformation
+    num_steps: int
+    seed: int
+    config: EstimatorConfig
+
+
 @functools.lru_cache(maxsize=8)
 def _training_objects(config: EstimatorConfig):
-    """(loss_fn, optimizer) of a config; the same objects per config, so the jitted update is
-    reused when a run resumes in the same process."""
+    """(loss_fn, make_batch, optimizer) of a config; the same objects per config, so the jitted
+    update of ``inference.train`` is reused when a run resumes in the same process."""
     schedule = optax.cosine_decay_schedule(config.learning_rate, max(config.num_steps, 1), alpha=0.05)
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
 
     def loss_fn(p, batch, key):
         return _batch_loss(p, batch, config)
 
-    return loss_fn, optimizer
-
-
-def train_estimator(config: EstimatorConfig | str = "small", *, checkpoint_path: str | None = None,
-                    checkpoint_every: int = 100, num_steps: int | None = None, progress: bool = True,
-                    weights_path: str | None = None):
-    """Train the amortised estimator on simulated MJPs; resumable; optionally write weights.
-
-    Uses ``inference.train.train`` (AdamW, cosine learning-rate decay, gradient clipping) with a
-    fresh batch of ``config.batch_size`` datasets per step (``make_batch`` = the jitted prior
-    sampler). ``checkpoint_path``: resume/checkpoint file. ``weights_path``: where to write the
-    final weights (``.npz``, see :func:`save_estimator`). Returns ``inference.train.TrainResult``.
-
-    This function (training only) imports ``inference.train``; loading and using shipped weights
-    needs nothing outside ``zoo``.
-    """
-    from inference.train import train  # training-time only: zoo itself never imports inference.train
-
-    config = ESTIMATOR_CONFIGS[config] if isinstance(config, str) else config
-    steps = config.num_steps if num_steps is None else int(num_steps)
-    params = init_estimator_params(jax.random.PRNGKey(config.seed + 1), config)
-    loss_fn, optimizer = _training_objects(config)
-
     def make_batch(key, step):
         return _sample_batch_jit(key, config, config.batch_size)
 
-    result = train(loss_fn, params, make_batch, optimizer, steps, seed=config.seed,
-                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, progress=progress,
-                   log_every=25)
-    if weights_path is not None:
-        save_estimator(weights_path, result.params, config, losses=result.losses)
-    return result
+    return loss_fn, make_batch, optimizer
+
+
+def estimator_training_problem(config: EstimatorConfig | str = "small") -> EstimatorTrainingProblem:
+    """Everything the training loop needs for the estimator of ``config`` (a name of
+    :data:`ESTIMATOR_CONFIGS` or an :class:`EstimatorConfig`); see :class:`EstimatorTrainingProblem`."""
+    if isinstance(config, str):
+        if config not in ESTIMATOR_CONFIGS:
+            raise ValueError(f"config: expected one of {sorted(ESTIMATOR_CONFIGS)} or an EstimatorConfig, "
+                             f"got {config!r}")
+        config = ESTIMATOR_CONFIGS[config]
+    if not isinstance(config, EstimatorConfig):
+        raise TypeError(f"config: expected an EstimatorConfig or a name, got {type(config).__name__}")
+    loss_fn, make_batch, optimizer = _training_objects(config)
+    params = init_estimator_params(jax.random.PRNGKey(config.seed + 1), config)
+    return EstimatorTrainingProblem(loss_fn, params, make_batch, optimizer, int(config.num_steps),
+                                    int(config.seed), config)
 
 
 class Estimator(NamedTuple):
@@ -899,18 +922,16 @@ class Estimator(NamedTuple):
     params: Any
 
 
-def save_estimator(path: str, params, config: EstimatorConfig, losses=None) -> None:
-    """Write weights as ``.npz``: flattened flax params (``"a/b/kernel"`` keys) + the config fields."""
+def estimator_arrays(params, config: EstimatorConfig, losses=None) -> dict[str, np.ndarray]:
+    """The weights file's content (``np.savez_compressed(stream, **arrays)``, read back by
+    :func:`load_estimator`): ``"param:a/b/kernel"`` float32 arrays of the flattened flax params,
+    ``"config:<field>"`` for every :class:`EstimatorConfig` field and optionally ``"losses"``."""
     from flax.traverse_util import flatten_dict
 
     flat = {"param:" + "/".join(k): np.asarray(v, dtype=np.float32) for k, v in flatten_dict(params).items()}
     fields = {f"config:{f.name}": np.asarray(getattr(config, f.name)) for f in dataclasses.fields(config)}
     extra = {} if losses is None else {"losses": np.asarray(losses, dtype=np.float32)}
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **flat, **fields, **extra)
-    os.replace(tmp, path)
+    return {**flat, **fields, **extra}
 
 
 def load_estimator(name_or_path: str = "small") -> Estimator:
@@ -926,7 +947,7 @@ def load_estimator(name_or_path: str = "small") -> Estimator:
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"name_or_path: no estimator weights {name_or_path!r} (looked for {path}); train them with "
-            "zoo.markov_jump.train_estimator(config, weights_path=...)")
+            "`python scripts/train_mjp_estimator.py --config small --weights PATH`")
     with np.load(path, allow_pickle=False) as archive:
         params = unflatten_dict({tuple(k[len("param:"):].split("/")): jnp.asarray(archive[k], dtype=jnp.float64)
                                  for k in archive.files if k.startswith("param:")})
@@ -1025,23 +1046,31 @@ class HeldOutErrors(NamedTuple):
     valid: np.ndarray
 
 
-def heldout_errors(estimator: Estimator, key: jax.Array, num_datasets: int = 64) -> HeldOutErrors:
-    """Score the estimator against the constant-prediction baseline on fresh prior draws."""
-    config = estimator.config
-    batch = _sample_batch_jit(key, config, int(num_datasets))
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _heldout_terms(config: EstimatorConfig, params, key, num_datasets: int):
+    """Loss terms of the network and of the prior baseline on ``num_datasets`` fresh prior draws
+    (one compiled function: simulation, network and scoring)."""
+    batch = sample_batch(key, config, num_datasets)
     net = _network(config)
-    outs = jax.vmap(lambda d: net.apply(estimator.params, d.times, d.states, d.path_mask, d.num_states))(batch)
+    outs = jax.vmap(lambda d: net.apply(params, d.times, d.states, d.path_mask, d.num_states))(batch)
     base = EstimatorOutput(
         log_rate_mean=jnp.full_like(outs.log_rate_mean, config.prior_mean_log_rate),
         log_rate_log_var=jnp.full_like(outs.log_rate_log_var, 2 * np.log(config.prior_sd_log_rate)),
         link_logits=outs.link_logits, initial_logits=outs.initial_logits)
-    net_terms = jax.vmap(estimator_loss_terms)(outs, batch)
-    base_terms = jax.vmap(estimator_loss_terms)(base, batch)
+    return (jax.vmap(estimator_loss_terms)(outs, batch), jax.vmap(estimator_loss_terms)(base, batch),
+            batch.valid)
+
+
+def heldout_errors(estimator: Estimator, key: jax.Array, num_datasets: int = 64) -> HeldOutErrors:
+    """Score the estimator against the constant-prediction baseline on fresh prior draws."""
+    if isinstance(num_datasets, bool) or not isinstance(num_datasets, (int, np.integer)) or num_datasets < 1:
+        raise ValueError(f"num_datasets: expected a positive integer, got {num_datasets!r}")
+    net_terms, base_terms, valid = _heldout_terms(estimator.config, estimator.params, key, int(num_datasets))
     return HeldOutErrors(mse_net=np.asarray(net_terms["mse"], dtype=float),
                          mse_baseline=np.asarray(base_terms["mse"], dtype=float),
                          nll_net=np.asarray(net_terms["nll"], dtype=float),
                          nll_baseline=np.asarray(base_terms["nll"], dtype=float),
-                         valid=np.asarray(batch.valid))
+                         valid=np.asarray(valid))
 
 
 def dfr_amortised_estimate(estimator: Estimator, data, config: DFRConfig, *, num_subsets: int = 16,

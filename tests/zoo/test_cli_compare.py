@@ -29,8 +29,14 @@ from diagnostics.convert import read_netcdf, write_netcdf
 from diagnostics.report import _fmt
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def zoo_cli(*args, cwd):
-    env = dict(os.environ, MPLBACKEND="Agg")
+    # the repository first on the path: the subprocess runs in a temporary folder and must import
+    # this checkout, installed or not
+    path = os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=path)
     return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=900)
 

@@ -129,14 +129,24 @@ def test_config_errors():
 # ------------------------------------------------------------------ recovery (small config, NUTS)
 
 
-@pytest.fixture(scope="module")
-def dfr_fit():
+# The default-run fit is the recipe's NUTS on the `small` data with one chain of 150 + 200
+# iterations (about half the recipe's cost); the recipe itself (2 chains of 200 + 250) runs in the
+# slow test below and in `zoo check mjp_dfr`.
+FAST_NUTS = {"num_chains": 1, "num_warmup": 150, "num_samples": 200}
+
+
+def _fit_dfr_small(**overrides):
     entry = zoo.get("mjp_dfr")
     config = entry.configs["small"]
     data, truth = entry.simulate(jax.random.PRNGKey(0), config)
-    idata = inference.fit(entry, data, method=entry.recipe.method, progress=False,
-                          **entry.recipe.options_for("small"))
+    options = dict(entry.recipe.options_for("small"), **overrides)
+    idata = inference.fit(entry, data, method=entry.recipe.method, progress=False, **options)
     return entry, config, data, truth, idata
+
+
+@pytest.fixture(scope="module")
+def dfr_fit():
+    return _fit_dfr_small(**FAST_NUTS)
 
 
 def test_dfr_recovery_on_small(dfr_fit):
@@ -146,6 +156,13 @@ def test_dfr_recovery_on_small(dfr_fit):
     failed = [c for c in checks if not c.passed]
     assert not failed, failed
     assert idata.log_likelihood["y"].shape[-1] == config.num_paths
+
+
+@pytest.mark.slow  # ~45 s of CPU; the fast test above runs a shorter NUTS on the same data
+def test_dfr_recipe_recovery_on_small():
+    entry, config, data, truth, idata = _fit_dfr_small()
+    failed = [c for c in entry.check(idata, truth, config) if not c.passed]
+    assert not failed, failed
 
 
 @pytest.mark.slow  # ~35 s of CPU; `zoo check mjp_generic` runs the same
@@ -205,16 +222,46 @@ def test_amortised_estimate_on_dfr_agrees_with_nuts(dfr_fit):
         assert np.isfinite(amortised[name])
 
 
+def _training_script():
+    """scripts/train_mjp_estimator.py as a module (it lives outside the packages: zoo may not
+    import inference.train)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "scripts", "train_mjp_estimator.py")
+    spec = importlib.util.spec_from_file_location("train_mjp_estimator", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_markov_jump_imports_only_inference_exact():
+    """docs/contracts.md: zoo imports inference.exact only (the training driver is a script)."""
+    import ast
+
+    tree = ast.parse(open(mj.__file__).read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.update([node.module] + [f"{node.module}.{a.name}" for a in node.names])
+    outside = sorted(m for m in imported if m.split(".")[0] in ("inference", "diagnostics")
+                     and m not in ("inference", "inference.exact"))
+    assert not outside, outside
+
+
 @pytest.mark.slow  # ~30 s of CPU (compiles the simulator and a training step); resume is also in test_train.py
 def test_train_estimator_checkpoints_resumes_and_writes_weights(tmp_path):
     """The training script end to end on a tiny config: interrupted after 2 steps, resumed to 3,
     weights written, loaded and used. (Bit-exact resume is tested in tests/inference/test_train.py.)"""
+    script = _training_script()
     cfg = dataclasses.replace(mj.ESTIMATOR_CONFIGS["small"], num_paths=6, min_paths=4, num_obs=8, embed=16,
                               num_queries=2, decoder_hidden=(16,), batch_size=2, num_steps=3)
     ckpt = str(tmp_path / "est.ckpt.npz")
-    first = mj.train_estimator(cfg, checkpoint_path=ckpt, checkpoint_every=2, num_steps=2, progress=False)
+    first = script.train_estimator(cfg, checkpoint_path=ckpt, checkpoint_every=2, num_steps=2, progress=False)
     weights = str(tmp_path / "w.npz")
-    resumed = mj.train_estimator(cfg, checkpoint_path=ckpt, checkpoint_every=2, progress=False, weights_path=weights)
+    resumed = script.train_estimator(cfg, checkpoint_path=ckpt, checkpoint_every=2, progress=False, weights_path=weights)
     assert resumed.losses.shape == (3,) and resumed.state.step == 3
     np.testing.assert_array_equal(resumed.losses[:2], first.losses)
     loaded = mj.load_estimator(weights)
