@@ -540,7 +540,9 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
 
     This judges whether the leave-one-out estimate can be trusted, not the posterior itself.
     Uses ``arviz.loo(pointwise=True)``; observations whose log-likelihood is NaN in every draw
-    (missing data) are left out. Warn when some ``k`` exceeds ``warn`` (default ArviZ's
+    (missing data) are left out, and so are observations whose log-likelihood is identical in
+    every draw (equal importance ratios: LOO is exact there; ArviZ would report k = inf); when
+    every observation is so (a plug-in at a point estimate) the line is an ``ok`` "not applicable". Warn when some ``k`` exceeds ``warn`` (default ArviZ's
     sample-size dependent ``min(1 - 1/log10(S), 0.7)``), fail when some ``k > fail`` (1: the
     importance ratios have no finite mean). The message names the worst observation and the count.
     """
@@ -565,6 +567,15 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
             verdicts.append(Verdict(name, "warn", math.nan, threshold,
                                     "every observation is missing (NaN)"))
             continue
+        # a log-likelihood the same in every draw has equal importance ratios: LOO is exact
+        # there (ArviZ would report k = inf for it), so such observations are left out of PSIS
+        constant = np.all(values == values[:1, :1], axis=(0, 1)) & ~missing
+        if np.all(constant | missing):
+            verdicts.append(Verdict(name, "ok", math.nan, threshold,
+                                    "not applicable: the pointwise log-likelihood is the same in "
+                                    "every draw (evaluated at a point estimate, e.g. method=ppg); "
+                                    "PSIS-LOO needs posterior draws of the parameters"))
+            continue
         num_samples = values.shape[0] * values.shape[1]
         if num_samples < _PSIS_MIN_DRAWS:
             verdicts.append(Verdict(name, "warn", math.nan, threshold,
@@ -573,7 +584,7 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
             continue
         if obs_dims:
             stacked = da.stack(__obs__=obs_dims)
-            keep = ~missing.reshape(-1)
+            keep = ~(missing | constant).reshape(-1)
             stacked = stacked.isel(__obs__=np.flatnonzero(keep))
             sub = az.InferenceData(log_likelihood=stacked.drop_vars(
                 [c for c in stacked.coords if c not in ("chain", "draw")]).to_dataset(name=var))
@@ -589,7 +600,7 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
         worst = float(kvals[position])
         if obs_dims:
             full_index = tuple(int(i) for i in np.unravel_index(
-                np.flatnonzero(~missing.reshape(-1))[position], missing.shape))
+                np.flatnonzero(keep)[position], missing.shape))
             where = f" at {_label_at(da, var, full_index)}"
         else:
             where = ""
@@ -598,6 +609,9 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
         status, used = _status_above(worst, good_k, fail)
         message = (f"max k {worst:.2f}{where}; {n_warn} of {kvals.size} observation(s) above "
                    f"{good_k:.2f}, {n_fail} above {fail:g}")
+        if constant.any():
+            message += (f"; {int(constant.sum())} observation(s) with the same log-likelihood in "
+                        "every draw left out (LOO is exact there)")
         if status != "ok":
             message += (": PSIS-LOO unreliable there (influential observations); use exact "
                         "refits (K-fold/LFO) or a more robust model")

@@ -274,6 +274,20 @@ def test_pareto_k_skips_missing_observations():
     assert verdict.status == "fail" and "y[obs=7]" in verdict.message
 
 
+def test_pareto_k_leaves_out_draw_independent_observations():
+    """A log-likelihood equal in every draw (e.g. y_0 under a fixed initial law) has equal
+    importance ratios, so LOO is exact there: no false k = inf fail."""
+    rng = np.random.default_rng(15)
+    idata, _ = outlier_run(rng, outlier=None)
+    loglik = np.asarray(idata.log_likelihood["y"].values).copy()
+    loglik[..., 0] = -1.3
+    run = to_inference_data(posterior={"mu": idata.posterior["mu"].values},
+                            log_likelihood={"y": loglik}, dims={"y": ["obs"]})
+    (verdict,) = check_pareto_k(run)
+    assert verdict.status == "ok", verdict
+    assert "of 19 observation(s)" in verdict.message and "1 observation(s) with the same" in verdict.message
+
+
 # ------------------------------------------------------------------ run_checks, overall, format
 
 
