@@ -26,9 +26,15 @@ outside: ``N - 1`` for plain CSMC, an ancestor-sampling draw for CSMC-AS; see
 ``resampler(key, W, N - 1)``. The conditional kernel is exact for i.i.d. (multinomial) draws of
 the free ancestors, which is what ``inference.particle.csmc`` uses.
 
+Sampling the cloud. The adapters are per particle; when ``fk`` also carries the per-particle
+constructors ``initial_dist()`` / ``transition_dist(t, x_prev)`` (``zoo.core.FeynmanKac`` does), or
+a guided :class:`Proposal` is given, the N moves of a step are ONE draw from the vmapped, batched
+NumPyro distribution with one key (:func:`sample_cloud`), instead of ``split(key, N)`` and N scalar
+draws; families not known to batch safely fall back to per-particle keys. Same law, other stream.
+
 Public API: :class:`Proposal`, :class:`Reference`, :class:`FilterState`, :class:`StepInfo`,
 :class:`FilterOutput`, :func:`init`, :func:`step`, :func:`resample`, :func:`run`,
-:func:`weighted_moments`, :func:`run_filter`.
+:func:`weighted_moments`, :func:`sample_cloud`, :func:`run_filter`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
+from numpyro.distributions.batch_util import promote_batch_shape
 
 from inference.particle import resampling as _resampling
 from inference.types import Array, FeynmanKacModel, PRNGKey, Target
@@ -55,6 +63,7 @@ __all__ = [
     "resample",
     "run",
     "weighted_moments",
+    "sample_cloud",
     "series_fn",
     "ssm_series",
     "attach_observed",
@@ -205,6 +214,65 @@ def resample(key: PRNGKey, log_weights: Array, *, resampler: _resampling.Resampl
     return ancestors, base, do_resample
 
 
+# Families whose vmapped constructor, promoted to batch shape (N,), samples N independent draws from
+# ONE key. A TransformedDistribution (LogNormal, ...) is NOT among them: its base distribution keeps
+# batch shape () after promotion, so its N draws would share one noise value.
+_ONE_KEY_FAMILIES = (dist.Normal, dist.MultivariateNormal, dist.Laplace, dist.Uniform, dist.Gamma,
+                     dist.Poisson, dist.CategoricalProbs, dist.CategoricalLogits, dist.BernoulliProbs,
+                     dist.BernoulliLogits)
+
+
+def _one_key_safe(d) -> bool:
+    if type(d) is dist.Independent:
+        return _one_key_safe(d.base_dist)
+    return type(d) in _ONE_KEY_FAMILIES
+
+
+def _same_layout(draw, reference) -> bool:
+    """``draw`` is one array shaped like ``reference`` (a ShapeDtypeStruct) with a leading N axis."""
+    return (isinstance(draw, jax.Array) and isinstance(reference, jax.ShapeDtypeStruct)
+            and draw.shape[1:] == reference.shape and draw.dtype == reference.dtype)
+
+
+def sample_cloud(key: PRNGKey, num_particles: int, sample_one: Callable[[PRNGKey, Any], Any],
+                 make_dist: Callable[[Any], Any] | None, x_prev: Any = None) -> Any:
+    """``x^i ~ make_dist(x_prev^i)`` for ``i < N``: the whole cloud from ONE PRNG call when possible.
+
+    ``sample_one(key, x_prev_i)`` is the per-particle sampler (the contract); ``make_dist(x_prev_i)``
+    (or ``make_dist()`` when ``x_prev`` is None) the per-particle distribution constructor, or None.
+    With a constructor, the initial cloud is ``make_dist().sample(key, (N,))`` and a transition is
+    ``vmap(make_dist)(x_prev)`` promoted to batch shape ``(N,)`` (``numpyro``'s
+    ``promote_batch_shape``) and sampled once with ``key``: one counter-based draw of the N noise
+    values instead of ``split(key, N)`` and N scalar draws. Falls back to N per-particle keys when
+    there is no constructor, when the family is not known to batch safely (``_ONE_KEY_FAMILIES``,
+    e.g. a ``TransformedDistribution``), or when the batched draw's shape or dtype differs from the
+    per-particle one. The law of the cloud is the same either way (i.i.d. given ``x_prev``); only the
+    random stream differs.
+    """
+    def per_particle():
+        keys = jax.random.split(key, num_particles)
+        if x_prev is None:
+            return jax.vmap(lambda k: sample_one(k, None))(keys)
+        return jax.vmap(sample_one)(keys, x_prev)
+
+    if make_dist is None:
+        return per_particle()
+    first = None if x_prev is None else jax.tree.map(lambda a: a[0], x_prev)
+    reference = jax.eval_shape(lambda k: sample_one(k, first), key)
+    try:
+        if x_prev is None:
+            d = make_dist()
+            draw = d.sample(key, (num_particles,)) if isinstance(d, dist.Distribution) else None
+        else:
+            d = promote_batch_shape(jax.vmap(make_dist)(x_prev))
+            draw = d.sample(key) if _one_key_safe(d) and d.batch_shape[:1] == (num_particles,) else None
+    except (NotImplementedError, TypeError, ValueError):
+        draw = None
+    if draw is None or not _same_layout(draw, reference):
+        return per_particle()
+    return draw
+
+
 def _initial_log_weights(fk: FeynmanKacModel, x0, proposal: Proposal | None) -> Array:
     log_g = jax.vmap(lambda x: fk.emission_log_weight(0, x))(x0)
     if proposal is None:
@@ -237,11 +305,10 @@ def init(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, proposal: Pro
     ``reference``, particle ``N - 1`` is ``reference.state``.
     """
     num_particles = check_num_particles(num_particles, conditional=reference is not None)
-    keys = jax.random.split(key, num_particles)
     if proposal is None:
-        x0 = jax.vmap(fk.sample_initial)(keys)
+        x0 = sample_cloud(key, num_particles, lambda k, _: fk.sample_initial(k), getattr(fk, "initial_dist", None))
     else:
-        x0 = jax.vmap(lambda k: proposal.initial().sample(k))(keys)
+        x0 = sample_cloud(key, num_particles, lambda k, _: proposal.initial().sample(k), proposal.initial)
     if reference is not None:
         x0 = _pin(x0, reference.state)
     log_w, total = _normalise(_initial_log_weights(fk, x0, proposal))
@@ -280,11 +347,13 @@ def step(key: PRNGKey, state: FilterState, fk: FeynmanKacModel, *,
         key_resample, state.log_weights, resampler=resampler, ess_threshold=ess_threshold,
         pinned_ancestor=None if reference is None else reference.ancestor)
     x_prev = _gather(state.particles, ancestors)
-    keys = jax.random.split(key_move, n)
     if proposal is None:
-        x = jax.vmap(lambda k, xp: fk.sample_transition(k, t, xp))(keys, x_prev)
+        make = getattr(fk, "transition_dist", None)
+        x = sample_cloud(key_move, n, lambda k, xp: fk.sample_transition(k, t, xp),
+                         None if make is None else (lambda xp: make(t, xp)), x_prev)
     else:
-        x = jax.vmap(lambda k, xp: proposal.transition(t, xp).sample(k))(keys, x_prev)
+        x = sample_cloud(key_move, n, lambda k, xp: proposal.transition(t, xp).sample(k),
+                         lambda xp: proposal.transition(t, xp), x_prev)
     if reference is not None:
         x = _pin(x, reference.state)
     log_w, total = _normalise(base + _move_log_weights(fk, t, x_prev, x, proposal))

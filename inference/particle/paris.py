@@ -547,15 +547,17 @@ class PPGInfo(NamedTuple):
 
 def ppg_step(key: PRNGKey, reference_path: Any, fk: FeynmanKacModel, num_particles: int,
              functional: AdditiveFunctional, *, backward: BackwardConfig = BackwardConfig(),
-             resampler: str | _resampling.Resampler = "multinomial", ess_threshold: float | Array = 1.0
-             ) -> tuple[Any, PPGInfo]:
+             resampler: str | _resampling.Resampler = "multinomial", ess_threshold: float | Array = 1.0,
+             proposal: _filter.Proposal | None = None) -> tuple[Any, PPGInfo]:
     """One PPG iteration: conditional PaRIS pass given ``reference_path``, estimate, new reference.
 
-    Returns ``(new_reference_path (T, *state), PPGInfo)``. Requires ``num_particles >= 2``.
+    ``proposal``: a guided :class:`filter.Proposal` for the forward pass (bootstrap if None); the
+    backward kernel and the backward draw use the filtering weights and ``m_t``, so they are
+    unchanged. Returns ``(new_reference_path (T, *state), PPGInfo)``. Requires ``num_particles >= 2``.
     """
     key_pass, key_back = jax.random.split(key)
     out = smooth(key_pass, fk, num_particles, functional, backward=backward, resampler=resampler,
-                 ess_threshold=ess_threshold, reference_path=reference_path, keep_cloud=True)
+                 ess_threshold=ess_threshold, reference_path=reference_path, proposal=proposal, keep_cloud=True)
     new_ref = _csmc.backward_sample(key_back, fk, out.particles, out.log_weights)
     return new_ref, PPGInfo(out.estimate, out.log_evidence, out.ess, out.num_fallback)
 
@@ -678,8 +680,12 @@ def _auto_backward(backward: str, num_backward: int, bound_fn, x_example, *, max
 def score_ascent_step(key: PRNGKey, state: LearningState, ssm, ys: Array, space, num_particles: int, *,
                       backward: str = "auto", num_backward: int = 2, max_tries: int = 16, fallback_chunk: int = 32,
                       sa: SAConfig = SAConfig(), map_estimate: bool = False, extra: AdditiveFunctional | None = None,
-                      learn: bool | Array = True) -> tuple[LearningState, LearningInfo]:
+                      learn: bool | Array = True, proposal: Callable[[dict, Array], _filter.Proposal] | None = None
+                      ) -> tuple[LearningState, LearningInfo]:
     """One PPG iteration at ``θ = space.to_constrained(position)`` on S sequences, then the SA update.
+
+    ``proposal(params, ys_one_sequence) -> filter.Proposal``: a guided proposal for the conditional
+    SMC passes (bootstrap if None).
 
     The functional is ``[score w.r.t. the constrained sample sites (ravelled, sorted names), extra]``;
     the update direction is ``J' score`` (+ ``∇ log p(z)`` if ``map_estimate``). ``learn`` (a bool,
@@ -698,7 +704,8 @@ def score_ascent_step(key: PRNGKey, state: LearningState, ssm, ys: Array, space,
         bound = transition_log_bound(lambda t, xp: ssm.transition(params, t, xp))
         cfg = _auto_backward(backward, num_backward, bound, _gather(ref, 0), max_tries=max_tries,
                              fallback_chunk=fallback_chunk)
-        return ppg_step(k, ref, fk, num_particles, functional, backward=cfg)
+        prop = None if proposal is None else proposal(params, y)
+        return ppg_step(k, ref, fk, num_particles, functional, backward=cfg, proposal=prop)
 
     keys = jax.random.split(key, ys.shape[0])
     refs, info = jax.vmap(per_series)(keys, state.reference, ys)
@@ -851,7 +858,8 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             num_samples: int = 100, burn_in: int = 25, num_chains: int = 2, step_size: float = 1.0,
             step_exponent: float = 0.6, preconditioner: str = "rms", moments: bool = True,
             init_radius: float = 0.5, pointwise_log_likelihood: bool = True,
-            loglik_particles: int | None = None, max_tries: int = 16, chunk_size: int = 25):
+            loglik_particles: int | None = None, max_tries: int = 16, chunk_size: int = 25,
+            proposal: Callable[[dict, Array], _filter.Proposal] | None = None):
     """Parisian particle Gibbs: SA-MLE / MAP of θ, then PPG smoothing and paths at the estimate.
 
     Phase 1 (``learning="mle"`` or ``"map"``; skipped for ``"none"``): ``num_iterations`` PPG
@@ -885,6 +893,11 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             program's ``y`` factor) when the entry has an exact likelihood, else a bootstrap
             filter's increments with ``loglik_particles`` (default ``max(num_particles, 100)``).
         max_tries: accept–reject rounds before the exact fallback; chunk_size: iterations per jit call.
+        proposal: ``proposal(params, ys_one_sequence) -> filter.Proposal`` (``initial()`` and
+            ``transition(t, x_prev)`` returning distributions), a guided proposal for every
+            conditional SMC pass (learning and smoothing); None: bootstrap. A model whose
+            observations can be far in the tail of the state dynamics needs one (the bootstrap
+            cloud collapses there and the reference path sticks).
 
     Returns:
         InferenceData over (chain, draw = kept sweep): ``posterior`` ``x`` (reference paths,
@@ -926,6 +939,8 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         raise ValueError(f"init_radius: expected a float >= 0, got {init_radius!r}")
     if not learn and params is None:
         raise ValueError("params: learning='none' smooths at fixed parameters; pass params={name: value}")
+    if proposal is not None and not callable(proposal):
+        raise TypeError("proposal: expected proposal(params, ys_one_sequence) -> Proposal or None")
     loglik_particles = max(num_particles, 100) if loglik_particles is None else check_int(loglik_particles, "loglik_particles")
 
     space = build_space(ssm.prior)
@@ -955,7 +970,8 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         state, learn_flag = carry
         new, info = score_ascent_step(k, state, ssm, ys, space, num_particles, backward=method,
                                       num_backward=num_backward, max_tries=max_tries, sa=sa,
-                                      map_estimate=learning == "map", extra=extra, learn=learn_flag)
+                                      map_estimate=learning == "map", extra=extra, learn=learn_flag,
+                                      proposal=proposal)
         return (new, learn_flag), (state.position, info, new.reference)
 
     def chunk(states, keys, learn_flag):  # keys (chains, length, 2)
@@ -1057,7 +1073,8 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
                "num_backward": num_backward, "backward": method, "num_iterations": num_iterations if learn else 0,
                "average_from": average_from if learn else 0, "burn_in": burn_in, "step_size": float(step_size),
                "step_exponent": float(step_exponent), "preconditioner": preconditioner,
-               "log_likelihood_source": loglik_source, "target": target.name})
+               "log_likelihood_source": loglik_source, "proposal": "bootstrap" if proposal is None else "guided",
+               "target": target.name})
     if warmup is not None:
         zs_sa, info_sa = warmup
         trajectory = _pmmh.posterior_arrays(space, jnp.asarray(zs_sa))

@@ -142,13 +142,18 @@ def adapted_cholesky(adapt: AdaptationState, initial_cholesky: Array, *, adapt_s
 
 
 def evidence_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: int,
-                       resampler: str, ess_threshold: float) -> EstimateFn:
-    """``estimate(key, z) -> (sum_s log p̂(y_s | z), increments (S, T))`` with a bootstrap filter."""
+                       resampler: str, ess_threshold: float, with_ess: bool = False) -> EstimateFn:
+    """``estimate(key, z) -> (sum_s log p̂(y_s | z), increments (S, T))`` with a bootstrap filter.
+
+    With ``with_ess`` the second output is ``(increments (S, T), ess (S, T))``.
+    """
     filt = _filter.series_fn(ssm, space.to_params, num_particles=num_particles, resampler=resampler,
-                             ess_threshold=ess_threshold)
+                             ess_threshold=ess_threshold, test_fn=lambda x: jnp.zeros(()))
 
     def estimate(key, z):
         out = filt(key, z, ys)
+        if with_ess:
+            return out.log_evidence.sum(), (out.log_likelihood_increments, out.ess)
         return out.log_evidence.sum(), out.log_likelihood_increments
 
     return estimate
@@ -226,7 +231,8 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     Returns:
         InferenceData: ``posterior`` the constrained parameters ``(chain, draw, ...)``;
         ``sample_stats`` ``acceptance_rate``, ``is_accepted``, ``log_evidence`` (the chain's
-        current estimate), ``lp`` (log-evidence + log prior in unconstrained space);
+        current estimate), ``lp`` (log-evidence + log prior in unconstrained space), ``ess``
+        ``([series,] time)`` (the current filter's ESS per step);
         ``log_likelihood`` ``y``: the current filter's per-step increments ``([series,] time)``;
         attrs ``num_particles``, ``final_proposal_scale``.
     """
@@ -254,7 +260,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         adapt_start = min(max(50, 10 * d), max(num_warmup // 2, 1))
     adapt_start = check_positive_int(adapt_start, "adapt_start")
     estimate = evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
-                                  ess_threshold=ess_threshold)
+                                  ess_threshold=ess_threshold, with_ess=True)
     init_chol = init_scale * jnp.eye(d)
 
     key = jax.random.PRNGKey(seed)
@@ -305,23 +311,25 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         for name, value in (("position", st.position), ("log_evidence", st.log_evidence),
                             ("log_prior", st.log_prior), ("aux", st.aux),
                             ("acc", info.acceptance_rate), ("is_acc", info.is_accepted)):
-            kept[name].append(np.asarray(value))
+            kept[name].append(jax.tree.map(np.asarray, value))
     bar.close()
-    arrays = {k: np.concatenate(v, axis=1)[:, thinning - 1::thinning][:, :num_samples] for k, v in kept.items()}
+    arrays = {k: jax.tree.map(lambda *xs: np.concatenate(xs, axis=1)[:, thinning - 1::thinning][:, :num_samples], *v)
+              for k, v in kept.items()}
 
     final_chol = np.asarray(jax.vmap(lambda a: adapted_cholesky(a, init_chol, adapt_start=adapt_start))(carry[1]))
     posterior = posterior_arrays(space, jnp.asarray(arrays["position"]))
-    incr = arrays["aux"]  # (chain, draw, S, T)
+    incr, ess = arrays["aux"]  # each (chain, draw, S, T)
     time_dims = ("series", "time") if batched else ("time",)
     loglik = incr if batched else incr[:, :, 0]
+    ess = ess if batched else ess[:, :, 0]
     dims = {name: tuple(target.dims.get(name, ())) for name in posterior
             if len(tuple(target.dims.get(name, ()))) == posterior[name].ndim - 2 and posterior[name].ndim > 2}
-    dims["y"] = time_dims
+    dims["y"] = dims["ess"] = time_dims
     idata = to_inference_data(
         posterior=posterior,
         sample_stats={"acceptance_rate": arrays["acc"], "is_accepted": arrays["is_acc"],
                       "log_evidence": arrays["log_evidence"],
-                      "lp": arrays["log_evidence"] + arrays["log_prior"]},
+                      "lp": arrays["log_evidence"] + arrays["log_prior"], "ess": ess},
         log_likelihood={"y": loglik},
         dims=dims,
         attrs={"method": "pmmh", "num_particles": num_particles, "num_warmup": num_warmup,

@@ -20,7 +20,8 @@ over θ-particles and sequences, the filter over its particles). At ``t = 0..T-1
 ``N_x``; Chopin et al. 2013, Prop. 1), and the final weighted θ-particles approximate
 ``p(θ | y_{0:T-1})``.
 
-Public API: :class:`SMC2State`, :class:`SMC2Info`, :func:`init`, :func:`step`, :func:`run`,
+Public API: :class:`SMC2State`, :class:`SMC2Info`, :func:`init`, :func:`step`, :func:`resample_move`,
+:func:`run`,
 :class:`SMC2Output`, :func:`run_smc2`.
 """
 
@@ -41,7 +42,7 @@ from inference.particle import resampling as _resampling
 from inference.particle.space import ParameterSpace, build_space
 from inference.types import Array, PRNGKey, Target
 
-__all__ = ["SMC2State", "SMC2Info", "SMC2Output", "init", "step", "run", "run_smc2"]
+__all__ = ["SMC2State", "SMC2Info", "SMC2Output", "init", "step", "resample_move", "run", "run_smc2"]
 
 
 class SMC2State(NamedTuple):
@@ -172,12 +173,42 @@ def _weighted_cholesky(positions: Array, log_weights: Array, scale: float) -> Ar
     return jnp.linalg.cholesky(cov)
 
 
+def resample_move(key: PRNGKey, state: SMC2State, model: _Model, *, num_moves: int = 3, scale: float = 2.38,
+                  theta_resampler=_resampling.systematic) -> tuple[SMC2State, Array]:
+    """Resample the θ-particles (with their filters), then ``num_moves`` PMMH moves targeting
+    ``p(z | y_{0:t})``; returns the equally weighted state and the mean acceptance rate."""
+    n = state.positions.shape[0]
+    key_rs, key_mv = jax.random.split(key)
+    chol = _weighted_cholesky(state.positions, state.log_weights, scale)
+    idx = theta_resampler(key_rs, state.log_weights, n)
+    take = lambda a: a[idx]  # noqa: E731
+    pm = _pmmh.PMMHState(position=take(state.positions), log_evidence=take(state.filters.log_evidence.sum(axis=1)),
+                         log_prior=take(state.log_prior),
+                         aux=(jax.tree.map(take, state.filters), take(state.increments)))
+
+    def estimate(k, z):
+        filters, incr = model.rerun(k, z, state.t)
+        return filters.log_evidence.sum(), (filters, incr)
+
+    def one_particle(k, p):
+        def body(p, kk):
+            p, info = _pmmh.step(kk, p, estimate, model.log_prior, chol)
+            return p, info.acceptance_rate
+        return jax.lax.scan(body, p, jax.random.split(k, num_moves))
+
+    pm, acc = jax.vmap(one_particle)(jax.random.split(key_mv, n), pm)
+    filters, increments = pm.aux
+    new = SMC2State(pm.position, jnp.full((n,), -math.log(n)), pm.log_prior, filters, increments,
+                    state.log_evidence, state.t)
+    return new, jnp.mean(acc)
+
+
 def step(key: PRNGKey, state: SMC2State, model: _Model, *, ess_threshold: float = 0.5, num_moves: int = 3,
          scale: float = 2.38, theta_resampler=_resampling.systematic) -> tuple[SMC2State, SMC2Info]:
     """Advance every filter to ``t + 1``, reweight, and resample-move when the θ-ESS is low."""
     n = state.positions.shape[0]
     t = state.t + 1
-    key_adv, key_rs, key_mv = jax.random.split(key, 3)
+    key_adv, key_rm = jax.random.split(key)
     filters, incr = jax.vmap(model.advance)(jax.random.split(key_adv, n), state.positions, state.filters)
     ell = incr.sum(axis=1)
     log_w, total = _normalise(state.log_weights + ell)
@@ -185,35 +216,14 @@ def step(key: PRNGKey, state: SMC2State, model: _Model, *, ess_threshold: float 
     ess = _resampling.ess(log_w)
     state = SMC2State(state.positions, log_w, state.log_prior, filters, increments, state.log_evidence + total, t)
 
-    def resample_move(state: SMC2State):
-        chol = _weighted_cholesky(state.positions, state.log_weights, scale)
-        idx = theta_resampler(key_rs, state.log_weights, n)
-        take = lambda a: a[idx]  # noqa: E731
-        pm = _pmmh.PMMHState(position=take(state.positions), log_evidence=take(state.filters.log_evidence.sum(axis=1)),
-                             log_prior=take(state.log_prior),
-                             aux=(jax.tree.map(take, state.filters), take(state.increments)))
-
-        def estimate(k, z):
-            filters, incr = model.rerun(k, z, t)
-            return filters.log_evidence.sum(), (filters, incr)
-
-        def one_particle(k, p):
-            def body(p, kk):
-                p, info = _pmmh.step(kk, p, estimate, model.log_prior, chol)
-                return p, info.acceptance_rate
-            return jax.lax.scan(body, p, jax.random.split(k, num_moves))
-
-        pm, acc = jax.vmap(one_particle)(jax.random.split(key_mv, n), pm)
-        filters, increments = pm.aux
-        new = SMC2State(pm.position, jnp.full((n,), -math.log(n)), pm.log_prior, filters, increments,
-                        state.log_evidence, state.t)
-        return new, jnp.mean(acc)
+    def move(state: SMC2State):
+        return resample_move(key_rm, state, model, num_moves=num_moves, scale=scale, theta_resampler=theta_resampler)
 
     def keep(state: SMC2State):
         return state, jnp.asarray(jnp.nan)
 
     do = ess < ess_threshold * n
-    state, acc = jax.lax.cond(do, resample_move, keep, state)
+    state, acc = jax.lax.cond(do, move, keep, state)
     return state, SMC2Info(ess, do, acc, total)
 
 
@@ -227,10 +237,14 @@ class SMC2Output(NamedTuple):
 
 def run(key: PRNGKey, ssm, ys: Array, *, num_theta: int = 200, num_particles: int = 100,
         ess_threshold: float = 0.5, num_moves: int = 3, scale: float = 2.38, resampler: str = "systematic",
-        filter_ess_threshold: float = 0.5, space: ParameterSpace | None = None) -> SMC2Output:
+        filter_ess_threshold: float = 0.5, final_moves: int = 0,
+        space: ParameterSpace | None = None) -> SMC2Output:
     """SMC² over ``ys (S, T, *obs)`` as one ``lax.scan`` over time (jit it; vmap it over replicates).
 
-    θ-particles start as prior draws. Returns :class:`SMC2Output` (``log_evidence`` = ``log Ẑ``).
+    θ-particles start as prior draws. ``final_moves > 0`` ends with one more resample-move at
+    ``T - 1`` (that many PMMH moves), so that the returned particles are equally weighted and
+    re-diversified (the evidence is unchanged). Returns :class:`SMC2Output` (``log_evidence`` =
+    ``log Ẑ``).
     """
     space = build_space(ssm.prior) if space is None else space
     resampler_fn = _resampling.get_resampler(resampler)
@@ -246,12 +260,16 @@ def run(key: PRNGKey, ssm, ys: Array, *, num_theta: int = 200, num_particles: in
     keys = jax.random.split(key_run, max(model.num_steps - 1, 1))[: model.num_steps - 1]
     state, infos = jax.lax.scan(body, state, keys)
     infos = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), info0, infos)
+    if final_moves > 0:
+        state, _ = resample_move(jax.random.fold_in(key_run, 1), state, model, num_moves=final_moves, scale=scale,
+                                 theta_resampler=resampler_fn)
     return SMC2Output(state, state.log_evidence, infos)
 
 
 def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200, num_particles: int = 100,
              ess_threshold: float = 0.5, num_moves: int = 3, scale: float = 2.38, resampler: str = "systematic",
-             filter_ess_threshold: float = 0.5, num_chains: int = 1, pointwise_log_likelihood: bool = True):
+             filter_ess_threshold: float = 0.5, final_moves: int | None = None, num_chains: int = 1,
+             pointwise_log_likelihood: bool = True):
     """SMC² on a state-space target: posterior draws of θ and the log-evidence.
 
     Args:
@@ -262,14 +280,17 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         num_moves: PMMH moves per resample-move; scale: the random walk's scale (times the
             weighted particle covariance / d).
         resampler, filter_ess_threshold: resampling of the θ-particles and inside each filter.
+        final_moves: PMMH moves of a last resample-move at ``T - 1`` that re-diversifies the output
+            (default ``num_moves``; 0 skips it and resamples the final weighted particles instead).
         num_chains: independent SMC² runs (each a chain of ``num_theta`` draws).
         pointwise_log_likelihood: store the per-step log-likelihood of every draw: exact (the
             program's ``y`` factor) when the entry has an exact likelihood, else the draw's own
             filter increments.
 
     Returns:
-        InferenceData over (chain = run, draw = θ-particle after a final resampling to equal
-        weights): ``posterior`` θ (constrained names); ``sample_stats`` ``log_evidence`` (the run's
+        InferenceData over (chain = run, draw = θ-particle, equally weighted after the final
+        resample-move, or resampled to equal weights when ``final_moves=0``): ``posterior`` θ
+        (constrained names); ``sample_stats`` ``log_evidence`` (the run's
         ``log Ẑ``, repeated over draws), ``ess`` and ``resampled`` (θ-level, per time step, repeated
         over draws), ``acceptance_rate`` (the run's mean PMMH acceptance); ``log_likelihood`` ``y``;
         attrs ``log_evidence`` (mean over runs of ``log Ẑ``).
@@ -285,6 +306,7 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
     num_particles = _filter.check_num_particles(num_particles, conditional=False)
     num_moves = check_int(num_moves, "num_moves")
     num_chains = check_int(num_chains, "num_chains")
+    final_moves = num_moves if final_moves is None else check_int(final_moves, "final_moves", minimum=0)
     resampler_fn = _resampling.get_resampler(resampler)
     _filter.check_threshold(filter_ess_threshold)
     if not (isinstance(ess_threshold, (int, float)) and 0.0 <= ess_threshold <= 1.0):
@@ -298,7 +320,7 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         key_run, key_final = jax.random.split(key)
         out = run(key_run, ssm, ys, num_theta=num_theta, num_particles=num_particles, ess_threshold=ess_threshold,
                   num_moves=num_moves, scale=scale, resampler=resampler, filter_ess_threshold=filter_ess_threshold,
-                  space=space)
+                  final_moves=final_moves, space=space)
         idx = resampler_fn(key_final, out.state.log_weights, num_theta)
         idx = jax.random.permutation(jax.random.fold_in(key_final, 1), idx)
         return out.state.positions[idx], out.state.increments[idx], out.log_evidence, out.info
@@ -341,6 +363,6 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         posterior=posterior, sample_stats=sample_stats, log_likelihood=log_likelihood, dims=dims,
         attrs={"method": "smc2", "num_theta": num_theta, "num_particles": num_particles,
                "ess_threshold": float(ess_threshold), "num_moves": num_moves, "scale": float(scale),
-               "resampler": str(resampler), "log_evidence": float(np.mean(log_ev)),
+               "resampler": str(resampler), "final_moves": final_moves, "log_evidence": float(np.mean(log_ev)),
                "log_likelihood_source": source, "target": target.name})
     return _filter.attach_observed(idata, target)

@@ -123,6 +123,30 @@ def test_ssm_matches_the_exact_model(data):
     assert log_joint - float(log_post) == pytest.approx(float(M.exact_loglik(THETA, ys)), rel=1e-9)
 
 
+def test_optimal_proposal_weights_do_not_depend_on_the_new_state(data):
+    """The recipe's locally optimal proposal: log g(y_t|x) + log f(x|x') - log q(x|x') equals the
+    predictive log N(y_t; φ x', σ_x² + σ_y²) for every x (and log f - log q = 0 at a missing y_t);
+    at t = 0 it equals log N(y_0; 0, σ_x²/(1-φ²) + σ_y²)."""
+    ys = np.array(data[0][:6])
+    ys[3] = np.nan
+    theta = {k: jnp.asarray(v) for k, v in THETA.items()}
+    phi, sx, sy = THETA["phi"], THETA["sigma_x"], THETA["sigma_y"]
+    ssm = M.lgssm_ssm()
+    fk = ssm.feynman_kac(theta, jnp.asarray(ys))
+    q = M.lgssm_optimal_proposal(theta, jnp.asarray(ys))
+    xs = jnp.linspace(-3.0, 3.0, 7)
+    w0 = jax.vmap(lambda x: fk.emission_log_weight(0, x) + fk.initial_log_density(x) - q.initial().log_prob(x))(xs)
+    v0 = sx**2 / (1 - phi**2) + sy**2
+    np.testing.assert_allclose(w0, -0.5 * (ys[0] ** 2 / v0 + np.log(2 * np.pi * v0)), rtol=1e-10)
+    for t in (1, 3, 5):
+        x_prev = 0.4
+        w = jax.vmap(lambda x: fk.emission_log_weight(t, x) + fk.transition_log_density(t, x_prev, x)
+                     - q.transition(t, x_prev).log_prob(x))(xs)
+        v = sx**2 + sy**2
+        expected = 0.0 if np.isnan(ys[t]) else -0.5 * ((ys[t] - phi * x_prev) ** 2 / v + np.log(2 * np.pi * v))
+        np.testing.assert_allclose(w, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_columns_round_trip_and_validation(data):
     ys, _ = data
     entry = zoo.get("ppg_lgssm")

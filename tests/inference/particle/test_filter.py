@@ -203,3 +203,27 @@ def test_run_filter_errors(ar1_data):
         inference.fit(ssm, jnp.zeros((2, 3, 4)), method="pf", progress=False)
     with pytest.raises(TypeError, match="state-space"):
         inference.fit(lambda data=None: None, ys, method="pf", progress=False)
+
+
+def test_sample_cloud_draws_the_cloud_with_one_key_or_falls_back(key):
+    """One key for a family that batches safely (the draw IS the batched distribution's draw, and
+    its N values are i.i.d. given x_prev); per-particle keys for a TransformedDistribution, whose
+    promoted batch would share one noise value across particles."""
+    n = 400
+    x_prev = jnp.linspace(-2.0, 2.0, n)
+    normal = lambda xp: dist.Normal(0.9 * xp, 0.5)  # noqa: E731
+    draw = pf.sample_cloud(key, n, lambda k, xp: normal(xp).sample(k), normal, x_prev)
+    np.testing.assert_array_equal(draw, dist.Normal(0.9 * x_prev, 0.5).sample(key))
+    z = np.asarray(draw - 0.9 * x_prev) / 0.5
+    tol = mc_tolerance(1.0, n, false_failure=BUDGET, num_comparisons=2)
+    assert abs(z.mean()) <= tol and abs(np.corrcoef(z[:-1], z[1:])[0, 1]) <= tol
+
+    lognormal = lambda xp: dist.LogNormal(0.1 * xp, 0.5)  # noqa: E731
+    draw = pf.sample_cloud(key, n, lambda k, xp: lognormal(xp).sample(k), lognormal, x_prev)
+    expected = jax.vmap(lambda k, xp: lognormal(xp).sample(k))(jax.random.split(key, n), x_prev)
+    np.testing.assert_array_equal(draw, expected)
+    # Initial clouds use sample_shape; without a constructor, per-particle keys.
+    init = pf.sample_cloud(key, n, lambda k, _: normal(0.0).sample(k), lambda: normal(0.0))
+    np.testing.assert_array_equal(init, normal(0.0).sample(key, (n,)))
+    plain = pf.sample_cloud(key, n, lambda k, xp: normal(xp).sample(k), None, x_prev)
+    np.testing.assert_array_equal(plain, jax.vmap(lambda k, xp: normal(xp).sample(k))(jax.random.split(key, n), x_prev))
