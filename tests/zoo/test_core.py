@@ -10,7 +10,7 @@ from numpyro.infer.util import log_density, log_likelihood
 
 from inference import exact
 from inference._sites import merge_init_rest
-from zoo.core import Check, StateSpaceModel, ZooEntry, Recipe, masked_log_prob, check_covers, check_close
+from zoo.core import Check, StateSpaceModel, ZooEntry, Recipe, masked_log_prob, check_covers, check_close, interval_covers
 from diagnostics.convert import to_inference_data
 
 
@@ -100,6 +100,22 @@ def test_check_helpers():
     c = check_close(idata, "b", np.ones(3), tol=0.02)
     assert isinstance(c, Check) and c.passed
     assert not check_close(idata, "a", 1.5, tol=0.1).passed
+
+
+def test_check_covers_shares_the_false_alarm_budget_across_variables():
+    """With k variables each interval has level 1 - 0.1/k: its bounds are the draws' quantiles."""
+    draws = np.random.default_rng(1).normal(0.0, 1.0, size=(4, 5000))
+    idata = to_inference_data(posterior={"a": draws})
+    _, lo1, hi1 = interval_covers(idata, "a", 0.0)
+    _, lo3, hi3 = interval_covers(idata, "a", 0.0, num_comparisons=3)
+    np.testing.assert_allclose([lo1, hi1], np.quantile(draws, [0.05, 0.95]))
+    np.testing.assert_allclose([lo3, hi3], np.quantile(draws, [0.05 / 3, 1 - 0.05 / 3]))
+    truth = float(np.quantile(draws, 0.97))  # outside the 90% interval, inside the 96.7% one
+    assert not check_covers(idata, "a", truth).passed
+    joint = check_covers(idata, "a", truth, num_comparisons=3)
+    assert joint.passed and joint.name.startswith("joint 90%")
+    with pytest.raises(ValueError, match="num_comparisons"):
+        interval_covers(idata, "a", 0.0, num_comparisons=0)
 
 
 def test_zoo_entry_requires_small_and_paper():
