@@ -317,9 +317,10 @@ def run_numpyro_nuts(
     mcmc.run(key, target.data,
              extra_fields=("diverging", "energy", "num_steps", "accept_prob", "potential_energy",
                            "adapt_state.step_size"))
-    elapsed = time.perf_counter() - started
+    # run() returns before the dispatched computation ends: time it once the draws are on the host
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    elapsed = time.perf_counter() - started
     _raise_if_nonfinite_run(extra["potential_energy"], "numpyro NUTS")
     stats = {
         "diverging": extra["diverging"],
@@ -470,6 +471,7 @@ def run_blackjax_nuts(
         remaining -= size
         bar.update(size)
     bar.close()
+    jax.block_until_ready(states)
     elapsed = time.perf_counter() - started
 
     def stack(parts):  # (draw, chain, ...) chunks -> (chain, draw, ...)

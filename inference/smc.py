@@ -543,6 +543,7 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
     out = sample(key_run, tt, num_runs=num_runs, kernel=kernel, num_particles=num_particles,
                  num_mcmc_steps=num_mcmc_steps, target_ess=target_ess, waste_free=waste_free,
                  resampler=resampler, max_steps=max_steps, progress=progress)
+    jax.block_until_ready(out)
     elapsed = time.perf_counter() - started
     R, N = out.particles.shape[:2]
     flat = jnp.asarray(out.particles.reshape(R * N, -1))
