@@ -47,13 +47,16 @@ equation (CLE), the linear-noise approximation (LNA) and the deterministic rate 
 We simulate one data set exactly, then fit the three rates (μ, σ, λ) three ways:
 
 1. **CLE + particle Gibbs** (conditional SMC with ancestor sampling) on the entry's state-space form;
-2. **LNA + NUTS**: the LNA is a time-varying linear-Gaussian model, so `inference.exact.kalman_filter` gives its marginal likelihood;
+2. **LNA + NUTS**: the restarting linear-noise approximation (the LNA re-solved from the filtered
+   mean and covariance at every observation, with `inference.exact`'s Kalman update) gives an
+   approximate marginal likelihood that NUTS differentiates;
 3. **rate equations + NUTS** (`lotka_volterra_ode`): the mean-field ODE with log-normal noise.
 """),
     code("""
 import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 import warnings
+warnings.filterwarnings("ignore", message="IProgress not found")
 import numpy as np
 import jax, jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -127,9 +130,11 @@ print("SSA vs LNA SD at t = 40:", np.asarray(ssa.states[:, -1]).std(0).round(1),
     md("""
 ## Route 1 — LNA + NUTS (the entry's default recipe)
 
-The non-restarting LNA makes the counts a time-varying linear-Gaussian state-space model (Poisson
-noise replaced by a Gaussian with variance equal to the LNA mean); its marginal likelihood is a
-Kalman filter, and NUTS samples (μ, σ, λ) directly.
+Between observations the LNA is a linear-Gaussian transition; restarting it at each observation
+from the filtered mean and covariance (Fearnhead, Giagos & Sherlock 2014) keeps the linearisation
+close to the data instead of to one deterministic path that has long spiralled into the fixed
+point. Poisson noise is replaced by a Gaussian with variance equal to the predicted mean. NUTS
+samples (μ, σ, λ) directly.
 """),
     code("""
 with warnings.catch_warnings():
@@ -139,6 +144,42 @@ with warnings.catch_warnings():
 print(az.summary(idata_lna, var_names=["mu", "sigma", "lam"], round_to=3))
 for c in entry.check(idata_lna, truth, config):
     print(("PASS " if c.passed else "FAIL ") + c.name, "|", c.target)
+"""),
+    md("""
+**Is this data set unlucky, or is the model wrong?** All three rates sit below the truth by about
+the same factor: an overall time scale, which the data pin down less well than the ratios. Two
+measurements separate the two explanations. (1) At the truth, the SSA's own dynamics agree with
+the LNA's: below, the lag-1 regression matrix of 400 exact paths (t = 30…40, quasi-stationary)
+against the LNA's transition matrix Φ. (2) The maximum-likelihood estimates of this data set under
+the non-restarting ("fixed") and restarting LNA, with Laplace standard deviations: the z-scores
+say how far in the tail this data set lies. (Over 83 simulated data sets the fixed LNA's 90%
+intervals missed 8–11% of the time per rate; see the model card.)
+"""),
+    code("""
+import scipy.optimize, dataclasses
+late = jnp.arange(30.0, 41.0)
+paths = np.asarray(jax.jit(jax.vmap(lambda k: net.ssa_at(k, truth_rates, x0, late, 60_000)))(
+    jax.random.split(jax.random.PRNGKey(7), 400)).states, dtype=float)
+a, b = paths[:, :-1] - paths[:, :-1].mean((0, 1)), paths[:, 1:] - paths[:, 1:].mean((0, 1))
+F_ssa = np.einsum("nti,ntj->ij", b, a) @ np.linalg.inv(np.einsum("nti,ntj->ij", a, a))
+print("SSA lag-1 regression of x(t+1) on x(t):", F_ssa.round(3).tolist())
+phi = net.lna(truth_rates, jnp.array([500 / 3.75, 500 / 3.0]), jnp.array([0.0, 1.0])).transition_matrices[0]
+print("LNA transition matrix Phi (fixed point):", np.asarray(phi).round(3).tolist())
+
+def mle(form):
+    cfg = dataclasses.replace(config, lna_form=form)
+    vg = jax.jit(jax.value_and_grad(lambda lp: entry.exact_loglik(dict(zip(["mu", "sigma", "lam"], jnp.exp(lp))), data, cfg)))
+    start = np.log([config.true_mu, config.true_sigma, config.true_lam])
+    x = scipy.optimize.minimize(lambda v: tuple(-np.asarray(o) for o in vg(jnp.asarray(v))), start, jac=True).x
+    h = 1e-4
+    H = -np.stack([(np.asarray(vg(jnp.asarray(x + h * e))[1]) - np.asarray(vg(jnp.asarray(x - h * e))[1])) / (2 * h)
+                   for e in np.eye(3)])
+    sd = np.sqrt(np.diag(np.linalg.inv(0.5 * (H + H.T))))
+    return x - start, sd
+
+for form in ("fixed", "restarting"):
+    shift, sd = mle(form)
+    print(f"{form:10s} MLE log(rate/truth) = {shift.round(3)}, Laplace SD {sd.round(3)}, z = {(shift / sd).round(2)}")
 """),
     md("""
 ## Route 2 — CLE + particle Gibbs
@@ -197,17 +238,30 @@ plt.tight_layout(); plt.show()
 print(f"{'route':24s} {'param':6s} {'mean':>8s} {'5%':>8s} {'95%':>8s}   truth")
 for label, name, mean, lo, hi in rows:
     print(f"{label:24s} {name:6s} {mean:8.3f} {lo:8.3f} {hi:8.3f}   {true[name]}")
+print()
+print("spec 3b overlap criterion, |E_LNA - E_PG| / max(SD): (< 1 passes)")
+for name in names:
+    a, b = (np.asarray(idata.posterior[name]).ravel() for idata in (idata_lna, idata_pg))
+    print(f"  {name:6s} {abs(a.mean() - b.mean()) / max(a.std(), b.std()):.2f}")
+print("particle Gibbs bulk ESS:", {k: round(float(v), 1) for k, v in az.ess(idata_pg, var_names=names).items()})
 """),
     md("""
 **Reading the comparison.** The LNA and the CLE both model the demographic noise that drives the
-quasi-cycles, so their posteriors agree with each other and cover the truth (the spec's check:
-90% intervals cover and means within 20%; the LNA and particle posteriors should differ by less
-than one posterior SD). The LNA route is by far the cheapest (a Kalman filter per gradient); the
-particle route is exact for the CLE but costs a conditional SMC sweep per update and mixes slowly
-in θ because the fine Euler–Maruyama path pins the rates down. The rate-equation fit has to
-explain sustained cycles with a damped deterministic spiral: its noise scale absorbs the
-fluctuations and its rate estimates, from one series, are less precise and can be biased —
-the point of the review, where fluctuations change the picture the mean-field equations give.
+quasi-cycles, and their posteriors agree closely (the spec's criterion: means within one
+posterior SD). On this data set (seed 0) both sit about 8% below the truth in all three rates,
+and the 90% intervals of μ and σ end just below it. The measurements above say why: the exact
+simulator's dynamics match the LNA's at the truth, and this data set's MLE lies about 1.6–2
+standard deviations below the truth under both LNA forms, an overall slowing that the exact CLE
+route sees too. The restarting LNA removes part of the fixed LNA's small O(1/N) bias (the CME's
+quasi-stationary mean is about one count away from the rate-equation fixed point at N = 500) and
+widens the intervals slightly; it does not change this data set's verdict.
+
+The LNA route is by far the cheapest. The particle route is exact for the CLE but costs a
+conditional SMC sweep per update and mixes slowly in θ (low ESS above): the fine Euler–Maruyama
+path pins the rates down, so θ | x moves in small steps; use more sweeps, or PMMH, for
+production. The rate-equation fit has to explain sustained cycles with a damped deterministic
+spiral: its noise scale absorbs the fluctuations and its estimates from one series are far less
+precise — the point of the review: fluctuations change the picture the mean-field equations give.
 """),
 ]
 

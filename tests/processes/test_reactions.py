@@ -156,6 +156,57 @@ def test_ssa_matches_exact_linear_moments(key):
     assert_within_mc_error(cov_hat, covs, var_std, n, what="SSA covariance (linear network)")
 
 
+def test_lna_propagate_is_exact_for_linear_networks():
+    """From a Gaussian initial law N(m0, P0), a linear network's CME mean and covariance obey the
+    same linear ODEs (the diffusion is linear in the mean): lna_propagate must reproduce them."""
+    times = np.array([0.0, 1.5])
+    m0, P0 = np.array([6.0, 3.0]), np.array([[4.0, 1.0], [1.0, 2.0]])
+    from scipy.integrate import solve_ivp
+
+    k1, k2, k3, k4 = np.asarray(LINEAR_RATES)
+    A = np.array([[-(k2 + k3), 0.0], [k2, -k4]])
+    S = np.array([[1, -1, -1, 0], [0, 1, 0, -1]])
+
+    def rhs(t, y):
+        m, C = y[:2], y[2:].reshape(2, 2)
+        a = np.array([k1 * 20.0, k2 * m[0], k3 * m[0], k4 * m[1]])
+        return np.concatenate([A @ m + np.array([k1 * 20.0, 0.0]), (A @ C + C @ A.T + (S * a) @ S.T).ravel()])
+
+    ref = solve_ivp(rhs, times, np.concatenate([m0, P0.ravel()]), rtol=1e-11, atol=1e-11).y[:, -1]
+    mean, cov = LINEAR.lna_propagate(LINEAR_RATES, m0, P0, times[0], times[1])
+    np.testing.assert_allclose(mean, ref[:2], rtol=1e-7)
+    np.testing.assert_allclose(cov, ref[2:].reshape(2, 2), rtol=1e-7)
+
+
+def test_restarting_lna_filter_matches_a_hand_written_filter():
+    """lna_filter = restart the LNA from the filtered moments at every observation, Gaussian update;
+    the reference re-solves with :meth:`lna` (adaptive) per interval and updates with numpy/scipy."""
+    from scipy import stats
+
+    net = lv_network(500.0)
+    times = np.arange(0.0, 6.0)
+    ys = np.array([[110.0, 95.0], [118.0, np.nan], [140.0, 120.0], [150.0, 150.0], [131.0, 177.0]])
+    m, P = np.array([100.0, 100.0]), np.zeros((2, 2))
+    expected = []
+    one_interval = jax.jit(lambda m, P, t: net.lna(LV_RATES, m, t, x0_cov=P))  # adaptive steps; compiled once
+    for k in range(len(ys)):
+        lna = one_interval(jnp.asarray(m), jnp.asarray(P), jnp.asarray(times[k:k + 2]))
+        m, P = np.asarray(lna.means[1]), np.asarray(lna.covs[1])
+        obs = ~np.isnan(ys[k])
+        H = np.eye(2)[obs]
+        S = H @ P @ H.T + np.diag(np.maximum(m, 1.0)[obs])
+        expected.append(stats.multivariate_normal(H @ m, S).logpdf(ys[k][obs]))
+        gain = P @ H.T @ np.linalg.inv(S)
+        m, P = m + gain @ (ys[k][obs] - H @ m), P - gain @ H @ P
+    got = jax.jit(lambda y: net.lna_filter(LV_RATES, jnp.array([100.0, 100.0]), jnp.asarray(times), y, jnp.eye(2),
+                                           lambda mean: jnp.diag(jnp.maximum(mean, 1.0))))(jnp.asarray(ys))
+    np.testing.assert_allclose(got.log_likelihood_increments, expected, rtol=1e-6)
+    np.testing.assert_allclose(got.filtered_means[-1], m, rtol=1e-6)
+    np.testing.assert_allclose(got.filtered_covs[-1], P, rtol=1e-5)
+    with pytest.raises(ValueError, match="ys"):
+        net.lna_filter(LV_RATES, jnp.array([100.0, 100.0]), jnp.asarray(times), jnp.ones((3, 2)), jnp.eye(2), jnp.eye(2))
+
+
 # ------------------------------------------------------------------------------------------
 # nonlinear (Lotka–Volterra, Omega = 5000): LNA, CLE, tau-leaping vs SSA
 # ------------------------------------------------------------------------------------------
@@ -273,19 +324,34 @@ def test_birth_death_transition_matches_dense_expm(case):
 
 
 def test_symmetric_tridiagonal_expm_gradient_matches_dense():
+    """Value and gradient against scipy's dense expm and its exact Frechet derivative."""
     rng = np.random.default_rng(3)
     n = 7
-    w1, w2 = jnp.asarray(rng.normal(size=(n, n))), jnp.asarray(rng.normal(size=(n, n)))
+    w1, w2 = rng.normal(size=(n, n)), rng.normal(size=(n, n))
 
     def ours(x):
         e, i = symmetric_tridiagonal_expm(x[:n], x[n:2 * n - 1], x[-1])
         return (w1 * e).sum() + (w2 * i).sum()
 
-    def dense(x):
-        s = jnp.diag(x[:n]) + jnp.diag(x[n:2 * n - 1], 1) + jnp.diag(x[n:2 * n - 1], -1)
-        aug = jnp.zeros((2 * n, 2 * n)).at[:n, :n].set(s).at[:n, n:].set(jnp.eye(n))
-        return (w1 * jax.scipy.linalg.expm(s * x[-1])).sum() + (w2 * jax.scipy.linalg.expm(aug * x[-1])[:n, n:]).sum()
+    def augmented(diag, off):
+        s = np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
+        aug = np.zeros((2 * n, 2 * n))
+        aug[:n, :n], aug[:n, n:] = s, np.eye(n)
+        return aug  # expm(aug dt) = [[exp(S dt), int_0^dt exp(S s) ds], [0, I]]
 
-    x = jnp.concatenate([-jnp.asarray(rng.uniform(1, 5, n)), jnp.asarray(rng.uniform(0.5, 2, n - 1)), jnp.array([0.7])])
-    np.testing.assert_allclose(ours(x), dense(x), rtol=1e-10)
-    np.testing.assert_allclose(jax.grad(ours)(x), jax.grad(dense)(x), rtol=1e-8, atol=1e-12)
+    def objective(block):
+        return (w1 * block[:n, :n]).sum() + (w2 * block[:n, n:]).sum()
+
+    x = np.concatenate([-rng.uniform(1, 5, n), rng.uniform(0.5, 2, n - 1), [0.7]])
+    diag, off, dt = x[:n], x[n:2 * n - 1], x[-1]
+    aug = augmented(diag, off)
+    np.testing.assert_allclose(ours(jnp.asarray(x)), objective(scipy.linalg.expm(aug * dt)), rtol=1e-10)
+    grad = np.empty_like(x)
+    for k in range(2 * n - 1):
+        direction = np.zeros_like(x)
+        direction[k] = 1.0
+        d_aug = augmented(direction[:n], direction[n:2 * n - 1])
+        d_aug[:n, n:] = 0.0
+        grad[k] = objective(scipy.linalg.expm_frechet(aug * dt, d_aug * dt, compute_expm=False))
+    grad[-1] = objective(aug @ scipy.linalg.expm(aug * dt))  # d/d dt of exp(A dt)
+    np.testing.assert_allclose(jax.grad(ours)(jnp.asarray(x)), grad, rtol=1e-8, atol=1e-12)

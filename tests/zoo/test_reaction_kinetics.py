@@ -173,21 +173,38 @@ def slv():
 
 
 def test_slv_lna_program_is_the_kalman_likelihood(slv):
+    """Both LNA forms against references built by hand: the fixed (non-restarting) LNA is an exact
+    Kalman filter of the LGSSM below; the restarting one (default) is ``lna_filter`` (itself checked
+    against a numpy filter in tests/processes/test_reactions.py) with the Poisson variance at the
+    predicted mean; the program's log density is that likelihood plus the log-normal priors."""
     entry, config, data, truth = slv
     params = {"mu": jnp.asarray(0.55), "sigma": jnp.asarray(0.9), "lam": jnp.asarray(1.4)}
+    rates = jnp.stack([params["mu"], params["sigma"], params["lam"]])
     net = lotka_volterra_network(config.capacity)
     times = jnp.asarray(np.concatenate([[0.0], config.obs_times]))
-    lna = net.lna(jnp.stack([params["mu"], params["sigma"], params["lam"]]), jnp.asarray(config.x0, float), times)
+    lna = net.lna(rates, jnp.asarray(config.x0, float), times)
     # by hand: x_k = phi_k + Phi (x_{k-1} - phi_{k-1}) + eta, y_k = x_k + N(0, diag(phi_k))
     lg = exact.LGSSMParams(
         initial_mean=lna.means[1], initial_cov=lna.covs[1], transition_matrix=lna.transition_matrices[1:],
         transition_offset=lna.means[2:] - jnp.einsum("tij,tj->ti", lna.transition_matrices[1:], lna.means[1:-1]),
         transition_cov=lna.transition_covs[1:], emission_matrix=jnp.eye(2), emission_offset=jnp.zeros(2),
         emission_cov=jax.vmap(jnp.diag)(lna.means[1:]))
+    fixed = dataclasses.replace(config, lna_form="fixed")
     expected = sum(float(exact.kalman_filter(lg, y).log_likelihood) for y in data)
-    got = float(entry.exact_loglik(params, data, config))
-    np.testing.assert_allclose(got, expected, rtol=1e-5)  # fixed-step (0.25) vs adaptive LNA solve
+    got_fixed = jax.jit(lambda p: entry.exact_loglik(p, data, fixed))(params)
+    np.testing.assert_allclose(float(got_fixed), expected, rtol=1e-5)  # step 0.25 vs adaptive
     np.testing.assert_allclose(slv_lna_lgssm(params, config).initial_mean, lna.means[1], rtol=1e-5)
+    restarting = jax.jit(jax.vmap(lambda y: net.lna_filter(rates, jnp.asarray(config.x0, float), times, y, jnp.eye(2),
+                                                           lambda m: jnp.diag(jnp.maximum(m, 1.0))).log_likelihood))(data)
+    got = float(jax.jit(lambda p: entry.exact_loglik(p, data, config))(params))
+    np.testing.assert_allclose(got, float(restarting.sum()), rtol=1e-5)
+    assert abs(got - expected) > 1e-3  # the two forms are different approximations
+    lp = jax.jit(lambda p: log_density(entry.model, (data,), {"config": config}, p)[0])(params)
+    prior = sum(float(jax.scipy.stats.norm.logpdf(jnp.log(params[k]), *getattr(config, f"prior_{k}")) - jnp.log(params[k]))
+                for k in ("mu", "sigma", "lam"))
+    np.testing.assert_allclose(float(lp), got + prior, rtol=1e-6)
+    with pytest.raises(ValueError, match="lna_form"):
+        dataclasses.replace(config, lna_form="exact")
 
 
 def test_slv_data_and_state_space_form(slv, key):
@@ -222,7 +239,11 @@ def test_slv_data_and_state_space_form(slv, key):
 
 @pytest.mark.slow
 def test_slv_lna_route_is_unbiased():
-    """The LNA-Kalman MLE averaged over 12 SSA-exact data sets is within MC error of the truth."""
+    """The (restarting) LNA MLE averaged over 12 SSA-exact data sets is within MC error of the truth.
+
+    Measured besides (not asserted here: minutes of CPU): on 150 series the restarting LNA's MLE is
+    -0.9%, -1.5%, -1.2% (SE 0.8%) off (mu, sigma, lam), the fixed LNA's -0.7%, -2.2%, -1.4%; over 83
+    small-config data sets the fixed LNA's 90% intervals missed 8.4%, 9.6%, 10.8% of the time."""
     entry = zoo.get("stochastic_lotka_volterra")
     estimates, true = _mle_over_datasets(entry, entry.configs["small"], ["mu", "sigma", "lam"], range(100, 112))
     assert_within_mc_error(estimates.mean(0), true, estimates.std(0, ddof=1), len(estimates), what="MLE mean")
@@ -378,3 +399,25 @@ def test_lv_ode_recovery_recipe():
     failed = [c for c in entry.check(idata, truth, config) if not c.passed]
     assert not failed, failed
 
+
+
+def test_lv_ode_fits_a_users_csv_through_the_cli(tmp_path, monkeypatch, capsys):
+    """`zoo simulate lotka_volterra_ode --out x.csv` then `zoo fit ... --data x.csv` (tiny NUTS run)."""
+    from diagnostics.convert import read_netcdf
+    from zoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "lotka_volterra_ode", "--seed", "3", "--out", "x.csv"]) == 0
+    header = (tmp_path / "x.csv").read_text().splitlines()[0]
+    assert header == "time,predator,prey"
+    # the cheapest gradient-based fit (the NUTS recipe on this entry: test_lv_ode_recovery_recipe, slow)
+    code = main(["fit", "lotka_volterra_ode", "--data", "x.csv", "--no-progress", "--method", "svi",
+                 "--option", "num_steps=20", "--option", "num_samples=10", "--option", "posterior_predictive=False",
+                 "--out", "run.nc"])
+    assert code in (0, 1)  # 1 = a convergence verdict failed; still a result
+    assert "convergence diagnostics" in capsys.readouterr().out
+    idata = read_netcdf(tmp_path / "run.nc")
+    assert idata.posterior["mu"].shape[-1] == 10 and idata.posterior["x0"].shape[-2:] == (10, 2)
+    entry = zoo.get("lotka_volterra_ode")
+    data, _ = entry.simulate(jax.random.PRNGKey(3), entry.configs["small"])
+    np.testing.assert_allclose(np.asarray(idata.posterior["x"]).shape[-2:], np.asarray(data.counts).shape)
