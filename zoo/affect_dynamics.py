@@ -43,8 +43,11 @@ Protocol [zoo; the paper's script was not available]: turns 1–5 neutral (e = 0
 
 Model comparison: fit the three variants to the same data (``with_variant``), then
 :func:`compare_orders` ranks them by PSIS-LOO (``arviz.compare``; the simplest model within 2 SE
-of the best is chosen) and by the exact log-evidence :func:`log_evidence` (adaptive Gauss–Hermite
-quadrature of the Kalman marginal likelihood over the parameters).
+of the best is chosen), by leave-future-out over turns (same rule on the paired per-turn
+differences; refits on :func:`first_turns` evaluated on the full data by
+:func:`per_turn_log_likelihood`, for ``diagnostics.compare.psis_lfo``) and by the log-evidence:
+exact, :func:`log_evidence` (adaptive Gauss–Hermite quadrature of the Kalman marginal likelihood
+over the parameters), or a tempered-SMC estimate (``inference.fit(..., method="smc")``).
 
 Example::
 
@@ -60,7 +63,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
@@ -75,7 +77,7 @@ from numpyro.distributions import constraints
 from numpyro.infer.util import initialize_model
 
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, posterior_draws
+from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 
 __all__ = [
     "VARIANTS",
@@ -97,6 +99,8 @@ __all__ = [
     "simulate",
     "check",
     "exact_loglik",
+    "first_turns",
+    "per_turn_log_likelihood",
     "affect_ssm",
     "EvidenceResult",
     "log_evidence",
@@ -105,6 +109,7 @@ __all__ = [
     "potential_functions",
     "OrderComparison",
     "choose_by_loo",
+    "choose_by_lfo",
     "compare_orders",
     "true_params",
     "paper_grid",
@@ -475,6 +480,27 @@ def exact_loglik(params: Mapping[str, Any], data: AffectData, config: AffectConf
     return turn_log_likelihoods(params, _validate_data(data), config.variant, config.initial_scale).sum()
 
 
+def first_turns(data: AffectData, num_turns: int) -> AffectData:
+    """The first ``num_turns`` turns of every dialogue (for leave-future-out refits)."""
+    data = _validate_data(data)
+    if not 1 <= int(num_turns) <= data.inputs.shape[1]:
+        raise ValueError(f"num_turns: expected 1..{data.inputs.shape[1]}, got {num_turns}")
+    return AffectData(data.inputs[:, : int(num_turns)], data.readouts[:, : int(num_turns)])
+
+
+def per_turn_log_likelihood(draws: Mapping[str, Any], data: AffectData, config: AffectConfig) -> jax.Array:
+    """``(N, T)``: ``log p(r_t | r_{<t}, e, θ_n)`` summed over dialogues, at N parameter draws.
+
+    ``draws`` maps site names to arrays with a leading draw axis (N,). Evaluated on the full
+    ``data`` whatever the draws were fitted to: the leave-future-out matrix a refit on the first
+    i turns must return (the terms for t ≥ i are the predictive factors)."""
+    data = _validate_data(data)
+    names = [k for k in ("alpha", "mu", "sigma_s", "sigma_r", "gain") if k in draws]
+    stacked = {k: jnp.asarray(draws[k]).reshape(-1) for k in names}
+    one = lambda p: turn_log_likelihoods(p, data, config.variant, config.initial_scale).sum(0)  # noqa: E731
+    return jax.lax.map(one, stacked)
+
+
 def check(idata, truth: dict, config: AffectConfig) -> list[Check]:
     """Recovery (spec): 90% CIs cover α and μ; |E[μ] − μ| < 0.1 (second order). Also [zoo]:
     90% CI of σ_r covers its truth; first order: |E[α] − α| < 0.1; stateless: CI of κ covers."""
@@ -585,12 +611,18 @@ def affect_ssm(config: AffectConfig) -> StateSpaceModel:
 
 class EvidenceResult(NamedTuple):
     """log_evidence: log p(data); mode (d,), covariance (d, d): of the unconstrained posterior's
-    Laplace approximation used to place the nodes; num_points: nodes per dimension."""
+    Laplace approximation used to place the nodes; num_points: nodes per dimension;
+    error: |log Z(num_points) − log Z(num_points − 1)|, a convergence indicator (NaN for 1 node).
+
+    The quadrature is exact for a Gaussian posterior in the unconstrained space; a skewed one
+    (e.g. a weakly identified noise scale with a tail towards 0) converges slowly in the number
+    of nodes, and ``error`` shows it."""
 
     log_evidence: float
     mode: np.ndarray
     covariance: np.ndarray
     num_points: int
+    error: float
 
 
 class PotentialFunctions(NamedTuple):
@@ -643,7 +675,8 @@ def quadrature_log_evidence(functions: PotentialFunctions, data: Any, *, num_poi
 
         log Z ≈ log|L| + logsumexp_k [log w_k + |z_k|²/2 − potential(m + L z_k)].
 
-    Exact for Gaussian posteriors in u; ``num_points ** d`` likelihood evaluations.
+    Exact for Gaussian posteriors in u; ``num_points ** d + (num_points − 1) ** d`` likelihood
+    evaluations (the second grid gives :attr:`EvidenceResult.error`).
     """
     from scipy.optimize import minimize
 
@@ -671,16 +704,21 @@ def quadrature_log_evidence(functions: PotentialFunctions, data: Any, *, num_poi
             f"{np.round(eig, 4).tolist()}; optimizer: {result.message})")
     cov = np.linalg.inv(hess)
     chol = np.linalg.cholesky(cov)
-    nodes, weights = np.polynomial.hermite_e.hermegauss(int(num_points))
-    grid = np.array(list(itertools.product(range(int(num_points)), repeat=d)))
-    z = nodes[grid]
-    log_w = np.log(weights)[grid].sum(1) + 0.5 * np.sum(z**2, axis=1)
-    points = mode[None, :] + z @ chol.T
-    values = np.concatenate([np.asarray(functions.batched(jnp.asarray(points[i:i + chunk_size]), data))
-                             for i in range(0, len(points), chunk_size)])
-    log_terms = np.where(np.isfinite(values), log_w - values, -np.inf)
-    log_z = np.sum(np.log(np.diag(chol))) + float(jax.scipy.special.logsumexp(jnp.asarray(log_terms)))
-    return EvidenceResult(float(log_z), mode, cov, int(num_points))
+
+    def gauss_hermite(n):
+        nodes, weights = np.polynomial.hermite_e.hermegauss(n)
+        grid = np.array(list(itertools.product(range(n), repeat=d)))
+        z = nodes[grid]
+        log_w = np.log(weights)[grid].sum(1) + 0.5 * np.sum(z**2, axis=1)
+        points = mode[None, :] + z @ chol.T
+        values = np.concatenate([np.asarray(functions.batched(jnp.asarray(points[i:i + chunk_size]), data))
+                                 for i in range(0, len(points), chunk_size)])
+        log_terms = np.where(np.isfinite(values), log_w - values, -np.inf)
+        return np.sum(np.log(np.diag(chol))) + float(jax.scipy.special.logsumexp(jnp.asarray(log_terms)))
+
+    log_z = gauss_hermite(int(num_points))
+    error = abs(log_z - gauss_hermite(int(num_points) - 1)) if num_points > 1 else float("nan")
+    return EvidenceResult(float(log_z), mode, cov, int(num_points), float(error))
 
 
 _POTENTIALS: dict = {}
@@ -702,13 +740,23 @@ def log_evidence(data: AffectData, config: AffectConfig, *, num_points: int = 5)
 
 
 class OrderComparison(NamedTuple):
-    """loo: ``arviz.compare`` table (or None); log_evidence: variant -> log p(data);
-    chosen_by_loo / chosen_by_evidence: the selected variant (None when not computed)."""
+    """loo: ``arviz.compare`` table (or None); lfo: variant -> (elpd_lfo, se) (empty if not given);
+    log_evidence: variant -> log p(data); chosen_by_loo / chosen_by_lfo / chosen_by_evidence: the
+    selected variant (None when not computed)."""
 
     loo: Any
+    lfo: dict
     log_evidence: dict
     chosen_by_loo: str | None
+    chosen_by_lfo: str | None
     chosen_by_evidence: str | None
+
+
+def _simplest(close: list, table_name: str) -> str:
+    unknown = [name for name in close if name not in VARIANTS]
+    if unknown:
+        raise KeyError(f"{table_name}: rows must be named by variants {VARIANTS}; got {unknown}")
+    return min(close, key=VARIANTS.index)
 
 
 def choose_by_loo(table, num_se: float = 2.0) -> str:
@@ -720,27 +768,46 @@ def choose_by_loo(table, num_se: float = 2.0) -> str:
     """
     diffs = table["elpd_diff"].astype(float)
     dse = table["dse"].astype(float).fillna(0.0)
-    close = [name for name in table.index if diffs[name] <= num_se * dse[name]]
-    unknown = [name for name in close if name not in VARIANTS]
-    if unknown:
-        raise KeyError(f"table: rows must be named by variants {VARIANTS}; got {unknown}")
-    return min(close, key=VARIANTS.index)
+    return _simplest([name for name in table.index if diffs[name] <= num_se * dse[name]], "table")
+
+
+def choose_by_lfo(lfo: Mapping[str, Any], num_se: float = 2.0) -> str:
+    """The same rule on leave-future-out: ``lfo`` maps variant -> an LFO result with ``pointwise``
+    (T,) one-step elpd values (NaN where nothing is predicted; e.g.
+    ``diagnostics.compare.LFOResult``). The SE of a difference is that of the paired pointwise
+    differences, ``sqrt(n var(Δ_i))``, as for LOO."""
+    points = {k: np.asarray(v.pointwise, dtype=float) for k, v in lfo.items()}
+    best = max(points, key=lambda k: np.nansum(points[k]))
+    close = []
+    for name, values in points.items():
+        diff = points[best] - values
+        diff = diff[np.isfinite(diff)]
+        se = float(np.sqrt(diff.size * np.var(diff))) if diff.size > 1 else 0.0
+        if diff.sum() <= num_se * se:
+            close.append(name)
+    return _simplest(close, "lfo")
 
 
 def compare_orders(idatas: Mapping[str, Any] | None = None, log_evidences: Mapping[str, float] | None = None,
-                   *, num_se: float = 2.0) -> OrderComparison:
-    """Rank the variants fitted to one data set: PSIS-LOO over (dialogue, turn) points and/or
-    exact log-evidence. ``idatas`` maps variant -> InferenceData with a ``log_likelihood`` group."""
-    table, by_loo, by_ev = None, None, None
+                   *, lfo: Mapping[str, Any] | None = None, num_se: float = 2.0) -> OrderComparison:
+    """Rank the variants fitted to one data set: PSIS-LOO over (dialogue, turn) points,
+    leave-future-out over turns (``lfo``: variant -> result with ``elpd``, ``se``, ``pointwise``,
+    see :func:`choose_by_lfo`) and/or log-evidence (largest wins; exact quadrature
+    :func:`log_evidence` or an SMC estimate). ``idatas`` maps variant -> InferenceData with a
+    ``log_likelihood`` group."""
+    table, by_loo, by_lfo, by_ev = None, None, None, None
     if idatas:
         import arviz as az
 
         table = az.compare(dict(idatas), ic="loo")
         by_loo = choose_by_loo(table, num_se)
+    lfo_values = {k: (float(v.elpd), float(v.se)) for k, v in (lfo or {}).items()}
+    if lfo:
+        by_lfo = choose_by_lfo(lfo, num_se)
     evidences = {k: float(v) for k, v in (log_evidences or {}).items()}
     if evidences:
         by_ev = max(evidences, key=evidences.get)
-    return OrderComparison(table, evidences, by_loo, by_ev)
+    return OrderComparison(table, lfo_values, evidences, by_loo, by_lfo, by_ev)
 
 
 # --------------------------------------------------------------------------------------------

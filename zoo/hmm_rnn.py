@@ -614,11 +614,13 @@ def hmm_rnn_ssm(config: HMMRNNConfig) -> StateSpaceModel:
     def initial(params):
         return dist.Categorical(probs=jnp.full((m,), 1.0 / m))
 
+    # params may hold the matrices (what prior() returns) or only the sampled sites (what a
+    # backend's parameter space holds): hmm_matrices accepts both
     def transition(params, t, z_prev):
-        return dist.Categorical(probs=params["transition_matrix"][z_prev])
+        return dist.Categorical(probs=hmm_matrices(params, config)[1][z_prev])
 
     def emission(params, t, z):
-        return dist.Categorical(probs=params["emission_probs"][z])
+        return dist.Categorical(probs=hmm_matrices(params, config)[2][z])
 
     return StateSpaceModel(prior=prior, initial=initial, transition=transition, emission=emission,
                            state_shape=(), obs_shape=(), name="hmm_rnn")

@@ -2,7 +2,6 @@
 order selection by exact evidence (fast) and by LOO (slow), named errors."""
 
 import dataclasses
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +12,7 @@ from scipy import stats
 
 import inference
 import zoo
+from tests.helpers import mc_tolerance
 from zoo import affect_dynamics as A
 
 ENTRY = zoo.get("affect_vad")
@@ -170,6 +170,17 @@ def test_exact_evidence_picks_the_generating_order():
     assert abs(five - evidences["second_order"]["second_order"]) < 0.05
 
 
+@pytest.mark.slow
+def test_quadrature_evidence_agrees_with_tempered_smc():
+    cfg = ENTRY.configs["small_first_order"]
+    data, _ = ENTRY.simulate(jax.random.PRNGKey(1), cfg)
+    quad = A.log_evidence(data, cfg, num_points=6)
+    idata = inference.fit(ENTRY, data, method="smc", config=cfg, progress=False, num_particles=500, num_runs=4,
+                          posterior_predictive=False)
+    smc, se = float(idata.attrs["log_evidence"]), float(idata.attrs["log_evidence_se"])
+    assert abs(quad.log_evidence - smc) <= mc_tolerance(se, 1) + quad.error, (quad, smc, se)
+
+
 def test_choose_by_loo_prefers_the_simplest_model_within_two_se():
     table = pd.DataFrame({"elpd_diff": [0.0, 1.0, 30.0], "dse": [0.0, 1.5, 5.0]},
                          index=["second_order", "first_order", "stateless"])
@@ -177,6 +188,41 @@ def test_choose_by_loo_prefers_the_simplest_model_within_two_se():
     table = pd.DataFrame({"elpd_diff": [0.0, 12.0, 30.0], "dse": [0.0, 3.0, 5.0]},
                          index=["second_order", "first_order", "stateless"])
     assert A.choose_by_loo(table) == "second_order"
+
+
+def test_choose_by_lfo_uses_paired_pointwise_differences():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    base = np.r_[np.full(12, np.nan), rng.normal(size=13)]
+
+    def result(points):
+        return SimpleNamespace(pointwise=points, elpd=float(np.nansum(points)), se=0.0)
+
+    # second order ahead by 0.05 per turn, differences of sd 0.5 per turn: within 2 SE -> the simpler
+    noise = np.r_[np.full(12, np.nan), rng.normal(scale=0.5, size=13)]
+    lfo = {"second_order": result(base + noise + 0.05), "first_order": result(base), "stateless": result(base - 5)}
+    assert A.choose_by_lfo(lfo) == "first_order"
+    # ahead by 1 per turn: beyond 2 SE of the paired differences
+    lfo["second_order"] = result(base + noise + 1.0)
+    assert A.choose_by_lfo(lfo) == "second_order"
+    assert A.compare_orders(lfo=lfo).chosen_by_lfo == "second_order"
+
+
+def test_leave_future_out_matrix_of_a_prefix_fit(key):
+    data, _ = ENTRY.simulate(key, dataclasses.replace(SMALL, num_dialogues=3, num_turns=10))
+    draws = {"alpha": np.array([0.3, 0.4]), "mu": np.array([0.6, 0.5]), "sigma_s": np.array([0.02, 0.05]),
+             "sigma_r": np.array([0.1, 0.12]), "gain": np.array([1.0, 0.9])}
+    matrix = np.asarray(A.per_turn_log_likelihood(draws, data, SMALL))
+    assert matrix.shape == (2, 10)
+    for n in range(2):
+        params = {k: v[n] for k, v in draws.items()}
+        np.testing.assert_allclose(matrix[n].sum(), float(ENTRY.exact_loglik(params, data, SMALL)), rtol=1e-12)
+        # the first i turns' terms do not see the future: they equal the prefix's likelihood
+        prefix = A.first_turns(data, 6)
+        np.testing.assert_allclose(matrix[n, :6].sum(), float(ENTRY.exact_loglik(params, prefix, SMALL)), rtol=1e-12)
+    with pytest.raises(ValueError, match="num_turns"):
+        A.first_turns(data, 11)
 
 
 @pytest.mark.slow
@@ -195,6 +241,34 @@ def test_loo_picks_the_generating_order():
         if source == "small":
             row = result.loo.loc["first_order"]
             assert row["elpd_diff"] > 2 * row["dse"]
+
+
+@pytest.mark.slow
+def test_lfo_and_smc_evidence_pick_the_generating_order():
+    from diagnostics.compare import psis_lfo
+
+    for source in ("small_stateless", "small_first_order", "small"):
+        data, _ = ENTRY.simulate(jax.random.PRNGKey(1), ENTRY.configs[source])
+        lfo, smc = {}, {}
+        for v in A.VARIANTS:
+            cfg = A.with_variant(SMALL, v)
+            full = inference.fit(ENTRY, data, method="nuts", config=cfg, progress=False, posterior_predictive=False,
+                                 **ENTRY.recipe.options_for("small"))
+
+            def refit(i, cfg=cfg):
+                fit = inference.fit(ENTRY, A.first_turns(data, i), method="nuts", config=cfg, progress=False,
+                                    posterior_predictive=False, num_warmup=300, num_samples=300, num_chains=2)
+                draws = {k: fit.posterior[k].values.reshape(-1) for k in fit.posterior.data_vars}
+                return np.asarray(A.per_turn_log_likelihood(draws, data, cfg))
+
+            lfo[v] = psis_lfo(full, var_name="y", time_dim="turn", min_observed=15, refit=refit)
+            run = inference.fit(ENTRY, data, method="smc", config=cfg, progress=False, num_particles=500, num_runs=4,
+                                posterior_predictive=False)
+            smc[v] = float(run.attrs["log_evidence"])
+        result = A.compare_orders(log_evidences=smc, lfo=lfo)
+        truth = ENTRY.configs[source].variant
+        assert result.chosen_by_lfo == truth, result.lfo
+        assert result.chosen_by_evidence == truth, smc
 
 
 # --------------------------------------------------------------------------------------------

@@ -189,6 +189,24 @@ def test_emission_statistics_match_exact_hmm_values(key):
     np.testing.assert_allclose(np.asarray(pooled.frequencies), np.asarray(per_seq.frequencies).mean(0))
 
 
+def test_state_space_form_takes_sampled_sites_or_matrices(key):
+    # a particle backend's parameter space holds the sampled sites only; prior() returns matrices
+    from numpyro.handlers import seed, trace
+
+    cfg = dataclasses.replace(ENTRY.configs["cyclic4"], num_sequences=1, num_steps=6)
+    ssm = ENTRY.ssm(cfg)
+    tr = trace(seed(ssm.prior, key)).get_trace()
+    sites = {k: v["value"] for k, v in tr.items() if v["type"] == "sample"}
+    mats = ssm.sample_prior(key)
+    assert "transition_matrix" not in sites and set(mats) == {"transition_matrix", "emission_probs"}
+    xs, ys = ssm.simulate(jax.random.fold_in(key, 1), mats, 6)
+    trans, emis = np.asarray(mats["transition_matrix"]), np.asarray(mats["emission_probs"])
+    xs_, ys_ = np.asarray(xs), np.asarray(ys).astype(int)
+    brute = (np.log(0.25) + np.log(trans[xs_[:-1], xs_[1:]]).sum() + np.log(emis[xs_, ys_]).sum())
+    np.testing.assert_allclose(float(ssm.log_joint(sites, xs, ys)), brute, rtol=1e-10)
+    np.testing.assert_allclose(float(ssm.log_joint(mats, xs, ys)), brute, rtol=1e-10)
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------------
