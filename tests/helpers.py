@@ -41,3 +41,19 @@ def assert_within_mc_error(estimate, exact, std, n: int, *, false_failure: float
         f"{what}: |estimate - exact| = {err} exceeds Monte Carlo tolerance {tol} "
         f"(false-failure budget {false_failure})"
     )
+
+
+def recipe_failures(name: str, *, seed: int = 0, config_name: str = "small") -> list:
+    """Simulate from entry ``name`` (``PRNGKey(seed)``), fit it with its default recipe and
+    return the recovery checks that failed (empty when the recipe recovers the truth)."""
+    import jax
+
+    import inference
+    import zoo
+
+    entry = zoo.get(name)
+    config = entry.configs[config_name]
+    data, truth = entry.simulate(jax.random.PRNGKey(seed), config)
+    idata = inference.fit(entry, data, method=entry.recipe.method, progress=False,
+                          **entry.recipe.options_for(config_name))
+    return [c for c in entry.check(idata, truth, config) if not c.passed]

@@ -16,7 +16,7 @@ from numpyro.infer import Predictive
 import inference
 import zoo
 from inference.particle import paris as P
-from tests.helpers import z_quantile
+from tests.helpers import recipe_failures, z_quantile
 from zoo import paris_particle_gibbs as M
 
 FALSE_FAILURE = 1e-4
@@ -258,9 +258,5 @@ def test_spec_check_c_particle_gibbs_matches_nuts(data):
 
 @pytest.mark.slow
 def test_stochastic_volatility_recovery_on_small():
-    entry = zoo.get("ppg_stochastic_volatility")
-    config = entry.configs["small"]
-    ys, truth = entry.simulate(jax.random.PRNGKey(2), config)
-    idata = inference.fit(entry, ys, method=entry.recipe.method, progress=False, **entry.recipe.options_for("small"))
-    checks = entry.check(idata, truth, config)
-    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    failed = recipe_failures("ppg_stochastic_volatility", seed=2)
+    assert not failed, failed

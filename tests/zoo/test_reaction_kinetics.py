@@ -24,7 +24,7 @@ from numpyro.infer.util import log_density
 
 import zoo
 from inference import exact
-from tests.helpers import assert_within_mc_error
+from tests.helpers import assert_within_mc_error, recipe_failures
 from zoo.reaction_kinetics import (
     VARIANTS,
     AnnihilationData,
@@ -337,13 +337,7 @@ def test_lna_stability_of_cyclic_models():
 
 @pytest.mark.slow
 def test_may_leonard_small_check():
-    import inference
-
-    entry = zoo.get("may_leonard")
-    config = entry.configs["small"]
-    data, truth = entry.simulate(jax.random.PRNGKey(0), config)
-    idata = inference.fit(entry, data, method="nuts", progress=False, **entry.recipe.options_for("small"))
-    failed = [c for c in entry.check(idata, truth, config) if not c.passed]
+    failed = recipe_failures("may_leonard")
     assert not failed, failed
 
 
@@ -390,13 +384,7 @@ def test_lv_ode_missing_values_are_skipped():
 
 @pytest.mark.slow
 def test_lv_ode_recovery_recipe():
-    import inference
-
-    entry = zoo.get("lotka_volterra_ode")
-    config = entry.configs["small"]
-    data, truth = entry.simulate(jax.random.PRNGKey(0), config)
-    idata = inference.fit(entry, data, method=entry.recipe.method, progress=False, **entry.recipe.options_for("small"))
-    failed = [c for c in entry.check(idata, truth, config) if not c.passed]
+    failed = recipe_failures("lotka_volterra_ode")
     assert not failed, failed
 
 
