@@ -34,6 +34,7 @@ A particle filter (``attrs["method"] == "pf"``) estimates ``p(y | θ)`` at fixed
 of the same kind. ``log BF_{ab} = log Z_a - log Z_b``, ``se = sqrt(se_a² + se_b²)``.
 
 Public API: :func:`pointwise_loglik`, :func:`loo`, :func:`waic`, :func:`pareto_k_summary`,
+:func:`draw_constant_observations`,
 :class:`LFOResult`, :func:`psis_lfo`, :func:`exact_lfo`, :class:`Evidence`, :func:`log_evidence`,
 :func:`bayes_factors`, :func:`compare_table`, :func:`format_table`.
 """
@@ -55,6 +56,7 @@ __all__ = [
     "loo",
     "waic",
     "pareto_k_summary",
+    "draw_constant_observations",
     "LFOResult",
     "psis_lfo",
     "exact_lfo",
@@ -134,13 +136,35 @@ def waic(idata, var_name: str | None = None):
     return _quiet(az.waic, idata, pointwise=True, var_name=var)
 
 
-def pareto_k_summary(loo_result, *, good: float = K_GOOD, bad: float = K_BAD) -> dict[str, Any]:
-    """``{"max_k", "n_above_good", "n_above_bad", "n"}`` from a pointwise ``az.loo`` result."""
+def draw_constant_observations(idata, var_name: str | None = None) -> np.ndarray:
+    """Boolean mask, in the order of ``az.loo``'s pointwise values: observations whose
+    log-likelihood is the same finite value in every draw. Their importance ratios are all equal,
+    so LOO is exact there, yet ArviZ's tail fit reports ``k = inf`` for them."""
+    var = _loglik_var(idata, var_name)
+    da = idata.log_likelihood[var]
+    values = np.asarray(da.transpose("chain", "draw", ...).values, dtype=float)
+    constant = np.all(values == values[:1, :1], axis=(0, 1)) & np.all(np.isfinite(values), axis=(0, 1))
+    return constant.reshape(-1)
+
+
+def pareto_k_summary(loo_result, *, good: float = K_GOOD, bad: float = K_BAD,
+                     exact: np.ndarray | None = None) -> dict[str, Any]:
+    """``{"max_k", "n_above_good", "n_above_bad", "n_nonfinite", "n"}`` from a pointwise ``az.loo``.
+
+    A non-finite k (ArviZ's tail fit failed) counts as above both thresholds, unless ``exact``
+    (a boolean mask, e.g. :func:`draw_constant_observations`) says LOO is exact there; those are
+    left out. ``max_k`` is ``inf`` when some counted k is.
+    """
     k = np.asarray(loo_result.pareto_k.values, dtype=float).reshape(-1)
-    finite = k[np.isfinite(k)]
-    return {"max_k": float(finite.max()) if finite.size else math.nan,
-            "n_above_good": int(np.sum(finite > good)), "n_above_bad": int(np.sum(finite > bad)),
-            "n": int(k.size)}
+    if exact is not None:
+        exact = np.asarray(exact, dtype=bool).reshape(-1)
+        if exact.shape != k.shape:
+            raise ValueError(f"exact: expected a mask of {k.size} observations, got shape {exact.shape}")
+        k = k[~exact]
+    counted = k[~np.isnan(k)]
+    return {"max_k": float(counted.max()) if counted.size else math.nan,
+            "n_above_good": int(np.sum(counted > good)), "n_above_bad": int(np.sum(counted > bad)),
+            "n_nonfinite": int(np.sum(np.isinf(counted))), "n": int(k.size)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,7 +439,7 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
         if label in with_ll:
             try:
                 loo_result = loo(idata, var_name)
-                summary = pareto_k_summary(loo_result)
+                summary = pareto_k_summary(loo_result, exact=draw_constant_observations(idata, var_name))
                 frame.loc[label, "elpd_loo"] = float(loo_result.elpd_loo)
                 frame.loc[label, "se"] = float(loo_result.se)
                 frame.loc[label, "p_loo"] = float(loo_result.p_loo)

@@ -121,6 +121,25 @@ def test_loo_pointwise_matches_brute_force():
     assert compare.pareto_k_summary(compare.loo(idata))["max_k"] < compare.K_GOOD
 
 
+def test_pareto_k_summary_counts_failed_tail_fits_but_not_exact_observations():
+    mu = draws(np.ones(T, bool), 2000, seed=0)
+    ll = loglik_matrix(mu, Y)
+    ll[:, 3] = -1.25  # the same in every draw: LOO is exact there; ArviZ's tail fit gives k = inf
+    idata = az.from_dict(posterior={"mu": mu[None]}, log_likelihood={"y": ll[None]}, dims={"y": ["time"]})
+    result = compare.loo(idata)
+    assert np.isinf(result.pareto_k.values[3])
+    naive = compare.pareto_k_summary(result)  # nothing says k = inf is harmless: counted as bad
+    assert naive["n_nonfinite"] == 1 and naive["n_above_bad"] >= 1 and naive["max_k"] == np.inf
+    mask = compare.draw_constant_observations(idata)
+    assert mask.tolist() == [t == 3 for t in range(T)]
+    summary = compare.pareto_k_summary(result, exact=mask)
+    assert summary["n"] == T - 1 and summary["n_nonfinite"] == 0 and summary["max_k"] < compare.K_GOOD
+    table = compare.compare_table({"a": idata, "b": as_idata(mu)})
+    assert table.loc["a", "max_k"] < compare.K_GOOD
+    with pytest.raises(ValueError, match="exact"):
+        compare.pareto_k_summary(result, exact=mask[:-1])
+
+
 @pytest.mark.parametrize("horizon", [1, 2])
 def test_lfo_with_refits_matches_brute_force(horizon):
     L, K, S = 12, 10, 2000
