@@ -6,6 +6,9 @@
 (anything with ``prior``, ``feynman_kac``, ``model``) or a plain NumPyro program
 ``model(data=None, ...)``. Each method's runner lives in its own module and is imported lazily,
 so that importing :mod:`inference` stays cheap and a missing optional piece fails only when used.
+
+``fit_batch(target, datasets, *, method, seeds=None, **options) -> list[InferenceData]`` fits many
+data sets of one shape (simulation-based calibration, refits); NUTS runs them in one compiled loop.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from inference.types import Target
 
-__all__ = ["fit", "methods", "resolve_target", "Target"]
+__all__ = ["fit", "fit_batch", "methods", "resolve_target", "Target"]
 
 # method name -> "module:function"; every runner has the signature
 #     runner(target: Target, *, seed: int, progress: bool, **options) -> arviz.InferenceData
@@ -32,6 +35,13 @@ _METHODS: dict[str, str] = {
     "ppg": "inference.particle.paris:run_ppg",
     "smc2": "inference.particle.smc2:run_smc2",
     "smc": "inference.smc:run_tempered_smc",
+}
+
+
+# methods that fit several data sets of one shape in one compiled run:
+#     batch_runner(targets: list[Target], *, seeds: list[int], progress: bool, **options) -> list
+_BATCH_METHODS: dict[str, str] = {
+    "nuts": "inference.nuts_batch:run_numpyro_nuts_batch",
 }
 
 
@@ -127,6 +137,36 @@ def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, c
     resolved = resolve_target(target, data, config=config)
     _check_options(runner, method, options)
     return runner(resolved, seed=int(seed), progress=bool(progress), **options)
+
+
+def fit_batch(target: Any, datasets, *, method: str = "nuts", seeds=None, seed: int = 0, config: Any = "small",
+              progress: bool = False, **options: Any) -> list:
+    """Fit ``target`` to each of ``datasets``; return one ``arviz.InferenceData`` per data set.
+
+    For ``method="nuts"`` the data sets (one shape) run in ONE compiled NumPyro NUTS loop vmapped
+    over them (:func:`inference.nuts_batch.run_numpyro_nuts_batch`; the program must accept
+    traced data); every other method fits them one by one through :func:`fit`.
+
+    Args:
+        datasets: a sequence of data sets.
+        seeds: one integer seed per data set (default ``seed + i``).
+        method, config, progress, options: as in :func:`fit`.
+    """
+    datasets = list(datasets)
+    if not datasets:
+        raise ValueError("datasets: expected at least one data set")
+    seeds = [seed + i for i in range(len(datasets))] if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != len(datasets):
+        raise ValueError(f"seeds: expected one seed per data set ({len(datasets)}), got {len(seeds)}")
+    if method not in _BATCH_METHODS:
+        return [fit(target, data, method=method, seed=s, config=config, progress=progress, **options)
+                for data, s in zip(datasets, seeds)]
+    module_name, func_name = _BATCH_METHODS[method].split(":")
+    runner = getattr(importlib.import_module(module_name), func_name)
+    _check_options(runner, method, options)
+    first = resolve_target(target, datasets[0], config=config)
+    targets = [first._replace(data=data, observed=_observed_arrays(data)) for data in datasets]
+    return runner(targets, seeds=seeds, progress=bool(progress), **options)
 
 
 def _check_options(runner: Callable, method: str, options: dict) -> None:

@@ -8,7 +8,7 @@
     zoo check NAME [--config small] [--seed 0] [--out run.nc] [--html report.html]
     zoo report RUN.nc [RUN.nc ...] --html OUT.html [--md OUT.md]
     zoo sbc NAME [--n 30] [--draws 99] [--config small] [--method M] [--option KEY=VALUE ...]
-                 [--out DIR] [--html sbc.html]
+                 [--batch-size 1] [--out DIR] [--html sbc.html]
 
 This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``. Results are
 written atomically (temporary file, then rename). Exit status: 0 on success, 1 when a recovery
@@ -184,14 +184,19 @@ def _load_data(entry, path: str, config_name: str):
     return entry.load_columns(read_columns(path), entry.config(config_name))
 
 
+def _method_and_options(entry, method: str | None, config_name: str, options: dict) -> tuple[str, dict]:
+    """The entry's recipe (method and its options for the config) unless a method is given."""
+    if method is not None:
+        return method, dict(options)
+    merged = entry.recipe.options_for(config_name)
+    merged.update(options)
+    return entry.recipe.method, merged
+
+
 def _fit(entry, data, method: str, config_name: str, seed: int, options: dict, progress: bool):
     import inference
 
-    if method is None:
-        method = entry.recipe.method
-        merged = entry.recipe.options_for(config_name)
-        merged.update(options)
-        options = merged
+    method, options = _method_and_options(entry, method, config_name, options)
     return inference.fit(entry, data, method=method, seed=seed, config=config_name, progress=progress, **options)
 
 
@@ -322,18 +327,29 @@ def _cmd_sbc(args) -> int:
     def simulate(key):
         return prior_simulate(model, key, data_site=args.data_site)
 
-    def fit(data):
+    def seed_for(data) -> int:
         # the fit's seed is a function of its data: reproducible when a sweep is resumed
-        seed = (args.seed * 1_000_003 + zlib.crc32(np.ascontiguousarray(data).tobytes())) % 2**31
-        return _fit(entry, data, args.method, args.config, seed, options, False)
+        return (args.seed * 1_000_003 + zlib.crc32(np.ascontiguousarray(data).tobytes())) % 2**31
+
+    def fit(data):
+        return _fit(entry, data, args.method, args.config, seed_for(data), options, False)
+
+    def fit_batch(datasets):
+        batch_method, batch_options = _method_and_options(entry, args.method, args.config, options)
+        return inference.fit_batch(entry, datasets, method=batch_method, seeds=[seed_for(d) for d in datasets],
+                                   config=args.config, progress=False, **batch_options)
 
     out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
     settings = {"entry": entry.name, "config": args.config, "method": method,
                 "options": json.dumps(options, sort_keys=True, default=str)}
     print(f"SBC of {entry.name} ({args.config}) with {method} {options}: {args.n} replicates, "
           f"{args.draws} draws per rank; results in {out} (resumable)")
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    batched = args.batch_size > 1
     result = sbc.run_sbc(simulate, fit, num_replicates=args.n, num_draws=args.draws, seed=args.seed,
-                         out_dir=out, settings=settings, progress=not args.no_progress)
+                         out_dir=out, settings=settings, progress=not args.no_progress,
+                         fit_batch=fit_batch if batched else None, batch_size=args.batch_size)
     print(sbc.format_sbc(result, alpha=args.alpha))
     if args.html:
         write_sbc_report(result, args.html, title=f"SBC: {entry.name} ({args.config}, {method})",
@@ -404,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbc_parser.set_defaults(func=_cmd_sbc)
     sbc_parser.add_argument("--n", type=int, default=30, help="number of replicates (default 30; each is one fit, "
                                                                "so prefer a cheap config/recipe, e.g. lgssm --config scalar)")
+    sbc_parser.add_argument("--batch-size", type=int, default=1,
+                            help="fit this many replicates per call (method nuts: one compiled NUTS loop vmapped "
+                                 "over them; the entry's program must accept traced data); default 1")
     sbc_parser.add_argument("--draws", type=int, default=99, help="posterior draws per rank, thinned (default 99)")
     sbc_parser.add_argument("--method", help="inference method (default: the entry's recipe)")
     sbc_parser.add_argument("--alpha", type=float, default=0.01, help="family-wise false-alarm rate (default 0.01)")

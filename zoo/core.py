@@ -176,6 +176,16 @@ class FeynmanKac(NamedTuple):
     transition_dist: Callable | None = None
 
 
+def is_traced(value) -> bool:
+    """True when ``value`` is a JAX tracer: the program runs with its data as a dynamic argument.
+
+    Batched fits (``inference.fit_batch``: one compiled sampler vmapped over data sets) trace a
+    program with abstract data; its validation then checks what a tracer still has (shape and
+    dtype) and leaves the value checks (infinities, symbols in range) to the concrete calls.
+    """
+    return isinstance(value, jax.core.Tracer)
+
+
 def _is_missing(y: jax.Array, obs_ndim: int) -> jax.Array:
     """Boolean mask over the batch part of ``y``: True where an element is NaN."""
     return jnp.isnan(y)

@@ -19,6 +19,7 @@ from scipy import stats
 
 import inference
 import zoo
+from inference._sites import NonFiniteLogDensityError
 from tests.helpers import mc_tolerance, z_quantile
 
 PRIOR_SCALE = 10.0
@@ -135,3 +136,52 @@ def test_facade_errors():
         inference.fit(normal_mean_model, np.zeros(3), method="nuts", num_samples=0, progress=False)
     with pytest.raises(TypeError, match="target"):
         inference.fit(42, np.zeros(3), method="nuts")
+
+
+def test_fit_batch_matches_each_conjugate_posterior():
+    """Three data sets in one compiled NUTS loop: each posterior matches its own closed form."""
+    rng = np.random.default_rng(7)
+    datasets = [rng.normal(loc, NOISE, size=30) for loc in (-2.0, 0.5, 3.0)]
+    results = inference.fit_batch(normal_mean_model, datasets, method="nuts", seeds=[11, 12, 13],
+                                  num_warmup=300, num_samples=500, num_chains=2)
+    assert len(results) == 3
+    for y, idata in zip(datasets, results):
+        precision = 1 / PRIOR_SCALE**2 + len(y) / NOISE**2
+        _assert_matches_normal(idata, y.sum() / NOISE**2 / precision, precision**-0.5, num_comparisons=6)
+        assert "batched over 3" in idata.attrs["sampler"]
+        assert idata.log_likelihood["y"].shape == (2, 500, 30)
+        np.testing.assert_array_equal(idata.observed_data["y"].values, y)
+    # each data set has its own key: the same data under another seed gives other draws
+    again = inference.fit_batch(normal_mean_model, [datasets[0], datasets[0]], method="nuts", seeds=[11, 99],
+                                num_warmup=300, num_samples=500, num_chains=2)
+    assert not np.allclose(again[0].posterior["mu"].values, again[1].posterior["mu"].values)
+
+
+def test_fit_batch_named_errors():
+    y = np.zeros(30)
+    with pytest.raises(ValueError, match="data set 1 has shape"):
+        inference.fit_batch(normal_mean_model, [y, np.zeros(31)], method="nuts", num_warmup=10, num_samples=10)
+    with pytest.raises(ValueError, match="seeds"):
+        inference.fit_batch(normal_mean_model, [y, y], seeds=[1], num_warmup=10, num_samples=10)
+    with pytest.raises(TypeError, match="does not accept"):
+        inference.fit_batch(normal_mean_model, [y], num_warmup=10, num_samples=10, bogus=1)
+
+    def numpy_model(y=None):  # reads its data's values with NumPy: cannot be traced
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=jnp.asarray(np.asarray(y)))
+
+    with pytest.raises(TypeError, match="traces the program with its data"):
+        inference.fit_batch(numpy_model, [y, y], num_warmup=10, num_samples=10, num_chains=1)
+    bad = y.copy()
+    bad[3] = np.inf
+    with pytest.raises(NonFiniteLogDensityError, match="'y'|y"):
+        inference.fit_batch(normal_mean_model, [y, bad], num_warmup=10, num_samples=10, num_chains=1)
+
+
+def test_fit_batch_other_methods_fit_one_by_one(normal_data):
+    y, mean, sd = normal_data
+    results = inference.fit_batch(normal_mean_model, [y, y + 1.0], method="blackjax-nuts", seeds=[3, 4],
+                                  num_warmup=300, num_samples=500, num_chains=2)
+    assert [r.attrs["method"] for r in results] == ["blackjax-nuts"] * 2
+    _assert_matches_normal(results[0], mean, sd, num_comparisons=4)
+    _assert_matches_normal(results[1], mean + len(y) / NOISE**2 * sd**2, sd, num_comparisons=4)

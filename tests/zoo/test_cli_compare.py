@@ -104,3 +104,17 @@ def test_sbc_command_runs_and_resumes(tmp_path):
     assert again.returncode == out.returncode
     assert "replicate" not in again.stdout.split("(resumable)")[1].split("parameter")[0]  # nothing refitted
     assert again.stdout.split("parameter")[1] == out.stdout.split("parameter")[1]
+
+
+@pytest.mark.slow
+def test_sbc_command_batches_replicates(tmp_path):
+    """--batch-size 2: the replicates go through inference.fit_batch (one compiled NUTS loop)."""
+    out = zoo_cli("sbc", "lgssm", "--config", "scalar", "--n", "4", "--draws", "19", "--batch-size", "2",
+                  "--option", "num_warmup=150", "--option", "num_samples=100", "--option", "num_chains=1",
+                  "--out", "sweep", cwd=tmp_path)
+    assert out.returncode in (0, 1), out.stderr
+    assert "SBC over n=4 replicates, L=19 draws" in out.stdout
+    assert sorted(p for p in os.listdir(tmp_path / "sweep") if p.endswith(".npz")) == [
+        f"replicate_{i:05d}.npz" for i in range(4)]
+    bad = zoo_cli("sbc", "lgssm", "--config", "scalar", "--batch-size", "0", "--out", "other", cwd=tmp_path)
+    assert bad.returncode != 0 and "--batch-size" in bad.stderr
