@@ -207,6 +207,39 @@ def test_state_space_form_takes_sampled_sites_or_matrices(key):
     np.testing.assert_allclose(float(ssm.log_joint(mats, xs, ys)), brute, rtol=1e-10)
 
 
+def test_state_space_form_skips_missing_symbols_like_the_forward_algorithm(key):
+    # the entry's data mark a missing symbol by -1; the particle route must skip it (log-weight 0)
+    # exactly as the forward algorithm does, not score it as a symbol
+    from numpyro.handlers import seed, trace
+
+    cfg = dataclasses.replace(ENTRY.configs["chain3"], num_sequences=2, num_steps=12)
+    ys, _ = ENTRY.simulate(key, cfg)
+    ys = np.asarray(ys).copy()
+    ys[0, [2, 5, 6]] = -1
+    ys[1, [0, 11]] = -1  # first and last steps too
+    tr = trace(seed(ENTRY.ssm(cfg).prior, jax.random.PRNGKey(4))).get_trace()
+    sites = {k: v["value"] for k, v in tr.items() if v["type"] == "sample"}  # interior prior draw
+    exact_ll = float(ENTRY.exact_loglik(sites, ys, cfg))
+    # the exact route skips -1: p(y with y_{0,5} missing) = Σ_k p(y with y_{0,5} = k)
+    filled = [ys.copy() for _ in range(3)]
+    for k, y in enumerate(filled):
+        y[0, 5] = k
+    summed = logsumexp([float(ENTRY.exact_loglik(sites, y, cfg)) for y in filled])
+    np.testing.assert_allclose(exact_ll, summed, rtol=1e-10)
+    # the emission log-weight of -1 is 0 for every state, of a symbol its log-probability
+    emission = ENTRY.ssm(cfg).emission
+    emis = np.asarray(H.hmm_matrices(sites, cfg)[2])
+    for z in range(3):
+        assert float(emission(sites, 0, z).log_prob(-1)) == 0.0
+        np.testing.assert_allclose(float(emission(sites, 0, z).log_prob(2)), np.log(emis[z, 2]), rtol=1e-10)
+    # bootstrap filter: Ẑ is unbiased for p(y), so mean(Ẑ / p(y)) = 1 within Monte Carlo error
+    reps = 32
+    idata = inference.fit(ENTRY, ys, method="pf", config=cfg, params=sites, num_particles=1000,
+                          num_replicates=reps, seed=5, progress=False)
+    ratio = np.exp(idata.sample_stats["log_evidence"].values.reshape(-1) - exact_ll)
+    assert abs(ratio.mean() - 1.0) <= mc_tolerance(ratio.std(ddof=1), reps), (ratio.mean(), ratio.std())
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------------
@@ -246,13 +279,39 @@ def test_named_errors(key):
 
 
 def test_rnn_training_reduces_sinkhorn_loss(key):
-    # a reduced run (the full `small` training is the slow test): the loss must fall >= 30%
-    rnn_cfg = H.RNNConfig(num_sequences=1000, batch_size=128, num_train_steps=120)
+    # a reduced run (the full `small` training is the slow test) of the paper's loss alone
+    # (transition_weight=0): the Sinkhorn divergence must fall >= 30%
+    rnn_cfg = H.RNNConfig(num_sequences=1000, batch_size=128, num_train_steps=120, transition_weight=0.0)
     problem = H.emulation_problem(key, ENTRY.configs["chain3"], rnn_cfg)
     result = train(problem.loss_fn, problem.init_params, problem.make_batch, problem.optimizer,
                    problem.num_steps, seed=0, progress=False)
     first, last = result.losses[:10].mean(), result.losses[-10:].mean()
     assert last <= 0.7 * first, f"Sinkhorn loss fell from {first:.3f} to {last:.3f} (< 30%)"
+
+
+def test_transition_statistics_penalty_matches_emission_statistics(key):
+    # the pooled statistics are emission_statistics' pair and symbol frequencies; the penalty is
+    # their squared distance from the targets (0 against the batch's own statistics)
+    arch = H.architecture(ENTRY.configs["chain3"])
+    _, ys = H.simulate_sequences(key, arch.transition, arch.emissions, 64, 30)
+    iid = jax.random.choice(jax.random.fold_in(key, 1), 3, (64, 30))
+    own, other = H.emission_statistics(ys, 3), H.emission_statistics(iid, 3)
+    onehots = jax.nn.one_hot(ys, 3)
+    pairs, freq = H.pooled_output_statistics(onehots)
+    np.testing.assert_allclose(np.asarray(pairs), np.asarray(own.pair_frequencies), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(freq), np.asarray(own.frequencies), rtol=1e-6)
+    assert float(H.transition_statistics_penalty(onehots, own.pair_frequencies, own.frequencies)) < 1e-12
+    expected = (np.sum((np.asarray(own.pair_frequencies) - np.asarray(other.pair_frequencies)) ** 2)
+                + np.sum((np.asarray(own.frequencies) - np.asarray(other.frequencies)) ** 2))
+    got = float(H.transition_statistics_penalty(onehots, other.pair_frequencies, other.frequencies))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # the straight-through one-hots carry a gradient into the logits
+    logits = jnp.zeros((4, 30, 3))
+    grad = jax.grad(lambda l: H.transition_statistics_penalty(
+        H.rnn_net.gumbel_softmax(key, l), own.pair_frequencies, own.frequencies))(logits)
+    assert np.all(np.isfinite(np.asarray(grad))) and float(jnp.abs(grad).max()) > 0
+    with pytest.raises(ValueError, match="transition_weight"):
+        H.RNNConfig(transition_weight=-1.0)
 
 
 @pytest.mark.slow
@@ -266,11 +325,16 @@ def test_small_recovery_by_recipe(key):
 
 @pytest.fixture(scope="module")
 def trained_emulator():
+    # RNN_CONFIGS["small"]: 512 x 2000 steps with the transition-statistics term (~3.5 min, one core).
+    # 20 000 generated sequences: the max |ΔP| of the checks includes the row y_t = 1 (the rare
+    # middle symbol, ~1% of steps), whose Monte Carlo sd is ~0.013 per entry from 5000 x 30
+    # symbols (0.003 for the other rows); HMM samples themselves, scored like an emulator, give
+    # max |ΔP| 0.011 ± 0.008 (max 0.035 over 40 sets) from 5000 sequences, 0.006 ± 0.004 from 20 000
     rnn_cfg = H.RNN_CONFIGS["small"]
     problem = H.emulation_problem(jax.random.PRNGKey(0), ENTRY.configs["chain3"], rnn_cfg)
     result = train(problem.loss_fn, problem.init_params, problem.make_batch, problem.optimizer,
                    problem.num_steps, seed=0, progress=False)
-    ys, _, _ = H.generate(jax.random.PRNGKey(1), result.params, problem.net, 5000, 30, rnn_cfg.noise_dim)
+    ys, _, _ = H.generate(jax.random.PRNGKey(1), result.params, problem.net, 20_000, 30, rnn_cfg.noise_dim)
     return problem, result, ys
 
 
@@ -284,17 +348,20 @@ def test_rnn_leaves_the_memoryless_plateau_and_matches_frequencies_and_run_lengt
     freq = H.hmm_emission_statistics(arch.transition, arch.emissions, t_len).frequencies
     iid = jax.random.choice(jax.random.PRNGKey(3), 3, (b, t_len), p=freq)
     target = jax.nn.one_hot(problem.hmm_sequences[:b], 3).reshape(b, -1)
-    memoryless = float(sinkhorn_divergence(jax.nn.one_hot(iid, 3).reshape(b, -1), target, diameter=np.sqrt(2 * t_len)))
-    assert result.losses[-50:].mean() < memoryless - 1.0  # temporal structure learned, not just marginals
+    divergence = lambda y: float(sinkhorn_divergence(jax.nn.one_hot(y, 3).reshape(b, -1), target,  # noqa: E731
+                                                     diameter=np.sqrt(2 * t_len)))
+    # the paper's loss of a batch of the trained RNN's sequences (the training trace also holds the
+    # auxiliary term): temporal structure learned, not just the marginals
+    assert divergence(ys[:b]) < divergence(iid) - 1.0, (divergence(ys[:b]), divergence(iid))
     checks = {c.name: c for c in H.emulation_checks(ys, ENTRY.configs["chain3"])}
     assert checks["L1 distance of marginal output frequencies"].passed, checks
     assert checks["relative error of the mean run length"].passed, checks
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="CPU scale (50 units, batches of 1024, 1500 steps) reaches max |ΔP| ≈ 0.07 (stay "
-                          "probability 0.69 vs the HMM's 0.75); the spec's 0.05 needs the paper's scale", strict=False)
 def test_rnn_transition_statistics_within_spec(trained_emulator):
+    # with the transition-statistics term (RNNConfig.transition_weight); the Sinkhorn loss alone
+    # reached max |ΔP| ≈ 0.07-0.10 at this scale (stay probability 0.68-0.69 vs the HMM's 0.75)
     _, _, ys = trained_emulator
     checks = {c.name: c for c in H.emulation_checks(ys, ENTRY.configs["chain3"])}
     assert checks["max |ΔP(y_{t+1} | y_t)|"].passed, checks
