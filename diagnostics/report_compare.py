@@ -233,6 +233,9 @@ def sbc_section(result, *, label: str = "", alpha: float | None = None, level: i
                + ("calibrated (no element flagged)" if not flagged else f"miscalibrated: {', '.join(flagged)}"))
     if result.num_replicates < sbc.LOW_POWER_REPLICATES:
         summary += "; " + sbc.low_power_note(result.num_replicates)
+    note = sbc.unconverged_fits_note(result)
+    if note:
+        summary += "; " + note
     body = (f"<p>SBC: {_badge(status)} {_esc(summary)}</p>"
             + html_table(header, rows, ["fail" if t.flagged else "ok" for t in tests])
             + _figure_block("Rank histograms (grey: 99% band of a uniform count)",

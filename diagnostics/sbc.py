@@ -60,6 +60,8 @@ __all__ = [
     "element_tests",
     "sbc_verdicts",
     "format_sbc",
+    "fit_quality",
+    "unconverged_fits_note",
     "plot_rank_histograms",
     "plot_ecdf_difference",
     "DEFAULT_ALPHA",
@@ -77,12 +79,17 @@ class SBCResult(NamedTuple):
     truths: ``{element label: (n,) float}`` the true values drawn from the prior.
     num_draws: ``L``, posterior draws per replicate the ranks were computed against.
     replicates: ``(n,)`` replicate indices (sorted).
+    max_rhat: ``(n,)`` largest split R-hat of the ranked parameters in each replicate's fit
+        (NaN where not recorded: one chain, a sweep written before it was recorded).
+    divergences: ``(n,)`` divergent transitions of each fit (-1 where not recorded).
     """
 
     ranks: dict[str, np.ndarray]
     truths: dict[str, np.ndarray]
     num_draws: int
     replicates: np.ndarray
+    max_rhat: np.ndarray | None = None
+    divergences: np.ndarray | None = None
 
     @property
     def num_replicates(self) -> int:
@@ -172,6 +179,30 @@ def _posterior_draws(idata, names: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
+#: A fit whose ranked parameters have a split R-hat above this did not converge (its rank is noise).
+RHAT_UNCONVERGED = 1.05
+
+
+def fit_quality(idata, names: Sequence[str]) -> tuple[float, int]:
+    """``(max split R-hat over the elements of names, number of divergent transitions)`` of a fit.
+
+    R-hat is NaN with fewer than two chains or draws; divergences -1 when the fit records none.
+    """
+    import arviz as az
+
+    max_rhat = math.nan
+    if "posterior" in idata.groups() and idata.posterior.sizes.get("chain", 1) > 1:
+        with np.errstate(all="ignore"):
+            rhat = az.rhat(idata, var_names=list(names))
+        values = np.concatenate([np.ravel(rhat[k].values) for k in rhat.data_vars]) if rhat.data_vars else np.array([])
+        values = values[np.isfinite(values)]
+        max_rhat = float(values.max()) if values.size else math.nan
+    divergences = -1
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        divergences = int(np.asarray(idata.sample_stats["diverging"].values).sum())
+    return max_rhat, divergences
+
+
 def ranks_from_idata(idata, truth: Mapping[str, Any], num_draws: int, *,
                      rng: np.random.Generator | None = None) -> dict[str, tuple[int, float]]:
     """Thin ``idata``'s posterior to ``num_draws`` draws and rank ``truth`` among them."""
@@ -189,11 +220,14 @@ def _replicate_path(out_dir: str, i: int) -> str:
     return os.path.join(out_dir, f"replicate_{i:05d}.npz")
 
 
-def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]]) -> None:
-    """Write replicate ``i``'s ranks and true values atomically (:func:`diagnostics.convert.atomic_write`)."""
+def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]],
+                    quality: tuple[float, int] = (math.nan, -1)) -> None:
+    """Write replicate ``i``'s ranks, true values and fit quality atomically
+    (:func:`diagnostics.convert.atomic_write`)."""
     labels = list(ranked)
     arrays = {"labels": np.array(labels), "ranks": np.array([ranked[k][0] for k in labels], dtype=np.int64),
-              "truths": np.array([ranked[k][1] for k in labels], dtype=float)}
+              "truths": np.array([ranked[k][1] for k in labels], dtype=float),
+              "max_rhat": np.array(float(quality[0])), "divergences": np.array(int(quality[1]))}
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as stream:  # a stream: np.savez would append ".npz" to the temporary name
@@ -202,10 +236,13 @@ def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]
     atomic_write(_replicate_path(out_dir, i), write)
 
 
-def _load_replicate(path: str) -> dict[str, tuple[int, float]]:
+def _load_replicate(path: str) -> tuple[dict[str, tuple[int, float]], tuple[float, int]]:
     with np.load(path, allow_pickle=False) as stored:
         labels = [str(s) for s in stored["labels"]]
-        return {k: (int(r), float(t)) for k, r, t in zip(labels, stored["ranks"], stored["truths"])}
+        ranked = {k: (int(r), float(t)) for k, r, t in zip(labels, stored["ranks"], stored["truths"])}
+        quality = (float(stored["max_rhat"]) if "max_rhat" in stored else math.nan,
+                   int(stored["divergences"]) if "divergences" in stored else -1)
+    return ranked, quality
 
 
 def _check_manifest(out_dir: str, settings: dict) -> None:
@@ -260,6 +297,7 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
     if fit_batch is None:
         batch_size = 1
     done: dict[int, dict[str, tuple[int, float]]] = {}
+    quality: dict[int, tuple[float, int]] = {}
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)
@@ -270,7 +308,7 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
         for i in range(num_replicates):
             path = _replicate_path(out_dir, i)
             if os.path.exists(path):
-                done[i] = _load_replicate(path)
+                done[i], quality[i] = _load_replicate(path)
     todo = [i for i in range(num_replicates) if i not in done]
     base = jax.random.PRNGKey(seed)
     for start in range(0, len(todo), batch_size):
@@ -285,12 +323,16 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
         for i, (params, _), idata in zip(chunk, simulated, fits):
             truth = {k: np.asarray(v) for k, v in dict(params).items()}
             ranked = ranks_from_idata(idata, truth, num_draws, rng=np.random.default_rng([seed, i]))
+            quality[i] = fit_quality(idata, list(truth))
             if out_dir is not None:
-                _save_replicate(out_dir, i, ranked)
+                _save_replicate(out_dir, i, ranked, quality[i])
             done[i] = ranked
             if progress:
-                print(f"sbc: replicate {i + 1}/{num_replicates} done", flush=True)
-    return _collect(done, num_draws)
+                rhat, divergences = quality[i]
+                print(f"sbc: replicate {i + 1}/{num_replicates} done (max R-hat {rhat:.3f}, "
+                      f"{divergences} divergent)" if divergences >= 0 else
+                      f"sbc: replicate {i + 1}/{num_replicates} done (max R-hat {rhat:.3f})", flush=True)
+    return _collect(done, num_draws, quality)
 
 
 def load_sbc(out_dir: str | os.PathLike) -> SBCResult:
@@ -301,16 +343,18 @@ def load_sbc(out_dir: str | os.PathLike) -> SBCResult:
         raise FileNotFoundError(f"out_dir: {out_dir!r} holds no SBC sweep (no {_MANIFEST})")
     with open(manifest) as stream:
         num_draws = int(json.load(stream)["num_draws"])
-    done = {}
+    done, quality = {}, {}
     for name in sorted(os.listdir(out_dir)):
         if name.startswith("replicate_") and name.endswith(".npz"):
-            done[int(name[len("replicate_"):-len(".npz")])] = _load_replicate(os.path.join(out_dir, name))
+            i = int(name[len("replicate_"):-len(".npz")])
+            done[i], quality[i] = _load_replicate(os.path.join(out_dir, name))
     if not done:
         raise ValueError(f"out_dir: {out_dir!r} has no finished replicate yet")
-    return _collect(done, num_draws)
+    return _collect(done, num_draws, quality)
 
 
-def _collect(done: Mapping[int, Mapping[str, tuple[int, float]]], num_draws: int) -> SBCResult:
+def _collect(done: Mapping[int, Mapping[str, tuple[int, float]]], num_draws: int,
+             quality: Mapping[int, tuple[float, int]] | None = None) -> SBCResult:
     replicates = np.array(sorted(done), dtype=int)
     labels = list(done[int(replicates[0])])
     for i in replicates:
@@ -319,7 +363,35 @@ def _collect(done: Mapping[int, Mapping[str, tuple[int, float]]], num_draws: int
                              f"{labels} of the other replicates")
     ranks = {k: np.array([done[int(i)][k][0] for i in replicates], dtype=int) for k in labels}
     truths = {k: np.array([done[int(i)][k][1] for i in replicates], dtype=float) for k in labels}
-    return SBCResult(ranks, truths, int(num_draws), replicates)
+    quality = quality or {}
+    max_rhat = np.array([quality.get(int(i), (math.nan, -1))[0] for i in replicates], dtype=float)
+    divergences = np.array([quality.get(int(i), (math.nan, -1))[1] for i in replicates], dtype=int)
+    return SBCResult(ranks, truths, int(num_draws), replicates, max_rhat, divergences)
+
+
+def unconverged_fits_note(result: SBCResult) -> str | None:
+    """A line naming the replicates whose fit did not converge (R-hat > 1.05) or diverged, or None.
+
+    Their ranks stay in the tests (dropping them would bias the check towards easy prior draws);
+    the note says that a flagged element may come from the sampler failing on them.
+    """
+    if result.max_rhat is None:
+        return None
+    rhat_bad = result.replicates[np.nan_to_num(result.max_rhat, nan=0.0) > RHAT_UNCONVERGED]
+    diverged = result.replicates[result.divergences > 0]
+    unknown = int(np.sum(np.isnan(result.max_rhat)))
+    parts = []
+    if rhat_bad.size:
+        parts.append(f"{rhat_bad.size} fit(s) with R-hat > {RHAT_UNCONVERGED} (replicates {rhat_bad.tolist()})")
+    if diverged.size:
+        parts.append(f"{diverged.size} fit(s) with divergent transitions (replicates {diverged.tolist()})")
+    if not parts:
+        return None if not unknown else f"fit convergence not recorded for {unknown} replicate(s)"
+    note = ("fits that did not converge: " + "; ".join(parts)
+            + "; their ranks are included, so a flagged element may reflect the sampler failing on those prior draws")
+    if unknown:
+        note += f" (convergence not recorded for {unknown} replicate(s))"
+    return note
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,6 +488,9 @@ def format_sbc(result: SBCResult, *, alpha: float = DEFAULT_ALPHA) -> str:
                                                       else f"MISCALIBRATED: {flagged}"))
     if result.num_replicates < LOW_POWER_REPLICATES:
         lines.append(low_power_note(result.num_replicates))
+    note = unconverged_fits_note(result)
+    if note:
+        lines.append("note: " + note)
     return "\n".join(lines)
 
 

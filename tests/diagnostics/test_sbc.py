@@ -133,3 +133,45 @@ def test_plots_draw():
     result = sbc.run_sbc(prior_simulate, exact_fit(spread=0.5), num_replicates=30, num_draws=19, seed=2)
     for fig in (sbc.plot_rank_histograms(result), sbc.plot_ecdf_difference(result)):
         assert len([ax for ax in fig.axes if ax.get_visible()]) == 3
+
+
+def test_unconverged_fits_are_recorded_and_reported(tmp_path):
+    """A fit whose two chains sit apart (R-hat >> 1.05) or diverge is named, its rank kept."""
+    fit = exact_fit(num_draws=400)
+
+    def two_chain_fit(data):
+        one = fit(data).posterior["mu"].values.reshape(2, 200)
+        if zlib.crc32(np.asarray(data).tobytes()) % 3 == 0:  # every third data set: chains stuck apart
+            one = one + np.array([[-3.0], [3.0]])
+        diverging = np.zeros((2, 200), bool)
+        diverging[0, :2] = bool(zlib.crc32(np.asarray(data).tobytes()) % 2)
+        return az.from_dict(posterior={"mu": one, "tau": np.stack([one, 2 * one], axis=-1)},
+                            sample_stats={"diverging": diverging})
+
+    result = sbc.run_sbc(prior_simulate, two_chain_fit, num_replicates=12, num_draws=19, seed=2, out_dir=tmp_path)
+    stuck = [i for i in range(12)
+             if zlib.crc32(np.asarray(prior_simulate(jax.random.fold_in(jax.random.PRNGKey(2), i))[1]).tobytes()) % 3 == 0]
+    assert stuck and np.all(result.max_rhat[stuck] > 1.5)
+    assert np.all(np.delete(result.max_rhat, stuck) < sbc.RHAT_UNCONVERGED)
+    assert set(np.unique(result.divergences)) <= {0, 2} and result.divergences.max() == 2
+    text = sbc.format_sbc(result)
+    assert f"{len(stuck)} fit(s) with R-hat > 1.05 (replicates {stuck})" in text
+    assert "divergent transitions" in text
+    loaded = sbc.load_sbc(tmp_path)  # stored with the ranks
+    np.testing.assert_array_equal(loaded.max_rhat, result.max_rhat)
+    np.testing.assert_array_equal(loaded.divergences, result.divergences)
+    # a folder written before fit quality was recorded still loads; the gap is said
+    path = tmp_path / "replicate_00000.npz"
+    with np.load(path) as stored:
+        old = {k: stored[k] for k in ("labels", "ranks", "truths")}
+    with open(path, "wb") as stream:
+        np.savez(stream, **old)
+    legacy = sbc.load_sbc(tmp_path)
+    assert np.isnan(legacy.max_rhat[0]) and legacy.divergences[0] == -1
+    assert "not recorded for 1 replicate(s)" in sbc.format_sbc(legacy)
+
+
+def test_fit_quality_of_single_chain_fit_is_unknown():
+    idata = exact_fit()(np.zeros(M_OBS))
+    rhat, divergences = sbc.fit_quality(idata, ["mu"])
+    assert np.isnan(rhat) and divergences == -1
