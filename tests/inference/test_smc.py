@@ -78,7 +78,7 @@ def test_conjugate_evidence_and_posterior_mean(kernel, waste_free):
 def lgssm_exact_log_evidence(entry, data, config):
     grid = np.linspace(0.5 - 4.0, 0.5 + 4.0, 4001)
     loglik = jax.jit(jax.vmap(lambda a: entry.exact_loglik({"A": a.reshape(1, 1)}, data, config)))(jnp.asarray(grid))
-    log_integrand = np.asarray(loglik) + stats.norm(0.5, 0.5).logpdf(grid)
+    log_integrand = np.asarray(loglik) + stats.norm(0.5, config.prior_A_scale).logpdf(grid)
     weights = np.full(grid.size, grid[1] - grid[0])
     weights[[0, -1]] /= 2
     return float(logsumexp(log_integrand, b=weights))
