@@ -569,7 +569,7 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
             continue
         # a log-likelihood the same in every draw has equal importance ratios: LOO is exact
         # there (ArviZ would report k = inf for it), so such observations are left out of PSIS
-        constant = np.all(values == values[:1, :1], axis=(0, 1)) & ~missing
+        _, constant = _screen_elements(da)
         if np.all(constant | missing):
             verdicts.append(Verdict(name, "ok", math.nan, threshold,
                                     "not applicable: the pointwise log-likelihood is the same in "

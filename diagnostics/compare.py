@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import arviz as az
 import numpy as np
 
-from .checks import FIXED_PARAMETER_METHODS, overall, run_attrs, run_checks
+from .checks import FIXED_PARAMETER_METHODS, _screen_elements, overall, run_attrs, run_checks
 
 __all__ = [
     "pointwise_loglik",
@@ -140,10 +140,7 @@ def draw_constant_observations(idata, var_name: str | None = None) -> np.ndarray
     """Boolean mask, in the order of ``az.loo``'s pointwise values: observations whose
     log-likelihood is the same finite value in every draw. Their importance ratios are all equal,
     so LOO is exact there, yet ArviZ's tail fit reports ``k = inf`` for them."""
-    var = _loglik_var(idata, var_name)
-    da = idata.log_likelihood[var]
-    values = np.asarray(da.transpose("chain", "draw", ...).values, dtype=float)
-    constant = np.all(values == values[:1, :1], axis=(0, 1)) & np.all(np.isfinite(values), axis=(0, 1))
+    _, constant = _screen_elements(idata.log_likelihood[_loglik_var(idata, var_name)])
     return constant.reshape(-1)
 
 

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .checks import Verdict
+from .checks import Verdict, check_rhat
 from .convert import atomic_write, atomic_write_text
 
 __all__ = [
@@ -179,24 +179,20 @@ def _posterior_draws(idata, names: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-#: A fit whose ranked parameters have a split R-hat above this did not converge (its rank is noise).
+#: A fit whose ranked parameters have a split R-hat above this did not converge (its rank is noise):
+#: the fail threshold of :func:`diagnostics.checks.check_rhat`.
 RHAT_UNCONVERGED = 1.05
 
 
 def fit_quality(idata, names: Sequence[str]) -> tuple[float, int]:
     """``(max split R-hat over the elements of names, number of divergent transitions)`` of a fit.
 
-    R-hat is NaN with fewer than two chains or draws; divergences -1 when the fit records none.
+    R-hat as :func:`~diagnostics.checks.check_rhat` judges it (constant elements skipped); NaN
+    with fewer than two chains or draws. Divergences -1 when the fit records none.
     """
-    import arviz as az
-
-    max_rhat = math.nan
-    if "posterior" in idata.groups() and idata.posterior.sizes.get("chain", 1) > 1:
-        with np.errstate(all="ignore"):
-            rhat = az.rhat(idata, var_names=list(names))
-        values = np.concatenate([np.ravel(rhat[k].values) for k in rhat.data_vars]) if rhat.data_vars else np.array([])
-        values = values[np.isfinite(values)]
-        max_rhat = float(values.max()) if values.size else math.nan
+    values = np.array([v.value for v in check_rhat(idata, var_names=list(names), fail=RHAT_UNCONVERGED)])
+    values = values[np.isfinite(values)]
+    max_rhat = float(values.max()) if values.size else math.nan
     divergences = -1
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
         divergences = int(np.asarray(idata.sample_stats["diverging"].values).sum())

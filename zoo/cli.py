@@ -331,13 +331,15 @@ def _cmd_sbc(args) -> int:
         # the fit's seed is a function of its data: reproducible when a sweep is resumed
         return (args.seed * 1_000_003 + zlib.crc32(np.ascontiguousarray(data).tobytes())) % 2**31
 
+    run_method, run_options = _method_and_options(entry, args.method, args.config, options)
+
     def fit(data):
-        return _fit(entry, data, args.method, args.config, seed_for(data), options, False)
+        return inference.fit(entry, data, method=run_method, seed=seed_for(data), config=args.config,
+                             progress=False, **run_options)
 
     def fit_batch(datasets):
-        batch_method, batch_options = _method_and_options(entry, args.method, args.config, options)
-        return inference.fit_batch(entry, datasets, method=batch_method, seeds=[seed_for(d) for d in datasets],
-                                   config=args.config, progress=False, **batch_options)
+        return inference.fit_batch(entry, datasets, method=run_method, seeds=[seed_for(d) for d in datasets],
+                                   config=args.config, progress=False, **run_options)
 
     out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
     settings = {"entry": entry.name, "config": args.config, "method": method,
