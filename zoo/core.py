@@ -15,7 +15,8 @@ missing and masked out of the likelihood), ``simulate``, the exact log-joint and
 adapters consumed by ``inference.particle`` (which states its needs as Protocols in
 ``inference/types.py`` and never imports ``zoo``).
 
-This module imports nothing from ``inference`` or ``diagnostics``.
+This module imports nothing from ``inference`` but ``inference.validate`` (the shared input
+checks; ``is_traced`` is re-exported from there), and nothing from ``diagnostics``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import numpyro.distributions as dist
 from numpyro.contrib.control_flow import scan
 from numpyro.handlers import mask, seed, substitute, trace
 
+from inference.validate import is_traced  # the one "is this traced" test (re-exported)
+
 __all__ = [
     "Check",
     "Recipe",
@@ -44,6 +47,7 @@ __all__ = [
     "interval_covers",
     "check_covers",
     "check_close",
+    "is_traced",
 ]
 
 
@@ -174,16 +178,6 @@ class FeynmanKac(NamedTuple):
     num_steps: int
     initial_dist: Callable | None = None
     transition_dist: Callable | None = None
-
-
-def is_traced(value) -> bool:
-    """True when ``value`` is a JAX tracer: the program runs with its data as a dynamic argument.
-
-    Batched fits (``inference.fit_batch``: one compiled sampler vmapped over data sets) trace a
-    program with abstract data; its validation then checks what a tracer still has (shape and
-    dtype) and leaves the value checks (infinities, symbols in range) to the concrete calls.
-    """
-    return isinstance(value, jax.core.Tracer)
 
 
 def _is_missing(y: jax.Array, obs_ndim: int) -> jax.Array:
