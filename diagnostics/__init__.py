@@ -27,11 +27,13 @@ _EXPORTS = {
     "run_checks": "checks",
     "overall": "checks",
     "format_verdicts": "checks",
+    "draws_kind": "checks",
     "RecoveryResult": "recovery",
     "run_recovery": "recovery",
     "format_checks": "recovery",
-    "Section": "report",
+    "Section": "render",
     "write_report": "report",
+    "write_sbc_report": "report_sbc",
     "figure_to_base64_png": "plots",
 }
 

@@ -44,9 +44,9 @@ __all__ = [
     "Verdict",
     "Thresholds",
     "STATUSES",
-    "IID_METHODS",
-    "FIXED_PARAMETER_METHODS",
+    "DRAWS",
     "run_attrs",
+    "draws_kind",
     "check_rhat",
     "check_ess_bulk",
     "check_ess_tail",
@@ -59,19 +59,29 @@ __all__ = [
     "overall",
     "format_verdicts",
     "element_label",
+    "label_at",
+    "screen_elements",
+    "relative_ess",
+    "stats_quietly",
 ]
 
 Status = Literal["ok", "warn", "fail"]
 STATUSES: tuple[str, ...] = ("ok", "warn", "fail")
 _RANK = {"ok": 0, "warn": 1, "fail": 2}
 
-#: Methods whose posterior draws are independent draws from an approximation (not a Markov
-#: chain): R-hat and ESS say nothing about them, so :func:`run_checks` does not apply them.
-IID_METHODS = frozenset({"svi"})
+#: What a run's ``draw`` axis holds, as its runner records it in ``attrs["draws"]``:
+#: ``"markov"``: Markov chains (NUTS, PMMH, particle Gibbs); every check applies.
+#: ``"iid"``: independent draws from an approximation (SVI guide samples, resampled SMC
+#: particles, exact samplers): R-hat and ESS say nothing about them and are not applied.
+#: ``"point"``: the parameters are a point (given or estimated), not posterior draws; the draw
+#: axis holds one draw or independent replicates at that point (particle-filter runs). Neither
+#: the Markov-chain checks nor PSIS-LOO (which needs posterior draws of the parameters) apply,
+#: and a log-evidence read from such a run is a likelihood at fixed parameters.
+DRAWS: tuple[str, ...] = ("markov", "iid", "point")
 
-#: Methods whose "draws" are independent filter replicates at fixed parameters: neither the
-#: Markov-chain checks nor PSIS-LOO (which needs posterior draws of the parameters) apply.
-FIXED_PARAMETER_METHODS = frozenset({"pf"})
+# Files written before the runners recorded attrs["draws"] say only attrs["method"]; these two
+# methods wrote non-Markov draws then. Read-only compatibility: nothing new is keyed on it.
+_DRAWS_BEFORE_ATTR = {"svi": "iid", "pf": "point"}
 
 
 class Verdict(NamedTuple):
@@ -146,6 +156,22 @@ def run_attrs(idata: az.InferenceData) -> dict[str, Any]:
     return merged
 
 
+def draws_kind(idata: az.InferenceData) -> str:
+    """What the run's draws are (:data:`DRAWS`): ``attrs["draws"]`` (see :func:`run_attrs`).
+
+    Without the attribute (files written before runners recorded it) ``"markov"``, except the
+    two methods that wrote other draws then (``method="svi"``: ``"iid"``; ``"pf"``: ``"point"``).
+    """
+    attrs = run_attrs(idata)
+    value = attrs.get("draws")
+    if value is None:
+        return _DRAWS_BEFORE_ATTR.get(str(attrs.get("method", "")), "markov")
+    value = str(value)
+    if value not in DRAWS:
+        raise ValueError(f"attrs['draws']: expected one of {list(DRAWS)}, got {value!r}")
+    return value
+
+
 def _group(idata: az.InferenceData, group: str):
     if not isinstance(idata, az.InferenceData):
         raise TypeError(f"idata: expected arviz.InferenceData, got {type(idata).__name__}")
@@ -176,21 +202,26 @@ def _worst_index(values: np.ndarray, worst: str) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, values.shape))
 
 
-def _label_at(da, var: str, index: tuple[int, ...]) -> str:
+def label_at(da, var: str, index: tuple[int, ...]) -> str:
+    """:func:`element_label` of element ``index`` (over the non-(chain, draw) dims) of ``da``."""
     dims = [d for d in da.dims if d not in ("chain", "draw")]
     coords = [da.coords[d].values[i] if d in da.coords else i for d, i in zip(dims, index)]
     return element_label(var, dims, coords)
 
 
-def _stats_quietly(func, *args, **kwargs):
+def stats_quietly(func, *args, **kwargs):
     """Call an ArviZ statistic with its RuntimeWarnings (constant elements) silenced."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         return func(*args, **kwargs)
 
 
-def _screen_elements(da) -> tuple[np.ndarray, np.ndarray]:
-    """Masks over a variable's elements: (non-finite draws present, constant over all draws)."""
+def screen_elements(da) -> tuple[np.ndarray, np.ndarray]:
+    """Masks over a variable's elements: (non-finite draws present, constant over all draws).
+
+    A constant element (all draws equal and finite) has no R-hat or ESS, and a pointwise
+    log-likelihood constant over draws has equal importance ratios (LOO is exact there).
+    """
     values = np.asarray(da.transpose("chain", "draw", ...).values, dtype=float)
     nonfinite = ~np.all(np.isfinite(values), axis=(0, 1))
     with np.errstate(all="ignore"):
@@ -204,7 +235,7 @@ def _screen_verdict(name: str, var: str, da, nonfinite, constant, threshold) -> 
         index = tuple(int(i) for i in np.argwhere(nonfinite)[0]) if nonfinite.ndim else ()
         return Verdict(name, "fail", math.nan, threshold,
                        f"non-finite draws (NaN/inf) in {int(nonfinite.sum())} of {nonfinite.size} "
-                       f"element(s), first at {_label_at(da, var, index)}: the sampler produced "
+                       f"element(s), first at {label_at(da, var, index)}: the sampler produced "
                        f"invalid values")
     if constant.all():
         return Verdict(name, "warn", math.nan, threshold,
@@ -270,14 +301,14 @@ def check_rhat(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
     if draws < 4:
         return [Verdict("R-hat", "warn", math.nan, warn,
                         f"only {draws} draws per chain: R-hat needs at least 4")]
-    rhat = _stats_quietly(az.rhat, posterior[names])
+    rhat = stats_quietly(az.rhat, posterior[names])
     verdicts = []
     for var in names:
         da = posterior[var]
         name = f"R-hat {var}"
         if da.size == 0:
             continue
-        nonfinite, constant = _screen_elements(da)
+        nonfinite, constant = screen_elements(da)
         screened = _screen_verdict(name, var, da, nonfinite, constant, warn)
         if screened is not None:
             verdicts.append(screened)
@@ -289,7 +320,7 @@ def check_rhat(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
         index = _worst_index(values, "max")
         value = float(values[index])
         status, threshold = _status_above(value, warn, fail)
-        where = f" at {_label_at(da, var, index)}" if da.ndim > 2 else ""
+        where = f" at {label_at(da, var, index)}" if da.ndim > 2 else ""
         verdicts.append(Verdict(
             name, status, value, threshold,
             f"max R-hat {value:.3f}{where} over {values.size} element(s); warn > {warn:g}, "
@@ -308,14 +339,14 @@ def _check_ess(idata, method: str, label: str, var_names, warn_per_chain, fail_p
     if draws < 4:
         return [Verdict(label, "warn", math.nan, warn,
                         f"only {draws} draws per chain: ESS needs at least 4")]
-    ess = _stats_quietly(az.ess, posterior[names], method=method)
+    ess = stats_quietly(az.ess, posterior[names], method=method)
     verdicts = []
     for var in names:
         da = posterior[var]
         name = f"{label} {var}"
         if da.size == 0:
             continue
-        nonfinite, constant = _screen_elements(da)
+        nonfinite, constant = screen_elements(da)
         screened = _screen_verdict(name, var, da, nonfinite, constant, warn)
         if screened is not None:
             verdicts.append(screened)
@@ -327,7 +358,7 @@ def _check_ess(idata, method: str, label: str, var_names, warn_per_chain, fail_p
         index = _worst_index(values, "min")
         value = float(values[index])
         status, threshold = _status_below(value, warn, fail)
-        where = f" at {_label_at(da, var, index)}" if da.ndim > 2 else ""
+        where = f" at {label_at(da, var, index)}" if da.ndim > 2 else ""
         verdicts.append(Verdict(
             name, status, value, threshold,
             f"min {label} {value:.0f}{where} of {chains * draws} draws ({chains} chain(s)); "
@@ -452,7 +483,7 @@ def check_particle_ess(idata: az.InferenceData, *, warn: float = 0.1, fail: floa
     index = _worst_index(per_step, "min")
     worst = float(per_step[index])
     status, threshold = _status_below(worst, warn_ess, fail_ess)
-    where = f" at {_label_at(ess, 'ess', index)}" if per_step.ndim else ""
+    where = f" at {label_at(ess, 'ess', index)}" if per_step.ndim else ""
     message = (f"worst step ESS {worst:.1f} of N={num_particles}{where} (median over "
                f"{values.shape[0] * values.shape[1]} filter run(s)); warn < {warn_ess:g}, "
                f"fail < {fail_ess:g}")
@@ -516,7 +547,7 @@ def check_acceptance(idata: az.InferenceData, *, low: float = 0.05, high: float 
 _PSIS_MIN_DRAWS = 100
 
 
-def _relative_ess(idata) -> float:
+def relative_ess(idata) -> float:
     """Mean relative ESS of the posterior's finite, non-constant elements (1 for one chain).
 
     The ``reff`` of PSIS-LOO; ArviZ's own default averages NaNs from constant elements in.
@@ -527,7 +558,7 @@ def _relative_ess(idata) -> float:
     chains, draws = _chains_draws(posterior)
     if chains < 2 or draws < 4:
         return 1.0
-    ess = _stats_quietly(az.ess, posterior, method="mean", relative=True)
+    ess = stats_quietly(az.ess, posterior, method="mean", relative=True)
     values = np.concatenate([np.asarray(ess[v].values, dtype=float).reshape(-1)
                              for v in ess.data_vars] or [np.array([np.nan])])
     values = values[np.isfinite(values) & (values > 0)]
@@ -561,7 +592,7 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
             index = tuple(int(i) for i in np.argwhere(partial)[0]) if partial.ndim else ()
             verdicts.append(Verdict(name, "fail", math.nan, threshold,
                                     f"non-finite pointwise log-likelihood in {int(partial.sum())} "
-                                    f"observation(s), first at {_label_at(da, var, index)}"))
+                                    f"observation(s), first at {label_at(da, var, index)}"))
             continue
         if missing.all():
             verdicts.append(Verdict(name, "warn", math.nan, threshold,
@@ -569,7 +600,7 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
             continue
         # a log-likelihood the same in every draw has equal importance ratios: LOO is exact
         # there (ArviZ would report k = inf for it), so such observations are left out of PSIS
-        _, constant = _screen_elements(da)
+        _, constant = screen_elements(da)
         if np.all(constant | missing):
             verdicts.append(Verdict(name, "ok", math.nan, threshold,
                                     "not applicable: the pointwise log-likelihood is the same in "
@@ -590,8 +621,8 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
                 [c for c in stacked.coords if c not in ("chain", "draw")]).to_dataset(name=var))
         else:
             sub = az.InferenceData(log_likelihood=da.to_dataset(name=var))
-        loo = _stats_quietly(az.loo, sub, pointwise=True, var_name=var,
-                             reff=_relative_ess(idata))
+        loo = stats_quietly(az.loo, sub, pointwise=True, var_name=var,
+                             reff=relative_ess(idata))
         kvals = np.asarray(loo.pareto_k.values, dtype=float).reshape(-1)
         good_k = float(getattr(loo, "good_k", 0.7)) if warn is None else warn
         if fail < good_k:
@@ -601,7 +632,7 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
         if obs_dims:
             full_index = tuple(int(i) for i in np.unravel_index(
                 np.flatnonzero(keep)[position], missing.shape))
-            where = f" at {_label_at(da, var, full_index)}"
+            where = f" at {label_at(da, var, full_index)}"
         else:
             where = ""
         n_warn = int(np.sum(kvals > good_k))
@@ -633,16 +664,15 @@ def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
                **thresholds: float) -> list[Verdict]:
     """Apply every check whose inputs ``idata`` has, with the thresholds of :class:`Thresholds`.
 
-    - posterior with a Markov chain: R-hat, bulk and tail ESS per variable (``var_names`` limits
-      them); draws of ``attrs["method"]`` in :data:`IID_METHODS` (SVI) are independent, so one
-      ``ok`` line says R-hat/ESS do not apply and the approximation is not judged here; the
-      same for filter replicates (:data:`FIXED_PARAMETER_METHODS`, ``pf``), which also skip
-      Pareto k;
+    - posterior: R-hat, bulk and tail ESS per variable (``var_names`` limits them) when the draws
+      are Markov chains (:func:`draws_kind` ``"markov"``); for independent draws (``"iid"``) and
+      for draws at fixed parameters (``"point"``) one ``ok`` line says R-hat/ESS do not apply
+      (the accuracy of an approximation is not judged here);
     - sample_stats ``diverging`` / ``energy``: divergences / E-BFMI;
     - sample_stats ``acceptance_rate`` without ``energy``/``tree_depth``/``n_steps`` (i.e. not
       HMC/NUTS itself: PMMH, particle Gibbs θ-steps, random-walk MH): acceptance;
     - sample_stats ``ess``: particle ESS;
-    - a log_likelihood group: Pareto k.
+    - a log_likelihood group: Pareto k, unless the draws are at fixed parameters (``"point"``).
 
     Args:
         idata: the run.
@@ -661,18 +691,17 @@ def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
     t = Thresholds(**thresholds)
     groups = idata.groups()
     verdicts: list[Verdict] = []
-    method = str(run_attrs(idata).get("method", ""))
+    draws = draws_kind(idata)
     if "posterior" in groups:
-        if method in IID_METHODS:
+        if draws == "iid":
             verdicts.append(Verdict(
                 "R-hat/ESS", "ok", math.nan, math.nan,
-                f"not applicable: independent draws from an approximation (method={method}); "
-                f"the approximation's accuracy is not judged by these checks"))
-        elif method in FIXED_PARAMETER_METHODS:
+                "not applicable: independent draws from an approximation (draws=iid); the "
+                "approximation's accuracy is not judged by these checks"))
+        elif draws == "point":
             verdicts.append(Verdict(
                 "R-hat/ESS", "ok", math.nan, math.nan,
-                f"not applicable: independent filter replicates at fixed parameters "
-                f"(method={method})"))
+                "not applicable: draws at fixed parameters, not posterior draws (draws=point)"))
         else:
             verdicts += check_rhat(idata, var_names=var_names, warn=t.rhat_warn, fail=t.rhat_fail)
             verdicts += check_ess_bulk(idata, var_names=var_names,
@@ -694,7 +723,7 @@ def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
             verdicts += check_particle_ess(idata, warn=t.particle_ess_warn,
                                            fail=t.particle_ess_fail,
                                            min_particles=t.particle_ess_min)
-    if "log_likelihood" in groups and method not in FIXED_PARAMETER_METHODS:
+    if "log_likelihood" in groups and draws != "point":
         verdicts += check_pareto_k(idata, warn=t.pareto_k_warn, fail=t.pareto_k_fail)
     return verdicts
 

@@ -29,9 +29,9 @@ whose unreliable steps (``k > k_threshold``) are reported, not fixed.
    every element is one (particle-filter replicates); estimates ``ℓ_r`` are combined as
    ``log mean_r exp(ℓ_r)`` with standard error ``sd(exp ℓ_r) / (√R mean(exp ℓ_r))``.
 
-A particle filter (``attrs["method"] == "pf"``) estimates ``p(y | θ)`` at fixed parameters, not
-``p(y)``: its kind is ``"likelihood at fixed θ"`` and Bayes factors are only formed between runs
-of the same kind. ``log BF_{ab} = log Z_a - log Z_b``, ``se = sqrt(se_a² + se_b²)``.
+A run at fixed parameters (``attrs["draws"] == "point"``, see :func:`diagnostics.checks.draws_kind`;
+e.g. a particle filter) estimates ``p(y | θ)``, not ``p(y)``: its kind is ``"likelihood at fixed
+θ"`` and Bayes factors are only formed between runs of the same kind. ``log BF_{ab} = log Z_a - log Z_b``, ``se = sqrt(se_a² + se_b²)``.
 
 Public API: :func:`pointwise_loglik`, :func:`loo`, :func:`waic`, :func:`pareto_k_summary`,
 :func:`draw_constant_observations`,
@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import arviz as az
 import numpy as np
 
-from .checks import FIXED_PARAMETER_METHODS, _screen_elements, overall, run_attrs, run_checks
+from .checks import draws_kind, overall, run_attrs, run_checks, screen_elements, stats_quietly
 
 __all__ = [
     "pointwise_loglik",
@@ -74,9 +74,6 @@ __all__ = [
 K_GOOD = 0.7
 #: Pareto k above which the importance ratios have no finite mean.
 K_BAD = 1.0
-
-_FIXED_THETA_METHODS = FIXED_PARAMETER_METHODS
-
 
 # --------------------------------------------------------------------------------------------
 # pointwise log-likelihood
@@ -118,29 +115,23 @@ def pointwise_loglik(idata, var_name: str | None = None, *, time_dim: str = "tim
 # LOO / WAIC
 
 
-def _quiet(func, *args, **kwargs):
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return func(*args, **kwargs)
-
-
 def loo(idata, var_name: str | None = None):
     """``az.loo(idata, pointwise=True)``: ELPD, its SE, ``p_loo`` and the pointwise Pareto k."""
     var = _loglik_var(idata, var_name)
-    return _quiet(az.loo, idata, pointwise=True, var_name=var)
+    return stats_quietly(az.loo, idata, pointwise=True, var_name=var)
 
 
 def waic(idata, var_name: str | None = None):
     """``az.waic(idata, pointwise=True)``."""
     var = _loglik_var(idata, var_name)
-    return _quiet(az.waic, idata, pointwise=True, var_name=var)
+    return stats_quietly(az.waic, idata, pointwise=True, var_name=var)
 
 
 def draw_constant_observations(idata, var_name: str | None = None) -> np.ndarray:
     """Boolean mask, in the order of ``az.loo``'s pointwise values: observations whose
     log-likelihood is the same finite value in every draw. Their importance ratios are all equal,
     so LOO is exact there, yet ArviZ's tail fit reports ``k = inf`` for them."""
-    _, constant = _screen_elements(idata.log_likelihood[_loglik_var(idata, var_name)])
+    _, constant = screen_elements(idata.log_likelihood[_loglik_var(idata, var_name)])
     return constant.reshape(-1)
 
 
@@ -273,7 +264,7 @@ def psis_lfo(loglik, *, min_observed: int | None = None, horizon: int = 1, k_thr
             continue
         log_ratios = (reference[:, anchor:i].sum(axis=1) if i > anchor
                       else -reference[:, i:anchor].sum(axis=1))
-        log_weights, k = _quiet(az.psislw, log_ratios, reff=reff)
+        log_weights, k = stats_quietly(az.psislw, log_ratios, reff=reff)
         k = float(k)
         if k > k_threshold and refit is not None:
             anchor = i
@@ -346,8 +337,7 @@ def log_evidence(idata) -> Evidence | None:
     if not isinstance(idata, az.InferenceData):
         raise TypeError(f"idata: expected arviz.InferenceData, got {type(idata).__name__}")
     attrs = run_attrs(idata)
-    method = str(attrs.get("method", ""))
-    kind = "likelihood at fixed θ" if method in _FIXED_THETA_METHODS else "marginal"
+    kind = "likelihood at fixed θ" if draws_kind(idata) == "point" else "marginal"
     if "log_evidence" in attrs and "log_evidence_se" in attrs:
         return Evidence(float(attrs["log_evidence"]), float(attrs["log_evidence_se"]), kind,
                         "attrs", int(attrs.get("num_runs", 1)))
@@ -367,7 +357,8 @@ def log_evidence(idata) -> Evidence | None:
 
 def bayes_factors(evidences: Mapping[str, Evidence | None], *, reference: str | None = None):
     """``log BF`` of each model against ``reference`` (default: the highest evidence of the most
-    common kind) with standard errors; a DataFrame indexed by model."""
+    common kind, a tie of kinds going to ``"marginal"``) with standard errors; a DataFrame
+    indexed by model."""
     import pandas as pd
 
     rows = {label: ev for label, ev in evidences.items() if ev is not None and math.isfinite(ev.log_evidence)}
@@ -375,7 +366,8 @@ def bayes_factors(evidences: Mapping[str, Evidence | None], *, reference: str | 
         return pd.DataFrame(columns=["log_evidence", "se", "kind", "log_bf", "log_bf_se"])
     if reference is None:
         kinds = [ev.kind for ev in rows.values()]
-        common = max(set(kinds), key=kinds.count)
+        # the most common kind; a tie goes to a marginal evidence, then to the first listed
+        common = max(dict.fromkeys(kinds), key=lambda kind: (kinds.count(kind), kind == "marginal"))
         reference = max((label for label, ev in rows.items() if ev.kind == common),
                         key=lambda label: rows[label].log_evidence)
     if reference not in rows:
@@ -405,7 +397,7 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
     """One comparison table, a ``pandas.DataFrame`` indexed by model, best ELPD first.
 
     Columns: ``method``; ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff``, ``dse``, ``weight``
-    (``az.compare``, stacking; not for particle-filter runs at fixed parameters); ``max_k``,
+    (``az.compare``, stacking; not for runs at fixed parameters, ``attrs["draws"] == "point"``); ``max_k``,
     ``k>0.7`` (count); ``elpd_waic``; ``elpd_lfo``,
     ``lfo_se``, ``lfo_refits``, ``lfo_max_k`` (when ``lfo`` is given); ``log_evidence``,
     ``log_evidence_se``, ``log_bf``, ``log_bf_se``; ``convergence`` (the worst verdict of
@@ -421,13 +413,12 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
     labels = list(runs)
     frame = pd.DataFrame(index=pd.Index(labels, name="model"))
     frame["method"] = [str(run_attrs(runs[k]).get("method", "-")) for k in labels]
-    # a particle filter's "draws" are replicates at fixed parameters: LOO does not apply
-    with_ll = {k: v for k, v in runs.items() if "log_likelihood" in v.groups()
-               and str(run_attrs(v).get("method", "")) not in _FIXED_THETA_METHODS}
+    # draws at fixed parameters (a particle filter's replicates) are not posterior draws: no LOO
+    with_ll = {k: v for k, v in runs.items() if "log_likelihood" in v.groups() and draws_kind(v) != "point"}
     compared = None
     if len(with_ll) >= 2:
         try:
-            compared = _quiet(az.compare, with_ll, ic=ic, var_name=var_name)
+            compared = stats_quietly(az.compare, with_ll, ic=ic, var_name=var_name)
         except (ValueError, TypeError, KeyError, IndexError) as error:
             warnings.warn(f"compare_table: az.compare failed ({error}); LOO columns per model only",
                           stacklevel=2)
@@ -468,7 +459,7 @@ def compare_table(runs: Mapping[str, az.InferenceData], *, lfo: Mapping[str, LFO
         if verdicts is not None and label in verdicts:
             verdict_list = verdicts[label]
         else:
-            verdict_list = _quiet(run_checks, runs[label])
+            verdict_list = stats_quietly(run_checks, runs[label])
         frame.loc[label, "convergence"] = overall(verdict_list)
     order = ["method", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight", "max_k", "k>0.7", "elpd_waic",
              "elpd_lfo", "lfo_se", "lfo_refits", "lfo_max_k", "log_evidence", "log_evidence_se", "log_bf",

@@ -19,7 +19,7 @@ import arviz as az
 import numpy as np
 from matplotlib.figure import Figure
 
-from .checks import _relative_ess, element_label, run_attrs
+from .checks import element_label, relative_ess, run_attrs
 
 __all__ = [
     "Element",
@@ -430,7 +430,7 @@ def plot_pareto_k(idata: az.InferenceData, var_name: str | None = None) -> Figur
             continue
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            _, kvals = az.psislw(-values[:, keep].T, reff=_relative_ess(idata))
+            _, kvals = az.psislw(-values[:, keep].T, reff=relative_ess(idata))
         kvals = np.asarray(kvals, dtype=float)
         position = np.flatnonzero(keep)
         good_k = min(1 - 1 / np.log10(values.shape[0]), 0.7)

@@ -1,36 +1,34 @@
 """A self-contained HTML (and Markdown) report of one run or several.
 
-The report is a list of :class:`Section` objects, each built by one small function
-(:func:`header_section`, :func:`verdict_section`, :func:`summary_section`,
+The report is a list of :class:`~diagnostics.render.Section` objects, each built by one small
+function (:func:`header_section`, :func:`verdict_section`, :func:`summary_section`,
 :func:`plots_section`, :func:`predictive_section`, :func:`particle_section`,
-:func:`pareto_section`, :func:`recovery_section`, :func:`overview_section`), rendered by
-:func:`render_html` / :func:`render_markdown`. A new kind of content (model comparison, SBC, LFO)
-is one more function returning a :class:`Section`, handed to :func:`write_report` through
-``extra_sections``; nothing else changes.
+:func:`pareto_section`, :func:`recovery_section`, :func:`overview_section`) with the kit of
+:mod:`diagnostics.render`, which also renders and writes the page. With several runs
+:func:`write_report` adds the comparison sections of :mod:`diagnostics.report_compare`. A new kind
+of content (SBC: :mod:`diagnostics.report_sbc`, exact LFO, ...) is one more function returning a
+``Section``, handed to :func:`write_report` through ``extra_sections``; nothing else changes.
 
 The HTML inlines its CSS and its figures (base64 PNG), so one file can be mailed or archived.
-The Markdown variant carries the tables only (figures are in the HTML). Files are written
-atomically: a temporary file in the same folder, then ``os.replace``, so a crash leaves the
-previous report untouched.
+The Markdown variant carries the tables only (figures are in the HTML); both are written
+atomically (:func:`diagnostics.render.write_document`).
 """
 
 from __future__ import annotations
 
-import html
-import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import arviz as az
 import numpy as np
 
-from .checks import STATUSES, Verdict, overall, run_attrs, run_checks
-from .convert import atomic_write_text
+from .checks import STATUSES, Verdict, label_at, overall, run_attrs, run_checks, stats_quietly
+from .render import (Section, badge, escape, figure_block, format_cell, html_table, markdown_table,
+                     write_document)
+from .report_compare import comparison_sections
 
 __all__ = [
-    "Section",
     "write_report",
     "run_sections",
     "overview_section",
@@ -42,138 +40,9 @@ __all__ = [
     "particle_section",
     "pareto_section",
     "recovery_section",
-    "render_html",
-    "render_markdown",
-    "html_table",
-    "markdown_table",
-    "image_html",
 ]
 
 _HEADER_ATTRS = ("entry", "method", "seed", "config")
-
-
-class Section(NamedTuple):
-    """A piece of the report.
-
-    Attributes:
-        title: heading text.
-        html: the body as HTML (already escaped; no heading).
-        markdown: the body as Markdown (no heading); ``None`` leaves the section out of the
-            Markdown report (figure-only sections).
-        level: heading level (2 for top-level sections, 3 inside a run).
-    """
-
-    title: str
-    html: str
-    markdown: str | None
-    level: int = 2
-
-
-# --------------------------------------------------------------------------------------------
-# small renderers
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _fmt(value: Any) -> str:
-    """Numbers to 4 significant digits (``-`` for NaN/None); anything else as text."""
-    if value is None:
-        return "-"
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return "-"
-        if value == 0 or 1e-3 <= abs(value) < 1e6:
-            return f"{value:.4g}"
-        return f"{value:.3e}"
-    return str(value)
-
-
-def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
-               row_classes: Sequence[str] | None = None) -> str:
-    """An HTML table; cells are formatted with 4 significant digits and escaped."""
-    out = ["<table>", "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"]
-    for i, row in enumerate(rows):
-        cls = f' class="{_esc(row_classes[i])}"' if row_classes and row_classes[i] else ""
-        out.append(f"<tr{cls}>" + "".join(f"<td>{_esc(_fmt(c))}</td>" for c in row) + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
-    def cell(value: Any) -> str:
-        return _fmt(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def image_html(fig, alt: str) -> str:
-    """An ``<img>`` with the figure inlined as a base64 PNG."""
-    from .plots import figure_to_base64_png
-
-    return (f'<img alt="{_esc(alt)}" src="data:image/png;base64,{figure_to_base64_png(fig)}">')
-
-
-def _badge(status: str) -> str:
-    text = {"ok": "OK", "warn": "WARN", "fail": "FAIL", "pass": "PASS"}.get(status, status.upper())
-    return f'<span class="badge {_esc(status)}">{_esc(text)}</span>'
-
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
-h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
-h2 { border-bottom: 1px solid #bbb; margin-top: 2em; }
-h3 { margin-top: 1.5em; }
-table { border-collapse: collapse; margin: .6em 0; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-tr.ok td:first-child { background: #e3f4e3; }
-tr.warn td { background: #fff4d6; }
-tr.fail td { background: #fbdada; font-weight: bold; }
-tr.pass td:first-child { background: #e3f4e3; }
-.badge { display: inline-block; padding: 2px 10px; border-radius: 4px; font-weight: bold;
-         color: white; }
-.badge.ok, .badge.pass { background: #2e7d32; }
-.badge.warn { background: #b26a00; }
-.badge.fail { background: #c62828; font-size: 1.2em; }
-img { max-width: 100%; display: block; margin: .5em 0; }
-.note { color: #666; font-size: 0.85em; }
-"""
-
-
-def render_html(title: str, sections: Sequence[Section]) -> str:
-    """The whole HTML document: inline CSS, the title, then each section under its heading."""
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-             f"<h1>{_esc(title)}</h1>"]
-    for section in sections:
-        level = min(max(int(section.level), 2), 6)
-        parts.append(f"<h{level}>{_esc(section.title)}</h{level}>")
-        parts.append(section.html)
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
-
-
-def render_markdown(title: str, sections: Sequence[Section]) -> str:
-    """The Markdown document: tables and text of each section that has Markdown."""
-    parts = [f"# {title}", "", "_Figures are in the HTML report._", ""]
-    for section in sections:
-        if section.markdown is None:
-            continue
-        level = min(max(int(section.level), 2), 6)
-        parts += ["#" * level + " " + section.title, "", section.markdown, ""]
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,17 +59,22 @@ def _run_attrs(idata: az.InferenceData) -> dict[str, Any]:
 
 
 def _shape_text(idata: az.InferenceData) -> str:
+    """``"2 chain(s) x 300 draws"``, with the kind of draws when the run records it."""
     if "posterior" not in idata.groups():
         return "no posterior"
     sizes = idata.posterior.sizes
-    return f"{sizes.get('chain', 1)} chain(s) x {sizes.get('draw', 1)} draws"
+    kind = run_attrs(idata).get("draws")
+    return (f"{sizes.get('chain', 1)} chain(s) x {sizes.get('draw', 1)} draws"
+            + (f" ({kind})" if kind is not None else ""))
 
 
 def header_section(label: str, idata: az.InferenceData, *, level: int = 2) -> Section:
-    """Run attributes (entry, method, seed, config first, then the rest), groups and sizes."""
+    """Run attributes (entry, method, seed, config first, then the rest), groups and sizes (with
+    ``attrs["draws"]``, the kind of draws)."""
     attrs = _run_attrs(idata)
     keys = [k for k in _HEADER_ATTRS if k in attrs]
-    keys += sorted(k for k in attrs if k not in _HEADER_ATTRS and not str(k).startswith("_"))
+    keys += sorted(k for k in attrs if k not in _HEADER_ATTRS and k != "draws"
+                   and not str(k).startswith("_"))
     rows = [(k, _truncate(attrs[k])) for k in keys]
     rows.append(("draws", _shape_text(idata)))
     rows.append(("groups", ", ".join(idata.groups())))
@@ -209,7 +83,7 @@ def header_section(label: str, idata: az.InferenceData, *, level: int = 2) -> Se
 
 
 def _truncate(value: Any, limit: int = 300) -> str:
-    text = _fmt(value) if not isinstance(value, np.ndarray) else np.array2string(value)
+    text = format_cell(value) if not isinstance(value, np.ndarray) else np.array2string(value)
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
@@ -222,7 +96,7 @@ def verdict_section(verdicts: Sequence[Verdict], *, level: int = 3,
     summary = f"{counts['fail']} fail, {counts['warn']} warn, {counts['ok']} ok"
     header = ("status", "check", "value", "threshold", "message")
     rows = [(v.status.upper(), v.name, v.value, v.threshold, v.message) for v in verdicts]
-    body = (f"<p>overall: {_badge(status)} ({_esc(summary)})</p>"
+    body = (f"<p>overall: {badge(status)} ({escape(summary)})</p>"
             + html_table(header, rows, [v.status for v in verdicts]))
     if not verdicts:
         body += '<p class="note">nothing was checked</p>'
@@ -257,7 +131,7 @@ def summary_section(idata: az.InferenceData, *, max_rows: int = 30, level: int =
         md_parts.append(markdown_table(header, rows))
         if omitted:
             note = f"{omitted} more row(s) omitted"
-            html_parts.append(f'<p class="note">{_esc(note)}</p>')
+            html_parts.append(f'<p class="note">{escape(note)}</p>')
             md_parts.append(f"_{note}_")
     if paths:
         rows = [_path_row(idata, var) for var in paths]
@@ -270,14 +144,12 @@ def summary_section(idata: az.InferenceData, *, max_rows: int = 30, level: int =
 
 
 def _path_row(idata, var: str) -> tuple:
-    from .checks import _label_at, _stats_quietly
-
     da = idata.posterior[var]
     shape = tuple(int(n) for n in da.shape[2:])
     values = np.asarray(da.values, dtype=float)
     with np.errstate(all="ignore"):
         means = np.nanmean(values, axis=(0, 1))
-    mean_range = (f"{_fmt(np.nanmin(means))} .. {_fmt(np.nanmax(means))}"
+    mean_range = (f"{format_cell(np.nanmin(means))} .. {format_cell(np.nanmax(means))}"
                   if np.any(np.isfinite(means)) else "-")
     rhat_value = rhat_at = ess_value = ess_at = None
     chains, draws = da.sizes["chain"], da.sizes["draw"]
@@ -285,27 +157,18 @@ def _path_row(idata, var: str) -> tuple:
     if spread is not None and draws >= 4:
         live = spread > 0
         ds = da.to_dataset(name=var)
-        ess = np.where(live, np.asarray(_stats_quietly(az.ess, ds)[var].values, dtype=float), np.nan)
+        ess = np.where(live, np.asarray(stats_quietly(az.ess, ds)[var].values, dtype=float), np.nan)
         if np.any(np.isfinite(ess)):
             index = np.unravel_index(np.nanargmin(ess), ess.shape)
-            ess_value, ess_at = ess[index], _label_at(da, var, tuple(int(i) for i in index))
+            ess_value, ess_at = ess[index], label_at(da, var, tuple(int(i) for i in index))
         if chains >= 2:
-            rhat = np.where(live, np.asarray(_stats_quietly(az.rhat, ds)[var].values, dtype=float),
+            rhat = np.where(live, np.asarray(stats_quietly(az.rhat, ds)[var].values, dtype=float),
                             np.nan)
             if np.any(np.isfinite(rhat)):
                 index = np.unravel_index(np.nanargmax(rhat), rhat.shape)
-                rhat_value, rhat_at = rhat[index], _label_at(da, var, tuple(int(i) for i in index))
+                rhat_value, rhat_at = rhat[index], label_at(da, var, tuple(int(i) for i in index))
     return (var, "x".join(map(str, shape)), mean_range, rhat_value, rhat_at or "-", ess_value,
             ess_at or "-")
-
-
-def _figure_block(title: str, build) -> str:
-    """One figure as HTML; a plotting error is shown in the report instead of aborting it."""
-    try:
-        fig = build()
-    except (KeyError, ValueError, TypeError, IndexError) as error:
-        return f'<p class="note">{_esc(title)}: not drawn ({_esc(error)})</p>'
-    return f"<p>{_esc(title)}</p>" + image_html(fig, title)
 
 
 def plots_section(idata: az.InferenceData, *, truth: Mapping[str, Any] | None = None,
@@ -317,13 +180,13 @@ def plots_section(idata: az.InferenceData, *, truth: Mapping[str, Any] | None = 
     if "posterior" not in idata.groups():
         return Section("Posterior plots", '<p class="note">no posterior group</p>', None, level)
     blocks = [
-        _figure_block("Trace", lambda: plots.plot_trace(idata, max_elements=max_elements)),
-        _figure_block("Rank plots", lambda: plots.plot_rank(idata, max_elements=max_elements)),
-        _figure_block("Posterior densities" + (" (red: truth)" if truth else ""),
+        figure_block("Trace", lambda: plots.plot_trace(idata, max_elements=max_elements)),
+        figure_block("Rank plots", lambda: plots.plot_rank(idata, max_elements=max_elements)),
+        figure_block("Posterior densities" + (" (red: truth)" if truth else ""),
                       lambda: plots.plot_posterior(idata, truth=truth, max_elements=max_elements)),
     ]
     if plots.path_variables(idata):
-        blocks.append(_figure_block("Latent paths" + (" (red: truth)" if truth else ""),
+        blocks.append(figure_block("Latent paths" + (" (red: truth)" if truth else ""),
                                     lambda: plots.plot_paths(idata, truth=truth)))
     return Section("Posterior plots", "\n".join(blocks), None, level)
 
@@ -340,10 +203,10 @@ def predictive_section(idata: az.InferenceData, *, level: int = 3) -> Section | 
     if not set(predicted) & set(observed):
         note = (f"not drawn: no variable is both predicted ({', '.join(predicted)}) and observed "
                 f"({', '.join(observed)})")
-        return Section("Posterior predictive vs data", f'<p class="note">{_esc(note)}</p>', note,
+        return Section("Posterior predictive vs data", f'<p class="note">{escape(note)}</p>', note,
                        level)
     return Section("Posterior predictive vs data",
-                   _figure_block("Posterior predictive (bands) and observed data (points)",
+                   figure_block("Posterior predictive (bands) and observed data (points)",
                                  lambda: plots.plot_ppc(idata)), None, level)
 
 
@@ -354,7 +217,7 @@ def particle_section(idata: az.InferenceData, *, level: int = 3) -> Section | No
     if "sample_stats" not in idata.groups() or "ess" not in idata.sample_stats:
         return None
     return Section("Particle filter ESS",
-                   _figure_block("Effective sample size per step",
+                   figure_block("Effective sample size per step",
                                  lambda: plots.plot_particle_ess(idata)), None, level)
 
 
@@ -365,7 +228,7 @@ def pareto_section(idata: az.InferenceData, *, level: int = 3) -> Section | None
     if "log_likelihood" not in idata.groups():
         return None
     return Section("PSIS-LOO Pareto k",
-                   _figure_block("Pareto k per observation", lambda: plots.plot_pareto_k(idata)),
+                   figure_block("Pareto k per observation", lambda: plots.plot_pareto_k(idata)),
                    None, level)
 
 
@@ -397,7 +260,7 @@ def recovery_section(recovery: Any, *, level: int = 2) -> Section:
         summary = "no checks were given"
     header = ("result", "check", "value", "target", "detail")
     rows = [("PASS" if f[1] else "FAIL", f[0], f[2], f[3], f[4]) for f in fields]
-    body = (f"<p>recovery: {_badge('pass' if passed else 'fail')} ({_esc(summary)})</p>"
+    body = (f"<p>recovery: {badge('pass' if passed else 'fail')} ({escape(summary)})</p>"
             + html_table(header, rows, ["pass" if f[1] else "fail" for f in fields]))
     markdown = (f"**recovery: {'PASS' if passed else 'FAIL'}** ({summary})\n\n"
                 + markdown_table(header, rows))
@@ -488,7 +351,7 @@ def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_pa
         verdicts: precomputed verdicts, a list (one run) or ``{label: list}``; default
             :func:`diagnostics.checks.run_checks` of each run.
         truth: ``{variable: true value}`` drawn on the posterior plots.
-        extra_sections: further :class:`Section` objects (model comparison, SBC, ...) placed
+        extra_sections: further :class:`~diagnostics.render.Section` objects (model comparison, SBC, ...) placed
             after the overview and recovery, before the per-run sections. With several runs the
             comparison sections of :mod:`diagnostics.report_compare` (LOO/WAIC, LFO, evidence,
             convergence) are added unless ``extra_sections`` already has "Model comparison".
@@ -511,15 +374,7 @@ def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_pa
         sections.append(recovery_section(recovery))
     sections += list(extra_sections)
     if len(runs) > 1 and not any(s.title == "Model comparison" for s in extra_sections):
-        from .report_compare import comparison_sections  # several runs: compare them
-
-        sections += comparison_sections(runs, verdicts)
+        sections += comparison_sections(runs, verdicts)  # several runs: compare them
     for label, idata in runs.items():
         sections += run_sections(label, idata, verdicts=verdicts[label], truth=truth)
-    html_path = os.fspath(html_path)
-    html_text = render_html(title, sections)
-    markdown_text = render_markdown(title, sections) if markdown_path is not None else None
-    atomic_write_text(html_path, html_text)
-    if markdown_text is not None:
-        atomic_write_text(os.fspath(markdown_path), markdown_text)
-    return html_path
+    return write_document(title, sections, html_path, markdown_path=markdown_path)

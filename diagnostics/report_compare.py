@@ -1,9 +1,9 @@
-"""Report sections for model comparison and simulation-based calibration.
+"""Report sections for model comparison.
 
 :func:`comparison_sections` turns several runs into the comparison part of a report: one table
 (PSIS-LOO, WAIC, leave-future-out, log-evidence and Bayes factors, convergence), the Pareto-k
-plot, the LFO curve, the evidence with error bars, the per-model convergence verdicts and, when
-given, SBC ranks. :func:`diagnostics.report.write_report` adds these sections by itself when it
+plot, the LFO curve, the evidence with error bars and the per-model convergence verdicts, built
+with the kit of :mod:`diagnostics.render`. :func:`diagnostics.report.write_report` adds these sections by itself when it
 is handed more than one run (``zoo report RUN_A.nc RUN_B.nc --html compare.html``).
 
 LFO in a report built from result files has no model to refit: it is the approximate PSIS-LFO
@@ -11,7 +11,8 @@ from each run's full-data posterior (:func:`diagnostics.compare.psis_lfo` withou
 predicting the second half of the series one step ahead; steps whose Pareto k exceeds 0.7 are
 counted and marked. Pass exact-refit results (``lfo=``) from the Python API to replace it.
 
-:func:`sbc_section` and :func:`write_sbc_report` render an SBC result (``zoo sbc NAME --html``).
+A run whose draws are at fixed parameters (``attrs["draws"] == "point"``, e.g. a particle filter)
+has no posterior draws for LOO or LFO; its likelihood still enters the evidence table.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import arviz as az
 import numpy as np
 
 from . import compare
-from .checks import FIXED_PARAMETER_METHODS, Verdict, overall, run_attrs, run_checks
-from .report import Section, _badge, _esc, _figure_block, html_table, markdown_table, render_html, render_markdown
+from .checks import Verdict, draws_kind, overall, run_checks
+from .render import Section, badge, escape, figure_block, html_table, markdown_table
 
 __all__ = [
     "comparison_sections",
@@ -34,8 +35,6 @@ __all__ = [
     "lfo_section",
     "evidence_section",
     "convergence_section",
-    "sbc_section",
-    "write_sbc_report",
     "approximate_lfo",
     "plot_pareto_k_models",
     "plot_lfo",
@@ -55,8 +54,7 @@ def _figure(width: float, height: float):
 
 def _has_posterior_loglik(idata) -> bool:
     """A pointwise log-likelihood over posterior draws (not over filter replicates at fixed θ)."""
-    return ("log_likelihood" in idata.groups()
-            and str(run_attrs(idata).get("method", "")) not in FIXED_PARAMETER_METHODS)
+    return "log_likelihood" in idata.groups() and draws_kind(idata) != "point"
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,15 +161,15 @@ def comparison_table_section(frame, *, level: int = 2, note: str = "") -> Sectio
               "max_k, k>0.7: Pareto-k diagnostics; elpd_lfo: leave-future-out (PSIS-LFO); "
               "log_bf: log Bayes factor against the best model of the same evidence kind; "
               "convergence: worst verdict of the run's diagnostics.")
-    html = html_table(header, rows, classes) + f'<p class="note">{_esc(legend)}</p>'
+    html = html_table(header, rows, classes) + f'<p class="note">{escape(legend)}</p>'
     if note:
-        html += f'<p class="note">{_esc(note)}</p>'
+        html += f'<p class="note">{escape(note)}</p>'
     markdown = markdown_table(header, rows) + f"\n\n_{legend}_" + (f"\n\n_{note}_" if note else "")
     return Section("Model comparison", html, markdown, level)
 
 
 def pareto_k_section(runs, *, var_name=None, level: int = 3) -> Section:
-    body = _figure_block("PSIS-LOO Pareto k per observation and model",
+    body = figure_block("PSIS-LOO Pareto k per observation and model",
                          lambda: plot_pareto_k_models(runs, var_name=var_name))
     return Section("Pareto k (PSIS-LOO)", body, None, level)
 
@@ -182,7 +180,7 @@ def lfo_section(lfo: Mapping[str, compare.LFOResult], *, level: int = 3) -> Sect
              float(np.nanmax(r.pareto_k)) if np.any(np.isfinite(r.pareto_k)) else math.nan,
              r.num_unreliable, "yes" if r.exact_refits else "no (approximate)")
             for label, r in lfo.items()]
-    body = html_table(header, rows) + _figure_block("Leave-future-out curve", lambda: plot_lfo(lfo))
+    body = html_table(header, rows) + figure_block("Leave-future-out curve", lambda: plot_lfo(lfo))
     return Section("Leave-future-out cross-validation", body, markdown_table(header, rows), level)
 
 
@@ -196,7 +194,7 @@ def evidence_section(evidences: Mapping[str, compare.Evidence | None], *, level:
              factors.loc[label, "log_bf"] if label in factors.index else math.nan,
              factors.loc[label, "log_bf_se"] if label in factors.index else math.nan)
             for label, ev in present.items()]
-    body = html_table(header, rows) + _figure_block("Log-evidence (±2 se)", lambda: plot_evidence(present))
+    body = html_table(header, rows) + figure_block("Log-evidence (±2 se)", lambda: plot_evidence(present))
     return Section("Evidence and Bayes factors", body, markdown_table(header, rows), level)
 
 
@@ -212,44 +210,14 @@ def convergence_section(verdicts: Mapping[str, Sequence[Verdict]], *, level: int
         classes.append(status)
     body = html_table(header, rows, classes)
     if any(overall(v) == "fail" for v in verdicts.values()):
-        body = (f"<p>{_badge('fail')} a model whose diagnostics fail cannot be compared on its "
+        body = (f"<p>{badge('fail')} a model whose diagnostics fail cannot be compared on its "
                 "numbers: fix its run first.</p>" + body)
     return Section("Convergence per model", body, markdown_table(header, rows), level)
 
 
-def sbc_section(result, *, label: str = "", alpha: float | None = None, level: int = 3) -> Section:
-    """Per-element SBC tests (χ², ECDF band), the verdict, rank histograms and ECDF differences."""
-    from . import sbc
-
-    alpha = sbc.DEFAULT_ALPHA if alpha is None else alpha
-    tests = sbc.element_tests(result, alpha=alpha)
-    header = ("parameter", "chi2", "bins", "p-value", "ECDF points outside", "per-test level", "verdict")
-    rows = [(t.label, t.chi2, t.bins, t.chi2_pvalue, t.ecdf_outside, t.level, "FLAGGED" if t.flagged else "ok")
-            for t in tests]
-    flagged = [t.label for t in tests if t.flagged]
-    status = "fail" if flagged else "ok"
-    summary = (f"n={result.num_replicates} replicates, L={result.num_draws} posterior draws per rank, "
-               f"family-wise false-alarm rate {alpha:g}: "
-               + ("calibrated (no element flagged)" if not flagged else f"miscalibrated: {', '.join(flagged)}"))
-    if result.num_replicates < sbc.LOW_POWER_REPLICATES:
-        summary += "; " + sbc.low_power_note(result.num_replicates)
-    note = sbc.unconverged_fits_note(result)
-    if note:
-        summary += "; " + note
-    body = (f"<p>SBC: {_badge(status)} {_esc(summary)}</p>"
-            + html_table(header, rows, ["fail" if t.flagged else "ok" for t in tests])
-            + _figure_block("Rank histograms (grey: 99% band of a uniform count)",
-                            lambda: sbc.plot_rank_histograms(result, alpha=alpha))
-            + _figure_block("ECDF of fractional ranks minus uniform (grey: simultaneous band)",
-                            lambda: sbc.plot_ecdf_difference(result, alpha=alpha)))
-    markdown = f"**SBC: {'FAIL' if flagged else 'OK'}** {summary}\n\n" + markdown_table(header, rows)
-    title = "Simulation-based calibration" + (f": {label}" if label else "")
-    return Section(title, body, markdown, level)
-
-
 def comparison_sections(runs: Mapping[str, az.InferenceData],
                         verdicts: Mapping[str, Sequence[Verdict]] | None = None, *,
-                        lfo: Mapping[str, compare.LFOResult] | None = None, sbc=None,
+                        lfo: Mapping[str, compare.LFOResult] | None = None,
                         var_name: str | None = None, level: int = 2) -> list[Section]:
     """Every comparison section of several runs, in report order.
 
@@ -257,7 +225,6 @@ def comparison_sections(runs: Mapping[str, az.InferenceData],
         runs: ``{label: InferenceData}``.
         verdicts: precomputed convergence verdicts per run (default ``run_checks``).
         lfo: exact-refit LFO results per run; default: approximate PSIS-LFO without refits.
-        sbc: ``{label: SBCResult}`` to show rank statistics of.
         var_name: the log-likelihood variable (when runs have several).
     """
     if not isinstance(runs, Mapping) or len(runs) < 1:
@@ -281,20 +248,4 @@ def comparison_sections(runs: Mapping[str, az.InferenceData],
     if ev is not None:
         sections.append(ev)
     sections.append(convergence_section(verdicts, level=level + 1))
-    for label, result in dict(sbc or {}).items():
-        sections.append(sbc_section(result, label=label, level=level + 1))
     return sections
-
-
-def write_sbc_report(result, html_path, *, title: str = "Simulation-based calibration",
-                     markdown_path=None, alpha: float | None = None) -> str:
-    """A self-contained HTML (and optional Markdown) page of one SBC result, written atomically."""
-    import os
-
-    from .convert import atomic_write_text
-
-    sections = [sbc_section(result, alpha=alpha, level=2)]
-    atomic_write_text(html_path, render_html(title, sections))
-    if markdown_path is not None:
-        atomic_write_text(markdown_path, render_markdown(title, sections))
-    return os.fspath(html_path)

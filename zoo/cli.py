@@ -294,7 +294,7 @@ def _cmd_report(args) -> int:
         runs[label] = read_netcdf(path)
     extra = []
     for folder in args.sbc:  # SBC sweeps (zoo sbc --out DIR) shown beside the runs
-        from diagnostics.report_compare import sbc_section
+        from diagnostics.report_sbc import sbc_section
         from diagnostics.sbc import load_sbc
 
         extra.append(sbc_section(load_sbc(folder), label=os.path.basename(os.path.normpath(folder))))
@@ -313,7 +313,7 @@ def _cmd_sbc(args) -> int:
     import inference
     import zoo
     from diagnostics import sbc
-    from diagnostics.report_compare import write_sbc_report
+    from diagnostics.report_sbc import write_sbc_report
     from inference.prior_predictive import prior_simulate
 
     entry = zoo.get(args.name)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from diagnostics.checks import (
+    draws_kind,
     Thresholds,
     Verdict,
     check_acceptance,
@@ -311,7 +312,7 @@ def test_run_checks_thresholds_and_unknown_names():
 
 def test_variational_draws_are_not_judged_as_markov_chains():
     rng = np.random.default_rng(15)
-    idata = iid_run(rng, chains=1, draws=500, attrs={"method": "svi"})
+    idata = iid_run(rng, chains=1, draws=500, attrs={"method": "svi", "draws": "iid"})
     verdicts = run_checks(idata)
     assert [v.name for v in verdicts] == ["R-hat/ESS"]
     assert "not applicable" in verdicts[0].message
@@ -338,15 +339,15 @@ def test_overall_and_format_make_failures_loud():
     assert "nothing was checked" in format_verdicts([])
 
 
-def test_method_attrs_select_the_applicable_checks():
+def test_draws_attrs_select_the_applicable_checks():
     rng = np.random.default_rng(16)
     steps = 20
-    # particle filter replicates at fixed parameters (method recorded at the InferenceData level)
+    # particle filter replicates at fixed parameters (recorded at the InferenceData level)
     pf = to_inference_data(posterior={"m": rng.normal(size=(1, 8, steps))},
                            sample_stats={"ess": rng.uniform(20, 40, size=(1, 8, steps))},
                            log_likelihood={"y": rng.normal(size=(1, 8, steps))},
                            dims={"m": ["time"], "ess": ["time"], "y": ["time"]})
-    pf.attrs.update({"method": "pf", "num_particles": 50})
+    pf.attrs.update({"method": "pf", "draws": "point", "num_particles": 50})
     verdicts = run_checks(pf)
     assert [v.name for v in verdicts] == ["R-hat/ESS", "particle ESS"]
     assert by_name(verdicts, "particle ESS").status == "ok"
@@ -356,7 +357,32 @@ def test_method_attrs_select_the_applicable_checks():
         posterior={"mu": rng.normal(size=(2, 300))},
         sample_stats={"diverging": np.zeros((2, 300), bool),
                       "acceptance_rate": np.full((2, 300), 0.005)},
-        attrs={"method": "pgibbs"})
+        attrs={"method": "pgibbs", "draws": "markov"})
     verdicts = run_checks(pgibbs)
     assert by_name(verdicts, "acceptance rate").status == "fail"
     assert by_name(verdicts, "divergences").status == "ok"
+
+
+def test_checks_read_the_draws_attribute_not_the_method():
+    rng = np.random.default_rng(17)
+    markov = {v.name for v in run_checks(iid_run(rng, chains=2, draws=200))}
+    assert {"R-hat mu", "ESS bulk mu", "ESS tail mu"} <= markov  # no attribute: Markov chains
+    # the attribute decides, whatever the method is called
+    for attrs, names in (({"method": "anything", "draws": "iid"}, ["R-hat/ESS"]),
+                         ({"method": "anything", "draws": "point"}, ["R-hat/ESS"]),
+                         ({"method": "svi", "draws": "markov"}, sorted(markov))):
+        verdicts = run_checks(iid_run(rng, chains=2, draws=200, attrs=attrs))
+        assert sorted(v.name for v in verdicts) == names, attrs
+        assert draws_kind(iid_run(rng, chains=2, draws=10, attrs=attrs)) == attrs["draws"]
+    # files written before the attribute: the two methods that wrote non-Markov draws then
+    assert draws_kind(iid_run(rng, attrs={"method": "svi"})) == "iid"
+    assert draws_kind(iid_run(rng, attrs={"method": "pf"})) == "point"
+    assert draws_kind(iid_run(rng, attrs={"method": "nuts"})) == "markov"
+    # Pareto k needs posterior draws of the parameters: not for draws at a point
+    idata, _ = outlier_run(rng, chains=2, draws=300)
+    assert any(v.name == "Pareto k y" for v in run_checks(idata))
+    idata.attrs["draws"] = "point"
+    assert not any(v.name.startswith("Pareto k") for v in run_checks(idata))
+    idata.attrs["draws"] = "chain"
+    with pytest.raises(ValueError, match=r"attrs\['draws'\]"):
+        run_checks(idata)

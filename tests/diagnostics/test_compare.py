@@ -205,7 +205,8 @@ def test_log_evidence_rules_and_bayes_factors():
     w = np.exp(values)
     assert ev.se == pytest.approx(w.std(ddof=1) / np.sqrt(3) / w.mean())
     pf = az.from_dict(posterior={"x": np.zeros((1, 4))},
-                      sample_stats={"log_evidence": np.array([[-5.0, -5.2, -4.9, -5.1]])}, attrs={"method": "pf"})
+                      sample_stats={"log_evidence": np.array([[-5.0, -5.2, -4.9, -5.1]])},
+                      attrs={"method": "pf", "draws": "point"})
     ev_pf = compare.log_evidence(pf)
     assert ev_pf.num_estimates == 4 and ev_pf.kind == "likelihood at fixed θ"
     assert compare.log_evidence(az.from_dict(posterior={"x": np.zeros((1, 4))})) is None
@@ -215,6 +216,9 @@ def test_log_evidence_rules_and_bayes_factors():
     assert bf.loc["a", "log_bf_se"] == pytest.approx(np.hypot(0.1, ev.se))
     assert np.isnan(bf.loc["c", "log_bf"])  # a fixed-θ likelihood is not an evidence
     assert "d" not in bf.index
+    # one evidence of each kind: the reference is the marginal one, whatever the hash order
+    tie = compare.bayes_factors({"c": ev_pf, "a": compare.log_evidence(smc_like)})
+    assert tie.loc["a", "log_bf"] == 0.0 and np.isnan(tie.loc["c", "log_bf"])
 
 
 def test_compare_table_two_models():
@@ -229,7 +233,7 @@ def test_compare_table_two_models():
     # likelihood is not an evidence
     runs["pf"] = az.from_dict(posterior={"x": np.zeros((1, 8))}, log_likelihood={"y": np.full((1, 8, T), -1.0)},
                               sample_stats={"log_evidence": -24.0 + 0.1 * np.arange(8)[None]},
-                              dims={"y": ["time"]}, attrs={"method": "pf"})
+                              dims={"y": ["time"]}, attrs={"method": "pf", "draws": "point"})
     table = compare.compare_table(runs, lfo=lfo, verdicts={"ar1": [], "iid": [], "pf": []})
     assert list(table.index) == ["ar1", "iid", "pf"]  # the true model predicts better
     assert np.isnan(table.loc["pf", "elpd_loo"]) and np.isnan(table.loc["pf", "log_bf"])

@@ -10,10 +10,12 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+import diagnostics.render as render
 import diagnostics.report as report
 from diagnostics.checks import run_checks
 from diagnostics.convert import to_inference_data
-from diagnostics.report import Section, write_report
+from diagnostics.render import Section
+from diagnostics.report import write_report
 from tests.diagnostics.synthetic import outlier_run
 
 
@@ -115,7 +117,7 @@ def test_failed_recovery_is_loud(run, tmp_path):
 def test_several_runs_and_extra_sections(run, tmp_path):
     idata, _ = run
     single = to_inference_data(posterior={"mu": np.random.default_rng(1).normal(size=(1, 200))},
-                               attrs={"method": "svi"})
+                               attrs={"method": "svi", "draws": "iid"})
     extra = Section("Model comparison", "<p>elpd table here</p>", "elpd table here")
     path = write_report({"nuts run": idata, "svi run": single}, tmp_path / "two.html",
                         extra_sections=[extra], markdown_path=tmp_path / "two.md")
@@ -151,7 +153,7 @@ def test_atomic_write_keeps_the_previous_file(tiny, tmp_path, monkeypatch):
 
         return convert.atomic_write(path, write)
 
-    monkeypatch.setattr(report, "atomic_write_text", crash_half_way)
+    monkeypatch.setattr(render, "atomic_write_text", crash_half_way)  # the writer of every page
     with pytest.raises(OSError, match="simulated"):
         write_report(idata, target, title="second")
     assert target.read_bytes() == before

@@ -175,3 +175,21 @@ def test_fit_quality_of_single_chain_fit_is_unknown():
     idata = exact_fit()(np.zeros(M_OBS))
     rhat, divergences = sbc.fit_quality(idata, ["mu"])
     assert np.isnan(rhat) and divergences == -1
+
+
+def test_sbc_page_shows_the_verdict_and_the_figures(tmp_path):
+    from diagnostics.report import write_report
+    from diagnostics.report_sbc import sbc_section, write_sbc_report
+
+    result = sbc.run_sbc(prior_simulate, exact_fit(spread=0.5), num_replicates=150, num_draws=49, seed=1)
+    path = write_sbc_report(result, tmp_path / "sbc.html", markdown_path=tmp_path / "sbc.md")
+    page = open(path, encoding="utf-8").read()
+    assert '<span class="badge fail">FAIL</span>' in page and "miscalibrated: mu" in page
+    assert page.count("data:image/png;base64,") == 2  # rank histograms, ECDF differences
+    markdown = (tmp_path / "sbc.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# Simulation-based calibration") and "**SBC: FAIL**" in markdown
+    # beside a run, as `zoo report --sbc DIR` shows it
+    run = az.from_dict(posterior={"mu": np.random.default_rng(0).normal(size=(2, 100))})
+    text = open(write_report(run, tmp_path / "r.html", extra_sections=[sbc_section(result, label="sweep")]),
+                encoding="utf-8").read()
+    assert "Simulation-based calibration: sweep" in text

@@ -26,7 +26,7 @@ import inference
 import zoo
 from diagnostics import compare, sbc
 from diagnostics.convert import read_netcdf, write_netcdf
-from diagnostics.report import _fmt
+from diagnostics.render import format_cell
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -82,7 +82,7 @@ def test_report_compares_two_runs_side_by_side(tmp_path):
         lfo = compare.psis_lfo(compare.pointwise_loglik(idata))
         evidence = compare.log_evidence(idata)
         for value in (elpd, lfo.elpd, evidence.log_evidence, evidence.se):
-            assert _fmt(value) in md, (label, value)
+            assert format_cell(value) in md, (label, value)
     assert "Simulation-based calibration: sweep" in html and f"n={sweep.num_replicates} replicates" in md
     # the AR(1) model explains the autocorrelated data far better: first row of the table
     table = md.split("## Model comparison")[1].split("\n\n")[1].splitlines()
