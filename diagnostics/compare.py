@@ -33,10 +33,17 @@ A run at fixed parameters (``attrs["draws"] == "point"``, see :func:`diagnostics
 e.g. a particle filter) estimates ``p(y | θ)``, not ``p(y)``: its kind is ``"likelihood at fixed
 θ"`` and Bayes factors are only formed between runs of the same kind. ``log BF_{ab} = log Z_a - log Z_b``, ``se = sqrt(se_a² + se_b²)``.
 
+**Choosing a model** among nested ones listed simplest first (``order``): by LOO or LFO the
+simplest model whose ELPD is within ``num_se`` standard errors of the best (two nested models tie
+on data from the simpler one, so the top row alone would favour the larger model by noise); the
+standard error of a difference is that of the paired pointwise differences, ``sqrt(n var(Δ_i))``
+(``az.compare``'s ``dse`` for LOO). By evidence the largest ``log p(y)`` wins.
+
 Public API: :func:`pointwise_loglik`, :func:`loo`, :func:`waic`, :func:`pareto_k_summary`,
 :func:`draw_constant_observations`,
 :class:`LFOResult`, :func:`psis_lfo`, :func:`exact_lfo`, :class:`Evidence`, :func:`log_evidence`,
-:func:`bayes_factors`, :func:`compare_table`, :func:`format_table`.
+:func:`bayes_factors`, :func:`compare_table`, :func:`format_table`, :func:`simplest`,
+:func:`choose_by_loo`, :func:`choose_by_lfo`, :class:`ModelChoice`, :func:`choose_model`.
 """
 
 from __future__ import annotations
@@ -66,6 +73,11 @@ __all__ = [
     "bayes_factors",
     "compare_table",
     "format_table",
+    "simplest",
+    "choose_by_loo",
+    "choose_by_lfo",
+    "ModelChoice",
+    "choose_model",
     "K_GOOD",
     "K_BAD",
 ]
@@ -476,3 +488,79 @@ def format_table(frame, *, digits: int = 2) -> str:
 
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         return frame.round(digits).to_string(na_rep="-")
+
+
+# --------------------------------------------------------------------------------------------
+# choosing among nested models
+
+
+def simplest(candidates: Sequence[str], order: Sequence[str], what: str = "candidates") -> str:
+    """The first model of ``order`` (simplest first) that is among ``candidates``."""
+    order = list(order)
+    unknown = [name for name in candidates if name not in order]
+    if unknown:
+        raise KeyError(f"{what}: rows must be named by the models of order {tuple(order)}; got {unknown}")
+    if not candidates:
+        raise ValueError(f"{what}: no candidate model to choose from")
+    return min(candidates, key=order.index)
+
+
+def choose_by_loo(table, order: Sequence[str], num_se: float = 2.0) -> str:
+    """The simplest model (first in ``order``) whose elpd is within ``num_se`` standard errors of
+    the best one; ``table`` is ``arviz.compare`` output indexed by model names."""
+    diffs = table["elpd_diff"].astype(float)
+    dse = table["dse"].astype(float).fillna(0.0)
+    return simplest([name for name in table.index if diffs[name] <= num_se * dse[name]], order, "table")
+
+
+def choose_by_lfo(lfo: Mapping[str, Any], order: Sequence[str], num_se: float = 2.0) -> str:
+    """The same rule on leave-future-out: ``lfo`` maps model -> a result with ``pointwise`` (T,)
+    elpd values (NaN where nothing is predicted; e.g. :class:`LFOResult`). The SE of a difference
+    is that of the paired pointwise differences, ``sqrt(n var(Δ_i))``, as for LOO."""
+    points = {k: np.asarray(v.pointwise, dtype=float) for k, v in lfo.items()}
+    best = max(points, key=lambda k: np.nansum(points[k]))
+    close = []
+    for name, values in points.items():
+        diff = points[best] - values
+        diff = diff[np.isfinite(diff)]
+        se = float(np.sqrt(diff.size * np.var(diff))) if diff.size > 1 else 0.0
+        if diff.sum() <= num_se * se:
+            close.append(name)
+    return simplest(close, order, "lfo")
+
+
+class ModelChoice(NamedTuple):
+    """loo: ``arviz.compare`` table (or None); lfo: model -> (elpd_lfo, se) (empty if not given);
+    log_evidence: model -> log p(data); chosen_by_loo / chosen_by_lfo / chosen_by_evidence: the
+    selected model (None when not computed)."""
+
+    loo: Any
+    lfo: dict
+    log_evidence: dict
+    chosen_by_loo: str | None
+    chosen_by_lfo: str | None
+    chosen_by_evidence: str | None
+
+
+def choose_model(idatas: Mapping[str, az.InferenceData] | None = None,
+                 log_evidences: Mapping[str, float] | None = None, *, order: Sequence[str] | None = None,
+                 lfo: Mapping[str, Any] | None = None, num_se: float = 2.0) -> ModelChoice:
+    """Choose among models fitted to one data set by PSIS-LOO (``idatas``: model -> InferenceData
+    with a ``log_likelihood`` group), leave-future-out (``lfo``: model -> result with ``elpd``,
+    ``se``, ``pointwise``) and/or log-evidence (model -> log p(y); the largest wins).
+
+    ``order`` lists the models simplest first; LOO and LFO need it (see the module docstring).
+    """
+    if order is None and (idatas or lfo):
+        raise ValueError("order: choosing by LOO or LFO needs the models listed simplest first")
+    table, by_loo, by_lfo, by_ev = None, None, None, None
+    if idatas:
+        table = az.compare(dict(idatas), ic="loo")
+        by_loo = choose_by_loo(table, order, num_se)
+    lfo_values = {k: (float(v.elpd), float(v.se)) for k, v in (lfo or {}).items()}
+    if lfo:
+        by_lfo = choose_by_lfo(lfo, order, num_se)
+    evidences = {k: float(v) for k, v in (log_evidences or {}).items()}
+    if evidences:
+        by_ev = max(evidences, key=evidences.get)
+    return ModelChoice(table, lfo_values, evidences, by_loo, by_lfo, by_ev)

@@ -31,7 +31,9 @@ import jax, numpy as np, arviz as az, matplotlib.pyplot as plt
 import zoo, inference
 from zoo import affect_dynamics as A
 from diagnostics import checks
-from diagnostics.report import write_report, Section
+from diagnostics.compare import choose_model
+from diagnostics.render import Section
+from diagnostics.report import write_report
 from diagnostics.report_compare import comparison_sections
 
 entry = zoo.get("affect_vad")
@@ -104,7 +106,7 @@ for variant, idata in runs.items():
     evidence[variant] = result.log_evidence
     idata.attrs["log_evidence"] = result.log_evidence
     idata.attrs["log_evidence_se"] = result.error  # quadrature convergence: |5 nodes - 4 nodes|
-comparison = A.compare_orders(runs, evidence)
+comparison = choose_model(runs, evidence, order=A.VARIANTS)
 print("chosen by LOO:", comparison.chosen_by_loo, "| chosen by evidence:", comparison.chosen_by_evidence)
 comparison.loo
 """),
@@ -145,8 +147,8 @@ for v in A.VARIANTS:
     fit = inference.fit(entry, data, method="smc", config=A.with_variant(config, v), progress=False,
                         posterior_predictive=False, num_particles=500, num_runs=4)
     smc[v] = (float(fit.attrs["log_evidence"]), float(fit.attrs["log_evidence_se"]))
-comparison = A.compare_orders(runs, evidence, lfo=lfo)
-by_smc = A.compare_orders(log_evidences={v: e for v, (e, _) in smc.items()}).chosen_by_evidence
+comparison = choose_model(runs, evidence, lfo=lfo, order=A.VARIANTS)
+by_smc = choose_model(log_evidences={v: e for v, (e, _) in smc.items()}).chosen_by_evidence
 criteria = pd.DataFrame({
     "elpd_loo": comparison.loo["elpd_loo"],
     "elpd_lfo": {v: r.elpd for v, r in lfo.items()}, "lfo_se": {v: r.se for v, r in lfo.items()},
@@ -186,7 +188,7 @@ to `affect_vad_report.html`; its comparison part is shown below.
     code("""
 import html
 from IPython.display import HTML
-from diagnostics.report import render_html
+from diagnostics.render import render_html
 
 ranking = pd.DataFrame({"chosen": chosen, "truth": "second_order"})
 selection = Section(

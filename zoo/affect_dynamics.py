@@ -41,13 +41,14 @@ Protocol [zoo; the paper's script was not available]: turns 1–5 neutral (e = 0
 (V, A, D) = (−0.8, 0.6, −0.3), 13–25 neutral-to-warm (0.2, 0, 0) (condition ``"hostile"``); the
 ``paper`` configuration adds ``"supportive"`` and ``"alternating"`` conditions.
 
-Model comparison: fit the three variants to the same data (``with_variant``), then
-:func:`compare_orders` ranks them by PSIS-LOO (``arviz.compare``; the simplest model within 2 SE
-of the best is chosen), by leave-future-out over turns (same rule on the paired per-turn
-differences; refits on :func:`first_turns` evaluated on the full data by
-:func:`per_turn_log_likelihood`, for ``diagnostics.compare.psis_lfo``) and by the log-evidence:
-exact, :func:`log_evidence` (adaptive Gauss–Hermite quadrature of the Kalman marginal likelihood
-over the parameters), or a tempered-SMC estimate (``inference.fit(..., method="smc")``).
+Model comparison: fit the three variants to the same data (``with_variant``); ``VARIANTS`` lists
+them simplest first, the order ``diagnostics.compare.choose_model(..., order=VARIANTS)`` needs to
+choose by PSIS-LOO (the simplest model within 2 SE of the best), by leave-future-out over turns
+(same rule on the paired per-turn differences; refits on :func:`first_turns` evaluated on the full
+data by :func:`per_turn_log_likelihood`, for ``diagnostics.compare.psis_lfo``) and by the
+log-evidence: exact, :func:`log_evidence` (adaptive Gauss–Hermite quadrature of the Kalman
+marginal likelihood over the parameters), or a tempered-SMC estimate
+(``inference.fit(..., method="smc")``).
 
 Example::
 
@@ -107,16 +108,13 @@ __all__ = [
     "quadrature_log_evidence",
     "PotentialFunctions",
     "potential_functions",
-    "OrderComparison",
-    "choose_by_loo",
-    "choose_by_lfo",
-    "compare_orders",
     "true_params",
     "paper_grid",
     "CONFIGS",
     "ENTRY",
 ]
 
+#: The variants, simplest first: nested models, the order in which model choice prefers them.
 VARIANTS = ("stateless", "first_order", "second_order")
 DIMENSIONS = ("valence", "arousal", "dominance")
 
@@ -732,82 +730,6 @@ def log_evidence(data: AffectData, config: AffectConfig, *, num_points: int = 5)
     if key not in _POTENTIALS:
         _POTENTIALS[key] = potential_functions(partial(model, config=config), data)
     return quadrature_log_evidence(_POTENTIALS[key], data, num_points=num_points)
-
-
-# --------------------------------------------------------------------------------------------
-# Model comparison
-# --------------------------------------------------------------------------------------------
-
-
-class OrderComparison(NamedTuple):
-    """loo: ``arviz.compare`` table (or None); lfo: variant -> (elpd_lfo, se) (empty if not given);
-    log_evidence: variant -> log p(data); chosen_by_loo / chosen_by_lfo / chosen_by_evidence: the
-    selected variant (None when not computed)."""
-
-    loo: Any
-    lfo: dict
-    log_evidence: dict
-    chosen_by_loo: str | None
-    chosen_by_lfo: str | None
-    chosen_by_evidence: str | None
-
-
-def _simplest(close: list, table_name: str) -> str:
-    unknown = [name for name in close if name not in VARIANTS]
-    if unknown:
-        raise KeyError(f"{table_name}: rows must be named by variants {VARIANTS}; got {unknown}")
-    return min(close, key=VARIANTS.index)
-
-
-def choose_by_loo(table, num_se: float = 2.0) -> str:
-    """The simplest variant whose elpd is within ``num_se`` standard errors of the best one.
-
-    ``table`` is ``arviz.compare`` output indexed by variant names; complexity order
-    stateless < first_order < second_order (nested models tie on data from a simpler one, so
-    picking the top row alone would favour the larger model by noise).
-    """
-    diffs = table["elpd_diff"].astype(float)
-    dse = table["dse"].astype(float).fillna(0.0)
-    return _simplest([name for name in table.index if diffs[name] <= num_se * dse[name]], "table")
-
-
-def choose_by_lfo(lfo: Mapping[str, Any], num_se: float = 2.0) -> str:
-    """The same rule on leave-future-out: ``lfo`` maps variant -> an LFO result with ``pointwise``
-    (T,) one-step elpd values (NaN where nothing is predicted; e.g.
-    ``diagnostics.compare.LFOResult``). The SE of a difference is that of the paired pointwise
-    differences, ``sqrt(n var(Δ_i))``, as for LOO."""
-    points = {k: np.asarray(v.pointwise, dtype=float) for k, v in lfo.items()}
-    best = max(points, key=lambda k: np.nansum(points[k]))
-    close = []
-    for name, values in points.items():
-        diff = points[best] - values
-        diff = diff[np.isfinite(diff)]
-        se = float(np.sqrt(diff.size * np.var(diff))) if diff.size > 1 else 0.0
-        if diff.sum() <= num_se * se:
-            close.append(name)
-    return _simplest(close, "lfo")
-
-
-def compare_orders(idatas: Mapping[str, Any] | None = None, log_evidences: Mapping[str, float] | None = None,
-                   *, lfo: Mapping[str, Any] | None = None, num_se: float = 2.0) -> OrderComparison:
-    """Rank the variants fitted to one data set: PSIS-LOO over (dialogue, turn) points,
-    leave-future-out over turns (``lfo``: variant -> result with ``elpd``, ``se``, ``pointwise``,
-    see :func:`choose_by_lfo`) and/or log-evidence (largest wins; exact quadrature
-    :func:`log_evidence` or an SMC estimate). ``idatas`` maps variant -> InferenceData with a
-    ``log_likelihood`` group."""
-    table, by_loo, by_lfo, by_ev = None, None, None, None
-    if idatas:
-        import arviz as az
-
-        table = az.compare(dict(idatas), ic="loo")
-        by_loo = choose_by_loo(table, num_se)
-    lfo_values = {k: (float(v.elpd), float(v.se)) for k, v in (lfo or {}).items()}
-    if lfo:
-        by_lfo = choose_by_lfo(lfo, num_se)
-    evidences = {k: float(v) for k, v in (log_evidences or {}).items()}
-    if evidences:
-        by_ev = max(evidences, key=evidences.get)
-    return OrderComparison(table, lfo_values, evidences, by_loo, by_lfo, by_ev)
 
 
 # --------------------------------------------------------------------------------------------

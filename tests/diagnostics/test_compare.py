@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -283,3 +284,46 @@ def test_write_report_adds_comparison_sections(tmp_path):
     text = open(write_report(bare, tmp_path / "b.html"), encoding="utf-8").read()
     assert ">Model comparison<" in text and ">Convergence per model<" in text
     assert ">Evidence and Bayes factors<" not in text
+
+
+# --------------------------------------------------------------------------------------------
+# choosing among nested models (listed simplest first)
+
+ORDER = ("stateless", "first_order", "second_order")
+
+
+def test_choose_by_loo_prefers_the_simplest_model_within_two_se():
+    table = pd.DataFrame({"elpd_diff": [0.0, 1.0, 30.0], "dse": [0.0, 1.5, 5.0]},
+                         index=["second_order", "first_order", "stateless"])
+    assert compare.choose_by_loo(table, ORDER) == "first_order"
+    table = pd.DataFrame({"elpd_diff": [0.0, 12.0, 30.0], "dse": [0.0, 3.0, 5.0]},
+                         index=["second_order", "first_order", "stateless"])
+    assert compare.choose_by_loo(table, ORDER) == "second_order"
+
+
+def test_choose_by_lfo_uses_paired_pointwise_differences():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    base = np.r_[np.full(12, np.nan), rng.normal(size=13)]
+
+    def result(points):
+        return SimpleNamespace(pointwise=points, elpd=float(np.nansum(points)), se=0.0)
+
+    # second order ahead by 0.05 per turn, differences of sd 0.5 per turn: within 2 SE -> the simpler
+    noise = np.r_[np.full(12, np.nan), rng.normal(scale=0.5, size=13)]
+    lfo = {"second_order": result(base + noise + 0.05), "first_order": result(base), "stateless": result(base - 5)}
+    assert compare.choose_by_lfo(lfo, ORDER) == "first_order"
+    # ahead by 1 per turn: beyond 2 SE of the paired differences
+    lfo["second_order"] = result(base + noise + 1.0)
+    assert compare.choose_by_lfo(lfo, ORDER) == "second_order"
+    assert compare.choose_model(lfo=lfo, order=ORDER).chosen_by_lfo == "second_order"
+
+
+def test_choice_needs_the_order_and_known_names():
+    table = pd.DataFrame({"elpd_diff": [0.0, 1.0], "dse": [0.0, 1.5]}, index=["second_order", "third_order"])
+    with pytest.raises(KeyError, match="third_order"):
+        compare.choose_by_loo(table, ORDER)
+    with pytest.raises(ValueError, match="order"):
+        compare.choose_model(lfo={"a": None})
+    assert compare.choose_model(log_evidences={"a": -3.0, "b": -2.0}).chosen_by_evidence == "b"

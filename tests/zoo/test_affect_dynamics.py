@@ -6,12 +6,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
 import inference
 import zoo
+from diagnostics.compare import choose_model
 from tests.helpers import mc_tolerance
 from zoo import affect_dynamics as A
 
@@ -163,7 +163,7 @@ def test_exact_evidence_picks_the_generating_order():
         data, _ = ENTRY.simulate(jax.random.PRNGKey(1), ENTRY.configs[source])
         ev = {v: A.log_evidence(data, A.with_variant(SMALL, v), num_points=4).log_evidence for v in A.VARIANTS}
         evidences[ENTRY.configs[source].variant] = ev
-        assert A.compare_orders(log_evidences=ev).chosen_by_evidence == ENTRY.configs[source].variant, ev
+        assert choose_model(log_evidences=ev, order=A.VARIANTS).chosen_by_evidence == ENTRY.configs[source].variant, ev
     # the quadrature has converged at this size (4 vs 5 nodes per dimension)
     data, _ = ENTRY.simulate(jax.random.PRNGKey(1), SMALL)
     five = A.log_evidence(data, SMALL, num_points=5).log_evidence
@@ -179,34 +179,6 @@ def test_quadrature_evidence_agrees_with_tempered_smc():
                           posterior_predictive=False)
     smc, se = float(idata.attrs["log_evidence"]), float(idata.attrs["log_evidence_se"])
     assert abs(quad.log_evidence - smc) <= mc_tolerance(se, 1) + quad.error, (quad, smc, se)
-
-
-def test_choose_by_loo_prefers_the_simplest_model_within_two_se():
-    table = pd.DataFrame({"elpd_diff": [0.0, 1.0, 30.0], "dse": [0.0, 1.5, 5.0]},
-                         index=["second_order", "first_order", "stateless"])
-    assert A.choose_by_loo(table) == "first_order"
-    table = pd.DataFrame({"elpd_diff": [0.0, 12.0, 30.0], "dse": [0.0, 3.0, 5.0]},
-                         index=["second_order", "first_order", "stateless"])
-    assert A.choose_by_loo(table) == "second_order"
-
-
-def test_choose_by_lfo_uses_paired_pointwise_differences():
-    from types import SimpleNamespace
-
-    rng = np.random.default_rng(0)
-    base = np.r_[np.full(12, np.nan), rng.normal(size=13)]
-
-    def result(points):
-        return SimpleNamespace(pointwise=points, elpd=float(np.nansum(points)), se=0.0)
-
-    # second order ahead by 0.05 per turn, differences of sd 0.5 per turn: within 2 SE -> the simpler
-    noise = np.r_[np.full(12, np.nan), rng.normal(scale=0.5, size=13)]
-    lfo = {"second_order": result(base + noise + 0.05), "first_order": result(base), "stateless": result(base - 5)}
-    assert A.choose_by_lfo(lfo) == "first_order"
-    # ahead by 1 per turn: beyond 2 SE of the paired differences
-    lfo["second_order"] = result(base + noise + 1.0)
-    assert A.choose_by_lfo(lfo) == "second_order"
-    assert A.compare_orders(lfo=lfo).chosen_by_lfo == "second_order"
 
 
 def test_leave_future_out_matrix_of_a_prefix_fit(key):
@@ -232,7 +204,7 @@ def test_loo_picks_the_generating_order():
         idatas = {v: inference.fit(ENTRY, data, method="nuts", config=A.with_variant(SMALL, v), progress=False,
                                    posterior_predictive=False, **ENTRY.recipe.options_for("small"))
                   for v in A.VARIANTS}
-        result = A.compare_orders(idatas)
+        result = choose_model(idatas, order=A.VARIANTS)
         truth = ENTRY.configs[source].variant
         assert result.chosen_by_loo == truth, result.loo
         if source == "small_first_order":  # the second-order fit puts its momentum near zero
@@ -265,7 +237,7 @@ def test_lfo_and_smc_evidence_pick_the_generating_order():
             run = inference.fit(ENTRY, data, method="smc", config=cfg, progress=False, num_particles=500, num_runs=4,
                                 posterior_predictive=False)
             smc[v] = float(run.attrs["log_evidence"])
-        result = A.compare_orders(log_evidences=smc, lfo=lfo)
+        result = choose_model(log_evidences=smc, lfo=lfo, order=A.VARIANTS)
         truth = ENTRY.configs[source].variant
         assert result.chosen_by_lfo == truth, result.lfo
         assert result.chosen_by_evidence == truth, smc
