@@ -115,7 +115,7 @@ fig, ax = plt.subplots(figsize=(7, 2.8))
 ax.plot(losses, alpha=.3); ax.plot(np.arange(9, len(losses)), smooth); ax.set_yscale("log")
 ax.set_xlabel("step"); ax.set_ylabel("S_ε + λ·penalty")
 # reference levels: an independent HMM batch, and independent symbols with the HMM's frequencies
-from zoo.processes.sinkhorn import sinkhorn_divergence
+from inference.losses import sinkhorn_divergence
 arch = H.architecture(target)
 B, T = rnn_config.batch_size, target.num_steps
 onehot = lambda y: jax.nn.one_hot(y, 3).reshape(B, -1)

@@ -40,7 +40,7 @@ E_0[K−1] < E_1[K−1] < … (the ordering removes label switching). Determinis
 **Emulation study.** A noise-driven, bias-free ReLU RNN (``zoo.nets.rnn.NoiseDrivenRNN``:
 h_t = ReLU(W_hh h_{t−1} + W_ih x_t), x_t ~ N(0, I_d), logits = A h_t, y_t = hard straight-through
 Gumbel-softmax) is trained with optax to make its one-hot output sequences indistinguishable
-from the HMM's: loss = debiased Sinkhorn divergence (``zoo.processes.sinkhorn``, cost ½‖·‖²,
+from the HMM's: loss = debiased Sinkhorn divergence (``inference.losses``, cost ½‖·‖²,
 blur 0.2, ε = 0.04) between a batch of RNN sequences and a batch of HMM sequences, each flattened
 to a T·K vector. Zoo extension (``RNNConfig.transition_weight`` λ; λ = 0 is the paper's loss):
 ``+ λ (‖F − F*‖² + ‖f − f*‖²)`` with F = mean_{b,t} o_t ⊗ o_{t+1} and f = mean_{b,t} o_t the pooled
@@ -80,7 +80,7 @@ from inference import exact
 from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, posterior_draws
 from zoo.hmm import categorical_log_likelihoods, hmm_increments, hmm_marginal_factor
 from zoo.nets import rnn as rnn_net
-from zoo.processes.sinkhorn import sinkhorn_divergence
+from inference.losses import sinkhorn_divergence
 
 __all__ = [
     "HMMRNNConfig",

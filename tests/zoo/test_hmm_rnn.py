@@ -340,7 +340,7 @@ def trained_emulator():
 
 @pytest.mark.slow
 def test_rnn_leaves_the_memoryless_plateau_and_matches_frequencies_and_run_length(trained_emulator):
-    from zoo.processes.sinkhorn import sinkhorn_divergence
+    from inference.losses import sinkhorn_divergence
 
     problem, result, ys = trained_emulator
     b, t_len = problem.rnn_config.batch_size, 30

@@ -1,4 +1,13 @@
-"""Debiased Sinkhorn divergence between two point clouds, log-domain, pure JAX.
+"""Training objectives: pure functions of arrays that a training loop minimises.
+
+``inference.train.train`` minimises any ``loss_fn(params, batch, key)``; the objectives that
+several models share live here, so that an entry imports them (``zoo`` may import
+``inference.losses``, docs/contracts.md) instead of writing its own. Today: the debiased
+Sinkhorn divergence between two point clouds (log-domain, pure JAX), the loss of the
+``hmm_rnn`` emulation study.
+
+Sinkhorn divergence
+-------------------
 
 For weighted clouds ``a = Σ_i a_i δ_{x_i}`` and ``b = Σ_j b_j δ_{y_j}`` and the cost
 ``C(x, y) = ‖x − y‖^p / p`` (``p = 2``: ``½‖x − y‖²``, the GeomLoss convention), the entropic
@@ -39,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
+
+from inference.validate import concrete
 
 __all__ = [
     "SinkhornPotentials",
@@ -108,13 +119,12 @@ def _log_weights(w, n, dtype, name):
 def _diameter(x, y, diameter):
     if diameter is not None:
         return float(diameter)
-    try:
-        xs, ys = np.asarray(x), np.asarray(y)
-    except jax.errors.TracerArrayConversionError as err:
+    xs, ys = concrete(x), concrete(y)
+    if xs is None or ys is None:
         raise TypeError(
             "diameter: pass a Python float (an upper bound on the distance between points) "
             "when calling under jit/grad; the ε-schedule length must be static"
-        ) from err
+        )
     lo = np.minimum(xs.min(0), ys.min(0))
     hi = np.maximum(xs.max(0), ys.max(0))
     return float(np.linalg.norm(hi - lo))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from zoo.processes.sinkhorn import (
+from inference.losses import (
     cost_matrix,
     entropic_ot,
     sinkhorn_divergence,
