@@ -35,6 +35,7 @@ _METHODS: dict[str, str] = {
     "ppg": "inference.particle.paris:run_ppg",
     "smc2": "inference.particle.smc2:run_smc2",
     "smc": "inference.smc:run_tempered_smc",
+    "quadrature": "inference.quadrature:run_quadrature",
 }
 
 

@@ -33,6 +33,7 @@ from numpyro.infer.util import initialize_model, log_likelihood
 
 from diagnostics.convert import to_inference_data
 from inference._sites import NonFiniteLogDensityError, merge_init_rest, raise_if_nonfinite
+from inference.runner import target_dims
 from inference.types import Target
 
 __all__ = [
@@ -202,30 +203,10 @@ def posterior_to_idata(target: Target, samples: Mapping[str, np.ndarray], sample
 
 
 def _dims_per_group(groups: Mapping[str, Any], dims: Mapping[str, Any]) -> dict:
-    """The target's declared dims, per group, for the variables whose rank they fit.
-
-    A variable with more axes than declared names (e.g. a predictive ``y`` of shape
-    ``(series, time, obs_dim)`` where the per-step log-likelihood ``y`` is ``(series, time)``) keeps
-    the declared names for its leading axes and gets ``<var>_dim_<k>`` for the trailing ones;
-    a variable with fewer axes gets ArviZ's default names.
-    """
-    out: dict[str, dict] = {}
-    for group, arrays in groups.items():
-        if not isinstance(arrays, Mapping):
-            continue
-        lead = 0 if group in ("observed_data", "constant_data") else 2
-        chosen = {}
-        for name, names in dims.items():
-            if name not in arrays:
-                continue
-            rank = np.ndim(arrays[name]) - lead
-            names = list(names)
-            if rank == len(names):
-                chosen[name] = names
-            elif rank > len(names):
-                chosen[name] = names + [f"{name}_dim_{k}" for k in range(len(names), rank)]
-        out[group] = chosen
-    return out
+    """The target's declared dims, per group, for the variables whose rank they fit
+    (:func:`inference.runner.target_dims`)."""
+    return {group: target_dims(arrays, dims, lead=0 if group in ("observed_data", "constant_data") else 2)
+            for group, arrays in groups.items() if isinstance(arrays, Mapping)}
 
 
 def _warn_convergence(samples, diverging, screen: ChainScreen, method: str) -> list[str]:

@@ -46,8 +46,8 @@ them simplest first, the order ``diagnostics.compare.choose_model(..., order=VAR
 choose by PSIS-LOO (the simplest model within 2 SE of the best), by leave-future-out over turns
 (same rule on the paired per-turn differences; refits on :func:`first_turns` evaluated on the full
 data by :func:`per_turn_log_likelihood`, for ``diagnostics.compare.psis_lfo``) and by the
-log-evidence: exact, :func:`log_evidence` (adaptive Gauss–Hermite quadrature of the Kalman
-marginal likelihood over the parameters), or a tempered-SMC estimate
+log-evidence: exact (``inference.fit(..., method="quadrature")``, adaptive Gauss–Hermite
+quadrature of the Kalman marginal likelihood over the parameters), or a tempered-SMC estimate
 (``inference.fit(..., method="smc")``).
 
 Example::
@@ -63,8 +63,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -73,9 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.flatten_util import ravel_pytree
 from numpyro.distributions import constraints
-from numpyro.infer.util import initialize_model
 
 from inference import exact
 from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
@@ -103,11 +100,6 @@ __all__ = [
     "first_turns",
     "per_turn_log_likelihood",
     "affect_ssm",
-    "EvidenceResult",
-    "log_evidence",
-    "quadrature_log_evidence",
-    "PotentialFunctions",
-    "potential_functions",
     "true_params",
     "paper_grid",
     "CONFIGS",
@@ -600,136 +592,6 @@ def affect_ssm(config: AffectConfig) -> StateSpaceModel:
     return StateSpaceModel(prior=prior, initial=initial, transition=transition, emission=emission,
                            state_shape=(3, 2) if v == "second_order" else (3,), obs_shape=(3,),
                            name=f"affect_vad[{v}]")
-
-
-# --------------------------------------------------------------------------------------------
-# Exact log-evidence by adaptive Gauss–Hermite quadrature
-# --------------------------------------------------------------------------------------------
-
-
-class EvidenceResult(NamedTuple):
-    """log_evidence: log p(data); mode (d,), covariance (d, d): of the unconstrained posterior's
-    Laplace approximation used to place the nodes; num_points: nodes per dimension;
-    error: |log Z(num_points) − log Z(num_points − 1)|, a convergence indicator (NaN for 1 node).
-
-    The quadrature is exact for a Gaussian posterior in the unconstrained space; a skewed one
-    (e.g. a weakly identified noise scale with a tail towards 0) converges slowly in the number
-    of nodes, and ``error`` shows it."""
-
-    log_evidence: float
-    mode: np.ndarray
-    covariance: np.ndarray
-    num_points: int
-    error: float
-
-
-class PotentialFunctions(NamedTuple):
-    """Jitted potentials of a NumPyro program in its unconstrained space, with the data an argument
-    (so one compilation serves every data set of the same shape).
-
-    value_and_grad(u (d,), data) -> (potential, gradient); batched(U (n, d), data) -> (n,);
-    initial(data) -> u0 (d,) at the prior median; dim: d.
-    """
-
-    value_and_grad: Callable
-    batched: Callable
-    initial: Callable
-    dim: int
-
-
-def potential_functions(model_fn: Callable, example_data: Any, seed: int = 0) -> PotentialFunctions:
-    """Build :class:`PotentialFunctions` for ``model_fn(data)``; ``example_data`` fixes the
-    parameter structure (sites and their unconstrained shapes)."""
-    from numpyro.infer import init_to_median
-    from numpyro.infer.util import potential_energy
-
-    def init(data):
-        info = initialize_model(jax.random.PRNGKey(seed), model_fn, model_args=(data,),
-                                init_strategy=init_to_median(num_samples=15))
-        return info.param_info.z
-
-    flat, unravel = ravel_pytree(init(example_data))
-
-    def potential(u, data):
-        return potential_energy(model_fn, (data,), {}, unravel(u))
-
-    return PotentialFunctions(
-        value_and_grad=jax.jit(jax.value_and_grad(potential)),
-        batched=jax.jit(jax.vmap(potential, in_axes=(0, None))),
-        initial=lambda data: ravel_pytree(init(data))[0],
-        dim=int(flat.shape[0]),
-    )
-
-
-def quadrature_log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 5,
-                            chunk_size: int = 2048, fd_step: float = 1e-4) -> EvidenceResult:
-    """``log ∫ p(data | θ) p(θ) dθ`` for a NumPyro program with a few continuous parameters.
-
-    Adaptive Gauss–Hermite quadrature in NumPyro's unconstrained space u (Jacobians included in
-    ``potential(u) = −log p(data, θ(u)) − log|∂θ/∂u|``): the mode m of the potential (L-BFGS
-    from the prior median) and its Hessian H (central differences of the exact gradient) give
-    L = chol(H⁻¹); with probabilists' Hermite nodes z_k and weights w_k
-    (∫ g(z) e^{−|z|²/2} dz ≈ Σ_k w_k g(z_k)), on the tensor grid,
-
-        log Z ≈ log|L| + logsumexp_k [log w_k + |z_k|²/2 − potential(m + L z_k)].
-
-    Exact for Gaussian posteriors in u; ``num_points ** d + (num_points − 1) ** d`` likelihood
-    evaluations (the second grid gives :attr:`EvidenceResult.error`).
-    """
-    from scipy.optimize import minimize
-
-    if int(num_points) < 1:
-        raise ValueError(f"num_points: expected a positive integer, got {num_points}")
-    d = functions.dim
-
-    def fun(u):
-        value, grad = functions.value_and_grad(jnp.asarray(u), data)
-        return float(value), np.asarray(grad, dtype=float)
-
-    result = minimize(fun, np.asarray(functions.initial(data), dtype=float), jac=True, method="L-BFGS-B",
-                      options={"maxiter": 1000, "gtol": 1e-9})
-    mode = result.x
-    hess = np.zeros((d, d))
-    for i in range(d):
-        step = np.zeros(d)
-        step[i] = fd_step
-        hess[i] = (fun(mode + step)[1] - fun(mode - step)[1]) / (2 * fd_step)
-    hess = 0.5 * (hess + hess.T)
-    eig = np.linalg.eigvalsh(hess)
-    if not np.all(np.isfinite(hess)) or eig.min() <= 0:
-        raise FloatingPointError(
-            f"quadrature_log_evidence: the Hessian at the mode is not positive definite (eigenvalues "
-            f"{np.round(eig, 4).tolist()}; optimizer: {result.message})")
-    cov = np.linalg.inv(hess)
-    chol = np.linalg.cholesky(cov)
-
-    def gauss_hermite(n):
-        nodes, weights = np.polynomial.hermite_e.hermegauss(n)
-        grid = np.array(list(itertools.product(range(n), repeat=d)))
-        z = nodes[grid]
-        log_w = np.log(weights)[grid].sum(1) + 0.5 * np.sum(z**2, axis=1)
-        points = mode[None, :] + z @ chol.T
-        values = np.concatenate([np.asarray(functions.batched(jnp.asarray(points[i:i + chunk_size]), data))
-                                 for i in range(0, len(points), chunk_size)])
-        log_terms = np.where(np.isfinite(values), log_w - values, -np.inf)
-        return np.sum(np.log(np.diag(chol))) + float(jax.scipy.special.logsumexp(jnp.asarray(log_terms)))
-
-    log_z = gauss_hermite(int(num_points))
-    error = abs(log_z - gauss_hermite(int(num_points) - 1)) if num_points > 1 else float("nan")
-    return EvidenceResult(float(log_z), mode, cov, int(num_points), float(error))
-
-
-_POTENTIALS: dict = {}
-
-
-def log_evidence(data: AffectData, config: AffectConfig, *, num_points: int = 5) -> EvidenceResult:
-    """Exact-likelihood log-evidence of ``config.variant`` for ``data`` (see
-    :func:`quadrature_log_evidence`); the jitted potentials are cached per config and data shape."""
-    data = _validate_data(data)
-    key = (config, tuple(data.inputs.shape))
-    if key not in _POTENTIALS:
-        _POTENTIALS[key] = potential_functions(partial(model, config=config), data)
-    return quadrature_log_evidence(_POTENTIALS[key], data, num_points=num_points)
 
 
 # --------------------------------------------------------------------------------------------
