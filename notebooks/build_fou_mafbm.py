@@ -221,7 +221,7 @@ with a different θ and σ, and predicts the observations worse.
 
 For θ = 0 and one observation X(2) = 0 with noise 0.1, the exact Gaussian-process conditional std
 of fBM at t = 1 against the Markov approximation's own conditional std (RTS smoother). The SVI
-side of the check (the guide's empirical std) is `tests/zoo/test_fractional_sde.py::test_bridge_svi`
+side of the check (the guide's empirical std) is `tests/zoo/fractional_sde/test_paths.py::test_bridge_svi`
 (slow).
 """),
     code("""

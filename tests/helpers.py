@@ -13,7 +13,7 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error"]
+__all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets"]
 
 DEFAULT_FALSE_FAILURE = 1e-4
 
@@ -57,3 +57,26 @@ def recipe_failures(name: str, *, seed: int = 0, config_name: str = "small") -> 
     idata = inference.fit(entry, data, method=entry.recipe.method, progress=False,
                           **entry.recipe.options_for(config_name))
     return [c for c in entry.check(idata, truth, config) if not c.passed]
+
+
+def mle_over_datasets(entry, config, names, seeds):
+    """Maximum-likelihood estimates (log-parameter BFGS on ``exact_loglik``) for several data sets."""
+    import jax
+    import jax.numpy as jnp
+    import scipy.optimize
+
+    def loglik(log_params, data):
+        return entry.exact_loglik({k: jnp.exp(v) for k, v in zip(names, log_params)}, data, config)
+
+    value_and_grad = jax.jit(jax.value_and_grad(loglik))
+    estimates = []
+    for seed in seeds:
+        data, truth = entry.simulate(jax.random.PRNGKey(seed), config)
+        start = np.log([truth[k] for k in names])
+
+        def objective(x, data=data):
+            v, g = value_and_grad(jnp.asarray(x), data)
+            return -float(v), -np.asarray(g)
+
+        estimates.append(np.exp(scipy.optimize.minimize(objective, start, jac=True, method="BFGS").x))
+    return np.asarray(estimates), np.asarray([truth[k] for k in names])

@@ -1,8 +1,10 @@
 """dynamics-zoo: every model a NumPyro program, registered by name.
 
 ``zoo.entries()`` lists the registered :class:`~zoo.core.ZooEntry` objects; ``zoo.get(name)``
-returns one. Entries are discovered automatically: every module ``zoo/<name>.py`` that defines
-``ENTRY`` (one ``ZooEntry``) or ``ENTRIES`` (a list of them) is registered.
+returns one. Entries are discovered automatically: every module that defines ``ENTRY`` (one
+``ZooEntry``) is registered, either a module ``zoo/<entry>.py`` or a module of a package
+``zoo/<paper>/<entry>.py`` (one level). Not searched: ``processes``, ``nets``, ``core``, ``cli`` and
+names starting with ``_``.
 
 Float64 is switched on at import (set ``DYNAMICS_ZOO_X64=0`` to keep JAX's float32 default):
 the exact algorithms and ill-conditioned systems in the zoo (Kalman filters, matrix exponentials,
@@ -24,25 +26,37 @@ from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry  # noqa: E402
 
 __all__ = ["entries", "get", "names", "ZooEntry", "StateSpaceModel", "Recipe", "Check"]
 
-_NOT_ENTRY_MODULES = {"core", "cli", "types", "registry", "__main__"}
+_NOT_ENTRY_MODULES = {"processes", "nets", "core", "cli"}
 _REGISTRY: dict[str, ZooEntry] | None = None
+
+
+def _candidate_modules() -> list[str]:
+    """Dotted names of the modules that may define ``ENTRY``: ``zoo.<m>`` and ``zoo.<pkg>.<m>``."""
+    names = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in _NOT_ENTRY_MODULES or info.name.startswith("_"):
+            continue
+        if not info.ispkg:
+            names.append(f"{__name__}.{info.name}")
+            continue
+        for sub in pkgutil.iter_modules([os.path.join(__path__[0], info.name)]):
+            if not sub.ispkg and not sub.name.startswith("_"):
+                names.append(f"{__name__}.{info.name}.{sub.name}")
+    return names
 
 
 def _discover() -> dict[str, ZooEntry]:
     registry: dict[str, ZooEntry] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.ispkg or info.name in _NOT_ENTRY_MODULES or info.name.startswith("_"):
+    for name in _candidate_modules():
+        module = importlib.import_module(name)
+        entry = getattr(module, "ENTRY", None)
+        if entry is None:
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        found = list(getattr(module, "ENTRIES", []))
-        if hasattr(module, "ENTRY"):
-            found.append(module.ENTRY)
-        for entry in found:
-            if not isinstance(entry, ZooEntry):
-                raise TypeError(f"{module.__name__}: ENTRY/ENTRIES must hold ZooEntry objects, got {type(entry).__name__}")
-            if entry.name in registry:
-                raise ValueError(f"zoo: entry name {entry.name!r} registered twice ({module.__name__})")
-            registry[entry.name] = entry
+        if not isinstance(entry, ZooEntry):
+            raise TypeError(f"{module.__name__}: ENTRY must be a ZooEntry, got {type(entry).__name__}")
+        if entry.name in registry:
+            raise ValueError(f"zoo: entry name {entry.name!r} registered twice ({module.__name__})")
+        registry[entry.name] = entry
     return dict(sorted(registry.items()))
 
 

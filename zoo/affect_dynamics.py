@@ -74,6 +74,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from inference.validate import is_traced
 from inference import exact
 from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 
@@ -210,7 +211,7 @@ def _validate_data(data) -> AffectData:
             data = AffectData(data["inputs"], data["readouts"])
         else:
             raise TypeError(f"data: expected AffectData(inputs, readouts), got {type(data).__name__}")
-    if any(isinstance(x, jax.core.Tracer) for x in data):
+    if is_traced(data):
         return data
     return make_data(*data)
 

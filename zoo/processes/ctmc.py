@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inference import exact
+from inference.validate import positive_int
 from zoo.processes import gillespie
 from zoo.processes.gillespie import EventBudgetExceeded
 
@@ -260,11 +261,8 @@ def simulate_paths(key: jax.Array, Q, initial_probs, t_end, num_paths: int, *,
     _check_time("t0", t0)
     if not float(t_end) > float(t0):
         raise ValueError(f"t_end: expected t_end > t0 = {t0}, got {t_end}")
-    if not isinstance(num_paths, (int, np.integer)) or num_paths < 1:
-        raise ValueError(f"num_paths: expected a positive integer, got {num_paths!r}")
-    if not isinstance(max_jumps, (int, np.integer)) or max_jumps < 1:
-        raise ValueError(f"max_jumps: expected a positive integer, got {max_jumps!r}")
-    keys = jax.random.split(key, int(num_paths))
+    num_paths, max_jumps = positive_int("num_paths", num_paths), positive_int("max_jumps", max_jumps)
+    keys = jax.random.split(key, num_paths)
     paths = _simulate_many(keys, jnp.asarray(Qn), jnp.asarray(pi), float(t_end), float(t0), int(max_jumps))
     exceeded = np.asarray(paths.exceeded)
     if exceeded.any():

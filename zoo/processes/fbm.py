@@ -49,6 +49,8 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 
+from inference.validate import is_traced, positive_int
+
 __all__ = [
     "KINDS",
     "MarkovApproximation",
@@ -89,13 +91,9 @@ _SERIES_TERMS = 60
 # --------------------------------------------------------------------------------------------
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def check_hurst(hurst, name: str = "hurst") -> None:
     """Raise ``ValueError`` unless every element of a concrete ``hurst`` lies in (0, 1)."""
-    if not _is_concrete(hurst):
+    if is_traced(hurst):
         return
     h = np.asarray(hurst, dtype=float)
     if not np.all(np.isfinite(h)) or np.any(h <= 0.0) or np.any(h >= 1.0):
@@ -227,7 +225,7 @@ def omega_system(hurst, gamma, horizon, kind: str = "I") -> tuple[jax.Array, jax
     """The normal equations ``(A (K,K), b (K,))`` of ``min_ω E ∫_0^T (B̂ - B_H)² dt``."""
     _check_kind(kind)
     check_hurst(hurst)
-    if _is_concrete(horizon) and not float(horizon) > 0:
+    if not is_traced(horizon) and not float(horizon) > 0:
         raise ValueError(f"horizon: expected a positive time horizon T, got {horizon}")
     gamma = jnp.asarray(gamma, dtype=jnp.result_type(float))
     T = jnp.asarray(horizon, dtype=gamma.dtype)
@@ -266,7 +264,7 @@ def optimal_omega(hurst, gamma, horizon, kind: str = "I", *, normalise: bool = T
     """
     _check_kind(kind)
     check_hurst(hurst)
-    if _is_concrete(horizon) and not float(horizon) > 0:
+    if not is_traced(horizon) and not float(horizon) > 0:
         raise ValueError(f"horizon: expected a positive time horizon T, got {horizon}")
     return _optimal_omega(hurst, gamma, horizon, kind, normalise)
 
@@ -415,7 +413,7 @@ def circulant_embedding_sample(key: jax.Array, autocov, *, tol: float = 1e-10) -
     bad = jnp.min(lam) < -tol * jnp.max(jnp.abs(lam))
     message = ("autocov: the circulant embedding is not nonnegative definite (minimum eigenvalue "
                "{}); Davies–Harte cannot sample this covariance, use a Cholesky sampler or a longer embedding")
-    if _is_concrete(lam):
+    if not is_traced(lam):
         if bool(bad):
             raise ValueError(message.format(float(jnp.min(lam))))
     else:
@@ -434,20 +432,14 @@ def _embedding_draw(key, lam):
     return y.real[: m // 2]
 
 
-def _check_count(n, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {n!r}")
-    return int(n)
-
-
 def _check_dt(dt) -> None:
-    if _is_concrete(dt) and not float(dt) > 0:
+    if not is_traced(dt) and not float(dt) > 0:
         raise ValueError(f"dt: expected a positive time step, got {dt}")
 
 
 def fgn_davies_harte(key: jax.Array, hurst, n: int, dt: float = 1.0) -> jax.Array:
     """``n`` increments ``B_H(k dt) - B_H((k-1) dt)`` of normalised fBM by Davies–Harte: ``(n,)``."""
-    n = _check_count(n, "n")
+    n = positive_int("n", n)
     _check_dt(dt)
     return circulant_embedding_sample(key, fgn_autocovariance(hurst, n + 1, dt))
 
@@ -466,7 +458,7 @@ def _toeplitz(r):
 
 def fgn_cholesky(key: jax.Array, hurst, n: int, dt: float = 1.0) -> jax.Array:
     """``n`` fGn increments by Cholesky of the exact Toeplitz covariance (O(n³) reference): ``(n,)``."""
-    n = _check_count(n, "n")
+    n = positive_int("n", n)
     _check_dt(dt)
     return _gaussian_draw(key, _toeplitz(fgn_autocovariance(hurst, n, dt)))
 
@@ -479,5 +471,5 @@ def _gaussian_draw(key, cov):
 
 def fbm_cholesky(key: jax.Array, hurst, times) -> jax.Array:
     """Normalised fBM at arbitrary positive, strictly increasing ``times`` (``(n,)``) by Cholesky."""
-    t = jnp.asarray(check_times(times, "times", allow_zero=False) if _is_concrete(times) else times)
+    t = jnp.asarray(check_times(times, "times", allow_zero=False) if not is_traced(times) else times)
     return _gaussian_draw(key, fbm_covariance(hurst, t[:, None], t[None, :]))

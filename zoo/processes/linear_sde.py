@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inference.validate import is_traced
+
 __all__ = [
     "DiscreteLinearSDE",
     "van_loan",
@@ -121,7 +123,7 @@ def van_loan(F, L, dt) -> tuple[jax.Array, jax.Array]:
 
 def _steps(times) -> tuple[jax.Array, bool]:
     """Step sizes of a 1-D grid and whether it is (concretely) regular."""
-    if isinstance(times, jax.core.Tracer):
+    if is_traced(times):
         return jnp.diff(times), False
     t = np.asarray(times, dtype=float)
     if t.ndim != 1:
@@ -181,7 +183,7 @@ def lgssm_arrays(F, L, times, *, t0=None, initial_mean, initial_cov) -> Discrete
     phi, Q = discretise(F, L, times)
     if t0 is not None:
         first = jnp.asarray(times)[0]
-        if not isinstance(first, jax.core.Tracer) and not isinstance(t0, jax.core.Tracer) and float(first) < float(t0):
+        if not is_traced(first) and not is_traced(t0) and float(first) < float(t0):
             raise ValueError(f"t0: the initial time {t0} must not be after times[0] = {float(first)}")
         m0, P0 = propagate_moments(F, L, m0, P0, first - t0)
     return DiscreteLinearSDE(m0, 0.5 * (P0 + P0.T), phi, jnp.zeros(phi.shape[:2], F.dtype), Q)

@@ -65,6 +65,7 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from inference.validate import concrete
 from zoo.processes import gillespie as _gillespie
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "NegativeRateError",
     "NegativeCountError",
     "lna_to_lgssm",
+    "solve_ode",
 ]
 
 
@@ -90,14 +92,6 @@ class NegativeRateError(ValueError):
 
 class NegativeCountError(ValueError):
     """Molecule counts must be non-negative (and whole numbers for exact simulation)."""
-
-
-def _concrete(x) -> np.ndarray | None:
-    """``x`` as a numpy array when it is concrete (not a tracer), else None."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +162,7 @@ class ReactionNetwork:
         if len(set(eliminated)) != len(eliminated) or len(eliminated) >= len(species):
             raise StoichiometryError(f"conserved: expected distinct eliminated species leaving at least one free "
                                      f"species, got {eliminated}")
-        vol = _concrete(self.volume)
+        vol = concrete(self.volume)
         if vol is not None and (vol.shape != () or not np.isfinite(vol) or vol <= 0):
             raise ValueError(f"volume: expected a positive finite scalar system size, got {self.volume!r}")
 
@@ -252,7 +246,7 @@ class ReactionNetwork:
             raise NegativeRateError(
                 f"rates: expected one rate per reaction, shape ({self.num_reactions},) for "
                 f"{self.reaction_names or self.num_reactions}, got shape {rates.shape}")
-        value = _concrete(rates)
+        value = concrete(rates)
         if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
             raise NegativeRateError(f"rates: expected finite non-negative rates, got {value.tolist()}")
         return rates
@@ -263,13 +257,13 @@ class ReactionNetwork:
         if x.shape != (self.num_species,):
             raise ValueError(f"{name}: expected counts of the free species {self.free_species}, shape "
                              f"({self.num_species},), got shape {x.shape}")
-        value = _concrete(x)
+        value = concrete(x)
         if value is not None:
             if not np.all(np.isfinite(value)) or np.any(value < 0):
                 raise NegativeCountError(f"{name}: expected non-negative counts, got {value.tolist()}")
             if integer and np.any(value != np.round(value)):
                 raise NegativeCountError(f"{name}: exact simulation needs whole-number counts, got {value.tolist()}")
-            full = self._full_counts_numpy(value) if _concrete(self.volume) is not None else value
+            full = self._full_counts_numpy(value) if concrete(self.volume) is not None else value
             if np.any(full < 0):
                 raise NegativeCountError(
                     f"{name}: the conserved species {[c.species for c in self.conserved]} would be negative "
@@ -478,7 +472,7 @@ class ReactionNetwork:
         x0 = jnp.asarray(self.check_counts(x0), dtype=jnp.result_type(float))
         times = _check_times(times)
         term = diffrax.ODETerm(lambda t, y, args: self.drift(rates, y))
-        return _solve(term, times[0], times[-1], x0, step, rtol, atol, max_steps, diffrax.SaveAt(ts=times))
+        return solve_ode(term, times[0], times[-1], x0, step, rtol, atol, max_steps, diffrax.SaveAt(ts=times))
 
     # -- linear-noise approximation -----------------------------------------------------------------
     def lna(self, rates: Any, x0: Any, times: Any, *, x0_cov: Any = None, step: float | None = None,
@@ -500,7 +494,7 @@ class ReactionNetwork:
         if cov0.shape != (dim, dim):
             raise ValueError(f"x0_cov: expected shape {(dim, dim)}, got {cov0.shape}")
         eye = jnp.eye(dim, dtype=x0.dtype)
-        means = _solve(diffrax.ODETerm(lambda t, y, args: self.drift(rates, y)), times[0], times[-1], x0,
+        means = solve_ode(diffrax.ODETerm(lambda t, y, args: self.drift(rates, y)), times[0], times[-1], x0,
                        step, rtol, atol, max_steps, diffrax.SaveAt(ts=times))
 
         def vector_field(t, y, args):
@@ -512,7 +506,7 @@ class ReactionNetwork:
         term = diffrax.ODETerm(vector_field)
 
         def interval(phi, t_a, t_b):
-            _, fundamental, noise = _solve(term, t_a, t_b, (phi, eye, jnp.zeros_like(eye)), step, rtol, atol,
+            _, fundamental, noise = solve_ode(term, t_a, t_b, (phi, eye, jnp.zeros_like(eye)), step, rtol, atol,
                                            max_steps, diffrax.SaveAt(t1=True))
             return fundamental[-1], 0.5 * (noise[-1] + noise[-1].T)
 
@@ -544,7 +538,7 @@ class ReactionNetwork:
             jac = self.jacobian(rates, phi)
             return self.drift(rates, phi), jac @ sigma + sigma @ jac.T + self.diffusion(rates, phi)
 
-        phi, sigma = _solve(diffrax.ODETerm(vector_field), t0, t1, (mean, cov), step, rtol, atol, max_steps,
+        phi, sigma = solve_ode(diffrax.ODETerm(vector_field), t0, t1, (mean, cov), step, rtol, atol, max_steps,
                             diffrax.SaveAt(t1=True))
         return phi[-1], 0.5 * (sigma[-1] + sigma[-1].T)
 
@@ -608,7 +602,7 @@ class ReactionNetwork:
                                predicted_covs=Pp, filtered_means=mf, filtered_covs=Pf)
 
 
-def _solve(term, t0, t1, y0, step, rtol, atol, max_steps, saveat):
+def solve_ode(term, t0, t1, y0, step, rtol, atol, max_steps, saveat):
     """Tsit5 from ``t0`` to ``t1``: fixed steps of length ``step`` or adaptive (PID) steps."""
     if step is None:
         controller, dt0 = diffrax.PIDController(rtol=rtol, atol=atol), None
@@ -773,7 +767,7 @@ def _check_steps(num_steps, record_every) -> tuple[int, int]:
 
 
 def _check_dt(dt) -> None:
-    value = _concrete(dt)
+    value = concrete(dt)
     if value is not None and (value.shape != () or not np.isfinite(value) or value <= 0):
         raise ValueError(f"dt: expected a positive finite step, got {dt!r}")
 
@@ -782,7 +776,7 @@ def _check_times(times) -> jax.Array:
     times = jnp.asarray(times, dtype=jnp.result_type(float))
     if times.ndim != 1 or times.shape[0] < 2:
         raise ValueError(f"times: expected a 1-D grid of at least 2 times, got shape {times.shape}")
-    value = _concrete(times)
+    value = concrete(times)
     if value is not None and (not np.all(np.isfinite(value)) or np.any(np.diff(value) <= 0)):
         raise ValueError(f"times: expected finite, strictly increasing times, got {value.tolist()}")
     return times

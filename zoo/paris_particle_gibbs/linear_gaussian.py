@@ -1,12 +1,10 @@
-r"""Linear-Gaussian and stochastic-volatility benchmarks of PaRIS particle Gibbs (PPG).
+r"""Linear-Gaussian benchmark of PaRIS particle Gibbs (entry ``ppg_lgssm``).
 
 Model card
 ----------
-Cardoso, Janati El Idrissi, Le Corff, Moulines & Olsson (ICML 2023), "State and parameter learning
-with PaRIS particle Gibbs", arXiv:2301.00900. The paper's subject is an algorithm (PPG: PaRIS
-smoothing of additive functionals driven by conditional-SMC moves, and its use for maximum
-likelihood / Markov score climbing); these two entries are the models it is exercised on. The
-algorithm lives in ``inference.particle.paris`` (method ``"ppg"`` of ``inference.fit``).
+One of the two models the PaRIS particle Gibbs paper (Cardoso, Janati El Idrissi, Le Corff, Moulines
+& Olsson, ICML 2023, arXiv:2301.00900) exercises its algorithm on; the algorithm lives in
+``inference.particle.paris`` (method ``"ppg"`` of ``inference.fit``).
 
 ``ppg_lgssm``: a scalar linear-Gaussian state-space model, t = 0..T-1::
 
@@ -30,18 +28,6 @@ particle backends (pf, pmmh, pgibbs, ppg, smc2). Smoothed additive functionals
 ``h(x_{0:T-1}) = Σ_t h̃_t(x_{t-1}, x_t)`` (Σ x_t x_{t+1}, Σ x_t², the score ∇_θ log p_θ(x, y)) have
 exact values from the RTS smoother with lag-one covariances (:func:`exact_smoothed_moments`).
 
-``ppg_stochastic_volatility``: the stochastic-volatility sibling, no exact likelihood::
-
-    x_0 ~ N(μ, σ² / (1 - φ²)),   x_t = μ + φ (x_{t-1} - μ) + σ η_t,   y_t ~ N(0, exp(x_t))
-
-=============  ======================  =============
-parameter      prior                   truth (small)
-=============  ======================  =============
-``mu``         Normal(0, 2)            -1.0
-``phi``        Uniform(-0.99, 0.99)    0.9
-``sigma``      HalfNormal(1)           0.5
-=============  ======================  =============
-
 Recovery checks. ``ppg_lgssm`` (recipe: PPG stochastic-approximation MLE, ``method="ppg"``):
 (a) at the estimate θ̂ the PPG roll-outs of the smoothed score and state moments agree with their
 exact Kalman/RTS values within Monte Carlo error; (b) θ̂ (Polyak average of the SA iterates) is
@@ -51,12 +37,8 @@ slow tests. The recipe's conditional SMC passes use the locally optimal proposal
 (:func:`lgssm_optimal_proposal`, option ``proposal`` of ``run_ppg``): with the bootstrap proposal the
 small config's series (a 3.5 σ_x jump of the state at t = 62) collapses the cloud at that step
 (ESS ≈ 1.5 even at N = 128) and the PPG paths there stop mixing (R-hat 1.26); with it, N = 32
-still leaves the path at t = 61 sticky (tail ESS 25 of 800 draws), hence N = 64. With a posterior from any other method (nuts, pmmh, pgibbs, smc2) the check falls back
-to 90% interval coverage of the truth. ``ppg_stochastic_volatility`` (recipe: particle Gibbs):
-90% intervals cover the truth and the posterior mean of φ is within 0.15 of it. Its pointwise
-log-likelihood (for LOO) is a bootstrap filter's increments at every draw, with 500 particles: with
-100, the filter's noise at the small config's largest return (t = 62, where the cloud collapses)
-inflates that observation's PSIS Pareto k above 1 (1.35; 0.50 with 500 particles).
+still leaves the path at t = 61 sticky (tail ESS 25 of 800 draws), hence N = 64. With a posterior from any other method (nuts, pmmh, pgibbs, smc2) the check
+falls back to 90% interval coverage of the truth.
 
 Example::
 
@@ -82,31 +64,10 @@ import numpyro.distributions as dist
 
 from inference import exact
 from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.paris_particle_gibbs.series import DATA_DOC, dump_columns, load_columns, prior_predictive, validate_series
 
-__all__ = [
-    "LGSSMConfig",
-    "SVConfig",
-    "lgssm_ssm",
-    "lgssm_params",
-    "exact_loglik",
-    "exact_smoothed_moments",
-    "exact_score",
-    "kalman_mle",
-    "GuidedProposal",
-    "lgssm_optimal_proposal",
-    "sv_ssm",
-    "ppg_lgssm",
-    "ppg_stochastic_volatility",
-    "ENTRIES",
-]
 
 _PARAMS_LGSSM = ("phi", "sigma_x", "sigma_y")
-_PARAMS_SV = ("mu", "phi", "sigma")
-
-
-# --------------------------------------------------------------------------------------------
-# Configurations
-# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,72 +98,6 @@ class LGSSMConfig:
             raise ValueError(f"true_phi: expected a value in (-0.99, 0.99), got {self.true_phi}")
         if self.true_sigma_x <= 0 or self.true_sigma_y <= 0:
             raise ValueError("true_sigma_x, true_sigma_y: expected positive values")
-
-
-@dataclasses.dataclass(frozen=True)
-class SVConfig:
-    """``ppg_stochastic_volatility`` configuration: T and the true parameters."""
-
-    num_steps: int = 500
-    true_mu: float = -1.0
-    true_phi: float = 0.9
-    true_sigma: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.num_steps < 2:
-            raise ValueError(f"num_steps: expected at least 2, got {self.num_steps}")
-        if not -0.99 < self.true_phi < 0.99:
-            raise ValueError(f"true_phi: expected a value in (-0.99, 0.99), got {self.true_phi}")
-        if self.true_sigma <= 0:
-            raise ValueError(f"true_sigma: expected a positive value, got {self.true_sigma}")
-
-
-# --------------------------------------------------------------------------------------------
-# Shared pieces
-# --------------------------------------------------------------------------------------------
-
-
-def _validate_series(data, num_steps: int | None = None) -> jax.Array:
-    """Observations as a float ``(T,)`` array; NaN = missing, inf rejected."""
-    array = np.asarray(data, dtype=float) if not isinstance(data, jax.core.Tracer) else data
-    if array.ndim != 1:
-        raise ValueError(f"data: expected one series of shape (T,), got shape {tuple(array.shape)}")
-    if array.shape[0] < 1:
-        raise ValueError("data: expected at least one observation")
-    if not isinstance(array, jax.core.Tracer) and np.isinf(array).any():
-        raise ValueError("data: infinite values are not allowed (use NaN for a missing observation)")
-    return jnp.asarray(array)
-
-
-def _load_columns(columns: dict, config) -> np.ndarray:
-    """CSV column ``y`` (one row per time step, in time order; NaN or empty = missing)."""
-    if "y" not in columns:
-        raise ValueError(f"columns: expected a column 'y'; got {sorted(columns)}")
-    y = np.asarray(columns["y"], dtype=float)
-    if y.ndim != 1:
-        raise ValueError(f"columns['y']: expected a 1-D column, got shape {y.shape}")
-    if "time" in columns:
-        order = np.argsort(np.asarray(columns["time"], dtype=float), kind="stable")
-        y = y[order]
-    return y
-
-
-def _dump_columns(data, config) -> dict:
-    """Inverse of :func:`_load_columns`: one column ``y`` (rows in time order)."""
-    y = np.asarray(data, dtype=float)
-    if y.ndim != 1:
-        raise ValueError(f"data: expected shape (T,), got {y.shape}")
-    return {"y": y}
-
-
-def _prior_predictive(ssm: StateSpaceModel, params: dict, num_steps: int) -> None:
-    key = numpyro.prng_key()
-    if key is None:  # inside an unseeded trace (shape inference)
-        return
-    xs, ys = ssm.simulate(key, params, num_steps)
-    numpyro.deterministic("x", xs)
-    numpyro.deterministic("y", ys)
-
 
 # --------------------------------------------------------------------------------------------
 # ppg_lgssm
@@ -258,14 +153,14 @@ def lgssm_model(data=None, *, config: LGSSMConfig) -> None:
     """NumPyro program: (φ, σ_x, σ_y) from the prior, then the Kalman marginal of ``data`` (T,)."""
     params = _lgssm_prior()
     if data is None:
-        _prior_predictive(lgssm_ssm(config), params, config.num_steps)
+        prior_predictive(lgssm_ssm(config), params, config.num_steps)
         return
-    numpyro.factor("y", _increments(params, _validate_series(data)))
+    numpyro.factor("y", _increments(params, validate_series(data)))
 
 
 def exact_loglik(params: dict, data, config: LGSSMConfig | None = None) -> jax.Array:
     """``log p(y | φ, σ_x, σ_y)`` by the Kalman filter (NaN observations are missing)."""
-    return _increments(params, _validate_series(data)).sum()
+    return _increments(params, validate_series(data)).sum()
 
 
 def exact_smoothed_moments(params: dict, data) -> dict:
@@ -274,7 +169,7 @@ def exact_smoothed_moments(params: dict, data) -> dict:
     Returns ``{"sum_x": E[Σ_t x_t | y], "sum_xx": E[Σ_t x_t² | y], "sum_x_lag": E[Σ_{t<T-1} x_t x_{t+1} | y]}``
     using ``E[x_t x_{t+1} | y] = Cov(x_t, x_{t+1} | y) + m_t m_{t+1}`` (lag-one covariances).
     """
-    result = exact.rts_smoother(lgssm_params(params), _validate_series(data)[:, None])
+    result = exact.rts_smoother(lgssm_params(params), validate_series(data)[:, None])
     m = result.smoothed_means[:, 0]
     v = result.smoothed_covs[:, 0, 0]
     c = result.smoothed_cross_covs[:, 0, 0]
@@ -286,7 +181,7 @@ def exact_score(params: dict, data) -> dict:
 
     By Fisher's identity this equals the smoothed additive functional ``E[∇_θ log p_θ(x, y) | y]``.
     """
-    data = _validate_series(data)
+    data = validate_series(data)
     theta = {name: jnp.asarray(params[name], dtype=float) for name in _PARAMS_LGSSM}
     return jax.grad(lambda p: _increments(p, data).sum())(theta)
 
@@ -298,7 +193,7 @@ def kalman_mle(data, init: dict | None = None) -> dict:
     """
     from scipy.optimize import minimize
 
-    data = _validate_series(data)
+    data = validate_series(data)
     init = init or {"phi": 0.5, "sigma_x": 1.0, "sigma_y": 1.0}
 
     def unpack(z):
@@ -432,67 +327,7 @@ def lgssm_check(idata, truth: dict, config: LGSSMConfig) -> list[Check]:
             target=f"|θ̂ - θ̂_Kalman| < {tol}", detail=f"θ̂ = {theta[name]:.4f}, Kalman MLE = {mle[name]:.4f}"))
     return checks
 
-
-# --------------------------------------------------------------------------------------------
-# ppg_stochastic_volatility
-# --------------------------------------------------------------------------------------------
-
-
-def _sv_prior() -> dict:
-    return {
-        "mu": numpyro.sample("mu", dist.Normal(0.0, 2.0)),
-        "phi": numpyro.sample("phi", dist.Uniform(-0.99, 0.99)),
-        "sigma": numpyro.sample("sigma", dist.HalfNormal(1.0)),
-    }
-
-
-def sv_ssm(config: SVConfig | None = None) -> StateSpaceModel:
-    """The stochastic-volatility model as a :class:`StateSpaceModel`."""
-
-    def initial(params):
-        return dist.Normal(params["mu"], params["sigma"] / jnp.sqrt(1.0 - params["phi"] ** 2))
-
-    def transition(params, t, x_prev):
-        return dist.Normal(params["mu"] + params["phi"] * (x_prev - params["mu"]), params["sigma"])
-
-    def emission(params, t, x):
-        return dist.Normal(0.0, jnp.exp(0.5 * x))
-
-    return StateSpaceModel(prior=_sv_prior, initial=initial, transition=transition, emission=emission,
-                           state_shape=(), obs_shape=(), name="ppg_stochastic_volatility")
-
-
-def sv_model(data=None, *, config: SVConfig) -> None:
-    """NumPyro program with the latent log-volatility path (sites of :meth:`StateSpaceModel.model`)."""
-    ssm = sv_ssm(config)
-    if data is None:
-        _prior_predictive(ssm, ssm.prior(), config.num_steps)
-        return
-    ssm.model(_validate_series(data))
-
-
-def sv_simulate(key: jax.Array, config: SVConfig):
-    """Simulate ``(y (T,), truth)``; ``truth`` also holds the log-volatility path ``x``."""
-    params = {"mu": jnp.asarray(config.true_mu), "phi": jnp.asarray(config.true_phi),
-              "sigma": jnp.asarray(config.true_sigma)}
-    xs, ys = sv_ssm(config).simulate(key, params, config.num_steps)
-    return ys, {**params, "x": xs}
-
-
-def sv_check(idata, truth: dict, config: SVConfig) -> list[Check]:
-    """90% intervals of μ, φ, σ cover the truth; posterior mean of φ within 0.15 of it."""
-    return [check_covers(idata, name, truth[name]) for name in _PARAMS_SV] + [
-        check_close(idata, "phi", truth["phi"], tol=0.15)]
-
-
-# --------------------------------------------------------------------------------------------
-# Entries
-# --------------------------------------------------------------------------------------------
-
-_DATA_DOC = ("One series: float array (T,), NaN = missing. CSV: column 'y' (one row per time step; an "
-             "optional 'time' column orders the rows).")
-
-ppg_lgssm = ZooEntry(
+ENTRY = ZooEntry(
     name="ppg_lgssm",
     title="State and parameter learning with PaRIS particle Gibbs: linear-Gaussian benchmark",
     reference="arXiv:2301.00900",
@@ -522,37 +357,7 @@ ppg_lgssm = ZooEntry(
     ssm=lgssm_ssm,
     exact_loglik=exact_loglik,
     dims={"y": ("time",), "x": ("time",)},
-    data_doc=_DATA_DOC,
-    load_columns=_load_columns,
-    dump_columns=_dump_columns,
+    data_doc=DATA_DOC,
+    load_columns=load_columns,
+    dump_columns=dump_columns,
 )
-
-ppg_stochastic_volatility = ZooEntry(
-    name="ppg_stochastic_volatility",
-    title="State and parameter learning with PaRIS particle Gibbs: stochastic volatility",
-    reference="arXiv:2301.00900",
-    summary=(
-        "The classic stochastic-volatility model: a mean-reverting AR(1) log-variance drives zero-mean "
-        "Gaussian returns. No exact likelihood exists, so the particle backends (particle Gibbs, PMMH, "
-        "PPG smoothing, SMC²) do the work; it is the nonlinear sibling of ppg_lgssm."
-    ),
-    model=sv_model,
-    simulate=sv_simulate,
-    configs={"small": SVConfig(), "paper": SVConfig(num_steps=1000, true_mu=-1.02, true_phi=0.97, true_sigma=0.18)},
-    recipe=Recipe(
-        "pgibbs",
-        {"num_particles": 64, "num_samples": 1000, "num_warmup": 300, "num_chains": 2, "theta_kernel": "nuts",
-         "loglik_particles": 500},
-        {"num_particles": 256, "num_samples": 5000, "num_warmup": 1000, "num_chains": 4, "theta_kernel": "nuts",
-         "loglik_particles": 1000},
-    ),
-    check=sv_check,
-    ssm=sv_ssm,
-    exact_loglik=None,
-    dims={"y": ("time",), "x": ("time",)},
-    data_doc=_DATA_DOC,
-    load_columns=_load_columns,
-    dump_columns=_dump_columns,
-)
-
-ENTRIES = [ppg_lgssm, ppg_stochastic_volatility]

@@ -1,4 +1,5 @@
-"""ppg_lgssm and ppg_stochastic_volatility: exact references, data handling, recovery checks.
+"""ppg_lgssm (and the registration of both PaRIS benchmarks): exact references, data handling, recovery
+checks.
 
 The exact references of ``ppg_lgssm`` are checked against the closed-form Gaussian marginal
 y ~ N(0, K + σ_y² I), K_ij = σ_x² φ^|i-j| / (1 - φ²), and the Gaussian posterior of x | y, to
@@ -16,7 +17,7 @@ from numpyro.infer import Predictive
 import inference
 import zoo
 from inference.particle import paris as P
-from tests.helpers import recipe_failures, z_quantile
+from tests.helpers import z_quantile
 from zoo import paris_particle_gibbs as M
 
 FALSE_FAILURE = 1e-4
@@ -189,22 +190,6 @@ def test_ppg_lgssm_recovery_on_small(data):
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
 
 
-def test_stochastic_volatility_model_and_ssm_agree():
-    entry = zoo.get("ppg_stochastic_volatility")
-    config = entry.configs["small"]
-    ys, truth = entry.simulate(jax.random.PRNGKey(1), config)
-    assert ys.shape == (config.num_steps,) and truth["x"].shape == (config.num_steps,)
-    ssm = entry.ssm(config)
-    params = {k: truth[k] for k in ("mu", "phi", "sigma")}
-    # The program's log density at (θ, x) is the SSM's log-joint plus the log prior.
-    from numpyro.infer.util import log_density
-
-    values = {**params, "x_init": truth["x"][0], "x_rest": truth["x"][1:]}
-    lp, _ = log_density(lambda d: entry.model(d, config=config), (ys,), {}, values)
-    expected = ssm.log_joint(params, truth["x"], ys) + ssm.prior_log_density(params)
-    assert float(lp) == pytest.approx(float(expected), rel=1e-10)
-
-
 # ------------------------------------------------------------------------------------------
 # Paper-scale or long runs (pytest -m slow)
 # ------------------------------------------------------------------------------------------
@@ -254,9 +239,3 @@ def test_spec_check_c_particle_gibbs_matches_nuts(data):
     assert abs(phi_pg.mean() - phi_nuts.mean()) < 0.03
     lo, hi = np.quantile(phi_pg, [0.05, 0.95])
     assert lo <= 0.9 <= hi
-
-
-@pytest.mark.slow
-def test_stochastic_volatility_recovery_on_small():
-    failed = recipe_failures("ppg_stochastic_volatility", seed=2)
-    assert not failed, failed
