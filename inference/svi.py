@@ -6,16 +6,17 @@ posterior in ``InferenceData`` (plus the loss trace in an ``svi_trace`` group).
 
 Optimisation runs in jitted chunks (``lax.scan`` over steps) so a progress bar can be shown
 without a Python-level step loop. A non-finite loss stops the run with an error naming the step,
-rather than returning NaN parameters. With ``checkpoint_path`` the optimiser state is written
-atomically every chunk and a rerun resumes from it.
+rather than returning NaN parameters. With ``checkpoint_path`` the SVI state, the loss trace and
+the seed are written every chunk (:mod:`inference.checkpoint`, atomic) and a rerun with the same
+seed resumes from them, reproducing the uninterrupted run.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -23,7 +24,7 @@ import optax
 from numpyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO, autoguide
 from numpyro.infer import init_to_median
 
-from inference._checkpoint import load_pytree, save_pytree
+from inference.checkpoint import load_pytree, save_pytree
 from inference._sites import NonFiniteLogDensityError
 from inference.nuts import _check_initial_point, posterior_to_idata
 from inference.types import Target
@@ -122,10 +123,8 @@ def run_svi(
     state = svi.init(key_init, target.data)
     losses: list[np.ndarray] = []
     start_step = 0
-    if checkpoint_path is not None:
-        restored = load_pytree(checkpoint_path, like={"state": state, "losses": np.zeros(0), "step": 0})
-        if restored is not None:
-            state, losses, start_step = restored["state"], [np.asarray(restored["losses"])], int(restored["step"])
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        state, losses, start_step = _resume(checkpoint_path, state, seed)
 
     @jax.jit
     def run_chunk(state, length_marker):
@@ -155,7 +154,7 @@ def run_svi(
         bar.update(size)
         bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
         if checkpoint_path is not None:
-            save_pytree(checkpoint_path, {"state": state, "losses": np.concatenate(losses), "step": step})
+            save_pytree(checkpoint_path, {"state": state}, step=step, seed=seed, losses=np.concatenate(losses))
     bar.close()
     elapsed = time.perf_counter() - started
     params = svi.get_params(state)
@@ -171,6 +170,18 @@ def run_svi(
     )
     _attach_loss_trace(idata, loss_trace)
     return idata
+
+
+def _resume(path, state, seed: int):
+    """The SVI state, loss trace and step stored at ``path`` (:mod:`inference.checkpoint`)."""
+    tree, extra = load_pytree(path, {"state": state})
+    missing = [name for name in ("step", "seed", "losses") if name not in extra]
+    if missing:
+        raise ValueError(f"checkpoint_path: {path!r} lacks the field(s) {missing}; not an SVI checkpoint")
+    if int(extra["seed"]) != seed:
+        raise ValueError(f"checkpoint_path: {path!r} was written by a run with seed {int(extra['seed'])}, but "
+                         f"seed={seed}; resuming would reproduce neither run (delete the file or pass the same seed)")
+    return tree["state"], [np.asarray(extra["losses"])], int(extra["step"])
 
 
 def _guide_posterior(target: Target, guide_fn: Callable, params: dict, num_samples: int, key) -> dict:

@@ -16,14 +16,12 @@ checkpoint and resumed from it reproduces the uninterrupted run exactly (same pa
 loss trace), on the same machine and JAX version.
 
 Checkpoints. Every ``checkpoint_every`` steps (and at the end) the state is written to
-``checkpoint_path`` as a NumPy ``.npz`` archive: the step, the seed, the loss trace so far, and
-every leaf of the ``(params, opt_state)`` pytree as a plain array together with its key path
-(``jax.tree_util.keystr``) and the tree structure's string form. No Python object is pickled: on
-resume the tree structure comes from the live ``init_params`` and ``optimizer.init(init_params)``,
-and the stored key paths, shapes and dtypes are checked against it (a mismatch is a ``ValueError``
-naming the first offending leaf). The file is written to a temporary file in the same directory
-and moved into place with ``os.replace``, so a crash mid-write leaves the previous checkpoint
-intact (``diagnostics.convert.atomic_write``, the project's one atomic writer). If
+``checkpoint_path`` in the project's one checkpoint format (:mod:`inference.checkpoint`: an
+``.npz`` of the ``(params, opt_state)`` leaves with their key paths, no pickle, written
+atomically) with the step, the seed and the loss trace so far as extra fields. On resume the tree
+structure comes from the live ``init_params`` and ``optimizer.init(init_params)``, and the stored
+key paths, shapes and dtypes are checked against it (a mismatch is a ``ValueError`` naming the
+first offending leaf); a crash mid-write leaves the previous checkpoint intact. If
 ``checkpoint_path`` exists when :func:`train` starts, training resumes from it.
 
 A non-finite loss stops training with :class:`NonFiniteLossError` naming the first bad step; no
@@ -42,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diagnostics.convert import atomic_write
+from inference.checkpoint import load_pytree, save_pytree
+from inference.validate import positive_int
 
 __all__ = [
     "TrainState",
@@ -55,8 +54,6 @@ __all__ = [
     "save_pytree",
     "load_pytree",
 ]
-
-_FORMAT_VERSION = 1
 
 
 class TrainState(NamedTuple):
@@ -100,84 +97,6 @@ def step_keys(base_key: jax.Array, step) -> tuple[jax.Array, jax.Array]:
     return batch_key, loss_key
 
 
-# --------------------------------------------------------------------------------------------
-# Pytree <-> .npz without pickling code
-# --------------------------------------------------------------------------------------------
-
-
-def _flatten(tree: Any) -> tuple[list[str], list[np.ndarray], str]:
-    with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    paths = [jax.tree_util.keystr(path) for path, _ in with_path]
-    leaves = [np.asarray(leaf) for _, leaf in with_path]
-    return paths, leaves, str(treedef)
-
-
-def _unflatten_like(template: Any, paths: list[str], leaves: list[np.ndarray], what: str) -> Any:
-    t_with_path, treedef = jax.tree_util.tree_flatten_with_path(template)
-    t_paths = [jax.tree_util.keystr(path) for path, _ in t_with_path]
-    if t_paths != paths:
-        missing = sorted(set(t_paths) - set(paths))
-        extra = sorted(set(paths) - set(t_paths))
-        raise ValueError(
-            f"{what}: stored pytree does not match the expected structure "
-            f"(missing leaves {missing[:5]}, unexpected leaves {extra[:5]}, or a different order)"
-        )
-    out = []
-    for path, (_, t_leaf), leaf in zip(paths, t_with_path, leaves):
-        t_leaf = np.asarray(t_leaf)
-        if t_leaf.shape != leaf.shape or t_leaf.dtype != leaf.dtype:
-            raise ValueError(
-                f"{what}: leaf {path} has shape {leaf.shape} dtype {leaf.dtype} in the file but "
-                f"{t_leaf.shape} {t_leaf.dtype} is expected"
-            )
-        out.append(jnp.asarray(leaf))
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    def write(tmp: str) -> None:
-        # through a handle: np.savez would append ".npz" to a temporary name
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    atomic_write(path, write)
-
-
-def save_pytree(path: str, tree: Any, **extra: Any) -> None:
-    """Write a pytree of arrays (plus scalar/array ``extra`` fields) atomically to ``path`` (.npz)."""
-    paths, leaves, treedef = _flatten(tree)
-    arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}
-    arrays["__paths__"] = np.asarray(paths, dtype=np.str_)
-    arrays["__treedef__"] = np.asarray(treedef, dtype=np.str_)
-    arrays["__version__"] = np.asarray(_FORMAT_VERSION)
-    for name, value in extra.items():
-        arrays[f"extra_{name}"] = np.asarray(value)
-    _atomic_savez(path, arrays)
-
-
-def _read_npz(path: str) -> tuple[list[str], list[np.ndarray], dict[str, np.ndarray]]:
-    with np.load(path, allow_pickle=False) as archive:
-        if "__paths__" not in archive.files:
-            raise ValueError(f"path: {path!r} is not a dynamics-zoo pytree file (no __paths__ field)")
-        paths = [str(p) for p in archive["__paths__"]]
-        leaves = [archive[f"leaf_{i:05d}"] for i in range(len(paths))]
-        extra = {name[len("extra_"):]: archive[name] for name in archive.files if name.startswith("extra_")}
-    return paths, leaves, extra
-
-
-def load_pytree(path: str, template: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """Read a file written by :func:`save_pytree` into the structure of ``template``.
-
-    Returns ``(tree, extra)``. Key paths, shapes and dtypes must match ``template`` exactly.
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"path: no pytree file at {path!r}")
-    paths, leaves, extra = _read_npz(path)
-    return _unflatten_like(template, paths, leaves, f"load_pytree({path!r})"), extra
-
-
 def save_checkpoint(path: str, state: TrainState, losses: np.ndarray, seed: int) -> None:
     """Atomically write ``state`` and the loss trace ``losses`` (length ``state.step``) to ``path``."""
     save_pytree(
@@ -206,14 +125,6 @@ def load_checkpoint(path: str, template_state: TrainState) -> tuple[TrainState, 
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
-
-
-def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name}: expected a {'non-negative' if allow_zero else 'positive'} integer, got {value}")
-    return int(value)
 
 
 @functools.lru_cache(maxsize=16)
@@ -274,10 +185,10 @@ def train(
         raise TypeError(f"make_batch: expected a callable make_batch(key, step), got {type(make_batch).__name__}")
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
-    num_steps = _check_positive_int("num_steps", num_steps, allow_zero=True)
-    checkpoint_every = _check_positive_int("checkpoint_every", checkpoint_every)
-    log_every = _check_positive_int("log_every", log_every)
-    seed = _check_positive_int("seed", seed, allow_zero=True)
+    num_steps = positive_int("num_steps", num_steps, minimum=0)
+    checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
+    log_every = positive_int("log_every", log_every)
+    seed = positive_int("seed", seed, minimum=0)
 
     init_params = jax.tree_util.tree_map(jnp.asarray, init_params)
     base_key = jax.random.PRNGKey(seed)

@@ -84,6 +84,8 @@ def test_svi_checkpoint_resume_equals_uninterrupted(tmp_path, normal_data):
     inference.fit(normal_mean_model, y, method="svi", seed=4, checkpoint_path=str(path), **{**opts, "num_steps": 200})
     resumed = inference.fit(normal_mean_model, y, method="svi", seed=4, checkpoint_path=str(path), **opts)
     np.testing.assert_allclose(resumed.svi_trace["loss"].values, full.svi_trace["loss"].values, rtol=1e-10)
+    with pytest.raises(ValueError, match="seed"):  # another run's checkpoint is not resumed
+        inference.fit(normal_mean_model, y, method="svi", seed=5, checkpoint_path=str(path), **opts)
 
 
 def test_lgssm_nuts_matches_quadrature_posterior():
