@@ -1,85 +1,84 @@
 """dynamics-zoo: every model a NumPyro program, registered by name.
 
 ``zoo.entries()`` lists the registered :class:`~zoo.core.ZooEntry` objects; ``zoo.get(name)``
-returns one. Entries are discovered automatically: every module that defines ``ENTRY`` (one
-``ZooEntry``) is registered, either a module ``zoo/<entry>.py`` or a module of a package
-``zoo/<paper>/<entry>.py`` (one level). Not searched: ``processes``, ``nets``, ``core``, ``cli`` and
-names starting with ``_``.
+returns one. Entries are discovered automatically: every module that defines ``ENTRY = ZooEntry(...)``
+is registered, either a module ``zoo/<entry>.py`` or a module of a package ``zoo/<paper>/<entry>.py``
+(one level). Not searched: ``processes``, ``nets``, ``core``, ``cli`` and names starting with ``_``.
+
+Discovery imports nothing: :func:`catalogue` reads the entry modules' sources
+(:mod:`zoo._registry`) for what a listing needs (name, title, reference, summary, recipe method),
+so ``zoo list`` stays fast however many entries there are. :func:`get` imports the one module that
+defines the entry; :func:`entries` imports them all.
 
 Float64 is switched on at import (set ``DYNAMICS_ZOO_X64=0`` to keep JAX's float32 default):
 the exact algorithms and ill-conditioned systems in the zoo (Kalman filters, matrix exponentials,
-the fBM coefficient system) need it for reference-quality answers.
+the fBM coefficient system) need it for reference-quality answers. If JAX is not imported yet, this
+is done through ``JAX_ENABLE_X64`` (read when JAX is imported), so that ``import zoo`` itself does
+not import JAX.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
+import sys
 
-import jax
+from zoo._registry import EntryInfo, scan
 
 if os.environ.get("DYNAMICS_ZOO_X64", "1") != "0":
-    jax.config.update("jax_enable_x64", True)
+    if "jax" in sys.modules:
+        sys.modules["jax"].config.update("jax_enable_x64", True)
+    else:
+        os.environ["JAX_ENABLE_X64"] = "1"
 
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry  # noqa: E402
+__all__ = ["entries", "get", "names", "catalogue", "EntryInfo", "ZooEntry", "StateSpaceModel", "Recipe", "Check"]
 
-__all__ = ["entries", "get", "names", "ZooEntry", "StateSpaceModel", "Recipe", "Check"]
-
-_NOT_ENTRY_MODULES = {"processes", "nets", "core", "cli"}
-_REGISTRY: dict[str, ZooEntry] | None = None
-
-
-def _candidate_modules() -> list[str]:
-    """Dotted names of the modules that may define ``ENTRY``: ``zoo.<m>`` and ``zoo.<pkg>.<m>``."""
-    names = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name in _NOT_ENTRY_MODULES or info.name.startswith("_"):
-            continue
-        if not info.ispkg:
-            names.append(f"{__name__}.{info.name}")
-            continue
-        for sub in pkgutil.iter_modules([os.path.join(__path__[0], info.name)]):
-            if not sub.ispkg and not sub.name.startswith("_"):
-                names.append(f"{__name__}.{info.name}.{sub.name}")
-    return names
+_CORE_NAMES = ("ZooEntry", "StateSpaceModel", "Recipe", "Check")
+_CATALOGUE: dict[str, EntryInfo] | None = None
 
 
-def _discover() -> dict[str, ZooEntry]:
-    registry: dict[str, ZooEntry] = {}
-    for name in _candidate_modules():
-        module = importlib.import_module(name)
-        entry = getattr(module, "ENTRY", None)
-        if entry is None:
-            continue
-        if not isinstance(entry, ZooEntry):
-            raise TypeError(f"{module.__name__}: ENTRY must be a ZooEntry, got {type(entry).__name__}")
-        if entry.name in registry:
-            raise ValueError(f"zoo: entry name {entry.name!r} registered twice ({module.__name__})")
-        registry[entry.name] = entry
-    return dict(sorted(registry.items()))
+def __getattr__(name: str):
+    # zoo.ZooEntry etc. come from zoo.core, imported on first use (it imports JAX and NumPyro)
+    if name in _CORE_NAMES:
+        return getattr(importlib.import_module("zoo.core"), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
-def _registry() -> dict[str, ZooEntry]:
-    global _REGISTRY
-    if _REGISTRY is None:
-        _REGISTRY = _discover()
-    return _REGISTRY
+def _catalogue() -> dict[str, EntryInfo]:
+    global _CATALOGUE
+    if _CATALOGUE is None:
+        _CATALOGUE = scan(__path__[0], __name__)
+    return _CATALOGUE
 
 
-def entries() -> list[ZooEntry]:
-    """All registered entries, sorted by name."""
-    return list(_registry().values())
+def catalogue() -> list[EntryInfo]:
+    """What is known of every entry without importing it (:class:`~zoo._registry.EntryInfo`), by name."""
+    return list(_catalogue().values())
 
 
 def names() -> list[str]:
-    """Names of all registered entries."""
-    return list(_registry())
+    """Names of all registered entries (no entry module is imported)."""
+    return list(_catalogue())
 
 
-def get(name: str) -> ZooEntry:
-    """The entry called ``name``; an unknown name raises ``KeyError`` listing the known ones."""
-    registry = _registry()
-    if name not in registry:
-        raise KeyError(f"name: unknown zoo entry {name!r}; known entries: {', '.join(registry) or '(none)'}")
-    return registry[name]
+def get(name: str):
+    """The entry called ``name`` (imports its module only); an unknown name raises ``KeyError``
+    listing the known ones."""
+    found = _catalogue()
+    if name not in found:
+        raise KeyError(f"name: unknown zoo entry {name!r}; known entries: {', '.join(found) or '(none)'}")
+    module = importlib.import_module(found[name].module)
+    entry = getattr(module, "ENTRY", None)
+    if entry is None or getattr(entry, "name", None) != name:
+        raise RuntimeError(f"zoo: {module.__name__} was catalogued as defining entry {name!r} but its ENTRY is "
+                           f"{getattr(entry, 'name', entry)!r}")
+    from zoo.core import ZooEntry
+
+    if not isinstance(entry, ZooEntry):
+        raise TypeError(f"{module.__name__}: ENTRY must be a ZooEntry, got {type(entry).__name__}")
+    return entry
+
+
+def entries() -> list:
+    """All registered entries, sorted by name (imports every entry module)."""
+    return [get(name) for name in _catalogue()]

@@ -124,11 +124,11 @@ def _jsonable(value):
 def _cmd_list(args) -> int:
     import zoo
 
-    entries = zoo.entries()
+    entries = zoo.catalogue()  # read from the entry modules' sources: nothing is imported
     width = max((len(e.name) for e in entries), default=4)
     print(f"{'name':<{width}}  {'recipe':<14}  title")
     for entry in entries:
-        print(f"{entry.name:<{width}}  {entry.recipe.method:<14}  {entry.title}")
+        print(f"{entry.name:<{width}}  {entry.method:<14}  {entry.title}")
     return 0
 
 
