@@ -1,43 +1,68 @@
-"""Long-format tables (one row per series and time) <-> arrays ``(series, time, channels)``.
+"""The zoo's CSV format, declared: :class:`Columns` and the long-table helpers behind it.
 
-Shared by entries' ``load_columns`` / ``dump_columns`` so that every CSV in and out of the zoo
-has the same shape: columns ``series`` (optional; default one series), ``time`` and value columns.
+Every CSV in and out of the zoo is a long table, one row per series and time step: a series column
+(optional on input: left out = one series), a time column and one column per observation channel.
+An entry states which columns those are in a :class:`Columns` spec (``ZooEntry(columns=...)``); the
+spec gives the entry its ``load_columns`` / ``dump_columns``, their shape checks and the CSV part of
+its ``data_doc``. NaN (an empty cell) is the only missing-value marker in a CSV; integer channels
+(counts, symbols) hold the spec's ``missing`` stand-in in the array, because an int array has no NaN.
+
+Where rows sit in time is part of the spec (``grid``): on the regular grid of steps ``0..T-1``
+(the time column only orders rows), on the config's observation times (a grid known before the
+data: a time off it is an error, a grid point a series lacks is missing), or at times that are
+themselves data (read from the file, handed to the entry with the values).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["long_to_array", "array_to_long", "series_times"]
+__all__ = ["Columns", "long_to_array", "array_to_long", "series_times"]
+
+STEPS = "steps"
+DATA = "data"
 
 
-def _require(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> None:
+def _require(columns: Mapping[str, np.ndarray], names: Sequence[str], given: Sequence[str] | None = None) -> None:
     missing = [name for name in names if name not in columns]
     if missing:
-        raise ValueError(f"columns: missing column(s) {missing}; got {sorted(columns)}")
+        each = ", ".join(f"missing column {name!r}" for name in missing)
+        raise ValueError(f"columns: missing column(s) {missing} ({each}); got {sorted(given or columns)}")
 
 
-def series_times(columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+def series_times(columns: Mapping[str, np.ndarray], *, time: str = "time", series: str = "series",
+                 require_time: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
     """Series labels (sorted) and, per series, the row indices ordered by time.
 
-    Raises ``ValueError`` if times repeat within a series or are not finite.
+    Without a ``series`` column all rows are one series. Without a ``time`` column (allowed when
+    ``require_time`` is False) the rows are in time order as given. Raises ``ValueError`` if times
+    repeat within a series or are not finite.
     """
-    _require(columns, ["time"])
-    time = np.asarray(columns["time"], dtype=float)
-    if not np.all(np.isfinite(time)):
-        raise ValueError("columns['time']: times must be finite numbers")
-    series = np.asarray(columns["series"]) if "series" in columns else np.zeros(len(time), dtype=int)
-    if len(series) != len(time):
-        raise ValueError(f"columns: 'series' has {len(series)} rows but 'time' has {len(time)}")
-    labels = np.unique(series)
+    if require_time:
+        _require(columns, [time])
+    if not columns:
+        raise ValueError("columns: expected at least one column")
+    num_rows = len(next(iter(columns.values())))
+    if time in columns:
+        times = np.asarray(columns[time], dtype=float)
+        if not np.all(np.isfinite(times)):
+            raise ValueError(f"columns[{time!r}]: times must be finite numbers")
+    else:
+        times = np.arange(num_rows, dtype=float)
+    labels_column = np.asarray(columns[series]) if series in columns else np.zeros(len(times), dtype=int)
+    if len(labels_column) != len(times):
+        raise ValueError(f"columns: {series!r} has {len(labels_column)} rows but {time!r} has {len(times)}")
+    labels = np.unique(labels_column)
     rows = []
     for label in labels:
-        idx = np.flatnonzero(series == label)
-        idx = idx[np.argsort(time[idx], kind="stable")]
-        if np.any(np.diff(time[idx]) <= 0):
-            raise ValueError(f"columns['time']: times repeat within series {label!r}; expected strictly increasing times")
+        idx = np.flatnonzero(labels_column == label)
+        idx = idx[np.argsort(times[idx], kind="stable")]
+        if np.any(np.diff(times[idx]) <= 0):
+            raise ValueError(f"columns[{time!r}]: times repeat within series {label!r}; expected strictly increasing times")
         rows.append(idx)
     return labels, rows
 
@@ -48,17 +73,18 @@ def long_to_array(columns: Mapping[str, np.ndarray], names: Sequence[str], *, fi
     _, rows = series_times(columns)
     length = max(len(idx) for idx in rows)
     values = np.stack([np.asarray(columns[name]) for name in names], axis=-1)
-    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) or fill != fill else values.dtype
-    out = np.full((len(rows), length, len(names)), fill, dtype=np.result_type(dtype, np.asarray(fill).dtype))
+    out = np.full((len(rows), length, len(names)), fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
     for s, idx in enumerate(rows):
         out[s, : len(idx)] = values[idx]
     return out
 
 
-def array_to_long(data: np.ndarray, names: Sequence[str], times: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def array_to_long(data: np.ndarray, names: Sequence[str], times: np.ndarray | None = None, *,
+                  time: str = "time", series: str | None = "series") -> dict[str, np.ndarray]:
     """Inverse of :func:`long_to_array`: ``(series, time, channels)`` -> columns ``series, time, *names``.
 
-    ``times`` is ``(time,)`` or ``(series, time)``; default the integer step index.
+    ``times`` is ``(time,)`` or ``(series, time)``; default the integer step index. With
+    ``series=None`` the series column is left out (``data`` must then hold one series).
     """
     data = np.asarray(data)
     if data.ndim != 3 or data.shape[2] != len(names):
@@ -67,10 +93,214 @@ def array_to_long(data: np.ndarray, names: Sequence[str], times: np.ndarray | No
     if times is None:
         times = np.arange(num_steps)
     times = np.broadcast_to(np.asarray(times), (num_series, num_steps))
-    columns = {
-        "series": np.repeat(np.arange(num_series), num_steps),
-        "time": times.reshape(-1),
-    }
+    columns = {} if series is None else {series: np.repeat(np.arange(num_series), num_steps)}
+    columns[time] = times.reshape(-1)
     for c, name in enumerate(names):
         columns[name] = data[:, :, c].reshape(-1)
     return columns
+
+
+def _call(value, config):
+    return value(config) if callable(value) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """An entry's CSV format: which columns are series, time and observation channels.
+
+    Attributes:
+        values: the channel columns. A tuple of names: the data's last axis is the channel
+            ``(..., time, channel)``; one name (a string): no channel axis ``(..., time)``. May be
+            a function of the config (channel names that depend on e.g. ``obs_dim``).
+        time: the time column; None (only on the ``"steps"`` grid): rows are in time order and no
+            time column is written (a ``time`` column given on input still orders the rows).
+        series: the series column, or None when the data is a single series (no series axis).
+            On input the series column may be left out: all rows are then one series.
+        grid: where the rows sit in time.
+            ``"steps"``: the regular grid ``0..T-1``; the time column orders the rows (on input
+            it may be left out, rows are then in time order) and is written as the step index.
+            A function ``grid(config) -> (T,)``: the config's observation times; every time must
+            lie on it (within 1e-9 of the span) and a grid point a series has no row for is
+            missing. ``"data"``: the times are data, shared by all series; they are read from
+            the file and handed to ``assemble`` (and taken from ``disassemble`` on output).
+        integer: the channels hold integers (counts, symbols; bool or a function of the config).
+            The array is then int64 and an empty/NaN cell becomes ``missing`` in it; on output
+            ``missing`` is written as NaN.
+        missing: the integer channels' stand-in for a missing value; None: no value may be
+            missing (an empty cell is an error).
+        aliases: other names accepted on input for a channel, ``((alias, name), ...)`` (used when
+            ``name`` is absent).
+        validate: ``validate(data, config) -> data``, the entry's own check of its data, run on
+            what is loaded and on what is dumped (after the shape check).
+        assemble, disassemble: for data that are not a bare array:
+            ``assemble(values, times, config) -> data`` and ``disassemble(data, config) ->
+            (values, times)``, ``times`` the ``(T,)`` times (None on the ``"steps"`` grid).
+        describe: what the data is, in words (the start of the generated ``data_doc``).
+        names_doc: how to write ``values`` in the docs when it is a function of the config.
+        grid_hint: what to do when times are off the config's grid (appended to that error).
+    """
+
+    values: Sequence[str] | str | Callable[[Any], Sequence[str] | str]
+    time: str | None = "time"
+    series: str | None = "series"
+    grid: str | Callable[[Any], np.ndarray] = STEPS
+    integer: bool | Callable[[Any], bool] = False
+    missing: int | None = -1
+    aliases: tuple[tuple[str, str], ...] = ()
+    validate: Callable[[Any, Any], Any] | None = None
+    assemble: Callable[..., Any] | None = None
+    disassemble: Callable[..., Any] | None = None
+    describe: str = ""
+    names_doc: str = ""
+    grid_hint: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.grid in (STEPS, DATA) or callable(self.grid)):
+            raise ValueError(f"grid: expected 'steps', 'data' or a function of the config, got {self.grid!r}")
+        if self.time is None and self.grid != STEPS:
+            raise ValueError("time: a time column is needed unless the rows sit on the 'steps' grid")
+        if (self.assemble is None) != (self.disassemble is None):
+            raise ValueError("assemble, disassemble: give both or neither")
+
+    # -- the channels of one config ---------------------------------------------------------
+
+    def names(self, config) -> tuple[tuple[str, ...], bool]:
+        """``(channel names, squeezed)``: squeezed when ``values`` is one name (no channel axis)."""
+        values = _call(self.values, config)
+        if isinstance(values, str):
+            return (values,), True
+        return tuple(values), False
+
+    def _shape_doc(self, config=None) -> str:
+        axes = (["series"] if self.series else []) + ["time"]
+        if config is None and callable(self.values):
+            return f"({', '.join(axes)}[, channel])"
+        names, squeezed = self.names(config)
+        if not squeezed:
+            axes.append(str(len(names)))
+        return f"({', '.join(axes)})"
+
+    def doc(self, config=None) -> str:
+        """The generated ``data_doc``: the array, the missing marker, the CSV columns."""
+        known = config is not None or not callable(self.values)
+        names = self.names_doc or (", ".join(self.names(config)[0]) if known else "the channel columns")
+        integer = _call(self.integer, config) if config is not None or not callable(self.integer) else None
+        array = {True: "int array", False: "float array", None: "array"}[integer and True] + f" {self._shape_doc(config)}"
+        if integer and self.missing is None:
+            missing = "no missing values"
+        elif integer:
+            missing = f"{self.missing} = missing (an empty cell, NaN, in a CSV)"
+        else:
+            missing = "NaN = missing" + (f" (int channels: {self.missing})" if integer is None and self.missing is not None else "")
+        listed = ([self.series] if self.series else []) + ([self.time] if self.time else []) + [names]
+        notes = []
+        if self.series:
+            notes.append(f"{self.series} optional (absent: one series)")
+        if self.grid == STEPS:
+            notes.append(f"{self.time} orders the rows (steps 0..T-1; optional)" if self.time
+                         else "rows in time order (a time column, if given, orders them)")
+        elif self.grid == DATA:
+            notes.append(f"{self.time} = the observation times (data, the same for every series)")
+        else:
+            notes.append(f"{self.time} on the config's observation grid (a grid time without a row is missing)")
+        head = f"{self.describe}: " if self.describe else ""
+        return f"{head}{array}, {missing}. CSV columns {', '.join(listed)}; {'; '.join(notes)}."
+
+    # -- loading and dumping ------------------------------------------------------------------
+
+    def _check_shape(self, array: np.ndarray, config, what: str) -> np.ndarray:
+        names, squeezed = self.names(config)
+        if self.series and array.ndim == (1 if squeezed else 2):
+            array = array[None]
+        ndim = (2 if self.series else 1) + (0 if squeezed else 1)
+        length = len(_call(self.grid, config)) if callable(self.grid) else None
+        ok = array.ndim == ndim and (squeezed or array.shape[-1] == len(names))
+        ok = ok and (length is None or array.shape[-1 if squeezed else -2] == length)
+        if not ok:
+            raise ValueError(f"{what}: expected shape {self._shape_doc(config)}"
+                             + (f" with {length} times (the config's grid)" if length is not None else "")
+                             + f" for the columns {list(names)}, got {array.shape}")
+        return array
+
+    def load(self, columns: Mapping[str, np.ndarray], config) -> Any:
+        """CSV columns -> the entry's data (the generated ``load_columns``)."""
+        names, squeezed = self.names(config)
+        given = sorted(columns)
+        columns = dict(columns)
+        for alias, name in self.aliases:
+            if name not in columns and alias in columns:
+                columns[name] = columns[alias]
+        _require(columns, list(names), given)
+        series = self.series or "series"
+        time_name = self.time or "time"
+        labels, rows = series_times(columns, time=time_name, series=series, require_time=self.grid != STEPS)
+        if self.series is None and len(labels) > 1:
+            raise ValueError(f"columns: this entry takes one series; got {len(labels)} series in column 'series'")
+        values = np.stack([np.asarray(columns[name], dtype=float) for name in names], axis=-1)
+        times = None
+        if callable(self.grid):
+            grid = np.asarray(_call(self.grid, config), dtype=float)
+            table = np.full((len(rows), len(grid), len(names)), np.nan)
+            time = np.asarray(columns[time_name], dtype=float)
+            tol = 1e-9 * max(1.0, float(np.max(np.abs(grid))))
+            for s, idx in enumerate(rows):
+                pos = np.clip(np.searchsorted(grid, time[idx]), 0, len(grid) - 1)
+                lower = np.clip(pos - 1, 0, len(grid) - 1)
+                nearest = np.where(np.abs(grid[lower] - time[idx]) < np.abs(grid[pos] - time[idx]), lower, pos)
+                off = np.abs(grid[nearest] - time[idx]) > tol
+                if off.any():
+                    raise ValueError(f"columns[{self.time!r}]: times {time[idx][off][:3].tolist()} are not on the "
+                                     "configuration's observation grid" + (f"; {self.grid_hint}" if self.grid_hint else ""))
+                table[s, nearest] = values[idx]
+        else:
+            length = max(len(idx) for idx in rows)
+            table = np.full((len(rows), length, len(names)), np.nan)
+            for s, idx in enumerate(rows):
+                table[s, : len(idx)] = values[idx]
+            if self.grid == DATA:
+                time = np.asarray(columns[time_name], dtype=float)
+                per_series = [time[idx] for idx in rows]
+                if any(len(t) != length or not np.array_equal(t, per_series[0]) for t in per_series):
+                    raise ValueError(f"columns[{self.time!r}]: every {series} must be observed at the same times")
+                times = per_series[0]
+        if _call(self.integer, config):
+            finite = table[~np.isnan(table)]
+            if np.any(finite != np.round(finite)):
+                raise ValueError(f"columns {list(names)}: expected whole numbers (empty or NaN = missing)")
+            if self.missing is None and np.isnan(table).any():
+                raise ValueError(f"columns {list(names)}: a value is missing (an empty cell, or a grid time "
+                                 "without a row); this entry's data has no missing values")
+            table = np.where(np.isnan(table), -1 if self.missing is None else self.missing, table).astype(np.int64)
+        if squeezed:
+            table = table[..., 0]
+        if self.series is None:
+            table = table[0]
+        data = self.assemble(table, times, config) if self.assemble is not None else table
+        return self.validate(data, config) if self.validate is not None else data
+
+    def dump(self, data, config) -> dict[str, np.ndarray]:
+        """The entry's data -> CSV columns (the generated ``dump_columns``)."""
+        names, squeezed = self.names(config)
+        if self.validate is not None:
+            data = self.validate(data, config)
+        if self.disassemble is not None:
+            data, times = self.disassemble(data, config)
+        else:
+            times = None
+        array = self._check_shape(np.asarray(data), config, "data")
+        if not self.series:
+            array = array[None]
+        if squeezed:
+            array = array[..., None]
+        if _call(self.integer, config) and self.missing is not None:
+            array = np.where(array == self.missing, np.nan, array.astype(float))
+        if not callable(self.grid):
+            columns = array_to_long(array, names, times, time=self.time or "time", series=self.series)
+            if self.time is None:
+                del columns["time"]
+            return columns
+        # on the config's grid a missing row is a missing value: rows with every channel missing are left out
+        columns = array_to_long(array, names, np.asarray(_call(self.grid, config), dtype=float), time=self.time,
+                                series=self.series)
+        keep = ~np.all(np.isnan(array.reshape(-1, len(names)).astype(float)), axis=-1)
+        return {name: column[keep] for name, column in columns.items()}

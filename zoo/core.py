@@ -35,9 +35,11 @@ from numpyro.contrib.control_flow import scan
 from numpyro.handlers import mask, seed, substitute, trace
 
 from inference.validate import is_traced  # the one "is this traced" test (re-exported)
+from zoo._tabular import Columns
 
 __all__ = [
     "Check",
+    "Columns",
     "Recipe",
     "ZooEntry",
     "StateSpaceModel",
@@ -105,12 +107,16 @@ class ZooEntry:
         exact_loglik: ``exact_loglik(params, data, config) -> scalar`` where a tractable marginal
             likelihood exists, else None.
         dims: InferenceData dimension names for sites, e.g. ``{"y": ("series", "time")}``.
-        data_doc: what ``data`` is, and the CSV columns ``zoo fit --data`` accepts.
+        data_doc: what ``data`` is, and the CSV columns ``zoo fit --data`` accepts (generated
+            from ``columns`` when left empty).
+        columns: the CSV format declared (:class:`~zoo._tabular.Columns`: which columns are
+            series, time and observation channels); it generates ``load_columns``,
+            ``dump_columns`` and ``data_doc``. Entries whose data is not one long table leave it
+            None and write the pair by hand.
         load_columns: ``load_columns(columns: dict[str, np.ndarray], config) -> data`` for a
-            user's CSV (None: CSV input not supported).
-        dump_columns: ``dump_columns(data, config) -> dict[str, np.ndarray]`` (for ``zoo simulate``).
-        observed: ``observed(data, config) -> dict[str, np.ndarray]`` of arrays to store in
-            ``observed_data`` (defaults to ``dump_columns``).
+            user's CSV (None: CSV input not supported); generated from ``columns``.
+        dump_columns: ``dump_columns(data, config) -> dict[str, np.ndarray]`` (for ``zoo simulate``);
+            generated from ``columns``.
     """
 
     name: str
@@ -128,6 +134,7 @@ class ZooEntry:
     data_doc: str = ""
     load_columns: Callable[..., Any] | None = None
     dump_columns: Callable[..., dict] | None = None
+    columns: Columns | None = None
 
     def __post_init__(self) -> None:
         for required in ("small", "paper"):
@@ -136,6 +143,14 @@ class ZooEntry:
                     f"ZooEntry {self.name!r}: configs must contain {required!r}; "
                     f"got {sorted(self.configs)}"
                 )
+        if self.columns is not None:
+            if self.load_columns is not None or self.dump_columns is not None:
+                raise ValueError(f"ZooEntry {self.name!r}: give columns (a Columns spec) or a hand-written "
+                                 "load_columns/dump_columns pair, not both")
+            object.__setattr__(self, "load_columns", self.columns.load)
+            object.__setattr__(self, "dump_columns", self.columns.dump)
+            if not self.data_doc:
+                object.__setattr__(self, "data_doc", self.columns.doc())
 
     def config(self, name_or_config: Any = "small") -> Any:
         """The configuration called ``name_or_config`` (or the object itself if not a string)."""

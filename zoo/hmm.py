@@ -50,7 +50,7 @@ import numpyro.distributions as dist
 from numpyro.distributions.transforms import OrderedTransform
 
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 
 __all__ = [
     "HMMConfig",
@@ -333,25 +333,11 @@ def check(idata, truth: dict, config: HMMConfig) -> list[Check]:
     return checks
 
 
-def load_columns(columns: dict, config: HMMConfig):
-    """CSV columns ``series``, ``time`` and ``y`` (Gaussian, D=1), ``y0..y{D-1}``, or ``symbol``."""
-    from zoo._tabular import long_to_array
-
-    if config.emission == "gaussian":
-        names = ["y"] if config.obs_dim == 1 and "y" in columns else [f"y{d}" for d in range(config.obs_dim)]
-        return long_to_array(columns, names, fill=np.nan)
-    return long_to_array(columns, ["symbol"], fill=-1)[..., 0].astype(np.int32)
-
-
-def dump_columns(data, config: HMMConfig) -> dict:
-    """Inverse of :func:`load_columns` (long format, one row per series and time)."""
-    from zoo._tabular import array_to_long
-
-    data = np.asarray(data)
-    if config.emission == "gaussian":
-        names = ["y"] if config.obs_dim == 1 else [f"y{d}" for d in range(config.obs_dim)]
-        return array_to_long(data, names)
-    return array_to_long(data[..., None], ["symbol"])
+def channels(config: HMMConfig) -> tuple[str, ...] | str:
+    """CSV names of the observation channels: ``y``/``y0..y{D-1}`` (Gaussian) or ``symbol``."""
+    if config.emission == "categorical":
+        return "symbol"
+    return ("y",) if config.obs_dim == 1 else tuple(f"y{d}" for d in range(config.obs_dim))
 
 
 SMALL = HMMConfig()
@@ -384,11 +370,8 @@ ENTRY = ZooEntry(
     dims={"y": ("series", "time"), "transition_matrix": ("state_from", "state_to"),
           "means": ("state", "obs_dim"), "scales": ("state", "obs_dim"),
           "emission_probs": ("state", "symbol")},
-    data_doc=(
-        "Gaussian: array (series, time, obs_dim), NaN = missing; CSV columns series, time, y "
-        "(or y0..y{D-1}). Categorical: int array (series, time), -1 = missing; CSV columns "
-        "series, time, symbol."
-    ),
-    load_columns=load_columns,
-    dump_columns=dump_columns,
+    columns=Columns(channels, integer=lambda config: config.emission == "categorical", aliases=(("y0", "y"),),
+                    validate=validate_data,
+                    describe="Gaussian: floats (series, time, obs_dim); categorical: int symbols (series, time)",
+                    names_doc="y0..y{D-1} (y when D = 1), or symbol (categorical)"),
 )

@@ -53,7 +53,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
 
 __all__ = ["LGSSMConfig", "lgssm_params", "lgssm_ssm", "ENTRY"]
 
@@ -200,20 +200,9 @@ def check(idata, truth: dict, config: LGSSMConfig) -> list[Check]:
     return checks
 
 
-def load_columns(columns: dict, config: LGSSMConfig):
-    """CSV columns ``series`` (optional), ``time``, and ``y`` (obs_dim 1) or ``y0..y{dy-1}``."""
-    from zoo._tabular import long_to_array
-
-    names = ["y"] if config.obs_dim == 1 and "y" in columns else [f"y{d}" for d in range(config.obs_dim)]
-    return long_to_array(columns, names)
-
-
-def dump_columns(data, config: LGSSMConfig) -> dict:
-    from zoo._tabular import array_to_long
-
-    data = np.asarray(validate_data(data, config))
-    names = ["y"] if config.obs_dim == 1 else [f"y{d}" for d in range(config.obs_dim)]
-    return array_to_long(data, names)
+def channels(config: LGSSMConfig) -> tuple[str, ...]:
+    """CSV names of the observation channels: ``y`` (obs_dim 1) or ``y0..y{dy-1}``."""
+    return ("y",) if config.obs_dim == 1 else tuple(f"y{d}" for d in range(config.obs_dim))
 
 
 SMALL = LGSSMConfig()
@@ -243,7 +232,7 @@ ENTRY = ZooEntry(
     ssm=lgssm_ssm,
     exact_loglik=exact_loglik,
     dims={"y": ("series", "time"), "A": ("state_to", "state_from"), "q": ("state",), "r": ("obs_dim",)},
-    data_doc="array (series, time, obs_dim) (or (time, obs_dim)), NaN = missing; CSV columns series, time, y0..y{dy-1} (y when obs_dim = 1).",
-    load_columns=load_columns,
-    dump_columns=dump_columns,
+    columns=Columns(channels, aliases=(("y0", "y"),), validate=validate_data,
+                    describe="observations (a (time, obs_dim) array is one series)",
+                    names_doc="y0..y{dy-1} (y when obs_dim = 1)"),
 )

@@ -8,8 +8,7 @@ controlled guide, the neural SDE, the Euler state-space form, the bridge check).
 from __future__ import annotations
 
 from zoo.fractional_sde.fou import (augmented_system, BRIDGE, BROWNIAN, check, complete_params, discretised,
-                                    dump_columns, exact_loglik, fou_ssm, FouConfig, lgssm_params, load_columns,
-                                    MISSPECIFIED, model, NEURAL, omega, PAPER, posterior_paths, prior, simulate,
+                                    exact_loglik, fou_ssm, FouConfig, lgssm_params, MISSPECIFIED, model, NEURAL, omega, PAPER, posterior_paths, prior, simulate,
                                     simulate_exact_fbm, SMALL, true_params, TruncatedBeta22, validate_data)
 from zoo.fractional_sde.paths import (fbm_bridge_std, init_nets, ma_bridge_std, path_data, path_grid, path_guide,
                                       path_lgssm_params, path_model, path_ssm, path_svi_options, PathGrid)
@@ -48,7 +47,5 @@ __all__ = [
     "PathGrid",
     "fbm_bridge_std",
     "ma_bridge_std",
-    "load_columns",
-    "dump_columns",
     "complete_params",
 ]

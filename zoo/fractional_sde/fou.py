@@ -102,7 +102,7 @@ from numpyro.distributions import constraints
 
 from inference.validate import is_traced
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 from zoo.processes import fbm
 from zoo.processes import linear_sde
 
@@ -599,54 +599,6 @@ def check(idata, truth: Mapping[str, Any], config: FouConfig) -> list[Check]:
     return checks
 
 # --------------------------------------------------------------------------------------------
-# CSV columns
-# --------------------------------------------------------------------------------------------
-
-
-def load_columns(columns: Mapping[str, np.ndarray], config: FouConfig):
-    """CSV columns ``series`` (optional), ``time``, ``y`` -> data ``(S, T)`` on the config's grid.
-
-    Every time must be one of ``config.times()`` (within 1e-9); grid times a series lacks are NaN
-    (missing). For another grid build ``config.with_times(times)`` first.
-    """
-    from zoo._tabular import series_times
-
-    if "y" not in columns:
-        raise ValueError(f"columns: missing column 'y'; got {sorted(columns)}")
-    grid = config.times()
-    labels, rows = series_times(columns)
-    time = np.asarray(columns["time"], dtype=float)
-    values = np.asarray(columns["y"], dtype=float)
-    out = np.full((len(labels), grid.shape[0]), np.nan)
-    for s, idx in enumerate(rows):
-        pos = np.searchsorted(grid, time[idx])
-        pos = np.clip(pos, 0, grid.shape[0] - 1)
-        lower = np.clip(pos - 1, 0, grid.shape[0] - 1)
-        nearest = np.where(np.abs(grid[lower] - time[idx]) < np.abs(grid[pos] - time[idx]), lower, pos)
-        off = np.abs(grid[nearest] - time[idx]) > 1e-9 * max(1.0, float(grid[-1]))
-        if off.any():
-            bad = time[idx][off][:3]
-            raise ValueError(
-                f"columns['time']: times {bad.tolist()} are not on the configuration's observation grid; "
-                "use config.with_times(times) for these times"
-            )
-        out[s, nearest] = values[idx]
-    return out
-
-
-def dump_columns(data, config: FouConfig) -> dict:
-    """Data ``(S, T)`` -> columns ``series``, ``time``, ``y`` (missing values dropped)."""
-    ys = np.asarray(validate_data(data, config))
-    times = config.times()
-    S, T = ys.shape
-    series = np.repeat(np.arange(S), T)
-    time = np.tile(times, S)
-    y = ys.reshape(-1)
-    keep = ~np.isnan(y)
-    return {"series": series[keep], "time": time[keep], "y": y[keep]}
-
-
-# --------------------------------------------------------------------------------------------
 # Configurations and the entry
 # --------------------------------------------------------------------------------------------
 
@@ -682,10 +634,7 @@ ENTRY = ZooEntry(
     ssm=lambda config: None if config.neural_sde else fou_ssm(config),
     exact_loglik=exact_loglik,
     dims={"y": ("series", "time"), "x": ("series", "time"), "x_grid": ("series", "grid")},
-    data_doc=(
-        "array (series, time) of noisy observations of X at config.times() (NaN = missing; a single "
-        "(time,) path is accepted). CSV columns: series (optional), time (on the config's grid), y."
-    ),
-    load_columns=load_columns,
-    dump_columns=dump_columns,
+    columns=Columns("y", grid=lambda config: config.times(), validate=validate_data,
+                    describe="noisy observations of X at config.times() (a single (time,) path is one series)",
+                    grid_hint="use config.with_times(times) for these times"),
 )

@@ -63,7 +63,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import SigmoidTransform
 
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, posterior_draws
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, posterior_draws
 from zoo.hmm import categorical_log_likelihoods, hmm_increments, hmm_marginal_factor
 from inference.validate import is_traced, positive_int
 
@@ -567,23 +567,6 @@ def hmm_rnn_ssm(config: HMMRNNConfig) -> StateSpaceModel:
                            state_shape=(), obs_shape=(), name="hmm_rnn")
 
 
-def load_columns(columns: dict, config: HMMRNNConfig):
-    """CSV columns ``series``, ``time``, ``symbol`` (-1 = missing) -> int (series, time)."""
-    from zoo._tabular import long_to_array
-
-    ys = long_to_array(columns, ["symbol"], fill=-1)[..., 0]
-    return validate_symbols(ys, config.num_outputs, "columns['symbol']")
-
-
-def dump_columns(data, config: HMMRNNConfig) -> dict:
-    """Inverse of :func:`load_columns`."""
-    from zoo._tabular import array_to_long
-
-    data = np.asarray(data)
-    data = data[None] if data.ndim == 1 else data
-    return array_to_long(data[..., None], ["symbol"])
-
-
 # --------------------------------------------------------------------------------------------
 # Configurations and the entry
 # --------------------------------------------------------------------------------------------
@@ -620,8 +603,6 @@ ENTRY = ZooEntry(
     dims={"y": ("sequence", "time"), "states": ("sequence", "time"),
           "transition_matrix": ("state_from", "state_to"), "emission_probs": ("state", "symbol"),
           "emission_logit_last": ("state",), "emission_rest": ("state", "symbol_rest")},
-    data_doc=("int array (sequence, time) of symbols 0..K-1, -1 = missing; CSV columns series, time, "
-              "symbol."),
-    load_columns=load_columns,
-    dump_columns=dump_columns,
+    columns=Columns("symbol", integer=True, validate=lambda ys, config: validate_symbols(ys, config.num_outputs, "data"),
+                    describe="symbols 0..K-1 per sequence and time"),
 )

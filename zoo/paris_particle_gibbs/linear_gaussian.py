@@ -64,7 +64,7 @@ import numpyro.distributions as dist
 
 from inference import exact
 from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
-from zoo.paris_particle_gibbs.series import DATA_DOC, dump_columns, load_columns, prior_predictive, validate_series
+from zoo.paris_particle_gibbs.series import COLUMNS, prior_predictive, validate_series
 
 
 _PARAMS_LGSSM = ("phi", "sigma_x", "sigma_y")
@@ -357,7 +357,5 @@ ENTRY = ZooEntry(
     ssm=lgssm_ssm,
     exact_loglik=exact_loglik,
     dims={"y": ("time",), "x": ("time",)},
-    data_doc=DATA_DOC,
-    load_columns=load_columns,
-    dump_columns=dump_columns,
+    columns=COLUMNS,
 )

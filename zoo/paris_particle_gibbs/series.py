@@ -13,11 +13,13 @@ import numpy as np
 import numpyro
 
 from inference.validate import is_traced
-from zoo.core import StateSpaceModel
+from zoo.core import Columns, StateSpaceModel
 
 
-DATA_DOC = ("One series: float array (T,), NaN = missing. CSV: column 'y' (one row per time step; an "
-            "optional 'time' column orders the rows).")
+COLUMNS = Columns("y", series=None, time=None, validate=lambda data, config: validate_series(data),
+                  describe="one series")
+"""The CSV format both entries share: a column ``y``, one row per time step (rows in time order; a
+``time`` column, if given, orders them)."""
 
 
 def validate_series(data, num_steps: int | None = None) -> jax.Array:
@@ -30,27 +32,6 @@ def validate_series(data, num_steps: int | None = None) -> jax.Array:
     if not is_traced(array) and np.isinf(array).any():
         raise ValueError("data: infinite values are not allowed (use NaN for a missing observation)")
     return jnp.asarray(array)
-
-
-def load_columns(columns: dict, config) -> np.ndarray:
-    """CSV column ``y`` (one row per time step, in time order; NaN or empty = missing)."""
-    if "y" not in columns:
-        raise ValueError(f"columns: expected a column 'y'; got {sorted(columns)}")
-    y = np.asarray(columns["y"], dtype=float)
-    if y.ndim != 1:
-        raise ValueError(f"columns['y']: expected a 1-D column, got shape {y.shape}")
-    if "time" in columns:
-        order = np.argsort(np.asarray(columns["time"], dtype=float), kind="stable")
-        y = y[order]
-    return y
-
-
-def dump_columns(data, config) -> dict:
-    """Inverse of :func:`load_columns`: one column ``y`` (rows in time order)."""
-    y = np.asarray(data, dtype=float)
-    if y.ndim != 1:
-        raise ValueError(f"data: expected shape (T,), got {y.shape}")
-    return {"y": y}
 
 
 def prior_predictive(ssm: StateSpaceModel, params: dict, num_steps: int) -> None:

@@ -43,7 +43,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
-from zoo.paris_particle_gibbs.series import DATA_DOC, dump_columns, load_columns, prior_predictive, validate_series
+from zoo.paris_particle_gibbs.series import COLUMNS, prior_predictive, validate_series
 
 
 _PARAMS_SV = ("mu", "phi", "sigma")
@@ -139,7 +139,5 @@ ENTRY = ZooEntry(
     ssm=sv_ssm,
     exact_loglik=None,
     dims={"y": ("time",), "x": ("time",)},
-    data_doc=DATA_DOC,
-    load_columns=load_columns,
-    dump_columns=dump_columns,
+    columns=COLUMNS,
 )

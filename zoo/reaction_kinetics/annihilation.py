@@ -36,7 +36,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from zoo.core import Check, Recipe, ZooEntry, check_close
+from zoo.core import Columns, Check, Recipe, ZooEntry, check_close
 from zoo.processes import gillespie
 from zoo.reaction_kinetics.networks import REFERENCE
 
@@ -185,31 +185,6 @@ def pa_check(idata, truth: dict, config: PAConfig) -> list[Check]:
             check_close(idata, "c", truth["c"], tol=0.1, relative=True)]
 
 
-def _pa_dump(data, config: PAConfig) -> dict:
-    data = _pa_validate(data, config)
-    dens = np.asarray(data.densities)
-    runs, steps = dens.shape
-    return {"run": np.repeat(np.arange(runs), steps), "time": np.tile(np.asarray(data.times), runs),
-            "density": dens.reshape(-1)}
-
-
-def _pa_load(columns: dict, config: PAConfig) -> AnnihilationData:
-    for name in ("run", "time", "density"):
-        if name not in columns:
-            raise ValueError(f"columns: missing column {name!r}; expected run, time, density")
-    runs = np.asarray(columns["run"])
-    times = np.asarray(columns["time"], dtype=float)
-    labels = np.unique(runs)
-    grid = np.unique(times)
-    dens = np.full((len(labels), len(grid)), np.nan)
-    for i, label in enumerate(labels):
-        idx = runs == label
-        dens[i, np.searchsorted(grid, times[idx])] = np.asarray(columns["density"], dtype=float)[idx]
-    if np.isnan(dens).any():
-        raise ValueError("columns: every run must report a density at every time")
-    return _pa_validate(AnnihilationData(jnp.asarray(grid), jnp.asarray(dens)), config)
-
-
 PA_SMALL = PAConfig()
 PA_PAPER = PAConfig(size=4096, num_runs=20, t_max=1000.0, num_times=10, max_events=400_000)
 
@@ -230,7 +205,8 @@ ENTRY = ZooEntry(
     recipe=Recipe("nuts", {"num_warmup": 300, "num_samples": 300, "num_chains": 2, "dense_mass": True}),
     check=pa_check,
     dims={"y": ("time",)},
-    data_doc="AnnihilationData(times (T,), densities (runs, T)); CSV columns run, time, density.",
-    load_columns=_pa_load,
-    dump_columns=_pa_dump,
+    columns=Columns("density", series="run", grid="data", validate=_pa_validate,
+                    assemble=lambda densities, times, config: AnnihilationData(jnp.asarray(times), jnp.asarray(densities)),
+                    disassemble=lambda data, config: (data.densities, data.times),
+                    describe="AnnihilationData(times (T,), densities (runs, T)): particle density per run"),
 )

@@ -35,7 +35,7 @@ import numpy as np
 import numpyro
 
 from inference.validate import concrete
-from zoo.core import Check, Recipe, ZooEntry, check_close, check_covers
+from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers
 from zoo.processes import gillespie
 from zoo.processes.birth_death import birth_death_transition
 from zoo.reaction_kinetics.networks import REFERENCE, logistic_network, sample_lognormal
@@ -183,23 +183,6 @@ def lbd_check(idata, truth: dict, config: LBDConfig) -> list[Check]:
     return checks
 
 
-def _lbd_load(columns: dict, config: LBDConfig):
-    from zoo._tabular import long_to_array, series_times
-
-    _, rows = series_times(columns)
-    times = np.asarray(columns["time"], dtype=float)
-    for idx in rows:
-        if len(idx) != config.num_obs or not np.allclose(times[idx], config.obs_times):
-            raise ValueError(f"columns['time']: each series must be observed at the config's grid {config.obs_times.tolist()}")
-    return _lbd_validate(long_to_array(columns, ["count"])[..., 0], config)
-
-
-def _lbd_dump(data, config: LBDConfig) -> dict:
-    from zoo._tabular import array_to_long
-
-    return array_to_long(np.asarray(_lbd_validate(data, config))[..., None], ["count"], times=config.obs_times)
-
-
 LBD_SMALL = LBDConfig()
 LBD_PAPER = LBDConfig(n_max=300, num_series=100)
 
@@ -222,8 +205,6 @@ ENTRY = ZooEntry(
     check=lbd_check,
     exact_loglik=lbd_exact_loglik,
     dims={"y": ("series", "time")},
-    data_doc=("integer counts (series, time) at t = k·t_end/T, k = 1..T, from the config's n0 at t = 0; "
-              "CSV columns series, time, count."),
-    load_columns=_lbd_load,
-    dump_columns=_lbd_dump,
+    columns=Columns("count", grid=lambda config: config.obs_times, integer=True, missing=None, validate=_lbd_validate,
+                    describe="counts at t = k·t_end/T, k = 1..T, from the config's n0 at t = 0"),
 )

@@ -55,7 +55,7 @@ import numpyro.distributions as dist
 
 from inference import exact
 from inference.validate import concrete
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Columns, Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 from zoo.processes import gillespie
 from zoo.processes.reactions import lna_to_lgssm
 from zoo.reaction_kinetics.networks import REFERENCE, lotka_volterra_network, sample_lognormal
@@ -292,25 +292,6 @@ def slv_check(idata, truth: dict, config: SLVConfig) -> list[Check]:
     return checks
 
 
-def _slv_load(columns: dict, config: SLVConfig):
-    from zoo._tabular import long_to_array, series_times
-
-    _, rows = series_times(columns)
-    times = np.asarray(columns["time"], dtype=float)
-    for idx in rows:
-        if len(idx) != config.num_obs or not np.allclose(times[idx], config.obs_times):
-            raise ValueError(f"columns['time']: each series must be observed at t = k * {config.obs_interval}, "
-                             f"k = 1..{config.num_obs} (the config's grid)")
-    return _validate_counts(long_to_array(columns, ["predator", "prey"]), config, what="stochastic_lotka_volterra")
-
-
-def _slv_dump(data, config: SLVConfig) -> dict:
-    from zoo._tabular import array_to_long
-
-    return array_to_long(np.asarray(_validate_counts(data, config, what="stochastic_lotka_volterra")),
-                         ["predator", "prey"], times=config.obs_times)
-
-
 SLV_SMALL = SLVConfig()
 SLV_PAPER = SLVConfig(num_series=10, num_obs=40, cle_dt=0.05, lna_step=None)
 
@@ -335,8 +316,7 @@ ENTRY = ZooEntry(
     ssm=slv_ssm,
     exact_loglik=slv_exact_loglik,
     dims={"y": ("series", "time")},
-    data_doc=("counts (series, time, 2) = [predator, prey] at t = k·Δ, k = 1..T (NaN = missing); "
-              "CSV columns series, time, predator, prey on the config's time grid."),
-    load_columns=_slv_load,
-    dump_columns=_slv_dump,
+    columns=Columns(("predator", "prey"), grid=lambda config: config.obs_times,
+                    validate=lambda data, config: _validate_counts(data, config, what="stochastic_lotka_volterra"),
+                    describe="counts [predator, prey] at t = k·Δ, k = 1..T"),
 )

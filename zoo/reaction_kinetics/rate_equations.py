@@ -36,7 +36,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference.validate import concrete
-from zoo.core import Check, Recipe, ZooEntry, check_close, check_covers
+from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers
 from zoo.processes.reactions import ReactionNetwork, solve_ode
 from zoo.reaction_kinetics.networks import REFERENCE, lotka_volterra_network, sample_lognormal
 
@@ -157,23 +157,6 @@ def lvode_check(idata, truth: dict, config: LVODEConfig) -> list[Check]:
     return checks
 
 
-def lvode_load_columns(columns: dict, config: LVODEConfig) -> LVData:
-    """A user's CSV: columns ``time``, ``predator``, ``prey`` (one row per time; empty cells = NaN)."""
-    for name in ("time", "predator", "prey"):
-        if name not in columns:
-            raise ValueError(f"columns: missing column {name!r}; expected time, predator, prey (got {sorted(columns)})")
-    time = np.asarray(columns["time"], dtype=float)
-    order = np.argsort(time, kind="stable")
-    counts = np.stack([np.asarray(columns["predator"], dtype=float), np.asarray(columns["prey"], dtype=float)], -1)
-    return _lvode_validate(LVData(time[order], counts[order]))
-
-
-def lvode_dump_columns(data, config: LVODEConfig) -> dict:
-    data = _lvode_validate(data)
-    counts = np.asarray(data.counts)
-    return {"time": np.asarray(data.times), "predator": counts[:, 0], "prey": counts[:, 1]}
-
-
 LVODE_SMALL = LVODEConfig()
 LVODE_PAPER = LVODEConfig(num_obs=161, ode_step=None)
 
@@ -194,8 +177,8 @@ ENTRY = ZooEntry(
     recipe=Recipe("nuts", {"num_warmup": 250, "num_samples": 250, "num_chains": 2, "dense_mass": True}),
     check=lvode_check,
     dims={"y": ("time",), "x": ("time", "species"), "x0": ("species",)},
-    data_doc=("LVData(times (T,), counts (T, 2) = [predator, prey]), positive counts, NaN = missing; "
-              "CSV columns time, predator, prey."),
-    load_columns=lvode_load_columns,
-    dump_columns=lvode_dump_columns,
+    columns=Columns(("predator", "prey"), series=None, grid="data", validate=lambda data, config: _lvode_validate(data),
+                    assemble=lambda counts, times, config: LVData(times, counts),
+                    disassemble=lambda data, config: (data.counts, data.times),
+                    describe="LVData(times (T,), counts (T, 2) = [predator, prey]), positive counts"),
 )
