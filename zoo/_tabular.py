@@ -62,7 +62,8 @@ def series_times(columns: Mapping[str, np.ndarray], *, time: str = "time", serie
         idx = np.flatnonzero(labels_column == label)
         idx = idx[np.argsort(times[idx], kind="stable")]
         if np.any(np.diff(times[idx]) <= 0):
-            raise ValueError(f"columns[{time!r}]: times repeat within series {label!r}; expected strictly increasing times")
+            raise ValueError(f"columns[{time!r}]: times repeat within series {label!r}; "
+                             "expected strictly increasing times")
         rows.append(idx)
     return labels, rows
 
@@ -185,7 +186,8 @@ class Columns:
         known = config is not None or not callable(self.values)
         names = self.names_doc or (", ".join(self.names(config)[0]) if known else "the channel columns")
         integer = _call(self.integer, config) if config is not None or not callable(self.integer) else None
-        array = {True: "int array", False: "float array", None: "array"}[integer and True] + f" {self._shape_doc(config)}"
+        kind = "array" if integer is None else "int array" if integer else "float array"
+        array = f"{kind} {self._shape_doc(config)}"
         if integer and self.missing is None:
             missing = "no missing values"
         elif integer:

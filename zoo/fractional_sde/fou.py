@@ -602,6 +602,7 @@ def check(idata, truth: Mapping[str, Any], config: FouConfig) -> list[Check]:
 # Configurations and the entry
 # --------------------------------------------------------------------------------------------
 
+
 SMALL = FouConfig()
 MISSPECIFIED = dataclasses.replace(SMALL, data_mode="fbm")
 BROWNIAN = dataclasses.replace(SMALL, noise="brownian")

@@ -137,6 +137,8 @@ def dfr_parameters_from_rates(Q) -> dict:
     off = [q[..., 3 + i, 3 + j] for i in range(3) for j in range(3) if i != j]
     switch = [q[..., i, i + 3] for i in range(3)] + [q[..., i + 3, i] for i in range(3)]
     return {"V": V, "r": sum(switch) / 6.0, "b": sum(off) / 6.0}
+
+
 def dfr_prior() -> dict:
     """NumPyro program of the DFR prior; returns ``{"V", "r", "b"}`` and records the derived sites."""
     V = numpyro.sample("V", dist.Normal(0.0, 2.0))
@@ -202,6 +204,8 @@ def dfr_check(idata, truth: dict, config: DFRConfig) -> list[Check]:
         checks.append(check_covers(idata, name, truth[name], prob=0.9))
     checks.append(check_covers(idata, "entropy_production", truth["entropy_production"], prob=0.9))
     return checks
+
+
 ENTRY = ZooEntry(
     name="mjp_dfr",
     title="Foundation Inference Models for Markov Jump Processes (discrete flashing ratchet)",

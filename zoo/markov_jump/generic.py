@@ -139,6 +139,8 @@ def generic_check(idata, truth: dict, config: GenericConfig) -> list[Check]:
         Check("relative RMSE of posterior-mean rates", rel < 0.15, rel, "< 0.15",
               f"E[rates] = {np.round(mean, 3).tolist()}, truth = {np.round(true, 3).tolist()}"),
     ]
+
+
 ENTRY = ZooEntry(
     name="mjp_generic",
     title="Markov jump process with a prior over rate matrices (generic C-state chain)",

@@ -327,6 +327,7 @@ def lgssm_check(idata, truth: dict, config: LGSSMConfig) -> list[Check]:
             target=f"|θ̂ - θ̂_Kalman| < {tol}", detail=f"θ̂ = {theta[name]:.4f}, Kalman MLE = {mle[name]:.4f}"))
     return checks
 
+
 ENTRY = ZooEntry(
     name="ppg_lgssm",
     title="State and parameter learning with PaRIS particle Gibbs: linear-Gaussian benchmark",

@@ -116,6 +116,7 @@ def sv_check(idata, truth: dict, config: SVConfig) -> list[Check]:
     return [check_covers(idata, name, truth[name]) for name in _PARAMS_SV] + [
         check_close(idata, "phi", truth["phi"], tol=0.15)]
 
+
 ENTRY = ZooEntry(
     name="ppg_stochastic_volatility",
     title="State and parameter learning with PaRIS particle Gibbs: stochastic volatility",

@@ -34,6 +34,8 @@ def sample_lognormal(name: str, prior: tuple[float, float]):
     """NumPyro site ``name ~ LogNormal(loc, scale)`` with ``prior = (loc, scale)``."""
     loc, scale = prior
     return numpyro.sample(name, dist.LogNormal(loc, scale))
+
+
 def lotka_volterra_network(capacity: Any) -> ReactionNetwork:
     """Predator A, prey B on ``capacity`` sites with empty sites ``E = N - A - B``.
 

@@ -62,6 +62,7 @@ def test_entry_likelihood_matches_exact_per_path(key):
     np.testing.assert_allclose(per_path, ref, rtol=1e-10)
     np.testing.assert_allclose(float(mj.dfr_exact_loglik(params, data, TINY)), sum(ref), rtol=1e-10)
 
+
 def test_dfr_recovery_on_small(dfr_fit):
     entry, config, data, truth, idata = dfr_fit
     checks = entry.check(idata, truth, config)

@@ -21,6 +21,7 @@ def test_generic_likelihood_matches_exact(key):
                                  data.states[p], E)) for p in range(3))
     np.testing.assert_allclose(got, ref, rtol=1e-10)
 
+
 @pytest.mark.slow  # ~35 s of CPU; `zoo check mjp_generic` runs the same
 def test_generic_recovery_on_small():
     entry = zoo.get("mjp_generic")

@@ -8,6 +8,7 @@ import pytest
 import zoo
 from tests.helpers import recipe_failures
 
+
 def test_stochastic_volatility_model_and_ssm_agree():
     entry = zoo.get("ppg_stochastic_volatility")
     config = entry.configs["small"]
