@@ -36,6 +36,7 @@ _METHODS: dict[str, str] = {
     "smc2": "inference.particle.smc2:run_smc2",
     "smc": "inference.smc:run_tempered_smc",
     "quadrature": "inference.quadrature:run_quadrature",
+    "tf": "inference.train:run_teacher_forcing",
 }
 
 

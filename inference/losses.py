@@ -4,7 +4,9 @@
 several models share live here, so that an entry imports them (``zoo`` may import
 ``inference.losses``, docs/contracts.md) instead of writing its own. Today: the debiased
 Sinkhorn divergence between two point clouds (log-domain, pure JAX), the loss of the
-``hmm_rnn`` emulation study.
+``hmm_rnn`` emulation study; and the teacher-forced rollouts of recurrent models of dynamics
+(sparse, full and generalised teacher forcing, with the Jacobian-growth estimate of the adaptive
+GTF α), the objective of the dynamical-systems-reconstruction entries.
 
 Sinkhorn divergence
 -------------------
@@ -42,7 +44,7 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +61,10 @@ __all__ = [
     "entropic_ot",
     "sinkhorn_divergence",
     "transport_plan",
+    "Forcing",
+    "forced_rollout",
+    "jacobian_growth",
+    "gtf_alpha",
 ]
 
 
@@ -230,3 +236,82 @@ def transport_plan(x, y, potentials: SinkhornPotentials, *, p: int = 2, a=None, 
     b_log = _log_weights(b, y.shape[0], x.dtype, "b")
     f, g, eps = potentials.f_ab, potentials.g_ab, potentials.epsilon
     return jnp.exp(a_log[:, None] + b_log[None, :] + (f[:, None] + g[None, :] - cost_matrix(x, y, p)) / eps)
+
+
+# --------------------------------------------------------------------------------------------
+# Teacher forcing
+# --------------------------------------------------------------------------------------------
+
+
+class Forcing(NamedTuple):
+    r"""How a recurrent model of dynamics is forced by data-inferred states while it is trained.
+
+    ``alpha``: weight of the data-inferred state in the forced state (may be a traced scalar, so
+    that an adaptive α does not recompile); ``interval``: force every ``interval`` steps (static).
+    ``(alpha=1, interval=τ)`` is sparse teacher forcing (STF, Mikhaeil et al. 2022), ``(1, 1)``
+    classic teacher forcing, ``(α, 1)`` generalised teacher forcing (GTF, Hess et al. 2023) and
+    ``alpha=0`` free running. ``estimate_alpha`` (static) asks a program to record the adaptive-GTF
+    estimate ``gtf_alpha(jacobian_growth(step, ẑ))`` as the deterministic site ``alpha_estimate``.
+    """
+
+    alpha: Any = 1.0
+    interval: int = 1
+    estimate_alpha: bool = False
+
+
+def forced_rollout(step, z0, targets, *, alpha=1.0, interval: int = 1) -> jax.Array:
+    r"""The teacher-forced rollout of ``z_t = step(z̃_{t−1})`` along ONE sequence.
+
+    ``targets (T, N)``: the data-inferred states ``ẑ_t`` of the first ``N ≤ M`` coordinates
+    (identity observation: the observations themselves); ``z0 (M,)``: the state at ``t = 0``. For
+    ``t = 1 .. T−1``::
+
+        z_t = step(z̃_{t−1}),
+        z̃_t[:N] = (1 − α) z_t[:N] + α ẑ_t      if t % interval == 0, else z̃_t = z_t,
+
+    the unforced coordinates ``N:`` left untouched (partial forcing). Returns the PRE-forcing
+    states ``z_{1..T−1}`` ``(T−1, M)``: the loss compares these with the data (computing it on
+    ``z̃`` would leak the target). With ``α = 1`` the forced coordinates carry no gradient back to
+    ``z`` (the factor ``1 − α`` is 0): the cut gradient of STF. The forced system's Jacobian is
+    ``(1 − α) J(z̃)``, so ``α ≥ 1 − 1/ḡ`` bounds the gradients for all T (:func:`gtf_alpha`).
+    """
+    z0 = jnp.asarray(z0)
+    targets = jnp.asarray(targets)
+    if targets.ndim != 2 or z0.ndim != 1 or targets.shape[1] > z0.shape[0]:
+        raise ValueError(f"targets: expected (T, N) with N <= the state size {z0.shape[-1]}, got {targets.shape}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 1:
+        raise ValueError(f"interval: expected a positive integer (static), got {interval!r}")
+    n = targets.shape[1]
+
+    def body(z_prev, inputs):
+        t, target = inputs
+        z = step(z_prev)
+        mixed = z.at[:n].set((1.0 - alpha) * z[:n] + alpha * target)
+        forced = jnp.where(t % interval == 0, mixed, z)
+        return forced, z
+
+    ts = jnp.arange(1, targets.shape[0])
+    _, states = jax.lax.scan(body, z0, (ts, targets[1:]))
+    return states
+
+
+def jacobian_growth(step, states) -> jax.Array:
+    r"""The "product upper bound" of the Jacobian growth along data-inferred states (Hess et al. 2023).
+
+    ``states (B, T, M)``: for each sequence the geometric mean over t of the spectral norms
+    ``‖J(ẑ_t)‖₂`` of the map's Jacobian (``jax.jacfwd``; the spectral norm, since the Frobenius
+    norm over-estimates), then the maximum over the B sequences: ``ḡ``. Gradients are stopped
+    (α is not trained). Use data-inferred states: the model's own states under-estimate the growth.
+    """
+    states = jax.lax.stop_gradient(jnp.asarray(states))
+    if states.ndim != 3:
+        raise ValueError(f"states: expected (batch, time, state), got shape {states.shape}")
+    jac = jax.vmap(jax.vmap(jax.jacfwd(step)))(states)
+    norms = jnp.linalg.norm(jac, ord=2, axis=(-2, -1))
+    per_sequence = jnp.exp(jnp.mean(jnp.log(norms), axis=1))
+    return jax.lax.stop_gradient(jnp.max(per_sequence))
+
+
+def gtf_alpha(growth) -> jax.Array:
+    """``max(0, 1 − 1/ḡ)``: the smallest GTF α that bounds the forced gradients for Jacobian growth ḡ."""
+    return jnp.maximum(0.0, 1.0 - 1.0 / growth)

@@ -26,6 +26,26 @@ first offending leaf); a crash mid-write leaves the previous checkpoint intact. 
 
 A non-finite loss stops training with :class:`NonFiniteLossError` naming the first bad step; no
 checkpoint containing that step is written.
+
+Teacher forcing (recurrent models of dynamics). Two options serve the dynamical-systems-
+reconstruction entries; both are off by default and change nothing for other callers:
+
+* ``alpha=`` a float or an :class:`AdaptiveAlpha`: the loss is then called as
+  ``loss_fn(params, batch, key, alpha)`` with the generalised-teacher-forcing weight α as a traced
+  scalar (changing it never recompiles). :class:`AdaptiveAlpha` is the adaptive GTF of Hess et al.
+  (2023): every ``every`` steps ``α_est = estimate(params, batch)`` (e.g.
+  ``inference.losses.gtf_alpha(jacobian_growth(...))`` on the batch's data-inferred states) and
+  ``α ← α_est`` if ``α_est > α`` else ``α ← γ α + (1 − γ) α_est``, starting from ``initial``; the α
+  of every step is returned (``TrainResult.alphas``) and checkpointed.
+* ``evaluate=`` ``f(params) -> float`` every ``evaluate_every`` steps (and at the end): the run keeps
+  the parameters with the lowest score (``TrainResult.best_params``, ``best_step``,
+  ``evaluations``); a NaN score ranks last. The DSR labs select checkpoints by D_stsp of a
+  free-running orbit, because a well-fitted recurrent model can still diverge when run freely.
+
+The forced rollouts themselves (sparse, full, generalised forcing) are pure functions in
+``inference.losses`` (``Forcing``, ``forced_rollout``, ``jacobian_growth``, ``gtf_alpha``), used by
+the programs; :func:`run_teacher_forcing` is the ``inference.fit`` method ``"tf"`` that trains a
+NumPyro program's ``numpyro.param`` / ``flax_module`` parameters with them.
 """
 
 from __future__ import annotations
@@ -46,6 +66,7 @@ from inference.validate import positive_int
 __all__ = [
     "TrainState",
     "TrainResult",
+    "AdaptiveAlpha",
     "NonFiniteLossError",
     "train",
     "step_keys",
@@ -53,8 +74,9 @@ __all__ = [
     "load_checkpoint",
     "save_pytree",
     "load_pytree",
+    "run_teacher_forcing",
+    "FORCINGS",
 ]
-
 
 class TrainState(NamedTuple):
     """Where a training run stands.
@@ -69,14 +91,35 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     key: jax.Array
+    alpha: Any = None  # the current GTF α when train(alpha=...) is used
 
 
 class TrainResult(NamedTuple):
-    """What :func:`train` returns: final ``params``, the loss per step ``(num_steps,)``, the state."""
+    """What :func:`train` returns: final ``params``, the loss per step ``(num_steps,)``, the state.
+
+    With ``alpha=``: ``alphas (num_steps,)``, the α each step's loss used. With ``evaluate=``:
+    ``best_params`` (lowest score), ``best_step`` (the step after which they were taken) and
+    ``evaluations (k, 2)``: rows ``(step, score)``.
+    """
 
     params: Any
     losses: np.ndarray
     state: TrainState
+    alphas: np.ndarray | None = None
+    best_params: Any = None
+    best_step: int | None = None
+    evaluations: np.ndarray | None = None
+
+
+class AdaptiveAlpha(NamedTuple):
+    """The adaptive GTF α (Hess et al. 2023, ``alpha_estimation.jl``): every ``every`` steps
+    ``α_est = estimate(params, batch)``; ``α ← α_est`` if ``α_est > α``, else
+    ``α ← decay·α + (1 − decay)·α_est``; α starts at ``initial`` (1: full forcing)."""
+
+    estimate: Callable[[Any, Any], Any]
+    initial: float = 1.0
+    every: int = 5
+    decay: float = 0.999
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -97,20 +140,46 @@ def step_keys(base_key: jax.Array, step) -> tuple[jax.Array, jax.Array]:
     return batch_key, loss_key
 
 
-def save_checkpoint(path: str, state: TrainState, losses: np.ndarray, seed: int) -> None:
-    """Atomically write ``state`` and the loss trace ``losses`` (length ``state.step``) to ``path``."""
+def save_checkpoint(path: str, state: TrainState, losses: np.ndarray, seed: int, *, alphas=None,
+                    best_params=None, best_step=None, evaluations=None) -> None:
+    """Atomically write ``state`` and the loss trace ``losses`` (length ``state.step``) to ``path``.
+
+    The teacher-forcing extras (the α trace, the best parameters so far, the evaluations) are
+    written when given; a checkpoint without them reads as before.
+    """
+    tree = {"params": state.params, "opt_state": state.opt_state}
+    extra = {}
+    if best_params is not None:
+        tree["best_params"] = best_params
+        extra["best_step"] = np.asarray(int(best_step), dtype=np.int64)
+    if evaluations is not None:
+        extra["evaluations"] = np.asarray(evaluations, dtype=np.float64).reshape(-1, 2)
+    if alphas is not None:
+        extra["alphas"] = np.asarray(alphas, dtype=np.float64)
+        extra["alpha"] = np.asarray(state.alpha, dtype=np.float64)
     save_pytree(
         path,
-        {"params": state.params, "opt_state": state.opt_state},
+        tree,
         step=np.asarray(int(state.step), dtype=np.int64),
         seed=np.asarray(int(seed), dtype=np.int64),
         losses=np.asarray(losses, dtype=np.float64),
+        **extra,
     )
 
 
 def load_checkpoint(path: str, template_state: TrainState) -> tuple[TrainState, np.ndarray, int]:
     """Read a checkpoint into the structure of ``template_state``: ``(state, losses, seed)``."""
-    tree, extra = load_pytree(path, {"params": template_state.params, "opt_state": template_state.opt_state})
+    state, losses, seed, _ = _load_training_checkpoint(path, template_state, with_best=False)
+    return state, losses, seed
+
+
+def _load_training_checkpoint(path: str, template_state: TrainState, *, with_best: bool):
+    """``(state, losses, seed, extras)``; ``extras``: ``alphas``, ``best_params``, ``best_step``,
+    ``evaluations`` where stored (``with_best``: the file holds ``best_params``)."""
+    template = {"params": template_state.params, "opt_state": template_state.opt_state}
+    if with_best:
+        template["best_params"] = template_state.params
+    tree, extra = load_pytree(path, template)
     for field in ("step", "seed", "losses"):
         if field not in extra:
             raise ValueError(f"checkpoint_path: {path!r} lacks the {field!r} field; not a training checkpoint")
@@ -118,8 +187,15 @@ def load_checkpoint(path: str, template_state: TrainState) -> tuple[TrainState, 
     losses = np.asarray(extra["losses"], dtype=np.float64)
     if losses.shape != (step,):
         raise ValueError(f"checkpoint_path: {path!r} holds {losses.shape} losses for step {step}")
-    state = TrainState(step=step, params=tree["params"], opt_state=tree["opt_state"], key=template_state.key)
-    return state, losses, int(extra["seed"])
+    alpha = jnp.asarray(extra["alpha"]) if "alpha" in extra else None
+    state = TrainState(step=step, params=tree["params"], opt_state=tree["opt_state"], key=template_state.key,
+                       alpha=alpha)
+    extras = {"alphas": np.asarray(extra["alphas"]) if "alphas" in extra else None,
+              "best_params": tree.get("best_params"),
+              "best_step": int(extra["best_step"]) if "best_step" in extra and int(extra["best_step"]) >= 0 else None,
+              "evaluations": np.asarray(extra["evaluations"]).reshape(-1, 2) if "evaluations" in extra
+              else np.zeros((0, 2))}
+    return state, losses, int(extra["seed"]), extras
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,14 +204,14 @@ def load_checkpoint(path: str, template_state: TrainState) -> tuple[TrainState, 
 
 
 @functools.lru_cache(maxsize=16)
-def _build_update(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+def _build_update(loss_fn: Callable, optimizer: optax.GradientTransformation, with_alpha: bool = False) -> Callable:
     """The jitted update step; cached so a resumed run with the same objects skips recompilation."""
-    return _make_update(loss_fn, optimizer)
+    return _make_update(loss_fn, optimizer, with_alpha)
 
 
-def _make_update(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    def update(params, opt_state, batch, key):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch, key)
+def _make_update(loss_fn: Callable, optimizer: optax.GradientTransformation, with_alpha: bool = False) -> Callable:
+    def update(params, opt_state, batch, key, *alpha):
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch, key, *alpha)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, loss
@@ -143,8 +219,30 @@ def _make_update(loss_fn: Callable, optimizer: optax.GradientTransformation) -> 
     return jax.jit(update)
 
 
+def _make_alpha_update(schedule: AdaptiveAlpha) -> Callable:
+    def update(params, batch, alpha):
+        estimate = jax.lax.stop_gradient(jnp.asarray(schedule.estimate(params, batch), dtype=jnp.result_type(float)))
+        return jnp.where(estimate > alpha, estimate, schedule.decay * alpha + (1.0 - schedule.decay) * estimate)
+
+    return jax.jit(update)
+
+
+def _check_alpha(alpha) -> Any:
+    if alpha is None or isinstance(alpha, AdaptiveAlpha):
+        if isinstance(alpha, AdaptiveAlpha):
+            if not callable(alpha.estimate):
+                raise TypeError("alpha: AdaptiveAlpha.estimate must be a callable estimate(params, batch)")
+            positive_int("alpha.every", alpha.every)
+            if not (0.0 <= alpha.decay < 1.0 and 0.0 <= alpha.initial <= 1.0):
+                raise ValueError(f"alpha: expected 0 <= decay < 1 and 0 <= initial <= 1, got {alpha.decay}, {alpha.initial}")
+        return alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha: expected a number in [0, 1] or an AdaptiveAlpha, got {alpha!r}")
+    return float(alpha)
+
+
 def train(
-    loss_fn: Callable[[Any, Any, jax.Array], jax.Array],
+    loss_fn: Callable[..., jax.Array],
     init_params: Any,
     make_batch: Callable[[jax.Array, int], Any],
     optimizer: optax.GradientTransformation,
@@ -155,11 +253,15 @@ def train(
     checkpoint_every: int = 100,
     progress: bool = True,
     log_every: int = 50,
+    alpha: float | AdaptiveAlpha | None = None,
+    evaluate: Callable[[Any], float] | None = None,
+    evaluate_every: int = 1000,
 ) -> TrainResult:
     """Minimise ``loss_fn`` with ``optimizer`` for ``num_steps`` steps; resumable.
 
     Args:
-        loss_fn: ``loss_fn(params, batch, key) -> scalar``, differentiable in ``params``.
+        loss_fn: ``loss_fn(params, batch, key) -> scalar``, differentiable in ``params``
+            (``loss_fn(params, batch, key, alpha)`` when ``alpha`` is given).
         init_params: initial parameter pytree (also the structure template on resume).
         make_batch: ``make_batch(key, step) -> batch``, called outside the jitted update
             (it may be jitted itself); must be a deterministic function of its arguments.
@@ -171,9 +273,16 @@ def train(
         checkpoint_every: steps between checkpoints (a final one is always written).
         progress: show a ``tqdm`` progress bar with the running loss.
         log_every: steps between host synchronisations (loss finiteness check, progress update).
+        alpha: the teacher-forcing weight passed to ``loss_fn``: a constant in [0, 1] or an
+            :class:`AdaptiveAlpha` schedule (updated before the step's gradient, on its batch).
+        evaluate: ``evaluate(params) -> float`` (lower is better), called every
+            ``evaluate_every`` steps and after the last; the best parameters are kept. The
+            scores on the ``evaluate_every`` grid are checkpointed; the one after an off-grid last
+            step is not (a resumed longer run then reproduces the uninterrupted one).
 
     Returns:
-        :class:`TrainResult` ``(params, losses (num_steps,) float64, state)``.
+        :class:`TrainResult` ``(params, losses (num_steps,) float64, state, alphas, best_params,
+        best_step, evaluations)``.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (message names the step).
@@ -185,19 +294,27 @@ def train(
         raise TypeError(f"make_batch: expected a callable make_batch(key, step), got {type(make_batch).__name__}")
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(f"evaluate: expected a callable evaluate(params) -> float, got {type(evaluate).__name__}")
     num_steps = positive_int("num_steps", num_steps, minimum=0)
     checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
     log_every = positive_int("log_every", log_every)
+    evaluate_every = positive_int("evaluate_every", evaluate_every)
     seed = positive_int("seed", seed, minimum=0)
+    alpha = _check_alpha(alpha)
+    adaptive = isinstance(alpha, AdaptiveAlpha)
 
     init_params = jax.tree_util.tree_map(jnp.asarray, init_params)
     base_key = jax.random.PRNGKey(seed)
-    state = TrainState(step=0, params=init_params, opt_state=optimizer.init(init_params), key=base_key)
+    alpha0 = None if alpha is None else jnp.asarray(alpha.initial if adaptive else alpha, dtype=jnp.result_type(float))
+    state = TrainState(step=0, params=init_params, opt_state=optimizer.init(init_params), key=base_key, alpha=alpha0)
     losses = np.zeros((0,), dtype=np.float64)
+    alpha_trace = [np.zeros((0,))]
+    best = {"params": None, "step": None, "score": np.inf, "evaluations": [np.zeros((0, 2))]}
 
     ckpt = os.fspath(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and os.path.exists(ckpt):
-        state, losses, stored_seed = load_checkpoint(ckpt, state)
+        state, losses, stored_seed, extras = _load_training_checkpoint(ckpt, state, with_best=evaluate is not None)
         if stored_seed != seed:
             raise ValueError(
                 f"checkpoint_path: {ckpt!r} was written by a run with seed {stored_seed}, but seed={seed}; "
@@ -207,20 +324,33 @@ def train(
             raise ValueError(
                 f"num_steps: checkpoint {ckpt!r} is at step {state.step}, beyond num_steps={num_steps}"
             )
+        if (alpha is None) != (state.alpha is None):
+            raise ValueError(f"checkpoint_path: {ckpt!r} was written by a run {'with' if state.alpha is not None else 'without'} "
+                             f"alpha=, this run is {'with' if alpha is not None else 'without'}; pass the same options")
+        if alpha is not None:
+            alpha_trace = [extras["alphas"]]
+        if evaluate is not None:
+            evaluations = extras["evaluations"]
+            best["evaluations"] = [evaluations]
+            if extras["best_step"] is not None and len(evaluations):
+                best.update(params=extras["best_params"], step=extras["best_step"],
+                            score=float(np.nanmin(np.where(np.isnan(evaluations[:, 1]), np.inf, evaluations[:, 1]))))
 
     try:
-        update = _build_update(loss_fn, optimizer)
+        update = _build_update(loss_fn, optimizer, alpha is not None)
     except TypeError:  # unhashable loss_fn or optimizer: build an uncached one
-        update = _make_update(loss_fn, optimizer)
+        update = _make_update(loss_fn, optimizer, alpha is not None)
+    alpha_update = _make_alpha_update(alpha) if adaptive else None
     bar = None
     if progress and state.step < num_steps:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=num_steps, initial=state.step, desc="train", leave=False)
 
-    params, opt_state = state.params, state.opt_state
+    params, opt_state, current_alpha = state.params, state.opt_state, state.alpha
     step = state.step
     pending: list[jax.Array] = []
+    pending_alpha: list[jax.Array] = []
     trace = [losses]
 
     def flush(upto_step: int) -> None:
@@ -230,6 +360,9 @@ def train(
         first = upto_step - len(values)
         bad = np.flatnonzero(~np.isfinite(values))
         pending.clear()
+        if pending_alpha:
+            alpha_trace.append(np.asarray(jax.device_get(jnp.stack(pending_alpha)), dtype=np.float64))
+            pending_alpha.clear()
         if bad.size:
             raise NonFiniteLossError(first + int(bad[0]), values[bad[0]])
         trace.append(values)
@@ -237,23 +370,303 @@ def train(
             bar.update(len(values))
             bar.set_postfix(loss=f"{values[-1]:.4g}")
 
+    def run_evaluation(at_step: int) -> None:
+        score = float(evaluate(params))
+        best["evaluations"].append(np.asarray([[at_step, score]]))
+        if score < best["score"] or best["params"] is None:  # NaN never beats a number
+            if not (np.isnan(score) and best["params"] is not None):
+                best.update(params=params, step=at_step, score=score if not np.isnan(score) else np.inf)
+
     try:
         while step < num_steps:
             batch_key, loss_key = step_keys(base_key, step)
             batch = make_batch(batch_key, step)
-            params, opt_state, loss = update(params, opt_state, batch, loss_key)
+            if adaptive and (step + 1) % alpha.every == 0:
+                current_alpha = alpha_update(params, batch, current_alpha)
+            if alpha is None:
+                params, opt_state, loss = update(params, opt_state, batch, loss_key)
+            else:
+                params, opt_state, loss = update(params, opt_state, batch, loss_key, current_alpha)
+                pending_alpha.append(current_alpha)
             pending.append(loss)
             step += 1
             at_checkpoint = ckpt is not None and (step % checkpoint_every == 0 or step == num_steps)
-            if step % log_every == 0 or at_checkpoint or step == num_steps:
+            at_evaluation = evaluate is not None and step % evaluate_every == 0
+            if step % log_every == 0 or at_checkpoint or at_evaluation or step == num_steps:
                 flush(step)
+            if at_evaluation:
+                run_evaluation(step)
             if at_checkpoint:
-                save_checkpoint(ckpt, TrainState(step, params, opt_state, base_key),
-                                np.concatenate(trace), seed)
+                save_checkpoint(
+                    ckpt, TrainState(step, params, opt_state, base_key, current_alpha), np.concatenate(trace), seed,
+                    alphas=np.concatenate(alpha_trace) if alpha is not None else None,
+                    best_params=(params if best["params"] is None else best["params"]) if evaluate is not None else None,
+                    best_step=-1 if best["step"] is None else best["step"],
+                    evaluations=np.concatenate(best["evaluations"]) if evaluate is not None else None)
     finally:
         if bar is not None:
             bar.close()
+    if evaluate is not None and step % evaluate_every != 0:
+        # the last parameters are scored too; after the last checkpoint, so that a resumed run with
+        # more steps reproduces the uninterrupted one (this off-grid score is recomputed each call)
+        flush(step)
+        run_evaluation(step)
 
     losses = np.concatenate(trace)
-    final = TrainState(step=step, params=params, opt_state=opt_state, key=base_key)
-    return TrainResult(params=params, losses=losses, state=final)
+    final = TrainState(step=step, params=params, opt_state=opt_state, key=base_key, alpha=current_alpha)
+    return TrainResult(params=params, losses=losses, state=final,
+                       alphas=np.concatenate(alpha_trace) if alpha is not None else None,
+                       best_params=best["params"], best_step=best["step"],
+                       evaluations=np.concatenate(best["evaluations"]) if evaluate is not None else None)
+
+
+# --------------------------------------------------------------------------------------------
+# The inference.fit method "tf": teacher-forced training of a NumPyro program's parameters
+# --------------------------------------------------------------------------------------------
+
+#: ``forcing=`` names of :func:`run_teacher_forcing` and the ``Forcing`` each one means.
+FORCINGS = ("sparse", "generalized", "full", "none")
+
+_OPTIMIZERS = {"radam": optax.radam, "adam": optax.adam}
+
+
+def _program_parameters(model, batch, forcing, key) -> dict:
+    """The ``numpyro.param`` sites of ``model(batch, forcing=...)`` (``flax_module`` registers its
+    variables as one), initialised under ``seed``; latent sample sites are an error."""
+    from numpyro.handlers import seed as seed_handler, trace
+
+    tr = trace(seed_handler(model, key)).get_trace(batch, forcing=forcing)
+    latent = [name for name, site in tr.items() if site["type"] == "sample" and not site["is_observed"]]
+    if latent:
+        raise ValueError(f"target: method 'tf' trains point parameters (numpyro.param / flax_module); the program "
+                         f"has latent sample sites {latent}: fit it with 'svi' (AutoDelta) or 'nuts'")
+    params = {name: site["value"] for name, site in tr.items() if site["type"] == "param"}
+    if not params:
+        raise ValueError("target: the program has no numpyro.param / flax_module parameters to train")
+    for needed in ("x_pred",):
+        if needed not in tr:
+            raise ValueError(f"target: a teacher-forced program records its pre-forcing predictions as the "
+                             f"deterministic site {needed!r} (see inference.types.TeacherForcedProgram)")
+    return params
+
+
+def _training_series(data) -> np.ndarray:
+    array = np.asarray(data, dtype=float)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise ValueError(f"data: expected a series (time, dim) or several (series, time, dim), got shape {np.shape(data)}")
+    if not np.all(np.isfinite(array)):
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise ValueError(f"data: teacher forcing needs complete series; non-finite value at index {tuple(int(i) for i in bad)}")
+    return array
+
+
+def _flatten_params(params: dict) -> dict[str, np.ndarray]:
+    """``{"alrnn$params": {"params": {"A": a}}}`` -> ``{"alrnn.A": a}``: one variable per leaf."""
+    flat = {}
+    for site, tree in params.items():
+        base = site.split("$")[0]
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+            if keys and keys[0] == "params":
+                keys = keys[1:]
+            flat[".".join([base, *keys])] = np.asarray(leaf)
+    return flat
+
+
+def run_teacher_forcing(
+    target,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    num_steps: int = 2000,
+    batch_size: int = 16,
+    seq_len: int = 200,
+    forcing: str = "sparse",
+    interval: int = 16,
+    alpha: float | str = "adaptive",
+    alpha_every: int = 5,
+    alpha_decay: float = 0.999,
+    noise: float = 0.0,
+    optimizer: str = "radam",
+    learning_rate: float = 1e-3,
+    final_learning_rate: float | None = None,
+    clip_norm: float | None = None,
+    evaluate_every: int = 0,
+    select_by: str = "d_stsp",
+    checkpoint_path: str | None = None,
+    checkpoint_every: int = 500,
+):
+    r"""Train the ``numpyro.param`` / ``flax_module`` parameters of a teacher-forced program (method ``"tf"``).
+
+    The program follows :class:`inference.types.TeacherForcedProgram`: ``model(windows (B, T, N), *,
+    forcing: inference.losses.Forcing)`` rolls the model out with that forcing, records the
+    pre-forcing predictions as the deterministic site ``x_pred`` and scores them against the
+    windows with its (pseudo-)likelihood. Each step draws ``batch_size`` windows of ``seq_len``
+    points from ``target.data`` (a series ``(T, N)`` or ``(S, T, N)``), adds Gaussian noise of
+    scale ``noise`` (the DSR labs' training-noise augmentation) and takes an optimiser step on
+    ``−log density / (number of predicted values)``.
+
+    Args:
+        forcing: ``"sparse"`` (STF: replace the observed coordinates every ``interval`` steps),
+            ``"generalized"`` (GTF: every step, weight ``alpha``), ``"full"`` (classic teacher
+            forcing) or ``"none"`` (free-running backpropagation through time).
+        alpha: the GTF weight in [0, 1], or ``"adaptive"``: the adaptive α of Hess et al. (2023),
+            re-estimated every ``alpha_every`` steps from the program's ``alpha_estimate`` site
+            (``Forcing(estimate_alpha=True)``) with decay ``alpha_decay``; starts at 1.
+        optimizer, learning_rate, final_learning_rate, clip_norm: RAdam (or Adam) with an
+            exponential decay from ``learning_rate`` to ``final_learning_rate`` over the run.
+        evaluate_every: every so many steps run the program freely (``alpha = 0``) along the first
+            training series and score the orbit against it by ``select_by``: ``"d_stsp"``
+            (``diagnostics.metrics.d_stsp_bins`` with 30 bins for N ≤ 5 observed coordinates, else
+            ``d_stsp_gmm``) or ``"d_h"`` (``d_hellinger_ps``); the best-scoring parameters are
+            returned. 0: no selection, the last parameters are returned.
+        checkpoint_path, checkpoint_every: resumable checkpoints (``inference.train.train``).
+
+    Returns:
+        InferenceData with ``attrs["draws"] = "point"``: each parameter leaf as a posterior variable
+        ``<site>.<key>...`` (one chain, one draw; a ``flax_module`` site loses its ``$params``
+        suffix and the ``params`` collection), the observed training series, and a ``training``
+        group (``loss`` and, for GTF, ``alpha`` per step; ``eval_step``/``eval_score``).
+    """
+    import xarray as xr
+    from numpyro.handlers import seed as seed_handler, substitute, trace
+    from numpyro.infer.util import log_density
+
+    from diagnostics.convert import to_inference_data
+    from inference.losses import Forcing
+
+    if forcing not in FORCINGS:
+        raise ValueError(f"forcing: expected one of {list(FORCINGS)}, got {forcing!r}")
+    if select_by not in ("d_stsp", "d_h"):
+        raise ValueError(f"select_by: expected 'd_stsp' or 'd_h', got {select_by!r}")
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    batch_size = positive_int("batch_size", batch_size)
+    seq_len = positive_int("seq_len", seq_len)
+    interval = positive_int("interval", interval)
+    evaluate_every = positive_int("evaluate_every", evaluate_every, minimum=0)
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise: expected a non-negative number, got {noise!r}")
+    if not learning_rate > 0 or (final_learning_rate is not None and not final_learning_rate > 0):
+        raise ValueError(f"learning_rate/final_learning_rate: expected positive numbers, got {learning_rate}, {final_learning_rate}")
+    series = _training_series(target.data)
+    num_series, length, dim = series.shape
+    if seq_len < 2 or seq_len > length:
+        raise ValueError(f"seq_len: expected 2 <= seq_len <= the series length {length}, got {seq_len}")
+
+    adaptive = forcing == "generalized" and alpha == "adaptive"
+    if forcing == "generalized" and not adaptive:
+        if isinstance(alpha, str) or not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha: expected a number in [0, 1] or 'adaptive', got {alpha!r}")
+    fixed = {"sparse": (1.0, interval), "full": (1.0, 1), "none": (0.0, 1)}
+    gtf = forcing == "generalized"
+    forcing_interval = 1 if gtf else fixed[forcing][1]
+    model = target.model
+    series_j = jnp.asarray(series)
+
+    @jax.jit
+    def make_windows(key):
+        k_series, k_start, k_noise = jax.random.split(key, 3)
+        which = jax.random.randint(k_series, (batch_size,), 0, num_series)
+        starts = jax.random.randint(k_start, (batch_size,), 0, length - seq_len + 1)
+        windows = jax.vmap(lambda s, t0: jax.lax.dynamic_slice_in_dim(series_j[s], t0, seq_len, axis=0))(which, starts)
+        return windows + noise * jax.random.normal(k_noise, windows.shape)
+
+    def make_batch(key, step):
+        return make_windows(key)
+
+    key = jax.random.PRNGKey(seed)
+    first = make_windows(jax.random.fold_in(key, 10**9))
+    params0 = _program_parameters(model, first, Forcing(1.0, forcing_interval), jax.random.fold_in(key, 10**9 + 1))
+    num_predicted = batch_size * (seq_len - 1) * dim
+
+    def loss_gtf(params, batch, loss_key, alpha_value):
+        lp, _ = log_density(seed_handler(model, loss_key), (batch,),
+                            {"forcing": Forcing(alpha_value, forcing_interval)}, params)
+        return -lp / num_predicted
+
+    def loss_fixed(params, batch, loss_key):
+        value, interval_ = fixed[forcing]
+        lp, _ = log_density(seed_handler(model, loss_key), (batch,), {"forcing": Forcing(value, interval_)}, params)
+        return -lp / num_predicted
+
+    train_alpha = None
+    if gtf:
+        if adaptive:
+            def estimate(params, batch):
+                tr = trace(substitute(seed_handler(model, 0), data=params)).get_trace(
+                    batch, forcing=Forcing(1.0, 1, estimate_alpha=True))
+                if "alpha_estimate" not in tr:
+                    raise ValueError("alpha: 'adaptive' needs the program to record the deterministic site "
+                                     "'alpha_estimate' when forcing.estimate_alpha is True")
+                return tr["alpha_estimate"]["value"]
+
+            train_alpha = AdaptiveAlpha(estimate=estimate, initial=1.0, every=positive_int("alpha_every", alpha_every),
+                                        decay=float(alpha_decay))
+        else:
+            train_alpha = float(alpha)
+
+    evaluate = None
+    if evaluate_every:
+        from diagnostics import metrics
+
+        reference = series[0]
+
+        @jax.jit
+        def free_run(params):
+            tr = trace(substitute(seed_handler(model, 0), data=params)).get_trace(
+                series_j[:1], forcing=Forcing(0.0, 1))
+            return tr["x_pred"]["value"][0]
+
+        def evaluate(params):
+            orbit = np.asarray(free_run(params))
+            if not np.all(np.isfinite(orbit)):
+                return float("inf")
+            if select_by == "d_h":
+                return metrics.d_hellinger_ps(reference[1:], orbit)
+            if dim <= 5:
+                return metrics.d_stsp_bins(reference[1:], orbit)
+            return metrics.d_stsp_gmm(reference[1:], orbit)
+
+    schedule = learning_rate if final_learning_rate is None else optax.exponential_decay(
+        learning_rate, transition_steps=max(int(num_steps), 1), decay_rate=final_learning_rate / learning_rate)
+    opt = _OPTIMIZERS[optimizer](schedule)
+    if clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+
+    import time
+
+    started = time.perf_counter()
+    result = train(loss_gtf if gtf else loss_fixed, params0, make_batch, opt, num_steps, seed=seed,
+                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, progress=progress,
+                   alpha=train_alpha, evaluate=evaluate, evaluate_every=max(evaluate_every, 1))
+    elapsed = time.perf_counter() - started
+    chosen = result.best_params if result.best_params is not None else result.params
+    posterior = {name: value[None, None] for name, value in _flatten_params(chosen).items()}
+    attrs = {"method": "tf", "draws": "point", "seed": int(seed), "target": getattr(target, "name", "model"),
+             "forcing": forcing, "interval": int(forcing_interval), "num_steps": int(num_steps),
+             "final_loss": float(result.losses[-1]) if len(result.losses) else float("nan"),
+             "training_time_s": round(elapsed, 3)}
+    if gtf:
+        attrs["alpha"] = "adaptive" if adaptive else float(alpha)
+        attrs["final_alpha"] = float(result.alphas[-1]) if result.alphas is not None and len(result.alphas) else float("nan")
+    if result.best_step is not None:
+        attrs.update(selected_step=int(result.best_step), select_by=select_by,
+                     selected_score=float(np.min(result.evaluations[:, 1])))
+    observed = {k: np.asarray(v) for k, v in (target.observed or {}).items()}
+    idata = to_inference_data(posterior=posterior, observed_data=observed or None, attrs=attrs)
+    training = {"loss": (("step",), result.losses)}
+    if result.alphas is not None:
+        training["alpha"] = (("step",), result.alphas)
+    coords = {"step": np.arange(len(result.losses))}
+    if result.evaluations is not None and len(result.evaluations):
+        training["eval_step"] = (("evaluation",), result.evaluations[:, 0].astype(np.int64))
+        training["eval_score"] = (("evaluation",), result.evaluations[:, 1])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata.add_groups({"training": xr.Dataset(training, coords=coords)})
+    return idata

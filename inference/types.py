@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 
-__all__ = ["FeynmanKacModel", "StateSpaceTarget", "EntryLike", "Target", "PRNGKey", "Array"]
+__all__ = ["FeynmanKacModel", "StateSpaceTarget", "EntryLike", "TeacherForcedProgram", "Target", "PRNGKey", "Array"]
 
 PRNGKey = jax.Array
 Array = jax.Array
@@ -56,6 +56,22 @@ class EntryLike(Protocol):
     model: Callable[..., Any]
     configs: Mapping[str, Any]
     dims: Mapping[str, Sequence[str]]
+
+
+@runtime_checkable
+class TeacherForcedProgram(Protocol):
+    """What the method ``"tf"`` (``inference.train.run_teacher_forcing``) trains.
+
+    ``model(windows (B, T, N), *, forcing: inference.losses.Forcing)``: a NumPyro program whose
+    only non-observed sites are ``numpyro.param`` sites (``flax_module`` networks); it rolls its
+    model out along each window with ``forcing`` (``inference.losses.forced_rollout``), records the
+    pre-forcing read-outs as the deterministic site ``x_pred`` ``(B, T-1, N)`` and observes the
+    windows' last T-1 points under a (pseudo-)likelihood. With ``forcing.estimate_alpha`` it also
+    records ``alpha_estimate`` (the adaptive-GTF α on its data-inferred states). ``alpha = 0`` is a
+    free run from the window's first point (used to select checkpoints by D_stsp).
+    """
+
+    def __call__(self, data: Any = None, *, forcing: Any = None) -> None: ...
 
 
 class Target(NamedTuple):

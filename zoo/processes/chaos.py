@@ -83,6 +83,7 @@ __all__ = [
     "UnknownSystemError",
     "get_flow",
     "names",
+    "parameters",
     "vector_field",
     "rk4_step",
     "flow_map",
@@ -294,8 +295,9 @@ def get_flow(system: str | Flow) -> Flow:
     return FLOWS[system]
 
 
-def _params(flow: Flow, params: Mapping[str, Any] | None) -> dict:
-    """Default parameters overridden by ``params``; unknown names are an error."""
+def parameters(system: str | Flow, params: Mapping[str, Any] | None = None) -> dict:
+    """The default parameters of ``system`` overridden by ``params``; unknown names are an error."""
+    flow = get_flow(system)
     merged = dict(flow.params)
     if params:
         unknown = sorted(set(params) - set(flow.params))
@@ -308,7 +310,7 @@ def _params(flow: Flow, params: Mapping[str, Any] | None) -> dict:
 def vector_field(system: str | Flow, params: Mapping[str, Any] | None = None) -> Callable[[jax.Array], jax.Array]:
     """``f(x)``: the right-hand side of ``system`` with ``params`` bound (defaults for the rest)."""
     flow = get_flow(system)
-    merged = _params(flow, params)
+    merged = parameters(flow, params)
     return lambda x: flow.rhs(x, merged)
 
 
@@ -389,7 +391,7 @@ def reference_solve(system: str | Flow, x0, times, *, params: Mapping[str, Any] 
     solvers = {"dopri5": diffrax.Dopri5, "kvaerno5": diffrax.Kvaerno5}
     if solver not in solvers:
         raise ValueError(f"solver: expected one of {sorted(solvers)}, got {solver!r}")
-    merged = _params(flow, params)
+    merged = parameters(flow, params)
     times = jnp.asarray(times, dtype=float)
     term = diffrax.ODETerm(lambda t, x, args: flow.rhs(x, args))
     solution = diffrax.diffeqsolve(
@@ -453,7 +455,8 @@ def _simulate(key, x0, params, sample_dt, process_noise, *, flow_name, num_sampl
 def make_trajectory(key: jax.Array, system: str | Flow, num_points: int, *, pts_per_period: int = 100,
                     timescale: str = "fourier", transient_periods: float = 10.0, x0=None,
                     params: Mapping[str, Any] | None = None, process_noise: float = 0.0, obs_noise: float = 0.0,
-                    relative_obs_noise: bool = False, max_step: float | None = None) -> Trajectory:
+                    relative_obs_noise: bool = False, max_step: float | None = None,
+                    sample_dt: float | None = None) -> Trajectory:
     """``num_points`` samples with ``pts_per_period`` points per dominant period (or Lyapunov time).
 
     Args:
@@ -470,6 +473,8 @@ def make_trajectory(key: jax.Array, system: str | Flow, num_points: int, *, pts_
             ``relative_obs_noise=True`` it is a fraction of each coordinate's attractor std
             (the dysts benchmark's noisy series use 0.2).
         max_step: largest RK4 step (default the flow's ``max_step``).
+        sample_dt: a sampling step in time units instead of ``pts_per_period`` (the DSR papers
+            sample Lorenz-63 at 0.01); the transient is then ``transient_periods`` dominant periods.
 
     Raises:
         NonFiniteTrajectoryError: the states became non-finite (names the system and step).
@@ -480,10 +485,16 @@ def make_trajectory(key: jax.Array, system: str | Flow, num_points: int, *, pts_
     for name, value in (("process_noise", process_noise), ("obs_noise", obs_noise), ("transient_periods", transient_periods)):
         if not (np.isfinite(value) and value >= 0):
             raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
-    sample_dt = _sample_dt(flow, pts_per_period, timescale)
+    if sample_dt is None:
+        sample_dt = _sample_dt(flow, pts_per_period, timescale)
+        num_transient = int(round(transient_periods * pts_per_period))
+    else:
+        if not (np.isfinite(sample_dt) and sample_dt > 0):
+            raise ValueError(f"sample_dt: expected a positive number, got {sample_dt!r}")
+        sample_dt = float(sample_dt)
+        num_transient = int(round(transient_periods * flow.period / sample_dt))
     substeps, h = sampling_step(sample_dt, float(max_step if max_step is not None else flow.max_step))
-    num_transient = int(round(transient_periods * pts_per_period))
-    merged = {k: jnp.asarray(v, dtype=float) for k, v in _params(flow, params).items()}
+    merged = {k: jnp.asarray(v, dtype=float) for k, v in parameters(flow, params).items()}
     x_start = jnp.asarray(flow.initial_state if x0 is None else x0, dtype=float)
     if x_start.shape != (flow.dim,):
         raise ValueError(f"x0: {flow.name} has a {flow.dim}-dimensional state; got shape {x_start.shape}")
@@ -525,7 +536,7 @@ def flow_ssm(system: str | Flow, *, sample_dt: float, inferred: tuple[str, ...] 
     unknown = sorted(set(inferred) - set(flow.params))
     if unknown:
         raise ValueError(f"inferred: {flow.name} has no parameter(s) {unknown}; expected names from {list(flow.param_names)}")
-    center = _params(flow, prior_center)
+    center = parameters(flow, prior_center)
     if not (process_noise > 0):
         raise ValueError(f"process_noise: expected a positive number (the particle filter needs it), got {process_noise!r}")
     substeps, _ = sampling_step(float(sample_dt), float(max_step if max_step is not None else flow.max_step))
