@@ -103,7 +103,7 @@ from numpyro.distributions import constraints
 from inference.validate import is_traced
 from inference import exact
 from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
-from zoo.processes import fbm
+from zoo.processes import fbm, sde
 from zoo.processes import linear_sde
 
 
@@ -544,14 +544,9 @@ def simulate_exact_fbm(key, params: Mapping[str, Any], config: FouConfig, num_pa
 
     def one(k):
         db = fbm.fgn_davies_harte(k, hurst, n, h)
-
-        def step(x, inc):
-            x = x - p["theta"] * x * h + p["sigma"] * inc
-            return x, x
-
-        _, xs = jax.lax.scan(step, jnp.zeros((), db.dtype), db)
-        grid = h * jnp.arange(n + 1)
-        return jnp.interp(jnp.asarray(times), grid, jnp.concatenate([jnp.zeros(1, db.dtype), xs]))
+        fou_sde = sde.SDE(lambda t, x: -p["theta"] * x, lambda t, x: p["sigma"])
+        xs = sde.euler_maruyama(fou_sde, jnp.zeros((), db.dtype), db, dt=h)  # fGN increments drive it
+        return jnp.interp(jnp.asarray(times), h * jnp.arange(n + 1), xs)
 
     xs = jax.vmap(one)(jax.random.split(k_b, num_paths))
     ys = xs + p["s_obs"] * jax.random.normal(k_y, xs.shape, xs.dtype)

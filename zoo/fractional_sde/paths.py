@@ -1,7 +1,8 @@
 r"""The paper's route for ``fou_mafbm``: Brownian increments as latent sites, a controlled guide.
 
 The Euler scheme of the augmented fOU system (:mod:`zoo.fractional_sde.fou`, whose model card
-states the model) with step ``path_dt``: the increments ``ΔW_n`` are NumPyro sites
+states the model) with step ``path_dt``, written once as an SDE (:func:`path_sde`) and stepped
+by the shared pieces of :mod:`zoo.processes.sde`: the increments ``ΔW_n`` are NumPyro sites
 (:func:`path_model`), the guide draws them around a learned control (:func:`path_guide`, a flax
 MLP; the ELBO's KL term is ``½ Σ u² Δt`` by Girsanov), ``neural_sde=True`` adds the paper's
 neural drift and diffusion, and :func:`path_ssm` is the same Euler program as a
@@ -38,7 +39,7 @@ from numpyro.distributions.transforms import biject_to
 
 from inference import exact
 from zoo.core import StateSpaceModel
-from zoo.processes import fbm
+from zoo.processes import fbm, sde
 from zoo.fractional_sde.fou import (FouConfig, augmented_system, check_linear, complete_params, lgssm_params, omega,
                                     prior, speeds, validate_data)
 
@@ -165,23 +166,44 @@ def _dynamics(params: Mapping[str, Any], config: FouConfig, nets: Mapping[str, A
     return _Dynamics(None, None, params["theta"], params["sigma"], drift_extra, diffusion_factor)
 
 
-def _euler_step(dyn: _Dynamics, h: float, t, x, y, dw):
-    """One Euler step of ``(X, Y)`` for all paths: ``x (S,)``, ``y (S, K)``, ``dw (S,)``.
+def path_sde(dyn: _Dynamics) -> sde.SDE:
+    """One path of the route as an :class:`~zoo.processes.sde.SDE` on ``z = (X, Y_1..Y_K)`` driven
+    by ONE Brownian motion (``noise="general"``, ``m = 1``)::
 
-    ``dY_k = -γ_k Y_k h + ΔW``, ``dB̂ = Σ ω_k dY_k``; ``X += (-θX [+ f(X,t)]) h + σ [g(X,t)] dB̂``.
-    """
-    if dyn.gamma is None:
-        db = dw
-    else:
-        dy = -dyn.gamma * y * h + dw[:, None]
-        db = dy @ dyn.omega
-        y = y + dy
-    drift = -dyn.theta * x
-    scale = dyn.sigma
-    if dyn.drift_extra is not None:
-        drift = drift + dyn.drift_extra(x, t)
-        scale = scale * dyn.diffusion_factor(x, t)
-    return x + drift * h + scale * db, y
+        dX = (-θX + f(X,t) - σ g(X,t) (ω⊙γ)·Y) dt + σ g(X,t) Σω dW,     dY_k = -γ_k Y_k dt + dW
+
+    (``f = 0``, ``g = 1`` unless ``neural_sde``; ``noise="brownian"``: ``z = (X,)``,
+    ``dX = (-θX + f) dt + σ g dW``). Its Euler step is the paper's scheme
+    (``dB̂ = Σ_k ω_k dY_k``)."""
+
+    def scale_and_drift(t, x):
+        drift, scale = -dyn.theta * x, dyn.sigma
+        if dyn.drift_extra is not None:
+            drift = drift + dyn.drift_extra(x, t)
+            scale = scale * dyn.diffusion_factor(x, t)
+        return drift, scale
+
+    def drift(t, z):
+        x_drift, scale = scale_and_drift(t, z[0])
+        if dyn.gamma is None:
+            return x_drift[None]
+        y = z[1:]
+        return jnp.concatenate([(x_drift - scale * jnp.dot(dyn.omega * dyn.gamma, y))[None], -dyn.gamma * y])
+
+    def diffusion(t, z):
+        _, scale = scale_and_drift(t, z[0])
+        if dyn.gamma is None:
+            return jnp.reshape(scale, (1, 1))
+        return jnp.concatenate([(scale * jnp.sum(dyn.omega))[None], jnp.ones_like(z[1:])])[:, None]
+
+    return sde.SDE(drift, diffusion, noise="general")
+
+
+def _euler_step(dyn: _Dynamics, h: float, t, x, y, dw):
+    """One Euler–Maruyama step of :func:`path_sde` for all paths: ``x (S,)``, ``y (S, K)``, ``dw (S,)``."""
+    z = jnp.concatenate([x[:, None], y], axis=1)
+    z = jax.vmap(lambda zz, w: sde.em_step(path_sde(dyn), t, zz, w[None], h))(z, dw)
+    return z[:, 0], z[:, 1:]
 
 
 def _initial_y(config: FouConfig, num_paths: int, eta=None):
@@ -440,13 +462,10 @@ def path_ssm(config: FouConfig, *, nets: Mapping[str, Any] | None = None) -> Sta
     Time index n = 0..N on the Euler grid ``t_n = n·path_dt``; state ``z_n = (X, Y_1..Y_K)(t_n)``
     of shape ``(1+K,)`` (``(1,)`` for ``noise="brownian"``); data from :func:`path_data` (NaN off
     the observation times, so those steps carry no weight). One Euler step of :func:`path_model`,
-    with one Brownian increment ``ΔW ~ N(0, Δt)`` driving every component::
-
-        z_n = m(z_{n-1}, t_{n-1}) + v(z_{n-1}, t_{n-1}) ΔW
-        m = (X + (-θX + f(X,t))Δt - σ g(X,t) (ω⊙γ)·Y Δt,  Y - γ⊙Y Δt),   v = (σ g(X,t) Σω, 1, ..., 1)
-
-    (``f = 0``, ``g = 1`` unless ``config.neural_sde``), as a rank-one ``LowRankMultivariateNormal``
-    with a 1e-10 relative diagonal jitter (so the density is proper for backends that need it).
+    with one Brownian increment ``ΔW ~ N(0, Δt)`` driving every component: the Euler–Maruyama
+    step law of :func:`path_sde` (``zoo.processes.sde.em_transition``), a rank-one
+    ``LowRankMultivariateNormal`` with a 1e-10 relative diagonal jitter (so the density is proper
+    for backends that need it).
     ``initial``: ``X(0) = 0``, ``Y(0) ~ N(0, Σ0)`` (type I) or 0 (type II), jittered alike;
     ``emission``: ``N(X, s_obs²)``. The prior is :func:`prior` (H, θ, σ[, s_obs]); with
     ``neural_sde`` the networks are held at ``nets`` (``{"drift_net", "diffusion_net"}``, e.g. the
@@ -473,24 +492,10 @@ def path_ssm(config: FouConfig, *, nets: Mapping[str, Any] | None = None) -> Sta
         return dist.MultivariateNormal(jnp.zeros(d), covariance_matrix=cov)
 
     def transition(params, t, z_prev):
-        dyn = _dynamics(complete_params(params, config), config, nets)
+        path = path_sde(_dynamics(complete_params(params, config), config, nets))
         time = (t - 1) * h
-        x = z_prev[0]
-        drift = -dyn.theta * x
-        scale = dyn.sigma
-        if dyn.drift_extra is not None:
-            drift = drift + dyn.drift_extra(x, time)
-            scale = scale * dyn.diffusion_factor(x, time)
-        if dyn.gamma is None:
-            mean = (x + drift * h)[None]
-            v = scale[None]
-        else:
-            y = z_prev[1:]
-            mean = jnp.concatenate([(x + drift * h - scale * h * jnp.dot(dyn.omega * dyn.gamma, y))[None],
-                                    y - dyn.gamma * y * h])
-            v = jnp.concatenate([(scale * jnp.sum(dyn.omega))[None], jnp.ones_like(y)])
-        factor = math.sqrt(h) * v
-        return dist.LowRankMultivariateNormal(mean, factor[:, None], jitter(jnp.sum(factor**2)) * jnp.ones(d))
+        g = path.diffusion(time, z_prev)
+        return sde.em_transition(path, time, z_prev, h, jitter=jitter(h * jnp.sum(g**2)))
 
     def emission(params, t, z):
         scale = params["s_obs"] if "s_obs" in params else config.obs_noise

@@ -165,3 +165,22 @@ def test_bridge_svi_std_matches_exact_gp(hurst):
     ma = float(fs.ma_bridge_std(dict(fixed, s_obs=0.1), 1.0, config))
     assert abs(x1.std() / gp - 1) < 0.10
     assert abs(x1.std() / ma - 1) < 0.05
+
+
+def test_path_sde_euler_step_is_the_papers_scheme(key):
+    """The route's step through zoo.processes.sde equals the paper's scheme written out
+    (dY = -γY h + ΔW, dB̂ = ω·dY, X += -θX h + σ dB̂) to rounding (the sums are ordered differently)."""
+    from zoo.fractional_sde.paths import _dynamics, _euler_step
+
+    config = fs.SMALL
+    dyn = _dynamics(fs.true_params(config), config)
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k1, (4,))
+    y = jax.random.normal(k2, (4, config.num_k))
+    dw = 0.1 * jax.random.normal(k3, (4,))
+    h = config.path_dt
+    dy = -dyn.gamma * y * h + dw[:, None]
+    x_ref = x - dyn.theta * x * h + dyn.sigma * (dy @ dyn.omega)
+    x_new, y_new = _euler_step(dyn, h, 0.0, x, y, dw)
+    np.testing.assert_allclose(x_new, x_ref, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(y_new, y + dy, rtol=0, atol=1e-14)
