@@ -19,7 +19,8 @@ eigh_tridiagonal`` through ``jax.pure_callback``: O(n^2) instead of a dense ``ex
 derivative comes from a custom JVP, the Daleckii–Krein formula
 ``d f(S) = V (F ∘ (V^T dS V)) V^T`` with the divided differences
 ``F_jk = (f(lambda_j) - f(lambda_k)) / (lambda_j - lambda_k)`` (``f'`` on the diagonal), written
-in the cancellation-free form ``e^{b dt} expm1((a - b) dt) / (a - b)`` for ``f = exp(. dt)``.
+in the cancellation- and overflow-free form ``-e^{hi dt} expm1(-|a - b| dt) / |a - b|`` (``hi`` the larger
+of the two eigenvalues) for ``f = exp(. dt)``.
 Everything is jit-, vmap- (the callback loops over a batch) and grad-able. The accuracy is
 absolute (see :func:`birth_death_transition`): probabilities far below rounding are returned as 0.
 
@@ -103,9 +104,13 @@ def _symmetric_tridiagonal_expm_jvp(primals, tangents):
     scale = jnp.abs(a) + jnp.abs(b) + 1.0 / jnp.maximum(dt, 1e-300)
     close = jnp.abs(gap) <= 1e-9 * scale
     safe_gap = jnp.where(close, 1.0, gap)
-    # divided differences of exp(lambda dt) (cancellation-free) and of (e^{lambda dt} - 1)/lambda
+    # divided differences of exp(lambda dt) (cancellation- and overflow-free: factor out the larger
+    # exponential, e^{hi dt} (1 - e^{-(hi - lo) dt}) / (hi - lo); a stiff chain has |lambda| dt >> 709)
+    # and of (e^{lambda dt} - 1)/lambda
     mid = 0.5 * (a + b)
-    exp_dd = jnp.where(close, dt * jnp.exp(mid * dt), jnp.exp(b * dt) * jnp.expm1(gap * dt) / safe_gap)
+    hi, width = jnp.maximum(a, b), jnp.abs(gap)
+    safe_width = jnp.where(close, 1.0, width)
+    exp_dd = jnp.where(close, dt * jnp.exp(mid * dt), -jnp.exp(hi * dt) * jnp.expm1(-width * dt) / safe_width)
     g_a, g_b = integral[:, None], integral[None, :]
     small = jnp.abs(mid * dt) < 1e-8
     safe_mid = jnp.where(small, 1.0, mid)

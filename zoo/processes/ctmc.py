@@ -71,6 +71,7 @@ __all__ = [
     "observation_gaps",
     "make_observations",
     "path_log_likelihoods",
+    "path_log_likelihoods_from_table",
     "validate_observations",
     "RandomGenerator",
     "sample_random_generator",
@@ -459,11 +460,23 @@ def path_log_likelihoods(Q: jax.Array, initial_probs: jax.Array, obs: MJPObserva
     forward pass), vmapped over paths.
     """
     Q = jnp.asarray(Q)
-    C = Q.shape[-1]
-    table = _stochastic(exact.ctmc_transition_matrix(Q, obs.gap_values))  # (D, C, C)
+    table = exact.ctmc_transition_matrix(Q, obs.gap_values)  # (D, C, C)
+    return path_log_likelihoods_from_table(table, initial_probs, obs, emission)
+
+
+def path_log_likelihoods_from_table(table: jax.Array, initial_probs: jax.Array, obs: MJPObservations,
+                                    emission: jax.Array | None = None) -> jax.Array:
+    """:func:`path_log_likelihoods` with the transition matrices given: ``table[d] = P(gap_values[d])``.
+
+    For chains whose ``P(Δ)`` comes from elsewhere than a dense ``expm`` (e.g. the tridiagonal
+    route of a finite state projection, :mod:`zoo.processes.fsp`). Rows are clipped at 0 and
+    renormalised (rounding of the matrix function).
+    """
+    table = _stochastic(jnp.asarray(table))
+    C = table.shape[-1]
     if emission is None:
-        emission = jnp.eye(C, dtype=Q.dtype)
-    log_e = jnp.log(jnp.asarray(emission, dtype=Q.dtype))
+        emission = jnp.eye(C, dtype=table.dtype)
+    log_e = jnp.log(jnp.asarray(emission, dtype=table.dtype))
 
     def one(states, gap_index):
         initial = jnp.asarray(initial_probs) @ table[gap_index[0]]
