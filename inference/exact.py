@@ -71,6 +71,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve, expm, solve_triangular
 
+from inference.validate import concrete
+
 __all__ = [
     "LGSSMParams",
     "KalmanFilterResult",
@@ -102,16 +104,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # --------------------------------------------------------------------------------------------
 
 
-def _concrete(x) -> np.ndarray | None:
-    """``x`` as a NumPy array when its value is known now (not traced under jit/vmap/grad)."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    try:
-        return np.asarray(x)
-    except Exception:  # noqa: BLE001 - anything that is not convertible is simply not checked
-        return None
-
-
 def _float_array(x, name: str) -> jax.Array:
     try:
         arr = jnp.asarray(x)
@@ -126,7 +118,7 @@ def _float_array(x, name: str) -> jax.Array:
 
 
 def _check_finite(x, name: str) -> None:
-    value = _concrete(x)
+    value = concrete(x)
     if value is not None and not np.all(np.isfinite(value)):
         raise ValueError(f"{name}: expected finite values, found NaN or inf")
 
@@ -144,7 +136,7 @@ def validate_probabilities(probs, name: str = "probs", *, axis: int = -1) -> jax
     probs = _float_array(probs, name)
     if probs.ndim == 0:
         raise ValueError(f"{name}: expected at least one axis of probabilities, got a scalar")
-    value = _concrete(probs)
+    value = concrete(probs)
     if value is not None:
         if not np.all(np.isfinite(value)):
             raise ValueError(f"{name}: expected finite probabilities, found NaN or inf")
@@ -168,7 +160,7 @@ def validate_rate_matrix(rate_matrix, name: str = "rate_matrix") -> jax.Array:
     q = _float_array(rate_matrix, name)
     if q.ndim != 2 or q.shape[0] != q.shape[1]:
         raise ValueError(f"{name}: expected a square (C, C) generator matrix, got shape {q.shape}")
-    value = _concrete(q)
+    value = concrete(q)
     if value is not None:
         if not np.all(np.isfinite(value)):
             raise ValueError(f"{name}: expected finite rates, found NaN or inf")
@@ -299,7 +291,7 @@ def _prepare_lgssm(params: LGSSMParams, emissions) -> _LGSSMArrays:
     if y.ndim != 2:
         raise ValueError(f"emissions: expected shape (T, dy) (one sequence; vmap over sequences), "
                          f"got {y.shape}")
-    y_value = _concrete(y)
+    y_value = concrete(y)
     if y_value is not None and np.any(np.isinf(y_value)):
         raise ValueError("emissions: expected finite values or NaN (missing), found inf")
     T, dy = y.shape
@@ -506,7 +498,7 @@ def _prepare_hmm(initial_probs, transition_matrix, log_likelihoods):
     if ll.ndim != 2 or ll.shape[0] < 1:
         raise ValueError(f"log_likelihoods: expected shape (T, K) (one sequence; vmap over "
                          f"sequences), got {ll.shape}")
-    value = _concrete(ll)
+    value = concrete(ll)
     if value is not None and (np.any(np.isnan(value)) or np.any(value == np.inf)):
         raise ValueError("log_likelihoods: expected values in [-inf, inf) (use 0 for a missing "
                          "observation), found NaN or +inf")
@@ -703,7 +695,7 @@ def ctmc_transition_matrix(rate_matrix, dt) -> jax.Array:
     dt = _float_array(dt, "dt")
     if dt.ndim > 1:
         raise ValueError(f"dt: expected a scalar or a 1-D array of time steps, got shape {dt.shape}")
-    value = _concrete(dt)
+    value = concrete(dt)
     if value is not None and (not np.all(np.isfinite(value)) or np.any(value < 0)):
         raise ValueError(f"dt: expected finite, non-negative time steps, got {value}")
     dtype = jnp.result_type(Q, dt)
@@ -746,7 +738,7 @@ def _prepare_mjp(rate_matrix, initial_probs, obs_times, obs_states, emission_mat
     if times.ndim != 1 or times.shape[0] < 1:
         raise ValueError(f"obs_times: expected shape (L,) with L >= 1, got {times.shape}")
     L = times.shape[0]
-    value = _concrete(times)
+    value = concrete(times)
     if value is not None:
         if not np.all(np.isfinite(value)):
             raise ValueError("obs_times: expected finite times, found NaN or inf")
@@ -765,7 +757,7 @@ def _prepare_mjp(rate_matrix, initial_probs, obs_times, obs_states, emission_mat
         num_labels = E.shape[1]
     else:
         E, num_labels = None, C
-    obs_value = _concrete(obs)
+    obs_value = concrete(obs)
     if obs_value is not None and (np.any(obs_value < -1) or np.any(obs_value >= num_labels)):
         raise ValueError(f"obs_states: expected labels in 0..{num_labels - 1} or -1 (missing), "
                          f"got values in [{obs_value.min()}, {obs_value.max()}]")
@@ -775,7 +767,7 @@ def _prepare_mjp(rate_matrix, initial_probs, obs_times, obs_states, emission_mat
         t0 = _float_array(initial_time, "initial_time")
         if t0.ndim != 0:
             raise ValueError(f"initial_time: expected a scalar, got shape {t0.shape}")
-        t0_value = _concrete(t0)
+        t0_value = concrete(t0)
         if t0_value is not None and value is not None and value[0] < t0_value:
             raise ValueError(f"initial_time: expected initial_time <= obs_times[0] = {value[0]}, "
                              f"got {t0_value}")

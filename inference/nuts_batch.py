@@ -37,16 +37,11 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
-from inference.nuts import (
-    _check_counts,
-    _check_initial_point,
-    _finish_run,
-    _init_strategy,
-    _raise_if_nonfinite_run,
-    _tree_depth,
-)
 from inference._sites import NonFiniteLogDensityError
+from inference.nuts import check_counts, finish_run, raise_if_nonfinite_run, tree_depth
+from inference.runner import check_initial_point, init_strategy
 from inference.types import Target
+from inference.validate import fraction
 
 __all__ = ["run_numpyro_nuts_batch"]
 
@@ -76,7 +71,7 @@ def _named_trace_errors(name: str):
                         "only on concrete data (zoo.core.is_traced), or fit the data sets one by one") from error
 
 
-def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], init_strategy, num_chains: int, data):
+def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], strategy, num_chains: int, data):
     """Initial unconstrained positions ``(B, C, ...)`` and the potential/constraint generators.
 
     One ``initialize_model`` call draws ``B * C`` initial points (the strategies in use do not
@@ -88,9 +83,9 @@ def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], init_str
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seeds[0]), 1), batch * num_chains)
     try:
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
-            keys, targets[0].model, init_strategy=init_strategy, model_args=(targets[0].data,), dynamic_args=True)
+            keys, targets[0].model, init_strategy=strategy, model_args=(targets[0].data,), dynamic_args=True)
     except RuntimeError:
-        _check_initial_point(targets[0], init_strategy, jax.random.PRNGKey(seeds[0]))  # raises, naming the site
+        check_initial_point(targets[0], strategy, jax.random.PRNGKey(seeds[0]))  # raises, naming the site
         raise
     z = jax.tree.map(lambda x: x.reshape((batch, num_chains) + x.shape[1:]), info.z)
 
@@ -101,7 +96,7 @@ def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], init_str
 
     finite = np.isfinite(np.asarray(potentials(z, data))).all(axis=1)
     for b in np.flatnonzero(~finite):
-        _check_initial_point(targets[b], init_strategy, jax.random.PRNGKey(seeds[b]))
+        check_initial_point(targets[b], strategy, jax.random.PRNGKey(seeds[b]))
         raise NonFiniteLogDensityError(f"data set {b}: the log density is not finite at the initial point")
     return z, potential_fn_gen, postprocess_fn_gen
 
@@ -170,7 +165,7 @@ def run_numpyro_nuts_batch(
         ``B`` InferenceData, in the order of ``targets``.
     """
     del progress
-    _check_counts(num_warmup, num_samples, num_chains)
+    num_warmup, num_samples, num_chains = check_counts(num_warmup, num_samples, num_chains)
     targets, seeds = list(targets), [int(s) for s in seeds]
     if not targets:
         raise ValueError("targets: expected at least one target")
@@ -179,14 +174,13 @@ def run_numpyro_nuts_batch(
     model = targets[0].model
     if any(t.model is not model for t in targets):
         raise ValueError("targets: a batch fit runs one program; the targets' models differ")
-    if not 0 < target_accept_prob < 1:
-        raise ValueError(f"target_accept_prob: expected a value in (0, 1), got {target_accept_prob}")
-    init_strategy = _init_strategy(init)
+    fraction("target_accept_prob", target_accept_prob, closed=False)
+    strategy = init_strategy(init)
     data = _stack_data(targets)
     batch = len(targets)
     started = time.perf_counter()
     with _named_trace_errors(targets[0].name):
-        z, potential_fn_gen, postprocess_fn_gen = _initial_positions(targets, seeds, init_strategy, num_chains, data)
+        z, potential_fn_gen, postprocess_fn_gen = _initial_positions(targets, seeds, strategy, num_chains, data)
         run = _sampler(potential_fn_gen, postprocess_fn_gen, num_warmup=num_warmup, num_samples=num_samples,
                        target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass)
         chain_keys = jnp.stack([jax.random.split(jax.random.PRNGKey(s), num_chains) for s in seeds])
@@ -196,12 +190,12 @@ def run_numpyro_nuts_batch(
     diverging, energy, num_steps, accept_prob, potential, step_size = (np.asarray(s) for s in stats)
     results = []
     for b, target in enumerate(targets):
-        _raise_if_nonfinite_run(potential[b], "numpyro NUTS (batched)")
+        raise_if_nonfinite_run(potential[b], "numpyro NUTS (batched)")
         samples = {name: np.asarray(values[b]) for name, values in draws.items()}
         run_stats = {"diverging": diverging[b], "energy": energy[b], "n_steps": num_steps[b],
-                     "tree_depth": _tree_depth(num_steps[b]), "accept_prob": accept_prob[b],
+                     "tree_depth": tree_depth(num_steps[b]), "accept_prob": accept_prob[b],
                      "potential_energy": potential[b], "step_size": step_size[b]}
-        results.append(_finish_run(target, samples, run_stats, seed=seeds[b], method="nuts",
+        results.append(finish_run(target, samples, run_stats, seed=seeds[b], method="nuts",
                                    sampler=f"numpyro.NUTS (batched over {batch} data sets)",
                                    counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
                                    drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive))

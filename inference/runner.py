@@ -1,11 +1,27 @@
 """What every runner shares, written once: a runner reads validate → set up → loop → pack.
 
 A runner is ``run_xxx(target, *, seed, progress, <named options>) -> arviz.InferenceData``
-(docs/contracts.md). The steps that are not the algorithm itself live here:
+(docs/contracts.md). The steps that are not the algorithm itself live here, so that a runner
+holds only its algorithm's choices:
 
-* loop: :func:`progress_bar` (tqdm, silent when ``progress=False``);
-* pack: :func:`pack`, the one place where a run becomes ``InferenceData``: it writes the common
-  ``attrs`` (``method``, ``target``, ``draws``, ``seed``) and the ``observed_data`` group.
+validate
+    the shared input checks are :mod:`inference.validate` (``positive_int``, ``choice``,
+    ``positive_float``, ``fraction``); :func:`require_data` for runners that need observations.
+set up
+    :func:`init_strategy` (a NumPyro init strategy by name or values) and
+    :func:`check_initial_point` (a non-finite log density at the start raises, naming the
+    site); particle runners start from ``inference.particle.space.initial_positions``.
+loop
+    :func:`progress_bar`; :func:`chunked` (chunk lengths: at most two compiled shapes);
+    :func:`run_chunks` drives a jitted chunk function over a long loop and keeps its outputs.
+pack
+    :func:`pack` is the one place where a run becomes ``InferenceData``: it writes the common
+    ``attrs`` (``method``, ``target``, ``draws``, ``seed``) and ``observed_data``;
+    :func:`posterior_to_idata` packs draws of a NumPyro program's sites (pointwise
+    log-likelihood from :func:`pointwise_log_likelihood`, posterior predictive);
+    :func:`exact_pointwise` is the per-step exact log-likelihood where the program exposes it;
+    :func:`time_dims`, :func:`unbatch`, :func:`state_dim_names`, :func:`target_dims` name axes;
+    :func:`warn_unconverged` judges Markov chains with ``diagnostics.checks`` (the one R-hat).
 
 ``attrs["draws"]`` says what the draws are (:data:`DRAWS`), for ``diagnostics.checks``:
 ``"markov"`` (Markov chains: NUTS, PMMH, particle Gibbs, PaRIS particle Gibbs), ``"iid"``
@@ -16,19 +32,98 @@ independent replicates at that point, as a particle filter's runs).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
+from inference._sites import NonFiniteLogDensityError, merge_init_rest, raise_if_nonfinite
 from inference.types import Target
 
-__all__ = ["DRAWS", "progress_bar", "pack", "target_dims"]
+__all__ = [
+    "DRAWS",
+    "ConvergenceWarning",
+    "require_data",
+    "init_strategy",
+    "check_initial_point",
+    "progress_bar",
+    "chunked",
+    "run_chunks",
+    "pack",
+    "posterior_to_idata",
+    "pointwise_log_likelihood",
+    "exact_pointwise",
+    "target_dims",
+    "time_dims",
+    "unbatch",
+    "state_dim_names",
+    "convergence_messages",
+    "warn_unconverged",
+]
 
 #: The kinds of draws a run can hold (``attrs["draws"]``); ``diagnostics.checks.DRAWS`` reads them.
 DRAWS = ("markov", "iid", "point")
 
-_SAMPLED = ("posterior", "sample_stats", "log_likelihood", "posterior_predictive")
+_INIT_STRATEGIES = ("median", "prior", "uniform")
+
+
+class ConvergenceWarning(UserWarning):
+    """A sampler run whose diagnostics say it did not converge."""
+
+
+# --------------------------------------------------------------------------------------------
+# validate, set up
+# --------------------------------------------------------------------------------------------
+
+
+def require_data(target: Target, method: str) -> None:
+    """``ValueError`` naming ``data`` when ``target`` has no observations."""
+    if target.data is None:
+        raise ValueError(f"data: {method} needs observations; got None")
+
+
+def init_strategy(init: str | Mapping[str, Any]):
+    """A NumPyro init strategy: ``"median"`` (prior median, 15 draws), ``"prior"``, ``"uniform"``
+    or a dict of constrained values (``init_to_value``)."""
+    from numpyro.infer import init_to_median, init_to_sample, init_to_uniform, init_to_value
+
+    if isinstance(init, Mapping):
+        return init_to_value(values=dict(init))
+    if init not in _INIT_STRATEGIES:
+        raise ValueError(f"init: expected one of {sorted(_INIT_STRATEGIES)} or a dict of values, got {init!r}")
+    if init == "median":
+        return init_to_median(num_samples=15)
+    return init_to_sample if init == "prior" else init_to_uniform
+
+
+def check_initial_point(target: Target, strategy, key) -> None:
+    """Fail early, naming the site, if the log density is not finite at the initial point."""
+    from numpyro.handlers import seed as seed_handler
+    from numpyro.handlers import trace
+    from numpyro.infer.util import initialize_model
+
+    try:
+        info, potential_fn, postprocess_fn, _ = initialize_model(
+            key, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=False
+        )
+    except RuntimeError as error:
+        # NumPyro could not find a valid initial point: find the offending site ourselves.
+        tr = trace(seed_handler(target.model, key)).get_trace(target.data)
+        params = {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
+        raise_if_nonfinite(target.model, params, target.data, where="at a prior draw")
+        raise NonFiniteLogDensityError(f"could not initialise: {error}") from error
+    potential = float(potential_fn(info.z)) if callable(potential_fn) else float("nan")
+    if not np.isfinite(potential):
+        constrained = postprocess_fn(info.z) if callable(postprocess_fn) else info.z
+        raise_if_nonfinite(target.model, constrained, target.data, where="at the initial point")
+        raise NonFiniteLogDensityError("non-finite log density at the initial point")
+
+
+# --------------------------------------------------------------------------------------------
+# loop
+# --------------------------------------------------------------------------------------------
 
 
 def progress_bar(total: int, *, desc: str, progress: bool, initial: int = 0, unit: str = "it"):
@@ -40,6 +135,58 @@ def progress_bar(total: int, *, desc: str, progress: bool, initial: int = 0, uni
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not progress)
+
+
+def chunked(total: int, size: int) -> list[int]:
+    """Split ``total`` iterations into chunk lengths of at most ``size`` (at most 2 shapes)."""
+    full, rest = divmod(total, size)
+    return [size] * full + ([rest] if rest else [])
+
+
+def run_chunks(chunk_fn: Callable[[Any, Any], tuple[Any, Any]], carry: Any, total: int, chunk_size: int, *,
+               keys: Callable[[int, int], Any], axis: int = 1, keep: bool = True, keep_from: int = 0,
+               bar=None, on_chunk: Callable[[int, Any, Any], None] | None = None) -> tuple[Any, Any]:
+    """Run ``total`` iterations of a jitted chunk function, ``chunk_size`` at a time.
+
+    Args:
+        chunk_fn: ``chunk_fn(carry, chunk_keys) -> (carry, outputs)``, one compiled call per
+            chunk (typically a ``lax.scan`` over the chunk, vmapped over chains); its outputs
+            have the iteration axis at ``axis``.
+        carry: the state the loop threads.
+        total, chunk_size: iterations and iterations per call (:func:`chunked`).
+        keys: ``keys(start, length)`` -> the chunk's input (PRNG keys of iterations ``start``
+            to ``start + length``; e.g. ``lambda a, n: keys_all[:, a:a + n]``).
+        axis: the iteration axis of the outputs (1 for ``(chain, iteration, ...)``).
+        keep: keep the outputs (as NumPy); ``keep_from``: drop those of iterations before it.
+        bar: a :func:`progress_bar` to advance.
+        on_chunk: ``on_chunk(done, carry, outputs)`` after each chunk (NumPy outputs; e.g. a
+            finiteness check or a checkpoint of the carry), ``done`` the iterations so far.
+
+    Returns:
+        ``(carry, kept)``: the final carry and the kept outputs concatenated along ``axis`` (None
+        when nothing is kept).
+    """
+    kept, done = [], 0
+    for length in chunked(total, chunk_size):
+        carry, out = chunk_fn(carry, keys(done, length))
+        out = jax.tree.map(np.asarray, out)
+        lo = max(keep_from - done, 0)
+        if keep and lo < length:
+            index = (slice(None),) * axis + (slice(lo, None),)
+            kept.append(jax.tree.map(lambda a: a[index], out))
+        done += length
+        if on_chunk is not None:
+            on_chunk(done, carry, out)
+        if bar is not None:
+            bar.update(length)
+    if not kept:
+        return carry, None
+    return carry, jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *kept)
+
+
+# --------------------------------------------------------------------------------------------
+# pack
+# --------------------------------------------------------------------------------------------
 
 
 def target_dims(arrays: Mapping[str, Any], dims: Mapping[str, Sequence[str]], *, lead: int) -> dict:
@@ -64,6 +211,27 @@ def target_dims(arrays: Mapping[str, Any], dims: Mapping[str, Sequence[str]], *,
     return chosen
 
 
+def time_dims(batched: bool) -> tuple[str, ...]:
+    """Dims of a per-step quantity: ``("series", "time")`` for several sequences, else ``("time",)``."""
+    return ("series", "time") if batched else ("time",)
+
+
+def unbatch(values: np.ndarray, batched: bool) -> np.ndarray:
+    """``(chain, draw, S, ...)`` as it is for several sequences, ``(chain, draw, ...)`` for one."""
+    values = np.asarray(values)
+    return values if batched else values[:, :, 0]
+
+
+def state_dim_names(target: Target, state_ndim: int) -> list[str]:
+    """Dim names of one latent state: the tail of ``target.dims["x"]`` or ``state_dim_i``."""
+    dims_x = tuple(target.dims.get("x", ())) if target.dims else ()
+    if len(dims_x) >= state_ndim and state_ndim > 0:
+        tail = list(dims_x[len(dims_x) - state_ndim:])
+        if "time" not in tail and "series" not in tail:
+            return tail
+    return [f"state_dim_{i}" for i in range(state_ndim)]
+
+
 def pack(target: Target, *, method: str, draws: str, posterior: Mapping[str, Any], seed: int | None = None,
          sample_stats: Mapping[str, Any] | None = None, log_likelihood: Mapping[str, Any] | None = None,
          posterior_predictive: Mapping[str, Any] | None = None, constant_data: Mapping[str, Any] | None = None,
@@ -73,14 +241,15 @@ def pack(target: Target, *, method: str, draws: str, posterior: Mapping[str, Any
     """A run's arrays as ``arviz.InferenceData`` (through ``diagnostics.convert``).
 
     Args:
-        target: the run's target; its ``observed`` arrays become ``observed_data`` (dims from
-            ``target.dims`` by :func:`target_dims`) and its ``name`` ``attrs["target"]``.
+        target: the run's target: its declared ``dims`` name the axes of every group's variables
+            whose rank they fit (:func:`target_dims`; ``dims``/``group_dims`` override them), its
+            ``observed`` arrays become ``observed_data`` and its ``name`` ``attrs["target"]``.
         method: the facade's method name (``attrs["method"]``).
         draws: what the draws are, one of :data:`DRAWS` (``attrs["draws"]``).
         posterior, sample_stats, log_likelihood, posterior_predictive: ``(chain, draw, ...)``.
         seed: the run's seed (``attrs["seed"]``), where it has one.
         constant_data: arrays without sample axes (e.g. the fixed parameters of a filter run).
-        dims: dims per variable shared by the sampled groups; ``group_dims``: per-group ones.
+        dims: dims per variable, shared by the groups; ``group_dims``: per-group ones (win).
         attrs: the runner's own attributes, added after the common ones.
     """
     from diagnostics.convert import to_inference_data
@@ -88,14 +257,13 @@ def pack(target: Target, *, method: str, draws: str, posterior: Mapping[str, Any
     if draws not in DRAWS:
         raise ValueError(f"draws: expected one of {list(DRAWS)}, got {draws!r}")
     groups = {"posterior": posterior, "sample_stats": sample_stats, "log_likelihood": log_likelihood,
-              "posterior_predictive": posterior_predictive}
+              "posterior_predictive": posterior_predictive, "constant_data": constant_data}
     groups = {g: arrays for g, arrays in groups.items() if arrays}
-    per_group = {g: {**dict(dims or {}), **dict((group_dims or {}).get(g, {}))} for g in groups}
-    if constant_data:
-        groups["constant_data"] = constant_data
-        per_group["constant_data"] = {k: d for k, d in {**dict(dims or {}),
-                                                        **dict((group_dims or {}).get("constant_data", {}))}.items()
-                                      if k in constant_data}
+    per_group = {}
+    for g, arrays in groups.items():
+        declared = target_dims(arrays, target.dims or {}, lead=0 if g == "constant_data" else 2)
+        given = {**dict(dims or {}), **dict((group_dims or {}).get(g, {}))}
+        per_group[g] = {**declared, **{k: d for k, d in given.items() if k in arrays}}
     observed = {k: np.asarray(v) for k, v in dict(target.observed or {}).items()}
     if observed:
         groups["observed_data"] = observed
@@ -105,3 +273,120 @@ def pack(target: Target, *, method: str, draws: str, posterior: Mapping[str, Any
         all_attrs["seed"] = int(seed)
     all_attrs.update(attrs or {})
     return to_inference_data(**groups, group_dims=per_group, attrs=all_attrs)
+
+
+def _site_log_likelihood(model: Callable, samples: Mapping[str, Any], data: Any) -> dict[str, np.ndarray]:
+    """NumPyro's per-site log-likelihood of ``model(data)`` at ``(chain, draw, ...)`` samples,
+    shaped ``(chain, draw, *site_shape)``, one entry per observed site."""
+    from numpyro.infer.util import log_likelihood
+
+    lead = next(iter(samples.values())).shape[:2]
+    flat = {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in samples.items()}
+    values = log_likelihood(model, flat, data)
+    return {name: np.asarray(v).reshape(lead + np.shape(v)[1:]) for name, v in values.items()}
+
+
+def pointwise_log_likelihood(model: Callable, samples: Mapping[str, Any], data: Any) -> dict[str, np.ndarray]:
+    """The pointwise log-likelihood group of ``model(data)`` at ``(chain, draw, ...)`` samples.
+
+    A StateSpaceModel program's ``y_init``/``y_rest`` sites are joined into ``y`` with the time
+    axis after the series axis (``(chain, draw, S, T)``); a marginal program's per-step
+    ``numpyro.factor("y", (S, T) increments)`` comes out as it is.
+    """
+    out = _site_log_likelihood(model, samples, data)
+    merged = merge_init_rest(out, lead=2)
+    if "y" in merged and "y_init" in out and np.ndim(out["y_init"]) > 2:
+        merged["y"] = np.moveaxis(merged["y"], 2, 3)  # (chain, draw, S, T)
+    return merged
+
+
+def exact_pointwise(target: Target, thetas: Mapping[str, np.ndarray], expected_shape: tuple[int, ...]):
+    """Per-step exact log-likelihood ``(chain, draw, [series,] time)`` at parameter draws: the
+    program's own ``y`` site (the zoo's ``numpyro.factor("y", increments)``) when the target has
+    an exact likelihood and that site has ``expected_shape`` per draw; else None."""
+    if target.exact_loglik is None:
+        return None
+    try:
+        values = _site_log_likelihood(target.model, thetas, target.data).get("y")
+    except Exception:  # noqa: BLE001 - any failure means: no exact pointwise values
+        return None
+    if values is None or values.shape[2:] != tuple(expected_shape):
+        return None
+    return values
+
+
+def _posterior_predictive(model: Callable, samples: Mapping[str, np.ndarray], seed: int,
+                          posterior_names) -> dict[str, np.ndarray]:
+    from numpyro.infer import Predictive
+
+    lead = next(iter(samples.values())).shape[:2]
+    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+    draws = Predictive(model, posterior_samples=flat, batch_ndims=1)(jax.random.PRNGKey(seed + 1), None)
+    return {name: np.asarray(v).reshape(lead + np.shape(v)[1:]) for name, v in draws.items()
+            if name not in posterior_names}
+
+
+def posterior_to_idata(target: Target, samples: Mapping[str, np.ndarray], sample_stats: Mapping[str, np.ndarray],
+                       *, seed: int, method: str, draws: str, attrs: Mapping[str, Any] | None = None,
+                       posterior_predictive: bool = True):
+    """Package ``(chain, draw, ...)`` draws of ``target.model``'s sites as InferenceData.
+
+    The posterior joins a StateSpaceModel program's per-time sites into one time axis; where
+    the target has data, the pointwise log-likelihood of the observed sites (per time step where
+    the program provides it) and, if asked and the program can simulate, the posterior
+    predictive are added (a failure of either is a warning, not an error: the posterior stands).
+    """
+    samples = {k: np.asarray(v) for k, v in samples.items()}
+    posterior = merge_init_rest(samples, lead=2)
+    groups: dict[str, Any] = {}
+    if target.data is not None:
+        try:
+            groups["log_likelihood"] = pointwise_log_likelihood(target.model, samples, target.data)
+        except Exception as error:  # a program without observed sites still gives a posterior
+            warnings.warn(f"pointwise log-likelihood not computed: {error}", stacklevel=3)
+        if posterior_predictive:
+            try:
+                groups["posterior_predictive"] = _posterior_predictive(target.model, samples, seed, posterior)
+            except Exception as error:
+                warnings.warn(f"posterior predictive not computed: {error}", stacklevel=3)
+    return pack(target, method=method, draws=draws, seed=seed, posterior=posterior,
+                sample_stats=dict(sample_stats), attrs=attrs, **groups)
+
+
+# --------------------------------------------------------------------------------------------
+# judge (Markov chains)
+# --------------------------------------------------------------------------------------------
+
+
+def convergence_messages(posterior: Mapping[str, np.ndarray], diverging: np.ndarray | None = None) -> list[str]:
+    """What ``diagnostics.checks`` fails in these chains: R-hat (rank-normalised split R-hat,
+    fail above 1.05), bulk ESS (fail below 10 per chain) and divergences (fail above 0.1 % of
+    the draws), one message per failing verdict; empty when none fails.
+
+    ``posterior``: ``{name: (chain, draw, ...)}``; ``diverging``: ``(chain, draw)`` or None.
+    """
+    from diagnostics import checks
+    from diagnostics.convert import to_inference_data
+
+    stats = {"diverging": diverging} if diverging is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = to_inference_data(posterior=posterior, sample_stats=stats)
+        verdicts = checks.check_rhat(idata) + checks.check_ess_bulk(idata)
+        if diverging is not None:
+            verdicts += checks.check_divergences(idata)
+    return [f"{v.name}: {v.message}" for v in verdicts if v.status == "fail"]
+
+
+def warn_unconverged(posterior: Mapping[str, np.ndarray], diverging: np.ndarray | None, method: str) -> list[str]:
+    """:func:`convergence_messages`, raised as a :class:`ConvergenceWarning` when there are any."""
+    messages = convergence_messages(posterior, diverging)
+    if messages:
+        warnings.warn(
+            f"{method}: the run shows signs of non-convergence — " + "; ".join(messages)
+            + ". Do not trust this posterior before inspecting it (more warmup, more chains, "
+            "reparametrisation).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return messages

@@ -88,7 +88,9 @@ from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer.util import compute_log_probs, get_transforms
 
+from inference.runner import posterior_to_idata, progress_bar, require_data
 from inference.types import Array, PRNGKey, Target
+from inference.validate import choice, fraction, positive_int
 
 __all__ = [
     "TemperedTarget",
@@ -314,13 +316,12 @@ def build_sampler(target: TemperedTarget, *, kernel: str = "rw", num_particles: 
     import blackjax.smc.resampling as resampling
     from blackjax.smc import waste_free as waste_free_mod
 
-    _check_choice("kernel", kernel, KERNELS)
-    _check_choice("resampler", resampler, _RESAMPLERS)
-    num_particles = _positive_int("num_particles", num_particles, low=2)
-    steps = DEFAULT_NUM_MCMC_STEPS[kernel] if num_mcmc_steps is None else _positive_int(
+    choice("kernel", kernel, KERNELS)
+    choice("resampler", resampler, _RESAMPLERS)
+    num_particles = positive_int("num_particles", num_particles, minimum=2)
+    steps = DEFAULT_NUM_MCMC_STEPS[kernel] if num_mcmc_steps is None else positive_int(
         "num_mcmc_steps", num_mcmc_steps)
-    if not 0 < float(target_ess) < 1:
-        raise ValueError(f"target_ess: expected a fraction in (0, 1), got {target_ess}")
+    fraction("target_ess", target_ess, closed=False)
     step_fn = {"rw": _rw_step, "hmc": _hmc_step, "nuts": _nuts_step}[kernel]
     init_fn = blackjax.rmh.init if kernel == "rw" else blackjax.hmc.init
     extra: dict[str, Any] = {}
@@ -412,8 +413,8 @@ def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: s
     ``lambda = 1``; ``max_steps`` bounds it (a run that needs more raises ``RuntimeError``:
     usually a likelihood that is ``-inf``/NaN for most prior draws).
     """
-    num_runs = _positive_int("num_runs", num_runs)
-    max_steps = _positive_int("max_steps", max_steps)
+    num_runs = positive_int("num_runs", num_runs)
+    max_steps = positive_int("max_steps", max_steps)
     init, step, resample_fn = build_sampler(target, kernel=kernel, num_particles=num_particles,
                                             num_mcmc_steps=num_mcmc_steps, target_ess=target_ess,
                                             waste_free=waste_free, resampler=resampler)
@@ -421,26 +422,25 @@ def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: s
     state = jax.jit(jax.vmap(init))(jax.random.split(key_init, num_runs))
     step_runs = jax.jit(jax.vmap(step))
     records = []
-    bar = _progress_bar(progress)
-    shown = 0
-    for i in range(max_steps):
-        state, record = step_runs(jax.random.split(jax.random.fold_in(key_loop, i), num_runs), state)
-        records.append(jax.tree.map(np.asarray, record))
-        lam = np.asarray(state.smc.tempering_param)
-        if not np.all(np.isfinite(lam)):
-            raise FloatingPointError("smc: the tempering parameter became NaN; the log density is "
-                                     "not finite over the particles (check the program's supports)")
-        now = int(100 * float(lam.min()))
-        bar.update(now - shown)
-        shown = now
-        if np.all(lam >= 1.0):
-            break
-    else:
-        raise RuntimeError(
-            f"max_steps: {max_steps} tempering steps did not reach lambda = 1 (reached "
-            f"{np.asarray(state.smc.tempering_param).min():.3g}); raise target_ess's complement "
-            "(lower target_ess), max_steps, or check the likelihood for -inf at prior draws")
-    bar.close()
+    with progress_bar(100, desc="smc λ", unit="%", progress=progress) as bar:
+        shown = 0
+        for i in range(max_steps):
+            state, record = step_runs(jax.random.split(jax.random.fold_in(key_loop, i), num_runs), state)
+            records.append(jax.tree.map(np.asarray, record))
+            lam = np.asarray(state.smc.tempering_param)
+            if not np.all(np.isfinite(lam)):
+                raise FloatingPointError("smc: the tempering parameter became NaN; the log density is "
+                                         "not finite over the particles (check the program's supports)")
+            now = int(100 * float(lam.min()))
+            bar.update(now - shown)
+            shown = now
+            if np.all(lam >= 1.0):
+                break
+        else:
+            raise RuntimeError(
+                f"max_steps: {max_steps} tempering steps did not reach lambda = 1 (reached "
+                f"{np.asarray(state.smc.tempering_param).min():.3g}); raise target_ess's complement "
+                "(lower target_ess), max_steps, or check the likelihood for -inf at prior draws")
 
     smc_state = state.smc
 
@@ -461,23 +461,6 @@ def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: s
                      log_prior=np.asarray(lp), log_likelihood=np.asarray(ll),
                      schedules=[p[0] for p in per_run], log_evidence_increments=[p[1] for p in per_run],
                      acceptance=[p[2] for p in per_run], ess=[p[3] for p in per_run])
-
-
-class _NoBar:
-    def update(self, _):
-        return None
-
-    def close(self):
-        return None
-
-
-def _progress_bar(progress: bool):
-    """A tqdm bar over the tempering parameter in percent (imported only when shown)."""
-    if not progress:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=100, desc="smc λ", unit="%")
 
 
 def combine_log_evidence(log_evidences) -> tuple[float, float]:
@@ -532,10 +515,7 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
         docstring), ``log_evidence_runs``, ``num_tempering_steps``, ``tempering_schedules``
         (JSON, one list per run), ``mean_acceptance``.
     """
-    from inference.nuts import posterior_to_idata
-
-    if target.data is None:
-        raise ValueError("data: tempered SMC needs observations; got None")
+    require_data(target, "tempered SMC")
     key = jax.random.PRNGKey(seed)
     key_target, key_run = jax.random.split(key)
     tt = tempered_target(target.model, target.data, key=key_target)
@@ -575,21 +555,5 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
         "mean_acceptance": json.dumps([np.round(a, 4).tolist() for a in out.acceptance]),
         "sampling_time_s": round(elapsed, 3),
     }
-    return posterior_to_idata(target, samples, stats, seed=seed, method="smc", attrs=attrs,
+    return posterior_to_idata(target, samples, stats, seed=seed, method="smc", draws="iid", attrs=attrs,
                               posterior_predictive=posterior_predictive)
-
-
-# --------------------------------------------------------------------------------------------
-# validation helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _check_choice(name: str, value: Any, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
-
-
-def _positive_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)

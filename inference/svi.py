@@ -26,8 +26,9 @@ from numpyro.infer import init_to_median
 
 from inference.checkpoint import load_pytree, save_pytree
 from inference._sites import NonFiniteLogDensityError
-from inference.nuts import _check_initial_point, posterior_to_idata
+from inference.runner import check_initial_point, init_strategy, posterior_to_idata, progress_bar, run_chunks
 from inference.types import Target
+from inference.validate import choice, positive_int
 
 __all__ = ["run_svi", "make_guide", "make_optimizer", "SVIResult", "AUTOGUIDES", "OPTIMIZERS"]
 
@@ -108,15 +109,13 @@ def run_svi(
         loss: ``"trace_elbo"`` or ``"meanfield_elbo"`` (analytic KL where available).
         checkpoint_path: write the SVI state there every chunk (atomically); resume if present.
     """
-    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
-    if loss not in _LOSSES:
-        raise ValueError(f"loss: expected one of {sorted(_LOSSES)}, got {loss!r}")
+    num_steps = positive_int("num_steps", num_steps)
+    num_samples = positive_int("num_samples", num_samples)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    choice("loss", loss, sorted(_LOSSES))
     key = jax.random.PRNGKey(seed)
     key_init, key_run, key_draw = jax.random.split(key, 3)
-    _check_initial_point(target, init_to_median(num_samples=15), key_init)
+    check_initial_point(target, init_strategy("median"), key_init)
     guide_fn = make_guide(target.model, guide)
     svi = SVI(target.model, guide_fn, make_optimizer(optimizer, learning_rate, clip_norm),
               _LOSSES[loss](num_particles=num_particles))
@@ -134,35 +133,30 @@ def run_svi(
 
         return jax.lax.scan(body, state, length_marker)
 
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    bar = tqdm(total=num_steps, initial=start_step, desc="svi", disable=not progress)
-    step = start_step
-    while step < num_steps:
-        size = min(chunk_size, num_steps - step)
-        state, chunk_losses = run_chunk(state, np.zeros(size))
-        chunk_losses = np.asarray(chunk_losses)
+    def after_chunk(done, state, chunk_losses):  # stop on a non-finite loss; checkpoint
         if not np.all(np.isfinite(chunk_losses)):
-            first = step + int(np.argmax(~np.isfinite(chunk_losses)))
+            first = start_step + done - len(chunk_losses) + int(np.argmax(~np.isfinite(chunk_losses)))
             raise NonFiniteLogDensityError(
                 f"svi: the loss became non-finite at step {first}; lower learning_rate, set clip_norm, "
                 "or check the model's log density (see inference._sites.nonfinite_sites)"
             )
         losses.append(chunk_losses)
-        step += size
-        bar.update(size)
         bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
         if checkpoint_path is not None:
-            save_pytree(checkpoint_path, {"state": state}, step=step, seed=seed, losses=np.concatenate(losses))
-    bar.close()
+            save_pytree(checkpoint_path, {"state": state}, step=start_step + done, seed=seed,
+                        losses=np.concatenate(losses))
+
+    started = time.perf_counter()
+    with progress_bar(num_steps, initial=start_step, desc="svi", progress=progress) as bar:
+        state, _ = run_chunks(run_chunk, state, num_steps - start_step, chunk_size, keys=lambda _, n: np.zeros(n),
+                              axis=0, keep=False, bar=bar, on_chunk=after_chunk)
     elapsed = time.perf_counter() - started
     params = svi.get_params(state)
     loss_trace = np.concatenate(losses) if losses else np.zeros(0)
 
     samples = _guide_posterior(target, guide_fn, params, num_samples, key_draw)
     idata = posterior_to_idata(
-        target, samples, {}, seed=seed, method="svi",
+        target, samples, {}, seed=seed, method="svi", draws="iid",
         attrs={"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "custom"),
                "num_steps": num_steps, "final_loss": float(loss_trace[-1]) if len(loss_trace) else float("nan"),
                "optimization_time_s": round(elapsed, 3)},

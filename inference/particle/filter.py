@@ -50,7 +50,9 @@ import numpyro.distributions as dist
 from numpyro.distributions.batch_util import promote_batch_shape
 
 from inference.particle import resampling as _resampling
+from inference.runner import pack, progress_bar, state_dim_names, time_dims, unbatch
 from inference.types import Array, FeynmanKacModel, PRNGKey, Target
+from inference.validate import fraction, is_traced, positive_int
 
 __all__ = [
     "Proposal",
@@ -66,10 +68,8 @@ __all__ = [
     "sample_cloud",
     "series_fn",
     "ssm_series",
-    "attach_observed",
     "check_num_particles",
     "check_threshold",
-    "state_dim_names",
     "run_filter",
 ]
 
@@ -442,22 +442,17 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
 
 
 def check_num_particles(num_particles, *, conditional: bool) -> int:
-    """``num_particles`` as an int, else ``ValueError`` (>= 2 when one particle is pinned)."""
-    low = 2 if conditional else 1
-    if isinstance(num_particles, bool) or not isinstance(num_particles, (int, np.integer)) or num_particles < low:
-        raise ValueError(
-            f"num_particles: expected a Python int >= {low}"
-            f"{' (conditional SMC pins one)' if conditional else ''}, got {num_particles!r}")
-    return int(num_particles)
+    """``num_particles`` as an int (``inference.validate.positive_int``), >= 2 when one particle is
+    pinned (conditional SMC)."""
+    if conditional:
+        return positive_int("num_particles", num_particles, minimum=2, why="conditional SMC pins one")
+    return positive_int("num_particles", num_particles)
 
 
 def check_threshold(ess_threshold) -> None:
     """``ValueError`` unless ``ess_threshold`` is a fraction in [0, 1] (traced values pass)."""
-    if isinstance(ess_threshold, jax.core.Tracer):
-        return
-    value = float(np.asarray(ess_threshold))
-    if not (0.0 <= value <= 1.0) or math.isnan(value):
-        raise ValueError(f"ess_threshold: expected a fraction of N in [0, 1], got {ess_threshold!r}")
+    if not is_traced(ess_threshold):
+        fraction("ess_threshold", np.asarray(ess_threshold), of="N")
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,16 +553,11 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
         over series), ``ess``, ``resampled`` (``([series,] time)``); ``log_likelihood`` ``y``: the
         per-step increments ``log p̂(y_t | y_{0:t-1})``; ``constant_data``: the parameters used.
     """
-    from tqdm.auto import tqdm
-
-    from diagnostics.convert import to_inference_data
-
     ssm, ys, batched = ssm_series(target)
     resampler_fn = _resampling.get_resampler(resampler)
     check_threshold(ess_threshold)
     num_particles = check_num_particles(num_particles, conditional=False)
-    if isinstance(num_replicates, bool) or not isinstance(num_replicates, int) or num_replicates < 1:
-        raise ValueError(f"num_replicates: expected a positive int, got {num_replicates!r}")
+    num_replicates = positive_int("num_replicates", num_replicates)
     if proposal is not None and not callable(proposal):
         raise TypeError("proposal: expected proposal(params, ys_one_sequence) -> Proposal or None")
     used = _default_params(ssm) if params is None else _check_params(ssm, params)
@@ -578,68 +568,31 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
     chunk_fn = jax.jit(jax.vmap(filt, in_axes=(0, None, None)))
     keys = jax.random.split(jax.random.PRNGKey(seed), num_replicates)
     outputs = []
-    starts = range(0, num_replicates, chunk)
-    for start in tqdm(starts, disable=not progress, desc="pf", total=len(starts)):
-        k = keys[start:start + chunk]
-        if k.shape[0] < chunk:  # pad the last chunk: one compiled shape
-            k = jnp.concatenate([k, keys[: chunk - k.shape[0]]])
-        out = chunk_fn(k, used, ys)
-        outputs.append(jax.tree.map(lambda a: np.asarray(a), out[:6]))
+    with progress_bar(num_replicates, desc="pf", progress=progress) as bar:
+        for start in range(0, num_replicates, chunk):
+            k = keys[start:start + chunk]
+            if k.shape[0] < chunk:  # pad the last chunk: one compiled shape
+                k = jnp.concatenate([k, keys[: chunk - k.shape[0]]])
+            out = chunk_fn(k, used, ys)
+            outputs.append(jax.tree.map(lambda a: np.asarray(a), out[:6]))
+            bar.update(min(chunk, num_replicates - start))
     stacked = [np.concatenate([o[i] for o in outputs])[:num_replicates] for i in range(6)]
     log_ev, incr, mean, var, ess, resampled = stacked  # each (R, S, ...)
 
     def shaped(a):  # (R, S, ...) -> (1, R, [S,] ...)
-        return a[None] if batched else a[None, :, 0]
+        return unbatch(a[None], batched)
 
-    state_ndim = mean.ndim - 3
-    time_dims = ("series", "time") if batched else ("time",)
-    state_dims = tuple(state_dim_names(target, state_ndim))
-    dims = {"x_filtered_mean": time_dims + state_dims, "x_filtered_var": time_dims + state_dims,
-            "ess": time_dims, "resampled": time_dims, "y": time_dims}
-    constant = {f"param_{k}": np.asarray(v) for k, v in used.items()}
-    idata = to_inference_data(
+    steps = time_dims(batched)
+    state_dims = tuple(state_dim_names(target, mean.ndim - 3))
+    return pack(
+        target, method="pf", draws="point", seed=seed,
         posterior={"x_filtered_mean": shaped(mean), "x_filtered_var": shaped(var)},
-        sample_stats={"log_evidence": log_ev.sum(axis=1)[None], "ess": shaped(ess),
-                      "resampled": shaped(resampled)},
+        sample_stats={"log_evidence": log_ev.sum(axis=1)[None], "ess": shaped(ess), "resampled": shaped(resampled)},
         log_likelihood={"y": shaped(incr)},
-        constant_data=constant,
-        dims=dims,
-        attrs={"method": "pf", "num_particles": num_particles, "resampler": str(resampler),
+        constant_data={f"param_{k}": np.asarray(v) for k, v in used.items()},
+        dims={"x_filtered_mean": steps + state_dims, "x_filtered_var": steps + state_dims,
+              "ess": steps, "resampled": steps, "y": steps},
+        attrs={"num_particles": num_particles, "resampler": str(resampler),
                "ess_threshold": float(ess_threshold), "num_replicates": num_replicates,
-               "proposal": "bootstrap" if proposal is None else "guided", "target": target.name},
+               "proposal": "bootstrap" if proposal is None else "guided"},
     )
-    return attach_observed(idata, target)
-
-
-def attach_observed(idata, target: Target):
-    """Add ``target.observed`` as ``observed_data`` (dims from ``target.dims`` where ranks match).
-
-    Kept apart from the sampled groups because ``to_inference_data`` shares one ``dims`` mapping
-    across groups and an observation's dims (``time, obs``) differ from its pointwise
-    log-likelihood's (``time``).
-    """
-    from diagnostics.convert import to_inference_data
-
-    observed = {k: np.asarray(v) for k, v in dict(target.observed or {}).items()}
-    if not observed:
-        return idata
-    dims = {k: tuple(d) for k, d in dict(target.dims or {}).items()
-            if k in observed and len(tuple(d)) == observed[k].ndim}
-    idata.extend(to_inference_data(observed_data=observed, dims=dims))
-    return idata
-
-
-def state_dim_names(target: Target, state_ndim: int) -> list[str]:
-    """Dim names of one latent state: the tail of ``target.dims["x"]`` or ``state_dim_i``."""
-    dims_x = tuple(target.dims.get("x", ())) if target.dims else ()
-    if len(dims_x) >= state_ndim and state_ndim > 0:
-        tail = list(dims_x[len(dims_x) - state_ndim:])
-        if "time" not in tail and "series" not in tail:
-            return tail
-    return [f"state_dim_{i}" for i in range(state_ndim)]
-
-
-# Underscore aliases kept for modules written against the first version.
-_check_num_particles = check_num_particles
-_check_threshold = check_threshold
-_state_dim_names = state_dim_names

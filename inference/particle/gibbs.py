@@ -24,19 +24,19 @@ Public API: :class:`GibbsState`, :class:`GibbsInfo`, :class:`ThetaTuning`,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from inference.particle import csmc as _csmc
 from inference.particle import filter as _filter
 from inference.particle import pmmh as _pmmh
-from inference.particle.space import ParameterSpace, build_space
+from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
+from inference.runner import pack, progress_bar, run_chunks, state_dim_names, time_dims, unbatch
 from inference.types import Array, PRNGKey, Target
+from inference.validate import choice, positive_float, positive_int
 
 __all__ = [
     "GibbsState",
@@ -205,31 +205,26 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         ``pointwise_log_likelihood``, ``log_evidence``; ``log_likelihood`` ``y``.
     """
     import blackjax
-    from tqdm.auto import tqdm
-
-    from diagnostics.convert import to_inference_data
 
     ssm, ys, batched = _filter.ssm_series(target)
-    check = _pmmh.check_positive_int
     num_particles = _filter.check_num_particles(num_particles, conditional=True)
-    num_samples = check(num_samples, "num_samples")
-    num_warmup = check(num_warmup, "num_warmup", minimum=0)
-    num_chains = check(num_chains, "num_chains")
-    theta_steps = check(theta_steps, "theta_steps")
-    chunk_size = check(chunk_size, "chunk_size")
-    if sampling not in _csmc.SAMPLING:
-        raise ValueError(f"sampling: expected one of {_csmc.SAMPLING}, got {sampling!r}")
-    if theta_kernel not in THETA_KERNELS:
-        raise ValueError(f"theta_kernel: expected one of {THETA_KERNELS}, got {theta_kernel!r}")
-    if not (isinstance(init_scale, (int, float)) and init_scale > 0 and math.isfinite(init_scale)):
-        raise ValueError(f"init_scale: expected a positive finite float, got {init_scale!r}")
-    loglik_particles = max(num_particles, 100) if loglik_particles is None else check(loglik_particles, "loglik_particles")
+    num_samples = positive_int("num_samples", num_samples)
+    num_warmup = positive_int("num_warmup", num_warmup, minimum=0)
+    num_chains = positive_int("num_chains", num_chains)
+    theta_steps = positive_int("theta_steps", theta_steps)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    choice("sampling", sampling, _csmc.SAMPLING)
+    choice("theta_kernel", theta_kernel, THETA_KERNELS)
+    positive_float("init_scale", init_scale)
+    positive_float("init_radius", init_radius, allow_zero=True)
+    loglik_particles = (max(num_particles, 100) if loglik_particles is None
+                        else positive_int("loglik_particles", loglik_particles))
 
     space = build_space(ssm.prior)
     d = space.dim
     if adapt_start is None:
         adapt_start = min(max(50, 10 * d), max(num_warmup // 2, 1))
-    adapt_start = check(adapt_start, "adapt_start")
+    adapt_start = positive_int("adapt_start", adapt_start)
     target_accept = 0.3 if theta_kernel == "rw" else 0.8
     da_init, da_update, da_final = blackjax.adaptation.step_size.dual_averaging_adaptation(target_accept)
     estimate = _pmmh.evidence_estimator(ssm, space, ys, num_particles=loglik_particles,
@@ -237,7 +232,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
 
     key = jax.random.PRNGKey(seed)
     key_pos, key_paths, key_run = jax.random.split(key, 3)
-    positions = _pmmh.initial_positions(key_pos, space, num_chains, init_params, init_radius)
+    positions = initial_positions(key_pos, space, num_chains, init_params, init_radius)
 
     def first_paths(k, z):
         params = space.to_params(z)
@@ -285,44 +280,31 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
 
     total = num_warmup + num_samples
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
-    bar = tqdm(total=total, disable=not progress, desc=f"pgibbs[{sampling}]")
-    done = 0
-    for length in _pmmh.chunked(num_warmup, chunk_size):
-        (states, warm), _ = run_chunk(states, warm, keys_all[:, done:done + length], jnp.asarray(True))
-        done += length
-        bar.update(length)
-    kept = []
-    for length in _pmmh.chunked(num_samples, chunk_size):
-        (states, warm), out = run_chunk(states, warm, keys_all[:, done:done + length], jnp.asarray(False))
-        done += length
-        bar.update(length)
-        kept.append(jax.tree.map(np.asarray, out))
-    bar.close()
-    cat = lambda *xs: np.concatenate(xs, axis=1)  # noqa: E731
-    kept = jax.tree.map(cat, *kept) if len(kept) > 1 else kept[0]
-    gstate, info, step_sizes = kept[0], kept[1], kept[2]
 
-    posterior = _pmmh.posterior_arrays(space, jnp.asarray(gstate.position))
-    x = np.asarray(gstate.paths)  # (chain, draw, S, T, *state)
-    if not batched:
-        x = x[:, :, 0]
-    posterior["x"] = x
-    time_dims = ("series", "time") if batched else ("time",)
-    state_ndim = len(ssm.state_shape)
-    dims = {"x": time_dims + tuple(_filter.state_dim_names(target, state_ndim)), "ess": time_dims,
-            "y": time_dims}
-    ess = np.asarray(info.ess) if batched else np.asarray(info.ess)[:, :, 0]
+    def chunk(adapting):
+        return lambda carry, keys: run_chunk(*carry, keys, jnp.asarray(adapting))
+
+    with progress_bar(total, desc=f"pgibbs[{sampling}]", progress=progress) as bar:
+        carry, _ = run_chunks(chunk(True), (states, warm), num_warmup, chunk_size,
+                              keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar)
+        carry, (gstate, info, step_sizes, pointwise_out) = run_chunks(
+            chunk(False), carry, num_samples, chunk_size,
+            keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar)
+
+    posterior = constrained_draws(space, gstate.position)
+    posterior["x"] = unbatch(gstate.paths, batched)  # (chain, draw, [series,] time, *state)
+    steps = time_dims(batched)
     sample_stats = {"acceptance_rate": info.theta_acceptance_rate, "update_rate": info.update_rate,
-                    "ess": ess, "diverging": info.diverging, "step_size": step_sizes}
+                    "ess": unbatch(info.ess, batched), "diverging": info.diverging, "step_size": step_sizes}
     log_likelihood = None
     if pointwise_log_likelihood:
-        log_ev, incr = kept[3]
+        log_ev, incr = pointwise_out
         sample_stats["log_evidence"] = log_ev
-        log_likelihood = {"y": incr if batched else incr[:, :, 0]}
-    idata = to_inference_data(
-        posterior=posterior, sample_stats=sample_stats, log_likelihood=log_likelihood, dims=dims,
-        attrs={"method": "pgibbs", "num_particles": num_particles, "sampling": sampling,
-               "theta_kernel": theta_kernel, "theta_steps": theta_steps, "num_warmup": num_warmup,
-               "loglik_particles": loglik_particles if pointwise_log_likelihood else 0,
-               "target": target.name})
-    return _filter.attach_observed(idata, target)
+        log_likelihood = {"y": unbatch(incr, batched)}
+    return pack(
+        target, method="pgibbs", draws="markov", seed=seed, posterior=posterior, sample_stats=sample_stats,
+        log_likelihood=log_likelihood,
+        dims={"x": steps + tuple(state_dim_names(target, len(ssm.state_shape))), "ess": steps, "y": steps},
+        attrs={"num_particles": num_particles, "sampling": sampling, "theta_kernel": theta_kernel,
+               "theta_steps": theta_steps, "num_warmup": num_warmup,
+               "loglik_particles": loglik_particles if pointwise_log_likelihood else 0})

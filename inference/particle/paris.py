@@ -82,10 +82,22 @@ import numpy as np
 import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
 
+from diagnostics.convert import to_inference_data
 from inference.particle import csmc as _csmc
 from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
+from inference.runner import (
+    exact_pointwise,
+    pack,
+    progress_bar,
+    run_chunks,
+    state_dim_names,
+    target_dims,
+    time_dims,
+    unbatch,
+)
 from inference.types import Array, FeynmanKacModel, PRNGKey, Target
+from inference.validate import choice, positive_float, positive_int
 
 __all__ = [
     "AdditiveFunctional",
@@ -580,9 +592,10 @@ def rollout(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, functional: A
     The chain starts from ``reference_path`` or, if None, from a path backward-sampled from an
     unconditional filter (``csmc.sample_path``).
     """
-    if not isinstance(num_iterations, int) or not isinstance(burn_in, int) or not 0 <= burn_in < num_iterations:
-        raise ValueError(f"burn_in, num_iterations: expected ints with 0 <= burn_in < num_iterations, "
-                         f"got {burn_in!r}, {num_iterations!r}")
+    num_iterations = positive_int("num_iterations", num_iterations)
+    burn_in = positive_int("burn_in", burn_in, minimum=0)
+    if burn_in >= num_iterations:
+        raise ValueError(f"burn_in: expected fewer than num_iterations = {num_iterations}, got {burn_in}")
     key_init, key_iter = jax.random.split(key)
     if reference_path is None:
         reference_path = _csmc.sample_path(key_init, fk, num_particles, sampling="backward")
@@ -829,29 +842,6 @@ def markov_score_climbing(key: PRNGKey, fk: FeynmanKacModel, family: MarkovFamil
 _LEARNING = ("mle", "map", "none")
 
 
-def _exact_pointwise(target: Target, thetas: Mapping[str, np.ndarray], expected_shape: tuple[int, ...]):
-    """Per-step exact log-likelihood ``(chain, draw, [series,] time)`` from the program's ``y`` factor,
-    when the entry has an exact likelihood and its program exposes it per step; else None."""
-    if target.exact_loglik is None:
-        return None
-    from numpyro.infer.util import log_likelihood
-
-    lead = next(iter(thetas.values())).shape[:2]
-    flat = {k: jnp.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in thetas.items()}
-    try:
-        values = log_likelihood(target.model, flat, target.data).get("y")
-    except Exception:  # noqa: BLE001 - any failure means: no exact pointwise values
-        return None
-    if values is None:
-        return None
-    values = np.asarray(values)
-    if values.shape[1:] != expected_shape:
-        return None
-    return values.reshape(lead + expected_shape)
-
-
-
-
 def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             params: Mapping[str, Any] | None = None, num_particles: int = 32, num_backward: int = 2,
             backward: str = "auto", num_iterations: int = 200, average_from: int | None = None,
@@ -910,43 +900,38 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         iterates ``θ_ℓ`` (constrained names, draw = iteration) and ``warmup_sample_stats`` their
         ``score_<name>`` estimates and ``step_size``.
     """
-    from tqdm.auto import tqdm
-
-    from diagnostics.convert import to_inference_data
     from inference.particle import pmmh as _pmmh
-    from inference.particle.space import build_space
+    from inference.particle.space import build_space, constrained_draws, initial_positions
 
     ssm, ys, batched = _filter.ssm_series(target)
-    check_int = _pmmh.check_positive_int
-    if learning not in _LEARNING:
-        raise ValueError(f"learning: expected one of {_LEARNING}, got {learning!r}")
+    choice("learning", learning, _LEARNING)
     num_particles = _filter.check_num_particles(num_particles, conditional=True)
-    num_backward = check_int(num_backward, "num_backward")
+    num_backward = positive_int("num_backward", num_backward)
     learn = learning != "none"
-    num_iterations = check_int(num_iterations, "num_iterations", minimum=1 if learn else 0)
-    average_from = num_iterations // 2 if average_from is None else check_int(average_from, "average_from", minimum=0)
+    num_iterations = positive_int("num_iterations", num_iterations, minimum=1 if learn else 0)
+    average_from = (num_iterations // 2 if average_from is None
+                    else positive_int("average_from", average_from, minimum=0))
     if learn and average_from >= num_iterations:
         raise ValueError(f"average_from: expected fewer than num_iterations={num_iterations}, got {average_from}")
-    num_samples = check_int(num_samples, "num_samples")
-    burn_in = check_int(burn_in, "burn_in", minimum=0)
-    num_chains = check_int(num_chains, "num_chains")
-    chunk_size = check_int(chunk_size, "chunk_size")
-    max_tries = check_int(max_tries, "max_tries")
-    if backward not in ("auto",) + _BACKWARD:
-        raise ValueError(f"backward: expected 'auto', 'exact' or 'reject', got {backward!r}")
+    num_samples = positive_int("num_samples", num_samples)
+    burn_in = positive_int("burn_in", burn_in, minimum=0)
+    num_chains = positive_int("num_chains", num_chains)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    max_tries = positive_int("max_tries", max_tries)
+    choice("backward", backward, ("auto",) + _BACKWARD)
     sa = _check_sa(SAConfig(step_size=step_size, step_exponent=step_exponent, preconditioner=preconditioner))
-    if not (isinstance(init_radius, (int, float)) and init_radius >= 0):
-        raise ValueError(f"init_radius: expected a float >= 0, got {init_radius!r}")
+    positive_float("init_radius", init_radius, allow_zero=True)
     if not learn and params is None:
         raise ValueError("params: learning='none' smooths at fixed parameters; pass params={name: value}")
     if proposal is not None and not callable(proposal):
         raise TypeError("proposal: expected proposal(params, ys_one_sequence) -> Proposal or None")
-    loglik_particles = max(num_particles, 100) if loglik_particles is None else check_int(loglik_particles, "loglik_particles")
+    loglik_particles = (max(num_particles, 100) if loglik_particles is None
+                        else positive_int("loglik_particles", loglik_particles))
 
     space = build_space(ssm.prior)
     key = jax.random.PRNGKey(seed)
     key_pos, key_init, key_sa, key_smooth, key_ll = jax.random.split(key, 5)
-    positions = _pmmh.initial_positions(key_pos, space, num_chains, params, float(init_radius) if learn else 0.0)
+    positions = initial_positions(key_pos, space, num_chains, params, float(init_radius) if learn else 0.0)
     extra = moments_functional(tuple(ssm.state_shape)) if moments else None
 
     # A backward='reject' request that cannot be honoured fails here, by name, not inside a trace
@@ -983,21 +968,11 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
     chunk_fn = jax.jit(chunk)
     states = jax.jit(jax.vmap(lambda k, z: learning_init(k, z, ssm, ys, space, num_particles, path_init="prior")))(
         jax.random.split(key_init, num_chains), positions)
-    bar = tqdm(total=(num_iterations if learn else 0) + burn_in + num_samples, disable=not progress,
-               desc=f"ppg[{learning}]")
 
-    def sweeps(states, key, total, learn_flag, keep_from):
+    def sweeps(states, key, total, learn_flag, keep_from):  # keys (chains, total, 2), one per sweep
         keys = jax.random.split(key, total * num_chains).reshape(num_chains, total, -1)
-        kept, done = [], 0
-        for length in _pmmh.chunked(total, chunk_size):
-            states, out = chunk_fn(states, keys[:, done:done + length], jnp.asarray(learn_flag))
-            lo = max(keep_from - done, 0)
-            if lo < length:
-                kept.append(jax.tree.map(lambda a: np.asarray(a)[:, lo:], out))
-            done += length
-            bar.update(length)
-        kept = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *kept) if len(kept) > 1 else kept[0]
-        return states, kept
+        return run_chunks(lambda st, ks: chunk_fn(st, ks, jnp.asarray(learn_flag)), states, total, chunk_size,
+                          keys=lambda a, n: keys[:, a:a + n], keep_from=keep_from, bar=bar)
 
     # The score block of the stacked functional is ravel_pytree of the constrained sites: sorted names.
     sizes = {name: int(np.prod(space.shapes[name], dtype=int)) for name in sorted(space.names)}
@@ -1012,25 +987,24 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         return out
 
     warmup = None
-    if learn:
-        states, (zs_sa, info_sa, _) = sweeps(states, key_sa, num_iterations, True, 0)
-        z_hat = zs_sa[:, average_from:].reshape(-1, space.dim).mean(axis=0)
-        warmup = (zs_sa, info_sa)
-        states = states._replace(position=jnp.broadcast_to(jnp.asarray(z_hat), states.position.shape))
-    else:
-        z_hat = np.asarray(positions[0])
-    states, (_, info, refs) = sweeps(states, key_smooth, burn_in + num_samples, False, burn_in)
-    bar.close()
+    with progress_bar((num_iterations if learn else 0) + burn_in + num_samples, desc=f"ppg[{learning}]",
+                      progress=progress) as bar:
+        if learn:
+            states, (zs_sa, info_sa, _) = sweeps(states, key_sa, num_iterations, True, 0)
+            z_hat = zs_sa[:, average_from:].reshape(-1, space.dim).mean(axis=0)
+            warmup = (zs_sa, info_sa)
+            states = states._replace(position=jnp.broadcast_to(jnp.asarray(z_hat), states.position.shape))
+        else:
+            z_hat = np.asarray(positions[0])
+        states, (_, info, refs) = sweeps(states, key_smooth, burn_in + num_samples, False, burn_in)
 
     theta_hat = {k: np.asarray(v) for k, v in jax.jit(space.to_constrained)(jnp.asarray(z_hat)).items()}
-    time_dims = ("series", "time") if batched else ("time",)
-    state_names = tuple(_filter.state_dim_names(target, len(ssm.state_shape)))
-    x = np.asarray(refs)
-    posterior = {"x": x if batched else x[:, :, 0]}
+    steps = time_dims(batched)
+    posterior = {"x": unbatch(refs, batched)}
     estimate = np.asarray(info.estimate)  # (chain, draw, d)
     c, n = estimate.shape[:2]
     sample_stats = split_scores(estimate)
-    dims = {"x": time_dims + state_names, "ess": time_dims, "y": time_dims}
+    dims = {"x": steps + tuple(state_dim_names(target, len(ssm.state_shape))), "ess": steps, "y": steps}
     if moments:
         size = int(np.prod(ssm.state_shape, dtype=int))
         rest = estimate[..., d_theta:]
@@ -1043,15 +1017,14 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             dims.update({"smoothed_sum_x": ("state_flat",), "smoothed_sum_xx": ("state_flat", "state_flat_2"),
                          "smoothed_sum_x_lag": ("state_flat", "state_flat_2")})
         sample_stats.update(parts)
-    ess = np.asarray(info.ess)
-    sample_stats.update({"log_evidence": np.asarray(info.log_evidence), "ess": ess if batched else ess[:, :, 0],
-                         "num_fallback": np.asarray(info.num_fallback)})
+    sample_stats.update({"log_evidence": info.log_evidence, "ess": unbatch(info.ess, batched),
+                         "num_fallback": info.num_fallback})
 
     log_likelihood, loglik_source = None, "none"
     if pointwise_log_likelihood:
         expected = tuple(ys.shape[:2]) if batched else (ys.shape[1],)
         one = {k: v[None, None] for k, v in theta_hat.items()}
-        values = _exact_pointwise(target, one, expected)
+        values = exact_pointwise(target, one, expected)
         if values is not None:
             loglik_source = "exact"
             values = np.broadcast_to(values, (c, n) + expected).copy()
@@ -1061,29 +1034,27 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
                                                    resampler="systematic", ess_threshold=0.5)
             incr = jax.jit(jax.vmap(lambda k: estimate_fn(k, jnp.asarray(z_hat))[1]))(jax.random.split(key_ll, c * n))
             incr = np.asarray(incr).reshape((c, n) + tuple(incr.shape[1:]))  # (chain, draw, S, T)
-            values = incr if batched else incr[:, :, 0]
+            values = unbatch(incr, batched)
         log_likelihood = {"y": values}
 
-    param_dims = {f"param_{k}": tuple(target.dims[k]) for k in theta_hat
-                  if target.dims and k in target.dims and len(tuple(target.dims[k])) == theta_hat[k].ndim}
-    idata = to_inference_data(
-        posterior=posterior, sample_stats=sample_stats, log_likelihood=log_likelihood,
-        constant_data={f"param_{k}": v for k, v in theta_hat.items()}, dims={**dims, **param_dims},
-        attrs={"method": "ppg", "learning": learning, "num_particles": num_particles,
+    param_dims = {f"param_{k}": d for k, d in target_dims(theta_hat, target.dims or {}, lead=0).items()}
+    idata = pack(
+        target, method="ppg", draws="markov", seed=seed, posterior=posterior, sample_stats=sample_stats,
+        log_likelihood=log_likelihood, constant_data={f"param_{k}": v for k, v in theta_hat.items()},
+        dims=dims, group_dims={"constant_data": param_dims},
+        attrs={"learning": learning, "num_particles": num_particles,
                "num_backward": num_backward, "backward": method, "num_iterations": num_iterations if learn else 0,
                "average_from": average_from if learn else 0, "burn_in": burn_in, "step_size": float(step_size),
                "step_exponent": float(step_exponent), "preconditioner": preconditioner,
-               "log_likelihood_source": loglik_source, "proposal": "bootstrap" if proposal is None else "guided",
-               "target": target.name})
-    if warmup is not None:
+               "log_likelihood_source": loglik_source, "proposal": "bootstrap" if proposal is None else "guided"})
+    if warmup is not None:  # the stochastic-approximation iterates, as extra groups
         zs_sa, info_sa = warmup
-        trajectory = _pmmh.posterior_arrays(space, jnp.asarray(zs_sa))
-        theta_dims = {k: tuple(target.dims[k]) for k in trajectory
-                      if target.dims and k in target.dims and len(tuple(target.dims[k])) == trajectory[k].ndim - 2}
+        trajectory = constrained_draws(space, zs_sa)
         w = to_inference_data(
             posterior=trajectory,
             sample_stats={**split_scores(np.asarray(info_sa.estimate)), "step_size": np.asarray(info_sa.step_size),
                           "log_evidence": np.asarray(info_sa.log_evidence)},
-            dims=theta_dims, attrs={"method": "ppg", "phase": "stochastic approximation"})
+            dims=target_dims(trajectory, target.dims or {}, lead=2),
+            attrs={"method": "ppg", "phase": "stochastic approximation"})
         idata.add_groups(warmup_posterior=w.posterior, warmup_sample_stats=w.sample_stats)
-    return _filter.attach_observed(idata, target)
+    return idata

@@ -22,7 +22,6 @@ Public API: :class:`PMMHState`, :class:`PMMHInfo`, :class:`AdaptationState`, :fu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -32,8 +31,10 @@ import numpy as np
 
 from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
-from inference.particle.space import ParameterSpace, build_space
+from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
+from inference.runner import pack, progress_bar, run_chunks, time_dims, unbatch
 from inference.types import Array, PRNGKey, Target
+from inference.validate import positive_float, positive_int
 
 __all__ = [
     "PMMHState",
@@ -45,10 +46,6 @@ __all__ = [
     "adaptation_update",
     "adapted_cholesky",
     "evidence_estimator",
-    "initial_positions",
-    "posterior_arrays",
-    "chunked",
-    "check_positive_int",
     "run_pmmh",
 ]
 
@@ -159,46 +156,6 @@ def evidence_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: 
     return estimate
 
 
-def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int, else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def initial_positions(key: PRNGKey, space: ParameterSpace, num_chains: int,
-                      init_params: Mapping[str, Any] | None, init_radius: float) -> Array:
-    """``(num_chains, d)`` starts: prior median (or ``init_params``) jittered by ``U(-r, r)``."""
-    if init_params is None:
-        centre = space.init_position
-    else:
-        if not isinstance(init_params, Mapping):
-            raise TypeError(f"init_params: expected a dict of parameter values, got {type(init_params).__name__}")
-        missing = sorted(set(space.names) - set(init_params))
-        if missing:
-            raise KeyError(f"init_params: missing parameters {missing}; the prior has {list(space.names)}")
-        centre = space.to_unconstrained({k: jnp.asarray(init_params[k], float) for k in space.names})
-        if not bool(jnp.all(jnp.isfinite(centre))):
-            raise ValueError(f"init_params: values outside the prior's support: {dict(init_params)}")
-    jitter = jax.random.uniform(key, (num_chains, space.dim), minval=-init_radius, maxval=init_radius)
-    return centre[None] + jitter
-
-
-def chunked(total: int, size: int) -> list[int]:
-    """Split ``total`` iterations into chunk lengths of at most ``size`` (at most 2 shapes)."""
-    full, rest = divmod(total, size)
-    return [size] * full + ([rest] if rest else [])
-
-
-def posterior_arrays(space: ParameterSpace, positions: Array) -> dict[str, np.ndarray]:
-    """``(chain, draw, d)`` unconstrained positions -> ``{name: (chain, draw, *shape)}``: constrained
-    sample sites and the prior's deterministic sites."""
-    c, n = positions.shape[:2]
-    flat = positions.reshape((c * n, space.dim))
-    values = jax.jit(jax.vmap(space.to_posterior))(flat)
-    return {k: np.asarray(v).reshape((c, n) + tuple(np.shape(v)[1:])) for k, v in values.items()}
-
-
 def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 256,
              num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4,
              resampler: str = "systematic", ess_threshold: float = 0.5, adapt: bool = True,
@@ -236,29 +193,23 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         ``log_likelihood`` ``y``: the current filter's per-step increments ``([series,] time)``;
         attrs ``num_particles``, ``final_proposal_scale``.
     """
-    from tqdm.auto import tqdm
-
-    from diagnostics.convert import to_inference_data
-
     ssm, ys, batched = _filter.ssm_series(target)
-    num_particles = check_positive_int(num_particles, "num_particles")
-    num_samples = check_positive_int(num_samples, "num_samples")
-    num_warmup = check_positive_int(num_warmup, "num_warmup", minimum=0)
-    num_chains = check_positive_int(num_chains, "num_chains")
-    thinning = check_positive_int(thinning, "thinning")
-    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    num_particles = positive_int("num_particles", num_particles)
+    num_samples = positive_int("num_samples", num_samples)
+    num_warmup = positive_int("num_warmup", num_warmup, minimum=0)
+    num_chains = positive_int("num_chains", num_chains)
+    thinning = positive_int("thinning", thinning)
+    chunk_size = positive_int("chunk_size", chunk_size)
     _resampling.get_resampler(resampler)
     _filter.check_threshold(ess_threshold)
-    if not (isinstance(init_scale, (int, float)) and init_scale > 0 and math.isfinite(init_scale)):
-        raise ValueError(f"init_scale: expected a positive finite float, got {init_scale!r}")
-    if not (isinstance(init_radius, (int, float)) and init_radius >= 0):
-        raise ValueError(f"init_radius: expected a float >= 0, got {init_radius!r}")
+    positive_float("init_scale", init_scale)
+    positive_float("init_radius", init_radius, allow_zero=True)
 
     space = build_space(ssm.prior)
     d = space.dim
     if adapt_start is None:
         adapt_start = min(max(50, 10 * d), max(num_warmup // 2, 1))
-    adapt_start = check_positive_int(adapt_start, "adapt_start")
+    adapt_start = positive_int("adapt_start", adapt_start)
     estimate = evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
                                   ess_threshold=ess_threshold, with_ess=True)
     init_chol = init_scale * jnp.eye(d)
@@ -293,51 +244,30 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
             return jax.lax.scan(lambda cc, k: one_chain(cc, k, adapting), c, ks)
         return jax.vmap(per_chain)(carry, keys)
 
-    carry = (states, adapts)
     total = num_warmup + num_samples * thinning
-    bar = tqdm(total=total, disable=not progress, desc="pmmh")
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
-    done = 0
-    for length in chunked(num_warmup, chunk_size):
-        carry, _ = run_chunk(carry, keys_all[:, done:done + length], jnp.asarray(True))
-        done += length
-        bar.update(length)
-    # Sampling: adapting=False freezes the proposal at its final warmup value.
-    kept = {"position": [], "log_evidence": [], "log_prior": [], "aux": [], "acc": [], "is_acc": []}
-    for length in chunked(num_samples * thinning, chunk_size):
-        carry, (st, info) = run_chunk(carry, keys_all[:, done:done + length], jnp.asarray(False))
-        done += length
-        bar.update(length)
-        for name, value in (("position", st.position), ("log_evidence", st.log_evidence),
-                            ("log_prior", st.log_prior), ("aux", st.aux),
-                            ("acc", info.acceptance_rate), ("is_acc", info.is_accepted)):
-            kept[name].append(jax.tree.map(np.asarray, value))
-    bar.close()
-    arrays = {k: jax.tree.map(lambda *xs: np.concatenate(xs, axis=1)[:, thinning - 1::thinning][:, :num_samples], *v)
-              for k, v in kept.items()}
+    with progress_bar(total, desc="pmmh", progress=progress) as bar:
+        carry, _ = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(True)), (states, adapts), num_warmup,
+                              chunk_size, keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar)
+        # Sampling: adapting=False freezes the proposal at its final warmup value.
+        carry, (st, info) = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(False)), carry,
+                                       num_samples * thinning, chunk_size,
+                                       keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar)
+    (st, info) = jax.tree.map(lambda a: a[:, thinning - 1::thinning][:, :num_samples], (st, info))
 
     final_chol = np.asarray(jax.vmap(lambda a: adapted_cholesky(a, init_chol, adapt_start=adapt_start))(carry[1]))
-    posterior = posterior_arrays(space, jnp.asarray(arrays["position"]))
-    incr, ess = arrays["aux"]  # each (chain, draw, S, T)
-    time_dims = ("series", "time") if batched else ("time",)
-    loglik = incr if batched else incr[:, :, 0]
-    ess = ess if batched else ess[:, :, 0]
-    dims = {name: tuple(target.dims.get(name, ())) for name in posterior
-            if len(tuple(target.dims.get(name, ()))) == posterior[name].ndim - 2 and posterior[name].ndim > 2}
-    dims["y"] = dims["ess"] = time_dims
-    idata = to_inference_data(
-        posterior=posterior,
-        sample_stats={"acceptance_rate": arrays["acc"], "is_accepted": arrays["is_acc"],
-                      "log_evidence": arrays["log_evidence"],
-                      "lp": arrays["log_evidence"] + arrays["log_prior"], "ess": ess},
-        log_likelihood={"y": loglik},
-        dims=dims,
-        attrs={"method": "pmmh", "num_particles": num_particles, "num_warmup": num_warmup,
+    incr, ess = st.aux  # each (chain, draw, S, T)
+    steps = time_dims(batched)
+    return pack(
+        target, method="pmmh", draws="markov", seed=seed,
+        posterior=constrained_draws(space, st.position),
+        sample_stats={"acceptance_rate": info.acceptance_rate, "is_accepted": info.is_accepted,
+                      "log_evidence": st.log_evidence, "lp": st.log_evidence + st.log_prior,
+                      "ess": unbatch(ess, batched)},
+        log_likelihood={"y": unbatch(incr, batched)},
+        dims={"y": steps, "ess": steps},
+        attrs={"num_particles": num_particles, "num_warmup": num_warmup,
                "resampler": str(resampler), "ess_threshold": float(ess_threshold),
-               "adapt": int(bool(adapt)), "thinning": thinning, "target": target.name,
+               "adapt": int(bool(adapt)), "thinning": thinning,
                "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2))))},
     )
-    return _filter.attach_observed(idata, target)
-
-
-_check_positive_int = check_positive_int  # alias kept for modules written against the first version

@@ -54,6 +54,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from inference.validate import positive_int
+
 __all__ = [
     "multinomial",
     "stratified",
@@ -113,18 +115,12 @@ def _invert_cdf_search(cdf: jax.Array, uniforms: jax.Array) -> jax.Array:
     return jnp.minimum(idx, cdf.shape[0] - 1).astype(jnp.int32)
 
 
-def _check_num_samples(num_samples) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples: expected a positive Python int (static), got {num_samples!r}")
-    return num_samples
-
-
 def multinomial(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
     """``M`` i.i.d. ancestors from ``softmax(log_weights)`` (sorted uniforms, CDF inversion).
 
     Returns sorted indices ``(M,)``; their multiset is a Multinomial(M, w) draw.
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = positive_int("num_samples", num_samples)  # static: the shape of the output
     return _invert_cdf_search(_cdf(log_weights), _sorted_uniforms(key, num_samples))
 
 
@@ -134,7 +130,7 @@ def stratified(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.
     ``C_i = #{j: u_j < c_i} = k + [U_k < M c_i - k]`` with ``k = floor(M c_i)`` (capped at M):
     one gathered uniform per CDF point, then the O(N + M) counting pass.
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = positive_int("num_samples", num_samples)  # static: the shape of the output
     cdf = _cdf(log_weights)
     u = jax.random.uniform(key, (num_samples,))
     scaled = cdf * num_samples
@@ -149,7 +145,7 @@ def systematic(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.
 
     ``C_i = #{j: j < M c_i - U} = clip(ceil(M c_i - U), 0, M)``, then the O(N + M) counting pass.
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = positive_int("num_samples", num_samples)  # static: the shape of the output
     cdf = _cdf(log_weights)
     u = jax.random.uniform(key, ())
     counts_below = jnp.clip(jnp.ceil(cdf * num_samples - u), 0, num_samples).astype(jnp.int32)
@@ -164,7 +160,7 @@ def residual(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Ar
     spacings are drawn and the first ``R`` order statistics of ``R`` uniforms are formed as
     ``S_j / S_{R+1}``; entries ``j >= M - R`` of the output take the residual draws.
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = positive_int("num_samples", num_samples)  # static: the shape of the output
     w = normalize(log_weights)
     scaled = num_samples * w
     copies = jnp.floor(scaled).astype(jnp.int32)

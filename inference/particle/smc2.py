@@ -39,8 +39,10 @@ from numpyro import handlers
 from inference.particle import filter as _filter
 from inference.particle import pmmh as _pmmh
 from inference.particle import resampling as _resampling
-from inference.particle.space import ParameterSpace, build_space
+from inference.particle.space import ParameterSpace, build_space, constrained_draws
+from inference.runner import exact_pointwise, pack, progress_bar, time_dims, unbatch
 from inference.types import Array, PRNGKey, Target
+from inference.validate import fraction, positive_float, positive_int
 
 __all__ = ["SMC2State", "SMC2Info", "SMC2Output", "init", "step", "resample_move", "run", "run_smc2"]
 
@@ -295,24 +297,16 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         over draws), ``acceptance_rate`` (the run's mean PMMH acceptance); ``log_likelihood`` ``y``;
         attrs ``log_evidence`` (mean over runs of ``log Ẑ``).
     """
-    from tqdm.auto import tqdm
-
-    from diagnostics.convert import to_inference_data
-    from inference.particle.paris import _exact_pointwise
-
     ssm, ys, batched = _filter.ssm_series(target)
-    check_int = _pmmh.check_positive_int
-    num_theta = check_int(num_theta, "num_theta", minimum=2)
+    num_theta = positive_int("num_theta", num_theta, minimum=2)
     num_particles = _filter.check_num_particles(num_particles, conditional=False)
-    num_moves = check_int(num_moves, "num_moves")
-    num_chains = check_int(num_chains, "num_chains")
-    final_moves = num_moves if final_moves is None else check_int(final_moves, "final_moves", minimum=0)
+    num_moves = positive_int("num_moves", num_moves)
+    num_chains = positive_int("num_chains", num_chains)
+    final_moves = num_moves if final_moves is None else positive_int("final_moves", final_moves, minimum=0)
     resampler_fn = _resampling.get_resampler(resampler)
     _filter.check_threshold(filter_ess_threshold)
-    if not (isinstance(ess_threshold, (int, float)) and 0.0 <= ess_threshold <= 1.0):
-        raise ValueError(f"ess_threshold: expected a fraction of num_theta in [0, 1], got {ess_threshold!r}")
-    if not (isinstance(scale, (int, float)) and scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale: expected a positive finite float, got {scale!r}")
+    fraction("ess_threshold", ess_threshold, of="num_theta")
+    positive_float("scale", scale)
 
     space = build_space(ssm.prior)
 
@@ -326,17 +320,18 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         return out.state.positions[idx], out.state.increments[idx], out.log_evidence, out.info
 
     run_fn = jax.jit(one_run)
-    results = [jax.tree.map(np.asarray, run_fn(k))
-               for k in tqdm(jax.random.split(jax.random.PRNGKey(seed), num_chains), disable=not progress,
-                             desc="smc2", total=num_chains)]
+    results = []
+    with progress_bar(num_chains, desc="smc2", progress=progress) as bar:
+        for k in jax.random.split(jax.random.PRNGKey(seed), num_chains):
+            results.append(jax.tree.map(np.asarray, run_fn(k)))
+            bar.update(1)
     positions = np.stack([r[0] for r in results])  # (C, N_θ, d)
     increments = np.stack([r[1] for r in results])  # (C, N_θ, S, T)
     log_ev = np.array([float(r[2]) for r in results])
     infos = jax.tree.map(lambda *xs: np.stack(xs), *[r[3] for r in results])  # fields (C, T)
 
-    posterior = _pmmh.posterior_arrays(space, jnp.asarray(positions))
+    posterior = constrained_draws(space, positions)
     c, n = positions.shape[:2]
-    time_dims = ("series", "time") if batched else ("time",)
 
     def per_draw(a):
         return np.broadcast_to(a[:, None], (c, n) + a.shape[1:]).copy()
@@ -345,24 +340,19 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
                     "resampled": per_draw(infos.resampled),
                     "acceptance_rate": per_draw(np.array([np.nanmean(a) if np.isfinite(a).any() else np.nan
                                                           for a in infos.acceptance_rate]))}
-    log_likelihood = None
-    source = "none"
+    log_likelihood, source = None, "none"
     if pointwise_log_likelihood:
         expected = tuple(ys.shape[:2]) if batched else (ys.shape[1],)
-        values = _exact_pointwise(target, posterior, expected)
+        values = exact_pointwise(target, posterior, expected)
         source = "exact"
         if values is None:
-            values = increments if batched else increments[:, :, 0]
+            values = unbatch(increments, batched)
             source = f"filter increments, N_x={num_particles}"
         log_likelihood = {"y": values}
-    dims = {"ess": ("time",), "resampled": ("time",), "y": time_dims}
-    for name in posterior:
-        if target.dims and name in target.dims and len(tuple(target.dims[name])) == posterior[name].ndim - 2:
-            dims[name] = tuple(target.dims[name])
-    idata = to_inference_data(
-        posterior=posterior, sample_stats=sample_stats, log_likelihood=log_likelihood, dims=dims,
-        attrs={"method": "smc2", "num_theta": num_theta, "num_particles": num_particles,
-               "ess_threshold": float(ess_threshold), "num_moves": num_moves, "scale": float(scale),
-               "resampler": str(resampler), "final_moves": final_moves, "log_evidence": float(np.mean(log_ev)),
-               "log_likelihood_source": source, "target": target.name})
-    return _filter.attach_observed(idata, target)
+    return pack(
+        target, method="smc2", draws="iid", seed=seed, posterior=posterior, sample_stats=sample_stats,
+        log_likelihood=log_likelihood, dims={"ess": ("time",), "resampled": ("time",), "y": time_dims(batched)},
+        attrs={"num_theta": num_theta, "num_particles": num_particles, "ess_threshold": float(ess_threshold),
+               "num_moves": num_moves, "scale": float(scale), "resampler": str(resampler),
+               "final_moves": final_moves, "log_evidence": float(np.mean(log_ev)),
+               "log_likelihood_source": source})

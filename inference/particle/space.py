@@ -11,7 +11,12 @@ in ``z`` includes the Jacobian::
 (``numpyro.infer.util.potential_energy`` on the prior program). The starting point is the prior
 median (``init_to_median``) or any NumPyro init strategy.
 
-Public API: :class:`ParameterSpace`, :func:`build_space`.
+What the particle runners (PMMH, particle Gibbs, PPG, SMC²) share about the space: chains start
+at :func:`initial_positions` (the prior median or given values, jittered) and their
+unconstrained draws are reported by :func:`constrained_draws`.
+
+Public API: :class:`ParameterSpace`, :func:`build_space`, :func:`initial_positions`,
+:func:`constrained_draws`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer import init_to_mean, init_to_median, init_to_sample, init_to_uniform
@@ -28,7 +34,7 @@ from numpyro.infer.util import constrain_fn, initialize_model, potential_energy,
 
 from inference.types import Array, PRNGKey
 
-__all__ = ["ParameterSpace", "build_space"]
+__all__ = ["ParameterSpace", "build_space", "initial_positions", "constrained_draws"]
 
 _INIT_STRATEGIES = {
     # The median of 101 prior draws per site (NumPyro's default uses 15).
@@ -146,3 +152,30 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
                           to_constrained=to_constrained, to_unconstrained=to_unconstrained,
                           to_params=to_params, params_from_constrained=params_from_constrained,
                           log_prior=log_prior, to_posterior=to_posterior)
+
+
+def initial_positions(key: PRNGKey, space: ParameterSpace, num_chains: int,
+                      init_params: Mapping[str, Any] | None, init_radius: float) -> Array:
+    """``(num_chains, d)`` starts: prior median (or ``init_params``) jittered by ``U(-r, r)``."""
+    if init_params is None:
+        centre = space.init_position
+    else:
+        if not isinstance(init_params, Mapping):
+            raise TypeError(f"init_params: expected a dict of parameter values, got {type(init_params).__name__}")
+        missing = sorted(set(space.names) - set(init_params))
+        if missing:
+            raise KeyError(f"init_params: missing parameters {missing}; the prior has {list(space.names)}")
+        centre = space.to_unconstrained({k: jnp.asarray(init_params[k], float) for k in space.names})
+        if not bool(jnp.all(jnp.isfinite(centre))):
+            raise ValueError(f"init_params: values outside the prior's support: {dict(init_params)}")
+    jitter = jax.random.uniform(key, (num_chains, space.dim), minval=-init_radius, maxval=init_radius)
+    return centre[None] + jitter
+
+
+def constrained_draws(space: ParameterSpace, positions: Array) -> dict[str, np.ndarray]:
+    """``(chain, draw, d)`` unconstrained positions -> ``{name: (chain, draw, *shape)}``: constrained
+    sample sites and the prior's deterministic sites (what runners store in ``posterior``)."""
+    c, n = positions.shape[:2]
+    flat = jnp.asarray(positions).reshape((c * n, space.dim))
+    values = jax.jit(jax.vmap(space.to_posterior))(flat)
+    return {k: np.asarray(v).reshape((c, n) + tuple(np.shape(v)[1:])) for k, v in values.items()}
