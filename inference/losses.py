@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from inference.validate import concrete
+from inference.validate import concrete, positive_int
 
 __all__ = [
     "SinkhornPotentials",
@@ -279,8 +279,7 @@ def forced_rollout(step, z0, targets, *, alpha=1.0, interval: int = 1) -> jax.Ar
     targets = jnp.asarray(targets)
     if targets.ndim != 2 or z0.ndim != 1 or targets.shape[1] > z0.shape[0]:
         raise ValueError(f"targets: expected (T, N) with N <= the state size {z0.shape[-1]}, got {targets.shape}")
-    if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 1:
-        raise ValueError(f"interval: expected a positive integer (static), got {interval!r}")
+    interval = positive_int("interval", interval, why="static")
     n = targets.shape[1]
 
     def body(z_prev, inputs):

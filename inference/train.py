@@ -61,7 +61,7 @@ import numpy as np
 import optax
 
 from inference.checkpoint import load_pytree, save_pytree
-from inference.validate import positive_int
+from inference.validate import choice, positive_int
 
 __all__ = [
     "TrainState",
@@ -534,15 +534,12 @@ def run_teacher_forcing(
     from numpyro.handlers import seed as seed_handler, substitute, trace
     from numpyro.infer.util import log_density
 
-    from diagnostics.convert import to_inference_data
     from inference.losses import Forcing
+    from inference.runner import pack
 
-    if forcing not in FORCINGS:
-        raise ValueError(f"forcing: expected one of {list(FORCINGS)}, got {forcing!r}")
-    if select_by not in ("d_stsp", "d_h"):
-        raise ValueError(f"select_by: expected 'd_stsp' or 'd_h', got {select_by!r}")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+    choice("forcing", forcing, FORCINGS)
+    choice("select_by", select_by, ("d_stsp", "d_h"))
+    choice("optimizer", optimizer, sorted(_OPTIMIZERS))
     batch_size = positive_int("batch_size", batch_size)
     seq_len = positive_int("seq_len", seq_len)
     interval = positive_int("interval", interval)
@@ -645,8 +642,7 @@ def run_teacher_forcing(
     elapsed = time.perf_counter() - started
     chosen = result.best_params if result.best_params is not None else result.params
     posterior = {name: value[None, None] for name, value in _flatten_params(chosen).items()}
-    attrs = {"method": "tf", "draws": "point", "seed": int(seed), "target": getattr(target, "name", "model"),
-             "forcing": forcing, "interval": int(forcing_interval), "num_steps": int(num_steps),
+    attrs = {"forcing": forcing, "interval": int(forcing_interval), "num_steps": int(num_steps),
              "final_loss": float(result.losses[-1]) if len(result.losses) else float("nan"),
              "training_time_s": round(elapsed, 3)}
     if gtf:
@@ -655,8 +651,7 @@ def run_teacher_forcing(
     if result.best_step is not None:
         attrs.update(selected_step=int(result.best_step), select_by=select_by,
                      selected_score=float(np.min(result.evaluations[:, 1])))
-    observed = {k: np.asarray(v) for k, v in (target.observed or {}).items()}
-    idata = to_inference_data(posterior=posterior, observed_data=observed or None, attrs=attrs)
+    idata = pack(target, method="tf", draws="point", seed=seed, posterior=posterior, attrs=attrs)
     training = {"loss": (("step",), result.losses)}
     if result.alphas is not None:
         training["alpha"] = (("step",), result.alphas)
