@@ -21,7 +21,7 @@ from typing import Any
 
 from inference.types import Target
 
-__all__ = ["fit", "fit_batch", "methods", "resolve_target", "Target"]
+__all__ = ["fit", "fit_batch", "methods", "get_runner", "resolve_target", "Target"]
 
 # method name -> "module:function"; every runner has the signature
 #     runner(target: Target, *, seed: int, progress: bool, **options) -> arviz.InferenceData
@@ -52,7 +52,8 @@ def methods() -> list[str]:
     return sorted(_METHODS)
 
 
-def _runner(method: str) -> Callable[..., Any]:
+def get_runner(method: str) -> Callable[..., Any]:
+    """The runner function of ``method`` (its signature lists the method's options)."""
     if method not in _METHODS:
         raise ValueError(f"method: unknown method {method!r}; expected one of {methods()}")
     module_name, func_name = _METHODS[method].split(":")
@@ -135,7 +136,7 @@ def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, c
         progress: show a progress bar on long loops.
         **options: passed to the method's runner; unknown options raise ``TypeError`` naming them.
     """
-    runner = _runner(method)
+    runner = get_runner(method)
     resolved = resolve_target(target, data, config=config)
     _check_options(runner, method, options)
     return runner(resolved, seed=int(seed), progress=bool(progress), **options)

@@ -320,7 +320,7 @@ def _cmd_sbc(args) -> int:
     config = entry.config(args.config)
     options = parse_options(args.option)
     method = args.method or entry.recipe.method
-    if "posterior_predictive" in inspect.signature(inference._runner(method)).parameters:
+    if "posterior_predictive" in inspect.signature(inference.get_runner(method)).parameters:
         options.setdefault("posterior_predictive", False)  # SBC needs the posterior only
     model = functools.partial(entry.model, config=config)
 
