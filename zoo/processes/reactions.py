@@ -1,4 +1,4 @@
-r"""Reaction networks: one specification, five levels of description.
+r"""Reaction networks: one specification, seven levels of description.
 
 A :class:`ReactionNetwork` lists species, the reactant and product stoichiometry of R reactions
 (matrices ``nu`` and ``nu'`` of shape (R, S_all)), the system size Omega (``volume``) and, where a
@@ -25,9 +25,13 @@ linear-noise approx.    ``phi' = S alpha(phi)`` (alpha macroscopic), ``x = phi +
                         ``eta_k ~ N(0, Q_k)`` with ``dPhi/dt = J Phi``, ``Phi(t_k) = I`` and
                         ``dQ/dt = J Q + Q J^T + S diag(alpha(phi)) S^T``, ``Q(t_k) = 0``
 rate equations (ODE)    ``dx/dt = S alpha(x)``
+finite state projection the CME truncated to a box, exits to a sink whose mass bounds the error
+                        (:mod:`zoo.processes.fsp`: transient and stationary laws, exact likelihoods)
+moment closures         ``d E[x^alpha]/dt = sum_r E[a_r(x)((x + S_r)^alpha - x^alpha)]`` closed at
+                        order m (normal, central-moment, log-normal; :mod:`zoo.processes.moment_closure`)
 ======================  ======================================================================
 
-All five act on counts (extensive variables). The LNA comes in two forms: non-restarting (van
+All act on counts (extensive variables). The LNA comes in two forms: non-restarting (van
 Kampen; linearised about one deterministic path), a time-varying linear-Gaussian state-space model
 (:func:`lna_to_lgssm` gives ``inference.exact.LGSSMParams`` for the Kalman filter); and
 restarting (:meth:`ReactionNetwork.lna_filter`, Fearnhead, Giagos & Sherlock 2014), which
