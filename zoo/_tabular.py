@@ -7,8 +7,9 @@ spec gives the entry its ``load_columns`` / ``dump_columns``, their shape checks
 its ``data_doc``. NaN (an empty cell) is the only missing-value marker in a CSV; integer channels
 (counts, symbols) hold the spec's ``missing`` stand-in in the array, because an int array has no NaN.
 
-Where rows sit in time is part of the spec (``grid``): on the regular grid of steps ``0..T-1``
-(the time column only orders rows), on the config's observation times (a grid known before the
+Where rows sit in time is part of the spec (``grid``): on a regular grid of steps ``0..T-1``
+(the time column places the rows: a gap of whole steps is missing values, times on no regular grid
+are an error), on the config's observation times (a grid known before the
 data: a time off it is an error, a grid point a series lacks is missing), or at times that are
 themselves data (read from the file, handed to the entry with the values).
 """
@@ -17,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Columns", "long_to_array", "array_to_long", "series_times"]
+__all__ = ["Columns", "Loaded", "long_to_array", "array_to_long", "series_times", "regular_steps"]
 
 STEPS = "steps"
 DATA = "data"
@@ -32,6 +33,11 @@ def _require(columns: Mapping[str, np.ndarray], names: Sequence[str], given: Seq
     if missing:
         each = ", ".join(f"missing column {name!r}" for name in missing)
         raise ValueError(f"columns: missing column(s) {missing} ({each}); got {sorted(given or columns)}")
+
+
+def _label(label):
+    """A series label as a plain Python value (for messages: 0, not np.int64(0))."""
+    return np.asarray(label).item()
 
 
 def series_times(columns: Mapping[str, np.ndarray], *, time: str = "time", series: str = "series",
@@ -62,10 +68,62 @@ def series_times(columns: Mapping[str, np.ndarray], *, time: str = "time", serie
         idx = np.flatnonzero(labels_column == label)
         idx = idx[np.argsort(times[idx], kind="stable")]
         if np.any(np.diff(times[idx]) <= 0):
-            raise ValueError(f"columns[{time!r}]: times repeat within series {label!r}; "
+            raise ValueError(f"columns[{time!r}]: times repeat within series {_label(label)!r}; "
                              "expected strictly increasing times")
         rows.append(idx)
     return labels, rows
+
+
+class Loaded(NamedTuple):
+    """What :meth:`Columns.read` returns: the entry's ``data`` and ``times``, the ``(T,)`` real
+    times of its time axis (the file's times on the steps grid, the config's grid, or the data's)."""
+
+    data: Any
+    times: np.ndarray
+
+
+def regular_steps(time: np.ndarray, labels: Sequence, rows: Sequence[np.ndarray], *,
+                  name: str = "time", rtol: float = 1e-6) -> tuple[list[np.ndarray], np.ndarray]:
+    """Place rows with real times on a regular grid of steps; ``(positions per series, grid)``.
+
+    The step ``h`` is the smallest gap between consecutive times of any series (1 when no series
+    has two rows and the times are whole numbers); the grid starts at the earliest time ``t0`` of
+    all series and every time must be ``t0 + k h`` for a whole ``k`` (within ``rtol`` of a step).
+    A gap of several steps is then unambiguous: the steps in it are missing. Times that sit on no
+    such grid (gaps of 1 and 1.5 steps, say) are ambiguous: ``ValueError`` naming the first one
+    and its series. ``rows`` are the row indices per series in time order (:func:`series_times`).
+    """
+    per_series = [time[idx] for idx in rows]
+    gaps = np.concatenate([np.diff(t) for t in per_series])
+    t0 = float(min(t[0] for t in per_series))
+    if gaps.size:
+        step = float(gaps.min())
+    elif all(float(t[0]).is_integer() for t in per_series):
+        step = 1.0
+    elif len({float(t[0]) for t in per_series}) == 1:
+        step = 1.0
+    else:
+        raise ValueError(f"columns[{name!r}]: one row per series at different times {sorted({float(t[0]) for t in per_series})}: "
+                         "no step to place them on a regular grid; give whole-number step indices")
+    positions = []
+    for label, t in zip(labels, per_series):
+        k = (t - t0) / step
+        off = np.abs(k - np.round(k)) > rtol * np.maximum(1.0, np.abs(k))
+        if off.any():
+            i = int(np.argmax(off))
+            before = f"{t[i - 1]:g} to {t[i]:g}" if i > 0 else f"{t0:g} (the earliest time) to {t[i]:g}"
+            raise ValueError(
+                f"columns[{name!r}]: the rows are not on a regular time grid: series {_label(label)!r} goes from {before}, "
+                f"{(t[i] - (t[i - 1] if i > 0 else t0)) / step:.4g} steps of {step:g} (the smallest gap); this entry's "
+                "rows sit on regular steps, so a gap must be a whole number of steps (its steps are then missing). "
+                "Give times on one grid")
+        positions.append(np.round(k).astype(np.int64))
+    length = int(max(p[-1] for p in positions)) + 1
+    num_rows = max(len(t) for t in per_series)
+    if length > 100 * num_rows + 1000:
+        raise ValueError(f"columns[{name!r}]: the times span {length} steps of {step:g} for at most {num_rows} rows "
+                         "per series; the gaps would leave the grid almost all missing. Check the time column")
+    return positions, t0 + step * np.arange(length)
 
 
 def long_to_array(columns: Mapping[str, np.ndarray], names: Sequence[str], *, fill=np.nan) -> np.ndarray:
@@ -114,12 +172,14 @@ class Columns:
             ``(..., time, channel)``; one name (a string): no channel axis ``(..., time)``. May be
             a function of the config (channel names that depend on e.g. ``obs_dim``).
         time: the time column; None (only on the ``"steps"`` grid): rows are in time order and no
-            time column is written (a ``time`` column given on input still orders the rows).
+            time column is written (a ``time`` column given on input still places the rows).
         series: the series column, or None when the data is a single series (no series axis).
             On input the series column may be left out: all rows are then one series.
         grid: where the rows sit in time.
-            ``"steps"``: the regular grid ``0..T-1``; the time column orders the rows (on input
-            it may be left out, rows are then in time order) and is written as the step index.
+            ``"steps"``: a regular grid ``0..T-1``; on input the time column places the rows on
+            it (step = the smallest gap; a gap of several steps is missing values, NaN; times on
+            no regular grid are an error, :func:`regular_steps`); it may be left out (rows are
+            then in time order). It is written as the step index.
             A function ``grid(config) -> (T,)``: the config's observation times; every time must
             lie on it (within 1e-9 of the span) and a grid point a series has no row for is
             missing. ``"data"``: the times are data, shared by all series; they are read from
@@ -199,7 +259,7 @@ class Columns:
         if self.series:
             notes.append(f"{self.series} optional (absent: one series)")
         if self.grid == STEPS:
-            notes.append(f"{self.time} orders the rows (steps 0..T-1; optional)" if self.time
+            notes.append(f"{self.time} places the rows on regular steps (a gap = missing steps; optional)" if self.time
                          else "rows in time order (a time column, if given, orders them)")
         elif self.grid == DATA:
             notes.append(f"{self.time} = the observation times (data, the same for every series)")
@@ -226,6 +286,17 @@ class Columns:
 
     def load(self, columns: Mapping[str, np.ndarray], config) -> Any:
         """CSV columns -> the entry's data (the generated ``load_columns``)."""
+        return self.read(columns, config).data
+
+    def read(self, columns: Mapping[str, np.ndarray], config) -> Loaded:
+        """CSV columns -> :class:`Loaded`: the entry's data and the real times of its time axis.
+
+        On the ``"steps"`` grid a time column places the rows (:func:`regular_steps`): a gap in
+        it is missing steps (NaN), never a shift of the later rows; times that sit on no regular
+        grid are an error naming the first gap. ``times`` is the grid the data sit on: the file's
+        own times on the steps grid (``0..T-1`` without a time column), the config's grid, or the
+        data's times.
+        """
         names, squeezed = self.names(config)
         given = sorted(columns)
         columns = dict(columns)
@@ -242,6 +313,7 @@ class Columns:
         times = None
         if callable(self.grid):
             grid = np.asarray(_call(self.grid, config), dtype=float)
+            times = grid
             table = np.full((len(rows), len(grid), len(names)), np.nan)
             time = np.asarray(columns[time_name], dtype=float)
             tol = 1e-9 * max(1.0, float(np.max(np.abs(grid))))
@@ -254,11 +326,20 @@ class Columns:
                     raise ValueError(f"columns[{self.time!r}]: times {time[idx][off][:3].tolist()} are not on the "
                                      "configuration's observation grid" + (f"; {self.grid_hint}" if self.grid_hint else ""))
                 table[s, nearest] = values[idx]
+        elif self.grid == STEPS and time_name in columns:
+            # the time column places the rows on the regular grid: a gap is missing steps, not a shift
+            time = np.asarray(columns[time_name], dtype=float)
+            positions, times = regular_steps(time, labels, rows, name=time_name)
+            table = np.full((len(rows), len(times), len(names)), np.nan)
+            for s, idx in enumerate(rows):
+                table[s, positions[s]] = values[idx]
         else:
             length = max(len(idx) for idx in rows)
             table = np.full((len(rows), length, len(names)), np.nan)
             for s, idx in enumerate(rows):
                 table[s, : len(idx)] = values[idx]
+            if self.grid == STEPS:
+                times = np.arange(length, dtype=float)
             if self.grid == DATA:
                 time = np.asarray(columns[time_name], dtype=float)
                 per_series = [time[idx] for idx in rows]
@@ -277,8 +358,8 @@ class Columns:
             table = table[..., 0]
         if self.series is None:
             table = table[0]
-        data = self.assemble(table, times, config) if self.assemble is not None else table
-        return self.validate(data, config) if self.validate is not None else data
+        data = self.assemble(table, times if self.grid == DATA else None, config) if self.assemble is not None else table
+        return Loaded(self.validate(data, config) if self.validate is not None else data, times)
 
     def dump(self, data, config) -> dict[str, np.ndarray]:
         """The entry's data -> CSV columns (the generated ``dump_columns``)."""

@@ -81,3 +81,44 @@ def test_entry_generates_its_pair_and_data_doc():
     with pytest.raises(ValueError, match="grid"):
         Columns("y", grid="hourly")
     assert "CSV columns series, time" in zoo.get("lgssm").data_doc
+
+
+def test_steps_grid_gap_is_missing_not_a_shift():
+    """Issue 20 item 1: a row left out of a steps-grid CSV is a missing step; later rows stay put."""
+    spec = Columns(_channels)
+    data = np.arange(12.0).reshape(1, 6, 2)
+    columns = spec.dump(data, 2)
+    kept = np.ones(6, bool)
+    kept[2] = False  # delete the row at time 2
+    loaded = spec.read({k: v[kept] for k, v in columns.items()}, 2)
+    expected = data.copy()
+    expected[0, 2] = np.nan
+    np.testing.assert_array_equal(loaded.data, expected)
+    np.testing.assert_array_equal(loaded.times, np.arange(6.0))
+    # a constant step (weekly days, 0.1 units) and a series starting late sit on one grid
+    weekly = spec.read({"series": np.array([0, 0, 0, 1, 1]), "time": np.array([0.0, 7, 21, 14, 21]),
+                        "y0": np.arange(5.0), "y1": np.arange(5.0)}, 2)
+    np.testing.assert_array_equal(weekly.times, [0, 7, 14, 21])
+    np.testing.assert_array_equal(weekly.data[..., 0], [[0, 1, np.nan, 2], [np.nan, np.nan, 3, 4]])
+    tenths = spec.read({"time": np.array([0.1, 0.2, 0.5]), "y0": np.ones(3), "y1": np.ones(3)}, 2)
+    assert tenths.data.shape == (1, 5, 2) and np.isnan(tenths.data[0, 2:4]).all()
+    # no whole number of steps: refused, naming the first gap and its series
+    with pytest.raises(ValueError, match=r"columns\['time'\]: the rows are not on a regular time grid: "
+                                         r"series 0 goes from 1 to 2.5, 1.5 steps of 1"):
+        spec.read({"time": np.array([0.0, 1.0, 2.5]), "y0": np.ones(3), "y1": np.ones(3)}, 2)
+    with pytest.raises(ValueError, match="almost all missing"):
+        spec.read({"time": np.array([0.0, 1.0, 1e9]), "y0": np.ones(3), "y1": np.ones(3)}, 2)
+
+
+def test_lgssm_csv_with_a_deleted_row_keeps_later_observations_in_place():
+    import jax
+
+    entry = zoo.get("lgssm")
+    config = entry.config("small")
+    data, _ = entry.simulate(jax.random.PRNGKey(0), config)
+    columns = entry.dump_columns(data, config)
+    drop = np.flatnonzero((columns["series"] == 0) & (columns["time"] == 5))
+    kept = np.setdiff1d(np.arange(len(columns["time"])), drop)
+    loaded = np.asarray(entry.load_columns({k: v[kept] for k, v in columns.items()}, config))
+    assert np.isnan(loaded[0, 5]).all()
+    np.testing.assert_array_equal(loaded[0, 6:], np.asarray(data)[0, 6:])
