@@ -259,9 +259,9 @@ def test_noise_site_elbo_against_the_exact_evidence():
 def test_named_errors():
     ou = sde.SDE(lambda t, y: -y, lambda t, y: 0.5)
     inc = jnp.zeros((5, 1))
-    with pytest.raises(ValueError, match="dt: expected a finite time step > 0"):
+    with pytest.raises(ValueError, match="dt: expected a finite step size > 0"):
         sde.euler_maruyama(ou, jnp.zeros(1), inc, dt=0.0)
-    with pytest.raises(ValueError, match="dt: expected a finite time step > 0"):
+    with pytest.raises(ValueError, match="dt: expected a finite step size > 0"):
         sde.brownian_increments(jax.random.PRNGKey(0), 5, -0.1)
     with pytest.raises(ValueError, match="num_steps"):
         sde.brownian_increments(jax.random.PRNGKey(0), 0, 0.1)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.nets.sequence import AttentionPool, BiGRUEncoder, masked_mean
+from zoo.nets.sequence import AttentionPool, BackwardGRUEncoder, BiGRUEncoder, masked_mean
 
 
 def test_bigru_masking_and_directions(key):
@@ -29,6 +29,21 @@ def test_bigru_masking_and_directions(key):
     np.testing.assert_allclose(out4[0, 2:, 5:], out[0, 2:, 5:], rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="mask"):
         enc.apply(params, x, mask[:, :3])
+
+
+def test_backward_gru_reads_the_future_only(key):
+    enc = BackwardGRUEncoder(hidden=4)
+    x = jax.random.normal(key, (2, 6, 3))
+    params = enc.init(key, x)
+    out = np.asarray(enc.apply(params, x))
+    assert out.shape == (2, 6, 4)
+    changed = np.asarray(enc.apply(params, x.at[:, :3].set(5.0)))  # earlier steps change nothing later
+    np.testing.assert_allclose(changed[:, 3:], out[:, 3:], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(changed[:, :3], out[:, :3])
+    later = np.asarray(enc.apply(params, x.at[:, 5].set(5.0)))  # the last step reaches every output
+    assert not np.any(np.isclose(later[:, :5], out[:, :5]).all(-1))
+    with pytest.raises(ValueError, match="hidden"):
+        BackwardGRUEncoder(hidden=0)
 
 
 def test_attention_pool_is_a_masked_set_function(key):

@@ -132,12 +132,13 @@ def _check_sde(sde: SDE) -> SDE:
 
 
 def check_step(dt, name: str = "dt"):
-    """``dt`` itself; a concrete ``dt`` must be a finite number > 0 (``ValueError`` naming ``name``)."""
+    """``dt`` itself; a concrete ``dt`` must be a finite number > 0 (``ValueError`` naming ``name``;
+    also for other step sizes: a grid spacing, a solver's first step)."""
     if is_traced(dt):
         return dt
     value = np.asarray(dt, dtype=float)
     if value.ndim != 0 or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a finite time step > 0, got {dt!r}")
+        raise ValueError(f"{name}: expected a finite step size > 0, got {dt!r}")
     return dt
 
 
