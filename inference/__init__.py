@@ -37,6 +37,7 @@ _METHODS: dict[str, str] = {
     "smc": "inference.smc:run_tempered_smc",
     "quadrature": "inference.quadrature:run_quadrature",
     "tf": "inference.train:run_teacher_forcing",
+    "map": "inference.map:run_map",
 }
 
 

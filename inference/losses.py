@@ -6,7 +6,10 @@ several models share live here, so that an entry imports them (``zoo`` may impor
 Sinkhorn divergence between two point clouds (log-domain, pure JAX), the loss of the
 ``hmm_rnn`` emulation study; and the teacher-forced rollouts of recurrent models of dynamics
 (sparse, full and generalised teacher forcing, with the Jacobian-growth estimate of the adaptive
-GTF α), the objective of the dynamical-systems-reconstruction entries.
+GTF α), the objective of the dynamical-systems-reconstruction entries; the squared maximum mean
+discrepancy with rational-quadratic kernels (:func:`mmd`, PhyxMamba's attractor-geometry
+regulariser); and the causal weights of physics-informed training (:func:`causal_weights`,
+:func:`causal_residual_loss`; Wang, Sankaran & Perdikaris 2022).
 
 Sinkhorn divergence
 -------------------
@@ -65,6 +68,10 @@ __all__ = [
     "forced_rollout",
     "jacobian_growth",
     "gtf_alpha",
+    "RQ_SCALES",
+    "mmd",
+    "causal_weights",
+    "causal_residual_loss",
 ]
 
 
@@ -314,3 +321,58 @@ def jacobian_growth(step, states) -> jax.Array:
 def gtf_alpha(growth) -> jax.Array:
     """``max(0, 1 − 1/ḡ)``: the smallest GTF α that bounds the forced gradients for Jacobian growth ḡ."""
     return jnp.maximum(0.0, 1.0 - 1.0 / growth)
+
+
+# --------------------------------------------------------------------------------------------
+# Maximum mean discrepancy
+# --------------------------------------------------------------------------------------------
+
+#: The length scales of PhyxMamba's sum of rational-quadratic kernels.
+RQ_SCALES = (0.2, 0.5, 0.9, 1.3)
+
+
+def mmd(x, y, *, scales=RQ_SCALES) -> jax.Array:
+    r"""Squared maximum mean discrepancy between the point clouds ``x (n, d)`` and ``y (m, d)``.
+
+    The biased (V-statistic) estimate ``mean k(x, x') + mean k(y, y') − 2 mean k(x, y)`` with the
+    sum of rational-quadratic kernels ``k(a, b) = Σ_σ σ² / (σ² + ‖a − b‖²)`` over ``scales``
+    (PhyxMamba's attractor-geometry regulariser on standardised states); ``≥ 0``, and 0 when the
+    clouds are equal. Differentiable in both clouds; ONE pair (vmap outside).
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"y: expected two clouds (n, d) and (m, d) of the same dimension, got {x.shape} and {y.shape}")
+    scales = jnp.asarray(scales, dtype=jnp.result_type(x, y, float))
+
+    def kernel_mean(a, b):
+        d2 = jnp.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1)
+        return jnp.mean(jnp.sum(scales**2 / (scales**2 + d2[..., None]), axis=-1))
+
+    return kernel_mean(x, x) + kernel_mean(y, y) - 2.0 * kernel_mean(x, y)
+
+
+# --------------------------------------------------------------------------------------------
+# Causal training of physics-informed networks
+# --------------------------------------------------------------------------------------------
+
+
+def causal_weights(residual_losses, eps) -> jax.Array:
+    r"""``w_i = exp(−ε Σ_{k<i} L_k)`` for the time-ordered residual losses ``L (N_t,)``, without gradient.
+
+    The sum is exclusive (``w_1 = 1``), the weights never increase along time, ``ε = 0`` gives all
+    ones, and they are computed from ``stop_gradient(L)``: the optimiser cannot lower the loss by
+    raising early residuals (which would shrink the later weights). Collocation times must be
+    sorted before the losses are formed. ``eps`` may be traced (an annealed ε does not recompile).
+    """
+    losses = jax.lax.stop_gradient(jnp.asarray(residual_losses))
+    if losses.ndim != 1:
+        raise ValueError(f"residual_losses: expected the per-time losses (N_t,), got shape {losses.shape}")
+    before = jnp.concatenate([jnp.zeros((1,), losses.dtype), jnp.cumsum(losses)[:-1]])
+    return jnp.exp(-eps * before)
+
+
+def causal_residual_loss(residual_losses, eps) -> tuple[jax.Array, jax.Array]:
+    r"""``((1/N_t) Σ_i w_i L_i, w)``: the causally weighted residual loss of Wang, Sankaran &
+    Perdikaris (2022) and its weights (:func:`causal_weights`)."""
+    weights = causal_weights(residual_losses, eps)
+    return jnp.mean(weights * residual_losses), weights

@@ -56,6 +56,7 @@ __all__ = [
     "pointwise_log_likelihood",
     "exact_pointwise",
     "target_dims",
+    "param_variables",
     "time_dims",
     "unbatch",
     "state_dim_names",
@@ -273,6 +274,21 @@ def pack(target: Target, *, method: str, draws: str, posterior: Mapping[str, Any
         all_attrs["seed"] = int(seed)
     all_attrs.update(attrs or {})
     return to_inference_data(**groups, group_dims=per_group, attrs=all_attrs)
+
+
+def param_variables(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Point parameters as InferenceData variables, one per leaf: ``{"net$params": {"params": {"Dense_0":
+    {"kernel": k}}}, "s": v}`` -> ``{"net.Dense_0.kernel": k, "s": v}`` (a ``flax_module`` site
+    loses its ``$params`` suffix and the ``params`` collection; keys are joined by dots)."""
+    flat = {}
+    for site, tree in params.items():
+        base = site.split("$")[0]
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+            if keys and keys[0] == "params":
+                keys = keys[1:]
+            flat[".".join([base, *keys])] = np.asarray(leaf)
+    return flat
 
 
 def _site_log_likelihood(model: Callable, samples: Mapping[str, Any], data: Any) -> dict[str, np.ndarray]:

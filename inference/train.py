@@ -61,6 +61,7 @@ import numpy as np
 import optax
 
 from inference.checkpoint import load_pytree, save_pytree
+from inference.runner import param_variables as _flatten_params
 from inference.validate import choice, positive_int
 
 __all__ = [
@@ -460,19 +461,6 @@ def _training_series(data) -> np.ndarray:
         bad = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(f"data: teacher forcing needs complete series; non-finite value at index {tuple(int(i) for i in bad)}")
     return array
-
-
-def _flatten_params(params: dict) -> dict[str, np.ndarray]:
-    """``{"alrnn$params": {"params": {"A": a}}}`` -> ``{"alrnn.A": a}``: one variable per leaf."""
-    flat = {}
-    for site, tree in params.items():
-        base = site.split("$")[0]
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-            keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
-            if keys and keys[0] == "params":
-                keys = keys[1:]
-            flat[".".join([base, *keys])] = np.asarray(leaf)
-    return flat
 
 
 def run_teacher_forcing(
