@@ -147,6 +147,10 @@ def test_likelihoods_against_hand_written_references():
     expected = np.log(np.asarray(sol.probs)[[0, 0, 1, 1, 1], [3, 5, 6, 9, 12]])
     np.testing.assert_allclose(np.asarray(ll)[~np.isnan(np.asarray(counts))], expected, rtol=1e-12)
     assert float(ll[0, 2]) == 0.0  # missing
+    # the same from a solution already computed (its lost mass read alongside)
+    np.testing.assert_array_equal(fsp.snapshot_log_probs(sol, counts), ll)
+    with pytest.raises(ValueError, match="counts: expected shape .* with L = 2 times"):
+        fsp.snapshot_log_probs(sol, counts[:1])
     # trajectories: product of dense expm transition probabilities (sink included)
     Q = np.asarray(fsp.dense_generator(SCHLOGL_RATES))
     obs_times = np.array([0.4, 1.0, 2.5])

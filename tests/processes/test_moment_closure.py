@@ -85,6 +85,9 @@ def test_linear_networks_need_no_closure():
     lna = two.lna(rates, x0, times)
     np.testing.assert_allclose(sol.means, lna.means, atol=1e-6)
     np.testing.assert_allclose(sol.covs, lna.covs, atol=1e-6)
+    explicit = ma.solve(rates, x0, times, rtol=1e-10, atol=1e-10, solver="tsit5")  # not stiff: explicit agrees
+    np.testing.assert_allclose(explicit.means, lna.means, atol=1e-6)
+    np.testing.assert_allclose(explicit.covs, lna.covs, atol=1e-6)
 
 
 def _gauss_hermite_moments(mean, cov, indices, *, log=False, points=40):
@@ -193,5 +196,7 @@ def test_named_errors():
         MomentClosure(conserved, 2, "lognormal")
     with pytest.raises(ValueError, match="x0: expected means"):
         MomentClosure(net, 2).initial_state(jnp.zeros(2))
+    with pytest.raises(ValueError, match="solver: expected one of"):
+        MomentClosure(net, 2).solve(SCHLOGL_RATES, jnp.array([1.0]), jnp.linspace(0.0, 1.0, 3), solver="euler")
     with pytest.raises(ValueError, match="initial_conditions: expected shape"):
         validity_diagnostic(net, SCHLOGL_RATES, [[1.0, 2.0]])

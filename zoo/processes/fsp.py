@@ -551,8 +551,17 @@ class FiniteStateProjection:
         if counts.ndim != 3 or counts.shape[0] != times.shape[0]:
             raise ValueError(f"counts: expected shape (L, C, S) or (L, C) with L = len(times) = {times.shape[0]}, "
                              f"got {jnp.shape(counts)}")
-        self._check_inside(counts, "counts")
         solution = self.transient(rates, times, x0=x0, p0=p0, method=method, num_terms=num_terms)
+        return self.snapshot_log_probs(solution, counts)
+
+    def snapshot_log_probs(self, solution: FSPSolution, counts: Any) -> Float[Array, "L C"]:
+        """``log solution.probs[l, index(counts[l, c])]`` (NaN counts = missing, 0): the snapshot
+        likelihood from a solution already computed (e.g. to read its lost mass as well)."""
+        counts = self._counts(counts, "counts")
+        if counts.ndim != 3 or counts.shape[0] != solution.probs.shape[0]:
+            raise ValueError(f"counts: expected shape (L, C, S) or (L, C) with L = {solution.probs.shape[0]} times, "
+                             f"got {jnp.shape(counts)}")
+        self._check_inside(counts, "counts")
         missing = jnp.any(jnp.isnan(counts), axis=-1) if jnp.issubdtype(counts.dtype, jnp.floating) else \
             jnp.zeros(counts.shape[:-1], bool)
         idx = self.index(jnp.where(missing[..., None], 0, counts))

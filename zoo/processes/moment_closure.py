@@ -429,10 +429,13 @@ class MomentClosure:
         return _covariance(self._structure, state)
 
     def solve(self, rates: Any, x0: Any, times: Any, *, cov0: Any = None, rtol: float = 1e-7,
-              atol: float = 1e-7, max_steps: int = 20_000, blowup: float = 100.0) -> ClosureSolution:
+              atol: float = 1e-7, max_steps: int = 20_000, blowup: float = 100.0,
+              solver: str = "kvaerno5") -> ClosureSolution:
         """Integrate from ``x0`` (deterministic unless ``cov0``) at ``times[0]``; values at ``times (L,)``.
 
-        Kvaerno5 with a PID controller. The solve stops (``diverged``) when any mean exceeds
+        ``solver``: ``"kvaerno5"`` (implicit, for stiff closures; the default) or ``"tsit5"``
+        (explicit, cheaper to differentiate where the equations are not stiff), with a PID
+        controller; differentiable in ``rates`` (diffrax's checkpointed adjoint). The solve stops (``diverged``) when any mean exceeds
         ``blowup * (1 + max|x0| + volume)`` in absolute value, or a variance exceeds the square
         of that, or the solver fails; values after the stop are NaN.
         """
@@ -444,8 +447,10 @@ class MomentClosure:
         state0 = self.initial_state(x0, cov0)
         scale = blowup * (1.0 + jnp.max(jnp.abs(state0[: self.network.num_species]))
                           + float(np.asarray(self.network.volume)))
+        if solver not in _SOLVERS:
+            raise ValueError(f"solver: expected one of {sorted(_SOLVERS)}, got {solver!r}")
         return _solve_jit(self._structure, jnp.asarray(self.coefficients, rates.dtype), rates, state0, times,
-                          scale, float(rtol), float(atol), int(max_steps))
+                          scale, float(rtol), float(atol), int(max_steps), solver)
 
 
 def _rhs(st: _Structure, coefficients, rates, state):
@@ -473,8 +478,11 @@ def _covariance(st: _Structure, state):
     return jnp.stack(rows, axis=-2)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8))
-def _solve_jit(st: _Structure, coefficients, rates, state0, times, scale, rtol, atol, max_steps):
+_SOLVERS = {"kvaerno5": diffrax.Kvaerno5, "tsit5": diffrax.Tsit5}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9))
+def _solve_jit(st: _Structure, coefficients, rates, state0, times, scale, rtol, atol, max_steps, solver):
     S = st.num_species
     order = np.array([sum(a) for a in st.state_indices])
     # the bound for an order-k central moment is scale^k (a mean of size scale has variance <= scale^2)
@@ -484,7 +492,7 @@ def _solve_jit(st: _Structure, coefficients, rates, state0, times, scale, rtol, 
         return jnp.any(~jnp.isfinite(y)) | jnp.any(jnp.abs(y) > limit)
 
     term = diffrax.ODETerm(lambda t, y, args: _rhs(st, coefficients, rates, y))
-    sol = diffrax.diffeqsolve(term, diffrax.Kvaerno5(), t0=times[0], t1=times[-1], dt0=None, y0=state0,
+    sol = diffrax.diffeqsolve(term, _SOLVERS[solver](), t0=times[0], t1=times[-1], dt0=None, y0=state0,
                               saveat=diffrax.SaveAt(ts=times),
                               stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
                               max_steps=max_steps, event=diffrax.Event(cond_fn), throw=False)
