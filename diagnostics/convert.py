@@ -11,6 +11,7 @@ Also: atomic netCDF writing (:func:`write_netcdf`), so a crash never leaves a ha
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -190,6 +191,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> str:
     which then replaces ``path`` (``os.replace``); on any error the temporary file is removed and
     ``path`` keeps its previous content. Returns ``path``. The one place every result file of the
     project (netCDF results, reports, checkpoints, CSVs, SBC replicates) is written through.
+
+    The file ends up with the permissions an ordinary ``open(path, "w")`` would give it: an
+    existing file's mode is kept, a new file gets ``0o666`` less the process umask (``mkstemp``
+    alone would leave every result readable by its owner only, mode ``0o600``).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -198,12 +203,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> str:
     os.close(handle)
     try:
         write(tmp)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def _mode_for(path: str) -> int:
+    """The mode ``open(path, "w")`` would leave: the existing file's, else 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; set it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> str:

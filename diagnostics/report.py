@@ -25,11 +25,13 @@ import numpy as np
 
 from .checks import STATUSES, Verdict, label_at, overall, run_attrs, run_checks, stats_quietly
 from .render import (Section, badge, escape, figure_block, format_cell, html_table, markdown_table,
-                     write_document)
+                     render_markdown, write_document)
 from .report_compare import comparison_sections
 
 __all__ = [
     "write_report",
+    "build_report",
+    "markdown_report",
     "run_sections",
     "overview_section",
     "header_section",
@@ -335,6 +337,35 @@ def _normalise_verdicts(verdicts, runs: Mapping[str, az.InferenceData]):
     return {next(iter(runs)): list(verdicts)}
 
 
+def build_report(runs, *, title: str = "", recovery=None, verdicts=None,
+                 truth: Mapping[str, Any] | None = None,
+                 extra_sections: Sequence[Section] = ()) -> tuple[str, list[Section]]:
+    """The title and sections of a report of one or several runs (arguments as :func:`write_report`).
+
+    :func:`write_report` writes them as HTML (and Markdown); :func:`markdown_report` returns the
+    Markdown text (``zoo report`` without ``--html`` prints it).
+    """
+    runs = _normalise_runs(runs)
+    verdicts = _normalise_verdicts(verdicts, runs)
+    if truth is None and recovery is not None and hasattr(recovery, "truth"):
+        truth = recovery.truth
+    if truth is not None and not isinstance(truth, Mapping):
+        raise TypeError(f"truth: expected a {{variable: value}} mapping, got {type(truth).__name__}")
+    for i, section in enumerate(extra_sections):
+        if not isinstance(section, Section):
+            raise TypeError(f"extra_sections[{i}]: expected a Section, got {type(section).__name__}")
+    title = title or "Report: " + ", ".join(runs)
+    sections = [overview_section(runs, verdicts)]
+    if recovery is not None:
+        sections.append(recovery_section(recovery))
+    sections += list(extra_sections)
+    if len(runs) > 1 and not any(s.title == "Model comparison" for s in extra_sections):
+        sections += comparison_sections(runs, verdicts)  # several runs: compare them
+    for label, idata in runs.items():
+        sections += run_sections(label, idata, verdicts=verdicts[label], truth=truth)
+    return title, sections
+
+
 def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_path=None,
                  verdicts=None, truth: Mapping[str, Any] | None = None,
                  extra_sections: Sequence[Section] = ()) -> str:
@@ -359,22 +390,11 @@ def write_report(runs, html_path, *, title: str = "", recovery=None, markdown_pa
     Returns:
         ``html_path`` as a string.
     """
-    runs = _normalise_runs(runs)
-    verdicts = _normalise_verdicts(verdicts, runs)
-    if truth is None and recovery is not None and hasattr(recovery, "truth"):
-        truth = recovery.truth
-    if truth is not None and not isinstance(truth, Mapping):
-        raise TypeError(f"truth: expected a {{variable: value}} mapping, got {type(truth).__name__}")
-    for i, section in enumerate(extra_sections):
-        if not isinstance(section, Section):
-            raise TypeError(f"extra_sections[{i}]: expected a Section, got {type(section).__name__}")
-    title = title or "Report: " + ", ".join(runs)
-    sections = [overview_section(runs, verdicts)]
-    if recovery is not None:
-        sections.append(recovery_section(recovery))
-    sections += list(extra_sections)
-    if len(runs) > 1 and not any(s.title == "Model comparison" for s in extra_sections):
-        sections += comparison_sections(runs, verdicts)  # several runs: compare them
-    for label, idata in runs.items():
-        sections += run_sections(label, idata, verdicts=verdicts[label], truth=truth)
+    title, sections = build_report(runs, title=title, recovery=recovery, verdicts=verdicts,
+                                   truth=truth, extra_sections=extra_sections)
     return write_document(title, sections, html_path, markdown_path=markdown_path)
+
+
+def markdown_report(runs, **kwargs) -> str:
+    """The Markdown text of :func:`write_report`'s report (tables only; keywords as there)."""
+    return render_markdown(*build_report(runs, **kwargs))

@@ -3,10 +3,11 @@
     zoo list
     zoo show NAME
     zoo simulate NAME [--config small] [--seed 0] [--out data.csv] [--truth truth.json]
+    zoo --version
     zoo fit NAME [--data FILE.csv|FILE.nc] [--method M] [--config small] [--seed 0]
                  [--option KEY=VALUE ...] [--out run.nc] [--html report.html]
     zoo check NAME [--config small] [--seed 0] [--out run.nc] [--html report.html]
-    zoo report RUN.nc [RUN.nc ...] --html OUT.html [--md OUT.md]
+    zoo report RUN.nc [RUN.nc ...] [--html OUT.html] [--md OUT.md]   (Markdown on stdout without --html)
     zoo sbc NAME [--n 30] [--draws 99] [--config small] [--method M] [--option KEY=VALUE ...]
                  [--batch-size 1] [--out DIR] [--html sbc.html]
 
@@ -286,7 +287,7 @@ def _cmd_check(args) -> int:
 
 def _cmd_report(args) -> int:
     from diagnostics.convert import read_netcdf
-    from diagnostics.report import write_report
+    from diagnostics.report import markdown_report, write_report
 
     runs = {}
     for path in args.runs:
@@ -298,8 +299,14 @@ def _cmd_report(args) -> int:
         from diagnostics.sbc import load_sbc
 
         extra.append(sbc_section(load_sbc(folder), label=os.path.basename(os.path.normpath(folder))))
-    write_report(runs if len(runs) > 1 else next(iter(runs.values())), args.html, title=args.title or "",
-                 markdown_path=args.md, extra_sections=extra)
+    runs = runs if len(runs) > 1 else next(iter(runs.values()))
+    if args.html is None:  # Markdown on stdout (and in --md, if given)
+        text = markdown_report(runs, title=args.title or "", extra_sections=extra)
+        if args.md:
+            _atomic_text(args.md, text)
+        sys.stdout.write(text)
+        return 0
+    write_report(runs, args.html, title=args.title or "", markdown_path=args.md, extra_sections=extra)
     print(f"wrote {args.html}")
     return 0
 
@@ -361,72 +368,132 @@ def _cmd_sbc(args) -> int:
     return 1 if flagged else 0
 
 
+EXIT_CODES = """exit status:
+  0  success (a fit whose convergence verdict is ok or warn; a recovery check that passes)
+  1  a verdict failed: convergence FAIL, recovery FAIL, or SBC flagged a miscalibration
+  2  bad input: an unknown entry, config, method or option, a malformed data file
+     (one line on stderr names the argument and what was expected)"""
+
+EXAMPLES = """examples:
+  zoo list
+  zoo show lgssm
+  zoo simulate lgssm --config scalar --seed 1 --out y.csv --truth truth.json
+  zoo fit lgssm --config scalar --data y.csv --out run.nc --html run.html
+  zoo fit hmm --method svi --option num_steps=2000
+  zoo check fou_mafbm
+  zoo report run.nc other.nc --html compare.html
+  zoo sbc lgssm --config scalar --n 100 --batch-size 20 --html sbc.html"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and fills ``%(methods)s`` in help texts with the method names.
+
+    The names come from :func:`inference.methods`, imported only when help is printed, so that
+    building the parser (every command) does not import JAX.
+    """
+
+    def _expand_help(self, action):
+        if "%(methods)s" in (action.help or ""):
+            import inference
+
+            action = argparse.Action(**{**_action_fields(action),
+                                        "help": action.help.replace("%(methods)s", ", ".join(inference.methods()))})
+        return super()._expand_help(action)
+
+
+def _action_fields(action) -> dict:
+    return {k: getattr(action, k) for k in ("option_strings", "dest", "nargs", "const", "default", "type",
+                                            "choices", "required", "help", "metavar")}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"zoo (dynamics-zoo) {version('dynamics-zoo')}"
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "zoo (dynamics-zoo, not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description="dynamics-zoo: stochastic dynamical systems as NumPyro programs")
-    sub = parser.add_subparsers(dest="command", required=True)
+    formatter = {"formatter_class": _HelpFormatter}
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="dynamics-zoo: stochastic dynamical systems as NumPyro programs; "
+                                "simulate, fit, check and report any registered entry.",
+        epilog=f"{EXAMPLES}\n\n{EXIT_CODES}\n\n`zoo COMMAND --help` describes one command.", **formatter)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("list", help="list the registered entries").set_defaults(func=_cmd_list)
+    def command(name, help_text, func, epilog=EXIT_CODES):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog, **formatter)
+        p.set_defaults(func=func)
+        return p
 
-    show = sub.add_parser("show", help="describe an entry: model, configs, data format")
-    show.add_argument("name")
-    show.set_defaults(func=_cmd_show)
+    def add_entry_arguments(p):
+        p.add_argument("name", metavar="NAME", help="a registered entry (`zoo list` names them)")
+        p.add_argument("--config", default="small",
+                       help="the entry's named configuration (`zoo show NAME` lists them; default: small)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="random seed of the simulation and of the fit (default: 0)")
 
-    simulate = sub.add_parser("simulate", help="simulate data from an entry and write it as CSV")
-    simulate.add_argument("name")
-    simulate.add_argument("--config", default="small")
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--out", help="CSV file to write (default NAME_CONFIG_seedS.csv)")
-    simulate.add_argument("--truth", help="also write the true parameters as JSON")
-    simulate.set_defaults(func=_cmd_simulate)
-
-    def add_run_arguments(p):
-        p.add_argument("name")
-        p.add_argument("--config", default="small")
-        p.add_argument("--seed", type=int, default=0)
+    def add_method_arguments(p):
+        p.add_argument("--method", help="inference method, one of: %(methods)s (default: the entry's recipe)")
         p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                       help="backend option, e.g. --option num_samples=1000 (repeatable)")
-        p.add_argument("--out", help="write the result (ArviZ netCDF) here")
+                       help="an option of the method, e.g. --option num_samples=1000; values are Python "
+                            "literals (repeatable)")
+
+    command("list", "list the registered entries with their recipe and title", _cmd_list)
+    show = command("show", "describe an entry: model, configs, recipe and data format", _cmd_show)
+    show.add_argument("name", metavar="NAME", help="a registered entry (`zoo list` names them)")
+
+    simulate = command("simulate", "simulate data from an entry and write it as CSV", _cmd_simulate)
+    add_entry_arguments(simulate)
+    simulate.add_argument("--out", help="CSV file to write (default: NAME_CONFIG_seedSEED.csv)")
+    simulate.add_argument("--truth", help="also write the true parameters as JSON here")
+
+    def add_output_arguments(p):
+        p.add_argument("--out", help="write the result (ArviZ InferenceData as netCDF) here")
         p.add_argument("--html", help="write an HTML report here")
         p.add_argument("--md", help="also write a Markdown report here")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    fit = sub.add_parser("fit", help="fit an entry to data (simulated when --data is not given)")
-    add_run_arguments(fit)
-    fit.add_argument("--data", help="observations: CSV with the columns `zoo show NAME` lists, or netCDF")
-    fit.add_argument("--method", help="inference method (default: the entry's recipe)")
-    fit.set_defaults(func=_cmd_fit)
+    fit = command("fit", "fit an entry to data (data simulated from the entry when --data is not given)", _cmd_fit)
+    add_entry_arguments(fit)
+    fit.add_argument("--data", help="observations: a CSV with the columns `zoo show NAME` lists "
+                                    "(an empty cell is a missing value), or a netCDF result")
+    add_method_arguments(fit)
+    add_output_arguments(fit)
 
-    check = sub.add_parser("check", help="simulate, fit with the recipe, and print the recovery verdict")
-    add_run_arguments(check)
-    check.set_defaults(func=_cmd_check)
+    check = command("check", "simulate from the entry's config, fit with its recipe and print the recovery verdict",
+                    _cmd_check)
+    add_entry_arguments(check)
+    check.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option of the recipe's method, e.g. --option num_samples=1000 (repeatable)")
+    add_output_arguments(check)
 
-    report = sub.add_parser("report", help="HTML report of one run or a comparison of several")
-    report.add_argument("runs", nargs="+", help="result files (netCDF) written by `zoo fit --out`")
-    report.add_argument("--html", required=True)
-    report.add_argument("--md")
-    report.add_argument("--title")
+    report = command("report", "report one run, or compare several (HTML with --html, else Markdown on stdout)",
+                     _cmd_report)
+    report.add_argument("runs", nargs="+", metavar="RUN", help="result files (netCDF) written by `zoo fit --out`")
+    report.add_argument("--html", help="write the HTML report here (without it the Markdown report goes to stdout)")
+    report.add_argument("--md", help="also write the Markdown report here")
+    report.add_argument("--title", help="the report's title (default: from the run names)")
     report.add_argument("--sbc", action="append", default=[], metavar="DIR",
                         help="also show the ranks of an SBC sweep folder (zoo sbc --out DIR); repeatable")
-    report.set_defaults(func=_cmd_report)
-    sbc_parser = sub.add_parser("sbc", help="simulation-based calibration: prior draws, fits, rank statistics")
-    sbc_parser.add_argument("name")
-    sbc_parser.add_argument("--config", default="small")
-    sbc_parser.add_argument("--seed", type=int, default=0)
-    sbc_parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                            help="backend option, e.g. --option num_samples=1000 (repeatable)")
+
+    sbc_parser = command("sbc", "simulation-based calibration: prior draws, one fit per draw, rank statistics", _cmd_sbc)
+    add_entry_arguments(sbc_parser)
+    add_method_arguments(sbc_parser)
     sbc_parser.add_argument("--out", help="folder of per-replicate results (resumable; default "
                                           "runs/sbc_NAME_CONFIG_METHOD)")
     sbc_parser.add_argument("--html", help="write an HTML report (rank histograms, ECDF bands) here")
     sbc_parser.add_argument("--md", help="also write a Markdown report here")
     sbc_parser.add_argument("--no-progress", action="store_true", help="no line per finished replicate")
-    sbc_parser.set_defaults(func=_cmd_sbc)
     sbc_parser.add_argument("--n", type=int, default=30, help="number of replicates (default 30; each is one fit, "
                                                                "so prefer a cheap config/recipe, e.g. lgssm --config scalar)")
     sbc_parser.add_argument("--batch-size", type=int, default=1,
                             help="fit this many replicates per call (method nuts: one compiled NUTS loop vmapped "
                                  "over them; the entry's program must accept traced data); default 1")
     sbc_parser.add_argument("--draws", type=int, default=99, help="posterior draws per rank, thinned (default 99)")
-    sbc_parser.add_argument("--method", help="inference method (default: the entry's recipe)")
     sbc_parser.add_argument("--alpha", type=float, default=0.01, help="family-wise false-alarm rate (default 0.01)")
     sbc_parser.add_argument("--data-site", default="y", help="prior-predictive site holding the data (default y)")
     return parser

@@ -1,6 +1,7 @@
 """The `zoo` command line, run as a user would: in a subprocess."""
 
 import os
+import stat
 import subprocess
 import sys
 
@@ -45,7 +46,33 @@ def test_simulate_fit_csv_and_report(tmp_path):
     assert "<html" in html.lower() and "A" in html
     out = zoo_cli("report", "run.nc", "--html", "again.html", cwd=tmp_path)
     assert out.returncode == 0 and (tmp_path / "again.html").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("run.nc", "report.html", "data.csv"):  # readable as `open(..., "w")` leaves a file
+        assert stat.S_IMODE(os.stat(tmp_path / written).st_mode) == 0o666 & ~umask, written
+    out = zoo_cli("report", "run.nc", cwd=tmp_path)  # no --html: Markdown on stdout
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("# ") and "| " in out.stdout and "overall" in out.stdout.lower()
     bad = tmp_path / "bad.csv"
     bad.write_text("series,time,y0\n0,0,1.0\n")
     out = zoo_cli("fit", "lgssm", "--data", "bad.csv", cwd=tmp_path)
     assert out.returncode == 2 and "missing column(s) ['y1']" in out.stderr
+
+
+def test_help_version_and_exit_codes(tmp_path):
+    import inference
+
+    out = zoo_cli("--version", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("zoo (dynamics-zoo")
+    out = zoo_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "examples:" in out.stdout and "exit status:" in out.stdout and "2  bad input" in out.stdout
+    out = zoo_cli("fit", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())  # argparse wraps lines
+    assert all(method in text for method in inference.methods())  # --method lists them
+    for argument in ("NAME", "--config", "--seed", "--data", "--method", "--option", "--out"):
+        line = next(line for line in out.stdout.splitlines() if line.strip().startswith(argument))
+        assert len(line.split()) > 2 or argument == "NAME", f"{argument} has no help text"
+    out = zoo_cli("fit", "--seed", "x", "lgssm", cwd=tmp_path)  # argparse's own errors: exit 2, no traceback
+    assert out.returncode == 2 and "Traceback" not in out.stderr
