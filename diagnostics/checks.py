@@ -51,6 +51,7 @@ __all__ = [
     "check_ess_bulk",
     "check_ess_tail",
     "check_divergences",
+    "check_log_density",
     "check_ebfmi",
     "check_particle_ess",
     "check_pareto_k",
@@ -420,6 +421,23 @@ def check_divergences(idata: az.InferenceData, *, fail_fraction: float = 0.001) 
     return [Verdict("divergences", status, float(fraction), float(threshold), message)]
 
 
+def check_log_density(idata: az.InferenceData) -> list[Verdict]:
+    """Whether the sampler ran into a region where the model's log density is NaN/inf.
+
+    Reads ``attrs["nonfinite_sites"]`` (the sites a NUTS runner found non-finite next to its
+    divergent transitions, ``inference.runner.probe_nonfinite``) and ``attrs["nonfinite_message"]``.
+    A named site fails: the sampler rejects every step into that region, so the posterior is cut
+    off at its edge whatever the other checks say. No verdict when the run did not look (the
+    attribute is absent) or found nothing.
+    """
+    sites = str(run_attrs(idata).get("nonfinite_sites", "") or "")
+    if not sites:
+        return []
+    message = str(run_attrs(idata).get("nonfinite_message", "") or "")
+    return [Verdict("log density", "fail", math.nan, math.nan,
+                    message or f"not finite at site(s) {sites.split(',')}: the posterior is cut off there")]
+
+
 def check_ebfmi(idata: az.InferenceData, *, warn: float = 0.3, fail: float = 0.2) -> list[Verdict]:
     """Energy Bayesian fraction of missing information (Betancourt 2016), worst chain.
 
@@ -668,7 +686,8 @@ def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
       are Markov chains (:func:`draws_kind` ``"markov"``); for independent draws (``"iid"``) and
       for draws at fixed parameters (``"point"``) one ``ok`` line says R-hat/ESS do not apply
       (the accuracy of an approximation is not judged here);
-    - sample_stats ``diverging`` / ``energy``: divergences / E-BFMI;
+    - sample_stats ``diverging`` / ``energy``: divergences (and a non-finite log density the run
+      found next to them, :func:`check_log_density`) / E-BFMI;
     - sample_stats ``acceptance_rate`` without ``energy``/``tree_depth``/``n_steps`` (i.e. not
       HMC/NUTS itself: PMMH, particle Gibbs θ-steps, random-walk MH): acceptance;
     - sample_stats ``ess``: particle ESS;
@@ -714,6 +733,7 @@ def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
         stats = idata.sample_stats
         if "diverging" in stats:
             verdicts += check_divergences(idata, fail_fraction=t.divergence_fail_fraction)
+            verdicts += check_log_density(idata)
         if "energy" in stats:
             verdicts += check_ebfmi(idata, warn=t.ebfmi_warn, fail=t.ebfmi_fail)
         if "acceptance_rate" in stats and not _is_hamiltonian(stats):

@@ -9,6 +9,10 @@ so that importing :mod:`inference` stays cheap and a missing optional piece fail
 
 ``fit_batch(target, datasets, *, method, seeds=None, **options) -> list[InferenceData]`` fits many
 data sets of one shape (simulation-based calibration, refits); NUTS runs them in one compiled loop.
+
+Errors that name the site of the model: :class:`NonFiniteLogDensityError` (the log density is
+NaN/inf) and :class:`InvalidParameterError` (a distribution's parameter breaks its constraint,
+NumPyro's check with the site named); both are defined in :mod:`inference.validate`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 from inference.types import Target
+from inference.validate import InvalidParameterError, NonFiniteLogDensityError, screen_data
 
-__all__ = ["fit", "fit_batch", "methods", "get_runner", "resolve_target", "Target"]
+__all__ = ["fit", "fit_batch", "methods", "get_runner", "resolve_target", "Target", "NonFiniteLogDensityError",
+           "InvalidParameterError"]
 
 # method name -> "module:function"; every runner has the signature
 #     runner(target: Target, *, seed: int, progress: bool, **options) -> arviz.InferenceData
@@ -62,12 +68,22 @@ def get_runner(method: str) -> Callable[..., Any]:
     return getattr(module, func_name)
 
 
-def resolve_target(target: Any, data: Any = None, *, config: Any = "small") -> Target:
-    """Normalise an entry, a state-space model or a model function into a :class:`Target`."""
+def resolve_target(target: Any, data: Any = None, *, config: Any = "small", allow_all_missing: bool = False) -> Target:
+    """Normalise an entry, a state-space model or a model function into a :class:`Target`.
+
+    The data are screened first, the same way for every target and method
+    (:func:`inference.validate.screen_data`: real numbers only, not empty, not all NaN unless
+    ``allow_all_missing``; infinities are left to the model's own checks); an entry then puts them in the form its program takes
+    (``entry.prepare_data``: e.g. NaN symbols become the missing stand-in of integer data, and
+    non-integer symbols are refused), so that every backend sees the same data.
+    """
+    data = screen_data(data, allow_all_missing=allow_all_missing)
     if isinstance(target, Target):
         return target if data is None else target._replace(data=data)
     if hasattr(target, "configs") and hasattr(target, "model") and hasattr(target, "name"):
         cfg = target.config(config) if hasattr(target, "config") else target.configs[config]
+        if data is not None and hasattr(target, "prepare_data"):
+            data = target.prepare_data(data, cfg, allow_all_missing=allow_all_missing)
         model = functools.partial(target.model, config=cfg)
         ssm = target.ssm(cfg) if getattr(target, "ssm", None) is not None else None
         exact = None
@@ -125,7 +141,7 @@ def _check_accepts_data(model: Callable) -> None:
 
 
 def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, config: Any = "small",
-        progress: bool = True, **options: Any):
+        progress: bool = True, allow_all_missing: bool = False, **options: Any):
     """Run ``method`` on ``target`` given ``data``; return ``arviz.InferenceData``.
 
     Args:
@@ -135,16 +151,44 @@ def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, c
         seed: integer seed of the run's PRNG key.
         config: configuration name or object, for entries.
         progress: show a progress bar on long loops.
+        allow_all_missing: accept data in which every value is NaN (missing): the likelihood is
+            then masked out and the fit samples the prior. Without it such data is an error.
         **options: passed to the method's runner; unknown options raise ``TypeError`` naming them.
+
+    Bad data is refused before any runner starts, with an error naming ``data``
+    (:func:`resolve_target`).
     """
     runner = get_runner(method)
-    resolved = resolve_target(target, data, config=config)
+    resolved = resolve_target(target, data, config=config, allow_all_missing=allow_all_missing)
     _check_options(runner, method, options)
-    return runner(resolved, seed=int(seed), progress=bool(progress), **options)
+    try:
+        return runner(resolved, seed=int(seed), progress=bool(progress), **options)
+    except ValueError as error:
+        named = _named_site_error(error, resolved)
+        if named is error:
+            raise
+        raise named from None
+
+
+def _named_site_error(error: ValueError, target: Target) -> ValueError:
+    """NumPyro's argument-check error ("Normal distribution got invalid loc parameter.") with the
+    site, the parameter and its values named, found at the prior median or a prior draw; any other
+    error unchanged."""
+    from inference._sites import is_invalid_parameter_error, name_invalid_parameters
+
+    if not is_invalid_parameter_error(error):
+        return error
+    from numpyro.infer import init_to_median
+
+    import jax
+
+    attempts = [{"substitute_fn": init_to_median(num_samples=15)}]
+    attempts += [{"key": jax.random.PRNGKey(i)} for i in range(8)]
+    return name_invalid_parameters(error, target.model, target.data, attempts=attempts)
 
 
 def fit_batch(target: Any, datasets, *, method: str = "nuts", seeds=None, seed: int = 0, config: Any = "small",
-              progress: bool = False, **options: Any) -> list:
+              progress: bool = False, allow_all_missing: bool = False, **options: Any) -> list:
     """Fit ``target`` to each of ``datasets``; return one ``arviz.InferenceData`` per data set.
 
     For ``method="nuts"`` the data sets (one shape) run in ONE compiled NumPyro NUTS loop vmapped
@@ -154,22 +198,30 @@ def fit_batch(target: Any, datasets, *, method: str = "nuts", seeds=None, seed: 
     Args:
         datasets: a sequence of data sets.
         seeds: one integer seed per data set (default ``seed + i``).
-        method, config, progress, options: as in :func:`fit`.
+        method, config, progress, allow_all_missing, options: as in :func:`fit`; every data set is
+            screened as :func:`fit` screens one (an error names ``datasets[i]``).
     """
+    if isinstance(datasets, (str, bytes, dict)) or not hasattr(datasets, "__iter__"):
+        raise TypeError(f"datasets: expected a sequence of data sets, got {type(datasets).__name__}")
     datasets = list(datasets)
     if not datasets:
         raise ValueError("datasets: expected at least one data set")
     seeds = [seed + i for i in range(len(datasets))] if seeds is None else [int(s) for s in seeds]
     if len(seeds) != len(datasets):
         raise ValueError(f"seeds: expected one seed per data set ({len(datasets)}), got {len(seeds)}")
+    resolved = []
+    for i, data in enumerate(datasets):
+        try:
+            resolved.append(resolve_target(target, data, config=config, allow_all_missing=allow_all_missing))
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"datasets[{i}]: {error}") from None
     if method not in _BATCH_METHODS:
-        return [fit(target, data, method=method, seed=s, config=config, progress=progress, **options)
-                for data, s in zip(datasets, seeds)]
+        return [fit(one, None, method=method, seed=s, progress=progress, **options)
+                for one, s in zip(resolved, seeds)]
     module_name, func_name = _BATCH_METHODS[method].split(":")
     runner = getattr(importlib.import_module(module_name), func_name)
     _check_options(runner, method, options)
-    first = resolve_target(target, datasets[0], config=config)
-    targets = [first._replace(data=data, observed=_observed_arrays(data)) for data in datasets]
+    targets = [one._replace(observed=_observed_arrays(one.data)) for one in resolved]
     return runner(targets, seeds=seeds, progress=bool(progress), **options)
 
 

@@ -1,4 +1,7 @@
-"""Helpers shared by the runners: site bookkeeping and non-finite log-density reports."""
+"""Helpers shared by the runners: site bookkeeping and non-finite log-density reports.
+
+The errors they raise are public in :mod:`inference.validate` (and :mod:`inference`);
+they are re-exported here for the runners."""
 
 from __future__ import annotations
 
@@ -10,11 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.handlers import seed, substitute, trace
 
-__all__ = ["merge_init_rest", "nonfinite_sites", "raise_if_nonfinite", "NonFiniteLogDensityError"]
+from inference.validate import InvalidParameterError, NonFiniteLogDensityError
 
-
-class NonFiniteLogDensityError(FloatingPointError):
-    """The model's log density is NaN or infinite; the message names the offending sites."""
+__all__ = ["merge_init_rest", "nonfinite_sites", "site_log_densities", "raise_if_nonfinite", "NonFiniteLogDensityError",
+           "InvalidParameterError", "invalid_parameters", "is_invalid_parameter_error", "name_invalid_parameters"]
 
 
 def merge_init_rest(values: Mapping[str, Any], *, lead: int, series_axis_after_time: bool = False) -> dict:
@@ -43,6 +45,31 @@ def merge_init_rest(values: Mapping[str, Any], *, lead: int, series_axis_after_t
             joined = np.moveaxis(joined, lead, lead + 1)
         out[base] = joined
     return out
+
+
+def _site_totals(tr) -> dict[str, jax.Array]:
+    """Each sample site's summed log density (scaled, masked) in a trace."""
+    out = {}
+    for name, site in tr.items():
+        if site["type"] != "sample":
+            continue
+        lp = site["fn"].log_prob(site["value"])
+        if site.get("scale") is not None:
+            lp = lp * site["scale"]
+        mask = site.get("mask")
+        if mask is not None:
+            lp = jnp.where(mask, lp, 0.0)
+        out[name] = jnp.sum(lp)
+    return out
+
+
+def site_log_densities(model: Callable, params: Mapping[str, Any], *args, **kwargs) -> dict[str, np.ndarray]:
+    """``{site: (n,)}``: every sample site's log density at ``n`` points (``params`` with a leading
+    axis of length ``n``), in one jitted, vmapped call (the data in ``args`` held fixed)."""
+    def one(point):
+        return _site_totals(trace(substitute(seed(model, jax.random.PRNGKey(0)), data=point)).get_trace(*args, **kwargs))
+
+    return {name: np.asarray(v) for name, v in jax.jit(jax.vmap(one))(dict(params)).items()}
 
 
 def nonfinite_sites(model: Callable, params: Mapping[str, Any], *args, **kwargs) -> list[tuple[str, float]]:
@@ -79,3 +106,91 @@ def raise_if_nonfinite(model: Callable, params: Mapping[str, Any], *args, where:
             f"non-finite log density{(' ' + where) if where else ''} at site(s): {detail}. "
             "Check the data (NaN/inf where not allowed, values outside the support) and the priors."
         )
+
+
+def _values(value, limit: int = 4) -> str:
+    array = np.asarray(value)
+    if array.ndim == 0:
+        return f"{array.item():.6g}" if array.dtype.kind in "fc" else str(array.item())
+    flat = array.reshape(-1)
+    shown = ", ".join(f"{v:.6g}" for v in flat[:limit].astype(float))
+    return f"[{shown}{', ...' if flat.size > limit else ''}] (shape {array.shape})"
+
+
+def _base_distributions(fn):
+    """``fn`` and the distributions it wraps (Independent, Expanded, Masked, ...)."""
+    while fn is not None:
+        yield fn
+        fn = getattr(fn, "base_dist", None)
+
+
+def invalid_parameters(model: Callable, *args, params: Mapping[str, Any] | None = None, substitute_fn=None,
+                       key=None, **kwargs) -> list[str]:
+    """The model's distributions whose parameters break their constraints, as messages.
+
+    The model is traced with NumPyro's argument checks off (so the trace completes), with
+    ``params`` (constrained values) or ``substitute_fn`` (an init strategy) substituted; every
+    sample site's distribution (and those it wraps) is then checked against its
+    ``arg_constraints``. Each message names the site, the distribution, the parameter, its
+    offending values and the latent values of the sites before it. Empty when all are valid.
+    """
+    import numpyro
+    from numpyro.distributions.util import lazy_property
+
+    key = jax.random.PRNGKey(0) if key is None else key
+    program = seed(model, key)
+    if params:
+        program = substitute(program, data=dict(params))
+    if substitute_fn is not None:
+        program = substitute(program, substitute_fn=substitute_fn)
+    with numpyro.validation_enabled(False):
+        tr = trace(program).get_trace(*args, **kwargs)
+    found, latent = [], {}
+    for name, site in tr.items():
+        if site["type"] != "sample":
+            continue
+        for fn in _base_distributions(site["fn"]):
+            for param, constraint in getattr(fn, "arg_constraints", {}).items():
+                if param not in fn.__dict__ and isinstance(getattr(type(fn), param, None), lazy_property):
+                    continue  # a parameter computed from another one (probs from logits)
+                try:
+                    value = getattr(fn, param)
+                    valid = np.asarray(constraint(value))
+                except Exception:  # noqa: BLE001 - a parameter the check cannot read is not reported
+                    continue
+                if valid.all():
+                    continue
+                bad = np.asarray(value)
+                if bad.shape == valid.shape and bad.ndim:
+                    bad = bad[~valid]
+                where = ", ".join(f"{k} = {_values(v)}" for k, v in latent.items())
+                found.append(f"site {name!r}: {type(fn).__name__} got {param} = {_values(bad)}, outside its "
+                             f"constraint {constraint}" + (f" (where {where})" if where else ""))
+        if not site["is_observed"]:
+            latent[name] = site["value"]
+    return found
+
+
+def is_invalid_parameter_error(error: BaseException) -> bool:
+    """True for NumPyro's argument-check error ("Normal distribution got invalid loc parameter.")."""
+    return isinstance(error, ValueError) and not isinstance(error, InvalidParameterError) \
+        and "distribution got invalid" in str(error)
+
+
+def name_invalid_parameters(error: ValueError, model: Callable, *args, where: str = "", attempts=(), **kwargs):
+    """NumPyro's argument-check ``error`` with the site named: :class:`InvalidParameterError`.
+
+    ``attempts`` are keyword sets for :func:`invalid_parameters` (``params=...`` or
+    ``substitute_fn=...``, ``key=...``), tried in turn until one shows the offending site; if
+    none does, ``error`` itself is returned (the caller raises it).
+    """
+    for attempt in attempts:
+        try:
+            found = invalid_parameters(model, *args, **attempt, **kwargs)
+        except Exception:  # noqa: BLE001 - the model fails differently there: try the next point
+            continue
+        if found:
+            return InvalidParameterError(
+                f"invalid distribution parameter{(' ' + where) if where else ''}: " + "; ".join(found[:3])
+                + f". NumPyro's check said: {error}")
+    return error

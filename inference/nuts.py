@@ -28,18 +28,20 @@ import numpy as np
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import initialize_model
 
-from inference._sites import NonFiniteLogDensityError, merge_init_rest
+from inference._sites import merge_init_rest, nonfinite_sites
 from inference.runner import (
     ConvergenceWarning,
+    NonFiniteLogDensityWarning,
     check_initial_point,
     init_strategy,
     posterior_to_idata,
+    probe_nonfinite,
     progress_bar,
     run_chunks,
     warn_unconverged,
 )
 from inference.types import Target
-from inference.validate import choice, fraction, positive_int
+from inference.validate import NonFiniteLogDensityError, choice, fraction, positive_int
 
 __all__ = [
     "run_numpyro_nuts",
@@ -174,7 +176,7 @@ def run_numpyro_nuts(
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     elapsed = time.perf_counter() - started
-    raise_if_nonfinite_run(extra["potential_energy"], "numpyro NUTS")
+    raise_if_nonfinite_run(extra["potential_energy"], "numpyro NUTS", target, samples)
     stats = {
         "diverging": extra["diverging"],
         "energy": extra["energy"],
@@ -191,9 +193,16 @@ def run_numpyro_nuts(
 
 def finish_run(target: Target, samples, stats, *, seed: int, method: str, sampler: str, counts, elapsed: float,
                drop_stuck_chains: bool, posterior_predictive: bool):
-    """Pack a NUTS run: screen stuck chains (drop them if asked), judge convergence with
-    ``diagnostics.checks`` (:func:`inference.runner.warn_unconverged`), and package the draws
-    (``draws="markov"``). ``stats`` holds ``potential_energy`` (stored as ``lp``) and ``diverging``."""
+    """Pack a NUTS run: look for a non-finite log density next to divergent transitions
+    (:func:`inference.runner.probe_nonfinite`: a site found is a :class:`NonFiniteLogDensityWarning`
+    and ``attrs["nonfinite_sites"]``, which ``diagnostics.checks`` fails; the run still returns, so
+    a batch or an SBC sweep carries on and the draws can be inspected), screen stuck chains (drop
+    them if asked), judge convergence with ``diagnostics.checks``
+    (:func:`inference.runner.warn_unconverged`), and package the draws (``draws="markov"``).
+    ``stats`` holds ``potential_energy`` (stored as ``lp``) and ``diverging``."""
+    probe = probe_nonfinite(target, samples, stats["diverging"], seed=seed, method=method)
+    if probe.sites:
+        warnings.warn(probe.message, NonFiniteLogDensityWarning, stacklevel=3)
     samples, stats, screen, dropped = _screen_and_drop(samples, stats, drop_stuck_chains, method)
     messages = warn_unconverged(merge_init_rest(samples, lead=2), stats["diverging"], method)
     stats["lp"] = -stats.pop("potential_energy")
@@ -203,18 +212,32 @@ def finish_run(target: Target, samples, stats, *, seed: int, method: str, sample
         attrs={"sampler": sampler, "num_warmup": num_warmup, "num_samples": num_samples,
                "num_chains_run": num_chains, "dropped_chains": str(list(dropped)),
                "stuck_chain_reasons": " | ".join(screen.reasons), "convergence_messages": " | ".join(messages),
+               "nonfinite_sites": ",".join(probe.sites), "nonfinite_message": probe.message,
                "sampling_time_s": round(elapsed, 3)},
         posterior_predictive=posterior_predictive,
     )
 
 
-def raise_if_nonfinite_run(potential_energy: np.ndarray, method: str) -> None:
-    """:class:`NonFiniteLogDensityError` naming the chains whose potential energy is not finite."""
+def raise_if_nonfinite_run(potential_energy: np.ndarray, method: str, target: Target | None = None,
+                           samples: Mapping[str, np.ndarray] | None = None) -> None:
+    """:class:`NonFiniteLogDensityError` naming the chains whose potential energy is not finite
+    and, given the target and the ``(chain, draw, ...)`` samples, the sites whose log density is
+    not finite at the first such draw (re-evaluated site by site)."""
     bad = ~np.isfinite(potential_energy)
     if bad.any():
         chains = sorted(set(np.nonzero(bad)[0].tolist()))
+        where = ""
+        if target is not None and samples is not None and target.data is not None:
+            c, d = (int(i) for i in np.argwhere(bad)[0])
+            try:
+                found = nonfinite_sites(target.model, {k: np.asarray(v)[c, d] for k, v in samples.items()}, target.data)
+            except Exception:  # noqa: BLE001 - the report must not hide the error it reports
+                found = []
+            if found:
+                where = " at site(s) " + ", ".join(f"{name} (log density {value})" for name, value in found) \
+                    + f" (chain {c}, draw {d})"
         raise NonFiniteLogDensityError(
-            f"{method}: the log density became non-finite during sampling in chain(s) {chains} "
+            f"{method}: the log density became non-finite during sampling{where} in chain(s) {chains} "
             f"({int(bad.sum())} draws). The model produced NaN/inf somewhere in its support; "
             "check the priors' supports and numerically unstable expressions."
         )
@@ -302,7 +325,7 @@ def run_blackjax_nuts(
     constrained = jax.vmap(jax.vmap(postprocess_fn))(jax.tree.map(jnp.asarray, unconstrained))
     samples = {k: np.asarray(v) for k, v in constrained.items()}
     potential = -logdensities
-    raise_if_nonfinite_run(potential, "blackjax NUTS")
+    raise_if_nonfinite_run(potential, "blackjax NUTS", target, samples)
     num_steps = np.asarray(infos.num_integration_steps)
     stats = {
         "diverging": np.asarray(infos.is_divergent),

@@ -37,11 +37,10 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
-from inference._sites import NonFiniteLogDensityError
 from inference.nuts import check_counts, finish_run, raise_if_nonfinite_run, tree_depth
 from inference.runner import check_initial_point, init_strategy
 from inference.types import Target
-from inference.validate import fraction
+from inference.validate import NonFiniteLogDensityError, fraction
 
 __all__ = ["run_numpyro_nuts_batch"]
 
@@ -190,8 +189,8 @@ def run_numpyro_nuts_batch(
     diverging, energy, num_steps, accept_prob, potential, step_size = (np.asarray(s) for s in stats)
     results = []
     for b, target in enumerate(targets):
-        raise_if_nonfinite_run(potential[b], "numpyro NUTS (batched)")
         samples = {name: np.asarray(values[b]) for name, values in draws.items()}
+        raise_if_nonfinite_run(potential[b], "numpyro NUTS (batched)", target, samples)
         run_stats = {"diverging": diverging[b], "energy": energy[b], "n_steps": num_steps[b],
                      "tree_depth": tree_depth(num_steps[b]), "accept_prob": accept_prob[b],
                      "potential_energy": potential[b], "step_size": step_size[b]}

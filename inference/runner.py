@@ -34,17 +34,26 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from inference._sites import NonFiniteLogDensityError, merge_init_rest, raise_if_nonfinite
+from inference._sites import (
+    is_invalid_parameter_error,
+    merge_init_rest,
+    name_invalid_parameters,
+    raise_if_nonfinite,
+)
 from inference.types import Target
+from inference.validate import NonFiniteLogDensityError
 
 __all__ = [
     "DRAWS",
     "ConvergenceWarning",
+    "NonFiniteLogDensityWarning",
+    "NonFiniteProbe",
+    "probe_nonfinite",
     "require_data",
     "init_strategy",
     "check_initial_point",
@@ -74,6 +83,11 @@ class ConvergenceWarning(UserWarning):
     """A sampler run whose diagnostics say it did not converge."""
 
 
+class NonFiniteLogDensityWarning(ConvergenceWarning):
+    """The model's log density is NaN or infinite where the sampler tried to go: the run returned,
+    but its posterior is cut off there (the message names the sites)."""
+
+
 # --------------------------------------------------------------------------------------------
 # validate, set up
 # --------------------------------------------------------------------------------------------
@@ -100,7 +114,9 @@ def init_strategy(init: str | Mapping[str, Any]):
 
 
 def check_initial_point(target: Target, strategy, key) -> None:
-    """Fail early, naming the site, if the log density is not finite at the initial point."""
+    """Fail early, naming the site, if the log density is not finite at the initial point
+    (:class:`NonFiniteLogDensityError`) or a distribution's parameter breaks its constraint there
+    (:class:`inference.InvalidParameterError`, NumPyro's check with the site named)."""
     from numpyro.handlers import seed as seed_handler
     from numpyro.handlers import trace
     from numpyro.infer.util import initialize_model
@@ -109,6 +125,12 @@ def check_initial_point(target: Target, strategy, key) -> None:
         info, potential_fn, postprocess_fn, _ = initialize_model(
             key, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=False
         )
+    except ValueError as error:
+        if not is_invalid_parameter_error(error):
+            raise
+        # NumPyro's argument check names no site: find it (the initial point, else a prior draw)
+        raise name_invalid_parameters(error, target.model, target.data, where="at the initial point",
+                                      attempts=({"substitute_fn": strategy, "key": key}, {"key": key})) from None
     except RuntimeError as error:
         # NumPyro could not find a valid initial point: find the offending site ourselves.
         tr = trace(seed_handler(target.model, key)).get_trace(target.data)
@@ -406,3 +428,102 @@ def warn_unconverged(posterior: Mapping[str, np.ndarray], diverging: np.ndarray 
             stacklevel=3,
         )
     return messages
+
+
+# --------------------------------------------------------------------------------------------
+# judge: where the log density is not finite
+# --------------------------------------------------------------------------------------------
+
+
+class NonFiniteProbe(NamedTuple):
+    """What :func:`probe_nonfinite` found: ``sites`` with a non-finite log density (empty: none
+    found), ``points`` the flagged draws probed, ``hits`` how many of them have a non-finite
+    log density within the probe's reach, ``message`` the one-line report (empty when no site)."""
+
+    sites: tuple[str, ...]
+    points: int
+    hits: int
+    message: str
+
+
+def probe_nonfinite(target: Target, samples: Mapping[str, np.ndarray], flagged: np.ndarray, *, seed: int = 0,
+                    method: str = "nuts", max_points: int = 16, num_directions: int = 8,
+                    scales: Sequence[float] = (0.25, 0.5, 1.0, 2.0)) -> NonFiniteProbe:
+    """Name the sites whose log density is NaN/inf next to flagged draws (divergent transitions).
+
+    NUTS counts a step into a region where the log density is not finite as a divergence and
+    rejects it: the chains never enter that region and the posterior is cut off at its edge with
+    no more than a divergence count to show for it. The point a divergent trajectory reached is
+    not recorded (NumPyro keeps only the chain's state), so this probes for it: from up to
+    ``max_points`` flagged draws, in the unconstrained space, it steps ``scales`` times the
+    draws' spread (per coordinate) along ``num_directions`` random directions and evaluates the
+    potential there (one jitted, vmapped call); at up to three non-finite points it re-evaluates
+    the log density site by site (NumPyro's trace with the point substituted,
+    :func:`inference._sites.nonfinite_sites`) and names the sites. A divergence from a sharp but
+    finite geometry (a funnel) finds no site and is left to the convergence checks.
+
+    Args:
+        samples: ``{site: (chain, draw, ...)}`` constrained draws (deterministic sites ignored).
+        flagged: ``(chain, draw)`` booleans, the draws to probe from.
+    """
+    flagged = np.asarray(flagged, bool)
+    if not flagged.any() or target.data is None:
+        return NonFiniteProbe((), 0, 0, "")
+    try:  # a probe that cannot run (a model it cannot trace this way) must not sink the run
+        found = _probe_points(target, samples, flagged, seed=seed, max_points=max_points,
+                              num_directions=num_directions, scales=scales)
+    except Exception as error:  # noqa: BLE001
+        warnings.warn(f"{method}: could not probe the divergent transitions for a non-finite log density ({error})",
+                      stacklevel=3)
+        return NonFiniteProbe((), 0, 0, "")
+    if found is None:
+        return NonFiniteProbe((), 0, 0, "")
+    sites, start, hits = found
+    if not sites:
+        return NonFiniteProbe((), start, hits, "")
+    message = (f"{method}: the log density is not finite at site(s) {list(sites)} next to {hits} of {start} "
+               f"probed divergent transitions ({int(flagged.sum())} in all). The sampler rejects every step into "
+               "that region, so the posterior is cut off at its edge: fix the model there (its support, a guard "
+               "against overflow) before trusting these draws.")
+    return NonFiniteProbe(tuple(sites), start, hits, message)
+
+
+def _probe_points(target: Target, samples, flagged, *, seed, max_points, num_directions, scales):
+    """:func:`probe_nonfinite`'s search: ``(sites, points probed, hits)``, or None when the program
+    has no latent site among ``samples``."""
+    from jax.flatten_util import ravel_pytree
+    from numpyro.handlers import seed as seed_handler
+    from numpyro.handlers import trace
+    from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+
+    from inference._sites import nonfinite_sites
+
+    tr = trace(seed_handler(target.model, jax.random.PRNGKey(0))).get_trace(target.data)
+    names = [k for k, site in tr.items() if site["type"] == "sample" and not site["is_observed"] and k in samples]
+    if not names:
+        return None
+    args = (target.data,)
+    flat = {k: np.asarray(samples[k]).reshape((-1,) + np.shape(samples[k])[2:]) for k in names}
+    total = flagged.size
+    rng = np.random.default_rng(seed)
+    spread_idx = rng.choice(total, size=min(total, 256), replace=False)
+    chosen = np.flatnonzero(flagged.reshape(-1))
+    chosen = chosen[np.linspace(0, len(chosen) - 1, min(len(chosen), max_points)).astype(int)]
+    to_vector = jax.jit(jax.vmap(lambda p: ravel_pytree(unconstrain_fn(target.model, args, {}, p))[0]))
+    spread = np.asarray(to_vector({k: v[spread_idx] for k, v in flat.items()})).std(axis=0)
+    start = np.asarray(to_vector({k: v[chosen] for k, v in flat.items()}))
+    _, unravel = ravel_pytree(unconstrain_fn(target.model, args, {}, {k: v[0] for k, v in flat.items()}))
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    directions = rng.standard_normal((num_directions, start.shape[1]))
+    steps = np.asarray(scales)[:, None, None] * directions[None] * spread  # (scale, direction, dim)
+    points = (start[:, None, None, :] + steps[None]).reshape(-1, start.shape[1])
+    points = np.concatenate([start, points])
+    potential = np.asarray(jax.jit(jax.vmap(lambda v: potential_energy(target.model, args, {}, unravel(v))))(points))
+    bad = ~np.isfinite(potential)
+    hits = int((bad[: len(start)] | bad[len(start):].reshape(len(start), -1).any(axis=1)).sum())
+    sites: dict[str, None] = {}
+    for index in np.flatnonzero(bad)[:3]:
+        constrained = constrain_fn(target.model, args, {}, unravel(points[index]))
+        for name, _ in nonfinite_sites(target.model, constrained, target.data):
+            sites[name] = None
+    return tuple(sites), len(start), hits

@@ -25,10 +25,9 @@ from numpyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO, auto
 from numpyro.infer import init_to_median
 
 from inference.checkpoint import load_pytree, save_pytree
-from inference._sites import NonFiniteLogDensityError
 from inference.runner import check_initial_point, init_strategy, posterior_to_idata, progress_bar, run_chunks
 from inference.types import Target
-from inference.validate import choice, positive_int
+from inference.validate import NonFiniteLogDensityError, choice, positive_int
 
 __all__ = ["run_svi", "make_guide", "make_optimizer", "SVIResult", "AUTOGUIDES", "OPTIMIZERS"]
 
@@ -133,13 +132,15 @@ def run_svi(
 
         return jax.lax.scan(body, state, length_marker)
 
+    last_good = {"state": state}
+
     def after_chunk(done, state, chunk_losses):  # stop on a non-finite loss; checkpoint
         if not np.all(np.isfinite(chunk_losses)):
-            first = start_step + done - len(chunk_losses) + int(np.argmax(~np.isfinite(chunk_losses)))
-            raise NonFiniteLogDensityError(
-                f"svi: the loss became non-finite at step {first}; lower learning_rate, set clip_norm, "
-                "or check the model's log density (see inference._sites.nonfinite_sites)"
-            )
+            bad_in_chunk = int(np.argmax(~np.isfinite(chunk_losses)))
+            first = start_step + done - len(chunk_losses) + bad_in_chunk
+            where = _nonfinite_report(target, svi, guide_fn, last_good["state"], bad_in_chunk, key_draw)
+            raise NonFiniteLogDensityError(f"svi: the loss became non-finite at step {first}; {where}")
+        last_good["state"] = state
         losses.append(chunk_losses)
         bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
         if checkpoint_path is not None:
@@ -164,6 +165,36 @@ def run_svi(
     )
     _attach_loss_trace(idata, loss_trace)
     return idata
+
+
+def _nonfinite_report(target: Target, svi, guide_fn: Callable, state, steps: int, key, num_draws: int = 1024) -> str:
+    """Why the ELBO became non-finite, naming the site: the state just before the bad step
+    (``steps`` updates replayed from ``state``), its guide parameters (non-finite ones named) and
+    the model's log density site by site at ``num_draws`` guide draws there (the bad step's own
+    single-particle draw is not recorded; many draws from the same guide find the region)."""
+    from inference._sites import site_log_densities
+
+    update = jax.jit(lambda st: svi.stable_update(st, target.data)[0])
+    for _ in range(steps):
+        state = update(state)
+    params = svi.get_params(state)
+    bad_params = [name for name, value in params.items() if not np.all(np.isfinite(np.asarray(value)))]
+    if bad_params:
+        return (f"the guide's parameter(s) {bad_params} were already non-finite before it (a NaN gradient): lower "
+                "learning_rate or set clip_norm, and check the model's log density")
+    draws = Predictive(guide_fn, params=params, num_samples=num_draws)(key, target.data)
+    try:
+        per_site = site_log_densities(target.model, draws, target.data)
+    except Exception as error:  # noqa: BLE001 - the report must not hide the error it reports
+        return f"the model's log density could not be evaluated site by site at guide draws ({error})"
+    counts = {name: int((~np.isfinite(v)).sum()) for name, v in per_site.items()}
+    counts = {name: n for name, n in counts.items() if n}
+    if counts:
+        detail = ", ".join(f"{name} (at {n} of {num_draws} guide draws)" for name, n in counts.items())
+        return (f"just before it the model's log density is not finite at site(s) {detail}: fix the model there "
+                "(its support, a guard against overflow)")
+    return (f"the model's log density is finite at {num_draws} guide draws just before it: the ELBO's gradient or "
+            "the guide overflowed; lower learning_rate or set clip_norm")
 
 
 def _resume(path, state, seed: int):

@@ -17,7 +17,17 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["is_traced", "concrete", "positive_int", "choice", "positive_float", "fraction"]
+__all__ = ["is_traced", "concrete", "positive_int", "choice", "positive_float", "fraction", "screen_data",
+           "first_index", "NonFiniteLogDensityError", "InvalidParameterError"]
+
+
+class NonFiniteLogDensityError(FloatingPointError):
+    """The model's log density is NaN or infinite; the message names the offending sites."""
+
+
+class InvalidParameterError(ValueError):
+    """A distribution of the model got a parameter outside its constraint (NumPyro's argument
+    check); the message names the site, the parameter, its values and the latent values there."""
 
 
 def is_traced(value: Any) -> bool:
@@ -94,3 +104,67 @@ def fraction(name: str, value: Any, *, closed: bool = True, of: str = "") -> flo
     if isinstance(value, bool) or not inside:  # NaN is never inside
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
     return number
+
+
+def first_index(mask: np.ndarray) -> tuple[int, ...]:
+    """The index (a tuple) of the first True element of ``mask``, for messages."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), np.shape(mask)))
+
+
+def _leaves(data: Any, name: str) -> list[tuple[str, Any]]:
+    """``(label, leaf)`` for the arrays of ``data``: ``data`` itself when it is one array (a list
+    of numbers included), else the leaves of its pytree, labelled ``data['y']``, ``data.readouts``."""
+    if isinstance(data, (list, tuple)) and not hasattr(data, "_fields"):
+        try:
+            array = np.asarray(data)
+        except (ValueError, TypeError):  # ragged: a tuple of arrays of different shapes
+            array = None
+        if array is not None and array.dtype != object:
+            return [(name, array)]
+        if all(np.ndim(leaf) == 0 for leaf in jax.tree_util.tree_leaves(data)):
+            raise TypeError(f"{name}: a nested list whose rows differ in length; expected a rectangular array")
+    with_path, _ = jax.tree_util.tree_flatten_with_path(data)
+    return [(name + jax.tree_util.keystr(path), leaf) for path, leaf in with_path]
+
+
+def screen_data(data: Any, name: str = "data", *, allow_all_missing: bool = False) -> Any:
+    """Refuse data no model should see, with an error naming ``name`` (and the field).
+
+    Every array of ``data`` (one array, or the leaves of a dict / NamedTuple of arrays) must hold
+    real numbers: bool, complex, strings, dates and Python objects are a ``TypeError`` (complex
+    would lose its imaginary part, bool would be read as 0/1 without saying so). An array must
+    not be empty, and an array that is all NaN (NaN is the one missing-value marker) means nothing
+    was observed: a ``ValueError`` unless ``allow_all_missing`` (the likelihood is then masked out
+    and a fit samples the prior). Infinite or huge values are left to the model: its log density
+    at the initial point is checked, and a non-finite one is an error naming the site
+    (``inference.runner.check_initial_point``). Returns ``data`` unchanged; traced data (a batch
+    fit) is returned unchecked.
+    """
+    if data is None or is_traced(data):
+        return data
+    if isinstance(data, (str, bytes)):
+        raise TypeError(f"{name}: expected an array of numbers, got a {type(data).__name__} ({data[:40]!r})")
+    for label, leaf in _leaves(data, name):
+        if leaf is None:
+            continue
+        try:
+            array = np.asarray(leaf)
+        except (ValueError, TypeError) as error:
+            raise TypeError(f"{label}: expected an array of numbers, got {type(leaf).__name__} ({error})") from None
+        kind = array.dtype.kind
+        if kind == "b":
+            raise TypeError(f"{label}: got bool values; expected numbers (convert them, e.g. .astype(float), "
+                            "if 0/1 are the values meant)")
+        if kind == "c":
+            raise TypeError(f"{label}: got complex values; expected real numbers (the imaginary part would be lost)")
+        if kind not in "iuf":
+            raise TypeError(f"{label}: expected an array of real numbers, got {type(leaf).__name__} "
+                            f"of dtype {array.dtype}")
+        if array.size == 0:
+            raise ValueError(f"{label}: empty (shape {array.shape}); expected at least one observation")
+        if kind == "f":
+            if not allow_all_missing and np.isnan(array).all():
+                raise ValueError(f"{label}: every value is NaN (missing): nothing is observed. A fit would "
+                                 "return the prior; pass allow_all_missing=True to inference.fit if that is "
+                                 "what you want")
+    return data

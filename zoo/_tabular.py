@@ -361,6 +361,47 @@ class Columns:
         data = self.assemble(table, times if self.grid == DATA else None, config) if self.assemble is not None else table
         return Loaded(self.validate(data, config) if self.validate is not None else data, times)
 
+    def prepare(self, data, config, *, allow_all_missing: bool = False) -> Any:
+        """Data given in Python (``inference.fit``) in the form the entry's program takes, with the
+        rules a CSV follows: NaN is the missing marker in every entry. Integer channels (symbols,
+        counts) must hold whole numbers; NaN there becomes the ``missing`` stand-in (an error when
+        ``missing`` is None), so that no backend casts 1.5 to 1 or NaN to the smallest int. An
+        entry whose data is one array (no ``assemble``) refuses a dict or record by name. Data
+        already screened by ``inference.validate.screen_data``; traced data is returned as is.
+        """
+        from inference.validate import first_index, is_traced
+
+        if data is None or is_traced(data) or self.assemble is not None:
+            return data
+        names, _ = self.names(config)
+        if isinstance(data, Mapping) or hasattr(data, "_fields"):
+            raise TypeError(f"data: expected one array {self._shape_doc(config)} (channels {list(names)}), "
+                            f"got a {type(data).__name__}")
+        if not _call(self.integer, config):
+            return data
+        array = np.asarray(data)
+        if np.issubdtype(array.dtype, np.integer):
+            values = array
+            missing = array == self.missing if self.missing is not None else np.zeros(array.shape, bool)
+        else:
+            missing = np.isnan(array)
+            infinite = np.isinf(array)
+            if infinite.any():
+                raise ValueError(f"data: expected whole numbers in {list(names)} (NaN = missing), got "
+                                 f"{array[infinite].flat[0]} at index {first_index(infinite)}")
+            fractional = ~missing & (array != np.round(np.where(missing, 0.0, array)))
+            if fractional.any():
+                raise ValueError(f"data: expected whole numbers in {list(names)} (NaN = missing), got "
+                                 f"{array[fractional].flat[0]} at index {first_index(fractional)}")
+            if missing.any() and self.missing is None:
+                raise ValueError(f"data: a value is missing (NaN) at index {first_index(missing)}; this "
+                                 "entry's data has no missing values")
+            values = np.where(missing, self.missing if self.missing is not None else 0, array).astype(np.int64)
+        if missing.all() and not allow_all_missing:
+            raise ValueError("data: every value is missing: nothing is observed. A fit would return the "
+                             "prior; pass allow_all_missing=True to inference.fit if that is what you want")
+        return values
+
     def dump(self, data, config) -> dict[str, np.ndarray]:
         """The entry's data -> CSV columns (the generated ``dump_columns``)."""
         names, squeezed = self.names(config)

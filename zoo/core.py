@@ -152,6 +152,15 @@ class ZooEntry:
             if not self.data_doc:
                 object.__setattr__(self, "data_doc", self.columns.doc())
 
+    def prepare_data(self, data: Any, config: Any, *, allow_all_missing: bool = False) -> Any:
+        """``data`` as given in Python, in the form :attr:`model` takes it (``inference.fit``
+        calls this after its own screening): with a column spec, the spec's rules
+        (:meth:`Columns.prepare`: NaN is missing in integer data too, whole numbers only, one
+        array where the data is one array); without one, ``data`` unchanged."""
+        if self.columns is None:
+            return data
+        return self.columns.prepare(data, self.config(config), allow_all_missing=allow_all_missing)
+
     def config(self, name_or_config: Any = "small") -> Any:
         """The configuration called ``name_or_config`` (or the object itself if not a string)."""
         if not isinstance(name_or_config, str):

@@ -19,7 +19,7 @@ from scipy import stats
 
 import inference
 import zoo
-from inference._sites import NonFiniteLogDensityError
+from inference import NonFiniteLogDensityError
 from tests.helpers import mc_tolerance, z_quantile
 
 PRIOR_SCALE = 10.0

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inference.validate import choice, concrete, fraction, is_traced, positive_float, positive_int
+from inference.validate import choice, concrete, fraction, is_traced, positive_float, positive_int, screen_data
 
 
 def test_positive_int():
@@ -47,3 +47,65 @@ def test_is_traced_and_concrete():
         return x
 
     jax.jit(probe)(jnp.zeros(2))
+
+
+def test_screen_data_refuses_what_no_model_should_see():
+    """Issue 20 items 5-6: bool, complex, text, ragged, empty and all-NaN data are errors naming ``data``
+    (and the field of a dict / record); good data and traced data pass unchanged."""
+    good = np.array([[1.0, np.nan], [2.0, 3.0]])
+    assert screen_data(good) is good and screen_data(None) is None
+    cases = [
+        (good > 1, TypeError, "data: got bool values"),
+        (good + 1j, TypeError, "data: got complex values; expected real numbers"),
+        ("1,2,3", TypeError, "data: expected an array of numbers, got a str"),
+        (np.array(["a", "b"]), TypeError, "data: expected an array of real numbers"),
+        ([[1.0, 2.0], [3.0]], TypeError, "data: a nested list whose rows differ in length"),
+        (np.zeros((0, 3)), ValueError, r"data: empty \(shape \(0, 3\)\)"),
+        (np.full((2, 3), np.nan), ValueError, "data: every value is NaN .*allow_all_missing=True"),
+        ({"y": good, "flags": np.array([True])}, TypeError, r"data\['flags'\]: got bool values"),
+    ]
+    for value, error, message in cases:
+        with pytest.raises(error, match=message):
+            screen_data(value)
+    assert np.isnan(screen_data(np.full(3, np.nan), allow_all_missing=True)).all()
+    jax.jit(lambda y: screen_data(y) * 2)(jnp.full(3, jnp.nan))  # traced: no value checks
+
+
+def test_entries_take_nan_as_missing_and_refuse_bad_symbols_before_any_backend():
+    """Issue 20 items 4-6 on real entries, through the facade every method goes through."""
+    import inference
+    import zoo
+
+    hmm = zoo.get("hmm")
+    symbols, _ = hmm.simulate(jax.random.PRNGKey(0), hmm.config("categorical"))
+    symbols = np.asarray(symbols).astype(float)
+    half = symbols.copy()
+    half[0, 3] = 1.5
+    # method pf read 1.5 as symbol 1 (the state-space route casts to int) and returned a result
+    with pytest.raises(ValueError, match=r"data: expected whole numbers in \['symbol'\] \(NaN = missing\), "
+                                         r"got 1.5 at index \(0, 3\)"):
+        inference.fit(hmm, half, method="pf", config="categorical", progress=False)
+    infinite = symbols.copy()
+    infinite[1, 0] = np.inf  # was cast to the smallest int64
+    with pytest.raises(ValueError, match=r"data: expected whole numbers .* got inf at index \(1, 0\)"):
+        inference.resolve_target(hmm, infinite, config="categorical")
+    with pytest.raises(ValueError, match=r"datasets\[1\]: data: expected whole numbers"):
+        inference.fit_batch(hmm, [symbols, half], method="nuts", config="categorical")
+    gap = symbols.copy()
+    gap[0, 3] = np.nan  # NaN is missing in symbol data too: the program's stand-in (-1) there
+    prepared = inference.resolve_target(hmm, gap, config="categorical").data
+    assert prepared.dtype.kind == "i" and prepared[0, 3] == -1 and prepared[0, 4] == symbols[0, 4]
+    with pytest.raises(ValueError, match="data: every value is missing"):
+        inference.resolve_target(hmm, np.full(symbols.shape, -1), config="categorical")
+
+    lgssm = zoo.get("lgssm")
+    y, _ = lgssm.simulate(jax.random.PRNGKey(0), lgssm.config("scalar"))
+    y = np.asarray(y)
+    for bad, message in ((y > 0, "data: got bool values"), (y + 0j, "data: got complex values"),
+                         ({"y": y}, r"data: expected one array \(series, time, 1\) \(channels \['y'\]\), got a dict")):
+        with pytest.raises(TypeError, match=message):
+            inference.fit(lgssm, bad, method="nuts", config="scalar", progress=False)
+    with pytest.raises(ValueError, match="data: every value is NaN"):
+        inference.fit(lgssm, np.full(y.shape, np.nan), method="nuts", config="scalar", progress=False)
+    unobserved = inference.resolve_target(lgssm, np.full(y.shape, np.nan), config="scalar", allow_all_missing=True)
+    assert np.isnan(unobserved.data).all()
