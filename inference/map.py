@@ -119,7 +119,8 @@ def run_map(
             checked every ``check_every`` steps (the check is recorded in the ``training`` group).
         chunk_size: steps per compiled call when no stop rule is set.
     """
-    from numpyro.handlers import seed as seed_handler, substitute, trace
+    from numpyro.handlers import seed as seed_handler
+    from numpyro.handlers import substitute, trace
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.infer.autoguide import AutoDelta
 
