@@ -44,6 +44,7 @@ _METHODS: dict[str, str] = {
     "quadrature": "inference.quadrature:run_quadrature",
     "tf": "inference.train:run_teacher_forcing",
     "map": "inference.map:run_map",
+    "flow": "inference.train:run_flow",
 }
 
 

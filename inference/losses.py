@@ -9,7 +9,9 @@ Sinkhorn divergence between two point clouds (log-domain, pure JAX), the loss of
 GTF α), the objective of the dynamical-systems-reconstruction entries; the squared maximum mean
 discrepancy with rational-quadratic kernels (:func:`mmd`, PhyxMamba's attractor-geometry
 regulariser); and the causal weights of physics-informed training (:func:`causal_weights`,
-:func:`causal_residual_loss`; Wang, Sankaran & Perdikaris 2022).
+:func:`causal_residual_loss`; Wang, Sankaran & Perdikaris 2022); the regression objectives
+of stochastic interpolants and flow matching (velocity, denoiser, score) and a log-domain Sinkhorn
+for a given cost matrix (static Schrödinger bridges between snapshots).
 
 Sinkhorn divergence
 -------------------
@@ -47,6 +49,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -72,6 +75,16 @@ __all__ = [
     "mmd",
     "causal_weights",
     "causal_residual_loss",
+    "Interpolant",
+    "linear_interpolant",
+    "trigonometric_interpolant",
+    "rectified_flow",
+    "interpolant_target",
+    "velocity_loss",
+    "denoiser_loss",
+    "score_loss",
+    "SinkhornResult",
+    "sinkhorn_log",
 ]
 
 
@@ -376,3 +389,215 @@ def causal_residual_loss(residual_losses, eps) -> tuple[jax.Array, jax.Array]:
     Perdikaris (2022) and its weights (:func:`causal_weights`)."""
     weights = causal_weights(residual_losses, eps)
     return jnp.mean(weights * residual_losses), weights
+# Stochastic interpolants and flow matching (Albergo, Boffi & Vanden-Eijnden 2023)
+# --------------------------------------------------------------------------------------------
+
+
+class Interpolant(NamedTuple):
+    r"""A stochastic interpolant ``x_t = α(t) x_0 + β(t) x_1 + γ(t) z`` between two laws.
+
+    ``alpha``, ``beta``, ``gamma``: scalar functions of ``t ∈ [0, 1]`` (differentiable: the time
+    derivatives come from ``jax.jvp``) with ``α(0) = β(1) = 1``, ``α(1) = β(0) = 0``; ``γ`` is the
+    scale of the latent noise ``z ~ N(0, I)`` (``γ(0) = γ(1) = 0`` for an interpolant in the
+    strict sense; a small constant for flow matching with smoothing). Calling it gives ``x_t`` for
+    ONE example (``t`` a scalar); ``vmap`` over a batch.
+
+    The velocity ``b(t, x) = E[α̇x_0 + β̇x_1 + γ̇z | x_t = x]`` transports the law of ``x_0`` to
+    that of ``x_1`` (``∂_t ρ + ∇·(bρ) = 0``); the denoiser ``η(t, x) = E[z | x_t = x]`` gives the
+    score ``∇ log ρ_t = −η/γ``.
+    """
+
+    alpha: Callable[[Any], Any]
+    beta: Callable[[Any], Any]
+    gamma: Callable[[Any], Any]
+    name: str = "interpolant"
+
+    def __call__(self, t, x0, x1, z):
+        return self.alpha(t) * x0 + self.beta(t) * x1 + self.gamma(t) * z
+
+
+def linear_interpolant(noise: float = 1.0) -> Interpolant:
+    """``x_t = (1 − t) x_0 + t x_1 + √(noise·t(1 − t)) z`` (``noise = 0``: the straight line)."""
+    noise = _nonnegative("noise", noise)
+    return Interpolant(lambda t: 1.0 - t, lambda t: t, lambda t: jnp.sqrt(noise * t * (1.0 - t)),
+                       name=f"linear(noise={noise:g})")
+
+
+def trigonometric_interpolant(noise: float = 1.0) -> Interpolant:
+    """``x_t = cos(πt/2) x_0 + sin(πt/2) x_1 + √(noise·t(1 − t)) z``."""
+    noise = _nonnegative("noise", noise)
+    return Interpolant(lambda t: jnp.cos(0.5 * jnp.pi * t), lambda t: jnp.sin(0.5 * jnp.pi * t),
+                       lambda t: jnp.sqrt(noise * t * (1.0 - t)), name=f"trigonometric(noise={noise:g})")
+
+
+def rectified_flow(sigma: float = 0.0) -> Interpolant:
+    """Flow matching / rectified flow: ``x_t = (1 − t) x_0 + t x_1 + σ z`` with a constant ``σ``
+    (PLaTITO uses σ = 0.01); the regression target is ``x_1 − x_0`` (``γ̇ = 0``)."""
+    sigma = _nonnegative("sigma", sigma)
+    return Interpolant(lambda t: 1.0 - t, lambda t: t, lambda t: sigma + 0.0 * t, name=f"rectified_flow(sigma={sigma:g})")
+
+
+def _nonnegative(name, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
+            math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def interpolant_target(path: Callable, t, x0, x1, z) -> tuple[jax.Array, jax.Array]:
+    """``(x_t, ∂_t x_t)`` for ONE example: the point on ``path(t, x_0, x_1, z)`` (an
+    :class:`Interpolant` or any differentiable path, e.g. a geodesic on the torus) and its time
+    derivative, the velocity regression target ``α̇x_0 + β̇x_1 + γ̇z`` (by ``jax.jvp``)."""
+    t = jnp.asarray(t, dtype=jnp.result_type(float))
+    return jax.jvp(lambda s: path(s, x0, x1, z), (t,), (jnp.ones_like(t),))
+
+
+def _batched_path(path, t, x0, x1, z):
+    t, x0, x1, z = (jnp.asarray(a) for a in (t, x0, x1, z))
+    if t.ndim != 1 or x0.shape[:1] != t.shape or x1.shape != x0.shape or z.shape != x0.shape:
+        raise ValueError(f"t, x0, x1, z: expected t (B,) and x0, x1, z (B, ...) of one shape; got "
+                         f"{t.shape}, {x0.shape}, {x1.shape}, {z.shape}")
+    return jax.vmap(lambda a, b, c, d: interpolant_target(path, a, b, c, d))(t, x0, x1, z)
+
+
+def _apply(fn, t, x, cond):
+    return fn(t, x) if cond is None else fn(t, x, cond)
+
+
+def _squared(residual) -> jax.Array:
+    """``½|r|²`` per example, summed over every axis but the first."""
+    return 0.5 * jnp.sum(residual.reshape(residual.shape[0], -1) ** 2, axis=1)
+
+
+def velocity_loss(velocity: Callable, path: Callable, t, x0, x1, z, cond=None, *,
+                  antithetic: bool = False) -> jax.Array:
+    r"""Velocity regression ``E ½|b̂(t, x_t) − ∂_t x_t|²`` over a batch (mean over examples).
+
+    ``velocity(t (B,), x (B, ...)[, cond]) -> (B, ...)``; ``t (B,)``, ``x0, x1, z (B, ...)`` the
+    interpolation variables (``z ~ N(0, I)``), ``cond`` a per-example condition or None. It equals
+    the paper's ``L_b = E[½|b̂|² − (α̇x_0 + β̇x_1 + γ̇z)·b̂]`` plus ``½E|∂_t x_t|²``, a constant: the
+    same minimiser (the velocity ``b``) and the same gradient, example by example; its value is ≥ 0.
+    ``antithetic``: average over ``z`` and ``−z`` (the variance of the ``γ̇z`` term, singular at the
+    ends, cancels to first order).
+    """
+    x_t, target = _batched_path(path, t, x0, x1, z)
+    loss = _squared(_apply(velocity, t, x_t, cond) - target)
+    if antithetic:
+        x_m, target_m = _batched_path(path, t, x0, x1, -jnp.asarray(z))
+        loss = 0.5 * (loss + _squared(_apply(velocity, t, x_m, cond) - target_m))
+    return jnp.mean(loss)
+
+
+def denoiser_loss(denoiser: Callable, path: Callable, t, x0, x1, z, cond=None, *,
+                  antithetic: bool = False) -> jax.Array:
+    r"""Denoiser regression ``E ½|η̂(t, x_t) − z|²`` (the paper's ``L_η`` plus ``½E|z|²``); its
+    minimiser is ``η = E[z | x_t]`` and the score is ``s = −η/γ`` (finite where ``γ > 0``).
+    Arguments as in :func:`velocity_loss`."""
+    z = jnp.asarray(z)
+    x_t, _ = _batched_path(path, t, x0, x1, z)
+    loss = _squared(_apply(denoiser, t, x_t, cond) - z)
+    if antithetic:
+        x_m, _ = _batched_path(path, t, x0, x1, -z)
+        loss = 0.5 * (loss + _squared(_apply(denoiser, t, x_m, cond) + z))
+    return jnp.mean(loss)
+
+
+def score_loss(score: Callable, interpolant: Interpolant, t, x0, x1, z, cond=None) -> jax.Array:
+    r"""The paper's score objective ``L_s = E[½|ŝ(t, x_t)|² + γ(t)⁻¹ z·ŝ(t, x_t)]`` (minimiser
+    ``∇ log ρ_t``). Singular where ``γ → 0``: sample ``t`` away from the ends, or learn the denoiser
+    (:func:`denoiser_loss`) and divide by ``γ``."""
+    z = jnp.asarray(z)
+    x_t, _ = _batched_path(interpolant, t, x0, x1, z)
+    s = _apply(score, t, x_t, cond)
+    gamma = jax.vmap(interpolant.gamma)(jnp.asarray(t)).reshape((-1,) + (1,) * (z.ndim - 1))
+    flat = (s * (0.5 * s + z / gamma)).reshape(z.shape[0], -1)
+    return jnp.mean(jnp.sum(flat, axis=1))
+
+
+# --------------------------------------------------------------------------------------------
+# Log-domain Sinkhorn for a given cost matrix
+# --------------------------------------------------------------------------------------------
+
+
+class SinkhornResult(NamedTuple):
+    """The entropic plan of :func:`sinkhorn_log` and how far its marginals are from the targets.
+
+    f (n,), g (m,): dual potentials; log_plan (n, m): ``log π_ij``; marginal_error: ``Σ_i |Σ_j π_ij −
+    a_i|`` after the last update (the column marginals are exact after a g-update);
+    iterations: updates run; converged: ``marginal_error <= tol``.
+    """
+
+    f: jax.Array
+    g: jax.Array
+    log_plan: jax.Array
+    marginal_error: jax.Array
+    iterations: jax.Array
+    converged: jax.Array
+
+    @property
+    def plan(self) -> jax.Array:
+        return jnp.exp(self.log_plan)
+
+
+def sinkhorn_log(cost, *, epsilon: float = 1.0, a=None, b=None, tol: float = 1e-6, max_iters: int = 2000,
+                 check_every: int = 10, anneal_from: float | None = None, anneal_decay: float = 0.7) -> SinkhornResult:
+    r"""Entropic optimal transport for a given cost, by log-domain Sinkhorn updates.
+
+    Solves ``min_π ⟨π, C⟩ + ε KL(π ‖ a ⊗ b)`` over couplings with marginals ``a`` (n,) and ``b`` (m,)
+    (uniform if None): ``π_ij = a_i b_j exp((f_i + g_j − C_ij)/ε)`` with
+    ``f ← −ε log Σ_j b_j exp((g_j − C_ij)/ε)``, ``g ← −ε log Σ_i a_i exp((f_i − C_ij)/ε)``, until the
+    row marginals are within ``tol`` in L1 (checked every ``check_every`` updates) or ``max_iters``.
+    With ``C = −log p(y_j | x_i)`` and ``ε = 1`` the plan is the static Schrödinger bridge between
+    the two clouds for the reference transition ``p``. ``anneal_from``: start at this larger ε and
+    decrease it geometrically by ``anneal_decay`` per update down to ``epsilon`` (ε-scaling; the
+    potentials carry over), which speeds convergence when ``ε`` is small against the cost's spread.
+    The loop runs under ``lax.while_loop`` (no gradient through it); for ONE pair of clouds.
+    """
+    cost = jnp.asarray(cost)
+    if cost.ndim != 2:
+        raise ValueError(f"cost: expected a matrix (n, m), got shape {cost.shape}")
+    if not (isinstance(epsilon, (int, float, np.floating)) and epsilon > 0):
+        raise ValueError(f"epsilon: expected a number > 0, got {epsilon!r}")
+    if not tol > 0:
+        raise ValueError(f"tol: expected a number > 0, got {tol!r}")
+    max_iters = positive_int("max_iters", max_iters)
+    check_every = positive_int("check_every", check_every)
+    if anneal_from is not None and not anneal_from >= epsilon:
+        raise ValueError(f"anneal_from: expected a starting ε >= epsilon = {epsilon}, got {anneal_from!r}")
+    if not 0 < anneal_decay < 1:
+        raise ValueError(f"anneal_decay: expected a number in (0, 1), got {anneal_decay!r}")
+    n, m = cost.shape
+    dtype = jnp.result_type(cost.dtype, float)
+    cost = jax.lax.stop_gradient(cost.astype(dtype))
+    a_log = _log_weights(a, n, dtype, "a")
+    b_log = _log_weights(b, m, dtype, "b")
+    eps_target = jnp.asarray(epsilon, dtype)
+    eps_start = jnp.asarray(epsilon if anneal_from is None else anneal_from, dtype)
+
+    def eps_at(i):
+        return jnp.maximum(eps_start * anneal_decay ** i.astype(dtype), eps_target)
+
+    def update(i, fg):
+        f, g = fg
+        eps = eps_at(i)
+        f = -eps * logsumexp(b_log[None, :] + (g[None, :] - cost) / eps, axis=1)
+        g = -eps * logsumexp(a_log[:, None] + (f[:, None] - cost) / eps, axis=0)
+        return f, g
+
+    def error(f, g):
+        log_rows = logsumexp(a_log[:, None] + b_log[None, :] + (f[:, None] + g[None, :] - cost) / eps_target, axis=1)
+        return jnp.sum(jnp.abs(jnp.exp(log_rows) - jnp.exp(a_log)))
+
+    def cond(state):
+        i, _, _, err = state
+        return (i < max_iters) & ((err > tol) | (eps_at(i) > eps_target))
+
+    def body(state):
+        i, f, g, _ = state
+        f, g = jax.lax.fori_loop(0, check_every, lambda k, fg: update(i + k, fg), (f, g))
+        return i + check_every, f, g, error(f, g)
+
+    zeros_f, zeros_g = jnp.zeros(n, dtype), jnp.zeros(m, dtype)
+    i, f, g, err = jax.lax.while_loop(cond, body, (jnp.asarray(0), zeros_f, zeros_g, jnp.asarray(jnp.inf, dtype)))
+    log_plan = a_log[:, None] + b_log[None, :] + (f[:, None] + g[None, :] - cost) / eps_target
+    return SinkhornResult(f, g, log_plan, err, i, err <= tol)

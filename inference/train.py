@@ -46,6 +46,12 @@ The forced rollouts themselves (sparse, full, generalised forcing) are pure func
 ``inference.losses`` (``Forcing``, ``forced_rollout``, ``jacobian_growth``, ``gtf_alpha``), used by
 the programs; :func:`run_teacher_forcing` is the ``inference.fit`` method ``"tf"`` that trains a
 NumPyro program's ``numpyro.param`` / ``flax_module`` parameters with them.
+
+Regression objectives of flows and stochastic interpolants (velocity, denoiser, score; pure
+functions in ``inference.losses``) train through :func:`run_flow`, the ``inference.fit`` method
+``"flow"``: a NumPyro program draws its own minibatch (data indices, times, base points, noise) as
+latent sites and scores it in ``numpyro.factor`` sites; each step redraws them and descends on
+minus the factors (:class:`inference.types.RegressionProgram`).
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ __all__ = [
     "load_pytree",
     "run_teacher_forcing",
     "FORCINGS",
+    "run_flow",
+    "SCHEDULES",
 ]
 
 class TrainState(NamedTuple):
@@ -518,12 +526,10 @@ def run_teacher_forcing(
         suffix and the ``params`` collection), the observed training series, and a ``training``
         group (``loss`` and, for GTF, ``alpha`` per step; ``eval_step``/``eval_score``).
     """
-    import xarray as xr
     from numpyro.handlers import seed as seed_handler, substitute, trace
     from numpyro.infer.util import log_density
 
     from inference.losses import Forcing
-    from inference.runner import pack
 
     choice("forcing", forcing, FORCINGS)
     choice("select_by", select_by, ("d_stsp", "d_h"))
@@ -629,7 +635,6 @@ def run_teacher_forcing(
                    alpha=train_alpha, evaluate=evaluate, evaluate_every=max(evaluate_every, 1))
     elapsed = time.perf_counter() - started
     chosen = result.best_params if result.best_params is not None else result.params
-    posterior = {name: value[None, None] for name, value in _flatten_params(chosen).items()}
     attrs = {"forcing": forcing, "interval": int(forcing_interval), "num_steps": int(num_steps),
              "final_loss": float(result.losses[-1]) if len(result.losses) else float("nan"),
              "training_time_s": round(elapsed, 3)}
@@ -639,7 +644,21 @@ def run_teacher_forcing(
     if result.best_step is not None:
         attrs.update(selected_step=int(result.best_step), select_by=select_by,
                      selected_score=float(np.min(result.evaluations[:, 1])))
-    idata = pack(target, method="tf", draws="point", seed=seed, posterior=posterior, attrs=attrs)
+    return _pack_point_estimate(target, "tf", seed, chosen, result, attrs)
+
+
+def _pack_point_estimate(target, method: str, seed: int, params: dict, result: TrainResult, attrs: dict):
+    """InferenceData of a trained program: one posterior variable per parameter leaf (one chain, one
+    draw, ``draws="point"``) and a ``training`` group (``loss``; ``alpha``, ``eval_step``/``eval_score``
+    where the run has them)."""
+    import warnings
+
+    import xarray as xr
+
+    from inference.runner import pack
+
+    posterior = {name: value[None, None] for name, value in _flatten_params(params).items()}
+    idata = pack(target, method=method, draws="point", seed=seed, posterior=posterior, attrs=attrs)
     training = {"loss": (("step",), result.losses)}
     if result.alphas is not None:
         training["alpha"] = (("step",), result.alphas)
@@ -647,9 +666,122 @@ def run_teacher_forcing(
     if result.evaluations is not None and len(result.evaluations):
         training["eval_step"] = (("evaluation",), result.evaluations[:, 0].astype(np.int64))
         training["eval_score"] = (("evaluation",), result.evaluations[:, 1])
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata.add_groups({"training": xr.Dataset(training, coords=coords)})
     return idata
+
+
+# --------------------------------------------------------------------------------------------
+# The inference.fit method "flow": regression objectives of flows and interpolants
+# --------------------------------------------------------------------------------------------
+
+#: ``schedule=`` names of :func:`run_flow`.
+SCHEDULES = ("cosine", "exponential", "constant")
+
+
+def _regression_parameters(model, data, batch_size, key) -> dict:
+    """The ``numpyro.param`` sites of ``model(data, batch_size=...)`` initialised under ``key``;
+    a program without an observed site (a factor) has no objective."""
+    from numpyro.handlers import seed as seed_handler, trace
+
+    tr = trace(seed_handler(model, key)).get_trace(data, batch_size=batch_size)
+    params = {name: site["value"] for name, site in tr.items() if site["type"] == "param"}
+    if not params:
+        raise ValueError("target: the program has no numpyro.param / flax_module parameters to train")
+    if not any(site["type"] == "sample" and site["is_observed"] for site in tr.values()):
+        raise ValueError("target: method 'flow' minimises minus the program's observed sites (numpyro.factor of "
+                         "the regression objective); the program has none (see inference.types.RegressionProgram)")
+    return params
+
+
+def run_flow(
+    target,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    num_steps: int = 3000,
+    batch_size: int = 256,
+    optimizer: str = "adam",
+    learning_rate: float = 1e-3,
+    schedule: str = "cosine",
+    final_learning_rate: float | None = None,
+    clip_norm: float | None = None,
+    checkpoint_path: str | None = None,
+    checkpoint_every: int = 500,
+):
+    r"""Train the networks of a regression program by stochastic gradients (method ``"flow"``).
+
+    The program follows :class:`inference.types.RegressionProgram`: ``model(data, *, batch_size)``
+    holds its networks as ``numpyro.param`` / ``flax_module`` sites, draws one minibatch of the
+    regression as latent sample sites (data indices, times, base points, latent noise: the "data
+    model" of a flow or interpolant) and scores it in observed sites, typically
+    ``numpyro.factor("velocity", -inference.losses.velocity_loss(...))``. Each step draws the latent
+    sites afresh from their law (key ``fold_in(PRNGKey(seed), step)``) and takes an optimiser step on
+    ``−Σ (observed sites' log densities)``: the Monte Carlo gradient of ``E[objective]``. The data is
+    an argument of the compiled step (not a constant folded into it).
+
+    Args:
+        num_steps, batch_size: optimiser steps and the minibatch size handed to the program.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"radam"``; ``learning_rate`` its rate.
+        schedule: ``"cosine"`` (cosine decay to ``final_learning_rate``, default 0), ``"exponential"``
+            (to ``final_learning_rate``, required) or ``"constant"``.
+        clip_norm: global gradient-norm clipping (None: none).
+        checkpoint_path, checkpoint_every: resumable checkpoints (:func:`train`).
+
+    Returns:
+        InferenceData with ``attrs["draws"] = "point"``: each parameter leaf as a posterior variable
+        ``<site>.<layer>.<leaf>`` (one chain, one draw), and a ``training`` group with the loss per
+        step (``zoo.nets.params.module_params`` rebuilds a network from it).
+    """
+    import time
+
+    from numpyro.handlers import seed as seed_handler, substitute, trace
+
+    choice("optimizer", optimizer, ("adam", "adamw", "radam"))
+    choice("schedule", schedule, SCHEDULES)
+    num_steps = positive_int("num_steps", num_steps)
+    batch_size = positive_int("batch_size", batch_size)
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate: expected a positive number, got {learning_rate!r}")
+    if final_learning_rate is not None and not (np.isfinite(final_learning_rate) and final_learning_rate >= 0):
+        raise ValueError(f"final_learning_rate: expected a number >= 0, got {final_learning_rate!r}")
+    if schedule == "exponential" and not final_learning_rate:
+        raise ValueError("final_learning_rate: schedule 'exponential' needs a final learning rate > 0")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+    if target.data is None:
+        raise ValueError("data: method 'flow' trains on data; got None")
+    model = target.model
+    data = jax.tree_util.tree_map(jnp.asarray, target.data)
+    key = jax.random.PRNGKey(seed)
+    params0 = _regression_parameters(model, data, batch_size, jax.random.fold_in(key, 10**9))
+
+    def loss_fn(params, batch, loss_key):
+        tr = trace(substitute(seed_handler(model, loss_key), data=params)).get_trace(batch, batch_size=batch_size)
+        total = 0.0
+        for site in tr.values():
+            if site["type"] == "sample" and site["is_observed"]:
+                total = total + jnp.sum(site["fn"].log_prob(site["value"]))
+        return -total
+
+    if schedule == "cosine":
+        rate = optax.cosine_decay_schedule(learning_rate, num_steps, alpha=(final_learning_rate or 0.0) / learning_rate)
+    elif schedule == "exponential":
+        rate = optax.exponential_decay(learning_rate, transition_steps=num_steps,
+                                       decay_rate=final_learning_rate / learning_rate)
+    else:
+        rate = learning_rate
+    opt = {"adam": optax.adam, "adamw": optax.adamw, "radam": optax.radam}[optimizer](rate)
+    if clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+
+    started = time.perf_counter()
+    result = train(loss_fn, params0, lambda batch_key, step: data, opt, num_steps, seed=seed,
+                   checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, progress=progress)
+    elapsed = time.perf_counter() - started
+    attrs = {"num_steps": int(num_steps), "batch_size": int(batch_size), "optimizer": optimizer,
+             "learning_rate": float(learning_rate), "schedule": schedule,
+             "final_loss": float(result.losses[-1]) if len(result.losses) else float("nan"),
+             "training_time_s": round(elapsed, 3)}
+    return _pack_point_estimate(target, "flow", seed, result.params, result, attrs)

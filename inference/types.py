@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 
-__all__ = ["FeynmanKacModel", "StateSpaceTarget", "EntryLike", "TeacherForcedProgram", "Target", "PRNGKey", "Array"]
+__all__ = ["FeynmanKacModel", "StateSpaceTarget", "EntryLike", "TeacherForcedProgram", "RegressionProgram", "Target", "PRNGKey", "Array"]
 
 PRNGKey = jax.Array
 Array = jax.Array
@@ -72,6 +72,21 @@ class TeacherForcedProgram(Protocol):
     """
 
     def __call__(self, data: Any = None, *, forcing: Any = None) -> None: ...
+
+
+@runtime_checkable
+class RegressionProgram(Protocol):
+    """What the method ``"flow"`` (``inference.train.run_flow``) trains.
+
+    ``model(data, *, batch_size)``: a NumPyro program whose networks are ``numpyro.param`` sites
+    (``flax_module``), whose latent sample sites are the random draws of ONE minibatch of a
+    regression (data indices, interpolation times, base points, latent noise: they are redrawn
+    from their law every step, never trained) and whose observed sites score it (a
+    ``numpyro.factor`` of minus an ``inference.losses`` objective, or an observed Gaussian around
+    the network's output). The runner minimises minus the sum of the observed sites' log densities.
+    """
+
+    def __call__(self, data: Any = None, *, batch_size: int | None = None) -> None: ...
 
 
 class Target(NamedTuple):

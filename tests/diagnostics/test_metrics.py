@@ -131,3 +131,62 @@ def test_correlation_dimension_of_square_and_circle():
         metrics.correlation_dimension(np.full((10, 2), np.nan))
     with pytest.raises(ValueError, match="fit_sums"):
         metrics.correlation_dimension(square, fit_sums=(0.1, 0.01))
+
+
+def test_energy_distance_is_the_unbiased_form_of_scipys_and_matches_the_closed_form():
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal(300), rng.standard_normal(200) + 0.7
+    # scipy: sqrt of the V-statistic 2A − B_V − C_V; the U-statistic rescales the within terms
+    n, m = len(x), len(y)
+    a = np.abs(x[:, None] - y[None]).mean()
+    b_v, c_v = np.abs(x[:, None] - x[None]).mean(), np.abs(y[:, None] - y[None]).mean()
+    assert sps.energy_distance(x, y) ** 2 == pytest.approx(2 * a - b_v - c_v, rel=1e-10)
+    assert metrics.energy_distance(x, y) == pytest.approx(2 * a - b_v * n / (n - 1) - c_v * m / (m - 1), rel=1e-10)
+    # N(0, 1) vs N(μ, 1): 2E|N(μ, 2)| − 2·(2/√π) (folded normal mean), estimated from 10 pairs of
+    # independent samples, compared within their Monte Carlo error
+    mu, s = 0.7, math.sqrt(2.0)
+    folded = s * math.sqrt(2 / math.pi) * math.exp(-mu**2 / (2 * s**2)) + mu * (1 - 2 * sps.norm.cdf(-mu / s))
+    exact = 2 * folded - 2 * (2 / math.sqrt(math.pi))
+    estimates = np.array([metrics.energy_distance(rng.standard_normal(500), rng.standard_normal(500) + mu)
+                          for _ in range(10)])
+    assert abs(estimates.mean() - exact) <= mc_tolerance(estimates.std(ddof=1), len(estimates))
+    # one law: unbiased, 0 within the Monte Carlo error
+    same = np.array([metrics.energy_distance(rng.standard_normal((300, 2)), rng.standard_normal((300, 2)))
+                     for _ in range(10)])
+    assert abs(same.mean()) <= mc_tolerance(same.std(ddof=1), len(same))
+    with pytest.raises(ValueError, match=r"x, y: expected samples \(n, d\) and \(m, d\)"):
+        metrics.energy_distance(np.zeros((5, 2)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="x, y: samples must be finite"):
+        metrics.energy_distance(np.array([0.0, np.nan]), np.zeros(3))
+
+
+def test_free_energy_of_samples_from_the_reference_law():
+    rng = np.random.default_rng(4)
+    edges = [np.linspace(-3, 3, 13), np.linspace(-3, 3, 13)]
+    centres = [0.5 * (e[1:] + e[:-1]) for e in edges]
+    energy = 0.5 * (centres[0][:, None] ** 2 + 2.0 * centres[1][None, :] ** 2)
+    probs = np.exp(-energy)
+    probs /= probs.sum()
+    # draw bins from the reference law, then a uniform point inside each drawn bin
+    n = 200_000
+    flat = rng.choice(probs.size, size=n, p=probs.ravel())
+    i, j = np.unravel_index(flat, probs.shape)
+    width = edges[0][1] - edges[0][0]
+    samples = np.stack([edges[0][i] + width * rng.random(n), edges[1][j] + width * rng.random(n)], axis=1)
+    result = metrics.free_energy_comparison(samples, 5.0 * probs, edges, cutoff=3.7)  # scale: any constant
+    low = energy - energy.min() < 3.7  # (no bin within rounding of the cutoff)
+    assert result.num_low == int(low.sum()) and result.coverage == 1.0 and result.num_scored == result.num_low
+    # the error of −log(count/n) in a bin is ≈ 1/√(n p); the worst scored bin sets the scale
+    worst = 1.0 / math.sqrt(n * probs[low].min())
+    assert result.mae <= 4 * worst and abs(result.offset) <= 4 * worst
+    # samples of another law: a larger error, and unreached low-energy bins lower the coverage
+    shifted = metrics.free_energy_comparison(samples[samples[:, 0] > 0], probs, edges)
+    assert shifted.coverage < 0.7 and shifted.mae > result.mae
+    with pytest.raises(ValueError, match=r"reference_probs: expected shape \(12, 12\)"):
+        metrics.free_energy_comparison(samples, probs[:-1], edges)
+    with pytest.raises(ValueError, match=r"samples: expected shape \(n, 2\)"):
+        metrics.free_energy_comparison(samples[:, 0], probs, edges)
+    with pytest.raises(ValueError, match="cutoff: expected a positive number"):
+        metrics.free_energy_comparison(samples, probs, edges, cutoff=0.0)
