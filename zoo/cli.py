@@ -12,8 +12,10 @@
                  [--batch-size 1] [--out DIR] [--html sbc.html]
 
 This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``. Results are
-written atomically (temporary file, then rename). Exit status: 0 on success, 1 when a recovery
-check or a convergence verdict fails, 2 on bad input.
+written atomically (temporary file, then rename). Exit status (``EXIT_CODES``): 0 on success,
+1 when a recovery check or a convergence verdict fails, 2 on bad input (one line on stderr naming
+the argument), 130 when interrupted (Ctrl-C), 3 on an internal error (one line; ``--debug``
+prints the traceback). No error prints a traceback without ``--debug``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import csv
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +45,8 @@ def read_columns(path: str) -> dict[str, np.ndarray]:
     ``observed_data`` group of an ArviZ result)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"--data: no such file {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"--data: expected a .csv or .nc file, got the directory {path!r}")
     if path.endswith(".csv"):
         with open(path, newline="") as stream:
             reader = csv.reader(stream)
@@ -354,7 +359,7 @@ def _cmd_sbc(args) -> int:
     print(f"SBC of {entry.name} ({args.config}) with {method} {options}: {args.n} replicates, "
           f"{args.draws} draws per rank; results in {out} (resumable)")
     if args.batch_size < 1:
-        raise SystemExit(f"--batch-size: expected a positive integer, got {args.batch_size}")
+        raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     batched = args.batch_size > 1
     result = sbc.run_sbc(simulate, fit, num_replicates=args.n, num_draws=args.draws, seed=args.seed,
                          out_dir=out, settings=settings, progress=not args.no_progress,
@@ -371,8 +376,11 @@ def _cmd_sbc(args) -> int:
 EXIT_CODES = """exit status:
   0  success (a fit whose convergence verdict is ok or warn; a recovery check that passes)
   1  a verdict failed: convergence FAIL, recovery FAIL, or SBC flagged a miscalibration
-  2  bad input: an unknown entry, config, method or option, a malformed data file
-     (one line on stderr names the argument and what was expected)"""
+  2  bad input: an unknown entry, config, method or option, a malformed data file, data the
+     model cannot take (e.g. a value so large the log density is infinite), an unwritable output
+     path (one line on stderr names the argument and what was expected)
+  3  internal error (one line on stderr; --debug prints the traceback)
+  130  interrupted (Ctrl-C); results are written only when complete"""
 
 EXAMPLES = """examples:
   zoo list
@@ -422,11 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 "simulate, fit, check and report any registered entry.",
         epilog=f"{EXAMPLES}\n\n{EXIT_CODES}\n\n`zoo COMMAND --help` describes one command.", **formatter)
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also accepted after "
+                                                             "COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, help_text, func, epilog=EXIT_CODES):
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog, **formatter)
         p.set_defaults(func=func)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the traceback of an error")
         return p
 
     def add_entry_arguments(p):
@@ -499,16 +511,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# errors that mean the input (arguments, files, data the model cannot take) is wrong: exit 2
+_BAD_INPUT = (ValueError, KeyError, TypeError, OSError, FloatingPointError)
+
+OUTPUT_ARGUMENTS = ("out", "html", "md", "truth")
+
+
+def check_output_paths(args) -> None:
+    """Refuse output paths that cannot be written before any work starts (a fit of minutes that
+    then fails to write is lost): the folder must exist and the path must not be a folder."""
+    for name in OUTPUT_ARGUMENTS:
+        path = getattr(args, name, None)
+        if not path or (args.command == "sbc" and name == "out"):  # sbc's --out is a folder it creates
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise ValueError(f"--{name}: expected a file path, got the directory {path!r}")
+        if not os.path.isdir(folder):
+            raise ValueError(f"--{name}: the folder {folder!r} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"--{name}: the folder {folder!r} is not writable")
+
+
+def _one_line(error: BaseException) -> str:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return " ".join(str(message).split()) or type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (``EXIT_CODES``). Errors are one line on
+    stderr; ``--debug`` adds the traceback."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
     try:
+        check_output_paths(args)
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"zoo {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"zoo {args.command}: interrupted; nothing more was written", file=sys.stderr)
+        return 130
+    except _BAD_INPUT as error:
+        if debug:
+            traceback.print_exc()
+        print(f"zoo {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - an internal error: one line, the traceback behind --debug
+        if debug:
+            traceback.print_exc()
+        print(f"zoo {args.command}: internal error: {type(error).__name__}: {_one_line(error)} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

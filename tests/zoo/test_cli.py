@@ -76,3 +76,67 @@ def test_help_version_and_exit_codes(tmp_path):
         assert len(line.split()) > 2 or argument == "NAME", f"{argument} has no help text"
     out = zoo_cli("fit", "--seed", "x", "lgssm", cwd=tmp_path)  # argparse's own errors: exit 2, no traceback
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_front_door_errors_are_one_line_with_distinct_exit_codes(tmp_path):
+    """Issue 20 item 7: was IsADirectoryError's traceback for a folder as --data, and a 33-line
+    chained traceback with exit 1 (a diagnostics FAIL's code) for a value of 1e300."""
+    (tmp_path / "folder").mkdir()
+    cases = [
+        (("fit", "lgssm", "--data", "folder"), "--data: expected a .csv or .nc file, got the directory 'folder'"),
+        (("fit", "lgssm", "--out", "nowhere/run.nc"), "--out: the folder"),
+        (("simulate", "lgssm", "--out", "folder"), "--out: expected a file path, got the directory 'folder'"),
+        (("sbc", "lgssm", "--batch-size", "0", "--out", "sweep"), "--batch-size: expected a positive integer, got 0"),
+    ]
+    for args, message in cases:
+        out = zoo_cli(*args, cwd=tmp_path)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    rows = ["series,time,y"] + [f"0,{t},{0.1 * t}" for t in range(20)]
+    rows[6] = "0,5,1e300"
+    (tmp_path / "huge.csv").write_text("\n".join(rows) + "\n")
+    out = zoo_cli("fit", "lgssm", "--config", "scalar", "--data", "huge.csv", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 2 and "non-finite log density" in out.stderr and "y (log density" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_internal_error_and_interrupt_in_process(monkeypatch, capsys):
+    """An unexpected exception is exit 3 in one line (the traceback behind --debug); Ctrl-C is 130."""
+    from zoo import cli
+
+    def broken(args):
+        raise RuntimeError("something\nunexpected")
+
+    monkeypatch.setattr(cli, "_cmd_list", broken)
+    assert cli.main(["list"]) == 3
+    err = capsys.readouterr().err
+    assert err.strip() == ("zoo list: internal error: RuntimeError: something unexpected "
+                           "(rerun with --debug for the traceback)")
+    assert cli.main(["list", "--debug"]) == 3 and "Traceback" in capsys.readouterr().err
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_list", interrupted)
+    assert cli.main(["list"]) == 130
+    assert capsys.readouterr().err.strip() == "zoo list: interrupted; nothing more was written"
+
+
+def test_ctrl_c_during_a_fit_exits_130_without_traceback(tmp_path):
+    """Was a KeyboardInterrupt traceback. SIGINT is sent once the fit has started (its first line)."""
+    import signal
+
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "fit", "lgssm", "--no-progress", "--out", "run.nc"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("no --data given"), first
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().endswith("zoo fit: interrupted; nothing more was written")
+    assert not (tmp_path / "run.nc").exists()
