@@ -4,11 +4,18 @@ Names are exported lazily (PEP 562), so ``import diagnostics.convert`` (what ``i
 loads neither the checks nor matplotlib figures nor the report code::
 
     from diagnostics import run_checks, format_verdicts, write_report
+
+Importing it applies the project's one precision policy (:mod:`diagnostics.precision`: float64
+unless ``DYNAMICS_ZOO_X64=0``), as importing ``inference`` or ``zoo`` does.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from diagnostics import precision as _precision
+
+_precision.apply()
 
 _EXPORTS = {
     "to_inference_data": "convert",

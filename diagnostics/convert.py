@@ -19,6 +19,8 @@ from typing import Any
 import arviz as az
 import numpy as np
 
+from diagnostics.precision import name as precision_name
+
 __all__ = ["to_inference_data", "write_netcdf", "read_netcdf", "atomic_write", "atomic_write_text",
            "SAMPLE_STATS_NAMES"]
 
@@ -154,7 +156,11 @@ def to_inference_data(
         coords: coordinate values per dimension name.
         attrs: attributes (method, seed, entry name, ...) stored on the InferenceData itself
             (``idata.attrs``) and on every group; values must be netCDF-storable (str, numbers).
+            ``attrs["precision"]`` defaults to the process's floating precision now
+            (:func:`diagnostics.precision.name`, ``"float64"`` or ``"float32"``): the precision the
+            run that produced the arrays used.
     """
+    attrs = {"precision": precision_name(), **dict(attrs or {})}
     groups: dict[str, Any] = {}
     sampled_inputs = {
         "posterior": posterior,
@@ -183,7 +189,7 @@ def to_inference_data(
             groups[group] = _dataset(group, arrays, dims_for(group), coords, attrs, sampled=False)
     if not groups:
         raise ValueError("to_inference_data: no group given; pass at least posterior=...")
-    return az.InferenceData(attrs=dict(attrs or {}), **groups)
+    return az.InferenceData(attrs=attrs, **groups)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> str:

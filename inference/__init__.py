@@ -13,6 +13,11 @@ data sets of one shape (simulation-based calibration, refits); NUTS runs them in
 Errors that name the site of the model: :class:`NonFiniteLogDensityError` (the log density is
 NaN/inf) and :class:`InvalidParameterError` (a distribution's parameter breaks its constraint,
 NumPyro's check with the site named); both are defined in :mod:`inference.validate`.
+
+Importing :mod:`inference` applies the project's one precision policy (float64 unless
+``DYNAMICS_ZOO_X64=0``; defined once in :mod:`diagnostics.precision`), so a plain NumPyro program
+runs in the same precision whether or not ``zoo`` was imported first; every result records it in
+``idata.attrs["precision"]``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from inference.types import Target
-from inference.validate import InvalidParameterError, NonFiniteLogDensityError, screen_data
+from diagnostics import precision as _precision
+
+_precision.apply()
+
+from inference.types import Target  # noqa: E402
+from inference.validate import InvalidParameterError, NonFiniteLogDensityError, screen_data  # noqa: E402
 
 __all__ = ["fit", "fit_batch", "methods", "get_runner", "resolve_target", "Target", "NonFiniteLogDensityError",
            "InvalidParameterError"]

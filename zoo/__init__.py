@@ -14,22 +14,18 @@ Float64 is switched on at import (set ``DYNAMICS_ZOO_X64=0`` to keep JAX's float
 the exact algorithms and ill-conditioned systems in the zoo (Kalman filters, matrix exponentials,
 the fBM coefficient system) need it for reference-quality answers. If JAX is not imported yet, this
 is done through ``JAX_ENABLE_X64`` (read when JAX is imported), so that ``import zoo`` itself does
-not import JAX.
+not import JAX. The policy is the project's one (:mod:`diagnostics.precision`, which importing
+``inference`` or ``diagnostics`` applies too), so the dtype never depends on the import order.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
+from diagnostics import precision as _precision
 from zoo._registry import EntryInfo, scan
 
-if os.environ.get("DYNAMICS_ZOO_X64", "1") != "0":
-    if "jax" in sys.modules:
-        sys.modules["jax"].config.update("jax_enable_x64", True)
-    else:
-        os.environ["JAX_ENABLE_X64"] = "1"
+_precision.apply()
 
 __all__ = ["entries", "get", "names", "catalogue", "EntryInfo", "ZooEntry", "StateSpaceModel", "Recipe", "Check"]
 
