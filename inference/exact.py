@@ -11,15 +11,30 @@ Linear-Gaussian state-space model (:class:`LGSSMParams`), t = 0..T-1::
 
 Kalman filter (:func:`kalman_filter`), with predicted moments (m_{t|t-1}, P_{t|t-1}), m_{0|-1} = m_0::
 
-    m_{t|t-1} = F m_{t-1|t-1} + b,            P_{t|t-1} = F P_{t-1|t-1} F' + Q
-    r_t = y_t - H m_{t|t-1} - d,              S_t = H P_{t|t-1} H' + R = L L'   (Cholesky)
-    K_t = P_{t|t-1} H' S_t^{-1}               (two triangular solves, never an inverse)
-    m_{t|t} = m_{t|t-1} + K_t r_t
-    P_{t|t} = (I - K H) P_{t|t-1} (I - K H)' + K R K'                      (Joseph form)
-    log p(y_t | y_{0:t-1}) = -1/2 (|L^{-1} r_t|^2 + 2 sum log diag L + n_t log 2 pi)
+    m_{t|t-1} = F m_{t-1|t-1} + b,            P_{t|t-1} = F P_{t-1|t-1} F' + Q   (symmetrised)
 
-Missing values: the NaN components of y_t are dropped (their rows of H and rows/columns of R are
-removed; n_t counts the observed components); a step with no observed component is a pure prediction.
+then the update conditions the joint Gaussian of (x_t, y_t) given y_{0:t-1},
+mean mu = (m, H m + d), covariance C = [[P, P H'], [H P, S]] with S = H P H' + R, on the observed
+components of y_t ONE AT A TIME (sequential conditioning = the Cholesky factorisation of S done
+pivot by pivot, without a Cholesky or triangular-solve call); for observed component i,
+j = dx + i, s = C_jj::
+
+    u = C[:, j] / sqrt(s),    z = (y_ti - mu_j) / sqrt(s)
+    mu <- mu + u z,           C <- C - u u'                   (exactly symmetric downdate)
+    log p(y_t | y_{0:t-1}) = sum over observed i of -1/2 (z^2 + log s + log 2 pi)
+
+and (m_{t|t}, P_{t|t}) is the x block of (mu, C). The s are the squared diagonal of the Cholesky
+factor L of S and the z the components of L^{-1} r_t, so the evidence equals
+-1/2 (|L^{-1} r_t|^2 + 2 sum log diag L + n_t log 2 pi), and P_{t|t} = P - P H' S^{-1} H P. This
+downdate replaces the Joseph form (I - K H) P (I - K H)' + K R K' plus symmetrising, which costs
+about twice as much per step here; on the benchmark of ``benchmarks/exact_filters.py`` (T = 10^4,
+float32) and on the stiff test of ``tests/inference/test_exact.py`` (precise observations, near
+deterministic dynamics) it keeps the covariances positive definite and the float32
+log-likelihood within the accuracy the Joseph form gave (figures in ``benchmarks/README.md``).
+Fields that do not vary in time are closed over by the scan, never broadcast to (T-1, ...).
+
+Missing values: the NaN components of y_t are dropped (their pivots are skipped; n_t counts the
+observed components); a step with no observed component is a pure prediction.
 
 RTS smoother (:func:`rts_smoother`), G_t = P_{t|t} F_t' P_{t+1|t}^{-1}::
 
@@ -55,6 +70,16 @@ Continuous-time Markov chain with generator Q (off-diagonals >= 0, rows sum to 0
 
     P(dt) = expm(Q dt)                                         (:func:`ctmc_transition_matrix`)
 
+computed by uniformisation with scaling and squaring: with lambda = max exit rate and the
+stochastic matrix M = I + Q / lambda, exp(Q t) = sum_k Poisson(k; lambda t) M^k. Each time is
+scaled to mu = lambda t / 2^s <= theta (s per matrix), the series is truncated after m terms
+(m = 40, theta = 7.9 in float64; m = 24, theta = 6.7 in float32: the Poisson tail beyond m is
+below the unit roundoff), and the result is squared s times, each square's rows divided by their
+sums (exact for a stochastic matrix; it stops the rounding in the row sums from doubling at every
+squaring). Every term is non-negative, so no cancellation; the powers M^k are shared by all the
+times of one call (one (N, m+1) x (m+1, C^2) product), which is what makes a batch of transition
+matrices cheap. lambda dt above theta 2^64 gives NaN.
+
 A Markov jump process observed at strictly increasing times tau_0 < ... < tau_{L-1}
 (:func:`mjp_filter`, :func:`mjp_log_likelihood`) is an HMM with A_l = expm(Q (tau_{l+1} - tau_l)),
 initial law pi at tau_0 (or pi propagated from ``initial_time``) and emission probabilities
@@ -69,7 +94,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve, expm, solve_triangular
+from jax.scipy.linalg import cho_solve
 
 from inference.validate import concrete
 
@@ -262,25 +287,52 @@ class SmootherResult(NamedTuple):
 
 
 def _time_axis(x: jax.Array, base_shape: tuple[int, ...], length: int, name: str) -> jax.Array:
-    """Broadcast a static field to ``(length, *base_shape)`` or check a time-varying one."""
-    if x.shape == base_shape:
-        return jnp.broadcast_to(x, (length,) + base_shape)
-    if x.shape == (length,) + base_shape:
+    """Check a field is static ``base_shape`` or time-varying ``(length, *base_shape)``.
+
+    A static field is NOT broadcast over time: the recursions close over it (copying a fixed
+    matrix to ``(T-1, ...)`` and scanning over the copy cost more than the step's own arithmetic).
+    """
+    if x.shape == base_shape or x.shape == (length,) + base_shape:
         return x
     raise ValueError(f"params.{name}: expected shape {base_shape} or {(length,) + base_shape}, "
                      f"got {x.shape}")
 
 
+_BASE_NDIM = {"F": 2, "b": 1, "Q": 2, "H": 2, "d": 1, "R": 2}
+
+
 class _LGSSMArrays(NamedTuple):
     m0: jax.Array
     P0: jax.Array
-    F: jax.Array  # (T-1, dx, dx)
-    b: jax.Array
-    Q: jax.Array
-    H: jax.Array  # (T, dy, dx)
-    d: jax.Array
-    R: jax.Array
+    F: jax.Array  # (dx, dx) or (T-1, dx, dx)
+    b: jax.Array  # (dx,) or (T-1, dx)
+    Q: jax.Array  # (dx, dx) or (T-1, dx, dx)
+    H: jax.Array  # (dy, dx) or (T, dy, dx)
+    d: jax.Array  # (dy,) or (T, dy)
+    R: jax.Array  # (dy, dy) or (T, dy, dy)
     y: jax.Array  # (T, dy)
+
+    def varying(self, name: str) -> bool:
+        return getattr(self, name).ndim > _BASE_NDIM[name]
+
+    def at(self, name: str, t):
+        """Field ``name`` at index ``t`` of its time axis (the field itself when static)."""
+        value = getattr(self, name)
+        return value[t] if self.varying(name) else value
+
+    def transition_inputs(self) -> dict:
+        """The time-varying transition fields, entry t-1 for the step to t = 1..T-1 (a scan's xs)."""
+        return {k: getattr(self, k) for k in ("F", "b", "Q") if self.varying(k)}
+
+    def emission_inputs(self, start: int = 1) -> dict:
+        """``y`` and the time-varying emission fields from time ``start`` on (a scan's xs)."""
+        xs = {k: getattr(self, k)[start:] for k in ("H", "d", "R") if self.varying(k)}
+        xs["y"] = self.y[start:]
+        return xs
+
+    def pick(self, xs: dict, name: str):
+        """Field ``name`` inside a scan step: from the scanned ``xs`` or the static field."""
+        return xs[name] if name in xs else getattr(self, name)
 
 
 def _prepare_lgssm(params: LGSSMParams, emissions) -> _LGSSMArrays:
@@ -321,40 +373,62 @@ def _kalman_predict(m, P, F, b, Q):
     return F @ m + b, _sym(F @ P @ F.T + Q)
 
 
+# Observation dimensions up to this size are conditioned on in an unrolled Python loop (one fused
+# block of code per component); larger ones in a lax.fori_loop (bounded compile size).
+_UNROLL_MAX_DY = 16
+
+
 def _kalman_update(m, P, H, d, R, y):
-    """Condition N(m, P) on the observed components of y = H x + d + N(0, R); NaN = missing."""
+    """Condition N(m, P) on the observed components of y = H x + d + N(0, R); NaN = missing.
+
+    One observed component at a time (sequential conditioning of the joint Gaussian of (x, y),
+    i.e. the Cholesky factorisation of S = H P H' + R done pivot by pivot, see the module
+    docstring): no Cholesky or triangular-solve calls, a missing component is a skipped pivot,
+    and each covariance downdate is the exactly symmetric C - u u'.
+    """
+    dx, dy = m.shape[0], y.shape[0]
     observed = ~jnp.isnan(y)
-    dtype = m.dtype
-    H = jnp.where(observed[:, None], H, 0.0)
-    both = observed[:, None] & observed[None, :]
-    # missing components: a unit-variance, zero-residual dummy that adds nothing to gain or evidence
-    R = jnp.where(both, R, 0.0) + jnp.diag(jnp.where(observed, 0.0, 1.0).astype(dtype))
-    resid = jnp.where(observed, jnp.where(observed, y, 0.0) - H @ m - d, 0.0)
-    S = _sym(H @ P @ H.T + R)
-    L = jnp.linalg.cholesky(S)
-    gain = cho_solve((L, True), H @ P).T  # K = P H' S^{-1}
-    m_new = m + gain @ resid
-    IKH = jnp.eye(m.shape[0], dtype=dtype) - gain @ H
-    P_new = _sym(IKH @ P @ IKH.T + gain @ R @ gain.T)
-    z = solve_triangular(L, resid, lower=True)
-    n_obs = observed.sum().astype(dtype)
-    loglik = -0.5 * (z @ z + 2.0 * jnp.sum(jnp.log(jnp.diag(L))) + n_obs * _LOG_2PI)
-    return m_new, P_new, loglik
+    y = jnp.where(observed, y, 0.0)
+    HP = H @ P
+    C = jnp.block([[P, HP.T], [HP, HP @ H.T + R]])  # Cov((x, y) | past)
+    mean = jnp.concatenate([m, H @ m + d])
+
+    def pivot(i, state):
+        mean, C, ll = state
+        j = dx + i
+        ok = observed[i]
+        s = jnp.where(ok, C[j, j], 1.0)
+        root = jnp.sqrt(s)
+        u = jnp.where(ok, C[:, j] / root, 0.0)  # C[:, j] / sqrt(s)
+        z = jnp.where(ok, (y[i] - mean[j]) / root, 0.0)  # standardised residual
+        mean = mean + u * z
+        C = C - jnp.outer(u, u)
+        ll = ll + jnp.where(ok, -0.5 * (z * z + _LOG_2PI) - jnp.log(root), 0.0)
+        return mean, C, ll
+
+    state = (mean, C, jnp.zeros((), m.dtype))
+    if dy <= _UNROLL_MAX_DY:
+        for i in range(dy):
+            state = pivot(i, state)
+    else:
+        state = jax.lax.fori_loop(0, dy, pivot, state)
+    mean, C, ll = state
+    return mean[:dx], C[:dx, :dx], ll
 
 
 @jax.jit
 def _kalman_filter_arrays(a: _LGSSMArrays) -> KalmanFilterResult:
-    mf0, Pf0, ll0 = _kalman_update(a.m0, a.P0, a.H[0], a.d[0], a.R[0], a.y[0])
+    mf0, Pf0, ll0 = _kalman_update(a.m0, a.P0, a.at("H", 0), a.at("d", 0), a.at("R", 0), a.y[0])
 
-    def step(carry, inputs):
+    def step(carry, xs):
         m_f, P_f = carry
-        F, b, Q, H, d, R, y = inputs
-        m_p, P_p = _kalman_predict(m_f, P_f, F, b, Q)
-        m_new, P_new, ll = _kalman_update(m_p, P_p, H, d, R, y)
+        m_p, P_p = _kalman_predict(m_f, P_f, a.pick(xs, "F"), a.pick(xs, "b"), a.pick(xs, "Q"))
+        m_new, P_new, ll = _kalman_update(m_p, P_p, a.pick(xs, "H"), a.pick(xs, "d"), a.pick(xs, "R"),
+                                          xs["y"])
         return (m_new, P_new), (m_p, P_p, m_new, P_new, ll)
 
     _, (mp, Pp, mf, Pf, lls) = jax.lax.scan(
-        step, (mf0, Pf0), (a.F, a.b, a.Q, a.H[1:], a.d[1:], a.R[1:], a.y[1:]))
+        step, (mf0, Pf0), {**a.transition_inputs(), **a.emission_inputs(1)})
     increments = jnp.concatenate([ll0[None], lls])
     return KalmanFilterResult(
         log_likelihood=increments.sum(),
@@ -366,13 +440,28 @@ def _kalman_filter_arrays(a: _LGSSMArrays) -> KalmanFilterResult:
     )
 
 
-def kalman_filter(params: LGSSMParams, emissions) -> KalmanFilterResult:
+def kalman_filter(params: LGSSMParams, emissions, *, method: str = "auto") -> KalmanFilterResult:
     """Kalman filter of one sequence ``emissions`` (T, dy); NaN components are missing.
 
     Returns :class:`KalmanFilterResult` (log-likelihood, its per-step increments, filtered and
-    predicted moments). Equations in the module docstring (Joseph-form update, Cholesky solves).
+    predicted moments). Equations in the module docstring (sequential conditioning on the observed
+    components, an exactly symmetric covariance downdate).
+
+    ``method``: ``"sequential"`` (the recursion above), ``"parallel"`` (the associative-scan filter
+    of :mod:`inference.exact_parallel`, O(log T) depth, for long series on accelerators) or
+    ``"auto"`` (parallel on an accelerator backend from ``exact_parallel.PARALLEL_MIN_STEPS``
+    steps on, sequential otherwise). Both give the same result up to rounding.
     """
-    return _kalman_filter_arrays(_prepare_lgssm(params, emissions))
+    from inference import exact_parallel  # imports this module: loaded on first use
+
+    arrays = _prepare_lgssm(params, emissions)
+    if exact_parallel.use_parallel(method, arrays.y.shape[0]):
+        return exact_parallel.kalman_filter_arrays(arrays)
+    return _kalman_filter_arrays(arrays)
+
+
+def _pick_fields(xs: dict, names) -> dict:
+    return {k: v for k, v in xs.items() if k in names}
 
 
 def _smoother_gain(mf, Pf, Pp_next, F):
@@ -397,7 +486,8 @@ def _rts_arrays(a: _LGSSMArrays) -> SmootherResult:
 
     def step(carry, inputs):
         ms_next, Ps_next = carry
-        mf, Pf, mp_next, Pp_next, F, Q = inputs
+        mf, Pf, mp_next, Pp_next, xs = inputs
+        F, Q = a.pick(xs, "F"), a.pick(xs, "Q")
         G = _smoother_gain(mf, Pf, Pp_next, F)
         ms = mf + G @ (ms_next - mp_next)
         IGF = eye - G @ F
@@ -409,7 +499,7 @@ def _rts_arrays(a: _LGSSMArrays) -> SmootherResult:
     _, (ms, Ps, cross) = jax.lax.scan(
         step, last,
         (filt.filtered_means[:-1], filt.filtered_covs[:-1], filt.predicted_means[1:],
-         filt.predicted_covs[1:], a.F, a.Q),
+         filt.predicted_covs[1:], _pick_fields(a.transition_inputs(), ("F", "Q"))),
         reverse=True)
     return SmootherResult(
         log_likelihood=filt.log_likelihood,
@@ -436,7 +526,8 @@ def _ffbs_arrays(key, a: _LGSSMArrays) -> jax.Array:
     x_last = filt.filtered_means[-1] + _jittered_cholesky(filt.filtered_covs[-1]) @ noise[-1]
 
     def step(x_next, inputs):
-        mf, Pf, mp_next, Pp_next, F, Q, eps = inputs
+        mf, Pf, mp_next, Pp_next, xs, eps = inputs
+        F, Q = a.pick(xs, "F"), a.pick(xs, "Q")
         G = _smoother_gain(mf, Pf, Pp_next, F)
         mean = mf + G @ (x_next - mp_next)
         IGF = eye - G @ F
@@ -447,7 +538,7 @@ def _ffbs_arrays(key, a: _LGSSMArrays) -> jax.Array:
     _, xs = jax.lax.scan(
         step, x_last,
         (filt.filtered_means[:-1], filt.filtered_covs[:-1], filt.predicted_means[1:],
-         filt.predicted_covs[1:], a.F, a.Q, noise[:-1]),
+         filt.predicted_covs[1:], _pick_fields(a.transition_inputs(), ("F", "Q")), noise[:-1]),
         reverse=True)
     return jnp.concatenate([xs, x_last[None]])
 
@@ -485,10 +576,8 @@ class HMMSmootherResult(NamedTuple):
 
 def _prepare_transitions(transition_matrix, T: int, K: int, name: str = "transition_matrix"):
     A = validate_probabilities(transition_matrix, name)
-    if A.shape == (K, K):
-        return jnp.broadcast_to(A, (T - 1, K, K))
-    if A.shape == (T - 1, K, K):
-        return A
+    if A.shape == (K, K) or A.shape == (T - 1, K, K):
+        return A  # a fixed matrix is closed over by the recursions, never copied over time
     raise ValueError(f"{name}: expected shape {(K, K)} or {(T - 1, K, K)} (time-varying, entry t-1 "
                      f"maps z_(t-1) to z_t), got {A.shape}")
 
@@ -519,25 +608,29 @@ def _scaled_likelihoods(ll: jax.Array):
     return jnp.exp(ll - c[:, None]), c
 
 
+def _over_time(A):
+    """What a scan over t takes for the transition matrix: the (T-1, K, K) array, or None if fixed."""
+    return A if A.ndim == 3 else None
+
+
 def _forward(pi, A, lik, c) -> HMMFilterResult:
     """Normalised forward pass with emission likelihoods ``lik * exp(c)`` (T, K)."""
 
-    def update(pred, lik_t, c_t):
+    def update(pred, lik_t):
         w = pred * lik_t
         norm = w.sum()
-        filt = w / jnp.where(norm > 0, norm, 1.0)
-        return filt, jnp.log(norm) + c_t
+        return w / jnp.where(norm > 0, norm, 1.0), norm
 
-    f0, l0 = update(pi, lik[0], c[0])
+    f0, n0 = update(pi, lik[0])
 
     def step(filt, inputs):
-        A_t, lik_t, c_t = inputs
-        pred = filt @ A_t
-        f, ll = update(pred, lik_t, c_t)
-        return f, (pred, f, ll)
+        A_t, lik_t = inputs
+        pred = filt @ (A if A_t is None else A_t)
+        f, norm = update(pred, lik_t)
+        return f, (pred, f, norm)
 
-    _, (preds, filts, lls) = jax.lax.scan(step, f0, (A, lik[1:], c[1:]))
-    increments = jnp.concatenate([l0[None], lls])
+    _, (preds, filts, norms) = jax.lax.scan(step, f0, (_over_time(A), lik[1:]))
+    increments = jnp.log(jnp.concatenate([n0[None], norms])) + c
     return HMMFilterResult(
         log_likelihood=increments.sum(),
         log_likelihood_increments=increments,
@@ -546,19 +639,36 @@ def _forward(pi, A, lik, c) -> HMMFilterResult:
     )
 
 
-def hmm_filter(initial_probs, transition_matrix, log_likelihoods) -> HMMFilterResult:
+def hmm_filter(initial_probs, transition_matrix, log_likelihoods, *, method: str = "auto") -> HMMFilterResult:
     """Forward algorithm for one sequence.
 
     Args:
         initial_probs: (K,) law of z_0.
         transition_matrix: (K, K) or time-varying (T-1, K, K); rows are p(z_t | z_{t-1}).
         log_likelihoods: (T, K), log p(y_t | z_t = k) (0 for a missing y_t; -inf allowed).
+        method: ``"sequential"`` (the recursion above), ``"parallel"`` (associative products of
+            potentials, :mod:`inference.exact_parallel`: O(log T) depth, for long series on
+            accelerators) or ``"auto"`` (parallel on an accelerator backend from
+            ``exact_parallel.PARALLEL_MIN_STEPS`` steps on, sequential otherwise).
 
     Returns:
         :class:`HMMFilterResult`. Structural zeros in ``transition_matrix`` give finite values
         and finite gradients.
     """
-    return _hmm_filter_core(*_prepare_hmm(initial_probs, transition_matrix, log_likelihoods))
+    from inference import exact_parallel  # imports this module: loaded on first use
+
+    pi, A, ll = _prepare_hmm(initial_probs, transition_matrix, log_likelihoods)
+    if exact_parallel.use_parallel(method, ll.shape[0]):
+        return _hmm_filter_parallel_core(pi, A, ll)
+    return _hmm_filter_core(pi, A, ll)
+
+
+@jax.jit
+def _hmm_filter_parallel_core(pi, A, ll) -> HMMFilterResult:
+    from inference import exact_parallel
+
+    lik, c = _scaled_likelihoods(ll)
+    return exact_parallel.hmm_forward(pi, A, lik, c)
 
 
 @jax.jit
@@ -574,12 +684,12 @@ def _backward(A, lik):
 
     def step(beta_next, inputs):
         A_t, lik_next = inputs
-        beta = A_t @ (lik_next * beta_next)
+        beta = (A if A_t is None else A_t) @ (lik_next * beta_next)
         total = beta.sum()
         beta = beta / jnp.where(total > 0, total, 1.0)
         return beta, beta
 
-    _, betas = jax.lax.scan(step, last, (A, lik[1:]), reverse=True)
+    _, betas = jax.lax.scan(step, last, (_over_time(A), lik[1:]), reverse=True)
     return jnp.concatenate([betas, last[None]])
 
 
@@ -639,11 +749,11 @@ def _hmm_viterbi_core(pi, A, ll) -> jax.Array:
 
     def forward(delta, inputs):
         log_A_t, ll_t = inputs
-        scores = delta[:, None] + log_A_t  # (from, to)
+        scores = delta[:, None] + (log_A if log_A_t is None else log_A_t)  # (from, to)
         best_from = jnp.argmax(scores, axis=0)
         return jnp.max(scores, axis=0) + ll_t, best_from
 
-    delta_last, pointers = jax.lax.scan(forward, delta0, (log_A, ll[1:]))
+    delta_last, pointers = jax.lax.scan(forward, delta0, (_over_time(log_A), ll[1:]))
     z_last = jnp.argmax(delta_last)
 
     def backward(z_next, pointer):
@@ -673,10 +783,10 @@ def _hmm_sample_core(key, pi, A, ll) -> jax.Array:
 
     def step(z_next, inputs):
         k, alpha, A_t = inputs
-        z = _categorical(k, alpha * A_t[:, z_next])
+        z = _categorical(k, alpha * (A if A_t is None else A_t)[:, z_next])
         return z, z
 
-    _, zs = jax.lax.scan(step, z_last, (keys[:-1], filt.filtered_probs[:-1], A), reverse=True)
+    _, zs = jax.lax.scan(step, z_last, (keys[:-1], filt.filtered_probs[:-1], _over_time(A)), reverse=True)
     return jnp.concatenate([zs, z_last[None]]).astype(jnp.int32)
 
 
@@ -689,7 +799,10 @@ def ctmc_transition_matrix(rate_matrix, dt) -> jax.Array:
     """P(dt) = expm(Q dt): (C, C) for a scalar ``dt``, (N, C, C) for ``dt`` of shape (N,).
 
     ``rate_matrix`` is validated as a generator (eagerly, when concrete); ``dt`` must be >= 0.
-    Entries may be off by rounding (e.g. -1e-17); :func:`mjp_filter` clips and renormalises.
+    Computed by uniformisation with per-matrix scaling and squaring (module docstring): every
+    term is non-negative for a generator, so entries carry no cancellation error; float32 inputs
+    are computed in float32 with fewer terms. Entries may be off by rounding (e.g. rows summing to
+    1 - 1e-16); :func:`mjp_filter` clips and renormalises.
     """
     Q = validate_rate_matrix(rate_matrix)
     dt = _float_array(dt, "dt")
@@ -706,8 +819,73 @@ def ctmc_transition_matrix(rate_matrix, dt) -> jax.Array:
 @jax.jit
 def _expm_scaled(Q, dt):
     if dt.ndim == 0:
-        return expm(Q * dt)
-    return jax.vmap(lambda s: expm(Q * s))(dt)
+        return _expm_generator(Q, dt[None])[0]
+    return _expm_generator(Q, dt)
+
+
+# Uniformisation: (number of terms m, largest scaled mean theta) per dtype, chosen so that the
+# Poisson tail P(N > m | theta) is below the unit roundoff (2^-53: 1.1e-16 at theta = 7.96 for
+# m = 40; 2^-24: 6.0e-8 at theta = 6.78 for m = 24), i.e. truncation adds less than rounding does.
+_UNIFORMISATION_TERMS = {np.dtype(np.float64): (40, 7.9)}
+_UNIFORMISATION_TERMS_LOW = (24, 6.7)  # float32 and narrower
+# Squarings are a scan of this static length (reverse-differentiable), each step skipped by a
+# lax.cond once every matrix of the batch is done; lambda dt up to theta * 2^64 is covered.
+_MAX_SQUARINGS = 64
+
+
+def _matrix_powers(M: jax.Array, m: int) -> jax.Array:
+    """[M^0, M^1, ..., M^m] as (m+1, C, C), by doubling (about log2(m) batched products)."""
+    powers = jnp.stack([jnp.eye(M.shape[0], dtype=M.dtype), M])
+    while powers.shape[0] < m + 1:
+        n = powers.shape[0]  # M^0 .. M^(n-1) known; M^k M^(n-1) = M^(k+n-1)
+        new = min(n - 1, m + 1 - n)
+        powers = jnp.concatenate([powers, jnp.matmul(powers[1:1 + new], powers[-1], precision="highest")])
+    return powers
+
+
+def _rows_to_one(P: jax.Array) -> jax.Array:
+    """Rows divided by their sums: exp(Q t) of a generator is stochastic, so this changes P by
+    rounding only (and no derivative along generators), but stops the row-sum error of the
+    scaled approximation from doubling at every squaring."""
+    return P / P.sum(axis=-1, keepdims=True)
+
+
+def _expm_generator(Q: jax.Array, dt: jax.Array) -> jax.Array:
+    """expm(Q dt_n) for a generator Q (C, C) and times dt (N,): (N, C, C). See the module docstring.
+
+    Written here rather than calling ``jax.scipy.linalg.expm`` because all N matrices share Q:
+    the powers of M = I + Q/lambda are computed once and each matrix is a Poisson-weighted sum of
+    them (one (N, m+1) x (m+1, C^2) product) before its own number of squarings; vmapped
+    ``expm`` evaluates all five Pade branches and 16 masked squarings for every matrix.
+    """
+    C = Q.shape[0]
+    m, theta = _UNIFORMISATION_TERMS.get(np.dtype(Q.dtype), _UNIFORMISATION_TERMS_LOW)
+    # any lambda >= max exit rate gives the same exp(Q dt); lambda carries no derivative
+    lam = jax.lax.stop_gradient(jnp.max(-jnp.diagonal(Q)))
+    lam = jnp.where(lam > 0, lam, 1.0)
+    powers = _matrix_powers(jnp.eye(C, dtype=Q.dtype) + Q / lam, m).reshape(m + 1, C * C)
+    mu = lam * dt
+    tiny = jnp.finfo(Q.dtype).tiny
+    need = jnp.ceil(jnp.log2(jnp.maximum(jax.lax.stop_gradient(mu), tiny) / theta))
+    squarings = jnp.clip(need, 0, _MAX_SQUARINGS).astype(jnp.int32)
+    mu = jnp.ldexp(mu, -squarings)  # <= theta
+    # Poisson(mu) weights e^-mu mu^k / k!, k = 0..m (a product, differentiable at mu = 0)
+    ratios = mu[:, None] / jnp.arange(1, m + 1, dtype=Q.dtype)
+    weights = jnp.exp(-mu)[:, None] * jnp.cumprod(
+        jnp.concatenate([jnp.ones_like(mu)[:, None], ratios], axis=1), axis=1)
+    P = _rows_to_one(jnp.matmul(weights, powers, precision="highest").reshape(-1, C, C))
+    most = jnp.max(squarings)
+
+    @jax.checkpoint  # the backward pass keeps one P per squaring, not the step's intermediates
+    def square(P, j):
+        def step(P):
+            return jnp.where((j < squarings)[:, None, None],
+                             _rows_to_one(jnp.matmul(P, P, precision="highest")), P)
+
+        return jax.lax.cond(j < most, step, lambda P: P, P), None
+
+    P, _ = jax.lax.scan(square, P, jnp.arange(_MAX_SQUARINGS, dtype=jnp.int32))
+    return jnp.where((need > _MAX_SQUARINGS)[:, None, None], jnp.nan, P)
 
 
 def _stochastic(P: jax.Array) -> jax.Array:
@@ -779,8 +957,8 @@ def _prepare_mjp(rate_matrix, initial_probs, obs_times, obs_states, emission_mat
 @jax.jit
 def _mjp_filter_core(Q, pi, times, obs, E, t0) -> HMMFilterResult:
     if t0 is not None:
-        pi = pi @ _stochastic(expm(Q * (times[0] - t0)))
-    A = _stochastic(jax.vmap(lambda s: expm(Q * s))(jnp.diff(times)))
+        pi = pi @ _stochastic(_expm_generator(Q, (times[0] - t0)[None])[0])
+    A = _stochastic(_expm_generator(Q, jnp.diff(times)))
     lik = mjp_emission_likelihoods(obs, Q.shape[0], E).astype(Q.dtype)
     return _forward(pi, A, lik, jnp.zeros(lik.shape[0], dtype=lik.dtype))
 

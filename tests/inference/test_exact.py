@@ -269,7 +269,7 @@ def test_kalman_jit_vmap_and_float32():
 
 
 def test_kalman_float32_long_stiff_sequence_stays_finite():
-    """Long near-deterministic dynamics with precise observations: Joseph form keeps covs PSD."""
+    """Long near-deterministic dynamics with precise observations: the covariance update keeps covs PSD."""
     n = 400
     theta = 0.05
     F = jnp.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
@@ -292,6 +292,43 @@ def test_kalman_float32_long_stiff_sequence_stays_finite():
     np.testing.assert_allclose(res.smoothed_means, ref.smoothed_means, atol=5e-3)
     draw = lgssm_posterior_sample(jax.random.PRNGKey(0), p32, y64.astype(jnp.float32))
     assert draw.dtype == jnp.float32 and np.all(np.isfinite(draw))
+
+
+def test_kalman_fixed_parameters_equal_their_copies_over_time():
+    """Fixed fields are closed over by the scan (never broadcast); copying them over time by hand
+    must give the same filter, smoother and sample."""
+    params = small_lgssm(False, seed=15)
+    y = jnp.asarray(simulate_emissions(params, seed=16))
+    copies = LGSSMParams(params.initial_mean, params.initial_cov,
+                         *(jnp.broadcast_to(x, (n,) + x.shape) for x, n in zip(params[2:], (T - 1,) * 3 + (T,) * 3)))
+    for a, b in zip(kalman_filter(params, y), kalman_filter(copies, y)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(rts_smoother(params, y).smoothed_covs, rts_smoother(copies, y).smoothed_covs,
+                               rtol=1e-13, atol=1e-14)
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_allclose(lgssm_posterior_sample(key, params, y), lgssm_posterior_sample(key, copies, y),
+                               rtol=1e-12)
+
+
+def test_kalman_many_observation_components(monkeypatch):
+    """dy above exact._UNROLL_MAX_DY: the pivots run in a fori_loop; same answer as unrolled and
+    as the dense joint Gaussian."""
+    dy, n = exact._UNROLL_MAX_DY + 1, 3
+    rng = np.random.default_rng(17)
+    params = LGSSMParams(jnp.zeros(DX), jnp.eye(DX), jnp.array([[0.9, 0.1], [0.0, 0.8]]), jnp.zeros(DX),
+                         jnp.asarray(_spd(rng, DX, 0.3)), jnp.asarray(rng.normal(size=(dy, DX))),
+                         jnp.asarray(rng.normal(size=dy)), jnp.asarray(_spd(rng, dy, 0.5)))
+    y = rng.normal(size=(n, dy)) * 2.0
+    y[1, ::3] = np.nan
+    mean, cov, nx = dense_joint(params, n)
+    idx = nx + np.flatnonzero(~np.isnan(y.ravel()))
+    expected = multivariate_normal(mean[idx], cov[np.ix_(idx, idx)]).logpdf(y.ravel()[~np.isnan(y.ravel())])
+    looped = kalman_filter(params, jnp.asarray(y))
+    np.testing.assert_allclose(looped.log_likelihood, expected, rtol=RTOL)
+    monkeypatch.setattr(exact, "_UNROLL_MAX_DY", dy)
+    unrolled = exact._kalman_filter_arrays.__wrapped__(exact._prepare_lgssm(params, jnp.asarray(y)))
+    for a, b in zip(looped, unrolled):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize(
@@ -486,6 +523,17 @@ def test_hmm_jit_vmap_and_float32(key):
     np.testing.assert_allclose(long.log_likelihood, ref.log_likelihood, rtol=1e-5)
 
 
+def test_hmm_fixed_transition_equals_its_copies_over_time(key):
+    pi, A, ll = tiny_hmm(False, structural_zeros=True, seed=18)
+    copies = jnp.broadcast_to(A, (TH - 1, K, K))
+    for a, b in zip(hmm_smoother(pi, A, ll), hmm_smoother(pi, copies, ll)):
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(hmm_viterbi(pi, A, ll), hmm_viterbi(pi, copies, ll))
+    np.testing.assert_array_equal(hmm_posterior_sample(key, pi, A, ll), hmm_posterior_sample(key, pi, copies, ll))
+    np.testing.assert_allclose(hmm_backward(A, ll), hmm_backward(copies, ll), rtol=1e-13)
+
+
 def test_hmm_bad_inputs():
     pi, A, ll = tiny_hmm(False, structural_zeros=False)
     with pytest.raises(ValueError, match="initial_probs"):
@@ -525,6 +573,34 @@ def test_ctmc_transition_matrix_matches_scipy_and_closed_form():
     P = ctmc_transition_matrix(np.array([[-a, a], [b, -b]]), t)
     np.testing.assert_allclose(P[0, 0], b / (a + b) + a / (a + b) * np.exp(-(a + b) * t), rtol=1e-12)
     np.testing.assert_allclose(jax.jit(ctmc_transition_matrix)(Q, dts), Ps, rtol=1e-12)
+
+
+def test_ctmc_stiff_generator_long_times_float32_and_gradients():
+    """Uniformisation with per-matrix squarings: rates over six orders of magnitude, times up to
+    lambda dt ~ 1e7 (23 squarings), against scipy's expm and, at long times, the stationary law."""
+    rng = np.random.default_rng(5)
+    rates = np.exp(rng.uniform(np.log(1e-3), np.log(1e3), size=(5, 5)))
+    Q = np.asarray(rate_matrix_from_rates(rates))
+    dts = np.array([0.0, 1e-9, 1e-3, 0.1, 2.0, 50.0])
+    for P, dt in zip(ctmc_transition_matrix(Q, dts), dts):
+        np.testing.assert_allclose(P, scipy.linalg.expm(Q * dt), rtol=1e-10, atol=1e-14)
+    stationary = scipy.linalg.null_space(Q.T)[:, 0]
+    stationary /= stationary.sum()
+    long = np.asarray(ctmc_transition_matrix(Q, np.array([1e3, 1e4])))
+    np.testing.assert_allclose(long, np.broadcast_to(stationary, long.shape), rtol=1e-9, atol=1e-13)
+    # float32 inputs are computed in float32 (fewer terms): rounding-level agreement
+    P32 = ctmc_transition_matrix(Q.astype(np.float32), dts[1:5].astype(np.float32))
+    assert P32.dtype == jnp.float32
+    np.testing.assert_allclose(P32, np.stack([scipy.linalg.expm(Q * t) for t in dts[1:5]]), atol=2e-6)
+    # derivatives along generators (rates) and in time, where squarings are needed (lambda dt ~ 40)
+    weights = jnp.asarray(rng.normal(size=(3, 3)))
+
+    def f(log_rates, dt):
+        return jnp.sum(weights * ctmc_transition_matrix(rate_matrix_from_rates(jnp.exp(log_rates)), dt))
+
+    log_rates = jnp.asarray(rng.normal(size=(3, 3)) * 0.3 + 2.0)
+    for dt in (0.05, 3.0):
+        check_grads(jax.jit(f), (log_rates, jnp.asarray(dt)), order=1, modes=("fwd", "rev"), eps=1e-5)
 
 
 def brute_force_mjp(Q, pi, times, obs, C=None, initial_time=None):
