@@ -659,8 +659,10 @@ def check_pareto_k(idata: az.InferenceData, *, var_names: Sequence[str] | None =
         message = (f"max k {worst:.2f}{where}; {n_warn} of {kvals.size} observation(s) above "
                    f"{good_k:.2f}, {n_fail} above {fail:g}")
         if constant.any():
+            first = tuple(int(i) for i in np.argwhere(constant)[0]) if constant.ndim else ()
             message += (f"; {int(constant.sum())} observation(s) with the same log-likelihood in "
-                        "every draw left out (LOO is exact there)")
+                        f"every draw left out, first at {label_at(da, var, first)} (LOO is exact there; "
+                        "az.loo reports k = inf for them and warns, an artefact of its tail fit)")
         if status != "ok":
             message += (": PSIS-LOO unreliable there (influential observations); use exact "
                         "refits (K-fold/LFO) or a more robust model")

@@ -128,9 +128,25 @@ def pointwise_loglik(idata, var_name: str | None = None, *, time_dim: str = "tim
 
 
 def loo(idata, var_name: str | None = None):
-    """``az.loo(idata, pointwise=True)``: ELPD, its SE, ``p_loo`` and the pointwise Pareto k."""
+    """``az.loo(idata, pointwise=True)``: ELPD, its SE, ``p_loo`` and the pointwise Pareto k.
+
+    One judgement with ``diagnostics.checks.check_pareto_k``: an observation whose log-likelihood
+    is the same in every draw (:func:`draw_constant_observations`, e.g. the first step of a
+    state-space model whose initial law and noise are fixed) has equal importance ratios, so its
+    LOO term is exact; ArviZ's tail fit reports ``k = inf`` for it and warns. Here its ``k`` is
+    NaN (no tail to fit) and ``warning`` is recomputed from the other observations, so this
+    result, the check and the report plots say the same. The ELPD is ArviZ's (already exact there).
+    """
     var = _loglik_var(idata, var_name)
-    return stats_quietly(az.loo, idata, pointwise=True, var_name=var)
+    result = stats_quietly(az.loo, idata, pointwise=True, var_name=var)
+    exact = draw_constant_observations(idata, var)
+    k = np.asarray(result.pareto_k.values, dtype=float)
+    if exact.any() and exact.size == k.size:
+        k = np.where(exact.reshape(k.shape), np.nan, k)
+        result["pareto_k"] = result.pareto_k.copy(data=k)
+        good_k = float(getattr(result, "good_k", K_GOOD))
+        result["warning"] = bool(np.any(k[~np.isnan(k)] > good_k))
+    return result
 
 
 def waic(idata, var_name: str | None = None):

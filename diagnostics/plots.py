@@ -19,7 +19,7 @@ import arviz as az
 import numpy as np
 from matplotlib.figure import Figure
 
-from .checks import element_label, relative_ess, run_attrs
+from .checks import element_label, relative_ess, run_attrs, screen_elements
 
 __all__ = [
     "Element",
@@ -409,7 +409,9 @@ def plot_ppc(idata: az.InferenceData, var_names: Sequence[str] | None = None, *,
 
 def plot_pareto_k(idata: az.InferenceData, var_name: str | None = None) -> Figure:
     """PSIS-LOO Pareto k per observation (flattened in storage order, NaN-only ones dropped),
-    with lines at ArviZ's sample-size dependent threshold, 0.7 and 1."""
+    with lines at ArviZ's sample-size dependent threshold, 0.7 and 1. Observations whose
+    log-likelihood is the same in every draw (LOO exact there; ArviZ's k = inf) are left out, as
+    ``checks.check_pareto_k`` leaves them out, and counted in the title."""
     import warnings
 
     if not isinstance(idata, az.InferenceData):
@@ -424,9 +426,16 @@ def plot_pareto_k(idata: az.InferenceData, var_name: str | None = None) -> Figur
         da = loglik[var].transpose("chain", "draw", ...)
         values = _draws(da).reshape(da.sizes["chain"] * da.sizes["draw"], -1)
         keep = ~np.all(np.isnan(values), axis=0)
+        exact = keep & screen_elements(da)[1].reshape(-1)
         if not np.all(np.isfinite(values[:, keep])):
             ax.axis("off")
             ax.text(0.5, 0.5, f"{var}: non-finite pointwise log-likelihood", ha="center")
+            continue
+        keep &= ~exact
+        if not keep.any():
+            ax.axis("off")
+            ax.text(0.5, 0.5, f"{var}: the log-likelihood is the same in every draw (PSIS-LOO does not apply)",
+                    ha="center")
             continue
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
@@ -445,7 +454,9 @@ def plot_pareto_k(idata: az.InferenceData, var_name: str | None = None) -> Figur
         ax.set_ylim(min(-0.2, float(np.min(kvals)) - 0.05), top + 0.1)
         if clipped.any():
             ax.legend(fontsize=7, loc="upper right")
-        ax.set_title(f"Pareto k of PSIS-LOO: {var} (lines: {good_k:.2f}, 0.7, 1)", fontsize=9)
+        left_out = (f"; {int(exact.sum())} with the same log-likelihood in every draw left out (LOO exact)"
+                    if exact.any() else "")
+        ax.set_title(f"Pareto k of PSIS-LOO: {var} (lines: {good_k:.2f}, 0.7, 1){left_out}", fontsize=9)
         ax.set_xlabel("observation (storage order)" if da.ndim != 3 else da.dims[2], fontsize=8)
     return fig
 

@@ -21,6 +21,7 @@ import pytest
 from scipy import stats
 
 from diagnostics import compare
+from diagnostics.checks import check_pareto_k, stats_quietly
 from tests.helpers import mc_tolerance
 
 PHI, PRIOR_SD, T = 0.6, 2.0, 24
@@ -127,14 +128,23 @@ def test_pareto_k_summary_counts_failed_tail_fits_but_not_exact_observations():
     ll = loglik_matrix(mu, Y)
     ll[:, 3] = -1.25  # the same in every draw: LOO is exact there; ArviZ's tail fit gives k = inf
     idata = az.from_dict(posterior={"mu": mu[None]}, log_likelihood={"y": ll[None]}, dims={"y": ["time"]})
-    result = compare.loo(idata)
-    assert np.isinf(result.pareto_k.values[3])
-    naive = compare.pareto_k_summary(result)  # nothing says k = inf is harmless: counted as bad
+    raw = stats_quietly(az.loo, idata, pointwise=True)  # ArviZ itself: k = inf there, and it warns
+    assert np.isinf(raw.pareto_k.values[3]) and raw.warning
+    naive = compare.pareto_k_summary(raw)  # nothing says k = inf is harmless: counted as bad
     assert naive["n_nonfinite"] == 1 and naive["n_above_bad"] >= 1 and naive["max_k"] == np.inf
     mask = compare.draw_constant_observations(idata)
     assert mask.tolist() == [t == 3 for t in range(T)]
-    summary = compare.pareto_k_summary(result, exact=mask)
+    summary = compare.pareto_k_summary(raw, exact=mask)
     assert summary["n"] == T - 1 and summary["n_nonfinite"] == 0 and summary["max_k"] < compare.K_GOOD
+    # issue 20 item 11: the project's loo says what check_pareto_k says (was k = inf, warning True)
+    result = compare.loo(idata)
+    assert np.isnan(result.pareto_k.values[3]) and not result.warning
+    assert float(result.elpd_loo) == float(raw.elpd_loo)
+    assert np.array_equal(np.delete(result.pareto_k.values, 3), np.delete(raw.pareto_k.values, 3))
+    assert compare.pareto_k_summary(result)["max_k"] < compare.K_GOOD
+    (verdict,) = check_pareto_k(idata)
+    assert verdict.status == "ok" and "first at y[time=3]" in verdict.message and "az.loo reports k = inf" \
+        in verdict.message
     table = compare.compare_table({"a": idata, "b": as_idata(mu)})
     assert table.loc["a", "max_k"] < compare.K_GOOD
     with pytest.raises(ValueError, match="exact"):

@@ -101,6 +101,15 @@ def test_pareto_k_and_particle_ess(run):
     idata, _ = outlier_run(np.random.default_rng(3), chains=2, draws=400)
     fig = plots.plot_pareto_k(idata)
     assert len(_data_axes(fig)) == 1
+    # a log-likelihood the same in every draw is left out, as check_pareto_k leaves it out (was
+    # drawn as k = inf, "k > 1.6", beside an ok verdict; issue 20 item 11)
+    loglik = np.asarray(idata.log_likelihood["y"].values).copy()
+    loglik[..., 0] = -1.3
+    constant = to_inference_data(posterior={"mu": idata.posterior["mu"].values}, log_likelihood={"y": loglik})
+    (ax,) = _data_axes(plots.plot_pareto_k(constant))
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(points) == loglik.shape[-1] - 1 and 0 not in points[:, 0]
+    assert "1 with the same log-likelihood in every draw left out" in ax.get_title()
     fig = plots.plot_particle_ess(run)
     (ax,) = _data_axes(fig)
     median = [line for line in ax.get_lines() if line.get_label() == "ESS/N median"][0]
