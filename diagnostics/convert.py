@@ -247,4 +247,10 @@ def read_netcdf(path: str | os.PathLike) -> az.InferenceData:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: no such result file {path!r}")
-    return az.from_netcdf(path, engine="h5netcdf")
+    if os.path.isdir(path):
+        raise ValueError(f"path: expected a netCDF result file, got the directory {path!r}")
+    try:
+        return az.from_netcdf(path, engine="h5netcdf")
+    except (OSError, ValueError, KeyError, TypeError) as error:  # h5py/xarray on a damaged or foreign file
+        detail = " ".join(str(error).split())[:200]
+        raise ValueError(f"path: {path!r} is not a readable netCDF result ({type(error).__name__}: {detail})") from None

@@ -71,7 +71,12 @@ def read_columns(path: str) -> dict[str, np.ndarray]:
         try:
             dataset = xr.open_dataset(path, group="observed_data", engine="h5netcdf")
         except (OSError, KeyError, ValueError):
-            dataset = xr.open_dataset(path, engine="h5netcdf")
+            try:
+                dataset = xr.open_dataset(path, engine="h5netcdf")
+            except (OSError, KeyError, ValueError, TypeError) as error:
+                detail = " ".join(str(error).split())[:200]
+                raise ValueError(f"--data: {path!r} is not a readable netCDF file ({type(error).__name__}: "
+                                 f"{detail})") from None
         return {name: np.asarray(dataset[name].values).reshape(-1) for name in dataset.data_vars}
     raise ValueError(f"--data: expected a .csv or .nc file, got {path!r}")
 
