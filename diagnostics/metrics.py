@@ -12,7 +12,7 @@ function                            what it measures
                                     ``criterion="cumulative_smape"`` (PhyxMamba: cumulative sMAPE > 30) or
                                     ``"nrmse"`` (Pathak et al. 2018: normalised RMSE > 0.4)
 :func:`d_stsp_bins`                 state-space divergence by binning: KL(p_true ‖ p_gen) of Laplace-smoothed
-                                    histograms on ``num_bins``ᴺ cells spanning the true data (DSR labs)
+                                    histograms on ``num_bins^N`` cells spanning the true data (DSR labs)
 :func:`d_stsp_gmm`                  state-space divergence by Gaussian mixtures centred on the data points,
                                     KL by Monte Carlo (DSR labs for N > 5; dysts ``estimate_kl_divergence``)
 :func:`d_hellinger_ps`              D_H: mean over coordinates of the Hellinger distance between Gaussian-
@@ -146,7 +146,7 @@ def valid_prediction_time(y_true, y_pred, *, dt: float = 1.0, criterion: str = "
 
 
 def d_stsp_bins(x_true, x_gen, *, num_bins: int = 30, smoothing: float = 1e-5, padding: float = 0.1) -> float:
-    r"""D_stsp by binning: ``KL(p_true ‖ p_gen)`` of histograms on a ``num_bins``ᴺ grid.
+    r"""D_stsp by binning: ``KL(p_true ‖ p_gen)`` of histograms on a ``num_bins^N`` grid.
 
     The grid spans each coordinate of ``x_true`` from ``min − padding·std`` to ``max + padding·std``
     (``padding=0.1``: the Julia code of the DSR labs; ``0``: their Python code); points outside the

@@ -58,7 +58,7 @@ def lfo_refit(target: Any, data: Any, *, time_axis: int, method: str = "smc", co
         target: what ``inference.fit`` takes (a zoo entry, a StateSpaceModel, a NumPyro program).
         data: the full observations (an array with a time axis).
         time_axis: the time axis of ``data``.
-        method, config, seed, **options: passed to ``inference.fit`` for every refit (the seed
+        method, config, seed, options: passed to ``inference.fit`` for every refit (the seed
             is offset by ``i`` so refits are independent).
         var_name: the observed site holding the per-step log-likelihood.
         loglik_time_axis: the time axis of that site's value; default: where ``"time"`` is in

@@ -158,8 +158,10 @@ def run_numpyro_nuts_batch(
         seeds: ``B`` integer seeds, one per data set (the run of data set ``b`` uses
             ``PRNGKey(seeds[b])``).
         progress: accepted for the facade's signature; the batched loop has no progress bar.
-        num_warmup, num_samples, num_chains, target_accept_prob, max_tree_depth, dense_mass, init,
-        drop_stuck_chains, posterior_predictive: as in :func:`inference.nuts.run_numpyro_nuts`.
+        num_warmup: and ``num_samples``, ``num_chains``, ``target_accept_prob``, ``max_tree_depth``,
+            ``dense_mass``, ``init``, ``drop_stuck_chains``, ``posterior_predictive``: as in
+            :func:`inference.nuts.run_numpyro_nuts`.
+
     Returns:
         ``B`` InferenceData, in the order of ``targets``.
     """

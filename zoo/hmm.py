@@ -17,14 +17,14 @@ Label switching: the Gaussian means are ordered in their first component
 (``OrderedTransform``); categorical emissions use logits with symbol 1 as reference (logit 0) and
 the symbol-0 logit ordered across states. Both make the states identifiable.
 
-=====================  ===========================================  ==================
-parameter              prior                                        small-config truth
-=====================  ===========================================  ==================
-``transition_matrix``  rows Dirichlet(1 + 8·e_k)                    [[.9,.1],[.1,.9]]
+=====================  =============================================  ==================
+parameter              prior                                          small-config truth
+=====================  =============================================  ==================
+``transition_matrix``  rows Dirichlet(1 + 8·e_k)                      [[.9,.1],[.1,.9]]
 ``means`` (K, D)       first column ordered N(0, 3²); others N(0,3²)  (−1.5, 1.5)
-``scales`` (K, D)      HalfNormal(1)                                0.5
+``scales`` (K, D)      HalfNormal(1)                                  0.5
 ``emission_probs``     logits: ordered N(0,3²) col 0; N(0,3²) others  —
-=====================  ===========================================  ==================
+=====================  =============================================  ==================
 
 Example::
 

@@ -167,7 +167,7 @@ def sample_path(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, sampli
 
 
 def simulate_path(key: PRNGKey, fk: FeynmanKacModel) -> Any:
-    """A path from the state prior, ``x_0 ~ p_0``, ``x_t ~ f_t(. | x_{t-1})``: ``(T, ...)``.
+    """A path from the state prior, ``x_0 ~ p_0``, ``x_t ~ f_t(· | x_{t-1})``: ``(T, ...)``.
 
     A cheap valid starting reference for conditional SMC (any path is a valid start)."""
     num_steps = int(fk.num_steps)

@@ -27,17 +27,17 @@ then merged against the CDF with ``jnp.searchsorted`` (binary search, O(M log N)
 
 Measured on 2 CPU cores (float64, jitted, microseconds per call; N = M):
 
-=================  ========  ========  ========  ===================
-scheme             N = 1e3   N = 1e4   N = 1e5   8 vmapped, N = 1e4
-=================  ========  ========  ========  ===================
-systematic count   30        127       1311      713
-systematic search  30        211       3827      1902
-stratified count   64        250       1460
-stratified search  82        291       4255
-multinomial search 90        533       6078      3046
-multinomial merge  44        444       3870      49058
-multinomial sort   292       3121      24166
-=================  ========  ========  ========  ===================
+==================  =======  =======  =======  ==================
+scheme              N = 1e3  N = 1e4  N = 1e5  8 vmapped, N = 1e4
+==================  =======  =======  =======  ==================
+systematic count    30       127      1311     713
+systematic search   30       211      3827     1902
+stratified count    64       250      1460
+stratified search   82       291      4255
+multinomial search  90       533      6078     3046
+multinomial merge   44       444      3870     49058
+multinomial sort    292      3121     24166
+==================  =======  =======  =======  ==================
 
 so stratified/systematic use the counting pass (inside the filter too, on an idle 2-core
 machine it finishes sooner than a ``searchsorted`` systematic resampler in three of four

@@ -9,7 +9,7 @@ to a T·K vector. Zoo extension (``RNNConfig.transition_weight`` λ; λ = 0 is t
 ``+ λ (‖F − F*‖² + ‖f − f*‖²)`` with F = mean_{b,t} o_t ⊗ o_{t+1} and f = mean_{b,t} o_t the pooled
 pair and symbol frequencies of the batch's straight-through one-hots and F*, f* those of the HMM
 training set (:func:`transition_statistics_penalty`); at CPU batch sizes the Sinkhorn term alone
-left max |ΔP(y_{t+1} | y_t)| at 0.07–0.10 (spec: < 0.05). :func:`emulation_problem` builds
+left max ``|ΔP(y_{t+1} | y_t)|`` at 0.07–0.10 (spec: < 0.05). :func:`emulation_problem` builds
 ``(loss_fn, init_params, make_batch, optimizer)`` for ``inference.train.train``;
 :func:`emulation_checks` compares emission statistics; :func:`analyse_emulator` gives fixed
 points, orbit radii under noise and kick units.
@@ -251,7 +251,7 @@ def generate(key, params, net: rnn_net.NoiseDrivenRNN, num_sequences: int, num_s
 
 def emulation_checks(rnn_ys, hmm_config: HMMRNNConfig) -> list[Check]:
     """The spec's emulation checks of RNN output sequences ``rnn_ys`` (N, T) against the exact HMM
-    statistics: L1(frequencies) < 0.05; max |ΔP(y_{t+1}|y_t)| < 0.05; run length within 20%."""
+    statistics: L1(frequencies) < 0.05; max ``|ΔP(y_{t+1} | y_t)|`` < 0.05; run length within 20%."""
     arch = architecture(hmm_config)
     rnn = emission_statistics(rnn_ys, hmm_config.num_outputs)
     ref = hmm_emission_statistics(arch.transition, arch.emissions, np.asarray(rnn_ys).shape[1])
@@ -300,7 +300,7 @@ def analyse_emulator(key, params, net: rnn_net.NoiseDrivenRNN, noise_dim: int, *
 #: ``small``: the spec's network (50 units, 10 noise inputs) with batches of 512 and 2000 steps
 #: (learning rate 3e-3, cosine decay) and the transition-statistics term at λ = 10⁴: about 3.5 min
 #: on one CPU core. Measured on chain3 (emulation_checks of 5000 generated sequences; L1 of
-#: frequencies / max |ΔP(y_{t+1}|y_t)| / run-length error): λ = 0: 0.036 / 0.097 / 0.20 (the
+#: frequencies / max ``|ΔP(y_{t+1} | y_t)|`` / run-length error): λ = 0: 0.036 / 0.097 / 0.20 (the
 #: Sinkhorn term alone stays short of the HMM's stay probability 0.75; batches of 1024 for 1500
 #: steps, 9 min, reached 0.018–0.024 / 0.07 / 0.15); λ = 100, 300, 1000, 3000, 10⁴ (seed 0):
 #: 0.045 / 0.028, 0.047 / 0.028, 0.045 / 0.020, 0.035 / 0.024, 0.029 / 0.013 (run length within 4%);

@@ -20,17 +20,17 @@ cyclic HMM's ring is relabelled accordingly (ring 0-1-3-2-0 in these labels).
 
 **Program** (latent path summed out by the forward algorithm, ``zoo.hmm.hmm_marginal_factor``):
 
-======================  ==========================================================  =============
-site                    prior                                                       chain2 truth
-======================  ==========================================================  =============
-``p`` (chain, M=2)      Beta(20, 2): stay probability                               0.95
-``q`` (chain, M≥3)      Uniform(0, 0.5): move probability                           0.05^{1/(M−1)}
-``transition_rows*``    (``transition_prior="rows"``) Dirichlet(1) over the allowed
-                        entries of each row; structural zeros stay exactly 0        —
-``emission_logit_last`` logit E_i[K−1], ordered increasing in i: the order
-                        statistics of K iid logit-Beta(1, K−1) draws                logit(0), logit(.99)
-``emission_rest``       E_i[:K−1] / (1 − E_i[K−1]) ~ Dirichlet(1)                   —
-======================  ==========================================================  =============
+=======================  ===========================================================  ====================
+site                     prior                                                        chain2 truth
+=======================  ===========================================================  ====================
+``p`` (chain, M=2)       Beta(20, 2): stay probability                                0.95
+``q`` (chain, M≥3)       Uniform(0, 0.5): move probability                            0.05^{1/(M−1)}
+``transition_rows*``     (``transition_prior="rows"``) Dirichlet(1) over the allowed  —
+                         entries of each row; structural zeros stay exactly 0
+``emission_logit_last``  logit E_i[K−1], ordered increasing in i: the order           logit(0), logit(.99)
+                         statistics of K iid logit-Beta(1, K−1) draws
+``emission_rest``        E_i[:K−1] / (1 − E_i[K−1]) ~ Dirichlet(1)                    —
+=======================  ===========================================================  ====================
 
 The two emission sites together are exactly E_i ~ Dirichlet(1, …, 1) iid, restricted to
 E_0[K−1] < E_1[K−1] < … (the ordering removes label switching). Deterministic sites:

@@ -13,14 +13,14 @@ factor per path (``numpyro.factor("y", (P,))``).
     Q_ij = b                        i != j in {3, 4, 5}      (potential off)
     Q_{i, i+3} = Q_{i+3, i} = r                              (switching)
 
-=====================  ========================  ============  ===============================
-parameter              prior                     small truth   meaning
-=====================  ========================  ============  ===============================
-``V``                  Normal(0, 2²)             1             potential strength
-``log_r`` (``r``)      Normal(0, 1)              0 (1)         on/off switching rate
-``log_b`` (``b``)      Normal(0, 1)              0 (1)         diffusion rate, potential off
-``entropy_production`` derived                   0.1792        k_B per unit time, steady state
-=====================  ========================  ============  ===============================
+======================  =============  ===========  ===============================
+parameter               prior          small truth  meaning
+======================  =============  ===========  ===============================
+``V``                   Normal(0, 2²)  1            potential strength
+``log_r`` (``r``)       Normal(0, 1)   0 (1)        on/off switching rate
+``log_b`` (``b``)       Normal(0, 1)   0 (1)        diffusion rate, potential off
+``entropy_production``  derived        0.1792       k_B per unit time, steady state
+======================  =============  ===========  ===============================
 
 ``pi0`` is uniform over the 6 states and ``rho`` is known (config). Golden values at
 (V, r, b) = (1, 1, 1): stationary law (0.301, 0.137, 0.062, 0.200, 0.159, 0.141), entropy

@@ -239,7 +239,7 @@ def shplrnn_jacobian(w: ShPLRNNWeights, z: jax.Array) -> jax.Array:
 
 
 def free_run(step, z0: jax.Array, num_steps: int) -> jax.Array:
-    """``z_1 .. z_{num_steps}`` of ``z_t = step(z_{t−1})`` (``lax.scan``)."""
+    """``z_1, ..., z_{num_steps}`` of ``z_t = step(z_{t−1})`` (``lax.scan``)."""
     def body(z, _):
         nxt = step(z)
         return nxt, nxt

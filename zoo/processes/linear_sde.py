@@ -39,7 +39,7 @@ __all__ = [
 
 
 class DiscreteLinearSDE(NamedTuple):
-    """LGSSM-ready arrays of a linear SDE on a grid ``t_0 < ... < t_{N-1}``.
+    """LGSSM-ready arrays of a linear SDE on a grid ``t_0 < … < t_{N-1}``.
 
     initial_mean (d,), initial_cov (d, d): law of ``Z(t_0)``.
     transition_matrix (N-1, d, d), transition_offset (N-1, d), transition_cov (N-1, d, d):

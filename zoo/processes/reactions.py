@@ -14,22 +14,22 @@ e.g. ``0 -> A``: ``k Omega``; ``A -> .``: ``k n``; ``A + B -> .``: ``k n_A n_B /
 ``A + A -> .``: ``k n (n-1) / Omega``. The macroscopic propensity replaces ``(n)_m`` by ``n^m``.
 With the net stoichiometry ``S = (nu' - nu)^T`` restricted to the free species (S, R):
 
-======================  ======================================================================
-exact SSA (CME)         jumps ``x -> x + S_r`` at rate ``a_r(x)`` (:mod:`zoo.processes.gillespie`)
-tau-leaping             ``x_{k+1} = max(x_k + S Poisson(a(x_k) tau), 0)``
-chemical Langevin SDE   ``dx = S a(x) dt + S diag(sqrt(a(x))) dW``; Euler–Maruyama step
-                        ``x' ~ N(x + S a(x) dt, S diag(a(x)) S^T dt)``
-linear-noise approx.    ``phi' = S alpha(phi)`` (alpha macroscopic), ``x = phi + xi``,
-                        ``d xi = J(phi) xi dt + S diag(sqrt(alpha(phi))) dW``, so between times
-                        ``t_k < t_{k+1}``: ``x_{k+1} = phi_{k+1} + Phi_k (x_k - phi_k) + eta_k``,
-                        ``eta_k ~ N(0, Q_k)`` with ``dPhi/dt = J Phi``, ``Phi(t_k) = I`` and
-                        ``dQ/dt = J Q + Q J^T + S diag(alpha(phi)) S^T``, ``Q(t_k) = 0``
-rate equations (ODE)    ``dx/dt = S alpha(x)``
-finite state projection the CME truncated to a box, exits to a sink whose mass bounds the error
-                        (:mod:`zoo.processes.fsp`: transient and stationary laws, exact likelihoods)
-moment closures         ``d E[x^alpha]/dt = sum_r E[a_r(x)((x + S_r)^alpha - x^alpha)]`` closed at
-                        order m (normal, central-moment, log-normal; :mod:`zoo.processes.moment_closure`)
-======================  ======================================================================
+=======================  =================================================================================
+exact SSA (CME)          jumps ``x -> x + S_r`` at rate ``a_r(x)`` (:mod:`zoo.processes.gillespie`)
+tau-leaping              ``x_{k+1} = max(x_k + S Poisson(a(x_k) tau), 0)``
+chemical Langevin SDE    ``dx = S a(x) dt + S diag(sqrt(a(x))) dW``; Euler–Maruyama step
+                         ``x' ~ N(x + S a(x) dt, S diag(a(x)) S^T dt)``
+linear-noise approx.     ``phi' = S alpha(phi)`` (alpha macroscopic), ``x = phi + xi``,
+                         ``d xi = J(phi) xi dt + S diag(sqrt(alpha(phi))) dW``, so between times
+                         ``t_k < t_{k+1}``: ``x_{k+1} = phi_{k+1} + Phi_k (x_k - phi_k) + eta_k``,
+                         ``eta_k ~ N(0, Q_k)`` with ``dPhi/dt = J Phi``, ``Phi(t_k) = I`` and
+                         ``dQ/dt = J Q + Q J^T + S diag(alpha(phi)) S^T``, ``Q(t_k) = 0``
+rate equations (ODE)     ``dx/dt = S alpha(x)``
+finite state projection  the CME truncated to a box, exits to a sink whose mass bounds the error
+                         (:mod:`zoo.processes.fsp`: transient and stationary laws, exact likelihoods)
+moment closures          ``d E[x^alpha]/dt = sum_r E[a_r(x)((x + S_r)^alpha - x^alpha)]`` closed at
+                         order m (normal, central-moment, log-normal; :mod:`zoo.processes.moment_closure`)
+=======================  =================================================================================
 
 All act on counts (extensive variables). The LNA comes in two forms: non-restarting (van
 Kampen; linearised about one deterministic path), a time-varying linear-Gaussian state-space model

@@ -16,18 +16,18 @@ module                               entry                       model
 :mod:`.rate_equations`               lotka_volterra_ode          mean-field LV rate equations
 ===================================  ==========================  ==================================
 
-==============  ==========================================  =====================  ==========
-entry           parameters (prior)                          small-config truth     backend
-==============  ==========================================  =====================  ==========
-stoch. LV       mu ~ LogN(log .5, .5), sigma ~ LogN(0, .5),  (0.5, 1.0, 1.5), N=500  NUTS (LNA);
-                lam ~ LogN(log 1.5, .5)                                              PMMH/PG (CLE)
-logistic BD     sigma ~ LogN(0,.5), kappa ~ LogN(log .5,.5),  (1, 0.5, 0.005), Ω=1   NUTS (expm)
-                lam ~ LogN(log .005, 1)
-annihilation    alpha ~ U(0, 1.5), c ~ LogN(0, 1)            (0.5, 1)               NUTS
-cyclic          beta_v ~ N(1, 1), log c_v ~ N(0, 5)          β_RPS = 1              NUTS
-LV ODE          mu, sigma, lam, N, a0, b0 ~ LogN (config),   (0.5, 1.0, 1.5, 500)   NUTS
-                s ~ HalfNormal(config)
-==============  ==========================================  =====================  ==========
+============  ============================================  ======================  =============
+entry         parameters (prior)                            small-config truth      backend
+============  ============================================  ======================  =============
+stoch. LV     mu ~ LogN(log .5, .5), sigma ~ LogN(0, .5),   (0.5, 1.0, 1.5), N=500  NUTS (LNA);
+              lam ~ LogN(log 1.5, .5)                                               PMMH/PG (CLE)
+logistic BD   sigma ~ LogN(0,.5), kappa ~ LogN(log .5,.5),  (1, 0.5, 0.005), Ω=1    NUTS (expm)
+              lam ~ LogN(log .005, 1)
+annihilation  alpha ~ U(0, 1.5), c ~ LogN(0, 1)             (0.5, 1)                NUTS
+cyclic        beta_v ~ N(1, 1), log c_v ~ N(0, 5)           β_RPS = 1               NUTS
+LV ODE        mu, sigma, lam, N, a0, b0 ~ LogN (config),    (0.5, 1.0, 1.5, 500)    NUTS
+              s ~ HalfNormal(config)
+============  ============================================  ======================  =============
 
 Reference: U. C. Täuber, "Fluctuations and correlations in chemical reaction kinetics and
 population dynamics", arXiv:1807.01248 (2018). Methods: D. T. Gillespie, J. Phys. Chem. 81, 2340
