@@ -83,6 +83,7 @@ __all__ = [
     "OrderVerdict",
     "multi_indices",
     "validity_diagnostic",
+    "first_peak_and_late",
 ]
 
 CLOSURES = ("normal", "central", "lognormal")
@@ -549,7 +550,7 @@ class ValidityReport(NamedTuple):
         return "\n".join(lines)
 
 
-def _first_peak_and_late(times: np.ndarray, means: np.ndarray, late_fraction: float):
+def first_peak_and_late(times: np.ndarray, means: np.ndarray, late_fraction: float):
     """Per species: first-peak amplitude about the late centre, late half-range, late centre."""
     late = times >= times[0] + (1 - late_fraction) * (times[-1] - times[0])
     centre = means[late].mean(axis=0)
@@ -608,7 +609,7 @@ def validity_diagnostic(network: ReactionNetwork, rates: Any, initial_conditions
             amp = late.copy()
             ic_dep = osc = False
         else:
-            parts = [_first_peak_and_late(tn, m, late_fraction) for m in means]
+            parts = [first_peak_and_late(tn, m, late_fraction) for m in means]
             first = np.stack([p[0] for p in parts])
             amp = np.stack([p[1] for p in parts])
             late = np.stack([p[2] for p in parts])
