@@ -103,6 +103,7 @@ __all__ = [
     "KalmanFilterResult",
     "SmootherResult",
     "kalman_filter",
+    "kalman_update",
     "rts_smoother",
     "lgssm_posterior_sample",
     "HMMFilterResult",
@@ -462,6 +463,27 @@ def kalman_filter(params: LGSSMParams, emissions, *, method: str = "auto") -> Ka
 
 def _pick_fields(xs: dict, names) -> dict:
     return {k: v for k, v in xs.items() if k in names}
+
+
+def kalman_update(mean, cov, emission_matrix, emission_offset, emission_cov, emission):
+    """Condition ``N(mean (dx,), cov (dx, dx))`` on ONE observation ``y = H x + d + N(0, R)``
+    (``emission (dy,)``; NaN components are missing, all-NaN leaves the law unchanged).
+
+    Returns ``(mean, cov, log p(y))``: the filter's update step (Joseph form), e.g. for the locally
+    optimal proposal ``p(x_t | x_{t-1}, y_t)`` of a linear-Gaussian model.
+    """
+    m = _float_array(mean, "mean")
+    arrays = [m, _float_array(cov, "cov"), _float_array(emission_matrix, "emission_matrix"),
+              _float_array(emission_offset, "emission_offset"), _float_array(emission_cov, "emission_cov"),
+              _float_array(emission, "emission")]
+    dtype = jnp.result_type(*arrays)
+    m, P, H, d, R, y = (a.astype(dtype) for a in arrays)
+    dx, dy = m.shape[-1], y.shape[-1]
+    if m.shape != (dx,) or P.shape != (dx, dx) or H.shape != (dy, dx) or d.shape != (dy,) or R.shape != (dy, dy):
+        raise ValueError(f"kalman_update: expected mean (dx,), cov (dx, dx), emission_matrix (dy, dx), "
+                         f"emission_offset (dy,), emission_cov (dy, dy), emission (dy,); got {m.shape}, "
+                         f"{P.shape}, {H.shape}, {d.shape}, {R.shape}, {y.shape}")
+    return _kalman_update(m, P, H, d, R, y)
 
 
 def _smoother_gain(mf, Pf, Pp_next, F):

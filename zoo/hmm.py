@@ -9,7 +9,10 @@ A K-state Markov chain observed through state-dependent emissions, S independent
     y_t | z_t ~ Normal(μ[z_t], σ[z_t])        Gaussian, D-dimensional (independent components)
     y_t | z_t ~ Categorical(E[z_t])           categorical over O symbols
 
-The latent path is summed out exactly with the forward algorithm (``inference.exact.hmm_filter``);
+The model is written once (prior, chain, emission law) and built by the discrete-HMM family
+(:func:`family`, ``zoo.processes.discrete_hmm``), from which the marginal program, the state-space
+form and the simulator derive. The latent path is summed out exactly with the forward algorithm
+(``inference.exact.hmm_filter``);
 the program adds ``numpyro.factor("y", increments)`` with per-step log-likelihood increments of
 shape ``(S, T)`` so that LOO / leave-future-out work per time step.
 
@@ -33,33 +36,45 @@ Example::
     data, truth = entry.simulate(jax.random.PRNGKey(0), entry.configs["small"])
     idata = inference.fit(entry, data, method="nuts", num_warmup=300, num_samples=300)
 
-The reusable pieces (``categorical_log_likelihoods``, ``gaussian_log_likelihoods``,
-``hmm_marginal_factor``, ``hmm_ssm``) serve other HMM entries (e.g. ``hmm_rnn``).
+The reusable HMM pieces (emission tables, forward-algorithm factor, the family builder) live in
+``zoo.processes.discrete_hmm``.
 Reference: L. R. Rabiner (1989), "A tutorial on hidden Markov models", Proc. IEEE 77(2).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import OrderedTransform
 
-from inference import exact
 from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.processes.discrete_hmm import (
+    CategoricalMissing,
+    DiscreteHMM,
+    HMMParams,
+    categorical_log_likelihoods,
+    discrete_hmm,
+    gaussian_log_likelihoods,
+    hmm_increments,
+    hmm_marginal_factor,
+)
+from zoo.processes.series import validate_series, validate_symbols
 
 __all__ = [
     "HMMConfig",
+    "family",
+    "hmm_ssm",
+    "ENTRY",
+    # re-exported from zoo.processes.discrete_hmm, where the HMM pieces live
     "categorical_log_likelihoods",
     "gaussian_log_likelihoods",
     "hmm_marginal_factor",
     "hmm_increments",
-    "hmm_ssm",
-    "ENTRY",
 ]
 
 
@@ -91,59 +106,6 @@ class HMMConfig:
             raise ValueError(f"num_states: expected at least 2, got {self.num_states}")
         if self.emission == "categorical" and self.num_symbols < 2:
             raise ValueError(f"num_symbols: expected at least 2, got {self.num_symbols}")
-
-
-# --------------------------------------------------------------------------------------------
-# Reusable pieces
-# --------------------------------------------------------------------------------------------
-
-
-def categorical_log_likelihoods(emission_probs: jax.Array, ys: jax.Array) -> jax.Array:
-    """``log E[k, y_t]`` for every state: ``(K, O)``, ``(T,)`` ints -> ``(T, K)``.
-
-    ``y_t = -1`` marks a missing observation (row of zeros).
-    """
-    ys = jnp.asarray(ys)
-    missing = ys < 0
-    safe = jnp.where(missing, 0, ys).astype(jnp.int32)
-    log_e = jnp.log(emission_probs)  # (K, O)
-    out = log_e[:, safe].T  # (T, K)
-    return jnp.where(missing[:, None], 0.0, out)
-
-
-def gaussian_log_likelihoods(means: jax.Array, scales: jax.Array, ys: jax.Array) -> jax.Array:
-    """``Σ_d log N(y_td; μ_kd, σ_kd)`` per state: ``(K,D)``, ``(K,D)``, ``(T,D)`` -> ``(T,K)``.
-
-    NaN components of ``y_t`` are missing and contribute 0.
-    """
-    ys = jnp.asarray(ys)
-    missing = jnp.isnan(ys)[:, None, :]  # (T, 1, D)
-    filled = jnp.where(jnp.isnan(ys), 0.0, ys)[:, None, :]
-    lp = dist.Normal(means[None], scales[None]).log_prob(filled)  # (T, K, D)
-    return jnp.where(missing, 0.0, lp).sum(-1)
-
-
-def hmm_increments(initial_probs: jax.Array, transition_matrix: jax.Array,
-                   log_likelihoods: jax.Array) -> jax.Array:
-    """Per-step log-likelihood increments ``(S, T)`` of S sequences by the forward algorithm."""
-    def one(ll):
-        return exact.hmm_filter(initial_probs, transition_matrix, ll).log_likelihood_increments
-
-    return jax.vmap(one)(log_likelihoods)
-
-
-def hmm_marginal_factor(initial_probs: jax.Array, transition_matrix: jax.Array,
-                        log_likelihoods: jax.Array, name: str = "y") -> jax.Array:
-    """Add ``numpyro.factor(name, increments)`` with the exact marginal of S sequences.
-
-    Args:
-        initial_probs: ``(K,)``; transition_matrix: ``(K, K)``; log_likelihoods: ``(S, T, K)``.
-    Returns:
-        increments ``(S, T)`` (``log p(y_t | y_{<t})``).
-    """
-    increments = hmm_increments(initial_probs, transition_matrix, log_likelihoods)
-    numpyro.factor(name, increments)
-    return increments
 
 
 def _sticky_concentration(config: HMMConfig) -> jax.Array:
@@ -185,33 +147,33 @@ def _initial_probs(config: HMMConfig) -> jax.Array:
     return jnp.full((config.num_states,), 1.0 / config.num_states)
 
 
-def _log_likelihoods(params: dict, data: jax.Array, config: HMMConfig) -> jax.Array:
+def _emission(params: dict, t, z, config: HMMConfig) -> dist.Distribution:
     if config.emission == "gaussian":
-        return jax.vmap(lambda ys: gaussian_log_likelihoods(params["means"], params["scales"], ys))(data)
-    return jax.vmap(lambda ys: categorical_log_likelihoods(params["emission_probs"], ys))(data)
+        return dist.Normal(params["means"][z], params["scales"][z]).to_event(1)
+    return CategoricalMissing(params["emission_probs"][z])
 
 
 def validate_data(data, config: HMMConfig) -> jax.Array:
-    """Check ``data`` against the config: ``(S, T, D)`` floats or ``(S, T)`` symbols in 0..O-1 / -1."""
-    array = np.asarray(data)
+    """Check ``data`` against the config: ``(S, T, D)`` floats or ``(S, T)`` symbols in 0..O-1 / -1.
+
+    Accepts a tracer (a batch fit): shapes are checked always, values on concrete data only.
+    """
     if config.emission == "gaussian":
-        if array.ndim != 3 or array.shape[2] != config.obs_dim:
-            raise ValueError(f"data: expected shape (series, time, {config.obs_dim}), got {array.shape}")
-        if np.isinf(array).any():
-            raise ValueError("data: infinite values are not allowed (use NaN for missing)")
-        return jnp.asarray(array, dtype=float)
-    if array.ndim != 2:
-        raise ValueError(f"data: expected symbols of shape (series, time), got {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.mod(array, 1), 0)):
-            raise ValueError("data: categorical symbols must be integers (-1 for missing)")
-        array = array.astype(np.int32)
-    if array.min() < -1 or array.max() >= config.num_symbols:
-        raise ValueError(
-            f"data: symbols must lie in 0..{config.num_symbols - 1} (or -1 for missing); "
-            f"got values in [{array.min()}, {array.max()}]"
-        )
-    return jnp.asarray(array, dtype=jnp.int32)
+        return validate_series(data, (config.obs_dim,), series="required")
+    return validate_symbols(data, config.num_symbols, series="required")
+
+
+@functools.cache
+def family(config: HMMConfig) -> DiscreteHMM:
+    """The model written once (:func:`zoo.processes.discrete_hmm.discrete_hmm`): prior, chain and
+    emission law; the forward-algorithm marginal and the state-space form derive from it."""
+    return discrete_hmm(
+        lambda: _sample_parameters(config),
+        lambda params: HMMParams(_initial_probs(config), params["transition_matrix"]),
+        lambda params, t, z: _emission(params, t, z, config),
+        num_states=config.num_states,
+        obs_shape=(config.obs_dim,) if config.emission == "gaussian" else (),
+        validate=lambda data: validate_data(data, config), name="hmm")
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,53 +183,20 @@ def validate_data(data, config: HMMConfig) -> jax.Array:
 
 def model(data=None, *, config: HMMConfig) -> None:
     """NumPyro program: parameters, then the exact marginal of the data (or a prior-predictive draw)."""
-    params = _sample_parameters(config)
-    initial = _initial_probs(config)
-    if data is None:
-        ssm = hmm_ssm(config)
-        key = numpyro.prng_key()
-        if key is None:  # inside an unseeded trace (e.g. shape inference)
-            return
-        keys = jax.random.split(key, config.num_series)
-        _, ys = jax.vmap(lambda k: ssm.simulate(k, params, config.num_steps))(keys)
-        numpyro.deterministic("y", ys)
-        return
-    data = validate_data(data, config)
-    hmm_marginal_factor(initial, params["transition_matrix"], _log_likelihoods(params, data, config))
+    family(config).model(data, num_steps=config.num_steps, num_series=config.num_series)
 
 
 def exact_loglik(params: dict, data, config: HMMConfig) -> jax.Array:
     """``log p(y | params)`` summed over sequences, by the forward algorithm."""
-    data = validate_data(data, config)
-    increments = hmm_increments(_initial_probs(config), params["transition_matrix"],
-                                _log_likelihoods(params, data, config))
-    return increments.sum()
+    return family(config).log_likelihood(params, data)
 
 
 def hmm_ssm(config: HMMConfig) -> StateSpaceModel:
     """The HMM as a :class:`StateSpaceModel` (discrete state; for particle backends).
 
-    Categorical observations are given as floats with NaN for missing in this form.
+    Categorical observations are symbols (-1 = missing) or floats (NaN = missing).
     """
-    initial = _initial_probs(config)
-
-    def prior():
-        return _sample_parameters(config)
-
-    def initial_dist(params):
-        return dist.Categorical(probs=initial)
-
-    def transition(params, t, z_prev):
-        return dist.Categorical(probs=params["transition_matrix"][z_prev])
-
-    def emission(params, t, z):
-        if config.emission == "gaussian":
-            return dist.Normal(params["means"][z], params["scales"][z]).to_event(1)
-        return dist.Categorical(probs=params["emission_probs"][z])
-
-    obs_shape = (config.obs_dim,) if config.emission == "gaussian" else ()
-    return StateSpaceModel(prior=prior, initial=initial_dist, transition=transition, emission=emission,
-                           state_shape=(), obs_shape=obs_shape, name="hmm")
+    return family(config).ssm()
 
 
 def canonical_order(params: dict, config: HMMConfig) -> dict:
@@ -303,9 +232,7 @@ def true_params(config: HMMConfig) -> dict:
 def simulate(key: jax.Array, config: HMMConfig):
     """Simulate ``num_series`` sequences from the true parameters; returns ``(data, truth)``."""
     params = true_params(config)
-    ssm = hmm_ssm(config)
-    keys = jax.random.split(key, config.num_series)
-    zs, ys = jax.vmap(lambda k: ssm.simulate(k, params, config.num_steps))(keys)
+    zs, ys = family(config).simulate(key, params, config.num_steps, num_series=config.num_series)
     if config.emission == "categorical":
         ys = ys.astype(jnp.int32)
     truth = dict(params)

@@ -8,8 +8,10 @@ S independent sequences of a linear-Gaussian state-space model with a known emis
     x_t = A x_{t-1} + q ⊙ ε_t,     ε_t ~ N(0, I_dx)
     y_t = H x_t + r ⊙ η_t,         η_t ~ N(0, I_dy)
 
-The latent path is integrated out exactly by the Kalman filter (``inference.exact.kalman_filter``);
-the program adds ``numpyro.factor("y", increments)`` with the per-step log-likelihood increments,
+The model is written once, as :func:`lgssm_params` (the ``LGSSMParams`` of ``inference.exact``), and
+built by the linear-Gaussian family (:func:`family`, ``zoo.processes.linear_gaussian``): the
+state-space form (``entry.ssm``), the simulator and the marginal program derive from it. The latent
+path is integrated out exactly by the Kalman filter (``inference.exact.kalman_filter``); the program adds ``numpyro.factor("y", increments)`` with the per-step log-likelihood increments,
 shape ``(S, T)``, so LOO and leave-future-out see one term per time step. NaN observations
 (component-wise) are missing.
 
@@ -45,6 +47,7 @@ J. Basic Eng. 82(1); H. E. Rauch, F. Tung, C. T. Striebel (1965), AIAA J. 3(8).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -53,9 +56,11 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
+from zoo.processes.series import validate_series
 
-__all__ = ["LGSSMConfig", "lgssm_params", "lgssm_ssm", "ENTRY"]
+__all__ = ["LGSSMConfig", "lgssm_params", "family", "lgssm_ssm", "ENTRY"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +97,7 @@ class LGSSMConfig:
 
 
 def lgssm_params(A, q, r, config: LGSSMConfig) -> exact.LGSSMParams:
-    """The model's ``LGSSMParams`` for ``inference.exact``."""
+    """The model's ``LGSSMParams`` (``inference.exact``): the one definition of its dynamics."""
     dx, dy = config.state_dim, config.obs_dim
     return exact.LGSSMParams(
         initial_mean=jnp.zeros(dx), initial_cov=jnp.eye(dx),
@@ -114,36 +119,28 @@ def _prior(config: LGSSMConfig) -> dict:
 
 
 def validate_data(data, config: LGSSMConfig) -> jax.Array:
-    """``data`` as ``(S, T, obs_dim)`` floats; a single ``(T, obs_dim)`` sequence is accepted."""
-    traced = is_traced(data)  # a batch fit: shapes are checked here, values on the concrete data
-    array = jnp.asarray(data, dtype=float) if traced else np.asarray(data, dtype=float)
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3 or array.shape[2] != config.obs_dim:
-        raise ValueError(f"data: expected shape (series, time, {config.obs_dim}) or (time, {config.obs_dim}), got {np.shape(data)}")
-    if not traced and np.isinf(array).any():
-        raise ValueError("data: infinite values are not allowed (use NaN for missing)")
-    return jnp.asarray(array)
+    """``data`` as ``(S, T, obs_dim)`` floats; a single ``(T, obs_dim)`` sequence is accepted.
+
+    Accepts a tracer (a batch fit): shapes are checked always, values on concrete data only.
+    """
+    array = validate_series(data, (config.obs_dim,))
+    return array[None] if array.ndim == 2 else array
 
 
-def _increments(params: dict, data: jax.Array, config: LGSSMConfig) -> jax.Array:
-    lg = lgssm_params(params["A"], params["q"], params["r"], config)
-    return jax.vmap(lambda ys: exact.kalman_filter(lg, ys).log_likelihood_increments)(data)
+@functools.cache
+def family(config: LGSSMConfig) -> LinearGaussian:
+    """The model written once (:func:`zoo.processes.linear_gaussian.linear_gaussian`): the prior and
+    :func:`lgssm_params`; the Kalman marginal, the state-space form and the simulator derive from it."""
+    return linear_gaussian(
+        lambda: _prior(config), lambda p: lgssm_params(p["A"], p["q"], p["r"], config),
+        state_shape=(config.state_dim,), obs_shape=(config.obs_dim,),
+        initial="dense", transition="diagonal", emission="diagonal",
+        validate=lambda data: validate_data(data, config), name="lgssm")
 
 
 def model(data=None, *, config: LGSSMConfig) -> None:
     """NumPyro program: A, q, r, then the Kalman marginal of the data (or a prior-predictive draw)."""
-    params = _prior(config)
-    if data is None:
-        key = numpyro.prng_key()
-        if key is None:
-            return
-        ssm = lgssm_ssm(config)
-        keys = jax.random.split(key, config.num_series)
-        _, ys = jax.vmap(lambda k: ssm.simulate(k, params, config.num_steps))(keys)
-        numpyro.deterministic("y", ys)
-        return
-    numpyro.factor("y", _increments(params, validate_data(data, config), config))
+    family(config).model(data, num_steps=config.num_steps, num_series=config.num_series)
 
 
 def exact_loglik(params: dict, data, config: LGSSMConfig) -> jax.Array:
@@ -152,25 +149,12 @@ def exact_loglik(params: dict, data, config: LGSSMConfig) -> jax.Array:
     if config.fixed_noise:
         full.setdefault("q", jnp.asarray(config.true_q, dtype=float))
         full.setdefault("r", jnp.asarray(config.true_r, dtype=float))
-    return _increments(full, validate_data(data, config), config).sum()
+    return family(config).log_likelihood(full, data)
 
 
 def lgssm_ssm(config: LGSSMConfig) -> StateSpaceModel:
     """The model as a :class:`StateSpaceModel` (for the particle backends and tests)."""
-    H = config.H
-
-    def initial(params):
-        return dist.MultivariateNormal(jnp.zeros(config.state_dim), jnp.eye(config.state_dim))
-
-    def transition(params, t, x_prev):
-        return dist.Normal(params["A"] @ x_prev, params["q"]).to_event(1)
-
-    def emission(params, t, x):
-        return dist.Normal(H @ x, params["r"]).to_event(1)
-
-    return StateSpaceModel(prior=lambda: _prior(config), initial=initial, transition=transition,
-                           emission=emission, state_shape=(config.state_dim,), obs_shape=(config.obs_dim,),
-                           name="lgssm")
+    return family(config).ssm()
 
 
 def true_params(config: LGSSMConfig) -> dict:
@@ -181,8 +165,7 @@ def true_params(config: LGSSMConfig) -> dict:
 def simulate(key: jax.Array, config: LGSSMConfig):
     """``num_series`` sequences of length ``num_steps`` from the true parameters; ``(data, truth)``."""
     params = true_params(config)
-    ssm = lgssm_ssm(config)
-    xs, ys = jax.vmap(lambda k: ssm.simulate(k, params, config.num_steps))(jax.random.split(key, config.num_series))
+    xs, ys = family(config).simulate(key, params, config.num_steps, num_series=config.num_series)
     truth = dict(params)
     truth["x"] = xs
     return ys, truth

@@ -221,6 +221,21 @@ def test_kalman_single_step_and_degenerate_transition_noise(key):
                                atol=1e-5)
 
 
+def test_kalman_update_is_one_filter_step():
+    params = small_lgssm(False)
+    y = jnp.asarray(simulate_emissions(params, seed=3))[:1]
+    y = y.at[0, 1].set(jnp.nan)  # one component missing
+    res = kalman_filter(params, y)
+    m, P, ll = exact.kalman_update(params.initial_mean, params.initial_cov, params.emission_matrix,
+                                   params.emission_offset, params.emission_cov, y[0])
+    np.testing.assert_allclose(np.asarray(m), np.asarray(res.filtered_means[0]), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(P), np.asarray(res.filtered_covs[0]), rtol=1e-12)
+    np.testing.assert_allclose(float(ll), float(res.log_likelihood), rtol=1e-12)
+    with pytest.raises(ValueError, match="kalman_update"):
+        exact.kalman_update(params.initial_mean, params.initial_cov, params.emission_matrix,
+                            params.emission_offset, params.emission_cov, y[0, :1])
+
+
 def _lgssm_from_theta(theta):
     """A differentiable map from a flat vector to valid parameters (for finite differences)."""
     F = jnp.array([[0.9, 0.1], [0.0, 0.7]]) + 0.1 * theta[:4].reshape(2, 2)
