@@ -8,8 +8,9 @@ controlled guide, the neural SDE, the Euler state-space form, the bridge check).
 from __future__ import annotations
 
 from zoo.fractional_sde.fou import (augmented_system, BRIDGE, BROWNIAN, check, complete_params, discretised,
-                                    exact_loglik, fou_ssm, FouConfig, lgssm_params, MISSPECIFIED, model, NEURAL, omega, PAPER, posterior_paths, prior, simulate,
-                                    simulate_exact_fbm, SMALL, true_params, TruncatedBeta22, validate_data)
+                                    exact_loglik, fou_ssm, FouConfig, lgssm_params, model, NEURAL, omega, PAPER, PATHS,
+                                    posterior_paths, prior, simulate, simulate_exact_fbm, SMALL, true_params,
+                                    TruncatedBeta22, validate_data, WELLSPECIFIED)
 from zoo.fractional_sde.paths import (fbm_bridge_std, init_nets, ma_bridge_std, path_data, path_grid, path_guide,
                                       path_lgssm_params, path_model, path_ssm, path_svi_options, PathGrid)
 
@@ -17,7 +18,8 @@ __all__ = [
     "FouConfig",
     "TruncatedBeta22",
     "SMALL",
-    "MISSPECIFIED",
+    "WELLSPECIFIED",
+    "PATHS",
     "BROWNIAN",
     "BRIDGE",
     "NEURAL",

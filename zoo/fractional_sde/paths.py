@@ -13,12 +13,12 @@ the exact conditional std the variational route is compared with.
 Example::
 
     import functools, jax, zoo, inference
-    from zoo.fractional_sde.fou import SMALL
+    from zoo.fractional_sde.fou import PATHS
     from zoo.fractional_sde.paths import path_model, path_guide, path_svi_options, path_ssm, path_data
-    data, truth = zoo.get("fou_mafbm").simulate(jax.random.PRNGKey(0), SMALL)
-    idata_vi = inference.fit(functools.partial(path_model, config=SMALL), data, method="svi",
-                             guide=path_guide(SMALL), **path_svi_options())
-    idata_pf = inference.fit(path_ssm(SMALL), path_data(data, SMALL)[0], method="pf",
+    data, truth = zoo.get("fou_mafbm").simulate(jax.random.PRNGKey(0), PATHS)
+    idata_vi = inference.fit(functools.partial(path_model, config=PATHS), data, method="svi",
+                             guide=path_guide(PATHS), **path_svi_options())
+    idata_pf = inference.fit(path_ssm(PATHS), path_data(data, PATHS)[0], method="pf",
                              params={"H": 0.7, "theta": 1.0, "sigma": 0.5}, num_particles=1000)
 """
 
@@ -422,7 +422,7 @@ def path_guide(config: FouConfig, *, params: Mapping[str, Any] | None = None, in
 
 def path_svi_options(num_steps: int = 2000, learning_rate: float = 5e-3, num_samples: int = 500) -> dict:
     """Options of ``inference.fit(..., method="svi", guide=path_guide(config), **options)`` that
-    work on ``small``: Adam with the learning rate decayed tenfold over ``num_steps``."""
+    work on ``paths``: Adam with the learning rate decayed tenfold over ``num_steps``."""
     import optax
 
     return {"num_steps": num_steps, "num_samples": num_samples, "posterior_predictive": False,

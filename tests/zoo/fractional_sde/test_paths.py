@@ -67,7 +67,7 @@ def test_path_guide_kl_is_half_integral_of_squared_control(key):
 
 
 def test_path_model_shapes_and_prior(key):
-    config = dataclasses.replace(fs.SMALL, num_obs=20, num_paths=2)
+    config = dataclasses.replace(fs.PATHS, num_obs=20, num_paths=2)
     draws = Predictive(functools.partial(fs.path_model, config=config), num_samples=2)(key)
     grid = fs.path_grid(config)
     assert draws["dW"].shape == (2, grid.num_steps, 2)
@@ -82,7 +82,7 @@ def test_neural_sde_starts_at_the_linear_model(key):
     from numpyro.handlers import seed, substitute, trace
     from numpyro.infer.util import log_density
 
-    linear = dataclasses.replace(fs.SMALL, num_obs=4, num_paths=2)
+    linear = dataclasses.replace(fs.PATHS, num_obs=4, num_paths=2)
     neural = dataclasses.replace(linear, neural_sde=True)
     data = np.asarray(ENTRY.simulate(key, linear)[0])
     tr = trace(seed(functools.partial(fs.path_model, config=neural), key)).get_trace(data)
@@ -102,7 +102,7 @@ def test_path_route_as_state_space_model_runs_the_particle_filter(key):
     import inference
     from inference import exact
 
-    config = dataclasses.replace(fs.SMALL, num_obs=10, num_paths=1)
+    config = dataclasses.replace(fs.PATHS, num_obs=10, num_paths=1)
     data = np.array([[0.02, 0.05, 0.03, 0.08, 0.12, 0.1, 0.15, 0.11, 0.09, 0.14]])
     params = fs.true_params(config)
     grid_data = fs.path_data(data, config)
@@ -172,7 +172,7 @@ def test_path_sde_euler_step_is_the_papers_scheme(key):
     (dY = -γY h + ΔW, dB̂ = ω·dY, X += -θX h + σ dB̂) to rounding (the sums are ordered differently)."""
     from zoo.fractional_sde.paths import _dynamics, _euler_step
 
-    config = fs.SMALL
+    config = fs.PATHS
     dyn = _dynamics(fs.true_params(config), config)
     k1, k2, k3 = jax.random.split(key, 3)
     x = jax.random.normal(k1, (4,))
