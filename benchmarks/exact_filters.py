@@ -35,7 +35,8 @@ float32 accuracy: the same Kalman model and data cast to float32 (process stays 
 |log L_32 - log L_64| in nats, for each implementation.
 
 Parallel-in-time filters (``method="parallel"``): timed beside the sequential ones, and their
-log-likelihoods compared (they are tested equal to 1e-8 in tests/inference/test_exact.py).
+log-likelihoods compared (they are tested equal to 1e-8 in
+tests/inference/test_exact_parallel.py).
 
 Usage::
 
@@ -218,16 +219,24 @@ def timeit(fn, args, reps: int) -> float:
 
 def time_together(calls: dict, reps: int) -> dict:
     """Median wall seconds of each ``fn(*args)`` in ``calls`` ({name: (fn, args)}), timed in turn
-    (round-robin), so that a change of load during the run affects every implementation alike."""
+    (round-robin), so that a change of load during the run affects every implementation alike.
+    The medians of process CPU seconds are kept in ``CPU_TIMES`` (same keys)."""
     for fn, args in calls.values():
         jax.block_until_ready(fn(*args))  # compile
-    times = {name: [] for name in calls}
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
     for _ in range(reps):
         for name, (fn, args) in calls.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    CPU_TIMES.clear()
+    CPU_TIMES.update({name: statistics.median(v) for name, v in cpu.items()})
+    return {name: statistics.median(v) for name, v in wall.items()}
+
+
+CPU_TIMES: dict = {}
 
 
 def _dx_params(params: exact.LGSSMParams):
@@ -264,7 +273,9 @@ def bench_kalman(T: int, reps: int) -> dict:
         grad[name] = (jax.jit(jax.grad(fn)), args)
         out["loglik"][name] = float(value[name][0](*args))
     out["value_ms"] = {k: 1e3 * v for k, v in time_together(value, reps).items()}
+    out["value_cpu_ms"] = {k: 1e3 * v for k, v in CPU_TIMES.items()}
     out["grad_ms"] = {k: 1e3 * v for k, v in time_together(grad, reps).items()}
+    out["grad_cpu_ms"] = {k: 1e3 * v for k, v in CPU_TIMES.items()}
     out["load_after"] = load()
     # float32 accuracy on the same data: |log L_32 - log L_64| (nats)
     out["float32_abs_error"] = {}
@@ -296,7 +307,9 @@ def bench_hmm(T: int, reps: int) -> dict:
     grad = {k: (jax.jit(jax.grad(fn, argnums=(0, 1, 2))), (pi, A, ll)) for k, fn in fns.items()}
     out["loglik"] = {k: float(f(*a)) for k, (f, a) in value.items()}
     out["value_ms"] = {k: 1e3 * v for k, v in time_together(value, reps).items()}
+    out["value_cpu_ms"] = {k: 1e3 * v for k, v in CPU_TIMES.items()}
     out["grad_ms"] = {k: 1e3 * v for k, v in time_together(grad, reps).items()}
+    out["grad_cpu_ms"] = {k: 1e3 * v for k, v in CPU_TIMES.items()}
     out["load_after"] = load()
     out["float32_abs_error"] = {}
     args32 = tuple(a.astype(jnp.float32) for a in (pi, A, ll))
@@ -325,6 +338,7 @@ def bench_parallel(T: int, reps: int) -> dict:
         calls[f"hmm_{method}_value_ms"] = (jax.jit(hf), (pi, A, ll))
         calls[f"hmm_{method}_grad_ms"] = (jax.jit(jax.grad(hf, argnums=(0, 1, 2))), (pi, A, ll))
     out.update({k: 1e3 * v for k, v in time_together(calls, reps).items()})
+    out["cpu_ms"] = {k: 1e3 * v for k, v in CPU_TIMES.items()}
     out["load_after"] = load()
     return out
 
@@ -340,6 +354,7 @@ def bench_ctmc(num_gaps: int, reps: int) -> dict:
     timed = time_together({"ours": (ours, (Q, dts)), "jax_expm": (jax_expm, (Q, dts)),
                            "ours_float32": (ours, (Q32, dts32)), "jax_expm_float32": (jax_expm, (Q32, dts32))}, reps)
     out["us_per_matrix"] = {k: 1e6 * v / num_gaps for k, v in timed.items()}
+    out["cpu_us_per_matrix"] = {k: 1e6 * v / num_gaps for k, v in CPU_TIMES.items()}
     q_np, t_np = np.asarray(Q), np.asarray(dts)
     scipy_loop = lambda q, t: np.stack([scipy.linalg.expm(q * s) for s in t])  # noqa: E731
     out["us_per_matrix"]["scipy_expm"] = 1e6 * timeit(scipy_loop, (q_np, t_np), max(3, reps // 5)) / num_gaps
@@ -349,6 +364,7 @@ def bench_ctmc(num_gaps: int, reps: int) -> dict:
     g_jax = jax.jit(jax.grad(lambda q: jnp.sum(w * jax_expm(q, dts))))
     timed = time_together({"ours": (g_ours, (Q,)), "jax_expm": (g_jax, (Q,))}, reps)
     out["grad_us_per_matrix"] = {k: 1e6 * v / num_gaps for k, v in timed.items()}
+    out["grad_cpu_us_per_matrix"] = {k: 1e6 * v / num_gaps for k, v in CPU_TIMES.items()}
     reference = scipy_loop(q_np, t_np)
     out["max_abs_error_vs_scipy"] = {"ours": float(np.abs(np.asarray(ours(Q, dts)) - reference).max()),
                                      "jax_expm": float(np.abs(np.asarray(jax_expm(Q, dts)) - reference).max())}
@@ -395,8 +411,8 @@ def main(argv=None) -> dict:
     if "kalman" in args.only:
         row = results["kalman"] = bench_kalman(args.T, args.reps)
         print(f"Kalman 4-d, T = {args.T} (load {row['load_before']:.1f} -> {row['load_after']:.1f})")
-        print("  value:", _ratios(row, "value_ms"))
-        print("  grad: ", _ratios(row, "grad_ms"))
+        print("  value:", _ratios(row, "value_ms"), "| CPU:", _ratios(row, "value_cpu_ms"))
+        print("  grad: ", _ratios(row, "grad_ms"), "| CPU:", _ratios(row, "grad_cpu_ms"))
         print("  loglik:", {k: round(v, 6) for k, v in row["loglik"].items()})
         print("  float32 |error| (nats):", {k: f"{v:.3g}" for k, v in row["float32_abs_error"].items()})
         print("  float32 per-step increments, |error| max / mean / summed (nats):",
@@ -404,15 +420,17 @@ def main(argv=None) -> dict:
     if "hmm" in args.only:
         row = results["hmm"] = bench_hmm(args.T, args.reps)
         print(f"HMM K = {row['K']}, T = {args.T} (load {row['load_before']:.1f} -> {row['load_after']:.1f})")
-        print("  value:", _ratios(row, "value_ms"))
-        print("  grad: ", _ratios(row, "grad_ms"))
+        print("  value:", _ratios(row, "value_ms"), "| CPU:", _ratios(row, "value_cpu_ms"))
+        print("  grad: ", _ratios(row, "grad_ms"), "| CPU:", _ratios(row, "grad_cpu_ms"))
         print("  loglik:", {k: round(v, 6) for k, v in row["loglik"].items()})
         print("  float32 |error| (nats):", {k: f"{v:.3g}" for k, v in row["float32_abs_error"].items()})
     if "ctmc" in args.only:
         row = results["ctmc"] = bench_ctmc(args.gaps, args.reps)
         print(f"CTMC C = {row['C']}, N = {row['N']} matrices (load {row['load_before']:.1f} -> {row['load_after']:.1f})")
-        print("  us per matrix:", {k: f"{v:.2f}" for k, v in row["us_per_matrix"].items()})
-        print("  grad us per matrix:", {k: f"{v:.2f}" for k, v in row["grad_us_per_matrix"].items()})
+        print("  us per matrix (wall):", {k: f"{v:.2f}" for k, v in row["us_per_matrix"].items()})
+        print("  us per matrix (CPU): ", {k: f"{v:.2f}" for k, v in row["cpu_us_per_matrix"].items()})
+        print("  grad us per matrix (wall):", {k: f"{v:.2f}" for k, v in row["grad_us_per_matrix"].items()})
+        print("  grad us per matrix (CPU): ", {k: f"{v:.2f}" for k, v in row["grad_cpu_us_per_matrix"].items()})
         print("  max |P - scipy|:", {k: f"{v:.2g}" for k, v in row["max_abs_error_vs_scipy"].items()})
     if "parallel" in args.only:
         row = results["parallel"] = bench_parallel(args.T, args.reps)

@@ -2,6 +2,8 @@ r"""Exact inference: pure, differentiable, jit/vmap-able functions of arrays.
 
 Everything here works on ONE sequence (batch with ``jax.vmap`` outside) and is used both as a fast
 backend (marginalised NumPyro programs in ``zoo``) and as the ground truth tests compare against.
+:func:`kalman_filter` and :func:`hmm_filter` also run parallel in time (``method="parallel"``,
+:mod:`inference.exact_parallel`: associative scans, for long series on accelerators).
 
 Linear-Gaussian state-space model (:class:`LGSSMParams`), t = 0..T-1::
 
@@ -469,7 +471,8 @@ def kalman_update(mean, cov, emission_matrix, emission_offset, emission_cov, emi
     """Condition ``N(mean (dx,), cov (dx, dx))`` on ONE observation ``y = H x + d + N(0, R)``
     (``emission (dy,)``; NaN components are missing, all-NaN leaves the law unchanged).
 
-    Returns ``(mean, cov, log p(y))``: the filter's update step (Joseph form), e.g. for the locally
+    Returns ``(mean, cov, log p(y))``: the filter's update step (sequential conditioning on the
+    observed components, module docstring), e.g. for the locally
     optimal proposal ``p(x_t | x_{t-1}, y_t)`` of a linear-Gaussian model.
     """
     m = _float_array(mean, "mean")
