@@ -6,16 +6,19 @@ loads neither the checks nor matplotlib figures nor the report code::
     from diagnostics import run_checks, format_verdicts, write_report
 
 Importing it applies the project's one precision policy (:mod:`diagnostics.precision`: float64
-unless ``DYNAMICS_ZOO_X64=0``), as importing ``inference`` or ``zoo`` does.
+unless ``DYNAMICS_ZOO_X64=0``) and turns on JAX's persistent compilation cache
+(:mod:`diagnostics.compile_cache`), as importing ``inference`` or ``zoo`` does.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from diagnostics import compile_cache as _compile_cache
 from diagnostics import precision as _precision
 
 _precision.apply()
+_compile_cache.apply()
 
 _EXPORTS = {
     "to_inference_data": "convert",

@@ -17,7 +17,9 @@ NumPyro's check with the site named); both are defined in :mod:`inference.valida
 Importing :mod:`inference` applies the project's one precision policy (float64 unless
 ``DYNAMICS_ZOO_X64=0``; defined once in :mod:`diagnostics.precision`), so a plain NumPyro program
 runs in the same precision whether or not ``zoo`` was imported first; every result records it in
-``idata.attrs["precision"]``.
+``idata.attrs["precision"]``. It also turns on JAX's persistent compilation cache
+(:mod:`diagnostics.compile_cache`; ``DYNAMICS_ZOO_COMPILE_CACHE=0`` keeps it off), so a program
+compiled by one process is loaded, not compiled again, by the next.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from diagnostics import compile_cache as _compile_cache
 from diagnostics import precision as _precision
 
 _precision.apply()
+_compile_cache.apply()
 
 from inference.types import Target  # noqa: E402
 from inference.validate import InvalidParameterError, NonFiniteLogDensityError, screen_data  # noqa: E402

@@ -16,16 +16,20 @@ the fBM coefficient system) need it for reference-quality answers. If JAX is not
 is done through ``JAX_ENABLE_X64`` (read when JAX is imported), so that ``import zoo`` itself does
 not import JAX. The policy is the project's one (:mod:`diagnostics.precision`, which importing
 ``inference`` or ``diagnostics`` applies too), so the dtype never depends on the import order.
+Importing it also turns on JAX's persistent compilation cache (:mod:`diagnostics.compile_cache`;
+``DYNAMICS_ZOO_COMPILE_CACHE=0`` keeps it off).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from diagnostics import compile_cache as _compile_cache
 from diagnostics import precision as _precision
 from zoo._registry import EntryInfo, scan
 
 _precision.apply()
+_compile_cache.apply()
 
 __all__ = ["entries", "get", "names", "catalogue", "EntryInfo", "ZooEntry", "StateSpaceModel", "Recipe", "Check"]
 

@@ -1,0 +1,79 @@
+"""JAX's persistent compilation cache is on by default (diagnostics.compile_cache, issue 22 item 3).
+
+Each check runs in a fresh interpreter (the setting is applied at import), with the repository first
+on sys.path, ``XDG_CACHE_HOME`` pointed at a temporary folder and neither
+``JAX_COMPILATION_CACHE_DIR`` nor ``DYNAMICS_ZOO_*`` cache variables inherited unless set here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_INHERITED = ("JAX_COMPILATION_CACHE_DIR", "DYNAMICS_ZOO_COMPILE_CACHE", "DYNAMICS_ZOO_CACHE_DIR",
+              "XDG_CACHE_HOME", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+
+
+def _run(code: str, tmp_path, **env_vars) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env.update(env_vars)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_PROBE = """
+import json, jax
+print(json.dumps({"folder": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+@pytest.mark.parametrize("first", ["inference", "diagnostics", "zoo"])
+def test_on_by_default_under_the_user_cache_folder(first, tmp_path):
+    result = _run(f"import {first}\n" + _PROBE, tmp_path)
+    assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
+
+
+def test_applied_when_jax_was_imported_first(tmp_path):
+    result = _run("import jax\nimport inference\n" + _PROBE, tmp_path)
+    assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
+
+
+def test_switched_off_by_the_environment_variable(tmp_path):
+    result = _run("import zoo\n" + _PROBE, tmp_path, DYNAMICS_ZOO_COMPILE_CACHE="0")
+    assert result["folder"] is None
+
+
+def test_a_folder_the_user_chose_wins(tmp_path):
+    mine = str(tmp_path / "mine")
+    assert _run("import inference\n" + _PROBE, tmp_path, JAX_COMPILATION_CACHE_DIR=mine)["folder"] == mine
+    code = f"import jax\njax.config.update('jax_compilation_cache_dir', {mine!r})\nimport zoo\n" + _PROBE
+    assert _run(code, tmp_path)["folder"] == mine
+    own = str(tmp_path / "own")
+    assert _run("import inference\n" + _PROBE, tmp_path, DYNAMICS_ZOO_CACHE_DIR=own)["folder"] == \
+        os.path.join(own, "jax")
+
+
+def test_a_compiled_program_is_written_to_the_folder(tmp_path):
+    """With JAX's minimum compile time at 0 every compiled program is stored: the folder fills."""
+    code = """
+import json, os
+import inference
+import jax, jax.numpy as jnp
+from diagnostics import compile_cache
+jax.block_until_ready(jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((3, 3))))
+folder = compile_cache.folder()
+print(json.dumps({"folder": folder, "files": len(os.listdir(folder)) if os.path.isdir(folder) else 0}))
+"""
+    result = _run(code, tmp_path, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
+    assert result["files"] >= 1, result
