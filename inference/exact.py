@@ -25,10 +25,10 @@ j = dx + i, s = C_jj::
     mu <- mu + u z,           C <- C - u u'                   (exactly symmetric downdate)
     log p(y_t | y_{0:t-1}) = sum over observed i of -1/2 (z^2 + log s + log 2 pi)
 
-and (m_{t|t}, P_{t|t}) is the x block of (mu, C). The s are the squared diagonal of the Cholesky
-factor L of S and the z the components of L^{-1} r_t, so the evidence equals
--1/2 (|L^{-1} r_t|^2 + 2 sum log diag L + n_t log 2 pi), and P_{t|t} = P - P H' S^{-1} H P. This
-downdate replaces the Joseph form (I - K H) P (I - K H)' + K R K' plus symmetrising, which costs
+and ``(m_{t|t}, P_{t|t})`` is the x block of ``(mu, C)``. The s are the squared diagonal of the
+Cholesky factor L of S and the z the components of ``L^{-1} r_t``, so the evidence equals
+``-1/2 (|L^{-1} r_t|^2 + 2 sum log diag L + n_t log 2 pi)``, and ``P_{t|t} = P - P H' S^{-1} H P``.
+This downdate replaces the Joseph form ``(I - K H) P (I - K H)' + K R K'`` plus symmetrising, which costs
 about twice as much per step here; on the benchmark of ``benchmarks/exact_filters.py`` (T = 10^4,
 float32) and on the stiff test of ``tests/inference/test_exact.py`` (precise observations, near
 deterministic dynamics) it keeps the covariances positive definite and the float32
