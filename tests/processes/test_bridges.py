@@ -112,3 +112,15 @@ def test_reference_refinement_recovers_an_ou_rate_from_snapshots(key):
     assert abs(result.params["a"] - a_true) < 0.1, result.params
     assert result.history[0] == {"a": 0.1} and len(result.history) == 6
     assert max(result.marginal_errors) < 1e-5
+
+
+def test_lna_path_reports_the_exact_transition_at_every_checkpoint():
+    x = jnp.array([1.0, -2.0])
+    path = bridges.lna_path(lambda z: jnp.asarray(A) @ z, x, sigma=SIGMA, dt=0.01, num_steps=120, every=40)
+    assert path.mean.shape == (3, 2) and path.cov.shape == (3, 2, 2)
+    for i, t in enumerate((0.4, 0.8, 1.2)):
+        phi, cov = _exact_ou(t)
+        np.testing.assert_allclose(path.mean[i], phi @ np.asarray(x), atol=1e-9)
+        np.testing.assert_allclose(path.cov[i], cov, atol=1e-9)
+    with pytest.raises(ValueError, match="num_steps: expected a multiple of every = 40"):
+        bridges.lna_path(lambda z: z, x, sigma=SIGMA, dt=0.01, num_steps=100, every=40)

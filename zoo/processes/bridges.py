@@ -57,6 +57,8 @@ __all__ = [
     "DriftFamily",
     "GaussianTransition",
     "bridge_sample",
+    "check_times",
+    "lna_path",
     "lna_transition",
     "refine_reference",
     "sample_couplings",
@@ -86,22 +88,29 @@ class GaussianTransition(NamedTuple):
     flow_jacobian: jax.Array
 
 
-def validate_snapshots(times, snapshots: Sequence, *, name: str = "snapshots") -> tuple[np.ndarray, list[np.ndarray]]:
-    """``(times (K,), [cloud (N_k, d)])`` with rows holding a NaN dropped; named errors for times that
-    are not strictly increasing (unsorted or repeated), mismatched lengths and shapes."""
+def check_times(times, name: str = "times") -> np.ndarray:
+    """``times`` as floats ``(K,)``, K >= 2, finite and strictly increasing; named errors for
+    unsorted or repeated snapshot times."""
     times = np.asarray(times, dtype=float)
     if times.ndim != 1 or len(times) < 2:
-        raise ValueError(f"times: expected at least two snapshot times (K,), got shape {times.shape}")
+        raise ValueError(f"{name}: expected at least two snapshot times (K,), got shape {times.shape}")
     if not np.all(np.isfinite(times)):
-        raise ValueError(f"times: snapshot times must be finite, got {times.tolist()}")
+        raise ValueError(f"{name}: snapshot times must be finite, got {times.tolist()}")
     steps = np.diff(times)
     if np.any(steps == 0):
         k = int(np.flatnonzero(steps == 0)[0])
-        raise ValueError(f"times: snapshot time {times[k]:g} is repeated (positions {k} and {k + 1}); merge the two "
+        raise ValueError(f"{name}: snapshot time {times[k]:g} is repeated (positions {k} and {k + 1}); merge the two "
                          "clouds into one snapshot")
     if np.any(steps < 0):
         k = int(np.flatnonzero(steps < 0)[0])
-        raise ValueError(f"times: snapshot times must be sorted increasingly, got {times[k]:g} before {times[k + 1]:g}")
+        raise ValueError(f"{name}: snapshot times must be sorted increasingly, got {times[k]:g} before {times[k + 1]:g}")
+    return times
+
+
+def validate_snapshots(times, snapshots: Sequence, *, name: str = "snapshots") -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(times (K,), [cloud (N_k, d)])`` with rows holding a NaN dropped; named errors for times that
+    are not strictly increasing (unsorted or repeated), mismatched lengths and shapes."""
+    times = check_times(times)
     if len(snapshots) != len(times):
         raise ValueError(f"{name}: expected one cloud per time ({len(times)}), got {len(snapshots)}")
     clouds = []
@@ -120,12 +129,8 @@ def validate_snapshots(times, snapshots: Sequence, *, name: str = "snapshots") -
     return times, clouds
 
 
-def lna_transition(drift: Callable[[jax.Array], jax.Array], x, *, sigma, duration, num_steps: int) -> GaussianTransition:
-    """The LNA of ``dX = drift(X) dt + σ dW`` from ``x (d,)`` over ``duration`` (module docstring), by
-    ``num_steps`` RK4 steps: ``GaussianTransition(mean, cov, flow_jacobian)``."""
-    num_steps = positive_int("num_steps", num_steps)
-    x = jnp.asarray(x, dtype=float)
-    d = x.shape[-1]
+def _lna_rhs(drift: Callable[[jax.Array], jax.Array], d: int, sigma) -> Callable[[jax.Array], jax.Array]:
+    """Right-hand side of the stacked state ``(m, S, Φ)`` of the LNA (module docstring)."""
     noise = jnp.asarray(sigma, dtype=float) ** 2 * jnp.eye(d)
 
     def rhs(state):
@@ -136,11 +141,48 @@ def lna_transition(drift: Callable[[jax.Array], jax.Array], x, *, sigma, duratio
         dS = J @ S + S @ J.T + noise
         return jnp.concatenate([drift(m), dS.reshape(-1), (J @ phi).reshape(-1)])
 
-    state0 = jnp.concatenate([x, jnp.zeros(d * d), jnp.eye(d).reshape(-1)])
-    h = duration / num_steps
-    state = jax.lax.fori_loop(0, num_steps, lambda _, s: rk4_step(rhs, s, h), state0)
+    return rhs
+
+
+def _lna_start(x, d):
+    return jnp.concatenate([x, jnp.zeros(d * d), jnp.eye(d).reshape(-1)])
+
+
+def _lna_unpack(state, d) -> GaussianTransition:
     cov = state[d:d + d * d].reshape(d, d)
     return GaussianTransition(state[:d], 0.5 * (cov + cov.T), state[d + d * d:].reshape(d, d))
+
+
+def lna_transition(drift: Callable[[jax.Array], jax.Array], x, *, sigma, duration, num_steps: int) -> GaussianTransition:
+    """The LNA of ``dX = drift(X) dt + σ dW`` from ``x (d,)`` over ``duration`` (module docstring), by
+    ``num_steps`` RK4 steps: ``GaussianTransition(mean, cov, flow_jacobian)``."""
+    num_steps = positive_int("num_steps", num_steps)
+    x = jnp.asarray(x, dtype=float)
+    d = x.shape[-1]
+    rhs = _lna_rhs(drift, d, sigma)
+    h = duration / num_steps
+    state = jax.lax.fori_loop(0, num_steps, lambda _, s: rk4_step(rhs, s, h), _lna_start(x, d))
+    return _lna_unpack(state, d)
+
+
+def lna_path(drift: Callable[[jax.Array], jax.Array], x, *, sigma, dt, num_steps: int, every: int) -> GaussianTransition:
+    """The LNA from ``x (d,)`` at times ``every·dt, 2·every·dt, …, num_steps·dt`` (one RK4 run of
+    ``num_steps`` steps of ``dt``; ``num_steps`` a multiple of ``every``): a GaussianTransition whose
+    fields carry a leading axis ``(num_steps // every, ...)``."""
+    num_steps = positive_int("num_steps", num_steps)
+    every = positive_int("every", every)
+    if num_steps % every:
+        raise ValueError(f"num_steps: expected a multiple of every = {every}, got {num_steps}")
+    x = jnp.asarray(x, dtype=float)
+    d = x.shape[-1]
+    rhs = _lna_rhs(drift, d, sigma)
+
+    def block(state, _):
+        state = jax.lax.fori_loop(0, every, lambda _, s: rk4_step(rhs, s, dt), state)
+        return state, state
+
+    _, states = jax.lax.scan(block, _lna_start(x, d), None, length=num_steps // every)
+    return jax.vmap(lambda s: _lna_unpack(s, d))(states)
 
 
 def transition_log_density(transition: GaussianTransition, y) -> jax.Array:
