@@ -218,8 +218,10 @@ def target_dims(arrays: Mapping[str, Any], dims: Mapping[str, Sequence[str]], *,
     ``lead`` is the number of sample axes (2 for ``(chain, draw)``, 0 for observed data). A
     variable with more axes than declared names (e.g. a predictive ``y`` of shape ``(series,
     time, obs_dim)`` where the per-step log-likelihood ``y`` is ``(series, time)``) keeps the
-    declared names for its leading axes and gets ``<var>_dim_<k>`` for the trailing ones; a
-    variable with fewer axes gets ArviZ's default names.
+    declared names for its leading axes and gets ``<var>_dim_<k>`` for the trailing ones (an
+    entry should declare them all: ``tests/zoo/test_dims.py`` fails on such names); a variable
+    with fewer axes takes the leading declared names (the per-step log-likelihood ``y`` of
+    shape ``(series, time)`` beside a predictive ``y`` declared ``(series, time, channel)``).
     """
     chosen = {}
     for name, names in (dims or {}).items():
@@ -231,6 +233,8 @@ def target_dims(arrays: Mapping[str, Any], dims: Mapping[str, Sequence[str]], *,
             chosen[name] = names
         elif rank > len(names):
             chosen[name] = names + [f"{name}_dim_{k}" for k in range(len(names), rank)]
+        elif rank > 0:
+            chosen[name] = names[:rank]
     return chosen
 
 

@@ -162,7 +162,7 @@ ENTRY = ZooEntry(
                          "noise": 0.05, "learning_rate": 1e-3, "evaluate_every": 3000},
                   {"num_steps": 100_000, "final_learning_rate": 1e-5, "evaluate_every": 5000}),
     check=check,
-    dims={},
+    dims={"x_init": ("latent",), "y": ("time", "channel")},
     columns=_dsr.COLUMNS,
     data_doc=("a standardised multivariate series (time, N) with no missing values (the program also takes windows "
               "(batch, time, N)); CSV columns time (a uniform grid) and the flow's coordinates (Lorenz: x, y, z), "

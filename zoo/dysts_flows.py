@@ -398,7 +398,7 @@ ENTRY = ZooEntry(
                   {"num_warmup": 500, "num_samples": 500, "num_chains": 4}),
     check=check,
     ssm=flow_ssm,
-    dims={"y": ("window", "time"), "x": ("window", "time", "state"), "x0": ("window", "state")},
+    dims={"y": ("window", "time", "channel"), "x": ("window", "time", "state"), "x0": ("window", "state")},
     data_doc=("array (window, time, dim) of noisy states (or (time, dim)), NaN = missing; CSV columns time and the "
               "flow's coordinates (Lorenz: x, y, z) on a uniform grid of step dt, cut into the config's windows, "
               "or series, time and the coordinates (each series one window)."),

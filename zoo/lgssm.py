@@ -214,7 +214,7 @@ ENTRY = ZooEntry(
     check=check,
     ssm=lgssm_ssm,
     exact_loglik=exact_loglik,
-    dims={"y": ("series", "time"), "A": ("state_to", "state_from"), "q": ("state",), "r": ("obs_dim",)},
+    dims={"y": ("series", "time", "obs_dim"), "A": ("state_to", "state_from"), "q": ("state",), "r": ("obs_dim",)},
     columns=Columns(channels, aliases=(("y0", "y"),), validate=validate_data,
                     describe="observations (a (time, obs_dim) array is one series)",
                     names_doc="y0..y{dy-1} (y when obs_dim = 1)"),

@@ -490,7 +490,7 @@ ENTRY = ZooEntry(
                   {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4}),
     check=check,
     exact_loglik=exact_loglik,
-    dims={"y": ("series", "step"), "omega": ("oscillator",), "omega_raw": ("oscillator",)},
+    dims={"y": ("series", "step", "oscillator"), "phi": ("series", "step", "oscillator"), "omega": ("oscillator",), "omega_raw": ("oscillator",)},
     columns=Columns(lambda config: [f"phi{j}" for j in range(config.num_oscillators)],
                     grid=lambda config: config.times, validate=validate_data,
                     describe="unwrapped phases of the L oscillators at n·dt, n = 0..num_steps, fully observed "

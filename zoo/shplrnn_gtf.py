@@ -157,7 +157,7 @@ ENTRY = ZooEntry(
                          "evaluate_every": 2000},
                   {"num_steps": 250_000, "final_learning_rate": 1e-6, "evaluate_every": 5000}),
     check=check,
-    dims={},
+    dims={"x_init": ("latent",), "y": ("time", "channel")},
     columns=_dsr.COLUMNS,
     data_doc=("a standardised multivariate series (time, N) with no missing values (the program also takes windows "
               "(batch, time, N)); CSV columns time (a uniform grid) and the flow's coordinates (Lorenz: x, y, z), "

@@ -602,7 +602,11 @@ ENTRY = ZooEntry(
     exact_loglik=exact_loglik,
     dims={"y": ("sequence", "time"), "states": ("sequence", "time"),
           "transition_matrix": ("state_from", "state_to"), "emission_probs": ("state", "symbol"),
-          "emission_logit_last": ("state",), "emission_rest": ("state", "symbol_rest")},
+          "emission_logit_last": ("state",), "emission_rest": ("state", "symbol_rest"),
+          # Dirichlet rows grouped by their number n of allowed targets (transition_rows_<n>; one
+          # dim name per size, as xarray requires)
+          "transition_rows": ("row", "allowed"),
+          **{f"transition_rows_{n}": (f"row_{n}", f"allowed_{n}") for n in range(1, 33)}},
     columns=Columns("symbol", integer=True, validate=lambda ys, config: validate_symbols(ys, config.num_outputs, "data"),
                     describe="symbols 0..K-1 per sequence and time"),
 )

@@ -315,7 +315,7 @@ ENTRY = ZooEntry(
     check=slv_check,
     ssm=slv_ssm,
     exact_loglik=slv_exact_loglik,
-    dims={"y": ("series", "time")},
+    dims={"y": ("series", "time", "species"), "x": ("series", "time", "species")},
     columns=Columns(("predator", "prey"), grid=lambda config: config.obs_times,
                     validate=lambda data, config: _validate_counts(data, config, what="stochastic_lotka_volterra"),
                     describe="counts [predator, prey] at t = k·Δ, k = 1..T"),

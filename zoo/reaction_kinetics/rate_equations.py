@@ -176,7 +176,7 @@ ENTRY = ZooEntry(
     configs={"small": LVODE_SMALL, "paper": LVODE_PAPER},
     recipe=Recipe("nuts", {"num_warmup": 250, "num_samples": 250, "num_chains": 2, "dense_mass": True}),
     check=lvode_check,
-    dims={"y": ("time",), "x": ("time", "species"), "x0": ("species",)},
+    dims={"y": ("time", "species"), "times": ("time",), "counts": ("time", "species"), "x": ("time", "species"), "x0": ("species",)},
     columns=Columns(("predator", "prey"), series=None, grid="data", validate=lambda data, config: _lvode_validate(data),
                     assemble=lambda counts, times, config: LVData(times, counts),
                     disassemble=lambda data, config: (data.counts, data.times),
