@@ -684,7 +684,9 @@ ENTRY = ZooEntry(
                   {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4}),
     check=check,
     exact_loglik=exact_loglik,
-    dims={"y": ("series", "frame")},
+    # every config observes 2-D fields with rho (series, frame, field, x, z); a 1-D/3-D or c-only config would
+    # need its own names
+    dims={"y": ("series", "frame", "field", "x", "z")},
     data_doc=("array (series, frames, N, N) of the number density c on the periodic grid (2-D; (series, frames, "
               "2, N, N) with rho first when observe_rho); snapshots also as (series, N, N). CSV columns series, "
               "frame, x, z (integer grid coordinates, z along the field), c [, rho]."),

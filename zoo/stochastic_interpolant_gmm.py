@@ -335,7 +335,7 @@ ENTRY = ZooEntry(
     recipe=Recipe("flow", {"num_steps": 3000, "batch_size": 512, "learning_rate": 2e-3, "schedule": "cosine"},
                   {"num_steps": 50_000, "batch_size": 1024}),
     check=check,
-    dims={},
+    dims={"x1": ("datum", "coordinate")},
     columns=Columns(("x", "y"), series=None, time=None, validate=validate_data,
                     describe="samples of the target law rho_1 (one row per sample)"),
 )
