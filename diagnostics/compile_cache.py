@@ -9,10 +9,13 @@ itself only caches when a folder is configured; importing any of the three packa
 
 The folder: ``JAX_COMPILATION_CACHE_DIR`` when the user set it (or ``jax_compilation_cache_dir``
 already set through ``jax.config``: either wins), else ``$DYNAMICS_ZOO_CACHE_DIR/jax``, else
-``$XDG_CACHE_HOME/dynamics-zoo/jax``, else ``~/.cache/dynamics-zoo/jax``. JAX keeps only
-programs whose compilation took at least ``jax_persistent_cache_min_compile_time_secs`` (JAX's
-default, 1 s), so the cache holds the expensive programs (samplers, filters over long series),
-not every small helper.
+``$XDG_CACHE_HOME/dynamics-zoo/jax``, else ``~/.cache/dynamics-zoo/jax``. Every compiled program
+is kept: ``jax_persistent_cache_min_compile_time_secs`` is set to 0 unless the user set it
+(``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` or ``jax.config``); JAX's default, 1 s, leaves out
+the many programs of a fit that compile in under a second each (predictive, pointwise
+log-likelihood, initialisation). Measured on ``zoo fit lgssm`` (1 warm-up step and 1 draw per
+chain, 2 shared cores): 37-38 s of CPU cold; warm 16.2 s with JAX's 1 s threshold, 9.5 s with 0
+(257 programs, 2.2 MB on disk).
 
 Like :mod:`diagnostics.precision` it does not import JAX: when JAX is not imported yet it sets
 ``JAX_COMPILATION_CACHE_DIR`` (JAX reads it when it is imported), else it updates ``jax.config``.
@@ -29,6 +32,8 @@ __all__ = ["ENV_VAR", "enabled", "default_folder", "apply", "folder"]
 #: the environment variable that switches the persistent cache off ("0")
 ENV_VAR = "DYNAMICS_ZOO_COMPILE_CACHE"
 _JAX_ENV = "JAX_COMPILATION_CACHE_DIR"
+_MIN_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+_JAX_DEFAULT_MIN_TIME = 1.0
 
 
 def enabled() -> bool:
@@ -46,17 +51,20 @@ def default_folder() -> str:
 
 
 def apply() -> None:
-    """Configure JAX's persistent compilation cache unless switched off or already configured
-    (idempotent; never overrides a folder the user chose, never switches a cache off)."""
+    """Configure JAX's persistent compilation cache unless switched off (idempotent; never
+    overrides a folder or a minimum compile time the user chose, never switches a cache off)."""
     if not enabled():
         return
     if "jax" in sys.modules:
         config = sys.modules["jax"].config
-        if getattr(config, "jax_compilation_cache_dir", None):
-            return
-        config.update("jax_compilation_cache_dir", os.environ.get(_JAX_ENV) or default_folder())
+        if not getattr(config, "jax_compilation_cache_dir", None):
+            config.update("jax_compilation_cache_dir", os.environ.get(_JAX_ENV) or default_folder())
+        if _MIN_TIME_ENV not in os.environ and \
+                getattr(config, "jax_persistent_cache_min_compile_time_secs", None) == _JAX_DEFAULT_MIN_TIME:
+            config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     else:
         os.environ.setdefault(_JAX_ENV, default_folder())
+        os.environ.setdefault(_MIN_TIME_ENV, "0")
 
 
 def folder() -> str | None:

@@ -33,24 +33,31 @@ def _run(code: str, tmp_path, **env_vars) -> dict:
 
 _PROBE = """
 import json, jax
-print(json.dumps({"folder": jax.config.jax_compilation_cache_dir}))
+print(json.dumps({"folder": jax.config.jax_compilation_cache_dir,
+                  "min_time": jax.config.jax_persistent_cache_min_compile_time_secs}))
 """
 
 
 @pytest.mark.parametrize("first", ["inference", "diagnostics", "zoo"])
 def test_on_by_default_under_the_user_cache_folder(first, tmp_path):
     result = _run(f"import {first}\n" + _PROBE, tmp_path)
-    assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
+    assert result == {"folder": str(tmp_path / "xdg" / "dynamics-zoo" / "jax"), "min_time": 0.0}
 
 
 def test_applied_when_jax_was_imported_first(tmp_path):
     result = _run("import jax\nimport inference\n" + _PROBE, tmp_path)
-    assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
+    assert result == {"folder": str(tmp_path / "xdg" / "dynamics-zoo" / "jax"), "min_time": 0.0}
+
+
+def test_a_minimum_compile_time_the_user_chose_wins(tmp_path):
+    assert _run("import zoo\n" + _PROBE, tmp_path, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="2")["min_time"] == 2.0
+    code = "import jax\njax.config.update('jax_persistent_cache_min_compile_time_secs', 3.0)\nimport zoo\n" + _PROBE
+    assert _run(code, tmp_path)["min_time"] == 3.0
 
 
 def test_switched_off_by_the_environment_variable(tmp_path):
     result = _run("import zoo\n" + _PROBE, tmp_path, DYNAMICS_ZOO_COMPILE_CACHE="0")
-    assert result["folder"] is None
+    assert result == {"folder": None, "min_time": 1.0}
 
 
 def test_a_folder_the_user_chose_wins(tmp_path):
@@ -64,7 +71,7 @@ def test_a_folder_the_user_chose_wins(tmp_path):
 
 
 def test_a_compiled_program_is_written_to_the_folder(tmp_path):
-    """With JAX's minimum compile time at 0 every compiled program is stored: the folder fills."""
+    """With the minimum compile time at 0 (the default set here) even a tiny program is stored."""
     code = """
 import json, os
 import inference
@@ -74,6 +81,6 @@ jax.block_until_ready(jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((3, 3))))
 folder = compile_cache.folder()
 print(json.dumps({"folder": folder, "files": len(os.listdir(folder)) if os.path.isdir(folder) else 0}))
 """
-    result = _run(code, tmp_path, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    result = _run(code, tmp_path)
     assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
     assert result["files"] >= 1, result
