@@ -1,18 +1,24 @@
-"""Every zoo entry has an executed notebook, and every notebook ran without errors.
+"""Every zoo entry has an executed notebook; every notebook is a jupytext pair and ran without errors.
 
-The notebooks are executed when they are built (``python notebooks/build_<name>.py``); this test
-reads the stored outputs instead of re-running them all, which would not fit the CI budget.
+The notebooks are ``notebooks/NAME.py`` (jupytext percent scripts, the source) paired with
+``notebooks/NAME.ipynb`` (executed, with outputs), written by ``python notebooks/run.py NAME``.
+This test reads the stored outputs instead of re-running them all, which would not fit the CI
+budget, and checks that each pair holds the same cells and that no output carries a path of the
+machine it ran on.
 """
 
 import json
 import pathlib
 import re
 
+import jupytext
 import pytest
 
 import zoo
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+FOLDER = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
+MACHINE_PATH = re.compile(r"(?<![\w.<>~-])/(?:work|check|root|home|tmp|Users|opt)/[\w.\-]+")
 
 
 def _load(path):
@@ -33,8 +39,22 @@ def test_notebook_is_executed_without_errors(path):
     assert not unexecuted, f"{path.name}: code cells {unexecuted} were never executed"
     errors = [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
-    builder = path.with_name(f"build_{path.stem}.py")
-    assert builder.exists(), f"{path.name} has no generator script {builder.name}"
+    script = path.with_suffix(".py")
+    assert script.exists(), f"{path.name} has no jupytext script {script.name} (python notebooks/run.py writes the pair)"
+    paired = jupytext.read(script)
+    ours = [(c.cell_type, c.source.strip()) for c in paired.cells]
+    stored = [(c["cell_type"], "".join(c["source"]).strip()) for c in notebook["cells"]]
+    assert ours == stored, f"{script.name} and {path.name} differ: run `python notebooks/run.py {path.stem}`"
+    outputs = json.dumps([c.get("outputs", []) for c in code_cells])
+    found = MACHINE_PATH.findall(outputs)
+    assert not found, f"{path.name}: machine paths in stored outputs {sorted(set(found))[:3]} (run.py scrubs them)"
+
+
+def test_no_string_literal_builders():
+    builders = sorted(p.name for p in FOLDER.glob("build_*.py"))
+    assert not builders, f"notebooks are jupytext pairs (NAME.py + NAME.ipynb), not builders: {builders}"
+    scripts = {p.stem for p in FOLDER.glob("*.py")} - {"run"}
+    assert scripts <= {p.stem for p in NOTEBOOKS}, f"scripts without an executed notebook: {sorted(scripts - {p.stem for p in NOTEBOOKS})}"
 
 
 # Entries whose executed notebook is still owed (their builders exist or are being written; the

@@ -1,27 +1,37 @@
-"""Build notebooks/hmm_rnn.ipynb: the paper's HMMs with exact NUTS, decoding, and an RNN that emulates one."""
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-from nbtools import build, code, md
+# %% [markdown]
+# # `hmm_rnn`: RNNs emulating hidden Markov models
+#
+# Torre et al. (NeurIPS 2025, arXiv:2510.25674) train noise-driven ReLU RNNs to produce output
+# sequences statistically indistinguishable from those of small discrete HMMs, then take the
+# networks apart. This notebook does both halves at CPU scale:
+#
+# 1. the paper's HMMs (linear chains of 2–5 states, fully connected, cyclic; 3 output symbols) as
+#    NumPyro programs whose latent path is summed out by the forward algorithm, so NUTS samples the
+#    transition and emission probabilities exactly (emission rows ordered by $P(y = 2)$ against label
+#    switching); Viterbi and FFBS decode the states;
+# 2. a noise-driven RNN $h_t = \mathrm{ReLU}(W_{hh}h_{t-1} + W_{ih}x_t)$, $x_t\sim N(0, I)$, with hard
+#    straight-through Gumbel-softmax outputs, trained with optax on the debiased Sinkhorn divergence
+#    (ε = blur² = 0.04) between batches of one-hot RNN and HMM sequences, plus (a zoo extension of
+#    the paper's loss) λ times the squared distance between the batch's pooled pair and symbol
+#    frequencies and the HMM training set's; then its fixed points, its orbits under noise and its
+#    "kick" units.
 
-cells = [
-    md(r"""
-# `hmm_rnn`: RNNs emulating hidden Markov models
-
-Torre et al. (NeurIPS 2025, arXiv:2510.25674) train noise-driven ReLU RNNs to produce output
-sequences statistically indistinguishable from those of small discrete HMMs, then take the
-networks apart. This notebook does both halves at CPU scale:
-
-1. the paper's HMMs (linear chains of 2–5 states, fully connected, cyclic; 3 output symbols) as
-   NumPyro programs whose latent path is summed out by the forward algorithm, so NUTS samples the
-   transition and emission probabilities exactly (emission rows ordered by $P(y = 2)$ against label
-   switching); Viterbi and FFBS decode the states;
-2. a noise-driven RNN $h_t = \mathrm{ReLU}(W_{hh}h_{t-1} + W_{ih}x_t)$, $x_t\sim N(0, I)$, with hard
-   straight-through Gumbel-softmax outputs, trained with optax on the debiased Sinkhorn divergence
-   (ε = blur² = 0.04) between batches of one-hot RNN and HMM sequences, plus (a zoo extension of
-   the paper's loss) λ times the squared distance between the batch's pooled pair and symbol
-   frequencies and the HMM training set's; then its fixed points, its orbits under noise and its
-   "kick" units.
-"""),
-    code("""
+# %%
 import warnings
 warnings.filterwarnings("ignore", category=UserWarning)
 import dataclasses, jax, jax.numpy as jnp, numpy as np, arviz as az, matplotlib.pyplot as plt, pandas as pd
@@ -39,15 +49,15 @@ for j, name in enumerate(names):
     axes[1, j].imshow(arch.emissions, vmin=0, vmax=1, cmap="viridis")
 axes[0, 0].set_ylabel("transition A"); axes[1, 0].set_ylabel("emission E (states × symbols)")
 for ax in axes.ravel(): ax.set_xticks([]); ax.set_yticks([])
-"""),
-    md("""
-## Exact NUTS on the two-state chain (`small`: 100 sequences × 100 steps)
 
-Parameters: the stay probability $p \\sim \\mathrm{Beta}(20, 2)$ and the emission rows (ordered
-Dirichlet). The spec's recovery check: the 90% interval of $p$ covers 0.95, $|E[p] - 0.95| < 0.01$,
-$|E[E_{0,0}] - 0.99| < 0.02$.
-"""),
-    code("""
+# %% [markdown]
+# ## Exact NUTS on the two-state chain (`small`: 100 sequences × 100 steps)
+#
+# Parameters: the stay probability $p \sim \mathrm{Beta}(20, 2)$ and the emission rows (ordered
+# Dirichlet). The spec's recovery check: the 90% interval of $p$ covers 0.95, $|E[p] - 0.95| < 0.01$,
+# $|E[E_{0,0}] - 0.99| < 0.02$.
+
+# %%
 config = entry.configs["small"]
 ys, truth = entry.simulate(jax.random.PRNGKey(0), config)
 idata = inference.fit(entry, ys, method="nuts", progress=False, posterior_predictive=False,
@@ -56,11 +66,11 @@ print(checks.format_verdicts(checks.run_checks(idata)))
 for c in entry.check(idata, truth, config):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", c.target, "|", c.detail)
 az.summary(idata, var_names=["p", "emission_probs"])
-"""),
-    md("""
-## Decoding: Viterbi and forward-filter backward-sampling at the posterior mean
-"""),
-    code("""
+
+# %% [markdown]
+# ## Decoding: Viterbi and forward-filter backward-sampling at the posterior mean
+
+# %%
 T_post = jnp.asarray(idata.posterior["transition_matrix"].mean(("chain", "draw")).values)
 E_post = jnp.asarray(idata.posterior["emission_probs"].mean(("chain", "draw")).values)
 seq = ys[0]
@@ -75,33 +85,33 @@ ax.plot(np.asarray(truth["states"][0]) * 2, "C2", lw=3, alpha=.4, label="true st
 ax.plot(np.asarray(viterbi[0]) * 2, "C0--", label="Viterbi (×2)")
 ax.plot(np.asarray(smoothed[:, 1]) * 2, "C1", alpha=.7, label="P(state 1 | y) (×2)")
 ax.legend(fontsize=8, loc="center right"); ax.set_xlabel("time")
-"""),
-    md("""
-## The emulation study on the three-state chain
 
-The HMM of `chain3` (T = 30) is the target; the RNN has 50 units and 10 noise inputs, batches of
-512 sequences (the spec's `small`; the paper uses 150 units, 100 inputs and batches of 4096;
-`H.RNN_CONFIGS["small"]`, also used by the slow test). Training runs 2000 steps through
-`inference.train` (Adam, learning rate 3·10⁻³ with a cosine decay, gradient-norm clipping 0.9). The loss is the paper's Sinkhorn divergence plus a zoo
-extension, λ(‖F − F*‖² + ‖f − f*‖²), where F = mean over sequences and steps of
-o_t ⊗ o_{t+1} and f = mean of o_t are the pair and symbol frequencies of the batch's
-straight-through one-hot outputs and F*, f* those of the HMM training set
-(`H.transition_statistics_penalty`; λ = `RNNConfig.transition_weight`, default 10⁴, and λ = 0
-is the paper's loss). F pins P(y_{t+1} | y_t), which the batch Sinkhorn divergence alone leaves
-short at these batch sizes (stay probability ≈ 0.69 against the HMM's 0.75). The extra term
-dominates the first steps of the loss curve below (log scale), and its batch noise keeps the
-trained loss a few units above the Sinkhorn levels; so the trained network is also scored by the
-Sinkhorn divergence alone, on a fresh batch of its sequences. A batch Sinkhorn divergence of
-one-hot sequences is a noisy, biased loss: two
-independent batches of 512 HMM sequences are already at a positive S_ε from each other (the
-floor below), and sequences of independent symbols with the HMM's marginal frequencies sit
-higher (computed below). The loss
-first drops to that plateau (marginals learned, no memory), stays there, then drops again
-towards the floor when the network discovers the temporal structure: the "double descent" the
-paper reports together with the appearance of orbits. When the second drop comes varies with
-the seed and the batch size (with batches of 256, 800 steps were not enough in our runs).
-"""),
-    code("""
+# %% [markdown]
+# ## The emulation study on the three-state chain
+#
+# The HMM of `chain3` (T = 30) is the target; the RNN has 50 units and 10 noise inputs, batches of
+# 512 sequences (the spec's `small`; the paper uses 150 units, 100 inputs and batches of 4096;
+# `H.RNN_CONFIGS["small"]`, also used by the slow test). Training runs 2000 steps through
+# `inference.train` (Adam, learning rate 3·10⁻³ with a cosine decay, gradient-norm clipping 0.9). The loss is the paper's Sinkhorn divergence plus a zoo
+# extension, λ(‖F − F*‖² + ‖f − f*‖²), where F = mean over sequences and steps of
+# o_t ⊗ o_{t+1} and f = mean of o_t are the pair and symbol frequencies of the batch's
+# straight-through one-hot outputs and F*, f* those of the HMM training set
+# (`H.transition_statistics_penalty`; λ = `RNNConfig.transition_weight`, default 10⁴, and λ = 0
+# is the paper's loss). F pins P(y_{t+1} | y_t), which the batch Sinkhorn divergence alone leaves
+# short at these batch sizes (stay probability ≈ 0.69 against the HMM's 0.75). The extra term
+# dominates the first steps of the loss curve below (log scale), and its batch noise keeps the
+# trained loss a few units above the Sinkhorn levels; so the trained network is also scored by the
+# Sinkhorn divergence alone, on a fresh batch of its sequences. A batch Sinkhorn divergence of
+# one-hot sequences is a noisy, biased loss: two
+# independent batches of 512 HMM sequences are already at a positive S_ε from each other (the
+# floor below), and sequences of independent symbols with the HMM's marginal frequencies sit
+# higher (computed below). The loss
+# first drops to that plateau (marginals learned, no memory), stays there, then drops again
+# towards the floor when the network discovers the temporal structure: the "double descent" the
+# paper reports together with the appearance of orbits. When the second drop comes varies with
+# the seed and the batch size (with batches of 256, 800 steps were not enough in our runs).
+
+# %%
 target = entry.configs["chain3"]
 rnn_config = H.RNN_CONFIGS["small"]
 print(rnn_config)
@@ -132,32 +142,32 @@ ax.axhline(trained, color="g", ls=":", lw=1, label="HMM vs trained RNN (S_ε alo
 ax.axhline(floor, color="k", ls=":", lw=1, label="HMM vs HMM batch (floor)")
 ax.axhline(memoryless, color="r", ls=":", lw=1, label="independent symbols")
 ax.legend(fontsize=8)
-"""),
-    md("""
-### Emission statistics of the trained RNN against the exact HMM values
 
-The spec's thresholds: L1 of output frequencies < 0.05, max |ΔP(y_{t+1}|y_t)| < 0.05, mean run
-length within 20%; all three hold after the spec's `small` training.
-"""),
-    code("""
+# %% [markdown]
+# ### Emission statistics of the trained RNN against the exact HMM values
+#
+# The spec's thresholds: L1 of output frequencies < 0.05, max |ΔP(y_{t+1}|y_t)| < 0.05, mean run
+# length within 20%; all three hold after the spec's `small` training.
+
+# %%
 rnn_ys, hs, logits = H.generate(jax.random.PRNGKey(5), result.params, problem.net, 3000, target.num_steps, rnn_config.noise_dim)
 rnn_stats = H.emission_statistics(rnn_ys, 3)
 hmm_stats = H.hmm_emission_statistics(arch.transition, arch.emissions, target.num_steps)
 print("output frequencies  RNN", np.round(rnn_stats.frequencies, 3), " HMM", np.round(hmm_stats.frequencies, 3))
 print("mean run length     RNN", round(float(rnn_stats.mean_run_length), 3), " HMM", round(float(hmm_stats.mean_run_length), 3))
-print("P(y_{t+1} | y_t)  RNN\\n", np.round(rnn_stats.transition, 3), "\\n HMM\\n", np.round(hmm_stats.transition, 3))
+print("P(y_{t+1} | y_t)  RNN\n", np.round(rnn_stats.transition, 3), "\n HMM\n", np.round(hmm_stats.transition, 3))
 for c in H.emulation_checks(rnn_ys, target):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", round(c.value, 4), c.target)
-"""),
-    md("""
-## Inside the network: fixed points, orbits under noise, kick units
 
-Without input, a bias-free ReLU RNN has the fixed point $h = 0$ (and possibly others); the
-Sussillo–Barak search minimises $q(h) = \\tfrac12\\lVert \\mathrm{ReLU}(hW_{hh}) - h\\rVert^2$ from
-states visited on the noisy orbit. Driven by noise the activity circulates around it; the
-paper finds the orbit radius growing with the noise. Kick units fire just before an output switch.
-"""),
-    code("""
+# %% [markdown]
+# ## Inside the network: fixed points, orbits under noise, kick units
+#
+# Without input, a bias-free ReLU RNN has the fixed point $h = 0$ (and possibly others); the
+# Sussillo–Barak search minimises $q(h) = \tfrac12\lVert \mathrm{ReLU}(hW_{hh}) - h\rVert^2$ from
+# states visited on the noisy orbit. Driven by noise the activity circulates around it; the
+# paper finds the orbit radius growing with the noise. Kick units fire just before an output switch.
+
+# %%
 analysis = H.analyse_emulator(jax.random.PRNGKey(9), result.params, problem.net, rnn_config.noise_dim,
                               noise_scales=(0.25, 0.5, 0.75, 1.0, 1.25))
 fps = analysis.fixed_points
@@ -180,8 +190,3 @@ for s in switches:
 axes[2].legend(fontsize=8); axes[2].set_title("top kick units (lines: output switches)"); axes[2].set_xlabel("time")
 pd.DataFrame({"unit": top, "kick score": np.asarray(analysis.kicks.scores)[top],
               "fraction of time active": np.asarray(analysis.kicks.active_fraction)[top]}).round(3)
-"""),
-]
-
-if __name__ == "__main__":
-    print(build("hmm_rnn", cells, timeout=3000))

@@ -1,30 +1,40 @@
-"""Build notebooks/affect_vad.ipynb: VAD affect dynamics, Kalman-marginal NUTS, and which order fits."""
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-from nbtools import build, code, md
+# %% [markdown]
+# # `affect_vad`: explicit affective state dynamics of an LLM agent
+#
+# Subaharan (2026, arXiv:2601.16087) keeps a Valence–Arousal–Dominance state $s_t$ outside the
+# language model, fed by a memoryless per-turn affect estimate $e_t$ of the user's turn, and compares
+# three update rules over a 25-turn protocol. Here the update rule is a latent linear-Gaussian
+# process with known inputs, observed through noisy readouts $r_t$ of the agent's expressed affect:
+#
+# | variant | update |
+# |---|---|
+# | stateless | $s_t = e_t$ |
+# | first order (exponential smoothing) | $s_t = s_{t-1} + \alpha(e_t - s_{t-1}) + \sigma_s\xi_t$ |
+# | second order (heavy-ball momentum) | $s_t = s_{t-1} + \alpha(e_t - s_{t-1}) + \mu(s_{t-1}-s_{t-2}) + \sigma_s\xi_t$ |
+#
+# with readout $r_t = \kappa s_t + \sigma_r\eta_t$. The Kalman filter (`inference.exact.kalman_filter`)
+# gives the exact likelihood of the readouts, one filter per dialogue and VAD dimension, so NUTS
+# samples $(\alpha, \mu, \sigma_s, \sigma_r, \kappa)$ directly. The question the paper's comparison
+# raises, *which order of dynamics is at work*, becomes a model comparison: PSIS-LOO over turns,
+# leave-future-out over turns (PSIS-LFO with exact refits), and the log-evidence, both exact
+# (adaptive Gauss–Hermite quadrature of the Kalman marginal likelihood) and by tempered SMC.
 
-cells = [
-    md(r"""
-# `affect_vad`: explicit affective state dynamics of an LLM agent
-
-Subaharan (2026, arXiv:2601.16087) keeps a Valence–Arousal–Dominance state $s_t$ outside the
-language model, fed by a memoryless per-turn affect estimate $e_t$ of the user's turn, and compares
-three update rules over a 25-turn protocol. Here the update rule is a latent linear-Gaussian
-process with known inputs, observed through noisy readouts $r_t$ of the agent's expressed affect:
-
-| variant | update |
-|---|---|
-| stateless | $s_t = e_t$ |
-| first order (exponential smoothing) | $s_t = s_{t-1} + \alpha(e_t - s_{t-1}) + \sigma_s\xi_t$ |
-| second order (heavy-ball momentum) | $s_t = s_{t-1} + \alpha(e_t - s_{t-1}) + \mu(s_{t-1}-s_{t-2}) + \sigma_s\xi_t$ |
-
-with readout $r_t = \kappa s_t + \sigma_r\eta_t$. The Kalman filter (`inference.exact.kalman_filter`)
-gives the exact likelihood of the readouts, one filter per dialogue and VAD dimension, so NUTS
-samples $(\alpha, \mu, \sigma_s, \sigma_r, \kappa)$ directly. The question the paper's comparison
-raises, *which order of dynamics is at work*, becomes a model comparison: PSIS-LOO over turns,
-leave-future-out over turns (PSIS-LFO with exact refits), and the log-evidence, both exact
-(adaptive Gauss–Hermite quadrature of the Kalman marginal likelihood) and by tempered SMC.
-"""),
-    code("""
+# %%
 import warnings
 warnings.filterwarnings("ignore", category=UserWarning)
 import jax, numpy as np, arviz as az, matplotlib.pyplot as plt
@@ -48,15 +58,15 @@ for j, (ax, name) in enumerate(zip(axes, A.DIMENSIONS)):
         ax.plot(np.arange(1, 26), data.readouts[i, :, j], ".", color=f"C{i+1}", ms=4)
     ax.set_title(name); ax.set_xlabel("turn")
 axes[0].legend(fontsize=8)
-"""),
-    md(r"""
-## The dynamics: overshoot, lag and recovery
 
-The second-order rule is an AR(2) filter with poles $\lambda^2 - (1-\alpha+\mu)\lambda + \mu = 0$; its
-step response overshoots exactly when the poles are complex, $(1-\alpha+\mu)^2 < 4\mu$ (the unit
-test checks this on a grid). Momentum buys inertia and hysteresis at the cost of responsiveness.
-"""),
-    code("""
+# %% [markdown]
+# ## The dynamics: overshoot, lag and recovery
+#
+# The second-order rule is an AR(2) filter with poles $\lambda^2 - (1-\alpha+\mu)\lambda + \mu = 0$; its
+# step response overshoots exactly when the poles are complex, $(1-\alpha+\mu)^2 < 4\mu$ (the unit
+# test checks this on a grid). Momentum buys inertia and hysteresis at the cost of responsiveness.
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.2))
 for mu in (0.0, 0.3, 0.6, 0.9):
     curve = A.step_response(0.3, mu, num_turns=40)
@@ -72,11 +82,11 @@ axes[1].step(np.arange(1, 26), e[:, 0], "k", where="mid", lw=.8); axes[1].set_ti
 axes[1].legend(fontsize=7)
 import pandas as pd
 pd.DataFrame(rows).round(3)
-"""),
-    md("""
-## Kalman-marginal NUTS on the `small` data (second order, α = 0.3, μ = 0.6)
-"""),
-    code("""
+
+# %% [markdown]
+# ## Kalman-marginal NUTS on the `small` data (second order, α = 0.3, μ = 0.6)
+
+# %%
 runs = {}
 runs["second_order"] = inference.fit(entry, data, method="nuts", progress=False, posterior_predictive=False,
                                      **entry.recipe.options_for("small"))
@@ -85,18 +95,18 @@ recovery = entry.check(runs["second_order"], truth, config)
 for c in recovery:
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", c.target, "|", c.detail)
 az.summary(runs["second_order"], var_names=["alpha", "mu", "sigma_s", "sigma_r", "gain"])
-"""),
-    md("""
-## Which order generated these dialogues?
 
-The same data are fitted with the first-order and stateless models. PSIS-LOO uses the pointwise
-log-likelihood per (dialogue, turn) that the `numpyro.factor("y", ...)` site exposes; the rule
-picks the simplest model whose elpd is within 2 SE of the best (nested models tie on data from a
-simpler one). The log-evidence integrates the exact (Kalman) likelihood against the prior by
-adaptive Gauss–Hermite quadrature (5 nodes per dimension; the change from 4 nodes is reported as
-its error).
-"""),
-    code("""
+# %% [markdown]
+# ## Which order generated these dialogues?
+#
+# The same data are fitted with the first-order and stateless models. PSIS-LOO uses the pointwise
+# log-likelihood per (dialogue, turn) that the `numpyro.factor("y", ...)` site exposes; the rule
+# picks the simplest model whose elpd is within 2 SE of the best (nested models tie on data from a
+# simpler one). The log-evidence integrates the exact (Kalman) likelihood against the prior by
+# adaptive Gauss–Hermite quadrature (5 nodes per dimension; the change from 4 nodes is reported as
+# its error).
+
+# %%
 for variant in ("first_order", "stateless"):
     runs[variant] = inference.fit(entry, data, method="nuts", config=A.with_variant(config, variant),
                                   progress=False, posterior_predictive=False, **entry.recipe.options_for("small"))
@@ -110,24 +120,24 @@ for variant, idata in runs.items():
 comparison = choose_model(runs, evidence, order=A.VARIANTS)
 print("chosen by LOO:", comparison.chosen_by_loo, "| chosen by evidence:", comparison.chosen_by_evidence)
 comparison.loo
-"""),
-    md("""
-### Leave-future-out and the SMC evidence
 
-LOO scores each (dialogue, turn) given all other turns, future ones included. Leave-future-out
-asks the forecasting question instead: fit turns $1..i$, predict turn $i+1$ of every dialogue.
-`diagnostics.compare.psis_lfo` starts with an exact refit on the first 15 turns, importance-weights
-that posterior forward one turn at a time, and refits (NUTS on `A.first_turns(data, i)`) whenever
-the Pareto k of the weights exceeds 0.7; `A.per_turn_log_likelihood` evaluates each refit's draws
-on the full data (its terms for turns $\geq i$ are the one-step predictive densities, by the
-Kalman filter's prediction-error decomposition). The same simplest-within-2-SE rule, with the SE
-of the paired per-turn differences, picks the order.
+# %% [markdown]
+# ### Leave-future-out and the SMC evidence
+#
+# LOO scores each (dialogue, turn) given all other turns, future ones included. Leave-future-out
+# asks the forecasting question instead: fit turns $1..i$, predict turn $i+1$ of every dialogue.
+# `diagnostics.compare.psis_lfo` starts with an exact refit on the first 15 turns, importance-weights
+# that posterior forward one turn at a time, and refits (NUTS on `A.first_turns(data, i)`) whenever
+# the Pareto k of the weights exceeds 0.7; `A.per_turn_log_likelihood` evaluates each refit's draws
+# on the full data (its terms for turns $\geq i$ are the one-step predictive densities, by the
+# Kalman filter's prediction-error decomposition). The same simplest-within-2-SE rule, with the SE
+# of the paired per-turn differences, picks the order.
+#
+# Tempered SMC (`inference.fit(..., method="smc")`, 4 independent runs of 500 particles) estimates
+# the log-evidence without using the Gaussian structure; it should agree with the quadrature within
+# its Monte Carlo error.
 
-Tempered SMC (`inference.fit(..., method="smc")`, 4 independent runs of 500 particles) estimates
-the log-evidence without using the Gaussian structure; it should agree with the quadrature within
-its Monte Carlo error.
-"""),
-    code("""
+# %%
 import time
 from diagnostics.compare import psis_lfo
 
@@ -160,14 +170,14 @@ chosen = {"LOO": comparison.chosen_by_loo, "LFO": comparison.chosen_by_lfo,
           "evidence (quadrature)": comparison.chosen_by_evidence, "evidence (SMC)": by_smc}
 print("chosen:", chosen)
 criteria.round(2)
-"""),
-    md("""
-### Data from each variant
 
-The comparison must also pick the *simpler* orders when they generated the data. Exact evidence
-for all nine (data, model) pairs (the LOO version of this check runs as a slow test):
-"""),
-    code("""
+# %% [markdown]
+# ### Data from each variant
+#
+# The comparison must also pick the *simpler* orders when they generated the data. Exact evidence
+# for all nine (data, model) pairs (the LOO version of this check runs as a slow test):
+
+# %%
 table = {}
 for source in ("small_stateless", "small_first_order", "small"):
     d, _ = entry.simulate(jax.random.PRNGKey(1), entry.configs[source])
@@ -179,16 +189,16 @@ ev_table = pd.DataFrame(table).T
 ev_table.index.name = "generated by"
 ev_table["chosen"] = ev_table[list(A.VARIANTS)].idxmax(axis=1)
 ev_table.round(2)
-"""),
-    md("""
-## Report
 
-The HTML report compares the three fits of the `small` data: the order selected by each
-criterion, the LOO/WAIC/LFO/evidence table, Pareto k, the LFO per turn, the evidence,
-convergence per model, the recovery table of the second-order fit, then each run. It is written
-to `affect_vad_report.html`; its comparison part is shown below.
-"""),
-    code("""
+# %% [markdown]
+# ## Report
+#
+# The HTML report compares the three fits of the `small` data: the order selected by each
+# criterion, the LOO/WAIC/LFO/evidence table, Pareto k, the LFO per turn, the evidence,
+# convergence per model, the recovery table of the second-order fit, then each run. It is written
+# to `affect_vad_report.html`; its comparison part is shown below.
+
+# %%
 import html
 from IPython.display import HTML
 from diagnostics.render import render_html
@@ -212,8 +222,3 @@ assert set(chosen.values()) == {"second_order"}, chosen
 assert list(ev_table["chosen"]) == list(ev_table.index)
 page = render_html("affect_vad: comparison of the three variants", sections)
 HTML('<iframe srcdoc="' + html.escape(page) + '" style="width:100%; height:900px; border:1px solid #ccc"></iframe>')
-"""),
-]
-
-if __name__ == "__main__":
-    print(build("affect_vad", cells, timeout=3000))

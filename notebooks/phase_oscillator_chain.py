@@ -1,36 +1,45 @@
-"""Build notebooks/phase_oscillator_chain.ipynb: roughness of a synchronising ring of phase
-oscillators against linear theory, a small (c, D) phase diagram, and NUTS recovery."""
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-from nbtools import build, code, md
+# %% [markdown]
+# # `phase_oscillator_chain`: synchronisation as kinetic roughening
+#
+# Gutiérrez & Cuerno (arXiv:2604.06040) map the synchronised phase of a 1-D ring of oscillators,
+# `dφ_j = [ω_j + K(Γ(φ_{j+1}-φ_j) + Γ(φ_{j-1}-φ_j))] dt + sqrt(2D) dW_j`, `Γ(x) = sin x + c(1-cos x)`,
+# onto interface growth: Edwards–Wilkinson (β = ¼) for odd coupling, KPZ (β = ⅓) when c ≠ 0,
+# Larkin (β = ¾) with columnar frequencies, random deposition (β = ½) without synchronisation.
+# This notebook checks the simulator against linear theory, sketches a small phase diagram, and
+# recovers (K, c, D) and the columnar frequencies with NUTS on the exact Euler–Maruyama likelihood.
 
-cells = [
-    md("""
-# `phase_oscillator_chain`: synchronisation as kinetic roughening
-
-Gutiérrez & Cuerno (arXiv:2604.06040) map the synchronised phase of a 1-D ring of oscillators,
-`dφ_j = [ω_j + K(Γ(φ_{j+1}-φ_j) + Γ(φ_{j-1}-φ_j))] dt + sqrt(2D) dW_j`, `Γ(x) = sin x + c(1-cos x)`,
-onto interface growth: Edwards–Wilkinson (β = ¼) for odd coupling, KPZ (β = ⅓) when c ≠ 0,
-Larkin (β = ¾) with columnar frequencies, random deposition (β = ½) without synchronisation.
-This notebook checks the simulator against linear theory, sketches a small phase diagram, and
-recovers (K, c, D) and the columnar frequencies with NUTS on the exact Euler–Maruyama likelihood.
-"""),
-    code("""
+# %%
 import time
 import jax, jax.numpy as jnp, numpy as np, arviz as az, matplotlib.pyplot as plt
 import zoo, inference
 from zoo import phase_oscillator_chain as poc
 
 entry = zoo.get("phase_oscillator_chain")
-"""),
-    md("""
-## Roughness curves against linear theory
 
-Time noise, c = 0, D = 0.05, L = 256, 50 Heun runs: `W²(t)` against the EW linear theory
-`(2D/L) Σ_{k≠0} (1 - e^{-2λ_k t})/(2λ_k)`, `λ_k = 4K sin²(πk/L)` (the spec's check: within 10%).
-Columnar disorder (σ_ω = 0.05, no time noise, L = 512): `W ~ t^{3/4}` (Larkin) for
-`1 ≪ t ≪ L²/(4π²K)`.
-"""),
-    code("""
+# %% [markdown]
+# ## Roughness curves against linear theory
+#
+# Time noise, c = 0, D = 0.05, L = 256, 50 Heun runs: `W²(t)` against the EW linear theory
+# `(2D/L) Σ_{k≠0} (1 - e^{-2λ_k t})/(2λ_k)`, `λ_k = 4K sin²(πk/L)` (the spec's check: within 10%).
+# Columnar disorder (σ_ω = 0.05, no time noise, L = 512): `W ~ t^{3/4}` (Larkin) for
+# `1 ≪ t ≪ L²/(4π²K)`.
+
+# %%
 L, dt = 256, 0.05
 W2 = np.asarray(poc.roughness_sweep(jax.random.PRNGKey(0), [0.0], [0.05], K=1.0, L=L, dt=dt, num_steps=2000,
                                     num_runs=50, record_every=10))[0, 0]
@@ -56,17 +65,17 @@ ax[2].semilogx(np.sqrt(tc[1:-1] * tc[2:]), slope); ax[2].axhline(0.75, color="k"
 ax[2].set_ylim(0.5, 1.05); ax[2].set_xlabel("t"); ax[2].set_title("columnar: d ln W / d ln t")
 window = (tc >= 5) & (tc <= 150)
 print("columnar slope on t in [5, 150]:", np.polyfit(np.log(tc[window]), 0.5 * np.log(W2c[window]), 1)[0].round(3))
-"""),
-    md("""
-## A small phase diagram
 
-Time noise, L = 128, K = 1, 8 Heun runs per cell, t up to 100: the effective growth exponent
-`β_eff = d ln W / d ln t` fitted on t ∈ [5, 50], over the non-oddity c and the noise D (the
-paper's diagram runs L = 1024–4096 with 100+ realisations; `roughness_sweep` at the `paper`
-config's sizes on an accelerator). The KPZ coupling `g = 4c²D/K` orders the cells: EW (β ≈ ¼) at
-small g, rising towards KPZ (β = ⅓) as g grows; phase slips appear at large D.
-"""),
-    code("""
+# %% [markdown]
+# ## A small phase diagram
+#
+# Time noise, L = 128, K = 1, 8 Heun runs per cell, t up to 100: the effective growth exponent
+# `β_eff = d ln W / d ln t` fitted on t ∈ [5, 50], over the non-oddity c and the noise D (the
+# paper's diagram runs L = 1024–4096 with 100+ realisations; `roughness_sweep` at the `paper`
+# config's sizes on an accelerator). The KPZ coupling `g = 4c²D/K` orders the cells: EW (β ≈ ¼) at
+# small g, rising towards KPZ (β = ⅓) as g grows; phase slips appear at large D.
+
+# %%
 cs, Ds = np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.05, 0.2, 0.5])
 sweep = np.asarray(poc.roughness_sweep(jax.random.PRNGKey(2), cs, Ds, K=1.0, L=128, dt=0.05, num_steps=2000,
                                        num_runs=8, record_every=20))
@@ -82,16 +91,16 @@ ax.set_xticks(range(len(Ds)), [str(d) for d in Ds]); ax.set_yticks(range(len(cs)
 ax.set_xlabel("D"); ax.set_ylabel("c"); fig.colorbar(im, label="β_eff")
 for i, c in enumerate(cs):
     for j, D in enumerate(Ds):
-        ax.text(j, i, f"{beta[i, j]:.2f}\\ng={float(poc.kpz_coupling(1.0, c, D)):.2g}" + (f"\\nslips {slips[i, j]}" if slips[i, j] else ""),
+        ax.text(j, i, f"{beta[i, j]:.2f}\ng={float(poc.kpz_coupling(1.0, c, D)):.2g}" + (f"\nslips {slips[i, j]}" if slips[i, j] else ""),
                 ha="center", va="center", fontsize=7, color="w")
-"""),
-    md("""
-## Recovery with NUTS on the exact Euler–Maruyama likelihood
 
-The small config (L = 64, dt = 0.05, 200 steps, K = 1, c = 0.5, D = 0.05). The phases are fully
-observed, so the transition density is Gaussian and exact for the EM scheme.
-"""),
-    code("""
+# %% [markdown]
+# ## Recovery with NUTS on the exact Euler–Maruyama likelihood
+#
+# The small config (L = 64, dt = 0.05, 200 steps, K = 1, c = 0.5, D = 0.05). The phases are fully
+# observed, so the transition density is Gaussian and exact for the EM scheme.
+
+# %%
 config = entry.configs["small"]
 data, truth = entry.simulate(jax.random.PRNGKey(0), config)
 fig, ax = plt.subplots(figsize=(9, 2.6))
@@ -103,22 +112,22 @@ print(f"CPU {time.process_time() - t0:.0f} s")
 print(az.summary(idata, var_names=["K", "c", "D"]))
 for c in entry.check(idata, truth, config):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", c.target)
-"""),
-    md("""
-K and D are pinned to about 4% and 2%; c is not (posterior sd about 0.2): while the ring stays
-synchronised the non-odd term `Kc(2 - cos Δ₊ - cos Δ₋) ≈ KcΔ²` is tiny (neighbour differences
-~0.2 rad), which is why the check asks c only to lie in its (joint, Bonferroni) 90% interval.
-On this data set (seed 0) E[c] sits 2.3 posterior sd below the truth and the interval misses:
-a tail event the 90% budget allows. Over eight data sets (seeds 0-7, same recipe) the
-standardised errors (E[c] - c)/sd[c] were -2.26, 0.47, 0.93, 1.26, 0.79, 1.73, -0.71, 0.75: as a
-calibrated posterior gives, one of eight beyond 2 sd.
 
-## Columnar disorder: the frequencies themselves
+# %% [markdown]
+# K and D are pinned to about 4% and 2%; c is not (posterior sd about 0.2): while the ring stays
+# synchronised the non-odd term `Kc(2 - cos Δ₊ - cos Δ₋) ≈ KcΔ²` is tiny (neighbour differences
+# ~0.2 rad), which is why the check asks c only to lie in its (joint, Bonferroni) 90% interval.
+# On this data set (seed 0) E[c] sits 2.3 posterior sd below the truth and the interval misses:
+# a tail event the 90% budget allows. Over eight data sets (seeds 0-7, same recipe) the
+# standardised errors (E[c] - c)/sd[c] were -2.26, 0.47, 0.93, 1.26, 0.79, 1.73, -0.71, 0.75: as a
+# calibrated posterior gives, one of eight beyond 2 sd.
+#
+# ## Columnar disorder: the frequencies themselves
+#
+# σ_ω = 0.05 with a small time noise D = 0.001 (the transitions then have a density): NUTS over
+# the L frequencies (non-centred) and (K, c, D, σ_ω).
 
-σ_ω = 0.05 with a small time noise D = 0.001 (the transitions then have a density): NUTS over
-the L frequencies (non-centred) and (K, c, D, σ_ω).
-"""),
-    code("""
+# %%
 col = entry.configs["columnar"]
 data_c, truth_c = entry.simulate(jax.random.PRNGKey(0), col)
 idata_c = inference.fit(entry, data_c, config="columnar", method="nuts", progress=False, **entry.recipe.options)
@@ -128,8 +137,3 @@ ax.errorbar(np.asarray(truth_c["omega"]), omega.mean(0), yerr=omega.std(0), fmt=
 lim = 0.15; ax.plot([-lim, lim], [-lim, lim], "k:"); ax.set_xlabel("true ω_j"); ax.set_ylabel("posterior ω_j")
 for c in entry.check(idata_c, truth_c, col):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", round(c.value, 3), "|", c.target)
-"""),
-]
-
-if __name__ == "__main__":
-    build("phase_oscillator_chain", cells)

@@ -1,30 +1,39 @@
-"""Build notebooks/particle_tour.ipynb: the five particle methods on ppg_lgssm, side by side with NUTS,
-then on its stochastic-volatility sibling ppg_stochastic_volatility (small settings)."""
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-from nbtools import build, code, md
+# %% [markdown]
+# # A tour of the particle backends on `ppg_lgssm`
+#
+# One model, one data set, six methods through one facade, `inference.fit(entry, data, method=...)`:
+#
+# | method | what it does | output |
+# |---|---|---|
+# | `pf` | bootstrap particle filter at fixed θ | log-evidence estimates, filtering moments |
+# | `pmmh` | particle marginal Metropolis–Hastings | posterior draws of θ |
+# | `pgibbs` | particle Gibbs (conditional SMC with backward sampling, then θ \| x) | posterior draws of θ and x |
+# | `ppg` | Parisian particle Gibbs: PaRIS smoothing driven by conditional SMC; SA-MLE of θ with the smoothed score | θ̂ and smoothed functionals, paths at θ̂ |
+# | `smc2` | SMC²: θ-particles each carrying a particle filter | posterior draws of θ and the evidence |
+# | `nuts` | NUTS on the Kalman marginal (the exact reference) | posterior draws of θ |
+#
+# The model (`zoo.paris_particle_gibbs`, Cardoso et al. 2023, arXiv:2301.00900) is a scalar AR(1)
+# state in Gaussian noise, `x_t = φ x_{t-1} + σ_x ε_t`, `y_t = x_t + σ_y v_t`, with a stationary start
+# and priors φ ~ U(-0.99, 0.99), σ_x, σ_y ~ HalfNormal(1). The Kalman filter gives everything exactly,
+# so every particle answer below is held against an exact one. The notebook only narrates: all
+# logic lives in the package.
 
-cells = [
-    md("""
-# A tour of the particle backends on `ppg_lgssm`
-
-One model, one data set, six methods through one facade, `inference.fit(entry, data, method=...)`:
-
-| method | what it does | output |
-|---|---|---|
-| `pf` | bootstrap particle filter at fixed θ | log-evidence estimates, filtering moments |
-| `pmmh` | particle marginal Metropolis–Hastings | posterior draws of θ |
-| `pgibbs` | particle Gibbs (conditional SMC with backward sampling, then θ \\| x) | posterior draws of θ and x |
-| `ppg` | Parisian particle Gibbs: PaRIS smoothing driven by conditional SMC; SA-MLE of θ with the smoothed score | θ̂ and smoothed functionals, paths at θ̂ |
-| `smc2` | SMC²: θ-particles each carrying a particle filter | posterior draws of θ and the evidence |
-| `nuts` | NUTS on the Kalman marginal (the exact reference) | posterior draws of θ |
-
-The model (`zoo.paris_particle_gibbs`, Cardoso et al. 2023, arXiv:2301.00900) is a scalar AR(1)
-state in Gaussian noise, `x_t = φ x_{t-1} + σ_x ε_t`, `y_t = x_t + σ_y v_t`, with a stationary start
-and priors φ ~ U(-0.99, 0.99), σ_x, σ_y ~ HalfNormal(1). The Kalman filter gives everything exactly,
-so every particle answer below is held against an exact one. The notebook only narrates: all
-logic lives in the package.
-"""),
-    code("""
+# %%
 import time
 import jax, jax.numpy as jnp, numpy as np, arviz as az, matplotlib.pyplot as plt
 import zoo, inference
@@ -44,14 +53,14 @@ fig, ax = plt.subplots(figsize=(9, 2.5))
 ax.plot(np.asarray(truth["x"]), lw=1, label="latent x"); ax.plot(np.asarray(data), ".", ms=3, label="y")
 ax.set_xlabel("t"); ax.legend(); ax.set_title(f"ppg_lgssm, T = {config.num_steps}")
 runs, seconds = {}, {}
-"""),
-    md("""
-## `pf`: the bootstrap filter's evidence is unbiased
 
-32 independent filters with N = 500 particles at the true parameters. `Ẑ` is unbiased for
-`p(y | θ)`, so `log Ẑ` sits slightly below the exact value (by about half its variance).
-"""),
-    code("""
+# %% [markdown]
+# ## `pf`: the bootstrap filter's evidence is unbiased
+#
+# 32 independent filters with N = 500 particles at the true parameters. `Ẑ` is unbiased for
+# `p(y | θ)`, so `log Ẑ` sits slightly below the exact value (by about half its variance).
+
+# %%
 t0 = time.perf_counter()
 pf = inference.fit(entry, data, method="pf", params=theta_true, num_particles=500, num_replicates=32, progress=False)
 seconds["pf"] = time.perf_counter() - t0
@@ -65,26 +74,28 @@ ax[0].hist(log_z, bins=12); ax[0].axvline(exact_ll, color="k", ls="--", label="K
 ax[0].set_title("log Ẑ over replicates")
 ax[1].plot(pf.sample_stats["ess"].values[0].mean(axis=0)); ax[1].set_title("mean ESS per step (N = 500)")
 ax[1].set_xlabel("t")
-"""),
-    md("## `nuts`: the exact posterior (Kalman marginal)"),
-    code("""
+
+# %% [markdown]
+# ## `nuts`: the exact posterior (Kalman marginal)
+
+# %%
 t0 = time.perf_counter()
 runs["nuts"] = inference.fit(entry, data, method="nuts", num_warmup=500, num_samples=1000, num_chains=2, progress=False)
 seconds["nuts"] = time.perf_counter() - t0
 az.summary(runs["nuts"], var_names=["phi", "sigma_x", "sigma_y"])
-"""),
-    md("""
-## `pmmh` and `pgibbs`
 
-PMMH replaces the likelihood by the filter's unbiased estimate (N = 300, so that the log-likelihood
-estimate's standard deviation is about 1) in a random-walk Metropolis–Hastings over the
-unconstrained parameters, adapted during warm-up. Particle Gibbs alternates conditional SMC with
-backward sampling (N = 32) for x | θ and a NUTS step for θ | x on the conditioned NumPyro program.
-Both mix far more slowly than NUTS on the exact marginal (look at the effective sample sizes in the
-table further down): PMMH because its likelihood is noisy, particle Gibbs because σ_y and the path
-x are strongly coupled, so that θ | x is much narrower than θ | y. Long runs are the remedy.
-"""),
-    code("""
+# %% [markdown]
+# ## `pmmh` and `pgibbs`
+#
+# PMMH replaces the likelihood by the filter's unbiased estimate (N = 300, so that the log-likelihood
+# estimate's standard deviation is about 1) in a random-walk Metropolis–Hastings over the
+# unconstrained parameters, adapted during warm-up. Particle Gibbs alternates conditional SMC with
+# backward sampling (N = 32) for x | θ and a NUTS step for θ | x on the conditioned NumPyro program.
+# Both mix far more slowly than NUTS on the exact marginal (look at the effective sample sizes in the
+# table further down): PMMH because its likelihood is noisy, particle Gibbs because σ_y and the path
+# x are strongly coupled, so that θ | x is much narrower than θ | y. Long runs are the remedy.
+
+# %%
 t0 = time.perf_counter()
 runs["pmmh"] = inference.fit(entry, data, method="pmmh", num_particles=300, num_warmup=1000, num_samples=1000,
                              num_chains=4, progress=False)
@@ -94,17 +105,17 @@ runs["pgibbs"] = inference.fit(entry, data, method="pgibbs", num_particles=32, s
                                theta_kernel="nuts", num_warmup=300, num_samples=1000, num_chains=2, progress=False)
 seconds["pgibbs"] = time.perf_counter() - t0
 az.summary(runs["pgibbs"], var_names=["phi", "sigma_x", "sigma_y"])
-"""),
-    md("""
-## `smc2`: sequential posterior and evidence
 
-300 θ-particles, each with a 100-particle filter; resample-move (three PMMH moves) whenever the
-θ-ESS halves. Its evidence estimate `Ẑ = p̂(y)` is unbiased (the unit tests hold it against
-quadrature of the Kalman likelihood over a one-dimensional parameter). Here the evidence is shown
-next to the maximised log-likelihood: it sits below it by the Occam factor of the three
-parameters.
-"""),
-    code("""
+# %% [markdown]
+# ## `smc2`: sequential posterior and evidence
+#
+# 300 θ-particles, each with a 100-particle filter; resample-move (three PMMH moves) whenever the
+# θ-ESS halves. Its evidence estimate `Ẑ = p̂(y)` is unbiased (the unit tests hold it against
+# quadrature of the Kalman likelihood over a one-dimensional parameter). Here the evidence is shown
+# next to the maximised log-likelihood: it sits below it by the Occam factor of the three
+# parameters.
+
+# %%
 t0 = time.perf_counter()
 runs["smc2"] = inference.fit(entry, data, method="smc2", num_theta=300, num_particles=100, progress=False)
 seconds["smc2"] = time.perf_counter() - t0
@@ -113,21 +124,21 @@ print("SMC² log p̂(y) =", round(float(runs["smc2"].posterior.attrs["log_eviden
 print("θ-ESS fell below N/2 and triggered resample-move at", int(runs["smc2"].sample_stats["resampled"].values[0, 0].sum()), "of", config.num_steps, "steps")
 print("distinct θ-particles among the 300 final draws:", len(np.unique(runs["smc2"].posterior["phi"].values)),
       "(resampling duplicates particles; PMMH moves re-diversify them)")
-"""),
-    md("""
-## `ppg`: PaRIS particle Gibbs, learning θ by the smoothed score
 
-The entry's recipe: 200 iterations of stochastic-approximation score ascent, each one PPG sweep
-(N = 64, M = 2 backward draws) whose PaRIS statistic estimates the score `∇_θ log p(y | θ)` by
-Fisher's identity; the conditional-SMC reference is carried across θ updates, steps
-`γ_ℓ ∝ ℓ^-0.6` with an RMS preconditioner. θ̂ is the Polyak average over the second half; then
-125 PPG sweeps at θ̂ (25 burn-in) give the roll-out estimates of the smoothed score and moments
-and draws of x | y, θ̂. The conditional SMC passes use the model's locally optimal proposal
-(`zoo.paris_particle_gibbs.lgssm_optimal_proposal`): with the bootstrap proposal the jump of the
-state at t = 62 collapses the cloud and the paths stop mixing there. The recipe's check compares
-the roll-outs with the exact Kalman/RTS values.
-"""),
-    code("""
+# %% [markdown]
+# ## `ppg`: PaRIS particle Gibbs, learning θ by the smoothed score
+#
+# The entry's recipe: 200 iterations of stochastic-approximation score ascent, each one PPG sweep
+# (N = 64, M = 2 backward draws) whose PaRIS statistic estimates the score `∇_θ log p(y | θ)` by
+# Fisher's identity; the conditional-SMC reference is carried across θ updates, steps
+# `γ_ℓ ∝ ℓ^-0.6` with an RMS preconditioner. θ̂ is the Polyak average over the second half; then
+# 125 PPG sweeps at θ̂ (25 burn-in) give the roll-out estimates of the smoothed score and moments
+# and draws of x | y, θ̂. The conditional SMC passes use the model's locally optimal proposal
+# (`zoo.paris_particle_gibbs.lgssm_optimal_proposal`): with the bootstrap proposal the jump of the
+# state at t = 62 collapses the cloud and the paths stop mixing there. The recipe's check compares
+# the roll-outs with the exact Kalman/RTS values.
+
+# %%
 t0 = time.perf_counter()
 runs["ppg"] = inference.fit(entry, data, method="ppg", progress=False, **entry.recipe.options_for("small"))
 seconds["ppg"] = time.perf_counter() - t0
@@ -141,14 +152,14 @@ for a, name in zip(ax, ("phi", "sigma_x", "sigma_y")):
     a.axhline(float(runs["ppg"].constant_data[f"param_{name}"]), color="r", lw=1, label="θ̂ (Polyak)")
     a.set_title(f"SA iterates of {name}"); a.set_xlabel("iteration")
 ax[0].legend()
-"""),
-    md("""
-## Side by side: the posteriors of θ
 
-SMC² draws are resampled particles, so they come with duplicates: its histograms are spikier than
-the MCMC ones for the same information.
-"""),
-    code("""
+# %% [markdown]
+# ## Side by side: the posteriors of θ
+#
+# SMC² draws are resampled particles, so they come with duplicates: its histograms are spikier than
+# the MCMC ones for the same information.
+
+# %%
 fig, ax = plt.subplots(1, 3, figsize=(13, 3.2))
 for a, name in zip(ax, ("phi", "sigma_x", "sigma_y")):
     for method in ("nuts", "pmmh", "pgibbs", "smc2"):
@@ -173,14 +184,14 @@ rows.append({"method": "ppg (θ̂, SA-MLE)", "seconds": round(seconds["ppg"], 1)
 rows.append({"method": "Kalman MLE", **{f"{k} mean": round(v, 3) for k, v in mle.items()}})
 import pandas as pd
 pd.DataFrame(rows).set_index("method")
-"""),
-    md("""
-## Smoothing: particle paths against the RTS smoother
 
-Particle Gibbs paths average over θ | y; PPG paths are draws of x | y, θ̂. Both are held against
-the RTS smoother at θ̂ (Kalman, exact).
-"""),
-    code("""
+# %% [markdown]
+# ## Smoothing: particle paths against the RTS smoother
+#
+# Particle Gibbs paths average over θ | y; PPG paths are draws of x | y, θ̂. Both are held against
+# the RTS smoother at θ̂ (Kalman, exact).
+
+# %%
 theta_hat = {k: float(runs["ppg"].constant_data[f"param_{k}"]) for k in ("phi", "sigma_x", "sigma_y")}
 rts = exact.rts_smoother(ppg.lgssm_params(theta_hat), jnp.asarray(data)[:, None])
 m, s = np.asarray(rts.smoothed_means[:, 0]), np.sqrt(np.asarray(rts.smoothed_covs[:, 0, 0]))
@@ -191,16 +202,16 @@ ax.plot(t, m, "k", lw=1, label="RTS mean")
 ax.plot(t, runs["ppg"].posterior["x"].values.reshape(-1, config.num_steps).mean(0), "r--", lw=1, label="PPG paths (mean)")
 ax.plot(t, runs["pgibbs"].posterior["x"].values.reshape(-1, config.num_steps).mean(0), "b:", lw=1, label="particle Gibbs (mean)")
 ax.legend(fontsize=8); ax.set_xlabel("t")
-"""),
-    md("""
-## Why PPG: PaRIS is biased at small N, the PPG roll-out much less
 
-PaRIS estimates `E[h | y]` by self-normalised importance sampling, with a bias of order T/N. The
-PPG roll-out (k₀ = 5 burn-in sweeps, then the average of sweeps 6..25) runs PaRIS inside
-conditional SMC and removes most of it. Below: 100 replicates each, N = 16, for
-`h = Σ x_t²` and `Σ x_t x_{t+1}` at θ̂, against the exact RTS values.
-"""),
-    code("""
+# %% [markdown]
+# ## Why PPG: PaRIS is biased at small N, the PPG roll-out much less
+#
+# PaRIS estimates `E[h | y]` by self-normalised importance sampling, with a bias of order T/N. The
+# PPG roll-out (k₀ = 5 burn-in sweeps, then the average of sweeps 6..25) runs PaRIS inside
+# conditional SMC and removes most of it. Below: 100 replicates each, N = 16, for
+# `h = Σ x_t²` and `Σ x_t x_{t+1}` at θ̂, against the exact RTS values.
+
+# %%
 ssm = entry.ssm(config)
 theta_j = {k: jnp.asarray(v) for k, v in theta_hat.items()}
 fk = ssm.feynman_kac(theta_j, jnp.asarray(data))
@@ -216,19 +227,19 @@ for label, est in (("PaRIS (N=16)", est_paris), ("PPG roll-out (N=16, k0=5, k=25
     bias = est.mean(0) - ref
     se = est.std(0, ddof=1) / np.sqrt(est.shape[0])
     print(f"{label:34s} bias Σx² = {bias[0]:7.2f} ± {se[0]:.2f}   bias Σx_t x_t+1 = {bias[1]:7.2f} ± {se[1]:.2f}")
-"""),
-    md("""
-## The nonlinear sibling: `ppg_stochastic_volatility`
 
-The same backends on the entry `"ppg_stochastic_volatility"` (the stochastic-volatility model of the
-PPG paper): a mean-reverting AR(1) log-variance `x_t = μ + φ (x_{t-1} - μ) + σ η_t` drives returns
-`y_t ~ N(0, exp(x_t))`. There is no exact likelihood, so no NUTS-on-the-marginal reference: the
-particle methods are the reference. Small settings (T = 500, short runs): a bootstrap filter's
-evidence at the truth and at a wrong φ, particle Gibbs (CSMC with backward sampling, NUTS for θ | x)
-for the posterior and the entry's own recovery check, SMC² for a second posterior and the evidence,
-and PPG smoothing at the posterior mean for the log-volatility path.
-"""),
-    code("""
+# %% [markdown]
+# ## The nonlinear sibling: `ppg_stochastic_volatility`
+#
+# The same backends on the entry `"ppg_stochastic_volatility"` (the stochastic-volatility model of the
+# PPG paper): a mean-reverting AR(1) log-variance `x_t = μ + φ (x_{t-1} - μ) + σ η_t` drives returns
+# `y_t ~ N(0, exp(x_t))`. There is no exact likelihood, so no NUTS-on-the-marginal reference: the
+# particle methods are the reference. Small settings (T = 500, short runs): a bootstrap filter's
+# evidence at the truth and at a wrong φ, particle Gibbs (CSMC with backward sampling, NUTS for θ | x)
+# for the posterior and the entry's own recovery check, SMC² for a second posterior and the evidence,
+# and PPG smoothing at the posterior mean for the log-volatility path.
+
+# %%
 sv = zoo.get("ppg_stochastic_volatility")
 sv_config = sv.configs["small"]
 sv_data, sv_truth = sv.simulate(jax.random.PRNGKey(1), sv_config)
@@ -251,8 +262,8 @@ for c in sv.check(sv_runs["pgibbs"], sv_truth, sv_config):
     print("PASS" if c.passed else "FAIL", "| pgibbs |", c.name, "|", c.detail)
 print("SMC² log p̂(y) =", round(float(sv_runs["smc2"].posterior.attrs["log_evidence"]), 2), "| truth:", sv_theta)
 az.summary(sv_runs["pgibbs"], var_names=["mu", "phi", "sigma"])
-"""),
-    code("""
+
+# %%
 sv_mean = {k: float(sv_runs["pgibbs"].posterior[k].mean()) for k in ("mu", "phi", "sigma")}
 t0 = time.perf_counter()
 sv_runs["ppg"] = inference.fit(sv, sv_data, method="ppg", learning="none", params=sv_mean, num_particles=32,
@@ -270,17 +281,12 @@ for method in ("pgibbs", "smc2"):
     ax[1].hist(sv_runs[method].posterior["phi"].values.ravel(), bins=25, density=True, histtype="step", lw=1.5, label=method)
 ax[1].axvline(sv_theta["phi"], color="k", lw=1, label="truth"); ax[1].set_title("φ"); ax[1].legend(fontsize=8)
 {k: round(v, 1) for k, v in sv_seconds.items()}
-"""),
-    md("""
-## Run times
 
-Wall-clock seconds of each fit above on this machine (including JAX compilation, which dominates
-at this size). The PPG run includes 200 learning iterations and 125 smoothing sweeps.
-"""),
-    code("""
+# %% [markdown]
+# ## Run times
+#
+# Wall-clock seconds of each fit above on this machine (including JAX compilation, which dominates
+# at this size). The PPG run includes 200 learning iterations and 125 smoothing sweeps.
+
+# %%
 {k: round(v, 1) for k, v in seconds.items()}
-"""),
-]
-
-if __name__ == "__main__":
-    print(build("particle_tour", cells, timeout=1800))

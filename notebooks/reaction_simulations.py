@@ -1,40 +1,33 @@
-"""Build and execute ``notebooks/reaction_simulations.ipynb``.
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-The three simulator-validation entries of Täuber's review that come from the same
-``ReactionNetwork`` / Gillespie machinery as the Lotka–Volterra notebook: the logistic
-birth–death process (exact SSA against the exact finite-state-projection law), pair annihilation
-on a ring (decay exponent and amplitude against the exact Glauber-chain density) and cyclic
-competition (fixation times against the backward Kolmogorov equation, their scaling with N, and
-the LNA's linear stability). Small configurations so that it runs in a few minutes.
+# %% [markdown]
+# # Reaction kinetics: simulator checks (logistic birth–death, pair annihilation, cyclic competition)
+#
+# Three entries of the zoo built on `zoo.processes.reactions` and the Gillespie kernel
+# `zoo.processes.gillespie` (Täuber, arXiv:1807.01248, §3a, §3c, §3d). Each section runs the
+# entry's exact simulator and compares it with an exact or asymptotic reference: the spec's
+# simulation checks, each with a figure.
+#
+# | entry | network | check |
+# |---|---|---|
+# | `logistic_birth_death` | A → 2A (σ), A → ∅ (κ), 2A → A (λ) | SSA marginals = exact law exp(QΔ)ᵏ of the truncated generator |
+# | `pair_annihilation_1d` | A + A → ∅ on a ring, hopping D | a(t) ~ (8πDt)^(−1/2): exponent 0.50 ± 0.03, amplitude within 10% |
+# | `may_leonard` | May–Leonard and rock–paper–scissors | mean fixation time = backward equation; T ∝ N for RPS |
 
-Usage: ``python notebooks/build_reaction_simulations.py``.
-"""
-
-from __future__ import annotations
-
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from nbtools import build, code, md  # noqa: E402
-
-CELLS = [
-    md("""
-# Reaction kinetics: simulator checks (logistic birth–death, pair annihilation, cyclic competition)
-
-Three entries of the zoo built on `zoo.processes.reactions` and the Gillespie kernel
-`zoo.processes.gillespie` (Täuber, arXiv:1807.01248, §3a, §3c, §3d). Each section runs the
-entry's exact simulator and compares it with an exact or asymptotic reference: the spec's
-simulation checks, each with a figure.
-
-| entry | network | check |
-|---|---|---|
-| `logistic_birth_death` | A → 2A (σ), A → ∅ (κ), 2A → A (λ) | SSA marginals = exact law exp(QΔ)ᵏ of the truncated generator |
-| `pair_annihilation_1d` | A + A → ∅ on a ring, hopping D | a(t) ~ (8πDt)^(−1/2): exponent 0.50 ± 0.03, amplitude within 10% |
-| `may_leonard` | May–Leonard and rock–paper–scissors | mean fixation time = backward equation; T ∝ N for RPS |
-"""),
-    code("""
+# %%
 import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 import warnings
@@ -47,17 +40,17 @@ import matplotlib.pyplot as plt
 import zoo, inference
 from zoo.reaction_kinetics import (logistic_network, logistic_transition, glauber_density, MLConfig, VARIANTS,
                                    exact_mean_fixation_time, lna_stability)
-"""),
-    md("""
-## `logistic_birth_death`: exact SSA against the exact transition law
 
-Propensities σn, κn and λn(n−1)/Ω; carrying capacity K = (σ−κ)Ω/λ = 100 at the small config's
-truth. The entry's likelihood is the finite-state projection: the generator truncated at
-n_max = 200, exp(QΔ) from a symmetrised eigen-decomposition. Here 2000 Gillespie paths from
-n₀ = 10 are compared with the exact marginal law (P^k)[n₀, ·], P = exp(QΔ), at every observation
-time: mean and standard deviation, with Monte Carlo z-scores.
-"""),
-    code("""
+# %% [markdown]
+# ## `logistic_birth_death`: exact SSA against the exact transition law
+#
+# Propensities σn, κn and λn(n−1)/Ω; carrying capacity K = (σ−κ)Ω/λ = 100 at the small config's
+# truth. The entry's likelihood is the finite-state projection: the generator truncated at
+# n_max = 200, exp(QΔ) from a symmetrised eigen-decomposition. Here 2000 Gillespie paths from
+# n₀ = 10 are compared with the exact marginal law (P^k)[n₀, ·], P = exp(QΔ), at every observation
+# time: mean and standard deviation, with Monte Carlo z-scores.
+
+# %%
 lbd = zoo.get("logistic_birth_death")
 cfg = lbd.configs["small"]
 data, truth = lbd.simulate(jax.random.PRNGKey(0), cfg)
@@ -88,18 +81,18 @@ ax.plot(cfg.obs_times, means, "C0--")
 ax.axhline((cfg.true_sigma - cfg.true_kappa) * cfg.volume / cfg.true_lam, color="C3", ls=":", label="K")
 ax.set_xlabel("t"); ax.set_ylabel("n"); ax.legend(fontsize=8); ax.set_title("logistic birth–death: SSA vs exact law")
 plt.tight_layout(); plt.show()
-"""),
-    md("""
-## `pair_annihilation_1d`: the (8πDt)^(−1/2) law
 
-A + A → ∅ on a ring of L = 1024 sites from full occupation, hopping at D = 1 per direction,
-exact lattice Gillespie (2L channels). With instantaneous annihilation the particles are the domain
-walls of the zero-temperature Glauber chain, whose density solves a closed linear ODE
-(`glauber_density`): the exact reference at this L, which approaches (8πDt)^(−1/2). The entry's
-program regresses the log of the run-averaged density on log t (run-to-run covariance) and NUTS
-gives the exponent α and the amplitude ratio c = a(t)·√(8πDt).
-"""),
-    code("""
+# %% [markdown]
+# ## `pair_annihilation_1d`: the (8πDt)^(−1/2) law
+#
+# A + A → ∅ on a ring of L = 1024 sites from full occupation, hopping at D = 1 per direction,
+# exact lattice Gillespie (2L channels). With instantaneous annihilation the particles are the domain
+# walls of the zero-temperature Glauber chain, whose density solves a closed linear ODE
+# (`glauber_density`): the exact reference at this L, which approaches (8πDt)^(−1/2). The entry's
+# program regresses the log of the run-averaged density on log t (run-to-run covariance) and NUTS
+# gives the exponent α and the amplitude ratio c = a(t)·√(8πDt).
+
+# %%
 pa = zoo.get("pair_annihilation_1d")
 pcfg = pa.configs["small"]
 pdata, ptruth = pa.simulate(jax.random.PRNGKey(0), pcfg)
@@ -122,22 +115,22 @@ ax.plot(fine, (8 * np.pi * pcfg.hop_rate * fine) ** -0.5, "k--", label="(8πDt)^
 ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("t"); ax.set_ylabel("density a(t)")
 ax.legend(fontsize=8); ax.set_title("pair annihilation on a ring")
 plt.tight_layout(); plt.show()
-"""),
-    md("""
-## `may_leonard`: fixation in cyclic competition
 
-Well-mixed populations of N sites. May–Leonard (ML): predation A + B → A cyclically (σ) and
-reproduction into empty sites (μ); rock–paper–scissors (RPS): A + B → 2A cyclically, no empty sites.
-Demographic noise ends coexistence by fixation. Exact Gillespie runs until one species is left
-(`first_passage`) give the mean fixation time; at the smallest N it is compared with the exact
-mean from the backward Kolmogorov equation (a sparse linear solve), and the entry's NUTS
-regression fits log T = log c + β log N per variant. The LNA's Jacobian at the coexistence point
-explains the contrast: ML's is an unstable focus (trajectories spiral out to the heteroclinic
-cycle), RPS's a neutral centre (the LNA variance of the conserved quantity grows linearly in
-time with noise of order 1/N, hence T ∝ N). This notebook uses N = 50…400 with 60 runs per size
-(the entry's small config has 100).
-"""),
-    code("""
+# %% [markdown]
+# ## `may_leonard`: fixation in cyclic competition
+#
+# Well-mixed populations of N sites. May–Leonard (ML): predation A + B → A cyclically (σ) and
+# reproduction into empty sites (μ); rock–paper–scissors (RPS): A + B → 2A cyclically, no empty sites.
+# Demographic noise ends coexistence by fixation. Exact Gillespie runs until one species is left
+# (`first_passage`) give the mean fixation time; at the smallest N it is compared with the exact
+# mean from the backward Kolmogorov equation (a sparse linear solve), and the entry's NUTS
+# regression fits log T = log c + β log N per variant. The LNA's Jacobian at the coexistence point
+# explains the contrast: ML's is an unstable focus (trajectories spiral out to the heteroclinic
+# cycle), RPS's a neutral centre (the LNA variance of the conserved quantity grows linearly in
+# time with noise of order 1/N, hence T ∝ N). This notebook uses N = 50…400 with 60 runs per size
+# (the entry's small config has 100).
+
+# %%
 ml = zoo.get("may_leonard")
 mcfg = dataclasses.replace(ml.configs["small"], num_runs=60)
 mdata, mtruth = ml.simulate(jax.random.PRNGKey(0), mcfg)
@@ -166,18 +159,12 @@ ax.plot([], [], "kx", label="backward equation (exact)")
 ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("N"); ax.set_ylabel("mean fixation time")
 ax.legend(fontsize=8); ax.set_title("cyclic competition: fixation time vs N")
 plt.tight_layout(); plt.show()
-"""),
-    md("""
-**Reading the checks.** The logistic SSA reproduces the exact finite-state law (the same law the
-entry's likelihood uses, so `zoo check logistic_birth_death` fits the data with the right model).
-The annihilation density follows the exact Glauber density within Monte Carlo error and its
-slope and amplitude meet the spec's tolerances. For cyclic competition the SSA mean fixation
-time matches the backward equation; RPS's fixation time grows linearly in N (the spec's O(N)),
-while May–Leonard's grows sub-linearly: the spec's O(N) claim holds for RPS only, as the entry's
-model card records.
-"""),
-]
 
-
-if __name__ == "__main__":
-    print(build("reaction_simulations", CELLS, timeout=1800))
+# %% [markdown]
+# **Reading the checks.** The logistic SSA reproduces the exact finite-state law (the same law the
+# entry's likelihood uses, so `zoo check logistic_birth_death` fits the data with the right model).
+# The annihilation density follows the exact Glauber density within Monte Carlo error and its
+# slope and amplitude meet the spec's tolerances. For cyclic competition the SSA mean fixation
+# time matches the backward equation; RPS's fixation time grows linearly in N (the spec's O(N)),
+# while May–Leonard's grows sub-linearly: the spec's O(N) claim holds for RPS only, as the entry's
+# model card records.

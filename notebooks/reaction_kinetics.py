@@ -1,58 +1,42 @@
-"""Build and execute ``notebooks/reaction_kinetics.ipynb``.
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-One stochastic Lotka–Volterra data set (exact Gillespie simulation) through the ladder of
-descriptions that come from one reaction-network specification: the chemical Langevin equation
-with particle Gibbs, the linear-noise approximation with NUTS, and the mean-field rate equations
-with NUTS, compared side by side.
+# %% [markdown]
+# # Reaction kinetics: one network, four ways to fit it
+#
+# The stochastic Lotka–Volterra model of Täuber's review (arXiv:1807.01248, §3b): predators A and
+# prey B on N = 500 sites, with empty sites E = N − A − B,
+#
+# | reaction | propensity |
+# |---|---|
+# | A → E (predator death) | μ a |
+# | B + E → 2B (prey birth into empty sites) | σ b (N − a − b)/N |
+# | A + B → 2A (predation) | λ a b / N |
+#
+# Everything below comes from **one** `ReactionNetwork` specification in
+# `zoo.processes.reactions`: the exact stochastic simulation (Gillespie), the chemical Langevin
+# equation (CLE), the linear-noise approximation (LNA) and the deterministic rate equations.
+# We simulate one data set exactly, then fit the three rates (μ, σ, λ) three ways:
+#
+# 1. **CLE + particle Gibbs** (conditional SMC with ancestor sampling) on the entry's state-space form;
+# 2. **LNA + NUTS**: the restarting linear-noise approximation (the LNA re-solved from the filtered
+#    mean and covariance at every observation, with `inference.exact`'s Kalman update) gives an
+#    approximate marginal likelihood that NUTS differentiates;
+# 3. **rate equations + NUTS** (`lotka_volterra_ode`): the mean-field ODE with log-normal noise.
 
-Usage: ``python notebooks/build_reaction_kinetics.py [--no-execute]``.
-"""
-
-from __future__ import annotations
-
-import argparse
-import pathlib
-
-import nbformat
-from nbclient import NotebookClient
-
-HERE = pathlib.Path(__file__).resolve().parent
-OUT = HERE / "reaction_kinetics.ipynb"
-
-
-def md(text: str):
-    return nbformat.v4.new_markdown_cell(text.strip())
-
-
-def code(text: str):
-    return nbformat.v4.new_code_cell(text.strip())
-
-
-CELLS = [
-    md("""
-# Reaction kinetics: one network, four ways to fit it
-
-The stochastic Lotka–Volterra model of Täuber's review (arXiv:1807.01248, §3b): predators A and
-prey B on N = 500 sites, with empty sites E = N − A − B,
-
-| reaction | propensity |
-|---|---|
-| A → E (predator death) | μ a |
-| B + E → 2B (prey birth into empty sites) | σ b (N − a − b)/N |
-| A + B → 2A (predation) | λ a b / N |
-
-Everything below comes from **one** `ReactionNetwork` specification in
-`zoo.processes.reactions`: the exact stochastic simulation (Gillespie), the chemical Langevin
-equation (CLE), the linear-noise approximation (LNA) and the deterministic rate equations.
-We simulate one data set exactly, then fit the three rates (μ, σ, λ) three ways:
-
-1. **CLE + particle Gibbs** (conditional SMC with ancestor sampling) on the entry's state-space form;
-2. **LNA + NUTS**: the restarting linear-noise approximation (the LNA re-solved from the filtered
-   mean and covariance at every observation, with `inference.exact`'s Kalman update) gives an
-   approximate marginal likelihood that NUTS differentiates;
-3. **rate equations + NUTS** (`lotka_volterra_ode`): the mean-field ODE with log-normal noise.
-"""),
-    code("""
+# %%
 import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 import warnings
@@ -69,21 +53,21 @@ entry = zoo.get("stochastic_lotka_volterra")
 config = entry.configs["small"]
 net = lotka_volterra_network(config.capacity)
 print("species:", net.species, "  free (state):", net.free_species)
-print("stoichiometry (free species x reactions):\\n", net.stoichiometry)
+print("stoichiometry (free species x reactions):\n", net.stoichiometry)
 truth_rates = jnp.array([config.true_mu, config.true_sigma, config.true_lam])
 print("propensities at (a, b) = (100, 150):", np.asarray(net.propensities(truth_rates, jnp.array([100, 150]))))
 print("Jacobian eigenvalues at the coexistence point:",
       np.round(np.linalg.eigvals(np.asarray(net.jacobian(truth_rates, jnp.array([500 / 3.75, 500 / 3.0])))), 3))
-"""),
-    md("""
-## Exact data
 
-`entry.simulate` runs Gillespie's algorithm (fixed event budget, `jax.vmap` over series) from the
-known initial state (100, 100) and observes each count with Poisson noise at t = 1, …, 40.
-The coexistence point is a stable focus (eigenvalues −0.167 ± 0.553i), so demographic noise
-drives sustained quasi-cycles of period ≈ 11.
-"""),
-    code("""
+# %% [markdown]
+# ## Exact data
+#
+# `entry.simulate` runs Gillespie's algorithm (fixed event budget, `jax.vmap` over series) from the
+# known initial state (100, 100) and observes each count with Poisson noise at t = 1, …, 40.
+# The coexistence point is a stable focus (eigenvalues −0.167 ± 0.553i), so demographic noise
+# drives sustained quasi-cycles of period ≈ 11.
+
+# %%
 data, truth = entry.simulate(jax.random.PRNGKey(0), config)
 times = config.obs_times
 fig, axes = plt.subplots(1, config.num_series, figsize=(13, 3), sharey=True)
@@ -94,14 +78,14 @@ for s, ax in enumerate(axes):
     ax.set_title(f"series {s}"); ax.set_xlabel("t")
 axes[0].legend(fontsize=8); axes[0].set_ylabel("count")
 plt.tight_layout(); plt.show()
-"""),
-    md("""
-## One specification, four descriptions
 
-At the true rates: the exact SSA (many paths), the CLE (Euler–Maruyama), τ-leaping, the rate
-equations, and the LNA mean ± 2 SD. The LNA band should contain ≈ 95% of the SSA paths.
-"""),
-    code("""
+# %% [markdown]
+# ## One specification, four descriptions
+#
+# At the true rates: the exact SSA (many paths), the CLE (Euler–Maruyama), τ-leaping, the rate
+# equations, and the LNA mean ± 2 SD. The LNA band should contain ≈ 95% of the SSA paths.
+
+# %%
 x0 = jnp.asarray(config.x0)
 grid = jnp.linspace(0.0, 40.0, 81)
 keys = jax.random.split(jax.random.PRNGKey(1), 200)
@@ -126,17 +110,17 @@ axes[0].legend(fontsize=7); plt.tight_layout(); plt.show()
 inside = np.abs(np.asarray(ssa.states) - np.asarray(lna.means[1:])) <= 2 * sd[1:]
 print(f"fraction of SSA counts inside the LNA ±2 SD band: {inside.mean():.3f}")
 print("SSA vs LNA SD at t = 40:", np.asarray(ssa.states[:, -1]).std(0).round(1), sd[-1].round(1))
-"""),
-    md("""
-## Route 1 — LNA + NUTS (the entry's default recipe)
 
-Between observations the LNA is a linear-Gaussian transition; restarting it at each observation
-from the filtered mean and covariance (Fearnhead, Giagos & Sherlock 2014) keeps the linearisation
-close to the data instead of to one deterministic path that has long spiralled into the fixed
-point. Poisson noise is replaced by a Gaussian with variance equal to the predicted mean. NUTS
-samples (μ, σ, λ) directly.
-"""),
-    code("""
+# %% [markdown]
+# ## Route 1 — LNA + NUTS (the entry's default recipe)
+#
+# Between observations the LNA is a linear-Gaussian transition; restarting it at each observation
+# from the filtered mean and covariance (Fearnhead, Giagos & Sherlock 2014) keeps the linearisation
+# close to the data instead of to one deterministic path that has long spiralled into the fixed
+# point. Poisson noise is replaced by a Gaussian with variance equal to the predicted mean. NUTS
+# samples (μ, σ, λ) directly.
+
+# %%
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     idata_lna = inference.fit(entry, data, method=entry.recipe.method, progress=False,
@@ -144,18 +128,18 @@ with warnings.catch_warnings():
 print(az.summary(idata_lna, var_names=["mu", "sigma", "lam"], round_to=3))
 for c in entry.check(idata_lna, truth, config):
     print(("PASS " if c.passed else "FAIL ") + c.name, "|", c.target)
-"""),
-    md("""
-**Is this data set unlucky, or is the model wrong?** All three rates sit below the truth by about
-the same factor: an overall time scale, which the data pin down less well than the ratios. Two
-measurements separate the two explanations. (1) At the truth, the SSA's own dynamics agree with
-the LNA's: below, the lag-1 regression matrix of 400 exact paths (t = 30…40, quasi-stationary)
-against the LNA's transition matrix Φ. (2) The maximum-likelihood estimates of this data set under
-the non-restarting ("fixed") and restarting LNA, with Laplace standard deviations: the z-scores
-say how far in the tail this data set lies. (Over 83 simulated data sets the fixed LNA's 90%
-intervals missed 8–11% of the time per rate; see the model card.)
-"""),
-    code("""
+
+# %% [markdown]
+# **Is this data set unlucky, or is the model wrong?** All three rates sit below the truth by about
+# the same factor: an overall time scale, which the data pin down less well than the ratios. Two
+# measurements separate the two explanations. (1) At the truth, the SSA's own dynamics agree with
+# the LNA's: below, the lag-1 regression matrix of 400 exact paths (t = 30…40, quasi-stationary)
+# against the LNA's transition matrix Φ. (2) The maximum-likelihood estimates of this data set under
+# the non-restarting ("fixed") and restarting LNA, with Laplace standard deviations: the z-scores
+# say how far in the tail this data set lies. (Over 83 simulated data sets the fixed LNA's 90%
+# intervals missed 8–11% of the time per rate; see the model card.)
+
+# %%
 import scipy.optimize, dataclasses
 late = jnp.arange(30.0, 41.0)
 paths = np.asarray(jax.jit(jax.vmap(lambda k: net.ssa_at(k, truth_rates, x0, late, 60_000)))(
@@ -180,31 +164,31 @@ def mle(form):
 for form in ("fixed", "restarting"):
     shift, sd = mle(form)
     print(f"{form:10s} MLE log(rate/truth) = {shift.round(3)}, Laplace SD {sd.round(3)}, z = {(shift / sd).round(2)}")
-"""),
-    md("""
-## Route 2 — CLE + particle Gibbs
 
-The entry's `ssm` is the CLE as a state-space model: the state at an observation time is the
-Euler–Maruyama sub-path (10 steps of 0.1) since the previous one, so the transition has a proper
-density (needed by ancestor sampling and by the θ | x update). Particle Gibbs alternates
-conditional SMC with ancestor sampling for the latent paths and random-walk Metropolis for θ.
-"""),
-    code("""
+# %% [markdown]
+# ## Route 2 — CLE + particle Gibbs
+#
+# The entry's `ssm` is the CLE as a state-space model: the state at an observation time is the
+# Euler–Maruyama sub-path (10 steps of 0.1) since the previous one, so the transition has a proper
+# density (needed by ancestor sampling and by the θ | x update). Particle Gibbs alternates
+# conditional SMC with ancestor sampling for the latent paths and random-walk Metropolis for θ.
+
+# %%
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     idata_pg = inference.fit(entry, data, method="pgibbs", progress=False, num_particles=64,
                              num_warmup=300, num_samples=400, num_chains=2, sampling="ancestor",
                              theta_kernel="rw", theta_steps=3, pointwise_log_likelihood=False)
 print(az.summary(idata_pg, var_names=["mu", "sigma", "lam"], round_to=3))
-"""),
-    md("""
-## Route 3 — rate equations + NUTS (`lotka_volterra_ode`)
 
-The mean-field ODE ignores demographic noise: the deterministic path spirals into the fixed point
-while the data keep cycling, so all the fluctuation ends up in the log-normal "observation" noise.
-We fit the first series (its own initial state, number of sites and noise scale are inferred).
-"""),
-    code("""
+# %% [markdown]
+# ## Route 3 — rate equations + NUTS (`lotka_volterra_ode`)
+#
+# The mean-field ODE ignores demographic noise: the deterministic path spirals into the fixed point
+# while the data keep cycling, so all the fluctuation ends up in the log-normal "observation" noise.
+# We fit the first series (its own initial state, number of sites and noise scale are inferred).
+
+# %%
 ode_entry = zoo.get("lotka_volterra_ode")
 ode_config = ode_entry.configs["small"]
 ode_data = LVData(jnp.asarray(times), data[0])
@@ -213,13 +197,13 @@ with warnings.catch_warnings():
     idata_ode = inference.fit(ode_entry, ode_data, method="nuts", progress=False,
                               **ode_entry.recipe.options_for("small"))
 print(az.summary(idata_ode, var_names=["mu", "sigma", "lam", "capacity", "noise"], round_to=3))
-"""),
-    md("""
-## Side by side
 
-Posterior means and 90% intervals of the three rates, with the truth.
-"""),
-    code("""
+# %% [markdown]
+# ## Side by side
+#
+# Posterior means and 90% intervals of the three rates, with the truth.
+
+# %%
 runs = {"LNA + NUTS": idata_lna, "CLE + particle Gibbs": idata_pg, "ODE + NUTS (series 0)": idata_ode}
 names = ["mu", "sigma", "lam"]
 true = {"mu": config.true_mu, "sigma": config.true_sigma, "lam": config.true_lam}
@@ -244,41 +228,21 @@ for name in names:
     a, b = (np.asarray(idata.posterior[name]).ravel() for idata in (idata_lna, idata_pg))
     print(f"  {name:6s} {abs(a.mean() - b.mean()) / max(a.std(), b.std()):.2f}")
 print("particle Gibbs bulk ESS:", {k: round(float(v), 1) for k, v in az.ess(idata_pg, var_names=names).items()})
-"""),
-    md("""
-**Reading the comparison.** The LNA and the CLE both model the demographic noise that drives the
-quasi-cycles, and their posteriors agree closely (the spec's criterion: means within one
-posterior SD). On this data set (seed 0) both sit about 8% below the truth in all three rates,
-and the 90% intervals of μ and σ end just below it. The measurements above say why: the exact
-simulator's dynamics match the LNA's at the truth, and this data set's MLE lies about 1.6–2
-standard deviations below the truth under both LNA forms, an overall slowing that the exact CLE
-route sees too. The restarting LNA removes part of the fixed LNA's small O(1/N) bias (the CME's
-quasi-stationary mean is about one count away from the rate-equation fixed point at N = 500) and
-widens the intervals slightly; it does not change this data set's verdict.
 
-The LNA route is by far the cheapest. The particle route is exact for the CLE but costs a
-conditional SMC sweep per update and mixes slowly in θ (low ESS above): the fine Euler–Maruyama
-path pins the rates down, so θ | x moves in small steps; use more sweeps, or PMMH, for
-production. The rate-equation fit has to explain sustained cycles with a damped deterministic
-spiral: its noise scale absorbs the fluctuations and its estimates from one series are far less
-precise — the point of the review: fluctuations change the picture the mean-field equations give.
-"""),
-]
-
-
-def build(execute: bool = True) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = CELLS
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    if execute:
-        NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(HERE.parent)}}).execute()
-    nbformat.write(nb, OUT)
-    return nb
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-execute", action="store_true", help="write the notebook without running it")
-    args = parser.parse_args()
-    build(execute=not args.no_execute)
-    print(f"wrote {OUT}")
+# %% [markdown]
+# **Reading the comparison.** The LNA and the CLE both model the demographic noise that drives the
+# quasi-cycles, and their posteriors agree closely (the spec's criterion: means within one
+# posterior SD). On this data set (seed 0) both sit about 8% below the truth in all three rates,
+# and the 90% intervals of μ and σ end just below it. The measurements above say why: the exact
+# simulator's dynamics match the LNA's at the truth, and this data set's MLE lies about 1.6–2
+# standard deviations below the truth under both LNA forms, an overall slowing that the exact CLE
+# route sees too. The restarting LNA removes part of the fixed LNA's small O(1/N) bias (the CME's
+# quasi-stationary mean is about one count away from the rate-equation fixed point at N = 500) and
+# widens the intervals slightly; it does not change this data set's verdict.
+#
+# The LNA route is by far the cheapest. The particle route is exact for the CLE but costs a
+# conditional SMC sweep per update and mixes slowly in θ (low ESS above): the fine Euler–Maruyama
+# path pins the rates down, so θ | x moves in small steps; use more sweeps, or PMMH, for
+# production. The rate-equation fit has to explain sustained cycles with a damped deterministic
+# spiral: its noise scale absorbs the fluctuations and its estimates from one series are far less
+# precise — the point of the review: fluctuations change the picture the mean-field equations give.

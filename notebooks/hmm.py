@@ -1,16 +1,26 @@
-"""Build notebooks/hmm.ipynb: the generic hidden Markov model, exact marginal and decoding."""
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-from nbtools import build, code, md
+# %% [markdown]
+# # `hmm`: hidden Markov models with an exact marginal
+#
+# The forward algorithm (`inference.exact.hmm_filter`) sums the discrete path out, so NUTS samples
+# the transition matrix and emission parameters; ordered means keep the states identifiable. After
+# the fit, Viterbi and forward-filter backward-sampling (FFBS) decode the path.
 
-cells = [
-    md("""
-# `hmm`: hidden Markov models with an exact marginal
-
-The forward algorithm (`inference.exact.hmm_filter`) sums the discrete path out, so NUTS samples
-the transition matrix and emission parameters; ordered means keep the states identifiable. After
-the fit, Viterbi and forward-filter backward-sampling (FFBS) decode the path.
-"""),
-    code("""
+# %%
 import jax, jax.numpy as jnp, numpy as np, arviz as az, matplotlib.pyplot as plt
 import zoo, inference
 from inference import exact
@@ -24,9 +34,11 @@ idata = inference.fit(entry, data, method="nuts", progress=False, **entry.recipe
 print(checks.format_verdicts(checks.run_checks(idata)))
 for c in entry.check(idata, truth, config):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", c.target)
-"""),
-    md("## Decoding the first sequence at the posterior mean"),
-    code("""
+
+# %% [markdown]
+# ## Decoding the first sequence at the posterior mean
+
+# %%
 post = {k: jnp.asarray(idata.posterior[k].mean(("chain", "draw")).values) for k in ["transition_matrix", "means", "scales"]}
 ll = gaussian_log_likelihoods(post["means"], post["scales"], data[0])
 init = jnp.full(2, 0.5)
@@ -40,17 +52,14 @@ ax.plot(np.asarray(data[0, :, 0]), "k.", ms=3, label="y")
 ax.plot(np.asarray(post["means"][viterbi, 0]), label="Viterbi state mean")
 ax.plot(np.asarray(smoothed[:, 1]) * 3 - 1.5, alpha=.6, label="P(state 1 | y) (rescaled)")
 ax.legend(loc="upper right"); ax.set_xlabel("time")
-"""),
-    md("## Categorical emissions"),
-    code("""
+
+# %% [markdown]
+# ## Categorical emissions
+
+# %%
 cat = entry.configs["categorical"]
 symbols, truth_cat = entry.simulate(jax.random.PRNGKey(3), cat)
 idata_cat = inference.fit(entry, symbols, method="nuts", config="categorical", progress=False, **entry.recipe.options)
 for c in entry.check(idata_cat, truth_cat, cat):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", c.target)
 az.summary(idata_cat, var_names=["transition_matrix", "emission_probs"])
-"""),
-]
-
-if __name__ == "__main__":
-    print(build("hmm", cells))
