@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import site
 import sys
 import sysconfig
@@ -37,11 +38,15 @@ def _machine_paths() -> list[tuple[str, str]]:
     return sorted(((p, r) for p, r in pairs if p and p not in (os.sep, "~")), key=lambda pr: -len(pr[0]))
 
 
+# a file of this project seen from any checkout (another clone, a worktree): made relative
+_PROJECT_FILE = re.compile(r"(?<![\w.\-/])/(?:[\w.\-]+/)*?((?:zoo|inference|diagnostics|notebooks|tests|scripts|benchmarks)/)")
+
+
 def scrub(text: str, pairs=None) -> str:
     """``text`` with the machine paths replaced."""
     for path, replacement in pairs or _machine_paths():
         text = text.replace(path, replacement)
-    return text
+    return _PROJECT_FILE.sub(r"\1", text)
 
 
 def scrub_notebook(notebook) -> bool:
