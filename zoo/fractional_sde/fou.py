@@ -23,8 +23,10 @@ Two inference routes:
   (``Φ = expm(FΔ)``, ``Q`` from the Van Loan block exponential, ``zoo.processes.linear_sde``) and
   integrated out by the Kalman filter (``inference.exact.kalman_filter``); the program adds
   ``numpyro.factor("y", increments)`` of shape ``(S, T)``; NUTS samples (H, θ, σ[, s_obs]).
-  ``ssm(config)`` is the same model as a :class:`~zoo.core.StateSpaceModel` on the ``1+K``
-  augmented state (particle backends).
+  The route is written once, as :func:`lgssm_params`, and built by the linear-Gaussian family
+  (:func:`family`, ``zoo.processes.linear_gaussian``): ``ssm(config)`` (the same model as a
+  :class:`~zoo.core.StateSpaceModel` on the ``1+K`` augmented state, for the particle backends),
+  the simulator and the FFBS paths derive from it.
 * **variational, as in the paper** (:mod:`zoo.fractional_sde.paths`: ``path_model`` +
   ``path_guide(config)``): the Brownian
   increments ``ΔW_n`` of an Euler scheme with step ``path_dt`` are the latent sites; the guide
@@ -134,8 +136,8 @@ from numpyro.distributions import constraints
 from inference.validate import is_traced
 from inference import exact
 from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
-from zoo.processes import fbm, sde
-from zoo.processes import linear_sde
+from zoo.processes import fbm, linear_sde, sde
+from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
 
 
 _NOISES = ("mafbm", "brownian")
@@ -443,22 +445,27 @@ def validate_data(data, config: FouConfig) -> jax.Array:
     return jnp.asarray(array)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _increments(params, data, config: FouConfig) -> jax.Array:
-    lg = lgssm_params(params, config)
-    return jax.vmap(lambda ys: exact.kalman_filter(lg, ys[:, None]).log_likelihood_increments)(data)
+@functools.cache
+def family(config: FouConfig) -> LinearGaussian:
+    """The exact route written once (:func:`zoo.processes.linear_gaussian.linear_gaussian`): the prior
+    and :func:`lgssm_params` on the observation grid; the Kalman marginal, the state-space form
+    (:func:`fou_ssm`), the simulator and the FFBS paths derive from it. The augmented state is
+    driven by ONE Brownian motion, so its covariances are nearly rank-deficient (eigenvalues down to
+    1e-17): the state-space laws and the backward sampling carry a 1e-10 relative jitter, far below
+    anything the filter can see; simulation draws from the arrays with symmetric square roots."""
+    check_linear(config, "the exact route")
+    return linear_gaussian(
+        lambda: prior(config), lambda params: lgssm_params(params, config),
+        state_shape=(config.state_dim,), obs_shape=(), initial="dense", transition="dense", emission="diagonal",
+        jitter=1e-10, simulation="arrays", predictive=lambda xs, ys: {"x": xs[..., 0], "y": ys},
+        validate=lambda data: validate_data(data, config), name="fou_mafbm")
 
 
 @functools.partial(jax.jit, static_argnames=("config", "num_paths"))
 def _simulate_model(key, params, config: FouConfig, num_paths: int):
     """Exact draws of the latent X ``(S, T)`` and observations ``(S, T)`` from the linear SDE."""
-    p = complete_params(params, config)
-    arrays = discretised(p, config)
-    k_z, k_y = jax.random.split(key)
-    zs = jax.vmap(lambda k: linear_sde.simulate(k, arrays))(jax.random.split(k_z, num_paths))
-    xs = zs[..., 0]
-    ys = xs + p["s_obs"] * jax.random.normal(k_y, xs.shape, xs.dtype)
-    return xs, ys
+    zs, ys = family(config).simulate(key, complete_params(params, config), config.num_times, num_series=num_paths)
+    return zs[..., 0], ys
 
 
 def check_linear(config: FouConfig, what: str) -> None:
@@ -477,79 +484,32 @@ def model(data=None, *, config: FouConfig) -> None:
     ``y`` of shape ``(num_paths, T)``.
     """
     check_linear(config, "model")
-    params = prior(config)
-    if data is None:
-        key = numpyro.prng_key()
-        if key is None:
-            return
-        xs, ys = _simulate_model(key, params, config, config.num_paths)
-        numpyro.deterministic("x", xs)
-        numpyro.deterministic("y", ys)
-        return
-    numpyro.factor("y", _increments(params, validate_data(data, config), config))
+    family(config).model(data, num_steps=config.num_times, num_series=config.num_paths)
 
 
 def exact_loglik(params: Mapping[str, Any], data, config: FouConfig) -> jax.Array:
     """``log p(y | H, θ, σ, s_obs)`` by the Kalman filter, summed over paths."""
     check_linear(config, "exact_loglik")
-    return _increments(complete_params(params, config), validate_data(data, config), config).sum()
+    return family(config).log_likelihood(complete_params(params, config), data)
 
 
 def posterior_paths(key, params: Mapping[str, Any], data, config: FouConfig) -> jax.Array:
     """One draw of the latent states ``Z(t_i) | y`` per path (FFBS): ``(S, T, 1+K)``.
 
-    The transition covariances carry a 1e-10 relative jitter (as in :func:`fou_ssm`): one
+    The transition covariances carry the family's 1e-10 relative jitter (as :func:`fou_ssm`): one
     Brownian motion drives all 1+K components, so Q is rank-deficient and the backward-sampling
     covariances otherwise lose positive definiteness to rounding (NaN draws).
     """
-    lg = lgssm_params(params, config)
-    lg = lg._replace(transition_cov=jax.vmap(_with_jitter)(lg.transition_cov))
-    ys = validate_data(data, config)
-    keys = jax.random.split(key, ys.shape[0])
-    return jax.vmap(lambda k, y: exact.lgssm_posterior_sample(k, lg, y[:, None]))(keys, ys)
-
-
-# --------------------------------------------------------------------------------------------
-# State-space model on the augmented state
-# --------------------------------------------------------------------------------------------
-
-
-def _with_jitter(cov):
-    # The noise enters through one Brownian motion, so Q is nearly rank-deficient (eigenvalues
-    # down to 1e-17): a relative jitter makes the transition density proper for the particle
-    # backends, at a level far below anything the filter can see.
-    scale = jnp.maximum(jnp.max(jnp.diag(cov)), jnp.finfo(cov.dtype).tiny)
-    return cov + 1e-10 * scale * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    return family(config).posterior_paths(key, complete_params(params, config), data)
 
 
 def fou_ssm(config: FouConfig) -> StateSpaceModel:
-    """The exact model as a :class:`StateSpaceModel` on the augmented state ``(X, Y_1..Y_K)``.
-
-    ``initial`` is the exact law of ``Z(t_1)``; ``transition(t)`` the exact Gaussian transition
-    over ``t_t - t_{t-1}`` (one Van Loan exponential per call); ``emission`` ``N(X, s_obs²)``.
-    The transition covariance is nearly singular (one driving noise), so it carries a 1e-10
-    relative jitter.
-    """
+    """The exact model as a :class:`StateSpaceModel` on the augmented state ``(X, Y_1..Y_K)``, from
+    :func:`family`: ``initial`` the exact law of ``Z(t_1)``, ``transition(t)`` the exact Gaussian
+    transition over ``t_t - t_{t-1}``, ``emission`` ``N(X, s_obs²)``; the nearly singular
+    covariances (one driving noise) carry a 1e-10 relative jitter."""
     check_linear(config, "ssm")
-    times = jnp.asarray(config.times())
-    dts = jnp.diff(times)
-
-    def initial(params):
-        F, L, m0, P0 = augmented_system(params, config)
-        m, P = linear_sde.propagate_moments(F, L, m0, P0, times[0])
-        return dist.MultivariateNormal(m, covariance_matrix=_with_jitter(P))
-
-    def transition(params, t, x_prev):
-        F, L, _, _ = augmented_system(params, config)
-        phi, Q = linear_sde.van_loan(F, L, dts[t - 1])
-        return dist.MultivariateNormal(phi @ x_prev, covariance_matrix=_with_jitter(Q))
-
-    def emission(params, t, x):
-        scale = params["s_obs"] if "s_obs" in params else config.obs_noise
-        return dist.Normal(x[0], scale)
-
-    return StateSpaceModel(prior=lambda: prior(config), initial=initial, transition=transition,
-                           emission=emission, state_shape=(config.state_dim,), obs_shape=(), name="fou_mafbm")
+    return family(config).ssm()
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,8 +20,10 @@ parameter      prior                   truth (small)
 ``sigma_y``    HalfNormal(1)           1.0
 =============  ======================  =============
 
-The latent path is integrated out exactly by the Kalman filter (``inference.exact.kalman_filter``):
-the NumPyro program adds ``numpyro.factor("y", increments)`` with the ``(T,)`` per-step
+The model is written once, as :func:`lgssm_params`, and built by the linear-Gaussian family
+(:data:`FAMILY`, ``zoo.processes.linear_gaussian``): the state-space form, the simulator, the RTS
+smoother and the locally optimal proposal derive from it. The latent path is integrated out exactly
+by the Kalman filter (``inference.exact.kalman_filter``): the NumPyro program adds ``numpyro.factor("y", increments)`` with the ``(T,)`` per-step
 log-likelihood increments ``log p(y_t | y_{0:t-1})``, so NUTS samples (φ, σ_x, σ_y) directly and LOO
 works per time step. The same model is a :class:`~zoo.core.StateSpaceModel` (``entry.ssm``) for the
 particle backends (pf, pmmh, pgibbs, ppg, smc2). Smoothed additive functionals
@@ -53,8 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,8 +64,8 @@ import numpyro.distributions as dist
 
 from inference import exact
 from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
-from zoo.paris_particle_gibbs.series import COLUMNS, prior_predictive, validate_series
-
+from zoo.paris_particle_gibbs.series import COLUMNS, validate_series
+from zoo.processes.linear_gaussian import GuidedProposal, linear_gaussian
 
 _PARAMS_LGSSM = ("phi", "sigma_x", "sigma_y")
 
@@ -112,25 +112,9 @@ def _lgssm_prior() -> dict:
     }
 
 
-def lgssm_ssm(config: LGSSMConfig | None = None) -> StateSpaceModel:
-    """``ppg_lgssm`` as a :class:`StateSpaceModel` (scalar state and observation)."""
-
-    def initial(params):
-        scale = params["sigma_x"] / jnp.sqrt(1.0 - params["phi"] ** 2)
-        return dist.Normal(0.0, scale)
-
-    def transition(params, t, x_prev):
-        return dist.Normal(params["phi"] * x_prev, params["sigma_x"])
-
-    def emission(params, t, x):
-        return dist.Normal(x, params["sigma_y"])
-
-    return StateSpaceModel(prior=_lgssm_prior, initial=initial, transition=transition, emission=emission,
-                           state_shape=(), obs_shape=(), name="ppg_lgssm")
-
-
 def lgssm_params(params: dict) -> exact.LGSSMParams:
-    """The :class:`inference.exact.LGSSMParams` of ``ppg_lgssm`` at ``params`` (φ, σ_x, σ_y)."""
+    """The :class:`inference.exact.LGSSMParams` of ``ppg_lgssm`` at ``params`` (φ, σ_x, σ_y): the one
+    definition of the model's dynamics (:data:`FAMILY` derives every other form from it)."""
     phi, sx, sy = (jnp.asarray(params[name], dtype=float) for name in _PARAMS_LGSSM)
     one = jnp.ones((1, 1))
     return exact.LGSSMParams(
@@ -145,22 +129,31 @@ def lgssm_params(params: dict) -> exact.LGSSMParams:
     )
 
 
+FAMILY = linear_gaussian(_lgssm_prior, lgssm_params, state_shape=(), obs_shape=(), initial="diagonal",
+                         transition="diagonal", emission="diagonal",
+                         predictive=lambda xs, ys: {"x": xs, "y": ys}, validate=validate_series, name="ppg_lgssm")
+"""``ppg_lgssm`` written once (``zoo.processes.linear_gaussian``): the Kalman marginal, the
+state-space form, the simulator, the RTS smoother and the locally optimal proposal derive from
+:func:`lgssm_params`."""
+
+
+def lgssm_ssm(config: LGSSMConfig | None = None) -> StateSpaceModel:
+    """``ppg_lgssm`` as a :class:`StateSpaceModel` (scalar state and observation)."""
+    return FAMILY.ssm()
+
+
 def _increments(params: dict, data: jax.Array) -> jax.Array:
-    return exact.kalman_filter(lgssm_params(params), data[:, None]).log_likelihood_increments
+    return FAMILY.increments(params, data)
 
 
 def lgssm_model(data=None, *, config: LGSSMConfig) -> None:
     """NumPyro program: (φ, σ_x, σ_y) from the prior, then the Kalman marginal of ``data`` (T,)."""
-    params = _lgssm_prior()
-    if data is None:
-        prior_predictive(lgssm_ssm(config), params, config.num_steps)
-        return
-    numpyro.factor("y", _increments(params, validate_series(data)))
+    FAMILY.model(data, num_steps=config.num_steps)
 
 
 def exact_loglik(params: dict, data, config: LGSSMConfig | None = None) -> jax.Array:
     """``log p(y | φ, σ_x, σ_y)`` by the Kalman filter (NaN observations are missing)."""
-    return _increments(params, validate_series(data)).sum()
+    return FAMILY.log_likelihood(params, data)
 
 
 def exact_smoothed_moments(params: dict, data) -> dict:
@@ -169,7 +162,7 @@ def exact_smoothed_moments(params: dict, data) -> dict:
     Returns ``{"sum_x": E[Σ_t x_t | y], "sum_xx": E[Σ_t x_t² | y], "sum_x_lag": E[Σ_{t<T-1} x_t x_{t+1} | y]}``
     using ``E[x_t x_{t+1} | y] = Cov(x_t, x_{t+1} | y) + m_t m_{t+1}`` (lag-one covariances).
     """
-    result = exact.rts_smoother(lgssm_params(params), validate_series(data)[:, None])
+    result = FAMILY.smoother(params, data)
     m = result.smoothed_means[:, 0]
     v = result.smoothed_covs[:, 0, 0]
     c = result.smoothed_cross_covs[:, 0, 0]
@@ -214,17 +207,9 @@ def kalman_mle(data, init: dict | None = None) -> dict:
     return {name: float(value) for name, value in unpack(jnp.asarray(best.x)).items()}
 
 
-class GuidedProposal(NamedTuple):
-    """A guided proposal for ONE particle, in the shape particle backends take
-    (``inference.particle.filter.Proposal``): ``initial() -> Distribution`` over ``x_0`` and
-    ``transition(t, x_prev) -> Distribution`` over ``x_t``."""
-
-    initial: Callable
-    transition: Callable
-
-
 def lgssm_optimal_proposal(params: dict, ys: jax.Array) -> GuidedProposal:
-    """The locally optimal proposal of ``ppg_lgssm`` for one series ``ys (T,)``.
+    """The locally optimal proposal of ``ppg_lgssm`` for one series ``ys (T,)``, derived from
+    :func:`lgssm_params` (:meth:`~zoo.processes.linear_gaussian.LinearGaussian.optimal_proposal`).
 
     ``q_t(x_t | x_{t-1}) = p(x_t | x_{t-1}, y_t) ∝ N(x_t; m_t, s_t²) N(y_t; x_t, σ_y²)`` with the prior
     ``m_0 = 0, s_0² = σ_x²/(1-φ²)`` and ``m_t = φ x_{t-1}, s_t² = σ_x²`` (t ≥ 1)::
@@ -235,22 +220,7 @@ def lgssm_optimal_proposal(params: dict, ys: jax.Array) -> GuidedProposal:
     does not depend on ``x_t``, so a jump of the state (an observation far in the tail of the
     dynamics) no longer collapses the particle cloud as the bootstrap proposal does.
     """
-    ys = jnp.asarray(ys)
-    phi, sx, sy = params["phi"], params["sigma_x"], params["sigma_y"]
-
-    def posterior(mean, var, y):
-        missing = jnp.isnan(y)
-        v = 1.0 / (1.0 / var + 1.0 / sy**2)
-        m = v * (mean / var + jnp.where(missing, 0.0, y) / sy**2)
-        return dist.Normal(jnp.where(missing, mean, m), jnp.sqrt(jnp.where(missing, var, v)))
-
-    def initial():
-        return posterior(0.0, sx**2 / (1.0 - phi**2), ys[0])
-
-    def transition(t, x_prev):
-        return posterior(phi * x_prev, sx**2, ys[t])
-
-    return GuidedProposal(initial, transition)
+    return FAMILY.optimal_proposal(params, ys)
 
 
 def _lgssm_truth(config: LGSSMConfig) -> dict:
@@ -261,7 +231,7 @@ def _lgssm_truth(config: LGSSMConfig) -> dict:
 def lgssm_simulate(key: jax.Array, config: LGSSMConfig):
     """Simulate ``(y (T,), truth)`` at the configured parameters; ``truth`` also holds the path ``x``."""
     params = _lgssm_truth(config)
-    xs, ys = lgssm_ssm(config).simulate(key, params, config.num_steps)
+    xs, ys = FAMILY.simulate(key, params, config.num_steps)
     return ys, {**params, "x": xs}
 
 

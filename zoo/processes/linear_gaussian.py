@@ -273,6 +273,7 @@ class LinearGaussian:
         return d.to_event(len(shape)) if shape else d
 
     def _as_vector(self, x, shape: tuple[int, ...]):
+        x = jnp.asarray(x)
         _, d = _vector_shape(shape, self.channels, "shape")
         batch = x.shape[: x.ndim - len(shape)]
         lead = () if self.channels is None else (self.channels,)

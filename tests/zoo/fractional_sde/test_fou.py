@@ -76,7 +76,7 @@ def test_kalman_likelihood_matches_dense_gaussian(kind):
     params = dict(PARAMS, s_obs=config.obs_noise)
     cov = _dense_covariance(params, config)
     expected = np.stack([_dense_increments(y, cov, config.obs_noise) for y in data])
-    increments = np.asarray(fou._increments(fs.complete_params(params, config), jnp.asarray(data), config))
+    increments = np.asarray(fou.family(config).increments(fs.complete_params(params, config), jnp.asarray(data)))
     np.testing.assert_allclose(increments, expected, rtol=1e-8, atol=1e-8)
     total = float(ENTRY.exact_loglik(PARAMS, data, config))
     assert total == pytest.approx(expected.sum(), rel=1e-9)
