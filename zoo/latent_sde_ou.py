@@ -1,0 +1,595 @@
+r"""Latent Ornstein–Uhlenbeck SDE with a neural posterior drift (``latent_sde_ou``).
+
+Model card
+----------
+S independent latent paths of an OU SDE, discretised by Euler–Maruyama on ``t_n = n·dt``
+(n = 0..N), observed with Gaussian noise at every ``obs_every``-th grid time::
+
+    z_0 = sqrt(σ²/(2θ)) η,                 η ~ N(0, 1)
+    z_{n+1} = z_n - θ z_n dt + σ ΔW_n,     ΔW_n ~ N(0, dt)            (the noise sites)
+    y_i = z(t_i) + s ε_i,                  t_i = i·obs_every·dt, i = 1..N/obs_every
+
+==============  =========================  ===============
+parameter       prior                      small truth
+==============  =========================  ===============
+``theta`` θ     LogNormal(0, 0.5)          1.0
+``sigma`` σ     LogNormal(log 0.5, 0.3)    0.5
+``s``           fixed (config)             0.1
+==============  =========================  ===============
+
+Three routes to the same posterior:
+
+* **exact** (``model``, the recipe): the EM-discretised OU observed every ``m = obs_every`` steps
+  is a scalar linear-Gaussian state-space model on the observation grid (``a = 1 - θdt``:
+  transition ``a^m``, noise ``σ²dt Σ_{k<m} a^{2k}``, first state ``N(0, a^{2m} σ²/(2θ) + Q)``),
+  integrated out by the Kalman filter (``inference.exact``), with ``numpyro.factor("y", (S, T))``
+  per-observation increments; NUTS on (θ, σ) is the oracle, and the RTS smoother
+  (:func:`smoothed_paths`) gives the exact posterior paths at any (θ, σ).
+* **latent SDE / VAE** (``path_model`` with ``path_guide(config)``; Li et al. 2020, Kidger 2022
+  ch. 5): the latent sites are ``eta (S,)`` and the Brownian increments ``dW (S, N, 1)``, one
+  :class:`~zoo.processes.sde.EulerMaruyamaIncrements` site. The guide draws the SAME site with a
+  control: ``ΔW_n ~ N(u_n dt, dt)``, ``u_n = u_φ(t_n, z_n, c_n)`` a flax MLP (2×64, tanh, zero
+  output layer so it starts at the prior) fed the time, the state, the next observation's
+  residual and lead time, and the context of a GRU run backwards over the observations
+  (``zoo.nets.sequence.BackwardGRUEncoder``): the posterior SDE is ``dz = (-θz + σu) dt + σ dW``
+  with the prior's diffusion, and ``Trace_ELBO``'s ``log q - log p`` over the noise site is
+  ``Σ(u ΔW - ½u² dt)``, whose mean is the Girsanov KL ``E ½Σu² dt``. ``η`` gets an amortised
+  Normal from the context; θ and σ Normals in NumPyro's unconstrained space.
+* **particles** (``ssm(config)``): the model as a :class:`~zoo.core.StateSpaceModel` on the
+  observation grid; ``inference.fit(entry, data, method="pf", params=...)`` estimates the Kalman
+  evidence and filtered means with a bootstrap particle filter.
+
+What the latent-SDE family can reach, computed exactly (:func:`family_optimum`): a guide whose
+increments keep the prior variance ``dt`` cannot shrink the conditional variance of ``ΔW_n`` given
+the past, which the posterior does near each observation; for the linear model the best member
+(linear feedback) has ``KL = ½ Σ_n (dt/v_n - 1 - log(dt/v_n))`` with ``v_n`` the posterior's
+conditional variances. On ``small`` (dt = 0.05, s = 0.1, an observation every 4 steps) that is
+17.3 nats per sequence at the truth, and its path standard deviation at the observation times
+is 1.45× the exact one (1.22× at dt = 0.025, 1.11× at 0.0125: the gap is ``≈ ¼σ²dt/s²`` per
+observation and vanishes as dt → 0). So the spec's "ELBO gap < 5 nats per sequence" and "path sd
+within 25%" cannot hold at dt = 0.05 for this guide family, and since the gap grows with σ
+(7.3 nats per sequence at σ = 0.35), the ELBO pulls σ low. :func:`check_svi` holds a fit to the
+family's optimum instead: ELBO below the evidence, gap within ``gap_tolerance`` of the minimum,
+sd ratio near the optimum's, path mean within RMSE 0.1 of the smoother.
+
+Reference: P. Kidger, "On Neural Differential Equations", PhD thesis, Oxford (2022),
+arXiv:2202.02435; X. Li, T.-K. L. Wong, R. T. Q. Chen, D. Duvenaud, "Scalable Gradients for
+Stochastic Differential Equations", AISTATS 2020.
+
+Example::
+
+    import jax, zoo, inference
+    import functools
+    from zoo.latent_sde_ou import SMALL, path_model, path_guide, path_svi_options
+    entry = zoo.get("latent_sde_ou")
+    data, truth = entry.simulate(jax.random.PRNGKey(0), SMALL)
+    idata_nuts = inference.fit(entry, data, method="nuts")        # the exact oracle (the recipe)
+    idata_svi = inference.fit(functools.partial(path_model, config=SMALL), data, method="svi",
+                              guide=path_guide(SMALL), **path_svi_options(SMALL))
+    idata_pf = inference.fit(entry, data, method="pf", params={"theta": 1.0, "sigma": 0.5})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+
+from inference import exact
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.processes import sde
+
+__all__ = [
+    "LatentSDEConfig",
+    "SMALL",
+    "FINE",
+    "TINY",
+    "PAPER",
+    "prior",
+    "true_params",
+    "ou_sde",
+    "lgssm_params",
+    "validate_data",
+    "model",
+    "path_model",
+    "path_guide",
+    "path_svi_options",
+    "FamilyOptimum",
+    "family_optimum",
+    "check_svi",
+    "exact_loglik",
+    "latent_ssm",
+    "smoothed_paths",
+    "simulate",
+    "check",
+    "ENTRY",
+]
+
+_DATA_MODES = ("model", "fine")
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentSDEConfig:
+    """Grid, observation scheme, truth, data mode and the guide's networks (hashable).
+
+    Grid ``t_n = n·dt``, n = 0..``num_steps``; observations at grid indices ``obs_every``,
+    ``2·obs_every``, ..., ``num_steps`` with noise ``obs_noise``. ``num_series`` sequences are
+    simulated (data may hold any number). ``data_mode``: ``"model"`` (the EM model itself) or
+    ``"fine"`` (SRA1 at ``dt / fine_substeps``). Guide: control MLP ``control_hidden``, backward
+    GRU ``context_hidden``. SVI: ``svi_steps``, ``svi_learning_rate``, ``svi_particles``.
+    """
+
+    num_series: int = 16
+    num_steps: int = 200
+    dt: float = 0.05
+    obs_every: int = 4
+    obs_noise: float = 0.1
+    true_theta: float = 1.0
+    true_sigma: float = 0.5
+    data_mode: str = "model"
+    fine_substeps: int = 10
+    control_hidden: tuple[int, ...] = (64, 64)
+    context_hidden: int = 16
+    svi_steps: int = 3000
+    svi_learning_rate: float = 3e-3
+    svi_particles: int = 8
+
+    def __post_init__(self) -> None:
+        sde.check_step(self.dt)
+        for name in ("num_series", "num_steps", "obs_every", "fine_substeps", "svi_steps", "svi_particles",
+                     "context_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if self.num_steps % self.obs_every:
+            raise ValueError(f"obs_every: must divide num_steps = {self.num_steps}; got {self.obs_every}")
+        sde.check_scale(self.obs_noise, "obs_noise")
+        if not self.obs_noise > 0:
+            raise ValueError(f"obs_noise: expected a positive noise scale, got {self.obs_noise}")
+        for name in ("true_theta", "true_sigma"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        if self.data_mode not in _DATA_MODES:
+            raise ValueError(f"data_mode: expected one of {_DATA_MODES}, got {self.data_mode!r}")
+
+    @property
+    def num_obs(self) -> int:
+        return self.num_steps // self.obs_every
+
+    @property
+    def obs_index(self) -> np.ndarray:
+        """Grid index of each observation: ``obs_every·(1..num_obs)``."""
+        return self.obs_every * np.arange(1, self.num_obs + 1)
+
+    @property
+    def obs_times(self) -> np.ndarray:
+        return self.dt * self.obs_index
+
+    @property
+    def horizon(self) -> float:
+        return self.dt * self.num_steps
+
+
+# --------------------------------------------------------------------------------------------
+# The model, once: prior, the OU SDE, and its exact linear-Gaussian form
+# --------------------------------------------------------------------------------------------
+
+
+def prior() -> dict:
+    """θ ~ LogNormal(0, 0.5), σ ~ LogNormal(log 0.5, 0.3)."""
+    theta = numpyro.sample("theta", dist.LogNormal(0.0, 0.5))
+    sigma = numpyro.sample("sigma", dist.LogNormal(math.log(0.5), 0.3))
+    return {"theta": theta, "sigma": sigma}
+
+
+def true_params(config: LatentSDEConfig) -> dict:
+    return {"theta": jnp.asarray(config.true_theta), "sigma": jnp.asarray(config.true_sigma)}
+
+
+def ou_sde(theta, sigma) -> sde.SDE:
+    """``dz = -θ z dt + σ dW`` (diagonal, additive noise)."""
+    return sde.SDE(drift=lambda t, z: -theta * z, diffusion=lambda t, z: sigma * jnp.ones_like(z))
+
+
+def _stationary_var(theta, sigma):
+    return sigma**2 / (2 * theta)
+
+
+def lgssm_params(params: Mapping[str, Any], config: LatentSDEConfig) -> exact.LGSSMParams:
+    """The EM-discretised OU observed every ``obs_every`` steps, as ``LGSSMParams`` on the
+    observation grid (scalar state): exact for the model's Euler scheme."""
+    theta, sigma = jnp.asarray(params["theta"]), jnp.asarray(params["sigma"])
+    a = 1 - theta * config.dt
+    powers = a ** (2 * jnp.arange(config.obs_every))
+    q = sigma**2 * config.dt * jnp.sum(powers)
+    phi = a**config.obs_every
+    v1 = phi**2 * _stationary_var(theta, sigma) + q
+    one = jnp.ones((1, 1))
+    return exact.LGSSMParams(
+        initial_mean=jnp.zeros(1), initial_cov=v1 * one, transition_matrix=phi * one,
+        transition_offset=jnp.zeros(1), transition_cov=q * one, emission_matrix=one,
+        emission_offset=jnp.zeros(1), emission_cov=config.obs_noise**2 * one,
+    )
+
+
+def validate_data(data, config: LatentSDEConfig):
+    """``data`` as ``(S, num_obs)`` floats (a single ``(num_obs,)`` sequence accepted); NaN = missing."""
+    traced = is_traced(data)
+    array = jnp.asarray(data, dtype=float) if traced else np.asarray(data, dtype=float)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != config.num_obs:
+        raise ValueError(f"data: expected observations of shape (series, {config.num_obs}) or ({config.num_obs},) "
+                         f"at times {config.obs_every}·dt, 2·{config.obs_every}·dt, ...; got shape {np.shape(data)}")
+    if not traced and np.isinf(array).any():
+        raise ValueError("data: infinite values are not allowed (use NaN for missing)")
+    return jnp.asarray(array)
+
+
+def _increments(params, data, config: LatentSDEConfig):
+    lg = lgssm_params(params, config)
+    ys = validate_data(data, config)
+    return jax.vmap(lambda y: exact.kalman_filter(lg, y[:, None]).log_likelihood_increments)(ys)
+
+
+def exact_loglik(params: Mapping[str, Any], data, config: LatentSDEConfig):
+    """``log p(y | θ, σ)`` of the EM model by the Kalman filter, summed over sequences."""
+    return _increments(params, data, config).sum()
+
+
+def model(data=None, *, config: LatentSDEConfig) -> None:
+    """The exact route: θ, σ, then ``numpyro.factor("y", (S, T) Kalman increments)``; without
+    data a prior-predictive draw of the model (deterministic ``y``)."""
+    params = prior()
+    if data is None:
+        key = numpyro.prng_key()
+        if key is not None:
+            ssm = latent_ssm(config)
+            keys = jax.random.split(key, config.num_series)
+            _, ys = jax.vmap(lambda k: ssm.simulate(k, params, config.num_obs))(keys)
+            numpyro.deterministic("y", ys)
+        return
+    numpyro.factor("y", _increments(params, data, config))
+
+
+def latent_ssm(config: LatentSDEConfig) -> StateSpaceModel:
+    """The model on the observation grid as a :class:`StateSpaceModel` (scalar state)."""
+
+    def initial(params):
+        lg = lgssm_params(params, config)
+        return dist.Normal(0.0, jnp.sqrt(lg.initial_cov[0, 0]))
+
+    def transition(params, t, x_prev):
+        lg = lgssm_params(params, config)
+        return dist.Normal(lg.transition_matrix[0, 0] * x_prev, jnp.sqrt(lg.transition_cov[0, 0]))
+
+    def emission(params, t, x):
+        return dist.Normal(x, config.obs_noise)
+
+    return StateSpaceModel(prior=prior, initial=initial, transition=transition, emission=emission,
+                           state_shape=(), obs_shape=(), name="latent_sde_ou")
+
+
+def smoothed_paths(params: Mapping[str, Any], data, config: LatentSDEConfig) -> tuple[jax.Array, jax.Array]:
+    """Exact posterior mean and standard deviation of ``z(t_i)`` given ``y`` (RTS smoother):
+    ``(S, num_obs)`` each."""
+    lg = lgssm_params(params, config)
+    ys = validate_data(data, config)
+    result = jax.vmap(lambda y: exact.rts_smoother(lg, y[:, None]))(ys)
+    return result.smoothed_means[..., 0], jnp.sqrt(result.smoothed_covs[..., 0, 0])
+
+
+# --------------------------------------------------------------------------------------------
+# The latent-SDE program: noise sites
+# --------------------------------------------------------------------------------------------
+
+
+def _num_series(data, config: LatentSDEConfig) -> int:
+    return config.num_series if data is None else int(validate_data(data, config).shape[0])
+
+
+def path_model(data=None, *, config: LatentSDEConfig, params: Mapping[str, Any] | None = None) -> None:
+    """The generative program with the Brownian increments as latent sites.
+
+    Sites: ``theta``, ``sigma`` (unless ``params`` fixes them), ``eta (S,)``, ``dW (S, N, 1)``
+    (one :class:`~zoo.processes.sde.EulerMaruyamaIncrements` site in the plate ``series``),
+    observed ``y (S, num_obs)`` (NaN masked); deterministic ``z (S, N+1)`` on the grid.
+    """
+    num = _num_series(data, config)
+    p = prior() if params is None else {k: jnp.asarray(params[k]) for k in ("theta", "sigma")}
+    with numpyro.plate("series", num, dim=-1):
+        eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
+        z0 = jnp.sqrt(_stationary_var(p["theta"], p["sigma"])) * eta
+        law = sde.EulerMaruyamaIncrements(ou_sde(p["theta"], p["sigma"]), z0[:, None], dt=config.dt,
+                                          num_steps=config.num_steps)
+        dw = numpyro.sample("dW", law)
+    z = law.path(dw)[..., 0]
+    numpyro.deterministic("z", z)
+    mean = z[..., config.obs_index]
+    if data is None:
+        numpyro.sample("y", dist.Normal(mean, config.obs_noise).to_event(1))
+        return
+    ys = validate_data(data, config)
+    observed = ~jnp.isnan(ys)
+    with numpyro.handlers.mask(mask=observed):
+        numpyro.sample("y", dist.Normal(mean, config.obs_noise), obs=jnp.where(observed, ys, 0.0))
+
+
+def _next_observation(config: LatentSDEConfig) -> np.ndarray:
+    """For the step from ``t_n`` to ``t_{n+1}``: the index of the first observation at or after ``t_{n+1}``."""
+    return np.searchsorted(config.obs_index, np.arange(1, config.num_steps + 1), side="left")
+
+
+def _guide_modules(config: LatentSDEConfig):
+    from zoo.nets.mlp import MLP
+    from zoo.nets.sequence import BackwardGRUEncoder
+
+    context = BackwardGRUEncoder(hidden=config.context_hidden, dtype=jnp.float64)
+    control = MLP(hidden=config.control_hidden, out_features=1, activation="tanh", zero_last=True)
+    initial = MLP(hidden=(), out_features=2, zero_last=True)
+    return context, control, initial
+
+
+def _control_features(config: LatentSDEConfig) -> int:
+    return 5 + config.context_hidden  # (t/T, z, r, lead, r/lead) + context, r = flag·(y_next - z)
+
+
+def path_guide(config: LatentSDEConfig, *, params: Mapping[str, Any] | None = None, init_scale: float = 0.1):
+    """The posterior-drift guide of :func:`path_model` (signature ``guide(data, ...)``).
+
+    θ, σ: Normals in NumPyro's unconstrained space started at the prior medians (unless ``params``
+    fixes them; pass the same ``params`` to the model). Context: a backward GRU over
+    ``(y_i or 0, observed_i)``: ``c_i`` summarises observations ``i..``. ``η ~ N(a(c_1), b(c_1))``
+    (one dense layer, starting at N(0, 1)). ``dW``: the model's site under the control
+    ``u_n = MLP(t_n/T, z_n, r_n, τ_n, r_n/τ_n, c_next)`` with ``r_n = flag·(y_next - z_n)`` the
+    next observation's residual and ``τ_n = t_next - t_n`` its lead time (``r/τ`` is the drift of a
+    Brownian bridge to it, which a tanh network cannot form from ``r`` and ``τ`` alone).
+    """
+    from numpyro.contrib.module import flax_module
+
+    context_net, control_net, initial_net = _guide_modules(config)
+    medians = {"theta": 1.0, "sigma": 0.5}
+    fixed = None if params is None else {k: jnp.asarray(params[k]) for k in ("theta", "sigma")}
+    supports = {"theta": constraints.positive, "sigma": constraints.positive}
+    next_obs = jnp.asarray(_next_observation(config))
+    grid_times = config.dt * jnp.arange(config.num_steps)
+    obs_times = jnp.asarray(config.obs_times)
+    horizon = config.horizon
+
+    def fn(data=None, *args, **kwargs) -> None:
+        if data is None:
+            raise ValueError("data: the latent-SDE guide conditions on observations; got None")
+        ys = validate_data(data, config)
+        num = ys.shape[0]
+        if fixed is None:
+            p = {}
+            for name, median in medians.items():
+                transform = biject_to(supports[name])
+                loc = numpyro.param(f"{name}_loc", jnp.asarray(transform.inv(median)))
+                scale = numpyro.param(f"{name}_scale", jnp.asarray(init_scale), constraint=constraints.positive)
+                p[name] = numpyro.sample(name, dist.TransformedDistribution(dist.Normal(loc, scale), transform))
+        else:
+            p = fixed
+        observed = ~jnp.isnan(ys)
+        filled = jnp.where(observed, ys, 0.0)
+        inputs = jnp.stack([filled, observed.astype(filled.dtype)], axis=-1)  # (S, T_obs, 2)
+        encode = flax_module("context", context_net, input_shape=(config.num_obs, 2))
+        ctx = encode(inputs)  # (S, T_obs, H)
+        initial = flax_module("initial", initial_net, input_shape=(config.context_hidden,))
+        ab = initial(ctx[:, 0])
+        control_apply = flax_module("control", control_net, input_shape=(_control_features(config),))
+        # per grid step: the next observation's value, flag and time, and its context
+        grid_ctx = jnp.concatenate([
+            filled[:, next_obs, None], observed[:, next_obs, None].astype(filled.dtype),
+            jnp.broadcast_to((obs_times[next_obs] - grid_times)[None, :, None], (num, config.num_steps, 1)),
+            ctx[:, next_obs],
+        ], axis=-1)  # (S, N, 3 + H)
+
+        def control(t, z, c):
+            y_next, flag, lead, h = c[0], c[1], c[2], c[3:]
+            residual = flag * (y_next - z[0])
+            feats = jnp.concatenate([jnp.stack([t / horizon, z[0], residual, lead, residual / lead]), h])
+            return control_apply(feats)
+
+        with numpyro.plate("series", num, dim=-1):
+            eta = numpyro.sample("eta", dist.Normal(ab[:, 0], jnp.exp(ab[:, 1])))
+            z0 = jnp.sqrt(_stationary_var(p["theta"], p["sigma"])) * eta
+            numpyro.sample("dW", sde.EulerMaruyamaIncrements(
+                ou_sde(p["theta"], p["sigma"]), z0[:, None], dt=config.dt, num_steps=config.num_steps,
+                control=control, context=grid_ctx))
+
+    fn.__name__ = "latent_sde_guide"
+    return fn
+
+
+def path_svi_options(config: LatentSDEConfig, *, num_samples: int = 200) -> dict:
+    """Options of ``inference.fit(partial(path_model, config=config), data, method="svi",
+    guide=path_guide(config), **options)``:
+    optax Adam at ``svi_learning_rate``, ``svi_steps`` steps, ``svi_particles`` ELBO particles."""
+    return {"num_steps": config.svi_steps, "learning_rate": config.svi_learning_rate, "optimizer": "adam",
+            "num_particles": config.svi_particles, "num_samples": num_samples, "posterior_predictive": False}
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+
+
+def _simulate_em(key, params, config: LatentSDEConfig, num: int) -> jax.Array:
+    k_eta, k_dw = jax.random.split(key)
+    z0 = jnp.sqrt(_stationary_var(params["theta"], params["sigma"])) * jax.random.normal(k_eta, (num, 1))
+    dws = sde.brownian_increments(k_dw, config.num_steps, config.dt, (num, 1))
+    paths = jax.vmap(lambda y0, dw: sde.euler_maruyama(ou_sde(params["theta"], params["sigma"]), y0, dw, dt=config.dt),
+                     in_axes=(0, 1))(z0, dws)
+    return paths[..., 0]
+
+
+def _simulate_fine(key, params, config: LatentSDEConfig, num: int) -> jax.Array:
+    """The continuous OU (exact stationary start) by SRA1 at ``dt / fine_substeps`` on a Brownian
+    tree, read at the grid times."""
+    times = config.dt * jnp.arange(config.num_steps + 1)
+    var = _stationary_var(params["theta"], params["sigma"])
+    ou = ou_sde(params["theta"], params["sigma"])
+
+    def one(k):
+        k0, kb = jax.random.split(k)
+        z0 = jnp.sqrt(var) * jax.random.normal(k0, (1,))
+        tree = sde.brownian_tree(kb, 0.0, float(times[-1]), (1,), tol=config.dt / config.fine_substeps / 16, levy_area=True)
+        return sde.solve(ou, z0, times, tree, solver="sra1", dt0=config.dt / config.fine_substeps)[:, 0]
+
+    return jax.vmap(one)(jax.random.split(key, num))
+
+
+def simulate(key, config: LatentSDEConfig):
+    """``(data (S, num_obs), truth)`` at the true θ, σ; ``truth["z"]`` is the latent path on the grid."""
+    params = true_params(config)
+    k_path, k_obs = jax.random.split(key)
+    if config.data_mode == "fine":
+        z = _simulate_fine(k_path, params, config, config.num_series)
+    else:
+        z = _simulate_em(k_path, params, config, config.num_series)
+    y = z[:, config.obs_index] + config.obs_noise * jax.random.normal(k_obs, (config.num_series, config.num_obs))
+    truth = dict(params)
+    truth["z"] = z
+    return y, truth
+
+
+# --------------------------------------------------------------------------------------------
+# Recovery check
+# --------------------------------------------------------------------------------------------
+
+
+def check(idata, truth: Mapping[str, Any], config: LatentSDEConfig) -> list[Check]:
+    """The spec's parameter checks on the exact route: E[θ] within 25% of the truth, E[σ] within
+    15%, and the 90% intervals of both cover the truth."""
+    return [check_close(idata, "theta", truth["theta"], tol=0.25, relative=True),
+            check_close(idata, "sigma", truth["sigma"], tol=0.15, relative=True),
+            check_covers(idata, "theta", truth["theta"]), check_covers(idata, "sigma", truth["sigma"])]
+
+
+# --------------------------------------------------------------------------------------------
+# What the noise-site guide family can reach (exact, linear model)
+# --------------------------------------------------------------------------------------------
+
+
+class FamilyOptimum(NamedTuple):
+    """The best guide of the form ``ΔW_n ~ N(μ_n(past), dt)`` (free ``η`` law) for ONE sequence.
+
+    gap: its ``KL(q || posterior)`` = ``log p(y) - ELBO`` (nats; the same for every data set);
+    sd_ratio: mean path sd at the observation times under it / the exact posterior's;
+    posterior_sd: the exact mean path sd at the observation times.
+    """
+
+    gap: float
+    sd_ratio: float
+    posterior_sd: float
+
+
+def _noise_site_posterior(params, config: LatentSDEConfig):
+    """Prior variances ``P (N+1,)`` of ``w = (η, ΔW)``, posterior precision ``Λ`` and the map ``G``
+    from ``w`` to ``z`` at the observation times (``z = G w``)."""
+    theta, sigma = float(params["theta"]), float(params["sigma"])
+    a = 1 - theta * config.dt
+    G = np.zeros((config.num_obs, config.num_steps + 1))
+    for i, n in enumerate(config.obs_index):
+        G[i, 0] = a**n * math.sqrt(sigma**2 / (2 * theta))
+        G[i, 1:n + 1] = sigma * a ** (n - 1 - np.arange(n))
+    P = np.concatenate([[1.0], np.full(config.num_steps, config.dt)])
+    return P, np.diag(1 / P) + G.T @ G / config.obs_noise**2, G
+
+
+def family_optimum(params: Mapping[str, Any], config: LatentSDEConfig) -> FamilyOptimum:
+    """The exact optimum of :func:`path_guide`'s family at fixed (θ, σ), one sequence.
+
+    With ``Λ`` the posterior precision of ``w = (η, ΔW_0..ΔW_{N-1})``, a guide ``w = a + Lε`` with
+    ``L`` lower triangular and ``L_nn² = dt`` fixed (``η``'s free) has ``KL = ½[tr(ΛLLᵀ) - N - log
+    det(ΛLLᵀ)] + ½(a - m)ᵀΛ(a - m)``; column by column the best below-diagonal part is
+    ``-Λ_{>n,>n}⁻¹ Λ_{>n,n} L_nn``, leaving ``KL = ½ Σ_n (dt/v_n - 1 - log(dt/v_n))`` with
+    ``v_n = Var(w_n | w_{<n}, y)`` (the Cholesky diagonal of the posterior covariance)."""
+    P, Lam, G = _noise_site_posterior(params, config)
+    cov = np.linalg.inv(Lam)
+    v = np.diag(np.linalg.cholesky(cov)) ** 2
+    r = P / v
+    terms = 0.5 * (r - 1 - np.log(r))
+    gap = float(terms[1:].sum())
+    L = np.zeros_like(Lam)
+    for j in range(L.shape[0]):
+        L[j, j] = math.sqrt(v[0]) if j == 0 else math.sqrt(P[j])
+        if j + 1 < L.shape[0]:
+            L[j + 1:, j] = -np.linalg.solve(Lam[j + 1:, j + 1:], Lam[j + 1:, j]) * L[j, j]
+    sd_q = np.sqrt(np.diag(G @ L @ L.T @ G.T))
+    sd_p = np.sqrt(np.diag(G @ cov @ G.T))
+    return FamilyOptimum(gap, float(sd_q.mean() / sd_p.mean()), float(sd_p.mean()))
+
+
+def check_svi(idata, data, params: Mapping[str, Any], config: LatentSDEConfig, *, elbo: float, elbo_se: float,
+              gap_tolerance: float = 1.0, z: float = 3.0) -> list[Check]:
+    """Checks of a latent-SDE fit at FIXED (θ, σ) = ``params`` (``path_model``/``path_guide`` with
+    ``params``) against the exact answers: the ELBO estimate (``elbo`` ± ``elbo_se``) is below the
+    Kalman evidence ``log p(y | θ, σ)`` and its gap is at most ``gap_tolerance`` nats per sequence
+    above the family's minimum (:func:`family_optimum`; never below it, within ``z`` standard
+    errors); the posterior-mean path at the observation times is within RMSE 0.1 of the RTS
+    smoother's; the mean path sd is within 10% of the family optimum's (not of the exact one:
+    see the model card)."""
+    ys = validate_data(data, config)
+    num = ys.shape[0]
+    log_z = float(exact_loglik(params, ys, config))
+    best = family_optimum(params, config)
+    gap = (log_z - elbo) / num
+    checks = [
+        Check("ELBO <= log evidence", elbo <= log_z + z * elbo_se, elbo, f"<= log p(y|params) = {log_z:.2f}",
+              f"ELBO {elbo:.2f} +- {elbo_se:.2f}"),
+        Check("gap vs family minimum", best.gap - z * elbo_se / num <= gap <= best.gap + gap_tolerance, gap,
+              f"in [{best.gap:.2f}, {best.gap + gap_tolerance:.2f}] nats per sequence",
+              "the family's minimal KL per sequence is computed exactly"),
+    ]
+    exact_mean, exact_sd = (np.asarray(a) for a in smoothed_paths(params, ys, config))
+    draws = np.asarray(idata.posterior["z"]).reshape((-1,) + idata.posterior["z"].shape[2:])[..., config.obs_index]
+    rmse = float(np.sqrt(np.mean((draws.mean(0) - exact_mean) ** 2)))
+    checks.append(Check("path mean vs Kalman smoother", rmse < 0.1, rmse, "RMSE < 0.1"))
+    ratio = float(draws.std(0).mean() / exact_sd.mean())
+    checks.append(Check("path sd vs family optimum", abs(ratio / best.sd_ratio - 1) < 0.1, ratio,
+                        f"within 10% of {best.sd_ratio:.3f}", f"exact posterior sd {exact_sd.mean():.4f}"))
+    return checks
+
+
+SMALL = LatentSDEConfig()
+FINE = LatentSDEConfig(data_mode="fine")
+TINY = LatentSDEConfig(num_series=4, num_steps=80, obs_every=4, control_hidden=(32, 32), context_hidden=8,
+                       svi_steps=1000, svi_particles=4)
+PAPER = LatentSDEConfig(num_series=64, num_steps=800, svi_steps=10000)
+
+ENTRY = ZooEntry(
+    name="latent_sde_ou",
+    title="On Neural Differential Equations: a latent OU SDE with a neural posterior drift",
+    reference="arXiv:2202.02435",
+    summary=(
+        "Latent Ornstein-Uhlenbeck paths on an Euler-Maruyama grid, observed in noise. The "
+        "model is linear-Gaussian, so the Kalman filter gives the exact marginal likelihood (NUTS "
+        "oracle, exact smoother); the latent-SDE route samples the Brownian increments as one noise "
+        "site and fits a guide that shifts them with a neural control fed a backward-GRU context, so "
+        "the Girsanov KL comes out of the ELBO; a particle filter gives a third estimate."
+    ),
+    model=model,
+    simulate=simulate,
+    configs={"small": SMALL, "fine": FINE, "tiny": TINY, "paper": PAPER},
+    recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 1},
+                  {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4}),
+    check=check,
+    ssm=latent_ssm,
+    exact_loglik=exact_loglik,
+    dims={"y": ("series", "time")},
+    columns=Columns("y", grid=lambda config: config.obs_times, validate=validate_data,
+                    describe="noisy observations of z at the times i·obs_every·dt, i = 1..num_obs "
+                             "(a single (time,) sequence is one series)"),
+)
