@@ -18,7 +18,8 @@ Markov models", NeurIPS 2025, arXiv:2510.25674 (code: EliaTorre/hmmrnn).
 States are labelled in increasing order of ``E[:, K-1]`` (the probability of the last symbol); the
 cyclic HMM's ring is relabelled accordingly (ring 0-1-3-2-0 in these labels).
 
-**Program** (latent path summed out by the forward algorithm, ``zoo.hmm.hmm_marginal_factor``):
+**Program** (written once as a discrete HMM, ``zoo.processes.discrete_hmm``: the latent path is summed
+out by the forward algorithm, and the state-space form and simulator derive from the same chain):
 
 =======================  ===========================================================  ====================
 site                     prior                                                        chain2 truth
@@ -51,6 +52,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -63,9 +65,10 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import SigmoidTransform
 
 from inference import exact
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, posterior_draws
-from zoo.hmm import categorical_log_likelihoods, hmm_increments, hmm_marginal_factor
 from inference.validate import is_traced, positive_int
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, posterior_draws
+from zoo.processes.discrete_hmm import CategoricalMissing, DiscreteHMM, HMMParams, discrete_hmm
+from zoo.processes.series import validate_symbols as _validate_symbols
 
 
 ARCHITECTURES = ("chain", "fully_connected", "cyclic")
@@ -227,24 +230,12 @@ def _logit_beta(a: float, b: float) -> dist.Distribution:
 
 
 def validate_symbols(ys, num_outputs: int, name: str = "ys") -> jax.Array:
-    """Integer symbols in ``0..num_outputs-1`` (``-1`` = missing); returns an int32 array.
+    """Integer symbols in ``0..num_outputs-1`` (``-1`` = missing) of shape ``(T,)`` or ``(S, T)``;
+    returns an int32 array (``zoo.processes.series.validate_symbols``: a tracer is checked by shape).
 
     Raises ``ValueError`` naming ``name`` for symbols outside the alphabet or non-integers.
     """
-    if is_traced(ys):
-        return ys.astype(jnp.int32)
-    array = np.asarray(ys)
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        if not np.issubdtype(array.dtype, np.floating) or not np.all(np.isfinite(array)) \
-                or not np.all(np.mod(array, 1) == 0):
-            raise ValueError(f"{name}: emission symbols must be integers in 0..{num_outputs - 1} (-1 = missing)")
-    if array.size and (array.min() < -1 or array.max() >= num_outputs):
-        bad = array[(array < -1) | (array >= num_outputs)]
-        raise ValueError(
-            f"{name}: emission symbols outside the alphabet 0..{num_outputs - 1} (-1 = missing): "
-            f"found {np.unique(bad)[:5].tolist()}"
-        )
-    return jnp.asarray(array, dtype=jnp.int32)
+    return _validate_symbols(ys, num_outputs, name=name)
 
 
 def validate_hmm(transition_matrix, emission_probs, initial_probs=None, mask=None):
@@ -320,68 +311,70 @@ def _emissions_from_sites(logit_last, rest, config: HMMRNNConfig) -> jax.Array:
 # --------------------------------------------------------------------------------------------
 
 
+def _emission(emission_probs, z) -> dist.Distribution:
+    return CategoricalMissing(emission_probs[z], "gumbel")
+
+
+def _hmm_family(num_states: int, num_outputs: int, prior, matrices) -> DiscreteHMM:
+    """The model written once: ``matrices(params) -> (initial, transition, emission)`` read by the
+    chain and the categorical emission law (``zoo.processes.discrete_hmm``)."""
+    return discrete_hmm(
+        prior, lambda params: HMMParams(*matrices(params)[:2]),
+        lambda params, t, z: _emission(matrices(params)[2], z), num_states=num_states, sampler="gumbel",
+        predictive=lambda zs, ys: {"states": zs.astype(jnp.int32), "y": ys.astype(jnp.int32)},
+        validate=lambda data: validate_symbols(data, num_outputs, "data"), name="hmm_rnn")
+
+
+@functools.cache
+def _matrix_family(num_states: int, num_outputs: int) -> DiscreteHMM:
+    """The same HMM for given matrices ``{"initial_probs", "transition_matrix", "emission_probs"}``."""
+    def matrices(params):
+        return params["initial_probs"], params["transition_matrix"], params["emission_probs"]
+
+    def no_prior():
+        raise ValueError("prior: the HMM of given matrices has no prior (use family(config) for the entry)")
+
+    return _hmm_family(num_states, num_outputs, no_prior, matrices)
+
+
+def _matrix_params(transition_matrix, emission_probs, initial_probs=None) -> tuple[DiscreteHMM, dict]:
+    init, trans, emis = validate_hmm(transition_matrix, emission_probs, initial_probs)
+    family = _matrix_family(int(trans.shape[0]), int(emis.shape[1]))
+    return family, {"initial_probs": init, "transition_matrix": trans, "emission_probs": emis}
+
+
 def simulate_sequences(key, transition_matrix, emission_probs, num_sequences: int, num_steps: int,
                        initial_probs=None) -> tuple[jax.Array, jax.Array]:
     """Sample ``(states, ys)``, both ``(num_sequences, num_steps)`` int32, from an HMM."""
-    init, trans, emis = validate_hmm(transition_matrix, emission_probs, initial_probs)
-    return _simulate(key, init, trans, emis, positive_int("num_sequences", num_sequences),
-                     positive_int("num_steps", num_steps))
-
-
-def _simulate(key, init, trans, emis, num_sequences, num_steps):
-    log_t, log_e = jnp.log(trans), jnp.log(emis)
-
-    def one(k):
-        k0, ky0, kr = jax.random.split(k, 3)
-        z0 = jax.random.categorical(k0, jnp.log(init))
-        y0 = jax.random.categorical(ky0, log_e[z0])
-
-        def step(z, kk):
-            kz, ky = jax.random.split(kk)
-            z = jax.random.categorical(kz, log_t[z])
-            return z, (z, jax.random.categorical(ky, log_e[z]))
-
-        _, (zs, ys) = jax.lax.scan(step, z0, jax.random.split(kr, num_steps - 1))
-        return jnp.concatenate([z0[None], zs]), jnp.concatenate([y0[None], ys])
-
-    zs, ys = jax.vmap(one)(jax.random.split(key, num_sequences))
+    family, params = _matrix_params(transition_matrix, emission_probs, initial_probs)
+    zs, ys = family.simulate(key, params, positive_int("num_steps", num_steps),
+                             num_series=positive_int("num_sequences", num_sequences))
     return zs.astype(jnp.int32), ys.astype(jnp.int32)
-
-
-def _loglik_table(ys, emis, num_outputs):
-    return categorical_log_likelihoods(emis, validate_symbols(ys, num_outputs))
 
 
 def log_likelihood(ys, transition_matrix, emission_probs, initial_probs=None) -> jax.Array:
     """``log p(y)`` by the forward algorithm; ``ys`` (T,) or (S, T) (summed over sequences)."""
-    init, trans, emis = validate_hmm(transition_matrix, emission_probs, initial_probs)
-    ys = validate_symbols(ys, emis.shape[1])
-    ys = ys[None] if ys.ndim == 1 else ys
-    ll = jax.vmap(lambda y: categorical_log_likelihoods(emis, y))(ys)
-    return hmm_increments(init, trans, ll).sum()
+    family, params = _matrix_params(transition_matrix, emission_probs, initial_probs)
+    return family.log_likelihood(params, ys)
 
 
 def smoothed_marginals(ys, transition_matrix, emission_probs, initial_probs=None) -> jax.Array:
     """``p(z_t = k | y)`` (T, K) for one sequence ``ys`` (T,), by forward–backward."""
-    init, trans, emis = validate_hmm(transition_matrix, emission_probs, initial_probs)
-    return exact.hmm_smoother(init, trans, _loglik_table(ys, emis, emis.shape[1])).smoothed_probs
+    family, params = _matrix_params(transition_matrix, emission_probs, initial_probs)
+    return family.smoothed_marginals(params, ys)
 
 
 def viterbi_paths(ys, transition_matrix, emission_probs, initial_probs=None) -> jax.Array:
     """Most probable state paths: ``ys`` (T,) -> (T,), or (S, T) -> (S, T)."""
-    init, trans, emis = validate_hmm(transition_matrix, emission_probs, initial_probs)
-    ys = validate_symbols(ys, emis.shape[1])
-    one = lambda y: exact.hmm_viterbi(init, trans, categorical_log_likelihoods(emis, y))  # noqa: E731
-    return one(ys) if ys.ndim == 1 else jax.vmap(one)(ys)
+    family, params = _matrix_params(transition_matrix, emission_probs, initial_probs)
+    return family.viterbi(params, ys)
 
 
 def posterior_paths(key, ys, transition_matrix, emission_probs, num_samples: int,
                     initial_probs=None) -> jax.Array:
     """``num_samples`` draws of ``z | y`` by forward filtering, backward sampling: (num_samples, T)."""
-    init, trans, emis = validate_hmm(transition_matrix, emission_probs, initial_probs)
-    ll = _loglik_table(ys, emis, emis.shape[1])
-    keys = jax.random.split(key, int(num_samples))
-    return jax.vmap(lambda k: exact.hmm_posterior_sample(k, init, trans, ll))(keys)
+    family, params = _matrix_params(transition_matrix, emission_probs, initial_probs)
+    return family.posterior_paths(key, params, ys, int(num_samples))
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,36 +409,24 @@ def _sample_parameters(config: HMMRNNConfig) -> dict:
     return {"transition_matrix": trans, "emission_probs": emis}
 
 
+@functools.cache
+def family(config: HMMRNNConfig) -> DiscreteHMM:
+    """The entry's HMM (``zoo.processes.discrete_hmm``): the prior's sites through
+    :func:`hmm_matrices` (which also takes the matrices themselves) into the chain and the
+    categorical emission; the marginal program, the state-space form and the simulator derive."""
+    return _hmm_family(config.num_states, config.num_outputs, lambda: _sample_parameters(config),
+                       lambda params: hmm_matrices(params, config))
+
+
 def model(data=None, *, config: HMMRNNConfig) -> None:
     """NumPyro program. ``data``: int symbols (S, T) or (T,), -1 = missing; None = prior predictive
     (deterministic sites ``states`` and ``y`` of shape (num_sequences, num_steps))."""
-    mats = _sample_parameters(config)
-    m = config.num_states
-    initial = jnp.full((m,), 1.0 / m)
-    if data is None:
-        key = numpyro.prng_key()
-        if key is None:
-            return
-        zs, ys = _simulate(key, initial, mats["transition_matrix"], mats["emission_probs"],
-                           config.num_sequences, config.num_steps)
-        numpyro.deterministic("states", zs)
-        numpyro.deterministic("y", ys)
-        return
-    ys = validate_symbols(data, config.num_outputs, "data")
-    ys = ys[None] if ys.ndim == 1 else ys
-    if ys.ndim != 2:
-        raise ValueError(f"data: expected symbols of shape (sequence, time), got {ys.shape}")
-    ll = jax.vmap(lambda y: categorical_log_likelihoods(mats["emission_probs"], y))(ys)
-    hmm_marginal_factor(initial, mats["transition_matrix"], ll, name="y")
+    family(config).model(data, num_steps=config.num_steps, num_series=config.num_sequences)
 
 
 def exact_loglik(params: dict, data, config: HMMRNNConfig) -> jax.Array:
     """``log p(data | params)`` by the forward algorithm (params: site values or matrices)."""
-    initial, trans, emis = hmm_matrices(params, config)
-    ys = validate_symbols(data, config.num_outputs, "data")
-    ys = ys[None] if ys.ndim == 1 else ys
-    ll = jax.vmap(lambda y: categorical_log_likelihoods(emis, y))(ys)
-    return hmm_increments(initial, trans, ll).sum()
+    return family(config).log_likelihood(params, data)
 
 
 def true_sites(config: HMMRNNConfig) -> dict:
@@ -525,46 +506,17 @@ def check(idata, truth: dict, config: HMMRNNConfig) -> list[Check]:
     return checks
 
 
-class CategoricalMissing(dist.CategoricalProbs):
-    """Categorical over ``0..K-1`` whose ``log_prob`` is 0 at the entry's missing code ``-1``.
-
-    ``log_prob(y) = log probs[y]`` for ``y >= 0`` and ``0`` for ``y = -1``: a missing symbol
-    contributes ``log Σ_y p(y | z) = 0``, as in the forward algorithm
-    (``zoo.hmm.categorical_log_likelihoods``). Sampling is the plain categorical's.
-    """
-
-    def log_prob(self, value):
-        value = jnp.asarray(value)
-        missing = value < 0
-        lp = super().log_prob(jnp.where(missing, 0, value))
-        return jnp.where(missing, 0.0, lp)
-
-
 def hmm_rnn_ssm(config: HMMRNNConfig) -> StateSpaceModel:
-    """The HMM as a :class:`StateSpaceModel` (discrete state, categorical emission; particle backends).
+    """The HMM as a :class:`StateSpaceModel` (discrete state, categorical emission; particle backends),
+    from :func:`family`.
 
     Observations are the entry's symbols: ints ``0..K-1`` with ``-1`` = missing (the emission is a
-    :class:`CategoricalMissing`, which scores ``-1`` as 0), or floats with NaN = missing (masked by
-    ``zoo.core.masked_log_prob``); both skip the missing step as :func:`exact_loglik` does.
+    :class:`~zoo.processes.discrete_hmm.CategoricalMissing`, which scores ``-1`` as 0), or floats
+    with NaN = missing (masked by ``zoo.core.masked_log_prob``); both skip the missing step as
+    :func:`exact_loglik` does. ``params`` may hold the matrices (what ``prior()`` returns) or only
+    the sampled sites (what a backend's parameter space holds): :func:`hmm_matrices` takes both.
     """
-    m = config.num_states
-
-    def prior():
-        return _sample_parameters(config)
-
-    def initial(params):
-        return dist.Categorical(probs=jnp.full((m,), 1.0 / m))
-
-    # params may hold the matrices (what prior() returns) or only the sampled sites (what a
-    # backend's parameter space holds): hmm_matrices accepts both
-    def transition(params, t, z_prev):
-        return dist.Categorical(probs=hmm_matrices(params, config)[1][z_prev])
-
-    def emission(params, t, z):
-        return CategoricalMissing(probs=hmm_matrices(params, config)[2][z])
-
-    return StateSpaceModel(prior=prior, initial=initial, transition=transition, emission=emission,
-                           state_shape=(), obs_shape=(), name="hmm_rnn")
+    return family(config).ssm()
 
 
 # --------------------------------------------------------------------------------------------

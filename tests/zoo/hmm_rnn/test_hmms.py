@@ -18,6 +18,7 @@ from inference import exact
 from tests.helpers import mc_tolerance
 from zoo import hmm_rnn as H
 from zoo.hmm_rnn import hmms
+from zoo.processes.discrete_hmm import categorical_log_likelihoods
 
 ENTRY = zoo.get("hmm_rnn")
 
@@ -150,7 +151,7 @@ def test_ffbs_path_frequencies_match_smoothed_marginals(key):
     tol = mc_tolerance(np.sqrt(marg * (1 - marg)), n, num_comparisons=marg.size)
     assert np.all(np.abs(freq - marg) <= tol + 1e-12)
     # pairs (z_t, z_{t+1}) against the smoothed two-slice marginals
-    ll = hmms._loglik_table(ys[0], jnp.asarray(arch.emissions), 3)
+    ll = categorical_log_likelihoods(jnp.asarray(arch.emissions), ys[0])
     two = np.asarray(exact.hmm_smoother(jnp.full(3, 1 / 3), jnp.asarray(arch.transition), ll).smoothed_transitions)
     pair = np.zeros_like(two)
     for t in range(paths.shape[1] - 1):
