@@ -76,7 +76,7 @@ from numpyro.distributions import constraints
 
 from inference.validate import is_traced
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 
 __all__ = [
     "VARIANTS",
@@ -165,6 +165,10 @@ class AffectConfig:
         for name in ("true_sigma_s", "true_sigma_r", "true_gain", "initial_scale"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: expected a non-negative value, got {getattr(self, name)}")
+
+    def fixed_parameters(self) -> dict[str, FixedParameter]:
+        """The readout gain, at 1, unless ``learn_gain``."""
+        return {} if self.learn_gain else {"gain": FixedParameter(1.0, "learn_gain=True")}
 
 
 def with_variant(config: AffectConfig, variant: str) -> AffectConfig:

@@ -2,14 +2,20 @@
 
     zoo list
     zoo show NAME
-    zoo simulate NAME [--config small] [--seed 0] [--out data.csv] [--truth truth.json]
+    zoo simulate NAME [--config small] [--set FIELD=VALUE ...] [--seed 0] [--out data.csv] [--truth truth.json]
     zoo --version
-    zoo fit NAME [--data FILE.csv|FILE.nc] [--method M] [--config small] [--seed 0]
+    zoo fit NAME [--data FILE.csv|FILE.nc] [--method M] [--config small] [--set FIELD=VALUE ...] [--seed 0]
                  [--option KEY=VALUE ...] [--out run.nc] [--html report.html]
-    zoo check NAME [--config small] [--seed 0] [--out run.nc] [--html report.html]
+    zoo check NAME [--config small] [--set FIELD=VALUE ...] [--seed 0] [--out run.nc] [--html report.html]
     zoo report RUN.nc [RUN.nc ...] [--html OUT.html] [--md OUT.md]   (Markdown on stdout without --html)
-    zoo sbc NAME [--n 30] [--draws 99] [--config small] [--method M] [--option KEY=VALUE ...]
-                 [--batch-size 1] [--out DIR] [--html sbc.html]
+    zoo sbc NAME [--n 30] [--draws 99] [--config small] [--set FIELD=VALUE ...] [--method M]
+                 [--option KEY=VALUE ...] [--batch-size 1] [--out DIR] [--html sbc.html]
+
+``--set FIELD=VALUE`` replaces a field of the chosen configuration (``ZooEntry.config(name,
+**overrides)``: the configuration's own checks run); the result records the overrides in
+``attrs["config_overrides"]``. A configuration that fixes parameters instead of learning them
+(``ZooEntry.fixed_parameters``) is announced on stderr when fitting a user's ``--data`` and
+recorded in ``attrs["fixed_parameters"]``.
 
 This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``. Results are
 written atomically (temporary file, then rename). Exit status (``EXIT_CODES``): 0 on success,
@@ -107,12 +113,13 @@ def _format_number(value) -> str:
     return repr(float(value))
 
 
-def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["num_samples=500", "guide='AutoNormal'"]`` -> options; values parsed as Python literals."""
+def parse_options(pairs: Sequence[str], argument: str = "--option") -> dict[str, Any]:
+    """``["num_samples=500", "guide='AutoNormal'"]`` -> options; values parsed as Python literals
+    (a value that is no literal stays a string). ``argument`` names the flag in errors."""
     options: dict[str, Any] = {}
     for pair in pairs or ():
-        if "=" not in pair:
-            raise ValueError(f"--option: expected KEY=VALUE, got {pair!r}")
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
+            raise ValueError(f"{argument}: expected KEY=VALUE, got {pair!r}")
         key, raw = pair.split("=", 1)
         try:
             value = ast.literal_eval(raw)
@@ -165,10 +172,38 @@ def _cmd_show(args) -> int:
     return 0
 
 
-def _simulate(entry, config_name: str, seed: int):
+def _config(entry, args) -> tuple[Any, dict]:
+    """The configuration ``--config`` with the ``--set`` overrides, and the overrides."""
+    from zoo.core import with_overrides
+
+    overrides = parse_options(args.set, argument="--set")
+    return with_overrides(entry.config(args.config), overrides, argument="--set"), overrides
+
+
+def _record_config(idata, entry, args, config, overrides: dict) -> None:
+    """The run's entry, config name, ``--set`` overrides and fixed parameters, in ``idata.attrs``."""
+    idata.attrs.update({"entry": entry.name, "config": args.config})
+    if overrides:
+        idata.attrs["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
+    fixed = entry.fixed_parameters(config)
+    if fixed:
+        idata.attrs["fixed_parameters"] = json.dumps({name: p.value for name, p in fixed.items()}, default=str)
+
+
+def _announce_fixed(entry, args, config) -> None:
+    """One line on stderr per group of parameters the configuration fixes: a user's fit never
+    holds a parameter fixed without saying so."""
+    groups: dict[str, list[str]] = {}
+    for name, parameter in entry.fixed_parameters(config).items():
+        groups.setdefault(parameter.free, []).append(f"{name}={_jsonable(parameter.value)}")
+    for free, values in groups.items():
+        print(f"zoo {args.command}: note: config {args.config!r} of {entry.name} fixes {', '.join(values)} "
+              f"(not learned from the data); to learn them add --set {free}", file=sys.stderr)
+
+
+def _simulate(entry, config, seed: int):
     import jax
 
-    config = entry.config(config_name)
     return entry.simulate(jax.random.PRNGKey(seed), config)
 
 
@@ -176,10 +211,11 @@ def _cmd_simulate(args) -> int:
     import zoo
 
     entry = zoo.get(args.name)
-    data, truth = _simulate(entry, args.config, args.seed)
+    config, _ = _config(entry, args)
+    data, truth = _simulate(entry, config, args.seed)
     if entry.dump_columns is None:
         raise ValueError(f"name: entry {entry.name!r} has no tabular form (dump_columns); use the Python API")
-    columns = entry.dump_columns(data, entry.config(args.config))
+    columns = entry.dump_columns(data, config)
     out = args.out or f"{entry.name}_{args.config}_seed{args.seed}.csv"
     write_columns(out, columns)
     print(f"wrote {out} ({len(next(iter(columns.values())))} rows, columns {list(columns)})")
@@ -189,10 +225,10 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
-def _load_data(entry, path: str, config_name: str):
+def _load_data(entry, path: str, config):
     if entry.load_columns is None:
         raise ValueError(f"--data: entry {entry.name!r} does not read tabular data; `zoo show {entry.name}` says what it takes")
-    return entry.load_columns(read_columns(path), entry.config(config_name))
+    return entry.load_columns(read_columns(path), config)
 
 
 def _method_and_options(entry, method: str | None, config_name: str, options: dict) -> tuple[str, dict]:
@@ -204,11 +240,11 @@ def _method_and_options(entry, method: str | None, config_name: str, options: di
     return entry.recipe.method, merged
 
 
-def _fit(entry, data, method: str, config_name: str, seed: int, options: dict, progress: bool):
+def _fit(entry, data, method: str, config_name: str, config, seed: int, options: dict, progress: bool):
     import inference
 
     method, options = _method_and_options(entry, method, config_name, options)
-    return inference.fit(entry, data, method=method, seed=seed, config=config_name, progress=progress, **options)
+    return inference.fit(entry, data, method=method, seed=seed, config=config, progress=progress, **options)
 
 
 def _print_verdicts(idata) -> str:
@@ -238,19 +274,21 @@ def _cmd_fit(args) -> int:
     import zoo
 
     entry = zoo.get(args.name)
+    config, overrides = _config(entry, args)
     options = parse_options(args.option)
     if args.data:
-        data = _load_data(entry, args.data, args.config)
+        data = _load_data(entry, args.data, config)
         truth = None
+        _announce_fixed(entry, args, config)
     else:
-        data, truth = _simulate(entry, args.config, args.seed)
+        data, truth = _simulate(entry, config, args.seed)
         print(f"no --data given: fitting data simulated from {entry.name} ({args.config}, seed {args.seed})")
-    idata = _fit(entry, data, args.method, args.config, args.seed, options, not args.no_progress)
-    idata.attrs.update({"entry": entry.name, "config": args.config})
+    idata = _fit(entry, data, args.method, args.config, config, args.seed, options, not args.no_progress)
+    _record_config(idata, entry, args, config, overrides)
     verdicts, status = _print_verdicts(idata)
     recovery = None
     if truth is not None:
-        recovery = entry.check(idata, truth, entry.config(args.config))
+        recovery = entry.check(idata, truth, config)
         _print_recovery(recovery)
     _write_outputs(idata, args, recovery=recovery, verdicts=verdicts, title=f"{entry.name}: {entry.title}")
     return 0 if status != "fail" else 1
@@ -273,20 +311,20 @@ def _cmd_check(args) -> int:
     from diagnostics.recovery import run_recovery
 
     entry = zoo.get(args.name)
-    config = entry.config(args.config)
+    config, overrides = _config(entry, args)
     options = parse_options(args.option)
 
     def simulate(key):
         return entry.simulate(key, config)
 
     def fit(data):
-        return _fit(entry, data, None, args.config, args.seed, options, not args.no_progress)
+        return _fit(entry, data, None, args.config, config, args.seed, options, not args.no_progress)
 
     def check(idata, truth):
         return entry.check(idata, truth, config)
 
     result = run_recovery(simulate, fit, check, seed=args.seed)
-    result.idata.attrs.update({"entry": entry.name, "config": args.config})
+    _record_config(result.idata, entry, args, config, overrides)
     verdicts, status = _print_verdicts(result.idata)
     passed = _print_recovery(result.checks)
     _write_outputs(result.idata, args, recovery=result.checks, verdicts=verdicts,
@@ -334,7 +372,7 @@ def _cmd_sbc(args) -> int:
     from inference.prior_predictive import prior_simulate
 
     entry = zoo.get(args.name)
-    config = entry.config(args.config)
+    config, overrides = _config(entry, args)
     options = parse_options(args.option)
     method = args.method or entry.recipe.method
     if "posterior_predictive" in inspect.signature(inference.get_runner(method)).parameters:
@@ -351,17 +389,19 @@ def _cmd_sbc(args) -> int:
     run_method, run_options = _method_and_options(entry, args.method, args.config, options)
 
     def fit(data):
-        return inference.fit(entry, data, method=run_method, seed=seed_for(data), config=args.config,
+        return inference.fit(entry, data, method=run_method, seed=seed_for(data), config=config,
                              progress=False, **run_options)
 
     def fit_batch(datasets):
         return inference.fit_batch(entry, datasets, method=run_method, seeds=[seed_for(d) for d in datasets],
-                                   config=args.config, progress=False, **run_options)
+                                   config=config, progress=False, **run_options)
 
     out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
     settings = {"entry": entry.name, "config": args.config, "method": method,
                 "options": json.dumps(options, sort_keys=True, default=str)}
-    print(f"SBC of {entry.name} ({args.config}) with {method} {options}: {args.n} replicates, "
+    if overrides:  # a sweep with other overrides is another sweep (the manifest refuses a mix)
+        settings["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
+    print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "
           f"{args.draws} draws per rank; results in {out} (resumable)")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
@@ -381,9 +421,10 @@ def _cmd_sbc(args) -> int:
 EXIT_CODES = """exit status:
   0  success (a fit whose convergence verdict is ok or warn; a recovery check that passes)
   1  a verdict failed: convergence FAIL, recovery FAIL, or SBC flagged a miscalibration
-  2  bad input: an unknown entry, config, method or option, a malformed data file, data the
-     model cannot take (e.g. a value so large the log density is infinite), an unwritable output
-     path (one line on stderr names the argument and what was expected)
+  2  bad input: an unknown entry, config, method or option, an unknown --set field or a value
+     the config refuses, a malformed data file, data the model cannot take (e.g. a value so
+     large the log density is infinite), an unwritable output path (one line on stderr names
+     the argument and what was expected)
   3  internal error (one line on stderr; --debug prints the traceback)
   130  interrupted (Ctrl-C); results are written only when complete"""
 
@@ -392,6 +433,8 @@ EXAMPLES = """examples:
   zoo show lgssm
   zoo simulate lgssm --config scalar --seed 1 --out y.csv --truth truth.json
   zoo fit lgssm --config scalar --data y.csv --out run.nc --html run.html
+  zoo fit lgssm --config scalar --data y.csv --set fixed_noise=False --set prior_A_scale=0.5
+  zoo simulate lgssm --set num_steps=500 --set num_series=3 --out long.csv
   zoo fit hmm --method svi --option num_steps=2000
   zoo check fou_mafbm
   zoo report run.nc other.nc --html compare.html
@@ -450,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name", metavar="NAME", help="a registered entry (`zoo list` names them)")
         p.add_argument("--config", default="small",
                        help="the entry's named configuration (`zoo show NAME` lists them; default: small)")
+        p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="replace a field of the config: dimensions, prior scales, fixed/learned flags, "
+                            "e.g. --set num_steps=500 or --set fixed_noise=False; values are Python literals; "
+                            "`zoo show NAME` lists the fields (repeatable)")
         p.add_argument("--seed", type=int, default=0,
                        help="random seed of the simulation and of the fit (default: 0)")
 

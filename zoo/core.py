@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -40,6 +42,7 @@ from zoo._tabular import Columns
 __all__ = [
     "Check",
     "Columns",
+    "FixedParameter",
     "Recipe",
     "ZooEntry",
     "StateSpaceModel",
@@ -50,6 +53,7 @@ __all__ = [
     "check_covers",
     "check_close",
     "is_traced",
+    "with_overrides",
 ]
 
 
@@ -87,6 +91,95 @@ class Recipe(NamedTuple):
         if config_name == "paper":
             merged.update(self.paper_options)
         return merged
+
+
+class FixedParameter(NamedTuple):
+    """A parameter that a configuration holds fixed instead of learning it from the data.
+
+    ``value`` is the value the model uses (a number or nested list); ``free`` the override
+    (``field=value``, as given to ``zoo fit --set`` or :meth:`ZooEntry.config`) that learns it.
+    A configuration declares its fixed parameters with a method
+    ``fixed_parameters(self) -> dict[str, FixedParameter]`` (:meth:`ZooEntry.fixed_parameters`).
+    """
+
+    value: Any
+    free: str
+
+
+def with_overrides(config: Any, overrides: Mapping[str, Any], *, argument: str = "config") -> Any:
+    """``config`` (a frozen dataclass) with the fields in ``overrides`` replaced.
+
+    ``dataclasses.replace`` builds the new object, so the configuration's own ``__post_init__``
+    validation runs. Each value is first checked against the field's annotation (``bool``,
+    ``int``, ``float`` (an int is accepted and converted), ``str``, ``tuple`` (a list is
+    converted, nested lists too, so the configuration stays hashable), ``X | None``); fields
+    whose annotation cannot be resolved take the value as given. Errors are ``ValueError``
+    whose one line starts with ``argument`` (``"--set"`` on the command line): an unknown key
+    names the known fields; a bad value names ``argument KEY``.
+    """
+    if not overrides:
+        return config
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise ValueError(f"{argument}: the configuration ({type(config).__name__}) is not a dataclass "
+                         "and takes no overrides")
+    fields = {f.name: f for f in dataclasses.fields(config) if f.init}
+    try:
+        hints = typing.get_type_hints(type(config))
+    except Exception:  # noqa: BLE001 - an annotation that cannot be evaluated: no type check
+        hints = {}
+    values = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ValueError(f"{argument}: {type(config).__name__} has no field {key!r}; "
+                             f"known fields: {', '.join(fields)}")
+        ok, coerced = _coerce(hints.get(key), value)
+        if not ok:
+            raise ValueError(f"{argument} {key}: expected {_hint_name(hints[key])}, got {value!r}")
+        values[key] = coerced
+    try:
+        return dataclasses.replace(config, **values)
+    except (ValueError, TypeError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise ValueError(f"{argument} {', '.join(values)}: {' '.join(str(message).split())}") from None
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+def _coerce(hint: Any, value: Any) -> tuple[bool, Any]:
+    """(whether ``value`` fits the annotation ``hint``, the value converted to it)."""
+    if hint is None or hint is Any:
+        return True, _hashable(value)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            ok, coerced = _coerce(arg, value)
+            if ok:
+                return True, coerced
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    base = origin or hint
+    if base is tuple:
+        return isinstance(value, (tuple, list)), _hashable(value)
+    if isinstance(base, type) and base is not object:
+        return isinstance(value, base), value
+    return True, _hashable(value)
+
+
+def _hint_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,16 +254,25 @@ class ZooEntry:
             return data
         return self.columns.prepare(data, self.config(config), allow_all_missing=allow_all_missing)
 
-    def config(self, name_or_config: Any = "small") -> Any:
-        """The configuration called ``name_or_config`` (or the object itself if not a string)."""
+    def config(self, name_or_config: Any = "small", /, **overrides: Any) -> Any:
+        """The configuration called ``name_or_config`` (or the object itself if not a string),
+        with any field replaced by ``overrides`` (:func:`with_overrides`: the configuration's own
+        validation runs), e.g. ``entry.config("scalar", fixed_noise=False, num_steps=400)``."""
         if not isinstance(name_or_config, str):
-            return name_or_config
+            return with_overrides(name_or_config, overrides)
         if name_or_config not in self.configs:
             raise ValueError(
                 f"config: entry {self.name!r} has no config {name_or_config!r}; "
                 f"expected one of {sorted(self.configs)}"
             )
-        return self.configs[name_or_config]
+        return with_overrides(self.configs[name_or_config], overrides)
+
+    def fixed_parameters(self, config: Any = "small") -> dict[str, FixedParameter]:
+        """The parameters ``config`` holds fixed rather than learns (name -> :class:`FixedParameter`),
+        as the configuration declares them (its ``fixed_parameters()`` method); empty when it
+        declares none. ``zoo fit --data`` says so on stderr and records them in the result."""
+        declared = getattr(self.config(config), "fixed_parameters", None)
+        return dict(declared()) if callable(declared) else {}
 
 
 # --------------------------------------------------------------------------------------------

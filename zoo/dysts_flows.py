@@ -72,7 +72,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import Check, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
 from zoo.processes import chaos
 
 __all__ = ["DystsConfig", "model", "simulate", "simulate_series", "windows_from_series", "check", "flow_ssm",
@@ -139,6 +139,12 @@ class DystsConfig:
     @property
     def flow(self) -> chaos.Flow:
         return chaos.get_flow(self.system)
+
+    def fixed_parameters(self) -> dict[str, FixedParameter]:
+        """The flow's parameters outside ``inferred``, at ``true_params`` (``inferred=None`` learns all)."""
+        fixed = true_params(self)
+        return {name: FixedParameter(fixed[name], "inferred=None")
+                for name in self.flow.param_names if name not in self.inferred_names}
 
     @property
     def inferred_names(self) -> tuple[str, ...]:

@@ -56,7 +56,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
 from zoo.processes.series import validate_series
 
@@ -85,6 +85,13 @@ class LGSSMConfig:
             raise ValueError(f"true_A: expected shape ({self.state_dim}, {self.state_dim}), got {np.shape(self.true_A)}")
         if np.shape(self.true_q) != (self.state_dim,) or np.shape(self.true_r) != (self.obs_dim,):
             raise ValueError("true_q/true_r: expected shapes (state_dim,) and (obs_dim,)")
+
+    def fixed_parameters(self) -> dict[str, FixedParameter]:
+        """q and r, at ``true_q``/``true_r``, when ``fixed_noise`` (``fixed_noise=False`` learns them)."""
+        if not self.fixed_noise:
+            return {}
+        return {"q": FixedParameter(list(self.true_q), "fixed_noise=False"),
+                "r": FixedParameter(list(self.true_r), "fixed_noise=False")}
 
     @property
     def H(self) -> jax.Array:

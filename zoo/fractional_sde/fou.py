@@ -171,7 +171,7 @@ from numpyro.distributions import constraints
 
 from inference.validate import is_traced
 from inference import exact
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
 from zoo.processes import fbm, linear_sde, sde
 from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
 
@@ -262,6 +262,10 @@ class FouConfig:
             raise ValueError(f"data_mode: expected one of {_DATA_MODES}, got {self.data_mode!r}")
         if not isinstance(self.fbm_substeps, int) or self.fbm_substeps < 1:
             raise ValueError(f"fbm_substeps: expected a positive integer, got {self.fbm_substeps!r}")
+
+    def fixed_parameters(self) -> dict[str, FixedParameter]:
+        """The observation noise ``s_obs``, at ``obs_noise``, unless that is None (learned)."""
+        return {} if self.obs_noise is None else {"s_obs": FixedParameter(float(self.obs_noise), "obs_noise=None")}
 
     def times(self) -> np.ndarray:
         """Observation times ``(T,)``."""

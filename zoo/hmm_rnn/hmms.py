@@ -66,7 +66,7 @@ from numpyro.distributions.transforms import SigmoidTransform
 
 from inference import exact
 from inference.validate import is_traced, positive_int
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, posterior_draws
+from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, posterior_draws
 from zoo.processes.discrete_hmm import CategoricalMissing, DiscreteHMM, HMMParams, discrete_hmm
 from zoo.processes.series import validate_symbols as _validate_symbols
 
@@ -117,6 +117,12 @@ class HMMRNNConfig:
             raise ValueError("transition_prior: 'tied' is defined for the linear chain only; use 'rows'")
         for name in ("num_sequences", "num_steps"):
             positive_int(name, getattr(self, name))
+
+    def fixed_parameters(self) -> dict[str, FixedParameter]:
+        """The emission matrix, at the truth, unless ``learn_emissions``."""
+        if self.learn_emissions:
+            return {}
+        return {"emission_probs": FixedParameter(architecture(self).emissions.tolist(), "learn_emissions=True")}
 
 # --------------------------------------------------------------------------------------------
 # The paper's HMMs
