@@ -158,8 +158,8 @@ def test_cli_fit_data_files(name, config, tmp_path, monkeypatch, capsys):
     data); a file that reads is handed to the fit as data the facade accepts."""
     from zoo import cli
 
-    def reached(entry, data, method, config_name, seed, options, progress):
-        inference.resolve_target(entry, data, config=config_name)  # the facade's screening passes
+    def reached(entry, data, method, config_name, config, seed, options, progress):
+        inference.resolve_target(entry, data, config=config)  # the facade's screening passes
         raise _Reached
 
     monkeypatch.setattr(cli, "_fit", reached)

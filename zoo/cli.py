@@ -197,8 +197,10 @@ def _announce_fixed(entry, args, config) -> None:
     for name, parameter in entry.fixed_parameters(config).items():
         groups.setdefault(parameter.free, []).append(f"{name}={_jsonable(parameter.value)}")
     for free, values in groups.items():
+        how = (f"to learn them add --set {free}" if "=" in free else
+               f"{entry.name} does not learn them; to change the value use --set {free}=VALUE")
         print(f"zoo {args.command}: note: config {args.config!r} of {entry.name} fixes {', '.join(values)} "
-              f"(not learned from the data); to learn them add --set {free}", file=sys.stderr)
+              f"(not learned from the data); {how}", file=sys.stderr)
 
 
 def _simulate(entry, config, seed: int):

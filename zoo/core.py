@@ -97,7 +97,8 @@ class FixedParameter(NamedTuple):
     """A parameter that a configuration holds fixed instead of learning it from the data.
 
     ``value`` is the value the model uses (a number or nested list); ``free`` the override
-    (``field=value``, as given to ``zoo fit --set`` or :meth:`ZooEntry.config`) that learns it.
+    (``field=value``, as given to ``zoo fit --set`` or :meth:`ZooEntry.config`) that learns it,
+    or, where the model cannot learn it, the bare name of the field that sets its value.
     A configuration declares its fixed parameters with a method
     ``fixed_parameters(self) -> dict[str, FixedParameter]`` (:meth:`ZooEntry.fixed_parameters`).
     """

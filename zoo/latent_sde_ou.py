@@ -85,7 +85,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from inference import exact
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
 from zoo.processes import sde
 
 __all__ = [
@@ -161,6 +161,10 @@ class LatentSDEConfig:
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if self.data_mode not in _DATA_MODES:
             raise ValueError(f"data_mode: expected one of {_DATA_MODES}, got {self.data_mode!r}")
+
+    def fixed_parameters(self) -> dict[str, FixedParameter]:
+        """The observation noise ``s``, at ``obs_noise`` (the model never learns it)."""
+        return {"s": FixedParameter(float(self.obs_noise), "obs_noise")}
 
     @property
     def num_obs(self) -> int:

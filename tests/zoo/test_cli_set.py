@@ -104,3 +104,16 @@ def test_fit_of_user_data_says_what_is_fixed_and_set_frees_it(tmp_path, capsys):
     assert json.loads(idata.attrs["config_overrides"]) == {"fixed_noise": False}
     assert "fixed_parameters" not in idata.attrs
     assert "config_overrides" in markdown_report(idata)  # the report shows what was overridden
+
+
+def test_a_parameter_the_model_never_learns_is_announced_too(tmp_path, capsys):
+    """latent_sde_ou always fixes its observation noise s; the note says how to change the value.
+    (An unknown --option stops the run right after the note: no fit is needed to see it.)"""
+    data = tmp_path / "z.csv"
+    assert main(["simulate", "latent_sde_ou", "--set", "num_series=2", "--out", str(data)]) == 0
+    capsys.readouterr()
+    assert main(["fit", "latent_sde_ou", "--data", str(data), "--set", "obs_noise=0.2", "--option", "nope=1"]) == 2
+    note, error = capsys.readouterr().err.strip().splitlines()
+    assert note == ("zoo fit: note: config 'small' of latent_sde_ou fixes s=0.2 (not learned from the data); "
+                    "latent_sde_ou does not learn them; to change the value use --set obs_noise=VALUE")
+    assert error.startswith("zoo fit: error: ") and "nope" in error
