@@ -52,6 +52,7 @@ __all__ = [
     "check_ess_tail",
     "check_divergences",
     "check_log_density",
+    "check_stuck_chains",
     "check_ebfmi",
     "check_particle_ess",
     "check_pareto_k",
@@ -680,6 +681,34 @@ def _is_hamiltonian(stats) -> bool:
     return any(k in stats for k in ("energy", "tree_depth", "n_steps"))
 
 
+def check_stuck_chains(idata: az.InferenceData) -> list[Verdict]:
+    """Chains a sampler screened as stuck (``attrs["dropped_chains"]``, ``attrs["stuck_chain_reasons"]``).
+
+    A NUTS runner (``inference.nuts``) screens its chains after sampling and, by default, drops
+    the stuck ones when others remain; the posterior then holds fewer chains than were run
+    (``attrs["num_chains_run"]``). That is a ``warn``: the kept chains may be fine, but a mode or a
+    region was found that some chains could not leave, so the run says less than it looks.
+    Chains flagged but kept (``drop_stuck_chains=False``) warn too. No verdict when the run did
+    not screen (the attributes are absent) or flagged nothing.
+    """
+    attrs = run_attrs(idata)
+    reasons = str(attrs.get("stuck_chain_reasons", "") or "")
+    dropped = str(attrs.get("dropped_chains", "") or "").strip()
+    dropped_list = [c.strip() for c in dropped.strip("[]()").split(",") if c.strip()]
+    if not reasons and not dropped_list:
+        return []
+    run = attrs.get("num_chains_run")
+    if dropped_list:
+        kept = f"; {int(run) - len(dropped_list)} of {int(run)} chains kept" if run is not None else ""
+        message = (f"dropped stuck chain(s) [{', '.join(dropped_list)}]{kept}: {reasons or 'screened as stuck'}; "
+                   "rerun with more warmup or another initialisation to check the kept chains tell the whole story")
+        value = float(len(dropped_list))
+    else:
+        message = f"chains screened as stuck but kept (drop_stuck_chains=False): {reasons}"
+        value = math.nan
+    return [Verdict("stuck chains", "warn", value, 0.0, message)]
+
+
 def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = None,
                **thresholds: float) -> list[Verdict]:
     """Apply every check whose inputs ``idata`` has, with the thresholds of :class:`Thresholds`.
@@ -689,7 +718,8 @@ def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
       for draws at fixed parameters (``"point"``) one ``ok`` line says R-hat/ESS do not apply
       (the accuracy of an approximation is not judged here);
     - sample_stats ``diverging`` / ``energy``: divergences (and a non-finite log density the run
-      found next to them, :func:`check_log_density`) / E-BFMI;
+      found next to them, :func:`check_log_density`) / E-BFMI; chains screened as stuck and
+      dropped (:func:`check_stuck_chains`, a ``warn``);
     - sample_stats ``acceptance_rate`` without ``energy``/``tree_depth``/``n_steps`` (i.e. not
       HMC/NUTS itself: PMMH, particle Gibbs θ-steps, random-walk MH): acceptance;
     - sample_stats ``ess``: particle ESS;
@@ -736,6 +766,7 @@ def run_checks(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
         if "diverging" in stats:
             verdicts += check_divergences(idata, fail_fraction=t.divergence_fail_fraction)
             verdicts += check_log_density(idata)
+        verdicts += check_stuck_chains(idata)
         if "energy" in stats:
             verdicts += check_ebfmi(idata, warn=t.ebfmi_warn, fail=t.ebfmi_fail)
         if "acceptance_rate" in stats and not _is_hamiltonian(stats):

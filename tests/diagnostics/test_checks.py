@@ -26,6 +26,7 @@ from diagnostics.checks import (
     check_pareto_k,
     check_particle_ess,
     check_rhat,
+    check_stuck_chains,
     format_verdicts,
     overall,
     run_checks,
@@ -175,6 +176,27 @@ def test_divergences_ok_warn_fail():
     # a Hamiltonian run's acceptance statistic is not judged as a Metropolis rate
     assert not [v for v in verdicts if v.name == "acceptance rate"]
     assert overall(verdicts) == "fail"
+
+
+def test_dropped_stuck_chains_are_a_warn_verdict():
+    """The attributes a NUTS runner writes when it drops stuck chains become a loud verdict."""
+    rng = np.random.default_rng(3)
+    energy = rng.normal(size=(2, 500))
+    run = _nuts_like(rng, np.zeros((2, 500), bool), energy)
+    assert check_stuck_chains(run) == []  # not screened: no verdict
+    run.attrs.update({"num_chains_run": 4, "dropped_chains": "[]", "stuck_chain_reasons": ""})
+    assert check_stuck_chains(run) == []  # screened, nothing flagged
+    run.attrs.update({"dropped_chains": "[0, 2]",
+                      "stuck_chain_reasons": "chain 0: mean potential 40 above the median"})
+    (verdict,) = check_stuck_chains(run)
+    assert verdict.status == "warn" and verdict.value == 2
+    assert "[0, 2]" in verdict.message and "2 of 4 chains kept" in verdict.message
+    verdicts = run_checks(run)
+    assert by_name(verdicts, "stuck chains").status == "warn" and overall(verdicts) != "ok"
+    assert "stuck chains" in format_verdicts(verdicts)
+    run.attrs.update({"dropped_chains": "[]", "stuck_chain_reasons": "chain 1: barely moves"})
+    (verdict,) = check_stuck_chains(run)  # flagged but kept (drop_stuck_chains=False)
+    assert verdict.status == "warn" and "kept" in verdict.message
 
 
 def test_ebfmi_from_energy_autocorrelation():
