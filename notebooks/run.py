@@ -26,6 +26,8 @@ import sysconfig
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # the project's packages, also from a checkout that is not installed
+    sys.path.insert(0, str(ROOT))
 
 
 def _machine_paths() -> list[tuple[str, str]]:
@@ -74,20 +76,12 @@ def scrub_notebook(notebook) -> bool:
 
 
 def _write(notebook, path: pathlib.Path) -> None:
-    import tempfile
-
+    """Write ``notebook`` atomically, through the project's one atomic writer."""
     import nbformat
 
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            nbformat.write(notebook, stream)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from diagnostics.convert import atomic_write
+
+    atomic_write(path, lambda tmp: nbformat.write(notebook, tmp))
 
 
 def execute(name: str, *, timeout: int = 3600) -> pathlib.Path:
