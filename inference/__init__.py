@@ -58,6 +58,7 @@ _METHODS: dict[str, str] = {
     "tf": "inference.train:run_teacher_forcing",
     "map": "inference.map:run_map",
     "flow": "inference.train:run_flow",
+    "vae": "inference.vae:run_vae",
 }
 
 

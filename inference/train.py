@@ -42,6 +42,26 @@ reconstruction entries; both are off by default and change nothing for other cal
   ``evaluations``); a NaN score ranks last. The DSR labs select checkpoints by D_stsp of a
   free-running orbit, because a well-fitted recurrent model can still diverge when run freely.
 
+Variational training (sequential VAEs, deep Markov models). Four more options, off by default:
+
+* ``clip_norm=``: the gradient's global norm is clipped to it before the optimiser
+  (``optax.clip_by_global_norm``), the same as chaining it yourself.
+* ``kl_weight=`` a :class:`KLAnnealing` (or a number): the loss is called with the keyword
+  ``kl_weight=β_n``, a traced scalar (no recompilation) that rises linearly from ``start`` to 1
+  over ``steps`` steps and stays at 1 (Bowman et al. 2016: KL annealing against posterior
+  collapse). :func:`elbo_loss` reads it.
+* ``coordinated_dropout=`` a rate ``p`` in (0, 1): each step draws a keep-mask ``Bernoulli(1 − p)``
+  of the shape of every leaf of the batch (key ``fold_in(loss_key, 1)``, so the loss key is the one
+  it is without the option) and calls the loss with the keyword ``keep=`` (a tree of bool masks
+  like the batch). Keisler et al.'s coordinated dropout (LFADS, 2019): the encoder sees only the
+  kept entries and the likelihood scores only the dropped ones, so the network cannot pass an
+  input straight through to its own reconstruction. :func:`elbo_loss` does that with NaN (the
+  zoo's one missing marker).
+* ``patience=`` with ``evaluate=`` (e.g. minus the ELBO of held-out sequences): training stops once
+  ``patience`` evaluations in a row have not beaten the best score; ``TrainResult.stopped_step``
+  says where. The count is read back from the checkpointed evaluations, so a resumed run stops
+  where the uninterrupted one did.
+
 The forced rollouts themselves (sparse, full, generalised forcing) are pure functions in
 ``inference.losses`` (``Forcing``, ``forced_rollout``, ``jacobian_growth``, ``gtf_alpha``), used by
 the programs; :func:`run_teacher_forcing` is the ``inference.fit`` method ``"tf"`` that trains a
@@ -74,7 +94,10 @@ __all__ = [
     "TrainState",
     "TrainResult",
     "AdaptiveAlpha",
+    "KLAnnealing",
     "NonFiniteLossError",
+    "elbo_loss",
+    "elbo_parameters",
     "train",
     "step_keys",
     "save_checkpoint",
@@ -118,6 +141,18 @@ class TrainResult(NamedTuple):
     best_params: Any = None
     best_step: int | None = None
     evaluations: np.ndarray | None = None
+    stopped_step: int | None = None
+
+
+class KLAnnealing(NamedTuple):
+    """The KL weight ``β_n = start + (1 − start)·min(n / steps, 1)`` at step ``n`` (0-based):
+    linear from ``start`` to 1 over ``steps`` steps, then 1."""
+
+    start: float = 0.0
+    steps: int = 1000
+
+    def at(self, step) -> Any:
+        return self.start + (1.0 - self.start) * jnp.minimum(jnp.asarray(step, jnp.result_type(float)) / self.steps, 1.0)
 
 
 class AdaptiveAlpha(NamedTuple):
@@ -213,14 +248,21 @@ def _load_training_checkpoint(path: str, template_state: TrainState, *, with_bes
 
 
 @functools.lru_cache(maxsize=16)
-def _build_update(loss_fn: Callable, optimizer: optax.GradientTransformation, with_alpha: bool = False) -> Callable:
+def _build_update(loss_fn: Callable, optimizer: optax.GradientTransformation, with_alpha: bool = False,
+                  dropout: float | None = None) -> Callable:
     """The jitted update step; cached so a resumed run with the same objects skips recompilation."""
-    return _make_update(loss_fn, optimizer, with_alpha)
+    return _make_update(loss_fn, optimizer, with_alpha, dropout)
 
 
-def _make_update(loss_fn: Callable, optimizer: optax.GradientTransformation, with_alpha: bool = False) -> Callable:
-    def update(params, opt_state, batch, key, *alpha):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch, key, *alpha)
+def _make_update(loss_fn: Callable, optimizer: optax.GradientTransformation, with_alpha: bool = False,
+                 dropout: float | None = None) -> Callable:
+    def update(params, opt_state, batch, key, *alpha, **extras):
+        if dropout is not None:
+            leaves, treedef = jax.tree_util.tree_flatten(batch)
+            keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+            masks = [jax.random.bernoulli(k, 1.0 - dropout, jnp.shape(leaf)) for k, leaf in zip(keys, leaves)]
+            extras["keep"] = jax.tree_util.tree_unflatten(treedef, masks)
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch, key, *alpha, **extras)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, loss
@@ -265,6 +307,10 @@ def train(
     alpha: float | AdaptiveAlpha | None = None,
     evaluate: Callable[[Any], float] | None = None,
     evaluate_every: int = 1000,
+    clip_norm: float | None = None,
+    kl_weight: KLAnnealing | float | None = None,
+    coordinated_dropout: float | None = None,
+    patience: int | None = None,
 ) -> TrainResult:
     """Minimise ``loss_fn`` with ``optimizer`` for ``num_steps`` steps; resumable.
 
@@ -288,10 +334,17 @@ def train(
             ``evaluate_every`` steps and after the last; the best parameters are kept. The
             scores on the ``evaluate_every`` grid are checkpointed; the one after an off-grid last
             step is not (a resumed longer run then reproduces the uninterrupted one).
+        clip_norm: clip the gradient's global norm to this before ``optimizer`` (None: no clipping).
+        kl_weight: a :class:`KLAnnealing` schedule or a constant: the loss gets the keyword
+            ``kl_weight=β`` (traced), β of the step.
+        coordinated_dropout: a rate in (0, 1): the loss gets the keyword ``keep=`` (bool masks
+            like the batch, ``Bernoulli(1 − rate)``, drawn afresh each step).
+        patience: with ``evaluate``: stop after this many evaluations in a row without a new best.
 
     Returns:
-        :class:`TrainResult` ``(params, losses (num_steps,) float64, state, alphas, best_params,
-        best_step, evaluations)``.
+        :class:`TrainResult` ``(params, losses (steps run,) float64, state, alphas, best_params,
+        best_step, evaluations, stopped_step)`` (``stopped_step``: the step where ``patience``
+        ended the run, else None).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (message names the step).
@@ -312,6 +365,24 @@ def train(
     seed = positive_int("seed", seed, minimum=0)
     alpha = _check_alpha(alpha)
     adaptive = isinstance(alpha, AdaptiveAlpha)
+    if clip_norm is not None:
+        if isinstance(clip_norm, bool) or not (np.isfinite(clip_norm) and clip_norm > 0):
+            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+        optimizer = optax.chain(optax.clip_by_global_norm(float(clip_norm)), optimizer)
+    if kl_weight is not None and not isinstance(kl_weight, KLAnnealing):
+        if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float, np.floating)) or not kl_weight >= 0:
+            raise ValueError(f"kl_weight: expected a KLAnnealing schedule or a number >= 0, got {kl_weight!r}")
+        kl_weight = float(kl_weight)
+    if isinstance(kl_weight, KLAnnealing):
+        positive_int("kl_weight.steps", kl_weight.steps)
+        if not 0.0 <= kl_weight.start <= 1.0:
+            raise ValueError(f"kl_weight: expected 0 <= start <= 1, got {kl_weight.start!r}")
+    if coordinated_dropout is not None and (isinstance(coordinated_dropout, bool) or not 0.0 < coordinated_dropout < 1.0):
+        raise ValueError(f"coordinated_dropout: expected a rate in (0, 1) or None, got {coordinated_dropout!r}")
+    if patience is not None:
+        patience = positive_int("patience", patience)
+        if evaluate is None:
+            raise ValueError("patience: early stopping needs evaluate= (e.g. minus the ELBO of held-out sequences)")
 
     init_params = jax.tree_util.tree_map(jnp.asarray, init_params)
     base_key = jax.random.PRNGKey(seed)
@@ -346,9 +417,22 @@ def train(
                             score=float(np.nanmin(np.where(np.isnan(evaluations[:, 1]), np.inf, evaluations[:, 1]))))
 
     try:
-        update = _build_update(loss_fn, optimizer, alpha is not None)
+        update = _build_update(loss_fn, optimizer, alpha is not None, coordinated_dropout)
     except TypeError:  # unhashable loss_fn or optimizer: build an uncached one
-        update = _make_update(loss_fn, optimizer, alpha is not None)
+        update = _make_update(loss_fn, optimizer, alpha is not None, coordinated_dropout)
+
+    def kl_extras(at_step: int) -> dict:
+        if kl_weight is None:
+            return {}
+        value = kl_weight.at(at_step) if isinstance(kl_weight, KLAnnealing) else kl_weight
+        return {"kl_weight": jnp.asarray(value, dtype=jnp.result_type(float))}
+
+    def should_stop() -> bool:
+        if patience is None or best["step"] is None:
+            return False
+        evaluations = np.concatenate(best["evaluations"])
+        return int(np.sum(evaluations[:, 0] > best["step"])) >= patience
+
     alpha_update = _make_alpha_update(alpha) if adaptive else None
     bar = None
     if progress and state.step < num_steps:
@@ -386,16 +470,17 @@ def train(
             if not (np.isnan(score) and best["params"] is not None):
                 best.update(params=params, step=at_step, score=score if not np.isnan(score) else np.inf)
 
+    stopped_step = step if should_stop() else None
     try:
-        while step < num_steps:
+        while step < num_steps and stopped_step is None:
             batch_key, loss_key = step_keys(base_key, step)
             batch = make_batch(batch_key, step)
             if adaptive and (step + 1) % alpha.every == 0:
                 current_alpha = alpha_update(params, batch, current_alpha)
             if alpha is None:
-                params, opt_state, loss = update(params, opt_state, batch, loss_key)
+                params, opt_state, loss = update(params, opt_state, batch, loss_key, **kl_extras(step))
             else:
-                params, opt_state, loss = update(params, opt_state, batch, loss_key, current_alpha)
+                params, opt_state, loss = update(params, opt_state, batch, loss_key, current_alpha, **kl_extras(step))
                 pending_alpha.append(current_alpha)
             pending.append(loss)
             step += 1
@@ -405,6 +490,9 @@ def train(
                 flush(step)
             if at_evaluation:
                 run_evaluation(step)
+                if should_stop():
+                    stopped_step = step
+                    at_checkpoint = ckpt is not None
             if at_checkpoint:
                 save_checkpoint(
                     ckpt, TrainState(step, params, opt_state, base_key, current_alpha), np.concatenate(trace), seed,
@@ -415,7 +503,7 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    if evaluate is not None and step % evaluate_every != 0:
+    if evaluate is not None and step % evaluate_every != 0 and stopped_step is None:
         # the last parameters are scored too; after the last checkpoint, so that a resumed run with
         # more steps reproduces the uninterrupted one (this off-grid score is recomputed each call)
         flush(step)
@@ -426,7 +514,89 @@ def train(
     return TrainResult(params=params, losses=losses, state=final,
                        alphas=np.concatenate(alpha_trace) if alpha is not None else None,
                        best_params=best["params"], best_step=best["step"],
-                       evaluations=np.concatenate(best["evaluations"]) if evaluate is not None else None)
+                       evaluations=np.concatenate(best["evaluations"]) if evaluate is not None else None,
+                       stopped_step=stopped_step)
+
+
+# --------------------------------------------------------------------------------------------
+# The ELBO of a NumPyro model and guide as a loss of train()
+# --------------------------------------------------------------------------------------------
+
+
+def _site_sums(tr) -> tuple[jax.Array, jax.Array]:
+    """``(Σ observed log densities, Σ latent log densities)`` of a trace (site scales and masks applied)."""
+    observed, latent = 0.0, 0.0
+    for site in tr.values():
+        if site["type"] != "sample":
+            continue
+        value = jnp.sum(site["fn"].log_prob(site["value"]))
+        if site.get("scale") is not None:
+            value = site["scale"] * value
+        if site["is_observed"]:
+            observed = observed + value
+        else:
+            latent = latent + value
+    return jnp.asarray(observed), jnp.asarray(latent)
+
+
+def elbo_loss(model: Callable, guide: Callable, *, num_particles: int = 1) -> Callable:
+    """``loss(params, data, key, *, kl_weight=1, keep=None)``: minus the (annealed) ELBO of
+    ``model(data)`` under ``guide(data)``, for :func:`train`.
+
+    ``ELBO_β = E_q[log p(y | z) + β (log p(z) − log q(z))]`` by ``num_particles`` draws of the
+    guide (reparameterised), the model replayed on them; ``params`` holds the ``numpyro.param`` /
+    ``flax_module`` sites of both programs (:func:`elbo_parameters`). ``β = 1`` is the ELBO.
+    With ``keep`` (coordinated dropout, a bool mask like ``data``) the guide reads the data with the
+    dropped entries missing (NaN) and the model scores only the dropped entries (the kept ones
+    NaN): both programs must treat NaN as missing, the zoo's rule.
+    """
+    from numpyro.handlers import replay, seed as seed_handler, substitute, trace
+
+    num_particles = positive_int("num_particles", num_particles)
+
+    def one(params, encode, score, key, kl_weight):
+        k_guide, k_model = jax.random.split(key)
+        guide_tr = trace(seed_handler(substitute(guide, data=params), k_guide)).get_trace(encode)
+        model_tr = trace(replay(seed_handler(substitute(model, data=params), k_model), guide_tr)).get_trace(score)
+        log_lik, log_prior = _site_sums(model_tr)
+        _, log_q = _site_sums(guide_tr)
+        return log_lik + kl_weight * (log_prior - log_q)
+
+    def loss(params, data, key, *, kl_weight=1.0, keep=None):
+        encode = score = data
+        if keep is not None:
+            encode = jnp.where(keep, data, jnp.nan)
+            score = jnp.where(keep, jnp.nan, data)
+        keys = jax.random.split(key, num_particles)
+        return -jnp.mean(jax.vmap(lambda k: one(params, encode, score, k, kl_weight))(keys))
+
+    return loss
+
+
+def elbo_parameters(model: Callable, guide: Callable, data, key) -> dict:
+    """The ``numpyro.param`` / ``flax_module`` sites of ``guide(data)`` and ``model(data)`` (replayed
+    on the guide's draws), initialised under ``key``."""
+    from numpyro.handlers import replay, seed as seed_handler, trace
+
+    k_guide, k_model = jax.random.split(key)
+    guide_tr = trace(seed_handler(guide, k_guide)).get_trace(data)
+    model_tr = trace(replay(seed_handler(model, k_model), guide_tr)).get_trace(data)
+    from numpyro.distributions import constraints
+
+    params = {}
+    for tr in (guide_tr, model_tr):
+        for name, site in tr.items():
+            if site["type"] != "param":
+                continue
+            constraint = site["kwargs"].get("constraint", constraints.real)
+            if constraint is not constraints.real:
+                raise ValueError(f"guide: parameter {name!r} has the constraint {constraint}; the ELBO trainer "
+                                 "steps on parameters as stored, so declare it unconstrained and transform it "
+                                 "in the program (e.g. softplus)")
+            params[name] = site["value"]
+    if not params:
+        raise ValueError("guide: neither the guide nor the model has numpyro.param / flax_module parameters to train")
+    return params
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 * :class:`BiGRUEncoder` — a bidirectional GRU over one sequence ``(L, D)`` (any leading batch
   axes), with an optional validity mask; returns per-step outputs ``(L, 2H)``: the forward state
   summarises steps ``0..l``, the backward state steps ``l..L-1`` (padding never enters a state).
+* :class:`GRUEncoder` — a GRU run forwards over one sequence ``(L, D)``: the state at step ``l``
+  summarises steps ``0..l`` (a causal, filtering encoder: LangevinFlow's); outputs ``(L, H)``.
 * :class:`BackwardGRUEncoder` — a GRU run backwards in time over one sequence ``(L, D)``: the
   state at step ``l`` summarises steps ``l..L-1`` (the "context" of a latent-SDE posterior, which
   must see the observations still to come; Li et al. 2020, Kidger 2022); outputs ``(L, H)``.
@@ -30,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["BiGRUEncoder", "BackwardGRUEncoder", "AttentionPool", "masked_mean"]
+__all__ = ["BiGRUEncoder", "GRUEncoder", "BackwardGRUEncoder", "AttentionPool", "masked_mean"]
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
@@ -79,6 +81,30 @@ class BiGRUEncoder(nn.Module):
         out = nn.Bidirectional(forward, backward)(flat, seq_lengths=lengths)
         out = jnp.where(mask.reshape((-1, L))[..., None], out, 0.0)
         return out.reshape(batch + (L, 2 * self.hidden))
+
+
+class GRUEncoder(nn.Module):
+    """A GRU read from the first step to the last: ``(..., L, D)`` -> ``(..., L, H)``, output ``l``
+    summarising steps ``0..l``. Cast to ``dtype`` like :class:`BiGRUEncoder`."""
+
+    hidden: int = 32
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hidden, int) or self.hidden < 1:
+            raise ValueError(f"hidden: expected a positive integer, got {self.hidden!r}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim < 2:
+            raise ValueError(f"x: expected shape (..., L, D), got {x.shape}")
+        batch = x.shape[:-2]
+        L, D = x.shape[-2:]
+        flat = x.reshape((-1, L, D)).astype(self.dtype)
+        cell = nn.GRUCell(features=self.hidden, dtype=self.dtype, param_dtype=self.dtype)
+        out = nn.RNN(cell, name="forward")(flat)
+        return out.reshape(batch + (L, self.hidden))
 
 
 class BackwardGRUEncoder(nn.Module):
