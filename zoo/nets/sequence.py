@@ -85,37 +85,14 @@ class BiGRUEncoder(nn.Module):
 
 class GRUEncoder(nn.Module):
     """A GRU read from the first step to the last: ``(..., L, D)`` -> ``(..., L, H)``, output ``l``
-    summarising steps ``0..l``. Cast to ``dtype`` like :class:`BiGRUEncoder`."""
-
-    hidden: int = 32
-    dtype: Any = jnp.float32
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.hidden, int) or self.hidden < 1:
-            raise ValueError(f"hidden: expected a positive integer, got {self.hidden!r}")
-        super().__post_init__()
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if x.ndim < 2:
-            raise ValueError(f"x: expected shape (..., L, D), got {x.shape}")
-        batch = x.shape[:-2]
-        L, D = x.shape[-2:]
-        flat = x.reshape((-1, L, D)).astype(self.dtype)
-        cell = nn.GRUCell(features=self.hidden, dtype=self.dtype, param_dtype=self.dtype)
-        out = nn.RNN(cell, name="forward")(flat)
-        return out.reshape(batch + (L, self.hidden))
-
-
-class BackwardGRUEncoder(nn.Module):
-    """A GRU read from the last step to the first: ``(..., L, D)`` -> ``(..., L, H)``, output ``l``
-    summarising steps ``l..L-1`` (in the original order). Every step is read (mark missing
-    values in the inputs themselves, e.g. a 0/1 channel). Cast to ``dtype`` like
-    :class:`BiGRUEncoder`.
+    summarising steps ``0..l`` (``reverse=True``: read from the last step, output ``l`` summarising
+    steps ``l..L-1``, in the original order). Every step is read (mark missing values in the inputs
+    themselves, e.g. a 0/1 channel). Cast to ``dtype`` like :class:`BiGRUEncoder`.
     """
 
     hidden: int = 32
     dtype: Any = jnp.float32
+    reverse: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.hidden, int) or self.hidden < 1:
@@ -130,8 +107,15 @@ class BackwardGRUEncoder(nn.Module):
         L, D = x.shape[-2:]
         flat = x.reshape((-1, L, D)).astype(self.dtype)
         cell = nn.GRUCell(features=self.hidden, dtype=self.dtype, param_dtype=self.dtype)
-        out = nn.RNN(cell, reverse=True, keep_order=True, name="backward")(flat)
+        out = nn.RNN(cell, reverse=self.reverse, keep_order=True, name="backward" if self.reverse else "forward")(flat)
         return out.reshape(batch + (L, self.hidden))
+
+
+class BackwardGRUEncoder(GRUEncoder):
+    """:class:`GRUEncoder` read from the last step to the first: output ``l`` summarises steps
+    ``l..L-1`` (in the original order)."""
+
+    reverse: bool = True
 
 
 class AttentionPool(nn.Module):
