@@ -19,7 +19,13 @@ rollouts with an attractor regulariser; causal PINNs anneal the causality parame
 * ``"num_steps"``, ``"learning_rate"`` (optional): the stage's step budget and learning rate
   (default: the run's ``num_steps`` and ``learning_rate``).
 
-Every stage starts a fresh optimiser state from the parameters where the previous stage ended.
+Every stage starts a fresh optimiser state from the parameters where the previous stage ended,
+unless ``carry_state=True``: then the stages share ONE optimiser state and one learning-rate
+schedule (Adam's moments and the step count of a decay run on across stages), as in the causal-PINN
+code, whose one Adam optimiser trains through the whole ε schedule. A fresh Adam state moves every
+weight by about the learning rate in its first steps whatever the gradient, which knocks a
+converged PINN off its fit at every ε switch; a carried state does not. Carried stages must share
+the learning rate.
 With ``stop_site``/``stop_above`` a stage ends early when the minimum of the program's
 deterministic site ``stop_site`` exceeds ``stop_above`` (checked every ``check_every`` steps):
 the causal-PINN rule "move to the next ε once every causal weight exceeds δ = 0.99".
@@ -106,6 +112,7 @@ def run_map(
     stop_above: float | None = None,
     check_every: int = 200,
     chunk_size: int = 200,
+    carry_state: bool = False,
 ):
     """MAP estimate of ``target.model``'s parameters by optax, in ``stages`` (see the module docstring).
 
@@ -118,6 +125,8 @@ def run_map(
         stop_site, stop_above, check_every: end a stage early once ``min(stop_site) > stop_above``,
             checked every ``check_every`` steps (the check is recorded in the ``training`` group).
         chunk_size: steps per compiled call when no stop rule is set.
+        carry_state: the stages share one optimiser state (module docstring); they must then share
+            the learning rate.
     """
     from numpyro.handlers import seed as seed_handler
     from numpyro.handlers import substitute, trace
@@ -140,6 +149,11 @@ def run_map(
     if (stop_site is None) != (stop_above is None):
         raise ValueError("stop_site/stop_above: give both (end a stage once min(stop_site) > stop_above) or neither")
     plan = normalise_stages(stages, num_steps, learning_rate)
+    if not isinstance(carry_state, bool):
+        raise TypeError(f"carry_state: expected True or False, got {carry_state!r}")
+    if carry_state and len({stage["learning_rate"] for stage in plan}) > 1:
+        raise ValueError("carry_state: stages that share one optimiser state must share the learning rate, got "
+                         f"{[stage['learning_rate'] for stage in plan]}")
 
     model, data = target.model, target.data
     key = jax.random.PRNGKey(seed)
@@ -187,7 +201,7 @@ def run_map(
         return compiled[cache_key]
 
     losses, stage_of_step, checks, stage_steps, stage_params = [], [], [], [], []
-    params = None
+    params = state = None
     done = 0
     started = time.perf_counter()
     total = sum(stage["num_steps"] for stage in plan)
@@ -195,7 +209,8 @@ def run_map(
         for index, stage in enumerate(plan):
             numeric, static = _split_kwargs(stage["kwargs"])
             svi, run_chunk, site_minimum = stage_functions(stage["learning_rate"], static)
-            state = svi.init(jax.random.fold_in(key, 100 + index), data, init_params=params, **static, **numeric)
+            if state is None or not carry_state:
+                state = svi.init(jax.random.fold_in(key, 100 + index), data, init_params=params, **static, **numeric)
             length = check_every if stop_site is not None else chunk_size
             steps = 0
             while steps < stage["num_steps"]:
@@ -229,6 +244,8 @@ def run_map(
              "training_time_s": round(elapsed, 3)}
     if stop_site is not None:
         attrs.update(stop_site=stop_site, stop_above=float(stop_above))
+    if carry_state:
+        attrs["carry_state"] = 1
     idata = pack(target, method="map", draws="point", seed=seed, posterior=posterior, attrs=attrs)
     _attach_training(idata, loss_trace, np.concatenate(stage_of_step), checks, stage_steps,
                      stage_params if len(plan) > 1 else None)

@@ -72,6 +72,24 @@ def test_a_stage_ends_when_the_stop_site_exceeds_its_level():
     assert checks[-1] > 0.3 and np.all(checks[:-1] <= 0.3)
 
 
+def test_carried_state_makes_two_stages_one_run():
+    """With carry_state the optimiser state (Adam's moments, the decay's step count) runs on across
+    stages: two stages of 300 steps with the same kwargs are one run of 600 steps, exactly."""
+    x, y = _regression_data()
+    target = Target(model=regression, data=(x, y))
+    options = dict(progress=False, learning_rate=0.05, decay_rate=0.5, decay_every=100, chunk_size=100)
+    one = inference.fit(target, (x, y), method="map", num_steps=600, **options)
+    two = inference.fit(target, (x, y), method="map", stages=[{"num_steps": 300}, {"num_steps": 300}],
+                        carry_state=True, **options)
+    fresh = inference.fit(target, (x, y), method="map", stages=[{"num_steps": 300}, {"num_steps": 300}], **options)
+    np.testing.assert_array_equal(two.training["loss"].values, one.training["loss"].values)
+    np.testing.assert_array_equal(two.posterior["w"].values, one.posterior["w"].values)
+    assert not np.array_equal(fresh.training["loss"].values, one.training["loss"].values)
+    with pytest.raises(ValueError, match="carry_state: stages that share one optimiser state must share"):
+        inference.fit(target, (x, y), method="map", progress=False, carry_state=True,
+                      stages=[{"num_steps": 3}, {"num_steps": 3, "learning_rate": 0.1}])
+
+
 def test_non_finite_loss_names_the_step():
     def bad(data=None):
         w = numpyro.param("w", jnp.ones(()))
