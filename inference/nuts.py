@@ -17,6 +17,9 @@ per-time-step values where the program provides them, observed_data; ``attrs["dr
 
 from __future__ import annotations
 
+import copy
+import functools
+import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -31,6 +34,7 @@ from numpyro.infer.util import initialize_model
 from inference._sites import merge_init_rest, nonfinite_sites
 from inference.runner import (
     ConvergenceWarning,
+    checkpoint_attrs,
     NonFiniteLogDensityWarning,
     check_initial_point,
     init_strategy,
@@ -38,6 +42,7 @@ from inference.runner import (
     probe_nonfinite,
     progress_bar,
     run_chunks,
+    sampler_checkpoint,
     warn_unconverged,
 )
 from inference.types import Target
@@ -142,6 +147,8 @@ def run_numpyro_nuts(
     thinning: int = 1,
     drop_stuck_chains: bool = True,
     posterior_predictive: bool = True,
+    checkpoint_path: str | None = None,
+    chunk_size: int = 100,
 ):
     """NumPyro NUTS with window adaptation on ``target.model(target.data)``.
 
@@ -152,6 +159,11 @@ def run_numpyro_nuts(
         init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"`` or a dict of values.
         drop_stuck_chains: drop chains that screening flags as stuck (when others remain).
         posterior_predictive: simulate ``model(None)`` at posterior draws where the program can.
+        checkpoint_path: write the chains' states and the draws so far there after the warmup
+            and after every ``chunk_size`` draws (:class:`inference.checkpoint.RunCheckpoint`,
+            atomic); a rerun with the same settings resumes from it to the draws of an
+            uninterrupted run (NumPyro's chain continues from its stored state and PRNG key).
+            An interrupted warmup starts again.
     Returns:
         ``arviz.InferenceData``; ``attrs`` hold the method, seed, run time, dropped chains and the
         convergence messages (empty when none).
@@ -168,13 +180,25 @@ def run_numpyro_nuts(
                   max_tree_depth=max_tree_depth, dense_mass=dense_mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, thinning=thinning, progress_bar=progress)
+    checkpoint = None
+    if checkpoint_path is not None:
+        chunk_size = positive_int("chunk_size", chunk_size)
+        if chunk_size % thinning:
+            raise ValueError(f"chunk_size: expected a multiple of thinning={thinning}, got {chunk_size}")
+        checkpoint = sampler_checkpoint(
+            checkpoint_path, "nuts", seed, target.data, phases=("sample",), num_warmup=num_warmup,
+            num_samples=num_samples, num_chains=num_chains, chain_method=chain_method,
+            target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+            init=init, thinning=thinning, chunk_size=chunk_size)
     started = time.perf_counter()
-    mcmc.run(key, target.data,
-             extra_fields=("diverging", "energy", "num_steps", "accept_prob", "potential_energy",
-                           "adapt_state.step_size"))
-    # run() returns before the dispatched computation ends: time it once the draws are on the host
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    if checkpoint is None:
+        mcmc.run(key, target.data, extra_fields=_EXTRA_FIELDS)
+        # run() returns before the dispatched computation ends: time it once the draws are on the host
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    else:
+        template = functools.partial(_state_template, target, kernel, key, num_warmup, num_chains)
+        samples, extra = _run_in_chunks(mcmc, target, key, num_samples, chunk_size, checkpoint, template)
     elapsed = time.perf_counter() - started
     raise_if_nonfinite_run(extra["potential_energy"], "numpyro NUTS", target, samples)
     stats = {
@@ -188,11 +212,65 @@ def run_numpyro_nuts(
     }
     return finish_run(target, samples, stats, seed=seed, method="nuts", sampler="numpyro.NUTS",
                       counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
-                      drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive)
+                      drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
+                      attrs=checkpoint_attrs(checkpoint))
+
+
+_EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "adapt_state.step_size")
+
+
+def _state_template(target: Target, kernel, key, num_warmup: int, num_chains: int):
+    """The structure, shapes and dtypes of the chains' state (``MCMC.last_state``) that a
+    checkpoint is read into: one chain initialised by a fresh copy of the kernel, with the chain
+    axis NumPyro's ``last_state`` has when there are several chains."""
+    fresh = copy.copy(kernel)
+    fresh._sample_fn = None  # noqa: SLF001 - a copy that initialises itself without touching ``kernel``
+    state = fresh.init(key, num_warmup, None, model_args=(target.data,), model_kwargs={})
+    if num_chains == 1:
+        return state
+    return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (num_chains,) + np.shape(a)), state)
+
+
+def _run_in_chunks(mcmc, target: Target, key, num_samples: int, chunk_size: int, checkpoint, template):
+    """``mcmc.run`` as warmup, then sampling ``chunk_size`` draws at a time, each continuing from
+    the last state (NumPyro's ``post_warmup_state`` idiom: the same transitions as one run),
+    saving the state and the draws so far after the warmup and after every chunk."""
+    if os.path.exists(checkpoint.path):
+        state, kept, done, _ = checkpoint.restore("sample", template())
+    else:
+        state, kept, done = None, None, 0
+    if state is None:
+        mcmc.warmup(key, target.data, extra_fields=_EXTRA_FIELDS, collect_warmup=False)
+        state = mcmc.last_state
+        checkpoint.save("sample", 0, state, None)
+    parts = [] if kept is None else [kept]
+    structure = None
+    for start in range(done, num_samples, chunk_size):
+        length = min(chunk_size, num_samples - start)
+        mcmc.post_warmup_state = state
+        mcmc.num_samples = length
+        mcmc.run(state.rng_key, target.data, extra_fields=_EXTRA_FIELDS)
+        state = mcmc.last_state
+        chunk = {"samples": {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()},
+                 "extra": {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}}
+        leaves, structure = jax.tree_util.tree_flatten(chunk)
+        parts.append(leaves)
+        checkpoint.save("sample", start + length, state,
+                        [np.concatenate(xs, axis=1) for xs in zip(*parts)])
+    leaves = [np.concatenate(xs, axis=1) for xs in zip(*parts)]
+    if structure is None:  # every chunk was done before: the structure of one chunk
+        mcmc.post_warmup_state = state
+        mcmc.num_samples = 1
+        mcmc.run(state.rng_key, target.data, extra_fields=_EXTRA_FIELDS)
+        structure = jax.tree_util.tree_structure(
+            {"samples": dict(mcmc.get_samples(group_by_chain=True)),
+             "extra": dict(mcmc.get_extra_fields(group_by_chain=True))})
+    out = jax.tree_util.tree_unflatten(structure, leaves)
+    return out["samples"], out["extra"]
 
 
 def finish_run(target: Target, samples, stats, *, seed: int, method: str, sampler: str, counts, elapsed: float,
-               drop_stuck_chains: bool, posterior_predictive: bool):
+               drop_stuck_chains: bool, posterior_predictive: bool, attrs: Mapping[str, Any] | None = None):
     """Pack a NUTS run: look for a non-finite log density next to divergent transitions
     (:func:`inference.runner.probe_nonfinite`: a site found is a :class:`NonFiniteLogDensityWarning`
     and ``attrs["nonfinite_sites"]``, which ``diagnostics.checks`` fails; the run still returns, so
@@ -213,7 +291,7 @@ def finish_run(target: Target, samples, stats, *, seed: int, method: str, sample
                "num_chains_run": num_chains, "dropped_chains": str(list(dropped)),
                "stuck_chain_reasons": " | ".join(screen.reasons), "convergence_messages": " | ".join(messages),
                "nonfinite_sites": ",".join(probe.sites), "nonfinite_message": probe.message,
-               "sampling_time_s": round(elapsed, 3)},
+               "sampling_time_s": round(elapsed, 3), **(attrs or {})},
         posterior_predictive=posterior_predictive,
     )
 

@@ -32,6 +32,7 @@ independent replicates at that point, as a particle filter's runs).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -168,7 +169,8 @@ def chunked(total: int, size: int) -> list[int]:
 
 def run_chunks(chunk_fn: Callable[[Any, Any], tuple[Any, Any]], carry: Any, total: int, chunk_size: int, *,
                keys: Callable[[int, int], Any], axis: int = 1, keep: bool = True, keep_from: int = 0,
-               bar=None, on_chunk: Callable[[int, Any, Any], None] | None = None) -> tuple[Any, Any]:
+               bar=None, on_chunk: Callable[[int, Any, Any], None] | None = None,
+               checkpoint=None, phase: str = "sample") -> tuple[Any, Any]:
     """Run ``total`` iterations of a jitted chunk function, ``chunk_size`` at a time.
 
     Args:
@@ -184,27 +186,93 @@ def run_chunks(chunk_fn: Callable[[Any, Any], tuple[Any, Any]], carry: Any, tota
         bar: a :func:`progress_bar` to advance.
         on_chunk: ``on_chunk(done, carry, outputs)`` after each chunk (NumPy outputs; e.g. a
             finiteness check or a checkpoint of the carry), ``done`` the iterations so far.
+        checkpoint, phase: an :class:`inference.checkpoint.RunCheckpoint`: the loop starts from
+            what it stored for ``phase`` (the carry and the outputs kept, at a chunk boundary;
+            the keys of iteration ``start`` come from ``keys(start, ...)`` as in an
+            uninterrupted run, so the outputs are the same) and stores the carry and every
+            output kept so far after each chunk.
 
     Returns:
         ``(carry, kept)``: the final carry and the kept outputs concatenated along ``axis`` (None
         when nothing is kept).
     """
-    kept, done = [], 0
-    for length in chunked(total, chunk_size):
-        carry, out = chunk_fn(carry, keys(done, length))
+    kept, done, restored = [], 0, None
+    if checkpoint is not None:
+        carry, restored, done, complete = checkpoint.restore(phase, carry)
+        if complete:
+            if bar is not None:
+                bar.update(total)
+            return carry, None
+        if bar is not None and done:
+            bar.update(done)
+    lengths = chunked(total, chunk_size)
+    starts = np.cumsum([0] + lengths)
+    if done not in starts:
+        raise ValueError(f"checkpoint_path: stored after {done} iterations, not at a chunk boundary of chunk_size "
+                         f"{chunk_size}")
+    treedef = None
+    for start, length in zip(starts[:-1], lengths):
+        if start < done:
+            continue
+        carry, out = chunk_fn(carry, keys(int(start), length))
         out = jax.tree.map(np.asarray, out)
-        lo = max(keep_from - done, 0)
+        treedef = jax.tree_util.tree_structure(out)
+        lo = max(keep_from - int(start), 0)
         if keep and lo < length:
             index = (slice(None),) * axis + (slice(lo, None),)
             kept.append(jax.tree.map(lambda a: a[index], out))
-        done += length
+        done = int(start) + length
         if on_chunk is not None:
             on_chunk(done, carry, out)
+        if checkpoint is not None:
+            checkpoint.save(phase, done, carry, _kept_leaves(restored, kept, axis) if keep else None)
         if bar is not None:
             bar.update(length)
+    if not keep:
+        return carry, None
+    if restored is not None:
+        if treedef is None:  # nothing left to run: the structure of one chunk's outputs
+            shapes = jax.eval_shape(chunk_fn, carry, keys(0, lengths[0]))[1]
+            treedef = jax.tree_util.tree_structure(shapes)
+        leaves = _kept_leaves(restored, kept, axis)
+        return carry, jax.tree_util.tree_unflatten(treedef, leaves)
     if not kept:
         return carry, None
     return carry, jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *kept)
+
+
+def sampler_checkpoint(path: str | None, method: str, seed: int, data: Any, *,
+                       phases: Sequence[str] = ("warmup", "sample"), **settings: Any):
+    """The :class:`inference.checkpoint.RunCheckpoint` of a sampler run (None without a path):
+    the settings that shape the draws (the runner's options), the seed and the data are stored
+    with it, and a checkpoint of another run is refused."""
+    if path is None:
+        return None
+    from inference.checkpoint import RunCheckpoint, settings_of
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_path: expected a file path, got {type(path).__name__}")
+    return RunCheckpoint(path, settings_of(method, seed, data, **settings), phases)
+
+
+def checkpoint_attrs(checkpoint) -> dict[str, Any]:
+    """What a run records about its checkpoint: the file and where a resumed run took up."""
+    if checkpoint is None:
+        return {}
+    attrs = {"checkpoint_path": os.path.abspath(checkpoint.path)}
+    if checkpoint.resumed_at is not None:
+        attrs["resumed_from"] = f"{checkpoint.resumed_at[0]} iteration {checkpoint.resumed_at[1]}"
+    return attrs
+
+
+def _kept_leaves(restored: list | None, kept: list, axis: int) -> list:
+    """The leaves of the outputs kept so far: those restored from a checkpoint, then the new chunks'."""
+    parts = [jax.tree_util.tree_leaves(k) for k in kept]
+    if restored is not None:
+        parts = [list(restored)] + parts
+    if not parts:
+        return []
+    return [np.concatenate(xs, axis=axis) for xs in zip(*parts)]
 
 
 # --------------------------------------------------------------------------------------------

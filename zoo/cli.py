@@ -5,7 +5,7 @@
     zoo simulate NAME [--config small] [--set FIELD=VALUE ...] [--seed 0] [--out data.csv] [--truth truth.json]
     zoo --version
     zoo fit NAME [--data FILE.csv|FILE.nc] [--method M] [--config small] [--set FIELD=VALUE ...] [--seed 0]
-                 [--option KEY=VALUE ...] [--out run.nc] [--html report.html]
+                 [--option KEY=VALUE ...] [--out run.nc] [--html report.html] [--checkpoint FILE]
     zoo check NAME [--config small] [--set FIELD=VALUE ...] [--seed 0] [--out run.nc] [--html report.html]
     zoo report RUN.nc [RUN.nc ...] [--html OUT.html] [--md OUT.md]   (Markdown on stdout without --html)
     zoo sbc NAME [--n 30] [--draws 99] [--config small] [--set FIELD=VALUE ...] [--method M]
@@ -20,7 +20,9 @@ recorded in ``attrs["fixed_parameters"]``.
 This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``. Results are
 written atomically (temporary file, then rename). Exit status (``EXIT_CODES``): 0 on success,
 1 when a recovery check or a convergence verdict fails, 2 on bad input (one line on stderr naming
-the argument), 130 when interrupted (Ctrl-C), 3 on an internal error (one line; ``--debug``
+the argument), 130 when interrupted (Ctrl-C or SIGTERM; ``zoo fit --checkpoint FILE`` keeps the
+progress of the last complete chunk there, and rerunning the same command resumes to the draws of
+an uninterrupted run), 3 on an internal error (one line; ``--debug``
 prints the traceback). No error prints a traceback without ``--debug``.
 """
 
@@ -31,7 +33,9 @@ import ast
 import csv
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -285,6 +289,8 @@ def _cmd_fit(args) -> int:
     else:
         data, truth = _simulate(entry, config, args.seed)
         print(f"no --data given: fitting data simulated from {entry.name} ({args.config}, seed {args.seed})")
+    if args.checkpoint:
+        _checkpoint_option(entry, args, options)
     idata = _fit(entry, data, args.method, args.config, config, args.seed, options, not args.no_progress)
     _record_config(idata, entry, args, config, overrides)
     verdicts, status = _print_verdicts(idata)
@@ -294,6 +300,25 @@ def _cmd_fit(args) -> int:
         _print_recovery(recovery)
     _write_outputs(idata, args, recovery=recovery, verdicts=verdicts, title=f"{entry.name}: {entry.title}")
     return 0 if status != "fail" else 1
+
+
+def _checkpoint_option(entry, args, options: dict) -> None:
+    """``--checkpoint FILE`` as the method's ``checkpoint_path`` option (a method without one is
+    refused by name)."""
+    import inspect
+
+    import inference
+
+    method = args.method or entry.recipe.method
+    if "checkpoint_path" in options:
+        raise ValueError("--checkpoint: give the file either as --checkpoint or as --option checkpoint_path, not both")
+    if "checkpoint_path" not in inspect.signature(inference.get_runner(method)).parameters:
+        able = [m for m in inference.methods()
+                if "checkpoint_path" in inspect.signature(inference.get_runner(m)).parameters]
+        raise ValueError(f"--checkpoint: method {method!r} does not write checkpoints; methods that do: {able}")
+    if os.path.isdir(args.checkpoint):
+        raise ValueError(f"--checkpoint: expected a file path, got the directory {args.checkpoint!r}")
+    options["checkpoint_path"] = args.checkpoint
 
 
 def _print_recovery(recovery) -> bool:
@@ -428,7 +453,9 @@ EXIT_CODES = """exit status:
      large the log density is infinite), an unwritable output path (one line on stderr names
      the argument and what was expected)
   3  internal error (one line on stderr; --debug prints the traceback)
-  130  interrupted (Ctrl-C); results are written only when complete"""
+  130  interrupted (Ctrl-C or SIGTERM); results are written only when complete, except
+       zoo fit --checkpoint FILE, which holds the progress of the last complete chunk: rerun
+       the same command to resume to the draws of an uninterrupted run"""
 
 EXAMPLES = """examples:
   zoo list
@@ -529,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(an empty cell is a missing value), or a netCDF result")
     add_method_arguments(fit)
     add_output_arguments(fit)
+    fit.add_argument("--checkpoint", metavar="FILE",
+                     help="write the run's progress (chains' states, draws so far) to FILE after every chunk "
+                          "(methods with a checkpoint_path option: nuts, pmmh, pgibbs, smc2, svi, tf, flow); "
+                          "rerunning the same command after an interruption resumes from it to the same draws")
 
     check = command("check", "simulate from the entry's config, fit with its recipe and print the recovery verdict",
                     _cmd_check)
@@ -568,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
 # errors that mean the input (arguments, files, data the model cannot take) is wrong: exit 2
 _BAD_INPUT = (ValueError, KeyError, TypeError, OSError, FloatingPointError)
 
-OUTPUT_ARGUMENTS = ("out", "html", "md", "truth")
+OUTPUT_ARGUMENTS = ("out", "html", "md", "truth", "checkpoint")
 
 
 def check_output_paths(args) -> None:
@@ -599,11 +630,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
+    previous = _sigterm_as_interrupt()
     try:
         check_output_paths(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print(f"zoo {args.command}: interrupted; nothing more was written", file=sys.stderr)
+        kept = getattr(args, "checkpoint", None)
+        if kept and os.path.exists(kept):
+            print(f"zoo {args.command}: interrupted; the progress of the last complete chunk is in {kept}: rerun the "
+                  "same command to resume", file=sys.stderr)
+        else:
+            print(f"zoo {args.command}: interrupted; nothing more was written", file=sys.stderr)
         return 130
     except _BAD_INPUT as error:
         if debug:
@@ -616,6 +653,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zoo {args.command}: internal error: {type(error).__name__}: {_one_line(error)} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return 3
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM ends a command as Ctrl-C does (exit 130, the checkpoint kept); returns the handler
+    to restore (None where signals cannot be set: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 if __name__ == "__main__":

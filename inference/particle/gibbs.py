@@ -34,7 +34,8 @@ from inference.particle import csmc as _csmc
 from inference.particle import filter as _filter
 from inference.particle import pmmh as _pmmh
 from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
-from inference.runner import pack, progress_bar, run_chunks, state_dim_names, time_dims, unbatch
+from inference.runner import (checkpoint_attrs, pack, progress_bar, run_chunks, sampler_checkpoint,
+                              state_dim_names, time_dims, unbatch)
 from inference.types import Array, PRNGKey, Target
 from inference.validate import choice, positive_float, positive_int
 
@@ -176,7 +177,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
                        init_scale: float = 0.1, adapt_start: int | None = None,
                        init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
                        pointwise_log_likelihood: bool = True, loglik_particles: int | None = None,
-                       chunk_size: int = 50):
+                       chunk_size: int = 50, checkpoint_path: str | None = None):
     """Particle Gibbs on a state-space target, chains vectorised with ``vmap``.
 
     Args:
@@ -197,6 +198,9 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
             at every kept θ (``log_likelihood`` group, for LOO/LFO) and its ``log_evidence``.
         loglik_particles: particles of that filter (default ``max(num_particles, 100)``).
         chunk_size: sweeps per jitted chunk.
+        checkpoint_path: after every chunk, write the chains' states and the draws so far there
+            (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
+            resumes from it to the draws of an uninterrupted run.
 
     Returns:
         InferenceData: ``posterior`` θ (constrained names) and ``x`` ``(chain, draw, [series,]
@@ -284,12 +288,20 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     def chunk(adapting):
         return lambda carry, keys: run_chunk(*carry, keys, jnp.asarray(adapting))
 
+    checkpoint = sampler_checkpoint(
+        checkpoint_path, "pgibbs", seed, target.data, num_particles=num_particles, num_samples=num_samples,
+        num_warmup=num_warmup, num_chains=num_chains, sampling=sampling, theta_kernel=theta_kernel,
+        theta_steps=theta_steps, init_scale=init_scale, adapt_start=adapt_start, init_params=init_params,
+        init_radius=init_radius, pointwise_log_likelihood=pointwise_log_likelihood,
+        loglik_particles=loglik_particles, chunk_size=chunk_size)
     with progress_bar(total, desc=f"pgibbs[{sampling}]", progress=progress) as bar:
         carry, _ = run_chunks(chunk(True), (states, warm), num_warmup, chunk_size,
-                              keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar)
+                              keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar,
+                              checkpoint=checkpoint, phase="warmup")
         carry, (gstate, info, step_sizes, pointwise_out) = run_chunks(
             chunk(False), carry, num_samples, chunk_size,
-            keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar)
+            keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar,
+            checkpoint=checkpoint, phase="sample")
 
     posterior = constrained_draws(space, gstate.position)
     posterior["x"] = unbatch(gstate.paths, batched)  # (chain, draw, [series,] time, *state)
@@ -307,4 +319,5 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         dims={"x": steps + tuple(state_dim_names(target, len(ssm.state_shape))), "ess": steps, "y": steps},
         attrs={"num_particles": num_particles, "sampling": sampling, "theta_kernel": theta_kernel,
                "theta_steps": theta_steps, "num_warmup": num_warmup,
-               "loglik_particles": loglik_particles if pointwise_log_likelihood else 0})
+               "loglik_particles": loglik_particles if pointwise_log_likelihood else 0,
+               **checkpoint_attrs(checkpoint)})

@@ -32,7 +32,8 @@ import numpy as np
 from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
 from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
-from inference.runner import pack, progress_bar, run_chunks, time_dims, unbatch
+from inference.runner import (checkpoint_attrs, pack, progress_bar, run_chunks, sampler_checkpoint, time_dims,
+                              unbatch)
 from inference.types import Array, PRNGKey, Target
 from inference.validate import positive_float, positive_int
 
@@ -161,7 +162,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
              resampler: str = "systematic", ess_threshold: float = 0.5, adapt: bool = True,
              init_scale: float = 0.1, adapt_start: int | None = None,
              init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
-             thinning: int = 1, chunk_size: int = 50):
+             thinning: int = 1, chunk_size: int = 50, checkpoint_path: str | None = None):
     """PMMH on a state-space target, ``num_chains`` chains vectorised with ``vmap``.
 
     Args:
@@ -180,6 +181,9 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
             ``U(-init_radius, init_radius)`` in unconstrained space per chain.
         thinning: keep every ``thinning``-th draw.
         chunk_size: iterations per jitted chunk (one compiled chunk shape, plus a remainder).
+        checkpoint_path: after every chunk, write the chains' states and the draws so far there
+            (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
+            resumes from it to the draws of an uninterrupted run.
 
     The first iteration evaluates the starting point (a zero-length proposal from an unevaluated
     state, always accepted: that is :func:`init`, done inside the compiled chunk so that the
@@ -246,13 +250,20 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
 
     total = num_warmup + num_samples * thinning
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
+    checkpoint = sampler_checkpoint(
+        checkpoint_path, "pmmh", seed, target.data, num_particles=num_particles, num_samples=num_samples,
+        num_warmup=num_warmup, num_chains=num_chains, resampler=resampler, ess_threshold=ess_threshold,
+        adapt=adapt, init_scale=init_scale, adapt_start=adapt_start, init_params=init_params,
+        init_radius=init_radius, thinning=thinning, chunk_size=chunk_size)
     with progress_bar(total, desc="pmmh", progress=progress) as bar:
         carry, _ = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(True)), (states, adapts), num_warmup,
-                              chunk_size, keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar)
+                              chunk_size, keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar,
+                              checkpoint=checkpoint, phase="warmup")
         # Sampling: adapting=False freezes the proposal at its final warmup value.
         carry, (st, info) = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(False)), carry,
                                        num_samples * thinning, chunk_size,
-                                       keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar)
+                                       keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar,
+                                       checkpoint=checkpoint, phase="sample")
     (st, info) = jax.tree.map(lambda a: a[:, thinning - 1::thinning][:, :num_samples], (st, info))
 
     final_chol = np.asarray(jax.vmap(lambda a: adapted_cholesky(a, init_chol, adapt_start=adapt_start))(carry[1]))
@@ -269,5 +280,6 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         attrs={"num_particles": num_particles, "num_warmup": num_warmup,
                "resampler": str(resampler), "ess_threshold": float(ess_threshold),
                "adapt": int(bool(adapt)), "thinning": thinning,
-               "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2))))},
+               "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2)))),
+               **checkpoint_attrs(checkpoint)},
     )

@@ -40,7 +40,8 @@ from inference.particle import filter as _filter
 from inference.particle import pmmh as _pmmh
 from inference.particle import resampling as _resampling
 from inference.particle.space import ParameterSpace, build_space, constrained_draws
-from inference.runner import exact_pointwise, pack, progress_bar, time_dims, unbatch
+from inference.runner import (checkpoint_attrs, exact_pointwise, pack, progress_bar, run_chunks,
+                              sampler_checkpoint, time_dims, unbatch)
 from inference.types import Array, PRNGKey, Target
 from inference.validate import fraction, positive_float, positive_int
 
@@ -271,7 +272,7 @@ def run(key: PRNGKey, ssm, ys: Array, *, num_theta: int = 200, num_particles: in
 def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200, num_particles: int = 100,
              ess_threshold: float = 0.5, num_moves: int = 3, scale: float = 2.38, resampler: str = "systematic",
              filter_ess_threshold: float = 0.5, final_moves: int | None = None, num_chains: int = 1,
-             pointwise_log_likelihood: bool = True):
+             pointwise_log_likelihood: bool = True, checkpoint_path: str | None = None):
     """SMC² on a state-space target: posterior draws of θ and the log-evidence.
 
     Args:
@@ -288,6 +289,9 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         pointwise_log_likelihood: store the per-step log-likelihood of every draw: exact (the
             program's ``y`` factor) when the entry has an exact likelihood, else the draw's own
             filter increments.
+        checkpoint_path: after every run (chain), write the finished runs there
+            (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
+            resumes after them (a run, one compiled scan over time, is the chunk).
 
     Returns:
         InferenceData over (chain = run, draw = θ-particle, equally weighted after the final
@@ -320,15 +324,19 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         return out.state.positions[idx], out.state.increments[idx], out.log_evidence, out.info
 
     run_fn = jax.jit(one_run)
-    results = []
+    checkpoint = sampler_checkpoint(
+        checkpoint_path, "smc2", seed, target.data, phases=("runs",), num_theta=num_theta,
+        num_particles=num_particles, ess_threshold=ess_threshold, num_moves=num_moves, scale=scale,
+        resampler=resampler, filter_ess_threshold=filter_ess_threshold, final_moves=final_moves,
+        num_chains=num_chains)
+    chain_keys = jax.random.split(jax.random.PRNGKey(seed), num_chains)
     with progress_bar(num_chains, desc="smc2", progress=progress) as bar:
-        for k in jax.random.split(jax.random.PRNGKey(seed), num_chains):
-            results.append(jax.tree.map(np.asarray, run_fn(k)))
-            bar.update(1)
-    positions = np.stack([r[0] for r in results])  # (C, N_θ, d)
-    increments = np.stack([r[1] for r in results])  # (C, N_θ, S, T)
-    log_ev = np.array([float(r[2]) for r in results])
-    infos = jax.tree.map(lambda *xs: np.stack(xs), *[r[3] for r in results])  # fields (C, T)
+        # one run per chunk: its outputs get a leading chain axis of length 1
+        _, (positions, increments, log_ev, infos) = run_chunks(
+            lambda carry, k: (carry, jax.tree.map(lambda a: a[None], run_fn(k[0]))), (), num_chains, 1,
+            keys=lambda a, n: chain_keys[a:a + n], axis=0, bar=bar, checkpoint=checkpoint, phase="runs")
+    # positions (C, N_θ, d), increments (C, N_θ, S, T), log_ev (C,), infos fields (C, T)
+    log_ev = np.asarray(log_ev, dtype=float)
 
     posterior = constrained_draws(space, positions)
     c, n = positions.shape[:2]
@@ -355,4 +363,4 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         attrs={"num_theta": num_theta, "num_particles": num_particles, "ess_threshold": float(ess_threshold),
                "num_moves": num_moves, "scale": float(scale), "resampler": str(resampler),
                "final_moves": final_moves, "log_evidence": float(np.mean(log_ev)),
-               "log_likelihood_source": source})
+               "log_likelihood_source": source, **checkpoint_attrs(checkpoint)})

@@ -141,3 +141,44 @@ def test_ctrl_c_during_a_fit_exits_130_without_traceback(tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err and err.strip().endswith("zoo fit: interrupted; nothing more was written")
     assert not (tmp_path / "run.nc").exists()
+
+
+def test_sigterm_mid_fit_keeps_the_checkpoint_and_the_rerun_resumes_to_the_same_draws(monkeypatch, capsys, tmp_path):
+    """Issue 20, item 9: `zoo fit --checkpoint FILE` interrupted (here by SIGTERM right after the
+    warmup's and the first chunk's checkpoints) exits 130 naming FILE; the same command again
+    resumes and writes the draws an uninterrupted run writes."""
+    import signal
+
+    import numpy as np
+
+    from inference import checkpoint
+    from zoo import cli
+
+    options = ["--option", "num_warmup=40", "--option", "num_samples=30", "--option", "num_chains=2",
+               "--option", "chunk_size=10", "--option", "posterior_predictive=False"]
+    ckpt = str(tmp_path / "fit.ckpt.npz")
+    base = ["fit", "lgssm", "--config", "scalar", "--no-progress", *options]
+    assert cli.main([*base, "--out", str(tmp_path / "plain.nc")]) in (0, 1)
+
+    real, calls = checkpoint._atomic_savez, []
+
+    def savez_then_sigterm(path, arrays):
+        real(path, arrays)
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "_atomic_savez", savez_then_sigterm)
+        capsys.readouterr()
+        assert cli.main([*base, "--checkpoint", ckpt, "--out", str(tmp_path / "resumed.nc")]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"the progress of the last complete chunk is in {ckpt}" in err
+    assert int(checkpoint.read_extras(ckpt)["done"]) == 10 and not (tmp_path / "resumed.nc").exists()
+    assert cli.main([*base, "--checkpoint", ckpt, "--out", str(tmp_path / "resumed.nc")]) in (0, 1)
+    plain, resumed = read_netcdf(tmp_path / "plain.nc"), read_netcdf(tmp_path / "resumed.nc")
+    assert resumed.attrs["resumed_from"] == "sample iteration 10"
+    for name in plain.posterior.data_vars:
+        np.testing.assert_array_equal(plain.posterior[name].values, resumed.posterior[name].values)
+    assert cli.main(["fit", "lgssm", "--method", "map", "--checkpoint", ckpt]) == 2
+    assert "--checkpoint: method 'map' does not write checkpoints" in capsys.readouterr().err

@@ -1,0 +1,161 @@
+"""Interrupted sampling keeps its draws and resumes to the same draws (issue 20, item 9).
+
+NUTS, PMMH, particle Gibbs and SMC² write their progress at chunk boundaries
+(``checkpoint_path=``, :class:`inference.checkpoint.RunCheckpoint`). A run interrupted after k
+chunks (``KeyboardInterrupt`` raised right after the k-th checkpoint is written, as Ctrl-C there
+would) and rerun with the same settings gives the draws of an uninterrupted run, bit for bit; an
+interruption in the middle of a write leaves the previous checkpoint readable. Exact answers, no
+tolerances: the property is equality of arrays.
+"""
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+import inference
+from inference import checkpoint as ckpt
+from tests.inference.particle import models
+
+
+def normal_model(y=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(mu, s), obs=y)
+
+
+NORMAL_DATA = np.random.default_rng(0).normal(1.0, 0.5, 20)
+
+
+class Interrupt:
+    """Make the k-th checkpoint write end in a KeyboardInterrupt: after the file is in place
+    (``during=False``: Ctrl-C between chunks) or inside the write (``during=True``)."""
+
+    def __init__(self, monkeypatch, after: int, during: bool = False):
+        self.count, self.after, self.during = 0, after, during
+        real = ckpt._atomic_savez
+
+        def savez(path, arrays):
+            self.count += 1
+            if self.count == self.after and self.during:
+                def broken(tmp):
+                    with open(tmp, "wb") as handle:
+                        handle.write(b"PK\x03\x04 half a zip")
+                    raise KeyboardInterrupt
+                ckpt.atomic_write(path, broken)
+            real(path, arrays)
+            if self.count == self.after:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(ckpt, "_atomic_savez", savez)
+
+
+def assert_same_draws(a, b):
+    for group in ("posterior", "sample_stats", "log_likelihood"):
+        if group not in a.groups():
+            continue
+        da, db = a[group], b[group]
+        assert set(da.data_vars) == set(db.data_vars), group
+        for name in da.data_vars:
+            np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=f"{group}.{name}")
+
+
+def interrupted_then_resumed(monkeypatch, tmp_path, fit, after, during=False):
+    path = str(tmp_path / "run.ckpt.npz")
+    with monkeypatch.context() as patch:
+        Interrupt(patch, after, during)
+        with pytest.raises(KeyboardInterrupt):
+            fit(path)
+    assert os.path.exists(path)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")], "a temporary file was left behind"
+    extras = ckpt.read_extras(path)  # the partial result is readable without the runner
+    resumed = fit(path)
+    return resumed, extras
+
+
+def test_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp_path):
+    def fit(path=None):
+        return inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=60,
+                             num_samples=50, num_chains=2, chunk_size=20, checkpoint_path=path,
+                             posterior_predictive=False)
+
+    plain = fit()  # no checkpoint: one NumPyro run
+    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path, fit, after=3)  # warmup + 2 chunks
+    assert int(extras["done"]) == 40
+    assert resumed.attrs["resumed_from"] == "sample iteration 40"
+    assert_same_draws(plain, resumed)  # chunked = unchunked, and resumed = uninterrupted
+
+
+def test_nuts_checkpoint_of_another_run_is_refused(tmp_path):
+    path = str(tmp_path / "run.npz")
+    inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=20,
+                  num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=path, posterior_predictive=False)
+    with pytest.raises(ValueError, match="checkpoint_path: .*other settings.*seed"):
+        inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=6, progress=False, num_warmup=20,
+                      num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=path)
+    with pytest.raises(ValueError, match="checkpoint_path: .*other settings.*data"):
+        inference.fit(normal_model, NORMAL_DATA + 1, method="nuts", seed=5, progress=False, num_warmup=20,
+                      num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=path)
+    with pytest.raises(ValueError, match="chunk_size: expected a multiple of thinning"):
+        inference.fit(normal_model, NORMAL_DATA, method="nuts", progress=False, thinning=3, chunk_size=10,
+                      checkpoint_path=str(tmp_path / "other.npz"))
+
+
+@pytest.fixture(scope="module")
+def ar1_problem():
+    return models.ar1(rho_prior=True), jnp.asarray(models.ar1_rho_data(num_series=1, num_steps=15))
+
+
+def test_pmmh_resumes_mid_warmup_and_mid_sampling(monkeypatch, tmp_path, ar1_problem):
+    ssm, ys = ar1_problem
+
+    def fit(path=None):
+        return inference.fit(ssm, ys, method="pmmh", seed=2, progress=False, num_particles=16, num_warmup=20,
+                             num_samples=30, num_chains=2, chunk_size=10, checkpoint_path=path)
+
+    plain = fit()
+    for after in (1, 4):  # in the warmup (10 of 20 iterations), in the sampling (20 of 30 draws)
+        resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path / str(after), fit, after=after)
+        assert_same_draws(plain, resumed)
+    assert int(extras["phase"]) == 1 and int(extras["done"]) == 20
+    assert extras["kept_0"].shape[:2] == (2, 20)  # (chain, draw) of the first leaf kept
+
+
+def test_interrupted_write_keeps_the_previous_checkpoint(monkeypatch, tmp_path, ar1_problem):
+    ssm, ys = ar1_problem
+
+    def fit(path=None):
+        return inference.fit(ssm, ys, method="pmmh", seed=2, progress=False, num_particles=16, num_warmup=20,
+                             num_samples=30, num_chains=2, chunk_size=10, checkpoint_path=path)
+
+    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path, fit, after=3, during=True)
+    # the third write (first sampling chunk) broke off: the second (end of the warmup) is intact
+    assert int(extras["phase"]) == 0 and int(extras["done"]) == 20
+    assert_same_draws(fit(), resumed)
+
+
+def test_particle_gibbs_resumes(monkeypatch, tmp_path, ar1_problem):
+    ssm, ys = ar1_problem
+
+    def fit(path=None):
+        return inference.fit(ssm, ys, method="pgibbs", seed=4, progress=False, num_particles=8, num_warmup=10,
+                             num_samples=20, num_chains=2, chunk_size=10, loglik_particles=16,
+                             checkpoint_path=path)
+
+    resumed, _ = interrupted_then_resumed(monkeypatch, tmp_path, fit, after=2)
+    assert_same_draws(fit(), resumed)
+
+
+def test_smc2_resumes_after_a_finished_run(monkeypatch, tmp_path, ar1_problem):
+    ssm, ys = ar1_problem
+
+    def fit(path=None):
+        return inference.fit(ssm, ys, method="smc2", seed=1, progress=False, num_theta=20, num_particles=16,
+                             num_chains=3, checkpoint_path=path)
+
+    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path, fit, after=2)
+    assert int(extras["done"]) == 2
+    assert_same_draws(fit(), resumed)
