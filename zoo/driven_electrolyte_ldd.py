@@ -83,6 +83,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
+from inference.validate import positive_int
 from zoo.core import Check, Recipe, ZooEntry, check_close, check_covers, is_traced
 from zoo.processes import sde
 
@@ -145,9 +146,7 @@ class ElectrolyteConfig:
 
     def __post_init__(self) -> None:
         for name in ("grid", "dim", "num_series", "num_frames"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+            positive_int(name, getattr(self, name))
         if self.grid < 4 or self.grid % 2:
             raise ValueError(f"grid: a periodic grid with Hermitian mode pairs and Nyquist modes needs an even number "
                              f">= 4 of points per axis, got {self.grid}")

@@ -85,6 +85,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from inference import exact
+from inference.validate import positive_int
 from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
 from zoo.processes import sde
 
@@ -147,9 +148,7 @@ class LatentSDEConfig:
         sde.check_step(self.dt)
         for name in ("num_series", "num_steps", "obs_every", "fine_substeps", "svi_steps", "svi_particles",
                      "context_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+            positive_int(name, getattr(self, name))
         if self.num_steps % self.obs_every:
             raise ValueError(f"obs_every: must divide num_steps = {self.num_steps}; got {self.obs_every}")
         sde.check_scale(self.obs_noise, "obs_noise")

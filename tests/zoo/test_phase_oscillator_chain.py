@@ -120,7 +120,7 @@ def test_recovery_columnar():
 
 def test_mode_route_on_data_from_a_finer_integrator():
     """Data the model did not generate: Heun at dt/10 with the nonlinear sin coupling (c = 0),
-    fitted by the per-mode OU route (continuous time, linearised): the joint 90% intervals of K
+    fitted by the per-mode OU route (continuous time, linearised): the joint 99% intervals of K
     and D cover the truth."""
     config = ENTRY.configs["ew"]
     data, truth = ENTRY.simulate(jax.random.PRNGKey(0), config)
