@@ -27,6 +27,7 @@ whole batch, so sweeps over wide priors want small batches.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -57,6 +58,20 @@ def _stack_data(targets: Sequence[Target]):
             raise ValueError(f"data: data set {i} has shape {jax.tree.map(np.shape, target.data)}, data set 0 "
                              f"{shapes}; a batch fit needs data sets of one shape")
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[t.data for t in targets])
+
+
+def _same_program(a, b) -> bool:
+    """One program: the same function, or partials of one function with equal arguments (an entry
+    resolved once per data set gives ``functools.partial(entry.model, config=config)`` each time,
+    a new object with an equal frozen config)."""
+    if a is b:
+        return True
+    if isinstance(a, functools.partial) and isinstance(b, functools.partial):
+        try:
+            return bool(_same_program(a.func, b.func) and a.args == b.args and a.keywords == b.keywords)
+        except Exception:  # arguments without a usable == (arrays): not provably one program
+            return False
+    return False
 
 
 @contextlib.contextmanager
@@ -173,7 +188,7 @@ def run_numpyro_nuts_batch(
     if len(seeds) != len(targets):
         raise ValueError(f"seeds: expected one seed per data set ({len(targets)}), got {len(seeds)}")
     model = targets[0].model
-    if any(t.model is not model for t in targets):
+    if any(not _same_program(t.model, model) for t in targets):
         raise ValueError("targets: a batch fit runs one program; the targets' models differ")
     fraction("target_accept_prob", target_accept_prob, closed=False)
     strategy = init_strategy(init)

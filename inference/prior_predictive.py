@@ -12,6 +12,10 @@ The rule, for a program ``model(data=None)``:
 3. the parameters are the latent sample sites of ``model(data)`` (the sites a fit of that data
    samples), with the values they took in the prior-predictive trace of step 1.
 
+A program whose data is a record (observation times with the counts, say) gives ``assemble``,
+``assemble(values) -> data`` from the values of the trace's sample and deterministic sites
+(``ZooEntry.prior_data``), in place of step 2.
+
 A program whose prior predictive records no ``data_site`` raises ``KeyError`` naming the sites
 it has.
 """
@@ -35,19 +39,28 @@ def latent_site_names(model: Callable, data: Any, key: jax.Array | None = None) 
     return [name for name, site in tr.items() if site["type"] == "sample" and not site["is_observed"]]
 
 
-def prior_simulate(model: Callable, key: jax.Array, *, data_site: str = "y") -> tuple[dict, Any]:
+def prior_simulate(model: Callable, key: jax.Array, *, data_site: str = "y",
+                   assemble: Callable[[dict], Any] | None = None) -> tuple[dict, Any]:
     """One prior-predictive replicate ``(params, data)`` of ``model`` (see the module rule).
 
+    Args:
+        assemble: ``assemble(values) -> data`` from ``{site: value}`` of the prior-predictive
+            trace's sample and deterministic sites; None: the value of ``data_site``.
     Returns:
         ``params``: ``{site: numpy value}`` of the latent sites a fit samples; ``data``: the
-        simulated observations (numpy), in the form the program takes as its first argument.
+        simulated observations (numpy arrays, in the structure the program takes as its first
+        argument).
     """
     trace = handlers.trace(handlers.seed(model, key)).get_trace(None)
-    if data_site not in trace:
+    if assemble is not None:
+        values = {n: s["value"] for n, s in trace.items() if s["type"] in ("sample", "deterministic")}
+        data = jax.tree.map(np.asarray, assemble(values))
+    elif data_site not in trace:
         available = [n for n, s in trace.items() if s["type"] in ("sample", "deterministic")]
         raise KeyError(f"data_site: the prior predictive of the program records no site {data_site!r} "
                        f"(neither numpyro.deterministic nor sample); it has {available}")
-    data = np.asarray(trace[data_site]["value"])
+    else:
+        data = np.asarray(trace[data_site]["value"])
     names = latent_site_names(model, data, key)
     missing = [n for n in names if n not in trace]
     if missing:

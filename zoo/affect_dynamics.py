@@ -689,4 +689,5 @@ ENTRY = ZooEntry(
               "r_arousal, r_dominance."),
     load_columns=load_columns,
     dump_columns=dump_columns,
+    prior_data=lambda values, config: AffectData(jnp.asarray(dialogue_inputs(config)), values["r"]),
 )

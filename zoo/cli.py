@@ -9,7 +9,11 @@
     zoo check NAME [--config small] [--set FIELD=VALUE ...] [--seed 0] [--out run.nc] [--html report.html]
     zoo report RUN.nc [RUN.nc ...] [--html OUT.html] [--md OUT.md]   (Markdown on stdout without --html)
     zoo sbc NAME [--n 30] [--draws 99] [--config small] [--set FIELD=VALUE ...] [--method M]
-                 [--option KEY=VALUE ...] [--batch-size 1] [--out DIR] [--html sbc.html]
+                 [--option KEY=VALUE ...] [--batch-size 1] [--out DIR] [--html sbc.html] [--store]
+
+``zoo sbc --store`` keeps the sweep's ranks and settings in the repository's
+``calibration/ENTRY/CONFIG`` (``diagnostics.calibration``); ``zoo show NAME`` prints the
+calibration table generated from them (the docs' calibration page shows every entry's).
 
 ``--set FIELD=VALUE`` replaces a field of the chosen configuration (``ZooEntry.config(name,
 **overrides)``: the configuration's own checks run); the result records the overrides in
@@ -173,7 +177,20 @@ def _cmd_show(args) -> int:
         fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
         text = ", ".join(f"{k}={v}" for k, v in (fields.items() if isinstance(fields, dict) else []))
         print(f"  {name}: {text if len(text) < 400 else text[:400] + ' ...'}")
+    from diagnostics.calibration import calibration_table, format_table
+
+    print(f"calibration (stored results under {calibration_root()}; zoo sbc --store adds one):")
+    print(format_table(calibration_table(calibration_root(), entry=entry.name)))
     return 0
+
+
+def calibration_root() -> str:
+    """The repository's stored calibration results: ``calibration/`` next to the ``zoo`` package
+    (``calibration/<entry>/<config>/``, written by ``zoo sbc --store``; read by
+    :func:`diagnostics.calibration.calibration_table`)."""
+    import zoo
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(zoo.__file__))), "calibration")
 
 
 def _config(entry, args) -> tuple[Any, dict]:
@@ -406,12 +423,19 @@ def _cmd_sbc(args) -> int:
         options.setdefault("posterior_predictive", False)  # SBC needs the posterior only
     model = functools.partial(entry.model, config=config)
 
+    assemble = None if entry.prior_data is None else functools.partial(entry.prior_data, config=config)
+
     def simulate(key):
-        return prior_simulate(model, key, data_site=args.data_site)
+        return prior_simulate(model, key, data_site=args.data_site, assemble=assemble)
 
     def seed_for(data) -> int:
         # the fit's seed is a function of its data: reproducible when a sweep is resumed
-        return (args.seed * 1_000_003 + zlib.crc32(np.ascontiguousarray(data).tobytes())) % 2**31
+        import jax
+
+        crc = 0
+        for leaf in jax.tree.leaves(data):
+            crc = zlib.crc32(np.ascontiguousarray(leaf).tobytes(), crc)
+        return (args.seed * 1_000_003 + crc) % 2**31
 
     run_method, run_options = _method_and_options(entry, args.method, args.config, options)
 
@@ -441,6 +465,17 @@ def _cmd_sbc(args) -> int:
         write_sbc_report(result, args.html, title=f"SBC: {entry.name} ({args.config}, {method})",
                          markdown_path=args.md, alpha=args.alpha)
         print(f"wrote {args.html}")
+    if args.store:
+        from diagnostics.calibration import store_sweep
+
+        if overrides:
+            raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
+        dest = os.path.join(calibration_root(), entry.name, args.config)
+        store_sweep(out, dest, note=f"zoo sbc {entry.name} --config {args.config} --n {args.n} --draws {args.draws} "
+                                    f"--seed {args.seed} --batch-size {args.batch_size}"
+                                    + (f" --method {args.method}" if args.method else "")
+                                    + "".join(f" --option {o}" for o in args.option))
+        print(f"stored the ranks in {dest}")
     flagged = any(t.flagged for t in sbc.element_tests(result, alpha=args.alpha))
     return 1 if flagged else 0
 
@@ -585,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbc_parser.add_argument("--html", help="write an HTML report (rank histograms, ECDF bands) here")
     sbc_parser.add_argument("--md", help="also write a Markdown report here")
     sbc_parser.add_argument("--no-progress", action="store_true", help="no line per finished replicate")
+    sbc_parser.add_argument("--store", action="store_true",
+                            help="keep the ranks and settings in the repository's calibration/ENTRY/CONFIG "
+                                 "(the calibration table of zoo show and the docs)")
     sbc_parser.add_argument("--n", type=int, default=30, help="number of replicates (default 30; each is one fit, "
                                                                "so prefer a cheap config/recipe, e.g. lgssm --config scalar)")
     sbc_parser.add_argument("--batch-size", type=int, default=1,

@@ -212,6 +212,10 @@ class ZooEntry:
             user's CSV (None: CSV input not supported); generated from ``columns``.
         dump_columns: ``dump_columns(data, config) -> dict[str, np.ndarray]`` (for ``zoo simulate``);
             generated from ``columns``.
+        prior_data: ``prior_data(values: dict, config) -> data``: the data a fit takes, made from
+            the values of the prior predictive's sample and deterministic sites (simulation-based
+            calibration, ``inference.prior_predictive.prior_simulate``); None: the site ``y`` is
+            the data. For entries whose data is a record (observation times with the counts).
     """
 
     name: str
@@ -230,6 +234,7 @@ class ZooEntry:
     load_columns: Callable[..., Any] | None = None
     dump_columns: Callable[..., dict] | None = None
     columns: Columns | None = None
+    prior_data: Callable[[dict, Any], Any] | None = None
 
     def __post_init__(self) -> None:
         for required in ("small", "paper"):

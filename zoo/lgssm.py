@@ -33,6 +33,11 @@ calibration (``zoo sbc lgssm``) runs in reasonable time; a scale of 0.5 makes 36
 ``fixed_noise=True`` fixes q and r at their true values (a one-matrix posterior used by the
 tests for an exact comparison by quadrature).
 
+Calibration: simulation-based calibration of the default recipe on the ``scalar`` config (one
+series of 100 steps, ``A`` learned, q and r fixed), n = 100 replicates, L = 99 draws: calibrated
+(χ² p = 0.60, the ECDF inside its band; every fit R-hat ≤ 1.03, no divergence). The ranks are
+stored in ``calibration/lgssm/scalar``; the docs' calibration page is generated from them.
+
 Example::
 
     import jax, zoo, inference

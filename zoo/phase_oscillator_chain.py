@@ -501,6 +501,7 @@ ENTRY = ZooEntry(
     recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 1},
                   {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4}),
     check=check,
+    prior_data=lambda values, config: values["phi"],
     exact_loglik=exact_loglik,
     dims={"y": ("series", "step", "oscillator"), "phi": ("series", "step", "oscillator"), "omega": ("oscillator",), "omega_raw": ("oscillator",)},
     columns=Columns(lambda config: [f"phi{j}" for j in range(config.num_oscillators)],

@@ -2,6 +2,8 @@
 
 * ``entries/<name>.rst``, one per registered entry, from its model card (the defining module's
   docstring, reStructuredText), its configs, recipe, data format and reference;
+* ``calibration.rst``: the calibration table, generated from the SBC ranks stored in
+  ``../calibration`` (``diagnostics.calibration``), and each entry's rows on its page;
 * ``notebooks/``: copies of the executed notebooks in ``../notebooks`` (rendered from their stored
   outputs by myst-nb; nothing is executed at build time).
 
@@ -102,7 +104,22 @@ def entry_page(info) -> str:
             value = value.replace("`", "'")
             table += [f"   * - ``{key}``", f"     - ``{value}``"]
         parts.append(f"``{name}``\n\n" + "\n".join(table) + "\n")
+    parts.append(_heading("Calibration", "-"))
+    parts.append(_calibration_text(entry.name))
     return "\n".join(parts)
+
+
+def _calibration_text(name: str | None) -> str:
+    """The stored calibration results (``calibration/``) as a table, for one entry or all."""
+    from diagnostics.calibration import calibration_table, rst_table
+
+    rows = calibration_table(os.path.join(ROOT, "calibration"), entry=name)
+    if not rows:
+        return ("No stored simulation-based calibration yet (``zoo sbc NAME --store`` adds one; "
+                ":doc:`the calibration table </calibration>`).\n" if name else "No stored result yet.\n")
+    lead = ("Generated from the ranks stored in ``calibration/`` of the repository "
+            "(:doc:`all entries </calibration>`).\n\n" if name else "")
+    return lead + rst_table(rows)
 
 
 def generate(app) -> None:
@@ -125,6 +142,18 @@ def generate(app) -> None:
         if stale.endswith(".rst") and stale[:-4] not in {i.name for i in infos} | {"index"}:
             os.remove(os.path.join(HERE, "entries", stale))
 
+    _write(os.path.join(HERE, "calibration.rst"), "\n".join([
+        _heading("Calibration", "="),
+        "Simulation-based calibration (Talts et al. 2018) of each entry's default recipe on its",
+        "cheapest config: for every replicate a parameter drawn from the prior, data simulated from",
+        "it, one fit, and the rank of the true value among the posterior draws. A calibrated fit",
+        "gives uniform ranks; each parameter element is tested by a chi-squared test on binned ranks",
+        "and the ECDF's simultaneous band (``diagnostics.sbc``), at a family-wise false-alarm rate of",
+        "0.01 per entry. Entries whose recipe is a point estimate show the bias and spread of the",
+        "estimate over replicates instead. The table is generated at build time from the ranks",
+        "stored in ``calibration/<entry>/<config>/`` (``zoo sbc NAME --store``;",
+        "``diagnostics.calibration``); ``zoo show NAME`` prints an entry's rows.", "",
+        _calibration_text(None)]))
     source = os.path.join(ROOT, "notebooks")
     target = os.path.join(HERE, "notebooks")
     os.makedirs(target, exist_ok=True)

@@ -181,4 +181,5 @@ ENTRY = ZooEntry(
                     assemble=lambda counts, times, config: LVData(times, counts),
                     disassemble=lambda data, config: (data.counts, data.times),
                     describe="LVData(times (T,), counts (T, 2) = [predator, prey]), positive counts"),
+    prior_data=lambda values, config: LVData(jnp.linspace(0.0, config.t_end, config.num_obs), values["y"]),
 )

@@ -1,0 +1,290 @@
+"""The calibration table: stored simulation-based calibration results, one row per parameter.
+
+An SBC sweep (:func:`diagnostics.sbc.run_sbc`, ``zoo sbc --out DIR``) leaves one ``.npz`` per
+replicate in its folder. What the repository keeps of it is compact and versioned, one folder per
+entry and config under a root (the repository's ``calibration/``)::
+
+    calibration/<entry>/<config>/manifest.json   the sweep's settings (entry, config, method,
+                                                 options, num_draws, seed), its size and the date
+    calibration/<entry>/<config>/ranks.csv       one row per replicate and parameter element:
+                                                 replicate, element, rank, truth, max_rhat, divergences
+
+(:func:`store_sweep` writes them from a sweep folder; nothing of the fits themselves is stored).
+The verdicts are not stored: :func:`calibration_table` recomputes them from the ranks with the
+tests of :mod:`diagnostics.sbc` (χ² and the ECDF band, family-wise level ``alpha``), so the table
+the documentation and ``zoo show`` print is generated from the ranks, never typed.
+
+Entries whose recipe gives a point estimate (a trained network, a stochastic-approximation MLE)
+have no posterior to rank; their stored result is the sampling distribution of the estimate over
+replicates simulated at the config's truth (``estimates.csv``: replicate, element, estimate,
+truth), summarised as bias and spread (:func:`estimate_rows`).
+
+This module imports neither ``zoo`` nor ``inference`` (it reads folders).
+
+Public API: :class:`CalibrationRow`, :func:`store_sweep`, :func:`load_stored`,
+:func:`calibration_table`, :func:`store_estimates`, :func:`estimate_rows`, :func:`format_table`,
+:func:`rst_table`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from .convert import atomic_write_text
+from .sbc import DEFAULT_ALPHA, RHAT_UNCONVERGED, SBCResult, element_tests, load_sbc
+
+__all__ = ["CalibrationRow", "store_sweep", "load_stored", "calibration_table", "store_estimates",
+           "estimate_rows", "format_table", "rst_table", "MANIFEST", "RANKS", "ESTIMATES"]
+
+MANIFEST = "manifest.json"
+RANKS = "ranks.csv"
+ESTIMATES = "estimates.csv"
+_RANK_COLUMNS = ("replicate", "element", "rank", "truth", "max_rhat", "divergences")
+_ESTIMATE_COLUMNS = ("replicate", "element", "estimate", "truth")
+
+
+class CalibrationRow(NamedTuple):
+    """One parameter element of one stored result.
+
+    kind: ``"sbc"`` (ranks of the truth among posterior draws) or ``"estimate"`` (a point
+        estimate's sampling distribution).
+    verdict: ``"calibrated"`` / ``"flagged"`` for SBC; ``"estimate"`` for a point estimate.
+    detail: the test figures (SBC: χ² p-value, ECDF points outside the band) or the bias and
+        spread of the estimate.
+    replicates: number of replicates; num_draws: posterior draws per rank (0 for estimates).
+    unconverged: replicates whose fit had R-hat above 1.05 or divergent transitions.
+    """
+
+    entry: str
+    config: str
+    method: str
+    element: str
+    kind: str
+    verdict: str
+    detail: str
+    replicates: int
+    num_draws: int
+    date: str
+    unconverged: int
+
+
+def _today() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return stream.getvalue()
+
+
+def _read_csv(path: str, columns: Sequence[str]) -> list[dict[str, str]]:
+    with open(path, newline="") as stream:
+        reader = csv.DictReader(stream)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; expected {list(columns)}")
+        return list(reader)
+
+
+def _float_text(value: float) -> str:
+    return "nan" if not math.isfinite(value) else repr(float(value))
+
+
+def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, date: str | None = None,
+                note: str = "") -> SBCResult:
+    """Keep an SBC sweep folder's ranks and settings in ``dest_dir`` (``manifest.json``, ``ranks.csv``).
+
+    Args:
+        sweep_dir: a folder written by :func:`diagnostics.sbc.run_sbc` (``zoo sbc --out``).
+        dest_dir: where to store them, e.g. ``calibration/<entry>/<config>``; replaced if present.
+        date: the ISO date recorded (default: today, UTC).
+        note: free text kept in the manifest (e.g. the command that ran the sweep).
+    Returns:
+        The sweep's :class:`~diagnostics.sbc.SBCResult`.
+    """
+    sweep_dir, dest_dir = os.fspath(sweep_dir), os.fspath(dest_dir)
+    result = load_sbc(sweep_dir)
+    with open(os.path.join(sweep_dir, MANIFEST)) as stream:
+        manifest = json.load(stream)
+    manifest.update({"kind": "sbc", "num_replicates": result.num_replicates, "date": date or _today()})
+    if note:
+        manifest["note"] = note
+    rows = []
+    for position, replicate in enumerate(result.replicates):
+        for label in result.ranks:
+            rows.append((int(replicate), label, int(result.ranks[label][position]),
+                         _float_text(result.truths[label][position]),
+                         _float_text(result.max_rhat[position]), int(result.divergences[position])))
+    os.makedirs(dest_dir, exist_ok=True)
+    atomic_write_text(os.path.join(dest_dir, RANKS), _csv_text(_RANK_COLUMNS, rows))
+    atomic_write_text(os.path.join(dest_dir, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return result
+
+
+def load_stored(dest_dir: str | os.PathLike) -> tuple[SBCResult, dict]:
+    """The :class:`~diagnostics.sbc.SBCResult` and manifest of a folder written by :func:`store_sweep`."""
+    dest_dir = os.fspath(dest_dir)
+    manifest = _manifest(dest_dir)
+    rows = _read_csv(os.path.join(dest_dir, RANKS), _RANK_COLUMNS)
+    if not rows:
+        raise ValueError(f"{dest_dir}: {RANKS} holds no replicate")
+    replicates = sorted({int(r["replicate"]) for r in rows})
+    labels = list(dict.fromkeys(r["element"] for r in rows))
+    position = {rep: k for k, rep in enumerate(replicates)}
+    ranks = {label: np.full(len(replicates), -1, dtype=int) for label in labels}
+    truths = {label: np.full(len(replicates), np.nan) for label in labels}
+    max_rhat = np.full(len(replicates), np.nan)
+    divergences = np.full(len(replicates), -1, dtype=int)
+    for r in rows:
+        k = position[int(r["replicate"])]
+        ranks[r["element"]][k] = int(r["rank"])
+        truths[r["element"]][k] = float(r["truth"])
+        max_rhat[k] = float(r["max_rhat"])
+        divergences[k] = int(r["divergences"])
+    incomplete = [label for label, values in ranks.items() if np.any(values < 0)]
+    if incomplete:
+        raise ValueError(f"{dest_dir}: element(s) {incomplete} lack a rank in some replicate")
+    result = SBCResult(ranks, truths, int(manifest["num_draws"]), np.asarray(replicates), max_rhat, divergences)
+    return result, manifest
+
+
+def _manifest(folder: str) -> dict:
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{folder}: no {MANIFEST}")
+    with open(path) as stream:
+        return json.load(stream)
+
+
+def _unconverged(result: SBCResult) -> int:
+    bad = np.nan_to_num(result.max_rhat, nan=0.0) > RHAT_UNCONVERGED
+    return int(np.sum(bad | (result.divergences > 0)))
+
+
+def _sbc_rows(folder: str, alpha: float) -> list[CalibrationRow]:
+    result, manifest = load_stored(folder)
+    unconverged = _unconverged(result)
+    rows = []
+    for test in element_tests(result, alpha=alpha):
+        detail = f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), ECDF outside band at {test.ecdf_outside}"
+        rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
+                                   test.label, "sbc", "flagged" if test.flagged else "calibrated", detail,
+                                   result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged))
+    return rows
+
+
+def store_estimates(dest_dir: str | os.PathLike, estimates: Mapping[str, Sequence[float]],
+                    truths: Mapping[str, Sequence[float]], *, settings: Mapping[str, object],
+                    date: str | None = None) -> None:
+    """Keep a point estimate's replicates: ``estimates[element][i]`` against ``truths[element][i]``.
+
+    ``settings`` must name ``entry``, ``config`` and ``method`` (they head the table's rows).
+    """
+    missing = [k for k in ("entry", "config", "method") if k not in settings]
+    if missing:
+        raise ValueError(f"settings: missing {missing}")
+    if set(estimates) != set(truths):
+        raise ValueError(f"truths: elements {sorted(truths)} differ from the estimates' {sorted(estimates)}")
+    rows = []
+    for label in estimates:
+        values, truth = np.asarray(estimates[label], float), np.asarray(truths[label], float)
+        if values.shape != truth.shape or values.ndim != 1:
+            raise ValueError(f"estimates[{label!r}]: expected a 1-D array shaped like its truths, got "
+                             f"{values.shape} and {truth.shape}")
+        rows += [(i, label, _float_text(v), _float_text(t)) for i, (v, t) in enumerate(zip(values, truth))]
+    manifest = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in settings.items()}
+    manifest.update({"kind": "estimate", "num_replicates": len({r[0] for r in rows}), "date": date or _today()})
+    dest_dir = os.fspath(dest_dir)
+    os.makedirs(dest_dir, exist_ok=True)
+    atomic_write_text(os.path.join(dest_dir, ESTIMATES), _csv_text(_ESTIMATE_COLUMNS, rows))
+    atomic_write_text(os.path.join(dest_dir, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def estimate_rows(folder: str | os.PathLike) -> list[CalibrationRow]:
+    """Bias (mean of estimate − truth, with its standard error) and spread (SD) per element."""
+    folder = os.fspath(folder)
+    manifest = _manifest(folder)
+    table = _read_csv(os.path.join(folder, ESTIMATES), _ESTIMATE_COLUMNS)
+    rows = []
+    for label in dict.fromkeys(r["element"] for r in table):
+        pairs = np.array([(float(r["estimate"]), float(r["truth"])) for r in table if r["element"] == label])
+        errors = pairs[:, 0] - pairs[:, 1]
+        errors = errors[np.isfinite(errors)]
+        n = errors.size
+        sd = float(np.std(errors, ddof=1)) if n > 1 else math.nan
+        detail = (f"bias {np.mean(errors):+.3g} ± {sd / math.sqrt(n):.2g} (s.e.), spread (SD) {sd:.3g}, "
+                  f"truth {np.mean(pairs[:, 1]):.4g}" if n else "no finite estimate")
+        rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
+                                   label, "estimate", "estimate", detail, n, 0, manifest.get("date", ""), 0))
+    return rows
+
+
+def calibration_table(root: str | os.PathLike, *, entry: str | None = None,
+                      alpha: float = DEFAULT_ALPHA) -> list[CalibrationRow]:
+    """Every stored result under ``root`` (``root/<entry>/<config>/``), one row per element.
+
+    ``entry`` restricts the table to one entry. A missing ``root`` gives an empty table.
+    """
+    root = os.fspath(root)
+    rows: list[CalibrationRow] = []
+    if not os.path.isdir(root):
+        return rows
+    for name in sorted(os.listdir(root)):
+        if entry is not None and name != entry:
+            continue
+        entry_dir = os.path.join(root, name)
+        if not os.path.isdir(entry_dir):
+            continue
+        for config in sorted(os.listdir(entry_dir)):
+            folder = os.path.join(entry_dir, config)
+            if not os.path.exists(os.path.join(folder, MANIFEST)):
+                continue
+            if os.path.exists(os.path.join(folder, RANKS)):
+                rows += _sbc_rows(folder, alpha)
+            elif os.path.exists(os.path.join(folder, ESTIMATES)):
+                rows += estimate_rows(folder)
+    return rows
+
+
+_HEADER = ("entry", "config", "method", "parameter", "verdict", "replicates", "date", "tests")
+
+
+def _cells(row: CalibrationRow) -> tuple[str, ...]:
+    replicates = f"{row.replicates}" + (f" (L={row.num_draws})" if row.kind == "sbc" else "")
+    tests = row.detail + (f"; {row.unconverged} fit(s) unconverged" if row.unconverged else "")
+    return (row.entry, row.config, row.method, row.element, row.verdict, replicates, row.date, tests)
+
+
+def format_table(rows: Sequence[CalibrationRow]) -> str:
+    """A plain-text table (``zoo show``)."""
+    if not rows:
+        return "(no stored calibration)"
+    cells = [_HEADER] + [_cells(r) for r in rows]
+    widths = [max(len(c[k]) for c in cells) for k in range(len(_HEADER) - 1)]
+    lines = ["  ".join(c[k].ljust(widths[k]) for k in range(len(widths))) + "  " + c[-1] for c in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def rst_table(rows: Sequence[CalibrationRow]) -> str:
+    """A reST ``list-table`` of the rows (the documentation's calibration page)."""
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for k, cells in enumerate([_HEADER] + [_cells(r) for r in rows]):
+        for j, cell in enumerate(cells):
+            text = cell.replace("`", "'").replace("*", "\\*").replace("|", "\\|")
+            if k > 0 and j == 3:
+                text = f"``{cell}``"
+            lines.append(("   * - " if j == 0 else "     - ") + text)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""The calibration table: stored SBC ranks round-trip, the verdicts are recomputed from them.
+
+Sweeps of the conjugate model of ``test_sbc`` (exact posterior: calibrated; halved spread:
+flagged) are stored the way ``zoo sbc --store`` stores them and read back into the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from diagnostics import calibration, sbc
+from tests.diagnostics.test_sbc import exact_fit, prior_simulate
+
+
+def sweep(folder, spread, *, n=120, entry="conj"):
+    return sbc.run_sbc(prior_simulate, exact_fit(spread=spread), num_replicates=n, num_draws=49, seed=1,
+                       out_dir=folder, settings={"entry": entry, "config": "small", "method": "exact"})
+
+
+def test_stored_ranks_round_trip(tmp_path):
+    result = sweep(tmp_path / "sweep", 1.0)
+    dest = tmp_path / "calibration" / "conj" / "small"
+    calibration.store_sweep(tmp_path / "sweep", dest, date="2026-01-02", note="zoo sbc conj")
+    assert sorted(os.listdir(dest)) == ["manifest.json", "ranks.csv"]
+    loaded, manifest = calibration.load_stored(dest)
+    assert manifest["entry"] == "conj" and manifest["num_replicates"] == 120 and manifest["date"] == "2026-01-02"
+    assert manifest["num_draws"] == 49 and manifest["note"] == "zoo sbc conj"
+    np.testing.assert_array_equal(loaded.replicates, result.replicates)
+    assert list(loaded.ranks) == list(result.ranks)
+    for label in result.ranks:
+        np.testing.assert_array_equal(loaded.ranks[label], result.ranks[label])
+        np.testing.assert_array_equal(loaded.truths[label], result.truths[label])  # repr round-trips a float
+    assert [t.flagged for t in sbc.element_tests(loaded)] == [t.flagged for t in sbc.element_tests(result)]
+
+
+def test_table_recomputes_verdicts_per_element(tmp_path):
+    root = tmp_path / "calibration"
+    sweep(tmp_path / "good", 1.0, entry="good")
+    sweep(tmp_path / "narrow", 0.5, entry="narrow")
+    calibration.store_sweep(tmp_path / "good", root / "good" / "small", date="2026-01-02")
+    calibration.store_sweep(tmp_path / "narrow", root / "narrow" / "small", date="2026-01-02")
+    rows = calibration.calibration_table(root)
+    verdicts = {(r.entry, r.element): r.verdict for r in rows}
+    assert verdicts == {("good", "mu"): "calibrated", ("good", "tau[0]"): "calibrated",
+                        ("good", "tau[1]"): "calibrated", ("narrow", "mu"): "flagged",
+                        ("narrow", "tau[0]"): "flagged", ("narrow", "tau[1]"): "flagged"}
+    assert all(r.replicates == 120 and r.num_draws == 49 and r.method == "exact" for r in rows)
+    only = calibration.calibration_table(root, entry="narrow")
+    assert {r.entry for r in only} == {"narrow"}
+    text = calibration.format_table(only)
+    assert "flagged" in text and "120 (L=49)" in text and "2026-01-02" in text
+    page = calibration.rst_table(rows)
+    assert page.startswith(".. list-table::") and page.count("   * - ") == len(rows) + 1
+    assert calibration.calibration_table(tmp_path / "absent") == []
+    assert calibration.format_table([]) == "(no stored calibration)"
+
+
+def test_point_estimates_give_bias_and_spread(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = np.full(200, 0.8)
+    estimates = truth + 0.1 + 0.05 * rng.normal(size=200)
+    dest = tmp_path / "calibration" / "net" / "small"
+    calibration.store_estimates(dest, {"a": estimates}, {"a": truth},
+                                settings={"entry": "net", "config": "small", "method": "ppg"}, date="2026-01-02")
+    (row,) = calibration.calibration_table(tmp_path / "calibration")
+    assert row.kind == "estimate" and row.replicates == 200 and row.entry == "net"
+    bias = float(row.detail.split()[1])
+    # the bias is estimated within its standard error 0.05 / sqrt(200), z = 4 (false failure < 1e-4)
+    assert abs(bias - 0.1) < 4 * 0.05 / np.sqrt(200)
+    with pytest.raises(ValueError, match="settings"):
+        calibration.store_estimates(dest, {"a": estimates}, {"a": truth}, settings={"entry": "net"})
+
+
+def test_incomplete_or_foreign_folders(tmp_path):
+    dest = tmp_path / "c" / "e" / "small"
+    dest.mkdir(parents=True)
+    (dest / "manifest.json").write_text(json.dumps({"entry": "e", "config": "small", "num_draws": 9}))
+    (dest / "ranks.csv").write_text("replicate,element,rank,truth,max_rhat,divergences\n0,a,1,0.5,nan,-1\n"
+                                    "1,b,1,0.5,nan,-1\n")
+    with pytest.raises(ValueError, match="lack a rank"):
+        calibration.load_stored(dest)
+    (dest / "ranks.csv").write_text("replicate,element,rank\n0,a,1\n")
+    with pytest.raises(ValueError, match="missing column"):
+        calibration.load_stored(dest)
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        calibration.load_stored(tmp_path)
