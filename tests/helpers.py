@@ -13,7 +13,8 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets"]
+__all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets",
+           "interval_coverage", "assert_binomial_coverage"]
 
 DEFAULT_FALSE_FAILURE = 1e-4
 
@@ -80,3 +81,54 @@ def mle_over_datasets(entry, config, names, seeds):
 
         estimates.append(np.exp(scipy.optimize.minimize(objective, start, jac=True, method="BFGS").x))
     return np.asarray(estimates), np.asarray([truth[k] for k in names])
+
+
+def interval_coverage(name: str, names, *, num_replicates: int, config_name: str = "small", prob: float = 0.9,
+                      seed: int = 0, batch_size: int = 10, options: dict | None = None) -> dict[str, int]:
+    """How often the central ``prob`` interval of each element of ``names`` covers the truth,
+    over ``num_replicates`` data sets simulated at the config's truth (``PRNGKey(seed + i)``)
+    and fitted by the entry's default recipe (``inference.fit_batch``: NUTS batches of
+    ``batch_size`` in one compiled loop; ``options`` replace recipe options). Returns ``{element
+    label: number of covering fits}``.
+
+    The coverage counterpart of a recovery check that asserts closeness on one data set: at a
+    fixed truth with informative data the Bayesian interval covers at about the nominal rate.
+    """
+    import jax
+
+    import inference
+    import zoo
+
+    entry = zoo.get(name)
+    config = entry.config(config_name)
+    options = {**entry.recipe.options_for(config_name), **(options or {})}
+    options.setdefault("posterior_predictive", False)
+    counts: dict[str, int] = {}
+    tail = (1 - prob) / 2
+    for start in range(0, num_replicates, batch_size):
+        seeds = list(range(seed + start, seed + min(start + batch_size, num_replicates)))
+        simulated = [entry.simulate(jax.random.PRNGKey(s), config) for s in seeds]
+        fits = inference.fit_batch(entry, [d for d, _ in simulated], method=entry.recipe.method, seeds=seeds,
+                                   config=config, **options)
+        for (_, truth), idata in zip(simulated, fits):
+            for var in names:
+                draws = np.asarray(idata.posterior[var].values)
+                draws = draws.reshape((-1,) + draws.shape[2:])
+                lo, hi = np.quantile(draws, [tail, 1 - tail], axis=0)
+                value = np.asarray(truth[var], dtype=float)
+                for idx in np.ndindex(*value.shape):
+                    label = var + (f"[{','.join(map(str, idx))}]" if idx else "")
+                    counts[label] = counts.get(label, 0) + int(lo[idx] <= value[idx] <= hi[idx])
+    return counts
+
+
+def assert_binomial_coverage(counts: dict[str, int], num_replicates: int, prob: float = 0.9, *,
+                             false_failure: float = DEFAULT_FALSE_FAILURE) -> None:
+    """Every count inside the two-sided acceptance region of Binomial(n, prob), the
+    ``false_failure`` budget Bonferroni-split over the elements and both tails."""
+    level = false_failure / (2 * max(len(counts), 1))
+    lo = stats.binom.ppf(level, num_replicates, prob)
+    hi = stats.binom.isf(level, num_replicates, prob)
+    outside = {k: f"{v}/{num_replicates}" for k, v in counts.items() if not lo <= v <= hi}
+    assert not outside, (f"coverage of {prob:.0%} intervals outside the binomial region [{lo:.0f}, {hi:.0f}] "
+                         f"of {num_replicates} (false-failure budget {false_failure}): {outside}")

@@ -88,3 +88,17 @@ def test_incomplete_or_foreign_folders(tmp_path):
         calibration.load_stored(dest)
     with pytest.raises(FileNotFoundError, match="manifest"):
         calibration.load_stored(tmp_path)
+
+
+def test_zoo_show_prints_the_entry_rows(tmp_path, monkeypatch, capsys):
+    from zoo import cli
+
+    sweep(tmp_path / "sweep", 1.0, n=30, entry="lgssm")
+    calibration.store_sweep(tmp_path / "sweep", tmp_path / "calibration" / "lgssm" / "scalar", date="2026-01-02")
+    monkeypatch.setattr(cli, "calibration_root", lambda: str(tmp_path / "calibration"))
+    assert cli.main(["show", "lgssm"]) == 0
+    out = capsys.readouterr().out
+    assert "calibration (stored results" in out and "30 (L=49)" in out and "tau[1]" in out
+    monkeypatch.setattr(cli, "calibration_root", lambda: str(tmp_path / "none"))
+    assert cli.main(["show", "lgssm"]) == 0
+    assert "(no stored calibration)" in capsys.readouterr().out
