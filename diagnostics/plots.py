@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import arviz as az
 import numpy as np
+import xarray as xr
 from matplotlib.figure import Figure
 
 from .checks import element_label, relative_ess, run_attrs, screen_elements
@@ -29,6 +30,8 @@ __all__ = [
     "plot_rank",
     "plot_posterior",
     "plot_paths",
+    "plot_smoothed_paths",
+    "one_step_coverage",
     "plot_ppc",
     "plot_pareto_k",
     "plot_particle_ess",
@@ -276,9 +279,12 @@ def _band(ax, x, samples, colour, label):
     """Median and 50 % / 90 % bands of ``samples`` (S, T) over ``x``, NaNs ignored."""
     with np.errstate(all="ignore"):
         q = np.nanquantile(samples, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
-    ax.fill_between(x, q[0], q[4], color=colour, alpha=0.18, lw=0, label=f"{label} 90 %")
-    ax.fill_between(x, q[1], q[3], color=colour, alpha=0.3, lw=0, label=f"{label} 50 %")
-    ax.plot(x, q[2], color=colour, lw=1, label=f"{label} median")
+    def named(what):
+        return f"{label} {what}" if label else None
+
+    ax.fill_between(x, q[0], q[4], color=colour, alpha=0.18, lw=0, label=named("90 %"))
+    ax.fill_between(x, q[1], q[3], color=colour, alpha=0.3, lw=0, label=named("50 %"))
+    ax.plot(x, q[2], color=colour, lw=1, label=named("median"))
 
 
 def _thin(samples: np.ndarray, max_samples: int = 2000) -> np.ndarray:
@@ -328,6 +334,102 @@ def plot_paths(idata: az.InferenceData, var_names: Sequence[str] | None = None, 
         ax.set_title(label, fontsize=9)
         ax.set_xlabel(time_dim, fontsize=8)
         ax.legend(fontsize=7, loc="upper right", ncol=2)
+    return fig
+
+
+def _sample_major(da, dims_last: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """``da`` as ``(sample, *other, time)``-ordered values and the names of the other dims."""
+    other = [d for d in da.dims if d not in ("sample", *dims_last)]
+    order = ["sample", *other, *[d for d in dims_last if d in da.dims]]
+    return np.asarray(da.transpose(*order).values), other
+
+
+def one_step_coverage(paths, level: float = 0.9) -> float:
+    """Fraction of the observed values inside the central ``level`` band of their one-step-ahead
+    predictive (``paths`` from :func:`zoo.posterior_paths`); NaN observations are left out. A
+    calibrated model covers about ``level`` of them."""
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    for name in ("y_one_step", "y"):
+        if name not in getattr(paths, "data_vars", {}):
+            raise KeyError(f"paths: expected a dataset with {name!r} (zoo.posterior_paths)")
+    y_one = np.asarray(paths["y_one_step"].transpose("sample", *paths["y"].dims).values, dtype=float)
+    obs = np.asarray(paths["y"].values, dtype=float)
+    lo, hi = np.quantile(y_one, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    seen = np.isfinite(obs)
+    if not seen.any():
+        return float("nan")
+    return float(np.mean((obs[seen] >= lo[seen]) & (obs[seen] <= hi[seen])))
+
+
+def plot_smoothed_paths(paths, *, truth: Mapping[str, Any] | None = None, max_series: int = 2,
+                        max_panels: int = 3) -> Figure:
+    """What a state-space fit is judged by, per series: the latent path given all the data
+    (posterior draws of ``x | y``: median with 50 % / 90 % bands; a discrete state as the
+    posterior probability of each state) and each observation against its one-step-ahead
+    predictive band (``y_t | y_{0:t-1}``), with the share of observations inside the 90 % band
+    in the title. ``paths`` is :func:`zoo.posterior_paths`'s dataset; ``truth`` may hold the true
+    latent path ``x`` (drawn in red). At most ``max_series`` series and ``max_panels`` state or
+    observation components each."""
+    _check_cap(max_series, "max_series")
+    _check_cap(max_panels, "max_panels")
+    for name in ("x", "y_one_step", "y"):
+        if name not in getattr(paths, "data_vars", {}):
+            raise KeyError(f"paths: expected a dataset with {name!r} (zoo.posterior_paths)")
+    x_vals, x_other = _sample_major(paths["x"], ["time"])
+    y_vals, y_other = _sample_major(paths["y_one_step"], ["time"])
+    obs = np.asarray(paths["y"].transpose(*y_other, "time").values, dtype=float)
+    time = _numeric_axis(paths["time"].values if "time" in paths.coords else None, x_vals.shape[-1])
+    true_x = None
+    if truth is not None and "x" in truth:
+        given = np.asarray(truth["x"], dtype=float)
+        if given.shape == tuple(paths["x"].shape[1:]):
+            true_x = xr.DataArray(given, dims=paths["x"].dims[1:]).transpose(*x_other, "time").values
+    series = range(min(max_series, paths.sizes.get("series", 1)))
+    has_series = "series" in paths["x"].dims
+    discrete = np.issubdtype(x_vals.dtype, np.integer)
+    coverage = one_step_coverage(paths)
+    rows = []
+    for s in series:
+        pick_x = (s,) if has_series else ()
+        x_s = x_vals[(slice(None),) + pick_x]
+        y_s = y_vals[(slice(None),) + ((s,) if "series" in y_other else ())]
+        o_s = obs[(s,) if "series" in y_other else ()]
+        t_s = true_x[pick_x] if true_x is not None else None
+        rows.append(("latent", s, x_s, t_s))
+        rows.append(("one-step", s, y_s, o_s))
+    fig = Figure(figsize=(9, 2.3 * len(rows)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(rows), 1, squeeze=False)).reshape(-1)
+    for ax, (kind, s, values, other) in zip(axes, rows):
+        where = f"series {s}" if has_series else "the series"
+        if kind == "latent" and discrete:
+            states = np.arange(int(values.max()) + 1)
+            probs = np.stack([(values == k).mean(axis=0) for k in states])
+            ax.stackplot(time, probs, labels=[f"state {k}" for k in states], alpha=0.7)
+            if other is not None:
+                ax.plot(time, (other + 0.5) / len(states), "k.", ms=2, label="true state (scaled)")
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{where}: posterior probability of each latent state", fontsize=9)
+        elif kind == "latent":
+            flat = values.reshape(values.shape[0], -1, values.shape[-1])
+            for c in range(min(max_panels, flat.shape[1])):
+                _band(ax, time, flat[:, c], f"C{c}", f"x[{c}]" if flat.shape[1] > 1 else "x")
+                if other is not None:
+                    ax.plot(time, other.reshape(-1, other.shape[-1])[c], color="C3", lw=0.8,
+                            label="truth" if c == 0 else None)
+            ax.set_title(f"{where}: latent path given all the data", fontsize=9)
+        else:
+            flat = values.reshape(values.shape[0], -1, values.shape[-1])
+            seen_obs = other.reshape(-1, other.shape[-1])
+            for c in range(min(max_panels, flat.shape[1])):
+                _band(ax, time, flat[:, c], f"C{c}", "one-step" if c == 0 else None)
+                seen = np.isfinite(seen_obs[c])
+                ax.plot(np.asarray(time)[seen], seen_obs[c][seen], ".", color="k", ms=3,
+                        label="observed" if c == 0 else None)
+            ax.set_title(f"{where}: each observation against its one-step-ahead predictive "
+                         f"(90 % band covers {coverage:.0%} of all observations)", fontsize=9)
+        ax.set_xlabel("time", fontsize=8)
+        ax.legend(fontsize=7, loc="upper right", ncol=3)
     return fig
 
 

@@ -208,8 +208,27 @@ def predictive_section(idata: az.InferenceData, *, level: int = 3) -> Section | 
         return Section("Posterior predictive vs data", f'<p class="note">{escape(note)}</p>', note,
                        level)
     return Section("Posterior predictive vs data",
-                   figure_block("Posterior predictive (bands) and observed data (points)",
+                   figure_block("Posterior predictive (bands: replicated data sets at posterior draws; for a "
+                                "state-space model new series, not conditioned on the observed path) "
+                                "and observed data (points)",
                                  lambda: plots.plot_ppc(idata)), None, level)
+
+
+def paths_section(paths, *, truth: Mapping[str, Any] | None = None, level: int = 2) -> Section:
+    """The latent path given all the data and the one-step-ahead predictive bands against the
+    observations (``paths`` from :func:`zoo.posterior_paths`; :func:`plots.plot_smoothed_paths`),
+    with the share of observations inside their 90 % one-step band."""
+    from . import plots
+
+    coverage = plots.one_step_coverage(paths)
+    draws = int(paths.sizes.get("sample", 0))
+    note = (f"At {draws} posterior draws: the latent path drawn from p(x | y) and each observation's "
+            f"one-step-ahead predictive p(y_t | y_0..y_(t-1)); the 90 % one-step bands cover "
+            f"{coverage:.1%} of the observations (about 90 % when the model fits).")
+    html = f'<p class="note">{escape(note)}</p>' + figure_block(
+        "Latent path and one-step-ahead predictive" + (" (red: truth)" if truth else ""),
+        lambda: plots.plot_smoothed_paths(paths, truth=truth))
+    return Section("Latent path and one-step-ahead predictive", html, note, level)
 
 
 def particle_section(idata: az.InferenceData, *, level: int = 3) -> Section | None:

@@ -363,11 +363,44 @@ def pack(target: Target, *, method: str, draws: str, posterior: Mapping[str, Any
     if observed:
         groups["observed_data"] = observed
         per_group["observed_data"] = target_dims(observed, target.dims or {}, lead=0)
+        if "log_likelihood" in groups:
+            groups["log_likelihood"] = align_loglik_to_observed(groups["log_likelihood"], observed,
+                                                                per_group)
     all_attrs: dict[str, Any] = {"method": method, "target": target.name, "draws": draws}
     if seed is not None:
         all_attrs["seed"] = int(seed)
     all_attrs.update(attrs or {})
     return to_inference_data(**groups, group_dims=per_group, attrs=all_attrs)
+
+
+def align_loglik_to_observed(loglik: Mapping[str, Any], observed: Mapping[str, np.ndarray],
+                             per_group: dict) -> dict:
+    """The log-likelihood group with each variable shaped like its observation where only size-1
+    trailing axes differ, so ArviZ's ``az.loo_pit`` / ``az.plot_loo_pit`` pair them element by
+    element.
+
+    A state-space entry's pointwise term is per time step, ``(chain, draw, series, time)``,
+    while a univariate observation is stored ``(series, time, obs_dim=1)``: the term IS then the
+    observation's own, and it gets the trailing axis (and the observation's dim names). Where the
+    observation has several channels per step (``obs_dim > 1``) the per-step term is their joint
+    log-density: it stays per step, LOO-PIT is not defined element by element there, and
+    ``az.loo`` still treats each step as one observation. Values are unchanged (a reshape).
+    """
+    out = dict(loglik)
+    for name, values in loglik.items():
+        obs = observed.get(name)
+        values = np.asarray(values)
+        if obs is None:
+            continue
+        rank = values.ndim - 2
+        extra = obs.shape[rank:]
+        if (obs.ndim > rank and obs.shape[:rank] == values.shape[2:] and extra
+                and all(size == 1 for size in extra)):
+            out[name] = values.reshape(values.shape + extra)
+            names = per_group.get("observed_data", {}).get(name)
+            if names is not None and len(names) == obs.ndim:
+                per_group.setdefault("log_likelihood", {})[name] = list(names)
+    return out
 
 
 def param_variables(params: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -31,7 +31,8 @@ from zoo._registry import EntryInfo, scan
 _precision.apply()
 _compile_cache.apply()
 
-__all__ = ["entries", "get", "names", "catalogue", "EntryInfo", "ZooEntry", "StateSpaceModel", "Recipe", "Check"]
+__all__ = ["entries", "get", "names", "catalogue", "EntryInfo", "ZooEntry", "StateSpaceModel", "Recipe", "Check",
+           "posterior_paths"]
 
 _CORE_NAMES = ("ZooEntry", "StateSpaceModel", "Recipe", "Check")
 _CATALOGUE: dict[str, EntryInfo] | None = None
@@ -41,6 +42,8 @@ def __getattr__(name: str):
     # zoo.ZooEntry etc. come from zoo.core, imported on first use (it imports JAX and NumPyro)
     if name in _CORE_NAMES:
         return getattr(importlib.import_module("zoo.core"), name)
+    if name == "posterior_paths":
+        return importlib.import_module("zoo._paths").posterior_paths
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 

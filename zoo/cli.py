@@ -279,7 +279,25 @@ def _print_verdicts(idata) -> str:
     return verdicts, checks.overall(verdicts)
 
 
-def _write_outputs(idata, args, *, recovery=None, verdicts=None, title=""):
+def _path_sections(entry, idata, data, config, seed: int, truth=None) -> list:
+    """The report's latent-path section for an entry with a latent-path form (``entry.paths``)
+    and posterior draws; [] otherwise."""
+    import zoo
+    from diagnostics.checks import draws_kind
+    from diagnostics.report import paths_section
+
+    if getattr(entry, "paths", None) is None or "posterior" not in idata.groups() or draws_kind(idata) == "point":
+        return []
+    paths = zoo.posterior_paths(entry, idata, data, config, seed=seed)
+    true_x = None
+    if truth is not None and "x" in truth:
+        true_x = {"x": truth["x"]}
+    elif truth is not None and "z" in truth:
+        true_x = {"x": truth["z"]}
+    return [paths_section(paths, truth=true_x)]
+
+
+def _write_outputs(idata, args, *, recovery=None, verdicts=None, title="", extra_sections=()):
     from diagnostics.convert import write_netcdf
 
     if args.out:
@@ -289,7 +307,7 @@ def _write_outputs(idata, args, *, recovery=None, verdicts=None, title=""):
         from diagnostics.report import write_report
 
         write_report(idata, args.html, title=title, recovery=recovery, verdicts=verdicts,
-                     markdown_path=getattr(args, "md", None))
+                     markdown_path=getattr(args, "md", None), extra_sections=list(extra_sections))
         print(f"wrote {args.html}")
 
 
@@ -315,7 +333,9 @@ def _cmd_fit(args) -> int:
     if truth is not None:
         recovery = entry.check(idata, truth, config)
         _print_recovery(recovery)
-    _write_outputs(idata, args, recovery=recovery, verdicts=verdicts, title=f"{entry.name}: {entry.title}")
+    extra = _path_sections(entry, idata, data, config, args.seed, truth) if getattr(args, "html", None) else []
+    _write_outputs(idata, args, recovery=recovery, verdicts=verdicts, title=f"{entry.name}: {entry.title}",
+                   extra_sections=extra)
     return 0 if status != "fail" else 1
 
 
@@ -371,8 +391,11 @@ def _cmd_check(args) -> int:
     _record_config(result.idata, entry, args, config, overrides)
     verdicts, status = _print_verdicts(result.idata)
     passed = _print_recovery(result.checks)
+    extra = []
+    if getattr(args, "html", None):
+        extra = _path_sections(entry, result.idata, None, config, args.seed, result.truth)
     _write_outputs(result.idata, args, recovery=result.checks, verdicts=verdicts,
-                   title=f"{entry.name}: recovery check ({args.config})")
+                   title=f"{entry.name}: recovery check ({args.config})", extra_sections=extra)
     del jax
     return 0 if passed and status != "fail" else 1
 

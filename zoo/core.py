@@ -201,6 +201,11 @@ class ZooEntry:
         ssm: ``ssm(config) -> StateSpaceModel`` where the model is a state-space model, else None.
         exact_loglik: ``exact_loglik(params, data, config) -> scalar`` where a tractable marginal
             likelihood exists, else None.
+        paths: ``paths(key, params, data, config) -> {"x": latent path, "y_one_step": draws}``,
+            one draw of the latent path from ``p(x | y, params)`` and of each ``y_t`` from its
+            one-step-ahead predictive, where the model is a state-space model with an exact
+            smoother (the family builders' ``path_draws``); :func:`zoo.posterior_paths` calls it
+            at posterior draws. None where there is none.
         dims: InferenceData dimension names for sites, e.g. ``{"y": ("series", "time")}``.
         data_doc: what ``data`` is, and the CSV columns ``zoo fit --data`` accepts (generated
             from ``columns`` when left empty).
@@ -229,6 +234,7 @@ class ZooEntry:
     check: Callable[..., list[Check]]
     ssm: Callable[[Any], "StateSpaceModel"] | None = None
     exact_loglik: Callable[..., Any] | None = None
+    paths: Callable[..., dict] | None = None
     dims: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
     data_doc: str = ""
     load_columns: Callable[..., Any] | None = None

@@ -196,6 +196,12 @@ def exact_loglik(params: dict, data, config: HMMConfig) -> jax.Array:
     return family(config).log_likelihood(params, data)
 
 
+def paths(key, params: dict, data, config: HMMConfig) -> dict:
+    """The state path from ``p(z | y)`` and one-step-ahead predictive draws at ``params``
+    (``DiscreteHMM.path_draws``; ``zoo.posterior_paths`` calls it at posterior draws)."""
+    return family(config).path_draws(key, params, data)
+
+
 def hmm_ssm(config: HMMConfig) -> StateSpaceModel:
     """The HMM as a :class:`StateSpaceModel` (discrete state; for particle backends).
 
@@ -302,6 +308,7 @@ ENTRY = ZooEntry(
     check=check,
     ssm=hmm_ssm,
     exact_loglik=exact_loglik,
+    paths=paths,
     dims={"y": ("series", "time", "obs_dim"), "transition_matrix": ("state_from", "state_to"),
           "means_first": ("state",), "means_rest": ("state", "obs_rest"),
           "logit_first": ("state",), "logit_rest": ("state", "symbol_rest"), "means": ("state", "obs_dim"), "scales": ("state", "obs_dim"),

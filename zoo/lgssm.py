@@ -155,13 +155,24 @@ def model(data=None, *, config: LGSSMConfig) -> None:
     family(config).model(data, num_steps=config.num_steps, num_series=config.num_series)
 
 
-def exact_loglik(params: dict, data, config: LGSSMConfig) -> jax.Array:
-    """``log p(y | A, q, r)`` by the Kalman filter, summed over sequences."""
+def _with_fixed(params: dict, config: LGSSMConfig) -> dict:
+    """``params`` with the noise scales a ``fixed_noise`` config holds at their true values."""
     full = dict(params)
     if config.fixed_noise:
         full.setdefault("q", jnp.asarray(config.true_q, dtype=float))
         full.setdefault("r", jnp.asarray(config.true_r, dtype=float))
-    return family(config).log_likelihood(full, data)
+    return full
+
+
+def exact_loglik(params: dict, data, config: LGSSMConfig) -> jax.Array:
+    """``log p(y | A, q, r)`` by the Kalman filter, summed over sequences."""
+    return family(config).log_likelihood(_with_fixed(params, config), data)
+
+
+def paths(key, params: dict, data, config: LGSSMConfig) -> dict:
+    """The latent path from ``p(x | y)`` and one-step-ahead predictive draws at ``params``
+    (``LinearGaussian.path_draws``; ``zoo.posterior_paths`` calls it at posterior draws)."""
+    return family(config).path_draws(key, _with_fixed(params, config), data)
 
 
 def lgssm_ssm(config: LGSSMConfig) -> StateSpaceModel:
@@ -226,7 +237,8 @@ ENTRY = ZooEntry(
     check=check,
     ssm=lgssm_ssm,
     exact_loglik=exact_loglik,
-    dims={"y": ("series", "time", "obs_dim"), "A": ("state_to", "state_from"), "q": ("state",), "r": ("obs_dim",)},
+    paths=paths,
+    dims={"y": ("series", "time", "obs_dim"), "x": ("series", "time", "state"), "A": ("state_to", "state_from"), "q": ("state",), "r": ("obs_dim",)},
     columns=Columns(channels, aliases=(("y0", "y"),), validate=validate_data,
                     describe="observations (a (time, obs_dim) array is one series)",
                     names_doc="y0..y{dy-1} (y when obs_dim = 1)"),

@@ -338,3 +338,58 @@ def test_emission_tables_are_the_laws():
     g = gaussian_log_likelihoods(jnp.zeros((2, 2)), jnp.ones((2, 2)), jnp.array([[0.0, jnp.nan], [1.0, 0.0]]))
     np.testing.assert_allclose(np.asarray(g[0]), np.full(2, -0.5 * np.log(2 * np.pi)), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(g[1]), np.full(2, -0.5 - np.log(2 * np.pi)), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# One-step-ahead predictive draws (zoo.posterior_paths' second half)
+# --------------------------------------------------------------------------------------------
+
+
+def test_linear_gaussian_one_step_draws_follow_the_kalman_predictive():
+    """Reference: the Kalman increment log p(y_t | y_<t) as a function of y_t is the log-density of
+    the one-step predictive N(m, S); its gradient and Hessian at y_t = 0 give S^-1 m and -S^-1."""
+    ys = VECTOR.simulate(jax.random.PRNGKey(3), PARAMS, 4)[1]
+    n = 4000
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: VECTOR.one_step_predictive(k, PARAMS, ys)))(
+        jax.random.split(jax.random.PRNGKey(4), n)))
+    assert draws.shape == (n, 4, 2)
+    comparisons = 4 * 2 * 2
+
+    def log_pred(y_t, t):
+        return VECTOR.increments(PARAMS, ys.at[t].set(y_t))[t]
+
+    hessian, grad = jax.jit(jax.hessian(log_pred)), jax.jit(jax.grad(log_pred))
+    for t in range(4):
+        precision = -np.asarray(hessian(jnp.zeros(2), t))
+        cov = np.linalg.inv(precision)
+        mean = cov @ np.asarray(grad(jnp.zeros(2), t))
+        sd = np.sqrt(np.diag(cov))
+        assert np.all(np.abs(draws[:, t].mean(0) - mean) <= mc_tolerance(sd, n, num_comparisons=comparisons))
+        # the variance of a sample variance of normal draws is 2 sd^4 / (n - 1)
+        var_err = np.abs(draws[:, t].var(0, ddof=1) - sd**2)
+        assert np.all(var_err <= mc_tolerance(np.sqrt(2) * sd**2, n, num_comparisons=comparisons))
+    paths = VECTOR.path_draws(jax.random.PRNGKey(5), PARAMS, ys)
+    assert set(paths) == {"x", "y_one_step"} and paths["x"].shape == (4, 2) and paths["y_one_step"].shape == (4, 2)
+
+
+def test_hmm_one_step_draws_follow_the_forward_predictive():
+    """Reference: P(y_t = s | y_<t) = exp(increment_t) with y_t set to s (the forward algorithm,
+    itself checked against enumeration above); draw frequencies in exact binomial intervals."""
+    symbols = _hmm_data()[1]
+    n = 3000
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: SYMBOLS.one_step_predictive(k, HMM_PARAMS, symbols)))(
+        jax.random.split(jax.random.PRNGKey(6), n)))
+    assert draws.shape == (n, T)
+    alpha = DEFAULT_FALSE_FAILURE / (T * 3)
+    steps, values = np.meshgrid(np.arange(T), np.arange(3), indexing="ij")
+    table = np.exp(np.asarray(jax.jit(jax.vmap(
+        lambda t, s: SYMBOLS.increments(HMM_PARAMS, symbols.at[t].set(s))[t]))(steps.ravel(), values.ravel())))
+    table = table.reshape(T, 3)
+    np.testing.assert_allclose(table.sum(1), 1.0, rtol=1e-10)
+    for t in range(T):
+        probs = table[t]
+        counts = np.bincount(draws[:, t], minlength=3)
+        low, high = binom.ppf(alpha / 2, n, probs), binom.isf(alpha / 2, n, probs)
+        assert np.all((counts >= low) & (counts <= high)), (t, counts, n * probs)
+    paths = SYMBOLS.path_draws(jax.random.PRNGKey(7), HMM_PARAMS, symbols)
+    assert paths["x"].shape == (T,) and paths["y_one_step"].shape == (T,)

@@ -326,6 +326,35 @@ class DiscreteHMM:
         return jax.vmap(one)(jax.random.split(key, ll.shape[0]), ll)
 
 
+    def one_step_predictive(self, key, params: dict, data):
+        """One draw of each ``y_t`` from its one-step-ahead predictive ``p(y_t | y_{0:t-1})``: a
+        state from the forward algorithm's predicted probabilities, then ``y_t`` from its
+        emission law; shaped like the data (a missing step gets a draw too)."""
+        chain = self.hmm(params)
+        ll = self.log_likelihoods(params, data)
+
+        def one(k, table):
+            T = table.shape[0]
+            pred = exact.hmm_filter(chain.initial_probs, chain.transition_matrix, table).predicted_probs
+            k_z, k_y = jax.random.split(k)
+            zs = jax.random.categorical(k_z, jnp.log(jnp.clip(pred, 1e-300, None)))
+            keys = jax.random.split(k_y, T)
+            return jax.vmap(lambda kk, t, z: self.emission(params, t, z).sample(kk))(keys, jnp.arange(T), zs)
+
+        if ll.ndim == 2:
+            return one(key, ll)
+        return jax.vmap(one)(jax.random.split(key, ll.shape[0]), ll)
+
+    def path_draws(self, key, params: dict, data) -> dict:
+        """At ``params``, one joint draw of ``"x"`` (the state path from ``p(z | y)``,
+        :meth:`posterior_paths`) and ``"y_one_step"`` (:meth:`one_step_predictive`); used by
+        ``zoo.posterior_paths``."""
+        k_x, k_y = jax.random.split(key)
+        zs = self.posterior_paths(k_x, params, data, num_samples=1)
+        zs = zs[0] if zs.ndim == 2 else zs[:, 0]
+        return {"x": zs, "y_one_step": self.one_step_predictive(k_y, params, data)}
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _increments(family: DiscreteHMM, params, ys):
     return family._increments(params, ys)

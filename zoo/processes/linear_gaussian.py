@@ -527,6 +527,50 @@ class LinearGaussian:
             xs = jax.vmap(lambda k, y: one(k, lg, y))(keys, ys)
         return xs.reshape(ys.shape[:2] + tuple(self.state_shape))
 
+    def one_step_predictive(self, key, params: dict, data, inputs: Any = None):
+        """One draw of each ``y_t`` from its one-step-ahead predictive ``p(y_t | y_{0:t-1})``
+        (the Kalman filter's predicted observation law ``N(H m_{t|t-1} + d, H P_{t|t-1} H' + R)``),
+        shaped like the data: what a fit is judged against, step by step (a fresh series drawn
+        from the model follows none of the data). A missing step gets a draw too (its
+        predictive given the steps before it)."""
+        ys = self.check_data(data)
+        if self.channels is not None:
+            raise NotImplementedError("one_step_predictive: not available with channels")
+
+        def one(k, lg, y_seq):
+            T = y_seq.shape[0]
+            filt = self._filter(exact.kalman_filter, lg, y_seq)
+            full = self._full_arrays(lg, T)
+            H, d, R = full.emission_matrix, full.emission_offset, full.emission_cov
+            mean = jnp.einsum("tij,tj->ti", H, filt.predicted_means) + d
+            cov = jnp.einsum("tij,tjk,tlk->til", H, filt.predicted_covs, H) + R
+            cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+            cov = _with_jitter(cov, max(self.jitter, 1e-12))
+            z = jax.random.normal(k, mean.shape, dtype=mean.dtype)
+            draw = mean + jnp.einsum("tij,tj->ti", jnp.linalg.cholesky(cov), z)
+            return draw.reshape((T,) + tuple(self.obs_shape))
+
+        if not self._batched(ys):
+            return one(key, self.lgssm(params, inputs), ys)
+        keys = jax.random.split(key, ys.shape[0])
+        if self.inputs:
+            return jax.vmap(lambda k, y, u: one(k, self.lgssm(params, u), y))(keys, ys, inputs)
+        lg = self.lgssm(params)
+        return jax.vmap(lambda k, y: one(k, lg, y))(keys, ys)
+
+    def path_draws(self, key, params: dict, data, inputs: Any = None) -> dict:
+        """At ``params``, one joint draw of what a state-space fit is judged by: ``"x"``, the latent
+        path from ``p(x | y)`` (:meth:`posterior_paths`; the family's ``predictive`` picks the
+        recorded components where it records an ``"x"``, e.g. the observed coordinate) and
+        ``"y_one_step"`` (:meth:`one_step_predictive`). Used by ``zoo.posterior_paths``."""
+        k_x, k_y = jax.random.split(key)
+        xs = self.posterior_paths(k_x, params, data, inputs)
+        y_one = self.one_step_predictive(k_y, params, data, inputs)
+        if self.predictive is not None:
+            recorded = self.predictive(xs, y_one)
+            xs = recorded.get("x", xs)
+        return {"x": xs, "y_one_step": y_one}
+
     def optimal_proposal(self, params: dict, ys, inputs: Any = None) -> GuidedProposal:
         """The locally optimal proposal ``q_t(x_t | x_{t-1}) = p(x_t | x_{t-1}, y_t)`` for ONE
         sequence ``ys (T, *obs_shape)``: the prior law conditioned on ``y_t`` by one Kalman update
