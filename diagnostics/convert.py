@@ -22,7 +22,7 @@ import numpy as np
 from diagnostics.precision import name as precision_name
 
 __all__ = ["to_inference_data", "write_netcdf", "read_netcdf", "atomic_write", "atomic_write_text",
-           "SAMPLE_STATS_NAMES"]
+           "with_time_coord", "SAMPLE_STATS_NAMES"]
 
 #: ArviZ's conventional names for sampler statistics.
 SAMPLE_STATS_NAMES = {
@@ -190,6 +190,20 @@ def to_inference_data(
     if not groups:
         raise ValueError("to_inference_data: no group given; pass at least posterior=...")
     return az.InferenceData(attrs=attrs, **groups)
+
+
+def with_time_coord(idata: az.InferenceData, times, *, dim: str = "time") -> az.InferenceData:
+    """Give every group's ``dim`` axis the real ``times`` (``(T,)``) as its coordinate, in place
+    (and returned): where a group has that axis with ``T`` entries, ``idata[group][dim]`` holds
+    the data's times instead of ``0..T-1``. Groups without it, or with another length, are left."""
+    times = np.asarray(times)
+    if times.ndim != 1:
+        raise ValueError(f"times: expected a 1-D array of times, got shape {times.shape}")
+    for group in idata.groups():
+        dataset = idata[group]
+        if dim in dataset.dims and dataset.sizes[dim] == len(times):
+            setattr(idata, group, dataset.assign_coords({dim: times}))
+    return idata
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -39,8 +40,8 @@ _compile_cache.apply()
 from inference.types import Target  # noqa: E402
 from inference.validate import InvalidParameterError, NonFiniteLogDensityError, screen_data  # noqa: E402
 
-__all__ = ["fit", "fit_batch", "methods", "get_runner", "resolve_target", "Target", "NonFiniteLogDensityError",
-           "InvalidParameterError"]
+__all__ = ["fit", "fit_batch", "methods", "get_runner", "resolve_target", "record_entry", "Target",
+           "NonFiniteLogDensityError", "InvalidParameterError"]
 
 # method name -> "module:function"; every runner has the signature
 #     runner(target: Target, *, seed: int, progress: bool, **options) -> arviz.InferenceData
@@ -161,7 +162,9 @@ def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, c
 
     Args:
         target: a ``zoo`` entry, a ``StateSpaceModel`` or a NumPyro program ``model(data=None)``.
-        data: the observations (entry-specific; ``zoo show NAME`` documents it).
+        data: the observations (entry-specific; ``zoo show NAME`` documents it); for an entry
+            with a CSV format also a pandas ``DataFrame`` of those columns (``entry.read_data``),
+            whose real times become the result's ``time`` coordinate.
         method: one of :func:`methods`.
         seed: integer seed of the run's PRNG key.
         config: configuration name or object, for entries.
@@ -174,15 +177,43 @@ def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, c
     (:func:`resolve_target`).
     """
     runner = get_runner(method)
+    times = None
+    if _is_frame(data) and hasattr(target, "read_data"):  # a table: keep its real times
+        data, times = target.read_data(data, config)
     resolved = resolve_target(target, data, config=config, allow_all_missing=allow_all_missing)
     _check_options(runner, method, options)
     try:
-        return runner(resolved, seed=int(seed), progress=bool(progress), **options)
+        idata = runner(resolved, seed=int(seed), progress=bool(progress), **options)
     except ValueError as error:
         named = _named_site_error(error, resolved)
         if named is error:
             raise
         raise named from None
+    record_entry(idata, target, config)
+    if times is not None:
+        from diagnostics.convert import with_time_coord
+
+        with_time_coord(idata, times)
+    return idata
+
+
+def _is_frame(data: Any) -> bool:
+    """A pandas DataFrame (checked without importing pandas)."""
+    return type(data).__name__ == "DataFrame" and hasattr(data, "columns") and hasattr(data, "to_numpy")
+
+
+def record_entry(idata: Any, target: Any, config: Any) -> None:
+    """For a zoo entry, ``idata.attrs`` ``entry``, ``config`` (the preset's name, or ``"custom"``
+    for a config object) and, when the configuration holds parameters fixed instead of learning
+    them (the entry's ``fixed_parameters(config)``), ``fixed_parameters`` (JSON name -> value): a
+    fit never fixes a parameter without saying so in its result. Other targets: nothing."""
+    if not (hasattr(target, "configs") and hasattr(target, "name")):
+        return
+    idata.attrs["entry"] = str(target.name)
+    idata.attrs["config"] = config if isinstance(config, str) else "custom"
+    fixed = target.fixed_parameters(config) if hasattr(target, "fixed_parameters") else {}
+    if fixed:
+        idata.attrs["fixed_parameters"] = json.dumps({name: p.value for name, p in fixed.items()}, default=str)
 
 
 def _named_site_error(error: ValueError, target: Target) -> ValueError:
@@ -237,7 +268,10 @@ def fit_batch(target: Any, datasets, *, method: str = "nuts", seeds=None, seed: 
     runner = getattr(importlib.import_module(module_name), func_name)
     _check_options(runner, method, options)
     targets = [one._replace(observed=_observed_arrays(one.data)) for one in resolved]
-    return runner(targets, seeds=seeds, progress=bool(progress), **options)
+    results = runner(targets, seeds=seeds, progress=bool(progress), **options)
+    for idata in results:
+        record_entry(idata, target, config)
+    return results
 
 
 def _check_options(runner: Callable, method: str, options: dict) -> None:

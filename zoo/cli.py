@@ -202,13 +202,14 @@ def _config(entry, args) -> tuple[Any, dict]:
 
 
 def _record_config(idata, entry, args, config, overrides: dict) -> None:
-    """The run's entry, config name, ``--set`` overrides and fixed parameters, in ``idata.attrs``."""
-    idata.attrs.update({"entry": entry.name, "config": args.config})
+    """The run's entry, config name, ``--set`` overrides and fixed parameters, in ``idata.attrs``
+    (the fixed parameters as every fit of an entry records them: :func:`inference.record_entry`)."""
+    import inference
+
+    inference.record_entry(idata, entry, config)
+    idata.attrs["config"] = args.config
     if overrides:
         idata.attrs["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
-    fixed = entry.fixed_parameters(config)
-    if fixed:
-        idata.attrs["fixed_parameters"] = json.dumps({name: p.value for name, p in fixed.items()}, default=str)
 
 
 def _announce_fixed(entry, args, config) -> None:
@@ -249,9 +250,14 @@ def _cmd_simulate(args) -> int:
 
 
 def _load_data(entry, path: str, config):
+    """The data of ``--data`` and the real times of its time axis (None where the entry has no
+    column spec, or for a netCDF file)."""
     if entry.load_columns is None:
         raise ValueError(f"--data: entry {entry.name!r} does not read tabular data; `zoo show {entry.name}` says what it takes")
-    return entry.load_columns(read_columns(path), config)
+    columns = read_columns(path)
+    if entry.columns is not None:
+        return entry.columns.read(columns, config)
+    return entry.load_columns(columns, config), None
 
 
 def _method_and_options(entry, method: str | None, config_name: str, options: dict) -> tuple[str, dict]:
@@ -318,7 +324,7 @@ def _cmd_fit(args) -> int:
     config, overrides = _config(entry, args)
     options = parse_options(args.option)
     if args.data:
-        data = _load_data(entry, args.data, config)
+        data, times = _load_data(entry, args.data, config)
         truth = None
         _announce_fixed(entry, args, config)
     else:
@@ -327,6 +333,10 @@ def _cmd_fit(args) -> int:
     if args.checkpoint:
         _checkpoint_option(entry, args, options)
     idata = _fit(entry, data, args.method, args.config, config, args.seed, options, not args.no_progress)
+    if args.data and times is not None:  # the result's time coordinate holds the file's times
+        from diagnostics.convert import with_time_coord
+
+        with_time_coord(idata, times)
     _record_config(idata, entry, args, config, overrides)
     verdicts, status = _print_verdicts(idata)
     recovery = None

@@ -267,6 +267,27 @@ class ZooEntry:
             return data
         return self.columns.prepare(data, self.config(config), allow_all_missing=allow_all_missing)
 
+    def read_data(self, table: Any, config: Any = "small") -> Any:
+        """A user's table in the entry's CSV format (a pandas ``DataFrame`` or a dict of 1-D
+        columns; ``data_doc`` states the columns) -> :class:`zoo._tabular.Loaded` ``(data,
+        times)``: the data as :attr:`model` takes it and the real times of its time axis, which
+        ``inference.fit(entry, frame)`` puts in the result's ``time`` coordinate. Entries without
+        a column spec have no table format: ``ValueError``."""
+        if self.columns is None:
+            raise ValueError(f"data: entry {self.name!r} does not read tabular data; its data_doc says what it takes")
+        if hasattr(table, "columns") and hasattr(table, "to_numpy"):  # a pandas DataFrame
+            columns = {}
+            for name in table.columns:
+                try:
+                    columns[str(name)] = table[name].to_numpy(dtype=float)
+                except (TypeError, ValueError):
+                    raise ValueError(f"data: column {name!r} holds values that are not numbers") from None
+        elif isinstance(table, Mapping):
+            columns = {str(name): np.asarray(values, dtype=float) for name, values in table.items()}
+        else:
+            raise TypeError(f"data: expected a pandas DataFrame or a dict of columns, got {type(table).__name__}")
+        return self.columns.read(columns, self.config(config))
+
     def config(self, name_or_config: Any = "small", /, **overrides: Any) -> Any:
         """The configuration called ``name_or_config`` (or the object itself if not a string),
         with any field replaced by ``overrides`` (:func:`with_overrides`: the configuration's own

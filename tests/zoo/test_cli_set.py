@@ -117,3 +117,28 @@ def test_a_parameter_the_model_never_learns_is_announced_too(tmp_path, capsys):
     assert note == ("zoo fit: note: config 'small' of latent_sde_ou fixes s=0.2 (not learned from the data); "
                     "latent_sde_ou does not learn them; to change the value use --set obs_noise=VALUE")
     assert error.startswith("zoo fit: error: ") and "nope" in error
+
+
+def test_python_fit_of_a_data_frame_keeps_its_times_and_records_fixed_parameters():
+    """Issue 19, item 3: a DataFrame fitted from Python keeps its real times as the result's
+    `time` coordinate (a gap is a missing step), and the result says what the config holds fixed."""
+    import jax
+    import numpy as np
+    import pandas as pd
+
+    import inference
+
+    lgssm = zoo.get("lgssm")
+    config = lgssm.config("scalar", num_steps=40)
+    data, _ = lgssm.simulate(jax.random.PRNGKey(0), config)
+    frame = pd.DataFrame(lgssm.dump_columns(data, config))
+    frame["time"] = 10.0 + 0.5 * frame["time"]
+    frame = frame.drop(index=7)  # a gap: time 13.5 is missing
+    idata = inference.fit(lgssm, frame, config=config, method="nuts", progress=False, num_warmup=20,
+                          num_samples=10, num_chains=1, posterior_predictive=False)
+    times = 10.0 + 0.5 * np.arange(40)
+    np.testing.assert_array_equal(idata.observed_data["time"].values, times)
+    np.testing.assert_array_equal(idata.log_likelihood["time"].values, times)
+    assert np.isnan(idata.observed_data["y"].sel(time=13.5).values).all()
+    assert json.loads(idata.attrs["fixed_parameters"]) == {"q": [1.0], "r": [0.5]}
+    assert idata.attrs["entry"] == "lgssm" and idata.attrs["config"] == "custom"

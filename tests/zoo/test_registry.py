@@ -111,3 +111,29 @@ def test_scan_reads_literals_follows_constants_and_falls_back_to_import(tmp_path
 def test_get_names_the_known_entries():
     with pytest.raises(KeyError, match="unknown zoo entry 'no_such_entry'; known entries: .*lgssm"):
         zoo.get("no_such_entry")
+
+
+def test_register_adds_a_users_entry_without_editing_the_package():
+    """Issue 19, item 3: zoo.register(entry) for a user's own entry (here lgssm's pieces under a new name)."""
+    import dataclasses
+
+    def copy(entry, **fields):  # load_columns/dump_columns come from the column spec: not passed on
+        return dataclasses.replace(entry, load_columns=None, dump_columns=None, **fields)
+
+    mine = copy(zoo.get("lgssm"), name="my_lgssm", title="my copy")
+    try:
+        zoo.register(mine)
+        assert zoo.get("my_lgssm") is mine and "my_lgssm" in zoo.names()
+        assert [i for i in zoo.catalogue() if i.name == "my_lgssm"][0].title == "my copy"
+        zoo.register(mine)  # the same object again: no change
+        with pytest.raises(ValueError, match="another entry is registered as 'my_lgssm'"):
+            zoo.register(copy(mine))
+    finally:
+        zoo.unregister("my_lgssm")
+    assert "my_lgssm" not in zoo.names()
+    with pytest.raises(ValueError, match="entry: the name 'lgssm' is taken"):
+        zoo.register(copy(mine, name="lgssm"))
+    with pytest.raises(TypeError, match="entry: expected a zoo.ZooEntry"):
+        zoo.register("lgssm")
+    with pytest.raises(KeyError, match="was not added by zoo.register"):
+        zoo.unregister("lgssm")
