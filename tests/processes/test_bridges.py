@@ -124,3 +124,30 @@ def test_lna_path_reports_the_exact_transition_at_every_checkpoint():
         np.testing.assert_allclose(path.cov[i], cov, atol=1e-9)
     with pytest.raises(ValueError, match="num_steps: expected a multiple of every = 40"):
         bridges.lna_path(lambda z: z, x, sigma=SIGMA, dt=0.01, num_steps=100, every=40)
+
+
+@pytest.mark.parametrize("nodes, split", [(1, 1.0), (3, 0.5)])
+def test_lna_mixture_of_a_gaussian_law_has_the_exact_moments_for_a_linear_drift(nodes, split):
+    # for a linear drift every component is propagated exactly, so the Gaussian sum's mean and
+    # covariance are the OU marginal's (Gauss-Hermite is exact for the quadratic moments)
+    loc, tril = np.array([1.0, -2.0]), np.array([[0.5, 0.0], [0.2, 0.3]])
+    law = bridges.lna_mixture_path(lambda z: jnp.asarray(A) @ z, loc, tril, sigma=SIGMA, dt=0.01, num_steps=80,
+                                   every=40, nodes=nodes, split=split)
+    assert law.mean.shape == (nodes**2, 3, 2) and law.cov.shape == (nodes**2, 3, 2, 2)
+    w = np.exp(np.asarray(law.log_weights))
+    np.testing.assert_allclose(w.sum(), 1.0, atol=1e-12)
+    for i, t in enumerate((0.0, 0.4, 0.8)):
+        phi, noise = _exact_ou(t) if t else (np.eye(2), np.zeros((2, 2)))
+        means = np.asarray(law.mean[:, i])
+        mean = w @ means
+        cov = np.einsum("k,kij->ij", w, np.asarray(law.cov[:, i])) + np.einsum("k,ki,kj->ij", w, means - mean,
+                                                                               means - mean)
+        np.testing.assert_allclose(mean, phi @ loc, atol=1e-9)
+        np.testing.assert_allclose(cov, phi @ tril @ tril.T @ phi.T + noise, atol=1e-9)
+    # the density of one point per time is the weighted sum of the component densities
+    x = jnp.array([[1.0, -2.0], [0.5, -1.0], [0.0, -0.5]])
+    direct = [np.log(sum(wk * scipy.stats.multivariate_normal(np.asarray(law.mean[k, i]), np.asarray(law.cov[k, i]))
+                         .pdf(np.asarray(x[i])) for k, wk in enumerate(w))) for i in range(3)]
+    np.testing.assert_allclose(law.log_prob(x), direct, rtol=1e-9)
+    with pytest.raises(ValueError, match="split: expected a component scale c in"):
+        bridges.gaussian_sum_split(2, 3, 0.0)
