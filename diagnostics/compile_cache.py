@@ -17,6 +17,22 @@ log-likelihood, initialisation). Measured on ``zoo fit lgssm`` (1 warm-up step a
 chain, 2 shared cores): 37-38 s of CPU cold; warm 16.2 s with JAX's 1 s threshold, 9.5 s with 0
 (257 programs, 2.2 MB on disk).
 
+Several processes on one folder (two ``zoo fit`` at once, a sweep's workers): JAX (0.10) stores
+an entry with a plain write of ``<key>-cache`` (no lock and no rename unless
+``jax_compilation_cache_max_size`` is set) and never overwrites a key that exists. In one full
+``pytest -n 2`` run an xdist worker aborted inside ``compilation_cache.put_executable_and_time``
+(during ``test_smc2``) while the other wrote to the same folder; what was tried to reproduce it
+(2026-12-02, JAX 0.10.2, 2 shared cores): 9 rounds of two processes compiling the same 40 programs
+into one fresh folder at once, in the same and in interleaved order (no crash, no warning, the same
+results; ``scripts/compile_cache_race.py`` reruns it); two ``pytest`` processes running
+``tests/inference/particle/test_smc2.py`` at once on one fresh folder (both passed, 126 entries
+written, no cache warning); entries cut to half length or with a zeroed head, as a reader racing a
+writer or a killed writer would find them: JAX warns ("Error reading persistent compilation cache
+entry ...: incomplete or truncated stream") and compiles again, no crash. The
+abort was not reproduced, so the default stays on; the one harm found is that a damaged entry is
+never rewritten (the key exists), so its warning comes back in every process until the file is
+deleted (or the folder cleared). The test suite keeps the cache off (``tests/conftest.py``).
+
 Like :mod:`diagnostics.precision` it does not import JAX: when JAX is not imported yet it sets
 ``JAX_COMPILATION_CACHE_DIR`` (JAX reads it when it is imported), else it updates ``jax.config``.
 A leaf: it imports nothing of the project.
