@@ -1,0 +1,290 @@
+r"""Open quantum systems on POVM measurement probabilities (Carrasquilla et al.; Luo et al. 2022).
+
+N qubits measured with a product of one informationally complete single-qubit POVM
+``{M_a}_{a=1..4}`` (``M_a ≥ 0``, ``Σ_a M_a = I``). The state is the probability vector over the
+``4^N`` outcomes::
+
+    P(a_1..a_N) = Tr(ρ ⊗_i M_{a_i}),      ρ = Σ_a P(a) N_a,    N_a = Σ_b (T⁻¹)_{ab} M_b,
+    T_{ab} = Tr(M_a M_b)                  (overlap; N_a the dual frame, Tr N_a = 1)
+
+and the Lindblad equation ``ρ̇ = 𝓛ρ = −i[H, ρ] + Σ_k (L_k ρ L_k† − ½{L_k† L_k, ρ})`` becomes a
+real linear ODE on the probabilities::
+
+    Ṗ(b) = Σ_a 𝓛̃_{ba} P(a),     𝓛̃_{ba} = Tr(M_b 𝓛(N_a)),     P(t) = expm(𝓛̃ t) P(0).
+
+``𝓛̃`` is not a rate matrix (negative off-diagonal entries occur; positivity holds only for
+physical states), so CTMC code must never be used on it. POVMs (:func:`povm`): ``"tetrahedral"``
+(SIC, ``M_a = ¼(I + s_a·σ)``, ``T⁻¹ = 6I − J``, ``N_a = ½I + (3/2)s_a·σ``) and ``"pauli4"``
+(``M_1 = ⅓|0⟩⟨0|``, ``M_2 = ⅓|+⟩⟨+|``, ``M_3 = ⅓|+i⟩⟨+i|``, ``M_4 = I − M_1 − M_2 − M_3``).
+
+The generator is assembled densely from the Liouvillian superoperator on ``vec(ρ)`` (row-major:
+``vec(AXB) = (A ⊗ Bᵀ) vec(X)``), exact and cheap for N ≤ 5 (``4^N = 1024``). For the dissipative
+transverse-field Ising chain (:func:`dissipative_ising_terms`)::
+
+    H = (V/4) Σ_i σ^z_i σ^z_{i+1} + (g/2) Σ_i σ^x_i,     L_i = √γ σ^-_i,   σ^- = (X − iY)/2
+
+(``σ^-`` maps ``|0⟩`` (σ^z = +1) to ``|1⟩``; periodic or open chain) the generator is linear in the
+parameters, ``𝓛̃ = g A_g + V A_V + γ A_γ``, so the three real matrices are built once (complex
+algebra in float64, imaginary parts checked to vanish) and a likelihood only forms the sum and
+its matrix exponential (``jax.scipy.linalg.expm``, float64; measurement times on a common grid
+share one exponential, :func:`evolve`).
+
+Reference: D. Luo, Z. Chen, J. Carrasquilla, B. K. Clark (2022), "Autoregressive neural network
+for simulating open quantum systems via a probabilistic formulation", Phys. Rev. Lett. 128,
+090501, arXiv:2009.05580.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+__all__ = [
+    "PAULI",
+    "POVMS",
+    "povm",
+    "check_povm",
+    "overlap",
+    "dual_frame",
+    "product_operators",
+    "local_operator",
+    "probabilities",
+    "density_matrix",
+    "liouvillian",
+    "povm_generator",
+    "IsingTerms",
+    "dissipative_ising_terms",
+    "evolve",
+    "steady_state",
+    "pauli_expectations",
+    "product_state",
+]
+
+PAULI = {
+    "I": np.eye(2, dtype=complex),
+    "X": np.array([[0, 1], [1, 0]], dtype=complex),
+    "Y": np.array([[0, -1j], [1j, 0]], dtype=complex),
+    "Z": np.array([[1, 0], [0, -1]], dtype=complex),
+}
+POVMS = ("tetrahedral", "pauli4")
+
+
+def _projector(v) -> np.ndarray:
+    v = np.asarray(v, dtype=complex)
+    v = v / np.linalg.norm(v)
+    return np.outer(v, v.conj())
+
+
+@functools.cache
+def _povm(name: str) -> np.ndarray:
+    if name == "tetrahedral":
+        s = np.array([[0, 0, 1], [2 * np.sqrt(2) / 3, 0, -1 / 3], [-np.sqrt(2) / 3, np.sqrt(2 / 3), -1 / 3],
+                      [-np.sqrt(2) / 3, -np.sqrt(2 / 3), -1 / 3]])
+        return np.stack([0.25 * (PAULI["I"] + v[0] * PAULI["X"] + v[1] * PAULI["Y"] + v[2] * PAULI["Z"]) for v in s])
+    m = [_projector([1, 0]) / 3, _projector([1, 1]) / 3, _projector([1, 1j]) / 3]
+    return np.stack(m + [PAULI["I"] - sum(m)])
+
+
+def povm(name: str) -> np.ndarray:
+    """The single-qubit POVM ``(4, 2, 2)`` complex: ``"tetrahedral"`` or ``"pauli4"``."""
+    if name not in POVMS:
+        raise ValueError(f"povm: expected one of {POVMS}, got {name!r}")
+    return _povm(name).copy()
+
+
+def check_povm(elements) -> np.ndarray:
+    """``elements`` as a ``(4, 2, 2)`` complex array after checking it is an informationally
+    complete single-qubit POVM (Hermitian, positive semi-definite, summing to I, invertible
+    overlap); a ``ValueError`` naming ``povm`` otherwise."""
+    m = np.asarray(elements, dtype=complex)
+    if m.shape != (4, 2, 2):
+        raise ValueError(f"povm: expected 4 single-qubit elements, shape (4, 2, 2), got {m.shape}")
+    if not np.allclose(m, np.conj(np.swapaxes(m, 1, 2)), atol=1e-12):
+        raise ValueError("povm: expected Hermitian elements")
+    if np.min(np.linalg.eigvalsh(m)) < -1e-12:
+        raise ValueError("povm: expected positive semi-definite elements")
+    if not np.allclose(m.sum(axis=0), np.eye(2), atol=1e-12):
+        raise ValueError("povm: expected elements summing to the identity")
+    if abs(np.linalg.det(overlap(m))) < 1e-12:
+        raise ValueError("povm: expected an informationally complete POVM (invertible overlap T)")
+    return m
+
+
+def overlap(elements) -> np.ndarray:
+    """``T_{ab} = Tr(M_a M_b)`` (real ``(4, 4)``)."""
+    m = np.asarray(elements, dtype=complex)
+    return np.real(np.einsum("aij,bji->ab", m, m))
+
+
+def dual_frame(elements) -> np.ndarray:
+    """``N_a = Σ_b (T⁻¹)_{ab} M_b`` ``(4, 2, 2)``, so that ``ρ = Σ_a P(a) N_a``."""
+    m = np.asarray(elements, dtype=complex)
+    return np.einsum("ab,bij->aij", np.linalg.inv(overlap(m)), m)
+
+
+def _kron_all(ops) -> np.ndarray:
+    out = np.ones((1, 1), dtype=complex)
+    for op in ops:
+        out = np.kron(out, op)
+    return out
+
+
+def product_operators(single, num_qubits: int) -> np.ndarray:
+    """``⊗_i single[a_i]`` for every outcome string, ``(4^N, 2^N, 2^N)``; qubit 0 is the most
+    significant digit of the outcome index (``a = Σ_i a_i 4^{N-1-i}``)."""
+    single = np.asarray(single, dtype=complex)
+    out = single
+    for _ in range(int(num_qubits) - 1):
+        out = np.einsum("aij,bkl->abikjl", out, single).reshape(
+            out.shape[0] * 4, out.shape[1] * 2, out.shape[2] * 2)
+    return out
+
+
+def local_operator(op, site: int, num_qubits: int) -> np.ndarray:
+    """``I ⊗ … ⊗ op (at site) ⊗ … ⊗ I`` (``2^N × 2^N``)."""
+    return _kron_all([op if i == site else PAULI["I"] for i in range(int(num_qubits))])
+
+
+def probabilities(rho, elements, num_qubits: int) -> np.ndarray:
+    """``P(a) = Tr(ρ ⊗_i M_{a_i})`` ``(4^N,)`` (real part; the imaginary part vanishes for a
+    Hermitian ρ)."""
+    ops = product_operators(elements, num_qubits)
+    return np.real(np.einsum("aij,ji->a", ops, np.asarray(rho, dtype=complex)))
+
+
+def density_matrix(probs, elements, num_qubits: int) -> np.ndarray:
+    """``ρ = Σ_a P(a) N_a`` from the POVM probabilities."""
+    duals = product_operators(dual_frame(elements), num_qubits)
+    return np.einsum("a,aij->ij", np.asarray(probs, dtype=complex), duals)
+
+
+def liouvillian(hamiltonian, jumps) -> np.ndarray:
+    """The Lindblad superoperator on row-major ``vec(ρ)`` (``d² × d²``):
+    ``−i(H ⊗ I − I ⊗ Hᵀ) + Σ_k [L ⊗ L* − ½ (L†L ⊗ I) − ½ (I ⊗ (L†L)ᵀ)]``."""
+    h = np.asarray(hamiltonian, dtype=complex)
+    eye = np.eye(h.shape[0], dtype=complex)
+    out = -1j * (np.kron(h, eye) - np.kron(eye, h.T))
+    for jump in jumps:
+        jump = np.asarray(jump, dtype=complex)
+        n = jump.conj().T @ jump
+        out += np.kron(jump, jump.conj()) - 0.5 * np.kron(n, eye) - 0.5 * np.kron(eye, n.T)
+    return out
+
+
+def povm_generator(superoperator, elements, num_qubits: int) -> np.ndarray:
+    """``𝓛̃_{ba} = Tr(M_b 𝓛(N_a))`` (real ``(4^N, 4^N)``; the imaginary part is checked to be
+    below 1e-10 of the largest entry)."""
+    ops = product_operators(elements, num_qubits)
+    duals = product_operators(dual_frame(elements), num_qubits)
+    d = ops.shape[1]
+    # Tr(M_b X) = Σ_ij (M_b)_ji X_ij = vec(M_bᵀ) · vec(X)
+    rows = np.swapaxes(ops, 1, 2).reshape(ops.shape[0], d * d)
+    cols = duals.reshape(duals.shape[0], d * d).T
+    full = rows @ np.asarray(superoperator) @ cols
+    scale = max(np.abs(full).max(), 1.0)
+    if np.abs(full.imag).max() > 1e-10 * scale:
+        raise ValueError(f"superoperator: the POVM generator has an imaginary part "
+                         f"{np.abs(full.imag).max():.2e}; expected a Hermiticity-preserving Lindbladian")
+    return np.ascontiguousarray(full.real)
+
+
+class IsingTerms(NamedTuple):
+    """``𝓛̃ = g * field + V * coupling + γ * dissipation`` (real ``(4^N, 4^N)`` each)."""
+
+    field: np.ndarray
+    coupling: np.ndarray
+    dissipation: np.ndarray
+
+    def generator(self, g, V, gamma):
+        """The generator at ``(g, V, γ)`` (JAX arrays: traced parameters are fine)."""
+        return (g * jnp.asarray(self.field) + V * jnp.asarray(self.coupling)
+                + gamma * jnp.asarray(self.dissipation))
+
+
+@functools.cache
+def dissipative_ising_terms(num_qubits: int, povm_name: str = "tetrahedral", periodic: bool = True) -> IsingTerms:
+    """The three parts of the dissipative Ising chain's POVM generator (see the module docstring):
+    ``field`` from ``½ Σ σ^x_i``, ``coupling`` from ``¼ Σ σ^z_i σ^z_{i+1}``, ``dissipation`` from
+    ``L_i = σ^-_i``. Periodic chains need N >= 3 (a bond is not counted twice)."""
+    n = int(num_qubits)
+    if n < 1 or n > 5:
+        raise ValueError(f"num_qubits: expected 1..5 (a dense 4^N generator), got {num_qubits!r}")
+    m = povm(povm_name)
+    field = 0.5 * sum(local_operator(PAULI["X"], i, n) for i in range(n))
+    bonds = [(i, i + 1) for i in range(n - 1)]
+    if periodic and n >= 3:
+        bonds.append((n - 1, 0))
+    coupling = 0.25 * sum((local_operator(PAULI["Z"], i, n) @ local_operator(PAULI["Z"], j, n) for i, j in bonds),
+                          np.zeros((2**n, 2**n), dtype=complex))
+    lower = 0.5 * (PAULI["X"] - 1j * PAULI["Y"])
+    jumps = [local_operator(lower, i, n) for i in range(n)]
+    return IsingTerms(povm_generator(liouvillian(field, []), m, n),
+                      povm_generator(liouvillian(coupling, []), m, n),
+                      povm_generator(liouvillian(np.zeros_like(field), jumps), m, n))
+
+
+def evolve(generator: Float[Array, "A A"], initial: Float[Array, " A"], times, *,
+           max_powers: int = 64) -> Float[Array, "L A"]:
+    """``P(t_k) = expm(𝓛̃ t_k) P(0)`` for increasing concrete times ``t_k > 0`` (float64).
+
+    When every time is a whole multiple ``n_k δ`` of the smallest gap ``δ`` (and ``n_L <=
+    max_powers``), ONE exponential ``E = expm(𝓛̃ δ)`` is formed and applied ``n_L`` times (a
+    matrix-vector product each); otherwise one exponential per gap, applied in turn."""
+    grid = np.asarray(times, dtype=float)
+    if grid.ndim != 1 or grid.size < 1 or np.any(grid <= 0) or np.any(np.diff(grid) <= 0):
+        raise ValueError(f"times: expected increasing positive times, got {grid.tolist()}")
+    gen = jnp.asarray(generator)
+    p0 = jnp.asarray(initial)
+    gaps = np.diff(np.concatenate([[0.0], grid]))
+    delta = gaps.min()
+    steps = np.round(grid / delta)
+    if np.allclose(steps * delta, grid, rtol=0, atol=1e-12 * grid.max()) and steps[-1] <= max_powers:
+        power = jax.scipy.linalg.expm(gen * delta)
+
+        def apply(p, _):
+            nxt = power @ p
+            return nxt, nxt
+
+        _, path = jax.lax.scan(apply, p0, None, length=int(steps[-1]))
+        return path[steps.astype(int) - 1]
+
+    def step(p, gap):
+        nxt = jax.scipy.linalg.expm(gen * gap) @ p
+        return nxt, nxt
+
+    _, path = jax.lax.scan(step, p0, jnp.asarray(gaps))
+    return path
+
+
+def steady_state(generator) -> np.ndarray:
+    """The normalised null vector of ``𝓛̃`` (right singular vector of the smallest singular value,
+    scaled to sum one)."""
+    _, _, vh = np.linalg.svd(np.asarray(generator))
+    v = vh[-1]
+    return v / v.sum()
+
+
+def product_state(vector, elements, num_qubits: int) -> np.ndarray:
+    """``P(0)`` of the product state ``⊗|ψ⟩`` (``vector`` one qubit's amplitudes)."""
+    single = np.real(np.einsum("aij,ji->a", np.asarray(elements, dtype=complex), _projector(vector)))
+    out = single
+    for _ in range(int(num_qubits) - 1):
+        out = np.kron(out, single)
+    return out
+
+
+def pauli_expectations(probs, elements, num_qubits: int, *, power: int = 1):
+    """``⟨σ^x_i⟩, ⟨σ^y_i⟩, ⟨σ^z_i⟩`` per site, ``(N, 3)``, from the one-site marginals of ``P``
+    (``Tr N_a = 1``, so the other sites drop out): ``Σ_a P_i(a) Tr(σ N_a)``. ``power=2`` gives
+    ``Σ_a P_i(a) Tr(σ N_a)²``, the second moment of the one-shot estimator (its Monte Carlo spread)."""
+    n = int(num_qubits)
+    probs = jnp.asarray(probs).reshape((4,) * n)
+    duals = dual_frame(elements)
+    weights = np.real(np.stack([np.einsum("aij,ji->a", duals, PAULI[p]) for p in "XYZ"], axis=1))  # (4, 3)
+    marginals = jnp.stack([probs.sum(axis=tuple(j for j in range(n) if j != i)) for i in range(n)])  # (N, 4)
+    return marginals @ jnp.asarray(weights**power)
