@@ -179,7 +179,9 @@ def fit(target: Any, data: Any = None, *, method: str = "nuts", seed: int = 0, c
     runner = get_runner(method)
     times = None
     if _is_frame(data) and hasattr(target, "read_data"):  # a table: keep its real times
-        data, times = target.read_data(data, config)
+        loaded = target.read_data(data, config)
+        data, times = loaded.data, loaded.times
+        config = config if loaded.config is None else loaded.config  # the grid of the data's times
     resolved = resolve_target(target, data, config=config, allow_all_missing=allow_all_missing)
     _check_options(runner, method, options)
     try:

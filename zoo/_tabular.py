@@ -74,12 +74,23 @@ def series_times(columns: Mapping[str, np.ndarray], *, time: str = "time", serie
     return labels, rows
 
 
+def _on_grid(time: np.ndarray, grid: np.ndarray) -> bool:
+    """Every time within 1e-9 of the grid's span of a grid point."""
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(grid))))
+    pos = np.clip(np.searchsorted(grid, time), 0, len(grid) - 1)
+    lower = np.clip(pos - 1, 0, len(grid) - 1)
+    return bool(np.all(np.minimum(np.abs(grid[pos] - time), np.abs(grid[lower] - time)) <= tol))
+
+
 class Loaded(NamedTuple):
     """What :meth:`Columns.read` returns: the entry's ``data`` and ``times``, the ``(T,)`` real
-    times of its time axis (the file's times on the steps grid, the config's grid, or the data's)."""
+    times of its time axis (the file's times on the steps grid, the config's grid, or the data's),
+    and ``config``: the configuration made on the data's times by ``Columns.regrid`` when they
+    were not on the given one's grid (None: the given configuration holds)."""
 
     data: Any
     times: np.ndarray
+    config: Any = None
 
 
 def regular_steps(time: np.ndarray, labels: Sequence, rows: Sequence[np.ndarray], *,
@@ -199,6 +210,10 @@ class Columns:
         describe: what the data is, in words (the start of the generated ``data_doc``).
         names_doc: how to write ``values`` in the docs when it is a function of the config.
         grid_hint: what to do when times are off the config's grid (appended to that error).
+        regrid: ``regrid(config, times) -> config``, for a function ``grid``: the same
+            configuration on the data's own times. Given it, times off the config's grid are no
+            error: the data's times (all series' together, sorted) become the grid, and
+            :meth:`read` returns the configuration it made (``Loaded.config``).
     """
 
     values: Sequence[str] | str | Callable[[Any], Sequence[str] | str]
@@ -214,6 +229,7 @@ class Columns:
     describe: str = ""
     names_doc: str = ""
     grid_hint: str = ""
+    regrid: Callable[[Any, np.ndarray], Any] | None = None
 
     def __post_init__(self) -> None:
         if not (self.grid in (STEPS, DATA) or callable(self.grid)):
@@ -285,17 +301,19 @@ class Columns:
         return array
 
     def load(self, columns: Mapping[str, np.ndarray], config) -> Any:
-        """CSV columns -> the entry's data (the generated ``load_columns``)."""
-        return self.read(columns, config).data
+        """CSV columns -> the entry's data (the generated ``load_columns``) on ``config``'s grid
+        (no ``regrid``: the data must fit the configuration the caller holds)."""
+        return self.read(columns, config, regrid=False).data
 
-    def read(self, columns: Mapping[str, np.ndarray], config) -> Loaded:
+    def read(self, columns: Mapping[str, np.ndarray], config, *, regrid: bool = True) -> Loaded:
         """CSV columns -> :class:`Loaded`: the entry's data and the real times of its time axis.
 
         On the ``"steps"`` grid a time column places the rows (:func:`regular_steps`): a gap in
         it is missing steps (NaN), never a shift of the later rows; times that sit on no regular
         grid are an error naming the first gap. ``times`` is the grid the data sit on: the file's
         own times on the steps grid (``0..T-1`` without a time column), the config's grid, or the
-        data's times.
+        data's times. With ``regrid`` (and the spec's ``regrid``), times off the config's grid
+        make the configuration on the data's times, returned as ``Loaded.config``.
         """
         names, squeezed = self.names(config)
         given = sorted(columns)
@@ -311,11 +329,16 @@ class Columns:
             raise ValueError(f"columns: this entry takes one series; got {len(labels)} series in column 'series'")
         values = np.stack([np.asarray(columns[name], dtype=float) for name in names], axis=-1)
         times = None
+        regridded = None
         if callable(self.grid):
             grid = np.asarray(_call(self.grid, config), dtype=float)
+            time = np.asarray(columns[time_name], dtype=float)
+            if regrid and self.regrid is not None and not _on_grid(time, grid):  # the data's times are the grid
+                regridded = self.regrid(config, np.unique(time))
+                config = regridded
+                grid = np.asarray(_call(self.grid, config), dtype=float)
             times = grid
             table = np.full((len(rows), len(grid), len(names)), np.nan)
-            time = np.asarray(columns[time_name], dtype=float)
             tol = 1e-9 * max(1.0, float(np.max(np.abs(grid))))
             for s, idx in enumerate(rows):
                 pos = np.clip(np.searchsorted(grid, time[idx]), 0, len(grid) - 1)
@@ -359,7 +382,7 @@ class Columns:
         if self.series is None:
             table = table[0]
         data = self.assemble(table, times if self.grid == DATA else None, config) if self.assemble is not None else table
-        return Loaded(self.validate(data, config) if self.validate is not None else data, times)
+        return Loaded(self.validate(data, config) if self.validate is not None else data, times, regridded)
 
     def prepare(self, data, config, *, allow_all_missing: bool = False) -> Any:
         """Data given in Python (``inference.fit``) in the form the entry's program takes, with the

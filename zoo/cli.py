@@ -250,14 +250,15 @@ def _cmd_simulate(args) -> int:
 
 
 def _load_data(entry, path: str, config):
-    """The data of ``--data`` and the real times of its time axis (None where the entry has no
-    column spec, or for a netCDF file)."""
+    """The data of ``--data``, the real times of its time axis and the configuration on the data's
+    own times where the entry makes one (``Columns.regrid``); None where the entry has no column
+    spec."""
     if entry.load_columns is None:
         raise ValueError(f"--data: entry {entry.name!r} does not read tabular data; `zoo show {entry.name}` says what it takes")
     columns = read_columns(path)
     if entry.columns is not None:
         return entry.columns.read(columns, config)
-    return entry.load_columns(columns, config), None
+    return entry.load_columns(columns, config), None, None
 
 
 def _method_and_options(entry, method: str | None, config_name: str, options: dict) -> tuple[str, dict]:
@@ -324,7 +325,12 @@ def _cmd_fit(args) -> int:
     config, overrides = _config(entry, args)
     options = parse_options(args.option)
     if args.data:
-        data, times = _load_data(entry, args.data, config)
+        data, times, regridded = _load_data(entry, args.data, config)
+        if regridded is not None:
+            config = regridded
+            print(f"zoo fit: note: the observation grid of {entry.name} is taken from --data's time column "
+                  f"({len(times)} times, {times[0]:g} to {times[-1]:g}), not from config {args.config!r}",
+                  file=sys.stderr)
         truth = None
         _announce_fixed(entry, args, config)
     else:

@@ -660,5 +660,6 @@ ENTRY = ZooEntry(
     dims={"y": ("series", "time"), "x": ("series", "time"), "x_grid": ("series", "grid")},
     columns=Columns("y", grid=lambda config: config.times(), validate=validate_data,
                     describe="noisy observations of X at config.times() (a single (time,) path is one series)",
-                    grid_hint="use config.with_times(times) for these times"),
+                    grid_hint="use config.with_times(times) for these times",
+                    regrid=lambda config, times: config.with_times(times)),
 )

@@ -354,3 +354,38 @@ def test_svi_route_overlaps_nuts_on_paths():
     lo_s, hi_s = np.quantile(idata_svi.posterior["H"].values, [0.05, 0.95])
     assert lo_s <= hi_n and lo_n <= hi_s, ((lo_n, hi_n), (lo_s, hi_s))
     assert abs(float(idata_svi.posterior["H"].mean()) - truth["H"]) < 0.08
+
+
+def test_data_on_another_grid_bring_their_grid(monkeypatch, capsys, tmp_path):
+    """Issue 19, item 3: `zoo fit fou_mafbm --data` on a 400-point series observed every 0.1 (not
+    the config's grid) fits on the data's times (a note says so) instead of refusing; Python's
+    entry.read_data does the same; load_columns, which returns data only, still refuses."""
+    from zoo import cli
+
+    times = 0.1 * np.arange(1, 401)
+    y = np.sin(times)
+    loaded = ENTRY.read_data({"time": times, "y": y}, "small")
+    np.testing.assert_allclose(loaded.config.times(), times)
+    np.testing.assert_allclose(loaded.times, times)
+    assert np.shape(loaded.data)[-1] == 400
+    assert ENTRY.read_data({"time": fs.SMALL.times(), "y": np.zeros(fs.SMALL.num_times)}).config is None
+    with pytest.raises(ValueError, match="not on the configuration's observation grid"):
+        ENTRY.load_columns({"time": times, "y": y}, fs.SMALL)
+
+    reached = {}
+
+    class Reached(BaseException):
+        pass
+
+    def fit(entry, data, method, config_name, config, seed, options, progress):
+        reached.update(config=config, data=data)
+        raise Reached
+
+    monkeypatch.setattr(cli, "_fit", fit)
+    path = tmp_path / "y.csv"
+    path.write_text("time,y\n" + "\n".join(f"{t:.1f},{v}" for t, v in zip(times, y)) + "\n")
+    with pytest.raises(Reached):
+        cli.main(["fit", "fou_mafbm", "--data", str(path), "--no-progress"])
+    np.testing.assert_allclose(reached["config"].times(), times)
+    assert "the observation grid of fou_mafbm is taken from --data's time column (400 times, 0.1 to 40)" \
+        in capsys.readouterr().err
