@@ -22,10 +22,18 @@ rule is an AR(2) filter with poles λ² − (1 − α + μ)λ + μ = 0; its step
 poles are complex, (1 − α + μ)² < 4μ (e.g. α = 0.3, μ = 0.6: poles 0.65 ± 0.42i). The paper's
 clipping of s to [−1, 1] is left out: it would break the Kalman exactness (use particle methods for it).
 
-As a state-space model the state is x_t = (s_t, s_{t−1}) per dimension (second order), s_t (first
-order); the likelihood of the readouts is computed exactly by ``inference.exact.kalman_filter``
-(one filter per dialogue and dimension) and enters as ``numpyro.factor("y", increments)`` with
-increments of shape (dialogue, turn) (the three dimensions of a turn summed), so LOO works per turn.
+The model is written once, as :func:`lgssm_params` (the linear-Gaussian form of one VAD dimension
+with its known inputs), and built by the linear-Gaussian family (:func:`family`,
+``zoo.processes.linear_gaussian``; the three dimensions are independent channels sharing the
+parameters): the state-space form, the simulator and the Kalman marginal derive from it. As a
+state-space model the state is x_t = (s_t, s_{t−1}) per dimension (second order; the lagged copy is a
+point mass), s_t (first order; stateless: s_t = e_t exactly); the likelihood of the readouts is
+computed exactly by ``inference.exact.kalman_filter`` (one filter per dialogue and dimension) and
+enters as ``numpyro.factor("y", increments)`` with increments of shape (dialogue, turn) (the three
+dimensions of a turn summed), so LOO works per turn. The simulator draws its noise as the pre-sample
+state (s_0, s_{−1}) and one standard normal per turn and dimension and maps it through the family's
+recursion (``LinearGaussian.path`` / ``observe``): the law of the state-space form, and per seed the
+same data as a direct scan of the update rule.
 
 =============  =====================  ===========================  =============
 site           prior                  variants                     small truth
@@ -63,6 +71,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, NamedTuple
@@ -72,11 +81,12 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.distributions import constraints
 
-from inference.validate import is_traced
 from inference import exact
+from inference.validate import is_traced
 from zoo.core import Check, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
+from zoo.processes.series import validate_series
 
 __all__ = [
     "VARIANTS",
@@ -93,6 +103,7 @@ __all__ = [
     "has_complex_poles",
     "protocol_metrics",
     "lgssm_params",
+    "family",
     "turn_log_likelihoods",
     "model",
     "simulate",
@@ -215,7 +226,10 @@ def _validate_data(data) -> AffectData:
             data = AffectData(data["inputs"], data["readouts"])
         else:
             raise TypeError(f"data: expected AffectData(inputs, readouts), got {type(data).__name__}")
-    if is_traced(data):
+    if is_traced(data):  # a batch fit: shapes here, values on the concrete data
+        if data.inputs.ndim != 3 or data.inputs.shape[-1] != 3 or data.readouts.shape != data.inputs.shape:
+            raise ValueError(f"data: expected inputs and readouts of shape (dialogue, turn, 3), got "
+                             f"{data.inputs.shape}, {data.readouts.shape}")
         return data
     return make_data(*data)
 
@@ -252,27 +266,34 @@ def _order(variant: str) -> int:
 def simulate_states(key, inputs, alpha, mu, sigma_s, variant: str = "second_order",
                     initial_scale: float = 0.1) -> jax.Array:
     """Latent VAD path s_{1:T} (T, 3) for inputs e (T, 3) (one dialogue), started from
-    s_0, s_{-1} ~ N(0, initial_scale²). With ``key=None`` the path is noise-free and starts at 0."""
+    s_0, s_{-1} ~ N(0, initial_scale²). With ``key=None`` the path is noise-free and starts at 0
+    (the mean path). The dynamics are the family's (:func:`family`, :func:`lgssm_params`)."""
     inputs = jnp.asarray(inputs)
-    if variant == "stateless":
-        return inputs
-    mu = mu if variant == "second_order" else 0.0
+    params = {"alpha": alpha, "mu": mu, "sigma_s": sigma_s, "sigma_r": 1.0}
+    return _states(_draw_path(key, params, inputs, variant, float(initial_scale)), variant)
+
+
+def _draw_path(key, params, inputs, variant: str, initial_scale: float):
+    """The state-space path x_{1:T} of one dialogue in the simulator's noise convention: the
+    pre-sample state (s_0, s_{−1}) ~ N(0, initial_scale²) (rows of one (2, 3) draw) and one
+    standard normal ξ_t per turn and dimension (a (T, 3) draw), mapped through the family's
+    dynamics (``LinearGaussian.path``: x_1 = F x_pre + b_1 + Q^{1/2}ξ_1 is the initial law of
+    :func:`lgssm_params`, N(b_1, F P_0 Fᵀ + Q), then x_t = F x_{t−1} + b_t + Q^{1/2}ξ_t).
+    ``key=None``: no noise, x_pre = 0 (the mean path)."""
+    fam = _family(variant, initial_scale, False)
+    num_turns = inputs.shape[0]
+    lg = fam.lgssm(params, inputs)  # fields per VAD dimension: F (3, dx, dx), Q (3, dx, dx)
+    dx = lg.transition_matrix.shape[-1]
     if key is None:
-        s0 = s_1 = jnp.zeros(inputs.shape[-1])
-        noise = jnp.zeros(inputs.shape)
+        eps = jnp.zeros((num_turns, 3, dx))
     else:
         k0, kn = jax.random.split(key)
-        s0, s_1 = initial_scale * jax.random.normal(k0, (2, inputs.shape[-1]))
-        noise = sigma_s * jax.random.normal(kn, inputs.shape)
-
-    def step(carry, inp):
-        s_prev, s_prev2 = carry
-        e_t, xi = inp
-        s = s_prev + alpha * (e_t - s_prev) + mu * (s_prev - s_prev2) + xi
-        return (s, s_prev), s
-
-    _, states = jax.lax.scan(step, (s0, s_1), (inputs, noise))
-    return states
+        pre = initial_scale * jax.random.normal(k0, (2, 3))  # s_0, s_{-1}
+        xi = jax.random.normal(kn, (num_turns, 3))
+        scale = jnp.sqrt(jnp.diagonal(lg.transition_cov, axis1=-2, axis2=-1))  # (3, dx): sigma_s, then 0
+        eps = scale * xi[..., None]
+        eps = eps.at[0].add(jnp.einsum("cij,cj->ci", lg.transition_matrix, pre.T[:, :dx]))
+    return fam.path(params, eps.reshape((num_turns,) + fam.state_shape), inputs)
 
 
 def step_response(alpha, mu, num_turns: int = 200, variant: str = "second_order") -> np.ndarray:
@@ -331,16 +352,24 @@ def protocol_metrics(states, inputs, *, onset: int = 6, offset: int = 12, baseli
 
 
 def lgssm_params(params: Mapping[str, Any], inputs, variant: str, initial_scale: float = 0.1) -> exact.LGSSMParams:
-    """LGSSM of ONE dimension of ONE dialogue with inputs e (T,): state (s_t, s_{t−1}) (second
-    order) or s_t (first order), observation r_t = κ s_t + N(0, σ_r²). Index 0 is turn 1:
-    its prior is the law of s_1 given s_0, s_{−1} ~ N(0, initial_scale²)."""
-    if variant == "stateless":
-        raise ValueError("variant: the stateless model has no latent state (use turn_log_likelihoods)")
+    """LGSSM of ONE dimension of ONE dialogue with inputs e (T,): the one definition of the
+    dynamics. State (s_t, s_{t−1}) (second order), s_t (first order; stateless: s_t = e_t, no
+    noise), observation r_t = κ s_t + N(0, σ_r²). Index 0 is turn 1: its prior is the law of s_1
+    given s_0, s_{−1} ~ N(0, initial_scale²)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
     e = jnp.asarray(inputs)
+    sigma_r = jnp.asarray(params["sigma_r"])
+    gain = jnp.asarray(params.get("gain", 1.0))
+    if variant == "stateless":
+        zero = jnp.zeros((1, 1), e.dtype)
+        return exact.LGSSMParams(initial_mean=e[:1], initial_cov=zero, transition_matrix=zero,
+                                 transition_offset=e[1:, None], transition_cov=zero,
+                                 emission_matrix=jnp.reshape(gain, (1, 1)), emission_offset=jnp.zeros((1,)),
+                                 emission_cov=jnp.reshape(sigma_r**2, (1, 1)))
     alpha = jnp.asarray(params["alpha"])
     mu = jnp.asarray(params["mu"]) if variant == "second_order" else jnp.zeros_like(alpha)
-    sigma_s, sigma_r = jnp.asarray(params["sigma_s"]), jnp.asarray(params["sigma_r"])
-    gain = jnp.asarray(params.get("gain", 1.0))
+    sigma_s = jnp.asarray(params["sigma_s"])
     v0 = initial_scale**2
     if variant == "second_order":
         one, zero = jnp.ones_like(alpha), jnp.zeros_like(alpha)
@@ -367,33 +396,51 @@ def lgssm_params(params: Mapping[str, Any], inputs, variant: str, initial_scale:
     )
 
 
+_PARAMETERS = ("alpha", "mu", "sigma_s", "sigma_r", "gain")
+# how each Gaussian law of the state-space form is represented (see zoo.processes.linear_gaussian):
+# the lagged copy s_{t-1} and the stateless s_t = e_t are point masses
+_LAWS = {"second_order": ("dense", "degenerate"), "first_order": ("diagonal", "diagonal"),
+         "stateless": ("degenerate", "degenerate")}
+
+
+def _states(xs, variant: str):
+    """The VAD state s_t of the state-space form's x_t ((s_t, s_{t-1}) per dimension in second order)."""
+    return xs[..., 0] if variant == "second_order" else xs
+
+
+@functools.cache
+def _family(variant: str, initial_scale: float, learn_gain: bool) -> LinearGaussian:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+    initial, transition = _LAWS[variant]
+    return linear_gaussian(
+        lambda: _sample_parameters(variant, learn_gain),
+        lambda params, inputs: jax.vmap(lambda e: lgssm_params(params, e, variant, initial_scale), in_axes=1)(inputs),
+        state_shape=(3, 2) if variant == "second_order" else (3,), obs_shape=(3,),
+        initial=initial, transition=transition, emission="diagonal", channels=3, inputs=True,
+        predictive=lambda xs, ys: {"s": _states(xs, variant), "r": ys},
+        validate=lambda readouts: validate_series(readouts, (3,), series="required", name="readouts"),
+        name=f"affect_vad[{variant}]")
+
+
+def family(config: AffectConfig) -> LinearGaussian:
+    """The model written once (:func:`zoo.processes.linear_gaussian.linear_gaussian`): the prior and
+    :func:`lgssm_params` per VAD dimension (three channels, the known inputs e_t per dialogue); the
+    Kalman marginal, the state-space form and the simulator derive from it."""
+    return _family(config.variant, float(config.initial_scale), bool(config.learn_gain))
+
+
 def turn_log_likelihoods(params: Mapping[str, Any], data: AffectData, variant: str,
                          initial_scale: float = 0.1) -> jax.Array:
     """``log p(r_t | r_{<t}, e)`` per dialogue and turn (S, T), the three VAD dimensions summed.
 
-    Stateless: Σ_d log N(r_td; κ e_td, σ_r²). Otherwise one Kalman filter per dialogue and dimension.
-    NaN readouts are missing (contribute 0).
+    One Kalman filter per dialogue and dimension (stateless: s_t = e_t, so the filter reduces to
+    Σ_d log N(r_td; κ e_td, σ_r²)). NaN readouts are missing (contribute 0).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
-    params = {k: jnp.asarray(v) for k, v in params.items() if k in ("alpha", "mu", "sigma_s", "sigma_r", "gain")}
-    # jitted so that the eager model runs of initialisation reuse one compilation
-    return _turn_log_likelihoods(params, jnp.asarray(data.inputs), jnp.asarray(data.readouts), variant,
-                                 float(initial_scale))
-
-
-@partial(jax.jit, static_argnums=(3, 4))
-def _turn_log_likelihoods(params, inputs, readouts, variant, initial_scale):
-    if variant == "stateless":
-        gain = jnp.asarray(params.get("gain", 1.0))
-        lp = dist.Normal(gain * inputs, params["sigma_r"]).log_prob(jnp.where(jnp.isnan(readouts), 0.0, readouts))
-        return jnp.where(jnp.isnan(readouts), 0.0, lp).sum(-1)
-
-    def one(e, r):  # (T,), (T,)
-        return exact.kalman_filter(lgssm_params(params, e, variant, initial_scale), r[:, None]).log_likelihood_increments
-
-    per_dim = jax.vmap(jax.vmap(one, in_axes=(1, 1)))(inputs, readouts)  # (S, 3, T)
-    return per_dim.sum(1)
+    params = {k: jnp.asarray(v) for k, v in params.items() if k in _PARAMETERS}
+    return _family(variant, float(initial_scale), False).increments(params, data.readouts, data.inputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,48 +448,50 @@ def _turn_log_likelihoods(params, inputs, readouts, variant, initial_scale):
 # --------------------------------------------------------------------------------------------
 
 
-def _sample_parameters(config: AffectConfig) -> dict:
+def _sample_parameters(variant: str, learn_gain: bool) -> dict:
     params: dict[str, Any] = {}
-    if config.variant != "stateless":
+    if variant != "stateless":
         params["alpha"] = numpyro.sample("alpha", dist.Beta(2.0, 2.0))
-        if config.variant == "second_order":
+        if variant == "second_order":
             params["mu"] = numpyro.sample("mu", dist.Beta(1.5, 1.5))
         params["sigma_s"] = numpyro.sample("sigma_s", dist.HalfNormal(0.05))
     params["sigma_r"] = numpyro.sample("sigma_r", dist.HalfNormal(0.2))
-    if config.learn_gain:
+    if learn_gain:
         params["gain"] = numpyro.sample("gain", dist.LogNormal(0.0, 0.3))
     return params
 
 
 def model(data: AffectData | None = None, *, config: AffectConfig) -> None:
-    """NumPyro program: parameters, then ``factor("y", (dialogue, turn) increments)``.
+    """NumPyro program: parameters, then ``factor("y", (dialogue, turn) increments)`` (the
+    family's Kalman marginal).
 
     With ``data=None`` (prior predictive) the protocol inputs of ``config`` drive simulated latent
     paths; deterministic sites ``s`` (S, T, 3) and ``r`` (S, T, 3).
     """
-    params = _sample_parameters(config)
+    fam = family(config)
+    params = fam.prior()
     if data is None:
         key = numpyro.prng_key()
         if key is None:
             return
-        inputs = jnp.asarray(dialogue_inputs(config))
-        states, readouts = _simulate_readouts(key, params, inputs, config)
+        states, readouts = _simulate_readouts(key, params, jnp.asarray(dialogue_inputs(config)), config)
         numpyro.deterministic("s", states)
         numpyro.deterministic("r", readouts)
         return
     data = _validate_data(data)
-    numpyro.factor("y", turn_log_likelihoods(params, data, config.variant, config.initial_scale))
+    fam.factor(params, data.readouts, data.inputs)
 
 
-def _simulate_readouts(key, params, inputs, config):
+def _simulate_readouts(key, params, inputs, config: AffectConfig):
+    """States ``s`` and readouts ``r`` (S, T, 3) of dialogues with ``inputs`` (S, T, 3): one key
+    for the latent paths (split per dialogue, :func:`_draw_path`) and one for the readout noise."""
+    fam = family(config)
     k_s, k_r = jax.random.split(key)
-    keys = jax.random.split(k_s, inputs.shape[0])
-    states = jax.vmap(lambda k, e: simulate_states(k, e, params.get("alpha", 1.0), params.get("mu", 0.0),
-                                                    params.get("sigma_s", 0.0), config.variant,
-                                                    config.initial_scale))(keys, inputs)
-    gain = params.get("gain", 1.0)
-    readouts = gain * states + params["sigma_r"] * jax.random.normal(k_r, states.shape)
-    return states, readouts
+    xs = jax.vmap(lambda k, e: _draw_path(k, params, e, config.variant, float(config.initial_scale)))(
+        jax.random.split(k_s, inputs.shape[0]), inputs)
+    noise = jax.random.normal(k_r, inputs.shape)
+    readouts = jax.vmap(lambda x, n, e: fam.observe(params, x, n, e))(xs, noise, inputs)
+    return _states(xs, config.variant), readouts
 
 
 def true_params(config: AffectConfig) -> dict:
@@ -461,8 +510,8 @@ def true_params(config: AffectConfig) -> dict:
 def simulate(key, config: AffectConfig):
     """``(AffectData, truth)`` from ``config.variant`` with the config's truth; ``truth["s"]`` is
     the latent path (S, T, 3)."""
-    params = true_params(config)
-    params.setdefault("gain", config.true_gain)
+    params = {k: jnp.asarray(v) for k, v in true_params(config).items()}
+    params.setdefault("gain", jnp.asarray(config.true_gain))
     inputs = jnp.asarray(dialogue_inputs(config))
     states, readouts = _simulate_readouts(key, params, inputs, config)
     truth = true_params(config)
@@ -517,86 +566,19 @@ def check(idata, truth: dict, config: AffectConfig) -> list[Check]:
 # --------------------------------------------------------------------------------------------
 
 
-class _LaggedNormal(dist.Distribution):
-    """x = (s, s_prev) per VAD dimension: s ~ N(loc, scale²), s_prev = ``lagged`` exactly.
-
-    Event shape (3, 2). ``log_prob`` is the Normal density of s (w.r.t. Lebesgue on s and
-    counting measure on the copied component): −inf if the copy does not match.
-    """
-
-    # loc, scale are (…, 3): one VAD vector per batch element (event_dim 1)
-    arg_constraints = {"loc": constraints.real_vector, "scale": constraints.independent(constraints.positive, 1)}
-    support = constraints.independent(constraints.real, 2)
-    pytree_data_fields = ("loc", "scale", "lagged")
-
-    def __init__(self, loc, scale, lagged, *, validate_args=None):
-        self.loc, self.scale, self.lagged = jnp.asarray(loc), jnp.asarray(scale), jnp.asarray(lagged)
-        batch_shape = jnp.broadcast_shapes(self.loc.shape, self.lagged.shape)[:-1]
-        self.loc = jnp.broadcast_to(self.loc, batch_shape + self.loc.shape[-1:])
-        self.lagged = jnp.broadcast_to(self.lagged, self.loc.shape)
-        # full-shape parameters, so that stacking by numpyro's scan keeps them aligned
-        self.scale = jnp.broadcast_to(self.scale, self.loc.shape)
-        super().__init__(batch_shape=batch_shape, event_shape=(self.loc.shape[-1], 2), validate_args=validate_args)
-
-    def sample(self, key, sample_shape=()):
-        shape = tuple(sample_shape) + self.loc.shape
-        s = self.loc + self.scale * jax.random.normal(key, shape)
-        return jnp.stack([s, jnp.broadcast_to(self.lagged, shape)], axis=-1)
-
-    def log_prob(self, value):
-        lp = dist.Normal(self.loc, self.scale).log_prob(value[..., 0]).sum(-1)
-        same = jnp.all(value[..., 1] == self.lagged, axis=-1)
-        return jnp.where(same, lp, -jnp.inf)
-
-    @property
-    def mean(self):
-        return jnp.stack([self.loc, self.lagged], axis=-1)
-
-
 def affect_ssm(config: AffectConfig) -> StateSpaceModel:
-    """The model as a :class:`StateSpaceModel` over readouts (T, 3) or (S, T, 3).
+    """The model as a :class:`StateSpaceModel` over readouts (T, 3) or (S, T, 3), from
+    :func:`family`.
 
     The inputs are the protocol of ``config`` and must be shared by all dialogues (one condition):
     this view fits the readouts of :func:`simulate`'s data (``data.readouts``). State: (3, 2) =
-    (s_t, s_{t−1}) per dimension (second order), (3,) otherwise (stateless: s_t = e_t exactly).
+    (s_t, s_{t−1}) per dimension (second order; the lagged component is a point mass on the previous
+    state), (3,) otherwise (stateless: s_t = e_t exactly).
     """
     if len(config.conditions) != 1:
         raise ValueError(f"conditions: the state-space view needs one protocol shared by all dialogues; "
                          f"got {config.conditions}")
-    e = jnp.asarray(protocol_inputs(config.conditions[0], config.num_turns))
-    v = config.variant
-    sd0 = config.initial_scale
-
-    def prior():
-        return _sample_parameters(config)
-
-    def initial(params):
-        if v == "stateless":
-            return dist.Delta(e[0], event_dim=1)
-        lg = lgssm_params(params, jnp.zeros(1), v, sd0)
-        mean0 = params["alpha"] * e[0]
-        if v == "second_order":
-            loc = jnp.stack([mean0, jnp.zeros(3)], axis=-1)  # (3, 2)
-            return dist.MultivariateNormal(loc, lg.initial_cov).to_event(1)
-        return dist.Normal(mean0, jnp.sqrt(lg.initial_cov[0, 0])).to_event(1)
-
-    def transition(params, t, x_prev):
-        if v == "stateless":
-            return dist.Delta(jnp.broadcast_to(e[t], x_prev.shape), event_dim=1)
-        if v == "second_order":
-            s, s2 = x_prev[..., 0], x_prev[..., 1]
-            loc = s + params["alpha"] * (e[t] - s) + params["mu"] * (s - s2)
-            return _LaggedNormal(loc, params["sigma_s"], s)
-        loc = x_prev + params["alpha"] * (e[t] - x_prev)
-        return dist.Normal(loc, params["sigma_s"]).to_event(1)
-
-    def emission(params, t, x):
-        s = x[..., 0] if v == "second_order" else x
-        return dist.Normal(params.get("gain", 1.0) * s, params["sigma_r"]).to_event(1)
-
-    return StateSpaceModel(prior=prior, initial=initial, transition=transition, emission=emission,
-                           state_shape=(3, 2) if v == "second_order" else (3,), obs_shape=(3,),
-                           name=f"affect_vad[{v}]")
+    return family(config).ssm(jnp.asarray(protocol_inputs(config.conditions[0], config.num_turns)))
 
 
 # --------------------------------------------------------------------------------------------

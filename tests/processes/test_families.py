@@ -208,6 +208,33 @@ def test_prior_predictive_shapes_and_samplers_agree_in_law():
         assert np.all(np.abs(draws.var(0, ddof=1) - var) <= mc_tolerance(np.sqrt(2) * var, n, num_comparisons=8))
 
 
+def test_path_and_observe_are_the_recursions_of_the_arrays():
+    """``path`` (states from given innovations) and ``observe`` (observations from given states and
+    standard normal noise) are the model's recursions written out; zero innovations are
+    ``mean_path``; with channels and inputs they act per channel."""
+    lg = _vector_lgssm(PARAMS)
+    eps = jax.random.normal(jax.random.PRNGKey(11), (4, 2))
+    noise = jax.random.normal(jax.random.PRNGKey(12), (4, 2))
+    x = lg.initial_mean + eps[0]
+    expected = [x]
+    for t in range(1, 4):
+        x = lg.transition_matrix @ x + lg.transition_offset + eps[t]
+        expected.append(x)
+    expected = np.stack(expected)
+    xs = VECTOR.path(PARAMS, eps)
+    np.testing.assert_allclose(np.asarray(xs), expected, rtol=1e-12)
+    ys = VECTOR.observe(PARAMS, xs, noise)
+    R_half = np.sqrt(np.diag(np.asarray(lg.emission_cov)))
+    np.testing.assert_allclose(np.asarray(ys), expected @ np.asarray(lg.emission_matrix).T
+                               + np.asarray(lg.emission_offset) + R_half * np.asarray(noise), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(VECTOR.path(PARAMS, jnp.zeros((4, 2)))),
+                               np.asarray(VECTOR.mean_path(PARAMS, 4)), rtol=0, atol=0)
+    zero = jnp.zeros((5,) + LAGGED.state_shape)
+    np.testing.assert_allclose(np.asarray(LAGGED.path(LAGGED_PARAMS, zero, INPUTS)),
+                               np.asarray(LAGGED.mean_path(LAGGED_PARAMS, 5, INPUTS)), rtol=0, atol=0)
+    assert LAGGED.observe(LAGGED_PARAMS, zero, jnp.zeros((5,) + LAGGED.obs_shape), INPUTS).shape == (5,) + LAGGED.obs_shape
+
+
 def test_ffbs_paths_average_to_the_smoothed_means():
     ys = _vector_data()
     n = 2000

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from jaxtyping import Array, Float, Int
 
 from inference import exact
 from zoo.core import StateSpaceModel, masked_log_prob
@@ -232,7 +233,7 @@ class DiscreteHMM:
     def _batched(self, ys) -> bool:
         return batched(ys, self.obs_shape, self.name)
 
-    def log_likelihoods(self, params: dict, data):
+    def log_likelihoods(self, params: dict, data) -> Float[Array, "*series time state"]:
         """The emission table ``log p(y_t | z_t = k)``: ``(T, K)`` or ``(S, T, K)``."""
         return self._table(params, self.check_data(data))
 
@@ -243,7 +244,7 @@ class DiscreteHMM:
         return jax.vmap(one)(ys) if self._batched(ys) else one(ys)
 
     # -- the forward algorithm --------------------------------------------------------------
-    def increments(self, params: dict, data):
+    def increments(self, params: dict, data) -> Float[Array, "*series time"]:
         """``log p(y_t | y_{<t})``: ``(T,)`` for one sequence, ``(S, T)`` for S.
 
         The data are checked here (values only when concrete) and the forward algorithm runs
@@ -255,11 +256,11 @@ class DiscreteHMM:
         table = self._table(params, ys)
         return hmm_increments(chain.initial_probs, chain.transition_matrix, table)
 
-    def log_likelihood(self, params: dict, data):
+    def log_likelihood(self, params: dict, data) -> Float[Array, ""]:
         """``log p(y | params)`` summed over sequences (``exact_loglik``)."""
         return self.increments(params, data).sum()
 
-    def factor(self, params: dict, data, name: str = "y"):
+    def factor(self, params: dict, data, name: str = "y") -> Float[Array, "*series time"]:
         """Add ``numpyro.factor(name, increments)``; returns the increments."""
         increments = self.increments(params, data)
         numpyro.factor(name, increments)
@@ -282,7 +283,8 @@ class DiscreteHMM:
         for site, value in record.items():
             numpyro.deterministic(site, value)
 
-    def simulate(self, key, params: dict, num_steps: int, *, num_series: int | None = None):
+    def simulate(self, key: Array, params: dict, num_steps: int, *,
+                 num_series: int | None = None) -> tuple[Int[Array, "*series time"], Array]:
         """``(zs, ys)``: ``(T,)``, ``(T, *obs)``; or ``(S, T, ...)`` from ``split(key, S)``."""
         if int(num_steps) < 1:
             raise ValueError(f"num_steps: expected a positive integer, got {num_steps}")
@@ -300,17 +302,18 @@ class DiscreteHMM:
             return fn(chain, ll)
         return jax.vmap(lambda table: fn(chain, table))(ll)
 
-    def smoothed_marginals(self, params: dict, data):
+    def smoothed_marginals(self, params: dict, data) -> Float[Array, "*series time state"]:
         """``p(z_t = k | y)`` by forward–backward: ``(T, K)`` or ``(S, T, K)``."""
         return self._per_sequence(
             lambda c, ll: exact.hmm_smoother(c.initial_probs, c.transition_matrix, ll).smoothed_probs, params, data)
 
-    def viterbi(self, params: dict, data):
+    def viterbi(self, params: dict, data) -> Int[Array, "*series time"]:
         """Most probable state paths: ``(T,)`` or ``(S, T)``."""
         return self._per_sequence(
             lambda c, ll: exact.hmm_viterbi(c.initial_probs, c.transition_matrix, ll), params, data)
 
-    def posterior_paths(self, key, params: dict, data, num_samples: int = 1):
+    def posterior_paths(self, key: Array, params: dict, data,
+                        num_samples: int = 1) -> Int[Array, "*series sample time"]:
         """Draws of ``z | y`` by forward filtering, backward sampling: ``(num_samples, T)`` for
         one sequence (keys ``split(key, num_samples)``), ``(S, num_samples, T)`` for S."""
         chain = self.hmm(params)
@@ -326,7 +329,7 @@ class DiscreteHMM:
         return jax.vmap(one)(jax.random.split(key, ll.shape[0]), ll)
 
 
-    def one_step_predictive(self, key, params: dict, data):
+    def one_step_predictive(self, key: Array, params: dict, data) -> Array:
         """One draw of each ``y_t`` from its one-step-ahead predictive ``p(y_t | y_{0:t-1})``: a
         state from the forward algorithm's predicted probabilities, then ``y_t`` from its
         emission law; shaped like the data (a missing step gets a draw too)."""
@@ -345,7 +348,7 @@ class DiscreteHMM:
             return one(key, ll)
         return jax.vmap(one)(jax.random.split(key, ll.shape[0]), ll)
 
-    def path_draws(self, key, params: dict, data) -> dict:
+    def path_draws(self, key: Array, params: dict, data) -> dict:
         """At ``params``, one joint draw of ``"x"`` (the state path from ``p(z | y)``,
         :meth:`posterior_paths`) and ``"y_one_step"`` (:meth:`one_step_predictive`); used by
         ``zoo.posterior_paths``."""

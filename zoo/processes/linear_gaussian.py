@@ -18,7 +18,8 @@ structure that both the distributions and the Kalman filter read, as in dynamax'
   ``numpyro.factor("y", increments)`` of shape ``(T,)`` or ``(S, T)`` so that LOO and
   leave-future-out see one term per step; ``model`` is the marginal NumPyro program (prior
   predictive without data);
-* ``simulate``, ``mean_path``, ``smoother`` (RTS), ``posterior_paths`` (forward filtering,
+* ``simulate``, ``path`` (the states from given innovations), ``observe`` (observations from
+  given states and standard normal noise), ``mean_path``, ``smoother`` (RTS), ``posterior_paths`` (forward filtering,
   backward sampling) and ``optimal_proposal`` (the locally optimal proposal
   ``p(x_t | x_{t-1}, y_t)`` for the particle backends).
 
@@ -83,6 +84,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jaxtyping import Array, Float
 from numpyro.distributions import constraints
 
 from inference import exact
@@ -350,7 +352,7 @@ class LinearGaussian:
         return jax.vmap(fn, in_axes=(0, 1))(lg, y)
 
     # -- the Kalman marginal ----------------------------------------------------------------
-    def increments(self, params: dict, data, inputs: Any = None):
+    def increments(self, params: dict, data, inputs: Any = None) -> Float[Array, "*series time"]:
         """``log p(y_t | y_{<t})``: ``(T,)`` for one sequence, ``(S, T)`` for S (summed over channels).
 
         The data are checked here (values only when concrete) and the filter runs compiled, once
@@ -369,11 +371,11 @@ class LinearGaussian:
 
         return self._per_sequence(one, params, ys, inputs)
 
-    def log_likelihood(self, params: dict, data, inputs: Any = None):
+    def log_likelihood(self, params: dict, data, inputs: Any = None) -> Float[Array, ""]:
         """``log p(y | params)`` by the Kalman filter, summed over sequences (``exact_loglik``)."""
         return self.increments(params, data, inputs).sum()
 
-    def factor(self, params: dict, data, inputs: Any = None, name: str = "y"):
+    def factor(self, params: dict, data, inputs: Any = None, name: str = "y") -> Float[Array, "*series time"]:
         """Add ``numpyro.factor(name, increments)``; returns the increments."""
         increments = self.increments(params, data, inputs)
         numpyro.factor(name, increments)
@@ -402,8 +404,8 @@ class LinearGaussian:
             numpyro.deterministic(site, value)
 
     # -- simulation -------------------------------------------------------------------------
-    def simulate(self, key, params: dict, num_steps: int, *, num_series: int | None = None,
-                 inputs: Any = None):
+    def simulate(self, key: Array, params: dict, num_steps: int, *, num_series: int | None = None,
+                 inputs: Any = None) -> tuple[Float[Array, "*series_time_state"], Float[Array, "*series_time_obs"]]:
         """``(xs, ys)``: ``(T, *state)``, ``(T, *obs)``, or ``(S, ...)`` with ``num_series`` (or
         inputs with a leading series axis)."""
         if int(num_steps) < 1:
@@ -453,15 +455,7 @@ class LinearGaussian:
                 return one(k, lg)  # (T, dx)
             return jnp.swapaxes(jax.vmap(one)(jax.random.split(k, self.channels), lg), 0, 1)  # (T, C, dx)
 
-        def readouts(lg, xs, eps):
-            lg = self._full_arrays(lg, num_steps)
-            t_axis = 0 if self.channels is None else 1
-            H, d, R = (jnp.moveaxis(a, t_axis, 0) for a in (lg.emission_matrix, lg.emission_offset, lg.emission_cov))
-            loc = self._apply(H, xs) + d
-            if self.emission == "dense":
-                return loc + self._apply(linear_sde.psd_factor(_with_jitter(R, self.jitter)), eps)
-            return loc + jnp.sqrt(jnp.diagonal(R, axis1=-2, axis2=-1)) * eps
-
+        readouts = self._readouts
         lead = () if self.channels is None else (self.channels,)
         if num_series is None:
             lg = self.lgssm(params, inputs)
@@ -481,19 +475,53 @@ class LinearGaussian:
         shape = (int(num_series), num_steps)
         return xs.reshape(shape + tuple(self.state_shape)), ys.reshape(shape + tuple(self.obs_shape))
 
-    def mean_path(self, params: dict, num_steps: int, inputs: Any = None):
-        """``E[x_t]`` for t < ``num_steps`` (the noise-free path): ``(T, *state_shape)``."""
-        lg = self._full_arrays(self.lgssm(params, inputs), int(num_steps))
+    def _readouts(self, lg: exact.LGSSMParams, xs, eps):
+        """``y_t = H_t x_t + d_t + R_t^{1/2} eps_t`` for vector states ``(T, [C,] dx)`` and standard
+        normal ``eps (T, [C,] dy)`` (symmetric square root for a dense ``R``)."""
+        lg = self._full_arrays(lg, xs.shape[0])
+        t_axis = 0 if self.channels is None else 1
+        H, d, R = (jnp.moveaxis(a, t_axis, 0) for a in (lg.emission_matrix, lg.emission_offset, lg.emission_cov))
+        loc = self._apply(H, xs) + d
+        if self.emission == "dense":
+            return loc + self._apply(linear_sde.psd_factor(_with_jitter(R, self.jitter)), eps)
+        return loc + jnp.sqrt(jnp.diagonal(R, axis1=-2, axis2=-1)) * eps
+
+    def path(self, params: dict, innovations: Float[Array, "time *state"],
+             inputs: Any = None) -> Float[Array, "time *state"]:
+        """The state path of ONE sequence driven by given innovations ``ε (T, *state_shape)``:
+        ``x_0 = m_0 + ε_0``, ``x_t = F_t x_{t-1} + b_t + ε_t``. Zero innovations give
+        :meth:`mean_path`; innovations drawn with covariances ``P_0``, ``Q_t`` give a draw of the
+        model (an entry whose simulator draws its noise in its own convention uses this map, so
+        that its dynamics stay the one definition in ``to_lgssm``)."""
+        eps = self._as_vector(innovations, self.state_shape)
+        num_steps = eps.shape[0]
+        lg = self._full_arrays(self.lgssm(params, inputs), num_steps)
         t_axis = 0 if self.channels is None else 1
         F, b = (jnp.moveaxis(a, t_axis, 0) for a in (lg.transition_matrix, lg.transition_offset))
 
-        def step(m, fb):
-            m = self._apply(fb[0], m) + fb[1]
-            return m, m
+        def step(x, fbe):
+            x = self._apply(fbe[0], x) + fbe[1] + fbe[2]
+            return x, x
 
-        _, ms = jax.lax.scan(step, lg.initial_mean, (F, b))
-        ms = jnp.concatenate([lg.initial_mean[None], ms])
-        return ms.reshape((int(num_steps),) + tuple(self.state_shape))
+        x0 = lg.initial_mean + eps[0]
+        _, xs = jax.lax.scan(step, x0, (F, b, eps[1:]))
+        xs = jnp.concatenate([x0[None], xs])
+        return xs.reshape((num_steps,) + tuple(self.state_shape))
+
+    def observe(self, params: dict, xs: Float[Array, "time *state"], noise: Float[Array, "time *obs"],
+                inputs: Any = None) -> Float[Array, "time *obs"]:
+        """Observations of ONE sequence of states ``xs (T, *state_shape)`` given standard normal
+        ``noise (T, *obs_shape)``: ``y_t = H_t x_t + d_t + R_t^{1/2} noise_t``."""
+        xs = self._as_vector(xs, self.state_shape)
+        eps = self._as_vector(noise, self.obs_shape)
+        ys = self._readouts(self.lgssm(params, inputs), xs, eps)
+        return ys.reshape((xs.shape[0],) + tuple(self.obs_shape))
+
+    def mean_path(self, params: dict, num_steps: int, inputs: Any = None) -> Float[Array, "time *state"]:
+        """``E[x_t]`` for t < ``num_steps`` (the noise-free path): ``(T, *state_shape)``."""
+        if int(num_steps) < 1:
+            raise ValueError(f"num_steps: expected a positive integer, got {num_steps}")
+        return self.path(params, jnp.zeros((int(num_steps),) + tuple(self.state_shape)), inputs)
 
     # -- smoothing and posterior paths ------------------------------------------------------
     def smoother(self, params: dict, data, inputs: Any = None) -> exact.SmootherResult:
@@ -502,7 +530,8 @@ class LinearGaussian:
         ys = self.check_data(data)
         return self._per_sequence(lambda lg, y: self._filter(exact.rts_smoother, lg, y), params, ys, inputs)
 
-    def posterior_paths(self, key, params: dict, data, inputs: Any = None):
+    def posterior_paths(self, key: Array, params: dict, data,
+                        inputs: Any = None) -> Float[Array, "*series_time_state"]:
         """One draw of ``x | y`` per sequence by forward filtering, backward sampling:
         ``(T, *state_shape)`` or ``(S, T, *state_shape)``. Transition covariances carry the
         family's ``jitter`` (a rank-deficient Q otherwise loses definiteness to rounding)."""
@@ -527,7 +556,8 @@ class LinearGaussian:
             xs = jax.vmap(lambda k, y: one(k, lg, y))(keys, ys)
         return xs.reshape(ys.shape[:2] + tuple(self.state_shape))
 
-    def one_step_predictive(self, key, params: dict, data, inputs: Any = None):
+    def one_step_predictive(self, key: Array, params: dict, data,
+                            inputs: Any = None) -> Float[Array, "*series_time_obs"]:
         """One draw of each ``y_t`` from its one-step-ahead predictive ``p(y_t | y_{0:t-1})``
         (the Kalman filter's predicted observation law ``N(H m_{t|t-1} + d, H P_{t|t-1} H' + R)``),
         shaped like the data: what a fit is judged against, step by step (a fresh series drawn
@@ -558,7 +588,7 @@ class LinearGaussian:
         lg = self.lgssm(params)
         return jax.vmap(lambda k, y: one(k, lg, y))(keys, ys)
 
-    def path_draws(self, key, params: dict, data, inputs: Any = None) -> dict:
+    def path_draws(self, key: Array, params: dict, data, inputs: Any = None) -> dict:
         """At ``params``, one joint draw of what a state-space fit is judged by: ``"x"``, the latent
         path from ``p(x | y)`` (:meth:`posterior_paths`; the family's ``predictive`` picks the
         recorded components where it records an ``"x"``, e.g. the observed coordinate) and
@@ -571,7 +601,7 @@ class LinearGaussian:
             xs = recorded.get("x", xs)
         return {"x": xs, "y_one_step": y_one}
 
-    def optimal_proposal(self, params: dict, ys, inputs: Any = None) -> GuidedProposal:
+    def optimal_proposal(self, params: dict, ys: Float[Array, "time *obs"], inputs: Any = None) -> GuidedProposal:
         """The locally optimal proposal ``q_t(x_t | x_{t-1}) = p(x_t | x_{t-1}, y_t)`` for ONE
         sequence ``ys (T, *obs_shape)``: the prior law conditioned on ``y_t`` by one Kalman update
         (``inference.exact.kalman_update``; NaN components of ``y_t`` are skipped, a missing step
