@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -211,7 +212,7 @@ class RunCheckpoint:
             return None
         try:
             paths, leaves, extra = _read_npz(self.path)
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"checkpoint_path: {self.path!r} is not a readable checkpoint ({error})") from None
         if "settings" not in extra or "phase" not in extra:
             raise ValueError(f"checkpoint_path: {self.path!r} is not a sampler checkpoint (no settings/phase)")

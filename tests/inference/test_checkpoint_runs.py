@@ -99,6 +99,11 @@ def test_nuts_checkpoint_of_another_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_path: .*other settings.*data"):
         inference.fit(normal_model, NORMAL_DATA + 1, method="nuts", seed=5, progress=False, num_warmup=20,
                       num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=path)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"PK\x03\x04 not a whole zip")
+    with pytest.raises(ValueError, match="checkpoint_path: .* is not a readable checkpoint"):
+        inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=20,
+                      num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=str(damaged))
     with pytest.raises(ValueError, match="chunk_size: expected a multiple of thinning"):
         inference.fit(normal_model, NORMAL_DATA, method="nuts", progress=False, thinning=3, chunk_size=10,
                       checkpoint_path=str(tmp_path / "other.npz"))
