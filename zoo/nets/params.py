@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["point_values", "module_params"]
+__all__ = ["point_values", "module_params", "program_params"]
 
 
 def point_values(idata, *, stage: int | None = None) -> dict[str, np.ndarray]:
@@ -52,3 +52,16 @@ def module_params(values: Mapping[str, np.ndarray], site: str) -> dict:
         raise KeyError(f"values: no variables of the network site {site!r} (expected names {prefix}<...>); "
                        f"got {sorted(values)[:5]}...")
     return {"params": tree}
+
+
+def program_params(values: Mapping[str, np.ndarray]) -> dict:
+    """All the parameters of a program from ``{variable: array}`` (the ``parameters`` group of a
+    ``"vae"`` run, or :func:`point_values`): ``{"<site>$params": module_params(values, site)["params"]}`` for
+    every network site (names with a dot; the nested dict without the ``"params"`` level, as
+    ``flax_module`` stores it) and the plain ``numpyro.param`` sites as they are; the
+    inverse of ``inference.runner.param_variables``, ready for ``numpyro.handlers.substitute``."""
+    out: dict = {}
+    for site in sorted({name.split(".")[0] for name in values if "." in name}):
+        out[f"{site}$params"] = module_params(values, site)["params"]
+    out.update({name: jnp.asarray(value) for name, value in values.items() if "." not in name})
+    return out

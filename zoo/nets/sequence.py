@@ -11,6 +11,8 @@
 * :class:`AttentionPool` — multi-head attention pooling with ``num_queries`` learned queries over
   a masked set ``(N, D) -> (num_queries * D,)`` (the pooling of "Set Transformer" PMA and of the
   FIM recognition network), permutation-invariant in the set axis.
+* :class:`Combiner` — the structured-inference combiner of deep Markov models (Krishnan et al.
+  2017): ``q(z_t | z_{t-1}, x) = N(loc, scale)`` from the previous latent and the encoder's states.
 * :func:`masked_mean` — mean over an axis, counting only valid elements.
 
 Example::
@@ -32,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["BiGRUEncoder", "GRUEncoder", "BackwardGRUEncoder", "AttentionPool", "masked_mean"]
+__all__ = ["BiGRUEncoder", "GRUEncoder", "BackwardGRUEncoder", "Combiner", "AttentionPool", "masked_mean"]
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
@@ -116,6 +118,34 @@ class BackwardGRUEncoder(GRUEncoder):
     ``l..L-1`` (in the original order)."""
 
     reverse: bool = True
+
+
+class Combiner(nn.Module):
+    """``(z_in (..., d_in), h (..., 2H)) -> (loc, scale)`` of ``q(z_t | z_{t-1}, x)`` (..., out_features)::
+
+        c = (tanh(W z_in + b) + h_fwd + h_bwd) / 3,     loc = W_l relu(c) + b_l,
+        scale = softplus(W_s relu(c) + b_s + scale_shift) + 1e-4
+
+    ``h`` is a :class:`BiGRUEncoder` output at step t (forward half first); ``z_in`` the previous
+    latent, optionally with inputs. ``loc`` starts near 0 and ``scale`` near
+    ``softplus(scale_shift)`` (zero-initialised output layers), so the guide starts narrow.
+    """
+
+    hidden: int = 32
+    out_features: int = 2
+    scale_shift: float = -4.0
+
+    @nn.compact
+    def __call__(self, z_in: jax.Array, h: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if h.shape[-1] != 2 * self.hidden:
+            raise ValueError(f"h: expected {2 * self.hidden} features (a BiGRUEncoder of hidden={self.hidden}), "
+                             f"got {h.shape[-1]}")
+        c = (jnp.tanh(nn.Dense(self.hidden)(z_in)) + h[..., :self.hidden] + h[..., self.hidden:]) / 3.0
+        r = jax.nn.relu(c)
+        zeros = nn.initializers.zeros
+        loc = nn.Dense(self.out_features, kernel_init=zeros, name="loc")(r)
+        raw = nn.Dense(self.out_features, kernel_init=zeros, name="scale")(r)
+        return loc, jax.nn.softplus(raw + self.scale_shift) + 1e-4
 
 
 class AttentionPool(nn.Module):
