@@ -74,6 +74,43 @@ path = write_report(idata, "lgssm_report.html", title="lgssm: NUTS recovery",
 print("report written to", path)
 
 # %% [markdown]
+# ## ArviZ's standard views
+#
+# Trace and rank plots per chain, the energy plot (NUTS), the posterior predictive against the
+# data and the Pareto k of PSIS-LOO. Each pointwise term is the one-step predictive
+# `p(y_t | y_0..y_(t-1))` of a 2-D observation (the path is integrated out), the joint density of
+# both channels: PSIS-LOO leaves out that one-step factor, and LOO-PIT, which needs one term per
+# observed number, does not apply (on a univariate series, e.g. `config="scalar"`,
+# `az.plot_loo_pit` works). For forecasting questions use leave-future-out
+# (`diagnostics.compare.psis_lfo`).
+
+# %%
+az.plot_trace(idata, var_names=["A", "q", "r"], compact=True);
+az.plot_rank(idata, var_names=["q", "r"]);
+az.plot_energy(idata);
+
+# %%
+az.plot_ppc(idata, var_names=["y"], num_pp_samples=100);
+az.plot_khat(az.loo(idata, pointwise=True));
+
+# %% [markdown]
+# ## The latent path given the data, and one-step-ahead predictions
+#
+# The posterior predictive above draws new series; they follow none of the data. What a modeller
+# looks at is the latent path given all the observations and how well each observation was
+# predicted from the ones before it. `zoo.posterior_paths` draws both at 200 posterior draws
+# (forward filtering, backward sampling; the Kalman filter's predicted observation law): the 90 %
+# one-step bands should cover about 90 % of the observations, and the true path (red) should sit
+# inside the latent bands.
+
+# %%
+from diagnostics import plots
+
+paths = zoo.posterior_paths(entry, idata)
+print(f"one-step 90% bands cover {plots.one_step_coverage(paths):.1%} of the observations")
+plots.plot_smoothed_paths(paths, truth={"x": truth["x"]})
+
+# %% [markdown]
 # ## Simulation-based calibration
 #
 # Does the recipe give calibrated posteriors over the whole prior, not only at this data set? SBC
