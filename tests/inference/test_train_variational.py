@@ -187,3 +187,18 @@ def test_method_vae_named_errors():
         inference.fit(_model, data, method="vae", num_steps=2, progress=False)
     with pytest.raises(ValueError, match="^validation"):
         inference.fit(_model, data, method="vae", guide=_guide, validation=4, num_steps=2, progress=False)
+
+
+def test_method_vae_resumes_from_a_checkpoint_to_the_uninterrupted_result(tmp_path):
+    data = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (8, T)))
+    options = dict(guide=_guide, learning_rate=0.02, num_particles=2, validation=2, evaluate_every=10,
+                   kl_start=0.5, kl_steps=30, clip_norm=5.0, coordinated_dropout=0.2, num_samples=5, progress=False)
+    full = inference.fit(_model, data, method="vae", num_steps=60, **options)
+    path = str(tmp_path / "vae.npz")
+    inference.fit(_model, data, method="vae", num_steps=30, checkpoint_path=path, checkpoint_every=10, **options)
+    resumed = inference.fit(_model, data, method="vae", num_steps=60, checkpoint_path=path, checkpoint_every=10,
+                            **options)
+    np.testing.assert_array_equal(resumed.training["loss"].values, full.training["loss"].values)
+    np.testing.assert_array_equal(resumed.training["eval_score"].values, full.training["eval_score"].values)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(resumed.parameters[name].values, full.parameters[name].values)
