@@ -7,7 +7,8 @@ loads neither the checks nor matplotlib figures nor the report code::
 
 Importing it applies the project's one precision policy (:mod:`diagnostics.precision`: float64
 unless ``DYNAMICS_ZOO_X64=0``) and turns on JAX's persistent compilation cache
-(:mod:`diagnostics.compile_cache`), as importing ``inference`` or ``zoo`` does.
+(:mod:`diagnostics.compile_cache`) and asks JAX for several host devices
+(:mod:`diagnostics.devices`), as importing ``inference`` or ``zoo`` does.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import importlib
 
 from diagnostics import compile_cache as _compile_cache
+from diagnostics import devices as _devices
 from diagnostics import precision as _precision
 
 _precision.apply()
 _compile_cache.apply()
+_devices.apply()
 
 _EXPORTS = {
     "to_inference_data": "convert",

@@ -19,7 +19,9 @@ Importing :mod:`inference` applies the project's one precision policy (float64 u
 runs in the same precision whether or not ``zoo`` was imported first; every result records it in
 ``idata.attrs["precision"]``. It also turns on JAX's persistent compilation cache
 (:mod:`diagnostics.compile_cache`; ``DYNAMICS_ZOO_COMPILE_CACHE=0`` keeps it off), so a program
-compiled by one process is loaded, not compiled again, by the next.
+compiled by one process is loaded, not compiled again, by the next. And it asks JAX, before JAX
+starts, for several CPU devices (:mod:`diagnostics.devices`, ``DYNAMICS_ZOO_HOST_DEVICES``), so that
+NUTS runs its chains in parallel (``chain_method="auto"``).
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from collections.abc import Callable
 from typing import Any
 
 from diagnostics import compile_cache as _compile_cache
+from diagnostics import devices as _devices
 from diagnostics import precision as _precision
 
 _precision.apply()
 _compile_cache.apply()
+_devices.apply()
 
 from inference.types import Target  # noqa: E402
 from inference.validate import InvalidParameterError, NonFiniteLogDensityError, screen_data  # noqa: E402

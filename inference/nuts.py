@@ -1,7 +1,10 @@
 """NUTS on any NumPyro program: NumPyro's sampler and BlackJAX's, with robust defaults.
 
 Defaults serve a user who sets nothing:
-- initialisation at the prior median (``init_to_median``), several chains (4), vectorised;
+- initialisation at the prior median (``init_to_median``), several chains (4), run in parallel
+  over devices when there is one per chain (on a CPU: the host devices of
+  :mod:`diagnostics.devices`), else vectorised (:func:`choose_chain_method`; the choice and the
+  reason are in ``idata.attrs["chain_method"]``, ``["chain_method_reason"]``);
 - the log density at the initial point is checked first: a non-finite value raises
   :class:`~inference._sites.NonFiniteLogDensityError` naming the site, instead of a silent NaN run;
 - stuck chains (a chain whose mean log density lies far below the others', or that barely moves)
@@ -58,6 +61,8 @@ __all__ = [
     "finish_run",
     "tree_depth",
     "raise_if_nonfinite_run",
+    "choose_chain_method",
+    "placement_attrs",
 ]
 
 
@@ -139,7 +144,7 @@ def run_numpyro_nuts(
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 4,
-    chain_method: str = "vectorized",
+    chain_method: str = "auto",
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     dense_mass: bool = False,
@@ -153,8 +158,10 @@ def run_numpyro_nuts(
     """NumPyro NUTS with window adaptation on ``target.model(target.data)``.
 
     Args:
-        num_warmup, num_samples, num_chains: per chain; chains run vectorised by default.
-        chain_method: ``"vectorized"``, ``"parallel"`` (one device per chain) or ``"sequential"``.
+        num_warmup, num_samples, num_chains: per chain.
+        chain_method: ``"auto"`` (default: :func:`choose_chain_method`, parallel when there is a
+            device per chain), ``"parallel"`` (one device per chain), ``"vectorized"`` or
+            ``"sequential"``.
         target_accept_prob, max_tree_depth, dense_mass: NUTS settings.
         init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"`` or a dict of values.
         drop_stuck_chains: drop chains that screening flags as stuck (when others remain).
@@ -169,9 +176,10 @@ def run_numpyro_nuts(
         convergence messages (empty when none).
     """
     num_warmup, num_samples, num_chains = check_counts(num_warmup, num_samples, num_chains)
-    choice("chain_method", chain_method, ("vectorized", "parallel", "sequential"))
+    choice("chain_method", chain_method, ("auto", "vectorized", "parallel", "sequential"))
     fraction("target_accept_prob", target_accept_prob, closed=False)
     thinning = positive_int("thinning", thinning)
+    chain_method, why = choose_chain_method(num_chains) if chain_method == "auto" else (chain_method, "asked for")
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
     check_initial_point(target, strategy, key)
@@ -213,7 +221,7 @@ def run_numpyro_nuts(
     return finish_run(target, samples, stats, seed=seed, method="nuts", sampler="numpyro.NUTS",
                       counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
                       drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
-                      attrs=checkpoint_attrs(checkpoint))
+                      attrs={**checkpoint_attrs(checkpoint), **placement_attrs(chain_method, why)})
 
 
 _EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "adapt_state.step_size")
@@ -267,6 +275,36 @@ def _run_in_chunks(mcmc, target: Target, key, num_samples: int, chunk_size: int,
              "extra": dict(mcmc.get_extra_fields(group_by_chain=True))})
     out = jax.tree_util.tree_unflatten(structure, leaves)
     return out["samples"], out["extra"]
+
+
+def choose_chain_method(num_chains: int) -> tuple[str, str]:
+    """How NumPyro should run ``num_chains`` chains here: ``(chain_method, reason)``.
+
+    ``"parallel"`` (one ``pmap`` device per chain) when the default backend has a device per
+    chain: on a CPU these are the host devices :mod:`diagnostics.devices` asks JAX for, and each
+    chain's trajectory runs at its own pace, where ``"vectorized"`` makes every chain of a step
+    wait for the longest tree (``benchmarks/nuts_chains.py``: several times the ESS per second).
+    Otherwise ``"vectorized"`` (chains in lock step on one device; on an accelerator that is one
+    kernel for all chains). One chain: ``"sequential"``.
+    """
+    if num_chains == 1:
+        return "sequential", "one chain"
+    devices = jax.local_device_count()
+    backend = jax.default_backend()
+    if devices >= num_chains:
+        return "parallel", f"{devices} {backend} devices for {num_chains} chains"
+    return "vectorized", f"{devices} {backend} device(s) for {num_chains} chains"
+
+
+def placement_attrs(chain_method: str, reason: str) -> dict[str, Any]:
+    """What a run records about where its chains ran (``idata.attrs``)."""
+    from diagnostics import devices
+
+    attrs = {"chain_method": chain_method, "chain_method_reason": reason, "num_devices": jax.local_device_count(),
+             "device_platform": jax.default_backend()}
+    if devices.note():
+        attrs["host_devices_note"] = devices.note()
+    return attrs
 
 
 def finish_run(target: Target, samples, stats, *, seed: int, method: str, sampler: str, counts, elapsed: float,

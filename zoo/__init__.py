@@ -23,7 +23,8 @@ is done through ``JAX_ENABLE_X64`` (read when JAX is imported), so that ``import
 not import JAX. The policy is the project's one (:mod:`diagnostics.precision`, which importing
 ``inference`` or ``diagnostics`` applies too), so the dtype never depends on the import order.
 Importing it also turns on JAX's persistent compilation cache (:mod:`diagnostics.compile_cache`;
-``DYNAMICS_ZOO_COMPILE_CACHE=0`` keeps it off).
+``DYNAMICS_ZOO_COMPILE_CACHE=0`` keeps it off) and asks JAX for several host devices, so that NUTS
+chains run in parallel on a CPU (:mod:`diagnostics.devices`; ``DYNAMICS_ZOO_HOST_DEVICES``).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from __future__ import annotations
 import importlib
 
 from diagnostics import compile_cache as _compile_cache
+from diagnostics import devices as _devices
 from diagnostics import precision as _precision
 from zoo._registry import EntryInfo, scan
 
 _precision.apply()
 _compile_cache.apply()
+_devices.apply()
 
 __all__ = ["entries", "get", "names", "catalogue", "register", "unregister", "EntryInfo", "ZooEntry",
            "StateSpaceModel", "Recipe", "Check", "posterior_paths"]
