@@ -165,6 +165,7 @@ def run_numpyro_nuts_batch(
     init: str | Mapping[str, Any] = "median",
     drop_stuck_chains: bool = True,
     posterior_predictive: bool = False,
+    shard: bool | None = None,
 ) -> list:
     """NumPyro NUTS on each of ``targets`` (one program, data sets of one shape) in one compiled run.
 
@@ -176,6 +177,10 @@ def run_numpyro_nuts_batch(
         num_warmup: and ``num_samples``, ``num_chains``, ``target_accept_prob``, ``max_tree_depth``,
             ``dense_mass``, ``init``, ``drop_stuck_chains``, ``posterior_predictive``: as in
             :func:`inference.nuts.run_numpyro_nuts`.
+        shard: split the data sets over the local devices (``jax.shard_map``: each device runs
+            the compiled loop on its ``B / D`` data sets at its own pace; the batch is padded
+            with copies of the last data set to a multiple of ``D``, and those are dropped).
+            None (default): when there is more than one device and more than one data set.
 
     Returns:
         ``B`` InferenceData, in the order of ``targets``.
@@ -200,6 +205,13 @@ def run_numpyro_nuts_batch(
         run = _sampler(potential_fn_gen, postprocess_fn_gen, num_warmup=num_warmup, num_samples=num_samples,
                        target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass)
         chain_keys = jnp.stack([jax.random.split(jax.random.PRNGKey(s), num_chains) for s in seeds])
+        if shard is None:
+            shard = batch > 1 and jax.local_device_count() > 1
+        if not isinstance(shard, bool):
+            raise TypeError(f"shard: expected True, False or None, got {shard!r}")
+        devices = jax.local_device_count() if shard else 1
+        if shard:
+            run = _over_devices(run, batch, devices)
         draws, stats = jax.block_until_ready(run(z, chain_keys, data))
     elapsed = (time.perf_counter() - started) / batch
 
@@ -214,5 +226,29 @@ def run_numpyro_nuts_batch(
         results.append(finish_run(target, samples, run_stats, seed=seeds[b], method="nuts",
                                    sampler=f"numpyro.NUTS (batched over {batch} data sets)",
                                    counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
-                                   drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive))
+                                   drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
+                                   attrs={"chain_method": "vectorized", "batch_devices": devices,
+                                              "chain_method_reason": f"{batch} data sets x {num_chains} chains "
+                                                                     f"vmapped on each of {devices} device(s)"}))
     return results
+
+
+def _over_devices(run, batch: int, devices: int):
+    """``run`` with its leading (data set) axis split over ``devices`` local devices by
+    ``jax.shard_map``: each device runs ``run`` on its slice; the batch is padded with copies of its
+    last data set to a multiple of ``devices`` and the padding is dropped from the results."""
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.asarray(jax.local_devices()), ("datasets",))
+    spec = PartitionSpec("datasets")
+    sharded = jax.jit(jax.shard_map(run, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
+    padded = -(-batch // devices) * devices
+
+    def pad(tree):
+        return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - batch, axis=0)]), tree)
+
+    def run_sharded(z, keys, data):
+        out = sharded(pad(z), pad(keys), pad(data))
+        return jax.tree.map(lambda a: a[:batch], out)
+
+    return run_sharded
