@@ -87,3 +87,21 @@ def test_koopa_shapes_equivariance_and_errors():
         Koopa(lookback=24, horizon=10, channels=2, seg_len=5)
     with pytest.raises(ValueError, match="x: expected a window"):
         net.apply(params, x[:12], mask)
+
+
+def test_moving_average_and_dlinear():
+    from zoo.nets.koopman import DLinear, moving_average
+
+    ramp = jnp.stack([jnp.arange(20.0), 3.0 - 2 * jnp.arange(20.0)], axis=1)
+    avg = moving_average(ramp, 5)
+    np.testing.assert_allclose(avg[2:-2], ramp[2:-2], atol=1e-12)            # exact on a line away from the ends
+    np.testing.assert_allclose(avg[0], (3 * ramp[0] + ramp[1] + ramp[2]) / 5)  # the front padded by repetition
+    assert moving_average(ramp, 4).shape == ramp.shape
+    net = DLinear(lookback=20, horizon=8, kernel=5, dtype=jnp.float64)
+    params = net.init(jax.random.PRNGKey(0), ramp)
+    y = net.apply(params, ramp)
+    assert y.shape == (8, 2)
+    scale, shift = jnp.array([2.0, 0.5]), jnp.array([1.0, -3.0])
+    np.testing.assert_allclose(net.apply(params, ramp * scale + shift), y * scale + shift, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="kernel: expected a positive integer"):
+        moving_average(ramp, 0)

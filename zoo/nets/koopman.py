@@ -31,6 +31,10 @@ The DMD uses ``jnp.linalg.pinv`` (SVD, minimum-norm, differentiable), not a norm
 the official setting often has fewer snapshot pairs than embedding dimensions, where the normal
 equations are singular; a non-finite operator is replaced by the identity (as in the paper's code).
 
+The linear baseline of the Koopa entry, DLinear (Zeng et al. 2023; :class:`DLinear`), is here
+too: a moving-average trend (edges padded by repetition) and the remainder, each mapped ``L → H``
+by one linear layer shared by the channels, under the same instance normalisation.
+
 Example::
 
     net = Koopa(lookback=96, horizon=48, channels=3, seg_len=12, dim=16, hidden=64, num_blocks=2, num_freqs=10)
@@ -66,6 +70,8 @@ __all__ = [
     "adapt_operator",
     "adapt_operator_naive",
     "Koopa",
+    "moving_average",
+    "DLinear",
 ]
 
 
@@ -239,3 +245,35 @@ class Koopa(nn.Module):
             forecast = forecast + self.time_invariant(x_inv, block) + y_var
             residual = residual - backcast
         return forecast * std + mean
+
+
+def moving_average(x: Float[Array, "time channels"], kernel: int) -> Float[Array, "time channels"]:
+    """The centred moving average over ``kernel`` steps along time, the ends padded by repeating the
+    first and last values (DLinear's series decomposition)."""
+    if not isinstance(kernel, int) or kernel < 1:
+        raise ValueError(f"kernel: expected a positive integer, got {kernel!r}")
+    front, back = (kernel - 1) // 2, kernel // 2
+    padded = jnp.concatenate([jnp.repeat(x[:1], front, axis=0), x, jnp.repeat(x[-1:], back, axis=0)], axis=0)
+    csum = jnp.concatenate([jnp.zeros((1,) + x.shape[1:], x.dtype), jnp.cumsum(padded, axis=0)], axis=0)
+    return (csum[kernel:] - csum[:-kernel]) / kernel
+
+
+class DLinear(nn.Module):
+    """DLinear: ``(x (L, C)) -> (H, C)``, trend and remainder each through one linear map ``L → H``
+    (shared by the channels), with per-window instance normalisation undone on the output."""
+
+    lookback: int
+    horizon: int
+    kernel: int = 25
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "lookback channels"]) -> Float[Array, "horizon channels"]:
+        x = jnp.asarray(x, self.dtype)
+        if x.ndim != 2 or x.shape[0] != self.lookback:
+            raise ValueError(f"x: expected a window ({self.lookback}, channels), got shape {x.shape}")
+        xn, mean, std = instance_normalize(x)
+        trend = moving_average(xn, self.kernel)
+        out = nn.Dense(self.horizon, name="trend", dtype=self.dtype)(trend.T) + nn.Dense(
+            self.horizon, name="remainder", dtype=self.dtype)(xn.T - trend.T)
+        return out.T * std + mean

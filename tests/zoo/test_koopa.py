@@ -1,0 +1,86 @@
+"""koopa: the program's likelihood against the networks applied by hand, the frozen mask from the
+training part only, the simulator's planted structure, the data format and named errors (a horizon
+longer than the data, incomplete data), and the recovery check on ``small``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+from numpyro.handlers import seed, trace
+
+import inference
+import zoo
+from zoo.koopa import SMALL, KoopaConfig, model, training_mask, training_windows
+from zoo.nets.koopman import fourier_split
+
+ENTRY = zoo.get("koopa")
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    return ENTRY.simulate(jax.random.PRNGKey(0), SMALL)
+
+
+def test_program_likelihood_is_the_networks_forecast(simulated):
+    data, _ = simulated
+    tr = trace(seed(model, jax.random.PRNGKey(1))).get_trace(data, config=SMALL)
+    idx = np.asarray(tr["window"]["value"])
+    assert idx.shape == (SMALL.batch_size,) and idx.max() < SMALL.num_windows
+    inputs, targets = training_windows(data, SMALL)
+    mask = training_mask(data, SMALL)
+    np.testing.assert_array_equal(tr["mask"]["value"], mask)
+    params = {"params": tr["koopa$params"]["value"]}
+    forecast = jax.vmap(lambda x: SMALL.net.apply(params, x, mask))(inputs[idx])
+    sigma = tr["sigma"]["value"]
+    want = dist.Normal(forecast, sigma).to_event(2).log_prob(targets[idx])
+    np.testing.assert_allclose(tr["y"]["fn"].log_prob(tr["y"]["value"]), want, rtol=1e-6)
+    linear = jax.vmap(lambda x: SMALL.linear.apply({"params": tr["dlinear$params"]["value"]}, x))(inputs[idx])
+    np.testing.assert_allclose(tr["y_linear"]["fn"].base_dist.loc, linear, rtol=1e-6)
+
+
+def test_mask_sees_only_the_training_part_and_finds_the_planted_bins(simulated):
+    data, truth = simulated
+    changed = np.array(data)
+    changed[SMALL.num_train:] = np.random.default_rng(0).standard_normal(changed[SMALL.num_train:].shape)
+    np.testing.assert_array_equal(training_mask(changed, SMALL), training_mask(data, SMALL))
+    kept = np.flatnonzero(np.asarray(training_mask(data, SMALL)))
+    assert set(SMALL.planted_bins) <= set(kept) and len(kept) == 10
+    # the planted sinusoids (no chirp, no noise) are entirely time-invariant under the mask
+    t = np.arange(SMALL.lookback)
+    k1, k2 = SMALL.planted_bins
+    window = np.stack([np.sin(2 * np.pi * k1 * t / SMALL.lookback), np.cos(2 * np.pi * k2 * t / SMALL.lookback)], 1)
+    x_inv, x_var = fourier_split(jnp.asarray(window), training_mask(data, SMALL))
+    np.testing.assert_allclose(x_var, 0.0, atol=1e-10)
+    np.testing.assert_allclose(data[: SMALL.num_train].mean(0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(data[: SMALL.num_train].std(0), 1.0, rtol=1e-12)
+
+
+def test_data_format_and_named_errors(simulated):
+    data, _ = simulated
+    columns = ENTRY.dump_columns(data, SMALL)
+    assert sorted(columns) == ["time", "y0", "y1", "y2"]
+    np.testing.assert_allclose(ENTRY.load_columns(columns, SMALL), data)
+    with pytest.raises(ValueError, match="data: the series has 4000 steps; the horizon runs past the data"):
+        trace(seed(model, jax.random.PRNGKey(0))).get_trace(data[:4000], config=SMALL)
+    with pytest.raises(ValueError, match="data: the series must be complete"):
+        bad = np.array(data)
+        bad[10, 1] = np.nan
+        inference.fit(ENTRY, bad, method="map", progress=False, num_steps=1)
+    with pytest.raises(ValueError, match="data: expected a series"):
+        trace(seed(model, jax.random.PRNGKey(0))).get_trace(data[:, :2], config=SMALL)
+    with pytest.raises(ValueError, match="horizon: expected at most the lookback"):
+        KoopaConfig(horizon=120)
+    with pytest.raises(ValueError, match="horizon: lookback \\+ horizon = 144 is longer than the training part"):
+        KoopaConfig(num_train=100, num_steps=400)
+    with pytest.raises(ValueError, match="seg_len: the lookback 96 must be a multiple"):
+        KoopaConfig(seg_len=10)
+    with pytest.raises(ValueError, match="alpha"):
+        ENTRY.config("small", alpha=0.0)
+
+
+def test_recovery_check_on_small(simulated):
+    data, truth = simulated
+    idata = inference.fit(ENTRY, data, method="map", progress=False, **ENTRY.recipe.options)
+    checks = ENTRY.check(idata, truth, SMALL)
+    assert all(c.passed for c in checks), checks
