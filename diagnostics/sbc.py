@@ -26,8 +26,10 @@ vectorised sampler, exact conjugate posteriors); replicates then go ``batch_size
 
 Resumable: with ``out_dir`` every finished replicate is written atomically as
 ``out_dir/replicate_<i>.npz`` (ranks and true values) next to a ``manifest.json`` of the
-settings; a rerun loads the finished ones and fits only the rest, so an interrupted sweep keeps
-what it finished. A rerun with different settings (``num_draws``, ``seed``) refuses the folder.
+settings (the folder format of :mod:`diagnostics.sweep`); a rerun loads the finished ones and fits
+only the rest, so an interrupted sweep keeps what it finished. A rerun with different settings
+(``num_draws``, ``seed``) refuses the folder. With ``client`` (a ``distributed.Client``) the
+replicates run as Dask tasks, each writing its own file on its worker.
 
 Public API: :class:`SBCResult`, :func:`run_sbc`, :func:`ranks_from_idata`,
 :func:`rank_statistics`, :func:`chi2_uniformity`, :func:`ecdf_band`, :func:`sbc_verdicts`,
@@ -44,8 +46,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import sweep
 from .checks import Verdict, check_rhat
-from .convert import atomic_write, atomic_write_text
+from .convert import atomic_write
 
 __all__ = [
     "SBCResult",
@@ -69,7 +72,7 @@ __all__ = [
 
 #: Family-wise false-alarm rate of the SBC verdict (all elements, both tests).
 DEFAULT_ALPHA = 0.01
-_MANIFEST = "manifest.json"
+_MANIFEST = sweep.MANIFEST
 
 
 class SBCResult(NamedTuple):
@@ -213,7 +216,7 @@ def ranks_from_idata(idata, truth: Mapping[str, Any], num_draws: int, *,
 
 
 def _replicate_path(out_dir: str, i: int) -> str:
-    return os.path.join(out_dir, f"replicate_{i:05d}.npz")
+    return sweep.task_path(out_dir, "replicate", i, "npz")
 
 
 def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]],
@@ -241,20 +244,6 @@ def _load_replicate(path: str) -> tuple[dict[str, tuple[int, float]], tuple[floa
     return ranked, quality
 
 
-def _check_manifest(out_dir: str, settings: dict) -> None:
-    path = os.path.join(out_dir, _MANIFEST)
-    if os.path.exists(path):
-        with open(path) as stream:
-            stored = json.load(stream)
-        differing = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
-        if differing:
-            raise ValueError(f"out_dir: {out_dir!r} holds an SBC sweep with other settings "
-                             f"{ {k: old for k, (old, _) in differing.items()} } than this one "
-                             f"{ {k: new for k, (_, new) in differing.items()} }; use another folder")
-        return
-    atomic_write_text(path, json.dumps(settings, indent=1, sort_keys=True))
-
-
 # --------------------------------------------------------------------------------------------
 # the driver
 
@@ -263,7 +252,8 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
             fit: Callable[[Any], Any] | None, *, num_replicates: int, num_draws: int = 99,
             seed: int = 0, out_dir: str | os.PathLike | None = None,
             fit_batch: Callable[[list], list] | None = None, batch_size: int = 1,
-            settings: Mapping[str, Any] | None = None, progress: bool = False) -> SBCResult:
+            settings: Mapping[str, Any] | None = None, progress: bool = False,
+            client: Any = None) -> SBCResult:
     """Simulation-based calibration over ``num_replicates`` replicates.
 
     Args:
@@ -279,9 +269,12 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
         settings: extra settings recorded in (and checked against) the manifest, e.g. the
             entry, config and method, so a folder is never resumed with another recipe.
         progress: print one line per finished replicate.
+        client: a ``distributed.Client``: each batch of replicates (one replicate without
+            ``fit_batch``) is one Dask task that simulates, fits, ranks and writes its files on
+            the worker (:func:`diagnostics.sweep.map_tasks`); needs ``out_dir`` (the workers must
+            be able to write it). The ranks are the same as without a client: every replicate's
+            key, fit and tie-breaking depend on its index only.
     """
-    import jax
-
     if isinstance(num_replicates, bool) or not isinstance(num_replicates, (int, np.integer)) or num_replicates < 1:
         raise ValueError(f"num_replicates: expected a positive integer, got {num_replicates!r}")
     if isinstance(num_draws, bool) or not isinstance(num_draws, (int, np.integer)) or num_draws < 1:
@@ -290,45 +283,60 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
         raise TypeError("fit: give fit(data) -> InferenceData or fit_batch(list_of_data)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if client is not None and out_dir is None:
+        raise ValueError("out_dir: a sweep on a Dask client writes its replicates on the workers; give a folder")
     if fit_batch is None:
         batch_size = 1
     done: dict[int, dict[str, tuple[int, float]]] = {}
     quality: dict[int, tuple[float, int]] = {}
     if out_dir is not None:
-        out_dir = os.fspath(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
         manifest = {"num_draws": int(num_draws), "seed": int(seed)}
         manifest.update({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                          for k, v in dict(settings or {}).items()})
-        _check_manifest(out_dir, manifest)
-        for i in range(num_replicates):
-            path = _replicate_path(out_dir, i)
-            if os.path.exists(path):
-                done[i], quality[i] = _load_replicate(path)
+        out_dir = sweep.open_folder(out_dir, manifest, kind="an SBC sweep")
+        for i in sweep.finished(out_dir, "replicate", "npz", num_replicates):
+            done[i], quality[i] = _load_replicate(_replicate_path(out_dir, i))
     todo = [i for i in range(num_replicates) if i not in done]
-    base = jax.random.PRNGKey(seed)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        simulated = [prior_simulate(jax.random.fold_in(base, i)) for i in chunk]
-        if fit_batch is not None:
-            fits = list(fit_batch([data for _, data in simulated]))
-            if len(fits) != len(chunk):
-                raise ValueError(f"fit_batch: returned {len(fits)} results for {len(chunk)} data sets")
-        else:
-            fits = [fit(data) for _, data in simulated]
-        for i, (params, _), idata in zip(chunk, simulated, fits):
-            truth = {k: np.asarray(v) for k, v in dict(params).items()}
-            ranked = ranks_from_idata(idata, truth, num_draws, rng=np.random.default_rng([seed, i]))
-            quality[i] = fit_quality(idata, list(truth))
-            if out_dir is not None:
-                _save_replicate(out_dir, i, ranked, quality[i])
-            done[i] = ranked
+    chunks = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+    work = _ReplicateTask(prior_simulate, fit, fit_batch, num_draws, seed, out_dir)
+    for _, results in sweep.map_tasks(work, chunks, client=client):
+        for i, ranked, fitted in results:
+            done[i], quality[i] = ranked, fitted
             if progress:
-                rhat, divergences = quality[i]
+                rhat, divergences = fitted
                 print(f"sbc: replicate {i + 1}/{num_replicates} done (max R-hat {rhat:.3f}, "
                       f"{divergences} divergent)" if divergences >= 0 else
                       f"sbc: replicate {i + 1}/{num_replicates} done (max R-hat {rhat:.3f})", flush=True)
     return _collect(done, num_draws, quality)
+
+
+class _ReplicateTask:
+    """Simulate, fit, rank and (with a folder) write a batch of replicates: one sweep task."""
+
+    def __init__(self, prior_simulate, fit, fit_batch, num_draws, seed, out_dir):
+        self.prior_simulate, self.fit, self.fit_batch = prior_simulate, fit, fit_batch
+        self.num_draws, self.seed, self.out_dir = num_draws, seed, out_dir
+
+    def __call__(self, chunk: Sequence[int]) -> list[tuple[int, dict[str, tuple[int, float]], tuple[float, int]]]:
+        import jax
+
+        base = jax.random.PRNGKey(self.seed)
+        simulated = [self.prior_simulate(jax.random.fold_in(base, i)) for i in chunk]
+        if self.fit_batch is not None:
+            fits = list(self.fit_batch([data for _, data in simulated]))
+            if len(fits) != len(chunk):
+                raise ValueError(f"fit_batch: returned {len(fits)} results for {len(chunk)} data sets")
+        else:
+            fits = [self.fit(data) for _, data in simulated]
+        out = []
+        for i, (params, _), idata in zip(chunk, simulated, fits):
+            truth = {k: np.asarray(v) for k, v in dict(params).items()}
+            ranked = ranks_from_idata(idata, truth, self.num_draws, rng=np.random.default_rng([self.seed, i]))
+            fitted = fit_quality(idata, list(truth))
+            if self.out_dir is not None:
+                _save_replicate(self.out_dir, i, ranked, fitted)
+            out.append((i, ranked, fitted))
+        return out
 
 
 def load_sbc(out_dir: str | os.PathLike) -> SBCResult:
@@ -340,10 +348,8 @@ def load_sbc(out_dir: str | os.PathLike) -> SBCResult:
     with open(manifest) as stream:
         num_draws = int(json.load(stream)["num_draws"])
     done, quality = {}, {}
-    for name in sorted(os.listdir(out_dir)):
-        if name.startswith("replicate_") and name.endswith(".npz"):
-            i = int(name[len("replicate_"):-len(".npz")])
-            done[i], quality[i] = _load_replicate(os.path.join(out_dir, name))
+    for i in sweep.finished(out_dir, "replicate", "npz"):
+        done[i], quality[i] = _load_replicate(_replicate_path(out_dir, i))
     if not done:
         raise ValueError(f"out_dir: {out_dir!r} has no finished replicate yet")
     return _collect(done, num_draws, quality)

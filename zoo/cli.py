@@ -10,6 +10,9 @@
     zoo report RUN.nc [RUN.nc ...] [--html OUT.html] [--md OUT.md]   (Markdown on stdout without --html)
     zoo sbc NAME [--n 30] [--draws 99] [--config small] [--set FIELD=VALUE ...] [--method M]
                  [--option KEY=VALUE ...] [--batch-size 1] [--out DIR] [--html sbc.html] [--store]
+                 [--workers K | --scheduler ADDRESS]
+    zoo sweep NAME --grid FIELD=V1,V2,... [--grid ...] [--config small] [--set FIELD=VALUE ...]
+                 [--method M] [--option KEY=VALUE ...] [--out DIR] [--workers K | --scheduler ADDRESS]
 
 ``zoo sbc --store`` keeps the sweep's ranks and settings in the repository's
 ``calibration/ENTRY/CONFIG`` (``diagnostics.calibration``); ``zoo show NAME`` prints the
@@ -28,6 +31,11 @@ the argument), 130 when interrupted (Ctrl-C or SIGTERM; ``zoo fit --checkpoint F
 progress of the last complete chunk there, and rerunning the same command resumes to the draws of
 an uninterrupted run), 3 on an internal error (one line; ``--debug``
 prints the traceback). No error prints a traceback without ``--debug``.
+
+``zoo sbc`` and ``zoo sweep`` write one file per finished replicate / grid point into their
+``--out`` folder (:mod:`diagnostics.sweep`: atomic, resumable: a rerun fits only what is missing)
+and run their fits here, one after another, or as Dask tasks (``--workers K``: a LocalCluster on
+this machine; ``--scheduler ADDRESS``: a running cluster whose workers can write the folder).
 """
 
 from __future__ import annotations
@@ -496,9 +504,10 @@ def _cmd_sbc(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     batched = args.batch_size > 1
-    result = sbc.run_sbc(simulate, fit, num_replicates=args.n, num_draws=args.draws, seed=args.seed,
-                         out_dir=out, settings=settings, progress=not args.no_progress,
-                         fit_batch=fit_batch if batched else None, batch_size=args.batch_size)
+    with _cluster(args) as client:
+        result = sbc.run_sbc(simulate, fit, num_replicates=args.n, num_draws=args.draws, seed=args.seed,
+                             out_dir=out, settings=settings, progress=not args.no_progress,
+                             fit_batch=fit_batch if batched else None, batch_size=args.batch_size, client=client)
     print(sbc.format_sbc(result, alpha=args.alpha))
     if args.html:
         write_sbc_report(result, args.html, title=f"SBC: {entry.name} ({args.config}, {method})",
@@ -517,6 +526,144 @@ def _cmd_sbc(args) -> int:
         print(f"stored the ranks in {dest}")
     flagged = any(t.flagged for t in sbc.element_tests(result, alpha=args.alpha))
     return 1 if flagged else 0
+
+
+class _cluster:
+    """``with _cluster(args) as client``: a Dask client for ``--workers K`` (a LocalCluster of K
+    processes on this machine) or ``--scheduler ADDRESS`` (a running scheduler), else None;
+    closed (with the local cluster and its workers) on the way out, also on Ctrl-C."""
+
+    def __init__(self, args):
+        self.workers, self.scheduler, self.client = getattr(args, "workers", None), getattr(args, "scheduler", None), None
+
+    def __enter__(self):
+        if self.workers is None and self.scheduler is None:
+            return None
+        from diagnostics.sweep import make_client
+
+        if self.workers is not None and self.scheduler is not None:
+            raise ValueError("--workers: give --workers K or --scheduler ADDRESS, not both")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers: expected a positive integer, got {self.workers}")
+        self.client = make_client(workers=self.workers, scheduler=self.scheduler)
+        where = f"{self.workers} local worker(s)" if self.workers is not None else f"the scheduler at {self.scheduler}"
+        print(f"tasks run on {where} (Dask)", flush=True)
+        return self.client
+
+    def __exit__(self, exc_type, exc, traceback_):
+        if self.client is None:
+            return False
+        cluster = getattr(self.client, "cluster", None) if self.workers is not None else None
+        if cluster is not None and exc_type is not None:
+            # interrupted or failed: stop the local workers now (a graceful close waits for their
+            # running fits); what they finished is already written, what they ran is lost
+            import multiprocessing
+
+            for child in multiprocessing.active_children():
+                child.kill()
+        self.client.close(timeout=30)
+        if cluster is not None:
+            cluster.close(timeout=30)
+        return False
+
+
+def parse_grid(pairs: Sequence[str]) -> list[dict[str, Any]]:
+    """``["num_steps=100,200", "true_r=(0.5,),(1.0,)"]`` -> the grid's points (every combination,
+    the last key varying fastest); values are Python literals, split at top-level commas."""
+    import itertools
+
+    keys, values = [], []
+    for pair in pairs or ():
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
+            raise ValueError(f"--grid: expected KEY=V1,V2,..., got {pair!r}")
+        key, raw = (part.strip() for part in pair.split("=", 1))
+        if key in keys:
+            raise ValueError(f"--grid: {key!r} given twice")
+        try:
+            parsed = ast.literal_eval(f"[{raw}]")
+        except (ValueError, SyntaxError):
+            parsed = [item.strip() for item in raw.split(",")]
+        if not parsed:
+            raise ValueError(f"--grid: no values for {key!r}")
+        keys.append(key)
+        values.append(parsed)
+    if not keys:
+        raise ValueError("--grid: give at least one KEY=V1,V2,... (a field of the config)")
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+class _SweepPoint:
+    """One grid point of ``zoo sweep``: simulate, fit with the recipe, check, write ``point_<i>.nc``."""
+
+    def __init__(self, entry, config_name, points, overrides, method, options, seed, out):
+        self.entry, self.config_name, self.points, self.overrides = entry, config_name, points, overrides
+        self.method, self.options, self.seed, self.out = method, options, seed, out
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        import time
+
+        from diagnostics import checks
+        from diagnostics.convert import write_netcdf
+        from diagnostics.sweep import task_path
+        from zoo.core import with_overrides
+
+        point = self.points[index]
+        config = with_overrides(self.entry.config(self.config_name), {**self.overrides, **point}, argument="--grid")
+        started = time.perf_counter()
+        data, truth = _simulate(self.entry, config, self.seed)
+        idata = _fit(self.entry, data, self.method, self.config_name, config, self.seed, self.options, False)
+        recovery = self.entry.check(idata, truth, config)
+        verdicts = checks.run_checks(idata)
+        summary = {"index": index, "point": point, "recovery": all(c.passed for c in recovery),
+                   "checks": [f"{c.name}: {'PASS' if c.passed else 'FAIL'} {c.value:.4g} ({c.target})" for c in recovery],
+                   "convergence": checks.overall(verdicts), "seconds": round(time.perf_counter() - started, 2)}
+        idata.attrs.update({"entry": self.entry.name, "config": self.config_name,
+                            "config_overrides": json.dumps({**self.overrides, **point}, sort_keys=True, default=str),
+                            "sweep_point": json.dumps(summary, default=str)})
+        write_netcdf(idata, task_path(self.out, "point", index, "nc"))
+        return summary
+
+
+def _cmd_sweep(args) -> int:
+    """Fit an entry at every point of a config grid (simulated data, the recipe, the recovery check)."""
+    import zoo
+    from diagnostics import sweep
+    from diagnostics.convert import read_netcdf
+    from zoo.core import with_overrides
+
+    entry = zoo.get(args.name)
+    _, overrides = _config(entry, args)
+    points = parse_grid(args.grid)
+    for point in points:  # every point's config is checked before any work starts
+        with_overrides(entry.config(args.config), {**overrides, **point}, argument="--grid")
+    options = parse_options(args.option)
+    method, _ = _method_and_options(entry, args.method, args.config, options)
+    out = args.out or os.path.join("runs", f"sweep_{entry.name}_{args.config}_{method}")
+    settings = {"entry": entry.name, "config": args.config, "method": method, "seed": args.seed,
+                "options": json.dumps(options, sort_keys=True, default=str),
+                "grid": json.dumps(points, sort_keys=True, default=str),
+                "config_overrides": json.dumps(overrides, sort_keys=True, default=str)}
+    out = sweep.open_folder(out, settings, kind="a sweep")
+    done = sweep.finished(out, "point", "nc", len(points))
+    todo = [i for i in range(len(points)) if i not in done]
+    print(f"sweep of {entry.name} ({args.config}) with {method} over {len(points)} grid point(s); "
+          f"{len(done)} already done in {out} (resumable)", flush=True)
+    summaries = {i: json.loads(read_netcdf(sweep.task_path(out, "point", i, "nc")).attrs["sweep_point"]) for i in done}
+    work = _SweepPoint(entry, args.config, points, overrides, args.method, options, args.seed, out)
+    with _cluster(args) as client:
+        for _, summary in sweep.map_tasks(work, todo, client=client):
+            summaries[summary["index"]] = summary
+            if not args.no_progress:
+                print(f"sweep: point {summary['index'] + 1}/{len(points)} {summary['point']} done "
+                      f"({summary['seconds']} s)", flush=True)
+    print("\n| point | " + " | ".join(points[0]) + " | recovery | convergence | seconds |")
+    print("|---|" + "---|" * len(points[0]) + "---|---|---|")
+    for i in range(len(points)):
+        s = summaries[i]
+        print(f"| {i} | " + " | ".join(str(v) for v in points[i].values())
+              + f" | {'PASS' if s['recovery'] else 'FAIL'} | {s['convergence']} | {s['seconds']} |")
+    failed = [i for i in range(len(points)) if not summaries[i]["recovery"] or summaries[i]["convergence"] == "fail"]
+    return 1 if failed else 0
 
 
 EXIT_CODES = """exit status:
@@ -541,7 +688,9 @@ EXAMPLES = """examples:
   zoo fit hmm --method svi --option num_steps=2000
   zoo check fou_mafbm
   zoo report run.nc other.nc --html compare.html
-  zoo sbc lgssm --config scalar --n 100 --batch-size 20 --html sbc.html"""
+  zoo sbc lgssm --config scalar --n 100 --batch-size 20 --html sbc.html
+  zoo sbc lgssm --config scalar --n 100 --workers 2
+  zoo sweep lgssm --config scalar --grid num_steps=50,100,200 --workers 2"""
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -609,6 +758,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an option of the method, e.g. --option num_samples=1000; values are Python "
                             "literals (repeatable)")
 
+    def add_cluster_arguments(p):
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--workers", type=int, metavar="K",
+                           help="run the fits as Dask tasks on a LocalCluster of K worker processes on this machine")
+        where.add_argument("--scheduler", metavar="ADDRESS",
+                           help="run the fits as Dask tasks on a running dask.distributed scheduler, e.g. "
+                                "tcp://host:8786 (the --out folder must be writable by its workers)")
+
     command("list", "list the registered entries with their recipe and title", _cmd_list)
     show = command("show", "describe an entry: model, configs, recipe and data format", _cmd_show)
     show.add_argument("name", metavar="NAME", help="a registered entry (`zoo list` names them)")
@@ -670,6 +827,20 @@ def build_parser() -> argparse.ArgumentParser:
     sbc_parser.add_argument("--draws", type=int, default=99, help="posterior draws per rank, thinned (default 99)")
     sbc_parser.add_argument("--alpha", type=float, default=0.01, help="family-wise false-alarm rate (default 0.01)")
     sbc_parser.add_argument("--data-site", default="y", help="prior-predictive site holding the data (default y)")
+    add_cluster_arguments(sbc_parser)
+
+    sweep_parser = command("sweep", "fit an entry at every point of a grid of config values (simulated data, "
+                                    "recovery check per point); resumable, on Dask with --workers/--scheduler",
+                           _cmd_sweep)
+    add_entry_arguments(sweep_parser)
+    add_method_arguments(sweep_parser)
+    sweep_parser.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                              help="values of a config field, e.g. --grid num_steps=100,200 (Python literals; "
+                                   "repeatable: every combination is a point)")
+    sweep_parser.add_argument("--out", help="folder of per-point results, point_<i>.nc (resumable; default "
+                                            "runs/sweep_NAME_CONFIG_METHOD)")
+    sweep_parser.add_argument("--no-progress", action="store_true", help="no line per finished point")
+    add_cluster_arguments(sweep_parser)
     return parser
 
 
@@ -684,7 +855,7 @@ def check_output_paths(args) -> None:
     then fails to write is lost): the folder must exist and the path must not be a folder."""
     for name in OUTPUT_ARGUMENTS:
         path = getattr(args, name, None)
-        if not path or (args.command == "sbc" and name == "out"):  # sbc's --out is a folder it creates
+        if not path or (args.command in ("sbc", "sweep") and name == "out"):  # their --out is a folder they create
             continue
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):

@@ -1,0 +1,108 @@
+"""Sweeps on Dask (issue 21, items 3 and 5): `zoo sbc --workers K` and `zoo sweep ENTRY --grid`.
+
+Run as a user would, in subprocesses, on the cheapest entry (lgssm --config scalar: one unknown)
+with tiny NUTS runs: what is tested is the sweep's bookkeeping (every task once, atomically
+written, resumed after an interrupt with nothing lost and nothing fitted twice), not calibration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from diagnostics import sweep
+
+TINY = ["--option", "num_warmup=20", "--option", "num_samples=20", "--option", "num_chains=1"]
+
+
+def _env():
+    return dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1", DYNAMICS_ZOO_COMPILE_CACHE="0")
+
+
+def _files(folder, prefix, ext):
+    """{index: (inode, mtime_ns)} of the finished tasks' files."""
+    return {i: (os.stat(sweep.task_path(str(folder), prefix, i, ext)).st_ino,
+                os.stat(sweep.task_path(str(folder), prefix, i, ext)).st_mtime_ns)
+            for i in sweep.finished(str(folder), prefix, ext)}
+
+
+def test_sbc_on_a_local_cluster_is_interrupted_and_resumed(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "sbc"
+    command = [sys.executable, "-m", "zoo.cli", "sbc", "lgssm", "--config", "scalar", "--n", "6", "--draws", "9",
+               *TINY, "--workers", "2", "--out", str(out)]
+    # SIGINT as at a terminal, even when pytest itself runs in the background (where it is ignored)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and process.poll() is None:
+            if out.exists() and len(sweep.finished(str(out), "replicate", "npz")) >= 2:
+                break
+            time.sleep(0.5)
+        assert process.poll() is None, "the sweep ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err[-2000:]
+    before = _files(out, "replicate", "npz")
+    assert 2 <= len(before) < 6
+    assert not [name for name in os.listdir(out) if name.startswith(".") or name.endswith(".tmp")]
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=900)
+    assert again.returncode in (0, 1), again.stderr[-2000:]  # 1: SBC flagged (tiny fits); not the point
+    fitted = sorted(int(m) - 1 for m in re.findall(r"sbc: replicate (\d+)/6 done", again.stdout))
+    after = _files(out, "replicate", "npz")
+    assert sorted(after) == list(range(6))                       # nothing lost
+    assert fitted == sorted(set(range(6)) - set(before))        # nothing fitted twice
+    assert all(after[i] == before[i] for i in before)            # finished files untouched
+    assert "SBC over n=6 replicates" in again.stdout
+
+
+def test_sweep_over_a_grid_writes_one_file_per_point_and_resumes(tmp_path):
+    out = tmp_path / "grid"
+    command = [sys.executable, "-m", "zoo.cli", "sweep", "lgssm", "--config", "scalar", "--grid", "num_steps=30,40",
+               "--grid", "true_r=(0.5,),(1.0,)", *TINY, "--out", str(out)]
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=900)
+    assert first.returncode in (0, 1), first.stderr[-2000:]
+    files = _files(out, "point", "nc")
+    assert sorted(files) == [0, 1, 2, 3]
+    rows = [line for line in first.stdout.splitlines() if re.match(r"\| \d \|", line)]
+    assert [row.split("|")[2:4] for row in rows] == [[" 30 ", " (0.5,) "], [" 30 ", " (1.0,) "],
+                                                     [" 40 ", " (0.5,) "], [" 40 ", " (1.0,) "]]
+    from diagnostics.convert import read_netcdf
+
+    idata = read_netcdf(sweep.task_path(str(out), "point", 3, "nc"))
+    assert json.loads(idata.attrs["config_overrides"]) == {"num_steps": 40, "true_r": [1.0]}
+    assert idata.observed_data["y"].shape[-2] == 40
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=900)
+    assert again.returncode == first.returncode
+    assert "4 already done" in again.stdout and "sweep: point" not in again.stdout
+    assert _files(out, "point", "nc") == files
+    other = subprocess.run(command[:-2] + ["--seed", "1", "--out", str(out)], cwd=tmp_path, capture_output=True,
+                           text=True, env=_env(), timeout=300)
+    assert other.returncode == 2 and "out_dir:" in other.stderr and "other settings" in other.stderr
+
+
+def test_grid_and_cluster_arguments_are_checked_before_any_work(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=tmp_path, capture_output=True,
+                              text=True, env=_env(), timeout=300)
+
+    bad = run("sweep", "lgssm", "--config", "scalar", "--grid", "num_stepz=3,4", "--out", "g")
+    assert bad.returncode == 2 and "--grid" in bad.stderr
+    bad = run("sweep", "lgssm", "--config", "scalar", "--out", "g")
+    assert bad.returncode == 2 and "--grid: give at least one" in bad.stderr
+    bad = run("sbc", "lgssm", "--workers", "0", "--out", "s")
+    assert bad.returncode == 2 and "--workers: expected a positive integer" in bad.stderr
+    bad = run("sbc", "lgssm", "--workers", "2", "--scheduler", "tcp://x:1")
+    assert bad.returncode == 2 and "not allowed with argument" in bad.stderr
