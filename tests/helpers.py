@@ -55,7 +55,7 @@ def recipe_failures(name: str, *, seed: int = 0, config_name: str = "small") -> 
     entry = zoo.get(name)
     config = entry.configs[config_name]
     data, truth = entry.simulate(jax.random.PRNGKey(seed), config)
-    idata = inference.fit(entry, data, method=entry.recipe.method, progress=False,
+    idata = inference.fit(entry, data, method=entry.recipe.method, config=config_name, progress=False,
                           **entry.recipe.options_for(config_name))
     return [c for c in entry.check(idata, truth, config) if not c.passed]
 
