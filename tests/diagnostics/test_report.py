@@ -205,10 +205,10 @@ def test_package_exports_lazily():
     code = "\n".join([
         "import sys, diagnostics.convert",
         "loaded = sorted(m for m in sys.modules if m.startswith('diagnostics'))",
-        # diagnostics.precision and .compile_cache: the JAX settings every package applies on import
-        # (tiny, no plots)
+        # diagnostics.precision, .compile_cache and .devices: the JAX settings every package
+        # applies on import (tiny, no plots)
         "assert loaded == ['diagnostics', 'diagnostics.compile_cache', 'diagnostics.convert', "
-        "'diagnostics.precision'], loaded",
+        "'diagnostics.devices', 'diagnostics.precision'], loaded",
         "import diagnostics",
         "f = diagnostics.write_report",
         "assert 'diagnostics.report' in sys.modules",

@@ -105,7 +105,9 @@ def test_lgssm_nuts_matches_quadrature_posterior():
     ess = float(az.ess(idata, var_names=["A"])["A"].values.min())
     assert abs(draws.mean() - mean) <= mc_tolerance(sd, ess, num_comparisons=2)
     assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * ess)
-    assert idata.log_likelihood["y"].dims == ("chain", "draw", "series", "time")
+    # one term per step; the univariate observation's obs_dim axis (size 1) is kept so that
+    # az.loo_pit pairs the log-likelihood with observed_data
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "series", "time", "obs_dim")
 
 
 def test_nonfinite_log_density_names_the_site():

@@ -94,7 +94,9 @@ def test_lgssm_scalar_evidence_matches_kalman_quadrature():
     exact = lgssm_exact_log_evidence(entry, data, config)
     attrs = idata.attrs
     assert abs(attrs["log_evidence"] - exact) <= t_tolerance(attrs["log_evidence_se"], R)
-    assert idata.log_likelihood["y"].dims == ("chain", "draw", "series", "time")
+    # one term per step; the univariate observation's obs_dim axis (size 1) is kept so that
+    # az.loo_pit pairs the log-likelihood with observed_data
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "series", "time", "obs_dim")
     assert attrs["method"] == "smc" and attrs["num_runs"] == R
 
 

@@ -86,8 +86,12 @@ def test_particle_method_runs_from_the_facade(problems, name, method):
     assert np.all((ess >= 1.0 - 1e-9) & np.isfinite(ess))
 
     loglik = idata.log_likelihood["y"]
-    assert loglik.shape == (chains, draws) + time_shape, f"{method} on {name}: {loglik.shape}"
-    values = loglik.values
+    # per step; a univariate observation's trailing size-1 axis is kept (pack aligns the
+    # log-likelihood with observed_data for az.loo_pit)
+    lead = len(time_shape) + 2
+    assert loglik.shape[:lead] == (chains, draws) + time_shape, f"{method} on {name}: {loglik.shape}"
+    assert all(size == 1 for size in loglik.shape[lead:]), f"{method} on {name}: {loglik.shape}"
+    values = loglik.values.reshape((chains, draws) + time_shape)
     assert np.isfinite(values).all()
     assert "time" in loglik.dims
     # The missing observation contributes nothing (filter increments or the exact per-step factor).
