@@ -89,6 +89,9 @@ def execute(name: str, *, timeout: int = 3600) -> pathlib.Path:
     import jupytext
     from nbclient import NotebookClient
 
+    # the kernel inherits the environment: MPLBACKEND=Agg (set for scripts and tests) would replace
+    # the inline backend and the stored notebook would lose every figure
+    os.environ.pop("MPLBACKEND", None)
     script = HERE / f"{name}.py"
     if not script.exists():
         raise SystemExit(f"run.py: name: no notebook script {script.name} in {HERE}")
