@@ -8,7 +8,11 @@ With fixed seeds the test is deterministic; the budget says how unlucky a seed w
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 from scipy import stats
@@ -132,3 +136,21 @@ def assert_binomial_coverage(counts: dict[str, int], num_replicates: int, prob: 
     outside = {k: f"{v}/{num_replicates}" for k, v in counts.items() if not lo <= v <= hi}
     assert not outside, (f"coverage of {prob:.0%} intervals outside the binomial region [{lo:.0f}, {hi:.0f}] "
                          f"of {num_replicates} (false-failure budget {false_failure}): {outside}")
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_fresh_python(code: str, *, drop: tuple[str, ...] = (), timeout: int = 600, **env_vars: str) -> dict:
+    """Run ``code`` in a fresh interpreter (JAX fixes devices, precision and its cache when it
+    starts) with the repository first on ``sys.path``, JAX on CPU, the variables ``drop`` removed
+    from the inherited environment and ``env_vars`` set; the last line of its stdout is JSON and is
+    returned. A non-zero exit fails the test with the end of stderr."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update(env_vars)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

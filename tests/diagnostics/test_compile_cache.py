@@ -7,28 +7,18 @@ on sys.path, ``XDG_CACHE_HOME`` pointed at a temporary folder and neither
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import run_fresh_python
+
 _INHERITED = ("JAX_COMPILATION_CACHE_DIR", "DYNAMICS_ZOO_COMPILE_CACHE", "DYNAMICS_ZOO_CACHE_DIR",
               "XDG_CACHE_HOME", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 
 
 def _run(code: str, tmp_path, **env_vars) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _INHERITED}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    env.update(env_vars)
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_fresh_python(code, drop=_INHERITED, **{"XDG_CACHE_HOME": str(tmp_path / "xdg"), **env_vars})
 
 
 _PROBE = """

@@ -6,25 +6,15 @@ repository first on sys.path and none of the device variables inherited unless s
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import run_fresh_python
+
 _INHERITED = ("JAX_NUM_CPU_DEVICES", "DYNAMICS_ZOO_HOST_DEVICES", "XLA_FLAGS")
 
 
 def _run(code: str, **env_vars) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _INHERITED}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    env["DYNAMICS_ZOO_COMPILE_CACHE"] = "0"
-    env.update(env_vars)
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_fresh_python(code, drop=_INHERITED, DYNAMICS_ZOO_COMPILE_CACHE="0", **env_vars)
 
 
 _PROBE = """

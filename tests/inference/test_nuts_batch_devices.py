@@ -8,12 +8,9 @@ JAX fixes its devices when it starts: the check runs in a fresh interpreter.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import run_fresh_python
+
 
 _CODE = r"""
 import json, numpy as np, jax, numpyro, numpyro.distributions as dist
@@ -35,12 +32,8 @@ print(json.dumps({"devices": [r.attrs["batch_devices"] for r in one + split], "d
 
 
 def test_fit_batch_splits_data_sets_over_devices():
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
-    env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu",
-               DYNAMICS_ZOO_HOST_DEVICES="4", DYNAMICS_ZOO_COMPILE_CACHE="0")
-    out = subprocess.run([sys.executable, "-c", _CODE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_fresh_python(_CODE, drop=("JAX_NUM_CPU_DEVICES", "XLA_FLAGS"), timeout=900,
+                              DYNAMICS_ZOO_HOST_DEVICES="4", DYNAMICS_ZOO_COMPILE_CACHE="0")
     assert result["devices"] == [1, 1, 1, 4, 4, 4]
     assert result["difference"] < 1e-3, f"sharded and unsharded draws differ by {result['difference']} sds"
     # each data set's own posterior (conjugate: mean = sum(y) / (30 + 1/100), sd 0.18), not a neighbour's

@@ -7,26 +7,16 @@ has x64 on from tests/conftest.py), with the repository first on sys.path and ne
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import run_fresh_python
+
 
 
 def _run(code: str, x64: str | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DYNAMICS_ZOO_X64", "JAX_ENABLE_X64")}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    if x64 is not None:
-        env["DYNAMICS_ZOO_X64"] = x64
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    extra = {} if x64 is None else {"DYNAMICS_ZOO_X64": x64}
+    return run_fresh_python(code, drop=("DYNAMICS_ZOO_X64", "JAX_ENABLE_X64"), **extra)
 
 
 _PROBE = """

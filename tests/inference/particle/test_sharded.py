@@ -8,12 +8,9 @@ must equal the unsharded filter's for the same keys to rounding (1e-9 nats; meas
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.helpers import run_fresh_python
+
 
 _CODE = r"""
 import json
@@ -52,12 +49,8 @@ print(json.dumps({"devices": jax.local_device_count(), "max_diff": max(diffs), "
 
 
 def test_sharded_particles_give_the_unsharded_answers():
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
-    env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu",
-               DYNAMICS_ZOO_HOST_DEVICES="4", DYNAMICS_ZOO_COMPILE_CACHE="0")
-    out = subprocess.run([sys.executable, "-c", _CODE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_fresh_python(_CODE, drop=("JAX_NUM_CPU_DEVICES", "XLA_FLAGS"), timeout=900,
+                              DYNAMICS_ZOO_HOST_DEVICES="4", DYNAMICS_ZOO_COMPILE_CACHE="0")
     assert result["devices"] == 4 and result["sharded_over"] == 4
     assert result["max_diff"] < 1e-9
     unsharded, sharded = result["evidence"]
