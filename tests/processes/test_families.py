@@ -274,6 +274,29 @@ def test_degenerate_normal_is_a_normal_with_point_masses():
     assert draws.shape == (3, 2) and np.all(np.asarray(draws[:, 1]) == 1.0)
 
 
+def test_degenerate_normal_inside_scan_keeps_its_event_axes():
+    # NumPyro's scan stacks the law over time and re-derives its batch shape; a (3, 2) event must
+    # stay an event (the second-order affect model's lagged copies are such point masses)
+    from numpyro.contrib.control_flow import scan
+    from numpyro.infer.util import log_density
+
+    scale = jnp.array([[1.0, 0.0]] * 3)
+
+    def model():
+        def step(x_prev, _):
+            x = numpyro.sample("x", DegenerateNormal(jnp.stack([x_prev[:, 0], x_prev[:, 0]], -1), scale, event_dim=2))
+            return x, None
+
+        scan(step, jnp.ones((3, 2)), None, length=4)
+
+    xs = jnp.ones((4, 3, 2)).at[:, :, 0].set(jnp.arange(1.0, 5.0)[:, None])
+    xs = xs.at[1:, :, 1].set(xs[:-1, :, 0])
+    lp, _ = log_density(model, (), {}, {"x": xs})
+    prev = jnp.concatenate([jnp.ones((1, 3)), xs[:-1, :, 0]])
+    expected = jnp.sum(dist.Normal(prev, 1.0).log_prob(xs[:, :, 0]))
+    np.testing.assert_allclose(float(lp), float(expected), rtol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------
 # Tiny HMMs
 # --------------------------------------------------------------------------------------------

@@ -213,6 +213,20 @@ class GaussianSum(NamedTuple):
                                                                                                         self.cov)
         return jax.scipy.special.logsumexp(logpdf + self.log_weights[:, None], axis=0)
 
+    def valid(self) -> jax.Array:
+        """Whether every component's mean is finite and its covariance positive definite (a Cholesky
+        factor exists): a scalar bool. An LNA run can leave its domain (a piece started at a
+        negative population grows without bound; a stiff flow breaks the fixed-step solver)."""
+        chol = jnp.linalg.cholesky(self.cov)
+        return jnp.all(jnp.isfinite(self.mean)) & jnp.all(jnp.isfinite(chol))
+
+    def or_standard(self, valid) -> GaussianSum:
+        """This sum where ``valid``, else standard normals (so that gradients stay finite under a
+        ``jnp.where`` that discards the value)."""
+        d = self.mean.shape[-1]
+        return GaussianSum(self.log_weights, jnp.where(valid, self.mean, 0.0),
+                           jnp.where(valid, self.cov, jnp.eye(d)))
+
 
 def gaussian_sum_split(d: int, nodes: int, split: float) -> tuple[np.ndarray, np.ndarray]:
     """Standard-normal nodes ``√(1 − c²) u_j`` ``(nodes^d, d)`` and log-weights ``(nodes^d,)`` of the split

@@ -72,6 +72,7 @@ Example (a scalar AR(1) observed in noise)::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -86,6 +87,7 @@ import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array, Float
 from numpyro.distributions import constraints
+from numpyro.distributions.batch_util import promote_batch_shape
 
 from inference import exact
 from inference.validate import concrete, is_traced
@@ -151,6 +153,16 @@ class DegenerateNormal(dist.Distribution):
     @property
     def variance(self):
         return self.scale**2
+
+
+@promote_batch_shape.register
+def _promote_degenerate_normal(d: DegenerateNormal):
+    # NumPyro's scan stacks a site's law over time and re-derives its batch shape from the
+    # parameters' ranks; the default rule reads ``loc``'s constraint (``real``, event_dim 0) and
+    # would count the event axes as batch axes. Here the trailing ``event_shape`` axes are events.
+    new = copy.copy(d)
+    new._batch_shape = jnp.shape(d.loc)[: jnp.ndim(d.loc) - len(d.event_shape)]
+    return new
 
 
 class GuidedProposal(NamedTuple):
