@@ -5,7 +5,7 @@
     zoo simulate NAME [--config small] [--set FIELD=VALUE ...] [--seed 0] [--out data.csv] [--truth truth.json]
     zoo --version
     zoo fit NAME [--data FILE.csv|FILE.nc] [--method M] [--config small] [--set FIELD=VALUE ...] [--seed 0]
-                 [--option KEY=VALUE ...] [--out run.nc] [--html report.html] [--checkpoint FILE]
+                 [--option KEY=VALUE ...] [--out run.nc] [--html report.html] [--checkpoint FILE [--resume]]
     zoo check NAME [--config small] [--set FIELD=VALUE ...] [--seed 0] [--out run.nc] [--html report.html]
     zoo report RUN.nc [RUN.nc ...] [--html OUT.html] [--md OUT.md]   (Markdown on stdout without --html)
     zoo sbc NAME [--n 30] [--draws 99] [--config small] [--set FIELD=VALUE ...] [--method M]
@@ -28,8 +28,8 @@ This is the one module of ``zoo`` that imports ``inference`` and ``diagnostics``
 written atomically (temporary file, then rename). Exit status (``EXIT_CODES``): 0 on success,
 1 when a recovery check or a convergence verdict fails, 2 on bad input (one line on stderr naming
 the argument), 130 when interrupted (Ctrl-C or SIGTERM; ``zoo fit --checkpoint FILE`` keeps the
-progress of the last complete chunk there, and rerunning the same command resumes to the draws of
-an uninterrupted run), 3 on an internal error (one line; ``--debug``
+progress of the last complete chunk there, and the same command with ``--resume`` continues to the
+draws of an uninterrupted run), 3 on an internal error (one line; ``--debug``
 prints the traceback). No error prints a traceback without ``--debug``.
 
 ``zoo sbc`` and ``zoo sweep`` write one file per finished replicate / grid point into their
@@ -344,6 +344,8 @@ def _cmd_fit(args) -> int:
     else:
         data, truth = _simulate(entry, config, args.seed)
         print(f"no --data given: fitting data simulated from {entry.name} ({args.config}, seed {args.seed})")
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume: expected --checkpoint FILE, the progress to continue")
     if args.checkpoint:
         _checkpoint_option(entry, args, options)
     idata = _fit(entry, data, args.method, args.config, config, args.seed, options, not args.no_progress)
@@ -379,6 +381,12 @@ def _checkpoint_option(entry, args, options: dict) -> None:
         raise ValueError(f"--checkpoint: method {method!r} does not write checkpoints; methods that do: {able}")
     if os.path.isdir(args.checkpoint):
         raise ValueError(f"--checkpoint: expected a file path, got the directory {args.checkpoint!r}")
+    exists = os.path.exists(args.checkpoint)
+    if args.resume and not exists:
+        raise ValueError(f"--resume: no checkpoint at {args.checkpoint!r} to resume (run without --resume to start)")
+    if exists and not args.resume:
+        raise ValueError(f"--checkpoint: {args.checkpoint!r} already holds a run's progress: add --resume to continue "
+                         "it, or remove the file to start again")
     options["checkpoint_path"] = args.checkpoint
 
 
@@ -675,8 +683,8 @@ EXIT_CODES = """exit status:
      the argument and what was expected)
   3  internal error (one line on stderr; --debug prints the traceback)
   130  interrupted (Ctrl-C or SIGTERM); results are written only when complete, except
-       zoo fit --checkpoint FILE, which holds the progress of the last complete chunk: rerun
-       the same command to resume to the draws of an uninterrupted run"""
+       zoo fit --checkpoint FILE, which holds the progress of the last complete chunk: the
+       same command with --resume continues to the draws of an uninterrupted run"""
 
 EXAMPLES = """examples:
   zoo list
@@ -790,7 +798,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint", metavar="FILE",
                      help="write the run's progress (chains' states, draws so far) to FILE after every chunk "
                           "(methods with a checkpoint_path option: nuts, pmmh, pgibbs, smc2, svi, tf, flow); "
-                          "rerunning the same command after an interruption resumes from it to the same draws")
+                          "the same command with --resume after an interruption continues to the same draws")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue the run whose progress --checkpoint FILE holds (same arguments and seed: "
+                          "the draws of an uninterrupted run); without it an existing FILE is refused")
 
     check = command("check", "simulate from the entry's config, fit with its recipe and print the recovery verdict",
                     _cmd_check)
@@ -886,7 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kept = getattr(args, "checkpoint", None)
         if kept and os.path.exists(kept):
             print(f"zoo {args.command}: interrupted; the progress of the last complete chunk is in {kept}: rerun the "
-                  "same command to resume", file=sys.stderr)
+                  "same command with --resume to continue", file=sys.stderr)
         else:
             print(f"zoo {args.command}: interrupted; nothing more was written", file=sys.stderr)
         return 130

@@ -175,10 +175,47 @@ def test_sigterm_mid_fit_keeps_the_checkpoint_and_the_rerun_resumes_to_the_same_
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"the progress of the last complete chunk is in {ckpt}" in err
     assert int(checkpoint.read_extras(ckpt)["done"]) == 10 and not (tmp_path / "resumed.nc").exists()
-    assert cli.main([*base, "--checkpoint", ckpt, "--out", str(tmp_path / "resumed.nc")]) in (0, 1)
+    assert "rerun the same command with --resume" in err
+    # an existing checkpoint is continued only when asked; --resume needs one
+    assert cli.main([*base, "--checkpoint", ckpt, "--out", str(tmp_path / "resumed.nc")]) == 2
+    assert "already holds a run's progress: add --resume" in capsys.readouterr().err
+    assert cli.main([*base, "--resume", "--checkpoint", str(tmp_path / "none.npz")]) == 2
+    assert "--resume: no checkpoint at" in capsys.readouterr().err
+    assert cli.main([*base, "--resume"]) == 2
+    assert "--resume: expected --checkpoint FILE" in capsys.readouterr().err
+    assert cli.main([*base, "--checkpoint", ckpt, "--resume", "--out", str(tmp_path / "resumed.nc")]) in (0, 1)
     plain, resumed = read_netcdf(tmp_path / "plain.nc"), read_netcdf(tmp_path / "resumed.nc")
     assert resumed.attrs["resumed_from"] == "sample iteration 10"
     for name in plain.posterior.data_vars:
         np.testing.assert_array_equal(plain.posterior[name].values, resumed.posterior[name].values)
+
+    # a real process killed outright (SIGKILL: no handler runs, possibly mid-write) right after its
+    # first checkpoint: the file is readable and --resume continues to the same draws
+    import time
+
+    from tests.helpers import ROOT
+
+    killed = str(tmp_path / "killed.ckpt.npz")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+           "JAX_PLATFORMS": "cpu"}
+    process = subprocess.Popen([sys.executable, "-m", "zoo.cli", *base, "--checkpoint", killed,
+                                "--out", str(tmp_path / "never.nc")], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while process.poll() is None and not os.path.exists(killed):
+            time.sleep(0.01)
+        process.kill()
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {err[-500:]}"
+    assert not (tmp_path / "never.nc").exists()
+    extras = checkpoint.read_extras(killed)
+    assert 0 <= int(extras["done"]) < 30
+    assert cli.main([*base, "--checkpoint", killed, "--resume", "--out", str(tmp_path / "after_kill.nc")]) in (0, 1)
+    after_kill = read_netcdf(tmp_path / "after_kill.nc")
+    for name in plain.posterior.data_vars:
+        np.testing.assert_array_equal(plain.posterior[name].values, after_kill.posterior[name].values)
     assert cli.main(["fit", "lgssm", "--method", "map", "--checkpoint", ckpt]) == 2
     assert "--checkpoint: method 'map' does not write checkpoints" in capsys.readouterr().err
