@@ -114,32 +114,37 @@ def ar1_problem():
     return models.ar1(rho_prior=True), jnp.asarray(models.ar1_rho_data(num_series=1, num_steps=15))
 
 
-def test_pmmh_resumes_mid_warmup_and_mid_sampling(monkeypatch, tmp_path, ar1_problem):
+def _pmmh_fit(ar1_problem, path=None):
     ssm, ys = ar1_problem
+    return inference.fit(ssm, ys, method="pmmh", seed=2, progress=False, num_particles=16, num_warmup=20,
+                         num_samples=30, num_chains=2, chunk_size=10, checkpoint_path=path)
 
+
+@pytest.fixture(scope="module")
+def pmmh_plain(ar1_problem):
+    """The uninterrupted PMMH run, shared by the two PMMH tests (one fit instead of two)."""
+    return _pmmh_fit(ar1_problem)
+
+
+def test_pmmh_resumes_mid_warmup_and_mid_sampling(monkeypatch, tmp_path, ar1_problem, pmmh_plain):
     def fit(path=None):
-        return inference.fit(ssm, ys, method="pmmh", seed=2, progress=False, num_particles=16, num_warmup=20,
-                             num_samples=30, num_chains=2, chunk_size=10, checkpoint_path=path)
+        return _pmmh_fit(ar1_problem, path)
 
-    plain = fit()
     for after in (1, 4):  # in the warmup (10 of 20 iterations), in the sampling (20 of 30 draws)
         resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path / str(after), fit, after=after)
-        assert_same_draws(plain, resumed)
+        assert_same_draws(pmmh_plain, resumed)
     assert int(extras["phase"]) == 1 and int(extras["done"]) == 20
     assert extras["kept_0"].shape[:2] == (2, 20)  # (chain, draw) of the first leaf kept
 
 
-def test_interrupted_write_keeps_the_previous_checkpoint(monkeypatch, tmp_path, ar1_problem):
-    ssm, ys = ar1_problem
-
+def test_interrupted_write_keeps_the_previous_checkpoint(monkeypatch, tmp_path, ar1_problem, pmmh_plain):
     def fit(path=None):
-        return inference.fit(ssm, ys, method="pmmh", seed=2, progress=False, num_particles=16, num_warmup=20,
-                             num_samples=30, num_chains=2, chunk_size=10, checkpoint_path=path)
+        return _pmmh_fit(ar1_problem, path)
 
     resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path, fit, after=3, during=True)
     # the third write (first sampling chunk) broke off: the second (end of the warmup) is intact
     assert int(extras["phase"]) == 0 and int(extras["done"]) == 20
-    assert_same_draws(fit(), resumed)
+    assert_same_draws(pmmh_plain, resumed)
 
 
 def test_particle_gibbs_resumes(monkeypatch, tmp_path, ar1_problem):

@@ -63,15 +63,16 @@ def test_prior_predictive_and_finite_log_density(entry: ZooEntry, key):
     trace(seed(entry.model, key)).get_trace(None, config=config)
     data, truth = entry.simulate(key, config)
     assert isinstance(truth, dict) and truth
+
+    @jax.jit  # one compilation, shared by both prior draws (same shapes)
+    def jitted(p):
+        return log_density(entry.model, (data,), {"config": config}, p)[0]
+
     for i in range(2):
         params = _prior_draw(entry, config, data, jax.random.fold_in(key, i))
         lp, _ = log_density(entry.model, (data,), {"config": config}, params)
         assert np.isfinite(float(lp)), f"{entry.name}: non-finite log density at a prior draw"
-
-        def f(p):
-            return log_density(entry.model, (data,), {"config": config}, p)[0]
-
-        np.testing.assert_allclose(float(jax.jit(f)(params)), float(lp), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(float(jitted(params)), float(lp), rtol=1e-6, atol=1e-6)
 
 
 SSM_ENTRIES = [e for e in ENTRIES if e.ssm is not None]
