@@ -682,14 +682,17 @@ class EulerMaruyamaPath(dist.Distribution):
     ``prod_j N(x_j | mean(x_{j-1}), cov(x_{j-1}))``. ``x0`` may carry batch dimensions
     ``(*batch, S)``; ``params`` is broadcast to them (NumPyro's ``scan`` stacks per-step
     distributions, so every per-step value must be a data field, never captured by ``moments``).
+    With ``diagonal=True`` ``moments`` returns ``(mean, scale)``, ``scale`` the per-component
+    standard deviation (independent Gaussian components: no Cholesky factor per step).
     """
 
     arg_constraints = {"x0": constraints.real_vector}
     support = constraints.independent(constraints.real, 2)
     pytree_data_fields = ("x0", "params")
-    pytree_aux_fields = ("moments", "num_substeps")
+    pytree_aux_fields = ("moments", "num_substeps", "diagonal")
 
-    def __init__(self, x0, moments, num_substeps: int, params: Any = None, *, validate_args=None):
+    def __init__(self, x0, moments, num_substeps: int, params: Any = None, *, diagonal: bool = False,
+                 validate_args=None):
         x0 = jnp.asarray(x0)
         if x0.ndim < 1:
             raise ValueError(f"x0: expected a state (..., S), got shape {x0.shape}")
@@ -698,6 +701,7 @@ class EulerMaruyamaPath(dist.Distribution):
         self.params = jax.tree_util.tree_map(lambda p: jnp.broadcast_to(p, batch_shape + jnp.shape(p)), params)
         self.moments = moments
         self.num_substeps = int(num_substeps)
+        self.diagonal = bool(diagonal)
         super().__init__(batch_shape=batch_shape, event_shape=(self.num_substeps, x0.shape[-1]),
                          validate_args=validate_args)
 
@@ -713,6 +717,15 @@ class EulerMaruyamaPath(dist.Distribution):
         return x0, jax.tree_util.tree_map(leaf, self.params)
 
     def _sample_one(self, key, x0, params):
+        if self.diagonal:  # one draw of all the sub-path's standard normals
+            def diagonal_step(x, noise):
+                mean, scale = self.moments(params, x)
+                x_new = mean + scale * noise
+                return x_new, x_new
+
+            noises = jax.random.normal(key, (self.num_substeps,) + x0.shape, dtype=x0.dtype)
+            return jax.lax.scan(diagonal_step, x0, noises)[1]
+
         def step(x, k):
             mean, cov = self.moments(params, x)
             x_new = mean + jnp.linalg.cholesky(cov) @ jax.random.normal(k, mean.shape, dtype=mean.dtype)
@@ -730,6 +743,8 @@ class EulerMaruyamaPath(dist.Distribution):
     def _log_prob_one(self, x0, params, path):
         previous = jnp.concatenate([x0[None], path[:-1]])
         means, covs = jax.vmap(lambda x: self.moments(params, x))(previous)
+        if self.diagonal:
+            return dist.Normal(means, covs).log_prob(path).sum()
         return dist.MultivariateNormal(means, covariance_matrix=covs).log_prob(path).sum()
 
     def log_prob(self, value):

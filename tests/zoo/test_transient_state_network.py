@@ -1,0 +1,176 @@
+"""gros_transient_states: the reservoir gate and the drift against closed forms written here, the
+Euler sub-path density against a hand-summed Gaussian product, the simulator's reservoir decay
+against its closed form, the decoded clique sequence at the truth, CSV and named errors; the
+recipe's recovery and PMMH against a long PMMH run (slow)."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import zoo
+from tests.helpers import mc_tolerance, recipe_failures
+from zoo import transient_state_network as tsn
+
+ENTRY = zoo.get("gros_transient_states")
+SMALL = ENTRY.configs["small"]
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    return ENTRY.simulate(jax.random.PRNGKey(0), SMALL)
+
+
+def _gate(phi, phi_c, u, width):
+    lo = math.atan(-phi_c / width)
+    return u + (1 - u) * (math.atan((phi - phi_c) / width) - lo) / (math.atan((1 - phi_c) / width) - lo)
+
+
+def test_reservoir_gate_closed_form():
+    phis = np.linspace(0, 1, 11)
+    got = np.asarray(tsn.reservoir_gate(jnp.asarray(phis), 0.7, 0.05, 0.05))
+    np.testing.assert_allclose(got, [_gate(p, 0.7, 0.05, 0.05) for p in phis], rtol=1e-12)
+    assert got[0] == pytest.approx(0.05) and got[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(got) > 0)
+
+
+def test_drift_against_the_equations_written_out():
+    config = SMALL
+    rng = np.random.default_rng(0)
+    x, phi = rng.uniform(0, 1, config.num_neurons), rng.uniform(0, 1, config.num_neurons)
+    gm, gp = 0.02, 0.005
+    clique = config.clique_of
+    expected_dx, expected_dphi = [], []
+    for i in range(config.num_neurons):
+        r = config.drive
+        for j in range(config.num_neurons):
+            if j == i:
+                continue
+            if clique[i] == clique[j]:
+                r += _gate(phi[i], config.phi_c_w, config.u_w, config.gamma_phi) * config.w * x[j]
+            else:
+                r += config.z * _gate(phi[j], config.phi_c_z, config.u_z, config.gamma_phi) * x[j]
+        expected_dx.append((1 - x[i]) * r if r > 0 else x[i] * r)
+        if x[i] < config.x_c:
+            expected_dphi.append(gp * (1 - phi[i]) * (1 - x[i] / config.x_c))
+        else:
+            expected_dphi.append(-gm * phi[i])
+    got = np.asarray(tsn.drift(jnp.asarray(np.concatenate([x, phi])), gm, gp, config))
+    np.testing.assert_allclose(got, np.concatenate([expected_dx, expected_dphi]), rtol=1e-10, atol=1e-14)
+
+
+def test_sub_path_density_is_the_product_of_euler_steps(key):
+    config = SMALL
+    ssm = tsn.state_space_model(config)
+    params = tsn.truth_params(config)
+    path = np.asarray(ssm.initial(params).sample(key))
+    assert path.shape == (config.num_substeps, 2 * config.num_neurons)
+    prev = np.asarray(tsn.initial_state(config))
+    scale = np.concatenate([np.full(config.num_neurons, config.process_noise),
+                            np.full(config.num_neurons, config.reservoir_noise)]) * math.sqrt(config.dt)
+    total = 0.0
+    for z in path:
+        mean = prev + config.dt * np.asarray(tsn.drift(jnp.asarray(prev), 0.02, 0.005, config))
+        total += float(np.sum(-0.5 * ((z - mean) / scale) ** 2 - np.log(scale) - 0.5 * math.log(2 * math.pi)))
+        prev = z
+    assert float(ssm.initial(params).log_prob(jnp.asarray(path))) == pytest.approx(total, rel=1e-10)
+
+
+def test_simulated_reservoirs_follow_the_closed_form_decay(simulated):
+    # while clique 0 is on (x > x_c) its reservoirs obey phi' = -Γ⁻ phi: after k intervals the Euler
+    # value is (1 - Γ⁻ dt)^(k Δ/dt) (noise s_phi sqrt(t) <= 0.001 * 6 here); the others stay full
+    data, truth = simulated
+    clique = truth["clique"]
+    first_switch = int(np.argmax(clique != 0))
+    assert first_switch > 10, "the initial clique should hold for a dwell time"
+    steps = np.arange(1, first_switch - 1)
+    x = truth["x"][steps - 1]
+    on = np.all(x[:, SMALL.clique_of == 0] > SMALL.x_c, axis=1)
+    steps = steps[on]
+    expected = (1 - SMALL.true_gamma_minus * SMALL.dt) ** (steps * SMALL.num_substeps)
+    phi0 = truth["phi"][steps - 1][:, SMALL.clique_of == 0]
+    tol = 5 * SMALL.reservoir_noise * math.sqrt(steps.max() * SMALL.obs_interval)
+    assert np.max(np.abs(phi0 - expected[:, None])) < tol
+    off = truth["phi"][: first_switch - 1][:, SMALL.clique_of != 0]
+    assert np.max(np.abs(off - 1.0)) < tol
+    # the network visits more than one transient state and the data are the path plus N(0, s_y²)
+    assert len(set(clique.tolist()) - {-1}) >= 2
+    resid = (data - truth["x"]).ravel()
+    assert abs(resid.std() - SMALL.obs_noise) < mc_tolerance(SMALL.obs_noise / math.sqrt(2), resid.size)
+
+
+def test_decoded_clique_sequence_at_the_truth(simulated):
+    data, truth = simulated
+    decoded = tsn.decoded_cliques(jax.random.PRNGKey(1), tsn.truth_params(SMALL), data, SMALL, num_particles=64)
+    assert np.mean(decoded == truth["clique"]) >= 0.9
+
+
+def test_active_clique_rule():
+    x = np.zeros((3, SMALL.num_neurons))
+    x[0, SMALL.clique_of == 2] = 0.9
+    x[1, SMALL.clique_of == 1] = [0.9, 0.9, 0.4]
+    x[2, :] = 0.6
+    np.testing.assert_array_equal(tsn.active_clique(x, SMALL), [2, -1, 0])
+
+
+def test_csv_round_trip(simulated):
+    data, _ = simulated
+    columns = ENTRY.dump_columns(data, SMALL)
+    assert set(columns) == {"time", *(f"x{i}" for i in range(SMALL.num_neurons))}
+    np.testing.assert_array_equal(columns["time"], SMALL.obs_times)
+    np.testing.assert_allclose(np.asarray(ENTRY.load_columns(columns, SMALL)), data)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("dt", 0.1, "dt: the Heaviside dynamics are stiff"),
+    ("dt", 0.03, "dt: must divide obs_interval"),
+    ("z", 0.5, "z: expected a negative"),
+    ("num_cliques", 1, "num_cliques"),
+    ("x_c", 1.5, "x_c"),
+    ("phi_c_w", -0.1, "phi_c_w"),
+    ("obs_noise", 0.0, "obs_noise"),
+    ("prior_gamma_minus", (0.0, -1.0), "prior_gamma_minus"),
+    ("initial_clique", 7, "initial_clique"),
+])
+def test_config_errors_name_the_field(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(SMALL, **{field: value})
+
+
+def test_data_errors():
+    with pytest.raises(ValueError, match="data: gros_transient_states expects neuron activities of shape"):
+        tsn.validate_data(np.zeros((5, SMALL.num_neurons)), SMALL)
+    bad = np.zeros((SMALL.num_obs, SMALL.num_neurons))
+    bad[3, 2] = np.inf
+    with pytest.raises(ValueError, match="data: activities must be finite"):
+        tsn.validate_data(bad, SMALL)
+
+
+@pytest.mark.slow
+def test_recipe_recovers_the_truth_on_small():
+    assert recipe_failures("gros_transient_states") == []
+
+
+@pytest.mark.slow
+def test_recipe_posterior_agrees_with_a_long_pmmh_run(simulated):
+    # No exact likelihood exists (the Heaviside network has no linear-Gaussian reduction), so the
+    # reference is a long PMMH run (4 chains x 2000 draws, 256 particles) on the same data. Declared
+    # tolerance: the recipe's posterior median of log Γ⁻ within 4 Monte Carlo standard errors of
+    # the long run's (MCSE from the recipe's effective sample size), plus 1% for the long run's own error.
+    import arviz as az
+
+    import inference
+
+    data, _ = simulated
+    short = inference.fit(ENTRY, data, method="pmmh", seed=1, **ENTRY.recipe.options_for("small"))
+    long = inference.fit(ENTRY, data, method="pmmh", seed=2, num_particles=256, num_warmup=1000,
+                         num_samples=2000, num_chains=4, init_scale=0.02, init_radius=0.1)
+    log_short = np.log(short.posterior["gamma_minus"].values)
+    log_long = np.log(long.posterior["gamma_minus"].values)
+    ess = float(az.ess(np.asarray(log_short)))
+    mcse = log_long.std() / math.sqrt(max(ess, 1.0))
+    assert abs(np.median(log_short) - np.median(log_long)) < 4 * mcse + 0.01
+    assert 0.5 < log_short.std() / log_long.std() < 2.0
