@@ -49,6 +49,7 @@ def run_vae(
     kl_steps: int = 1,
     coordinated_dropout: float | None = None,
     num_particles: int = 1,
+    batch_size: int | None = None,
     validation: int = 0,
     evaluate_every: int = 100,
     eval_particles: int = 16,
@@ -68,6 +69,10 @@ def run_vae(
             (:class:`inference.train.KLAnnealing`; the default 1, 1 is the plain ELBO).
         coordinated_dropout: drop rate of :func:`inference.train.train` (None: off).
         num_particles: guide draws per ELBO estimate.
+        batch_size: sequences per step, drawn without replacement from the training sequences by
+            the step's batch key (None: all of them every step). The loss is then the ELBO of the
+            batch (its gradient is ``batch_size / S`` times an unbiased estimate of the full
+            one; Adam does not see the factor), and ``training.loss`` is per batch.
         validation: hold out the last ``validation`` sequences; every ``evaluate_every`` steps
             their ELBO (``eval_particles`` draws, fixed key) is computed and the best parameters
             are kept; ``patience`` evaluations without a new best stop the run.
@@ -118,9 +123,17 @@ def run_vae(
         def evaluate(p):
             return float(score(p))
 
+    make_batch = lambda batch_key, step: train_data  # noqa: E731
+    if batch_size is not None:
+        batch_size = positive_int("batch_size", batch_size)
+        if batch_size > train_data.shape[0]:
+            raise ValueError(f"batch_size: expected at most the {train_data.shape[0]} training sequences, got {batch_size}")
+        if batch_size < train_data.shape[0]:
+            def make_batch(batch_key, step):
+                return train_data[jax.random.choice(batch_key, train_data.shape[0], (batch_size,), replace=False)]
     kl = None if (kl_start == 1.0 and kl_steps == 1) else trainer.KLAnnealing(float(kl_start), positive_int("kl_steps", kl_steps))
     started = time.perf_counter()
-    result = trainer.train(loss, params0, lambda batch_key, step: train_data, OPTIMIZERS[optimizer](learning_rate),
+    result = trainer.train(loss, params0, make_batch, OPTIMIZERS[optimizer](learning_rate),
                            num_steps, seed=seed, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
                            progress=progress, evaluate=evaluate, evaluate_every=evaluate_every, clip_norm=clip_norm,
                            kl_weight=kl, coordinated_dropout=coordinated_dropout, patience=patience)
