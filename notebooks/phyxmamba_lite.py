@@ -22,7 +22,7 @@
 # prediction with a multi-token-prediction (MTP) head, then fine-tuning on free-running rollouts
 # with an attractor-geometry (MMD) regulariser, here a `numpyro.factor`. The entry's small run
 # trains on 16 Lorenz series sampled at 30 points per Lyapunov time and forecasts 300 steps from a
-# 30-step context on 10 held-out series; the exact reference is the true trajectory.
+# 30-step context on 40 held-out series; the exact reference is the true trajectory.
 
 # %%
 import jax, numpy as np, matplotlib.pyplot as plt
