@@ -63,6 +63,11 @@ training                  8000 Adam steps       batch 128 windows, lr 10⁻³, c
 grid                      216 × 216             Boltzmann quadrature (36 × 36 bins)
 ========================  ====================  ==============================================
 
+The ``paper`` config is the same toy at accelerator scale (256 walkers × 20 000 frames, a 4-layer
+transformer with ``d = 64``, a 3 × 256 decoder, 50 000 steps of batch 512); the spec's paper-scale
+systems (a 4-residue chain with coupled torsion potentials, alanine dipeptide from public MD) and
+ConfRover's protein scale (ATLAS) are not part of the entry.
+
 Recovery check (spec group3 §8, CPU acceptance; the model-side thresholds are the spec's,
 uncalibrated):
 

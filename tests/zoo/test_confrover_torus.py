@@ -183,10 +183,10 @@ def test_csv_round_trip_and_named_errors(key):
 
 def test_a_short_training_learns_the_basins(key):
     # a small network trained briefly on a short run (the recipe's check runs in the slow test):
-    # the iid sampler already puts the basins' mass where the Boltzmann law has it, and rollouts
-    # stay on the torus; the uniform law (the untrained decoder's start) scores far worse
-    config = dataclasses.replace(SMALL, num_walkers=16, num_frames=400, hidden=(32, 32), d_model=8, ff=16,
-                                 batch_size=32)
+    # the iid sampler already puts the basins' mass where the Boltzmann law has it; the uniform law
+    # (the untrained decoder's start) scores far worse
+    config = dataclasses.replace(SMALL, num_walkers=16, num_frames=300, window=4, strides=(1, 2, 4), hidden=(32, 32),
+                                 d_model=8, ff=16, batch_size=32, ck_stride=2)
     data, _ = ENTRY.simulate(key, config)
     idata = inference.fit(ENTRY, data, method="flow", num_steps=250, batch_size=32, learning_rate=3e-3,
                           progress=False, config=config)
@@ -197,8 +197,6 @@ def test_a_short_training_learns_the_basins(key):
     exact = cr.exact_occupancies(config)
     uniform = cr.basin_occupancies(np.asarray(torus.uniform(key, (3000, 2))))
     assert np.max(np.abs(cr.basin_occupancies(iid) - exact)) < 0.5 * np.max(np.abs(uniform - exact))
-    path = cr.rollout(surrogate, key, iid[:8], stride=2, num_frames=20, config=config)
-    assert path.shape == (20, 8, 2) and np.all(path > -np.pi) and np.all(path <= np.pi)
 
 
 @pytest.mark.slow
