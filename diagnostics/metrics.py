@@ -28,6 +28,8 @@ function                            what it measures
                                     MAE/RMSE over a constant offset on the reference's low-energy bins that
                                     the samples reach, and the coverage of those bins (the BioEmu/PLaTITO
                                     protocol)
+:func:`rank_auc`                    area under the ROC curve of scores separating positives from negatives, as
+                                    the Mann–Whitney rank statistic (ties count ½)
 ==================================  ==========================================================================
 
 Every function takes arrays (time first, ``(T, N)``) or, for the Lyapunov exponents, a map
@@ -66,6 +68,7 @@ __all__ = [
     "energy_distance",
     "FreeEnergyComparison",
     "free_energy_comparison",
+    "rank_auc",
 ]
 
 
@@ -529,3 +532,21 @@ def free_energy_comparison(samples, reference_probs, edges, *, cutoff: float = 4
     mae = float(np.mean(np.abs(diff - offset)))
     rmse = float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))
     return FreeEnergyComparison(mae, rmse, float(coverage), num_scored, num_low, offset)
+
+
+def rank_auc(positive, negative) -> float:
+    """AUC of scores that should rank ``positive`` above ``negative``: ``P(s⁺ > s⁻) + ½ P(s⁺ = s⁻)``
+    over all pairs, computed from the ranks of the pooled scores (Mann–Whitney ``U / (n⁺ n⁻)``,
+    ``U = Σ rank(s⁺) − n⁺(n⁺ + 1)/2`` with mid-ranks for ties). 0.5 is chance, 1 perfect
+    separation. Raises ``ValueError`` for an empty or non-finite sample."""
+    from scipy.stats import rankdata
+
+    positive, negative = np.ravel(np.asarray(positive, float)), np.ravel(np.asarray(negative, float))
+    for name, scores in (("positive", positive), ("negative", negative)):
+        if scores.size == 0:
+            raise ValueError(f"{name}: expected at least one score")
+        if not np.all(np.isfinite(scores)):
+            raise ValueError(f"{name}: scores must be finite numbers")
+    ranks = rankdata(np.concatenate([positive, negative]))
+    n_pos, n_neg = positive.size, negative.size
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

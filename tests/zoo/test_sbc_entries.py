@@ -45,6 +45,8 @@ NO_PRIOR_REPLICATE = {
                                  "predictive records under other site names",
     "pgdmm_duffing": "its data are (u, y) pairs: the known input u is not a prior-predictive site, so "
                      "a replicate needs a prior_data that takes u from the config (not written yet)",
+    "morec_refrigerator": "the twin's N(0, 10^2) prior on w makes most prior-predictive episodes diverge "
+                          "(|1 + w2| > 1 over 100 steps), so a replicate is not finite data",
     "snapshot_sde_lv": "its data are snapshot clouds, not a site 'y' of the prior predictive (no "
                        "prior_data yet), and some prior draws give a non-PD LNA covariance",
 }

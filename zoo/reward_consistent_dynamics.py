@@ -1,0 +1,900 @@
+r"""Reward-consistent dynamics models (MOREC) on a refrigerator (``morec_refrigerator``).
+
+Model card
+----------
+Data: ``S`` episodes of ``T`` steps of a refrigerator whose temperature ``T_t`` (°C) is cooled by
+an action ``a_t ∈ [0, 1]`` (compressor duty) and warmed by the room::
+
+    T_{t+1} = T_t + k_amb (T_amb − T_t) − k_c a_t + σ ε_t,      ε_t ~ N(0, 1)
+
+with ``T_amb = 25``, ``k_amb = 0.05``, ``k_c = 2``, ``σ = 0.1`` on ``small`` (the steady state at
+``a = 0.5`` is 5 °C). The behaviour policy holds the temperature near 5 °C,
+``a_t = clip(0.5 + 0.3 (T_t − 5) + N(0, 0.1²), 0, 1)``, from ``T_0 ~ U(3, 7)``; the test policy
+``a_t ~ U(0, 0.2)`` from ``T_0 ~ U(10, 25)`` visits states the data never show.
+
+Four programs share these data.
+
+**Linear-physics twin** (``model``, the recipe; exact). The one-step transitions are a Bayesian
+linear regression of ``ΔT = T_{t+1} − T_t`` on ``(1, T_t, a_t)``::
+
+    w ~ N(0, s_w² I₃),      T_{t+1} ~ N(T_t + w₁ + w₂ T_t + w₃ a_t, σ²)
+
+so ``k_amb = −w₂``, ``k_c = −w₃`` and ``w₁ = k_amb T_amb``. With ``σ`` known the posterior of
+``w`` is Normal in closed form (:func:`twin_posterior`) and so is the evidence
+(:func:`twin_log_evidence`); NUTS on ``model`` is checked against it.
+
+==============  ============================  ============
+parameter       prior                         small truth
+==============  ============================  ============
+``w₁``          N(0, 10²)                     1.25
+``w₂``          N(0, 10²)                     −0.05
+``w₃``          N(0, 10²)                     −2.0
+``σ``           fixed (``noise``)             0.1
+==============  ============================  ============
+
+**Bayesian neural dynamics** (:func:`dynamics_model`, method ``"svi"``). A 2 × 32 SiLU MLP
+``(f_θ, g_θ)`` of the normalised inputs ``((T − m_T)/s_T, (a − m_a)/s_a)`` (data statistics) with
+``θ ~ N(0, 1)`` elementwise::
+
+    T_{t+1} ~ N(T_t + m_Δ + s_Δ f_θ(T_t, a_t), (s_Δ softplus(g_θ(T_t, a_t)))²)
+
+fitted by SVI with ``AutoNormal``; ``K`` guide draws of ``θ`` are the ensemble (:func:`ensemble_from`).
+
+**Probabilistic ensemble** (:func:`fit_ensemble`, the trainer; MOPO-style). ``K`` Gaussian MLPs
+(``zoo.nets.ensemble.GaussianMLP`` with learned log-variance bounds) trained by maximum likelihood
+on bootstrap resamples, the ``elites`` best by hold-out MSE kept.
+
+**Dynamics reward** (:func:`train_reward`, the trainer; MOREC's adversarial IRL, simplified). A
+discriminator ``D_φ(T, a, ΔT)`` (2 × 32 MLP, sigmoid output) is trained GAIL-style against a
+learner ``π_ψ(ΔT | T, a) = N(μ_ψ, σ_ψ²)`` that maximises ``E[−log(1 − D_φ)] + β H(π_ψ)``;
+snapshots of ``φ`` are kept every ``snapshot_every`` steps and the last ``history`` of them define
+the reward::
+
+    r_D(T, a, ΔT) = −log(1 − mean_k clip(D_{φ_k}(T, a, ΔT), 0, 0.999))      (0 ≤ r_D ≤ 6.9)
+
+The transition filter (:func:`filtered_rollout`) draws candidates from every ensemble member
+(``resample`` each), scores them by ``r_D`` and picks one with probabilities
+``softmax(r_D / temperature)`` (``temperature = 0.1``); a chosen ``r_D`` below ``threshold``
+(0.6) marks the rollout as ended.
+
+Checks: the recipe's (:func:`check`, spec (a)): joint 90% intervals cover ``k_amb`` and ``k_c``
+and their posterior means are within 10% of the truth. :func:`check_dynamics` (spec (b)): the
+ensemble's 90% predictive intervals cover between 80% and 98% of held-out in-distribution one-step
+transitions. :func:`check_reward` (spec (c)): on the unseen region ``r_D`` ranks true transitions
+above ensemble samples offset by ±1 °C (AUC > 0.7) and the filtered 10-step rollout error is at
+most the unfiltered one (mean over 5 seeds).
+
+Data format: ``(S, T, 2)`` floats, channels ``temp`` and ``action`` per step (the last step's
+action is not used); NaN marks a missing value and a transition touching one is left out.
+
+The ``paper`` configuration describes the paper's offline-RL setting (D4RL MuJoCo transitions);
+its data are not downloaded: :func:`load_offline_data` reads them from ``data_path`` in the
+layout ``episode, step, s0..s{d-1}, a0..a{m-1}, reward`` and raises :class:`OfflineDataMissing`
+when the file is absent.
+
+Reference: F.-M. Luo, T. Xu, X. Cao, Y. Yu, "Reward-Consistent Dynamics Models are Strongly
+Generalizable for Offline Reinforcement Learning", ICLR 2024, arXiv:2310.05422.
+
+Example::
+
+    import functools, jax, inference, zoo
+    from inference.train import train
+    from zoo.reward_consistent_dynamics import (dynamics_model, dynamics_svi_options, ensemble_from, train_reward,
+                                                check_dynamics, check_reward)
+    entry = zoo.get("morec_refrigerator")
+    config = entry.config("small")
+    data, truth = entry.simulate(jax.random.PRNGKey(0), config)
+    twin = inference.fit(entry, data, method="nuts", num_warmup=300, num_samples=300)
+    fit, held_out = data[:-config.held_out], data[-config.held_out:]
+    svi = inference.fit(functools.partial(dynamics_model, config=config), fit, method="svi",
+                        **dynamics_svi_options(config))
+    ensemble = ensemble_from(svi, fit, config)
+    problem = train_reward(fit, config)
+    reward = problem.finish(train(*problem[:5], evaluate=problem.evaluate, evaluate_every=problem.evaluate_every))
+    check_dynamics(ensemble, held_out, config) + check_reward(reward, ensemble, config)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jaxtyping import Array, Float
+
+from zoo.core import Check, Columns, FixedParameter, Recipe, ZooEntry, check_close, check_covers, is_traced
+
+__all__ = [
+    "MORECConfig",
+    "SMALL",
+    "PAPER",
+    "OfflineDataMissing",
+    "validate_data",
+    "transitions",
+    "step_mean",
+    "simulate",
+    "simulate_policy",
+    "model",
+    "exact_loglik",
+    "twin_posterior",
+    "twin_log_evidence",
+    "check",
+    "Stats",
+    "data_stats",
+    "dynamics_model",
+    "dynamics_svi_options",
+    "TrainingProblem",
+    "ensemble_from",
+    "Ensemble",
+    "ensemble_predict",
+    "fit_ensemble",
+    "RewardModel",
+    "train_reward",
+    "dynamics_reward",
+    "filtered_rollout",
+    "reward_scores",
+    "rollout_errors",
+    "check_dynamics",
+    "check_reward",
+    "load_offline_data",
+    "ENTRY",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class MORECConfig:
+    """Simulator, policies, twin prior, networks and training of ``morec_refrigerator``.
+
+    Plant: ``t_amb``, ``k_amb``, ``k_c``, ``noise`` (σ). Behaviour data: ``num_episodes`` ×
+    ``num_steps`` from ``T_0 ~ U(init_low, init_high)``, ``a = clip(policy_offset + policy_gain
+    (T − setpoint) + N(0, policy_noise²), 0, 1)``. Test region: ``T_0 ~ U(test_low, test_high)``,
+    ``a ~ U(0, test_action_high)``. Twin: prior scale ``prior_scale``. Networks: ``hidden`` width
+    (two layers). SVI: ``svi_steps`` at ``svi_learning_rate``; ``ensemble_size`` draws (K);
+    ensemble MLE: ``ensemble_steps``, ``elites``. Reward: ``reward_steps`` at
+    ``reward_learning_rate``, ``entropy`` (β), a snapshot every ``snapshot_every`` steps, the last
+    ``history`` used. Filter: ``resample`` candidates per member, ``temperature``, ``threshold``.
+    Checks: ``rollout_steps``, ``num_rollouts``, ``offset`` (°C), ``held_out`` episodes.
+    ``task`` is ``"refrigerator"`` (simulated) or ``"d4rl"`` (offline data at ``data_path``).
+    """
+
+    task: str = "refrigerator"
+    num_episodes: int = 50
+    num_steps: int = 100
+    t_amb: float = 25.0
+    k_amb: float = 0.05
+    k_c: float = 2.0
+    noise: float = 0.1
+    setpoint: float = 5.0
+    policy_offset: float = 0.5
+    policy_gain: float = 0.3
+    policy_noise: float = 0.1
+    init_low: float = 3.0
+    init_high: float = 7.0
+    test_low: float = 10.0
+    test_high: float = 25.0
+    test_action_high: float = 0.2
+    prior_scale: float = 10.0
+    hidden: int = 32
+    svi_steps: int = 1500
+    svi_learning_rate: float = 1e-2
+    ensemble_size: int = 7
+    ensemble_steps: int = 1500
+    elites: int = 5
+    reward_steps: int = 3000
+    reward_learning_rate: float = 1e-3
+    entropy: float = 0.1
+    snapshot_every: int = 20
+    history: int = 50
+    resample: int = 4
+    temperature: float = 0.1
+    threshold: float = 0.6
+    rollout_steps: int = 10
+    num_rollouts: int = 200
+    offset: float = 1.0
+    held_out: int = 10
+    data_path: str = ""
+    env: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task not in ("refrigerator", "d4rl"):
+            raise ValueError(f"task: expected 'refrigerator' or 'd4rl', got {self.task!r}")
+        for name in ("num_episodes", "num_steps", "hidden", "svi_steps", "ensemble_size", "ensemble_steps", "elites",
+                     "reward_steps", "snapshot_every", "history", "resample", "rollout_steps", "num_rollouts",
+                     "held_out"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if self.num_steps < 2:
+            raise ValueError(f"num_steps: expected at least 2 steps (one transition), got {self.num_steps}")
+        if self.elites > self.ensemble_size:
+            raise ValueError(f"elites: expected at most ensemble_size = {self.ensemble_size}, got {self.elites}")
+        for name in ("k_amb", "k_c", "noise", "policy_noise", "prior_scale", "svi_learning_rate",
+                     "reward_learning_rate", "temperature", "offset"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        for name in ("t_amb", "setpoint", "policy_offset", "policy_gain", "init_low", "init_high", "test_low",
+                     "test_high", "entropy", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not np.isfinite(value):
+                raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        if not self.init_low < self.init_high:
+            raise ValueError(f"init_high: expected init_low < init_high, got {self.init_low} and {self.init_high}")
+        if not self.test_low < self.test_high:
+            raise ValueError(f"test_high: expected test_low < test_high, got {self.test_low} and {self.test_high}")
+        if not 0 < self.test_action_high <= 1:
+            raise ValueError(f"test_action_high: expected a number in (0, 1], got {self.test_action_high!r}")
+        if self.entropy < 0:
+            raise ValueError(f"entropy: expected a number >= 0, got {self.entropy!r}")
+        if self.task == "refrigerator" and self.held_out >= self.num_episodes:
+            raise ValueError(f"held_out: expected fewer than num_episodes = {self.num_episodes} episodes, "
+                             f"got {self.held_out}")
+        if self.task == "d4rl" and not self.data_path:
+            raise ValueError("data_path: the 'd4rl' task reads its transitions from a CSV; give its path")
+
+    def fixed_parameters(self) -> dict[str, FixedParameter]:
+        """The twin's noise ``σ`` (known, so that its posterior is the closed-form Normal)."""
+        return {"sigma": FixedParameter(float(self.noise), "noise")}
+
+
+class OfflineDataMissing(FileNotFoundError):
+    """The offline data set a ``d4rl`` configuration names is not on disk (nothing is downloaded)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The plant and its data
+# --------------------------------------------------------------------------------------------
+
+
+def step_mean(temp, action, config: MORECConfig):
+    """The plant's mean next temperature ``T + k_amb (T_amb − T) − k_c a``."""
+    return temp + config.k_amb * (config.t_amb - temp) - config.k_c * action
+
+
+def validate_data(data, config: MORECConfig):
+    """``data`` as ``(S, T, 2)`` floats with channels ``(temp, action)`` (one ``(T, 2)`` episode is
+    accepted), ``T >= 2``; NaN is missing; finite actions must lie in [0, 1]; no infinities."""
+    traced = is_traced(data)
+    array = jnp.asarray(data, dtype=float) if traced else np.asarray(data, dtype=float)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[-1] != 2 or array.shape[1] < 2:
+        raise ValueError(f"data: expected shape (episode, time >= 2, 2) with channels (temp, action), or (time, 2); "
+                         f"got shape {np.shape(data)}")
+    if not traced:
+        if np.isinf(array).any():
+            raise ValueError("data: infinite values are not allowed (use NaN for missing)")
+        actions = array[..., 1]
+        bad = np.isfinite(actions) & ((actions < 0) | (actions > 1))
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"data: actions must lie in [0, 1]; got {float(actions[where]):g} at (episode, time) = "
+                             f"{where}")
+    return jnp.asarray(array)
+
+
+def transitions(data, config: MORECConfig):
+    """``(temp (S, T-1), action (S, T-1), next_temp (S, T-1), observed (S, T-1) bool)`` of
+    validated data; a transition with any NaN is not observed (its values are replaced by 0)."""
+    array = validate_data(data, config)
+    temp, action, nxt = array[:, :-1, 0], array[:, :-1, 1], array[:, 1:, 0]
+    observed = jnp.isfinite(temp) & jnp.isfinite(action) & jnp.isfinite(nxt)
+    clean = lambda x: jnp.where(observed, x, 0.0)  # noqa: E731
+    return clean(temp), clean(action), clean(nxt), observed
+
+
+def simulate_policy(key, config: MORECConfig, policy: str = "behaviour", *, num_episodes: int | None = None,
+                    num_steps: int | None = None):
+    """``(S, T, 2)`` episodes ``(temp, action)`` of the plant under the ``"behaviour"`` policy (from
+    ``T_0 ~ U(init_low, init_high)``) or the ``"test"`` policy (``a ~ U(0, test_action_high)``
+    from ``T_0 ~ U(test_low, test_high)``)."""
+    if policy not in ("behaviour", "test"):
+        raise ValueError(f"policy: expected 'behaviour' or 'test', got {policy!r}")
+    S = config.num_episodes if num_episodes is None else num_episodes
+    T = config.num_steps if num_steps is None else num_steps
+    k0, k_act, k_eps = jax.random.split(key, 3)
+    low, high = (config.init_low, config.init_high) if policy == "behaviour" else (config.test_low, config.test_high)
+    temp0 = jax.random.uniform(k0, (S,), minval=low, maxval=high)
+    if policy == "behaviour":
+        noise = config.policy_noise * jax.random.normal(k_act, (T, S))
+    else:
+        noise = jax.random.uniform(k_act, (T, S), maxval=config.test_action_high)
+    eps = config.noise * jax.random.normal(k_eps, (T, S))
+
+    def act(temp, u):
+        if policy == "behaviour":
+            return jnp.clip(config.policy_offset + config.policy_gain * (temp - config.setpoint) + u, 0.0, 1.0)
+        return u
+
+    def step(temp, xs):
+        u, e = xs
+        a = act(temp, u)
+        return step_mean(temp, a, config) + e, (temp, a)
+
+    _, (temps, actions) = jax.lax.scan(step, temp0, (noise, eps))
+    return jnp.stack([temps.T, actions.T], axis=-1)
+
+
+def _truth(config: MORECConfig) -> dict:
+    w = jnp.array([config.k_amb * config.t_amb, -config.k_amb, -config.k_c])
+    return {"w": w, "k_amb": jnp.asarray(config.k_amb), "k_c": jnp.asarray(config.k_c),
+            "t_amb": jnp.asarray(config.t_amb)}
+
+
+def simulate(key, config: MORECConfig):
+    """``(data (S, T, 2), truth)``: behaviour-policy episodes; ``truth``: ``w``, ``k_amb``, ``k_c``,
+    ``t_amb``. A ``d4rl`` configuration has no simulator (:func:`load_offline_data`)."""
+    if config.task != "refrigerator":
+        load_offline_data(config)  # names the missing file, or says the data are real
+        raise ValueError("config: the 'd4rl' task has no simulator; its data are the offline transitions "
+                         "(load_offline_data)")
+    return simulate_policy(key, config, "behaviour"), _truth(config)
+
+
+# --------------------------------------------------------------------------------------------
+# The linear-physics twin (exact)
+# --------------------------------------------------------------------------------------------
+
+
+def _design(temp, action):
+    return jnp.stack([jnp.ones_like(temp), temp, action], axis=-1)
+
+
+def _whitening(data, config: MORECConfig):
+    """The lower Cholesky factor ``L`` of ``XᵀX`` over the observed transitions (the identity
+    without data): the twin samples ``β = Lᵀ w / σ``, whose posterior is close to N(·, I)."""
+    if data is None:
+        return jnp.eye(3)
+    temp, action, _, observed = transitions(data, config)
+    X = _design(temp, action) * observed[..., None]
+    gram = jnp.einsum("sti,stj->ij", X, X) + 1e-9 * jnp.eye(3)
+    return jnp.linalg.cholesky(gram)
+
+
+def model(data=None, *, config: MORECConfig) -> None:
+    """The twin: ``w (3,) ~ N(0, prior_scale²)``, deterministic ``k_amb = −w₂``, ``k_c = −w₃``,
+    ``t_amb = −w₁/w₂``, then each observed transition ``y (S, T-1)`` ~ N(T + w·(1, T, a), σ²).
+
+    ``w`` is sampled as ``β = Lᵀ w / σ`` (site ``beta``, its prior the image of ``w``'s), with
+    ``L`` the Cholesky factor of ``XᵀX`` (:func:`_whitening`; Stan's QR reparameterisation): the
+    same model, but a posterior NUTS crosses in a few steps although ``w₁`` and ``w₂`` are
+    correlated beyond −0.99 on behaviour data. Without data the prior predictive: behaviour-policy
+    episodes (sites ``temp_0``, ``action_noise``, ``y``) under the drawn ``w``."""
+    L = _whitening(data, config)
+    scale = config.prior_scale / config.noise
+    prior_tril = jnp.linalg.cholesky(L.T @ L)  # cov(β) = scale² Lᵀ L
+    beta = numpyro.sample("beta", dist.MultivariateNormal(jnp.zeros(3), scale_tril=scale * prior_tril))
+    w = numpyro.deterministic("w", config.noise * jax.scipy.linalg.solve_triangular(L.T, beta, lower=False))
+    numpyro.deterministic("k_amb", -w[1])
+    numpyro.deterministic("k_c", -w[2])
+    numpyro.deterministic("t_amb", -w[0] / w[1])
+    if data is not None:
+        temp, action, nxt, observed = transitions(data, config)
+        loc = temp + _design(temp, action) @ w
+        numpyro.sample("y", dist.Normal(loc, config.noise).mask(observed).to_event(2), obs=nxt)
+        return
+    from numpyro.contrib.control_flow import scan
+
+    S, T = config.num_episodes, config.num_steps
+    temp0 = numpyro.sample("temp_0", dist.Uniform(config.init_low, config.init_high).expand([S]).to_event(1))
+
+    def step(temp, _):
+        u = numpyro.sample("action_noise", dist.Normal(0.0, config.policy_noise).expand([S]).to_event(1))
+        a = jnp.clip(config.policy_offset + config.policy_gain * (temp - config.setpoint) + u, 0.0, 1.0)
+        nxt = numpyro.sample("temp_next", dist.Normal(temp + _design(temp, a) @ w, config.noise).to_event(1))
+        return nxt, (temp, a)
+
+    final, (temps, actions) = scan(step, temp0, None, length=T - 1)
+    numpyro.deterministic("temp", jnp.concatenate([temps.T, final[:, None]], axis=1))
+    numpyro.deterministic("action", actions.T)
+
+
+def exact_loglik(params: Mapping[str, Any], data, config: MORECConfig):
+    """``log p(data | w, σ)`` of the twin (a sum of Normal log densities over observed transitions)."""
+    temp, action, nxt, observed = transitions(data, config)
+    loc = temp + _design(temp, action) @ jnp.asarray(params["w"])
+    return jnp.sum(jnp.where(observed, dist.Normal(loc, config.noise).log_prob(nxt), 0.0))
+
+
+def _regression(data, config: MORECConfig):
+    temp, action, nxt, observed = transitions(data, config)
+    X = _design(temp, action)[observed]
+    y = (nxt - temp)[observed]
+    return np.asarray(X, float), np.asarray(y, float)
+
+
+def twin_posterior(data, config: MORECConfig) -> tuple[Float[Array, "3"], Float[Array, "3 3"]]:
+    """The exact posterior ``N(m, C)`` of ``w`` given the data (``σ`` known):
+    ``C = (XᵀX/σ² + I/s_w²)⁻¹``, ``m = C Xᵀ(T' − T)/σ²``, ``X`` rows ``(1, T, a)``."""
+    X, y = _regression(data, config)
+    precision = X.T @ X / config.noise**2 + np.eye(3) / config.prior_scale**2
+    cov = np.linalg.inv(precision)
+    return jnp.asarray(cov @ X.T @ y / config.noise**2), jnp.asarray(cov)
+
+
+def twin_log_evidence(data, config: MORECConfig) -> float:
+    """``log p(data)`` of the twin with ``w`` integrated out, in closed form (σ known):
+    ``y = T' − T ~ N(0, σ² I + s_w² X Xᵀ)`` by the matrix determinant lemma and Woodbury."""
+    X, y = _regression(data, config)
+    n = len(y)
+    s2, p2 = config.noise**2, config.prior_scale**2
+    precision = X.T @ X / s2 + np.eye(3) / p2
+    b = X.T @ y / s2
+    chol = np.linalg.cholesky(precision)
+    logdet = n * math.log(s2) + 3 * math.log(p2) + 2 * np.sum(np.log(np.diag(chol)))
+    quad = y @ y / s2 - b @ np.linalg.solve(precision, b)
+    return float(-0.5 * (n * math.log(2 * math.pi) + logdet + quad))
+
+
+def check(idata, truth: Mapping[str, Any], config: MORECConfig) -> list[Check]:
+    """The twin (spec check (a)): joint 90% intervals cover ``k_amb`` and ``k_c`` (Bonferroni over
+    the two); posterior means within 10% (relative) of each."""
+    return [check_covers(idata, "k_amb", truth["k_amb"], num_comparisons=2),
+            check_covers(idata, "k_c", truth["k_c"], num_comparisons=2),
+            check_close(idata, "k_amb", truth["k_amb"], tol=0.1, relative=True),
+            check_close(idata, "k_c", truth["k_c"], tol=0.1, relative=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# Bayesian neural dynamics (SVI): posterior draws are the ensemble
+# --------------------------------------------------------------------------------------------
+
+
+class Stats(NamedTuple):
+    """Data statistics that normalise the networks' inputs and outputs: means and standard
+    deviations of ``(T, a, ΔT)`` over the observed transitions (each ``(3,)``)."""
+
+    mean: jax.Array
+    scale: jax.Array
+
+
+def data_stats(data, config: MORECConfig) -> Stats:
+    """:class:`Stats` of the observed transitions of ``data``."""
+    temp, action, nxt, observed = transitions(data, config)
+    values = jnp.stack([temp, action, nxt - temp], axis=-1)
+    weight = observed[..., None].astype(float)
+    count = jnp.maximum(jnp.sum(weight, axis=(0, 1)), 1.0)
+    mean = jnp.sum(values * weight, axis=(0, 1)) / count
+    var = jnp.sum((values - mean) ** 2 * weight, axis=(0, 1)) / count
+    return Stats(mean, jnp.sqrt(var) + 1e-6)
+
+
+def _normalise(temp, action, stats: Stats):
+    return jnp.stack([(temp - stats.mean[0]) / stats.scale[0], (action - stats.mean[1]) / stats.scale[1]], axis=-1)
+
+
+def _dynamics_net(config: MORECConfig):
+    from zoo.nets.mlp import MLP
+
+    return MLP(hidden=(config.hidden, config.hidden), out_features=2, activation="silu")
+
+
+def _delta_law(out, stats: Stats):
+    """``(mean, scale)`` of ``ΔT`` from the network's two outputs."""
+    return stats.mean[2] + stats.scale[2] * out[..., 0], stats.scale[2] * jax.nn.softplus(out[..., 1]) + 1e-6
+
+
+def dynamics_model(data, *, config: MORECConfig, stats: Stats | None = None) -> None:
+    """The Bayesian neural dynamics on data ``(S, T, 2)``: network weights ``dynamics.*`` ~ N(0, 1)
+    (``numpyro.contrib.module.random_flax_module``), then each observed transition
+    ``y (S, T-1)`` ~ N(T + mean, scale²) with ``(mean, scale)`` from the network (inputs and
+    outputs scaled by ``stats``, by default those of ``data``)."""
+    from numpyro.contrib.module import random_flax_module
+
+    if data is None:
+        raise ValueError("data: the neural dynamics conditions on the observed states and actions; pass data (S, T, 2)")
+    temp, action, nxt, observed = transitions(data, config)
+    stats = data_stats(data, config) if stats is None else stats
+    net = random_flax_module("dynamics", _dynamics_net(config), prior=dist.Normal(0.0, 1.0), input_shape=(2,))
+    mean, scale = _delta_law(net(_normalise(temp, action, stats)), stats)
+    numpyro.sample("y", dist.Normal(temp + mean, scale).mask(observed).to_event(2), obs=nxt)
+
+
+def dynamics_svi_options(config: MORECConfig) -> dict:
+    """Options of ``inference.fit(partial(dynamics_model, config=config), data, method="svi",
+    **options)``: ``AutoNormal``, Adam at ``svi_learning_rate`` for ``svi_steps``, ``ensemble_size``
+    guide draws (the ensemble)."""
+    return {"guide": "AutoNormal", "num_steps": config.svi_steps, "learning_rate": config.svi_learning_rate,
+            "num_samples": config.ensemble_size, "posterior_predictive": False}
+
+
+class Ensemble(NamedTuple):
+    """K one-step Gaussian dynamics models of ``ΔT``: ``params`` (a pytree with a leading member
+    axis K) applied by ``apply(params_k, x (..., 2)) -> (mean, scale)`` of ``ΔT`` in °C to the
+    normalised inputs ``x``; ``stats`` normalise."""
+
+    params: Any
+    apply: Any
+    stats: Stats
+
+    @property
+    def size(self) -> int:
+        return int(jax.tree_util.tree_leaves(self.params)[0].shape[0])
+
+
+def ensemble_from(idata, data, config: MORECConfig) -> Ensemble:
+    """The ensemble of an SVI fit of :func:`dynamics_model` to ``data``: every posterior draw of the
+    network weights (variables ``dynamics.<layer>.<leaf>``) is one member."""
+    stats = data_stats(data, config)
+    values = {name: np.asarray(var.values).reshape((-1,) + var.values.shape[2:])
+              for name, var in idata.posterior.data_vars.items() if name.startswith("dynamics.")}
+    if not values:
+        raise ValueError(f"idata: no network draws 'dynamics.*' in the posterior; got {sorted(idata.posterior.data_vars)}")
+    from zoo.nets.params import module_params
+
+    tree = module_params(values, "dynamics")["params"]
+    net = _dynamics_net(config)
+
+    def apply(params, x):
+        return _delta_law(net.apply({"params": params}, x), stats)
+
+    return Ensemble(tree, apply, stats)
+
+
+def ensemble_predict(ensemble: Ensemble, temp, action) -> tuple[jax.Array, jax.Array]:
+    """``(mean, scale)`` of the next temperature under each member: ``(K, *temp.shape)`` each."""
+    x = _normalise(jnp.asarray(temp, float), jnp.asarray(action, float), ensemble.stats)
+    mean, scale = jax.vmap(lambda p: ensemble.apply(p, x))(ensemble.params)
+    return jnp.asarray(temp) + mean, scale
+
+
+# --------------------------------------------------------------------------------------------
+# Probabilistic ensemble by maximum likelihood (MOPO-style), for the trainer
+# --------------------------------------------------------------------------------------------
+
+
+class TrainingProblem(NamedTuple):
+    """What ``inference.train.train(loss_fn, init_params, make_batch, optimizer, num_steps,
+    evaluate=evaluate, evaluate_every=evaluate_every)`` takes, and ``finish(result)`` that builds
+    the trained object from its :class:`~inference.train.TrainResult`."""
+
+    loss_fn: Any
+    init_params: Any
+    make_batch: Any
+    optimizer: Any
+    num_steps: int
+    evaluate: Any
+    evaluate_every: int
+    finish: Any
+
+
+def _flat_transitions(data, config: MORECConfig):
+    temp, action, nxt, observed = transitions(data, config)
+    keep = np.asarray(observed)
+    return (np.asarray(temp)[keep], np.asarray(action)[keep], np.asarray(nxt - temp)[keep])
+
+
+def fit_ensemble(data, config: MORECConfig, *, seed: int = 0, batch_size: int = 256) -> TrainingProblem:
+    """The MOPO-style probabilistic ensemble as a :class:`TrainingProblem`: ``ensemble_size``
+    :class:`~zoo.nets.ensemble.GaussianMLP` members (2 × ``hidden``, SiLU) trained by Gaussian
+    NLL (with the learned log-variance bound penalty 0.01) on bootstrap minibatches of the
+    transitions of all but the last ``held_out`` episodes; ``finish`` keeps the ``elites``
+    members with the lowest MSE on the held-out episodes and returns an :class:`Ensemble`."""
+    import optax
+
+    from zoo.nets.ensemble import Ensemble as EnsembleNet
+    from zoo.nets.ensemble import GaussianMLP, gaussian_nll
+
+    array = validate_data(data, config)
+    if array.shape[0] <= config.held_out:
+        raise ValueError(f"data: expected more than held_out = {config.held_out} episodes, got {array.shape[0]}")
+    train_data, test_data = array[:-config.held_out], array[-config.held_out:]
+    stats = data_stats(train_data, config)
+    temp, action, delta = _flat_transitions(train_data, config)
+    x_all = _normalise(temp, action, stats)
+    y_all = ((delta - stats.mean[2]) / stats.scale[2])[:, None]
+    K = config.ensemble_size
+    net = EnsembleNet(GaussianMLP(hidden=(config.hidden, config.hidden), out_features=1), size=K, split_inputs=True)
+    init_params = net.init(jax.random.PRNGKey(seed), jnp.zeros((K, 1, 2)))
+
+    def make_batch(key, step):
+        idx = jax.random.randint(key, (K, batch_size), 0, x_all.shape[0])
+        return x_all[idx], y_all[idx]
+
+    def loss_fn(params, batch, key):
+        x, y = batch
+        mean, log_var = net.apply(params, x)
+        return K * gaussian_nll(mean, log_var, y, params, bound_penalty=0.01)
+
+    t_temp, t_action, t_delta = _flat_transitions(test_data, config)
+    x_test = _normalise(t_temp, t_action, stats)
+
+    def member_mse(params):
+        mean, _ = net.apply(params, jnp.broadcast_to(x_test, (K,) + x_test.shape))
+        return jnp.mean((stats.mean[2] + stats.scale[2] * mean[..., 0] - t_delta) ** 2, axis=-1)
+
+    def evaluate(params):
+        return float(jnp.mean(member_mse(params)))
+
+    def finish(result) -> Ensemble:
+        params = result.params
+        elite = np.argsort(np.asarray(member_mse(params)))[:config.elites]
+        member = GaussianMLP(hidden=(config.hidden, config.hidden), out_features=1)
+        members = jax.tree_util.tree_map(lambda leaf: leaf[elite], params["params"]["VmapModule_0"]
+                                         if "VmapModule_0" in params["params"] else params["params"])
+
+        def apply(p, x):
+            mean, log_var = member.apply({"params": p}, x)
+            return stats.mean[2] + stats.scale[2] * mean[..., 0], stats.scale[2] * jnp.exp(0.5 * log_var[..., 0])
+
+        return Ensemble(members, apply, stats)
+
+    return TrainingProblem(loss_fn, init_params, make_batch, optax.adam(1e-3), config.ensemble_steps, evaluate,
+                           max(1, config.ensemble_steps // 10), finish)
+
+
+# --------------------------------------------------------------------------------------------
+# The dynamics reward: discriminator against a learner dynamics policy (adversarial IRL)
+# --------------------------------------------------------------------------------------------
+
+
+def _reward_features(temp, action, delta, stats: Stats):
+    x = _normalise(temp, action, stats)
+    return jnp.concatenate([x, ((delta - stats.mean[2]) / stats.scale[2])[..., None]], axis=-1)
+
+
+class RewardModel(NamedTuple):
+    """MOREC's dynamics reward: the stacked discriminator snapshots ``params`` (leading axis:
+    snapshots, oldest first), the network ``net`` and the data ``stats``."""
+
+    params: Any
+    net: Any
+    stats: Stats
+
+
+def dynamics_reward(reward: RewardModel, temp, action, next_temp) -> jax.Array:
+    """``r_D = −log(1 − mean_k clip(D_k(T, a, ΔT), 0, 0.999))`` over the snapshots (any batch shape)."""
+    features = _reward_features(jnp.asarray(temp, float), jnp.asarray(action, float),
+                                jnp.asarray(next_temp, float) - jnp.asarray(temp, float), reward.stats)
+    probs = jax.vmap(lambda p: jax.nn.sigmoid(reward.net.apply({"params": p}, features)[..., 0]))(reward.params)
+    return -jnp.log1p(-jnp.mean(jnp.clip(probs, 0.0, 0.999), axis=0))
+
+
+def train_reward(data, config: MORECConfig, *, seed: int = 0, batch_size: int = 256) -> TrainingProblem:
+    """The adversarial IRL of the dynamics reward as a :class:`TrainingProblem`.
+
+    Parameters ``{"disc": φ, "policy": ψ}``; each step draws a minibatch of data transitions and
+    lets the learner ``π_ψ(ΔT | T, a) = N(μ_ψ, σ_ψ²)`` (2 × ``hidden`` SiLU MLP) propose ``ΔT`` at
+    the same ``(T, a)`` (reparameterised). One loss, one simultaneous gradient step for both
+    players (each sees the other through ``stop_gradient``)::
+
+        L_D = −mean log D_φ(data) − mean log(1 − D_φ(learner))
+        L_π = −mean [−log(1 − D_φ(learner))] − β mean log σ_ψ
+
+    ``evaluate`` (every ``snapshot_every`` steps) records a snapshot of ``φ`` and returns the
+    discriminator's loss; ``finish(result)`` keeps the last ``history`` snapshots as a
+    :class:`RewardModel`. Snapshots are collected by this problem object as training runs, so a
+    run resumed from a checkpoint holds only the snapshots taken after the resume.
+    """
+    import optax
+
+    from zoo.nets.mlp import MLP
+
+    stats = data_stats(data, config)
+    temp, action, delta = _flat_transitions(data, config)
+    disc = MLP(hidden=(config.hidden, config.hidden), out_features=1, activation="silu")
+    policy = MLP(hidden=(config.hidden, config.hidden), out_features=2, activation="silu")
+    k_d, k_p = jax.random.split(jax.random.PRNGKey(seed))
+    init_params = {"disc": disc.init(k_d, jnp.zeros((3,)))["params"],
+                   "policy": policy.init(k_p, jnp.zeros((2,)))["params"]}
+    temp, action, delta = jnp.asarray(temp), jnp.asarray(action), jnp.asarray(delta)
+
+    def make_batch(key, step):
+        idx = jax.random.randint(key, (batch_size,), 0, temp.shape[0])
+        return temp[idx], action[idx], delta[idx]
+
+    def logits(phi, t, a, d):
+        return disc.apply({"params": phi}, _reward_features(t, a, d, stats))[..., 0]
+
+    def loss_fn(params, batch, key):
+        t, a, d = batch
+        out = policy.apply({"params": params["policy"]}, _normalise(t, a, stats))
+        mu, log_sd = out[..., 0], jnp.clip(out[..., 1], -5.0, 2.0)
+        fake = stats.mean[2] + stats.scale[2] * (mu + jnp.exp(log_sd) * jax.random.normal(key, t.shape))
+        real_logit = logits(params["disc"], t, a, d)
+        fake_logit = logits(params["disc"], t, a, jax.lax.stop_gradient(fake))
+        loss_d = jnp.mean(jax.nn.softplus(-real_logit)) + jnp.mean(jax.nn.softplus(fake_logit))
+        reward = jax.nn.softplus(logits(jax.lax.stop_gradient(params["disc"]), t, a, fake))  # −log(1 − D)
+        loss_p = -jnp.mean(reward) - config.entropy * jnp.mean(log_sd)
+        return loss_d + loss_p
+
+    snapshots: list = []
+    eval_batch = make_batch(jax.random.PRNGKey(seed + 1), 0)
+
+    def evaluate(params):
+        snapshots.append(jax.tree_util.tree_map(np.asarray, params["disc"]))
+        t, a, d = eval_batch
+        return float(jnp.mean(jax.nn.softplus(-logits(params["disc"], t, a, d))))
+
+    def finish(result) -> RewardModel:
+        kept = snapshots[-config.history:] or [jax.tree_util.tree_map(np.asarray, result.params["disc"])]
+        stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *kept)
+        return RewardModel(stacked, disc, stats)
+
+    return TrainingProblem(loss_fn, init_params, make_batch, optax.adam(config.reward_learning_rate),
+                           config.reward_steps, evaluate, config.snapshot_every, finish)
+
+
+# --------------------------------------------------------------------------------------------
+# The transition filter and the checks of the learned pieces
+# --------------------------------------------------------------------------------------------
+
+
+def _candidates(key, ensemble: Ensemble, temp, action, resample: int):
+    """``(K · resample, *temp.shape)`` next-temperature draws from every member."""
+    mean, scale = ensemble_predict(ensemble, temp, action)
+    eps = jax.random.normal(key, (resample,) + mean.shape)
+    draws = mean[None] + scale[None] * eps
+    return draws.reshape((-1,) + jnp.shape(temp))
+
+
+def filtered_rollout(key, ensemble: Ensemble, temp0, actions, config: MORECConfig,
+                     reward: RewardModel | None = None):
+    """Model rollouts from ``temp0 (N,)`` under ``actions (N, H)``: ``(temps (N, H+1), alive (N, H))``.
+
+    With ``reward``: at each step candidates from every member (``resample`` each) are scored
+    by ``r_D`` and one is drawn with probabilities ``softmax(r_D / temperature)``; ``alive`` turns
+    False from the first step whose chosen ``r_D < threshold``. Without: one member at random,
+    one draw from it (the unfiltered ensemble rollout); ``alive`` is all True."""
+    temp0 = jnp.asarray(temp0, float)
+    actions = jnp.asarray(actions, float)
+    N = temp0.shape[0]
+
+    def step(carry, xs):
+        temp, alive = carry
+        a, k = xs
+        k_c, k_pick = jax.random.split(k)
+        cands = _candidates(k_c, ensemble, temp, a, config.resample)  # (C, N)
+        if reward is None:
+            pick = jax.random.randint(k_pick, (N,), 0, cands.shape[0])
+            alive_next = alive
+        else:
+            r = dynamics_reward(reward, temp[None], a[None], cands)  # (C, N)
+            pick = jax.random.categorical(k_pick, (r / config.temperature).T, axis=-1)
+            alive_next = alive & (jnp.take_along_axis(r, pick[None], axis=0)[0] >= config.threshold)
+        nxt = jnp.take_along_axis(cands, pick[None], axis=0)[0]
+        return (nxt, alive_next), (nxt, alive_next)
+
+    keys = jax.random.split(key, actions.shape[1])
+    _, (temps, alive) = jax.lax.scan(step, (temp0, jnp.ones(N, bool)), (actions.T, keys))
+    return jnp.concatenate([temp0[:, None], temps.T], axis=1), alive.T
+
+
+def _test_episodes(key, config: MORECConfig, num_steps: int):
+    return simulate_policy(key, config, "test", num_episodes=config.num_rollouts, num_steps=num_steps)
+
+
+def reward_scores(key, reward: RewardModel, ensemble: Ensemble, config: MORECConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(true, offset)`` reward scores on the unseen region: ``r_D`` of true test-policy transitions
+    and of ensemble draws at the same ``(T, a)`` shifted by ``±offset`` °C (sign at random)."""
+    k_data, k_draw, k_sign, k_member = jax.random.split(key, 4)
+    episodes = _test_episodes(k_data, config, 2)
+    temp, action, nxt = episodes[:, 0, 0], episodes[:, 0, 1], episodes[:, 1, 0]
+    mean, scale = ensemble_predict(ensemble, temp, action)
+    member = jax.random.randint(k_member, temp.shape, 0, mean.shape[0])
+    draw = (jnp.take_along_axis(mean, member[None], 0)[0]
+            + jnp.take_along_axis(scale, member[None], 0)[0] * jax.random.normal(k_draw, temp.shape))
+    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, temp.shape), 1.0, -1.0)
+    true = dynamics_reward(reward, temp, action, nxt)
+    fake = dynamics_reward(reward, temp, action, draw + sign * config.offset)
+    return np.asarray(true), np.asarray(fake)
+
+
+def rollout_errors(key, ensemble: Ensemble, reward: RewardModel, config: MORECConfig) -> tuple[float, float]:
+    """``(filtered, unfiltered)`` mean absolute error of ``rollout_steps``-step model rollouts
+    against the plant under the test policy (same start and actions), over ``num_rollouts`` starts."""
+    k_data, k_f, k_u = jax.random.split(key, 3)
+    H = config.rollout_steps
+    episodes = _test_episodes(k_data, config, H + 1)
+    temp0, actions, true = episodes[:, 0, 0], episodes[:, :H, 1], episodes[:, :, 0]
+    filtered, _ = filtered_rollout(k_f, ensemble, temp0, actions, config, reward)
+    unfiltered, _ = filtered_rollout(k_u, ensemble, temp0, actions, config, None)
+    error = lambda path: float(jnp.mean(jnp.abs(path[:, 1:] - true[:, 1:])))  # noqa: E731
+    return error(filtered), error(unfiltered)
+
+
+def check_dynamics(ensemble: Ensemble, held_out, config: MORECConfig) -> list[Check]:
+    """Spec check (b): the ensemble's 90% predictive interval (the mixture of its members' Normals,
+    from 400 draws per transition) covers between 80% and 98% of the observed one-step transitions
+    of ``held_out`` episodes (in-distribution data the fit did not see)."""
+    temp, action, nxt, observed = transitions(held_out, config)
+    keep = np.asarray(observed)
+    temp, action, nxt = jnp.asarray(np.asarray(temp)[keep]), jnp.asarray(np.asarray(action)[keep]), np.asarray(nxt)[keep]
+    mean, scale = ensemble_predict(ensemble, temp, action)
+    key = jax.random.PRNGKey(0)
+    member = jax.random.randint(key, (400, temp.shape[0]), 0, mean.shape[0])
+    draws = (jnp.take_along_axis(mean, member, 0)
+             + jnp.take_along_axis(scale, member, 0) * jax.random.normal(jax.random.fold_in(key, 1), member.shape))
+    lo, hi = np.quantile(np.asarray(draws), [0.05, 0.95], axis=0)
+    coverage = float(np.mean((lo <= nxt) & (nxt <= hi)))
+    return [Check("90% predictive interval coverage (held-out, in distribution)", 0.8 <= coverage <= 0.98, coverage,
+                  "in [0.8, 0.98]", f"{len(nxt)} one-step transitions")]
+
+
+def check_reward(reward: RewardModel, ensemble: Ensemble, config: MORECConfig, *, num_seeds: int = 5) -> list[Check]:
+    """Spec check (c) on the unseen region (test policy): the AUC of ``r_D`` separating true
+    transitions from ensemble draws offset by ±``offset`` °C exceeds 0.7 (``num_rollouts`` of each,
+    :func:`rank_auc`); the filtered ``rollout_steps``-step rollout error is at most the unfiltered one
+    (mean over ``num_seeds`` seeds)."""
+    true, fake = reward_scores(jax.random.PRNGKey(100), reward, ensemble, config)
+    from diagnostics.metrics import rank_auc
+
+    auc = rank_auc(true, fake)
+    errors = np.array([rollout_errors(jax.random.PRNGKey(200 + s), ensemble, reward, config) for s in range(num_seeds)])
+    filtered, unfiltered = errors.mean(axis=0)
+    return [Check("AUC of r_D: true vs offset transitions (unseen region)", auc > 0.7, auc, "> 0.7",
+                  f"{len(true)} + {len(fake)} transitions, offset ±{config.offset:g} C"),
+            Check("filtered rollout error <= unfiltered", filtered <= unfiltered, float(filtered),
+                  f"<= {unfiltered:.4f} (unfiltered)", f"{config.rollout_steps}-step rollouts, mean over {num_seeds} seeds")]
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's setting: offline data on disk
+# --------------------------------------------------------------------------------------------
+
+
+def load_offline_data(config: MORECConfig) -> dict[str, np.ndarray]:
+    """The offline transitions of a ``d4rl`` configuration from the CSV at ``data_path``: columns
+    ``episode, step, s0..s{d-1}, a0..a{m-1}, reward`` (one row per step), returned as
+    ``{"episode", "step", "state" (n, d), "action" (n, m), "reward" (n,)}``. Nothing is downloaded:
+    a missing file raises :class:`OfflineDataMissing` naming the path and the layout."""
+    if config.task != "d4rl":
+        raise ValueError(f"config: task {config.task!r} is simulated; load_offline_data reads a 'd4rl' configuration")
+    path = config.data_path
+    if not os.path.exists(path):
+        raise OfflineDataMissing(f"data_path: no offline data at {path!r} ({config.env or 'D4RL'}); export the "
+                                 "data set to a CSV with columns episode, step, s0..s{d-1}, a0..a{m-1}, reward "
+                                 "(nothing is downloaded)")
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    states = sorted((c for c in frame.columns if c[:1] == "s" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    acts = sorted((c for c in frame.columns if c[:1] == "a" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    missing = [c for c in ("episode", "step", "reward") if c not in frame.columns]
+    if missing or not states or not acts:
+        raise ValueError(f"data_path: {path!r} lacks columns {missing + ([] if states else ['s0']) + ([] if acts else ['a0'])}; "
+                         "expected episode, step, s0..s{d-1}, a0..a{m-1}, reward")
+    return {"episode": frame["episode"].to_numpy(int), "step": frame["step"].to_numpy(int),
+            "state": frame[states].to_numpy(float), "action": frame[acts].to_numpy(float),
+            "reward": frame["reward"].to_numpy(float)}
+
+
+SMALL = MORECConfig()
+PAPER = MORECConfig(task="d4rl", data_path="data/d4rl/halfcheetah-medium-v2.csv", env="halfcheetah-medium-v2",
+                    hidden=200, ensemble_size=7, elites=5, svi_steps=100_000, ensemble_steps=100_000,
+                    reward_steps=3_000_000, history=200, num_episodes=1000, num_steps=1000)
+
+ENTRY = ZooEntry(
+    name="morec_refrigerator",
+    title="Reward-consistent dynamics models (MOREC) on a refrigerator, with the linear-physics twin",
+    reference="arXiv:2310.05422",
+    summary=(
+        "Offline data of a refrigerator's temperature under a behaviour policy that holds it near 5 C. "
+        "A Bayesian neural dynamics model (SVI, posterior draws as the ensemble) and a MOPO-style "
+        "probabilistic ensemble learn the one-step transitions; a discriminator trained against a learner "
+        "dynamics policy (adversarial IRL, historical averaging) gives MOREC's dynamics reward, which filters "
+        "model rollouts on states the data never visit. The linear-physics twin is a conjugate Bayesian "
+        "regression, so NUTS on it (the recipe) is checked against the closed-form posterior."
+    ),
+    model=model,
+    simulate=simulate,
+    configs={"small": SMALL, "paper": PAPER},
+    recipe=Recipe("nuts", {"num_warmup": 300, "num_samples": 300, "num_chains": 1},
+                  {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4}),
+    check=check,
+    exact_loglik=exact_loglik,
+    dims={"w": ("coef",), "beta": ("coef",), "temp": ("episode", "time"), "temp_0": ("episode",),
+          "action_noise": ("transition", "episode"), "temp_next": ("transition", "episode"),
+          "action": ("episode", "transition")},
+    columns=Columns(("temp", "action"), validate=validate_data,
+                    describe="refrigerator temperature (C) and action in [0, 1] per step (a (time, 2) array is "
+                             "one episode; the last step's action is not used)"),
+)
