@@ -83,7 +83,7 @@ def log_evidence(keys, gamma_minus):
     return jax.vmap(lambda k: particle_filter.run(k, ssm.feynman_kac(params, ys), 256).log_evidence)(keys)
 
 
-grid = np.linspace(0.0185, 0.0215, 13)
+grid = np.linspace(0.0175, 0.0215, 17)
 keys = jax.random.split(jax.random.PRNGKey(3), 4)
 loglik = np.array([np.asarray(log_evidence(keys, g)) for g in grid])
 # log of the average of the unbiased likelihood estimates, plus the log-normal prior of Γ⁻
