@@ -21,7 +21,15 @@ from tests.helpers import mc_tolerance, recipe_failures
 from zoo import langevin_flow as lf
 
 ENTRY = zoo.get("langevin_flow_lorenz")
-TINY = dataclasses.replace(lf.SMALL, num_trials=6, num_steps=12, validation=2, gru=8, hidden=8, batch_size=4)
+TINY = dataclasses.replace(lf.SMALL, num_trials=6, num_steps=30, validation=2, gru=8, hidden=8, batch_size=4,
+                           vae_steps=120, learning_rate=1e-2)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """One simulation shared by the tests (one compilation of the Lorenz integrator)."""
+    counts, truth = lf.simulate(jax.random.PRNGKey(1), TINY)
+    return np.asarray(counts), truth
 
 
 def test_potential_gradient_is_the_coupling_matrix_and_filters_are_normalised():
@@ -42,11 +50,10 @@ def test_potential_gradient_is_the_coupling_matrix_and_filters_are_normalised():
     assert bool(jnp.all(jnp.isfinite(grad)))
 
 
-def test_simulator_rates_follow_the_z_scored_lorenz_states():
-    config = dataclasses.replace(lf.SMALL, num_trials=8, num_steps=40, validation=2)
-    counts, truth = lf.simulate(jax.random.PRNGKey(3), config)
+def test_simulator_rates_follow_the_z_scored_lorenz_states(tiny_data):
+    counts, truth = tiny_data
     x, c = np.asarray(truth["lorenz"]), np.asarray(truth["readout"])
-    assert counts.shape == (8, 40, 30) and x.shape == (8, 40, 3)
+    assert counts.shape == (6, 30, 30) and x.shape == (6, 30, 3)
     np.testing.assert_allclose(x.mean(axis=(0, 1)), 0.0, atol=1e-10)
     np.testing.assert_allclose(x.std(axis=(0, 1)), 1.0, rtol=1e-10)
     np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1.0, rtol=1e-12)
@@ -81,8 +88,8 @@ def _log_joint(params, latents, counts, config):
 
 
 @pytest.fixture(scope="module")
-def tiny_trace():
-    data, truth = lf.simulate(jax.random.PRNGKey(1), TINY)
+def tiny_trace(tiny_data):
+    data, _ = tiny_data
     tr = trace(seed(lf.model, jax.random.PRNGKey(2))).get_trace(data, config=TINY)
     params = {k: s["value"] for k, s in tr.items() if s["type"] == "param"}
     params["kernel"] = 0.5 * jax.random.normal(jax.random.PRNGKey(4), (4, 4, 3))
@@ -114,6 +121,7 @@ def test_state_space_form_is_the_program(tiny_trace):
     v = jnp.concatenate([latents["v0"][:, None], jnp.swapaxes(latents["v"], 0, 1)], axis=1)
     # z as the state-space form's point-mass transition computes it (bitwise: its log density is -inf off it)
     D = TINY.latent_dim
+
     zs = [latents["z0"]]
     for t in range(1, data.shape[1]):
         zs.append(jax.vmap(lambda x: ssm.transition({}, t, x).mean[:D])(jnp.concatenate([zs[-1], v[:, t - 1]], -1)))
@@ -128,17 +136,18 @@ def test_state_space_form_is_the_program(tiny_trace):
 
 
 @pytest.fixture(scope="module")
-def trained_tiny():
+def trained_tiny(tiny_data):
     """A short "vae" run (120 steps) on 6 trials of 30 bins (4 train, 2 held out)."""
-    config = dataclasses.replace(TINY, num_steps=30, vae_steps=120, learning_rate=1e-2)
-    data, truth = lf.simulate(jax.random.PRNGKey(5), config)
-    idata = inference.fit(ENTRY, data, method="vae", config=config, progress=False, **lf.vae_options(config))
+    config = TINY
+    data, truth = tiny_data
+    idata = inference.fit(ENTRY, data, method="vae", config=config, progress=False, **lf.vae_options(config, num_samples=2))
     from zoo.nets.params import program_params
 
     params = program_params({k: np.asarray(v.values) for k, v in idata.parameters.data_vars.items()})
     return config, np.asarray(data), truth, idata, params
 
 
+@pytest.mark.slow  # ~45 s CPU with its training fixture: over the default budget
 def test_elbo_is_below_the_particle_filter_evidence_which_the_iwae_bound_meets(trained_tiny):
     """Per trial: ELBO (guide draws) <= log p(y) at the trained parameters, where log p(y) is the
     bootstrap particle filter's estimate of the Markov model's evidence (N = 1000, 4 replicates;
@@ -169,15 +178,13 @@ def test_elbo_is_below_the_particle_filter_evidence_which_the_iwae_bound_meets(t
         assert iwae <= log_z_mean[i] + tol_pf + mc_tolerance(np.exp(draws - draws.max()).std() / np.exp(draws - draws.max()).mean(), K, num_comparisons=data.shape[0]), (i, iwae, log_z_mean[i])
 
 
-def test_training_improves_and_check_lines_are_reported(trained_tiny):
+@pytest.mark.slow
+def test_training_improves_and_the_kernel_leaves_zero(trained_tiny):
     config, data, truth, idata, params = trained_tiny
     loss = np.asarray(idata.training["loss"])
     assert loss[-20:].mean() < loss[:20].mean()
-    lines = lf.check(idata, truth, config, num_samples=4)
-    assert [line.name for line in lines] == ["rate R2 (test trials)", "co-bps (held-out neurons)", "||K||"]
-    assert all(np.isfinite(line.value) for line in lines)
-    rates = np.asarray(lf.posterior_rates(params, data[-2:], config, num_samples=3))
-    assert rates.shape == (2, 30, 30) and np.all(rates > 0)
+    assert idata.posterior["v"].shape == (1, 2, data.shape[1] - 1, data.shape[0], config.latent_dim)
+    assert float(np.linalg.norm(params["kernel"])) > 0.0
 
 
 def test_bits_per_spike_against_scipy():
@@ -191,10 +198,9 @@ def test_bits_per_spike_against_scipy():
     np.testing.assert_allclose(lf.rate_r2(rates, rates), 1.0)
 
 
-def test_columns_round_trip_and_named_errors():
+def test_columns_round_trip_and_named_errors(tiny_data):
     config = TINY
-    data, _ = lf.simulate(jax.random.PRNGKey(6), config)
-    data = np.asarray(data).copy()
+    data = tiny_data[0].copy()
     data[1, 3, 2] = np.nan
     back = ENTRY.load_columns(ENTRY.dump_columns(data, config), config)
     np.testing.assert_array_equal(np.isnan(back), np.isnan(data))
@@ -226,4 +232,5 @@ def test_columns_round_trip_and_named_errors():
 
 @pytest.mark.slow
 def test_recipe_recovers_lorenz_rates_on_small():
+    """zoo check: rate R2 > 0.7, co-bps >= 0.7 x oracle, ||K|| > 0.1 on 40 held-out trials."""
     assert not recipe_failures("langevin_flow_lorenz")
