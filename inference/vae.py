@@ -5,7 +5,8 @@
 VAE or a deep Markov model needs are there: KL annealing (``kl_start``, ``kl_steps``), gradient
 clipping (``clip_norm``), coordinated dropout (``coordinated_dropout``), early stopping on the
 ELBO of held-out sequences (``validation``, ``evaluate_every``, ``patience``; the best parameters
-are kept), and resumable checkpoints (``checkpoint_path``). NumPyro's ``SVI`` (method ``"svi"``)
+are kept), minibatches of sequences (``batch_size``), and resumable checkpoints
+(``checkpoint_path``). NumPyro's ``SVI`` (method ``"svi"``)
 has none of the first four; this runner differs from it in those options only. The draws are the
 fitted guide's (``attrs["draws"] = "iid"``); the trained parameters of both programs (guide and
 model networks, ``numpyro.param`` sites) are stored as the group ``parameters``, one variable per

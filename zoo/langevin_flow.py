@@ -67,6 +67,14 @@ the held-in neurons, the posterior-mean rates of all neurons against the true ra
 ``[LL(λ̂) − LL(λ̄_n)] / (ln 2 · Σ spikes)`` with ``λ̄_n`` the neuron's mean training rate, are at
 least 0.7 × those of the true rates (the oracle); the learned kernel has ``‖K‖ > 0.1``.
 
+Configs: ``small`` is the table above on the simulated Lorenz population (200 trials, 100 bins,
+30 neurons of which 10 held out; 2000 steps on batches of 32 trials). ``paper`` is the paper's
+scale on real data: D = 64, the Transformer decoder (``d_model`` 192, 2 heads, FF 512), NLB
+MC_Maze at 20 ms bins (182 neurons, 45 held out, 140 bins per trial) read from ``data_path``; the
+data are not shipped, so ``simulate`` on ``paper`` raises ``FileNotFoundError`` naming
+``data_path`` when the file is absent (and ``NotImplementedError`` when present: pass the binned
+counts ``(trials, time, neurons)`` to ``inference.fit`` directly).
+
 Reference: Y. Song, T. A. Keller, Y. Yue, P. Perona, M. Welling, "Langevin Flows for Modeling
 Neural Latent Dynamics", CCN 2025, arXiv:2507.11531.
 
