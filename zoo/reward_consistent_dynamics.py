@@ -522,12 +522,12 @@ class Ensemble(NamedTuple):
 
 def ensemble_from(idata, data, config: MORECConfig) -> Ensemble:
     """The ensemble of an SVI fit of :func:`dynamics_model` to ``data``: every posterior draw of the
-    network weights (variables ``dynamics.<layer>.<leaf>``) is one member."""
+    network weights (variables ``dynamics/<layer>.<leaf>``) is one member."""
     stats = data_stats(data, config)
-    values = {name: np.asarray(var.values).reshape((-1,) + var.values.shape[2:])
-              for name, var in idata.posterior.data_vars.items() if name.startswith("dynamics.")}
+    values = {"dynamics." + name[len("dynamics/"):]: np.asarray(var.values).reshape((-1,) + var.values.shape[2:])
+              for name, var in idata.posterior.data_vars.items() if name.startswith("dynamics/")}
     if not values:
-        raise ValueError(f"idata: no network draws 'dynamics.*' in the posterior; got {sorted(idata.posterior.data_vars)}")
+        raise ValueError(f"idata: no network draws 'dynamics/*' in the posterior; got {sorted(idata.posterior.data_vars)}")
     from zoo.nets.params import module_params
 
     tree = module_params(values, "dynamics")["params"]
@@ -618,8 +618,7 @@ def fit_ensemble(data, config: MORECConfig, *, seed: int = 0, batch_size: int = 
         params = result.params
         elite = np.argsort(np.asarray(member_mse(params)))[:config.elites]
         member = GaussianMLP(hidden=(config.hidden, config.hidden), out_features=1)
-        members = jax.tree_util.tree_map(lambda leaf: leaf[elite], params["params"]["VmapModule_0"]
-                                         if "VmapModule_0" in params["params"] else params["params"])
+        members = jax.tree_util.tree_map(lambda leaf: leaf[elite], params["params"]["member"])
 
         def apply(p, x):
             mean, log_var = member.apply({"params": p}, x)
@@ -757,7 +756,7 @@ def filtered_rollout(key, ensemble: Ensemble, temp0, actions, config: MORECConfi
             pick = jax.random.randint(k_pick, (N,), 0, cands.shape[0])
             alive_next = alive
         else:
-            r = dynamics_reward(reward, temp[None], a[None], cands)  # (C, N)
+            r = dynamics_reward(reward, jnp.broadcast_to(temp, cands.shape), jnp.broadcast_to(a, cands.shape), cands)
             pick = jax.random.categorical(k_pick, (r / config.temperature).T, axis=-1)
             alive_next = alive & (jnp.take_along_axis(r, pick[None], axis=0)[0] >= config.threshold)
         nxt = jnp.take_along_axis(cands, pick[None], axis=0)[0]
@@ -832,7 +831,7 @@ def check_reward(reward: RewardModel, ensemble: Ensemble, config: MORECConfig, *
     filtered, unfiltered = errors.mean(axis=0)
     return [Check("AUC of r_D: true vs offset transitions (unseen region)", auc > 0.7, auc, "> 0.7",
                   f"{len(true)} + {len(fake)} transitions, offset ±{config.offset:g} C"),
-            Check("filtered rollout error <= unfiltered", filtered <= unfiltered, float(filtered),
+            Check("filtered rollout error <= unfiltered", bool(filtered <= unfiltered), float(filtered),
                   f"<= {unfiltered:.4f} (unfiltered)", f"{config.rollout_steps}-step rollouts, mean over {num_seeds} seeds")]
 
 
