@@ -60,7 +60,7 @@ def test_no_string_literal_builders():
 # Entries whose executed notebook is still owed (their builders exist or are being written; the
 # session that added them ran out of time to execute them). This list may only shrink: an entry
 # added without a notebook fails the test, and so does a listed entry that now has one (remove it).
-NOTEBOOK_OWED: set[str] = {"morec_refrigerator"}  # session 7 ran out of time before its notebook
+NOTEBOOK_OWED: set[str] = set()
 
 
 def test_every_entry_has_a_notebook():
