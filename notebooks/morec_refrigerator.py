@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # `morec_refrigerator`: reward-consistent dynamics models on a refrigerator
 #
