@@ -518,7 +518,9 @@ ENTRY = ZooEntry(
                   {"stages": stages(20_000, 2000)}),
     check=check,
     dims={"x": ("series", "time", "coordinate"), "y": ("window", "patch", "step", "coordinate"),
-          "y_rollout": ("window", "step", "coordinate")},
+          "y_rollout": ("window", "step", "coordinate"),
+          # the k-th multi-token head predicts k + 2 patches ahead: fewer target patches per window
+          **{f"y_mtp{k}": ("window", f"mtp{k}_patch", "step", "coordinate") for k in range(PAPER.num_mtp)}},
     columns=Columns(_channel_names, validate=_validate, describe="training series of the flow (series, time, dim)",
                     names_doc="the flow's coordinates (Lorenz: x, y, z)"),
 )
