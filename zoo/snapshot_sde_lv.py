@@ -31,8 +31,8 @@ put in ``numpyro.factor("y", (cells, training snapshots))`` (missing cells contr
 restricted to the parameters whose LNA marginals exist: every piece's mean finite and covariance
 positive definite (``GaussianSum.valid``; about one prior draw in six leaves that domain, mostly
 pieces started at a negative population, which then grow without bound, and large populations whose
-flow is too stiff for RK4 at step 0.1). Outside it the log density is ``-inf`` (factor
-``lna_domain``), the deterministic site ``lna_valid`` is False, and a prior-predictive run on
+flow is too stiff for RK4 at step 0.1). Outside it the log density is ``-inf`` (every
+cell's term of the factor ``y``), the deterministic site ``lna_valid`` is False, and a prior-predictive run on
 concrete values refuses the draw with an error naming the parameters.
 
 Why this likelihood: its error is measured against the posterior width
@@ -262,9 +262,9 @@ def model(data=None, *, config: SnapshotConfig) -> None:
     cells = data[:, train]
     observed = ~jnp.any(jnp.isnan(cells), axis=-1)
     logp = jax.vmap(law.log_prob)(jnp.where(observed[..., None], cells, 0.0))
-    numpyro.factor("y", jnp.where(observed, logp, 0.0))
-    # the prior is restricted to the parameters whose LNA marginals exist (finite, positive definite)
-    numpyro.factor("lna_domain", jnp.where(valid, 0.0, -jnp.inf))
+    # the prior is restricted to the parameters whose LNA marginals exist (finite, positive definite):
+    # outside, every cell's term is -inf (one site, so the pointwise log-likelihood stays per cell)
+    numpyro.factor("y", jnp.where(observed, logp, 0.0) + jnp.where(valid, 0.0, -jnp.inf))
 
 
 def simulate(key: jax.Array, config: SnapshotConfig):
