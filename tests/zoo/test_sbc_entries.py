@@ -39,8 +39,6 @@ NO_PRIOR_REPLICATE = {
                    "not the per-run fixation times the likelihood reads",
     "pair_annihilation_1d": "the prior predictive samples a Gaussian stand-in for the density summary, "
                             "not the lattice runs the likelihood summarises",
-    "mjp_dfr": "MJPObservations carry gap tables computed from concrete times (not traceable)",
-    "mjp_generic": "MJPObservations carry gap tables computed from concrete times (not traceable)",
     "ppg_stochastic_volatility": "particle Gibbs also samples the latent path x, which the prior "
                                  "predictive records under other site names",
     "pgdmm_duffing": "its data are (u, y) pairs: the known input u is not a prior-predictive site, so "

@@ -25,7 +25,8 @@ from zoo.markov_jump.estimator import (ESTIMATOR_CONFIGS, Estimator, EstimatorCo
                                        dfr_amortised_estimate, estimate_rates, estimator_arrays,
                                        estimator_training_problem, heldout_errors, load_estimator)
 from zoo.markov_jump.generic import GenericConfig, generic_exact_loglik, generic_mask, generic_simulate
-from zoo.markov_jump.observations import as_observations, dump_columns, load_columns, simulate_observations
+from zoo.markov_jump.observations import (as_observations, dump_columns, load_columns, prior_observations,
+                                           simulate_observations)
 
 __all__ = [
     "DFRConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "generic_simulate",
     "simulate_observations",
     "as_observations",
+    "prior_observations",
     "load_columns",
     "dump_columns",
     "EstimatorConfig",

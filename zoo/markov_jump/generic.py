@@ -32,7 +32,8 @@ import numpyro.distributions as dist
 from zoo.core import Check, Recipe, ZooEntry, posterior_draws
 from zoo.processes import ctmc
 from zoo.markov_jump.observations import (DATA_DOC, as_observations, check_layout, dump_columns, load_columns,
-                                           observe_or_simulate, per_path_loglik, simulate_observations)
+                                           observe_or_simulate, per_path_loglik, prior_observations,
+                                           simulate_observations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,4 +166,5 @@ ENTRY = ZooEntry(
     data_doc=DATA_DOC.replace("C = 6 for mjp_dfr", "C = config.num_states"),
     load_columns=load_columns,
     dump_columns=dump_columns,
+    prior_data=prior_observations,
 )

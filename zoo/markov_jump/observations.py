@@ -115,11 +115,7 @@ def as_observations(data, config) -> MJPObservations:
                                  f"{data.times.shape} and {data.states.shape}")
             return data
         times, _ = ctmc.validate_observations(data.times, data.states, C)
-        values, index = ctmc.observation_gaps(times)
-        if values.shape != np.shape(data.gap_values) or not np.allclose(
-                values, np.asarray(data.gap_values)) or not np.array_equal(index, np.asarray(data.gap_index)):
-            raise ValueError("data: gap_values/gap_index do not match the times; build data with "
-                             "zoo.processes.ctmc.make_observations(times, states)")
+        _check_gap_table(times, np.asarray(data.gap_values, dtype=np.float64), np.asarray(data.gap_index))
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return ctmc.make_observations(data[0], data[1], C)
@@ -127,6 +123,49 @@ def as_observations(data, config) -> MJPObservations:
         "data: expected zoo.processes.ctmc.MJPObservations or a (times (P, L), states (P, L)) pair, "
         f"got {type(data).__name__}"
     )
+
+
+def _check_gap_table(times: np.ndarray, values: np.ndarray, index: np.ndarray) -> None:
+    """``values[index[p, l]]`` must be the gap ``times[p, l] - times[p, l-1]`` (from 0 for l = 0),
+    to the rounding of the times' dtype; ``values`` may hold gaps no observation uses (a table
+    of fixed shape, :func:`prior_observations`)."""
+    gaps = np.diff(times, axis=1, prepend=0.0)
+    tolerance = 8 * np.finfo(np.float32).eps * max(1.0, float(np.max(times, initial=0.0)))
+    if (values.ndim != 1 or index.shape != times.shape or not np.issubdtype(index.dtype, np.integer)
+            or index.min(initial=0) < 0 or index.max(initial=0) >= values.size
+            or not np.allclose(values[index], gaps, rtol=0.0, atol=tolerance)):
+        raise ValueError("data: gap_values[gap_index] must equal the gaps of the times (times[p, l] - "
+                         "times[p, l-1], from 0 for l = 0); build data with "
+                         "zoo.processes.ctmc.make_observations(times, states)")
+
+
+def gap_table(config) -> np.ndarray:
+    """Every gap the config's layout can produce, a table whose shape depends on the config only:
+    the lattice multiples ``{0, h, ..., t_end}`` (``resolution = h``), or the distinct gaps of the
+    regular grid."""
+    if config.resolution is None:
+        return ctmc.observation_gaps(np.linspace(0.0, config.t_end, config.num_obs)[None])[0]
+    return config.resolution * np.arange(int(round(config.t_end / config.resolution)) + 1)
+
+
+def prior_observations(values: dict, *, config) -> MJPObservations:
+    """The data of a prior-predictive replicate (``ZooEntry.prior_data``): its ``obs_times`` and
+    ``obs_states`` with the config's :func:`gap_table`, so every replicate has one shape (a batched
+    fit stacks them) and traced values work (``gap_index`` is the nearest table entry of each gap).
+
+    Raises :class:`~zoo.processes.gillespie.EventBudgetExceeded` when a concrete replicate's path
+    ran out of jumps (its labels would be those of a truncated path).
+    """
+    exceeded = values["jump_budget_exceeded"]
+    if not is_traced(exceeded) and np.any(np.asarray(exceeded)):
+        raise ctmc.EventBudgetExceeded(
+            f"max_jumps: {int(np.sum(exceeded))} of {config.num_paths} prior-predictive paths needed more than "
+            f"{config.max_jumps} jumps on [0, {config.t_end}]; raise config.max_jumps")
+    times = jnp.asarray(values["obs_times"])
+    table = jnp.asarray(gap_table(config), dtype=times.dtype)
+    gaps = jnp.diff(times, axis=1, prepend=jnp.zeros_like(times[:, :1]))
+    index = jnp.argmin(jnp.abs(gaps[..., None] - table), axis=-1)
+    return MJPObservations(times=times, states=jnp.asarray(values["obs_states"]), gap_values=table, gap_index=index)
 
 
 DATA_DOC = """\

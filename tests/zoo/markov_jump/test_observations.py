@@ -1,9 +1,14 @@
-"""MJP observation sets: CSV columns round trip (ragged paths padded), named errors, config checks."""
+"""MJP observation sets: CSV columns round trip (ragged paths padded), named errors, config checks,
+prior-predictive replicates with a gap table of fixed shape."""
 
 import numpy as np
 import pytest
 
+import jax
+from numpyro.handlers import seed, trace
+
 from zoo import markov_jump as mj
+from zoo.processes import ctmc
 from tests.zoo.markov_jump.common import TINY
 
 
@@ -47,3 +52,27 @@ def test_config_errors():
         mj.GenericConfig(rates=((0, 1, 0), (0, 0, 1), (0, 0, 0)))
     with pytest.raises(ValueError, match="rates"):
         mj.GenericConfig(rates=((0, -1), (1, 0)))
+
+
+@pytest.mark.parametrize("resolution", [0.05, None])
+def test_prior_observations_fixed_table_same_likelihood(resolution):
+    """A prior-predictive replicate gets the config's whole gap table (one shape for every
+    replicate, for batched SBC fits); its likelihood equals that of the de-duplicated table of
+    ``make_observations``, and concrete checks accept it."""
+    config = mj.DFRConfig(num_paths=4, num_obs=6, t_end=1.0, resolution=resolution, noise=0.1)
+    values = {}
+    for i in range(2):
+        tr = trace(seed(mj.dfr_model, jax.random.PRNGKey(i))).get_trace(None, config=config)
+        values[i] = {n: np.asarray(s["value"]) for n, s in tr.items()}
+    data = [mj.prior_observations(values[i], config=config) for i in range(2)]
+    assert data[0].gap_values.shape == data[1].gap_values.shape
+    assert data[0].gap_values.shape == ((21,) if resolution else (2,))
+    for i in range(2):
+        mj.as_observations(data[i], config)
+        reference = ctmc.make_observations(values[i]["obs_times"], values[i]["obs_states"], 6)
+        params = {"V": 0.7, "log_r": 0.3, "log_b": -0.2}
+        np.testing.assert_allclose(float(mj.dfr_exact_loglik(params, data[i], config)),
+                                   float(mj.dfr_exact_loglik(params, reference, config)), rtol=1e-5)
+    exceeded = dict(values[0], jump_budget_exceeded=np.ones(4, dtype=bool))
+    with pytest.raises(ctmc.EventBudgetExceeded, match="max_jumps"):
+        mj.prior_observations(exceeded, config=config)
