@@ -166,11 +166,11 @@ def run_numpyro_nuts(
         init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"`` or a dict of values.
         drop_stuck_chains: drop chains that screening flags as stuck (when others remain).
         posterior_predictive: simulate ``model(None)`` at posterior draws where the program can.
-        checkpoint_path: write the chains' states and the draws so far there after the warmup
-            and after every ``chunk_size`` draws (:class:`inference.checkpoint.RunCheckpoint`,
-            atomic); a rerun with the same settings resumes from it to the draws of an
-            uninterrupted run (NumPyro's chain continues from its stored state and PRNG key).
-            An interrupted warmup starts again.
+        checkpoint_path: write the chains' states (adaptation included) and the draws so far
+            there after every ``chunk_size`` iterations of the warmup and of the sampling
+            (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
+            resumes from it, mid-warmup or mid-sampling, to the draws of an uninterrupted run
+            (NumPyro's chain continues from its stored state and PRNG key).
     Returns:
         ``arviz.InferenceData``; ``attrs`` hold the method, seed, run time, dropped chains and the
         convergence messages (empty when none).
@@ -194,10 +194,11 @@ def run_numpyro_nuts(
         if chunk_size % thinning:
             raise ValueError(f"chunk_size: expected a multiple of thinning={thinning}, got {chunk_size}")
         checkpoint = sampler_checkpoint(
-            checkpoint_path, "nuts", seed, target.data, phases=("sample",), num_warmup=num_warmup,
+            checkpoint_path, "nuts", seed, target.data, phases=("warmup", "sample"), num_warmup=num_warmup,
             num_samples=num_samples, num_chains=num_chains, chain_method=chain_method,
             target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
-            init=init, thinning=thinning, chunk_size=chunk_size)
+            init=init, thinning=thinning, chunk_size=chunk_size,
+            layout="warmup and sample chunks")  # a file of the older sampling-only layout is refused
     started = time.perf_counter()
     if checkpoint is None:
         mcmc.run(key, target.data, extra_fields=_EXTRA_FIELDS)
@@ -206,7 +207,9 @@ def run_numpyro_nuts(
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     else:
         template = functools.partial(_state_template, target, kernel, key, num_warmup, num_chains)
-        samples, extra = _run_in_chunks(mcmc, target, key, num_samples, chunk_size, checkpoint, template)
+        initial = functools.partial(_initial_state, target, kernel, key, num_warmup, num_chains, chain_method)
+        samples, extra = _run_in_chunks(mcmc, target, num_warmup, num_samples, chunk_size, checkpoint, template,
+                                        initial)
     elapsed = time.perf_counter() - started
     raise_if_nonfinite_run(extra["potential_energy"], "numpyro NUTS", target, samples)
     stats = {
@@ -239,26 +242,57 @@ def _state_template(target: Target, kernel, key, num_warmup: int, num_chains: in
     return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (num_chains,) + np.shape(a)), state)
 
 
-def _run_in_chunks(mcmc, target: Target, key, num_samples: int, chunk_size: int, checkpoint, template):
-    """``mcmc.run`` as warmup, then sampling ``chunk_size`` draws at a time, each continuing from
-    the last state (NumPyro's ``post_warmup_state`` idiom: the same transitions as one run),
-    saving the state and the draws so far after the warmup and after every chunk."""
-    if os.path.exists(checkpoint.path):
+def _initial_state(target: Target, kernel, key, num_warmup: int, num_chains: int, chain_method: str):
+    """The chains' state before the first warmup iteration, made as ``MCMC.run(key)`` makes it:
+    ``key`` split once per chain, each chain's ``kernel.init`` mapped the way ``chain_method``
+    maps chains (pmap, NumPyro's batched init, or one after another). Its warmup iterations then
+    run from ``post_warmup_state`` in chunks: NumPyro's NUTS adapts while ``state.i <
+    num_warmup`` whatever call runs the iteration, so the chunks repeat the one-call warmup."""
+    def init(k):
+        return kernel.init(k, num_warmup, None, model_args=(target.data,), model_kwargs={})
+
+    if num_chains == 1:
+        return init(key)
+    keys = jax.random.split(key, num_chains)
+    if chain_method == "parallel":
+        return jax.pmap(init)(keys)
+    if chain_method == "sequential":
+        states = [init(k) for k in keys]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    return init(keys)  # vectorized: NumPyro's init vmaps itself over a batch of keys
+
+
+def _advance(mcmc, target: Target, state, length: int):
+    """``length`` iterations of the chains from ``state`` (NumPyro's ``post_warmup_state`` idiom:
+    the transitions of one long run); returns the new state and what the iterations kept."""
+    mcmc.post_warmup_state = state
+    mcmc.num_samples = length
+    mcmc.run(state.rng_key, target.data, extra_fields=_EXTRA_FIELDS)
+    return mcmc.last_state
+
+
+def _run_in_chunks(mcmc, target: Target, num_warmup: int, num_samples: int, chunk_size: int, checkpoint,
+                   template, initial):
+    """The warmup and then the sampling, ``chunk_size`` iterations at a time, each chunk
+    continuing from the last state, saving the state after every warmup chunk and the state and
+    the draws so far after every sampling chunk. A checkpoint resumes either phase."""
+    warm = checkpoint.restore("warmup", template())
+    state = warm.carry if (warm.done or warm.complete) else initial()
+    if not warm.complete:
+        for start in range(warm.done, num_warmup, chunk_size):
+            length = min(chunk_size, num_warmup - start)
+            state = _advance(mcmc, target, state, length)
+            checkpoint.save("warmup", start + length, state, None)
+        if num_warmup == 0:
+            checkpoint.save("warmup", 0, state, None)
+    kept, done = None, 0
+    if warm.complete:
         state, kept, done, _ = checkpoint.restore("sample", template())
-    else:
-        state, kept, done = None, None, 0
-    if state is None:
-        mcmc.warmup(key, target.data, extra_fields=_EXTRA_FIELDS, collect_warmup=False)
-        state = mcmc.last_state
-        checkpoint.save("sample", 0, state, None)
     parts = [] if kept is None else [kept]
     structure = None
     for start in range(done, num_samples, chunk_size):
         length = min(chunk_size, num_samples - start)
-        mcmc.post_warmup_state = state
-        mcmc.num_samples = length
-        mcmc.run(state.rng_key, target.data, extra_fields=_EXTRA_FIELDS)
-        state = mcmc.last_state
+        state = _advance(mcmc, target, state, length)
         chunk = {"samples": {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()},
                  "extra": {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}}
         leaves, structure = jax.tree_util.tree_flatten(chunk)

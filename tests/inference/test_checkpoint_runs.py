@@ -64,6 +64,7 @@ def assert_same_draws(a, b):
 
 
 def interrupted_then_resumed(monkeypatch, tmp_path, fit, after, during=False):
+    tmp_path.mkdir(exist_ok=True)
     path = str(tmp_path / "run.ckpt.npz")
     with monkeypatch.context() as patch:
         Interrupt(patch, after, during)
@@ -76,17 +77,26 @@ def interrupted_then_resumed(monkeypatch, tmp_path, fit, after, during=False):
     return resumed, extras
 
 
-def test_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp_path):
+@pytest.mark.parametrize("chain_method", ["auto", "vectorized", "sequential"])
+def test_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp_path, chain_method):
     def fit(path=None):
         return inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=60,
                              num_samples=50, num_chains=2, chunk_size=20, checkpoint_path=path,
-                             posterior_predictive=False)
+                             posterior_predictive=False, chain_method=chain_method)
 
     plain = fit()  # no checkpoint: one NumPyro run
-    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path, fit, after=3)  # warmup + 2 chunks
-    assert int(extras["done"]) == 40
-    assert resumed.attrs["resumed_from"] == "sample iteration 40"
+    # interrupted mid-warmup (after 2 of its 3 chunks: the step size and mass matrix are mid-adaptation)
+    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path / "warmup", fit, after=2)
+    assert (int(extras["phase"]), int(extras["done"])) == (0, 40)
+    assert resumed.attrs["resumed_from"] == "warmup iteration 40"
     assert_same_draws(plain, resumed)  # chunked = unchunked, and resumed = uninterrupted
+    if chain_method != "auto":
+        return
+    # interrupted mid-sampling (the warmup's 3 chunks, then 2 of the sampling's)
+    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path / "sample", fit, after=5)
+    assert (int(extras["phase"]), int(extras["done"])) == (1, 40)
+    assert resumed.attrs["resumed_from"] == "sample iteration 40"
+    assert_same_draws(plain, resumed)
 
 
 def test_nuts_checkpoint_of_another_run_is_refused(tmp_path):
