@@ -52,6 +52,10 @@ within 25%" cannot hold at dt = 0.05 for this guide family, and since the gap gr
 family's optimum instead: ELBO below the evidence, gap within ``gap_tolerance`` of the minimum,
 sd ratio near the optimum's, path mean within RMSE 0.1 of the smoother.
 
+Paper scale (config ``paper``, slow tests): a **neural ODE** ``ẏ = f_φ(y)`` (MLP, RK4 on the
+model's grid, :func:`fit_neural_ode`) fitted to Monte Carlo mean paths of the model, held against
+the exact mean ``z_0 (1 - θdt)^n`` and the exact linear vector field (:func:`check_neural_ode`).
+
 Reference: P. Kidger, "On Neural Differential Equations", PhD thesis, Oxford (2022),
 arXiv:2202.02435; X. Li, T.-K. L. Wong, R. T. Q. Chen, D. Duvenaud, "Scalable Gradients for
 Stochastic Differential Equations", AISTATS 2020.
@@ -107,6 +111,11 @@ __all__ = [
     "FamilyOptimum",
     "family_optimum",
     "check_svi",
+    "ou_mean_paths",
+    "NeuralODEFit",
+    "neural_ode_paths",
+    "fit_neural_ode",
+    "check_neural_ode",
     "exact_loglik",
     "latent_ssm",
     "smoothed_paths",
@@ -563,6 +572,119 @@ def check_svi(idata, data, params: Mapping[str, Any], config: LatentSDEConfig, *
     ratio = float(draws.std(0).mean() / exact_sd.mean())
     checks.append(Check("path sd vs family optimum", abs(ratio / best.sd_ratio - 1) < 0.1, ratio,
                         f"within 10% of {best.sd_ratio:.3f}", f"exact posterior sd {exact_sd.mean():.4f}"))
+    return checks
+
+
+# --------------------------------------------------------------------------------------------
+# Paper scale: a neural ODE on the OU mean path (the neural CDE and SDE-GAN follow the same pattern)
+# --------------------------------------------------------------------------------------------
+
+
+def ou_mean_paths(params: Mapping[str, Any], initial_states, config: LatentSDEConfig, num_steps: int) -> np.ndarray:
+    """The exact mean ``E[z_n | z_0] = z_0 (1 - θdt)^n`` of the model's Euler scheme, ``(K, num_steps + 1)``."""
+    a = 1 - float(params["theta"]) * config.dt
+    return np.asarray(initial_states, dtype=float)[:, None] * a ** np.arange(num_steps + 1)
+
+
+class NeuralODEFit(NamedTuple):
+    """A neural ODE ``ẏ = f_φ(y)`` fitted to Monte Carlo mean paths of the model (:func:`fit_neural_ode`).
+
+    params: the flax parameters of ``f_φ`` (``net``); initial_states ``(K,)``; target ``(K, n+1)``
+    the Monte Carlo mean paths it was fitted to and target_se their standard errors; losses the
+    training trace."""
+
+    net: Any
+    params: Any
+    initial_states: np.ndarray
+    target: np.ndarray
+    target_se: np.ndarray
+    losses: np.ndarray
+
+
+def neural_ode_paths(net, params, initial_states, dt: float, num_steps: int) -> jax.Array:
+    """Solve ``ẏ = f_φ(y)`` from each initial state by classical RK4 with step ``dt``
+    (``zoo.processes.chaos.rk4_step``): ``(K, num_steps + 1)``."""
+    from zoo.processes.chaos import rk4_step
+
+    def field(y):
+        return net.apply(params, y)
+
+    def one(y0):
+        def step(y, _):
+            y = rk4_step(field, y, dt)
+            return y, y[0]
+
+        _, ys = jax.lax.scan(step, jnp.reshape(y0, (1,)), None, length=num_steps)
+        return jnp.concatenate([jnp.reshape(y0, (1,)), ys])
+
+    return jax.vmap(one)(jnp.asarray(initial_states))
+
+
+def fit_neural_ode(key, config: LatentSDEConfig, *, initial_states=np.linspace(-1.5, 1.5, 8), num_paths: int = 2000,
+                   horizon_steps: int = 80, hidden: tuple[int, ...] = (32, 32), train_steps: int = 2000,
+                   learning_rate: float = 1e-2, progress: bool = False) -> NeuralODEFit:
+    """Fit a neural ODE (Kidger 2022, ch. 2: an MLP vector field, discretise-then-optimise through RK4
+    on the model's grid) to the mean of the latent OU at the config's true (θ, σ): ``num_paths``
+    Euler–Maruyama paths from each initial state, averaged over ``horizon_steps`` steps, are the
+    targets; squared error, Adam with a cosine decay from ``learning_rate`` (``inference.train.train``).
+    The exact answer
+    (:func:`ou_mean_paths`) is the linear flow ``ẏ = λy`` with ``λ = log(1 - θdt)/dt``."""
+    import optax
+
+    from inference.train import train
+    from zoo.nets.mlp import MLP
+
+    positive_int("num_paths", num_paths)
+    positive_int("horizon_steps", horizon_steps)
+    params = true_params(config)
+    z0 = np.asarray(initial_states, dtype=float)
+    ou = ou_sde(params["theta"], params["sigma"])
+
+    def paths(k, y0):
+        dws = sde.brownian_increments(k, horizon_steps, config.dt, (num_paths, 1))
+        return jax.vmap(lambda dw: sde.euler_maruyama(ou, jnp.full((1,), y0), dw, dt=config.dt)[:, 0], in_axes=1)(dws)
+
+    k_sim, k_init = jax.random.split(key)
+    draws = jax.vmap(paths)(jax.random.split(k_sim, len(z0)), jnp.asarray(z0))  # (K, P, n+1)
+    target = np.asarray(draws.mean(1))
+    target_se = np.asarray(draws.std(1) / math.sqrt(num_paths))
+    net = MLP(hidden=tuple(hidden), out_features=1, activation="tanh")
+    init = net.init(k_init, jnp.zeros((1,)))
+    target_j = jnp.asarray(target)
+
+    def loss_fn(p, batch, _key):
+        return jnp.mean((neural_ode_paths(net, p, batch[:, 0], config.dt, horizon_steps) - batch) ** 2)
+
+    schedule = optax.cosine_decay_schedule(learning_rate, train_steps)
+    result = train(loss_fn, init, lambda k, n: target_j, optax.adam(schedule), train_steps, progress=progress)
+    return NeuralODEFit(net, result.params, z0, target, target_se, np.asarray(result.losses))
+
+
+def check_neural_ode(fit: NeuralODEFit, config: LatentSDEConfig, *, num_between: int = 7) -> list[Check]:
+    """The fitted neural ODE against the exact mean of the Euler scheme: path RMSE on the training
+    initial states and on ``num_between`` states between them (not fitted) within twice the
+    largest Monte Carlo standard error of the targets; the vector field within 5% of
+    ``max|λy|`` where at least two fitted paths pass (between the second smallest and the second
+    largest initial state: the extreme values of ``y`` are seen only at the first steps of one
+    path), ``λ = log(1 - θdt)/dt``."""
+    params = true_params(config)
+    n = fit.target.shape[1] - 1
+    bound = 2 * float(fit.target_se.max())
+    checks = []
+    lo, hi = float(fit.initial_states.min()), float(fit.initial_states.max())
+    between = lo + (hi - lo) * (np.arange(num_between) + 0.5) / num_between
+    for label, states in (("training initial states", fit.initial_states), ("initial states between them", between)):
+        got = np.asarray(neural_ode_paths(fit.net, fit.params, states, config.dt, n))
+        rmse = float(np.sqrt(np.mean((got - ou_mean_paths(params, states, config, n)) ** 2)))
+        checks.append(Check(f"neural ODE mean path, {label}", rmse < bound, rmse,
+                            f"RMSE < {bound:.4f} (2 x the largest MC standard error of the targets)"))
+    rate = math.log(1 - float(params["theta"]) * config.dt) / config.dt
+    inner = np.sort(fit.initial_states)[[1, -2]]
+    ys = np.linspace(inner[0], inner[1], 101)
+    field = np.asarray(jax.vmap(lambda y: fit.net.apply(fit.params, y[None])[0])(jnp.asarray(ys)))
+    err = float(np.max(np.abs(field - rate * ys)) / np.max(np.abs(rate * ys)))
+    checks.append(Check("neural ODE vector field vs the exact linear flow", err < 0.05, err,
+                        f"max |f(y) - λy| / max |λy| < 0.05 on [{inner[0]:.3f}, {inner[1]:.3f}]", f"λ = {rate:.4f}"))
     return checks
 
 

@@ -157,3 +157,14 @@ def test_columns_round_trip_and_named_errors():
         lsde.LatentSDEConfig(obs_noise=-0.1)
     with pytest.raises(ValueError, match="data: the latent-SDE guide conditions on observations"):
         lsde.path_guide(config)(None)
+
+
+@pytest.mark.slow
+def test_neural_ode_fits_the_ou_mean_path_at_paper_scale():
+    """Neural ODE (paper config's grid and truth): an MLP vector field through RK4, fitted to Monte
+    Carlo mean paths from 8 initial states, against the exact mean of the Euler scheme (paths, also
+    from initial states it was not fitted on) and the exact linear vector field."""
+    config = ENTRY.configs["paper"]
+    fit = lsde.fit_neural_ode(jax.random.PRNGKey(0), config)
+    failed = [c for c in lsde.check_neural_ode(fit, config) if not c.passed]
+    assert not failed, failed
