@@ -15,12 +15,27 @@ from diagnostics.metrics import rank_auc
 from zoo.reward_consistent_dynamics import (
     PAPER,
     SMALL,
+    Ensemble,
     MORECConfig,
     OfflineDataMissing,
+    RewardModel,
+    check_dynamics,
+    check_reward,
+    data_stats,
+    dynamics_model,
+    dynamics_reward,
+    dynamics_svi_options,
+    ensemble_from,
+    ensemble_predict,
     exact_loglik,
     load_offline_data,
     model,
+    reward_scores,
     simulate,
+    step_mean,
+    train_reward,
+    transitions,
+    twin_ensemble,
     twin_log_evidence,
     twin_posterior,
     validate_data,
@@ -122,3 +137,110 @@ def test_csv_round_trip():
     columns = ENTRY.dump_columns(data, config)
     back = ENTRY.load_columns(columns, config)
     np.testing.assert_allclose(np.asarray(back), np.asarray(data))
+
+
+# --------------------------------------------------------------------------------------------
+# Spec checks (b) and (c): the checks against exact models, then the learned pieces
+# --------------------------------------------------------------------------------------------
+
+
+def _twin_draws(data, config, num, seed=0):
+    mean, cov = twin_posterior(data, config)
+    return np.random.default_rng(seed).multivariate_normal(np.asarray(mean), np.asarray(cov), size=num)
+
+
+class _PhysicsLogit:
+    """A stand-in discriminator whose logit is ``sign · (c − ½ ((ΔT − ΔT_true(T, a)) / σ)²)``: the
+    exact physics' reward (``sign = +1``) or its reverse (``−1``), on the entry's feature scaling."""
+
+    def __init__(self, stats, config, sign):
+        self.stats, self.config, self.sign = stats, config, sign
+
+    def apply(self, variables, features):
+        m, s = self.stats
+        temp, action = m[0] + s[0] * features[..., 0], m[1] + s[1] * features[..., 1]
+        delta = m[2] + s[2] * features[..., 2]
+        resid = (delta - (step_mean(temp, action, self.config) - temp)) / self.config.noise
+        return (self.sign * (variables["params"]["c"] - 0.5 * resid**2))[..., None]
+
+
+@pytest.fixture(scope="module")
+def twin_pieces():
+    data, _ = simulate(jax.random.PRNGKey(0), SMALL)
+    fit, held_out = data[:-SMALL.held_out], data[-SMALL.held_out:]
+    return fit, held_out, twin_ensemble(_twin_draws(fit, SMALL, SMALL.ensemble_size), fit, SMALL)
+
+
+def test_check_dynamics_on_the_exact_twin(twin_pieces):
+    """Spec check (b) against an exact answer: the twin's posterior draws as the ensemble have
+    calibrated predictive intervals (coverage 0.9 ± about 0.03 on the 990 held-out transitions,
+    in [0.8, 0.98] by far), and the same ensemble with its noise scale shrunk threefold is caught."""
+    fit, held_out, ensemble = twin_pieces
+    (calibrated,) = check_dynamics(ensemble, held_out, SMALL)
+    assert calibrated.passed and abs(calibrated.value - 0.9) < 0.05, calibrated
+    narrow = Ensemble(ensemble.params, lambda p, x: (ensemble.apply(p, x)[0], ensemble.apply(p, x)[1] / 3),
+                      ensemble.stats)
+    (overconfident,) = check_dynamics(narrow, held_out, SMALL)
+    assert not overconfident.passed and overconfident.value < 0.6, overconfident
+
+
+def test_check_reward_separates_exact_from_reversed_reward(twin_pieces):
+    """Spec check (c)'s machinery against known rewards: the exact physics' reward ranks the
+    test-policy transitions above the ensemble's ±1 °C offsets (AUC near 1) and its transition
+    filter does not raise the rollout error; the reversed reward ranks them the other way."""
+    fit, _, ensemble = twin_pieces
+    stats = data_stats(fit, SMALL)
+    params = {"c": jnp.zeros((1,))}  # one snapshot
+    exact = RewardModel(params, _PhysicsLogit(stats, SMALL, +1.0), stats)
+    reverse = RewardModel(params, _PhysicsLogit(stats, SMALL, -1.0), stats)
+    config = MORECConfig(num_rollouts=100, rollout_steps=5)
+    good = check_reward(exact, ensemble, config, num_seeds=1)
+    assert all(c.passed for c in good) and good[0].value > 0.95, good
+    true, offset = reward_scores(jax.random.PRNGKey(100), reverse, ensemble, config)  # the AUC half's scores
+    assert rank_auc(true, offset) < 0.1
+
+
+def test_trained_reward_discriminates_in_distribution(twin_pieces):
+    """The adversarial IRL on the behaviour data (1000 steps; the small configuration has 3000)
+    gives a reward that ranks held-out in-distribution transitions above the same ensemble's
+    ±1 °C offsets (AUC 1.0 measured at 3000 steps)."""
+    from inference.train import train
+
+    fit, held_out, ensemble = twin_pieces
+    config = MORECConfig(reward_steps=1000)
+    problem = train_reward(fit, config)
+    reward = problem.finish(train(*problem[:5], evaluate=problem.evaluate, evaluate_every=problem.evaluate_every,
+                                  progress=False))
+    assert jax.tree_util.tree_leaves(reward.params)[0].shape[0] == config.history
+    temp, action, nxt, observed = transitions(held_out, SMALL)
+    keep = np.asarray(observed)
+    temp, action, nxt = (jnp.asarray(np.asarray(x)[keep][:300]) for x in (temp, action, nxt))
+    mean, scale = ensemble_predict(ensemble, temp, action)
+    k_draw, k_sign = jax.random.split(jax.random.PRNGKey(7))
+    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, temp.shape), 1.0, -1.0)
+    fake = mean[0] + scale[0] * jax.random.normal(k_draw, temp.shape) + sign * SMALL.offset
+    auc = rank_auc(dynamics_reward(reward, temp, action, nxt), dynamics_reward(reward, temp, action, fake))
+    assert auc > 0.9, auc
+
+
+@pytest.mark.slow
+def test_small_pipeline_checks_b_and_c():
+    """The spec's checks (b) and (c) on ``small`` end to end: the SVI ensemble's in-distribution
+    calibration, the trained dynamics reward's AUC on the unseen region and the transition filter.
+    With the reward's inputs on the plant's scale the AUC is 0.82 at this seed (0.68 and 0.71 at
+    reward seeds 1 and 2: check (c)'s AUC half is seed-dependent at this scale, see the card);
+    with the data's statistics (MOPO's normalisation) it is near chance (0.54 measured)."""
+    from inference.train import train
+
+    data, _ = simulate(jax.random.PRNGKey(0), SMALL)
+    fit, held_out = data[:-SMALL.held_out], data[-SMALL.held_out:]
+    svi = inference.fit(functools.partial(dynamics_model, config=SMALL), fit, method="svi", progress=False,
+                        **dynamics_svi_options(SMALL))
+    ensemble = ensemble_from(svi, fit, SMALL)
+    (calibration,) = check_dynamics(ensemble, held_out, SMALL)
+    assert calibration.passed, calibration
+    problem = train_reward(fit, SMALL)
+    reward = problem.finish(train(*problem[:5], evaluate=problem.evaluate, evaluate_every=problem.evaluate_every,
+                                  progress=False))
+    auc, rollout = check_reward(reward, ensemble, SMALL)
+    assert auc.passed and rollout.passed, (auc, rollout)
