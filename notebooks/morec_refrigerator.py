@@ -24,6 +24,7 @@
 # (σ known) is Normal in closed form.
 
 # %%
+import dataclasses
 import functools
 
 import arviz as az
@@ -35,6 +36,7 @@ from scipy import stats
 
 import inference
 import zoo
+from diagnostics.metrics import rank_auc
 from inference.train import train
 from zoo import reward_consistent_dynamics as mr
 
@@ -128,27 +130,44 @@ ax[0].set_ylabel("prediction − true mean (°C)"); ax[0].legend();
 # $\Delta T$, and the last 50 snapshots define $r_D = -\log(1 - \overline{\mathrm{clip}(D)})$.
 # Spec check (c) asks that on the unseen region $r_D$ rank true transitions above ensemble draws
 # offset by ±1 °C (AUC > 0.7) and that the filtered 10-step rollouts err less than the unfiltered
-# ones. The run below uses the small configuration's 3000 discriminator steps; the verdicts are
-# printed as they come.
+# ones. The reward reads $(T, a, \Delta T)$ on the plant's scale (`reward_inputs="plant"`); beside
+# it the same training with the data's statistics (`"data"`, MOPO's normalisation of the dynamics
+# networks), under which a 20 °C state is some 55 standard deviations from the data.
 
 # %%
-problem = mr.train_reward(fit_part, config)
-reward = problem.finish(train(*problem[:5], evaluate=problem.evaluate, evaluate_every=problem.evaluate_every,
-                              progress=False))
+rewards = {}
+for inputs in ("plant", "data"):
+    cfg = dataclasses.replace(config, reward_inputs=inputs)
+    problem = mr.train_reward(fit_part, cfg)
+    rewards[inputs] = problem.finish(train(*problem[:5], evaluate=problem.evaluate,
+                                           evaluate_every=problem.evaluate_every, progress=False))
+reward = rewards["plant"]
 for c in mr.check_reward(reward, ensemble, config):
     print(c)
+true_data, fake_data = mr.reward_scores(jax.random.PRNGKey(100), rewards["data"], ensemble, config)
+print("AUC with the data's statistics as the reward's scaling:", rank_auc(true_data, fake_data))
 
+# %%
+fig, ax = plt.subplots(1, 3, figsize=(13, 3.2))
 true_scores, fake_scores = mr.reward_scores(jax.random.PRNGKey(100), reward, ensemble, config)
-plt.figure(figsize=(5, 3))
-plt.hist(np.asarray(true_scores), bins=40, alpha=0.6, label="true transitions")
-plt.hist(np.asarray(fake_scores), bins=40, alpha=0.6, label="ensemble ± 1 °C")
-plt.xlabel("r_D"); plt.title("dynamics reward on the test policy's states"); plt.legend();
+ax[0].hist(np.asarray(true_scores), bins=40, alpha=0.6, label="true transitions")
+ax[0].hist(np.asarray(fake_scores), bins=40, alpha=0.6, label="ensemble ± 1 °C")
+ax[0].set(xlabel="r_D", title="r_D on the test policy's states (plant scale)"); ax[0].legend()
+offsets = np.linspace(-3, 3, 121)
+for j, inputs in enumerate(("plant", "data")):
+    for temp, a in ((5.0, 0.5), (12.0, 0.1), (18.0, 0.1), (24.0, 0.05)):
+        mean_next = float(mr.step_mean(temp, a, config))
+        r = mr.dynamics_reward(rewards[inputs], np.full_like(offsets, temp), np.full_like(offsets, a), mean_next + offsets)
+        r = np.asarray(r)
+        ax[j + 1].plot(offsets, r / r.max(), label=f"T = {temp:g}, a = {a:g}")
+    ax[j + 1].axvline(0, color="k", lw=0.6)
+    ax[j + 1].set(xlabel="T' − true mean T' (°C)", title=f"r_D / max, inputs on the {inputs} scale")
+ax[1].legend(fontsize=8);
 
 # %% [markdown]
-# Read the two verdicts above as they stand. The transition filter's rollout error is compared with
-# the unfiltered rollouts under the same seeds; the AUC line is the harder half of check (c): a
-# reward that ranked true transitions above ±1 °C offsets on states the data never visit would
-# show two separated histograms here. With this simplified adversarial IRL (a Gaussian learner over
-# ΔT, historical averaging of 50 snapshots) and the small configuration's 3000 steps it does not
-# (AUC near 0.5), so the claim that the dynamics reward generalises to the unseen region is not
-# reproduced by this entry yet; the twin and the ensemble's in-distribution calibration are.
+# On the plant's scale the reward's peak over the next temperature stays near the truth on states
+# the data never visit, so the reward ranks true transitions above the ±1 °C offsets and the filter
+# cuts the rollout error; with the data's statistics the peak drifts by one to one and a half
+# degrees at 12 to 18 °C and the AUC is at chance. The AUC half of check (c) is seed-dependent at
+# this scale: over reward-training seeds 0, 1, 2 it is 0.82, 0.68, 0.71 (the card has the numbers),
+# while the filtered rollouts err less than the unfiltered ones at every seed measured.
