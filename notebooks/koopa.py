@@ -91,3 +91,27 @@ for c, ax in enumerate(axes):
     ax.plot(t_out, koopa_fc[:, c], label="Koopa"); ax.plot(t_out, linear_fc[:, c], label="DLinear")
     ax.plot(t_out, x[-config.horizon:, c], ":", label="naive"); ax.set_title(f"channel y{c}, last test window")
 axes[0].legend(); plt.tight_layout()
+
+# %% [markdown]
+# ## Operator adaptation on the drifting part (claim (d))
+#
+# Rolling forecasts without retraining: on the drifting part (data minus the planted sinusoids),
+# delay-embedded over one segment, the operator fitted on the lookback is either kept fixed or
+# adapted by a rank-one update with every newly observed snapshot pair. Each roll forecasts the
+# next $H$ steps from the newest snapshot. The fixed operator's error grows as the chirp's
+# frequency drifts away from the lookback's; the adapted one's grows less. The check's tolerance is
+# $1 - 2.33\,\mathrm{sd}$ of the ratio over noise replicates.
+
+# %%
+adapt = kp.adaptation_scores(truth, config)
+print(f"rolling-forecast MSE  fixed {adapt.fixed:.4f}  adapted {adapt.adapted:.4f}  ratio {adapt.ratio:.3f}")
+print(f"replicates: ratio mean {adapt.replicates.mean():.3f}, sd {adapt.replicates.std(ddof=1):.3f}; "
+      f"rank-one vs refit {adapt.refit_gap:.1e}")
+start = int(adapt.starts[0])
+drift = jnp.asarray(data - truth["invariant"])[start: start + config.adapt_length]
+fixed, adapted, _ = map(np.asarray, kp.rolling_forecast(drift, config))
+rolls = config.lookback + config.seg_len * np.arange(config.adapt_rolls)
+plt.figure(figsize=(7, 3))
+plt.plot(rolls, fixed, label="fixed operator"); plt.plot(rolls, adapted, label="adapted operator")
+plt.xlabel("forecast origin (steps into the stretch)"); plt.ylabel(f"MSE of the next {config.horizon} steps")
+plt.legend(); plt.title("first test stretch"); plt.tight_layout()
