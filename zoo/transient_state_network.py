@@ -53,13 +53,22 @@ last ``x``. The NumPyro program is this form's program (latent sub-paths as site
 
 Recipe: ``pmmh`` (bootstrap particle filter; 128 particles on ``small``, 256 on ``paper``) on
 (Γ⁻, Γ⁺): the Heaviside steps make the likelihood's gradients vanish, so gradient-based samplers
-do not apply to this program. The likelihood is sharp in Γ⁻ (the switch times fix it to a few
-percent), and the chains start within ``init_radius = 0.1`` (unconstrained units) of the prior
-median.
+do not apply to this program. The two rates have posterior widths twenty times apart: the switch
+times fix log Γ⁻ to about 0.03, while Γ⁺ (the refill of the reservoirs of a clique that has been
+active, which the data of ``small`` never see at work) keeps its prior width 0.5. The random-walk
+proposal is therefore diagonal with one scale per rate (``init_scale={"gamma_minus": 0.05,
+"gamma_plus": 0.9}``, about ``2.4/sqrt(2)`` posterior standard deviations, held fixed), 4 chains of
+50 warmup and 400 kept iterations, started within ``init_radius = 0.1`` (unconstrained units) of
+the prior median. The chains are still too sticky for the zoo's convergence thresholds: on
+``small`` at seed 0 the R-hat of Γ⁻ is 1.12 and its bulk ESS 25 of 1600 draws (the filter's
+log-likelihood estimate has a standard deviation of 1.4 at the truth and a heavy tail away from
+it, from the particles that miss the hand-over time).
 
 Check: the central 99% interval of Γ⁻ (the zoo's one coverage statement per entry) covers the
-truth and its posterior median is within 25% of it; the clique sequence decoded from a particle filter's filtering means at the posterior median
-matches the true sequence at >= 90% of the observation times.
+truth and its posterior median is within 25% of it. The clique sequence decoded from a particle
+filter's filtering means (``inference.fit(entry, data, method="pf", params=...)``, then
+:func:`decode_filtered`) is checked in the tests and the notebook: ``zoo`` does not import the
+particle filter.
 
 Example::
 
@@ -329,48 +338,35 @@ def active_clique(x, config: TransientStateConfig, threshold: float = 0.5) -> np
     return np.where(members.any(-1), members.argmax(-1), -1)
 
 
-def filtering_means(key: jax.Array, params: dict, data, config: TransientStateConfig, *,
-                    num_particles: int = 256) -> np.ndarray:
-    """The bootstrap filter's filtering means of ``x(t_k)`` ``(T, N)`` at ``params``."""
-    from inference.particle import filter as particle_filter  # zoo imports inference only here, lazily
-
-    ssm = state_space_model(config)
-    n = config.num_neurons
-    fk = ssm.feynman_kac({k: jnp.asarray(v, float) for k, v in params.items()}, validate_data(data, config))
-    out = jax.jit(lambda k: particle_filter.run(k, fk, num_particles, test_fn=lambda z: z[-1, :n]))(key)
-    return np.asarray(out.filtering_mean)
-
-
-def decoded_cliques(key, params, data, config, *, num_particles: int = 256) -> np.ndarray:
-    """The clique sequence decoded from the filtering means (:func:`active_clique`)."""
-    return active_clique(filtering_means(key, params, data, config, num_particles=num_particles), config)
+def decode_filtered(x_filtered_mean, config: TransientStateConfig) -> np.ndarray:
+    """The clique sequence ``(T,)`` decoded (:func:`active_clique`) from a particle filter's
+    filtering means of the state ``(T, Δ/dt, 2N)`` (the sub-paths; the activities at ``t_k`` are
+    the last sub-step's first ``N`` components), e.g. ``posterior["x_filtered_mean"]`` of
+    ``inference.fit(entry, data, method="pf", params=...)``."""
+    means = np.asarray(x_filtered_mean)
+    expected = (config.num_obs, config.num_substeps, 2 * config.num_neurons)
+    if means.shape != expected:
+        raise ValueError(f"x_filtered_mean: expected filtering means of the sub-path states of shape "
+                         f"{expected}, got {means.shape}")
+    return active_clique(means[:, -1, :config.num_neurons], config)
 
 
 def check(idata, truth: dict, config: TransientStateConfig) -> list[Check]:
-    """The central interval of Γ⁻ covers the truth; its posterior median within 25%; the clique
-    sequence decoded from the filtering means at the posterior median matches the truth at
-    >= 90% of the observation times (the decoding threshold rule: all members ``x > 0.5``).
+    """The central interval of Γ⁻ covers the truth; its posterior median within 25%.
 
     The interval is the zoo's one coverage statement per entry at level ``JOINT_COVERAGE``
-    (0.99: a 1% false-alarm budget per data set) rather than the spec's 90%: the posterior of Γ⁻
-    is a few percent wide and the recipe's short, sticky PMMH chains (effective sample size of
-    order 10-50) put the truth at the edge of a 90% interval in about one run in ten or more.
+    (0.99: a 1% false-alarm budget per data set) rather than the spec's 90%. The decoded clique
+    sequence is not judged here (it needs a particle filter, which ``zoo`` does not import): the
+    tests and the notebook decode it with ``inference.fit(entry, data, method="pf", params=...)``
+    and :func:`decode_filtered`.
     """
     from zoo.core import JOINT_COVERAGE, check_covers, posterior_draws
 
-    draws = {name: posterior_draws(idata, name) for name in PARAMETERS}
-    median = {name: float(np.median(v)) for name, v in draws.items()}
-    rel = abs(median["gamma_minus"] - float(truth["gamma_minus"])) / float(truth["gamma_minus"])
-    checks = [check_covers(idata, "gamma_minus", truth["gamma_minus"], JOINT_COVERAGE),
-              Check("posterior median of gamma_minus within 25%", rel < 0.25, rel, "relative error < 0.25",
-                    f"median {median['gamma_minus']:.5f}, truth {float(truth['gamma_minus']):.5f}")]
-    observed = idata.observed_data["y"].values if "observed_data" in idata.groups() else None
-    if observed is not None and "clique" in truth:
-        decoded = decoded_cliques(jax.random.PRNGKey(1), median, np.asarray(observed), config)
-        match = float(np.mean(decoded == np.asarray(truth["clique"])))
-        checks.append(Check("decoded clique sequence matches the truth", match >= 0.9, match, "fraction >= 0.9",
-                            f"{int(np.sum(decoded != truth['clique']))} of {len(decoded)} times differ"))
-    return checks
+    median = float(np.median(posterior_draws(idata, "gamma_minus")))
+    rel = abs(median - float(truth["gamma_minus"])) / float(truth["gamma_minus"])
+    return [check_covers(idata, "gamma_minus", truth["gamma_minus"], JOINT_COVERAGE),
+            Check("posterior median of gamma_minus within 25%", rel < 0.25, rel, "relative error < 0.25",
+                  f"median {median:.5f}, truth {float(truth['gamma_minus']):.5f}")]
 
 
 def neuron_names(config: TransientStateConfig) -> tuple[str, ...]:
@@ -396,9 +392,10 @@ ENTRY = ZooEntry(
     model=model,
     simulate=simulate,
     configs={"small": SMALL, "long": LONG, "paper": PAPER},
-    recipe=Recipe("pmmh", {"num_particles": 128, "num_warmup": 150, "num_samples": 250, "num_chains": 2,
-                           "init_scale": 0.02, "init_radius": 0.1},
-                  {"num_particles": 256, "num_warmup": 2000, "num_samples": 2000, "num_chains": 4}),
+    recipe=Recipe("pmmh", {"num_particles": 128, "num_warmup": 50, "num_samples": 400, "num_chains": 4,
+                           "adapt": False, "init_scale": {"gamma_minus": 0.05, "gamma_plus": 0.9},
+                           "init_radius": 0.1},
+                  {"num_particles": 256, "num_warmup": 2000, "num_samples": 2000, "num_chains": 4, "adapt": True}),
     check=check,
     ssm=state_space_model,
     dims={"y": ("time", "neuron"), "x": ("time", "substep", "state")},

@@ -102,10 +102,18 @@ def test_simulated_reservoirs_follow_the_closed_form_decay(simulated):
     assert abs(resid.std() - SMALL.obs_noise) < mc_tolerance(SMALL.obs_noise / math.sqrt(2), resid.size)
 
 
+def _decoded(data, params, num_particles=64):
+    import inference
+
+    pf = inference.fit(ENTRY, data, method="pf", seed=1, progress=False, params=params, num_particles=num_particles)
+    return tsn.decode_filtered(pf.posterior["x_filtered_mean"].values[0, 0], SMALL)
+
+
 def test_decoded_clique_sequence_at_the_truth(simulated):
     data, truth = simulated
-    decoded = tsn.decoded_cliques(jax.random.PRNGKey(1), tsn.truth_params(SMALL), data, SMALL, num_particles=64)
-    assert np.mean(decoded == truth["clique"]) >= 0.9
+    assert np.mean(_decoded(data, tsn.truth_params(SMALL)) == truth["clique"]) >= 0.9
+    with pytest.raises(ValueError, match="x_filtered_mean: expected filtering means"):
+        tsn.decode_filtered(np.zeros((SMALL.num_obs, SMALL.num_neurons)), SMALL)
 
 
 def test_active_clique_rule():

@@ -86,12 +86,29 @@ def test_adaptation_learns_the_covariance():
     np.testing.assert_allclose(chol @ chol.T, 2.38**2 / 2 * (np.cov(draws[:200].T) + 1e-6 * np.eye(2)), rtol=1e-8)
 
 
+def test_initial_scale_per_site():
+    import numpyro
+    import numpyro.distributions as dist
+
+    def prior():
+        return {"a": numpyro.sample("a", dist.LogNormal(0.0, 1.0)),
+                "b": numpyro.sample("b", dist.Normal(0.0, 1.0).expand([2]).to_event(1))}
+
+    space = build_space(prior)
+    np.testing.assert_array_equal(pmmh._initial_scales({"b": 0.5, "a": 0.02}, space), [0.02, 0.5, 0.5])
+    np.testing.assert_array_equal(pmmh._initial_scales(0.1, space), [0.1, 0.1, 0.1])
+
+
 def test_run_pmmh_errors(problem):
     ssm, ys, _ = problem
     with pytest.raises(ValueError, match="num_particles"):
         inference.fit(ssm, ys, method="pmmh", progress=False, num_particles=0)
     with pytest.raises(ValueError, match="init_scale"):
         inference.fit(ssm, ys, method="pmmh", progress=False, init_scale=-1.0)
+    with pytest.raises(ValueError, match="init_scale: expected a scale for each prior site"):
+        inference.fit(ssm, ys, method="pmmh", progress=False, init_scale={"sigma": 0.1})
+    with pytest.raises(ValueError, match="init_scale\\['rho'\\]"):
+        inference.fit(ssm, ys, method="pmmh", progress=False, init_scale={"rho": 0.0})
     with pytest.raises(KeyError, match="rho"):
         inference.fit(ssm, ys, method="pmmh", progress=False, init_params={"sigma": 1.0})
     with pytest.raises(TypeError, match="num_partcles"):
