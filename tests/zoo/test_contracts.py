@@ -72,7 +72,7 @@ def test_prior_predictive_and_finite_log_density(entry: ZooEntry, key):
         params = _prior_draw(entry, config, data, jax.random.fold_in(key, i))
         lp = float(jitted(params))
         assert np.isfinite(lp), f"{entry.name}: non-finite log density at a prior draw"
-        if i == 0:  # jit equals eager, at one draw: an eager pass costs up to ~10 s of CPU for the neural entries
+        if i == 0:  # jit equals eager, at one draw (the second eager pass cost 1-7 s of CPU for the neural entries)
             eager, _ = log_density(entry.model, (data,), {"config": config}, params)
             np.testing.assert_allclose(lp, float(eager), rtol=1e-6, atol=1e-6)
 
