@@ -64,7 +64,8 @@ training (the best held-out ELBO kept). They are the test trials of the check.
 Self-consistency (:func:`simulate_self`, :func:`check_self_consistency`, spec (a)): data drawn
 from the program itself with ``decoder="linear"``, a known kernel and a known readout of the
 position (``log λ = log 1 + wᵀ z``, ``w ~ N(0, 0.6²/D)``, no weight on ``v``); the check asks that the recipe's
-training on them recover the rates of the held-out trials with ``R² > 0.8`` (slow test). With ``ε = 0.01``
+training on them recover the rates of the held-out trials with ``R² > 0.8`` (slow test; measured
+0.821 on ``small`` at seed 0, 128 s CPU for the 2000 steps: met, narrowly). With ``ε = 0.01``
 the position moves little within a trial (the log-rate's within-trial sd is about 0.04 against
 0.6 overall), so the check is mostly about each trial's state.
 
