@@ -67,7 +67,7 @@ it, from the particles that miss the hand-over time).
 Check: the central 99% interval of Γ⁻ (the zoo's one coverage statement per entry) covers the
 truth and its posterior median is within 25% of it. The clique sequence decoded from a particle
 filter's filtering means (``inference.fit(entry, data, method="pf", params=...)``, then
-:func:`decode_filtered`) is checked in the tests and the notebook: ``zoo`` does not import the
+``decode_filtered``) is checked in the tests and the notebook: ``zoo`` does not import the
 particle filter.
 
 Example::
@@ -358,7 +358,7 @@ def check(idata, truth: dict, config: TransientStateConfig) -> list[Check]:
     (0.99: a 1% false-alarm budget per data set) rather than the spec's 90%. The decoded clique
     sequence is not judged here (it needs a particle filter, which ``zoo`` does not import): the
     tests and the notebook decode it with ``inference.fit(entry, data, method="pf", params=...)``
-    and :func:`decode_filtered`.
+    and ``decode_filtered``.
     """
     from zoo.core import JOINT_COVERAGE, check_covers, posterior_draws
 

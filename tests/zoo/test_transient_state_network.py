@@ -175,7 +175,8 @@ def test_recipe_posterior_agrees_with_a_long_pmmh_run(simulated):
     data, _ = simulated
     short = inference.fit(ENTRY, data, method="pmmh", seed=1, **ENTRY.recipe.options_for("small"))
     long = inference.fit(ENTRY, data, method="pmmh", seed=2, num_particles=256, num_warmup=1000,
-                         num_samples=2000, num_chains=4, init_scale=0.02, init_radius=0.1)
+                         num_samples=2000, num_chains=4, adapt=True, init_radius=0.1,
+                         init_scale={"gamma_minus": 0.05, "gamma_plus": 0.9})
     log_short = np.log(short.posterior["gamma_minus"].values)
     log_long = np.log(long.posterior["gamma_minus"].values)
     ess = float(az.ess(np.asarray(log_short)))
