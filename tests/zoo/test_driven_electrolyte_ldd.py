@@ -67,8 +67,12 @@ def _dense_loglik(params, data, config):
     return total
 
 
-@pytest.mark.parametrize("variant", [dict(observe_rho=True), dict(num_frames=3), dict(observe_rho=True, num_frames=3)],
-                         ids=["snapshots_rho_c", "series_c", "series_rho_c"])
+@pytest.mark.parametrize("variant", [
+    pytest.param(dict(observe_rho=True), id="snapshots_rho_c"),
+    pytest.param(dict(num_frames=3), id="series_c"),
+    # the `series` config's route (rho and c, Kalman); slow only: the default tests are over budget already
+    pytest.param(dict(observe_rho=True, num_frames=3), id="series_rho_c", marks=pytest.mark.slow),
+])
 def test_mode_likelihoods_equal_the_dense_real_space_gaussian(variant):
     config = ed.ElectrolyteConfig(grid=4, num_series=2, spacing=0.7, **variant)
     data, _ = ENTRY.simulate(jax.random.PRNGKey(1), config)
