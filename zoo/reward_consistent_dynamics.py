@@ -187,8 +187,9 @@ class MORECConfig:
     ensemble MLE: ``ensemble_steps``, ``elites``. Reward: ``reward_steps`` at
     ``reward_learning_rate``, ``entropy`` (β), a snapshot every ``snapshot_every`` steps, the last
     ``history`` used; the reward's inputs scaled by the plant's operating range
-(``reward_inputs="plant"``: ``T`` uniform on [0, ``t_amb``], ``a`` on [0, 1], ``ΔT`` in units of
-``reward_delta_scale`` °C) or by the data's statistics (``"data"``, MOPO's normalisation). Filter: ``resample`` candidates per member, ``temperature``, ``threshold``.
+    (``reward_inputs="plant"``: ``T`` uniform on [0, ``t_amb``], ``a`` on [0, 1], ``ΔT`` in units
+    of ``reward_delta_scale`` °C) or by the data's statistics (``"data"``, MOPO's normalisation).
+    Filter: ``resample`` candidates per member, ``temperature``, ``threshold``.
     Checks: ``rollout_steps``, ``num_rollouts``, ``offset`` (°C), ``held_out`` episodes.
     ``task`` is ``"refrigerator"`` (simulated) or ``"d4rl"`` (offline data at ``data_path``).
     """
