@@ -43,7 +43,7 @@ from .convert import atomic_write_text
 from .sbc import DEFAULT_ALPHA, RHAT_UNCONVERGED, SBCResult, element_tests, load_sbc
 
 __all__ = ["CalibrationRow", "store_sweep", "load_stored", "calibration_table", "store_estimates",
-           "estimate_rows", "format_table", "rst_table", "MANIFEST", "RANKS", "ESTIMATES"]
+           "estimate_rows", "format_table", "rst_table", "MANIFEST", "RANKS", "ESTIMATES", "MIN_REPLICATES"]
 
 MANIFEST = "manifest.json"
 RANKS = "ranks.csv"
@@ -258,12 +258,19 @@ def calibration_table(root: str | os.PathLike, *, entry: str | None = None,
     return rows
 
 
+#: The replicates a stored SBC verdict should have (issue 23); below it the table says so per row.
+MIN_REPLICATES = 100
+
 _HEADER = ("entry", "config", "method", "parameter", "verdict", "replicates", "date", "tests")
 
 
 def _cells(row: CalibrationRow) -> tuple[str, ...]:
     replicates = f"{row.replicates}" + (f" (L={row.num_draws})" if row.kind == "sbc" else "")
     tests = row.detail + (f"; {row.unconverged} fit(s) unconverged" if row.unconverged else "")
+    if row.kind == "sbc" and row.replicates < MIN_REPLICATES:
+        tests += (f"; only {row.replicates} replicates (fewer than the {MIN_REPLICATES} a stored verdict "
+                  "should have): little power, "
+                  "'calibrated' means 'not shown miscalibrated'")
     return (row.entry, row.config, row.method, row.element, row.verdict, replicates, row.date, tests)
 
 

@@ -55,6 +55,9 @@ def test_table_recomputes_verdicts_per_element(tmp_path):
     assert "flagged" in text and "120 (L=49)" in text and "2026-01-02" in text
     page = calibration.rst_table(rows)
     assert page.startswith(".. list-table::") and page.count("   * - ") == len(rows) + 1
+    assert "little power" not in text  # 120 replicates
+    few = [r._replace(replicates=10) for r in only]
+    assert "only 10 replicates" in calibration.format_table(few)
     assert calibration.calibration_table(tmp_path / "absent") == []
     assert calibration.format_table([]) == "(no stored calibration)"
 
