@@ -95,3 +95,8 @@ plt.tight_layout()
 # The twin's posterior is exact: its intervals cover the true stiffness and damping. The PgDMM has
 # no exact posterior on Duffing data, but its latent state is read against the simulator's
 # physical state: the posterior mean follows displacement and velocity on sequences it never saw.
+#
+# The one-step predictive check (spec (c)) compares a particle filter on the trained PgDMM with the
+# Kalman filter of the frozen linear physics on the held-out sequences. This notebook trains for
+# 500 steps to stay cheap, and at that length the RMSE ratio printed above (0.805) falls just short
+# of the spec's 0.8; the full `duffing` configuration's 1500 steps (the slow test) reach 0.748.
