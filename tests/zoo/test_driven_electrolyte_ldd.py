@@ -70,7 +70,7 @@ def _dense_loglik(params, data, config):
 @pytest.mark.parametrize("variant", [
     pytest.param(dict(observe_rho=True), id="snapshots_rho_c"),
     pytest.param(dict(num_frames=3), id="series_c"),
-    # the `series` config's route (rho and c, Kalman); slow only: the default tests are over budget already
+    # the `series` config's route (rho and c, Kalman); slow only, to keep the default tests within budget
     pytest.param(dict(observe_rho=True, num_frames=3), id="series_rho_c", marks=pytest.mark.slow),
 ])
 def test_mode_likelihoods_equal_the_dense_real_space_gaussian(variant):
@@ -122,6 +122,7 @@ def test_simulator_structure_factor_and_anisotropy_ratio(key):
     assert exact_ratio < 0.6  # the anisotropy is there (1/(1 + ℰ²) = 0.5 in the k -> 0 limit)
 
 
+@pytest.mark.slow  # `zoo check driven_electrolyte_ldd` runs the same recovery (seed 0, small, the recipe)
 def test_recovery_on_small():
     config = ENTRY.configs["small"]
     data, truth = ENTRY.simulate(jax.random.PRNGKey(0), config)
