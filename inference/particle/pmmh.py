@@ -15,6 +15,13 @@ Adaptation (Haario, Saksman & Tamminen 2001) during warmup only: ``L = chol(2.38
 ``adapt_start`` warmup iterations on; the proposal is frozen for sampling, so the sampling phase
 is a plain Markov chain.
 
+Correlated PMMH (``correlation=ρ`` in (0, 1); Deligiannidis, Doucet & Pitt 2018): the filter's
+random numbers ``u`` become part of the chain's state, the filter a deterministic function of
+``(z, u)`` (:mod:`inference.particle.correlated`), and each proposal moves them by Crank–Nicolson,
+``u' = ρ u + sqrt(1 - ρ²) ξ``, accepted together with ``z'`` by the same ratio. The estimates at
+the current and the proposed point are then correlated, which keeps the chain from sticking where
+the estimator is noisy. The target's ``z``-marginal is still the exact posterior.
+
 Public API: :class:`PMMHState`, :class:`PMMHInfo`, :class:`AdaptationState`, :func:`init`,
 :func:`step`, :func:`adaptation_init`, :func:`adaptation_update`, :func:`adapted_cholesky`,
 :func:`run_pmmh`.
@@ -47,6 +54,8 @@ __all__ = [
     "adaptation_update",
     "adapted_cholesky",
     "evidence_estimator",
+    "correlated_estimator",
+    "correlated_step",
     "run_pmmh",
 ]
 
@@ -109,6 +118,29 @@ def step(key: PRNGKey, state: PMMHState, estimate: EstimateFn, log_prior: Callab
     return state, info
 
 
+def correlated_step(key: PRNGKey, state: PMMHState, noise: Any, estimate: Callable[[Any, Array], tuple[Array, Any]],
+                    log_prior: Callable[[Array], Array], proposal_cholesky: Array, correlation: float | Array
+                    ) -> tuple[PMMHState, Any, PMMHInfo]:
+    """One correlated PMMH step: ``z' = z + L ε`` and ``u' = ρ u + sqrt(1 - ρ²) ξ``, accepted
+    together; ``estimate(u, z) -> (log p̂(y | z, u), aux)`` is deterministic in ``u``."""
+    from inference.particle.correlated import crank_nicolson
+
+    key_prop, key_noise, key_acc = jax.random.split(key, 3)
+    proposal = state.position + proposal_cholesky @ jax.random.normal(key_prop, state.position.shape)
+    noise_proposal = crank_nicolson(key_noise, noise, correlation)
+    ll, aux = estimate(noise_proposal, proposal)
+    ll = _finite_or_neg_inf(ll)
+    lp = _finite_or_neg_inf(log_prior(proposal))
+    log_ratio = ll + lp - state.log_evidence - state.log_prior
+    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
+    accept = jnp.log(jax.random.uniform(key_acc)) < log_ratio
+    new = PMMHState(position=proposal, log_evidence=ll, log_prior=lp, aux=aux)
+    state, noise = jax.tree.map(lambda a, b: jnp.where(accept, a, b), (new, noise_proposal), (state, noise))
+    info = PMMHInfo(acceptance_rate=jnp.minimum(1.0, jnp.exp(log_ratio)), is_accepted=accept,
+                    proposal_log_evidence=ll)
+    return state, noise, info
+
+
 def adaptation_init(position: Array) -> AdaptationState:
     d = position.shape[0]
     return AdaptationState(count=jnp.zeros(()), mean=jnp.zeros(d), scatter=jnp.zeros((d, d)))
@@ -157,6 +189,37 @@ def evidence_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: 
     return estimate
 
 
+def correlated_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: int, ess_threshold: float):
+    """``(estimate(u, z) -> (sum_s log p̂(y_s | z, u), (increments (S, T), ess (S, T))), draw(key) -> u)``:
+    the noise-driven filter of :mod:`inference.particle.correlated`, one noise per sequence."""
+    from inference.particle import correlated
+
+    def fk_of(z, y):
+        return ssm.feynman_kac(space.to_params(z), y)
+
+    def estimate(noise, z):
+        _, incr, ess = jax.vmap(lambda u, y: correlated.run_from_noise(u, fk_of(z, y), ess_threshold=ess_threshold)
+                                )(noise, ys)
+        return incr.sum(), (incr, ess)
+
+    def draw(key):
+        keys = jax.random.split(key, ys.shape[0])
+        return jax.vmap(lambda k, y: correlated.draw_noise(k, fk_of(space.init_position, y), num_particles))(keys, ys)
+
+    return estimate, draw
+
+
+def _check_correlation(correlation, resampler) -> float:
+    """``correlation`` as a float in [0, 1); > 0 needs the systematic resampler."""
+    if isinstance(correlation, bool) or not isinstance(correlation, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(correlation) < 1.0:
+        raise ValueError(f"correlation: expected a Crank-Nicolson correlation in [0, 1), got {correlation!r}")
+    if correlation and resampler != "systematic":
+        raise ValueError(f"resampler: correlated PMMH (correlation > 0) resamples systematically on sorted "
+                         f"particles; expected 'systematic', got {resampler!r}")
+    return float(correlation)
+
+
 def _initial_scales(init_scale, space: ParameterSpace) -> Array:
     """The diagonal ``(d,)`` of the initial proposal: one scale, or one per prior site."""
     if not isinstance(init_scale, Mapping):
@@ -176,7 +239,8 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
              resampler: str = "systematic", ess_threshold: float = 0.5, adapt: bool = True,
              init_scale: float | Mapping[str, float] = 0.1, adapt_start: int | None = None,
              init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
-             thinning: int = 1, chunk_size: int = 50, checkpoint_path: str | None = None):
+             thinning: int = 1, chunk_size: int = 50, checkpoint_path: str | None = None,
+             correlation: float = 0.0):
     """PMMH on a state-space target, ``num_chains`` chains vectorised with ``vmap``.
 
     Args:
@@ -201,6 +265,10 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         checkpoint_path: after every chunk, write the chains' states and the draws so far there
             (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
             resumes from it to the draws of an uninterrupted run.
+        correlation: ``ρ`` in [0, 1): 0 (default) is plain PMMH; ``ρ > 0`` is correlated PMMH
+            (module docstring) with the noise-driven bootstrap filter of
+            :mod:`inference.particle.correlated` (systematic resampling on particles sorted by
+            their state's mean; the model's laws must be reparameterisable Gaussians).
 
     The first iteration evaluates the starting point (a zero-length proposal from an unevaluated
     state, always accepted: that is :func:`init`, done inside the compiled chunk so that the
@@ -224,6 +292,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     _resampling.get_resampler(resampler)
     _filter.check_threshold(ess_threshold)
     positive_float("init_radius", init_radius, allow_zero=True)
+    correlation = _check_correlation(correlation, resampler)
 
     space = build_space(ssm.prior)
     d = space.dim
@@ -231,31 +300,46 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     if adapt_start is None:
         adapt_start = min(max(50, 10 * d), max(num_warmup // 2, 1))
     adapt_start = positive_int("adapt_start", adapt_start)
-    estimate = evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
-                                  ess_threshold=ess_threshold, with_ess=True)
-
     key = jax.random.PRNGKey(seed)
     key_init_pos, key_init, key_run = jax.random.split(key, 3)
     positions0 = initial_positions(key_init_pos, space, num_chains, init_params, init_radius)
+    if correlation:
+        estimate, draw_noise = correlated_estimator(ssm, space, ys, num_particles=num_particles,
+                                                    ess_threshold=ess_threshold)
+        noises0 = jax.vmap(draw_noise)(jax.random.split(key_init, num_chains))
+        aux_shape = jax.eval_shape(estimate, jax.tree.map(lambda a: a[0], noises0), positions0[0])[1]
+    else:
+        estimate = evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
+                                      ess_threshold=ess_threshold, with_ess=True)
+        noises0 = jnp.zeros((num_chains,))  # no noise in the state
+        aux_shape = jax.eval_shape(estimate, key_init, positions0[0])[1]
     # Unevaluated starts (log-evidence -inf): the chunk's first step then proposes z' = z (zero
     # step) and accepts it, which IS init() — without compiling the estimator a second time.
-    aux_shape = jax.eval_shape(estimate, key_init, positions0[0])[1]
     states = PMMHState(position=positions0, log_evidence=jnp.full((num_chains,), -jnp.inf),
                        log_prior=jnp.full((num_chains,), -jnp.inf),
                        aux=jax.tree.map(lambda s: jnp.zeros((num_chains,) + s.shape, s.dtype), aux_shape))
     adapts = jax.vmap(adaptation_init)(positions0)
     states, adapts = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), (states, adapts))
+    if correlation:
+        states = (states, noises0)
 
     def one_chain(carry, k, adapting):
         state, adapt_state = carry
         # Frozen after warmup: the adaptation state stops changing, so the proposal does too.
+        position = state[0].position if correlation else state.position
+        log_prior = state[0].log_prior if correlation else state.log_prior
         chol = adapted_cholesky(adapt_state, init_chol, adapt_start=adapt_start)
-        chol = jnp.where(jnp.isneginf(state.log_prior), 0.0, chol)
-        state, info = step(k, state, estimate, space.log_prior, chol)
+        chol = jnp.where(jnp.isneginf(log_prior), 0.0, chol)
+        if correlation:
+            state, noise, info = correlated_step(k, state[0], state[1], estimate, space.log_prior, chol, correlation)
+            position, out, state = state.position, state, (state, noise)
+        else:
+            state, info = step(k, state, estimate, space.log_prior, chol)
+            position, out = state.position, state
         if adapt:
-            updated = adaptation_update(adapt_state, state.position)
+            updated = adaptation_update(adapt_state, position)
             adapt_state = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), updated, adapt_state)
-        return (state, adapt_state), (state, info)
+        return (state, adapt_state), (out, info)
 
     # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains.
     @jax.jit
@@ -270,7 +354,8 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         checkpoint_path, "pmmh", seed, target.data, num_particles=num_particles, num_samples=num_samples,
         num_warmup=num_warmup, num_chains=num_chains, resampler=resampler, ess_threshold=ess_threshold,
         adapt=adapt, init_scale=init_scale, adapt_start=adapt_start, init_params=init_params,
-        init_radius=init_radius, thinning=thinning, chunk_size=chunk_size)
+        init_radius=init_radius, thinning=thinning, chunk_size=chunk_size,
+        **({"correlation": correlation} if correlation else {}))
     with progress_bar(total, desc="pmmh", progress=progress) as bar:
         carry, _ = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(True)), (states, adapts), num_warmup,
                               chunk_size, keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar,
@@ -295,7 +380,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         dims={"y": steps, "ess": steps},
         attrs={"num_particles": num_particles, "num_warmup": num_warmup,
                "resampler": str(resampler), "ess_threshold": float(ess_threshold),
-               "adapt": int(bool(adapt)), "thinning": thinning,
+               "adapt": int(bool(adapt)), "thinning": thinning, "correlation": correlation,
                "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2)))),
                **checkpoint_attrs(checkpoint)},
     )

@@ -60,6 +60,7 @@ __all__ = [
     "multinomial",
     "stratified",
     "systematic",
+    "systematic_from_uniform",
     "residual",
     "get_resampler",
     "resamplers",
@@ -145,10 +146,15 @@ def systematic(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.
 
     ``C_i = #{j: j < M c_i - U} = clip(ceil(M c_i - U), 0, M)``, then the O(N + M) counting pass.
     """
+    return systematic_from_uniform(jax.random.uniform(key, ()), log_weights, num_samples)
+
+
+def systematic_from_uniform(uniform: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Array:
+    """:func:`systematic` with its shared uniform ``U`` given (a deterministic function of ``U``
+    and the weights: correlated pseudo-marginal MH moves ``U`` continuously)."""
     num_samples = positive_int("num_samples", num_samples)  # static: the shape of the output
     cdf = _cdf(log_weights)
-    u = jax.random.uniform(key, ())
-    counts_below = jnp.clip(jnp.ceil(cdf * num_samples - u), 0, num_samples).astype(jnp.int32)
+    counts_below = jnp.clip(jnp.ceil(cdf * num_samples - uniform), 0, num_samples).astype(jnp.int32)
     return _indices_from_counts_below(counts_below, num_samples)
 
 

@@ -716,15 +716,28 @@ class EulerMaruyamaPath(dist.Distribution):
 
         return x0, jax.tree_util.tree_map(leaf, self.params)
 
+    def _path_from_noise(self, x0, params, noises):
+        """The sub-path ``(n, S)`` after ``x0`` driven by the standard normals ``noises`` ``(n, S)``:
+        ``x_j = mean(x_{j-1}) + L(x_{j-1}) noise_j`` (``L`` the scale, or the Cholesky factor)."""
+        def noise_step(x, noise):
+            mean, cov = self.moments(params, x)
+            x_new = mean + (cov * noise if self.diagonal else jnp.linalg.cholesky(cov) @ noise)
+            return x_new, x_new
+
+        return jax.lax.scan(noise_step, x0, noises)[1]
+
+    def sample_from_noise(self, noise):
+        """The sample driven by given standard normals ``noise`` (shape ``batch + event``): a
+        reparameterisation, e.g. for correlated pseudo-marginal MH (``inference.particle.correlated``)."""
+        shape = self.batch_shape
+        x0, params = self._flat(shape)
+        noises = jnp.reshape(noise, (-1,) + self.event_shape)
+        return jax.vmap(self._path_from_noise)(x0, params, noises).reshape(shape + self.event_shape)
+
     def _sample_one(self, key, x0, params):
         if self.diagonal:  # one draw of all the sub-path's standard normals
-            def diagonal_step(x, noise):
-                mean, scale = self.moments(params, x)
-                x_new = mean + scale * noise
-                return x_new, x_new
-
             noises = jax.random.normal(key, (self.num_substeps,) + x0.shape, dtype=x0.dtype)
-            return jax.lax.scan(diagonal_step, x0, noises)[1]
+            return self._path_from_noise(x0, params, noises)
 
         def step(x, k):
             mean, cov = self.moments(params, x)
