@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inference.particle import correlated as _correlated
 from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
 from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
@@ -103,19 +104,29 @@ def step(key: PRNGKey, state: PMMHState, estimate: EstimateFn, log_prior: Callab
          proposal_cholesky: Array) -> tuple[PMMHState, PMMHInfo]:
     """One PMMH step with Gaussian random-walk proposal ``z' = z + L ε`` (``L`` lower ``(d, d)``)."""
     key_prop, key_est, key_acc = jax.random.split(key, 3)
-    eps = jax.random.normal(key_prop, state.position.shape)
-    proposal = state.position + proposal_cholesky @ eps
-    ll, aux = estimate(key_est, proposal)
+    proposal = _propose(key_prop, state.position, proposal_cholesky)
+    accept, new, info = _judge(key_acc, state, proposal, estimate(key_est, proposal), log_prior)
+    return jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state), info
+
+
+def _propose(key: PRNGKey, position: Array, proposal_cholesky: Array) -> Array:
+    """The Gaussian random-walk proposal ``z' = z + L ε``."""
+    return position + proposal_cholesky @ jax.random.normal(key, position.shape)
+
+
+def _judge(key: PRNGKey, state: PMMHState, proposal: Array, estimated: tuple[Array, Any],
+           log_prior: Callable[[Array], Array]) -> tuple[Array, PMMHState, PMMHInfo]:
+    """The Metropolis–Hastings decision on ``proposal`` given its estimate ``(log p̂, aux)``:
+    ``(accept, the proposed state, info)``; a non-finite estimate or prior is a rejection."""
+    ll, aux = estimated
     ll = _finite_or_neg_inf(ll)
     lp = _finite_or_neg_inf(log_prior(proposal))
     log_ratio = ll + lp - state.log_evidence - state.log_prior
     log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-    accept = jnp.log(jax.random.uniform(key_acc)) < log_ratio
-    new = PMMHState(position=proposal, log_evidence=ll, log_prior=lp, aux=aux)
-    state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, state)
+    accept = jnp.log(jax.random.uniform(key)) < log_ratio
     info = PMMHInfo(acceptance_rate=jnp.minimum(1.0, jnp.exp(log_ratio)), is_accepted=accept,
                     proposal_log_evidence=ll)
-    return state, info
+    return accept, PMMHState(position=proposal, log_evidence=ll, log_prior=lp, aux=aux), info
 
 
 def correlated_step(key: PRNGKey, state: PMMHState, noise: Any, estimate: Callable[[Any, Array], tuple[Array, Any]],
@@ -123,21 +134,11 @@ def correlated_step(key: PRNGKey, state: PMMHState, noise: Any, estimate: Callab
                     ) -> tuple[PMMHState, Any, PMMHInfo]:
     """One correlated PMMH step: ``z' = z + L ε`` and ``u' = ρ u + sqrt(1 - ρ²) ξ``, accepted
     together; ``estimate(u, z) -> (log p̂(y | z, u), aux)`` is deterministic in ``u``."""
-    from inference.particle.correlated import crank_nicolson
-
     key_prop, key_noise, key_acc = jax.random.split(key, 3)
-    proposal = state.position + proposal_cholesky @ jax.random.normal(key_prop, state.position.shape)
-    noise_proposal = crank_nicolson(key_noise, noise, correlation)
-    ll, aux = estimate(noise_proposal, proposal)
-    ll = _finite_or_neg_inf(ll)
-    lp = _finite_or_neg_inf(log_prior(proposal))
-    log_ratio = ll + lp - state.log_evidence - state.log_prior
-    log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-    accept = jnp.log(jax.random.uniform(key_acc)) < log_ratio
-    new = PMMHState(position=proposal, log_evidence=ll, log_prior=lp, aux=aux)
+    proposal = _propose(key_prop, state.position, proposal_cholesky)
+    noise_proposal = _correlated.crank_nicolson(key_noise, noise, correlation)
+    accept, new, info = _judge(key_acc, state, proposal, estimate(noise_proposal, proposal), log_prior)
     state, noise = jax.tree.map(lambda a, b: jnp.where(accept, a, b), (new, noise_proposal), (state, noise))
-    info = PMMHInfo(acceptance_rate=jnp.minimum(1.0, jnp.exp(log_ratio)), is_accepted=accept,
-                    proposal_log_evidence=ll)
     return state, noise, info
 
 
@@ -192,19 +193,17 @@ def evidence_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: 
 def correlated_estimator(ssm, space: ParameterSpace, ys: Array, *, num_particles: int, ess_threshold: float):
     """``(estimate(u, z) -> (sum_s log p̂(y_s | z, u), (increments (S, T), ess (S, T))), draw(key) -> u)``:
     the noise-driven filter of :mod:`inference.particle.correlated`, one noise per sequence."""
-    from inference.particle import correlated
-
     def fk_of(z, y):
         return ssm.feynman_kac(space.to_params(z), y)
 
     def estimate(noise, z):
-        _, incr, ess = jax.vmap(lambda u, y: correlated.run_from_noise(u, fk_of(z, y), ess_threshold=ess_threshold)
+        _, incr, ess = jax.vmap(lambda u, y: _correlated.run_from_noise(u, fk_of(z, y), ess_threshold=ess_threshold)
                                 )(noise, ys)
         return incr.sum(), (incr, ess)
 
     def draw(key):
         keys = jax.random.split(key, ys.shape[0])
-        return jax.vmap(lambda k, y: correlated.draw_noise(k, fk_of(space.init_position, y), num_particles))(keys, ys)
+        return jax.vmap(lambda k, y: _correlated.draw_noise(k, fk_of(space.init_position, y), num_particles))(keys, ys)
 
     return estimate, draw
 
