@@ -154,3 +154,11 @@ for d, name in enumerate(inv.state_names):
     plt.plot(truth_inv["times"], pred_inv[:, d], "--", label=name)
     plt.plot(inv.obs_times, data_inv[1:, d], "o", ms=3, color=f"C{d}")
 plt.xlabel("t"); plt.legend(); plt.title("inverse problem: PINN (dashed), reference (grey), observations")
+
+# %% [markdown]
+# ## ArviZ's standard views
+#
+# The network's weights (and, in the inverse problem, the learned ODE parameters) are point
+# estimates from MAP training (`method="map"`); the Laplace sd above is a Gaussian curvature
+# estimate at that point, not a set of posterior draws, so ArviZ's trace, rank, energy, posterior
+# predictive and LOO views do not apply.

@@ -117,3 +117,10 @@ axes[1].plot(lags, cr.autocorrelation(np.cos(paths[..., 0]), lags), label="rollo
 axes[1].plot(lags, cr.autocorrelation(np.cos(md[..., 0]), lags), label="Langevin")
 axes[1].set_xlabel("lag (frames)"); axes[1].set_title("autocorrelation of cos(phi), 16 walkers"); axes[1].legend()
 plt.tight_layout()
+
+# %% [markdown]
+# ## ArviZ's standard views
+#
+# The trajectory model is trained (`method="flow"`) to point estimates of its weights; there are
+# no posterior draws, so ArviZ's trace, rank, energy, posterior predictive and LOO views do not
+# apply (it is judged against the exact Boltzmann law and Langevin dynamics above).

@@ -124,3 +124,10 @@ fps = plrnn.shplrnn_fixed_points(ws, rec_sh.states[:5000])
 print(f"{len(fps.points)} regions visited by 5000 steps of the orbit; {int(fps.real.sum())} hold a real fixed point")
 for z, eig in zip(fps.points[fps.real], fps.eigenvalues[fps.real]):
     print("fixed point", np.round(z, 3), "eigenvalue moduli", np.round(np.sort(np.abs(eig))[::-1], 3))
+
+# %% [markdown]
+# ## ArviZ's standard views
+#
+# Both recurrent maps are trained by teacher forcing (`method="tf"`) to point estimates of their
+# weights; there are no posterior draws, so ArviZ's trace, rank, energy, posterior predictive and
+# LOO views do not apply (the maps are judged by their free-running orbits above).

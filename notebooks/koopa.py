@@ -115,3 +115,10 @@ plt.figure(figsize=(7, 3))
 plt.plot(rolls, fixed, label="fixed operator"); plt.plot(rolls, adapted, label="adapted operator")
 plt.xlabel("forecast origin (steps into the stretch)"); plt.ylabel(f"MSE of the next {config.horizon} steps")
 plt.legend(); plt.title("first test stretch"); plt.tight_layout()
+
+# %% [markdown]
+# ## ArviZ's standard views
+#
+# Koopa is trained by MAP (`method="map"`) to point estimates of its weights; there are no
+# posterior draws, so ArviZ's trace, rank, energy, posterior predictive and LOO views do not
+# apply.

@@ -106,3 +106,11 @@ kernel = np.asarray(params["kernel"])
 M = np.asarray(lf.coupling_matrix(kernel, config.latent_dim))
 print("||K|| =", round(float(np.linalg.norm(kernel)), 3), "; eigenvalues of -(M + Mᵀ):",
       np.round(np.linalg.eigvalsh(-(M + M.T)), 2))
+
+# %% [markdown]
+# ## ArviZ's standard views
+#
+# The LangevinFlow VAE is trained (`method="vae"`): its network weights are point estimates and
+# the amortised guide gives latent paths per sequence, not posterior draws of parameters, so
+# ArviZ's trace, rank, energy and LOO views do not apply; the exact evidence above is what judges
+# the guide.

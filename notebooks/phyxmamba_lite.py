@@ -103,3 +103,10 @@ for name, s in (("pretrained", pretrained), ("final", scores)):
 print(f"{'persistence':12s} {np.mean(scores.persistence_vpt):9.2f}")
 for c in entry.check(idata, truth, config):
     print("PASS" if c.passed else "FAIL", c.name, f"{c.value:.3g}")
+
+# %% [markdown]
+# ## ArviZ's standard views
+#
+# PhyxMamba is trained by MAP (`method="map"`, two stages) to point estimates of its weights;
+# there are no posterior draws, so ArviZ's trace, rank, energy, posterior predictive and LOO views
+# do not apply.

@@ -96,3 +96,10 @@ axes[1].scatter(md[:, 0], md[:, 1], s=3, alpha=0.4, label="Langevin")
 axes[1].scatter(model_draws[:, 0], model_draws[:, 1], s=3, alpha=0.4, label="learned kernel")
 axes[1].scatter(*start, color="k", marker="x"); axes[1].legend(); axes[1].set_title("x(t + 0.1) from the saddle")
 plt.tight_layout()
+
+# %% [markdown]
+# ## ArviZ's standard views
+#
+# The transfer operator is trained (`method="flow"`) to point estimates of its weights; there are
+# no posterior draws, so ArviZ's trace, rank, energy, posterior predictive and LOO views do not
+# apply (it is judged against the exact Boltzmann law and brute-force Langevin above).
