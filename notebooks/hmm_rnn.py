@@ -32,8 +32,6 @@
 #    "kick" units.
 
 # %%
-import warnings
-warnings.filterwarnings("ignore", category=UserWarning)
 import dataclasses, jax, jax.numpy as jnp, numpy as np, arviz as az, matplotlib.pyplot as plt, pandas as pd
 import zoo, inference
 from inference.train import train
@@ -66,6 +64,25 @@ print(checks.format_verdicts(checks.run_checks(idata)))
 for c in entry.check(idata, truth, config):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", c.target, "|", c.detail)
 az.summary(idata, var_names=["p", "emission_probs"])
+
+# %% [markdown]
+# ### ArviZ's standard views
+#
+# Trace and rank plots per chain (overlapping chains, uniform ranks) and the energy plot of NUTS
+# (the marginal energy and its transitions should overlap; a much narrower transition
+# distribution means slow exploration). There is no posterior predictive plot: this fit is run
+# with `posterior_predictive=False` (the decoding below uses the posterior mean). The pointwise
+# log-likelihood has one term per sequence and step, the forward algorithm's one-step predictive
+# `log p(y_t | y_<t)` with the hidden path summed out: PSIS-LOO leaves out that one factor (for
+# forecasting, leave-future-out: `diagnostics.compare.psis_lfo`), and its Pareto k say whether
+# importance sampling can do that. LOO-PIT is not shown: the symbols are discrete, and the PIT of
+# a discrete observation is not uniform even when the model is right.
+
+# %%
+az.plot_trace(idata, var_names=["p", "emission_probs"], compact=True);
+az.plot_rank(idata, var_names=["p"]);
+az.plot_energy(idata);
+az.plot_khat(az.loo(idata, pointwise=True));
 
 # %% [markdown]
 # ## Decoding: Viterbi and forward-filter backward-sampling at the posterior mean
