@@ -161,6 +161,32 @@ for ax, name in zip(axes, names):
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
+# ## ArviZ's standard views
+#
+# Trace and rank plots per chain (overlapping chains, uniform ranks), the energy plot of NUTS (the
+# marginal energy and its transitions should overlap; a much narrower transition distribution
+# means slow exploration), and the posterior predictive labels against the data (each draw is a
+# fresh set of paths from the chain at posterior parameters; the labels are discrete, so the plot
+# is a histogram of how often each state is seen).
+
+# %%
+az.plot_trace(idata, var_names=names, compact=True);
+az.plot_rank(idata, var_names=names);
+az.plot_energy(idata);
+az.plot_ppc(idata, var_names=["y"], num_pp_samples=100);
+
+# %% [markdown]
+# The pointwise log-likelihood has one term per path and observation time, the forward
+# algorithm's one-step predictive `log p(y_t | y_<t)` (the stationary law at `t = 0`): PSIS-LOO
+# leaves out that one factor, not one label with what its neighbours say about it (for
+# forecasting, leave-future-out: `diagnostics.compare.psis_lfo`); the Pareto k below say whether
+# importance sampling can do that. LOO-PIT is not shown: the labels are discrete, and the PIT of a
+# discrete observation is not uniform even when the model is right.
+
+# %%
+az.plot_khat(az.loo(idata, pointwise=True));
+
+# %% [markdown]
 # ## The detailed fluctuation theorem on the simulated paths
 #
 # For a stationary start the total entropy production $S$ of a window (medium part
