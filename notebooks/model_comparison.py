@@ -33,9 +33,6 @@
 # comes with its diagnostics, and everything ends in one HTML report.
 
 # %%
-import warnings
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a notebook without widgets
-warnings.filterwarnings("ignore", category=UserWarning)
 import jax, jax.numpy as jnp, numpy as np, matplotlib.pyplot as plt
 import numpyro, numpyro.distributions as dist
 import zoo, inference
@@ -104,6 +101,24 @@ for label, idata in runs.items():
 import arviz as az
 print("true A, q, r:", float(truth["A"][0, 0]), float(truth["q"][0]), float(truth["r"][0]))
 az.summary(runs["ar1"], var_names=["A", "q", "r"], kind="stats")
+
+# %% [markdown]
+# ## ArviZ's standard views of the `ar1` fit
+#
+# Trace and rank plots: each "chain" is one of the four independent SMC runs, so overlapping traces
+# and uniform ranks say the runs agree (the draws within a run are particles, not a Markov chain:
+# the trace's order carries no autocorrelation meaning). There is no energy plot (that is a NUTS
+# diagnostic) and no posterior predictive plot: these fits are run with
+# `posterior_predictive=False`, since the comparison needs only the pointwise log-likelihood, and
+# for the same reason no LOO-PIT (it weighs posterior predictive draws). The pointwise
+# log-likelihood has a term per time step, the one-step predictive `p(y_t | y_<t)` with the latent
+# path integrated out: PSIS-LOO leaves out that one-step factor, and the Pareto k below say whether
+# importance sampling can do that (the leave-future-out section answers the forecasting question).
+
+# %%
+az.plot_trace(runs["ar1"], var_names=["A", "q", "r"], compact=True);
+az.plot_rank(runs["ar1"], var_names=["A", "q", "r"]);
+az.plot_khat(az.loo(runs["ar1"], pointwise=True));
 
 # %% [markdown]
 # ## Leave-future-out with exact refits
