@@ -95,6 +95,31 @@ az.plot_posterior(idata, var_names=["E", "kappa"], ref_val={"E": [{"ref_val": 1.
                   figsize=(9, 2.8));
 
 # %% [markdown]
+# ### ArviZ's standard views
+#
+# Trace and rank plots (the recipe runs one chain, so the rank plot shows only that its ranks are
+# uniform over its own draws), the energy plot of NUTS (the marginal energy and its transitions
+# should overlap; a much narrower transition distribution means slow exploration), and the
+# posterior predictive snapshots against the data: each draw is a fresh set of noisy snapshots of
+# ρ and c at posterior parameters, and the plot pools every pixel of both fields.
+
+# %%
+az.plot_trace(idata, var_names=["E", "kappa", "D"], compact=True);
+az.plot_rank(idata, var_names=["E", "kappa", "D"]);
+az.plot_energy(idata);
+az.plot_ppc(idata, var_names=["y"], num_pp_samples=50);
+
+# %% [markdown]
+# The pointwise log-likelihood has one term per snapshot (the Whittle-exact density of its
+# Fourier modes); the snapshots are independent given the parameters, so PSIS-LOO leaves out one
+# whole snapshot, and the Pareto k below say whether importance sampling can do that. LOO-PIT
+# needs one term per observed number (here a term covers a whole snapshot of pixels) and does not
+# apply.
+
+# %%
+az.plot_khat(az.loo(idata, pointwise=True));
+
+# %% [markdown]
 # On the spec's own setting (`spec`: h = 0.5, c only, 20 snapshots) the same fit is weakly
 # informative — only a handful of modes have `|k| ≲ κℰ`, and κ is seen only through the unobserved
 # charge:
