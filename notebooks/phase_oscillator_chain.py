@@ -114,6 +114,26 @@ for c in entry.check(idata, truth, config):
     print("PASS" if c.passed else "FAIL", "|", c.name, "|", c.target)
 
 # %% [markdown]
+# ### ArviZ's standard views
+#
+# Trace and rank plots (the recipe runs one chain, so the rank plot shows only that its ranks are
+# uniform over its own draws) and the energy plot of NUTS (the marginal energy and its transitions
+# should overlap; a much narrower transition distribution means slow exploration). The program's
+# posterior predictive is a fresh Euler–Maruyama run of the ring, stored as `phi` beside the
+# observed phases `y` (same dims), so `plot_ppc` pairs the two by `data_pairs`; it pools the
+# unwrapped phases of all oscillators and steps. The pointwise log-likelihood has one term per
+# step, the exact Gaussian transition density of the whole ring (all 64 phases at once) given
+# the previous step: PSIS-LOO leaves out one transition, and the Pareto k below say whether
+# importance sampling can do that. LOO-PIT needs one term per observed number and does not apply.
+
+# %%
+az.plot_trace(idata, var_names=["K", "c", "D"], compact=True);
+az.plot_rank(idata, var_names=["K", "c", "D"]);
+az.plot_energy(idata);
+az.plot_ppc(idata, data_pairs={"y": "phi"}, num_pp_samples=50);
+az.plot_khat(az.loo(idata, pointwise=True));
+
+# %% [markdown]
 # K and D are pinned to about 4% and 2%; c is not (posterior sd about 0.2): while the ring stays
 # synchronised the non-odd term `Kc(2 - cos Δ₊ - cos Δ₋) ≈ KcΔ²` is tiny (neighbour differences
 # ~0.2 rad), which is why the check asks c only to lie in its interval: one joint (Bonferroni)
