@@ -94,6 +94,24 @@ checks = entry.check(idata, truth, config)
 for c in checks:
     print(("PASS" if c.passed else "FAIL"), f"{c.name:55s} value={c.value:.4f}  {c.target}")
 
+# %% [markdown]
+# ### ArviZ's standard views
+#
+# Trace and rank plots per chain (overlapping chains, uniform ranks) and the energy plot of NUTS
+# (the marginal energy and its transitions should overlap; a much narrower transition
+# distribution means slow exploration). The pointwise log-likelihood has one term per path (its
+# whole sequence of irregular observations), and the paths are independent given the
+# parameters: PSIS-LOO leaves out one path, and the Pareto k below say whether importance
+# sampling can do that. There is no posterior predictive plot: the entry's recipe runs with
+# `posterior_predictive=False`, so the result has no such group. LOO-PIT needs one term per
+# observed number (here a term covers a whole path) and does not apply.
+
+# %%
+az.plot_trace(idata, var_names=["V", "r", "b"], compact=True);
+az.plot_rank(idata, var_names=["V", "r", "b"]);
+az.plot_energy(idata);
+az.plot_khat(az.loo(idata, pointwise=True));
+
 # %%
 ep = np.asarray(idata.posterior["entropy_production"]).ravel()
 fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))

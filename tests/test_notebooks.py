@@ -84,7 +84,7 @@ _ENTRY_NAME = re.compile(r"(\w+)\s*=\s*zoo\.get\(\s*[\"'](\w+)[\"']\s*\)")
 # session that added the others). This list may only shrink: a sampler notebook without the views
 # fails the test unless listed, and a listed one that now has them fails until it is removed.
 ARVIZ_VIEWS_OWED: set[str] = {"affect_vad", "cellular_automaton_hmm", "dysts_flows", "gros_transient_states",
-                              "mjp_dfr", "moment_closure_validity", "particle_tour", "reaction_kinetics",
+                              "moment_closure_validity", "particle_tour", "reaction_kinetics",
                               "reaction_simulations", "snapshot_sde_lv"}
 
 
