@@ -85,7 +85,7 @@ _ENTRY_NAME = re.compile(r"(\w+)\s*=\s*zoo\.get\(\s*[\"'](\w+)[\"']\s*\)")
 # fails the test unless listed, and a listed one that now has them fails until it is removed.
 ARVIZ_VIEWS_OWED: set[str] = {"affect_vad", "cellular_automaton_hmm", "dysts_flows", "gros_transient_states",
                               "moment_closure_validity", "particle_tour", "reaction_kinetics",
-                              "reaction_simulations", "snapshot_sde_lv"}
+                              "reaction_simulations"}
 
 
 def _fits_a_sampler(source: str) -> bool:
