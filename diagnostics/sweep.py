@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .compile_cache import release_compiled_programs
 from .convert import atomic_write_text
 
 __all__ = ["MANIFEST", "task_path", "open_folder", "finished", "map_tasks", "make_client"]
@@ -86,6 +87,7 @@ def map_tasks(function: Callable[[Any], Any], items: Sequence[Any], *, client: A
     when the caller stops early or is interrupted). A result taken is released on the cluster.
     ``function`` and the items must pickle (cloudpickle: closures do).
     """
+    function = _releasing(function)
     if client is None:
         for position, item in enumerate(items):
             yield position, function(item)
@@ -107,6 +109,18 @@ def map_tasks(function: Callable[[Any], Any], items: Sequence[Any], *, client: A
                 yield position, result
     finally:
         client.cancel(list(pending))
+
+
+def _releasing(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``function``, then :func:`diagnostics.compile_cache.release_compiled_programs` (here or on the
+    Dask worker that ran it): a process running many fits stays below the memory-mapping limit."""
+    def task(item):
+        try:
+            return function(item)
+        finally:
+            release_compiled_programs()
+
+    return task
 
 
 def make_client(*, workers: int | None = None, scheduler: str | None = None) -> Any:

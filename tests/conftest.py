@@ -3,50 +3,43 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-# The suite runs without the persistent compilation cache (diagnostics.compile_cache), as it did
-# before the cache was switched on by default: in a full `pytest -n 2` run on 2026-12-02 one xdist
-# worker aborted inside JAX's cache write (compilation_cache.put_executable_and_time, during
-# test_smc2) while the other worker wrote to the same folder; the test passes alone, with a fresh
-# or a warm cache. Two processes writing the same programs into one folder at once did not
-# reproduce it (diagnostics/compile_cache.py lists what was tried); until it is understood, tests
-# do not share a cache folder between processes.
-# tests/diagnostics/test_compile_cache.py sets its own environment for the cache's own tests.
-os.environ.setdefault("DYNAMICS_ZOO_COMPILE_CACHE", "0")
+# Each test process (an xdist worker, or a plain pytest run) keeps JAX's persistent compilation
+# cache (diagnostics.compile_cache) in a fresh folder of its own, removed at exit; the command-line
+# runs a test starts in a subprocess inherit it. Many tests compile the same program again (every
+# `inference.fit` builds new closures, so JAX's in-memory cache misses where the persistent cache,
+# keyed by the program's text, hits); the cache also makes recompiling cheap after the mapping guard
+# below drops JAX's in-memory caches. One folder per process: no two workers write one folder at
+# once. (The abort once seen inside the cache write of a full run, 2026-12-02, was the memory-mapping
+# limit explained below, not the cache.) A user's own JAX_COMPILATION_CACHE_DIR or
+# DYNAMICS_ZOO_COMPILE_CACHE=0 wins; tests/diagnostics/test_compile_cache.py sets its own environment.
+import atexit
+import shutil
+import tempfile
 
-import gc
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and os.environ.get("DYNAMICS_ZOO_COMPILE_CACHE", "1") != "0":
+    _CACHE = tempfile.mkdtemp(prefix="dynamics-zoo-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 import jax
 import pytest
 
+from diagnostics.compile_cache import release_compiled_programs
+
 jax.config.update("jax_enable_x64", True)
 
-# Every compiled XLA CPU program maps its code into the process (about 19 memory mappings each,
-# measured with JAX 0.10.2), and JAX keeps every program it compiled alive in its caches. An xdist
-# worker that runs a few hundred test files compiles thousands of programs: in the full
-# `pytest -n 2` run of 2026-12-03 a worker held 52389 mappings after 58 minutes, close to Linux's
-# default vm.max_map_count of 65530, and the other worker died inside XLA's compiler (SIGABRT here
-# in test_pgdmm_duffing, SIGSEGV on CI; xdist then waited for the dead worker's tests until CI's
-# 90 minutes ran out). After each test the caches are dropped once the process holds more than
-# _MAX_MAPPINGS mappings (jax.clear_caches() frees the programs' mappings; a later test compiles
-# again what it needs): a few times per worker in a full run, and no test compiles anywhere near
-# the 35000 mappings left above the threshold.
-_MAX_MAPPINGS = 30000
-
-
-def _mappings() -> int:
-    try:
-        with open("/proc/self/maps", "rb") as maps:
-            return sum(1 for _ in maps)
-    except OSError:  # not Linux (no /proc): vm.max_map_count is Linux's limit
-        return 0
-
-
+# Every compiled XLA CPU program maps its code into the process (about 19 memory mappings each) and
+# JAX keeps every program alive: in the full `pytest -n 2` run of 2026-12-03 a worker held 52389
+# mappings after 58 minutes, close to Linux's default vm.max_map_count of 65530, and the other
+# worker died inside XLA's compiler (SIGABRT here, SIGSEGV on CI; xdist then waited for the dead
+# worker's tests until CI's 90 minutes ran out). After each test, JAX's caches are dropped once the
+# process holds more than half the limit (diagnostics.compile_cache.release_compiled_programs, the
+# guard the sweeps use too): a few times per worker in a full run; a later test loads again what it
+# needs from the persistent cache above.
 @pytest.fixture(autouse=True)
 def _release_compiled_programs():
     yield
-    if _mappings() > _MAX_MAPPINGS:
-        jax.clear_caches()
-        gc.collect()
+    release_compiled_programs()
 
 
 @pytest.fixture

@@ -74,3 +74,34 @@ print(json.dumps({"folder": folder, "files": len(os.listdir(folder)) if os.path.
     result = _run(code, tmp_path)
     assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
     assert result["files"] >= 1, result
+
+
+def test_compiled_programs_are_released_near_the_mapping_limit(monkeypatch):
+    """Above half of vm.max_map_count JAX's caches are dropped (a jitted function compiles again
+    after), below it nothing happens; the sweeps call the guard after every task."""
+    import jax
+
+    from diagnostics import compile_cache, sweep
+
+    held, limit = compile_cache.memory_mappings()
+    assert limit > 0 and (held > 0 or not os.path.exists("/proc/self/maps"))
+    traces = []
+
+    @jax.jit
+    def double(x):
+        traces.append(1)
+        return 2 * x
+
+    double(1.0)
+    monkeypatch.setattr(compile_cache, "memory_mappings", lambda: (100, 65530))
+    assert not compile_cache.release_compiled_programs()
+    double(1.0)
+    assert len(traces) == 1
+    monkeypatch.setattr(compile_cache, "memory_mappings", lambda: (40000, 65530))
+    assert compile_cache.release_compiled_programs()
+    double(1.0)
+    assert len(traces) == 2
+    released = []
+    monkeypatch.setattr(sweep, "release_compiled_programs", lambda: released.append(1))
+    assert list(sweep.map_tasks(lambda x: x + 1, [1, 2, 3])) == [(0, 2), (1, 3), (2, 4)]
+    assert len(released) == 3

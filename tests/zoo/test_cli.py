@@ -128,8 +128,11 @@ def test_ctrl_c_during_a_fit_exits_130_without_traceback(tmp_path):
     import signal
 
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    # SIGINT as at a terminal, even when pytest itself runs in the background (a shell without job
+    # control starts background commands with SIGINT ignored, and Python then keeps it ignored)
     process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "fit", "lgssm", "--no-progress", "--out", "run.nc"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = process.stdout.readline()
         assert first.startswith("no --data given"), first
