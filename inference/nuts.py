@@ -62,6 +62,7 @@ __all__ = [
     "tree_depth",
     "raise_if_nonfinite_run",
     "choose_chain_method",
+    "pmap_problem",
     "placement_attrs",
 ]
 
@@ -179,10 +180,11 @@ def run_numpyro_nuts(
     choice("chain_method", chain_method, ("auto", "vectorized", "parallel", "sequential"))
     fraction("target_accept_prob", target_accept_prob, closed=False)
     thinning = positive_int("thinning", thinning)
-    chain_method, why = choose_chain_method(num_chains) if chain_method == "auto" else (chain_method, "asked for")
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
-    check_initial_point(target, strategy, key)
+    potential_fn, point = check_initial_point(target, strategy, key)
+    chain_method, why = (choose_chain_method(num_chains, probe=(potential_fn, point)) if chain_method == "auto"
+                         else (chain_method, "asked for"))
 
     kernel = NUTS(target.model, init_strategy=strategy, target_accept_prob=target_accept_prob,
                   max_tree_depth=max_tree_depth, dense_mass=dense_mass)
@@ -311,7 +313,7 @@ def _run_in_chunks(mcmc, target: Target, num_warmup: int, num_samples: int, chun
     return out["samples"], out["extra"]
 
 
-def choose_chain_method(num_chains: int) -> tuple[str, str]:
+def choose_chain_method(num_chains: int, probe: tuple[Any, Any] | None = None) -> tuple[str, str]:
     """How NumPyro should run ``num_chains`` chains here: ``(chain_method, reason)``.
 
     ``"parallel"`` (one ``pmap`` device per chain) when the default backend has a device per
@@ -320,14 +322,40 @@ def choose_chain_method(num_chains: int) -> tuple[str, str]:
     wait for the longest tree (``benchmarks/nuts_chains.py``: several times the ESS per second).
     Otherwise ``"vectorized"`` (chains in lock step on one device; on an accelerator that is one
     kernel for all chains). One chain: ``"sequential"``.
+
+    ``probe``: ``(potential_fn, point)`` of the program (:func:`inference.runner.check_initial_point`).
+    Before choosing ``"parallel"`` the gradient of the potential is traced under ``pmap`` (shapes
+    only, nothing compiled: :func:`pmap_problem`); a program whose gradient cannot be traced there
+    runs ``"vectorized"``, and the reason says why. Found on diffrax's adaptive solves (the
+    reaction-network LNA, the rate equations, an event-stopped solve): equinox's closure
+    conversion inside diffrax's checkpointed loop compares shardings that differ under pmap
+    (equinox 0.13.8, JAX 0.10.2), so ``chain_method="parallel"`` fails at the first gradient.
     """
     if num_chains == 1:
         return "sequential", "one chain"
     devices = jax.local_device_count()
     backend = jax.default_backend()
     if devices >= num_chains:
-        return "parallel", f"{devices} {backend} devices for {num_chains} chains"
+        problem = None if probe is None else pmap_problem(*probe, num_chains)
+        if problem is None:
+            return "parallel", f"{devices} {backend} devices for {num_chains} chains"
+        return "vectorized", (f"{devices} {backend} devices for {num_chains} chains, but the model's gradient "
+                              f"does not trace under pmap ({problem})")
     return "vectorized", f"{devices} {backend} device(s) for {num_chains} chains"
+
+
+def pmap_problem(potential_fn, point, num_chains: int) -> str | None:
+    """None when the gradient of ``potential_fn`` traces under ``jax.pmap`` over ``num_chains``
+    copies of ``point``, else the error's type and first line (``jax.eval_shape``: tracing only)."""
+    if not callable(potential_fn):
+        return None
+    batched = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains,) + jnp.shape(a)), point)
+    try:
+        jax.eval_shape(jax.pmap(jax.grad(potential_fn)), batched)
+    except Exception as error:  # noqa: BLE001 - any failure to trace means pmap is not usable here
+        first = (str(error).strip().splitlines() or [""])[0]
+        return f"{type(error).__name__}: {first[:160]}"
+    return None
 
 
 def placement_attrs(chain_method: str, reason: str) -> dict[str, Any]:

@@ -114,10 +114,14 @@ def init_strategy(init: str | Mapping[str, Any]):
     return init_to_sample if init == "prior" else init_to_uniform
 
 
-def check_initial_point(target: Target, strategy, key) -> None:
+def check_initial_point(target: Target, strategy, key):
     """Fail early, naming the site, if the log density is not finite at the initial point
     (:class:`NonFiniteLogDensityError`) or a distribution's parameter breaks its constraint there
-    (:class:`inference.InvalidParameterError`, NumPyro's check with the site named)."""
+    (:class:`inference.InvalidParameterError`, NumPyro's check with the site named).
+
+    Returns ``(potential_fn, z)``: NumPyro's potential energy on the unconstrained space and the
+    initial point there, for a caller that probes the program further (:func:`inference.nuts.
+    choose_chain_method`)."""
     from numpyro.handlers import seed as seed_handler
     from numpyro.handlers import trace
     from numpyro.infer.util import initialize_model
@@ -143,6 +147,7 @@ def check_initial_point(target: Target, strategy, key) -> None:
         constrained = postprocess_fn(info.z) if callable(postprocess_fn) else info.z
         raise_if_nonfinite(target.model, constrained, target.data, where="at the initial point")
         raise NonFiniteLogDensityError("non-finite log density at the initial point")
+    return potential_fn, info.z
 
 
 # --------------------------------------------------------------------------------------------

@@ -90,3 +90,41 @@ print(json.dumps({"chain_method": runs["auto"].attrs["chain_method"], "num_devic
     difference = result.pop("difference")
     assert result == {"chain_method": "parallel", "num_devices": 4, "asked": "asked for"}
     assert difference < 1e-3, f"parallel and sequential chains differ by {difference} posterior sds"
+
+
+def test_auto_chain_method_runs_vectorized_where_the_gradient_does_not_trace_under_pmap():
+    """With a device per chain "auto" picks pmap, unless the program's gradient cannot be traced
+    under pmap: diffrax's adaptive solve (its checkpointed loop's closure conversion, equinox
+    0.13.8 / JAX 0.10.2) made `zoo check stochastic_lotka_volterra` and `lotka_volterra_ode` exit
+    2 at the first gradient. Shapes only: no fit, nothing compiled."""
+    code = """
+import json, jax, jax.numpy as jnp, diffrax, numpyro, numpyro.distributions as dist
+import inference
+from inference.nuts import choose_chain_method
+from inference.runner import check_initial_point, init_strategy
+from inference.types import Target
+
+def decay(rate):
+    term = diffrax.ODETerm(lambda t, y, args: -args * y)
+    return diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, None, jnp.ones(2), args=rate,
+                               saveat=diffrax.SaveAt(ts=jnp.array([1.0])),
+                               stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6), max_steps=256).ys[0]
+
+def ode_model(y):
+    rate = numpyro.sample("rate", dist.LogNormal(0.0, 1.0))
+    numpyro.sample("y", dist.Normal(decay(rate), 0.1), obs=y)
+
+def plain_model(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+out = {}
+for name, model in (("ode", ode_model), ("plain", plain_model)):
+    probe = check_initial_point(Target(model, jnp.full(2, 0.4)), init_strategy("median"), jax.random.PRNGKey(0))
+    out[name] = choose_chain_method(2, probe=probe)
+print(json.dumps(out))
+"""
+    result = _run(code, DYNAMICS_ZOO_HOST_DEVICES="2")
+    assert result["plain"] == ["parallel", "2 cpu devices for 2 chains"]
+    method, reason = result["ode"]
+    assert method == "vectorized" and "does not trace under pmap (ValueError: Closure-converted" in reason
