@@ -61,8 +61,8 @@ proposal is therefore diagonal with one scale per rate (``init_scale={"gamma_min
 50 warmup and 1000 kept iterations, started within ``init_radius = 0.1`` (unconstrained units) of
 the prior median. The filter's log-likelihood estimate is noisy, which makes the chains sticky:
 on ``small`` at seed 0 its standard deviation over 20 filters at the truth is 1.3 at 256 particles
-(0.7 at 512, 0.5 at 1024; 1.3 at 256 for Γ⁻ = 0.019), almost all of it from the four observations around the hand-over, where the
-particles that miss the hand-over time die. With 256 particles and 1000 kept iterations the
+(0.7 at 512, 0.5 at 1024; 1.3 at 256 for Γ⁻ = 0.019), almost all of it from the four observations
+around the hand-over, where the particles that miss the hand-over time die. With 256 particles and 1000 kept iterations the
 convergence verdicts are warnings, not failures (R-hat 1.017 for Γ⁻ and 1.022 for Γ⁺, bulk ESS
 279 and 275 of 4000 draws, acceptance 0.19), at about 25 CPU minutes for ``zoo check``; with
 128 particles and 400 kept iterations the R-hat of Γ⁻ is 1.12, a failure. Correlated PMMH (``correlation=ρ``)
