@@ -465,11 +465,35 @@ def exact_pointwise(target: Target, thetas: Mapping[str, np.ndarray], expected_s
 
 def _posterior_predictive(model: Callable, samples: Mapping[str, np.ndarray], seed: int,
                           posterior_names) -> dict[str, np.ndarray]:
+    """The program without data, run at each draw: its sampled sites AND its deterministic sites
+    take the posterior's values.
+
+    Deterministic sites are substituted too (NumPyro's ``Predictive`` recomputes them by default)
+    because a deterministic can depend on the data: a program that samples ``β = Lᵀw`` with ``L``
+    from the data's design (a QR/Cholesky reparameterisation) recomputes ``w`` with the no-data
+    ``L`` and simulates from a ``w`` the posterior never held (morec_refrigerator's predictive
+    temperatures reached ~1e104 that way). A deterministic whose shape differs without data (a
+    path of the data's length where the program simulates its config's length) is the
+    simulation's own, recomputed as before. The shapes come from one abstract trace (nothing runs).
+    """
+    from numpyro.handlers import seed as seeded, substitute, trace
     from numpyro.infer import Predictive
 
     lead = next(iter(samples.values())).shape[:2]
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-    draws = Predictive(model, posterior_samples=flat, batch_ndims=1)(jax.random.PRNGKey(seed + 1), None)
+
+    def no_data_sites(draw):
+        sampled_only = substitute(model, substitute_fn=lambda msg: None if msg["type"] == "deterministic"
+                                  else draw.get(msg["name"]))
+        tr = trace(seeded(sampled_only, jax.random.PRNGKey(0))).get_trace(None)
+        return {name: site["value"] for name, site in tr.items() if site["type"] == "deterministic"}
+
+    first = {k: v[0] for k, v in flat.items()}
+    recomputed = jax.eval_shape(no_data_sites, first)
+    flat = {k: v for k, v in flat.items()
+            if k not in recomputed or tuple(recomputed[k].shape) == tuple(np.shape(v)[1:])}
+    draws = Predictive(model, posterior_samples=flat, batch_ndims=1,
+                       condition_deterministic=True)(jax.random.PRNGKey(seed + 1), None)
     return {name: np.asarray(v).reshape(lead + np.shape(v)[1:]) for name, v in draws.items()
             if name not in posterior_names}
 

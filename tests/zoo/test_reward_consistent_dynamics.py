@@ -69,6 +69,21 @@ def test_nuts_matches_closed_form_posterior(fitted):
     np.testing.assert_allclose(draws.std(0), sd, rtol=0.2)
 
 
+
+def test_posterior_predictive_simulates_from_the_posteriors_w(fitted):
+    """The predictive episodes step with the posterior's ``w``: every simulated transition's
+    residual ``T' - T - w·(1, T, a)`` is N(0, σ²). (The program samples ``β = Lᵀw/σ`` with ``L``
+    from the data; a predictive that recomputed ``w`` with the no-data ``L = I`` reached ~1e104.)"""
+    _, _, idata = fitted
+    pp, w = idata.posterior_predictive, np.asarray(idata.posterior["w"].values)  # w: (chain, draw, 3)
+    temp, action = np.asarray(pp["temp"].values), np.asarray(pp["action"].values)  # (chain, draw, S, T)
+    mean = (w[..., None, None, 0] + w[..., None, None, 1] * temp[..., :-1]
+            + w[..., None, None, 2] * action)
+    residual = (temp[..., 1:] - temp[..., :-1] - mean).ravel()
+    # ~1e6 standard normal residuals (times σ): mean within 5 standard errors, sd within 1%
+    assert abs(residual.mean()) < 5 * SMALL.noise / np.sqrt(residual.size)
+    np.testing.assert_allclose(residual.std(), SMALL.noise, rtol=0.01)
+
 def test_exact_loglik_equals_program_and_evidence_is_the_integral():
     data, _ = simulate(jax.random.PRNGKey(1), MORECConfig(num_episodes=3, num_steps=6, held_out=1))
     config = MORECConfig(num_episodes=3, num_steps=6, held_out=1, prior_scale=2.0)
