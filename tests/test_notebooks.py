@@ -83,7 +83,7 @@ _ENTRY_NAME = re.compile(r"(\w+)\s*=\s*zoo\.get\(\s*[\"'](\w+)[\"']\s*\)")
 # Notebooks that fit a sampler and still owe their ArviZ views (their re-execution did not fit the
 # session that added the others). This list may only shrink: a sampler notebook without the views
 # fails the test unless listed, and a listed one that now has them fails until it is removed.
-ARVIZ_VIEWS_OWED: set[str] = {"affect_vad"}
+ARVIZ_VIEWS_OWED: set[str] = set()
 
 
 def _fits_a_sampler(source: str) -> bool:
