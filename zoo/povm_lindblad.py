@@ -32,8 +32,27 @@ Configs: ``small`` (N = 3 ring, 64 outcomes, times 0.5, 1, 2, 4, S = 2000 shots 
 300/300 on two chains), ``pauli4`` (the same with the Pauli-4 POVM), ``four_qubits`` (the spec's
 N = 4, 256 outcomes: each gradient of the likelihood costs a 256 × 256 matrix exponential, about
 10× the ``small`` one, too slow for the default checks on two shared cores), ``paper`` (N = 5, 1024
-outcomes, ten times, 10^4 shots; the paper's N = 16–40 chains need the autoregressive Transformer
-ansatz, which is not built here). Times on a common grid share one exponential ``expm(𝓛̃ δ)``.
+outcomes, ten times, 10^4 shots). Times on a common grid share one exponential ``expm(𝓛̃ δ)``.
+
+Steady-state ansatz (the paper's neural route, any N). An autoregressive Transformer
+(:class:`zoo.nets.transformer.AutoregressiveTransformer`: one causal pre-LN layer, d_model 32, one
+head, FF 16) gives ``P_θ(a) = Π_i P_θ(a_i | a_{<i})`` over the four outcomes per qubit, with exact
+ancestral sampling. It is trained to the null vector of 𝓛̃ by minimising::
+
+    ‖𝓛̃P_θ‖₁ = E_{a∼P_θ}[|R(a)|],
+    R(a) = (𝓛̃P_θ)(a) / P_θ(a) = Σ_k Σ_b B_k[a_{ij}, b] P_θ(a[ij ← b]) / P_θ(a)
+
+where ``B_k`` are the two-site 16 × 16 blocks of the generator on the bonds ``(i, j)`` (the
+single-site field and decay folded into one bond each), so each sample needs ``P_θ`` at ``16 N``
+strings and no ``4^N`` vector is formed (:func:`zoo.processes.povm.local_generator_ratio`). The
+estimate is the mean of ``|R|`` over samples drawn each step; its gradient ``mean[∇|R| + (|R| −
+mean|R|) ∇log P_θ]`` is unbiased (:func:`steady_state_loss`). Training runs through
+``inference.train`` (Adam 1e-2, betas 0.9/0.98, checkpoint/resume) in
+``scripts/train_povm_steady_state.py`` (:class:`SteadyStateConfig`; ``STEADY_CHECK``: N = 4 ring;
+``STEADY_PAPER``: N = 16 ring, 500 steps of 10^4 samples, the paper's settings, an accelerator
+run). Checks: the local-block ``(𝓛̃P)(a)`` equals the dense generator's row product on every
+string (N = 3, 4; 1e-10); the trained N = 4 ansatz's ``⟨σ^x⟩``, ``⟨σ^z⟩`` against the exact
+steady state (:func:`exact_steady_observables`; within 0.02, a slow test).
 
 Recovery check (``small``): one joint 99% coverage statement (``JOINT_COVERAGE``) over g and γ
 and ``|E[g] − 1| < 0.1``.
@@ -55,6 +74,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +97,14 @@ __all__ = [
     "check",
     "validate_data",
     "outcome_names",
+    "SteadyStateConfig",
+    "SteadyStateAnsatz",
+    "steady_state_loss",
+    "SteadyStateProblem",
+    "steady_state_problem",
+    "exact_steady_observables",
+    "STEADY_CHECK",
+    "STEADY_PAPER",
     "ENTRY",
 ]
 
@@ -244,10 +272,169 @@ def check(idata, truth: dict, config: POVMIsingConfig) -> list[Check]:
     return checks
 
 
+@dataclasses.dataclass(frozen=True)
+class SteadyStateConfig:
+    """The autoregressive Transformer steady-state ansatz (Luo et al. 2022) of the chain.
+
+    num_qubits: N >= 2 (any length: only two-site blocks are formed). povm, periodic: as in
+    :class:`POVMIsingConfig`. g, V, gamma: the Lindbladian. d_model, num_heads, ff: the
+    Transformer (one layer; the paper's 32, 1, 16). learning_rate, b1, b2: Adam (1e-2, 0.9, 0.98).
+    num_steps, num_samples: training steps and samples of ``P_θ`` per step (500, 10^4 at paper
+    scale). seed: initialisation and the training run's keys.
+    """
+
+    num_qubits: int = 4
+    povm: str = "tetrahedral"
+    periodic: bool = True
+    g: float = 1.0
+    V: float = 2.0
+    gamma: float = 1.0
+    d_model: int = 32
+    num_heads: int = 1
+    ff: int = 16
+    learning_rate: float = 1e-2
+    b1: float = 0.9
+    b2: float = 0.98
+    num_steps: int = 500
+    num_samples: int = 10_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive_int("num_qubits", self.num_qubits, minimum=2)
+        if self.povm not in pv.POVMS:
+            raise ValueError(f"povm: expected one of {pv.POVMS}, got {self.povm!r}")
+        for name in ("g", "V", "gamma", "learning_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not np.isfinite(value) or value < 0 \
+                    or (name in ("gamma", "learning_rate") and value == 0):
+                kind = "positive" if name in ("gamma", "learning_rate") else "non-negative"
+                raise ValueError(f"{name}: expected a {kind} number, got {value!r}")
+        for name in ("b1", "b2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}: expected a number in [0, 1), got {getattr(self, name)!r}")
+        for name in ("d_model", "num_heads", "ff", "num_steps", "num_samples"):
+            positive_int(name, getattr(self, name))
+        positive_int("seed", self.seed, minimum=0)
+
+    def module(self):
+        """The :class:`zoo.nets.transformer.AutoregressiveTransformer` over the N POVM outcomes."""
+        from zoo.nets.transformer import AutoregressiveTransformer
+        return AutoregressiveTransformer(length=self.num_qubits, num_classes=4, d_model=self.d_model,
+                                         num_heads=self.num_heads, ff=self.ff)
+
+    def local_terms(self) -> pv.LocalIsingTerms:
+        return pv.dissipative_ising_local_terms(self.num_qubits, self.povm, self.periodic)
+
+
+class SteadyStateAnsatz(NamedTuple):
+    """A trained ansatz: ``config``, flax ``params``, the loss (``‖𝓛̃P_θ‖₁`` estimate) per step."""
+
+    config: SteadyStateConfig
+    params: dict
+    losses: np.ndarray
+
+    def log_prob(self, a):
+        """``log P_θ(a)`` for strings ``a (..., N)`` of outcomes 0..3."""
+        module = self.config.module()
+        return module.apply(self.params, jnp.asarray(a), method=module.log_prob)
+
+    def sample(self, key: jax.Array, num_samples: int):
+        """Exact ancestral samples ``(num_samples, N)``."""
+        from zoo.nets.transformer import autoregressive_sample
+        return autoregressive_sample(self.config.module(), self.params, key, num_samples)
+
+    def observables(self, key: jax.Array | None = None, num_samples: int = 10_000):
+        """``⟨σ^x_i⟩, ⟨σ^y_i⟩, ⟨σ^z_i⟩`` per site ``(N, 3)`` and their standard errors ``(N, 3)``: exact
+        (all ``4^N`` strings, errors 0) for N <= 6, else from ``num_samples`` exact samples
+        (the one-shot estimator ``Tr(σ N_{a_i})`` averaged; key required)."""
+        n = self.config.num_qubits
+        elements = pv.povm(self.config.povm)
+        if n <= 6:
+            strings = jnp.asarray(list(itertools.product(range(4), repeat=n)))
+            probs = jnp.exp(self.log_prob(strings))
+            mean = pv.pauli_expectations(probs / probs.sum(), elements, n)
+            return np.asarray(mean), np.zeros((n, 3))
+        if key is None:
+            raise ValueError("key: expected a PRNG key (observables of N > 6 qubits are sampled)")
+        a = np.asarray(self.sample(key, num_samples))
+        weights = np.real(np.stack([np.einsum("aij,ji->a", pv.dual_frame(elements), pv.PAULI[p]) for p in "XYZ"],
+                                   axis=1))  # (4, 3): Tr(σ N_a)
+        shots = weights[a]  # (S, N, 3)
+        return shots.mean(axis=0), shots.std(axis=0, ddof=1) / np.sqrt(num_samples)
+
+
+def steady_state_loss(config: SteadyStateConfig):
+    """``loss_fn(params, batch, key)`` for :func:`inference.train.train`: the L1 objective
+    ``‖𝓛̃P_θ‖₁ = Σ_a |(𝓛̃P_θ)(a)| = E_{a∼P_θ}[|R(a)|]``, ``R(a) = (𝓛̃P_θ)(a) / P_θ(a)`` from the
+    two-site blocks (:func:`zoo.processes.povm.local_generator_ratio`), estimated on
+    ``num_samples`` exact samples drawn with the loss key. Its value is the estimate
+    ``mean |R(a_s)|``; its gradient is the unbiased ``mean[∇|R(a_s)| + (|R(a_s)| − mean|R|) ∇log
+    P_θ(a_s)]`` (product rule on ``P_θ(a)|R(a)|``, score term with the batch mean as baseline). The
+    batch is unused (the samples come from the model itself)."""
+    from zoo.nets.transformer import autoregressive_sample
+    module = config.module()
+    terms = config.local_terms()
+    blocks = jnp.asarray(terms.blocks(config.g, config.V, config.gamma), module.dtype)  # the network's precision
+    bonds = jnp.asarray(terms.bonds)
+
+    def loss_fn(params, batch, key):
+        del batch
+        a = autoregressive_sample(module, jax.lax.stop_gradient(params), key, config.num_samples)
+        ratio, log_p = pv.local_generator_ratio(
+            blocks, bonds, lambda x: module.apply(params, x, method=module.log_prob), a)
+        size = jnp.abs(ratio)
+        centred = jax.lax.stop_gradient(size - size.mean())
+        return jnp.mean(size + centred * (log_p - jax.lax.stop_gradient(log_p)))
+
+    return loss_fn
+
+
+class SteadyStateProblem(NamedTuple):
+    """Inputs of ``inference.train.train(loss_fn, init_params, make_batch, optimizer, num_steps,
+    seed=seed)`` for the steady-state ansatz (the driver is ``scripts/train_povm_steady_state.py``:
+    ``zoo`` itself never imports ``inference.train``). ``make_batch`` returns a dummy (the samples
+    come from the model, drawn inside the loss with its key); ``optimizer``: Adam
+    (``learning_rate``, ``b1``, ``b2``); ``init_params``: the Transformer at ``PRNGKey(seed)``."""
+
+    loss_fn: object
+    init_params: dict
+    make_batch: object
+    optimizer: object
+    num_steps: int
+    seed: int
+
+
+def steady_state_problem(config: SteadyStateConfig) -> SteadyStateProblem:
+    """Everything the training loop needs for ``config`` (see :class:`SteadyStateProblem`)."""
+    import optax
+
+    if not isinstance(config, SteadyStateConfig):
+        raise TypeError(f"config: expected a SteadyStateConfig, got {type(config).__name__}")
+    module = config.module()
+    init = module.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, config.num_qubits), jnp.int32))
+    return SteadyStateProblem(steady_state_loss(config), init, lambda key, step: jnp.zeros(()),
+                              optax.adam(config.learning_rate, b1=config.b1, b2=config.b2),
+                              int(config.num_steps), int(config.seed))
+
+
+def exact_steady_observables(config: SteadyStateConfig) -> np.ndarray:
+    """``⟨σ^x_i⟩, ⟨σ^y_i⟩, ⟨σ^z_i⟩`` ``(N, 3)`` of the exact steady state (the normalised null
+    vector of the dense ``𝓛̃``; N <= 5)."""
+    if config.num_qubits > 5:
+        raise ValueError(f"num_qubits: the exact steady state needs the dense 4^N generator, N <= 5; "
+                         f"got {config.num_qubits}")
+    dense = pv.dissipative_ising_terms(config.num_qubits, config.povm, config.periodic).generator(
+        config.g, config.V, config.gamma)
+    return np.asarray(pv.pauli_expectations(pv.steady_state(np.asarray(dense)), pv.povm(config.povm),
+                                            config.num_qubits))
+
+
 SMALL = POVMIsingConfig()
 PAULI4 = POVMIsingConfig(povm="pauli4")
 FOUR_QUBITS = POVMIsingConfig(num_qubits=4)
 PAPER = POVMIsingConfig(num_qubits=5, times=tuple(0.5 * k for k in range(1, 11)), shots=10_000)
+STEADY_CHECK = SteadyStateConfig(num_qubits=4, num_steps=500, num_samples=1000)
+STEADY_PAPER = SteadyStateConfig(num_qubits=16, num_steps=500, num_samples=10_000)
 
 ENTRY = ZooEntry(
     name="povm_dissipative_ising",

@@ -60,6 +60,9 @@ __all__ = [
     "povm_generator",
     "IsingTerms",
     "dissipative_ising_terms",
+    "LocalIsingTerms",
+    "dissipative_ising_local_terms",
+    "local_generator_ratio",
     "evolve",
     "expm_taylor",
     "squarings_for",
@@ -205,8 +208,13 @@ class IsingTerms(NamedTuple):
 
     def generator(self, g, V, gamma):
         """The generator at ``(g, V, γ)`` (JAX arrays: traced parameters are fine)."""
-        return (g * jnp.asarray(self.field) + V * jnp.asarray(self.coupling)
-                + gamma * jnp.asarray(self.dissipation))
+        return _combine(self, g, V, gamma)
+
+
+def _combine(terms, g, V, gamma):
+    """``g * field + V * coupling + γ * dissipation`` of an :class:`IsingTerms` or
+    :class:`LocalIsingTerms`."""
+    return g * jnp.asarray(terms.field) + V * jnp.asarray(terms.coupling) + gamma * jnp.asarray(terms.dissipation)
 
 
 @functools.cache
@@ -229,6 +237,77 @@ def dissipative_ising_terms(num_qubits: int, povm_name: str = "tetrahedral", per
     return IsingTerms(povm_generator(liouvillian(field, []), m, n),
                       povm_generator(liouvillian(coupling, []), m, n),
                       povm_generator(liouvillian(np.zeros_like(field), jumps), m, n))
+
+
+class LocalIsingTerms(NamedTuple):
+    """The dissipative Ising generator as a sum of two-site blocks: ``𝓛̃ = Σ_k B_k`` with ``B_k``
+    acting on the sites ``bonds[k] = (i, j)`` (identity elsewhere: ``Tr(M_b N_a) = δ_ab``) and
+    ``B_k = g * field[k] + V * coupling[k] + γ * dissipation[k]`` (real ``(K, 16, 16)`` each; row
+    and column ``4 a_i + a_j``). The single-site terms sit on one bond each (see
+    :func:`dissipative_ising_local_terms`)."""
+
+    bonds: np.ndarray
+    field: np.ndarray
+    coupling: np.ndarray
+    dissipation: np.ndarray
+
+    def blocks(self, g, V, gamma):
+        """``(K, 16, 16)`` at ``(g, V, γ)`` (traced parameters are fine)."""
+        return _combine(self, g, V, gamma)
+
+
+@functools.cache
+def dissipative_ising_local_terms(num_qubits: int, povm_name: str = "tetrahedral",
+                                  periodic: bool = True) -> LocalIsingTerms:
+    """The two-site blocks of :func:`dissipative_ising_terms`'s generator, for any chain length
+    ``N >= 2`` (no ``4^N`` object is formed): bonds ``(i, i+1)`` (and ``(N-1, 0)`` on a ring,
+    ``N >= 3``); the field ``½σ^x_i`` and the decay ``σ^-_i`` of site ``i`` go into the bond whose
+    first site is ``i`` (on an open chain the last site's into the last bond, as its second
+    site). Each block is :func:`povm_generator` of the two-qubit Lindbladian of those terms."""
+    n = int(num_qubits)
+    if n < 2:
+        raise ValueError(f"num_qubits: expected a chain of at least 2 qubits, got {num_qubits!r}")
+    m = povm(povm_name)
+    bonds = [(i, i + 1) for i in range(n - 1)] + ([(n - 1, 0)] if periodic and n >= 3 else [])
+    lower = 0.5 * (PAULI["X"] - 1j * PAULI["Y"])
+    zero = np.zeros((4, 4), dtype=complex)
+    field, coupling, dissipation = [], [], []
+    for k, (i, j) in enumerate(bonds):
+        sites = [0] + ([1] if len(bonds) == n - 1 and k == n - 2 else [])  # the open chain's last site
+        x = sum(0.5 * local_operator(PAULI["X"], s, 2) for s in sites)
+        field.append(povm_generator(liouvillian(x, []), m, 2))
+        coupling.append(povm_generator(liouvillian(0.25 * local_operator(PAULI["Z"], 0, 2)
+                                                   @ local_operator(PAULI["Z"], 1, 2), []), m, 2))
+        dissipation.append(povm_generator(liouvillian(zero, [local_operator(lower, s, 2) for s in sites]), m, 2))
+    return LocalIsingTerms(np.asarray(bonds), np.stack(field), np.stack(coupling), np.stack(dissipation))
+
+
+def local_generator_ratio(blocks, bonds, log_prob, a):
+    """``(𝓛̃P)(a) / P(a) = Σ_k Σ_{b ∈ 16} B_k[a_{ij}, b] P(a[ij ← b]) / P(a)`` for strings ``a``
+    ``(S, N)`` (integers 0..3) from the two-site ``blocks (K, 16, 16)`` on ``bonds (K, 2)`` and a
+    batched ``log_prob((M, N) strings) -> (M,)``: ``16 K`` evaluations of ``P`` per string, never a
+    ``4^N`` vector. Ratios ``exp(log P(a') − log P(a))``; one bond at a time (``lax.scan`` with
+    rematerialisation, so reverse-mode memory is that of one bond). Returns ``(ratio (S,),
+    log P(a) (S,))``."""
+    a = jnp.asarray(a)
+    blocks = jnp.asarray(blocks)
+    bonds = jnp.asarray(bonds)
+    num, n = a.shape
+    log_p = log_prob(a)
+    pairs = jnp.stack(jnp.divmod(jnp.arange(16), 4), axis=-1)  # (16, 2): b -> (b_i, b_j)
+
+    @jax.checkpoint
+    def bond(total, inputs):
+        block, (i, j) = inputs
+        row = 4 * a[:, i] + a[:, j]
+        primed = jnp.broadcast_to(a[:, None, :], (num, 16, n))
+        primed = primed.at[:, :, i].set(pairs[None, :, 0]).at[:, :, j].set(pairs[None, :, 1])
+        log_primed = log_prob(primed.reshape(num * 16, n)).reshape(num, 16)
+        return total + jnp.sum(block[row] * jnp.exp(log_primed - log_p[:, None]), axis=-1), None
+
+    zero = jnp.zeros(num, dtype=jnp.result_type(blocks, log_p))
+    ratio, _ = jax.lax.scan(bond, zero, (blocks, (bonds[:, 0], bonds[:, 1])))
+    return ratio, log_p
 
 
 def expm_taylor(matrix, *, squarings: int, terms: int = 12):
