@@ -99,6 +99,9 @@ plt.tight_layout()
 az.plot_rank(idata, var_names=["gamma_minus", "gamma_plus"]);
 
 # %% [markdown]
+# The rank histograms are far from flat and the traces show chains that hold one value for many
+# iterations: the short run's chains have not mixed, as its R-hat and ESS verdicts say.
+#
 # These convergence verdicts belong to the short run: 100 kept iterations per chain are too few
 # for the zoo's thresholds with a filter this noisy (the chains are sticky), so failures are
 # expected of a run this short and are not the check's verdicts. The check runs the recipe's 1000 kept iterations per chain on the same
@@ -132,7 +135,7 @@ ax.hist(idata.posterior["gamma_minus"].values.ravel(), bins=25, density=True, al
 ax.plot(grid, weights, "o-", label="grid posterior (filter likelihood)")
 ax.axvline(config.true_gamma_minus, color="k", ls="--", label="truth")
 ax.set_xlabel("Γ⁻")
-ax.legend()
+ax.legend();
 
 # %% [markdown]
 # ## The decoded sequence of transient states
@@ -150,7 +153,7 @@ ax.step(config.obs_times, truth["clique"], where="post", label="true clique")
 ax.step(config.obs_times, decoded + 0.08, where="post", label="decoded (+0.08)")
 ax.set_yticks([-1, 0, 1, 2, 3])
 ax.set_xlabel("time")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8);
 
 # %% [markdown]
 # ## Semantic learning: bars and stripes
@@ -171,7 +174,7 @@ start = time.process_time()
 run = jax.block_until_ready(tsn.learn(jax.random.PRNGKey(0), lconfig))
 _, untrained = tsn.initial_learning_state(jax.random.split(jax.random.PRNGKey(0))[0], lconfig)
 print(f"learning: {time.process_time() - start:.1f} s CPU (with the compile), "
-      f"{int(run.steps.sum())} Euler steps of the driven network")
+      f"{int(run.steps.sum())} Euler steps of the network and its twin, {lconfig.num_episodes} hand-overs")
 signal = np.asarray(run.signal)
 print(f"learning signal in {signal.mean():.0%} of the hand-overs; "
       f"winners per clique {np.bincount(np.asarray(run.winner), minlength=lconfig.network.num_cliques)}")
@@ -181,16 +184,16 @@ for name, weights in (("untrained", untrained), ("trained", run.weights)):
 
 # %%
 labels = ["bar 0", "bar 1", "bar 2", "stripe 0", "stripe 1", "stripe 2"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for ax, (name, weights) in zip(axes, (("untrained", untrained), ("trained", run.weights))):
     responses = tsn.clique_responses(weights, lconfig)
     im = ax.imshow(responses, cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(6), labels, rotation=45)
     ax.set_ylabel("clique")
-    ax.set_title(f"{name}: clique response to each component")
+    ax.set_title(f"{name} weights: clique responses", fontsize=10)
     for j, c in enumerate(responses.argmax(0)):
         ax.plot(j, c, "w*")
-fig.colorbar(im, ax=axes, shrink=0.8)
+fig.colorbar(im, ax=axes, shrink=0.8);
 
 # %%
 fig, axes = plt.subplots(1, lconfig.network.num_cliques, figsize=(12, 1.8))
@@ -199,7 +202,7 @@ for c, ax in enumerate(axes):
     ax.imshow(clique_weights[c].reshape(lconfig.side, lconfig.side), cmap="Greys", vmin=0)
     ax.set_title(f"clique {c}", fontsize=8)
     ax.set_xticks([]); ax.set_yticks([])
-fig.suptitle("trained afferent weights (mean over each clique's neurons)", fontsize=9)
+fig.suptitle("trained afferent weights (mean over each clique's neurons)", fontsize=9);
 
 # %% [markdown]
 # The stars mark each component's most responsive clique: after training they fall on distinct
@@ -209,4 +212,4 @@ fig.suptitle("trained afferent weights (mean over each clique's neurons)", fonts
 # single component and about 1/3 for weights spread over the image. The trained cliques are
 # selective but partly mixed: when a component's clique is still drained at a hand-over, the
 # stimulus hands the win to the next best available clique, which is then tuned toward it as well.
-# The paper-scale run (L = 5, 12 cliques, 6000 episodes, about 50 s CPU) is a slow test.
+# The paper-scale run (L = 5, 12 cliques, 6000 episodes, about a minute of CPU) is a slow test.

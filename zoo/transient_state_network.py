@@ -118,7 +118,7 @@ best available clique, which is then tuned toward that component as well. ``LEAR
 (L = 5, 10 components, 12 cliques, ``p = 0.05`` so that most stimuli hold at most one
 component, 6000 episodes, about 96,000 time units of autonomous activity): assignment accuracy
 0.9 and 1.0, selectivity 0.56 and 0.51 for keys 0 and 1 (untrained: 0.8 and 0.7, selectivity
-0.22), about 50 s CPU per run. With ``p = 0.1`` and 3000 episodes: accuracy 0.8-0.9, selectivity
+0.22), 46-63 s CPU per run. With ``p = 0.1`` and 3000 episodes: accuracy 0.8-0.9, selectivity
 0.41-0.46. These configs are module constants, not ``ENTRY.configs``
 (which hold the PMMH network)::
 
@@ -550,7 +550,8 @@ def _next_winners(state, drive_in, label, key, config: SemanticLearningConfig):
 class LearningRun(NamedTuple):
     """Result of :func:`learn`: the final afferent weights ``(N, P)`` and per episode the
     stimulus components ``(E, 2L)``, the driven and autonomous winners ``(E,)``, the learning
-    signal ``(E,)`` and the Euler steps taken ``(E,)``."""
+    signal ``(E,)`` and the Euler steps until both the driven network and its twin had a new
+    winner ``(E,)``."""
 
     weights: jax.Array
     components: jax.Array

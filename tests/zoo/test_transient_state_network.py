@@ -310,7 +310,7 @@ def test_learning_signal_only_when_the_stimulus_changed_the_winner(learned):
 
 @pytest.mark.slow
 def test_learning_at_paper_scale():
-    # L = 5 (10 components), 12 cliques, 6000 hand-overs: about 50 s CPU. Measured at this key:
+    # L = 5 (10 components), 12 cliques, 6000 hand-overs: 46-63 s CPU. Measured at this key:
     # accuracy 0.9, selectivity 0.56; the untrained weights give 0.8 and 0.22 (1/L = 0.2)
     config = tsn.LEARNING_PAPER
     run = tsn.learn(jax.random.PRNGKey(0), config)
