@@ -294,7 +294,7 @@ def local_generator_ratio(blocks, bonds, log_prob, a):
     bonds = jnp.asarray(bonds)
     num, n = a.shape
     log_p = log_prob(a)
-    pairs = jnp.stack(jnp.divmod(jnp.arange(16), 4), axis=-1)  # (16, 2): b -> (b_i, b_j)
+    pairs = jnp.stack(jnp.divmod(jnp.arange(16, dtype=a.dtype), 4), axis=-1)  # (16, 2): b -> (b_i, b_j)
 
     @jax.checkpoint
     def bond(total, inputs):
