@@ -102,3 +102,40 @@ az.plot_khat(loo);
 # left-out time moves the posterior of `(g, γ)` too far for importance sampling there, so that
 # time's `elpd_loo` is unreliable. An exact refit without that time (K-fold over times) is the
 # remedy where LOO is needed; the posterior itself is not in question (the checks above pass).
+
+# %% [markdown]
+# ## The paper's neural route at N = 4: an autoregressive Transformer for the steady state
+#
+# For long chains no `4^N` vector fits, so Luo et al. write the steady state as an autoregressive
+# Transformer `P_θ(a) = Π_i P_θ(a_i | a_<i)` (one causal layer, d_model 32, one head, FF 16) and
+# minimise `‖𝓛̃P_θ‖₁ = E_{a∼P_θ}|R(a)|`, `R(a) = (𝓛̃P_θ)(a)/P_θ(a)`, on exact samples; `R(a)` needs
+# `P_θ` only at the `16 N` strings that differ from `a` on one bond (the generator's two-site
+# blocks). Here a short run (200 Adam steps of 250 samples, a cut-down `STEADY_CHECK`; the
+# training driver is `scripts/train_povm_steady_state.py`, through `inference.train`) on the
+# four-qubit ring, compared with the exact steady state (the null vector of the dense 256 × 256 `𝓛̃`).
+
+# %%
+import dataclasses, importlib.util, time
+spec = importlib.util.spec_from_file_location("train_povm_steady_state", "../scripts/train_povm_steady_state.py")
+driver = importlib.util.module_from_spec(spec); spec.loader.exec_module(driver)
+steady_config = dataclasses.replace(pl.STEADY_CHECK, num_steps=200, num_samples=250)
+start = time.process_time()
+ansatz = driver.train_steady_state(steady_config)
+print(f"trained {steady_config.num_steps} steps in {time.process_time() - start:.0f} s CPU")
+model_sigma, _ = ansatz.observables()
+exact_sigma = pl.exact_steady_observables(steady_config)
+for i in range(steady_config.num_qubits):
+    print(f"site {i}: ansatz <sx, sy, sz> = {np.round(model_sigma[i], 3)}   exact = {np.round(exact_sigma[i], 3)}")
+print("max |error| per Pauli (x, y, z):", np.round(np.abs(model_sigma - exact_sigma).max(axis=0), 3))
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.semilogy(ansatz.losses); ax.set_xlabel("Adam step"); ax.set_ylabel("estimate of ||L P_theta||_1")
+ax.set_title("steady-state objective, N = 4 ring, g = 1");
+
+# %% [markdown]
+# The short run gets the sign and size of every observable but not the spec's accuracy: the
+# errors above are several hundredths (0.06-0.08), and the objective flattens out near 0.1 rather
+# than going to zero. The full `STEADY_CHECK` (500 steps) brings `⟨σ^x⟩` within 0.005 but leaves
+# `⟨σ^z⟩` about 0.07 off (the slow test asserts 0.1; the model card has the measurements): the
+# spec's 0.02 is not reached with this training. The ansatz also breaks the ring's translation
+# symmetry (the sites differ slightly; the exact state has equal sites), which the paper's "string
+# states" reordering addresses and this entry does not.
