@@ -80,11 +80,6 @@ SAMPLERS = ("nuts", "blackjax-nuts", "pmmh", "pgibbs", "ppg", "smc2", "smc")
 _FIT_METHOD = re.compile(r"method\s*=\s*(?:\"([\w-]+)\"|'([\w-]+)'|(\w+)\.recipe\.method)")
 _ENTRY_NAME = re.compile(r"(\w+)\s*=\s*zoo\.get\(\s*[\"'](\w+)[\"']\s*\)")
 
-# Notebooks that fit a sampler and still owe their ArviZ views (their re-execution did not fit the
-# session that added the others). This list may only shrink: a sampler notebook without the views
-# fails the test unless listed, and a listed one that now has them fails until it is removed.
-ARVIZ_VIEWS_OWED: set[str] = set()
-
 
 def _fits_a_sampler(source: str) -> bool:
     entries = {var: name for var, name in _ENTRY_NAME.findall(source)}
@@ -103,11 +98,5 @@ def test_sampler_notebooks_show_arviz_views():
                if p.with_suffix(".py").exists()}
     samplers = {name for name, text in sources.items() if _fits_a_sampler(text)}
     assert {"hmm", "lgssm"} <= samplers, "the sampler detection misses notebooks it must find"
-    missing = sorted(name for name in samplers - ARVIZ_VIEWS_OWED
-                     if not re.search(r"az\.plot_(trace|rank)\(", sources[name]))
+    missing = sorted(name for name in samplers if not re.search(r"az\.plot_(trace|rank)\(", sources[name]))
     assert not missing, f"notebooks that fit a sampler but show neither az.plot_trace nor az.plot_rank: {missing}"
-    delivered = sorted(name for name in ARVIZ_VIEWS_OWED & samplers
-                       if re.search(r"az\.plot_(trace|rank)\(", sources[name]))
-    assert not delivered, f"these notebooks now show ArviZ's views; remove them from ARVIZ_VIEWS_OWED: {delivered}"
-    unknown = sorted(ARVIZ_VIEWS_OWED - set(sources))
-    assert not unknown, f"ARVIZ_VIEWS_OWED names notebooks that do not exist: {unknown}"
