@@ -367,9 +367,7 @@ class SteadyStateAnsatz(NamedTuple):
         if key is None:
             raise ValueError("key: expected a PRNG key (observables of N > 6 qubits are sampled)")
         a = np.asarray(self.sample(key, num_samples))
-        weights = np.real(np.stack([np.einsum("aij,ji->a", pv.dual_frame(elements), pv.PAULI[p]) for p in "XYZ"],
-                                   axis=1))  # (4, 3): Tr(σ N_a)
-        shots = weights[a]  # (S, N, 3)
+        shots = pv.pauli_weights(elements)[a]  # (S, N, 3): Tr(σ N_{a_i})
         return shots.mean(axis=0), shots.std(axis=0, ddof=1) / np.sqrt(num_samples)
 
 

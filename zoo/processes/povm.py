@@ -67,6 +67,7 @@ __all__ = [
     "expm_taylor",
     "squarings_for",
     "steady_state",
+    "pauli_weights",
     "pauli_expectations",
     "product_state",
 ]
@@ -390,13 +391,19 @@ def product_state(vector, elements, num_qubits: int) -> np.ndarray:
     return out
 
 
+def pauli_weights(elements) -> np.ndarray:
+    """``Tr(σ N_a)`` ``(4, 3)`` for the outcomes ``a`` of one qubit and ``σ = X, Y, Z``: the
+    one-shot estimator of ``⟨σ⟩`` from an outcome (``N_a`` the dual frame)."""
+    duals = dual_frame(elements)
+    return np.real(np.stack([np.einsum("aij,ji->a", duals, PAULI[p]) for p in "XYZ"], axis=1))
+
+
 def pauli_expectations(probs, elements, num_qubits: int, *, power: int = 1):
     """``⟨σ^x_i⟩, ⟨σ^y_i⟩, ⟨σ^z_i⟩`` per site, ``(N, 3)``, from the one-site marginals of ``P``
     (``Tr N_a = 1``, so the other sites drop out): ``Σ_a P_i(a) Tr(σ N_a)``. ``power=2`` gives
     ``Σ_a P_i(a) Tr(σ N_a)²``, the second moment of the one-shot estimator (its Monte Carlo spread)."""
     n = int(num_qubits)
     probs = jnp.asarray(probs).reshape((4,) * n)
-    duals = dual_frame(elements)
-    weights = np.real(np.stack([np.einsum("aij,ji->a", duals, PAULI[p]) for p in "XYZ"], axis=1))  # (4, 3)
+    weights = pauli_weights(elements)
     marginals = jnp.stack([probs.sum(axis=tuple(j for j in range(n) if j != i)) for i in range(n)])  # (N, 4)
     return marginals @ jnp.asarray(weights**power)
