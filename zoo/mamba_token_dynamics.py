@@ -373,11 +373,9 @@ ENTRY = ZooEntry(
     model=model,
     simulate=simulate,
     configs={"small": SMALL, "divergent": DIVERGENT, "blowup": BLOWUP, "paper": PAPER},
-    # chains vectorised, not one per device: under pmap the gradient of the event-stopped diffrax
-    # solve fails in equinox's closure conversion (diffrax 0.7.2, equinox 0.13.8, jax 0.10.2: "called
-    # with different dynamic arguments", RESULTS traced vs unknown); vmap and a plain jit are fine
-    recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "target_accept_prob": 0.9,
-                           "chain_method": "vectorized"}),
+    # the event-stopped diffrax solve's gradient does not trace under pmap (equinox's closure
+    # conversion); the automatic chain method finds that and runs the chains vectorised
+    recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "target_accept_prob": 0.9}),
     check=check,
     dims={"y": ("depth", "token"), "x": ("depth", "token")},
     columns=Columns(_token_names, series=None, time="depth", grid=lambda config: config.times,
