@@ -32,6 +32,7 @@ E. Frey, Phys. Rev. E 74, 051907 (2006) (RPS extinction times).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -72,34 +73,50 @@ class FixationData(NamedTuple):
     times: jax.Array
 
 
-def _cyclic(variant: str, size: int, config: MLConfig):
-    """(network, rates, initial counts, fixation predicate) of one variant at one size."""
+def _law(variant: str, size, config: MLConfig):
+    """(network, rates, fixation predicate) of one variant in a population of ``size`` (may be traced)."""
     if variant == "may_leonard":
-        net = may_leonard_network(float(size))
+        net = may_leonard_network(size)
         rates = jnp.asarray([config.sigma] * 3 + [config.mu] * 3)
-        start = int(round(size * config.mu / (3 * config.mu + config.sigma)))
-        x0 = jnp.asarray([start] * 3)
 
         def fixed(x):
             return jnp.sum(x > 0) <= 1
     elif variant == "rock_paper_scissors":
-        net = rock_paper_scissors_network(float(size))
+        net = rock_paper_scissors_network(size)
         rates = jnp.asarray([config.sigma] * 3)
-        x0 = jnp.asarray([size // 3, size // 3])
 
         def fixed(x):
             counts = jnp.stack([x[0], x[1], size - x[0] - x[1]])
             return jnp.sum(counts > 0) <= 1
     else:
         raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+    return net, rates, fixed
+
+
+def _cyclic(variant: str, size: int, config: MLConfig):
+    """(network, rates, initial counts, fixation predicate) of one variant at one size."""
+    net, rates, fixed = _law(variant, float(size), config)
+    if variant == "may_leonard":
+        start = int(round(size * config.mu / (3 * config.mu + config.sigma)))
+        x0 = jnp.asarray([start] * 3)
+    else:
+        x0 = jnp.asarray([size // 3, size // 3])
     return net, rates, x0, fixed
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "config"))
+def _first_passages(keys, size, x0, *, variant: str, config: MLConfig):
+    """One SSA run to fixation per key; the size is an argument, so one compilation serves every size."""
+    net, rates, fixed = _law(variant, size, config)
+    return jax.vmap(lambda k: net.first_passage(k, rates, x0, fixed, config.max_events))(keys)
 
 
 def fixation_times(key: jax.Array, variant: str, size: int, num_runs: int, config: MLConfig) -> jax.Array:
     """Exact SSA fixation times ``(num_runs,)`` of ``variant`` in a population of ``size``."""
-    net, rates, x0, fixed = _cyclic(variant, size, config)
-    runs = jax.jit(jax.vmap(lambda k: net.first_passage(k, rates, x0, fixed, config.max_events)))(
-        jax.random.split(key, num_runs))
+    net, _, x0, _ = _cyclic(variant, size, config)
+    net.check_counts(x0, integer=True)  # the checks first_passage makes on concrete values
+    runs = _first_passages(jax.random.split(key, num_runs), jnp.asarray(float(size)), x0, variant=variant,
+                           config=config)
     gillespie.raise_if_exceeded(runs, what=f"{variant} fixation simulation (N = {size})")
     if not bool(np.all(np.asarray(runs.stopped))):
         raise RuntimeError(f"{variant}: some runs were absorbed without fixation")
