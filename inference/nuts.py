@@ -439,19 +439,31 @@ def run_blackjax_nuts(
     drop_stuck_chains: bool = True,
     posterior_predictive: bool = True,
     progress_chunk: int = 100,
+    chain_method: str = "auto",
 ):
-    """BlackJAX NUTS with Stan-style window adaptation, chains vectorised with ``vmap``.
+    """BlackJAX NUTS with Stan-style window adaptation, chains vectorised with ``vmap``, split
+    over the local devices when there are several.
 
     The potential and the constraining transforms come from NumPyro's ``initialize_model`` on
     ``target.model``, so BlackJAX samples the same unconstrained space NumPyro does.
+
+    ``chain_method``: ``"auto"`` (default: ``"sharded"`` when there are several local devices
+    and several chains, else ``"vectorized"``), ``"sharded"`` (warmup and sampling of the chains
+    split over the devices by ``jax.shard_map``, vmapped within each: :mod:`inference.sharding`)
+    or ``"vectorized"`` (all vmapped on one device). The draws are the same either way for the
+    same seed; ``idata.attrs["chain_method"]`` and ``["chain_method_reason"]`` record the choice.
     """
     import blackjax
+
+    from inference.sharding import choose as choose_placement
+    from inference.sharding import place
 
     num_warmup, num_samples, num_chains = check_counts(num_warmup, num_samples, num_chains)
     if num_warmup < 1:
         raise ValueError("num_warmup: blackjax window adaptation needs at least 1 warmup step")
     fraction("target_accept_prob", target_accept_prob, closed=False)
     progress_chunk = positive_int("progress_chunk", progress_chunk)
+    chain_method, placement_reason = choose_placement(chain_method, num_chains)
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
     check_initial_point(target, strategy, key)
@@ -470,36 +482,40 @@ def run_blackjax_nuts(
 
     started = time.perf_counter()
 
-    @jax.jit
     def run_warmup(keys, positions):
-        return jax.vmap(lambda k, p: warmup.run(k, p, num_steps=num_warmup))(keys, positions)
+        return jax.vmap(lambda k, p: warmup.run(k, p, num_steps=num_warmup)[0])(keys, positions)
 
     # info.z: the initial positions, a pytree with a leading chain axis
-    (states, parameters), _ = run_warmup(jax.random.split(key_warmup, num_chains), info.z)
+    states, parameters = place(run_warmup, num_chains, chain_method)(jax.random.split(key_warmup, num_chains),
+                                                                      info.z)
 
     def one_step(state, step_key, params):
         kernel = blackjax.nuts(logdensity, **params)
         return kernel.step(step_key, state)
 
-    @jax.jit
-    def sample_chunk(states, keys, params):  # keys (draw, chain, 2): time first
-        def body(carry, chain_keys):
-            new_states, infos = jax.vmap(one_step)(carry, chain_keys, params)
-            return new_states, (new_states.position, new_states.logdensity, infos)
+    def chains_chunk(states, keys, params):  # keys (chain, draw, 2); outputs (chain, draw, ...)
+        def one_chain(state, chain_keys, chain_params):
+            def body(carry, step_key):
+                new_state, step_info = one_step(carry, step_key, chain_params)
+                return new_state, (new_state.position, new_state.logdensity, step_info)
 
-        return jax.lax.scan(body, states, keys)
+            return jax.lax.scan(body, state, chain_keys)
 
+        return jax.vmap(one_chain)(states, keys, params)
+
+    sample_chunk = place(chains_chunk, num_chains, chain_method)
     chunk_keys = jax.random.split(key_sample, -(-num_samples // progress_chunk))
 
-    def keys(start, length):  # one key per chunk, split over (draw, chain)
-        return jax.random.split(chunk_keys[start // progress_chunk], length * num_chains).reshape(length, num_chains, -1)
+    def keys(start, length):  # one key per chunk, split over (draw, chain), given chain first
+        split = jax.random.split(chunk_keys[start // progress_chunk], length * num_chains)
+        return jnp.swapaxes(split.reshape(length, num_chains, -1), 0, 1)
 
     with progress_bar(num_samples, desc="blackjax-nuts", progress=progress) as bar:
         states, kept = run_chunks(lambda st, ks: sample_chunk(st, ks, parameters), states, num_samples, progress_chunk,
-                                  keys=keys, axis=0, bar=bar)
+                                  keys=keys, axis=1, bar=bar)
     elapsed = time.perf_counter() - started
 
-    unconstrained, logdensities, infos = jax.tree.map(lambda a: np.swapaxes(a, 0, 1), kept)  # (chain, draw, ...)
+    unconstrained, logdensities, infos = kept  # (chain, draw, ...)
     constrained = jax.vmap(jax.vmap(postprocess_fn))(jax.tree.map(jnp.asarray, unconstrained))
     samples = {k: np.asarray(v) for k, v in constrained.items()}
     potential = -logdensities
@@ -516,4 +532,5 @@ def run_blackjax_nuts(
     }
     return finish_run(target, samples, stats, seed=seed, method="blackjax-nuts",
                       sampler="blackjax.nuts+window_adaptation", counts=(num_warmup, num_samples, num_chains),
-                      elapsed=elapsed, drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive)
+                      elapsed=elapsed, drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
+                      attrs=placement_attrs(chain_method, placement_reason))

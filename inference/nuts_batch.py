@@ -40,6 +40,7 @@ from numpyro.infer.util import initialize_model
 
 from inference.nuts import check_counts, finish_run, raise_if_nonfinite_run, tree_depth
 from inference.runner import check_initial_point, init_strategy
+from inference.sharding import devices_for, over_devices
 from inference.types import Target
 from inference.validate import NonFiniteLogDensityError, fraction
 
@@ -177,10 +178,12 @@ def run_numpyro_nuts_batch(
         num_warmup: and ``num_samples``, ``num_chains``, ``target_accept_prob``, ``max_tree_depth``,
             ``dense_mass``, ``init``, ``drop_stuck_chains``, ``posterior_predictive``: as in
             :func:`inference.nuts.run_numpyro_nuts`.
-        shard: split the data sets over the local devices (``jax.shard_map``: each device runs
-            the compiled loop on its ``B / D`` data sets at its own pace; the batch is padded
-            with copies of the last data set to a multiple of ``D``, and those are dropped).
-            None (default): when there is more than one device and more than one data set.
+        shard: split the data sets over the local devices (:func:`inference.sharding.over_devices`:
+            each device runs the compiled loop on its ``B / D`` data sets at its own pace; the
+            batch is padded with copies of the last data set to a multiple of the devices used,
+            and those are dropped). None (default): when there is more than one device and more
+            than one data set. ``attrs["batch_devices"]`` records the devices used; the chains
+            of each data set are vmapped (``attrs["chain_method"] == "vectorized"``).
 
     Returns:
         ``B`` InferenceData, in the order of ``targets``.
@@ -209,9 +212,9 @@ def run_numpyro_nuts_batch(
             shard = batch > 1 and jax.local_device_count() > 1
         if not isinstance(shard, bool):
             raise TypeError(f"shard: expected True, False or None, got {shard!r}")
-        devices = jax.local_device_count() if shard else 1
+        devices = devices_for(batch) if shard else 1
         if shard:
-            run = _over_devices(run, batch, devices)
+            run = over_devices(run, batch)
         draws, stats = jax.block_until_ready(run(z, chain_keys, data))
     elapsed = (time.perf_counter() - started) / batch
 
@@ -232,23 +235,3 @@ def run_numpyro_nuts_batch(
                                                                      f"vmapped on each of {devices} device(s)"}))
     return results
 
-
-def _over_devices(run, batch: int, devices: int):
-    """``run`` with its leading (data set) axis split over ``devices`` local devices by
-    ``jax.shard_map``: each device runs ``run`` on its slice; the batch is padded with copies of its
-    last data set to a multiple of ``devices`` and the padding is dropped from the results."""
-    from jax.sharding import Mesh, PartitionSpec
-
-    mesh = Mesh(np.asarray(jax.local_devices()), ("datasets",))
-    spec = PartitionSpec("datasets")
-    sharded = jax.jit(jax.shard_map(run, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
-    padded = -(-batch // devices) * devices
-
-    def pad(tree):
-        return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - batch, axis=0)]), tree)
-
-    def run_sharded(z, keys, data):
-        out = sharded(pad(z), pad(keys), pad(data))
-        return jax.tree.map(lambda a: a[:batch], out)
-
-    return run_sharded

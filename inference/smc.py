@@ -88,7 +88,10 @@ from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer.util import compute_log_probs, get_transforms
 
+from inference.nuts import placement_attrs
 from inference.runner import posterior_to_idata, progress_bar, require_data
+from inference.sharding import choose as choose_placement
+from inference.sharding import place
 from inference.types import Array, PRNGKey, Target
 from inference.validate import choice, fraction, positive_int
 
@@ -406,21 +409,24 @@ class SMCOutput(NamedTuple):
 def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: str = "rw",
            num_particles: int = 1000, num_mcmc_steps: int | None = None, target_ess: float = 0.5,
            waste_free: bool = False, resampler: str = "systematic", max_steps: int = 500,
-           progress: bool = False) -> SMCOutput:
+           progress: bool = False, chain_method: str = "vectorized") -> SMCOutput:
     """Run ``num_runs`` independent adaptive tempered SMC samplers on ``target`` (vmapped).
 
     The Python loop calls one jitted, vmapped tempering step until every run reaches
     ``lambda = 1``; ``max_steps`` bounds it (a run that needs more raises ``RuntimeError``:
-    usually a likelihood that is ``-inf``/NaN for most prior draws).
+    usually a likelihood that is ``-inf``/NaN for most prior draws). ``chain_method``:
+    ``"vectorized"`` (default) or ``"sharded"`` (the runs split over the local devices,
+    :func:`inference.sharding.over_devices`; the same draws for the same key).
     """
     num_runs = positive_int("num_runs", num_runs)
     max_steps = positive_int("max_steps", max_steps)
+    choice("chain_method", chain_method, ("vectorized", "sharded"))
     init, step, resample_fn = build_sampler(target, kernel=kernel, num_particles=num_particles,
                                             num_mcmc_steps=num_mcmc_steps, target_ess=target_ess,
                                             waste_free=waste_free, resampler=resampler)
     key_init, key_loop, key_final = jax.random.split(key, 3)
-    state = jax.jit(jax.vmap(init))(jax.random.split(key_init, num_runs))
-    step_runs = jax.jit(jax.vmap(step))
+    state = place(jax.vmap(init), num_runs, chain_method)(jax.random.split(key_init, num_runs))
+    step_runs = place(jax.vmap(step), num_runs, chain_method)
     records = []
     with progress_bar(100, desc="smc λ", unit="%", progress=progress) as bar:
         shown = 0
@@ -449,8 +455,8 @@ def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: s
         chosen = particles[idx]
         return chosen, jax.vmap(target.log_prior)(chosen), jax.vmap(target.log_likelihood)(chosen)
 
-    particles, lp, ll = jax.jit(jax.vmap(final))(jax.random.split(key_final, num_runs),
-                                                   smc_state.particles, smc_state.weights)
+    particles, lp, ll = place(jax.vmap(final), num_runs, chain_method)(
+        jax.random.split(key_final, num_runs), smc_state.particles, smc_state.weights)
     stacked = _StepRecord(*[np.stack([getattr(r, f) for r in records], axis=1) for f in _StepRecord._fields])
     per_run = []
     for r in range(num_runs):
@@ -491,7 +497,7 @@ def combine_log_evidence(log_evidences) -> tuple[float, float]:
 def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, num_particles: int = 1000,
                      kernel: str = "rw", num_mcmc_steps: int | None = None, target_ess: float = 0.5,
                      waste_free: bool = False, num_runs: int = 4, resampler: str = "systematic",
-                     max_steps: int = 500, posterior_predictive: bool = True):
+                     max_steps: int = 500, posterior_predictive: bool = True, chain_method: str = "auto"):
     """Adaptive tempered SMC on ``target.model(target.data)``; posterior draws and log-evidence.
 
     Args:
@@ -506,6 +512,10 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
         resampler: ``systematic``, ``stratified``, ``multinomial`` or ``residual``.
         max_steps: bound on the number of tempering steps.
         posterior_predictive: simulate ``model(None)`` at the draws where the program can.
+        chain_method: where the runs go: ``"auto"`` (default: ``"sharded"`` when there are
+            several local devices and several runs, else ``"vectorized"``), ``"sharded"`` (split
+            over the devices by ``jax.shard_map``, :mod:`inference.sharding`) or ``"vectorized"``
+            (all vmapped on one device); the same draws either way for the same seed.
 
     Returns:
         ``arviz.InferenceData`` with posterior (chain = run, draw = particle), sample_stats
@@ -513,14 +523,17 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
         unconstrained space), ``log_prior``, ``log_likelihood_total``; the pointwise
         ``log_likelihood``; attrs ``log_evidence``, ``log_evidence_se`` (see the module
         docstring), ``log_evidence_runs``, ``num_tempering_steps``, ``tempering_schedules``
-        (JSON, one list per run), ``mean_acceptance``.
+        (JSON, one list per run), ``mean_acceptance``, ``chain_method`` and ``chain_method_reason``
+        (where the runs ran), ``num_devices``.
     """
     require_data(target, "tempered SMC")
     key = jax.random.PRNGKey(seed)
     key_target, key_run = jax.random.split(key)
     tt = tempered_target(target.model, target.data, key=key_target)
+    num_runs = positive_int("num_runs", num_runs)
+    chain_method, placement_reason = choose_placement(chain_method, num_runs, what="runs")
     started = time.perf_counter()
-    out = sample(key_run, tt, num_runs=num_runs, kernel=kernel, num_particles=num_particles,
+    out = sample(key_run, tt, num_runs=num_runs, chain_method=chain_method, kernel=kernel, num_particles=num_particles,
                  num_mcmc_steps=num_mcmc_steps, target_ess=target_ess, waste_free=waste_free,
                  resampler=resampler, max_steps=max_steps, progress=progress)
     jax.block_until_ready(out)
@@ -554,6 +567,7 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
         "tempering_schedules": json.dumps([np.round(s, 6).tolist() for s in out.schedules]),
         "mean_acceptance": json.dumps([np.round(a, 4).tolist() for a in out.acceptance]),
         "sampling_time_s": round(elapsed, 3),
+        **placement_attrs(chain_method, placement_reason),
     }
     return posterior_to_idata(target, samples, stats, seed=seed, method="smc", draws="iid", attrs=attrs,
                               posterior_predictive=posterior_predictive)

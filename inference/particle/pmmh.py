@@ -36,12 +36,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inference.nuts import placement_attrs
 from inference.particle import correlated as _correlated
 from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
 from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
 from inference.runner import (checkpoint_attrs, pack, progress_bar, run_chunks, sampler_checkpoint, time_dims,
                               unbatch)
+from inference.sharding import choose as choose_placement
+from inference.sharding import place
 from inference.types import Array, PRNGKey, Target
 from inference.validate import positive_float, positive_int
 
@@ -239,8 +242,9 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
              init_scale: float | Mapping[str, float] = 0.1, adapt_start: int | None = None,
              init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
              thinning: int = 1, chunk_size: int = 50, checkpoint_path: str | None = None,
-             correlation: float = 0.0):
-    """PMMH on a state-space target, ``num_chains`` chains vectorised with ``vmap``.
+             correlation: float = 0.0, chain_method: str = "auto"):
+    """PMMH on a state-space target, ``num_chains`` chains vectorised with ``vmap``, split over
+    the local devices when there are several (:mod:`inference.sharding`).
 
     Args:
         target: a :class:`inference.types.Target` with a state-space model and data ``(T, *obs)``
@@ -268,6 +272,11 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
             (module docstring) with the noise-driven bootstrap filter of
             :mod:`inference.particle.correlated` (systematic resampling on particles sorted by
             their state's mean; the model's laws must be reparameterisable Gaussians).
+        chain_method: ``"auto"`` (default: ``"sharded"`` when there are several local devices
+            and several chains, else ``"vectorized"``), ``"sharded"`` (the chains split over the
+            devices by ``jax.shard_map``, vmapped within each) or ``"vectorized"`` (all vmapped
+            on one device). Each chain has its own keys, so the draws are the same either way
+            (to rounding), and a checkpoint written by one resumes under the other.
 
     The first iteration evaluates the starting point (a zero-length proposal from an unevaluated
     state, always accepted: that is :func:`init`, done inside the compiled chunk so that the
@@ -279,7 +288,8 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         current estimate), ``lp`` (log-evidence + log prior in unconstrained space), ``ess``
         ``([series,] time)`` (the current filter's ESS per step);
         ``log_likelihood`` ``y``: the current filter's per-step increments ``([series,] time)``;
-        attrs ``num_particles``, ``final_proposal_scale``.
+        attrs ``num_particles``, ``final_proposal_scale``, ``chain_method`` and
+        ``chain_method_reason`` (where the chains ran), ``num_devices``.
     """
     ssm, ys, batched = _filter.ssm_series(target)
     num_particles = positive_int("num_particles", num_particles)
@@ -292,6 +302,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     _filter.check_threshold(ess_threshold)
     positive_float("init_radius", init_radius, allow_zero=True)
     correlation = _check_correlation(correlation, resampler)
+    chain_method, placement_reason = choose_placement(chain_method, num_chains)
 
     space = build_space(ssm.prior)
     d = space.dim
@@ -340,12 +351,14 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
             adapt_state = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), updated, adapt_state)
         return (state, adapt_state), (out, info)
 
-    # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains.
-    @jax.jit
-    def run_chunk(carry, keys, adapting):  # keys (chains, length, 2)
+    # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains
+    # (passed whole to every device when the chains are sharded).
+    def chains_chunk(carry, keys, adapting):  # keys (chains, length, 2)
         def per_chain(c, ks):
             return jax.lax.scan(lambda cc, k: one_chain(cc, k, adapting), c, ks)
         return jax.vmap(per_chain)(carry, keys)
+
+    run_chunk = place(chains_chunk, num_chains, chain_method, replicated=(2,))
 
     total = num_warmup + num_samples * thinning
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
@@ -381,5 +394,5 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
                "resampler": str(resampler), "ess_threshold": float(ess_threshold),
                "adapt": int(bool(adapt)), "thinning": thinning, "correlation": correlation,
                "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2)))),
-               **checkpoint_attrs(checkpoint)},
+               **placement_attrs(chain_method, placement_reason), **checkpoint_attrs(checkpoint)},
     )

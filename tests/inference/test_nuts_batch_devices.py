@@ -34,7 +34,7 @@ print(json.dumps({"devices": [r.attrs["batch_devices"] for r in one + split], "d
 def test_fit_batch_splits_data_sets_over_devices():
     result = run_fresh_python(_CODE, drop=("JAX_NUM_CPU_DEVICES", "XLA_FLAGS"), timeout=900,
                               DYNAMICS_ZOO_HOST_DEVICES="4", DYNAMICS_ZOO_COMPILE_CACHE="0")
-    assert result["devices"] == [1, 1, 1, 4, 4, 4]
+    assert result["devices"] == [1, 1, 1, 3, 3, 3]  # 3 data sets use 3 of the 4 devices
     assert result["difference"] < 1e-3, f"sharded and unsharded draws differ by {result['difference']} sds"
     # each data set's own posterior (conjugate: mean = sum(y) / (30 + 1/100), sd 0.18), not a neighbour's
     rng = __import__("numpy").random.default_rng(0)
