@@ -82,6 +82,12 @@ theorem of the total entropy production holds on windows of the simulated paths
 (``E[e^{-S}; S > 0] = P(S < 0)`` within Monte Carlo error). Equilibrium: the intervals of
 ``coupling`` and ``mu`` cover the truth.
 
+Calibration: simulation-based calibration of the default recipe on ``small`` is stored in
+``calibration/maxent_ion_channel/small`` but covers only 15 replicates so far (n = 100 is the target;
+about 17 CPU-seconds per replicate in batches of 5, after about 200 CPU-seconds of compilation): no
+element flagged, every fit R-hat ≤ 1.02 with no divergence, which at n = 15 says little.
+``zoo sbc maxent_ion_channel --n 100 --batch-size 5 --store`` completes it.
+
 Example::
 
     import jax, zoo, inference
