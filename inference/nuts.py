@@ -463,7 +463,6 @@ def run_blackjax_nuts(
         raise ValueError("num_warmup: blackjax window adaptation needs at least 1 warmup step")
     fraction("target_accept_prob", target_accept_prob, closed=False)
     progress_chunk = positive_int("progress_chunk", progress_chunk)
-    chain_method, placement_reason = choose_placement(chain_method, num_chains)
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
     check_initial_point(target, strategy, key)
@@ -477,6 +476,10 @@ def run_blackjax_nuts(
 
     def logdensity(position):
         return -potential_fn(position)
+
+    # the gradient must trace split over the devices (diffrax's adaptive solves do not)
+    chain_method, placement_reason = choose_placement(chain_method, num_chains,
+                                                      probe=(jax.vmap(jax.grad(logdensity)), (info.z,)))
 
     warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=target_accept_prob)
 

@@ -33,24 +33,33 @@ import numpy as np
 
 from inference.validate import choice
 
-__all__ = ["CHAIN_METHODS", "choose", "place", "over_devices", "devices_for"]
+__all__ = ["CHAIN_METHODS", "choose", "place", "over_devices", "devices_for", "shard_problem"]
 
 #: the placements a batched sampler accepts: ``"auto"`` picks one of the other two
 CHAIN_METHODS = ("auto", "vectorized", "sharded")
 
 
-def choose(chain_method: str, size: int, *, what: str = "chains") -> tuple[str, str]:
+def choose(chain_method: str, size: int, *, what: str = "chains",
+           probe: tuple[Callable, tuple] | None = None) -> tuple[str, str]:
     """``(chain_method, reason)`` for ``size`` independent ``what`` (chains, runs, data sets).
 
-    ``"auto"``: ``"sharded"`` when there are several local devices and ``size > 1``, else
-    ``"vectorized"``. ``"vectorized"`` or ``"sharded"``: as asked. Anything else is a
-    ``ValueError`` naming ``chain_method``.
+    ``"auto"``: ``"sharded"`` when there are several local devices and ``size > 1`` and the
+    ``probe`` (``(batched, args)``: a function of the program batched over the leading axis, and
+    arguments or their shapes) traces under ``jax.shard_map`` (:func:`shard_problem`; shapes
+    only, nothing compiled), else ``"vectorized"``. The gradient of diffrax's adaptive solves
+    does not trace there (equinox's closure conversion, equinox 0.13.8 / JAX 0.10.2, as under
+    ``pmap``: :func:`inference.nuts.choose_chain_method`). ``"vectorized"`` or ``"sharded"``: as
+    asked. Anything else is a ``ValueError`` naming ``chain_method``.
     """
     choice("chain_method", chain_method, CHAIN_METHODS)
     count, backend = jax.local_device_count(), jax.default_backend()
     if chain_method == "auto":
         chain_method = "sharded" if count > 1 and size > 1 else "vectorized"
         why = f"{count} {backend} device(s) for {size} {what}"
+        problem = None if chain_method == "vectorized" or probe is None else shard_problem(*probe, size)
+        if problem is not None:
+            return "vectorized", f"{why}, but the program does not trace under jax.shard_map ({problem}); " \
+                                 f"{size} {what} vmapped on one device"
     else:
         why = "asked for"
     if chain_method == "sharded":
@@ -59,6 +68,17 @@ def choose(chain_method: str, size: int, *, what: str = "chains") -> tuple[str, 
     else:
         why += f"; {size} {what} vmapped on one device"
     return chain_method, why
+
+
+def shard_problem(batched: Callable, args: tuple, size: int) -> str | None:
+    """None when ``batched(*args)`` traces split over the devices (:func:`over_devices`), else the
+    error's type and first line (``jax.eval_shape``: tracing only, nothing is compiled)."""
+    try:
+        jax.eval_shape(over_devices(batched, size).traced, *args)
+    except Exception as error:  # noqa: BLE001 - any failure to trace means shard_map is not usable here
+        first = (str(error).strip().splitlines() or [""])[0]
+        return f"{type(error).__name__}: {first[:160]}"
+    return None
 
 
 def devices_for(size: int, count: int | None = None) -> int:
@@ -124,4 +144,5 @@ def over_devices(batched: Callable, size: int, *, replicated: Sequence[int] = ()
     def run(*args):
         return sharded_run(*jax.device_put(args, home))
 
+    run.traced = sharded_run  # the jitted program itself, for jax.eval_shape on shapes
     return run

@@ -531,7 +531,11 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
     key_target, key_run = jax.random.split(key)
     tt = tempered_target(target.model, target.data, key=key_target)
     num_runs = positive_int("num_runs", num_runs)
-    chain_method, placement_reason = choose_placement(chain_method, num_runs, what="runs")
+    # the kernel's log density (its gradient for hmc/nuts) must trace split over the devices
+    log_density = lambda z: tt.log_prior(z) + tt.log_likelihood(z)  # noqa: E731
+    probe_fn = jax.vmap(log_density if kernel == "rw" else jax.grad(log_density))
+    probe_z = jax.eval_shape(jax.vmap(tt.sample_prior), jax.random.split(key_run, num_runs))
+    chain_method, placement_reason = choose_placement(chain_method, num_runs, what="runs", probe=(probe_fn, (probe_z,)))
     started = time.perf_counter()
     out = sample(key_run, tt, num_runs=num_runs, chain_method=chain_method, kernel=kernel, num_particles=num_particles,
                  num_mcmc_steps=num_mcmc_steps, target_ess=target_ess, waste_free=waste_free,

@@ -29,6 +29,7 @@ Public API: :class:`PMMHState`, :class:`PMMHInfo`, :class:`AdaptationState`, :fu
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -289,7 +290,8 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         ``([series,] time)`` (the current filter's ESS per step);
         ``log_likelihood`` ``y``: the current filter's per-step increments ``([series,] time)``;
         attrs ``num_particles``, ``final_proposal_scale``, ``chain_method`` and
-        ``chain_method_reason`` (where the chains ran), ``num_devices``.
+        ``chain_method_reason`` (where the chains ran), ``num_devices``, ``sampling_time_s`` (the
+        chains' loop, compilation included).
     """
     ssm, ys, batched = _filter.ssm_series(target)
     num_particles = positive_int("num_particles", num_particles)
@@ -302,7 +304,6 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     _filter.check_threshold(ess_threshold)
     positive_float("init_radius", init_radius, allow_zero=True)
     correlation = _check_correlation(correlation, resampler)
-    chain_method, placement_reason = choose_placement(chain_method, num_chains)
 
     space = build_space(ssm.prior)
     d = space.dim
@@ -323,6 +324,9 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
                                       ess_threshold=ess_threshold, with_ess=True)
         noises0 = jnp.zeros((num_chains,))  # no noise in the state
         aux_shape = jax.eval_shape(estimate, key_init, positions0[0])[1]
+    # the estimator must trace split over the devices (a forward filter: no gradient)
+    probe_args = (noises0 if correlation else jax.random.split(key_init, num_chains), positions0)
+    chain_method, placement_reason = choose_placement(chain_method, num_chains, probe=(jax.vmap(estimate), probe_args))
     # Unevaluated starts (log-evidence -inf): the chunk's first step then proposes z' = z (zero
     # step) and accepts it, which IS init() — without compiling the estimator a second time.
     states = PMMHState(position=positions0, log_evidence=jnp.full((num_chains,), -jnp.inf),
@@ -368,6 +372,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         adapt=adapt, init_scale=init_scale, adapt_start=adapt_start, init_params=init_params,
         init_radius=init_radius, thinning=thinning, chunk_size=chunk_size,
         **({"correlation": correlation} if correlation else {}))
+    started = time.perf_counter()
     with progress_bar(total, desc="pmmh", progress=progress) as bar:
         carry, _ = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(True)), (states, adapts), num_warmup,
                               chunk_size, keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar,
@@ -377,6 +382,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
                                        num_samples * thinning, chunk_size,
                                        keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar,
                                        checkpoint=checkpoint, phase="sample")
+    elapsed = time.perf_counter() - started
     (st, info) = jax.tree.map(lambda a: a[:, thinning - 1::thinning][:, :num_samples], (st, info))
 
     final_chol = np.asarray(jax.vmap(lambda a: adapted_cholesky(a, init_chol, adapt_start=adapt_start))(carry[1]))
@@ -394,5 +400,6 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
                "resampler": str(resampler), "ess_threshold": float(ess_threshold),
                "adapt": int(bool(adapt)), "thinning": thinning, "correlation": correlation,
                "final_proposal_scale": float(np.mean(np.abs(np.diagonal(final_chol, axis1=1, axis2=2)))),
-               **placement_attrs(chain_method, placement_reason), **checkpoint_attrs(checkpoint)},
+               "sampling_time_s": round(elapsed, 3), **placement_attrs(chain_method, placement_reason),
+               **checkpoint_attrs(checkpoint)},
     )

@@ -54,6 +54,24 @@ def test_over_devices_equals_vmap_with_padding_a_replicated_argument_and_a_carry
     assert len(carry.sharding.device_set) == devices_for(size)
 
 
+@pytest.mark.skipif(jax.local_device_count() < 2, reason="needs several devices (DYNAMICS_ZOO_HOST_DEVICES)")
+def test_auto_stays_vectorized_where_the_program_does_not_trace_under_shard_map():
+    """diffrax's adaptive solve: its value traces split over the devices, its gradient does not
+    (equinox's closure conversion, as under pmap); shapes only, nothing compiled."""
+    diffrax = pytest.importorskip("diffrax")
+
+    def decay(rate):
+        term = diffrax.ODETerm(lambda t, y, args: -args * y)
+        return diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, None, jnp.ones(2), args=rate,
+                                   stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6),
+                                   max_steps=64).ys[-1].sum()
+
+    rates = (jnp.array([0.5, 1.0]),)
+    assert choose("auto", 2, probe=(jax.vmap(decay), rates))[0] == "sharded"
+    method, reason = choose("auto", 2, probe=(jax.vmap(jax.grad(decay)), rates))
+    assert method == "vectorized" and "does not trace under jax.shard_map (ValueError: Closure-converted" in reason
+
+
 _CODE = r"""
 import json
 import jax, jax.numpy as jnp, numpy as np, numpyro, numpyro.distributions as dist
