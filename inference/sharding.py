@@ -23,7 +23,6 @@ the keys NumPyro NUTS uses for its own ``"parallel"``/``"vectorized"`` choice
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,19 +129,22 @@ def over_devices(batched: Callable, size: int, *, replicated: Sequence[int] = ()
             return tree
         return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - size, axis=0)]), tree)
 
-    # Inputs and outputs are replicated over the devices used: a carry fed back (PMMH's chunks)
-    # then has the sharding of the first call's inputs, so the program compiles once.
+    # Inputs are replicated over the devices used before each call: a carry fed back (PMMH's
+    # chunks) then has the sharding of the first call's inputs, so the program compiles once.
+    # Outputs stay split and the padding is dropped after the program: gathering them inside it
+    # would make every device wait, in a collective, for the slowest one (NUTS loops of different
+    # lengths), and XLA:CPU aborts the process when a collective waits over 40 s.
     home = NamedSharding(mesh, whole)
 
-    @functools.partial(jax.jit, out_shardings=home)
+    @jax.jit
     def sharded_run(*args):
         specs = tuple(whole if i in replicated else split for i in range(len(args)))
         sharded = jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=split, check_vma=False)
-        out = sharded(*(a if i in replicated else pad(a) for i, a in enumerate(args)))
-        return out if padded == size else jax.tree.map(lambda a: a[:size], out)
+        return sharded(*(a if i in replicated else pad(a) for i, a in enumerate(args)))
 
     def run(*args):
-        return sharded_run(*jax.device_put(args, home))
+        out = sharded_run(*jax.device_put(args, home))
+        return out if padded == size else jax.tree.map(lambda a: a[:size], out)
 
     run.traced = sharded_run  # the jitted program itself, for jax.eval_shape on shapes
     return run
