@@ -349,13 +349,10 @@ def pmap_problem(potential_fn, point, num_chains: int) -> str | None:
     copies of ``point``, else the error's type and first line (``jax.eval_shape``: tracing only)."""
     if not callable(potential_fn):
         return None
+    from inference.sharding import trace_problem
+
     batched = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains,) + jnp.shape(a)), point)
-    try:
-        jax.eval_shape(jax.pmap(jax.grad(potential_fn)), batched)
-    except Exception as error:  # noqa: BLE001 - any failure to trace means pmap is not usable here
-        first = (str(error).strip().splitlines() or [""])[0]
-        return f"{type(error).__name__}: {first[:160]}"
-    return None
+    return trace_problem(jax.pmap(jax.grad(potential_fn)), batched)
 
 
 def placement_attrs(chain_method: str, reason: str) -> dict[str, Any]:

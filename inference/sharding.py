@@ -32,7 +32,7 @@ import numpy as np
 
 from inference.validate import choice
 
-__all__ = ["CHAIN_METHODS", "choose", "place", "over_devices", "devices_for", "shard_problem"]
+__all__ = ["CHAIN_METHODS", "choose", "place", "over_devices", "devices_for", "shard_problem", "trace_problem"]
 
 #: the placements a batched sampler accepts: ``"auto"`` picks one of the other two
 CHAIN_METHODS = ("auto", "vectorized", "sharded")
@@ -72,9 +72,16 @@ def choose(chain_method: str, size: int, *, what: str = "chains",
 def shard_problem(batched: Callable, args: tuple, size: int) -> str | None:
     """None when ``batched(*args)`` traces split over the devices (:func:`over_devices`), else the
     error's type and first line (``jax.eval_shape``: tracing only, nothing is compiled)."""
+    return trace_problem(over_devices(batched, size).traced, *args)
+
+
+def trace_problem(fn: Callable, *args) -> str | None:
+    """None when ``fn(*args)`` traces (``jax.eval_shape``: nothing is compiled), else the error's
+    type and first line: how a placement (``shard_map`` here, ``pmap`` for NumPyro's chains) is
+    probed before it is chosen."""
     try:
-        jax.eval_shape(over_devices(batched, size).traced, *args)
-    except Exception as error:  # noqa: BLE001 - any failure to trace means shard_map is not usable here
+        jax.eval_shape(fn, *args)
+    except Exception as error:  # noqa: BLE001 - any failure to trace means the placement is not usable
         first = (str(error).strip().splitlines() or [""])[0]
         return f"{type(error).__name__}: {first[:160]}"
     return None
