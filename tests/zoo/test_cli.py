@@ -146,6 +146,47 @@ def test_ctrl_c_during_a_fit_exits_130_without_traceback(tmp_path):
     assert not (tmp_path / "run.nc").exists()
 
 
+_NEVER_ENDING_COMMAND = """
+import jax, jax.numpy as jnp, sys
+from jax.sharding import Mesh, PartitionSpec
+from zoo import cli
+mesh = Mesh(jax.devices(), ("d",))
+
+def loop(v):  # never ends: sin(u) + 1e-3 stays below 2
+    return jax.lax.while_loop(lambda u: u[0] < 2.0, lambda u: jnp.sin(u) + 1e-3, v)
+
+def command(args):  # a computation handed to XLA's device threads, then the interrupt
+    jax.jit(jax.shard_map(loop, mesh=mesh, in_specs=PartitionSpec("d"), out_specs=PartitionSpec("d")))(
+        jnp.zeros(len(jax.devices())))
+    print("dispatched", flush=True)
+    raise KeyboardInterrupt
+
+cli._cmd_list = command
+sys.argv = ["zoo", "list"]
+sys.exit(cli.main())
+"""
+
+
+def test_interrupt_on_the_command_line_does_not_wait_for_the_computation_in_flight(tmp_path):
+    """Was: `zoo sbc hmm --batch-size 10` printed "interrupted" on SIGTERM and went on computing
+    for minutes (the batch split over host devices runs on XLA's threads, and the interpreter's
+    exit waited for it). Here the computation in flight never ends: the command line must still
+    exit 130 at once after its one line."""
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1", DYNAMICS_ZOO_HOST_DEVICES="2",
+               DYNAMICS_ZOO_COMPILE_CACHE="0")
+    process = subprocess.Popen([sys.executable, "-c", _NEVER_ENDING_COMMAND], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the interrupted command waited for the computation in flight: {err[-500:]}")
+    assert out.strip() == "dispatched"
+    assert process.returncode == 130, err
+    assert err.strip() == "zoo list: interrupted; nothing more was written"
+
+
 def test_sigterm_mid_fit_keeps_the_checkpoint_and_the_rerun_resumes_to_the_same_draws(monkeypatch, capsys, tmp_path):
     """Issue 20, item 9: `zoo fit --checkpoint FILE` interrupted (here by SIGTERM right after the
     warmup's four checkpoints and the first sampling chunk's) exits 130 naming FILE; the same
