@@ -96,7 +96,8 @@ def backward_sample(key: PRNGKey, fk: FeynmanKacModel, particles: Any, log_weigh
 
 
 def csmc(key: PRNGKey, fk: FeynmanKacModel, reference_path: Any, num_particles: int, *,
-         sampling: str = "ancestor", proposal: _filter.Proposal | None = None) -> tuple[Any, CSMCInfo]:
+         sampling: str = "ancestor", proposal: _filter.Proposal | None = None, mesh: Any = None
+         ) -> tuple[Any, CSMCInfo]:
     """One conditional SMC kernel: ``reference_path (T, ...) -> new path (T, ...)``.
 
     Args:
@@ -106,6 +107,10 @@ def csmc(key: PRNGKey, fk: FeynmanKacModel, reference_path: Any, num_particles: 
         num_particles: N >= 2.
         sampling: ``"ancestor"``, ``"backward"`` or ``"none"``.
         proposal: optional guided :class:`filter.Proposal`.
+        mesh: a one-axis ``jax.sharding.Mesh`` (``filter.particle_mesh(N)``): the particles and
+            their weights are sharded over its devices at every step, as in ``filter.run``; the
+            conditional resampling, ancestor and backward draws stay global, so the new path equals
+            the unsharded kernel's for the same key (to rounding). None (default): no sharding.
 
     Returns:
         ``(new path, CSMCInfo)``.
@@ -117,9 +122,11 @@ def csmc(key: PRNGKey, fk: FeynmanKacModel, reference_path: Any, num_particles: 
     key_init, key_steps, key_out = jax.random.split(key, 3)
     pinned = jnp.asarray(num_particles - 1, jnp.int32)
     resampler = _resampling.multinomial
+    sharded = _filter._state_sharder(mesh)
 
     state0, info0 = _filter.init(key_init, fk, num_particles, proposal=proposal,
                                  reference=_filter.Reference(_take(reference_path, 0), pinned))
+    state0 = sharded(state0)
 
     def body(state, inputs):
         k, t = inputs
@@ -132,6 +139,7 @@ def csmc(key: PRNGKey, fk: FeynmanKacModel, reference_path: Any, num_particles: 
             ancestor = pinned
         state, info = _filter.step(k_step, state, fk, resampler=resampler, ess_threshold=1.0,
                                    proposal=proposal, reference=_filter.Reference(x_ref, ancestor))
+        state = sharded(state)
         return state, (state.particles, info.ancestors, state.log_weights, info.ess)
 
     keys = jax.random.split(key_steps, max(num_steps - 1, 1))[: num_steps - 1]
@@ -155,12 +163,13 @@ def csmc(key: PRNGKey, fk: FeynmanKacModel, reference_path: Any, num_particles: 
 
 
 def sample_path(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, sampling: str = "ancestor",
-                proposal: _filter.Proposal | None = None) -> Any:
+                proposal: _filter.Proposal | None = None, mesh: Any = None) -> Any:
     """A first path: an unconditional filter (every-step multinomial resampling) and one path
-    from it (genealogy, or backward sampling for ``sampling="backward"``). Starts particle Gibbs."""
+    from it (genealogy, or backward sampling for ``sampling="backward"``). Starts particle Gibbs.
+    ``mesh``: shard the filter's particles (``filter.run``)."""
     key_run, key_out = jax.random.split(key)
     out = _filter.run(key_run, fk, num_particles, resampler="multinomial", ess_threshold=1.0,
-                      proposal=proposal, keep_paths=True, test_fn=lambda x: jnp.zeros(()))
+                      proposal=proposal, keep_paths=True, test_fn=lambda x: jnp.zeros(()), mesh=mesh)
     if sampling == "backward":
         return backward_sample(key_out, fk, out.particles, out.log_weights)
     return trace_genealogy(out.particles, out.ancestors, _categorical(key_out, out.log_weights[-1]))

@@ -34,7 +34,8 @@ draws; families not known to batch safely fall back to per-particle keys. Same l
 
 Public API: :class:`Proposal`, :class:`Reference`, :class:`FilterState`, :class:`StepInfo`,
 :class:`FilterOutput`, :func:`init`, :func:`step`, :func:`resample`, :func:`run`,
-:func:`weighted_moments`, :func:`sample_cloud`, :func:`run_filter`, :func:`particle_mesh`.
+:func:`weighted_moments`, :func:`sample_cloud`, :func:`run_filter`, :func:`particle_mesh`,
+:func:`mesh_for`.
 
 Several devices: ``run(..., mesh=particle_mesh(N))`` shards the particle axis (global resampling;
 see :func:`run`); ``run_filter(shard_particles=True)`` does it for the runner.
@@ -75,6 +76,7 @@ __all__ = [
     "check_threshold",
     "run_filter",
     "particle_mesh",
+    "mesh_for",
 ]
 
 
@@ -380,15 +382,25 @@ def weighted_moments(log_weights: Array, values: Array) -> tuple[Array, Array]:
 # --------------------------------------------------------------------------------------------
 
 
-def particle_mesh(num_particles: int | None = None, devices: Any = None):
+def particle_mesh(num_particles: int | None = None, devices: Any = None, *, name: str = "num_particles"):
     """A one-axis ``jax.sharding.Mesh`` named ``"particles"`` over ``devices`` (default: all local
     devices of the default backend), for :func:`run`'s ``mesh``. With ``num_particles``, a
-    ``ValueError`` unless the devices divide it (each device holds ``N / D`` particles)."""
+    ``ValueError`` (naming the argument ``name``) unless the devices divide it (each device holds
+    ``N / D`` particles)."""
     devices = np.asarray(jax.local_devices() if devices is None else devices)
     if num_particles is not None and num_particles % devices.size:
-        raise ValueError(f"num_particles: {num_particles} particles do not split evenly over {devices.size} devices; "
+        raise ValueError(f"{name}: {num_particles} particles do not split evenly over {devices.size} devices; "
                          f"use a multiple of {devices.size}")
     return jax.sharding.Mesh(devices.reshape(-1), ("particles",))
+
+
+def mesh_for(shard_particles: bool, num_particles: int, *, name: str = "num_particles"):
+    """The runners' ``shard_particles`` flag: :func:`particle_mesh` over all local devices for
+    ``num_particles`` (the argument ``name``) when True, None when False; a ``TypeError`` for
+    anything else."""
+    if not isinstance(shard_particles, bool):
+        raise TypeError(f"shard_particles: expected True or False, got {shard_particles!r}")
+    return particle_mesh(num_particles, name=name) if shard_particles else None
 
 
 def _sharder(mesh) -> Callable[[Any], Any]:
@@ -404,6 +416,13 @@ def _sharder(mesh) -> Callable[[Any], Any]:
             a, NamedSharding(mesh, PartitionSpec(axis, *([None] * (a.ndim - 1))))), tree)
 
     return constrain
+
+
+def _state_sharder(mesh) -> Callable[[FilterState], FilterState]:
+    """Pin a :class:`FilterState`'s particles and log-weights to ``mesh`` (identity without); what
+    :func:`run`, conditional SMC (``csmc``) and PaRIS (``paris.smooth``) apply after every step."""
+    shard = _sharder(mesh)
+    return lambda state: state._replace(particles=shard(state.particles), log_weights=shard(state.log_weights))
 
 
 def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
@@ -460,11 +479,7 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
             out = out + (state.particles, info.ancestors, state.log_weights)
         return out
 
-    shard = _sharder(mesh)
-
-    def sharded(state):
-        return state._replace(particles=shard(state.particles), log_weights=shard(state.log_weights))
-
+    sharded = _state_sharder(mesh)
     state0, info0 = init(keys[0], fk, num_particles, proposal=proposal, reference=ref_at(0))
     state0 = sharded(state0)
     first = record(state0, info0)
@@ -610,9 +625,7 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
         raise TypeError("proposal: expected proposal(params, ys_one_sequence) -> Proposal or None")
     used = _default_params(ssm) if params is None else _check_params(ssm, params)
 
-    if not isinstance(shard_particles, bool):
-        raise TypeError(f"shard_particles: expected True or False, got {shard_particles!r}")
-    mesh = particle_mesh(num_particles) if shard_particles else None
+    mesh = mesh_for(shard_particles, num_particles)
     filt = series_fn(ssm, lambda p: p, num_particles=num_particles, resampler=resampler_fn,
                      ess_threshold=ess_threshold, proposal_fn=proposal, mesh=mesh)
     chunk = min(num_replicates, 16)

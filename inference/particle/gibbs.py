@@ -127,15 +127,17 @@ def nuts_theta_kernel(key: PRNGKey, z: Array, log_density: Callable[[Array], Arr
 
 def step(key: PRNGKey, state: GibbsState, *, ssm, space: ParameterSpace, ys: Array, num_particles: int,
          sampling: str, theta_kernel: str, tuning: ThetaTuning, theta_steps: int = 1,
-         proposal: Callable[[dict, Array], _filter.Proposal] | None = None) -> tuple[GibbsState, GibbsInfo]:
-    """One particle-Gibbs sweep: CSMC on every sequence at θ, then ``theta_steps`` θ | x steps."""
+         proposal: Callable[[dict, Array], _filter.Proposal] | None = None, mesh: Any = None
+         ) -> tuple[GibbsState, GibbsInfo]:
+    """One particle-Gibbs sweep: CSMC on every sequence at θ, then ``theta_steps`` θ | x steps.
+    ``mesh``: shard the CSMC particles over its devices (``csmc.csmc``)."""
     key_x, key_theta = jax.random.split(key)
     params = space.to_params(state.position)
 
     def one_path(k, ref, y):
         fk = ssm.feynman_kac(params, y)
         prop = None if proposal is None else proposal(params, y)
-        return _csmc.csmc(k, fk, ref, num_particles, sampling=sampling, proposal=prop)
+        return _csmc.csmc(k, fk, ref, num_particles, sampling=sampling, proposal=prop, mesh=mesh)
 
     keys = jax.random.split(key_x, ys.shape[0])
     paths, cinfo = jax.vmap(one_path)(keys, state.paths, ys)
@@ -177,7 +179,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
                        init_scale: float = 0.1, adapt_start: int | None = None,
                        init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
                        pointwise_log_likelihood: bool = True, loglik_particles: int | None = None,
-                       chunk_size: int = 50, checkpoint_path: str | None = None):
+                       chunk_size: int = 50, checkpoint_path: str | None = None, shard_particles: bool = False):
     """Particle Gibbs on a state-space target, chains vectorised with ``vmap``.
 
     Args:
@@ -201,6 +203,9 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         checkpoint_path: after every chunk, write the chains' states and the draws so far there
             (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
             resumes from it to the draws of an uninterrupted run.
+        shard_particles: shard the conditional SMC's particles over all local devices
+            (``filter.particle_mesh``; ``num_particles`` must be a multiple of their number); the
+            same draws as unsharded to rounding. The pointwise filter stays on one device.
 
     Returns:
         InferenceData: ``posterior`` θ (constrained names) and ``x`` ``(chain, draw, [series,]
@@ -223,6 +228,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     positive_float("init_radius", init_radius, allow_zero=True)
     loglik_particles = (max(num_particles, 100) if loglik_particles is None
                         else positive_int("loglik_particles", loglik_particles))
+    mesh = _filter.mesh_for(shard_particles, num_particles)
 
     space = build_space(ssm.prior)
     d = space.dim
@@ -253,7 +259,8 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     def sweep(state, warm_state, k, adapting):
         tuning = _tuning_from(warm_state, theta_kernel, adapt_start, adapting, da_final)
         state, info = step(k, state, ssm=ssm, space=space, ys=ys, num_particles=num_particles,
-                           sampling=sampling, theta_kernel=theta_kernel, tuning=tuning, theta_steps=theta_steps)
+                           sampling=sampling, theta_kernel=theta_kernel, tuning=tuning, theta_steps=theta_steps,
+                           mesh=mesh)
         moments = _pmmh.adaptation_update(warm_state.moments, state.position)
         da = da_update(warm_state.dual_averaging, info.theta_acceptance_rate)
         # Restart dual averaging when the running covariance starts shaping the kernel.
@@ -320,4 +327,5 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         attrs={"num_particles": num_particles, "sampling": sampling, "theta_kernel": theta_kernel,
                "theta_steps": theta_steps, "num_warmup": num_warmup,
                "loglik_particles": loglik_particles if pointwise_log_likelihood else 0,
+               "particle_devices": 1 if mesh is None else int(mesh.size),
                **checkpoint_attrs(checkpoint)})

@@ -504,12 +504,15 @@ class SmoothOutput(NamedTuple):
 def smooth(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, functional: AdditiveFunctional, *,
            backward: BackwardConfig = BackwardConfig(), resampler: str | _resampling.Resampler = "multinomial",
            ess_threshold: float | Array = 1.0, reference_path: Any = None,
-           proposal: _filter.Proposal | None = None, keep_cloud: bool = False) -> SmoothOutput:
+           proposal: _filter.Proposal | None = None, keep_cloud: bool = False, mesh: Any = None) -> SmoothOutput:
     """PaRIS over the whole sequence (one ``lax.scan``); conditional on ``reference_path`` if given.
 
     With ``reference_path`` ``(T, *state)`` particle ``N - 1`` is pinned to it at every step (its
     ancestor is ``N - 1``; the backward kernel and the estimate use all N particles): the forward
-    half of one PPG iteration. Memory O(N d) unless ``keep_cloud``.
+    half of one PPG iteration. Memory O(N d) unless ``keep_cloud``. ``mesh``
+    (``filter.particle_mesh(N)``): the particles, weights and statistics ``τ`` are sharded over its
+    devices at every step, as in ``filter.run``; resampling and the backward draws stay global, so
+    the pass equals the unsharded one for the same key (to rounding).
     """
     backward = _check_backward(backward)
     resampler = _resampling.get_resampler(resampler)
@@ -531,13 +534,20 @@ def smooth(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, functional: Ad
             out = out + (state.filter.particles, state.filter.log_weights)
         return out
 
+    shard_filter, shard = _filter._state_sharder(mesh), _filter._sharder(mesh)
+
+    def sharded(state: ParisState) -> ParisState:
+        return ParisState(shard_filter(state.filter), shard(state.tau))
+
     state0, info0 = paris_init(keys[0], fk, num_particles, functional, reference=ref_at(0), proposal=proposal)
+    state0 = sharded(state0)
     first = record(state0, info0)
 
     def body(state, inputs):
         k, t = inputs
         state, info = paris_step(k, state, fk, functional, backward=backward, resampler=resampler,
                                  ess_threshold=ess_threshold, reference=ref_at(t), proposal=proposal)
+        state = sharded(state)
         return state, record(state, info)
 
     final, rest = jax.lax.scan(body, state0, (keys[1:], jnp.arange(1, num_steps)))
@@ -560,8 +570,10 @@ class PPGInfo(NamedTuple):
 def ppg_step(key: PRNGKey, reference_path: Any, fk: FeynmanKacModel, num_particles: int,
              functional: AdditiveFunctional, *, backward: BackwardConfig = BackwardConfig(),
              resampler: str | _resampling.Resampler = "multinomial", ess_threshold: float | Array = 1.0,
-             proposal: _filter.Proposal | None = None) -> tuple[Any, PPGInfo]:
+             proposal: _filter.Proposal | None = None, mesh: Any = None) -> tuple[Any, PPGInfo]:
     """One PPG iteration: conditional PaRIS pass given ``reference_path``, estimate, new reference.
+
+    ``mesh``: shard the pass's particles over its devices (:func:`smooth`).
 
     ``proposal``: a guided :class:`filter.Proposal` for the forward pass (bootstrap if None); the
     backward kernel and the backward draw use the filtering weights and ``m_t``, so they are
@@ -569,7 +581,8 @@ def ppg_step(key: PRNGKey, reference_path: Any, fk: FeynmanKacModel, num_particl
     """
     key_pass, key_back = jax.random.split(key)
     out = smooth(key_pass, fk, num_particles, functional, backward=backward, resampler=resampler,
-                 ess_threshold=ess_threshold, reference_path=reference_path, proposal=proposal, keep_cloud=True)
+                 ess_threshold=ess_threshold, reference_path=reference_path, proposal=proposal, keep_cloud=True,
+                 mesh=mesh)
     new_ref = _csmc.backward_sample(key_back, fk, out.particles, out.log_weights)
     return new_ref, PPGInfo(out.estimate, out.log_evidence, out.ess, out.num_fallback)
 
@@ -693,12 +706,12 @@ def _auto_backward(backward: str, num_backward: int, bound_fn, x_example, *, max
 def score_ascent_step(key: PRNGKey, state: LearningState, ssm, ys: Array, space, num_particles: int, *,
                       backward: str = "auto", num_backward: int = 2, max_tries: int = 16, fallback_chunk: int = 32,
                       sa: SAConfig = SAConfig(), map_estimate: bool = False, extra: AdditiveFunctional | None = None,
-                      learn: bool | Array = True, proposal: Callable[[dict, Array], _filter.Proposal] | None = None
-                      ) -> tuple[LearningState, LearningInfo]:
+                      learn: bool | Array = True, proposal: Callable[[dict, Array], _filter.Proposal] | None = None,
+                      mesh: Any = None) -> tuple[LearningState, LearningInfo]:
     """One PPG iteration at ``θ = space.to_constrained(position)`` on S sequences, then the SA update.
 
     ``proposal(params, ys_one_sequence) -> filter.Proposal``: a guided proposal for the conditional
-    SMC passes (bootstrap if None).
+    SMC passes (bootstrap if None); ``mesh``: shard their particles (:func:`smooth`).
 
     The functional is ``[score w.r.t. the constrained sample sites (ravelled, sorted names), extra]``;
     the update direction is ``J' score`` (+ ``∇ log p(z)`` if ``map_estimate``). ``learn`` (a bool,
@@ -718,7 +731,7 @@ def score_ascent_step(key: PRNGKey, state: LearningState, ssm, ys: Array, space,
         cfg = _auto_backward(backward, num_backward, bound, _gather(ref, 0), max_tries=max_tries,
                              fallback_chunk=fallback_chunk)
         prop = None if proposal is None else proposal(params, y)
-        return ppg_step(k, ref, fk, num_particles, functional, backward=cfg, proposal=prop)
+        return ppg_step(k, ref, fk, num_particles, functional, backward=cfg, proposal=prop, mesh=mesh)
 
     keys = jax.random.split(key, ys.shape[0])
     refs, info = jax.vmap(per_series)(keys, state.reference, ys)
@@ -849,7 +862,7 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             step_exponent: float = 0.6, preconditioner: str = "rms", moments: bool = True,
             init_radius: float = 0.5, pointwise_log_likelihood: bool = True,
             loglik_particles: int | None = None, max_tries: int = 16, chunk_size: int = 25,
-            proposal: Callable[[dict, Array], _filter.Proposal] | None = None):
+            proposal: Callable[[dict, Array], _filter.Proposal] | None = None, shard_particles: bool = False):
     """Parisian particle Gibbs: SA-MLE / MAP of θ, then PPG smoothing and paths at the estimate.
 
     Phase 1 (``learning="mle"`` or ``"map"``; skipped for ``"none"``): ``num_iterations`` PPG
@@ -888,6 +901,9 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             conditional SMC pass (learning and smoothing); None: bootstrap. A model whose
             observations can be far in the tail of the state dynamics needs one (the bootstrap
             cloud collapses there and the reference path sticks).
+        shard_particles: shard the conditional SMC's particles (and PaRIS statistics) over all
+            local devices (``filter.particle_mesh``; ``num_particles`` must be a multiple of their
+            number); the same estimates and paths as unsharded to rounding.
 
     Returns:
         InferenceData over (chain, draw = kept sweep): ``posterior`` ``x`` (reference paths,
@@ -927,6 +943,7 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         raise TypeError("proposal: expected proposal(params, ys_one_sequence) -> Proposal or None")
     loglik_particles = (max(num_particles, 100) if loglik_particles is None
                         else positive_int("loglik_particles", loglik_particles))
+    mesh = _filter.mesh_for(shard_particles, num_particles)
 
     space = build_space(ssm.prior)
     key = jax.random.PRNGKey(seed)
@@ -956,7 +973,7 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
         new, info = score_ascent_step(k, state, ssm, ys, space, num_particles, backward=method,
                                       num_backward=num_backward, max_tries=max_tries, sa=sa,
                                       map_estimate=learning == "map", extra=extra, learn=learn_flag,
-                                      proposal=proposal)
+                                      proposal=proposal, mesh=mesh)
         return (new, learn_flag), (state.position, info, new.reference)
 
     def chunk(states, keys, learn_flag):  # keys (chains, length, 2)
@@ -1046,7 +1063,8 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
                "num_backward": num_backward, "backward": method, "num_iterations": num_iterations if learn else 0,
                "average_from": average_from if learn else 0, "burn_in": burn_in, "step_size": float(step_size),
                "step_exponent": float(step_exponent), "preconditioner": preconditioner,
-               "log_likelihood_source": loglik_source, "proposal": "bootstrap" if proposal is None else "guided"})
+               "log_likelihood_source": loglik_source, "proposal": "bootstrap" if proposal is None else "guided",
+               "particle_devices": 1 if mesh is None else int(mesh.size)})
     if warmup is not None:  # the stochastic-approximation iterates, as extra groups
         zs_sa, info_sa = warmup
         trajectory = constrained_draws(space, zs_sa)

@@ -16,6 +16,11 @@ over θ-particles and sequences, the filter over its particles). At ``t = 0..T-1
                                         the θ-particles before resampling; the proposal's filter
                                         is re-run on y_{0:t} and replaces the old one on accept.
 
+Several devices: ``run(..., mesh=filter.particle_mesh(N_θ))`` shards the θ-particles (each with
+its filter) over the mesh's devices at every step; the θ-resampling and the proposal covariance
+stay global (XLA gathers the weights), so the evidence and the draws equal the one-device run's for
+the same key (to rounding). ``run_smc2(shard_particles=True)`` does it for the runner.
+
 ``Ẑ = exp(log Ẑ_{0:T-1})`` is an unbiased estimate of the evidence ``p(y_{0:T-1})`` (for any
 ``N_x``; Chopin et al. 2013, Prop. 1), and the final weighted θ-particles approximate
 ``p(θ | y_{0:T-1})``.
@@ -241,24 +246,35 @@ class SMC2Output(NamedTuple):
 def run(key: PRNGKey, ssm, ys: Array, *, num_theta: int = 200, num_particles: int = 100,
         ess_threshold: float = 0.5, num_moves: int = 3, scale: float = 2.38, resampler: str = "systematic",
         filter_ess_threshold: float = 0.5, final_moves: int = 0,
-        space: ParameterSpace | None = None) -> SMC2Output:
+        space: ParameterSpace | None = None, mesh=None) -> SMC2Output:
     """SMC² over ``ys (S, T, *obs)`` as one ``lax.scan`` over time (jit it; vmap it over replicates).
 
     θ-particles start as prior draws. ``final_moves > 0`` ends with one more resample-move at
     ``T - 1`` (that many PMMH moves), so that the returned particles are equally weighted and
-    re-diversified (the evidence is unchanged). Returns :class:`SMC2Output` (``log_evidence`` =
-    ``log Ẑ``).
+    re-diversified (the evidence is unchanged). ``mesh`` (``filter.particle_mesh(num_theta)``):
+    the θ-particles and their filters are sharded over its devices at every step (the module
+    docstring says what stays global); None: one device. Returns :class:`SMC2Output`
+    (``log_evidence`` = ``log Ẑ``).
     """
     space = build_space(ssm.prior) if space is None else space
     resampler_fn = _resampling.get_resampler(resampler)
     model = _model(ssm, space, ys, num_particles, resampler_fn, filter_ess_threshold)
     key_prior, key_init, key_run = jax.random.split(key, 3)
-    positions = _sample_prior_positions(key_prior, ssm.prior, space, num_theta)
+    shard = _filter._sharder(mesh)
+
+    def sharded(state: SMC2State) -> SMC2State:  # every field but the scalars has the θ axis first
+        return state._replace(positions=shard(state.positions), log_weights=shard(state.log_weights),
+                              log_prior=shard(state.log_prior), filters=shard(state.filters),
+                              increments=shard(state.increments))
+
+    positions = shard(_sample_prior_positions(key_prior, ssm.prior, space, num_theta))
     state, info0 = init(key_init, positions, model)
+    state = sharded(state)
 
     def body(state, k):
-        return step(k, state, model, ess_threshold=ess_threshold, num_moves=num_moves, scale=scale,
-                    theta_resampler=resampler_fn)
+        state, info = step(k, state, model, ess_threshold=ess_threshold, num_moves=num_moves, scale=scale,
+                           theta_resampler=resampler_fn)
+        return sharded(state), info
 
     keys = jax.random.split(key_run, max(model.num_steps - 1, 1))[: model.num_steps - 1]
     state, infos = jax.lax.scan(body, state, keys)
@@ -266,13 +282,15 @@ def run(key: PRNGKey, ssm, ys: Array, *, num_theta: int = 200, num_particles: in
     if final_moves > 0:
         state, _ = resample_move(jax.random.fold_in(key_run, 1), state, model, num_moves=final_moves, scale=scale,
                                  theta_resampler=resampler_fn)
+        state = sharded(state)
     return SMC2Output(state, state.log_evidence, infos)
 
 
 def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200, num_particles: int = 100,
              ess_threshold: float = 0.5, num_moves: int = 3, scale: float = 2.38, resampler: str = "systematic",
              filter_ess_threshold: float = 0.5, final_moves: int | None = None, num_chains: int = 1,
-             pointwise_log_likelihood: bool = True, checkpoint_path: str | None = None):
+             pointwise_log_likelihood: bool = True, checkpoint_path: str | None = None,
+             shard_particles: bool = False):
     """SMC² on a state-space target: posterior draws of θ and the log-evidence.
 
     Args:
@@ -292,6 +310,9 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         checkpoint_path: after every run (chain), write the finished runs there
             (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
             resumes after them (a run, one compiled scan over time, is the chunk).
+        shard_particles: shard the θ-particles (each with its filter) over all local devices
+            (``filter.particle_mesh``; ``num_theta`` must be a multiple of their number); the same
+            evidence and draws as unsharded to rounding.
 
     Returns:
         InferenceData over (chain = run, draw = θ-particle, equally weighted after the final
@@ -311,6 +332,7 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
     _filter.check_threshold(filter_ess_threshold)
     fraction("ess_threshold", ess_threshold, of="num_theta")
     positive_float("scale", scale)
+    mesh = _filter.mesh_for(shard_particles, num_theta, name="num_theta")
 
     space = build_space(ssm.prior)
 
@@ -318,7 +340,7 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         key_run, key_final = jax.random.split(key)
         out = run(key_run, ssm, ys, num_theta=num_theta, num_particles=num_particles, ess_threshold=ess_threshold,
                   num_moves=num_moves, scale=scale, resampler=resampler, filter_ess_threshold=filter_ess_threshold,
-                  final_moves=final_moves, space=space)
+                  final_moves=final_moves, space=space, mesh=mesh)
         idx = resampler_fn(key_final, out.state.log_weights, num_theta)
         idx = jax.random.permutation(jax.random.fold_in(key_final, 1), idx)
         return out.state.positions[idx], out.state.increments[idx], out.log_evidence, out.info
@@ -363,4 +385,5 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
         attrs={"num_theta": num_theta, "num_particles": num_particles, "ess_threshold": float(ess_threshold),
                "num_moves": num_moves, "scale": float(scale), "resampler": str(resampler),
                "final_moves": final_moves, "log_evidence": float(np.mean(log_ev)),
-               "log_likelihood_source": source, **checkpoint_attrs(checkpoint)})
+               "log_likelihood_source": source, "particle_devices": 1 if mesh is None else int(mesh.size),
+               **checkpoint_attrs(checkpoint)})
