@@ -121,7 +121,7 @@ def csmc(key: PRNGKey, fk: FeynmanKacModel, reference_path: Any, num_particles: 
     num_steps = int(fk.num_steps)
     key_init, key_steps, key_out = jax.random.split(key, 3)
     pinned = jnp.asarray(num_particles - 1, jnp.int32)
-    resampler = _resampling.multinomial
+    resampler = _filter._gathered_resampler(_resampling.multinomial, mesh)
     sharded = _filter._state_sharder(mesh)
 
     state0, info0 = _filter.init(key_init, fk, num_particles, proposal=proposal,

@@ -418,6 +418,27 @@ def _sharder(mesh) -> Callable[[Any], Any]:
     return constrain
 
 
+def _gathered_resampler(resampler: _resampling.Resampler, mesh) -> _resampling.Resampler:
+    """``resampler`` run on the all-gathered weights (``resampler`` itself without a mesh).
+
+    The weights are replicated onto every device before the CDF and the ancestors come back
+    replicated: global resampling through an all-gather of the N weights. Left to itself, XLA's
+    partitioner splits the CDF's cumulative sum over the devices as a windowed reduction whose cost
+    grows as N² (4 CPU host devices: 0.5 s of CPU per step at N = 2^16, 2 s at 2^17, against 4 ms
+    unsharded; ``benchmarks/README.md``, "Global or island resampling")."""
+    if mesh is None:
+        return resampler
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def draw(key, log_weights, num_samples):
+        log_weights = jax.lax.with_sharding_constraint(log_weights, replicated)
+        return jax.lax.with_sharding_constraint(resampler(key, log_weights, num_samples), replicated)
+
+    return draw
+
+
 def _state_sharder(mesh) -> Callable[[FilterState], FilterState]:
     """Pin a :class:`FilterState`'s particles and log-weights to ``mesh`` (identity without); what
     :func:`run`, conditional SMC (``csmc``) and PaRIS (``paris.smooth``) apply after every step."""
@@ -447,8 +468,9 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
         mesh: a one-axis ``jax.sharding.Mesh`` (:func:`particle_mesh`): the particles and their
             weights are sharded over its devices, ``N / D`` per device, at every step. The
             algorithm is unchanged: weights are normalised with a sum over all devices and
-            resampling is global (XLA gathers the ``N`` weights for the CDF and the ancestors'
-            particles: the all-gather variant of distributed resampling; no island resampling), so
+            resampling is global (the ``N`` weights are all-gathered for the CDF, and XLA gathers the
+            ancestors' particles: the all-gather variant of distributed resampling; no island
+            resampling), so
             the answers equal the unsharded filter's for the same key to rounding
             (``jax_threefry_partitionable``: the same random bits however the arrays are split).
             Use it under ``jit``; None (default): no sharding.
@@ -480,6 +502,7 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
         return out
 
     sharded = _state_sharder(mesh)
+    resampler = _gathered_resampler(resampler, mesh)
     state0, info0 = init(keys[0], fk, num_particles, proposal=proposal, reference=ref_at(0))
     state0 = sharded(state0)
     first = record(state0, info0)

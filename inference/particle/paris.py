@@ -535,6 +535,7 @@ def smooth(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, functional: Ad
         return out
 
     shard_filter, shard = _filter._state_sharder(mesh), _filter._sharder(mesh)
+    resampler = _filter._gathered_resampler(resampler, mesh)
 
     def sharded(state: ParisState) -> ParisState:
         return ParisState(shard_filter(state.filter), shard(state.tau))
