@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import MCMC, NUTS
-from numpyro.infer.util import initialize_model
 
 from inference._sites import merge_init_rest, nonfinite_sites
 from inference.runner import (
@@ -64,6 +63,7 @@ __all__ = [
     "choose_chain_method",
     "pmap_problem",
     "placement_attrs",
+    "chain_init_keys",
 ]
 
 
@@ -182,14 +182,17 @@ def run_numpyro_nuts(
     thinning = positive_int("thinning", thinning)
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
-    potential_fn, point = check_initial_point(target, strategy, key)
-    chain_method, why = (choose_chain_method(num_chains, probe=(potential_fn, point)) if chain_method == "auto"
-                         else (chain_method, "asked for"))
-
-    kernel = NUTS(target.model, init_strategy=strategy, target_accept_prob=target_accept_prob,
-                  max_tree_depth=max_tree_depth, dense_mass=dense_mass)
+    start = check_initial_point(target, strategy, chain_init_keys(key, num_chains))
+    chain_method, why = (choose_chain_method(num_chains, probe=(start.potential_fn, start.chain(0).z))
+                         if chain_method == "auto" else (chain_method, "asked for"))
+    # the kernel runs on the potential found above, from the points found above: NumPyro's
+    # NUTS(model) would search them again (a second model trace and initial-point search)
+    kernel = NUTS(potential_fn=start.potential_fn, target_accept_prob=target_accept_prob,
+                  max_tree_depth=max_tree_depth, dense_mass=[tuple(sorted(start.z))] if dense_mass else [])
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method, thinning=thinning, progress_bar=progress)
+                chain_method=chain_method, thinning=thinning, progress_bar=progress,
+                postprocess_fn=start.postprocess_fn)
+    init_params = start.param_info if num_chains > 1 else start.chain(0)
     checkpoint = None
     if checkpoint_path is not None:
         chunk_size = positive_int("chunk_size", chunk_size)
@@ -203,15 +206,15 @@ def run_numpyro_nuts(
             layout="warmup and sample chunks")  # a file of the older sampling-only layout is refused
     started = time.perf_counter()
     if checkpoint is None:
-        mcmc.run(key, target.data, extra_fields=_EXTRA_FIELDS)
+        mcmc.run(key, extra_fields=_EXTRA_FIELDS, init_params=init_params)
         # run() returns before the dispatched computation ends: time it once the draws are on the host
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     else:
-        template = functools.partial(_state_template, target, kernel, key, num_warmup, num_chains)
-        initial = functools.partial(_initial_state, target, kernel, key, num_warmup, num_chains, chain_method)
-        samples, extra = _run_in_chunks(mcmc, target, num_warmup, num_samples, chunk_size, checkpoint, template,
-                                        initial)
+        template = functools.partial(_state_template, kernel, key, num_warmup, num_chains, start.chain(0))
+        initial = functools.partial(_initial_state, kernel, key, num_warmup, num_chains, chain_method, init_params)
+        samples, extra = _run_in_chunks(mcmc, init_params, num_warmup, num_samples, chunk_size, checkpoint,
+                                        template, initial)
     elapsed = time.perf_counter() - started
     raise_if_nonfinite_run(extra["potential_energy"], "numpyro NUTS", target, samples)
     stats = {
@@ -232,48 +235,60 @@ def run_numpyro_nuts(
 _EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "adapt_state.step_size")
 
 
-def _state_template(target: Target, kernel, key, num_warmup: int, num_chains: int):
+def chain_init_keys(key, num_chains: int):
+    """The keys ``(num_chains, 2)`` from which NumPyro's ``MCMC(NUTS(model)).run(key)`` looks for
+    each chain's initial point: ``key`` split once per chain (not split for one chain), then each
+    chain's key split in two by ``HMC.init``, the second half for ``initialize_model``. A run handed
+    the points found from these keys starts where NumPyro's own initialisation would have."""
+    chain_keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]
+    return jax.vmap(lambda k: jax.random.split(k)[1])(chain_keys)
+
+
+def _state_template(kernel, key, num_warmup: int, num_chains: int, point):
     """The structure, shapes and dtypes of the chains' state (``MCMC.last_state``) that a
-    checkpoint is read into: one chain initialised by a fresh copy of the kernel, with the chain
-    axis NumPyro's ``last_state`` has when there are several chains."""
+    checkpoint is read into: one chain initialised (at ``point``, one chain's ``ParamInfo``) by a
+    fresh copy of the kernel, with the chain axis NumPyro's ``last_state`` has when there are
+    several chains."""
     fresh = copy.copy(kernel)
     fresh._sample_fn = None  # noqa: SLF001 - a copy that initialises itself without touching ``kernel``
-    state = fresh.init(key, num_warmup, None, model_args=(target.data,), model_kwargs={})
+    state = fresh.init(key, num_warmup, point)
     if num_chains == 1:
         return state
     return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (num_chains,) + np.shape(a)), state)
 
 
-def _initial_state(target: Target, kernel, key, num_warmup: int, num_chains: int, chain_method: str):
-    """The chains' state before the first warmup iteration, made as ``MCMC.run(key)`` makes it:
-    ``key`` split once per chain, each chain's ``kernel.init`` mapped the way ``chain_method``
-    maps chains (pmap, NumPyro's batched init, or one after another). Its warmup iterations then
-    run from ``post_warmup_state`` in chunks: NumPyro's NUTS adapts while ``state.i <
-    num_warmup`` whatever call runs the iteration, so the chunks repeat the one-call warmup."""
-    def init(k):
-        return kernel.init(k, num_warmup, None, model_args=(target.data,), model_kwargs={})
+def _initial_state(kernel, key, num_warmup: int, num_chains: int, chain_method: str, init_params):
+    """The chains' state before the first warmup iteration, made as ``MCMC.run(key,
+    init_params=init_params)`` makes it: ``key`` split once per chain, each chain's ``kernel.init``
+    mapped the way ``chain_method`` maps chains (pmap, NumPyro's batched init, or one after
+    another). Its warmup iterations then run from ``post_warmup_state`` in chunks: NumPyro's NUTS
+    adapts while ``state.i < num_warmup`` whatever call runs the iteration, so the chunks repeat
+    the one-call warmup."""
+    def init(k, params):
+        return kernel.init(k, num_warmup, params)
 
     if num_chains == 1:
-        return init(key)
+        return init(key, init_params)
     keys = jax.random.split(key, num_chains)
     if chain_method == "parallel":
-        return jax.pmap(init)(keys)
+        return jax.pmap(init)(keys, init_params)
     if chain_method == "sequential":
-        states = [init(k) for k in keys]
+        states = [init(k, jax.tree.map(lambda a, c=c: a[c], init_params)) for c, k in enumerate(keys)]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-    return init(keys)  # vectorized: NumPyro's init vmaps itself over a batch of keys
+    return init(keys, init_params)  # vectorized: NumPyro's init vmaps itself over a batch of keys
 
 
-def _advance(mcmc, target: Target, state, length: int):
+def _advance(mcmc, init_params, state, length: int):
     """``length`` iterations of the chains from ``state`` (NumPyro's ``post_warmup_state`` idiom:
-    the transitions of one long run); returns the new state and what the iterations kept."""
+    the transitions of one long run); returns the new state and what the iterations kept.
+    ``init_params`` only serve a kernel not initialised yet in this process (a resumed run)."""
     mcmc.post_warmup_state = state
     mcmc.num_samples = length
-    mcmc.run(state.rng_key, target.data, extra_fields=_EXTRA_FIELDS)
+    mcmc.run(state.rng_key, extra_fields=_EXTRA_FIELDS, init_params=init_params)
     return mcmc.last_state
 
 
-def _run_in_chunks(mcmc, target: Target, num_warmup: int, num_samples: int, chunk_size: int, checkpoint,
+def _run_in_chunks(mcmc, init_params, num_warmup: int, num_samples: int, chunk_size: int, checkpoint,
                    template, initial):
     """The warmup and then the sampling, ``chunk_size`` iterations at a time, each chunk
     continuing from the last state, saving the state after every warmup chunk and the state and
@@ -283,7 +298,7 @@ def _run_in_chunks(mcmc, target: Target, num_warmup: int, num_samples: int, chun
     if not warm.complete:
         for start in range(warm.done, num_warmup, chunk_size):
             length = min(chunk_size, num_warmup - start)
-            state = _advance(mcmc, target, state, length)
+            state = _advance(mcmc, init_params, state, length)
             checkpoint.save("warmup", start + length, state, None)
         if num_warmup == 0:
             checkpoint.save("warmup", 0, state, None)
@@ -294,7 +309,7 @@ def _run_in_chunks(mcmc, target: Target, num_warmup: int, num_samples: int, chun
     structure = None
     for start in range(done, num_samples, chunk_size):
         length = min(chunk_size, num_samples - start)
-        state = _advance(mcmc, target, state, length)
+        state = _advance(mcmc, init_params, state, length)
         chunk = {"samples": {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()},
                  "extra": {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}}
         leaves, structure = jax.tree_util.tree_flatten(chunk)
@@ -305,7 +320,7 @@ def _run_in_chunks(mcmc, target: Target, num_warmup: int, num_samples: int, chun
     if structure is None:  # every chunk was done before: the structure of one chunk
         mcmc.post_warmup_state = state
         mcmc.num_samples = 1
-        mcmc.run(state.rng_key, target.data, extra_fields=_EXTRA_FIELDS)
+        mcmc.run(state.rng_key, extra_fields=_EXTRA_FIELDS, init_params=init_params)
         structure = jax.tree_util.tree_structure(
             {"samples": dict(mcmc.get_samples(group_by_chain=True)),
              "extra": dict(mcmc.get_extra_fields(group_by_chain=True))})
@@ -462,21 +477,16 @@ def run_blackjax_nuts(
     progress_chunk = positive_int("progress_chunk", progress_chunk)
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
-    check_initial_point(target, strategy, key)
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
-    info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
-        jax.random.split(key_init, num_chains), target.model, init_strategy=strategy,
-        model_args=(target.data,), dynamic_args=True,
-    )
-    potential_fn = potential_fn_gen(target.data)
-    postprocess_fn = postprocess_fn_gen(target.data)
+    start = check_initial_point(target, strategy, jax.random.split(key_init, num_chains))
+    potential_fn, postprocess_fn = start.potential_fn, start.postprocess_fn
 
     def logdensity(position):
         return -potential_fn(position)
 
     # the gradient must trace split over the devices (diffrax's adaptive solves do not)
     chain_method, placement_reason = choose_placement(chain_method, num_chains,
-                                                      probe=(jax.vmap(jax.grad(logdensity)), (info.z,)))
+                                                      probe=(jax.vmap(jax.grad(logdensity)), (start.z,)))
 
     warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=target_accept_prob)
 
@@ -485,9 +495,9 @@ def run_blackjax_nuts(
     def run_warmup(keys, positions):
         return jax.vmap(lambda k, p: warmup.run(k, p, num_steps=num_warmup)[0])(keys, positions)
 
-    # info.z: the initial positions, a pytree with a leading chain axis
+    # start.z: the initial positions, a pytree with a leading chain axis
     states, parameters = place(run_warmup, num_chains, chain_method)(jax.random.split(key_warmup, num_chains),
-                                                                      info.z)
+                                                                      start.z)
 
     def one_step(state, step_key, params):
         kernel = blackjax.nuts(logdensity, **params)

@@ -9,8 +9,10 @@ validate
     ``positive_float``, ``fraction``); :func:`require_data` for runners that need observations.
 set up
     :func:`init_strategy` (a NumPyro init strategy by name or values) and
-    :func:`check_initial_point` (a non-finite log density at the start raises, naming the
-    site); particle runners start from ``inference.particle.space.initial_positions``.
+    :func:`check_initial_point` (the initial point found once, handed to the sampler; a
+    non-finite log density at the start raises, naming the site; :func:`named_initialisation_errors`
+    where the sampler's own initialisation is the check); particle runners start from
+    ``inference.particle.space.initial_positions``.
 loop
     :func:`progress_bar`; :func:`chunked` (chunk lengths: at most two compiled shapes);
     :func:`run_chunks` drives a jitted chunk function over a long loop and keeps its outputs.
@@ -32,6 +34,7 @@ independent replicates at that point, as a particle filter's runs).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +60,9 @@ __all__ = [
     "probe_nonfinite",
     "require_data",
     "init_strategy",
+    "InitialPoint",
     "check_initial_point",
+    "named_initialisation_errors",
     "progress_bar",
     "chunked",
     "run_chunks",
@@ -114,22 +119,50 @@ def init_strategy(init: str | Mapping[str, Any]):
     return init_to_sample if init == "prior" else init_to_uniform
 
 
-def check_initial_point(target: Target, strategy, key):
-    """Fail early, naming the site, if the log density is not finite at the initial point
-    (:class:`NonFiniteLogDensityError`) or a distribution's parameter breaks its constraint there
-    (:class:`inference.InvalidParameterError`, NumPyro's check with the site named).
+class InitialPoint(NamedTuple):
+    """Where a sampler starts, found once (:func:`check_initial_point`), with what it needs to run.
 
-    Returns ``(potential_fn, z)``: NumPyro's potential energy on the unconstrained space and the
-    initial point there, for a caller that probes the program further (:func:`inference.nuts.
-    choose_chain_method`)."""
+    ``z``, ``potential_energy`` and ``z_grad`` have a leading axis, one entry per key searched
+    (a chain each); ``param_info`` bundles them as NumPyro's ``ParamInfo`` (``MCMC.run(...,
+    init_params=...)`` takes it as it is and does not evaluate the gradient again).
+    ``potential_fn(z)`` is NumPyro's potential energy of ``target.model(target.data)`` on the
+    unconstrained space (one point), ``postprocess_fn(z)`` the constrained sites (deterministic
+    sites included) there."""
+
+    z: Any
+    potential_energy: Any
+    z_grad: Any
+    potential_fn: Callable
+    postprocess_fn: Callable
+
+    @property
+    def param_info(self):
+        from numpyro.infer.util import ParamInfo
+
+        return ParamInfo(self.z, self.potential_energy, self.z_grad)
+
+    def chain(self, index: int):
+        """The ``ParamInfo`` of one key's point (no leading axis)."""
+        return jax.tree.map(lambda a: a[index], self.param_info)
+
+
+@contextlib.contextmanager
+def named_initialisation_errors(target: Target, strategy, key, *, only_numpyro: bool = False):
+    """Turn NumPyro's errors while it looks for an initial point into errors naming the site:
+
+    - a distribution's argument check (``ValueError`` naming no site) ->
+      :class:`inference.InvalidParameterError` naming the site, the parameter and the values there
+      (the point of ``strategy`` under ``key``, else a prior draw);
+    - no valid initial point (``RuntimeError``) -> :class:`NonFiniteLogDensityError` naming the
+      site whose log density is not finite at a prior draw (``key``). ``only_numpyro``: only
+      NumPyro's own "Cannot find valid initial parameters" (where the block runs more than the
+      search: SVI's ``init``); other runtime errors pass unchanged.
+    """
     from numpyro.handlers import seed as seed_handler
     from numpyro.handlers import trace
-    from numpyro.infer.util import initialize_model
 
     try:
-        info, potential_fn, postprocess_fn, _ = initialize_model(
-            key, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=False
-        )
+        yield
     except ValueError as error:
         if not is_invalid_parameter_error(error):
             raise
@@ -137,17 +170,44 @@ def check_initial_point(target: Target, strategy, key):
         raise name_invalid_parameters(error, target.model, target.data, where="at the initial point",
                                       attempts=({"substitute_fn": strategy, "key": key}, {"key": key})) from None
     except RuntimeError as error:
+        if only_numpyro and "valid initial param" not in str(error):
+            raise
         # NumPyro could not find a valid initial point: find the offending site ourselves.
         tr = trace(seed_handler(target.model, key)).get_trace(target.data)
         params = {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
         raise_if_nonfinite(target.model, params, target.data, where="at a prior draw")
         raise NonFiniteLogDensityError(f"could not initialise: {error}") from error
-    potential = float(potential_fn(info.z)) if callable(potential_fn) else float("nan")
-    if not np.isfinite(potential):
-        constrained = postprocess_fn(info.z) if callable(postprocess_fn) else info.z
+
+
+def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
+    """Find the initial point(s) once and fail early, naming the site, where the log density is
+    not finite there (:class:`NonFiniteLogDensityError`) or a distribution's parameter breaks its
+    constraint (:class:`inference.InvalidParameterError`, NumPyro's check with the site named).
+
+    ``keys``: one PRNG key, or a batch ``(n, 2)`` of them (one per chain); the point of key ``k``
+    is NumPyro's ``initialize_model(k, ...)``'s, so a sampler handed the points
+    (:attr:`InitialPoint.param_info`) starts where NumPyro's own initialisation from the same keys
+    would have started it. The search is NumPyro's batched one: one model trace (the transforms)
+    and one compiled loop over the keys (potential and gradient; a single key is searched as a
+    batch of one, not op by op). Returns the :class:`InitialPoint`, for the sampler and for a
+    caller that probes the program further (:func:`inference.nuts.choose_chain_method`)."""
+    from numpyro.infer.util import initialize_model
+
+    keys = jax.numpy.asarray(keys)
+    if keys.ndim == 1:
+        keys = keys[None]
+    with named_initialisation_errors(target, strategy, keys[0]):
+        info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
+            keys, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=True)
+    potential = np.asarray(info.potential_energy)
+    if not np.all(np.isfinite(potential)):  # NumPyro's search accepts only finite points: a guard
+        postprocess_fn = postprocess_fn_gen(target.data)
+        index = int(np.flatnonzero(~np.isfinite(potential))[0])
+        constrained = postprocess_fn(jax.tree.map(lambda a: a[index], info.z))
         raise_if_nonfinite(target.model, constrained, target.data, where="at the initial point")
         raise NonFiniteLogDensityError("non-finite log density at the initial point")
-    return potential_fn, info.z
+    return InitialPoint(info.z, info.potential_energy, info.z_grad, potential_fn_gen(target.data),
+                        postprocess_fn_gen(target.data))
 
 
 # --------------------------------------------------------------------------------------------

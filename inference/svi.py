@@ -25,7 +25,14 @@ from numpyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO, auto
 from numpyro.infer import init_to_median
 
 from inference.checkpoint import load_pytree, save_pytree
-from inference.runner import check_initial_point, init_strategy, posterior_to_idata, progress_bar, run_chunks
+from inference.runner import (
+    check_initial_point,
+    init_strategy,
+    named_initialisation_errors,
+    posterior_to_idata,
+    progress_bar,
+    run_chunks,
+)
 from inference.types import Target
 from inference.validate import NonFiniteLogDensityError, choice, positive_int
 
@@ -114,11 +121,18 @@ def run_svi(
     choice("loss", loss, sorted(_LOSSES))
     key = jax.random.PRNGKey(seed)
     key_init, key_run, key_draw = jax.random.split(key, 3)
-    check_initial_point(target, init_strategy("median"), key_init)
     guide_fn = make_guide(target.model, guide)
     svi = SVI(target.model, guide_fn, make_optimizer(optimizer, learning_rate, clip_norm),
               _LOSSES[loss](num_particles=num_particles))
-    state = svi.init(key_init, target.data)
+    strategy = init_strategy("median")
+    if isinstance(guide_fn, autoguide.AutoGuide) and guide_fn.prototype_trace is None:
+        # the autoguide's own set-up searches an initial point (NumPyro's initialize_model at its
+        # init_loc_fn): that search is the check, with its errors named; no second search
+        with named_initialisation_errors(target, strategy, key_init, only_numpyro=True):
+            state = svi.init(key_init, target.data)
+    else:
+        check_initial_point(target, strategy, key_init)
+        state = svi.init(key_init, target.data)
     losses: list[np.ndarray] = []
     start_step = 0
     if checkpoint_path is not None and os.path.exists(checkpoint_path):

@@ -120,8 +120,8 @@ def plain_model(y):
 
 out = {}
 for name, model in (("ode", ode_model), ("plain", plain_model)):
-    probe = check_initial_point(Target(model, jnp.full(2, 0.4)), init_strategy("median"), jax.random.PRNGKey(0))
-    out[name] = choose_chain_method(2, probe=probe)
+    start = check_initial_point(Target(model, jnp.full(2, 0.4)), init_strategy("median"), jax.random.PRNGKey(0))
+    out[name] = choose_chain_method(2, probe=(start.potential_fn, start.chain(0).z))
 print(json.dumps(out))
 """
     result = _run(code, DYNAMICS_ZOO_HOST_DEVICES="2")
