@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
-import arviz as az
+from diagnostics._arviz import az
 import numpy as np
 
 __all__ = [

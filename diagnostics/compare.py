@@ -53,7 +53,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import arviz as az
+from diagnostics._arviz import az
 import numpy as np
 
 from .checks import draws_kind, overall, run_attrs, run_checks, screen_elements, stats_quietly

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import arviz as az
+from diagnostics._arviz import az
 import numpy as np
 
 from diagnostics.precision import name as precision_name

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import arviz as az
+from diagnostics._arviz import az
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-import arviz as az
+from diagnostics._arviz import az
 
 from .checks import Verdict, overall, run_checks
 

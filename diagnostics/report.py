@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import arviz as az
+from diagnostics._arviz import az
 import numpy as np
 
 from .checks import STATUSES, Verdict, label_at, overall, run_attrs, run_checks, stats_quietly

@@ -21,7 +21,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 
-import arviz as az
+from diagnostics._arviz import az
 import numpy as np
 
 from . import compare

@@ -26,6 +26,11 @@ import pytest
 
 from diagnostics.compile_cache import release_compiled_programs
 
+# ArviZ before any test module imports it: in the controller of `pytest -n 2` this writes ArviZ's
+# once-a-day stamp before the workers start, and in each worker it goes through the guard against
+# two processes writing that stamp at once (diagnostics/_arviz.py; CI failed on it, 2026-12-04).
+import diagnostics._arviz  # noqa: E402,F401
+
 jax.config.update("jax_enable_x64", True)
 
 # Every compiled XLA CPU program maps its code into the process (about 19 memory mappings each) and
