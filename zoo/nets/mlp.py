@@ -21,14 +21,13 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MLP", "ACTIVATIONS", "activation_fn", "lipswish", "bound_kernels"]
+__all__ = ["MLP", "ACTIVATIONS", "activation_fn", "lipswish"]
 
 
 def lipswish(x: jax.Array) -> jax.Array:
@@ -80,24 +79,3 @@ class MLP(nn.Module):
             x = act(nn.Dense(width)(x))
         last_init = nn.initializers.zeros if self.zero_last else nn.initializers.lecun_normal()
         return nn.Dense(self.out_features, kernel_init=last_init)(x)
-
-
-def bound_kernels(params, limit: float = 1.0):
-    """Every Dense ``kernel`` leaf of a flax parameter tree mapped into ``[-limit/out, limit/out]``
-    (``out`` its output width) by ``w -> (limit/out)·tanh(w·out/limit)``; biases untouched.
-
-    With 1-Lipschitz activations (``"lipswish"``, ``"tanh"``) every layer's gain is then bounded
-    (an ``out × in`` kernel has infinity-norm at most ``limit·in/out``), so is the network's:
-    the SDE-GAN discriminator's Lipschitz control (Kidger et al. 2021 clip the weights to
-    ``±1/out`` after each step; the smooth map keeps every weight trainable by gradient descent).
-    Apply it to the raw parameters inside the loss: the trained raw values stay unconstrained."""
-    if not (math.isfinite(limit) and limit > 0):
-        raise ValueError(f"limit: expected a positive bound, got {limit!r}")
-
-    def one(path, w):
-        if path and getattr(path[-1], "key", None) == "kernel":
-            lim = limit / w.shape[-1]
-            return lim * jnp.tanh(w / lim)
-        return w
-
-    return jax.tree_util.tree_map_with_path(one, params)
