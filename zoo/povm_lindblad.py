@@ -143,6 +143,7 @@ __all__ = [
     "exact_steady_observables",
     "STEADY_CHECK",
     "STEADY_PAPER",
+    "xyz_exact_path",
     "ENTRY",
 ]
 
@@ -493,6 +494,32 @@ def exact_steady_observables(config: SteadyStateConfig) -> np.ndarray:
         config.g, config.V, config.gamma)
     return np.asarray(pv.pauli_expectations(pv.steady_state(np.asarray(dense)), pv.povm(config.povm),
                                             config.num_qubits))
+
+
+# --- the 2-D benchmark: the dissipative XYZ lattice, exact and with the Transformer dynamics -----
+
+
+def xyz_exact_path(rows: int, cols: int, times, Jx: float = 0.9, Jy: float = 1.6, Jz: float = 1.0, B: float = 0.0,
+                   gamma: float = 1.0, *, povm: str = "tetrahedral", periodic: bool = True) -> np.ndarray:
+    """``P(t_k)`` ``(L, 4^N)`` of the dissipative XYZ lattice (:func:`zoo.processes.povm.dissipative_xyz_local_terms`,
+    the paper code's bonds) from all qubits in ``|0⟩``: the action of ``expm(𝓛̃ Δt)`` on the POVM
+    vector, gap by gap (``scipy.sparse.linalg.expm_multiply`` on the generator embedded from the
+    two-site blocks; N = rows·cols <= 6, 4096 outcomes)."""
+    import scipy.sparse.linalg
+
+    terms = pv.dissipative_xyz_local_terms(rows, cols, povm, periodic)
+    if terms.num_qubits > 6:
+        raise ValueError(f"rows: the exact path forms the 4^N vector, N = rows·cols <= 6; got {rows} × {cols}")
+    grid = np.asarray(times, dtype=float)
+    if grid.ndim != 1 or grid.size < 1 or np.any(grid <= 0) or np.any(np.diff(grid) <= 0):
+        raise ValueError(f"times: expected increasing positive times, got {grid.tolist()}")
+    gen = terms.sparse(Jx, Jy, Jz, B, gamma)
+    p = pv.product_state([1.0, 0.0], pv.povm(povm), terms.num_qubits)
+    out = []
+    for gap in np.diff(np.concatenate([[0.0], grid])):
+        p = scipy.sparse.linalg.expm_multiply(gen * gap, p)
+        out.append(p)
+    return np.stack(out)
 
 
 SMALL = POVMIsingConfig()

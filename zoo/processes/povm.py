@@ -62,7 +62,18 @@ __all__ = [
     "dissipative_ising_terms",
     "LocalIsingTerms",
     "dissipative_ising_local_terms",
+    "SIGMA_MINUS",
+    "bond_blocks",
+    "lattice_bonds",
+    "merge_bonds",
+    "LocalTerms",
+    "XYZ_NAMES",
+    "dissipative_xyz_local_terms",
+    "embed_blocks",
+    "string_order",
+    "relabel_bonds",
     "local_generator_ratio",
+    "trapezoid_ratio",
     "evolve",
     "expm_taylor",
     "squarings_for",
@@ -78,6 +89,7 @@ PAULI = {
     "Y": np.array([[0, -1j], [1j, 0]], dtype=complex),
     "Z": np.array([[1, 0], [0, -1]], dtype=complex),
 }
+SIGMA_MINUS = 0.5 * (PAULI["X"] - 1j * PAULI["Y"])  # σ^-: |0⟩ (σ^z = +1) -> |1⟩
 POVMS = ("tetrahedral", "pauli4")
 
 
@@ -233,8 +245,7 @@ def dissipative_ising_terms(num_qubits: int, povm_name: str = "tetrahedral", per
         bonds.append((n - 1, 0))
     coupling = 0.25 * sum((local_operator(PAULI["Z"], i, n) @ local_operator(PAULI["Z"], j, n) for i, j in bonds),
                           np.zeros((2**n, 2**n), dtype=complex))
-    lower = 0.5 * (PAULI["X"] - 1j * PAULI["Y"])
-    jumps = [local_operator(lower, i, n) for i in range(n)]
+    jumps = [local_operator(SIGMA_MINUS, i, n) for i in range(n)]
     return IsingTerms(povm_generator(liouvillian(field, []), m, n),
                       povm_generator(liouvillian(coupling, []), m, n),
                       povm_generator(liouvillian(np.zeros_like(field), jumps), m, n))
@@ -264,23 +275,197 @@ def dissipative_ising_local_terms(num_qubits: int, povm_name: str = "tetrahedral
     ``N >= 2`` (no ``4^N`` object is formed): bonds ``(i, i+1)`` (and ``(N-1, 0)`` on a ring,
     ``N >= 3``); the field ``½σ^x_i`` and the decay ``σ^-_i`` of site ``i`` go into the bond whose
     first site is ``i`` (on an open chain the last site's into the last bond, as its second
-    site). Each block is :func:`povm_generator` of the two-qubit Lindbladian of those terms."""
+    site): :func:`bond_blocks`."""
     n = int(num_qubits)
     if n < 2:
         raise ValueError(f"num_qubits: expected a chain of at least 2 qubits, got {num_qubits!r}")
     m = povm(povm_name)
-    bonds = [(i, i + 1) for i in range(n - 1)] + ([(n - 1, 0)] if periodic and n >= 3 else [])
-    lower = 0.5 * (PAULI["X"] - 1j * PAULI["Y"])
-    zero = np.zeros((4, 4), dtype=complex)
-    field, coupling, dissipation = [], [], []
+    bonds = np.asarray([(i, i + 1) for i in range(n - 1)] + ([(n - 1, 0)] if periodic and n >= 3 else []))
+    zz = 0.25 * np.kron(PAULI["Z"], PAULI["Z"])
+    return LocalIsingTerms(bonds, bond_blocks(bonds, n, m, site=0.5 * PAULI["X"]), bond_blocks(bonds, n, m, pair=zz),
+                           bond_blocks(bonds, n, m, jumps=(SIGMA_MINUS,)))
+
+
+
+def _check_bonds(bonds, num_qubits: int) -> np.ndarray:
+    bonds = np.asarray(bonds)
+    n = int(num_qubits)
+    if bonds.ndim != 2 or bonds.shape[1] != 2 or bonds.shape[0] < 1 or not np.issubdtype(bonds.dtype, np.integer):
+        raise ValueError(f"bonds: expected integer site pairs of shape (K, 2), got shape {bonds.shape}")
+    if bonds.min() < 0 or bonds.max() >= n or np.any(bonds[:, 0] == bonds[:, 1]):
+        raise ValueError(f"bonds: expected pairs of distinct sites in 0..{n - 1}, got {bonds.tolist()}")
+    return bonds
+
+
+def bond_blocks(bonds, num_qubits: int, elements, *, pair=None, site=None, jumps=()) -> np.ndarray:
+    """The two-site POVM generator blocks ``(K, 16, 16)`` (row and column ``4 a_i + a_j`` on bond
+    ``(i, j)``) of the Lindbladian with the two-site Hamiltonian ``pair`` (``4 × 4``, qubit ``i``
+    first) on every bond, the one-site Hamiltonian ``site`` (``2 × 2``) and the jump operators
+    ``jumps`` (``2 × 2`` each) on every site. Each site's one-site terms are counted once: in the
+    first bond whose first site it is, else the first bond that holds it (every site must be on
+    a bond). Each block is :func:`povm_generator` of that two-qubit Lindbladian; the ``4^N``
+    generator is their sum embedded with the identity elsewhere (:func:`embed_blocks`), since
+    ``Tr(M_b N_a) = δ_ab``."""
+    n = int(num_qubits)
+    bonds = _check_bonds(bonds, n)
+    eye = PAULI["I"]
+    owner = {}
+    for k, (i, _) in enumerate(bonds):
+        owner.setdefault(int(i), (k, 0))
     for k, (i, j) in enumerate(bonds):
-        sites = [0] + ([1] if len(bonds) == n - 1 and k == n - 2 else [])  # the open chain's last site
-        x = sum(0.5 * local_operator(PAULI["X"], s, 2) for s in sites)
-        field.append(povm_generator(liouvillian(x, []), m, 2))
-        coupling.append(povm_generator(liouvillian(0.25 * local_operator(PAULI["Z"], 0, 2)
-                                                   @ local_operator(PAULI["Z"], 1, 2), []), m, 2))
-        dissipation.append(povm_generator(liouvillian(zero, [local_operator(lower, s, 2) for s in sites]), m, 2))
-    return LocalIsingTerms(np.asarray(bonds), np.stack(field), np.stack(coupling), np.stack(dissipation))
+        for s, slot in ((int(i), 0), (int(j), 1)):
+            owner.setdefault(s, (k, slot))
+    missing = sorted(set(range(n)) - set(owner))
+    if missing and (site is not None or jumps):
+        raise ValueError(f"bonds: every site needs a bond to carry its one-site terms; site {missing[0]} has none")
+    out = []
+    for k in range(len(bonds)):
+        slots = [slot for s, (kk, slot) in sorted(owner.items()) if kk == k]
+        h = np.zeros((4, 4), dtype=complex) if pair is None else np.asarray(pair, dtype=complex).copy()
+        ops = []
+        for slot in slots:
+            embed = (lambda op, slot=slot: np.kron(op, eye) if slot == 0 else np.kron(eye, op))
+            if site is not None:
+                h = h + embed(np.asarray(site, dtype=complex))
+            ops += [embed(np.asarray(jump, dtype=complex)) for jump in jumps]
+        out.append(povm_generator(liouvillian(h, ops), elements, 2))
+    return np.stack(out)
+
+
+def lattice_bonds(rows: int, cols: int, periodic: bool = True) -> np.ndarray:
+    """Nearest-neighbour bonds ``(K, 2)`` of a ``rows × cols`` square lattice, site ``r·cols + c``,
+    in the convention of Luo et al.'s code (``lindblad_2d_dynamics.py``,
+    ``reverse_samples_lindblad_2d_pbc``): for every site ``i`` (in order) the bond to its right
+    neighbour and the bond to its lower neighbour, ``(i, right(i)), (i, down(i))``, wrapping around
+    on a torus (``K = 2N``). A periodic direction of length 2 thus lists each of its pairs twice,
+    ``(i, j)`` and ``(j, i)``: the Hamiltonian counts those couplings twice (on the periodic 2 × 2
+    lattice every coupling is ``2J``), as the paper's code does. Open lattice: the bonds that do
+    not wrap. ``rows, cols >= 2``."""
+    for name, value in (("rows", rows), ("cols", cols)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+            raise ValueError(f"{name}: expected an integer >= 2, got {value!r}")
+    out = []
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        for r2, c2 in ((r, c + 1), (r + 1, c)):
+            if periodic or (r2 < rows and c2 < cols):
+                out.append((i, (r2 % rows) * cols + c2 % cols))
+    return np.asarray(out)
+
+
+def merge_bonds(blocks, bonds) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks on the same pair of sites summed into one: ``(blocks (K', 16, 16), bonds (K', 2))``
+    over the distinct unordered pairs in first-seen order (a block on ``(j, i)`` is re-indexed to
+    ``(i, j)``: swap the two digits of row and column). The generator is unchanged; the local
+    evaluations (:func:`local_generator_ratio`) drop to one per distinct pair."""
+    blocks = np.asarray(blocks)
+    index, merged, pairs = {}, [], []
+    for block, (i, j) in zip(blocks, np.asarray(bonds)):
+        key = (min(i, j), max(i, j))
+        if i > j:
+            block = block.reshape(4, 4, 4, 4).transpose(1, 0, 3, 2).reshape(16, 16)
+        if key in index:
+            merged[index[key]] = merged[index[key]] + block
+        else:
+            index[key] = len(merged)
+            merged.append(block)
+            pairs.append(key)
+    return np.stack(merged), np.asarray(pairs)
+
+
+class LocalTerms(NamedTuple):
+    """A POVM generator linear in named coefficients, as two-site blocks: ``𝓛̃ = Σ_p c_p Σ_k
+    parts[p, k]`` with ``parts[p, k]`` ``(16, 16)`` acting on the sites ``bonds[k]`` (identity
+    elsewhere). ``names``: the coefficients, in order."""
+
+    bonds: np.ndarray
+    num_qubits: int
+    names: tuple
+    parts: np.ndarray
+
+    def blocks(self, *coefficients):
+        """``(K, 16, 16)`` at the coefficients (in the order of ``names``; traced values fine)."""
+        if len(coefficients) != len(self.names):
+            raise ValueError(f"coefficients: expected {len(self.names)} values {self.names}, got {len(coefficients)}")
+        return jnp.tensordot(jnp.stack([jnp.asarray(c, dtype=float) for c in coefficients]),
+                             jnp.asarray(self.parts), axes=1)
+
+    def sparse(self, *coefficients):
+        """The ``4^N × 4^N`` generator at the coefficients (``scipy.sparse`` CSR, :func:`embed_blocks`)."""
+        return embed_blocks(np.asarray(self.blocks(*coefficients)), self.bonds, self.num_qubits)
+
+
+XYZ_NAMES = ("Jx", "Jy", "Jz", "B", "gamma")
+
+
+@functools.cache
+def dissipative_xyz_local_terms(rows: int, cols: int, povm_name: str = "tetrahedral",
+                                periodic: bool = True) -> LocalTerms:
+    """The dissipative XYZ model on a ``rows × cols`` lattice (Luo et al.'s 2-D benchmark)::
+
+        H = Σ_⟨ij⟩ (J_x σ^x_iσ^x_j + J_y σ^y_iσ^y_j + J_z σ^z_iσ^z_j) + B Σ_i σ^z_i,   L_i = √γ σ^-_i
+
+    over the bonds of :func:`lattice_bonds` (the paper code's convention: on a periodic direction
+    of length 2 each pair is counted twice), as :class:`LocalTerms` with ``names`` ``(Jx, Jy, Jz,
+    B, gamma)``: one :func:`bond_blocks` call per term, the repeated pairs merged
+    (:func:`merge_bonds`). Site ``i`` is ``r·cols + c``."""
+    bonds = lattice_bonds(rows, cols, periodic)
+    n = rows * cols
+    m = povm(povm_name)
+    parts = [bond_blocks(bonds, n, m, pair=np.kron(PAULI[p], PAULI[p])) for p in "XYZ"]
+    parts += [bond_blocks(bonds, n, m, site=PAULI["Z"]), bond_blocks(bonds, n, m, jumps=(SIGMA_MINUS,))]
+    merged = [merge_bonds(part, bonds) for part in parts]
+    return LocalTerms(merged[0][1], n, XYZ_NAMES, np.stack([blocks for blocks, _ in merged]))
+
+
+def embed_blocks(blocks, bonds, num_qubits: int):
+    """``Σ_k B_k ⊗ I_rest``: the ``4^N × 4^N`` generator of two-site blocks ``(K, 16, 16)`` on
+    ``bonds (K, 2)`` (``scipy.sparse`` CSR, ``16 K`` entries a row at most; ``.toarray()`` for the
+    dense matrix). Row ``a`` (qubit 0 the most significant digit), column ``a`` with the bond's two
+    digits replaced."""
+    import scipy.sparse
+
+    n = int(num_qubits)
+    blocks = np.asarray(blocks, dtype=float)
+    bonds = _check_bonds(bonds, n)
+    size = 4**n
+    index = np.arange(size)
+    digits = (index[:, None] // 4 ** np.arange(n - 1, -1, -1)) % 4  # (4^N, N)
+    rows, cols, vals = [], [], []
+    b = np.arange(16)
+    for block, (i, j) in zip(blocks, bonds):
+        wi, wj = 4 ** (n - 1 - i), 4 ** (n - 1 - j)
+        base = index - digits[:, i] * wi - digits[:, j] * wj
+        rows.append(np.repeat(index, 16))
+        cols.append((base[:, None] + (b // 4)[None, :] * wi + (b % 4)[None, :] * wj).ravel())
+        vals.append(block[4 * digits[:, i] + digits[:, j]].ravel())
+    return scipy.sparse.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                   shape=(size, size)).tocsr()
+
+
+def string_order(rows: int, cols: int, kind: str = "snake") -> np.ndarray:
+    """The autoregressive order of a ``rows × cols`` lattice's sites (Luo et al.'s "string
+    states"): ``order[s]`` is the lattice site (``r·cols + c``) at sequence position ``s``.
+    ``"snake"``: boustrophedon, row 0 left to right, row 1 right to left, ... (lattice neighbours
+    along a row stay adjacent in the sequence and each turn joins vertical neighbours);
+    ``"rows"``: row-major, the identity. A sequence model of ``x = a[order]`` gives the lattice law
+    ``P(a) = P_seq(a[order])``; the generator in sequence positions is the one on the bonds
+    ``position[bonds]`` with ``position = argsort(order)`` (:func:`relabel_bonds`)."""
+    if kind not in ("snake", "rows"):
+        raise ValueError(f"kind: expected 'snake' or 'rows', got {kind!r}")
+    grid = np.arange(int(rows) * int(cols)).reshape(int(rows), int(cols))
+    if kind == "snake":
+        grid[1::2] = grid[1::2, ::-1]
+    return grid.ravel()
+
+
+def relabel_bonds(bonds, order) -> np.ndarray:
+    """The bonds in sequence positions: ``position[bonds]``, ``position = argsort(order)``
+    (``order`` a permutation of the sites, :func:`string_order`)."""
+    order = np.asarray(order)
+    if order.ndim != 1 or not np.array_equal(np.sort(order), np.arange(order.size)):
+        raise ValueError(f"order: expected a permutation of 0..N-1, got {order.tolist()}")
+    return np.argsort(order)[np.asarray(bonds)]
 
 
 def local_generator_ratio(blocks, bonds, log_prob, a):
@@ -309,6 +494,22 @@ def local_generator_ratio(blocks, bonds, log_prob, a):
     zero = jnp.zeros(num, dtype=jnp.result_type(blocks, log_p))
     ratio, _ = jax.lax.scan(bond, zero, (blocks, (bonds[:, 0], bonds[:, 1])))
     return ratio, log_p
+
+
+def trapezoid_ratio(blocks, bonds, log_prob, old_log_prob, a, tau: float):
+    """The forward-backward trapezoid residual of Luo et al. over ``P(a)``::
+
+        r(a) = [((1 − τ𝓛̃/2) P)(a) − ((1 + τ𝓛̃/2) P_old)(a)] / P(a)
+             = 1 − (τ/2) R(a) − (P_old(a)/P(a)) (1 + (τ/2) R_old(a))
+
+    with ``R = (𝓛̃P)/P`` and ``R_old = (𝓛̃P_old)/P_old`` from the two-site blocks
+    (:func:`local_generator_ratio`), ``log_prob`` and ``old_log_prob`` batched log-laws of the new
+    and the previous state. ``Σ_a P(a)|r(a)| = ‖(1 − τ𝓛̃/2)P − (1 + τ𝓛̃/2)P_old‖₁``, zero when
+    ``P`` is the trapezoid (Crank–Nicolson) step of ``P_old``. Returns ``(r (S,), log P(a) (S,))``."""
+    ratio, log_p = local_generator_ratio(blocks, bonds, log_prob, a)
+    ratio_old, log_old = local_generator_ratio(blocks, bonds, old_log_prob, a)
+    half = 0.5 * tau
+    return 1.0 - half * ratio - jnp.exp(log_old - log_p) * (1.0 + half * ratio_old), log_p
 
 
 def expm_taylor(matrix, *, squarings: int, terms: int = 12):
