@@ -62,6 +62,13 @@ Recovery check (:func:`check`): E[K] and E[D] within 5% of the truth, and one jo
 that the 99% intervals of K, D and c cover it (Bonferroni; a declared 1% false-alarm budget per
 data set); columnar: the 99% interval of σ_ω covers and E[ω] correlates with ω at > 0.9.
 
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws; about 2.3 CPU-seconds per replicate in batches of 5, compilation included: 24 CPU-s
+for the first 5, 215 CPU-s for the other 95): calibrated, no element flagged (χ² p ≥ 0.23 for K, c,
+D, every ECDF inside its band), no divergent transition in any of the 100 fits. R-hat is not
+recorded: the recipe runs one chain. The ranks are stored in
+``calibration/phase_oscillator_chain/small``; the docs' calibration page is generated from them.
+
 Reference: R. Gutiérrez, R. Cuerno, "Dynamical phase diagram of synchronization in one dimension:
 universal behavior from Edwards-Wilkinson to random deposition through Kardar-Parisi-Zhang",
 arXiv:2604.06040 (2026).
