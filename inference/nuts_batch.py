@@ -182,7 +182,10 @@ def run_numpyro_nuts_batch(
             each device runs the compiled loop on its ``B / D`` data sets at its own pace; the
             batch is padded with copies of the last data set to a multiple of the devices used,
             and those are dropped). None (default): when there is more than one device and more
-            than one data set. ``attrs["batch_devices"]`` records the devices used; the chains
+            than one data set and the sampler traces under ``jax.shard_map``
+            (:func:`inference.sharding.choose`; the gradient of diffrax's checkpointed solves does
+            not, lotka_volterra_ode's for one: those data sets are vmapped on one device and
+            ``attrs["chain_method_reason"]`` says why). ``attrs["batch_devices"]`` records the devices used; the chains
             of each data set are vmapped (``attrs["chain_method"] == "vectorized"``).
 
     Returns:
@@ -208,14 +211,27 @@ def run_numpyro_nuts_batch(
         run = _sampler(potential_fn_gen, postprocess_fn_gen, num_warmup=num_warmup, num_samples=num_samples,
                        target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass)
         chain_keys = jnp.stack([jax.random.split(jax.random.PRNGKey(s), num_chains) for s in seeds])
-        if shard is None:
+        fallback = None
+        automatic = shard is None
+        if automatic:
             shard = batch > 1 and jax.local_device_count() > 1
-        if not isinstance(shard, bool):
+        elif not isinstance(shard, bool):
             raise TypeError(f"shard: expected True, False or None, got {shard!r}")
+        try:
+            placed = over_devices(run, batch) if shard else run
+            draws, stats = jax.block_until_ready(placed(z, chain_keys, data))
+        except Exception as error:  # noqa: BLE001 - only the automatic choice falls back, see below
+            # Some programs do not trace under jax.shard_map although they run vmapped (the
+            # gradient of diffrax's checkpointed solves: equinox's closure conversion, as under
+            # pmap; lotka_volterra_ode). Chosen automatically, the data sets then run vmapped on
+            # one device and the reason is recorded; a program that fails there fails loudly.
+            if not (automatic and shard):
+                raise
+            first = (str(error).strip().splitlines() or [""])[0][:160]
+            shard, fallback = False, (f"{batch} data sets x {num_chains} chains vmapped on one device: the "
+                                      f"sampler failed under jax.shard_map ({type(error).__name__}: {first})")
+            draws, stats = jax.block_until_ready(run(z, chain_keys, data))
         devices = devices_for(batch) if shard else 1
-        if shard:
-            run = over_devices(run, batch)
-        draws, stats = jax.block_until_ready(run(z, chain_keys, data))
     elapsed = (time.perf_counter() - started) / batch
 
     diverging, energy, num_steps, accept_prob, potential, step_size = (np.asarray(s) for s in stats)
@@ -231,7 +247,7 @@ def run_numpyro_nuts_batch(
                                    counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
                                    drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
                                    attrs={"chain_method": "vectorized", "batch_devices": devices,
-                                              "chain_method_reason": f"{batch} data sets x {num_chains} chains "
-                                                                     f"vmapped on each of {devices} device(s)"}))
+                                              "chain_method_reason": fallback or f"{batch} data sets x {num_chains} "
+                                                                     f"chains vmapped on each of {devices} device(s)"}))
     return results
 
