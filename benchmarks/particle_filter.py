@@ -56,8 +56,8 @@ from inference import exact  # noqa: E402
 from inference.particle import filter as pf  # noqa: E402
 from zoo import paris_particle_gibbs as ppg  # noqa: E402
 
-LGSSM = {"phi": 0.9, "sigma_x": 1.0, "sigma_y": 1.0}
-SV = {"mu": -1.0, "phi": 0.9, "sigma": 0.4}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_side import LGSSM, SV, particles_filter  # noqa: E402,F401  (numpy only: also runs in the peers' venv)
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -142,32 +142,6 @@ def our_filter(model: str, num_particles: int, ess_threshold: float = 1.0, one_k
         return pf.run(key, fk, num_particles, resampler="systematic", ess_threshold=ess_threshold).log_evidence
 
     return jax.jit(run)
-
-
-# --------------------------------------------------------------------------------------------
-# The particles library
-# --------------------------------------------------------------------------------------------
-
-
-def particles_filter(model: str, num_particles: int):
-    """``f(seed, ys) -> log Ẑ`` with ``particles.SMC`` (bootstrap, systematic, ESSrmin=1)."""
-    import particles
-    from particles import kalman
-    from particles import state_space_models as ssms
-
-    if model == "lgssm":
-        ssm = kalman.LinearGauss(rho=LGSSM["phi"], sigmaX=LGSSM["sigma_x"], sigmaY=LGSSM["sigma_y"])
-    else:
-        ssm = ssms.StochVol(mu=SV["mu"], rho=SV["phi"], sigma=SV["sigma"])
-
-    def run(seed, ys):
-        np.random.seed(seed)
-        fk = ssms.Bootstrap(ssm=ssm, data=list(np.asarray(ys)))
-        alg = particles.SMC(fk=fk, N=num_particles, resampling="systematic", ESSrmin=1.0)
-        alg.run()
-        return float(alg.logLt)
-
-    return run
 
 
 # --------------------------------------------------------------------------------------------

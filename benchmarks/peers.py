@@ -1,0 +1,397 @@
+"""Peers behind one command: each benchmark against its peer library, on the same data, in one run.
+
+For every peer this command
+
+1. creates (or reuses) the peer's virtual environment under a cache folder (default
+   ``~/.cache/dynamics-zoo/peers/<peer>``; ``python -m venv`` + ``pip install`` of the pinned
+   requirements from pip's configured index; reused when the requirements recorded in it match);
+2. builds the benchmark's data on this project's side, times this project's implementation in
+   this process (the functions of ``particle_filter.py``, ``exact_filters.py``, ``nuts_chains.py``,
+   imported, not copied), writes the data to a temporary ``.npz`` and times the peer in a
+   subprocess of the peer's environment (``peer_side.py``);
+3. waits before each timing for a quiet machine (1-minute load average below ``--load-below``,
+   at most ``--max-wait`` seconds; the load before and after each timing is recorded, and a wait
+   that timed out is marked ``LOADED``);
+4. prints the results and rewrites the tables of ``benchmarks/README.md`` between the markers
+   ``<!-- peers:begin -->`` and ``<!-- peers:end -->`` (ratios, machine, versions, load, date).
+
+A peer that cannot be set up is reported by name with the reason; the others still run.
+
+Ratios are peer time / our time (> 1: this project is faster); for NUTS, our min bulk ESS per
+second over Stan's. Figures are never asserted in tests.
+
+Usage::
+
+    python benchmarks/peers.py                    # full sizes: needs a quiet machine (~30 min)
+    python benchmarks/peers.py --quick            # small sizes: a smoke run of the whole chain
+    python benchmarks/peers.py --only particles dynamax --no-readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+README = os.path.join(HERE, "README.md")
+BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "dynamics-zoo", "peers")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer library: what its environment installs and what it is compared on."""
+
+    requirements: tuple[str, ...]
+    benchmark: str  # what it is compared on (README wording)
+    unavailable: str = ""  # non-empty: why it cannot be set up offline (checked by `probe`)
+    probe: str = ""  # Python run in the peer's venv after install; non-zero exit = unavailable
+
+
+PEERS = {
+    "particles": Peer(("particles==0.4", "numpy<2", "numba", "scipy"), "bootstrap particle filter"),
+    "dynamax": Peer(("dynamax==1.0.3", "jax==0.10.2", "jaxlib==0.10.2"), "Kalman and HMM filters (value)"),
+    "scipy": Peer(("scipy", "numpy"), "CTMC transition matrices (expm)"),
+}
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer whose environment could not be set up (the message says why)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Environments
+# --------------------------------------------------------------------------------------------
+
+
+def venv_python(cache: str, name: str) -> str:
+    """The peer's interpreter, creating its venv when absent or built from other requirements."""
+    peer = PEERS[name]
+    folder = os.path.join(cache, name)
+    python = os.path.join(folder, "bin", "python")
+    stamp = os.path.join(folder, "dynamics-zoo-peer.json")
+    wanted = {"requirements": list(peer.requirements)}
+    try:
+        with open(stamp) as handle:
+            if json.load(handle) == wanted and os.path.exists(python):
+                return python
+    except (OSError, ValueError):
+        pass
+    os.makedirs(cache, exist_ok=True)
+    steps = [[sys.executable, "-m", "venv", "--clear", folder],
+             [python, "-m", "pip", "install", "--quiet", *peer.requirements]]
+    for command in steps:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise PeerUnavailable(f"`{' '.join(command[2:5])} ...` failed: {' | '.join(tail)}")
+    with open(stamp, "w") as handle:
+        json.dump(wanted, handle)
+    return python
+
+
+def run_peer(python: str, name: str, data: dict, reps: int, timeout: float) -> dict:
+    """Write ``data`` to a temporary .npz, run ``peer_side.py`` in the peer's venv, read its JSON."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix=f"peers-{name}-") as tmp:
+        data_path, out_path = os.path.join(tmp, "data.npz"), os.path.join(tmp, "out.json")
+        np.savez(data_path, **{k: np.asarray(v) for k, v in data.items()})
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["PEER_OUT_DIR"] = tmp
+        done = subprocess.run([python, os.path.join(HERE, "peer_side.py"), name, data_path, out_path, str(reps)],
+                              capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: the peer's run failed: {done.stderr.strip()[-1500:]}")
+        with open(out_path) as handle:
+            result = json.load(handle)
+        extra = {f: np.load(os.path.join(tmp, f)) for f in os.listdir(tmp) if f.endswith(".npy")}
+    result["arrays"] = extra
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# A quiet machine
+# --------------------------------------------------------------------------------------------
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def wait_quiet(threshold: float, max_wait: float, poll: float = 5.0) -> dict:
+    """Wait until the 1-minute load average is below ``threshold`` (at most ``max_wait`` s)."""
+    started = time.monotonic()
+    while load() >= threshold and time.monotonic() - started < max_wait:
+        time.sleep(min(poll, max(0.0, max_wait - (time.monotonic() - started))))
+    return {"load_before": round(load(), 2), "waited_s": round(time.monotonic() - started, 1),
+            "quiet": load() < threshold}
+
+
+@dataclass
+class Row:
+    """One compared figure: ours and the peer's, in the same unit."""
+
+    benchmark: str
+    size: str
+    unit: str
+    ours: float
+    peer: float
+    peer_name: str
+    higher_is_better: bool = False
+    check: str = ""  # what both computed (agreement)
+    load: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """> 1: this project is faster (peer time / our time, or our ESS/s / the peer's)."""
+        return self.ours / self.peer if self.higher_is_better else self.peer / self.ours
+
+
+class Timer:
+    """Wraps each timing in a quiet-machine wait; records loads before/after."""
+
+    def __init__(self, threshold: float, max_wait: float):
+        self.threshold, self.max_wait = threshold, max_wait
+
+    def __call__(self, fn, *args, **kwargs):
+        state = wait_quiet(self.threshold, self.max_wait)
+        out = fn(*args, **kwargs)
+        state["load_after"] = round(load(), 2)
+        return out, state
+
+
+def _merge_loads(*states: dict) -> dict:
+    return {"load_before": max(s["load_before"] for s in states), "load_after": max(s["load_after"] for s in states),
+            "quiet": all(s["quiet"] for s in states)}
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmarks: our side in this process, the peer in its venv
+# --------------------------------------------------------------------------------------------
+
+
+def bench_particles(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import numpy as np
+
+    import particle_filter as pfb
+
+    T, reps = sizes["pf_T"], sizes["pf_reps"]
+    data, ours = {}, {}
+    for model in ("lgssm", "sv"):
+        ys = pfb.simulate(model, T)
+        for n in sizes["pf_N"]:
+            key = f"pf_{model}_{n}"
+            data[key] = ys
+            ours[key] = timer(pfb.time_jax, pfb.our_filter(model, n), ys, reps, seed=1)
+    peer, state = timer(run_peer, python, "particles", data, sizes["pf_reps_peer"], sizes["timeout"])
+    rows = []
+    for key, (timing, our_state) in ours.items():
+        _, model, n = key.split("_")
+        steps = int(n) * T
+        theirs = peer["rows"][key]
+        rows.append(Row(f"bootstrap PF, {model.upper() if model == 'sv' else 'LGSSM'}", f"N = {n}, T = {T}",
+                        "ns per particle-step (wall)", float(np.median(timing.wall)) / steps * 1e9,
+                        theirs["wall_s"] / steps * 1e9, "particles",
+                        check=f"log Ẑ mean ours {np.mean(timing.values):.2f}, particles {np.mean(theirs['values']):.2f}",
+                        load=_merge_loads(our_state, state)))
+    return rows, peer["version"]
+
+
+def bench_dynamax(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import jax
+    import jax.numpy as jnp
+
+    import exact_filters as ef
+    from inference import exact
+    from peer_side import time_calls
+
+    T, reps = sizes["exact_T"], sizes["exact_reps"]
+    params, ys = ef.kalman_model(T)
+    pi, A, ll = ef.hmm_model(T)
+    kalman = jax.jit(lambda p, y: exact.kalman_filter(p, y, method="sequential").log_likelihood)
+    hmm = jax.jit(lambda a, b, c: exact.hmm_filter(a, b, c, method="sequential").log_likelihood)
+    ours_k = timer(time_calls, lambda r: float(kalman(params, ys)), reps)
+    ours_h = timer(time_calls, lambda r: float(hmm(pi, A, ll)), reps)
+    data = {"kalman_m0": params.initial_mean, "kalman_P0": params.initial_cov, "kalman_F": params.transition_matrix,
+            "kalman_b": params.transition_offset, "kalman_Q": params.transition_cov,
+            "kalman_H": params.emission_matrix, "kalman_d": params.emission_offset, "kalman_R": params.emission_cov,
+            "kalman_ys": ys, "hmm_pi": pi, "hmm_A": A, "hmm_ll": ll}
+    peer, state = timer(run_peer, python, "dynamax", {k: jnp.asarray(v) for k, v in data.items()}, reps,
+                        sizes["timeout"])
+    rows = []
+    for key, (timing, our_state), what in (("kalman", ours_k, f"Kalman value, 4-d state, T = {T}"),
+                                           ("hmm", ours_h, f"HMM value, K = {int(pi.shape[0])}, T = {T}")):
+        theirs = peer["rows"][key]
+        rows.append(Row(what.split(",")[0], what.split(", ", 1)[1], "ms per call (wall)", timing["wall_s"] * 1e3,
+                        theirs["wall_s"] * 1e3, "dynamax",
+                        check=f"log L ours {timing['values'][0]:.4f}, dynamax {theirs['values'][0]:.4f}",
+                        load=_merge_loads(our_state, state)))
+    return rows, peer["version"]
+
+
+def bench_scipy(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import jax
+    import numpy as np
+
+    import exact_filters as ef
+    from inference import exact
+    from peer_side import time_calls
+
+    N, reps = sizes["ctmc_N"], sizes["ctmc_reps"]
+    Q, dts = ef.ctmc_model(N)
+    ours_fn = jax.jit(exact.ctmc_transition_matrix)
+    ours = timer(time_calls, lambda r: float(ours_fn(Q, dts)[:, 0, 0].mean()), reps)
+    peer, state = timer(run_peer, python, "scipy", {"ctmc_Q": Q, "ctmc_dts": dts}, max(3, reps // 5),
+                        sizes["timeout"])
+    err = float(np.abs(np.asarray(ours_fn(Q, dts)) - peer["arrays"]["scipy_P.npy"]).max())
+    timing, our_state = ours
+    return [Row("CTMC expm", f"{Q.shape[0]}x{Q.shape[0]}, {N} matrices", "µs per matrix (wall)",
+                timing["wall_s"] / N * 1e6, peer["rows"]["ctmc"]["wall_s"] / N * 1e6, "scipy.linalg.expm (loop)",
+                check=f"max |P - scipy| {err:.1e}", load=_merge_loads(our_state, state))], peer["version"]
+
+
+BENCHMARKS = {"particles": bench_particles, "dynamax": bench_dynamax, "scipy": bench_scipy}
+
+SIZES = {
+    "full": {"pf_T": 1000, "pf_N": [1000, 10000], "pf_reps": 12, "pf_reps_peer": 5, "exact_T": 10_000,
+             "exact_reps": 30, "ctmc_N": 1000, "ctmc_reps": 30, "timeout": 3600},
+    "quick": {"pf_T": 200, "pf_N": [1000], "pf_reps": 5, "pf_reps_peer": 3, "exact_T": 1000, "exact_reps": 5,
+              "ctmc_N": 200, "ctmc_reps": 5, "timeout": 1800},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Report and README
+# --------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = f"{names[0]}, {len(names)} logical CPUs"
+    except (OSError, IndexError):
+        cpu = platform.machine()
+    return f"{cpu}; Python {platform.python_version()}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def render(result: dict) -> str:
+    """The markdown that goes between the README markers."""
+    lines = [f"Run: `{result['command']}` on {result['date']}; {result['machine']}; ours: {result['ours_version']}.",
+             f"Quiet machine: 1-minute load average below {result['threshold']} before each timing, waiting at "
+             f"most {result['max_wait']} s; a timing that started above it is marked LOADED."]
+    if result["mode"] == "quick":
+        lines.append("**`--quick` sizes: a smoke run of the command, not the figures the issue asks for.**")
+    lines += ["", "| benchmark | size | unit | ours | peer | peer's figure | peer / ours | load before / after | "
+              "same result |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        mark = "" if row["load"]["quiet"] else " LOADED"
+        check = row["check"].replace("|", "\\|")
+        lines.append(f"| {row['benchmark']} | {row['size']} | {row['unit']} | {_fmt(row['ours'])} | {row['peer_name']} | "
+                     f"{_fmt(row['peer'])} | {row['ratio']:.2f} | {row['load']['load_before']:.1f} / "
+                     f"{row['load']['load_after']:.1f}{mark} | {check} |")
+    lines += ["", "Ratios: peer time / our time (> 1: this project is faster); NUTS: our min bulk ESS/s / Stan's."]
+    if result["versions"]:
+        lines.append("Peer versions: " + "; ".join(f"{k}: {v}" for k, v in result["versions"].items()) + ".")
+    for name, reason in result["unavailable"].items():
+        lines.append(f"Not run: **{name}**: {reason}")
+    return "\n".join(lines)
+
+
+def rewrite_readme(path: str, body: str) -> None:
+    """Replace the text between the peers markers of ``path`` with ``body``."""
+    with open(path) as handle:
+        text = handle.read()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"readme: expected the markers {BEGIN} and {END} (in that order) in {path}")
+    text = text[: start + len(BEGIN)] + "\n" + body.strip() + "\n" + text[end:]
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="PEER", help=f"peers to run (default all: {', '.join(PEERS)})")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder of the peers' virtual environments")
+    parser.add_argument("--load-below", type=float, default=0.75 * (os.cpu_count() or 2),
+                        help="wait for a 1-minute load average below this before each timing")
+    parser.add_argument("--max-wait", type=float, default=900.0, help="longest wait for a quiet machine, s")
+    parser.add_argument("--readme", default=README, help="README whose peers tables are rewritten")
+    parser.add_argument("--no-readme", action="store_true", help="print only")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    unknown = [p for p in (args.only or []) if p not in PEERS]
+    if unknown:
+        parser.error(f"--only: expected peers among {', '.join(PEERS)}, got {', '.join(unknown)}")
+    if not args.load_below > 0:
+        parser.error(f"--load-below: expected a positive load average, got {args.load_below}")
+    if not args.max_wait >= 0:
+        parser.error(f"--max-wait: expected seconds >= 0, got {args.max_wait}")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    sys.path[:0] = [HERE, ROOT]
+    import jax
+
+    import inference  # noqa: F401  (the project's precision policy: float64)
+
+    sizes = SIZES["quick" if args.quick else "full"]
+    timer = Timer(args.load_below, args.max_wait)
+    command = "python benchmarks/peers.py" + (" " + " ".join(sys.argv[1:] if argv is None else argv)).rstrip()
+    result = {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "machine": machine(), "ours_version": f"jax {jax.__version__} ({jax.default_backend()}, "
+              f"{jax.numpy.result_type(float)})", "mode": "quick" if args.quick else "full",
+              "threshold": args.load_below, "max_wait": args.max_wait, "rows": [], "versions": {}, "unavailable": {}}
+    print(f"{result['machine']}; {result['ours_version']}; load {load():.1f}", flush=True)
+    for name in args.only or list(PEERS):
+        print(f"[{name}] setting up its environment ...", flush=True)
+        try:
+            python = venv_python(args.cache, name)
+        except PeerUnavailable as error:
+            result["unavailable"][name] = str(error)
+            print(f"[{name}] NOT RUN: {error}", flush=True)
+            continue
+        try:
+            rows, version = BENCHMARKS[name](python, sizes, timer)
+        except Exception as error:  # noqa: BLE001  (report the peer, run the others)
+            result["unavailable"][name] = f"the benchmark failed: {type(error).__name__}: {str(error)[-500:]}"
+            print(f"[{name}] FAILED: {result['unavailable'][name]}", flush=True)
+            continue
+        result["versions"][name] = version
+        for row in rows:
+            entry = dict(row.__dict__, ratio=row.ratio)
+            result["rows"].append(entry)
+            print(f"[{name}] {row.benchmark} {row.size}: ours {row.ours:.3g}, {row.peer_name} {row.peer:.3g} "
+                  f"{row.unit}; peer / ours {row.ratio:.2f}; load {row.load['load_before']:.1f} -> "
+                  f"{row.load['load_after']:.1f}{'' if row.load['quiet'] else ' LOADED'}; {row.check}", flush=True)
+    body = render(result)
+    print("\n" + body)
+    if not args.no_readme:
+        rewrite_readme(args.readme, body)
+        print(f"\nrewrote the peers tables of {args.readme}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
