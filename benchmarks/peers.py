@@ -53,14 +53,19 @@ class Peer:
 
     requirements: tuple[str, ...]
     benchmark: str  # what it is compared on (README wording)
-    unavailable: str = ""  # non-empty: why it cannot be set up offline (checked by `probe`)
-    probe: str = ""  # Python run in the peer's venv after install; non-zero exit = unavailable
+    probe: bool = False  # `peer_side.py --probe NAME` in the venv must pass (else: unavailable)
 
 
 PEERS = {
     "particles": Peer(("particles==0.4", "numpy<2", "numba", "scipy"), "bootstrap particle filter"),
     "dynamax": Peer(("dynamax==1.0.3", "jax==0.10.2", "jaxlib==0.10.2"), "Kalman and HMM filters (value)"),
     "scipy": Peer(("scipy", "numpy"), "CTMC transition matrices (expm)"),
+    "stan": Peer(("pystan==3.10.0", "arviz"), "NUTS, min bulk ESS per second"),
+    "gillespy2": Peer(("gillespy2==1.8.3",), "SSA (Gillespie's direct method)"),
+    "fbm": Peer(("fbm==0.3.0", "numpy<2"), "fBM sampling by Davies-Harte"),
+    "cmdstanpy": Peer(("cmdstanpy==1.3.2",), "NUTS (Stan through CmdStan)", probe=True),
+    "nutpie": Peer(("nutpie==0.16.8", "bridgestan==2.9.0"), "NUTS (nutpie on a bridgestan-compiled Stan model)",
+                   probe=True),
 }
 
 
@@ -83,7 +88,7 @@ def venv_python(cache: str, name: str) -> str:
     try:
         with open(stamp) as handle:
             if json.load(handle) == wanted and os.path.exists(python):
-                return python
+                return _probed(python, name)
     except (OSError, ValueError):
         pass
     os.makedirs(cache, exist_ok=True)
@@ -96,6 +101,18 @@ def venv_python(cache: str, name: str) -> str:
             raise PeerUnavailable(f"`{' '.join(command[2:5])} ...` failed: {' | '.join(tail)}")
     with open(stamp, "w") as handle:
         json.dump(wanted, handle)
+    return _probed(python, name)
+
+
+def _probed(python: str, name: str) -> str:
+    """``python`` once the peer's probe (if any) passed; else :class:`PeerUnavailable` with its words."""
+    if PEERS[name].probe:
+        done = subprocess.run([python, os.path.join(HERE, "peer_side.py"), "--probe", name],
+                              capture_output=True, text=True, check=False, timeout=120)
+        if done.returncode != 0:
+            raise PeerUnavailable((done.stderr.strip().splitlines() or ["probe failed"])[-1])
+        if name not in BENCHMARKS:
+            raise PeerUnavailable(f"set up ({done.stdout.strip()}), but no benchmark is written for it yet")
     return python
 
 
@@ -260,13 +277,100 @@ def bench_scipy(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]
                 check=f"max |P - scipy| {err:.1e}", load=_merge_loads(our_state, state))], peer["version"]
 
 
-BENCHMARKS = {"particles": bench_particles, "dynamax": bench_dynamax, "scipy": bench_scipy}
+def bench_stan(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import nuts_chains
+
+    settings = argparse.Namespace(num_warmup=sizes["nuts_warmup"], num_samples=sizes["nuts_samples"],
+                                  T=sizes["nuts_T"])
+    ours, our_state = timer(nuts_chains.run_setting, "fit defaults", settings)
+    data = {"nuts_y": nuts_chains.simulate(settings.T), "nuts_warmup": settings.num_warmup,
+            "nuts_samples": settings.num_samples}
+    peer, state = timer(run_peer, python, "stan", data, sizes["nuts_reps_stan"], sizes["timeout"])
+    theirs = peer["rows"]["nuts"]
+    stan_ess = sorted(theirs["values"])[len(theirs["values"]) // 2]
+    warm = ours["warm"]
+    size = f"T = {settings.T}, 4 x ({settings.num_warmup} + {settings.num_samples})"
+    check = (f"min bulk ESS ours {warm['min_ess_bulk']:.0f} in {warm['seconds']:.1f} s warm ({ours['cold']['seconds']:.1f} s "
+             f"cold, {warm['chain_method']}), Stan {stan_ess:.0f} in {theirs['wall_s']:.1f} s (fit cache cleared; "
+             f"{sum(theirs['fits_cleared'])} cached fits deleted; model build {theirs['build']['wall_s']:.0f} s)")
+    return [Row("NUTS, AR(1) + noise (`inference.fit` defaults, warm)", size, "min bulk ESS per s (wall)",
+                warm["ess_per_s"], stan_ess / theirs["wall_s"], "Stan (pystan)", higher_is_better=True, check=check,
+                load=_merge_loads(our_state, state))], peer["version"]
+
+
+def bench_gillespy2(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from peer_side import time_calls
+    from zoo.processes.gillespie import raise_if_exceeded
+    from zoo.processes.reactions import ReactionNetwork
+
+    rates, paths, t_max = np.array([10.0, 0.1]), sizes["ssa_paths"], sizes["ssa_t_max"]
+    times = np.linspace(0.0, t_max, int(t_max) + 1)
+    network = ReactionNetwork.from_strings(["0 -> A", "A -> 0"])
+    budget = int(4 * rates[0] * t_max + 100)  # births ~ Poisson(k_b t) and deaths <= births: 2 k_b t expected
+
+    @jax.jit
+    def ours_fn(key):
+        return jax.vmap(lambda k: network.ssa_at(k, rates, jnp.array([0]), times, budget))(jax.random.split(key, paths))
+
+    def call(r):
+        out = ours_fn(jax.random.PRNGKey(4000 + max(r, 0)))
+        raise_if_exceeded(out)
+        return float(np.mean(np.asarray(out.states)[:, -1, 0]))
+
+    ours, our_state = timer(time_calls, call, sizes["ssa_reps"])
+    data = {"ssa_rates": rates, "ssa_times": times, "ssa_trajectories": paths}
+    peer, state = timer(run_peer, python, "gillespy2", data, sizes["ssa_reps"], sizes["timeout"])
+    theirs = peer["rows"]["ssa"]
+    mean = rates[0] / rates[1] * (1 - np.exp(-rates[1] * t_max))
+    return [Row("SSA, birth-death (0 -> A at 10, A -> 0 at 0.1)", f"{paths} paths on [0, {t_max:g}], "
+                f"{times.size} read-outs", "ms per path (wall)", ours["wall_s"] / paths * 1e3,
+                theirs["wall_s"] / paths * 1e3, "GillesPy2 NumPySSASolver",
+                check=f"mean A({t_max:g}) ours {np.mean(ours['values']):.1f}, GillesPy2 "
+                      f"{np.mean(theirs['values']):.1f}, exact {mean:.1f}",
+                load=_merge_loads(our_state, state))], peer["version"]
+
+
+def bench_fbm(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import jax
+    import numpy as np
+
+    from peer_side import time_calls
+    from zoo.processes.fbm import fbm_davies_harte
+
+    n, hurst, paths = sizes["fbm_n"], 0.7, sizes["fbm_paths"]
+
+    @jax.jit
+    def ours_fn(key):
+        return jax.vmap(lambda k: fbm_davies_harte(k, hurst, n, 1.0 / n))(jax.random.split(key, paths))
+
+    ours, our_state = timer(time_calls, lambda r: float(np.mean(np.asarray(ours_fn(jax.random.PRNGKey(5000 + max(r, 0))))[:, -1] ** 2)),
+                            sizes["fbm_reps"])
+    peer, state = timer(run_peer, python, "fbm", {"fbm_n": n, "fbm_hurst": hurst, "fbm_paths": paths},
+                        sizes["fbm_reps"], sizes["timeout"])
+    theirs = peer["rows"]["fbm"]
+    return [Row(f"fBM, Davies-Harte (H = {hurst})", f"{paths} paths of n = {n} steps on [0, 1]", "µs per path (wall)",
+                ours["wall_s"] / paths * 1e6, theirs["wall_s"] / paths * 1e6, "fbm",
+                check=f"mean B(1)² ours {np.mean(ours['values']):.3f}, fbm {np.mean(theirs['values']):.3f} "
+                      f"(exact 1; sd of such a mean {(2 / (len(ours['values']) * paths)) ** 0.5:.2f})",
+                load=_merge_loads(our_state, state))], peer["version"]
+
+
+BENCHMARKS = {"particles": bench_particles, "dynamax": bench_dynamax, "scipy": bench_scipy, "stan": bench_stan,
+              "gillespy2": bench_gillespy2, "fbm": bench_fbm}
 
 SIZES = {
     "full": {"pf_T": 1000, "pf_N": [1000, 10000], "pf_reps": 12, "pf_reps_peer": 5, "exact_T": 10_000,
-             "exact_reps": 30, "ctmc_N": 1000, "ctmc_reps": 30, "timeout": 3600},
+             "exact_reps": 30, "ctmc_N": 1000, "ctmc_reps": 30, "nuts_T": 500, "nuts_warmup": 1000,
+             "nuts_samples": 1000, "nuts_reps_stan": 2, "ssa_paths": 100, "ssa_t_max": 100.0, "ssa_reps": 5,
+             "fbm_n": 4096, "fbm_paths": 100, "fbm_reps": 5, "timeout": 3600},
     "quick": {"pf_T": 200, "pf_N": [1000], "pf_reps": 5, "pf_reps_peer": 3, "exact_T": 1000, "exact_reps": 5,
-              "ctmc_N": 200, "ctmc_reps": 5, "timeout": 1800},
+              "ctmc_N": 200, "ctmc_reps": 5, "nuts_T": 200, "nuts_warmup": 150,
+              "nuts_samples": 150, "nuts_reps_stan": 1, "ssa_paths": 20, "ssa_t_max": 100.0, "ssa_reps": 3,
+              "fbm_n": 1024, "fbm_paths": 20, "fbm_reps": 3, "timeout": 1800},
 }
 
 

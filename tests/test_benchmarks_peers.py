@@ -73,3 +73,14 @@ def test_the_benchmarks_readme_has_one_pair_of_markers(peers):
     with open(peers.README) as handle:
         text = handle.read()
     assert text.count(peers.BEGIN) == 1 and text.count(peers.END) == 1 and text.index(peers.BEGIN) < text.index(peers.END)
+
+
+def test_every_peer_has_both_sides(peers):
+    spec = importlib.util.spec_from_file_location("peer_side", os.path.join(ROOT, "benchmarks", "peer_side.py"))
+    side = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(side)
+    for name, peer in peers.PEERS.items():
+        if peer.probe:  # checked in its venv, reported unavailable with the probe's reason
+            assert name in side.PROBES, name
+        else:
+            assert name in peers.BENCHMARKS and name in side.RUNNERS, name
