@@ -22,7 +22,7 @@ second over Stan's. Figures are never asserted in tests.
 
 Usage::
 
-    python benchmarks/peers.py                    # full sizes: needs a quiet machine (~30 min)
+    python benchmarks/peers.py                    # full sizes: needs a quiet machine (tens of minutes)
     python benchmarks/peers.py --quick            # small sizes: a smoke run of the whole chain
     python benchmarks/peers.py --only particles dynamax --no-readme
 """
@@ -97,7 +97,8 @@ def venv_python(cache: str, name: str) -> str:
     for command in steps:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            tail = [line for line in lines if line.startswith("ERROR")] or lines[-3:]
             raise PeerUnavailable(f"`{' '.join(command[2:5])} ...` failed: {' | '.join(tail)}")
     with open(stamp, "w") as handle:
         json.dump(wanted, handle)

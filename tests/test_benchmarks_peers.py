@@ -84,3 +84,14 @@ def test_every_peer_has_both_sides(peers):
             assert name in side.PROBES, name
         else:
             assert name in peers.BENCHMARKS and name in side.RUNNERS, name
+
+
+def test_wait_quiet_waits_for_the_load_and_gives_up_after_max_wait(peers, monkeypatch):
+    loads = iter([5.0, 4.0, 0.5, 0.5, 0.5, 0.5])
+    monkeypatch.setattr(peers, "load", lambda: next(loads))
+    monkeypatch.setattr(peers.time, "sleep", lambda s: None)
+    state = peers.wait_quiet(1.0, max_wait=60.0)
+    assert state["quiet"] and state["load_before"] == 0.5
+    monkeypatch.setattr(peers, "load", lambda: 9.0)
+    state = peers.wait_quiet(1.0, max_wait=0.0)
+    assert not state["quiet"] and state["load_before"] == 9.0
