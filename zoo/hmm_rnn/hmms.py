@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -61,13 +60,12 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.distributions import constraints
 from numpyro.distributions.transforms import SigmoidTransform
 
 from inference import exact
 from inference.validate import is_traced, positive_int
 from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, posterior_draws
-from zoo.processes.discrete_hmm import CategoricalMissing, DiscreteHMM, HMMParams, discrete_hmm
+from zoo.processes.discrete_hmm import CategoricalMissing, DiscreteHMM, HMMParams, SortedIID, discrete_hmm
 from zoo.processes.series import validate_symbols as _validate_symbols
 
 
@@ -196,33 +194,8 @@ def _row_site(n: int, groups: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Ordered emission prior
+# Ordered emission prior (the order statistics: zoo.processes.discrete_hmm.SortedIID)
 # --------------------------------------------------------------------------------------------
-
-
-class SortedIID(dist.Distribution):
-    """Order statistics of ``n`` iid draws of a univariate, real-supported ``base``.
-
-    Density on the ordered region ``x_0 < … < x_{n-1}``: ``n! Π_i base(x_i)``; ``sample`` sorts
-    iid draws. Support ``ordered_vector`` (NUTS moves through ``OrderedTransform``).
-    """
-
-    arg_constraints: dict = {}
-    support = constraints.ordered_vector
-    pytree_data_fields = ("base",)
-    pytree_aux_fields = ("n",)
-
-    def __init__(self, base: dist.Distribution, n: int, *, validate_args=None):
-        if base.batch_shape or base.event_shape:
-            raise ValueError("base: expected a univariate distribution without batch shape")
-        self.base, self.n = base, int(n)
-        super().__init__(batch_shape=(), event_shape=(self.n,), validate_args=validate_args)
-
-    def sample(self, key, sample_shape=()):
-        return jnp.sort(self.base.sample(key, tuple(sample_shape) + (self.n,)), axis=-1)
-
-    def log_prob(self, value):
-        return math.lgamma(self.n + 1) + jnp.sum(self.base.log_prob(value), axis=-1)
 
 
 def _logit_beta(a: float, b: float) -> dist.Distribution:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -52,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 from jaxtyping import Array, Float, Int
 
 from inference import exact
@@ -61,6 +63,7 @@ from zoo.processes.series import batched, validate_series
 __all__ = [
     "HMMParams",
     "CategoricalMissing",
+    "SortedIID",
     "SAMPLERS",
     "categorical_law",
     "DiscreteHMM",
@@ -119,6 +122,31 @@ class CategoricalMissing(dist.CategoricalProbs):
         logits = jnp.broadcast_to(logits, shape + logits.shape[-1:])
         lp = jnp.take_along_axis(logits, jnp.broadcast_to(index, shape)[..., None], axis=-1)[..., 0]
         return jnp.where(missing, 0.0, lp)
+
+
+class SortedIID(dist.Distribution):
+    """Order statistics of ``n`` iid draws of a univariate, real-supported ``base``.
+
+    Density on the ordered region ``x_0 < … < x_{n-1}``: ``n! Π_i base(x_i)``; ``sample`` sorts
+    iid draws. Support ``ordered_vector`` (NUTS moves through ``OrderedTransform``).
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.ordered_vector
+    pytree_data_fields = ("base",)
+    pytree_aux_fields = ("n",)
+
+    def __init__(self, base: dist.Distribution, n: int, *, validate_args=None):
+        if base.batch_shape or base.event_shape:
+            raise ValueError("base: expected a univariate distribution without batch shape")
+        self.base, self.n = base, int(n)
+        super().__init__(batch_shape=(), event_shape=(self.n,), validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        return jnp.sort(self.base.sample(key, tuple(sample_shape) + (self.n,)), axis=-1)
+
+    def log_prob(self, value):
+        return math.lgamma(self.n + 1) + jnp.sum(self.base.log_prob(value), axis=-1)
 
 
 def categorical_law(probs, sampler: str = "inverse_cdf") -> dist.Distribution:
