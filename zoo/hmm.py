@@ -24,13 +24,17 @@ probabilities) of it.
 Label switching: the first component of the Gaussian means has the law of the order statistics of
 K iid N(0, 3²) draws (``SortedIID``: density K!·Π N(μ_k1; 0, 3²) on μ_01 < … < μ_{K-1,1}, sampled
 by sorting); categorical emissions use logits with symbol 1 as reference (logit 0) and the
-symbol-0 logit ordered across states the same way. The ordering makes the states identifiable
-when the ordered quantities differ by more than the data resolve; a data set whose two means
-nearly coincide (gap below about two posterior standard deviations of a mean) while the scales
-differ has a posterior with two modes, the scales (and the transition rows) swapped, that the
-ordering cannot tell apart. Such data sets are rare under this prior (for K = 2 the gap is
-|N(0, 2·3²)|: P(gap < 0.05) = 0.01) and the recipe flags them (R-hat across its four chains,
-``ConvergenceWarning``); its draws then do not weigh the two modes.
+symbol-0 logit ordered across states the same way. The ordering identifies the states only
+when the ordered quantities differ by more than the data resolve. Data whose two means lie within
+about a scale of each other are weakly identified: the posterior is broad in the means, scales and
+transition rows, and, when the scales differ, has two modes (scales and rows swapped) that the
+ordering cannot tell apart. Such data sets are uncommon under this prior (for K = 2 the gap is the
+absolute value of an N(0, 2·3²) draw: P(gap < 0.05) = 0.01, P(gap < 0.25·max scale) = 0.05) and
+the recipe flags them (R-hat across its four chains, ``ConvergenceWarning``); its draws then do
+not weigh the modes and should not be trusted.
+Scales near 0 (HalfNormal(1): P(min scale < 0.05) = 0.08) are the other hard case: the step
+size shrinks to about 0.005-0.03 (60-210 CPU-s per fit instead of 10-20) and a chain may settle in
+a poorer mode, which the stuck-chain screening drops.
 
 =====================  =============================================  ==================
 parameter              prior                                          small-config truth
