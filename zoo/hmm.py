@@ -34,7 +34,10 @@ the recipe flags them (R-hat across its four chains, ``ConvergenceWarning``); it
 not weigh the modes and should not be trusted.
 Scales near 0 (HalfNormal(1): P(min scale < 0.05) = 0.08) are the other hard case: the step
 size shrinks to about 0.005-0.03 (60-210 CPU-s per fit instead of 10-20) and a chain may settle in
-a poorer mode, which the stuck-chain screening drops.
+a poorer mode, which the stuck-chain screening drops: both means on the wide cluster and one
+large scale absorbing the tight cluster (a local mode of the likelihood; the initial point decides
+which chains fall in, more warmup or a dense mass matrix does not move them out). When most
+chains fall in, nothing is dropped and R-hat fails.
 
 =====================  =============================================  ==================
 parameter              prior                                          small-config truth
