@@ -58,6 +58,14 @@ log-evidence: exact (``inference.fit(..., method="quadrature")``, adaptive Gauss
 quadrature of the Kalman marginal likelihood over the parameters), or a tempered-SMC estimate
 (``inference.fit(..., method="smc")``).
 
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws; about 21 CPU-seconds per replicate in batches of 5, compilation included: 2130
+CPU-s in all, run in three pieces): calibrated, no element flagged (χ² p ≥ 0.17 over α, μ, σ_s,
+σ_r, κ, every ECDF inside its band), every fit R-hat ≤ 1.02. Twelve of the 100 fits had divergent
+transitions (1 to 15 of 1000 draws), at prior draws with strong persistence (α ≥ 0.7 in eight) or
+a near-zero state noise (σ_s ≤ 0.006 in four); their ranks are included. The ranks are stored in
+``calibration/affect_vad/small``; the docs' calibration page is generated from them.
+
 Example::
 
     import jax, zoo, inference
