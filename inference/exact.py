@@ -90,6 +90,7 @@ C[k, o_l] (label noise; the identity when no emission matrix is given); o_l = -1
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -382,56 +383,73 @@ _UNROLL_MAX_DY = 16
 
 
 def _kalman_update(m, P, H, d, R, y):
-    """Condition N(m, P) on the observed components of y = H x + d + N(0, R); NaN = missing.
+    """Condition N(m, P) on the observed components of y = H x + d + N(0, R); NaN = missing
+    (:func:`_condition` on the NaN mask of ``y``)."""
+    observed = ~jnp.isnan(y)
+    return _condition(m, P, H, d, R, jnp.where(observed, y, 0.0), observed)
+
+
+def _condition(m, P, H, d, R, y, observed):
+    """Condition N(m, P) on the components ``observed`` (bool (dy,)) of y = H x + d + N(0, R);
+    the other components of ``y`` must be finite (zero-filled): they are skipped.
 
     One observed component at a time (sequential conditioning of the joint Gaussian of (x, y),
     i.e. the Cholesky factorisation of S = H P H' + R done pivot by pivot, see the module
     docstring): no Cholesky or triangular-solve calls, a missing component is a skipped pivot,
-    and each covariance downdate is the exactly symmetric C - u u'.
+    and each covariance downdate is the exactly symmetric P - u u'. The joint covariance is
+    kept in its blocks P, G = P H' and S (never assembled into one matrix): on XLA's CPU backend
+    the gradient of the scan through the assembled block matrix cost 7-30x the step's arithmetic
+    (``benchmarks/README.md``). Inside a scan, pass ``observed`` and the zero-filled ``y`` as
+    scanned inputs computed outside it: a NaN test of data closed over by the scan body is
+    recomputed over the whole series at every step there.
     """
-    dx, dy = m.shape[0], y.shape[0]
-    observed = ~jnp.isnan(y)
-    y = jnp.where(observed, y, 0.0)
-    HP = H @ P
-    C = jnp.block([[P, HP.T], [HP, HP @ H.T + R]])  # Cov((x, y) | past)
-    mean = jnp.concatenate([m, H @ m + d])
+    dy = y.shape[0]
+    G = P @ H.T  # Cov(x, y | past)
+    S = H @ G + R  # Cov(y | past)
+    mean_y = H @ m + d
 
     def pivot(i, state):
-        mean, C, ll = state
-        j = dx + i
+        m, P, mean_y, G, S, ll = state
         ok = observed[i]
-        s = jnp.where(ok, C[j, j], 1.0)
+        s = jnp.where(ok, S[i, i], 1.0)
         root = jnp.sqrt(s)
-        u = jnp.where(ok, C[:, j] / root, 0.0)  # C[:, j] / sqrt(s)
-        z = jnp.where(ok, (y[i] - mean[j]) / root, 0.0)  # standardised residual
-        mean = mean + u * z
-        C = C - jnp.outer(u, u)
+        u = jnp.where(ok, G[:, i] / root, 0.0)  # x part of C[:, j] / sqrt(s)
+        v = jnp.where(ok, S[:, i] / root, 0.0)  # y part
+        z = jnp.where(ok, (y[i] - mean_y[i]) / root, 0.0)  # standardised residual
+        m, mean_y = m + u * z, mean_y + v * z
+        P, G, S = P - jnp.outer(u, u), G - jnp.outer(u, v), S - jnp.outer(v, v)
         ll = ll + jnp.where(ok, -0.5 * (z * z + _LOG_2PI) - jnp.log(root), 0.0)
-        return mean, C, ll
+        return m, P, mean_y, G, S, ll
 
-    state = (mean, C, jnp.zeros((), m.dtype))
+    state = (m, P, mean_y, G, S, jnp.zeros((), m.dtype))
     if dy <= _UNROLL_MAX_DY:
         for i in range(dy):
             state = pivot(i, state)
     else:
         state = jax.lax.fori_loop(0, dy, pivot, state)
-    mean, C, ll = state
-    return mean[:dx], C[:dx, :dx], ll
+    m, P, _, _, _, ll = state
+    return m, P, ll
 
 
-@jax.jit
+@functools.partial(jax.jit, inline=True)
 def _kalman_filter_arrays(a: _LGSSMArrays) -> KalmanFilterResult:
-    mf0, Pf0, ll0 = _kalman_update(a.m0, a.P0, a.at("H", 0), a.at("d", 0), a.at("R", 0), a.y[0])
+    """The sequential filter, jitted INLINE: its trace is cached, but in a caller's jaxpr it is not
+    a jit boundary. Inside a gradient (NUTS on a Kalman-marginalised model) a boundary here kept
+    every stacked moment the scan writes although only the log-likelihood was read, and the
+    gradient cost 4x on CPU (``benchmarks/README.md``); inlined, XLA drops what is not read."""
+    observed = ~jnp.isnan(a.y)  # once, outside the scan (see _condition)
+    y = jnp.where(observed, a.y, 0.0)
+    mf0, Pf0, ll0 = _condition(a.m0, a.P0, a.at("H", 0), a.at("d", 0), a.at("R", 0), y[0], observed[0])
 
     def step(carry, xs):
         m_f, P_f = carry
         m_p, P_p = _kalman_predict(m_f, P_f, a.pick(xs, "F"), a.pick(xs, "b"), a.pick(xs, "Q"))
-        m_new, P_new, ll = _kalman_update(m_p, P_p, a.pick(xs, "H"), a.pick(xs, "d"), a.pick(xs, "R"),
-                                          xs["y"])
+        m_new, P_new, ll = _condition(m_p, P_p, a.pick(xs, "H"), a.pick(xs, "d"), a.pick(xs, "R"),
+                                      xs["y"], xs["observed"])
         return (m_new, P_new), (m_p, P_p, m_new, P_new, ll)
 
     _, (mp, Pp, mf, Pf, lls) = jax.lax.scan(
-        step, (mf0, Pf0), {**a.transition_inputs(), **a.emission_inputs(1)})
+        step, (mf0, Pf0), {**a.transition_inputs(), **a.emission_inputs(1), "y": y[1:], "observed": observed[1:]})
     increments = jnp.concatenate([ll0[None], lls])
     return KalmanFilterResult(
         log_likelihood=increments.sum(),
@@ -688,7 +706,7 @@ def hmm_filter(initial_probs, transition_matrix, log_likelihoods, *, method: str
     return _hmm_filter_core(pi, A, ll)
 
 
-@jax.jit
+@functools.partial(jax.jit, inline=True)
 def _hmm_filter_parallel_core(pi, A, ll) -> HMMFilterResult:
     from inference import exact_parallel
 
@@ -696,8 +714,10 @@ def _hmm_filter_parallel_core(pi, A, ll) -> HMMFilterResult:
     return exact_parallel.hmm_forward(pi, A, lik, c)
 
 
-@jax.jit
+@functools.partial(jax.jit, inline=True)
 def _hmm_filter_core(pi, A, ll) -> HMMFilterResult:
+    """Jitted inline, as :func:`_kalman_filter_arrays`: inside a caller's gradient a jit boundary
+    here cost 1.5x (K = 3, T = 500, ``benchmarks/README.md``)."""
     lik, c = _scaled_likelihoods(ll)
     return _forward(pi, A, lik, c)
 

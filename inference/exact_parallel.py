@@ -43,6 +43,8 @@ log sum(p_t * l_t) + c_t exactly as in the sequential pass (vectorised over t).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -145,7 +147,7 @@ def _combine(earlier, later):
     return A, b, C, eta, J
 
 
-@jax.jit
+@functools.partial(jax.jit, inline=True)  # no jit boundary in a caller's gradient (exact.py)
 def kalman_filter_arrays(a: _LGSSMArrays) -> KalmanFilterResult:
     """The Kalman filter of :func:`inference.exact.kalman_filter` by an associative scan."""
     T = a.y.shape[0]
