@@ -3,6 +3,8 @@
 Modules (import what you use; nothing heavy is imported here):
 
 * :mod:`~inference.particle.resampling`: multinomial, stratified, systematic, residual; ``ess``.
+* :mod:`~inference.particle.noise`: ``jax.random`` normal / uniform / split draws, bit for bit, with
+  the Threefry rounds unrolled so that XLA:CPU fuses them (the filter's noise).
 * :mod:`~inference.particle.filter`: bootstrap/guided filters as ``init``/``step``/``run``, with a
   pinned reference particle for conditional SMC; runner ``run_filter`` (method ``"pf"``).
 * :mod:`~inference.particle.space`: the unconstrained parameter space of ``ssm.prior()``.

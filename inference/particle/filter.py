@@ -53,6 +53,7 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions.batch_util import promote_batch_shape
 
+from inference.particle import noise as _noise
 from inference.particle import resampling as _resampling
 from inference.runner import pack, progress_bar, state_dim_names, time_dims, unbatch
 from inference.types import Array, FeynmanKacModel, PRNGKey, Target
@@ -240,6 +241,19 @@ def _same_layout(draw, reference) -> bool:
             and draw.shape[1:] == reference.shape and draw.dtype == reference.dtype)
 
 
+def _draw(d, key: PRNGKey, sample_shape: tuple[int, ...]):
+    """``d.sample(key, sample_shape)``, the same values; a ``Normal`` (or ``Independent`` of one) draws
+    its noise with :func:`inference.particle.noise.normal`, the fused form of NumPyro's
+    ``loc + random.normal(key, shape) * scale``."""
+    base = d
+    while type(base) is dist.Independent:
+        base = base.base_dist
+    if type(base) is not dist.Normal:
+        return d.sample(key, sample_shape)
+    eps = _noise.normal(key, sample_shape + base.batch_shape + base.event_shape)
+    return base.loc + eps * base.scale
+
+
 def sample_cloud(key: PRNGKey, num_particles: int, sample_one: Callable[[PRNGKey, Any], Any],
                  make_dist: Callable[[Any], Any] | None, x_prev: Any = None) -> Any:
     """``x^i ~ make_dist(x_prev^i)`` for ``i < N``: the whole cloud from ONE PRNG call when possible.
@@ -268,10 +282,10 @@ def sample_cloud(key: PRNGKey, num_particles: int, sample_one: Callable[[PRNGKey
     try:
         if x_prev is None:
             d = make_dist()
-            draw = d.sample(key, (num_particles,)) if isinstance(d, dist.Distribution) else None
+            draw = _draw(d, key, (num_particles,)) if isinstance(d, dist.Distribution) else None
         else:
             d = promote_batch_shape(jax.vmap(make_dist)(x_prev))
-            draw = d.sample(key) if _one_key_safe(d) and d.batch_shape[:1] == (num_particles,) else None
+            draw = _draw(d, key, ()) if _one_key_safe(d) and d.batch_shape[:1] == (num_particles,) else None
     except (NotImplementedError, TypeError, ValueError):
         draw = None
     if draw is None or not _same_layout(draw, reference):
@@ -346,7 +360,7 @@ def step(key: PRNGKey, state: FilterState, fk: FeynmanKacModel, *,
     Returns:
         ``(FilterState at t, StepInfo)``.
     """
-    key_resample, key_move = jax.random.split(key)
+    key_resample, key_move = _noise.split(key)
     n = state.log_weights.shape[0]
     t = state.t + 1
     ancestors, base, resampled = resample(
@@ -486,7 +500,7 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
     test_fn = (lambda x: x) if test_fn is None else test_fn
     conditional = reference_path is not None
     num_particles = check_num_particles(num_particles, conditional=conditional)
-    keys = jax.random.split(key, num_steps)
+    keys = _noise.split(key, num_steps)
     pinned = jnp.asarray(num_particles - 1, jnp.int32)
 
     def ref_at(t):
