@@ -596,10 +596,8 @@ class ReactionNetwork:
             m, P = carry
             t_a, t_b, y = inputs
             m_p, P_p = self.lna_propagate(rates, m, P, t_a, t_b, step=step, rtol=rtol, atol=atol, max_steps=max_steps)
-            update = exact.kalman_filter(exact.LGSSMParams(m_p, P_p, eye, zeros, jnp.zeros_like(eye), H, offset,
-                                                           cov_fn(m_p)), y[None])
-            m_f, P_f = update.filtered_means[0], update.filtered_covs[0]
-            return (m_f, P_f), (update.log_likelihood, m_p, P_p, m_f, P_f)
+            m_f, P_f, ll = exact.kalman_update(m_p, P_p, H, offset, cov_fn(m_p), y)
+            return (m_f, P_f), (ll, m_p, P_p, m_f, P_f)
 
         _, (lls, mp, Pp, mf, Pf) = jax.lax.scan(one, (x0, cov0), (times[:-1], times[1:], ys))
         return LNAFilterResult(log_likelihood=lls.sum(), log_likelihood_increments=lls, predicted_means=mp,
