@@ -173,8 +173,12 @@ def run_numpyro_nuts(
             resumes from it, mid-warmup or mid-sampling, to the draws of an uninterrupted run
             (NumPyro's chain continues from its stored state and PRNG key).
     Returns:
-        ``arviz.InferenceData``; ``attrs`` hold the method, seed, run time, dropped chains and the
-        convergence messages (empty when none).
+        ``arviz.InferenceData``; ``attrs`` hold the method, seed, dropped chains, the convergence
+        messages (empty when none) and where the time went, in seconds of wall clock:
+        ``initialisation_time_s`` (initial points, the chain placement's probe),
+        ``sampling_time_s`` (warmup and sampling, compilation included) and
+        ``postprocessing_time_s`` (screening, pointwise log-likelihood, posterior predictive,
+        conversion).
     """
     num_warmup, num_samples, num_chains = check_counts(num_warmup, num_samples, num_chains)
     choice("chain_method", chain_method, ("auto", "vectorized", "parallel", "sequential"))
@@ -182,9 +186,11 @@ def run_numpyro_nuts(
     thinning = positive_int("thinning", thinning)
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
+    initialising = time.perf_counter()
     start = check_initial_point(target, strategy, chain_init_keys(key, num_chains))
     chain_method, why = (choose_chain_method(num_chains, probe=(start.potential_fn, start.chain(0).z))
                          if chain_method == "auto" else (chain_method, "asked for"))
+    initialisation = time.perf_counter() - initialising
     # the kernel runs on the potential found above, from the points found above: NumPyro's
     # NUTS(model) would search them again (a second model trace and initial-point search)
     kernel = NUTS(potential_fn=start.potential_fn, target_accept_prob=target_accept_prob,
@@ -226,10 +232,15 @@ def run_numpyro_nuts(
         "potential_energy": extra["potential_energy"],
         "step_size": extra["adapt_state.step_size"],
     }
-    return finish_run(target, samples, stats, seed=seed, method="nuts", sampler="numpyro.NUTS",
-                      counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
-                      drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
-                      attrs={**checkpoint_attrs(checkpoint), **placement_attrs(chain_method, why)})
+    finishing = time.perf_counter()
+    idata = finish_run(target, samples, stats, seed=seed, method="nuts", sampler="numpyro.NUTS",
+                       counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
+                       drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
+                       attrs={**checkpoint_attrs(checkpoint), **placement_attrs(chain_method, why),
+                              "initialisation_time_s": round(initialisation, 3)})
+    # screening, the non-finite probe, pointwise log-likelihood, posterior predictive, conversion
+    idata.attrs["postprocessing_time_s"] = round(time.perf_counter() - finishing, 3)
+    return idata
 
 
 _EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "adapt_state.step_size")

@@ -59,6 +59,9 @@ def test_nuts_matches_conjugate_posterior(method, normal_data):
     for stat in ("diverging", "energy", "step_size", "tree_depth", "acceptance_rate", "lp"):
         assert stat in idata.sample_stats
     assert idata.attrs["method"] == method
+    if method == "nuts":  # where the time went (issue 22: the work around sampling is timed)
+        for phase in ("initialisation_time_s", "sampling_time_s", "postprocessing_time_s"):
+            assert idata.attrs[phase] >= 0.0, phase
 
 
 def test_svi_matches_conjugate_posterior(normal_data):
