@@ -114,17 +114,19 @@ def child(name: str, num_warmup: int, num_samples: int, num_steps: int) -> dict:
             mcmc.run(jax.random.PRNGKey(0), y)
             samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
             chosen = mcmc.chain_method
+            phases = {}
         else:
             kwargs = {} if setting["chain_method"] is None else {"chain_method": setting["chain_method"]}
             idata = inference.fit(model, y, method="nuts", num_warmup=num_warmup, num_samples=num_samples,
                                   num_chains=4, progress=False, **kwargs)
             samples = {k: idata.posterior[k].values for k in ("phi", "q", "r")}
             chosen = idata.attrs.get("chain_method", kwargs.get("chain_method"))
+            phases = {k: idata.attrs[k] for k in ("initialisation_time_s", "sampling_time_s", "postprocessing_time_s")}
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         ess = _min_ess(samples)
         out[phase] = {"seconds": round(elapsed, 2), "cpu_seconds": round(cpu, 2), "min_ess_bulk": round(ess, 1),
                       "ess_per_s": round(ess / elapsed, 1), "ess_per_cpu_s": round(ess / cpu, 1),
-                      "chain_method": chosen}
+                      "chain_method": chosen, **phases}
     return out
 
 
@@ -179,6 +181,11 @@ def main() -> None:
               f"{w['seconds']:.2f} ({w['cpu_seconds']:.2f}) | {w['min_ess_bulk']:.0f} | "
               f"{w['ess_per_s']:.0f} ({w['ess_per_cpu_s']:.0f}) | {o['ess_per_s'] / w['ess_per_s']:.2f} "
               f"({o['ess_per_cpu_s'] / w['ess_per_cpu_s']:.2f}) | {c['seconds'] / ours['cold']['seconds']:.2f} |")
+    for r in rows:
+        if "sampling_time_s" in r["warm"]:
+            print(f"{r['setting']}, warm: initialisation {r['warm']['initialisation_time_s']:.2f} s, sampling "
+                  f"{r['warm']['sampling_time_s']:.2f} s (compilation or cache reads included), postprocessing "
+                  f"{r['warm']['postprocessing_time_s']:.2f} s")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)
