@@ -63,6 +63,7 @@ __all__ = [
     "systematic",
     "systematic_from_uniform",
     "prefix_sum",
+    "materialize",
     "residual",
     "get_resampler",
     "resamplers",
@@ -99,6 +100,20 @@ def prefix_sum(values: jax.Array) -> jax.Array:
     return jax.lax.associative_scan(jnp.add, values)
 
 
+def materialize(values: jax.Array) -> jax.Array:
+    """``values`` unchanged, written to memory where XLA would otherwise fuse their computation into
+    each consumer (a scatter of ``values`` at ``arange(n)``, which XLA keeps as the root of its own
+    loop; ``jax.lax.optimization_barrier`` does not survive XLA:CPU's pipeline).
+
+    Why: the last levels of :func:`prefix_sum` (strided pads and a concatenation) fused into the
+    filter's move (gather of the ancestors, Threefry hash, erfinv) turn that loop from vector into
+    scalar code: 42 against 20 ns of process CPU per particle-step at N = 10^4 (float32 particles,
+    ``benchmarks/README.md``). Costs one pass over ``n`` int32 values.
+    """
+    n = values.shape[0]
+    return jnp.zeros_like(values).at[jnp.arange(n)].set(values, unique_indices=True, indices_are_sorted=True)
+
+
 def _cdf(log_weights: jax.Array) -> jax.Array:
     cdf = prefix_sum(normalize(log_weights))
     # The last value is 1 up to rounding; pinning it makes every uniform in [0, 1) land inside.
@@ -114,7 +129,7 @@ def _indices_from_counts_below(counts_below: jax.Array, num_samples: int) -> jax
     n = counts_below.shape[0]
     hits = jnp.zeros(num_samples + 1, dtype=jnp.int32).at[counts_below].add(1)
     idx = prefix_sum(hits[:num_samples])
-    return jnp.minimum(idx, n - 1).astype(jnp.int32)
+    return materialize(jnp.minimum(idx, n - 1).astype(jnp.int32))
 
 
 def _sorted_uniforms(key: jax.Array, num_samples: int) -> jax.Array:
