@@ -11,6 +11,8 @@ Filters, all bootstrap with systematic resampling at every step (``ess_threshold
 
 * ``ours``: ``inference.particle.filter.run`` on the entry's ``StateSpaceModel.feynman_kac``
   (NumPyro distributions, generic pytree particles, filtering mean/variance recorded);
+* ``f32``: ``ours`` with ``particle_dtype="float32"`` (float32 particles and noise, float64
+  log-weights and evidence);
 * ``N keys``: ``ours`` with the adapters' distribution constructors hidden, so that the cloud is
   drawn with one key per particle (the filter before the one-key sampling; for comparison);
 * ``plain``: a hand-written ``lax.scan`` filter with the densities coded inline and resampling by
@@ -122,11 +124,13 @@ def plain_filter(model: str, num_particles: int):
 # --------------------------------------------------------------------------------------------
 
 
-def our_filter(model: str, num_particles: int, ess_threshold: float = 1.0, one_key: bool = True):
+def our_filter(model: str, num_particles: int, ess_threshold: float = 1.0, one_key: bool = True,
+               particle_dtype: str | None = None):
     """A jitted ``f(key, ys) -> log Ẑ`` running ``inference.particle.filter.run`` on the entry's SSM.
 
     ``one_key=False`` hides the adapters' distribution constructors, so that the filter draws the
     cloud with one key per particle (the path before the one-key sampling; for comparison).
+    ``particle_dtype="float32"``: float32 particles and noise, float64 log-weights and evidence.
     """
     if model == "lgssm":
         entry, params = zoo.get("ppg_lgssm"), LGSSM
@@ -139,7 +143,8 @@ def our_filter(model: str, num_particles: int, ess_threshold: float = 1.0, one_k
         fk = ssm.feynman_kac(params, ys)
         if not one_key:
             fk = fk._replace(initial_dist=None, transition_dist=None)
-        return pf.run(key, fk, num_particles, resampler="systematic", ess_threshold=ess_threshold).log_evidence
+        return pf.run(key, fk, num_particles, resampler="systematic", ess_threshold=ess_threshold,
+                      particle_dtype=particle_dtype).log_evidence
 
     return jax.jit(run)
 
@@ -228,7 +233,7 @@ def main(argv=None) -> dict:
     print(machine())
     print(f"T = {args.T}; bootstrap filters, systematic resampling every step; figures: median over replicates "
           "of ns per particle-step, wall clock and process CPU time\n")
-    header = (f"{'model':6} {'N':>6} {'clock':>5} | {'ours':>7} {'N keys':>7} {'plain':>7} {'particles':>9} | "
+    header = (f"{'model':6} {'N':>6} {'clock':>5} | {'ours':>7} {'f32':>7} {'N keys':>7} {'plain':>7} {'particles':>9} | "
               f"{'particles/ours':>14} {'plain/ours':>10}")
     print(header)
     print("-" * len(header))
@@ -241,6 +246,7 @@ def main(argv=None) -> dict:
             exact_ll = float(exact.kalman_filter(ppg.lgssm_params(LGSSM), jnp.asarray(ys)[:, None]).log_likelihood)
         for n in args.N:
             runs = {"ours": time_jax(our_filter(model, n), ys, args.reps, seed=1),
+                    "ours_f32": time_jax(our_filter(model, n, particle_dtype="float32"), ys, args.reps, seed=5),
                     "ours_keys": time_jax(our_filter(model, n, one_key=False), ys, args.reps, seed=4),
                     "plain": time_jax(plain_filter(model, n), ys, args.reps, seed=2),
                     "particles": time_numpy(particles_filter(model, n), ys, reps_particles[n], seed=3)}
@@ -250,13 +256,15 @@ def main(argv=None) -> dict:
                 row[f"ns_per_particle_step_{clock}"] = per
                 row[f"ratio_particles_over_ours_{clock}"] = per["particles"] / per["ours"]
                 row[f"ratio_plain_over_ours_{clock}"] = per["plain"] / per["ours"]
-                print(f"{model:6} {n:>6} {clock:>5} | {per['ours']:7.1f} {per['ours_keys']:7.1f} {per['plain']:7.1f} "
+                print(f"{model:6} {n:>6} {clock:>5} | {per['ours']:7.1f} {per['ours_f32']:7.1f} {per['ours_keys']:7.1f} "
+                      f"{per['plain']:7.1f} "
                       f"{per['particles']:9.1f} | "
                       f"{per['particles'] / per['ours']:14.2f} {per['plain'] / per['ours']:10.2f}", flush=True)
             values = {k: np.array(v.values) for k, v in runs.items()}
             row["loglik"] = {k: {"mean": float(v.mean()), "sd": float(v.std(ddof=1)), "reps": int(v.size)}
                              for k, v in values.items()}
-            row["ks_pvalue_vs_ours"] = {k: ks_pvalue(values["ours"], values[k]) for k in ("ours_keys", "plain", "particles")}
+            row["ks_pvalue_vs_ours"] = {k: ks_pvalue(values["ours"], values[k])
+                                        for k in ("ours_f32", "ours_keys", "plain", "particles")}
             results["rows"].append(row)
             agreement.append(row)
 
@@ -265,7 +273,8 @@ def main(argv=None) -> dict:
         ll = row["loglik"]
         cell = lambda k: f"{ll[k]['mean']:.2f} ± {ll[k]['sd']:.2f} [{ll[k]['reps']}]"  # noqa: E731
         exact_txt = f"; exact (Kalman) {row['exact_loglik']:.2f}" if row["exact_loglik"] is not None else ""
-        print(f"{row['model']:6} N={row['N']:>6}: ours {cell('ours')}; N keys {cell('ours_keys')} "
+        print(f"{row['model']:6} N={row['N']:>6}: ours {cell('ours')}; float32 particles {cell('ours_f32')} "
+              f"(p={row['ks_pvalue_vs_ours']['ours_f32']:.2f}); N keys {cell('ours_keys')} "
               f"(p={row['ks_pvalue_vs_ours']['ours_keys']:.2f}); plain {cell('plain')} "
               f"(p={row['ks_pvalue_vs_ours']['plain']:.2f}); particles {cell('particles')} "
               f"(p={row['ks_pvalue_vs_ours']['particles']:.2f}){exact_txt}")

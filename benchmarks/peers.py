@@ -210,17 +210,24 @@ def bench_particles(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], 
         for n in sizes["pf_N"]:
             key = f"pf_{model}_{n}"
             data[key] = ys
-            ours[key] = timer(pfb.time_jax, pfb.our_filter(model, n), ys, reps, seed=1)
+            for dtype in (None, "float32"):
+                ours[key, dtype] = timer(pfb.time_jax, pfb.our_filter(model, n, particle_dtype=dtype), ys, reps,
+                                         seed=1)
     peer, state = timer(run_peer, python, "particles", data, sizes["pf_reps_peer"], sizes["timeout"])
     rows = []
-    for key, (timing, our_state) in ours.items():
+    for (key, dtype), (timing, our_state) in ours.items():
         _, model, n = key.split("_")
         steps = int(n) * T
         theirs = peer["rows"][key]
-        rows.append(Row(f"bootstrap PF, {model.upper() if model == 'sv' else 'LGSSM'}", f"N = {n}, T = {T}",
+        name = f"bootstrap PF, {model.upper() if model == 'sv' else 'LGSSM'}"
+        name += "" if dtype is None else " (float32 particles, float64 weights)"
+        cpu = (f"; CPU ns/ps ours {float(np.median(timing.cpu)) / steps * 1e9:.1f}, "
+               f"particles {theirs['cpu_s'] / steps * 1e9:.1f}")
+        rows.append(Row(name, f"N = {n}, T = {T}",
                         "ns per particle-step (wall)", float(np.median(timing.wall)) / steps * 1e9,
                         theirs["wall_s"] / steps * 1e9, "particles",
-                        check=f"log Ẑ mean ours {np.mean(timing.values):.2f}, particles {np.mean(theirs['values']):.2f}",
+                        check=f"log Ẑ mean ours {np.mean(timing.values):.2f}, particles "
+                              f"{np.mean(theirs['values']):.2f}{cpu}",
                         load=_merge_loads(our_state, state)))
     return rows, peer["version"]
 

@@ -75,6 +75,7 @@ __all__ = [
     "ssm_series",
     "check_num_particles",
     "check_threshold",
+    "check_particle_dtype",
     "run_filter",
     "particle_mesh",
     "mesh_for",
@@ -182,8 +183,39 @@ def _gather(particles, indices):
     return jax.tree.map(lambda a: a[indices], particles)
 
 
+def _weight_dtype(values: Array):
+    """Log-weights and the evidence are kept in the wider of their dtype and the default float
+    (float64 under ``jax_enable_x64``), whatever the particles' dtype."""
+    return jnp.promote_types(jnp.result_type(values), jnp.result_type(float))
+
+
+def check_particle_dtype(particle_dtype) -> Any:
+    """``particle_dtype`` as a NumPy float dtype (``"float32"``, ``"float64"``, or a dtype), or None
+    (the model's own dtype); a ``ValueError`` naming the argument otherwise."""
+    if particle_dtype is None:
+        return None
+    try:
+        dtype = np.dtype(particle_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"particle_dtype: expected None, 'float32' or 'float64', got {particle_dtype!r}")
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("particle_dtype: 'float64' needs jax_enable_x64 (DYNAMICS_ZOO_X64=1); this process "
+                         "runs in float32")
+    return dtype
+
+
+def _cast_floats(tree, dtype):
+    """Floating leaves of ``tree`` in ``dtype`` (integer leaves, e.g. discrete states, unchanged)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def _normalise(log_weights_unnorm: Array) -> tuple[Array, Array]:
     """``(log W, logsumexp)``; NaN weights count as ``-inf``; all ``-inf`` gives uniform ``W``."""
+    log_weights_unnorm = jnp.asarray(log_weights_unnorm, _weight_dtype(log_weights_unnorm))
     lw = jnp.where(jnp.isnan(log_weights_unnorm), -jnp.inf, log_weights_unnorm)
     total = jax.nn.logsumexp(lw)
     n = lw.shape[0]
@@ -241,21 +273,25 @@ def _same_layout(draw, reference) -> bool:
             and draw.shape[1:] == reference.shape and draw.dtype == reference.dtype)
 
 
-def _draw(d, key: PRNGKey, sample_shape: tuple[int, ...]):
+def _draw(d, key: PRNGKey, sample_shape: tuple[int, ...], dtype=None):
     """``d.sample(key, sample_shape)``, the same values; a ``Normal`` (or ``Independent`` of one) draws
     its noise with :func:`inference.particle.noise.normal`, the fused form of NumPyro's
-    ``loc + random.normal(key, shape) * scale``."""
+    ``loc + random.normal(key, shape) * scale``. With a float ``dtype`` a ``Normal`` draws its noise
+    and forms ``loc + eps * scale`` in that dtype (float32: half the cost of the float64 noise); other
+    families are drawn as they are and rounded to it."""
     base = d
     while type(base) is dist.Independent:
         base = base.base_dist
     if type(base) is not dist.Normal:
-        return d.sample(key, sample_shape)
-    eps = _noise.normal(key, sample_shape + base.batch_shape + base.event_shape)
-    return base.loc + eps * base.scale
+        return _cast_floats(d.sample(key, sample_shape), dtype)
+    eps = _noise.normal(key, sample_shape + base.batch_shape + base.event_shape, dtype)
+    if dtype is None:
+        return base.loc + eps * base.scale
+    return jnp.asarray(base.loc, dtype) + eps * jnp.asarray(base.scale, dtype)
 
 
 def sample_cloud(key: PRNGKey, num_particles: int, sample_one: Callable[[PRNGKey, Any], Any],
-                 make_dist: Callable[[Any], Any] | None, x_prev: Any = None) -> Any:
+                 make_dist: Callable[[Any], Any] | None, x_prev: Any = None, *, dtype: Any = None) -> Any:
     """``x^i ~ make_dist(x_prev^i)`` for ``i < N``: the whole cloud from ONE PRNG call when possible.
 
     ``sample_one(key, x_prev_i)`` is the per-particle sampler (the contract); ``make_dist(x_prev_i)``
@@ -267,25 +303,26 @@ def sample_cloud(key: PRNGKey, num_particles: int, sample_one: Callable[[PRNGKey
     there is no constructor, when the family is not known to batch safely (``_ONE_KEY_FAMILIES``,
     e.g. a ``TransformedDistribution``), or when the batched draw's shape or dtype differs from the
     per-particle one. The law of the cloud is the same either way (i.i.d. given ``x_prev``); only the
-    random stream differs.
+    random stream differs. ``dtype`` (a float dtype, or None for the model's own): the floating
+    leaves of the cloud in that dtype; a ``Normal`` family draws its noise in it (:func:`_draw`).
     """
     def per_particle():
         keys = jax.random.split(key, num_particles)
         if x_prev is None:
-            return jax.vmap(lambda k: sample_one(k, None))(keys)
-        return jax.vmap(sample_one)(keys, x_prev)
+            return _cast_floats(jax.vmap(lambda k: sample_one(k, None))(keys), dtype)
+        return _cast_floats(jax.vmap(sample_one)(keys, x_prev), dtype)
 
     if make_dist is None:
         return per_particle()
     first = None if x_prev is None else jax.tree.map(lambda a: a[0], x_prev)
-    reference = jax.eval_shape(lambda k: sample_one(k, first), key)
+    reference = jax.eval_shape(lambda k: _cast_floats(sample_one(k, first), dtype), key)
     try:
         if x_prev is None:
             d = make_dist()
-            draw = _draw(d, key, (num_particles,)) if isinstance(d, dist.Distribution) else None
+            draw = _draw(d, key, (num_particles,), dtype) if isinstance(d, dist.Distribution) else None
         else:
             d = promote_batch_shape(jax.vmap(make_dist)(x_prev))
-            draw = _draw(d, key, ()) if _one_key_safe(d) and d.batch_shape[:1] == (num_particles,) else None
+            draw = _draw(d, key, (), dtype) if _one_key_safe(d) and d.batch_shape[:1] == (num_particles,) else None
     except (NotImplementedError, TypeError, ValueError):
         draw = None
     if draw is None or not _same_layout(draw, reference):
@@ -317,18 +354,23 @@ def _move_log_weights(fk: FeynmanKacModel, t, x_prev, x, proposal: Proposal | No
 
 
 def init(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, proposal: Proposal | None = None,
-         reference: Reference | None = None) -> tuple[FilterState, StepInfo]:
+         reference: Reference | None = None, particle_dtype: Any = None) -> tuple[FilterState, StepInfo]:
     """Sample and weight the particles at ``t = 0``.
 
     ``x_0^i ~ q_0`` (``fk.sample_initial`` or ``proposal.initial()``), ``log G_0^i = log g_0(y_0 |
     x_0^i) [+ log p_0(x_0^i) - log q_0(x_0^i)]``, ``log ℓ_0 = logsumexp(log G_0) - log N``. With
-    ``reference``, particle ``N - 1`` is ``reference.state``.
+    ``reference``, particle ``N - 1`` is ``reference.state``. ``particle_dtype`` (``"float32"``, ``"float64"`` or
+    None: the model's dtype): the particles' floating dtype (see :func:`run`); log-weights and the
+    evidence stay in at least the default float dtype.
     """
     num_particles = check_num_particles(num_particles, conditional=reference is not None)
+    dtype = check_particle_dtype(particle_dtype)
     if proposal is None:
-        x0 = sample_cloud(key, num_particles, lambda k, _: fk.sample_initial(k), getattr(fk, "initial_dist", None))
+        x0 = sample_cloud(key, num_particles, lambda k, _: fk.sample_initial(k), getattr(fk, "initial_dist", None),
+                          dtype=dtype)
     else:
-        x0 = sample_cloud(key, num_particles, lambda k, _: proposal.initial().sample(k), proposal.initial)
+        x0 = sample_cloud(key, num_particles, lambda k, _: proposal.initial().sample(k), proposal.initial,
+                          dtype=dtype)
     if reference is not None:
         x0 = _pin(x0, reference.state)
     log_w, total = _normalise(_initial_log_weights(fk, x0, proposal))
@@ -343,7 +385,7 @@ def init(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, proposal: Pro
 
 def step(key: PRNGKey, state: FilterState, fk: FeynmanKacModel, *,
          resampler: _resampling.Resampler = _resampling.systematic, ess_threshold: float | Array = 0.5,
-         proposal: Proposal | None = None, reference: Reference | None = None
+         proposal: Proposal | None = None, reference: Reference | None = None, particle_dtype: Any = None
          ) -> tuple[FilterState, StepInfo]:
     """Move the particle system from ``state.t`` to ``t = state.t + 1`` (resample, move, weight).
 
@@ -356,11 +398,13 @@ def step(key: PRNGKey, state: FilterState, fk: FeynmanKacModel, *,
         proposal: a guided :class:`Proposal`, or None for the bootstrap proposal ``f_t``.
         reference: pin particle ``N - 1`` to ``reference.state`` with ancestor
             ``reference.ancestor`` (conditional SMC).
+        particle_dtype: the moved particles' floating dtype (None: the model's; see :func:`run`).
 
     Returns:
         ``(FilterState at t, StepInfo)``.
     """
     key_resample, key_move = _noise.split(key)
+    dtype = check_particle_dtype(particle_dtype)
     n = state.log_weights.shape[0]
     t = state.t + 1
     ancestors, base, resampled = resample(
@@ -370,10 +414,10 @@ def step(key: PRNGKey, state: FilterState, fk: FeynmanKacModel, *,
     if proposal is None:
         make = getattr(fk, "transition_dist", None)
         x = sample_cloud(key_move, n, lambda k, xp: fk.sample_transition(k, t, xp),
-                         None if make is None else (lambda xp: make(t, xp)), x_prev)
+                         None if make is None else (lambda xp: make(t, xp)), x_prev, dtype=dtype)
     else:
         x = sample_cloud(key_move, n, lambda k, xp: proposal.transition(t, xp).sample(k),
-                         lambda xp: proposal.transition(t, xp), x_prev)
+                         lambda xp: proposal.transition(t, xp), x_prev, dtype=dtype)
     if reference is not None:
         x = _pin(x, reference.state)
     log_w, total = _normalise(base + _move_log_weights(fk, t, x_prev, x, proposal))
@@ -463,7 +507,8 @@ def _state_sharder(mesh) -> Callable[[FilterState], FilterState]:
 def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
         resampler: str | _resampling.Resampler = "systematic", ess_threshold: float | Array = 0.5,
         proposal: Proposal | None = None, test_fn: Callable[[Any], Array] | None = None,
-        keep_paths: bool = False, reference_path: Any = None, mesh: Any = None) -> FilterOutput:
+        keep_paths: bool = False, reference_path: Any = None, mesh: Any = None,
+        particle_dtype: Any = None) -> FilterOutput:
     """Run the filter over ``t = 0..T-1`` (one ``lax.scan``); memory O(N) unless ``keep_paths``.
 
     Args:
@@ -488,6 +533,13 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
             the answers equal the unsharded filter's for the same key to rounding
             (``jax_threefry_partitionable``: the same random bits however the arrays are split).
             Use it under ``jit``; None (default): no sharding.
+        particle_dtype: None (default): the particles have the model's dtype (float64 under
+            ``jax_enable_x64``, the project's default). ``"float32"``: the particles and their
+            Gaussian noise are float32 (the noise drawn in float32: half the cost of float64
+            normals), while the log-weights, their normalisation and the evidence stay float64; the
+            evidence distribution is tested equal to the float64 filter's
+            (``tests/inference/particle/test_filter_precision.py``). Speed figures:
+            ``benchmarks/README.md``.
 
     Returns:
         :class:`FilterOutput`.
@@ -500,6 +552,7 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
     test_fn = (lambda x: x) if test_fn is None else test_fn
     conditional = reference_path is not None
     num_particles = check_num_particles(num_particles, conditional=conditional)
+    check_particle_dtype(particle_dtype)
     keys = _noise.split(key, num_steps)
     pinned = jnp.asarray(num_particles - 1, jnp.int32)
 
@@ -517,14 +570,15 @@ def run(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *,
 
     sharded = _state_sharder(mesh)
     resampler = _gathered_resampler(resampler, mesh)
-    state0, info0 = init(keys[0], fk, num_particles, proposal=proposal, reference=ref_at(0))
+    state0, info0 = init(keys[0], fk, num_particles, proposal=proposal, reference=ref_at(0),
+                         particle_dtype=particle_dtype)
     state0 = sharded(state0)
     first = record(state0, info0)
 
     def body(state, inputs):
         k, t = inputs
         state, info = step(k, state, fk, resampler=resampler, ess_threshold=ess_threshold,
-                           proposal=proposal, reference=ref_at(t))
+                           proposal=proposal, reference=ref_at(t), particle_dtype=particle_dtype)
         state = sharded(state)
         return state, record(state, info)
 
@@ -558,7 +612,7 @@ def check_threshold(ess_threshold) -> None:
 
 
 def series_fn(ssm, params_fn: Callable[[Any], dict], *, num_particles: int, resampler, ess_threshold,
-              proposal_fn=None, test_fn=None, mesh=None):
+              proposal_fn=None, test_fn=None, mesh=None, particle_dtype=None):
     """``f(key, theta, ys (S, T, ...)) -> FilterOutput`` batched over the S sequences.
 
     ``params_fn(theta) -> params dict`` (identity for a dict); ``proposal_fn(params, ys_one)``
@@ -571,7 +625,7 @@ def series_fn(ssm, params_fn: Callable[[Any], dict], *, num_particles: int, resa
         fk = ssm.feynman_kac(params, ys_one)
         proposal = None if proposal_fn is None else proposal_fn(params, ys_one)
         return run(key, fk, num_particles, resampler=resampler, ess_threshold=ess_threshold,
-                   proposal=proposal, test_fn=test_fn, mesh=mesh)
+                   proposal=proposal, test_fn=test_fn, mesh=mesh, particle_dtype=particle_dtype)
 
     def batched(key, theta, ys):
         params = params_fn(theta)
@@ -627,7 +681,8 @@ def ssm_series(target: Target):
 def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int = 1000,
                params: Mapping[str, Any] | None = None, resampler: str = "systematic",
                ess_threshold: float = 0.5, num_replicates: int = 1,
-               proposal: Callable[[dict, Array], Proposal] | None = None, shard_particles: bool = False):
+               proposal: Callable[[dict, Array], Proposal] | None = None, shard_particles: bool = False,
+               particle_dtype: str | None = None):
     """Run ``num_replicates`` independent particle filters at fixed parameters.
 
     Args:
@@ -646,6 +701,9 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
         shard_particles: shard the particle axis over all local devices (:func:`particle_mesh`;
             ``num_particles`` must be a multiple of their number): for 10^6 particles and more on
             several accelerators; the same estimates as unsharded to rounding.
+        particle_dtype: None (the model's dtype, float64 by default) or ``"float32"``: float32
+            particles and Gaussian noise with float64 log-weights and evidence (see :func:`run`);
+            recorded in ``attrs["particle_dtype"]``.
 
     Returns:
         InferenceData with, over (chain=1, draw=replicate): ``posterior`` ``x_filtered_mean``,
@@ -658,13 +716,14 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
     check_threshold(ess_threshold)
     num_particles = check_num_particles(num_particles, conditional=False)
     num_replicates = positive_int("num_replicates", num_replicates)
+    dtype = check_particle_dtype(particle_dtype)
     if proposal is not None and not callable(proposal):
         raise TypeError("proposal: expected proposal(params, ys_one_sequence) -> Proposal or None")
     used = _default_params(ssm) if params is None else _check_params(ssm, params)
 
     mesh = mesh_for(shard_particles, num_particles)
     filt = series_fn(ssm, lambda p: p, num_particles=num_particles, resampler=resampler_fn,
-                     ess_threshold=ess_threshold, proposal_fn=proposal, mesh=mesh)
+                     ess_threshold=ess_threshold, proposal_fn=proposal, mesh=mesh, particle_dtype=dtype)
     chunk = min(num_replicates, 16)
     chunk_fn = jax.jit(jax.vmap(filt, in_axes=(0, None, None)))
     keys = jax.random.split(jax.random.PRNGKey(seed), num_replicates)
@@ -696,5 +755,6 @@ def run_filter(target: Target, *, seed: int, progress: bool, num_particles: int 
         attrs={"num_particles": num_particles, "resampler": str(resampler),
                "ess_threshold": float(ess_threshold), "num_replicates": num_replicates,
                "proposal": "bootstrap" if proposal is None else "guided",
-               "particle_devices": 1 if mesh is None else int(mesh.size)},
+               "particle_devices": 1 if mesh is None else int(mesh.size),
+               "particle_dtype": np.dtype(jnp.result_type(float) if dtype is None else dtype).name},
     )
