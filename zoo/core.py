@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -345,6 +346,28 @@ def _is_missing(y: jax.Array, obs_ndim: int) -> jax.Array:
     return jnp.isnan(y)
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def normal_log_prob(loc, scale, value):
+    """``log N(value; loc, scale²) = -((value - loc) / scale)² / 2 - log(scale) - log(2π) / 2``.
+
+    The density of NumPyro's ``Normal(loc, scale).log_prob`` (tested equal to it to rounding), with
+    ``log(scale)`` kept alone rather than NumPyro's ``log(sqrt(2π) scale)``: when ``scale`` is
+    ``exp(z)`` (stochastic volatility's ``exp(x / 2)``) XLA folds ``log(exp(z))`` to ``z``. What
+    :func:`masked_log_prob` evaluates for a ``Normal`` (the particle filters' emission weights).
+    """
+    z = (value - loc) / scale
+    return -0.5 * z * z - jnp.log(scale) - _HALF_LOG_2PI
+
+
+def _log_prob(d: dist.Distribution, value: jax.Array) -> jax.Array:
+    """``d.log_prob(value)``, through :func:`normal_log_prob` when ``d`` is a ``Normal``."""
+    if type(d) is dist.Normal:
+        return normal_log_prob(d.loc, d.scale, value)
+    return d.log_prob(value)
+
+
 def masked_log_prob(d: dist.Distribution, y: jax.Array) -> jax.Array:
     """``log p(y)`` with NaN entries of ``y`` treated as missing.
 
@@ -356,13 +379,13 @@ def masked_log_prob(d: dist.Distribution, y: jax.Array) -> jax.Array:
     missing = jnp.isnan(y)
     y_filled = jnp.where(missing, _safe_fill(d), y)
     if isinstance(d, dist.Independent):
-        elementwise = d.base_dist.log_prob(y_filled)
+        elementwise = _log_prob(d.base_dist, y_filled)
         elementwise = jnp.where(missing, 0.0, elementwise)
         axes = tuple(range(-d.reinterpreted_batch_ndims, 0))
         return elementwise.sum(axis=axes) if axes else elementwise
     if getattr(d.support, "is_discrete", False):  # integer-valued laws take integer values
         y_filled = y_filled.astype(jnp.int32)
-    lp = d.log_prob(y_filled)
+    lp = _log_prob(d, y_filled)
     event_axes = tuple(range(-len(d.event_shape), 0)) if d.event_shape else ()
     any_missing = missing.any(axis=event_axes) if event_axes else missing
     return jnp.where(any_missing, 0.0, lp)
