@@ -16,13 +16,19 @@ A program whose data is a record (observation times with the counts, say) gives 
 ``assemble(values) -> data`` from the values of the trace's sample and deterministic sites
 (``ZooEntry.prior_data``), in place of step 2.
 
+A program that samples a reparameterisation depending on the data (``β = Lᵀ w / σ`` with ``L``
+from the data, so that ``L = I`` in the prior draw and the prior's ``β`` is not the fit's) names
+the sites that are ranked instead, ``sites`` (``ZooEntry.rank_sites``): sample or deterministic
+sites of the prior-predictive trace, with the values they took there, in place of step 3. The fit
+must record them too (a deterministic site is in the posterior).
+
 A program whose prior predictive records no ``data_site`` raises ``KeyError`` naming the sites
-it has.
+it has; a name in ``sites`` that it does not record, ``ValueError`` naming them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -40,14 +46,18 @@ def latent_site_names(model: Callable, data: Any, key: jax.Array | None = None) 
 
 
 def prior_simulate(model: Callable, key: jax.Array, *, data_site: str = "y",
-                   assemble: Callable[[dict], Any] | None = None) -> tuple[dict, Any]:
+                   assemble: Callable[[dict], Any] | None = None,
+                   sites: Sequence[str] | None = None) -> tuple[dict, Any]:
     """One prior-predictive replicate ``(params, data)`` of ``model`` (see the module rule).
 
     Args:
         assemble: ``assemble(values) -> data`` from ``{site: value}`` of the prior-predictive
             trace's sample and deterministic sites; None: the value of ``data_site``.
+        sites: the sites whose true values are returned (sample or deterministic sites of the
+            prior-predictive trace); None: the latent sample sites of ``model(data)``.
     Returns:
-        ``params``: ``{site: numpy value}`` of the latent sites a fit samples; ``data``: the
+        ``params``: ``{site: numpy value}`` of ``sites`` (by default the latent sites a fit
+        samples); ``data``: the
         simulated observations (numpy arrays, in the structure the program takes as its first
         argument).
     """
@@ -61,6 +71,15 @@ def prior_simulate(model: Callable, key: jax.Array, *, data_site: str = "y",
                        f"(neither numpyro.deterministic nor sample); it has {available}")
     else:
         data = np.asarray(trace[data_site]["value"])
+    if sites is not None:
+        if isinstance(sites, str) or not sites:
+            raise ValueError(f"sites: expected a non-empty sequence of site names, got {sites!r}")
+        recorded = [n for n, s in trace.items() if s["type"] in ("sample", "deterministic")]
+        unknown = [n for n in sites if n not in recorded]
+        if unknown:
+            raise ValueError(f"sites: the prior predictive of the program records no site(s) {unknown} to rank "
+                             f"(neither numpyro.deterministic nor sample); it has {recorded}")
+        return {n: np.asarray(trace[n]["value"]) for n in sites}, data
     names = latent_site_names(model, data, key)
     missing = [n for n in names if n not in trace]
     if missing:

@@ -481,7 +481,7 @@ def _cmd_sbc(args) -> int:
     assemble = None if entry.prior_data is None else functools.partial(entry.prior_data, config=config)
 
     def simulate(key):
-        return prior_simulate(model, key, data_site=args.data_site, assemble=assemble)
+        return prior_simulate(model, key, data_site=args.data_site, assemble=assemble, sites=entry.rank_sites)
 
     def seed_for(data) -> int:
         # the fit's seed is a function of its data: reproducible when a sweep is resumed
@@ -505,6 +505,8 @@ def _cmd_sbc(args) -> int:
     out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
     settings = {"entry": entry.name, "config": args.config, "method": method,
                 "options": json.dumps(options, sort_keys=True, default=str)}
+    if entry.rank_sites is not None:  # other ranked sites are another sweep
+        settings["rank_sites"] = ",".join(entry.rank_sites)
     if overrides:  # a sweep with other overrides is another sweep (the manifest refuses a mix)
         settings["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
     print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "

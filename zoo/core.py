@@ -222,6 +222,11 @@ class ZooEntry:
             the values of the prior predictive's sample and deterministic sites (simulation-based
             calibration, ``inference.prior_predictive.prior_simulate``); None: the site ``y`` is
             the data. For entries whose data is a record (observation times with the counts).
+        rank_sites: the sites whose true values simulation-based calibration ranks among the
+            posterior draws (``zoo sbc``; sample or deterministic sites of the prior predictive,
+            recorded by the fit too); None: the latent sample sites of ``model(data)``. For
+            entries that sample a reparameterisation built from the data, whose prior draw
+            (without data) is not the same variable: they rank the site the prior draws.
     """
 
     name: str
@@ -242,6 +247,7 @@ class ZooEntry:
     dump_columns: Callable[..., dict] | None = None
     columns: Columns | None = None
     prior_data: Callable[[dict, Any], Any] | None = None
+    rank_sites: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for required in ("small", "paper"):
@@ -250,6 +256,12 @@ class ZooEntry:
                     f"ZooEntry {self.name!r}: configs must contain {required!r}; "
                     f"got {sorted(self.configs)}"
                 )
+        if self.rank_sites is not None:
+            sites = self.rank_sites
+            if isinstance(sites, str) or not sites or not all(isinstance(n, str) and n for n in sites):
+                raise ValueError(f"ZooEntry {self.name!r}: rank_sites: expected a non-empty tuple of site names, "
+                                 f"got {sites!r}")
+            object.__setattr__(self, "rank_sites", tuple(sites))
         if self.columns is not None:
             if self.load_columns is not None or self.dump_columns is not None:
                 raise ValueError(f"ZooEntry {self.name!r}: give columns (a Columns spec) or a hand-written "

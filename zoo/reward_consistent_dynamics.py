@@ -146,6 +146,7 @@ __all__ = [
     "simulate_policy",
     "model",
     "exact_loglik",
+    "prior_data",
     "twin_posterior",
     "twin_log_evidence",
     "check",
@@ -402,7 +403,10 @@ def model(data=None, *, config: MORECConfig) -> None:
     ``L`` the Cholesky factor of ``XᵀX`` (:func:`_whitening`; Stan's QR reparameterisation): the
     same model, but a posterior NUTS crosses in a few steps although ``w₁`` and ``w₂`` are
     correlated beyond −0.99 on behaviour data. Without data the prior predictive: behaviour-policy
-    episodes (sites ``temp_0``, ``action_noise``, ``y``) under the drawn ``w``."""
+    episodes (sites ``temp_0``, ``action_noise``, ``temp_next``; the data are ``temp`` and
+    ``action``, :func:`prior_data`) under the drawn ``w``. Without data ``L = I``, so the prior
+    draw's ``beta`` is not the fit's: simulation-based calibration ranks ``w``
+    (``ENTRY.rank_sites``)."""
     L = _whitening(data, config)
     scale = config.prior_scale / config.noise
     prior_tril = jnp.linalg.cholesky(L.T @ L)  # cov(β) = scale² Lᵀ L
@@ -430,6 +434,15 @@ def model(data=None, *, config: MORECConfig) -> None:
     final, (temps, actions) = scan(step, temp0, None, length=T - 1)
     numpyro.deterministic("temp", jnp.concatenate([temps.T, final[:, None]], axis=1))
     numpyro.deterministic("action", actions.T)
+
+
+def prior_data(values: Mapping[str, Any], config: MORECConfig):
+    """The ``(S, T, 2)`` data of a prior-predictive replicate (``ZooEntry.prior_data``) from the
+    program's sites ``temp (S, T)`` and ``action (S, T-1)``; the last step's action, which no
+    transition uses, is NaN (missing)."""
+    temp, action = jnp.asarray(values["temp"]), jnp.asarray(values["action"])
+    last = jnp.full(action.shape[:-1] + (1,), jnp.nan, dtype=action.dtype)
+    return jnp.stack([temp, jnp.concatenate([action, last], axis=-1)], axis=-1)
 
 
 def exact_loglik(params: Mapping[str, Any], data, config: MORECConfig):
@@ -995,6 +1008,8 @@ ENTRY = ZooEntry(
                   {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4}),
     check=check,
     exact_loglik=exact_loglik,
+    prior_data=prior_data,
+    rank_sites=("w",),
     dims={"w": ("coef",), "beta": ("coef",), "temp": ("episode", "time"), "temp_0": ("episode",),
           "action_noise": ("transition", "episode"), "temp_next": ("transition", "episode"),
           "action": ("episode", "transition")},

@@ -43,8 +43,6 @@ NO_PRIOR_REPLICATE = {
                                  "predictive records under other site names",
     "pgdmm_duffing": "its data are (u, y) pairs: the known input u is not a prior-predictive site, so "
                      "a replicate needs a prior_data that takes u from the config (not written yet)",
-    "morec_refrigerator": "the twin's N(0, 10^2) prior on w makes most prior-predictive episodes diverge "
-                          "(|1 + w2| > 1 over 100 steps), so a replicate is not finite data",
     "snapshot_sde_lv": "its data are snapshot clouds, not a site 'y' of the prior predictive (no "
                        "prior_data yet), and some prior draws give a non-PD LNA covariance",
 }
@@ -65,8 +63,8 @@ def replicate(entry, config, key):
 def traced_replicate(entry, config):
     """Trace a prior-predictive replicate and the log density of its data, all abstract
     (``jax.eval_shape``): the data reach the program as a tracer, as in a batched fit. Returns the
-    latent sites of ``model(data)``, the sites of the replicate's true values and the shape of
-    the log density."""
+    sites SBC ranks (``entry.rank_sites``, else the latent sites of ``model(data)``), the sites
+    of the replicate's true values and the shape of the log density."""
     from numpyro.handlers import seed, trace
     from numpyro.infer.util import log_density
 
@@ -79,11 +77,12 @@ def traced_replicate(entry, config):
         data = entry.prior_data(values, config=config) if entry.prior_data is not None else values["y"]
         found["latent"] = latent_site_names(model, data)
         found["values"] = sorted(values)
+        found["ranked"] = list(entry.rank_sites or found["latent"])
         params = {n: values[n] for n in found["latent"]}
         return log_density(model, (data,), {}, params)[0]
 
     value = jax.eval_shape(run, jax.random.PRNGKey(0))
-    return found["latent"], found["values"], value.shape
+    return found["ranked"], found["values"], value.shape
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -96,8 +95,8 @@ def test_prior_replicate_and_traced_data(name):
                             jax.errors.TracerIntegerConversionError)):
             traced_replicate(entry, config)
         return
-    latent, recorded, shape = traced_replicate(entry, config)
-    assert set(latent) <= set(recorded), f"{name}: true values missing for {set(latent) - set(recorded)}"
+    ranked, recorded, shape = traced_replicate(entry, config)
+    assert set(ranked) <= set(recorded), f"{name}: true values missing for {set(ranked) - set(recorded)}"
     assert shape == ()
 
 
@@ -141,3 +140,80 @@ def test_sbc_runs_two_replicates(name, tmp_path, monkeypatch):
     assert manifest["num_replicates"] == 2 and manifest["entry"] == name
     rows = calibration_table(tmp_path / "calibration")
     assert rows and {r.entry for r in rows} == {name}
+
+
+#: The design of :func:`whitened_program`: ``s = sqrt(1 + sum x²) = 4.5``.
+X_DESIGN = np.linspace(-2.0, 2.0, 10)
+
+
+def whitened_program(data=None):
+    """``w ~ N(0, 1)``, ``y_i ~ N(w x_i, 1)``, sampled as ``beta = s w`` with ``s`` from the data
+    (``s = 1`` without data), as ``morec_refrigerator`` samples ``β = Lᵀ w / σ``: the same model,
+    but the prior draw's ``beta`` is not the fit's."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    s = 1.0 if data is None else jnp.sqrt(1.0 + jnp.sum(X_DESIGN**2))
+    beta = numpyro.sample("beta", dist.Normal(0.0, s))
+    w = numpyro.deterministic("w", beta / s)
+    numpyro.sample("y", dist.Normal(w * X_DESIGN, 1.0), obs=data)
+
+
+def exact_whitened_fit(data):
+    """Draws from the exact posterior ``w | y ~ N(v Σ x y, v)``, ``v = 1 / (1 + Σ x²)``, and ``beta = s w``."""
+    import zlib
+
+    import arviz as az
+
+    rng = np.random.default_rng(zlib.crc32(np.asarray(data).tobytes()))
+    v = 1.0 / (1.0 + np.sum(X_DESIGN**2))
+    w = v * np.sum(X_DESIGN * data) + np.sqrt(v) * rng.normal(size=(1, 400))
+    return az.from_dict(posterior={"w": w, "beta": np.sqrt(1.0 + np.sum(X_DESIGN**2)) * w})
+
+
+def test_rank_sites_are_the_sites_ranked():
+    """``sites`` (``ZooEntry.rank_sites``) are the sites ranked, with their prior-draw values: on
+    the exact posterior, ranking ``w`` is calibrated and ranking the data-dependent ``beta`` (the
+    default, the latent sample site) is flagged. 150 replicates, 49 draws; the calibrated case is a
+    false alarm with probability alpha = 0.01 (fixed seed: deterministic)."""
+    from diagnostics import sbc
+
+    named = sbc.run_sbc(lambda key: prior_simulate(whitened_program, key, sites=("w",)), exact_whitened_fit,
+                        num_replicates=150, num_draws=49, seed=1)
+    assert set(named.ranks) == {"w"}
+    params, data = prior_simulate(whitened_program, jax.random.PRNGKey(3), sites=("w",))
+    assert set(params) == {"w"} and data.shape == X_DESIGN.shape
+    assert not any(t.flagged for t in sbc.element_tests(named, alpha=0.01)), sbc.format_sbc(named)
+    default = sbc.run_sbc(lambda key: prior_simulate(whitened_program, key), exact_whitened_fit,
+                          num_replicates=150, num_draws=49, seed=1)
+    assert set(default.ranks) == {"beta"}
+    (beta,) = sbc.element_tests(default, alpha=0.01)
+    assert beta.flagged and beta.chi2_pvalue < 1e-4
+
+
+def test_rank_sites_bad_name_is_a_named_error(tmp_path, capsys):
+    import dataclasses
+
+    from zoo import cli
+
+    with pytest.raises(ValueError, match=r"sites: the prior predictive of the program records no site\(s\) "
+                                         r"\['v'\] to rank .*it has \['beta', 'w', 'y'\]"):
+        prior_simulate(whitened_program, jax.random.PRNGKey(0), sites=("w", "v"))
+    with pytest.raises(ValueError, match="sites: expected a non-empty sequence of site names, got 'w'"):
+        prior_simulate(whitened_program, jax.random.PRNGKey(0), sites="w")
+    lgssm = zoo.get("lgssm")
+    with pytest.raises(ValueError, match="'my_lgssm': rank_sites: expected a non-empty tuple of site names, got 'A'"):
+        dataclasses.replace(lgssm, name="my_lgssm", load_columns=None, dump_columns=None, rank_sites="A")
+    # the command line ranks the entry's rank_sites: a name the program lacks is one line, exit 2
+    mine = dataclasses.replace(lgssm, name="my_lgssm", load_columns=None, dump_columns=None, rank_sites=("A", "Q"))
+    assert mine.rank_sites == ("A", "Q")
+    try:
+        zoo.register(mine)
+        status = cli.main(["sbc", "my_lgssm", "--config", "scalar", "--n", "1", "--out", str(tmp_path / "sweep"),
+                           "--no-progress"])
+    finally:
+        zoo.unregister("my_lgssm")
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err
+    assert "records no site(s) ['Q'] to rank" in err
