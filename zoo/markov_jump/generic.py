@@ -15,10 +15,12 @@ rho = 0.01; ``paper``: 300 paths x 100 regular observations.
 
 Recovery check (spec group1 §2): relative RMSE of the posterior-mean rates < 15%.
 
-Calibration: simulation-based calibration of the default recipe on ``small`` is stored in
-``calibration/mjp_generic/small`` but covers only 10 replicates so far (n = 100 is the target;
-about 1 CPU-minute per replicate): no element flagged, every fit R-hat ≤ 1.02 with no divergence,
-which at n = 10 says little. ``zoo sbc mjp_generic --n 100 --batch-size 10 --store`` completes it.
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws; ``zoo sbc mjp_generic --config small --n 100 --draws 99 --seed 0 --batch-size 5
+--store``; about 20 CPU-seconds per replicate in batches of 5, compilation included: 2050 CPU-s in
+all, run in two pieces): calibrated, no element flagged (χ² p ≥ 0.04 over the six ``log_rates``,
+every ECDF inside its band), the largest fit R-hat 1.023, no divergent transition in any fit. The ranks
+are stored in ``calibration/mjp_generic/small``; the docs' calibration page is generated from them.
 
 Reference: D. Berghaus, K. Cvejoski, P. Seifner, C. Ojeda, R. J. Sánchez, "Foundation Inference
 Models for Markov Jump Processes", NeurIPS 2024, arXiv:2406.06419.
