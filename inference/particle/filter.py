@@ -31,6 +31,9 @@ constructors ``initial_dist()`` / ``transition_dist(t, x_prev)`` (``zoo.core.Fey
 a guided :class:`Proposal` is given, the N moves of a step are ONE draw from the vmapped, batched
 NumPyro distribution with one key (:func:`sample_cloud`), instead of ``split(key, N)`` and N scalar
 draws; families not known to batch safely fall back to per-particle keys. Same law, other stream.
+A ``Normal`` cloud's noise comes from :mod:`inference.particle.noise` (``jax.random``'s bits with the
+Threefry rounds unrolled, so XLA:CPU fuses them); ``particle_dtype="float32"`` draws it and keeps the
+particles in float32 while log-weights and evidence stay float64 (:func:`run`).
 
 Public API: :class:`Proposal`, :class:`Reference`, :class:`FilterState`, :class:`StepInfo`,
 :class:`FilterOutput`, :func:`init`, :func:`step`, :func:`resample`, :func:`run`,

@@ -9,8 +9,9 @@ uint32 arrays back to memory and the draws cannot fuse with what consumes them. 
 XLA fuses hash, mapping and consumer into one loop; the output is the same bits as
 ``jax.random.normal`` / ``jax.random.uniform`` for the same key, shape and dtype (tested bit for bit
 in ``tests/inference/particle/test_noise.py``). Measured at N = 10^4 inside a ``lax.scan`` (process
-CPU, ns per draw, one core): float64 normals 22 with ``jax.random`` against the figures in
-``benchmarks/README.md`` ("Threefry, fused").
+CPU ns per draw, one pinned core, XLA single-threaded): float64 normals 29.5 with ``jax.random``,
+16.7 here; float32 13.3 and 6.6. The ``rbg`` / ``unsafe_rbg`` keys cost 41 / 43 (float64) and 34
+(float32) on the same loop: Threefry stays (``benchmarks/README.md``).
 
 The identity holds for the default Threefry implementation with ``jax_threefry_partitionable``
 (JAX's default); for any other key implementation (``rbg``, ``unsafe_rbg``, a custom one), or with
