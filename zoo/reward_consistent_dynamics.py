@@ -86,6 +86,13 @@ filtered rollout error is 1.7, 2.0 and 1.5 °C against 2.7 °C unfiltered. With 
 reward in place of the learned one the AUC is 0.97 on the same transitions (the ensemble's own
 error on the unseen states, about −0.5 °C, puts some offsets near the truth).
 
+Calibration: simulation-based calibration of the recipe (ranks on ``w``, ``ENTRY.rank_sites``) does
+not run under the twin's N(0, 10²) prior: most prior draws make the plant unstable
+(|1 + w₂| > 1), the prior-predictive temperatures reach 1e14 to 1e118 °C over 100 steps, and the
+Cholesky factor of XᵀX behind ``beta`` is then NaN, so the fit stops ("invalid scale_tril";
+``zoo sbc morec_refrigerator --config small --n 5 --batch-size 5``, 4 CPU-s, the first batch). A
+prior that keeps the plant stable is a change of the model and is not made here.
+
 Data format: ``(S, T, 2)`` floats, channels ``temp`` and ``action`` per step (the last step's
 action is not used); NaN marks a missing value and a transition touching one is left out.
 
