@@ -90,7 +90,7 @@ def ess(log_weights: jax.Array) -> jax.Array:
 
 
 def prefix_sum(values: jax.Array) -> jax.Array:
-    """Inclusive prefix sum ``c_i = v_0 + ... + v_i`` over axis 0, as a parallel (associative) scan.
+    """Inclusive prefix sum over axis 0 (``c_i`` is the sum of ``v_j`` for ``j <= i``), as a parallel scan.
 
     Equal to ``jnp.cumsum`` up to rounding (pairwise partial sums, no less accurate), and about
     2.5x cheaper on XLA:CPU, whose ``cumsum`` lowering costs about 5 ns per element: 2.1 against
@@ -101,9 +101,10 @@ def prefix_sum(values: jax.Array) -> jax.Array:
 
 
 def materialize(values: jax.Array) -> jax.Array:
-    """``values`` unchanged, written to memory where XLA would otherwise fuse their computation into
-    each consumer (a scatter of ``values`` at ``arange(n)``, which XLA keeps as the root of its own
-    loop; ``jax.lax.optimization_barrier`` does not survive XLA:CPU's pipeline).
+    """Return ``values`` unchanged but written to memory, not fused into each consumer.
+
+    A scatter of ``values`` at ``arange(n)``, which XLA keeps as the root of its own loop
+    (``jax.lax.optimization_barrier`` does not survive XLA:CPU's pipeline).
 
     Why: the last levels of :func:`prefix_sum` (strided pads and a concatenation) fused into the
     filter's move (gather of the ancestors, Threefry hash, erfinv) turn that loop from vector into
