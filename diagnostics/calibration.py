@@ -178,7 +178,9 @@ def _sbc_rows(folder: str, alpha: float) -> list[CalibrationRow]:
     unconverged = _unconverged(result)
     rows = []
     for test in element_tests(result, alpha=alpha):
-        detail = f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), ECDF outside band at {test.ecdf_outside}"
+        band = ("ECDF inside its band" if test.ecdf_outside == 0
+                else f"ECDF outside its band at {test.ecdf_outside} point(s)")
+        detail = f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), {band}"
         rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
                                    test.label, "sbc", "flagged" if test.flagged else "calibrated", detail,
                                    result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged))
