@@ -54,12 +54,14 @@ class Peer:
     requirements: tuple[str, ...]
     benchmark: str  # what it is compared on (README wording)
     probe: bool = False  # `peer_side.py --probe NAME` in the venv must pass (else: unavailable)
+    own: bool = False  # runs in this project's own environment (no venv of its own)
 
 
 PEERS = {
     "particles": Peer(("particles==0.4", "numpy<2", "numba", "scipy"), "bootstrap particle filter"),
     "dynamax": Peer(("dynamax==1.0.3", "jax==0.10.2", "jaxlib==0.10.2"), "Kalman and HMM filters (value)"),
     "scipy": Peer(("scipy", "numpy"), "CTMC transition matrices (expm)"),
+    "numpyro": Peer((), "NUTS with NumPyro's own defaults: warm min bulk ESS per second, cold first fit", own=True),
     "stan": Peer(("pystan==3.10.0", "arviz"), "NUTS, min bulk ESS per second"),
     "gillespy2": Peer(("gillespy2==1.8.3",), "SSA (Gillespie's direct method)"),
     "fbm": Peer(("fbm==0.3.0", "numpy<2"), "fBM sampling by Davies-Harte"),
@@ -81,6 +83,8 @@ class PeerUnavailable(RuntimeError):
 def venv_python(cache: str, name: str) -> str:
     """The peer's interpreter, creating its venv when absent or built from other requirements."""
     peer = PEERS[name]
+    if peer.own:
+        return sys.executable
     folder = os.path.join(cache, name)
     python = os.path.join(folder, "bin", "python")
     stamp = os.path.join(folder, "dynamics-zoo-peer.json")
@@ -285,12 +289,49 @@ def bench_scipy(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]
                 check=f"max |P - scipy| {err:.1e}", load=_merge_loads(our_state, state))], peer["version"]
 
 
-def bench_stan(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+_FIT_DEFAULTS: dict = {}
+
+
+def _fit_defaults(sizes: dict, timer: Timer) -> tuple[dict, dict, argparse.Namespace]:
+    """``inference.fit`` defaults on the NUTS benchmark (a fresh process, cold then warm), timed once
+    per run and shared by the Stan and NumPyro rows."""
     import nuts_chains
 
     settings = argparse.Namespace(num_warmup=sizes["nuts_warmup"], num_samples=sizes["nuts_samples"],
                                   T=sizes["nuts_T"])
-    ours, our_state = timer(nuts_chains.run_setting, "fit defaults", settings)
+    key = (settings.num_warmup, settings.num_samples, settings.T)
+    if key not in _FIT_DEFAULTS:
+        _FIT_DEFAULTS[key] = timer(nuts_chains.run_setting, "fit defaults", settings)
+    ours, state = _FIT_DEFAULTS[key]
+    return ours, state, settings
+
+
+def bench_numpyro(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import nuts_chains
+    import numpyro
+
+    ours, our_state, settings = _fit_defaults(sizes, timer)
+    theirs, state = timer(nuts_chains.run_setting, "numpyro default", settings)
+    size = f"T = {settings.T}, 4 x ({settings.num_warmup} + {settings.num_samples})"
+    load = _merge_loads(our_state, state)
+    warm, their_warm = ours["warm"], theirs["warm"]
+    check = (f"min bulk ESS ours {warm['min_ess_bulk']:.0f} in {warm['seconds']:.1f} s ({warm['chain_method']}), "
+             f"NumPyro {their_warm['min_ess_bulk']:.0f} in {their_warm['seconds']:.1f} s "
+             f"({their_warm['chain_method']}, one CPU device)")
+    cold_check = (f"a fresh process each: ours with an empty persistent compilation cache "
+                  f"({ours['cold']['chain_method']}), NumPyro without one")
+    return [Row("NUTS, AR(1) + noise (`inference.fit` defaults, warm)", size, "min bulk ESS per s (wall)",
+                warm["ess_per_s"], their_warm["ess_per_s"], "NumPyro `MCMC(NUTS(model), num_chains=4)`",
+                higher_is_better=True, check=check, load=load),
+            Row("NUTS, AR(1) + noise, first fit in a fresh process (cold)", size, "s (wall)",
+                ours["cold"]["seconds"], theirs["cold"]["seconds"], "NumPyro `MCMC(NUTS(model), num_chains=4)`",
+                check=cold_check, load=load)], f"numpyro {numpyro.__version__} (this project's environment)"
+
+
+def bench_stan(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    import nuts_chains
+
+    ours, our_state, settings = _fit_defaults(sizes, timer)
     data = {"nuts_y": nuts_chains.simulate(settings.T), "nuts_warmup": settings.num_warmup,
             "nuts_samples": settings.num_samples}
     peer, state = timer(run_peer, python, "stan", data, sizes["nuts_reps_stan"], sizes["timeout"])
@@ -367,7 +408,8 @@ def bench_fbm(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
                 load=_merge_loads(our_state, state))], peer["version"]
 
 
-BENCHMARKS = {"particles": bench_particles, "dynamax": bench_dynamax, "scipy": bench_scipy, "stan": bench_stan,
+BENCHMARKS = {"particles": bench_particles, "dynamax": bench_dynamax, "scipy": bench_scipy, "numpyro": bench_numpyro,
+              "stan": bench_stan,
               "gillespy2": bench_gillespy2, "fbm": bench_fbm}
 
 SIZES = {
@@ -416,7 +458,8 @@ def render(result: dict) -> str:
         lines.append(f"| {row['benchmark']} | {row['size']} | {row['unit']} | {_fmt(row['ours'])} | {row['peer_name']} | "
                      f"{_fmt(row['peer'])} | {row['ratio']:.2f} | {row['load']['load_before']:.1f} / "
                      f"{row['load']['load_after']:.1f}{mark} | {check} |")
-    lines += ["", "Ratios: peer time / our time (> 1: this project is faster); NUTS: our min bulk ESS/s / Stan's."]
+    lines += ["", "Ratios: peer time / our time (> 1: this project is faster); NUTS ESS/s rows: our min bulk ESS/s "
+              "/ the peer's."]
     if result["versions"]:
         lines.append("Peer versions: " + "; ".join(f"{k}: {v}" for k, v in result["versions"].items()) + ".")
     for name, reason in result["unavailable"].items():

@@ -82,6 +82,8 @@ def test_every_peer_has_both_sides(peers):
     for name, peer in peers.PEERS.items():
         if peer.probe:  # checked in its venv, reported unavailable with the probe's reason
             assert name in side.PROBES, name
+        elif peer.own:  # timed by this project's own scripts in this environment: no peer side
+            assert name in peers.BENCHMARKS, name
         else:
             assert name in peers.BENCHMARKS and name in side.RUNNERS, name
 
@@ -95,3 +97,10 @@ def test_wait_quiet_waits_for_the_load_and_gives_up_after_max_wait(peers, monkey
     monkeypatch.setattr(peers, "load", lambda: 9.0)
     state = peers.wait_quiet(1.0, max_wait=0.0)
     assert not state["quiet"] and state["load_before"] == 9.0
+
+
+def test_numpyro_peer_runs_in_this_environment(peers, tmp_path):
+    # NumPyro's own defaults are timed with this project's interpreter: no venv is built for it
+    assert peers.venv_python(str(tmp_path), "numpyro") == sys.executable
+    assert not os.listdir(tmp_path)
+    assert "numpyro" in peers.BENCHMARKS
