@@ -65,6 +65,7 @@ PEERS = {
     "stan": Peer(("pystan==3.10.0", "arviz"), "NUTS, min bulk ESS per second"),
     "gillespy2": Peer(("gillespy2==1.8.3",), "SSA (Gillespie's direct method)"),
     "fbm": Peer(("fbm==0.3.0", "numpy<2"), "fBM sampling by Davies-Harte"),
+    "first-draw": Peer((), "time to first draw of `zoo fit ENTRY`, warm compilation cache against cold", own=True),
     "cmdstanpy": Peer(("cmdstanpy==1.3.2",), "NUTS (Stan through CmdStan)", probe=True),
     "nutpie": Peer(("nutpie==0.16.8", "bridgestan==2.9.0"), "NUTS (nutpie on a bridgestan-compiled Stan model)",
                    probe=True),
@@ -347,6 +348,29 @@ def bench_stan(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
                 load=_merge_loads(our_state, state))], peer["version"]
 
 
+def bench_first_draw(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
+    """``time_to_first_draw.sh`` for each entry of ``sizes["ttfd_entries"]``: a whole ``zoo fit ENTRY``
+    (1 warm-up step, 1 draw per chain) in a fresh process on an emptied cache folder (cold), then again
+    (warm). Not a peer library: the row compares the warm command with the same command cold."""
+    import re
+
+    rows = []
+    for entry in sizes["ttfd_entries"]:
+        done, state = timer(subprocess.run, ["bash", os.path.join(HERE, "time_to_first_draw.sh"), entry],
+                            capture_output=True, text=True, check=False, timeout=sizes["timeout"])
+        found = dict(re.findall(r"^\S+ (cold|warm) RESULT wall ([0-9.]+) s", done.stdout, flags=re.M))
+        if done.returncode != 0 or set(found) != {"cold", "warm"}:
+            raise RuntimeError(f"time_to_first_draw.sh {entry}: {(done.stderr or done.stdout)[-500:]}")
+        cpu = dict(re.findall(r"^\S+ (cold|warm) RESULT wall [0-9.]+ s cpu ([0-9.]+) s", done.stdout, flags=re.M))
+        cached = re.findall(r"programs cached (\d+)", done.stdout)
+        rows.append(Row(f"time to first draw, `zoo fit {entry}` (warm compilation cache)", "small config, "
+                        "1 warm-up step + 1 draw per chain, whole command", "s (wall)", float(found["warm"]),
+                        float(found["cold"]), "the same command, cold cache",
+                        check=f"CPU s warm {cpu.get('warm')}, cold {cpu.get('cold')}; "
+                              f"{cached[-1] if cached else '?'} programs cached", load=state))
+    return rows, "time_to_first_draw.sh (this project)"
+
+
 def bench_gillespy2(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
     import jax
     import jax.numpy as jnp
@@ -410,17 +434,19 @@ def bench_fbm(python: str, sizes: dict, timer: Timer) -> tuple[list[Row], str]:
 
 BENCHMARKS = {"particles": bench_particles, "dynamax": bench_dynamax, "scipy": bench_scipy, "numpyro": bench_numpyro,
               "stan": bench_stan,
-              "gillespy2": bench_gillespy2, "fbm": bench_fbm}
+              "gillespy2": bench_gillespy2, "fbm": bench_fbm, "first-draw": bench_first_draw}
 
 SIZES = {
     "full": {"pf_T": 1000, "pf_N": [1000, 10000], "pf_reps": 12, "pf_reps_peer": 5, "exact_T": 10_000,
              "exact_reps": 30, "ctmc_N": 1000, "ctmc_reps": 30, "nuts_T": 500, "nuts_warmup": 1000,
              "nuts_samples": 1000, "nuts_reps_stan": 2, "ssa_paths": 100, "ssa_t_max": 100.0, "ssa_reps": 5,
-             "fbm_n": 4096, "fbm_paths": 100, "fbm_reps": 5, "timeout": 3600},
+             "fbm_n": 4096, "fbm_paths": 100, "fbm_reps": 5, "timeout": 3600,
+             "ttfd_entries": ["lgssm", "hmm", "fou_mafbm"]},
     "quick": {"pf_T": 200, "pf_N": [1000], "pf_reps": 5, "pf_reps_peer": 3, "exact_T": 1000, "exact_reps": 5,
               "ctmc_N": 200, "ctmc_reps": 5, "nuts_T": 200, "nuts_warmup": 150,
               "nuts_samples": 150, "nuts_reps_stan": 1, "ssa_paths": 20, "ssa_t_max": 100.0, "ssa_reps": 3,
-              "fbm_n": 1024, "fbm_paths": 20, "fbm_reps": 3, "timeout": 1800},
+              "fbm_n": 1024, "fbm_paths": 20, "fbm_reps": 3, "timeout": 1800,
+              "ttfd_entries": ["lgssm"]},
 }
 
 
@@ -459,7 +485,7 @@ def render(result: dict) -> str:
                      f"{_fmt(row['peer'])} | {row['ratio']:.2f} | {row['load']['load_before']:.1f} / "
                      f"{row['load']['load_after']:.1f}{mark} | {check} |")
     lines += ["", "Ratios: peer time / our time (> 1: this project is faster); NUTS ESS/s rows: our min bulk ESS/s "
-              "/ the peer's."]
+              "/ the peer's; time-to-first-draw rows: cold / warm."]
     if result["versions"]:
         lines.append("Peer versions: " + "; ".join(f"{k}: {v}" for k, v in result["versions"].items()) + ".")
     for name, reason in result["unavailable"].items():
