@@ -12,6 +12,17 @@ so ``c`` is the amplitude ratio ``a(t_ref) sqrt(8 pi D t_ref)``. Check: ``|E[alp
 domain walls of the zero-temperature Glauber chain, whose nearest-neighbour correlation obeys a
 closed linear ODE (:func:`glauber_density`).
 
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws; ``zoo sbc pair_annihilation_1d --config small --n 100 --draws 99 --seed 0
+--batch-size 5 --store``; about 1.0 CPU-second per replicate in batches of 5, compilation
+included: 104 CPU-s in all): calibrated, no element flagged (χ² p = 0.069 for ``alpha``, 0.35 for
+``c``, both ECDFs inside their bands), the largest fit R-hat 1.046, no divergent transition in any
+fit. A replicate's record (:func:`pa_prior_data`) has the prior predictive's log densities and
+runs spread so that their covariance is its assumed ``0.02^2 I``: the sweep calibrates the
+regression and its sampler, not the lattice SSA or the delta-method summary (the recovery check
+and the Glauber-chain test cover those). The ranks are stored in
+``calibration/pair_annihilation_1d/small``; the docs' calibration page is generated from them.
+
 Example::
 
     import jax, zoo, inference

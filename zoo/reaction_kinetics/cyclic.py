@@ -16,6 +16,17 @@ backward-Kolmogorov solution within Monte Carlo error, and ML's exponent is sub-
 (``E[beta_ML] < 0.85``): for ML the spec's O(N) [M] does not hold (measured ≈ 0.5 for N in
 50..400), which the model card records instead of the [M] claim.
 
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws; ``zoo sbc may_leonard --config small --n 100 --draws 99 --seed 0 --batch-size 5
+--store``; about 1.1 CPU-seconds per replicate in batches of 5, compilation included: 110 CPU-s in
+all): calibrated, no element flagged (χ² p ≥ 0.58 over ``beta`` and ``log_c`` of both variants,
+every ECDF inside its band), the largest fit R-hat 1.029, no divergent transition in any fit. A
+replicate's record (:func:`ml_prior_data`) has the prior predictive's log mean times and runs
+spread so that the standard error is its assumed 5%: the sweep calibrates the regression and its
+sampler, not the SSA or the delta-method summary (the recovery check above covers those). The
+ranks are stored in ``calibration/may_leonard/small``; the docs' calibration page is generated
+from them.
+
 Example::
 
     import jax, zoo, inference
