@@ -64,6 +64,25 @@ def recipe_failures(name: str, *, seed: int = 0, config_name: str = "small") -> 
     return [c for c in entry.check(idata, truth, config) if not c.passed]
 
 
+def prior_replicate_likelihood(entry, config, seed):
+    """``(data, fit's log likelihood of the data, prior predictive's log p(y))`` of one replicate of an
+    entry with ``prior_data`` (site ``y``): equal where the record reproduces the prior predictive's
+    noise model, the joint that simulation-based calibration assumes."""
+    import functools
+
+    import jax
+    from numpyro.handlers import seed as seeded, trace
+    from numpyro.infer.util import log_density
+
+    from inference.prior_predictive import prior_simulate
+
+    model = functools.partial(entry.model, config=config)
+    params, data = prior_simulate(model, jax.random.PRNGKey(seed), assemble=functools.partial(entry.prior_data, config=config))
+    prior = trace(seeded(model, jax.random.PRNGKey(seed))).get_trace(None)["y"]
+    fitted = log_density(model, (data,), {}, params)[1]["y"]
+    return data, float(fitted["fn"].log_prob(fitted["value"]).sum()), float(prior["fn"].log_prob(prior["value"]).sum())
+
+
 def mle_over_datasets(entry, config, names, seeds):
     """Maximum-likelihood estimates (log-parameter BFGS on ``exact_loglik``) for several data sets."""
     import jax

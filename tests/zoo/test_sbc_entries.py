@@ -10,7 +10,7 @@ Over the registry (a new sampler entry is included without an edit):
   command line and stores its ranks the way the calibration table reads them.
 
 Entries left out say why in ``NO_PRIOR_REPLICATE``: their prior predictive does not produce the
-data a fit takes (a summary stand-in, or latent paths the sampler also draws), so their
+data a fit takes (latent paths the sampler also draws, or data that are no site of it), so their
 calibration is a separate piece of work; the test fails when one of them starts to work or a new
 entry cannot be replicated, so the list stays true. Entries whose replicates trace but whose fits
 fail on most prior draws say why in ``PRIOR_NOT_FITTED`` and are left out of the ``slow`` run.
@@ -36,10 +36,6 @@ SAMPLER_METHODS = {"nuts", "blackjax-nuts", "pmmh", "pgibbs", "smc", "smc2", "sv
 CHEAPEST = {"lgssm": "scalar"}
 
 NO_PRIOR_REPLICATE = {
-    "may_leonard": "the prior predictive samples a Gaussian stand-in for the fixation-time summary, "
-                   "not the per-run fixation times the likelihood reads",
-    "pair_annihilation_1d": "the prior predictive samples a Gaussian stand-in for the density summary, "
-                            "not the lattice runs the likelihood summarises",
     "ppg_stochastic_volatility": "particle Gibbs also samples the latent path x, which the prior "
                                  "predictive records under other site names",
     "pgdmm_duffing": "its data are (u, y) pairs: the known input u is not a prior-predictive site, so "

@@ -4,7 +4,7 @@ Monte Carlo error; LNA stability; small-config check."""
 import numpy as np
 import pytest
 
-from tests.helpers import assert_within_mc_error, recipe_failures
+from tests.helpers import assert_within_mc_error, prior_replicate_likelihood, recipe_failures
 from zoo.reaction_kinetics import VARIANTS, MLConfig, exact_mean_fixation_time, fixation_times
 
 
@@ -33,3 +33,28 @@ def test_lna_stability_of_cyclic_models():
 def test_may_leonard_small_check():
     failed = recipe_failures("may_leonard")
     assert not failed, failed
+
+
+def test_prior_data_is_simulate_record_with_prior_predictive_likelihood():
+    """``prior_data`` gives the record ``ml_simulate`` gives (type, shapes, dtypes, the config's
+    sizes), with positive times, and the fit's likelihood of it is the prior predictive's
+    ``N(y | mean, 0.05)``: exactly the joint SBC assumes."""
+    import jax
+
+    import zoo
+    from zoo.reaction_kinetics import FixationData
+
+    entry = zoo.get("may_leonard")
+    tiny = entry.config("small", sizes=(6, 9), num_runs=5)
+    simulated, _ = entry.simulate(jax.random.PRNGKey(0), tiny)
+    for config in (tiny, entry.config("small"), entry.config("paper")):
+        for seed in range(3):
+            data, likelihood, prior = prior_replicate_likelihood(entry, config, seed)
+            assert isinstance(data, FixationData)
+            assert data.times.shape == (len(VARIANTS), len(config.sizes), config.num_runs)
+            np.testing.assert_array_equal(data.sizes, config.sizes)
+            assert np.all(data.times > 0)
+            np.testing.assert_allclose(likelihood, prior, rtol=1e-12, atol=1e-9)
+    data, _, _ = prior_replicate_likelihood(entry, tiny, 0)
+    for got, want in zip(data, simulated):
+        assert got.shape == want.shape and got.dtype == want.dtype
