@@ -133,6 +133,11 @@ here.
 Recovery check (``small``): one joint 99% coverage statement (``JOINT_COVERAGE``) over g and γ
 and ``|E[g] − 1| < 0.1``.
 
+SBC: not yet stored; a replicate of the default recipe on ``small`` costs about 17 CPU-s on 2
+shared cores, compilation included (measured 2026-12-04: ``zoo sbc povm_dissipative_ising --config
+small --n 5 --draws 99 --seed 0 --batch-size 5`` took 86 CPU-s, 2 min 13 s wall; every fit R-hat
+≤ 1.017, no divergence), so n = 100 is about half a CPU-hour.
+
 Reference: D. Luo, Z. Chen, J. Carrasquilla, B. K. Clark (2022), "Autoregressive neural network
 for simulating open quantum systems via a probabilistic formulation", Phys. Rev. Lett. 128,
 090501, arXiv:2009.05580.
