@@ -74,10 +74,11 @@ L = 99 draws; ``zoo sbc latent_sde_ou --config small --n 100 --draws 99 --seed 0
 --store``; 183 CPU-s in all on 2 shared cores, compilation included, about 1.8 CPU-s per replicate,
 6 min 30 s wall): calibrated, no element flagged (χ² p = 0.58 for both ``theta`` and ``sigma``,
 every ECDF inside its band), no divergent transition in any fit. The recipe runs one chain, so no
-fit has an R-hat (the table notes convergence as not recorded). The ranks of θ and σ correlate
-(Spearman 0.40 over the replicates), as their posteriors do: the data pin the stationary variance
-σ²/(2θ) better than either. The ranks are stored in ``calibration/latent_sde_ou/small``; the
-docs' calibration page is generated from them.
+fit has an R-hat: ``zoo sbc`` reports convergence as not recorded, and the calibration table
+counts only divergences as unconverged. The ranks of θ and σ correlate (Spearman 0.40 over the
+replicates), as their posteriors do: the data pin the stationary variance σ²/(2θ) better than
+either. The ranks are stored in ``calibration/latent_sde_ou/small``; the docs' calibration page
+is generated from them.
 
 Reference: P. Kidger, "On Neural Differential Equations", PhD thesis, Oxford (2022),
 arXiv:2202.02435; X. Li, T.-K. L. Wong, R. T. Q. Chen, D. Duvenaud, "Scalable Gradients for
