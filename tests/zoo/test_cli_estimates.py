@@ -104,3 +104,7 @@ def test_arguments_are_refused_in_one_line(toy, tmp_path, monkeypatch, capsys):
     status, _, err = run(capsys, "estimates", "no_such_entry")
     assert status == 2 and err.startswith("zoo estimates: error: name: unknown zoo entry") and "Traceback" not in err
     assert SIMULATED == [] and not os.path.exists("s")  # refused before any work
+    # SBC of a point-estimate recipe: one line naming the study that applies, after the first fit
+    status, _, err = run(capsys, "sbc", toy.name, "--n", "2", "--draws", "9", "--out", "sb", "--no-progress")
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith("zoo sbc: error: --method: method 'map' returned a point estimate") and "zoo estimates" in err
