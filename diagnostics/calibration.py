@@ -17,7 +17,9 @@ the documentation and ``zoo show`` print is generated from the ranks, never type
 Entries whose recipe gives a point estimate (a trained network, a stochastic-approximation MLE)
 have no posterior to rank; their stored result is the sampling distribution of the estimate over
 replicates simulated at the config's truth (``estimates.csv``: replicate, element, estimate,
-truth), summarised as bias and spread (:func:`estimate_rows`).
+truth; :func:`store_estimates`, from a study of :mod:`diagnostics.estimates`, ``zoo estimates
+NAME --store``), summarised as bias and spread (:func:`estimate_rows`, with
+:func:`diagnostics.estimates.summarise`).
 
 This module imports neither ``zoo`` nor ``inference`` (it reads folders).
 
@@ -39,7 +41,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import sweep
 from .convert import atomic_write_text
+from .estimates import summarise
 from .sbc import DEFAULT_ALPHA, RHAT_UNCONVERGED, SBCResult, element_tests, load_sbc
 
 __all__ = ["CalibrationRow", "store_sweep", "load_stored", "calibration_table", "store_estimates",
@@ -206,7 +210,7 @@ def store_estimates(dest_dir: str | os.PathLike, estimates: Mapping[str, Sequenc
             raise ValueError(f"estimates[{label!r}]: expected a 1-D array shaped like its truths, got "
                              f"{values.shape} and {truth.shape}")
         rows += [(i, label, _float_text(v), _float_text(t)) for i, (v, t) in enumerate(zip(values, truth))]
-    manifest = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in settings.items()}
+    manifest = sweep.manifest_values(settings)
     manifest.update({"kind": "estimate", "num_replicates": len({r[0] for r in rows}), "date": date or _today()})
     dest_dir = os.fspath(dest_dir)
     os.makedirs(dest_dir, exist_ok=True)
@@ -219,17 +223,15 @@ def estimate_rows(folder: str | os.PathLike) -> list[CalibrationRow]:
     folder = os.fspath(folder)
     manifest = _manifest(folder)
     table = _read_csv(os.path.join(folder, ESTIMATES), _ESTIMATE_COLUMNS)
+    labels = list(dict.fromkeys(r["element"] for r in table))
+    estimates = {k: [float(r["estimate"]) for r in table if r["element"] == k] for k in labels}
+    truths = {k: [float(r["truth"]) for r in table if r["element"] == k] for k in labels}
     rows = []
-    for label in dict.fromkeys(r["element"] for r in table):
-        pairs = np.array([(float(r["estimate"]), float(r["truth"])) for r in table if r["element"] == label])
-        errors = pairs[:, 0] - pairs[:, 1]
-        errors = errors[np.isfinite(errors)]
-        n = errors.size
-        sd = float(np.std(errors, ddof=1)) if n > 1 else math.nan
-        detail = (f"bias {np.mean(errors):+.3g} ± {sd / math.sqrt(n):.2g} (s.e.), spread (SD) {sd:.3g}, "
-                  f"truth {np.mean(pairs[:, 1]):.4g}" if n else "no finite estimate")
+    for label, s in summarise(estimates, truths).items():
+        detail = (f"bias {s.bias:+.3g} ± {s.se:.2g} (s.e.), spread (SD) {s.spread:.3g}, truth {s.truth:.4g}"
+                  if s.n else "no finite estimate")
         rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
-                                   label, "estimate", "estimate", detail, n, 0, manifest.get("date", ""), 0))
+                                   label, "estimate", "estimate", detail, s.n, 0, manifest.get("date", ""), 0))
     return rows
 
 

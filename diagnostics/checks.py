@@ -47,6 +47,7 @@ __all__ = [
     "DRAWS",
     "run_attrs",
     "draws_kind",
+    "element_labels",
     "check_rhat",
     "check_ess_bulk",
     "check_ess_tail",
@@ -138,6 +139,14 @@ def element_label(var: str, dims: Sequence[str], coords: Sequence[Any]) -> str:
     parts = ", ".join(_fmt_coord(c) if str(d).startswith(f"{var}_dim_") else f"{d}={_fmt_coord(c)}"
                       for d, c in zip(dims, coords))
     return f"{var}[{parts}]"
+
+
+def element_labels(name: str, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """``[(label, index)]`` of every scalar element of a variable ``name`` of ``shape``: ``"mu"``
+    for a scalar, ``"A[0,1]"`` for element ``(0, 1)`` (the labels of ranks and stored results)."""
+    if not shape:
+        return [(name, ())]
+    return [(f"{name}[{','.join(map(str, idx))}]", idx) for idx in np.ndindex(*shape)]
 
 
 def _fmt_coord(value: Any) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 from diagnostics.precision import name as precision_name
 
 __all__ = ["to_inference_data", "write_netcdf", "read_netcdf", "atomic_write", "atomic_write_text",
-           "with_time_coord", "SAMPLE_STATS_NAMES"]
+           "atomic_savez", "with_time_coord", "SAMPLE_STATS_NAMES"]
 
 #: ArviZ's conventional names for sampler statistics.
 SAMPLE_STATS_NAMES = {
@@ -247,6 +247,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
+
+    return atomic_write(path, write)
+
+
+def atomic_savez(path: str | os.PathLike, **arrays: Any) -> str:
+    """:func:`atomic_write` for an ``.npz`` file of ``arrays`` (``np.savez``), flushed to disk
+    before the rename."""
+    def write(tmp: str) -> None:
+        # through a handle: np.savez would append ".npz" to the temporary name
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     return atomic_write(path, write)
 

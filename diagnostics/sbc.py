@@ -47,8 +47,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import sweep
-from .checks import Verdict, check_rhat
-from .convert import atomic_write
+from .checks import Verdict, check_rhat, element_labels, run_attrs
+from .convert import atomic_savez
+from .estimates import is_point_estimate
 
 __all__ = [
     "SBCResult",
@@ -131,12 +132,6 @@ def thin_indices(total: int, num_draws: int) -> np.ndarray:
     return np.round(np.linspace(0, total - 1, num_draws)).astype(int)
 
 
-def _element_labels(name: str, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
-    if not shape:
-        return [(name, ())]
-    return [(f"{name}[{','.join(map(str, idx))}]", idx) for idx in np.ndindex(*shape)]
-
-
 def rank_statistics(truth: Mapping[str, Any], draws: Mapping[str, np.ndarray], *,
                     rng: np.random.Generator | None = None) -> dict[str, tuple[int, float]]:
     """Rank of each true scalar element among its posterior draws.
@@ -160,7 +155,7 @@ def rank_statistics(truth: Mapping[str, Any], draws: Mapping[str, np.ndarray], *
                              f"of the true value")
         if not np.all(np.isfinite(value)):
             raise ValueError(f"truth[{name!r}]: non-finite true value")
-        for label, idx in _element_labels(name, value.shape):
+        for label, idx in element_labels(name, value.shape):
             theta = value[idx]
             column = sample[(slice(None),) + idx]
             below = int(np.sum(column < theta))
@@ -204,7 +199,14 @@ def fit_quality(idata, names: Sequence[str]) -> tuple[float, int]:
 
 def ranks_from_idata(idata, truth: Mapping[str, Any], num_draws: int, *,
                      rng: np.random.Generator | None = None) -> dict[str, tuple[int, float]]:
-    """Thin ``idata``'s posterior to ``num_draws`` draws and rank ``truth`` among them."""
+    """Thin ``idata``'s posterior to ``num_draws`` draws and rank ``truth`` among them.
+
+    A fit that returned a point estimate (:func:`diagnostics.estimates.is_point_estimate`) has no
+    posterior to rank: ``ValueError`` naming the study that applies (``zoo estimates``)."""
+    if is_point_estimate(idata):
+        method = run_attrs(idata).get("method", "?")
+        raise ValueError(f"--method: method {method!r} returned a point estimate, not posterior draws: SBC does "
+                         "not apply; zoo estimates NAME checks the estimate's sampling distribution over replicates")
     draws = _posterior_draws(idata, list(truth))
     total = next(iter(draws.values())).shape[0]
     index = thin_indices(total, num_draws)
@@ -222,17 +224,13 @@ def _replicate_path(out_dir: str, i: int) -> str:
 def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]],
                     quality: tuple[float, int] = (math.nan, -1)) -> None:
     """Write replicate ``i``'s ranks, true values and fit quality atomically
-    (:func:`diagnostics.convert.atomic_write`)."""
+    (:func:`diagnostics.convert.atomic_savez`)."""
     labels = list(ranked)
     arrays = {"labels": np.array(labels), "ranks": np.array([ranked[k][0] for k in labels], dtype=np.int64),
               "truths": np.array([ranked[k][1] for k in labels], dtype=float),
               "max_rhat": np.array(float(quality[0])), "divergences": np.array(int(quality[1]))}
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as stream:  # a stream: np.savez would append ".npz" to the temporary name
-            np.savez(stream, **arrays)
-
-    atomic_write(_replicate_path(out_dir, i), write)
+    atomic_savez(_replicate_path(out_dir, i), **arrays)
 
 
 def _load_replicate(path: str) -> tuple[dict[str, tuple[int, float]], tuple[float, int]]:
@@ -291,8 +289,7 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
     quality: dict[int, tuple[float, int]] = {}
     if out_dir is not None:
         manifest = {"num_draws": int(num_draws), "seed": int(seed)}
-        manifest.update({k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-                         for k, v in dict(settings or {}).items()})
+        manifest.update(sweep.manifest_values(settings or {}))
         out_dir = sweep.open_folder(out_dir, manifest, kind="an SBC sweep")
         for i in sweep.finished(out_dir, "replicate", "npz", num_replicates):
             done[i], quality[i] = _load_replicate(_replicate_path(out_dir, i))
@@ -357,14 +354,9 @@ def load_sbc(out_dir: str | os.PathLike) -> SBCResult:
 
 def _collect(done: Mapping[int, Mapping[str, tuple[int, float]]], num_draws: int,
              quality: Mapping[int, tuple[float, int]] | None = None) -> SBCResult:
-    replicates = np.array(sorted(done), dtype=int)
-    labels = list(done[int(replicates[0])])
-    for i in replicates:
-        if list(done[int(i)]) != labels:
-            raise ValueError(f"replicate {int(i)}: parameter elements {list(done[int(i)])} differ from "
-                             f"{labels} of the other replicates")
-    ranks = {k: np.array([done[int(i)][k][0] for i in replicates], dtype=int) for k in labels}
-    truths = {k: np.array([done[int(i)][k][1] for i in replicates], dtype=float) for k in labels}
+    replicates, (ranks, truths) = sweep.element_columns(done)
+    ranks = {k: v.astype(int) for k, v in ranks.items()}
+    truths = {k: v.astype(float) for k, v in truths.items()}
     quality = quality or {}
     max_rhat = np.array([quality.get(int(i), (math.nan, -1))[0] for i in replicates], dtype=float)
     divergences = np.array([quality.get(int(i), (math.nan, -1))[1] for i in replicates], dtype=int)

@@ -29,10 +29,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from .compile_cache import release_compiled_programs
 from .convert import atomic_write_text
 
-__all__ = ["MANIFEST", "task_path", "open_folder", "finished", "map_tasks", "make_client"]
+__all__ = ["MANIFEST", "task_path", "manifest_values", "open_folder", "finished", "element_columns",
+           "map_tasks", "make_client"]
 
 #: the settings file of a sweep folder
 MANIFEST = "manifest.json"
@@ -41,6 +44,13 @@ MANIFEST = "manifest.json"
 def task_path(out_dir: str, prefix: str, index: int, ext: str) -> str:
     """The file of task ``index``: ``out_dir/<prefix>_<index:05d>.<ext>``."""
     return os.path.join(out_dir, f"{prefix}_{index:05d}.{ext}")
+
+
+def manifest_values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as a manifest keeps them: JSON scalars (``int``, ``float``, ``str``, ``bool``,
+    None) as they are, anything else as its ``str``."""
+    return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+            for k, v in dict(settings).items()}
 
 
 def open_folder(out_dir: str | os.PathLike, settings: Mapping[str, Any], *, kind: str = "a sweep") -> str:
@@ -76,6 +86,22 @@ def finished(out_dir: str, prefix: str, ext: str, total: int | None = None) -> l
             if total is None or index < total:
                 found.append(index)
     return sorted(found)
+
+
+def element_columns(done: Mapping[int, Mapping[str, Sequence[float]]]
+                    ) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """Per-replicate records as columns: ``done[i][label]`` a tuple of numbers (a rank and a truth,
+    an estimate and a truth) -> ``(replicates, [{label: (n,) first numbers}, {label: (n,) second
+    numbers}, ...])``, replicates sorted; a replicate whose labels differ from the first's is a
+    ``ValueError`` naming it."""
+    replicates = np.array(sorted(done), dtype=int)
+    labels = list(done[int(replicates[0])])
+    for i in replicates:
+        if list(done[int(i)]) != labels:
+            raise ValueError(f"replicate {int(i)}: parameter elements {list(done[int(i)])} differ from "
+                             f"{labels} of the other replicates")
+    width = len(done[int(replicates[0])][labels[0]]) if labels else 0
+    return replicates, [{k: np.array([done[int(i)][k][j] for i in replicates]) for k in labels} for j in range(width)]
 
 
 def map_tasks(function: Callable[[Any], Any], items: Sequence[Any], *, client: Any = None) -> Iterator[tuple[int, Any]]:

@@ -11,12 +11,19 @@
     zoo sbc NAME [--n 30] [--draws 99] [--config small] [--set FIELD=VALUE ...] [--method M]
                  [--option KEY=VALUE ...] [--batch-size 1] [--out DIR] [--html sbc.html] [--store]
                  [--workers K | --scheduler ADDRESS]
+    zoo estimates NAME [--n 50] [--config small] [--set FIELD=VALUE ...] [--seed 0] [--method M]
+                 [--option KEY=VALUE ...] [--out DIR] [--store] [--workers K | --scheduler ADDRESS]
     zoo sweep NAME --grid FIELD=V1,V2,... [--grid ...] [--config small] [--set FIELD=VALUE ...]
                  [--method M] [--option KEY=VALUE ...] [--out DIR] [--workers K | --scheduler ADDRESS]
 
 ``zoo sbc --store`` keeps the sweep's ranks and settings in the repository's
 ``calibration/ENTRY/CONFIG`` (``diagnostics.calibration``); ``zoo show NAME`` prints the
 calibration table generated from them (the docs' calibration page shows every entry's).
+An entry whose recipe returns a point estimate (PaRIS particle Gibbs's SA-MLE, a MAP, a trained
+network) has no posterior to rank (``zoo sbc`` says so and stops after the first fit); ``zoo
+estimates NAME`` fits it on replicates simulated at the config's truth (replicate ``i`` is the
+data and fit of ``zoo check NAME --seed SEED+i``) and prints the estimate's bias and spread per
+parameter (``diagnostics.estimates``); ``--store`` keeps them in ``calibration/ENTRY/CONFIG``.
 
 ``--set FIELD=VALUE`` replaces a field of the chosen configuration (``ZooEntry.config(name,
 **overrides)``: the configuration's own checks run); the result records the overrides in
@@ -32,7 +39,7 @@ progress of the last complete chunk there, and the same command with ``--resume`
 draws of an uninterrupted run), 3 on an internal error (one line; ``--debug``
 prints the traceback). No error prints a traceback without ``--debug``.
 
-``zoo sbc`` and ``zoo sweep`` write one file per finished replicate / grid point into their
+``zoo sbc``, ``zoo estimates`` and ``zoo sweep`` write one file per finished replicate / grid point into their
 ``--out`` folder (:mod:`diagnostics.sweep`: atomic, resumable: a rerun fits only what is missing)
 and run their fits here, one after another, or as Dask tasks (``--workers K``: a LocalCluster on
 this machine; ``--scheduler ADDRESS``: a running cluster whose workers can write the folder).
@@ -187,14 +194,15 @@ def _cmd_show(args) -> int:
         print(f"  {name}: {text if len(text) < 400 else text[:400] + ' ...'}")
     from diagnostics.calibration import calibration_table, format_table
 
-    print(f"calibration (stored results under {calibration_root()}; zoo sbc --store adds one):")
+    print(f"calibration (stored results under {calibration_root()}; zoo sbc --store adds one, zoo estimates --store "
+          "for a point-estimate recipe):")
     print(format_table(calibration_table(calibration_root(), entry=entry.name)))
     return 0
 
 
 def calibration_root() -> str:
     """The repository's stored calibration results: ``calibration/`` next to the ``zoo`` package
-    (``calibration/<entry>/<config>/``, written by ``zoo sbc --store``; read by
+    (``calibration/<entry>/<config>/``, written by ``zoo sbc --store`` and ``zoo estimates --store``; read by
     :func:`diagnostics.calibration.calibration_table`)."""
     import zoo
 
@@ -538,6 +546,51 @@ def _cmd_sbc(args) -> int:
     return 1 if flagged else 0
 
 
+def _cmd_estimates(args) -> int:
+    """The sampling distribution of a point-estimate recipe over replicates simulated at the truth."""
+    import inference
+    import zoo
+    from diagnostics import estimates
+
+    entry = zoo.get(args.name)
+    config, overrides = _config(entry, args)
+    options = parse_options(args.option)
+    if args.n < 1:
+        raise ValueError(f"--n: expected a positive integer, got {args.n}")
+    method, run_options = _method_and_options(entry, args.method, args.config, options)
+    inference.get_runner(method)  # an unknown --method is refused before any work
+
+    def simulate(seed):
+        return _simulate(entry, config, seed)
+
+    def fit(data, seed):
+        return inference.fit(entry, data, method=method, seed=seed, config=config, progress=False, **run_options)
+
+    out = args.out or os.path.join("runs", f"estimates_{entry.name}_{args.config}_{method}")
+    settings = {"entry": entry.name, "config": args.config, "method": method,
+                "options": json.dumps(options, sort_keys=True, default=str)}
+    if overrides:  # a study with other overrides is another study (the manifest refuses a mix)
+        settings["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
+    if args.store and overrides:
+        raise ValueError("--store: the calibration table keeps studies of a config as it is; drop --set")
+    print(f"point-estimate study of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) "
+          f"with {method} {options}: {args.n} replicates simulated at the config's truth, replicate i with seed "
+          f"{args.seed}+i (as zoo check --seed); results in {out} (resumable)", flush=True)
+    with _cluster(args) as client:
+        result = estimates.run_estimates(simulate, fit, num_replicates=args.n, seed=args.seed, out_dir=out,
+                                         settings=settings, progress=not args.no_progress, client=client)
+    print(estimates.format_estimates(result))
+    if args.store:
+        from diagnostics.calibration import store_estimates
+
+        dest = os.path.join(calibration_root(), entry.name, args.config)
+        note = (f"zoo estimates {entry.name} --config {args.config} --n {args.n} --seed {args.seed}"
+                + (f" --method {args.method}" if args.method else "") + "".join(f" --option {o}" for o in args.option))
+        store_estimates(dest, result.estimates, result.truths, settings={**settings, "seed": args.seed, "note": note})
+        print(f"stored the estimates in {dest}")
+    return 0
+
+
 class _cluster:
     """``with _cluster(args) as client``: a Dask client for ``--workers K`` (a LocalCluster of K
     processes on this machine) or ``--scheduler ADDRESS`` (a running scheduler), else None;
@@ -700,6 +753,7 @@ EXAMPLES = """examples:
   zoo report run.nc other.nc --html compare.html
   zoo sbc lgssm --config scalar --n 100 --batch-size 20 --html sbc.html
   zoo sbc lgssm --config scalar --n 100 --workers 2
+  zoo estimates ppg_lgssm --n 50 --store
   zoo sweep lgssm --config scalar --grid num_steps=50,100,200 --workers 2"""
 
 
@@ -842,6 +896,22 @@ def build_parser() -> argparse.ArgumentParser:
     sbc_parser.add_argument("--data-site", default="y", help="prior-predictive site holding the data (default y)")
     add_cluster_arguments(sbc_parser)
 
+    estimates_parser = command(
+        "estimates", "the sampling distribution of a point-estimate recipe (SA-MLE, MAP, trained network): data "
+                     "simulated at the config's truth, one fit per replicate, bias and spread of the estimate",
+        _cmd_estimates)
+    add_entry_arguments(estimates_parser)
+    add_method_arguments(estimates_parser)
+    estimates_parser.add_argument("--n", type=int, default=50, help="number of replicates (default 50; each is "
+                                                                    "one fit of the recipe)")
+    estimates_parser.add_argument("--out", help="folder of per-replicate results (resumable; default "
+                                                "runs/estimates_NAME_CONFIG_METHOD)")
+    estimates_parser.add_argument("--no-progress", action="store_true", help="no line per finished replicate")
+    estimates_parser.add_argument("--store", action="store_true",
+                                  help="keep the estimates and settings in the repository's calibration/ENTRY/CONFIG "
+                                       "(the calibration table of zoo show and the docs)")
+    add_cluster_arguments(estimates_parser)
+
     sweep_parser = command("sweep", "fit an entry at every point of a grid of config values (simulated data, "
                                     "recovery check per point); resumable, on Dask with --workers/--scheduler",
                            _cmd_sweep)
@@ -868,7 +938,7 @@ def check_output_paths(args) -> None:
     then fails to write is lost): the folder must exist and the path must not be a folder."""
     for name in OUTPUT_ARGUMENTS:
         path = getattr(args, name, None)
-        if not path or (args.command in ("sbc", "sweep") and name == "out"):  # their --out is a folder they create
+        if not path or (args.command in ("sbc", "estimates", "sweep") and name == "out"):  # --out: a folder they make
             continue
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):

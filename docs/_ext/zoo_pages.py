@@ -2,7 +2,7 @@
 
 * ``entries/<name>.rst``, one per registered entry, from its model card (the defining module's
   docstring, reStructuredText), its configs, recipe, data format and reference;
-* ``calibration.rst``: the calibration table, generated from the SBC ranks stored in
+* ``calibration.rst``: the calibration table, generated from the SBC ranks and point estimates stored in
   ``../calibration`` (``diagnostics.calibration``), and each entry's rows on its page;
 * ``notebooks/``: copies of the executed notebooks in ``../notebooks`` (rendered from their stored
   outputs by myst-nb; nothing is executed at build time).
@@ -115,9 +115,10 @@ def _calibration_text(name: str | None) -> str:
 
     rows = calibration_table(os.path.join(ROOT, "calibration"), entry=name)
     if not rows:
-        return ("No stored simulation-based calibration yet (``zoo sbc NAME --store`` adds one; "
+        return ("No stored calibration yet (``zoo sbc NAME --store`` adds one, ``zoo estimates NAME --store`` "
+                "for a point-estimate recipe; "
                 ":doc:`the calibration table </calibration>`).\n" if name else "No stored result yet.\n")
-    lead = ("Generated from the ranks stored in ``calibration/`` of the repository "
+    lead = ("Generated from the ranks and estimates stored in ``calibration/`` of the repository "
             "(:doc:`all entries </calibration>`).\n\n" if name else "")
     return lead + rst_table(rows)
 
@@ -152,10 +153,14 @@ def generate(app) -> None:
         "0.01 per entry and config (Bonferroni: each of the two tests of each of the k elements at",
         "level 0.01 / (2k)). Over m stored results the chance that at least one calibrated fit is",
         "flagged by chance is at most 0.01 m, so a single flagged element is weak evidence on its own;",
-        "an entry's card says what its flag was traced to. Entries whose recipe is a point estimate show the bias and spread of the",
-        "estimate over replicates instead. The table is generated at build time from the ranks",
-        "stored in ``calibration/<entry>/<config>/`` (``zoo sbc NAME --store``;",
-        "``diagnostics.calibration``); ``zoo show NAME`` prints an entry's rows.", "",
+        "an entry's card says what its flag was traced to. Entries whose recipe is a point estimate",
+        "(an SA-MLE, a MAP, a trained network) have no posterior to rank: they show the bias (± its",
+        "standard error) and the spread of the estimate over replicates simulated at the config's",
+        "truth instead, with no verdict (an MLE is biased at finite sample size, a MAP towards its",
+        "prior: the entry's card says what to expect). The table is generated at build time from the",
+        "ranks and estimates stored in ``calibration/<entry>/<config>/`` (``zoo sbc NAME --store``,",
+        "``zoo estimates NAME --store``; ``diagnostics.calibration``); ``zoo show NAME`` prints an",
+        "entry's rows.", "",
         _calibration_text(None)]))
     source = os.path.join(ROOT, "notebooks")
     target = os.path.join(HERE, "notebooks")

@@ -42,6 +42,23 @@ small config's series (a 3.5 σ_x jump of the state at t = 62) collapses the clo
 still leaves the path at t = 61 sticky (tail ESS 25 of 800 draws), hence N = 64. With a posterior from any other method (nuts, pmmh, pgibbs, smc2) the check
 falls back to 90% interval coverage of the truth.
 
+Calibration: the recipe is a point estimate, so instead of SBC its sampling distribution over n = 50
+replicates simulated at the truth of ``small`` (``zoo estimates ppg_lgssm --n 50 --seed 0 --store``;
+replicate i is the data and fit of ``zoo check ppg_lgssm --seed i``; about 41 CPU-s per replicate,
+2066 CPU-s in all; with tiny options, T = 30, 20 SA iterations, one chain, N = 16, a replicate still
+cost about 15 CPU-s: much of a fit is building its program, not the particles). Bias ± s.e. and
+spread (SD) of θ̂ − θ: φ −0.023 ± 0.009, 0.062; σ_x −0.007 ± 0.025, 0.174; σ_y −0.036 ± 0.023,
+0.166. The exact Kalman MLE (:func:`kalman_mle`'s three L-BFGS starts) on the same 50 series gives φ
+−0.023 ± 0.009, 0.062; σ_x −0.008 ± 0.025, 0.175; σ_y −0.039 ± 0.028, 0.195: the SA-MLE's bias is
+the MLE's own (the downward finite-T bias of an autoregressive coefficient; paired SA − Kalman
+differences −0.0003 ± 0.0006 in φ, +0.001 ± 0.002 in σ_x, +0.003 ± 0.007 in σ_y), and per replicate
+the two agree within 0.02 in φ and 0.07 in σ_x. One replicate is the exception (seed 37): the Kalman
+MLE sits on the boundary σ_y ≈ 0.001 (all noise put in the state, σ_x 1.39), where the SA iterates,
+averaged from iteration 100 of 200, stopped at σ_y = 0.34 (|Δσ_y| = 0.34 > 0.15: recovery check (b)
+would fail at that seed). Without it the σ_y differences have SD 0.011 (largest 0.037). The
+estimates are stored in ``calibration/ppg_lgssm/small``; the docs' calibration page is generated
+from them.
+
 Example::
 
     import jax, zoo, inference
