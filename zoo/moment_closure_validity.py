@@ -71,7 +71,7 @@ Brusselator's 2nd-order normal MA invalid by sustained oscillation and its 4th o
 ensemble damped.
 
 SBC: not yet stored; a replicate of the default recipe on ``small`` costs more than 50 CPU-s on 2
-shared cores, compilation included (measured 2026-12-04: ``zoo sbc moment_closure_validity
+shared cores, compilation included (measured with ``zoo sbc moment_closure_validity
 --config small --n 5 --draws 99 --seed 0 --batch-size 5`` had not finished its one batch of 5
 after 263 CPU-s, 5 min 54 s wall, and was stopped), so n = 100 is at least 1.5 CPU-hours.
 

@@ -128,7 +128,7 @@ component, 6000 episodes, about 96,000 time units of autonomous activity): assig
     tsn.assignment_accuracy(run.weights, tsn.LEARNING), tsn.selectivity(run.weights, tsn.LEARNING)
 
 SBC: not yet stored; a replicate of the default recipe (PMMH, 4 chains of 1050 iterations with 256
-particles) on ``small`` costs more than 95 CPU-s on 2 shared cores (measured 2026-12-04: ``zoo
+particles) on ``small`` costs more than 95 CPU-s on 2 shared cores (measured with ``zoo
 sbc gros_transient_states --config small --n 5 --draws 99 --seed 0 --batch-size 5``, whose PMMH
 fits run one after another, had not finished the 5 after 15 min wall and more than 490 CPU-s, and
 was stopped), so n = 100 is at least 2.6 CPU-hours.

@@ -132,7 +132,7 @@ The path route (``paths``) uses an Euler step ``path_dt = 0.01`` (``γ_max·Δt 
 official code asserts); the exact route has no such limit.
 
 SBC: not yet stored; a replicate of the default recipe on ``small`` costs more than 65 CPU-s on 2
-shared cores, compilation included (measured 2026-12-04: ``zoo sbc fou_mafbm --config small --n 5
+shared cores, compilation included (measured with ``zoo sbc fou_mafbm --config small --n 5
 --draws 99 --seed 0 --batch-size 5`` had not finished its one batch of 5 after 342 CPU-s, 8 min
 8 s wall, about 63 s of it XLA compilation, and was stopped), so n = 100 is at least 1.8
 CPU-hours.

@@ -41,7 +41,7 @@ E_0[K−1] < E_1[K−1] < … (the ordering removes label switching). Determinis
 The RNN emulation study on these HMMs is :mod:`zoo.hmm_rnn.emulation`.
 
 SBC: not yet stored; a replicate of the default recipe on ``small`` costs about 54 CPU-s on 2
-shared cores, compilation included (measured 2026-12-04: ``zoo sbc hmm_rnn --config small --n 5
+shared cores, compilation included (measured with ``zoo sbc hmm_rnn --config small --n 5
 --draws 99 --seed 0 --batch-size 5`` took 269 CPU-s, 4 min 55 s wall), so n = 100 is about 1.5
 CPU-hours. One of the 5 fits did not converge (R-hat 1.83; its prior draw has the two states'
 last-symbol probabilities 0.13 and 0.26, close enough that the ordering may not separate the
