@@ -49,6 +49,16 @@ parameter              prior                                          small-conf
                        N(0,3²)
 =====================  =============================================  ==================
 
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates, L
+= 99 draws; ``zoo sbc hmm --config small --n 100 --draws 99 --seed 0 --batch-size 5 --store``; about
+25 CPU-seconds per replicate in batches of 5, compilation included, more on the prior draws with a
+scale near 0): calibrated, no element flagged (χ² p ≥ 0.076 over the transition matrix, the ordered
+means and the scales; every ECDF inside its band; a transition row's two elements sum to 1, so their
+ranks are one: the equal p-values). Six fits had R-hat > 1.05 (largest 1.54) and nine had divergent
+transitions (53 in all): the weakly identified prior draws described above; their ranks are
+included. The ranks are stored in ``calibration/hmm/small``; the docs' calibration page is generated
+from them.
+
 Example::
 
     import jax, zoo, inference
