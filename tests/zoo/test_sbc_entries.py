@@ -38,8 +38,6 @@ CHEAPEST = {"lgssm": "scalar"}
 NO_PRIOR_REPLICATE = {
     "ppg_stochastic_volatility": "particle Gibbs also samples the latent path x, which the prior "
                                  "predictive records under other site names",
-    "pgdmm_duffing": "its data are (u, y) pairs: the known input u is not a prior-predictive site, so "
-                     "a replicate needs a prior_data that takes u from the config (not written yet)",
     "snapshot_sde_lv": "its data are snapshot clouds, not a site 'y' of the prior predictive (no "
                        "prior_data yet), and some prior draws give a non-PD LNA covariance",
 }
