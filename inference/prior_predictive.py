@@ -32,10 +32,36 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-__all__ = ["prior_simulate", "latent_site_names"]
+__all__ = ["prior_simulate", "latent_site_names", "rejection_draw"]
+
+
+def rejection_draw(key: jax.Array, draw: Callable[[jax.Array], Any], accept: Callable[[Any], jax.Array], *,
+                   max_tries: int) -> tuple[Any, jax.Array]:
+    """``(value, accepted)``: the first of the draws ``draw(k)`` (fresh keys split from ``key``) for
+    which ``accept(value)`` (a scalar bool) holds, an exact sampler of ``draw``'s law restricted to
+    the accepted set; after ``max_tries`` draws the last one with ``accepted`` False. A
+    ``lax.while_loop``: it runs traced (jit, vmap) too. For a program whose prior (or prior
+    predictive) is restricted to a domain it can only test, not sample directly."""
+    if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
+        raise ValueError(f"max_tries: expected an integer >= 1, got {max_tries!r}")
+
+    def attempt(k):
+        value = draw(k)
+        return value, jnp.asarray(accept(value), dtype=bool)
+
+    def body(state):
+        k, tries, _, _ = state
+        k, sub = jax.random.split(k)
+        return (k, tries + 1, *attempt(sub))
+
+    key, sub = jax.random.split(key)
+    _, _, value, accepted = jax.lax.while_loop(lambda state: ~state[3] & (state[1] < max_tries), body,
+                                               (key, 1, *attempt(sub)))
+    return value, accepted
 
 
 def latent_site_names(model: Callable, data: Any, key: jax.Array | None = None) -> list[str]:

@@ -61,6 +61,12 @@ bootstrap particle filter on the trained program, :func:`pgdmm_predictions`, aga
 filter of the frozen linear physics, :func:`physics_predictions`); the final training ELBO is
 above the ELBO at step 100.
 
+Calibration: simulation-based calibration of the recipe ranks the twin's ``k`` and ``c``. The
+prior predictive draws the inputs ``u`` (site ``u``, N(0, ``input_scale``²)) and records ``y``;
+:func:`prior_data` pairs them into the ``(S, T, 2)`` data the fit conditions on, so each replicate's
+fit sees the inputs its data were simulated with. A probe on ``small`` (``zoo sbc pgdmm_duffing
+--n 4 --draws 19 --batch-size 2``) costs about 13 CPU-seconds per replicate, compilation included.
+
 Reference: W. Liu, Z. Lai, K. Bacsa, E. Chatzi, "Physics-guided Deep Markov Models for learning
 nonlinear dynamical systems with uncertainty", Mech. Syst. Signal Process. 178 (2022) 109276,
 arXiv:2110.08607.
@@ -108,6 +114,7 @@ __all__ = [
     "family",
     "model",
     "exact_loglik",
+    "prior_data",
     "simulate",
     "check",
     "pgdmm_model",
@@ -282,6 +289,13 @@ def model(data=None, *, config: PgDMMConfig) -> None:
         return
     u, y = split_data(data, config)
     family(config).model(y[..., None], inputs=u)
+
+
+def prior_data(values: Mapping[str, Any], config: PgDMMConfig):
+    """The ``(S, T, 2)`` data of a prior-predictive replicate (``ZooEntry.prior_data``): the drawn
+    inputs ``u`` beside the recorded observations ``y``, the pairs :func:`simulate` gives and
+    :func:`model` conditions on (the fit takes ``u`` as known, as the prior predictive drew it)."""
+    return jnp.stack([jnp.asarray(values["u"]), jnp.asarray(values["y"])], axis=-1)
 
 
 def exact_loglik(params: Mapping[str, Any], data, config: PgDMMConfig):
@@ -627,6 +641,7 @@ ENTRY = ZooEntry(
     check=check,
     ssm=None,
     exact_loglik=exact_loglik,
+    prior_data=prior_data,
     dims={"y": ("series", "time"), "u": ("series", "time"), "x": ("series", "time", "state")},
     columns=Columns(("u", "y"), validate=validate_data,
                     describe="known input u and observed displacement y per step (a (time, 2) array is one series)"),

@@ -20,12 +20,7 @@ NAMES = [e.name for e in ENTRIES]
 
 # Known defects found by the integration run of 2026-12-02, open (strict: the test fails once the
 # defect is fixed, so the mark cannot outlive it).
-KNOWN_DEFECTS = {
-    ("prior_predictive", "snapshot_sde_lv"): "the model's prior is restricted to parameters whose "
-    "Gaussian-sum LNA exists (about 1 draw in 6 of the unrestricted LogNormals leaves it: a piece started "
-    "at a negative population, or a flow too stiff for RK4 at step 0.1); the test's draw is outside, and "
-    "the concrete prior predictive refuses it by name. Owed: a prior on that domain that can be sampled",
-}
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {}
 
 
 def _marked(entries, test):

@@ -35,14 +35,7 @@ SAMPLER_METHODS = {"nuts", "blackjax-nuts", "pmmh", "pgibbs", "smc", "smc2", "sv
 #: The cheapest config of an entry where it is not ``small`` (the SBC sweeps run there).
 CHEAPEST = {"lgssm": "scalar"}
 
-NO_PRIOR_REPLICATE = {
-    "ppg_stochastic_volatility": "particle Gibbs also samples the latent path x, which the prior "
-                                 "predictive records under other site names",
-    "pgdmm_duffing": "its data are (u, y) pairs: the known input u is not a prior-predictive site, so "
-                     "a replicate needs a prior_data that takes u from the config (not written yet)",
-    "snapshot_sde_lv": "its data are snapshot clouds, not a site 'y' of the prior predictive (no "
-                       "prior_data yet), and some prior draws give a non-PD LNA covariance",
-}
+NO_PRIOR_REPLICATE: dict[str, str] = {}
 
 PRIOR_NOT_FITTED = {
     "morec_refrigerator": "the twin's N(0, 10^2) prior on w makes most prior-predictive plants unstable "
@@ -81,7 +74,10 @@ def traced_replicate(entry, config):
         found["latent"] = latent_site_names(model, data)
         found["values"] = sorted(values)
         found["ranked"] = list(entry.rank_sites or found["latent"])
-        params = {n: values[n] for n in found["latent"]}
+        # an entry with rank_sites may sample latent sites the prior predictive does not record (particle
+        # Gibbs's x_init, x_rest): they take a draw of model(data), which SBC does not rank
+        fitted = trace(seed(model, key)).get_trace(data) if entry.rank_sites is not None else {}
+        params = {n: values[n] if n in values or not fitted else fitted[n]["value"] for n in found["latent"]}
         return log_density(model, (data,), {}, params)[0]
 
     value = jax.eval_shape(run, jax.random.PRNGKey(0))
@@ -123,6 +119,32 @@ def test_prior_simulate_assembles_record_data():
                                   assemble=lambda values: Record(np.arange(1.0, 6.0), values["y"]))
     assert isinstance(data, Record) and isinstance(data.counts, np.ndarray) and data.counts.shape == (5,)
     assert list(params) == ["rate"] and params["rate"] > 0
+
+
+def test_rejection_draw_is_the_law_restricted_to_the_accepted_set():
+    """``rejection_draw`` of N(0, 1) restricted to x > 1 against the truncated normal's mean and
+    variance (2000 draws, vmapped: it runs traced); after ``max_tries`` the last draw, flagged; a
+    bad ``max_tries`` is one named error."""
+    from scipy import stats
+
+    from inference.prior_predictive import rejection_draw
+    from tests.helpers import mc_tolerance
+
+    def one(key):
+        return rejection_draw(key, lambda k: jax.random.normal(k), lambda x: x > 1.0, max_tries=200)
+
+    x, accepted = jax.vmap(one)(jax.random.split(jax.random.PRNGKey(4), 2000))
+    x = np.asarray(x)
+    assert np.all(accepted) and np.all(x > 1.0)
+    truth = stats.truncnorm(1.0, np.inf)
+    assert abs(x.mean() - truth.mean()) <= mc_tolerance(truth.std(), x.size, num_comparisons=2)
+    fourth = truth.expect(lambda v: (v - truth.mean()) ** 4)  # Var(sample variance) ~ (m4 - var^2) / n
+    assert abs(x.var() - truth.var()) <= mc_tolerance(np.sqrt(fourth - truth.var() ** 2), x.size, num_comparisons=2)
+    value, accepted = rejection_draw(jax.random.PRNGKey(0), lambda k: jax.random.normal(k), lambda x: x > 50.0,
+                                     max_tries=3)
+    assert not bool(accepted) and float(value) < 50.0
+    with pytest.raises(ValueError, match="max_tries: expected an integer >= 1, got 0"):
+        rejection_draw(jax.random.PRNGKey(0), lambda k: jax.random.normal(k), lambda x: x > 0, max_tries=0)
 
 
 @pytest.mark.slow

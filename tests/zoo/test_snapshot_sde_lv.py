@@ -5,6 +5,7 @@ bridge point estimate and the held-out comparison; the recipe's recovery (slow).
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from numpyro.infer.util import log_density
@@ -63,6 +64,57 @@ def test_likelihood_matches_a_direct_computation_with_missing_cells(key):
     prior += stats.lognorm(1.0, scale=lv.X0_LOC_MEDIAN).logpdf(params["x0_loc"]).sum()
     prior += stats.lognorm(1.0, scale=lv.X0_SCALE_MEDIAN).logpdf(params["x0_scale"]).sum()
     np.testing.assert_allclose(float(lp), _direct_loglik(data, params, TINY) + prior, rtol=1e-8)
+
+
+def test_prior_predictive_draws_the_prior_restricted_to_the_lna_domain(key):
+    """The prior predictive's parameters come from ``restricted_prior_draw`` (rejection), whose draws
+    all lie in the LNA's domain and have the law of the unrestricted LogNormals kept where
+    ``marginals`` is valid: the mean of each log parameter over 500 restricted draws against 3000
+    filtered draws, within the two-sample Monte Carlo tolerance (8 comparisons)."""
+    import functools
+
+    from numpyro.handlers import seed, trace
+
+    tr = trace(seed(functools.partial(ENTRY.model, config=TINY), key)).get_trace(None)
+    _, sub = jax.random.split(key)  # the seed handler's first key: numpyro.prng_key()'s in the model
+    for name, value in lv.restricted_prior_draw(sub, TINY).items():
+        np.testing.assert_array_equal(tr[name]["value"], value)
+    priors = lv._priors()
+    drawn = jax.vmap(lambda k: lv.restricted_prior_draw(k, TINY))(jax.random.split(jax.random.fold_in(key, 2), 500))
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(priors))
+    free = {n: prior.sample(k, (3000,)) for (n, prior), k in zip(priors.items(), keys)}
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), drawn, free)
+    valid = np.asarray(jax.jit(jax.vmap(lambda p: lv.marginals(p, TINY).valid()))(both))
+    assert np.all(valid[:500])
+    valid = valid[500:]
+    assert 0.02 < 1 - valid.mean() < 0.5  # the restriction is real on TINY, not a formality
+    columns = lambda d: np.log(np.column_stack([np.reshape(np.asarray(d[n]), (len(d[n]), -1)) for n in priors]))  # noqa: E731
+    restricted, kept = columns(drawn), columns(free)[valid]
+    spread = kept.std(0) * np.sqrt(1 / len(restricted) + 1 / len(kept))
+    tol = mc_tolerance(spread, 1, num_comparisons=kept.shape[1])
+    assert np.all(np.abs(restricted.mean(0) - kept.mean(0)) <= tol), (restricted.mean(0), kept.mean(0), tol)
+
+
+def test_prior_data_is_the_snapshots_the_likelihood_reads(key):
+    """``prior_data`` hands the fit the prior predictive's ``snapshots`` (every time, ``(N, K, 2)``),
+    and the fit's factor ``y`` at the replicate's parameters is the prior predictive's log density of
+    the training snapshots: the joint SBC assumes."""
+    import functools
+
+    from numpyro.handlers import seed, trace
+
+    from inference.prior_predictive import prior_simulate
+
+    model = functools.partial(ENTRY.model, config=TINY)
+    for i in range(2):
+        k = jax.random.fold_in(key, i)
+        params, data = prior_simulate(model, k, assemble=functools.partial(ENTRY.prior_data, config=TINY))
+        assert set(params) == {*lv.PARAMS, "x0_loc", "x0_scale"} and data.shape == (30, 5, 2)
+        prior = trace(seed(model, k)).get_trace(None)["snapshots"]
+        np.testing.assert_array_equal(data, prior["value"])
+        expected = prior["fn"].base_dist.log_prob(prior["value"])[:, list(TINY.train_indices)].sum()
+        fitted = log_density(model, (data,), {}, params)[1]["y"]
+        np.testing.assert_allclose(float(fitted["fn"].log_prob(fitted["value"]).sum()), float(expected), rtol=1e-10)
 
 
 def test_simulator_draws_fresh_cells_with_the_initial_law(key):

@@ -26,6 +26,17 @@ on ``(t_{k-1}, t_k]``, so the transition has a proper density (product of Gaussi
 ancestor sampling needs; the emission is Poisson of the sub-path's last point. Data are SSA-exact.
 Check: 90% intervals of (mu, sigma, lambda) cover the truth and posterior means are within 20%.
 
+Prior predictive and calibration: the likelihood reads finite counts >= 0 (``_validate_counts``),
+but the program's Gaussian model leaves that domain near extinction (about 15% of prior draws on
+small: predators die out, the LNA path goes below 0 and is NaN from there on). The prior predictive
+is therefore the program's joint restricted to counts in the domain, by rejection
+(:func:`slv_prior_paths`, ``inference.prior_predictive.rejection_draw``): an event of the data
+alone, so each replicate's posterior is the program's ``p(rates | y)`` and simulation-based
+calibration stays exact, while the replicates' rates follow the prior times ``P(counts >= 0 |
+rates)`` (fewer extinction regimes). SBC ranks ``mu``, ``sigma``, ``lam``; the data are the site
+``y``. A probe on ``small`` (``zoo sbc stochastic_lotka_volterra --n 4 --draws 19 --batch-size 2``)
+costs about 110 CPU-seconds per replicate, compilation included (fit R-hat <= 1.02, no divergence).
+
 Example::
 
     import jax, zoo, inference
@@ -45,6 +56,7 @@ Chemistry (LNA); P. Fearnhead, V. Giagos, C. Sherlock, Biometrics 70, 457 (2014)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -54,11 +66,12 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
+from inference.prior_predictive import rejection_draw
 from inference.validate import concrete
-from zoo.core import Columns, Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Columns, Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
 from zoo.processes import gillespie
 from zoo.processes.reactions import lna_to_lgssm
-from zoo.reaction_kinetics.networks import REFERENCE, lotka_volterra_network, sample_lognormal
+from zoo.reaction_kinetics.networks import REFERENCE, lotka_volterra_network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +118,18 @@ class SLVConfig:
         return int(round(self.obs_interval / self.cle_dt))
 
 
+def _slv_priors(config: SLVConfig) -> dict:
+    """The rates' LogNormal priors ``(loc, scale)`` of the config."""
+    return {name: dist.LogNormal(*prior) for name, prior in
+            (("mu", config.prior_mu), ("sigma", config.prior_sigma), ("lam", config.prior_lam))}
+
+
 def _slv_prior(config: SLVConfig) -> dict:
-    return {"mu": sample_lognormal("mu", config.prior_mu), "sigma": sample_lognormal("sigma", config.prior_sigma),
-            "lam": sample_lognormal("lam", config.prior_lam)}
+    return {name: numpyro.sample(name, prior) for name, prior in _slv_priors(config).items()}
+
+
+#: The most draws the prior predictive tries for counts in the likelihood's domain (module docstring).
+MAX_PRIOR_TRIES = 200
 
 
 def _slv_rates(params: dict) -> jax.Array:
@@ -170,25 +192,75 @@ def slv_model(data=None, *, config: SLVConfig) -> None:
     deterministic path, an exact Kalman filter (:func:`slv_lna_lgssm`). Emission ``N(x, diag(x))``
     stands in for Poisson counts (variance at the predicted mean).
 
-    With ``data=None`` the prior predictive of the same Gaussian model: a latent path and Gaussian
-    counts per series, as deterministic sites ``x`` and ``y``.
+    With ``data=None`` the prior predictive of the same Gaussian model restricted to the data the
+    likelihood reads, finite non-negative counts (:func:`slv_prior_paths`): ``(mu, sigma, lam)`` and
+    a latent path and Gaussian counts per series, as deterministic sites ``x`` and ``y``; parameters
+    given from outside (a posterior predictive) get counts drawn in that domain at them, and where
+    none is found in :data:`MAX_PRIOR_TRIES` draws a concrete run stops with a named error (traced:
+    the site ``counts_valid`` is False).
     """
-    params = _slv_prior(config)
+    key = numpyro.prng_key() if data is None else None
+    drawn = {}
+    if key is not None:  # no key: an unseeded trace
+        key, k_joint = jax.random.split(key)
+        (drawn, _), _ = slv_prior_paths(k_joint, config)
+    with numpyro.handlers.substitute(data=drawn):  # an outer substitute (a posterior predictive) wins
+        params = _slv_prior(config)
     if data is None:
-        key = numpyro.prng_key()
         if key is None:
             return
-        if config.lna_form == "fixed":
-            lg = slv_lna_lgssm(params, config)
-            sample = lambda k: _sample_lgssm(k, lg, config.num_obs)  # noqa: E731
-        else:
-            sample = lambda k: _sample_restarting(k, params, config)  # noqa: E731
-        xs, ys = jax.vmap(sample)(jax.random.split(key, config.num_series))
+        (xs, ys), valid = _slv_counts_in_domain(key, params, config)
+        if not is_traced(valid) and not bool(valid):
+            raise ValueError(f"parameters: no counts in the likelihood's domain (finite, >= 0) in {MAX_PRIOR_TRIES} "
+                             "prior-predictive draws at " + ", ".join(f"{k}={float(v):.4g}" for k, v in params.items()))
+        numpyro.deterministic("counts_valid", valid)
         numpyro.deterministic("x", xs)
         numpyro.deterministic("y", ys)
         return
     numpyro.factor("y", _slv_increments(params, _validate_counts(data, config, what="stochastic_lotka_volterra"),
                                         config))
+
+
+def _counts_valid(ys) -> jax.Array:
+    """Whether Gaussian counts lie in the domain the likelihood reads (``_validate_counts``): finite, >= 0."""
+    return jnp.all(jnp.isfinite(ys) & (ys >= 0))
+
+
+def _slv_paths(key, params: dict, config: SLVConfig):
+    """``(x, y)``, each ``(S, T, 2)``: the program's Gaussian model at ``params``, one path per series."""
+    if config.lna_form == "fixed":
+        lg = slv_lna_lgssm(params, config)
+        sample = lambda k: _sample_lgssm(k, lg, config.num_obs)  # noqa: E731
+    else:
+        sample = lambda k: _sample_restarting(k, params, config)  # noqa: E731
+    return jax.vmap(sample)(jax.random.split(key, config.num_series))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _slv_counts_in_domain(key, params: dict, config: SLVConfig):
+    """``((x, y), accepted)``: the program's Gaussian paths at ``params`` restricted to finite counts
+    ``y >= 0`` by rejection (at most :data:`MAX_PRIOR_TRIES` draws)."""
+    return rejection_draw(key, lambda k: _slv_paths(k, params, config), lambda paths: _counts_valid(paths[1]),
+                          max_tries=MAX_PRIOR_TRIES)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def slv_prior_paths(key, config: SLVConfig):
+    """``((params, (x, y)), accepted)``: one joint draw of the rates (their LogNormal priors) and the
+    program's Gaussian paths, restricted to finite non-negative counts ``y`` by rejection
+    (``inference.prior_predictive.rejection_draw``, at most :data:`MAX_PRIOR_TRIES` draws). The
+    restriction is an event of the data alone, so the posterior of a replicate is the program's
+    ``p(rates | y)``: simulation-based calibration stays exact, while the rates' law is the prior
+    times ``P(counts >= 0 | rates)``."""
+    priors = _slv_priors(config)
+
+    def draw(k):
+        k_params, k_paths = jax.random.split(k)
+        keys = jax.random.split(k_params, len(priors))
+        params = {name: prior.sample(kk) for (name, prior), kk in zip(priors.items(), keys)}
+        return params, _slv_paths(k_paths, params, config)
+
+    return rejection_draw(key, draw, lambda value: _counts_valid(value[1][1]), max_tries=MAX_PRIOR_TRIES)
 
 
 def _sample_lgssm(key, lg: exact.LGSSMParams, num_steps: int):

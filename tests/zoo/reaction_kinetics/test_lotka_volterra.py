@@ -59,6 +59,42 @@ def test_slv_lna_program_is_the_kalman_likelihood(slv):
         dataclasses.replace(config, lna_form="exact")
 
 
+def test_slv_prior_predictive_gives_counts_the_likelihood_reads(slv, key):
+    """The prior predictive draws rates and Gaussian counts jointly restricted to finite counts >= 0
+    (``slv_prior_paths``), the data ``_validate_counts`` accepts: its sites are that draw, the fit's
+    log density of the replicate is finite. Rates given from outside get counts in that domain at
+    them; at rates whose LNA leaves it on every draw (predators die out, the LNA goes below 0 and
+    then NaN) a concrete run is one named error."""
+    import functools
+
+    from numpyro.handlers import seed, substitute, trace
+
+    from inference.prior_predictive import prior_simulate
+    from zoo.reaction_kinetics import lotka_volterra as slv_module
+
+    entry, config, _, _ = slv
+    model = functools.partial(entry.model, config=config)
+    for i in range(2):
+        k = jax.random.fold_in(key, i)
+        params, data = prior_simulate(model, k)
+        tr = trace(seed(model, k)).get_trace(None)
+        (drawn, _), accepted = slv_module.slv_prior_paths(jax.random.split(jax.random.split(k)[1])[1], config)
+        assert bool(accepted) and bool(tr["counts_valid"]["value"])
+        assert set(params) == {"mu", "sigma", "lam"} and all(np.isclose(params[n], drawn[n]) for n in params)
+        np.testing.assert_array_equal(data, tr["y"]["value"])
+        assert data.shape == (config.num_series, config.num_obs, 2) and np.all(np.isfinite(data)) and np.all(data >= 0)
+        assert np.isfinite(float(log_density(model, (data,), {}, params)[0]))
+    truth = {"mu": 0.5, "sigma": 1.0, "lam": 1.5}
+    tr = trace(seed(substitute(model, data=truth), key)).get_trace(None)
+    assert float(tr["mu"]["value"]) == 0.5 and np.all(tr["y"]["value"] >= 0) and bool(tr["counts_valid"]["value"])
+    extinct = {"mu": 4.0, "sigma": 1.0, "lam": 0.2}
+    _, ys = slv_module._slv_paths(key, extinct, config)
+    assert not np.all(np.isfinite(ys))
+    with pytest.raises(ValueError, match=r"parameters: no counts in the likelihood's domain \(finite, >= 0\) in 200 "
+                                         r"prior-predictive draws at mu=4, sigma=1, lam=0.2"):
+        trace(seed(substitute(model, data=extinct), key)).get_trace(None)
+
+
 def test_slv_data_and_state_space_form(slv, key):
     entry, config, data, truth = slv
     assert data.shape == (2, 8, 2) and truth["x"].shape == (2, 8, 2)
