@@ -251,9 +251,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
     return atomic_write(path, write)
 
 
-def atomic_savez(path: str | os.PathLike, **arrays: Any) -> str:
+def atomic_savez(path: str | os.PathLike, /, **arrays: Any) -> str:
     """:func:`atomic_write` for an ``.npz`` file of ``arrays`` (``np.savez``), flushed to disk
-    before the rename."""
+    before the rename. The one ``.npz`` writer: SBC and estimate replicates and every
+    :mod:`inference.checkpoint` file go through it (``path`` is positional-only, so an array may
+    be named ``path``)."""
     def write(tmp: str) -> None:
         # through a handle: np.savez would append ".npz" to the temporary name
         with open(tmp, "wb") as handle:

@@ -21,8 +21,9 @@ File layout (NumPy ``.npz``, read with ``allow_pickle=False``):
 No Python object is pickled: on load the structure comes from a live ``template`` pytree (the
 freshly initialised state), and the stored key paths, shapes and dtypes are checked against it (a
 mismatch is a ``ValueError`` naming the first offending leaf). The file is written to a
-temporary file in the same folder and moved into place (``diagnostics.convert.atomic_write``),
-so a crash mid-write leaves the previous checkpoint intact.
+temporary file in the same folder, flushed to disk and moved into place by the project's one
+``.npz`` writer, ``diagnostics.convert.atomic_savez``, so a crash mid-write leaves the previous
+checkpoint intact.
 
 Why our own, not orbax or flax serialization: orbax writes a directory of tensorstore files per
 checkpoint, with asynchronous machinery, for sharded models far larger than ours, and
@@ -43,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diagnostics.convert import atomic_write
+from diagnostics.convert import atomic_savez
 
 __all__ = ["save_pytree", "load_pytree", "read_extras", "RunCheckpoint", "Progress", "settings_of",
            "FORMAT_VERSION"]
@@ -91,17 +92,6 @@ def _unflatten_like(template: Any, paths: list[str], leaves: list[np.ndarray], w
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    def write(tmp: str) -> None:
-        # through a handle: np.savez would append ".npz" to a temporary name
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    atomic_write(path, write)
-
-
 def save_pytree(path: str | os.PathLike, tree: Any, **extra: Any) -> None:
     """Write a pytree of arrays (plus named ``extra`` arrays) atomically to ``path`` (.npz)."""
     paths, leaves, treedef = _flatten(tree)
@@ -111,7 +101,7 @@ def save_pytree(path: str | os.PathLike, tree: Any, **extra: Any) -> None:
     arrays["__version__"] = np.asarray(FORMAT_VERSION)
     for name, value in extra.items():
         arrays[f"extra_{name}"] = np.asarray(value)
-    _atomic_savez(path, arrays)
+    atomic_savez(path, **arrays)
 
 
 def _read_npz(path: str) -> tuple[list[str], list[np.ndarray], dict[str, np.ndarray]]:

@@ -45,7 +45,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 import jax
@@ -55,6 +54,7 @@ import numpy as np
 
 import inference
 import zoo
+from diagnostics.convert import atomic_write_text
 from zoo import fractional_sde as fs
 
 HURSTS = (0.3, 0.5, 0.7, 0.85)
@@ -199,12 +199,8 @@ class ImportanceSampler:
 
 
 def atomic_json(path: str, payload) -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=1)
-    os.replace(tmp, path)
+    """``payload`` as JSON at ``path``, through the project's one atomic writer."""
+    atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def load_setting(folder: str) -> list[dict]:

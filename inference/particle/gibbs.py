@@ -237,26 +237,31 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     adapt_start = positive_int("adapt_start", adapt_start)
     target_accept = 0.3 if theta_kernel == "rw" else 0.8
     da_init, da_update, da_final = blackjax.adaptation.step_size.dual_averaging_adaptation(target_accept)
-    estimate = _pmmh.evidence_estimator(ssm, space, ys, num_particles=loglik_particles,
+
+    def estimator(ys):
+        return _pmmh.evidence_estimator(ssm, space, ys, num_particles=loglik_particles,
                                         resampler="systematic", ess_threshold=0.5)
 
     key = jax.random.PRNGKey(seed)
     key_pos, key_paths, key_run = jax.random.split(key, 3)
     positions = initial_positions(key_pos, space, num_chains, init_params, init_radius)
 
-    def first_paths(k, z):
+    # The data enter every compiled program as an argument, never as a closed-over constant: a
+    # constant is embedded in the program, so a fit on other data of the same shape (an SBC
+    # replicate) would compile everything again and miss the persistent compilation cache.
+    def first_paths(k, z, ys):
         params = space.to_params(z)
         ks = jax.random.split(k, ys.shape[0])
         return jax.vmap(lambda kk, y: _csmc.simulate_path(kk, ssm.feynman_kac(params, y)))(ks, ys)
 
-    paths = jax.jit(jax.vmap(first_paths))(jax.random.split(key_paths, num_chains), positions)
+    paths = jax.jit(jax.vmap(first_paths, in_axes=(0, 0, None)))(jax.random.split(key_paths, num_chains), positions, ys)
     states = GibbsState(position=positions, paths=paths)
     warm = jax.vmap(lambda z: _Warmup(_pmmh.adaptation_init(z), da_init(init_scale), jnp.zeros(())))(positions)
     # Strong dtypes, so that the chunk's outputs match its inputs and it compiles once.
     states, warm = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), (states, warm))
     da_restart = 1.0 if theta_kernel == "rw" else init_scale
 
-    def sweep(state, warm_state, k, adapting):
+    def sweep(state, warm_state, k, adapting, ys):
         tuning = _tuning_from(warm_state, theta_kernel, adapt_start, adapting, da_final)
         state, info = step(k, state, ssm=ssm, space=space, ys=ys, num_particles=num_particles,
                            sampling=sampling, theta_kernel=theta_kernel, tuning=tuning, theta_steps=theta_steps,
@@ -270,9 +275,10 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         warm_state = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), updated, warm_state)
         return state, warm_state, info, tuning
 
-    def pointwise(k, position, adapting):
+    def pointwise(k, position, adapting, ys):
         if not pointwise_log_likelihood:
             return ()
+        estimate = estimator(ys)
         shapes = jax.eval_shape(estimate, k, position)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return jax.lax.cond(adapting, lambda: zeros, lambda: estimate(k, position))
@@ -280,12 +286,12 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains
     # (unbatched, so the ``cond`` above skips the pointwise filter during warmup).
     @jax.jit
-    def run_chunk(states, warm, keys, adapting):
+    def run_chunk(states, warm, keys, adapting, ys):
         def per_chain(state, warm_state, ks):
             def body(carry, k):
                 s, w = carry
-                s, w, info, tuning = sweep(s, w, k, adapting)
-                return (s, w), (s, info, tuning.step_size, pointwise(jax.random.fold_in(k, 1), s.position, adapting))
+                s, w, info, tuning = sweep(s, w, k, adapting, ys)
+                return (s, w), (s, info, tuning.step_size, pointwise(jax.random.fold_in(k, 1), s.position, adapting, ys))
             return jax.lax.scan(body, (state, warm_state), ks)
         return jax.vmap(per_chain, in_axes=(0, 0, 0))(states, warm, keys)
 
@@ -293,7 +299,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
 
     def chunk(adapting):
-        return lambda carry, keys: run_chunk(*carry, keys, jnp.asarray(adapting))
+        return lambda carry, keys: run_chunk(*carry, keys, jnp.asarray(adapting), ys)
 
     checkpoint = sampler_checkpoint(
         checkpoint_path, "pgibbs", seed, target.data, num_particles=num_particles, num_samples=num_samples,

@@ -969,27 +969,45 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
                          "MultivariateNormal, Independent Normal, Categorical); use 'exact'")
     method = backward if backward != "auto" else ("reject" if has_bound else "exact")
 
-    def one_step(carry, k):
-        state, learn_flag = carry
-        new, info = score_ascent_step(k, state, ssm, ys, space, num_particles, backward=method,
-                                      num_backward=num_backward, max_tries=max_tries, sa=sa,
-                                      map_estimate=learning == "map", extra=extra, learn=learn_flag,
-                                      proposal=proposal, mesh=mesh)
-        return (new, learn_flag), (state.position, info, new.reference)
+    # One compiled program per fit, reused by every fit of the same shapes and settings:
+    # - the data enter as an argument, never as a closed-over constant (a constant is embedded in
+    #   the program, so a fit on other data of the same shape, an SBC or estimates replicate,
+    #   would compile everything again and miss the persistent compilation cache);
+    # - every call has ``length`` iterations (the SA phase and the sweeps at the estimate, and
+    #   their last chunks, would otherwise be up to four lengths, each traced and compiled):
+    #   a shorter chunk is padded, its iterations from ``num_active`` on leave the state as it is
+    #   and their outputs are dropped (at most ``length - 1`` wasted iterations per phase, none
+    #   when ``chunk_size`` divides both phases; cheaper than tracing and compiling another
+    #   program for the tiny fits of a calibration run).
+    length = min(chunk_size, max(num_iterations if learn else 0, burn_in + num_samples))
 
-    def chunk(states, keys, learn_flag):  # keys (chains, length, 2)
-        def per_chain(s, ks):
-            (s, _), out = jax.lax.scan(one_step, (s, learn_flag), ks)
-            return s, out
-        return jax.vmap(per_chain)(states, keys)
+    def chunk(states, keys, learn_flag, num_active, ys):  # keys (chains, length, 2)
+        def one_step(state, inputs):
+            k, i = inputs
+            new, info = score_ascent_step(k, state, ssm, ys, space, num_particles, backward=method,
+                                          num_backward=num_backward, max_tries=max_tries, sa=sa,
+                                          map_estimate=learning == "map", extra=extra, learn=learn_flag,
+                                          proposal=proposal, mesh=mesh)
+            new = jax.tree.map(lambda a, b: jnp.where(i < num_active, a, b), new, state)
+            return new, (state.position, info, new.reference)
+
+        return jax.vmap(lambda s, ks: jax.lax.scan(one_step, s, (ks, jnp.arange(length))))(states, keys)
 
     chunk_fn = jax.jit(chunk)
-    states = jax.jit(jax.vmap(lambda k, z: learning_init(k, z, ssm, ys, space, num_particles, path_init="prior")))(
-        jax.random.split(key_init, num_chains), positions)
+    init_fn = jax.jit(jax.vmap(lambda k, z, ys: learning_init(k, z, ssm, ys, space, num_particles, path_init="prior"),
+                               in_axes=(0, 0, None)))
+    states = init_fn(jax.random.split(key_init, num_chains), positions, ys)
+
+    def padded(states, keys, learn_flag):  # keys (chains, n <= length, 2)
+        n = keys.shape[1]
+        if n < length:
+            keys = np.concatenate([keys, np.zeros((num_chains, length - n) + keys.shape[2:], keys.dtype)], axis=1)
+        states, out = chunk_fn(states, keys, jnp.asarray(learn_flag), jnp.asarray(n, jnp.int32), ys)
+        return states, jax.tree.map(lambda a: np.asarray(a)[:, :n], out)
 
     def sweeps(states, key, total, learn_flag, keep_from):  # keys (chains, total, 2), one per sweep
         keys = jax.random.split(key, total * num_chains).reshape(num_chains, total, -1)
-        return run_chunks(lambda st, ks: chunk_fn(st, ks, jnp.asarray(learn_flag)), states, total, chunk_size,
+        return run_chunks(lambda st, ks: padded(st, ks, learn_flag), states, total, chunk_size,
                           keys=lambda a, n: keys[:, a:a + n], keep_from=keep_from, bar=bar)
 
     # The score block of the stacked functional is ravel_pytree of the constrained sites: sorted names.
@@ -1048,9 +1066,12 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
             values = np.broadcast_to(values, (c, n) + expected).copy()
         else:
             loglik_source = f"bootstrap filter, N={loglik_particles}"
-            estimate_fn = _pmmh.evidence_estimator(ssm, space, ys, num_particles=loglik_particles,
-                                                   resampler="systematic", ess_threshold=0.5)
-            incr = jax.jit(jax.vmap(lambda k: estimate_fn(k, jnp.asarray(z_hat))[1]))(jax.random.split(key_ll, c * n))
+            def increments(k, z, ys):  # the data as an argument (see chunk above)
+                return _pmmh.evidence_estimator(ssm, space, ys, num_particles=loglik_particles,
+                                                resampler="systematic", ess_threshold=0.5)(k, z)[1]
+
+            incr = jax.jit(jax.vmap(increments, in_axes=(0, None, None)))(
+                jax.random.split(key_ll, c * n), jnp.asarray(z_hat), ys)
             incr = np.asarray(incr).reshape((c, n) + tuple(incr.shape[1:]))  # (chain, draw, S, T)
             values = unbatch(incr, batched)
         log_likelihood = {"y": values}

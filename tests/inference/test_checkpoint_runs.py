@@ -30,27 +30,36 @@ def normal_model(y=None):
 NORMAL_DATA = np.random.default_rng(0).normal(1.0, 0.5, 20)
 
 
+class _CtrlC:
+    """An array-like whose conversion raises ``KeyboardInterrupt``: given to ``np.savez`` after a
+    checkpoint's own arrays, it breaks the write off with those arrays already in the temporary
+    file and the rename not yet done (Ctrl-C in the middle of the write)."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise KeyboardInterrupt
+
+
 class Interrupt:
     """Make the k-th checkpoint write end in a KeyboardInterrupt: after the file is in place
-    (``during=False``: Ctrl-C between chunks) or inside the write (``during=True``)."""
+    (``during=False``: Ctrl-C between chunks) or inside the real writer, between the temporary
+    file's write and its rename (``during=True``); ``previous`` holds the file's bytes before the
+    k-th write."""
 
     def __init__(self, monkeypatch, after: int, during: bool = False):
-        self.count, self.after, self.during = 0, after, during
-        real = ckpt._atomic_savez
+        self.count, self.after, self.during, self.previous = 0, after, during, None
+        real = ckpt.atomic_savez
 
-        def savez(path, arrays):
+        def savez(path, /, **arrays):
             self.count += 1
-            if self.count == self.after and self.during:
-                def broken(tmp):
-                    with open(tmp, "wb") as handle:
-                        handle.write(b"PK\x03\x04 half a zip")
-                    raise KeyboardInterrupt
-                ckpt.atomic_write(path, broken)
-            real(path, arrays)
+            if self.count == self.after:
+                self.previous = open(path, "rb").read() if os.path.exists(path) else None
+                if self.during:
+                    real(path, **arrays, zz_interrupt=_CtrlC())  # raises inside the write
+            real(path, **arrays)
             if self.count == self.after:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(ckpt, "_atomic_savez", savez)
+        monkeypatch.setattr(ckpt, "atomic_savez", savez)
 
 
 def assert_same_draws(a, b):
@@ -67,10 +76,12 @@ def interrupted_then_resumed(monkeypatch, tmp_path, fit, after, during=False):
     tmp_path.mkdir(exist_ok=True)
     path = str(tmp_path / "run.ckpt.npz")
     with monkeypatch.context() as patch:
-        Interrupt(patch, after, during)
+        interrupt = Interrupt(patch, after, during)
         with pytest.raises(KeyboardInterrupt):
             fit(path)
     assert os.path.exists(path)
+    if during:  # the broken write left the previous checkpoint byte for byte
+        assert interrupt.count == after and open(path, "rb").read() == interrupt.previous
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")], "a temporary file was left behind"
     extras = ckpt.read_extras(path)  # the partial result is readable without the runner
     resumed = fit(path)

@@ -103,18 +103,18 @@ def pmmh(method, path=None):
 out = {"devices": jax.local_device_count()}
 vectorized, auto = pmmh("vectorized"), pmmh("auto")
 # a vectorised run stopped after its first chunk (mid-warmup, adaptation under way) resumes sharded
-real, count = ckpt._atomic_savez, [0]
-def interrupting(path, arrays):
-    real(path, arrays)
+real, count = ckpt.atomic_savez, [0]
+def interrupting(path, /, **arrays):
+    real(path, **arrays)
     count[0] += 1
     if count[0] == 1:
         raise KeyboardInterrupt
-ckpt._atomic_savez = interrupting
+ckpt.atomic_savez = interrupting
 try:
     pmmh("vectorized", "__PATH__")
 except KeyboardInterrupt:
     pass
-ckpt._atomic_savez = real
+ckpt.atomic_savez = real
 resumed = pmmh("sharded", "__PATH__")
 out["pmmh"] = {"placement": [placement(vectorized), placement(auto), placement(resumed)],
                "reason": auto.attrs["chain_method_reason"], "resumed_from": resumed.attrs["resumed_from"],

@@ -205,16 +205,16 @@ def test_sigterm_mid_fit_keeps_the_checkpoint_and_the_rerun_resumes_to_the_same_
     base = ["fit", "lgssm", "--config", "scalar", "--no-progress", *options]
     assert cli.main([*base, "--out", str(tmp_path / "plain.nc")]) in (0, 1)
 
-    real, calls = checkpoint._atomic_savez, []
+    real, calls = checkpoint.atomic_savez, []
 
-    def savez_then_sigterm(path, arrays):
-        real(path, arrays)
+    def savez_then_sigterm(path, /, **arrays):
+        real(path, **arrays)
         calls.append(path)
         if len(calls) == 5:
             os.kill(os.getpid(), signal.SIGTERM)
 
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "_atomic_savez", savez_then_sigterm)
+        patch.setattr(checkpoint, "atomic_savez", savez_then_sigterm)
         capsys.readouterr()
         assert cli.main([*base, "--checkpoint", ckpt, "--out", str(tmp_path / "resumed.nc")]) == 130
     err = capsys.readouterr().err

@@ -45,8 +45,9 @@ falls back to 90% interval coverage of the truth.
 Calibration: the recipe is a point estimate, so instead of SBC its sampling distribution over n = 50
 replicates simulated at the truth of ``small`` (``zoo estimates ppg_lgssm --n 50 --seed 0 --store``;
 replicate i is the data and fit of ``zoo check ppg_lgssm --seed i``; about 41 CPU-s per replicate,
-2066 CPU-s in all; with tiny options, T = 30, 20 SA iterations, one chain, N = 16, a replicate still
-cost about 15 CPU-s: much of a fit is building its program, not the particles). Bias ± s.e. and
+2066 CPU-s in all, when every replicate compiled its program again; with tiny options, T = 30, 20
+SA iterations, one chain, N = 16, a replicate now costs about 2 CPU-s after the first, whose
+compiled program the others reuse: ``benchmarks/fit_reuse.py``). Bias ± s.e. and
 spread (SD) of θ̂ − θ: φ −0.023 ± 0.009, 0.062; σ_x −0.007 ± 0.025, 0.174; σ_y −0.036 ± 0.023,
 0.166. The exact Kalman MLE (:func:`kalman_mle`'s three L-BFGS starts) on the same 50 series gives φ
 −0.023 ± 0.009, 0.062; σ_x −0.008 ± 0.025, 0.175; σ_y −0.039 ± 0.028, 0.195: the SA-MLE's bias is
