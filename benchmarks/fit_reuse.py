@@ -1,13 +1,23 @@
 """Does a second fit on other data of the same shape reuse the first fit's compiled programs?
 
-    PYTHONPATH=$PWD python benchmarks/fit_reuse.py ppg      # or pgibbs
+    PYTHONPATH=$PWD python benchmarks/fit_reuse.py ppg      # or pgibbs, pmmh, smc2, smc, gros
     DYNAMICS_ZOO_CACHE_DIR=$(mktemp -d) ...                 # cold: an empty compilation cache
 
-Tiny ``ppg_lgssm`` fits (T = 30, one chain, N = 16; ``ppg``: 20 SA iterations and the recipe's
-25 + 100 sweeps; ``pgibbs``: 20 + 20 sweeps), ``--fits`` of them in one process, fit i on data set
-i (``simulate`` at key 100 + i + ``--data-offset``) with seed i. One JSON line per fit: process
-CPU seconds, wall seconds, programs lowered, JAX's persistent-cache hits and misses (a miss is a
-real XLA compilation) and tracing seconds. Results in benchmarks/README.md ("Fit after fit").
+The cases (``--fits`` fits in one process, fit i on data set i, ``simulate`` at key
+100 + i + ``--data-offset``, with seed i):
+
+- ``ppg``, ``pgibbs``, ``pmmh``, ``smc2``: tiny ``ppg_lgssm`` fits (T = 30, one chain, N = 16;
+  ``ppg``: 20 SA iterations and the recipe's 25 + 100 sweeps; ``pgibbs`` and ``pmmh``: 20 + 20
+  iterations; ``smc2``: 16 θ-particles);
+- ``smc``: tempered SMC on ``lgssm`` ``scalar`` (T = 30, 200 particles, 2 runs);
+- ``gros``: ``gros_transient_states``' PMMH recipe on ``small`` (T = 60, 12 neurons, 20 Euler
+  sub-steps per observation) cut to one chain, N = 16 and 10 + 10 iterations: the program an SBC
+  replicate of that entry compiles.
+
+One JSON line per fit: process CPU seconds, wall seconds, programs lowered, JAX's persistent-cache
+hits and misses (a miss is a real XLA compilation) and tracing seconds. With ``--save FILE`` the
+fits' posterior draws and sample stats go to ``FILE`` (``.npz``), to compare two versions of a
+runner. Results in benchmarks/README.md ("Fit after fit").
 """
 
 from __future__ import annotations
@@ -17,8 +27,19 @@ import json
 import time
 
 import jax
+import numpy as np
 
 _COUNTS = {"lowered": 0, "hits": 0, "misses": 0, "trace_s": 0.0}
+_LGSSM = {"num_particles": 16, "num_chains": 1}
+CASES = {  # case: (entry, config, overrides of the config, method, options (None: the recipe's))
+    "ppg": ("ppg_lgssm", "small", {"num_steps": 30}, "ppg", {"num_iterations": 20, **_LGSSM}),
+    "pgibbs": ("ppg_lgssm", "small", {"num_steps": 30}, "pgibbs", {"num_warmup": 20, "num_samples": 20, **_LGSSM}),
+    "pmmh": ("ppg_lgssm", "small", {"num_steps": 30}, "pmmh", {"num_warmup": 20, "num_samples": 20, **_LGSSM}),
+    "smc2": ("ppg_lgssm", "small", {"num_steps": 30}, "smc2", {"num_theta": 16, "num_particles": 16}),
+    "smc": ("lgssm", "scalar", {"num_steps": 30}, "smc", {"num_particles": 200, "num_runs": 2}),
+    "gros": ("gros_transient_states", "small", {}, "pmmh",
+             {"num_warmup": 10, "num_samples": 10, "num_chains": 1, "num_particles": 16}),
+}
 
 
 def _duration(event: str, duration: float, **_):
@@ -37,28 +58,35 @@ def _event(event: str, **_):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("method", choices=("ppg", "pgibbs"))
+    parser.add_argument("case", choices=tuple(CASES))
     parser.add_argument("--fits", type=int, default=2)
     parser.add_argument("--data-offset", type=int, default=0)
+    parser.add_argument("--save", default=None, help="write the fits' draws and sample stats to this .npz")
     args = parser.parse_args(argv)
     jax.monitoring.register_event_duration_secs_listener(_duration)
     jax.monitoring.register_event_listener(_event)
     import inference
     import zoo
 
-    entry = zoo.get("ppg_lgssm")
-    config = entry.config("small", num_steps=30)
-    if args.method == "ppg":
-        options = {**entry.recipe.options, "num_iterations": 20, "num_chains": 1, "num_particles": 16}
-    else:
-        options = {"num_particles": 16, "num_warmup": 20, "num_samples": 20, "num_chains": 1}
+    name, config_name, overrides, method, extra = CASES[args.case]
+    entry = zoo.get(name)
+    config = entry.config(config_name, **overrides)
+    options = dict(entry.recipe.options) if entry.recipe.method == method else {}
+    options.update(extra)
+    saved = {}
     for i in range(args.fits):
         data, _ = entry.simulate(jax.random.PRNGKey(100 + i + args.data_offset), config)
         before, cpu, wall = dict(_COUNTS), time.process_time(), time.perf_counter()
-        inference.fit(entry, data, method=args.method, config=config, progress=False, seed=i, **options)
+        idata = inference.fit(entry, data, method=method, config=config, progress=False, seed=i, **options)
         row = {"fit": i, "cpu_s": round(time.process_time() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2)}
         row.update({k: round(v - before[k], 2) for k, v in _COUNTS.items()})
         print(json.dumps(row), flush=True)
+        for group in ("posterior", "sample_stats", "log_likelihood"):
+            if group in idata.groups():
+                for var, values in idata[group].data_vars.items():
+                    saved[f"{i}/{group}/{var}"] = np.asarray(values)
+    if args.save:
+        np.savez(args.save, **saved)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ set up
     ``inference.particle.space.initial_positions``.
 loop
     :func:`progress_bar`; :func:`chunked` (chunk lengths: at most two compiled shapes);
-    :func:`run_chunks` drives a jitted chunk function over a long loop and keeps its outputs.
+    :func:`run_chunks` drives a jitted chunk function over a long loop and keeps its outputs;
+    :func:`fixed_length` and :func:`masked_scan` make every chunk of a runner's phases one
+    compiled shape (a short chunk padded, its extra iterations skipped). A runner's compiled
+    programs take the data as an argument, never as a closed-over constant: JAX embeds a
+    constant in the program, so a fit on other data of the same shape (an SBC or estimates
+    replicate) would trace and compile everything again and miss the persistent compilation cache.
 pack
     :func:`pack` is the one place where a run becomes ``InferenceData``: it writes the common
     ``attrs`` (``method``, ``target``, ``draws``, ``seed``) and ``observed_data``;
@@ -41,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from inference._sites import (
@@ -66,6 +72,8 @@ __all__ = [
     "progress_bar",
     "chunked",
     "run_chunks",
+    "fixed_length",
+    "masked_scan",
     "pack",
     "posterior_to_idata",
     "pointwise_log_likelihood",
@@ -304,6 +312,59 @@ def run_chunks(chunk_fn: Callable[[Any, Any], tuple[Any, Any]], carry: Any, tota
     if not kept:
         return carry, None
     return carry, jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *kept)
+
+
+def fixed_length(chunk_fn: Callable[[Any, Any, Any], tuple[Any, Any]], chunk_size: int, *totals: int,
+                 axis: int = 1) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """A :func:`run_chunks` chunk function whose every call has one length, for one compiled program.
+
+    ``length = min(chunk_size, max(totals))`` (``totals``: the iterations of each phase the
+    program runs, e.g. warmup and sampling): :func:`chunked` would otherwise call it with up to
+    two lengths per phase, each traced and compiled. The returned ``call(carry, keys)`` pads
+    ``keys`` (every leaf, along ``axis``) with zeros to ``length`` and calls
+    ``chunk_fn(carry, keys, num_active)`` (``num_active`` an int32 scalar: the real iterations,
+    for :func:`masked_scan`; None when no chunk of ``totals`` is short, so that the program is a
+    plain scan); the outputs of the padding are dropped (``axis`` is also the iteration axis of
+    the outputs).
+    """
+    length = max(min(chunk_size, max(totals, default=1)), 1)
+    padding = any(n != length for total in totals for n in chunked(total, chunk_size))
+
+    def call(carry, keys):
+        n = jax.tree.leaves(keys)[0].shape[axis]
+        if n > length:
+            raise ValueError(f"chunk of {n} iterations: longer than the program's {length}")
+        if n < length:
+            def pad(a):
+                widths = [(0, 0)] * np.ndim(a)
+                widths[axis] = (0, length - n)
+                return np.pad(np.asarray(a), widths)
+            keys = jax.tree.map(pad, keys)
+        carry, out = chunk_fn(carry, keys, jnp.asarray(n, jnp.int32) if padding else None)
+        index = (slice(None),) * axis + (slice(0, n),)
+        return carry, out if n == length else jax.tree.map(lambda a: a[index], out)
+
+    return call
+
+
+def masked_scan(f: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, num_active) -> tuple[Any, Any]:
+    """``jax.lax.scan(f, carry, xs)`` whose iterations from ``num_active`` on leave the carry as it
+    is, with zero outputs (the padding of :func:`fixed_length`). The skip is a ``lax.cond`` on
+    an unbatched predicate, which stays a branch under ``vmap``: a skipped iteration costs nothing.
+    ``num_active=None``: every iteration runs (a plain scan)."""
+    if num_active is None:
+        return jax.lax.scan(f, carry, xs)
+    length = jax.tree.leaves(xs)[0].shape[0]
+
+    def skip(c, x):
+        out = jax.eval_shape(f, c, x)[1]
+        return c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out)
+
+    def body(c, inputs):
+        i, x = inputs
+        return jax.lax.cond(i < num_active, f, skip, c, x)
+
+    return jax.lax.scan(body, carry, (jnp.arange(length), xs))
 
 
 def sampler_checkpoint(path: str | None, method: str, seed: int, data: Any, *,

@@ -88,6 +88,8 @@ from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
 from inference.runner import (
     exact_pointwise,
+    fixed_length,
+    masked_scan,
     pack,
     progress_bar,
     run_chunks,
@@ -969,46 +971,32 @@ def run_ppg(target: Target, *, seed: int, progress: bool, learning: str = "mle",
                          "MultivariateNormal, Independent Normal, Categorical); use 'exact'")
     method = backward if backward != "auto" else ("reject" if has_bound else "exact")
 
-    # One compiled program per fit, reused by every fit of the same shapes and settings:
-    # - the data enter as an argument, never as a closed-over constant (a constant is embedded in
-    #   the program, so a fit on other data of the same shape, an SBC or estimates replicate,
-    #   would compile everything again and miss the persistent compilation cache);
-    # - every call has ``length`` iterations (the SA phase and the sweeps at the estimate, and
-    #   their last chunks, would otherwise be up to four lengths, each traced and compiled):
-    #   a shorter chunk is padded, its iterations from ``num_active`` on leave the state as it is
-    #   and their outputs are dropped (at most ``length - 1`` wasted iterations per phase, none
-    #   when ``chunk_size`` divides both phases; cheaper than tracing and compiling another
-    #   program for the tiny fits of a calibration run).
-    length = min(chunk_size, max(num_iterations if learn else 0, burn_in + num_samples))
-
+    # One compiled program per fit, reused by every fit of the same shapes and settings
+    # (inference.runner): the data enter as an argument, and every call has one length
+    # (runner.fixed_length: the SA phase and the sweeps at the estimate, and their last chunks,
+    # would otherwise be up to four lengths, each traced and compiled); a shorter chunk's padding
+    # iterations are skipped (runner.masked_scan).
     def chunk(states, keys, learn_flag, num_active, ys):  # keys (chains, length, 2)
-        def one_step(state, inputs):
-            k, i = inputs
+        def one_step(state, k):
             new, info = score_ascent_step(k, state, ssm, ys, space, num_particles, backward=method,
                                           num_backward=num_backward, max_tries=max_tries, sa=sa,
                                           map_estimate=learning == "map", extra=extra, learn=learn_flag,
                                           proposal=proposal, mesh=mesh)
-            new = jax.tree.map(lambda a, b: jnp.where(i < num_active, a, b), new, state)
             return new, (state.position, info, new.reference)
 
-        return jax.vmap(lambda s, ks: jax.lax.scan(one_step, s, (ks, jnp.arange(length))))(states, keys)
+        return jax.vmap(lambda s, ks: masked_scan(one_step, s, ks, num_active))(states, keys)
 
     chunk_fn = jax.jit(chunk)
     init_fn = jax.jit(jax.vmap(lambda k, z, ys: learning_init(k, z, ssm, ys, space, num_particles, path_init="prior"),
                                in_axes=(0, 0, None)))
     states = init_fn(jax.random.split(key_init, num_chains), positions, ys)
 
-    def padded(states, keys, learn_flag):  # keys (chains, n <= length, 2)
-        n = keys.shape[1]
-        if n < length:
-            keys = np.concatenate([keys, np.zeros((num_chains, length - n) + keys.shape[2:], keys.dtype)], axis=1)
-        states, out = chunk_fn(states, keys, jnp.asarray(learn_flag), jnp.asarray(n, jnp.int32), ys)
-        return states, jax.tree.map(lambda a: np.asarray(a)[:, :n], out)
-
     def sweeps(states, key, total, learn_flag, keep_from):  # keys (chains, total, 2), one per sweep
         keys = jax.random.split(key, total * num_chains).reshape(num_chains, total, -1)
-        return run_chunks(lambda st, ks: padded(st, ks, learn_flag), states, total, chunk_size,
-                          keys=lambda a, n: keys[:, a:a + n], keep_from=keep_from, bar=bar)
+        call = fixed_length(lambda st, ks, n: chunk_fn(st, ks, jnp.asarray(learn_flag), n, ys), chunk_size,
+                            num_iterations if learn else 0, burn_in + num_samples)
+        return run_chunks(call, states, total, chunk_size, keys=lambda a, n: keys[:, a:a + n], keep_from=keep_from,
+                          bar=bar)
 
     # The score block of the stacked functional is ravel_pytree of the constrained sites: sorted names.
     sizes = {name: int(np.prod(space.shapes[name], dtype=int)) for name in sorted(space.names)}

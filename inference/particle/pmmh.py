@@ -42,8 +42,8 @@ from inference.particle import correlated as _correlated
 from inference.particle import filter as _filter
 from inference.particle import resampling as _resampling
 from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
-from inference.runner import (checkpoint_attrs, pack, progress_bar, run_chunks, sampler_checkpoint, time_dims,
-                              unbatch)
+from inference.runner import (checkpoint_attrs, fixed_length, masked_scan, pack, progress_bar, run_chunks,
+                              sampler_checkpoint, time_dims, unbatch)
 from inference.sharding import choose as choose_placement
 from inference.sharding import place
 from inference.types import Array, PRNGKey, Target
@@ -265,7 +265,9 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         init_params: start at these constrained values (default: the prior median), jittered by
             ``U(-init_radius, init_radius)`` in unconstrained space per chain.
         thinning: keep every ``thinning``-th draw.
-        chunk_size: iterations per jitted chunk (one compiled chunk shape, plus a remainder).
+        chunk_size: iterations per jitted chunk (one compiled chunk of
+            ``min(chunk_size, max(num_warmup, num_samples * thinning))`` iterations; a shorter
+            last chunk is padded and its extra iterations skipped).
         checkpoint_path: after every chunk, write the chains' states and the draws so far there
             (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
             resumes from it to the draws of an uninterrupted run.
@@ -314,19 +316,26 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     key = jax.random.PRNGKey(seed)
     key_init_pos, key_init, key_run = jax.random.split(key, 3)
     positions0 = initial_positions(key_init_pos, space, num_chains, init_params, init_radius)
+
+    # The data enter the compiled chunk as an argument (inference.runner: a closed-over constant
+    # would make every fit on other data, an SBC replicate, compile it again).
+    def estimator(ys):
+        if correlation:
+            return correlated_estimator(ssm, space, ys, num_particles=num_particles, ess_threshold=ess_threshold)[0]
+        return evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
+                                  ess_threshold=ess_threshold, with_ess=True)
+
     if correlation:
-        estimate, draw_noise = correlated_estimator(ssm, space, ys, num_particles=num_particles,
-                                                    ess_threshold=ess_threshold)
+        draw_noise = correlated_estimator(ssm, space, ys, num_particles=num_particles, ess_threshold=ess_threshold)[1]
         noises0 = jax.vmap(draw_noise)(jax.random.split(key_init, num_chains))
-        aux_shape = jax.eval_shape(estimate, jax.tree.map(lambda a: a[0], noises0), positions0[0])[1]
+        aux_shape = jax.eval_shape(estimator(ys), jax.tree.map(lambda a: a[0], noises0), positions0[0])[1]
     else:
-        estimate = evidence_estimator(ssm, space, ys, num_particles=num_particles, resampler=resampler,
-                                      ess_threshold=ess_threshold, with_ess=True)
         noises0 = jnp.zeros((num_chains,))  # no noise in the state
-        aux_shape = jax.eval_shape(estimate, key_init, positions0[0])[1]
+        aux_shape = jax.eval_shape(estimator(ys), key_init, positions0[0])[1]
     # the estimator must trace split over the devices (a forward filter: no gradient)
     probe_args = (noises0 if correlation else jax.random.split(key_init, num_chains), positions0)
-    chain_method, placement_reason = choose_placement(chain_method, num_chains, probe=(jax.vmap(estimate), probe_args))
+    chain_method, placement_reason = choose_placement(chain_method, num_chains,
+                                                      probe=(jax.vmap(estimator(ys)), probe_args))
     # Unevaluated starts (log-evidence -inf): the chunk's first step then proposes z' = z (zero
     # step) and accepts it, which IS init() — without compiling the estimator a second time.
     states = PMMHState(position=positions0, log_evidence=jnp.full((num_chains,), -jnp.inf),
@@ -337,7 +346,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
     if correlation:
         states = (states, noises0)
 
-    def one_chain(carry, k, adapting):
+    def one_chain(carry, k, adapting, estimate):
         state, adapt_state = carry
         # Frozen after warmup: the adaptation state stops changing, so the proposal does too.
         position = state[0].position if correlation else state.position
@@ -355,16 +364,24 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
             adapt_state = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), updated, adapt_state)
         return (state, adapt_state), (out, info)
 
-    # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains
-    # (passed whole to every device when the chains are sharded).
-    def chains_chunk(carry, keys, adapting):  # keys (chains, length, 2)
+    # One compiled chunk for warmup and sampling, of one length (inference.runner.fixed_length):
+    # ``adapting``, ``num_active`` and the data are shared by the chains (passed whole to every
+    # device when the chains are sharded).
+    def chains_chunk(carry, keys, adapting, num_active, ys):  # keys (chains, length, 2)
+        estimate = estimator(ys)
+
         def per_chain(c, ks):
-            return jax.lax.scan(lambda cc, k: one_chain(cc, k, adapting), c, ks)
+            return masked_scan(lambda cc, k: one_chain(cc, k, adapting, estimate), c, ks, num_active)
         return jax.vmap(per_chain)(carry, keys)
 
-    run_chunk = place(chains_chunk, num_chains, chain_method, replicated=(2,))
+    run_chunk = place(chains_chunk, num_chains, chain_method, replicated=(2, 3, 4))
 
     total = num_warmup + num_samples * thinning
+
+    def chunk(adapting):
+        return fixed_length(lambda c, k, n: run_chunk(c, k, jnp.asarray(adapting), n, ys), chunk_size,
+                            num_warmup, num_samples * thinning)
+
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
     checkpoint = sampler_checkpoint(
         checkpoint_path, "pmmh", seed, target.data, num_particles=num_particles, num_samples=num_samples,
@@ -374,12 +391,11 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         **({"correlation": correlation} if correlation else {}))
     started = time.perf_counter()
     with progress_bar(total, desc="pmmh", progress=progress) as bar:
-        carry, _ = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(True)), (states, adapts), num_warmup,
+        carry, _ = run_chunks(chunk(True), (states, adapts), num_warmup,
                               chunk_size, keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar,
                               checkpoint=checkpoint, phase="warmup")
         # Sampling: adapting=False freezes the proposal at its final warmup value.
-        carry, (st, info) = run_chunks(lambda c, k: run_chunk(c, k, jnp.asarray(False)), carry,
-                                       num_samples * thinning, chunk_size,
+        carry, (st, info) = run_chunks(chunk(False), carry, num_samples * thinning, chunk_size,
                                        keys=lambda a, n: keys_all[:, num_warmup + a:num_warmup + a + n], bar=bar,
                                        checkpoint=checkpoint, phase="sample")
     elapsed = time.perf_counter() - started

@@ -336,7 +336,7 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
 
     space = build_space(ssm.prior)
 
-    def one_run(key):
+    def one_run(key, ys):  # the data as an argument (inference.runner: no recompilation per data set)
         key_run, key_final = jax.random.split(key)
         out = run(key_run, ssm, ys, num_theta=num_theta, num_particles=num_particles, ess_threshold=ess_threshold,
                   num_moves=num_moves, scale=scale, resampler=resampler, filter_ess_threshold=filter_ess_threshold,
@@ -355,7 +355,7 @@ def run_smc2(target: Target, *, seed: int, progress: bool, num_theta: int = 200,
     with progress_bar(num_chains, desc="smc2", progress=progress) as bar:
         # one run per chunk: its outputs get a leading chain axis of length 1
         _, (positions, increments, log_ev, infos) = run_chunks(
-            lambda carry, k: (carry, jax.tree.map(lambda a: a[None], run_fn(k[0]))), (), num_chains, 1,
+            lambda carry, k: (carry, jax.tree.map(lambda a: a[None], run_fn(k[0], ys))), (), num_chains, 1,
             keys=lambda a, n: chain_keys[a:a + n], axis=0, bar=bar, checkpoint=checkpoint, phase="runs")
     # positions (C, N_θ, d), increments (C, N_θ, S, T), log_ev (C,), infos fields (C, T)
     log_ev = np.asarray(log_ev, dtype=float)

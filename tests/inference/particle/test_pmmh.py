@@ -134,3 +134,16 @@ def test_parameter_space_round_trip_and_jacobian():
     assert abs(float(start["rho"])) < 0.3 and 0.4 < float(start["sigma"]) < 1.0
     with pytest.raises(ValueError, match="init_strategy"):
         build_space(models.ar1().prior, init_strategy="mode")
+
+
+def test_a_padded_last_chunk_gives_the_draws_of_whole_chunks(problem):
+    """chunk_size 2 on 3 warmup and 5 sampling iterations runs one compiled chunk of length 2 with
+    its short chunks padded and their extra iterations skipped; chunk_size 1 never pads (a plain
+    scan): the same chains."""
+    ssm, ys, _ = problem
+    options = dict(seed=2, progress=False, num_particles=8, num_warmup=3, num_samples=5, num_chains=2)
+    padded = inference.fit(ssm, ys, method="pmmh", chunk_size=2, **options)
+    whole = inference.fit(ssm, ys, method="pmmh", chunk_size=1, **options)
+    np.testing.assert_allclose(padded.posterior["rho"].values, whole.posterior["rho"].values, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(padded.sample_stats["log_evidence"].values,
+                               whole.sample_stats["log_evidence"].values, rtol=0, atol=1e-10)
