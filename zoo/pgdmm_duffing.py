@@ -64,8 +64,12 @@ above the ELBO at step 100.
 Calibration: simulation-based calibration of the recipe ranks the twin's ``k`` and ``c``. The
 prior predictive draws the inputs ``u`` (site ``u``, N(0, ``input_scale``²)) and records ``y``;
 :func:`prior_data` pairs them into the ``(S, T, 2)`` data the fit conditions on, so each replicate's
-fit sees the inputs its data were simulated with. A probe on ``small`` (``zoo sbc pgdmm_duffing
---n 4 --draws 19 --batch-size 2``) costs about 13 CPU-seconds per replicate, compilation included.
+fit sees the inputs its data were simulated with. On ``small`` (n = 100 replicates, L = 99 draws;
+``zoo sbc pgdmm_duffing --config small --n 100 --draws 99 --seed 0 --batch-size 5 --store``; about
+6 CPU-seconds per replicate in batches of 5, compilation included): calibrated, no element flagged
+(χ² p = 0.33 for ``k``, 0.50 for ``c``; both ECDFs inside their bands), no divergent transition;
+the recipe runs one chain, so no R-hat is recorded. The ranks are stored in
+``calibration/pgdmm_duffing/small``; the docs' calibration page is generated from them.
 
 Reference: W. Liu, Z. Lai, K. Bacsa, E. Chatzi, "Physics-guided Deep Markov Models for learning
 nonlinear dynamical systems with uncertainty", Mech. Syst. Signal Process. 178 (2022) 109276,
