@@ -159,7 +159,8 @@ def test_fit_batch_matches_each_conjugate_posterior():
         assert idata.log_likelihood["y"].shape == (2, 500, 30)
         np.testing.assert_array_equal(idata.observed_data["y"].values, y)
     # each data set has its own key: the same data under another seed gives other draws
-    again = inference.fit_batch(normal_mean_model, [datasets[0], datasets[0]], method="nuts", seeds=[11, 99],
+    # three data sets, as above: the same compiled program (the persistent compilation cache), not a second one
+    again = inference.fit_batch(normal_mean_model, [datasets[0]] * 3, method="nuts", seeds=[11, 99, 13],
                                 num_warmup=300, num_samples=500, num_chains=2)
     assert not np.allclose(again[0].posterior["mu"].values, again[1].posterior["mu"].values)
 

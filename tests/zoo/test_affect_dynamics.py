@@ -91,7 +91,8 @@ def test_state_space_view_log_joint(key):
     ssm = ENTRY.ssm(cfg)
     params = A.true_params(cfg)
     params = {k: jnp.asarray(v) for k, v in params.items()}
-    xs, ys = ssm.simulate(key, params, 10)
+    xs, ys = jax.jit(lambda k, p: ssm.simulate(k, p, 10))(key, params)  # jit: eager dispatches op by op
+    log_joint = jax.jit(ssm.log_joint)  # one compilation for both paths below
     assert xs.shape == (10, 3, 2) and ys.shape == (10, 3)
     np.testing.assert_array_equal(xs[1:, :, 1], xs[:-1, :, 0])  # the lagged component is s_{t-1}
     e = A.protocol_inputs("hostile", 10)
@@ -105,7 +106,7 @@ def test_state_space_view_log_joint(key):
         loc = s[t - 1] + a * (e[t - 1] - s[t - 1]) + mu * (s[t - 1] - s[t - 2])
         lp += stats.norm(loc, ss).logpdf(s[t]).sum()
     lp += stats.norm(g * s[1:], sr).logpdf(np.asarray(ys)).sum()
-    np.testing.assert_allclose(float(ssm.log_joint(params, xs, ys)), lp, rtol=1e-10)
+    np.testing.assert_allclose(float(log_joint(params, xs, ys)), lp, rtol=1e-10)
     # the derived NumPyro program runs batched over dialogues (plate inside scan)
     import numpyro
 
@@ -113,7 +114,7 @@ def test_state_space_view_log_joint(key):
     tr = numpyro.handlers.trace(numpyro.handlers.seed(ssm.model, 0)).get_trace(readouts)
     assert tr["x"]["value"].shape == (2, 10, 3, 2) and tr["y_rest"]["value"].shape == (9, 2, 3)
     broken = xs.at[4, 0, 1].add(0.1)  # a lagged component that is not the previous state
-    assert float(ssm.log_joint(params, broken, ys)) == -np.inf
+    assert float(log_joint(params, broken, ys)) == -np.inf
     with pytest.raises(ValueError, match="conditions"):
         ENTRY.ssm(ENTRY.configs["paper"])
 

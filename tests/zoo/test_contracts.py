@@ -60,16 +60,26 @@ def _restricted(draw, like):
 @pytest.mark.parametrize("entry", _marked(ENTRIES, "prior_predictive"))
 def test_prior_predictive_and_finite_log_density(entry: ZooEntry, key):
     config = entry.configs["small"]
-    # prior predictive: the program runs without data
-    prior_predictive = _latent_values(trace(seed(entry.model, key)).get_trace(None, config=config))
+
     data, truth = entry.simulate(key, config)
     assert isinstance(truth, dict) and truth
+
+    # Draws from the program under jit (data closed over, so concrete as in an eager run): an eager
+    # trace dispatches every small operation of a network's initialisation or a simulation one at a
+    # time, up to 14 s of CPU per entry (confrover_torus), where one compilation takes 1-2 s. After
+    # `simulate`, which fills constants some entries cache on first use (confrover_torus's grid).
+    def draws(data):
+        return jax.jit(lambda k: _latent_values(trace(seed(entry.model, k)).get_trace(data, config=config)))
+
+    # prior predictive: the program runs without data
+    prior_predictive = draws(None)(key)
 
     @jax.jit  # one compilation, shared by both prior draws (same shapes)
     def jitted(p):
         return log_density(entry.model, (data,), {"config": config}, p)[0]
 
-    params = _latent_values(trace(seed(entry.model, jax.random.fold_in(key, 0))).get_trace(data, config=config))
+    draw = draws(data)  # one compilation for both draws with data
+    params = draw(jax.random.fold_in(key, 0))
     lp = float(jitted(params))
     assert np.isfinite(lp), f"{entry.name}: non-finite log density at a prior draw"
     # jit equals eager, at one draw (a second eager pass cost 1-7 s of CPU for the neural entries)
@@ -79,7 +89,7 @@ def test_prior_predictive_and_finite_log_density(entry: ZooEntry, key):
     # sites with and without data (most entries; saves a second eager trace), else a trace with data
     second = _restricted(prior_predictive, params)
     if second is None:
-        second = _latent_values(trace(seed(entry.model, jax.random.fold_in(key, 1))).get_trace(data, config=config))
+        second = draw(jax.random.fold_in(key, 1))
     assert np.isfinite(float(jitted(second))), f"{entry.name}: non-finite log density at a prior draw"
 
 

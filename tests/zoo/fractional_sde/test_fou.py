@@ -153,7 +153,8 @@ def test_ssm_matches_kalman_and_particle_filter(key):
     ssm = ENTRY.ssm(config)
     assert ssm.state_shape == (6,)
     ys = ssm.split_series(data)
-    kalman = float(fs.exact_loglik(params, data[:1], config))
+    # each check below under one jit (eager, the Kalman filter and the SSM's scans dispatch op by op)
+    kalman = float(jax.jit(lambda p, d: fs.exact_loglik(p, d, config))(params, data[:1]))
     fk = ssm.feynman_kac(params, ys[0])
     reps = 8
     out = jax.jit(jax.vmap(lambda k: pf.run(k, fk, 2000).log_evidence))(jax.random.split(key, reps))
@@ -162,8 +163,8 @@ def test_ssm_matches_kalman_and_particle_filter(key):
     # spec (iii): PF log-likelihood (N = 2000) within 3 Monte Carlo standard errors of Kalman
     assert abs(out.mean() - kalman) < 3 * se + 1e-9, (out.mean(), kalman, se)
     # the SSM's exact log-joint of a simulated path is finite (transition densities are proper)
-    xs, ys_sim = ssm.simulate(key, params, 10)
-    assert np.isfinite(float(ssm.log_joint(params, xs, ys_sim)))
+    xs, ys_sim = jax.jit(lambda k, p: ssm.simulate(k, p, 10))(key, params)
+    assert np.isfinite(float(jax.jit(ssm.log_joint)(params, xs, ys_sim)))
 
 
 def test_posterior_paths_match_the_smoother(key):
