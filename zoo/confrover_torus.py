@@ -271,7 +271,10 @@ def boltzmann_grid(kappa: tuple, weights: tuple, size: int) -> BoltzmannGrid:
     """``p ∝ exp(−U)`` by the midpoint rule on ``size × size`` cells of ``(−π, π]²``."""
     c, edges = torus.grid(size)
     centres = np.stack(np.meshgrid(c, c, indexing="ij"), axis=-1)
-    u = np.asarray(jax.vmap(lambda x: potential(x, kappa, weights))(jnp.asarray(centres.reshape(-1, 2))))
+    # a constant of the config: evaluated now even when the first call comes from inside a trace
+    # (jit, vmap, a prior predictive), where np.asarray of a traced value would raise
+    with jax.ensure_compile_time_eval():
+        u = np.asarray(jax.vmap(lambda x: potential(x, kappa, weights))(jnp.asarray(centres.reshape(-1, 2))))
     logp = -u.reshape(size, size)
     probs = np.exp(logp - logp.max())
     return BoltzmannGrid(centres, probs / probs.sum(), (edges, edges))

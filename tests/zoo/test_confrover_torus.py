@@ -38,6 +38,25 @@ def test_exact_occupancies_and_the_boltzmann_grid():
     assert list(cr.basin(np.array([[-1.4, np.pi - 0.01], [-1.4, -np.pi + 0.01]]))) == [0, 0]
 
 
+def test_the_boltzmann_grid_is_built_even_when_first_asked_for_inside_a_trace():
+    # the grid is a cached constant of the config; its first call may come from inside jit (a prior
+    # predictive drawn under jit before anything filled the cache), where converting the traced
+    # potential with np.asarray raised TracerArrayConversionError
+    size = 30
+    eager = cr.boltzmann_grid(SMALL.kappa, SMALL.weights, size)
+    cr.boltzmann_grid.cache_clear()
+    built = []
+
+    def with_the_grid(x):
+        built.append(cr.boltzmann_grid(SMALL.kappa, SMALL.weights, size))
+        return x + jnp.sum(built[-1].probs)
+
+    total = jax.jit(with_the_grid)(0.0)
+    assert isinstance(built[0].probs, np.ndarray)
+    np.testing.assert_allclose(built[0].probs, eager.probs, rtol=1e-12)
+    np.testing.assert_allclose(float(total), 1.0, rtol=1e-12)
+
+
 def test_simulator_keeps_the_boltzmann_law_and_wraps_exactly(key):
     config = dataclasses.replace(SMALL, num_walkers=300, num_frames=61)
     data, truth = ENTRY.simulate(key, config)
