@@ -252,10 +252,12 @@ MAX_PRIOR_TRIES = 1000
 
 @functools.partial(jax.jit, static_argnums=1)
 def restricted_prior_draw(key: jax.Array, config: SnapshotConfig) -> dict:
-    """One draw of the model's prior, the LogNormals restricted to the LNA's domain
-    (``GaussianSum.valid`` of :func:`marginals`), by rejection (``inference.prior_predictive.
-    rejection_draw``: an exact sampler of the restricted law; about one draw in ten is rejected on
-    small); after :data:`MAX_PRIOR_TRIES` draws the last one, valid or not."""
+    """One draw of the model's prior restricted to the LNA's domain, by rejection.
+
+    The LogNormals are drawn until ``GaussianSum.valid`` of :func:`marginals` holds
+    (``inference.prior_predictive.rejection_draw``: an exact sampler of the restricted law; about
+    one draw in ten is rejected on small); after :data:`MAX_PRIOR_TRIES` draws the last one, valid
+    or not."""
     priors = _priors()
 
     def draw(k):
