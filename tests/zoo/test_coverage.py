@@ -26,6 +26,11 @@ CHECKED = {
     "hmm": ("transition_matrix", "means", "scales"),
     "logistic_birth_death": ("sigma", "kappa", "lam"),
     "lotka_volterra_ode": ("mu", "sigma", "lam", "capacity"),
+    "driven_electrolyte_ldd": ("E", "kappa", "D"),
+    "latent_sde_ou": ("theta", "sigma"),
+    "phase_oscillator_chain": ("K", "D", "c"),
+    "ising_chain_wavefunction": ("beta", "h", "eta_in", "eta_final"),
+    "pair_annihilation_1d": ("alpha", "c"),
 }
 
 
