@@ -31,6 +31,7 @@ CHECKED = {
     "phase_oscillator_chain": ("K", "D", "c"),
     "ising_chain_wavefunction": ("beta", "h", "eta_in", "eta_final"),
     "pair_annihilation_1d": ("alpha", "c"),
+    "povm_dissipative_ising": ("g", "gamma"),
 }
 
 
