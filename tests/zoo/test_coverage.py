@@ -32,6 +32,7 @@ CHECKED = {
     "ising_chain_wavefunction": ("beta", "h", "eta_in", "eta_final"),
     "pair_annihilation_1d": ("alpha", "c"),
     "povm_dissipative_ising": ("g", "gamma"),
+    "maxent_ion_channel": ("log_k0", "log_kh", "coupling", "mu_left", "mu_right"),
 }
 
 
