@@ -135,13 +135,18 @@ class InitialPoint(NamedTuple):
     init_params=...)`` takes it as it is and does not evaluate the gradient again).
     ``potential_fn(z)`` is NumPyro's potential energy of ``target.model(target.data)`` on the
     unconstrained space (one point), ``postprocess_fn(z)`` the constrained sites (deterministic
-    sites included) there."""
+    sites included) there. ``potential_fn_gen(data)`` and ``postprocess_fn_gen(data)`` make them
+    for any data of the same structure: a sampler whose compiled program takes the data as an
+    argument builds its potential from them inside that program (a closure over concrete data
+    would be a constant of the program, compiled again for every data set)."""
 
     z: Any
     potential_energy: Any
     z_grad: Any
     potential_fn: Callable
     postprocess_fn: Callable
+    potential_fn_gen: Callable
+    postprocess_fn_gen: Callable
 
     @property
     def param_info(self):
@@ -215,7 +220,7 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
         raise_if_nonfinite(target.model, constrained, target.data, where="at the initial point")
         raise NonFiniteLogDensityError("non-finite log density at the initial point")
     return InitialPoint(info.z, info.potential_energy, info.z_grad, potential_fn_gen(target.data),
-                        postprocess_fn_gen(target.data))
+                        postprocess_fn_gen(target.data), potential_fn_gen, postprocess_fn_gen)
 
 
 # --------------------------------------------------------------------------------------------

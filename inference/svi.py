@@ -5,8 +5,9 @@
 posterior in ``InferenceData`` (plus the loss trace in an ``svi_trace`` group).
 
 Optimisation runs in jitted chunks (``lax.scan`` over steps) so a progress bar can be shown
-without a Python-level step loop. A non-finite loss stops the run with an error naming the step,
-rather than returning NaN parameters. With ``checkpoint_path`` the SVI state, the loss trace and
+without a Python-level step loop; every chunk is one compiled program, which takes the data as an
+argument (a fit on other data of the same shape compiles nothing). A non-finite loss stops the
+run with an error naming the step, rather than returning NaN parameters. With ``checkpoint_path`` the SVI state, the loss trace and
 the seed are written every chunk (:mod:`inference.checkpoint`, atomic) and a rerun with the same
 seed resumes from them, reproducing the uninterrupted run.
 """
@@ -27,7 +28,9 @@ from numpyro.infer import init_to_median
 from inference.checkpoint import load_pytree, save_pytree
 from inference.runner import (
     check_initial_point,
+    fixed_length,
     init_strategy,
+    masked_scan,
     named_initialisation_errors,
     posterior_to_idata,
     progress_bar,
@@ -138,13 +141,14 @@ def run_svi(
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         state, losses, start_step = _resume(checkpoint_path, state, seed)
 
+    # One compiled chunk (inference.runner.fixed_length: a short last chunk padded, its extra steps
+    # skipped), with the data an argument: a fit on other data of the same shape compiles nothing
     @jax.jit
-    def run_chunk(state, length_marker):
-        def body(carry, _):
-            new_state, value = svi.stable_update(carry, target.data)
-            return new_state, value
+    def run_chunk(state, steps, num_active, data):
+        return masked_scan(lambda carry, _: svi.stable_update(carry, data), state, steps, num_active)
 
-        return jax.lax.scan(body, state, length_marker)
+    chunk = fixed_length(lambda st, steps, n: run_chunk(st, steps, n, target.data), chunk_size,
+                         num_steps - start_step, axis=0)
 
     last_good = {"state": state}
 
@@ -163,7 +167,7 @@ def run_svi(
 
     started = time.perf_counter()
     with progress_bar(num_steps, initial=start_step, desc="svi", progress=progress) as bar:
-        state, _ = run_chunks(run_chunk, state, num_steps - start_step, chunk_size, keys=lambda _, n: np.zeros(n),
+        state, _ = run_chunks(chunk, state, num_steps - start_step, chunk_size, keys=lambda _, n: np.zeros(n),
                               axis=0, keep=False, bar=bar, on_chunk=after_chunk)
     elapsed = time.perf_counter() - started
     params = svi.get_params(state)

@@ -8,6 +8,7 @@ With fixed seeds the test is deterministic; the budget says how unlucky a seed w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets",
-           "interval_coverage", "assert_binomial_coverage"]
+           "interval_coverage", "assert_binomial_coverage", "compilations"]
 
 DEFAULT_FALSE_FAILURE = 1e-4
 
@@ -173,3 +174,28 @@ def run_fresh_python(code: str, *, drop: tuple[str, ...] = (), timeout: int = 60
                          timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def compilations():
+    """The XLA compilations of the block: a list that gets one entry per miss of JAX's persistent
+    compilation cache (a program it did not hold, compiled for real). Skips the test when the
+    cache is off (then every program of a new process is compiled, whatever its text)."""
+    import jax
+    import pytest
+
+    from diagnostics import compile_cache
+
+    if compile_cache.folder() is None:
+        pytest.skip("the persistent compilation cache is off")
+    misses = []
+
+    def count(event: str, **_):
+        if event == "/jax/compilation_cache/cache_misses":
+            misses.append(event)
+
+    jax.monitoring.register_event_listener(count)
+    try:
+        yield misses
+    finally:
+        jax.monitoring.unregister_event_listener(count)

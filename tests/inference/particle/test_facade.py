@@ -19,6 +19,7 @@ import inference
 import zoo
 from diagnostics.checks import run_checks
 from inference.particle.space import build_space
+from tests.helpers import compilations
 
 # Tiny configs: short series, so that each run is dominated by its (one) compilation.
 _CONFIGS = {
@@ -111,31 +112,14 @@ def test_particle_method_runs_from_the_facade(problems, name, method):
     assert expected <= set(idata.posterior.data_vars), f"{method} on {name}: {list(idata.posterior.data_vars)}"
 
 
-_MISSES = []
-
-
-def _count_misses(event: str, **_):
-    if event == "/jax/compilation_cache/cache_misses":
-        _MISSES.append(event)
-
-
 @pytest.mark.parametrize("method", ["pmmh", "pgibbs", "ppg", "smc2"])
 def test_a_fit_on_other_data_compiles_nothing(problems, method):
     """The data are an argument of the compiled programs, not a constant in them: a second fit on
     other data of the same shape (an SBC replicate) compiles nothing, the persistent cache holds
     every program of the first (benchmarks/fit_reuse.py measures what that saves)."""
-    from diagnostics import compile_cache
-
-    if compile_cache.folder() is None:
-        pytest.skip("the persistent compilation cache is off")
     entry, config, data = problems["ppg_lgssm"]
     options = dict(method=method, config=config, progress=False, **_OPTIONS[method])
     inference.fit(entry, data, seed=0, **options)
-    jax.monitoring.register_event_listener(_count_misses)
-    try:
-        _MISSES.clear()
+    with compilations() as compiled:
         inference.fit(entry, data + 0.5, seed=1, **options)
-    finally:
-        jax.monitoring.unregister_event_listener(_count_misses)
-    assert not _MISSES, f"{method}: {len(_MISSES)} programs compiled again for other data"
-
+    assert not compiled, f"{method}: {len(compiled)} programs compiled again for other data"
