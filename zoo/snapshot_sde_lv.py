@@ -119,7 +119,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
 
 from diagnostics import metrics
-from inference.prior_predictive import rejection_draw
+from inference.prior_predictive import draw_priors, rejection_draw
 from inference.validate import positive_int
 from zoo.core import (
     Check,
@@ -266,12 +266,8 @@ def restricted_prior_draw(key: jax.Array, config: SnapshotConfig) -> dict:
     one draw in ten is rejected on small); after :data:`MAX_PRIOR_TRIES` draws the last one, valid
     or not."""
     priors = _priors()
-
-    def draw(k):
-        keys = jax.random.split(k, len(priors))
-        return {name: prior.sample(kk) for (name, prior), kk in zip(priors.items(), keys)}
-
-    params, _ = rejection_draw(key, draw, lambda params: marginals(params, config).valid(), max_tries=MAX_PRIOR_TRIES)
+    params, _ = rejection_draw(key, lambda k: draw_priors(k, priors), lambda params: marginals(params, config).valid(),
+                               max_tries=MAX_PRIOR_TRIES)
     return params
 
 
