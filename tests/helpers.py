@@ -8,6 +8,7 @@ With fixed seeds the test is deterministic; the budget says how unlucky a seed w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets",
-           "interval_coverage", "assert_binomial_coverage"]
+           "interval_coverage", "assert_binomial_coverage", "persistent_cache_misses"]
 
 DEFAULT_FALSE_FAILURE = 1e-4
 
@@ -173,3 +174,22 @@ def run_fresh_python(code: str, *, drop: tuple[str, ...] = (), timeout: int = 60
                          timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def persistent_cache_misses():
+    """A list that gets one entry per miss of JAX's persistent compilation cache (a program really
+    compiled) while the ``with`` block runs: a fit that reuses compiled programs leaves it empty."""
+    import jax
+
+    misses = []
+
+    def listener(event: str, **_):
+        if event == "/jax/compilation_cache/cache_misses":
+            misses.append(event)
+
+    jax.monitoring.register_event_listener(listener)
+    try:
+        yield misses
+    finally:
+        jax.monitoring.unregister_event_listener(listener)

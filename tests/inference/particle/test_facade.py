@@ -19,6 +19,7 @@ import inference
 import zoo
 from diagnostics.checks import run_checks
 from inference.particle.space import build_space
+from tests.helpers import persistent_cache_misses
 
 # Tiny configs: short series, so that each run is dominated by its (one) compilation.
 _CONFIGS = {
@@ -111,14 +112,6 @@ def test_particle_method_runs_from_the_facade(problems, name, method):
     assert expected <= set(idata.posterior.data_vars), f"{method} on {name}: {list(idata.posterior.data_vars)}"
 
 
-_MISSES = []
-
-
-def _count_misses(event: str, **_):
-    if event == "/jax/compilation_cache/cache_misses":
-        _MISSES.append(event)
-
-
 @pytest.mark.parametrize("method", ["pmmh", "pgibbs", "ppg", "smc2"])
 def test_a_fit_on_other_data_compiles_nothing(problems, method):
     """The data are an argument of the compiled programs, not a constant in them: a second fit on
@@ -131,11 +124,7 @@ def test_a_fit_on_other_data_compiles_nothing(problems, method):
     entry, config, data = problems["ppg_lgssm"]
     options = dict(method=method, config=config, progress=False, **_OPTIONS[method])
     inference.fit(entry, data, seed=0, **options)
-    jax.monitoring.register_event_listener(_count_misses)
-    try:
-        _MISSES.clear()
+    with persistent_cache_misses() as misses:
         inference.fit(entry, data + 0.5, seed=1, **options)
-    finally:
-        jax.monitoring.unregister_event_listener(_count_misses)
-    assert not _MISSES, f"{method}: {len(_MISSES)} programs compiled again for other data"
+    assert not misses, f"{method}: {len(misses)} programs compiled again for other data"
 
