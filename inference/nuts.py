@@ -164,7 +164,9 @@ def run_numpyro_nuts(
             device per chain), ``"parallel"`` (one device per chain), ``"vectorized"`` or
             ``"sequential"``.
         target_accept_prob, max_tree_depth, dense_mass: NUTS settings.
-        init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"`` or a dict of values.
+        init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"``, a dict of values, or
+            ``"optimize"`` (:class:`inference.runner.OptimizedInit`: each chain at the best of several
+            prior draws descended to a local optimum; for posteriors with several basins).
         drop_stuck_chains: drop chains that screening flags as stuck (when others remain).
         posterior_predictive: simulate ``model(None)`` at posterior draws where the program can.
         checkpoint_path: write the chains' states (adaptation included) and the draws so far
