@@ -113,7 +113,11 @@ def _calibration_text(name: str | None) -> str:
     """The stored calibration results (``calibration/``) as a table, for one entry or all."""
     from diagnostics.calibration import calibration_table, rst_table
 
-    rows = calibration_table(os.path.join(ROOT, "calibration"), entry=name)
+    import zoo
+    from zoo.core import recipes_now
+
+    entries = [zoo.get(name)] if name else zoo.entries()
+    rows = calibration_table(os.path.join(ROOT, "calibration"), entry=name, recipes=recipes_now(entries))
     if not rows:
         return ("No stored calibration yet (``zoo sbc NAME --store`` adds one, ``zoo estimates NAME --store`` "
                 "for a point-estimate recipe; "

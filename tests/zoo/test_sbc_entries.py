@@ -181,6 +181,10 @@ def test_sbc_runs_two_replicates(name, tmp_path, monkeypatch):
     assert status in (0, 1)  # 1: flagged (two replicates say nothing about calibration)
     manifest = json.loads((tmp_path / "calibration" / name / cheapest(name) / "manifest.json").read_text())
     assert manifest["num_replicates"] == 2 and manifest["entry"] == name
+    assert manifest["recipe"]["method"] == entry.recipe.method  # what the fits ran, options as given
+    assert {k: v for k, v in manifest["recipe"]["options"].items() if k not in ("num_warmup", "num_samples")} == {
+        k: v for k, v in json.loads(json.dumps(entry.recipe.options_for(cheapest(name)), default=str)).items()
+        if k not in ("num_warmup", "num_samples", "posterior_predictive")}
     rows = calibration_table(tmp_path / "calibration")
     assert rows and {r.entry for r in rows} == {name}
 
