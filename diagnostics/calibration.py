@@ -219,7 +219,8 @@ def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> l
     for test in element_tests(result, alpha=alpha):
         band = ("ECDF inside its band" if test.ecdf_outside == 0
                 else f"ECDF outside its band at {test.ecdf_outside} point(s)")
-        detail = f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), {band}"
+        detail = (f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), {band}, "
+                  f"{test.extreme} rank(s) at 0 or L (p={test.extreme_pvalue:.2g})")
         rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
                                    test.label, "sbc", "flagged" if test.flagged else "calibrated", detail,
                                    result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged,
