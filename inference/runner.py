@@ -300,10 +300,10 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
 
 def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z, num_chains: int):
     """NumPyro's ``ParamInfo`` at the chains' :func:`optimized_starts` (one compiled program, the
-    data its argument: a fit on other data of the same shape compiles nothing new)."""
+    data its argument: a fit on other data of the same shape compiles nothing new). A program
+    that needs concrete data (NumPy on them) gets them as a constant of the program instead."""
     from numpyro.infer.util import ParamInfo
 
-    @jax.jit
     def run(z, data):
         potential_fn = potential_fn_gen(data)
         best, _ = optimized_starts(potential_fn, z, num_chains, num_steps=strategy.num_steps,
@@ -311,7 +311,10 @@ def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z
         energy, grad = jax.vmap(jax.value_and_grad(potential_fn))(best)
         return best, energy, grad
 
-    return ParamInfo(*run(z, data))
+    try:
+        return ParamInfo(*jax.jit(run)(z, data))
+    except jax.errors.JAXTypeError:  # the program converts or branches on the data's values
+        return ParamInfo(*jax.jit(lambda z: run(z, data))(z))
 
 
 # --------------------------------------------------------------------------------------------

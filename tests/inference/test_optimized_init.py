@@ -58,6 +58,16 @@ def test_fit_batch_searches_each_data_set_on_its_own_potential():
         assert np.all(np.abs(idata.posterior["mu"].values - peak) < 2), (peak, idata.posterior["mu"].values.mean())
 
 
+def two_basins_concrete(peak=None):
+    """:func:`two_basins` reading its data with NumPy, as programs that validate concrete data do."""
+    two_basins(jnp.asarray(float(np.asarray(peak))))
+
+
+def test_a_program_that_needs_concrete_data_is_searched_with_the_data_a_constant():
+    found = inference.fit(two_basins_concrete, jnp.asarray(6.0), method="nuts", seed=0, init="optimize", **KW)
+    assert np.all(np.abs(found.posterior["mu"].values - 6.0) < 2)
+
+
 def test_optimize_is_named_and_checked():
     assert isinstance(init_strategy("optimize"), OptimizedInit)
     assert init_strategy("optimize") == OptimizedInit()
