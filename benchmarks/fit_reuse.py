@@ -11,6 +11,7 @@ process on the compilation cache this one filled):
 - ``ppg``, ``pgibbs``, ``pmmh``, ``smc2``: tiny ``ppg_lgssm`` fits (T = 30, one chain, N = 16;
   ``ppg``: 20 SA iterations and the recipe's 25 + 100 sweeps; ``pgibbs`` and ``pmmh``: 20 + 20
   iterations; ``smc2``: 16 θ-particles);
+- ``pgibbs-short``: ``pgibbs`` with 20 + 30 sweeps in chunks of 20, so that the last chunk is short;
 - ``smc``: tempered SMC on ``lgssm`` ``scalar`` (T = 30, 200 particles, 2 runs);
 - ``gros``: ``gros_transient_states``' PMMH recipe on ``small`` (T = 60, 12 neurons, 20 Euler
   sub-steps per observation) cut to one chain, N = 16 and 10 + 10 iterations: the program an SBC
@@ -43,6 +44,8 @@ CASES = {  # case: (entry, config, overrides of the config, method, options (Non
     "ppg": ("ppg_lgssm", "small", {"num_steps": 30}, "ppg", {"num_iterations": 20, **_LGSSM}),
     "pgibbs": ("ppg_lgssm", "small", {"num_steps": 30}, "pgibbs", {"num_warmup": 20, "num_samples": 20, **_LGSSM}),
     "pmmh": ("ppg_lgssm", "small", {"num_steps": 30}, "pmmh", {"num_warmup": 20, "num_samples": 20, **_LGSSM}),
+    "pgibbs-short": ("ppg_lgssm", "small", {"num_steps": 30}, "pgibbs",
+                     {"num_warmup": 20, "num_samples": 30, "chunk_size": 20, **_LGSSM}),
     "smc2": ("ppg_lgssm", "small", {"num_steps": 30}, "smc2", {"num_theta": 16, "num_particles": 16}),
     "smc": ("lgssm", "scalar", {"num_steps": 30}, "smc", {"num_particles": 200, "num_runs": 2}),
     "gros": ("gros_transient_states", "small", {}, "pmmh",

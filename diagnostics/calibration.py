@@ -46,7 +46,7 @@ from .convert import atomic_write_text
 from .estimates import summarise
 from .sbc import DEFAULT_ALPHA, RHAT_UNCONVERGED, SBCResult, element_tests, load_sbc
 
-__all__ = ["CalibrationRow", "store_sweep", "load_stored", "calibration_table", "store_estimates",
+__all__ = ["CalibrationRow", "recipe_record", "store_sweep", "load_stored", "calibration_table", "store_estimates",
            "estimate_rows", "format_table", "rst_table", "MANIFEST", "RANKS", "ESTIMATES", "MIN_REPLICATES"]
 
 MANIFEST = "manifest.json"
@@ -66,6 +66,9 @@ class CalibrationRow(NamedTuple):
         spread of the estimate.
     replicates: number of replicates; num_draws: posterior draws per rank (0 for estimates).
     unconverged: replicates whose fit had R-hat above 1.05 or divergent transitions.
+    recipe_changed: empty, or what differs between the recipe the stored result ran (its
+        manifest's ``recipe``) and the entry's recipe now (``calibration_table(recipes=...)``):
+        the verdict is then of another recipe.
     """
 
     entry: str
@@ -79,6 +82,7 @@ class CalibrationRow(NamedTuple):
     num_draws: int
     date: str
     unconverged: int
+    recipe_changed: str = ""
 
 
 def _today() -> str:
@@ -106,8 +110,34 @@ def _float_text(value: float) -> str:
     return "nan" if not math.isfinite(value) else repr(float(value))
 
 
+def recipe_record(method: str, options: Mapping[str, object]) -> dict:
+    """The recipe a stored result ran, as its manifest keeps it: ``{"method", "options"}`` with the
+    options a calibration run sets itself (``posterior_predictive``, ``progress``) left out and
+    values as JSON (``str`` for what JSON cannot hold)."""
+    kept = {k: v for k, v in options.items() if k not in _RUN_ONLY_OPTIONS}
+    return {"method": method, "options": json.loads(json.dumps(kept, sort_keys=True, default=str))}
+
+
+#: Options a calibration run sets for itself; they do not make another recipe.
+_RUN_ONLY_OPTIONS = ("posterior_predictive", "progress")
+
+
+def _recipe_change(stored: Mapping | None, now: Mapping | None) -> str:
+    """What differs between a stored result's recipe and the entry's recipe now ("" if nothing,
+    or if either is unknown: results stored before recipes were recorded say nothing)."""
+    if not stored or not now:
+        return ""
+    now = recipe_record(now["method"], now["options"])
+    if stored.get("method") != now["method"]:
+        return f"method {stored.get('method')} then, {now['method']} now"
+    old, new = stored.get("options", {}), now["options"]
+    changed = [f"{k}={old.get(k, '(unset)')!r} then, {new.get(k, '(unset)')!r} now"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(changed)
+
+
 def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, date: str | None = None,
-                note: str = "") -> SBCResult:
+                note: str = "", recipe: Mapping | None = None) -> SBCResult:
     """Keep an SBC sweep folder's ranks and settings in ``dest_dir`` (``manifest.json``, ``ranks.csv``).
 
     Args:
@@ -115,6 +145,8 @@ def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, da
         dest_dir: where to store them, e.g. ``calibration/<entry>/<config>``; replaced if present.
         date: the ISO date recorded (default: today, UTC).
         note: free text kept in the manifest (e.g. the command that ran the sweep).
+        recipe: :func:`recipe_record` of the method and options the fits ran, kept as the
+            manifest's ``recipe`` (the table says when the entry's recipe has changed since).
     Returns:
         The sweep's :class:`~diagnostics.sbc.SBCResult`.
     """
@@ -125,6 +157,8 @@ def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, da
     manifest.update({"kind": "sbc", "num_replicates": result.num_replicates, "date": date or _today()})
     if note:
         manifest["note"] = note
+    if recipe is not None:
+        manifest["recipe"] = recipe_record(recipe["method"], recipe["options"])
     rows = []
     for position, replicate in enumerate(result.replicates):
         for label in result.ranks:
@@ -177,17 +211,20 @@ def _unconverged(result: SBCResult) -> int:
     return int(np.sum(bad | (result.divergences > 0)))
 
 
-def _sbc_rows(folder: str, alpha: float) -> list[CalibrationRow]:
+def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> list[CalibrationRow]:
     result, manifest = load_stored(folder)
     unconverged = _unconverged(result)
+    changed = _recipe_change(manifest.get("recipe"), recipe_now)
     rows = []
     for test in element_tests(result, alpha=alpha):
         band = ("ECDF inside its band" if test.ecdf_outside == 0
                 else f"ECDF outside its band at {test.ecdf_outside} point(s)")
-        detail = f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), {band}"
+        detail = (f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), {band}, "
+                  f"{test.extreme} rank(s) at 0 or L (p={test.extreme_pvalue:.2g})")
         rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
                                    test.label, "sbc", "flagged" if test.flagged else "calibrated", detail,
-                                   result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged))
+                                   result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged,
+                                   changed))
     return rows
 
 
@@ -235,11 +272,13 @@ def estimate_rows(folder: str | os.PathLike) -> list[CalibrationRow]:
     return rows
 
 
-def calibration_table(root: str | os.PathLike, *, entry: str | None = None,
-                      alpha: float = DEFAULT_ALPHA) -> list[CalibrationRow]:
+def calibration_table(root: str | os.PathLike, *, entry: str | None = None, alpha: float = DEFAULT_ALPHA,
+                      recipes: Mapping[tuple[str, str], Mapping] | None = None) -> list[CalibrationRow]:
     """Every stored result under ``root`` (``root/<entry>/<config>/``), one row per element.
 
     ``entry`` restricts the table to one entry. A missing ``root`` gives an empty table.
+    ``recipes``: ``{(entry, config): {"method", "options"}}``, the entries' recipes now; an SBC row
+    whose stored recipe differs says so (:attr:`CalibrationRow.recipe_changed`).
     """
     root = os.fspath(root)
     rows: list[CalibrationRow] = []
@@ -256,7 +295,7 @@ def calibration_table(root: str | os.PathLike, *, entry: str | None = None,
             if not os.path.exists(os.path.join(folder, MANIFEST)):
                 continue
             if os.path.exists(os.path.join(folder, RANKS)):
-                rows += _sbc_rows(folder, alpha)
+                rows += _sbc_rows(folder, alpha, (recipes or {}).get((name, config)))
             elif os.path.exists(os.path.join(folder, ESTIMATES)):
                 rows += estimate_rows(folder)
     return rows
@@ -271,6 +310,8 @@ _HEADER = ("entry", "config", "method", "parameter", "verdict", "replicates", "d
 def _cells(row: CalibrationRow) -> tuple[str, ...]:
     replicates = f"{row.replicates}" + (f" (L={row.num_draws})" if row.kind == "sbc" else "")
     tests = row.detail + (f"; {row.unconverged} fit(s) unconverged" if row.unconverged else "")
+    if row.recipe_changed:
+        tests += f"; the recipe has changed since this sweep ({row.recipe_changed}): a verdict of another recipe"
     if row.kind == "sbc" and row.replicates < MIN_REPLICATES:
         tests += (f"; only {row.replicates} replicates (fewer than the {MIN_REPLICATES} a stored verdict "
                   "should have): little power, "

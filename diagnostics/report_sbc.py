@@ -18,12 +18,13 @@ __all__ = ["sbc_section", "write_sbc_report"]
 
 def sbc_section(result: sbc.SBCResult, *, label: str = "", alpha: float | None = None,
                 level: int = 3) -> Section:
-    """Per-element SBC tests (χ², ECDF band), the verdict, rank histograms and ECDF differences."""
+    """Per-element SBC tests (χ², ECDF band, ranks at the ends), the verdict, rank histograms and ECDF differences."""
     alpha = sbc.DEFAULT_ALPHA if alpha is None else alpha
     tests = sbc.element_tests(result, alpha=alpha)
-    header = ("parameter", "chi2", "bins", "p-value", "ECDF points outside", "per-test level", "verdict")
-    rows = [(t.label, t.chi2, t.bins, t.chi2_pvalue, t.ecdf_outside, t.level, "FLAGGED" if t.flagged else "ok")
-            for t in tests]
+    header = ("parameter", "chi2", "bins", "p-value", "ECDF points outside", "ranks at 0 or L", "p-value",
+              "per-test level", "verdict")
+    rows = [(t.label, t.chi2, t.bins, t.chi2_pvalue, t.ecdf_outside, t.extreme, t.extreme_pvalue, t.level,
+             "FLAGGED" if t.flagged else "ok") for t in tests]
     flagged = [t.label for t in tests if t.flagged]
     status = "fail" if flagged else "ok"
     summary = (f"n={result.num_replicates} replicates, L={result.num_draws} posterior draws per rank, "

@@ -60,6 +60,7 @@ __all__ = [
     "rank_statistics",
     "ranks_from_idata",
     "chi2_uniformity",
+    "extreme_ranks",
     "ecdf_band",
     "element_tests",
     "sbc_verdicts",
@@ -71,7 +72,7 @@ __all__ = [
     "DEFAULT_ALPHA",
 ]
 
-#: Family-wise false-alarm rate of the SBC verdict (all elements, both tests).
+#: Family-wise false-alarm rate of the SBC verdict (all elements, all three tests).
 DEFAULT_ALPHA = 0.01
 _MANIFEST = sweep.MANIFEST
 
@@ -105,8 +106,10 @@ class ElementTest(NamedTuple):
 
     chi2, chi2_pvalue, bins: the χ² statistic, its p-value and the number of bins.
     ecdf_outside: number of evaluation points where the ECDF left the simultaneous band.
-    level: per-test level used (``alpha / (2 · num_elements)``).
-    flagged: ``chi2_pvalue < level`` or ``ecdf_outside > 0``.
+    level: per-test level used (``alpha / (3 · num_elements)``).
+    flagged: ``chi2_pvalue < level``, ``ecdf_outside > 0`` or ``extreme_pvalue < level``.
+    extreme, extreme_pvalue: ranks at 0 or L, and the one-sided binomial p-value of at least that
+        many (:func:`extreme_ranks`).
     """
 
     label: str
@@ -116,6 +119,8 @@ class ElementTest(NamedTuple):
     ecdf_outside: int
     level: float
     flagged: bool
+    extreme: int = 0
+    extreme_pvalue: float = 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,6 +423,22 @@ def chi2_uniformity(ranks: np.ndarray, num_draws: int, *, max_bins: int = 20) ->
     return statistic, float(stats.chi2.sf(statistic, bins - 1)), bins
 
 
+def extreme_ranks(ranks: np.ndarray, num_draws: int) -> tuple[int, float]:
+    """Ranks at the ends, ``0`` or ``L``, and the exact one-sided p-value of at least that many:
+    ``(count, P(Binomial(n, 2 / (L + 1)) >= count))``.
+
+    A fit that settles in the wrong basin of a multimodal posterior puts the truth outside all
+    its draws, so its rank is 0 or L; a few such fits among many good ones barely move a χ² over
+    20 bins or the ECDF, but they pile up at the two end values (snapshot_sde_lv's sweep with
+    chains started at the prior median: 8 to 12 per element of 100, 2 expected, while χ² flagged
+    two of eight elements)."""
+    from scipy import stats
+
+    ranks = np.asarray(ranks, dtype=int)
+    count = int(np.sum((ranks == 0) | (ranks == num_draws)))
+    return count, float(stats.binom.sf(count - 1, ranks.size, 2 / (num_draws + 1)))
+
+
 def ecdf_band(num_ranks: int, num_draws: int, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Evaluation points ``z_j = j/(L+1)`` (j = 1..L) and ArviZ's simultaneous ``prob`` band
     ``(lower, upper)`` for the ECDF of ``num_ranks`` uniform fractional ranks."""
@@ -436,20 +457,23 @@ def _ecdf(ranks: np.ndarray, num_draws: int, points: np.ndarray) -> np.ndarray:
 
 
 def element_tests(result: SBCResult, *, alpha: float = DEFAULT_ALPHA, max_bins: int = 20) -> list[ElementTest]:
-    """Both uniformity tests for every element, each at ``alpha / (2 · num_elements)``."""
+    """The three uniformity tests (χ², ECDF band, extreme ranks) for every element, each at
+    ``alpha / (3 · num_elements)``: the family-wise false-alarm rate is at most ``alpha``."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha: expected a probability in (0, 1), got {alpha}")
     if result.num_replicates < 2:
         raise ValueError(f"result: {result.num_replicates} replicate(s); the tests need at least 2")
-    level = alpha / (2 * max(len(result.ranks), 1))
+    level = alpha / (3 * max(len(result.ranks), 1))
     points, lower, upper = ecdf_band(result.num_replicates, result.num_draws, 1 - level)
     tests = []
     for label, ranks in result.ranks.items():
         statistic, pvalue, bins = chi2_uniformity(ranks, result.num_draws, max_bins=max_bins)
         ecdf = _ecdf(ranks, result.num_draws, points)
         outside = int(np.sum((ecdf < lower - 1e-12) | (ecdf > upper + 1e-12)))
+        extreme, extreme_pvalue = extreme_ranks(ranks, result.num_draws)
         tests.append(ElementTest(label, statistic, pvalue, bins, outside, level,
-                                 bool(pvalue < level or outside > 0)))
+                                 bool(pvalue < level or outside > 0 or extreme_pvalue < level), extreme,
+                                 extreme_pvalue))
     return tests
 
 
@@ -458,7 +482,8 @@ def sbc_verdicts(result: SBCResult, *, alpha: float = DEFAULT_ALPHA) -> list[Ver
     verdicts = []
     for t in element_tests(result, alpha=alpha):
         message = (f"χ²={t.chi2:.1f} on {t.bins} bins, p={t.chi2_pvalue:.2g}; ECDF outside the "
-                   f"simultaneous band at {t.ecdf_outside} point(s); per-test level {t.level:.2g} "
+                   f"simultaneous band at {t.ecdf_outside} point(s); {t.extreme} rank(s) at 0 or L, "
+                   f"p={t.extreme_pvalue:.2g}; per-test level {t.level:.2g} "
                    f"(family-wise {alpha:g}); n={result.num_replicates}, L={result.num_draws}")
         if t.flagged:
             message += ": ranks not uniform, the fit is miscalibrated for this parameter"
@@ -471,11 +496,13 @@ def format_sbc(result: SBCResult, *, alpha: float = DEFAULT_ALPHA) -> str:
     """A text table of the per-element tests and the overall verdict line."""
     tests = element_tests(result, alpha=alpha)
     width = max([len(t.label) for t in tests] + [9])
-    lines = [f"{'parameter':<{width}}  {'chi2':>8}  {'bins':>4}  {'p-value':>9}  {'ECDF out':>8}  verdict",
-             "-" * (width + 48)]
+    lines = [f"{'parameter':<{width}}  {'chi2':>8}  {'bins':>4}  {'p-value':>9}  {'ECDF out':>8}  "
+             f"{'at 0 or L':>9}  {'p-value':>9}  verdict",
+             "-" * (width + 70)]
     for t in tests:
         lines.append(f"{t.label:<{width}}  {t.chi2:8.2f}  {t.bins:4d}  {t.chi2_pvalue:9.3g}  "
-                     f"{t.ecdf_outside:8d}  {'FLAGGED !!' if t.flagged else 'ok'}")
+                     f"{t.ecdf_outside:8d}  {t.extreme:9d}  {t.extreme_pvalue:9.3g}  "
+                     f"{'FLAGGED !!' if t.flagged else 'ok'}")
     flagged = [t.label for t in tests if t.flagged]
     lines.append(f"SBC over n={result.num_replicates} replicates, L={result.num_draws} draws, family-wise "
                  f"false-alarm rate {alpha:g}: " + ("CALIBRATED (no element flagged)" if not flagged
@@ -549,7 +576,7 @@ def plot_ecdf_difference(result: SBCResult, *, max_elements: int = 12, alpha: fl
     the test (level ``1 - alpha / (2 · num_elements)``)."""
     labels = _limited(result, max_elements)
     fig, axes = _grid(len(labels))
-    level = alpha / (2 * max(len(result.ranks), 1))
+    level = alpha / (3 * max(len(result.ranks), 1))
     points, lower, upper = ecdf_band(result.num_replicates, result.num_draws, 1 - level)
     flagged = {t.label for t in element_tests(result, alpha=alpha) if t.flagged}
     for ax, label in zip(axes, labels):

@@ -173,7 +173,9 @@ def run_numpyro_nuts(
             device per chain), ``"parallel"`` (one device per chain; one after another when there
             are fewer devices than chains, as NumPyro does), ``"vectorized"`` or ``"sequential"``.
         target_accept_prob, max_tree_depth, dense_mass: NUTS settings.
-        init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"`` or a dict of values.
+        init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"``, a dict of values, or
+            ``"optimize"`` (:class:`inference.runner.OptimizedInit`: each chain at the best of several
+            prior draws descended to a local optimum; for posteriors with several basins).
         thinning: keep the last of every ``thinning`` draws (``MCMC``'s rule: ``num_samples //
             thinning`` draws).
         drop_stuck_chains: drop chains that screening flags as stuck (when others remain).

@@ -38,7 +38,7 @@ import numpy as np
 from numpyro.infer.util import initialize_model
 
 from inference.nuts import check_counts, finish_run, kept_fields, nuts_kernel, nuts_stats, raise_if_nonfinite_run
-from inference.runner import check_initial_point, init_strategy
+from inference.runner import OptimizedInit, check_initial_point, init_strategy, optimized_starts
 from inference.sharding import devices_for, over_devices
 from inference.types import Target
 from inference.validate import NonFiniteLogDensityError, fraction
@@ -89,19 +89,31 @@ def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], strategy
     """Initial unconstrained positions ``(B, C, ...)`` and the potential/constraint generators.
 
     One ``initialize_model`` call draws ``B * C`` initial points (the strategies in use do not
-    look at the data); the log density of every point is then evaluated under its own data set
+    look at the data; :class:`inference.runner.OptimizedInit` draws ``B * C * starts`` and then
+    descends each data set's candidates on its own potential, one program vmapped over the data
+    sets); the log density of every point is then evaluated under its own data set
     in one jitted call, and a data set where it is not finite gets the single-fit runner's named
     error (site, value).
     """
     batch = len(targets)
-    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seeds[0]), 1), batch * num_chains)
+    starts = strategy.starts_per_chain if isinstance(strategy, OptimizedInit) else 1
+    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seeds[0]), 1), batch * num_chains * starts)
     try:
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
             keys, targets[0].model, init_strategy=strategy, model_args=(targets[0].data,), dynamic_args=True)
     except RuntimeError:
         check_initial_point(targets[0], strategy, jax.random.PRNGKey(seeds[0]))  # raises, naming the site
         raise
-    z = jax.tree.map(lambda x: x.reshape((batch, num_chains) + x.shape[1:]), info.z)
+    z = jax.tree.map(lambda x: x.reshape((batch, num_chains * starts) + x.shape[1:]), info.z)
+    if isinstance(strategy, OptimizedInit):  # each data set's chains descend on its own potential
+
+        @jax.jit
+        def search(z, data):
+            return jax.vmap(lambda zb, d: optimized_starts(potential_fn_gen(d), zb, num_chains,
+                                                           num_steps=strategy.num_steps,
+                                                           learning_rate=strategy.learning_rate)[0])(z, data)
+
+        z = search(z, data)
 
     @jax.jit
     def potentials(z, data):

@@ -28,15 +28,27 @@ it has; a name in ``sites`` that it does not record, ``ValueError`` naming them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
+from numpyro.distributions import Distribution
 
-__all__ = ["prior_simulate", "latent_site_names", "rejection_draw"]
+__all__ = ["prior_simulate", "latent_site_names", "rejection_draw", "draw_priors"]
+
+
+def draw_priors(key: jax.Array, priors: Mapping[str, Distribution], sample_shape: tuple[int, ...] = ()) -> dict:
+    """One draw of every prior in a dict of NumPyro distributions, each from a key of its own.
+
+    The keys are ``jax.random.split(key, len(priors))``, given out in the dict's order, so the same
+    key and dict give the same draws. ``sample_shape`` is passed to each ``sample``. The ``draw`` of
+    :func:`rejection_draw` for a restricted prior.
+    """
+    keys = jax.random.split(key, len(priors))
+    return {name: prior.sample(k, sample_shape) for (name, prior), k in zip(priors.items(), keys)}
 
 
 def rejection_draw(key: jax.Array, draw: Callable[[jax.Array], Any], accept: Callable[[Any], jax.Array], *,

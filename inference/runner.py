@@ -8,7 +8,8 @@ validate
     the shared input checks are :mod:`inference.validate` (``positive_int``, ``choice``,
     ``positive_float``, ``fraction``); :func:`require_data` for runners that need observations.
 set up
-    :func:`init_strategy` (a NumPyro init strategy by name or values) and
+    :func:`init_strategy` (a NumPyro init strategy by name or values, or :class:`OptimizedInit`,
+    prior draws descended to local optima for posteriors with several basins) and
     :func:`check_initial_point` (the initial point found once, handed to the sampler; a
     non-finite log density at the start raises, naming the site; :func:`named_initialisation_errors`
     where the sampler's own initialisation is the check); particle runners start from
@@ -66,6 +67,8 @@ __all__ = [
     "probe_nonfinite",
     "require_data",
     "init_strategy",
+    "OptimizedInit",
+    "optimized_starts",
     "InitialPoint",
     "check_initial_point",
     "named_initialisation_errors",
@@ -90,7 +93,7 @@ __all__ = [
 #: The kinds of draws a run can hold (``attrs["draws"]``); ``diagnostics.checks.DRAWS`` reads them.
 DRAWS = ("markov", "iid", "point")
 
-_INIT_STRATEGIES = ("median", "prior", "uniform")
+_INIT_STRATEGIES = ("median", "prior", "uniform", "optimize")
 
 
 class ConvergenceWarning(UserWarning):
@@ -113,17 +116,89 @@ def require_data(target: Target, method: str) -> None:
         raise ValueError(f"data: {method} needs observations; got None")
 
 
-def init_strategy(init: str | Mapping[str, Any]):
+class OptimizedInit:
+    """Start each chain at the best of ``starts_per_chain`` prior draws after ``num_steps`` steps
+    of Adam (``learning_rate``) down the potential, all in one compiled, vmapped loop.
+
+    For posteriors with several basins whose better one the prior median does not reach: an
+    oscillating ODE's phase, a mixture's labels, a population that goes extinct in one basin and
+    cycles in the other. A chain started in a worse basin stays there for its whole run, and
+    chains started from the same median agree with each other, so R-hat cannot see it. Each
+    chain's candidates are its own (a chain ``c`` draws from its own key), so chains whose
+    searches end in different basins still disagree and R-hat still says so. A step into a
+    non-finite potential is not taken. The search is ours, not an optax solver's loop, because it
+    must run vmapped over candidates (and over data sets in ``inference.fit_batch``) with the data
+    an argument of the compiled program. ``init="optimize"`` is this with its defaults.
+    Used as a NumPyro strategy (per site) it is ``init_to_sample``."""
+
+    def __init__(self, starts_per_chain: int = 64, num_steps: int = 1000, learning_rate: float = 0.05):
+        from inference.validate import positive_float, positive_int
+
+        self.starts_per_chain = positive_int("starts_per_chain", starts_per_chain)
+        self.num_steps = positive_int("num_steps", num_steps)
+        self.learning_rate = positive_float("learning_rate", learning_rate)
+
+    def __call__(self, site=None, *args, **kwargs):
+        from numpyro.infer import init_to_sample
+
+        return init_to_sample(site, *args, **kwargs)
+
+    def __repr__(self) -> str:  # recorded with a checkpoint's settings: the same for equal searches
+        return (f"OptimizedInit(starts_per_chain={self.starts_per_chain}, num_steps={self.num_steps}, "
+                f"learning_rate={self.learning_rate})")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, OptimizedInit) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+def optimized_starts(potential_fn: Callable, z, num_chains: int, *, num_steps: int, learning_rate: float):
+    """The :class:`OptimizedInit` search on one potential (traceable; vmap it over data sets).
+
+    ``z``: candidates with a leading axis ``num_chains * starts_per_chain`` (chain ``c``'s are the
+    ``c``-th block). Returns ``(z (num_chains, ...), potential (num_chains,))``: each chain's best
+    candidate after the descent and the potential there."""
+    import optax
+
+    optimiser = optax.adam(learning_rate)
+
+    def descend(z0):
+        def step(carry, _):
+            z, state = carry
+            grad = jax.grad(potential_fn)(z)
+            grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
+            updates, state = optimiser.update(grad, state, z)
+            moved = optax.apply_updates(z, updates)
+            ok = jnp.isfinite(potential_fn(moved))
+            return (jax.tree.map(lambda a, b: jnp.where(ok, a, b), moved, z), state), None
+
+        (z, _), _ = jax.lax.scan(step, (z0, optimiser.init(z0)), None, length=num_steps)
+        return z, potential_fn(z)
+
+    z, potential = jax.vmap(descend)(z)
+    potential = jnp.where(jnp.isfinite(potential), potential, jnp.inf).reshape(num_chains, -1)
+    pick = jnp.argmin(potential, axis=1) + jnp.arange(num_chains) * potential.shape[1]
+    return jax.tree.map(lambda a: a[pick], z), potential.min(axis=1)
+
+
+def init_strategy(init: str | Mapping[str, Any] | OptimizedInit):
     """A NumPyro init strategy: ``"median"`` (prior median, 15 draws), ``"prior"``, ``"uniform"``
-    or a dict of constrained values (``init_to_value``)."""
+    or a dict of constrained values (``init_to_value``); or the search :class:`OptimizedInit`
+    (``"optimize"``: its defaults, or an instance)."""
     from numpyro.infer import init_to_median, init_to_sample, init_to_uniform, init_to_value
 
+    if isinstance(init, OptimizedInit):
+        return init
     if isinstance(init, Mapping):
         return init_to_value(values=dict(init))
     if init not in _INIT_STRATEGIES:
         raise ValueError(f"init: expected one of {sorted(_INIT_STRATEGIES)} or a dict of values, got {init!r}")
     if init == "median":
         return init_to_median(num_samples=15)
+    if init == "optimize":
+        return OptimizedInit()
     return init_to_sample if init == "prior" else init_to_uniform
 
 
@@ -209,9 +284,14 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
     keys = jax.numpy.asarray(keys)
     if keys.ndim == 1:
         keys = keys[None]
+    search = keys
+    if isinstance(strategy, OptimizedInit):  # each chain's candidates from its own key
+        search = jax.vmap(lambda k: jax.random.split(k, strategy.starts_per_chain))(keys).reshape(-1, keys.shape[-1])
     with named_initialisation_errors(target, strategy, keys[0]):
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
-            keys, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=True)
+            search, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=True)
+    if isinstance(strategy, OptimizedInit):
+        info = _optimized_info(strategy, potential_fn_gen, target.data, info.z, len(keys))
     potential = np.asarray(info.potential_energy)
     if not np.all(np.isfinite(potential)):  # NumPyro's search accepts only finite points: a guard
         postprocess_fn = postprocess_fn_gen(target.data)
@@ -221,6 +301,25 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
         raise NonFiniteLogDensityError("non-finite log density at the initial point")
     return InitialPoint(info.z, info.potential_energy, info.z_grad, potential_fn_gen(target.data),
                         postprocess_fn_gen(target.data), potential_fn_gen, postprocess_fn_gen)
+
+
+def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z, num_chains: int):
+    """NumPyro's ``ParamInfo`` at the chains' :func:`optimized_starts` (one compiled program, the
+    data its argument: a fit on other data of the same shape compiles nothing new). A program
+    that needs concrete data (NumPy on them) gets them as a constant of the program instead."""
+    from numpyro.infer.util import ParamInfo
+
+    def run(z, data):
+        potential_fn = potential_fn_gen(data)
+        best, _ = optimized_starts(potential_fn, z, num_chains, num_steps=strategy.num_steps,
+                                   learning_rate=strategy.learning_rate)
+        energy, grad = jax.vmap(jax.value_and_grad(potential_fn))(best)
+        return best, energy, grad
+
+    try:
+        return ParamInfo(*jax.jit(run)(z, data))
+    except jax.errors.JAXTypeError:  # the program converts or branches on the data's values
+        return ParamInfo(*jax.jit(lambda z: run(z, data))(z))
 
 
 # --------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ Example::
     idata = inference.fit(entry, data, method="smc", config="scalar", num_particles=500, num_runs=4)
     idata.attrs["log_evidence"], idata.attrs["log_evidence_se"]
 
-Public API: :class:`TemperedTarget`, :func:`tempered_target`, :func:`build_sampler`,
+Public API: :class:`TemperedTarget`, :func:`tempered_target`, :func:`tempered_family`, :func:`build_sampler`,
 :class:`SMCOutput`, :func:`sample`, :func:`combine_log_evidence`, :func:`run_tempered_smc`.
 
 Reference: Del Moral, Doucet, Jasra (2006), "Sequential Monte Carlo samplers", JRSS B 68(3);
@@ -75,6 +75,7 @@ Monte Carlo", Bayesian Analysis; Dau, Chopin (2022), "Waste-free sequential Mont
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -98,6 +99,7 @@ from inference.validate import choice, fraction, positive_int
 __all__ = [
     "TemperedTarget",
     "tempered_target",
+    "tempered_family",
     "build_sampler",
     "SMCOutput",
     "sample",
@@ -161,6 +163,16 @@ def tempered_target(model: Callable, data: Any, *, key: PRNGKey | None = None) -
         ValueError: the program has no observed site (nothing to temper), no latent continuous
             site, or a discrete latent site (tempered SMC moves continuous parameters only).
     """
+    return tempered_family(model, data, key=key)(data)
+
+
+def tempered_family(model: Callable, data: Any, *, key: PRNGKey | None = None) -> Callable[[Any], TemperedTarget]:
+    """``bind(data) -> TemperedTarget``: :func:`tempered_target` for any data shaped like ``data``.
+
+    The sites, their transforms and the flat layout are found once, on ``data``; ``bind`` closes
+    the functions over the data it is given, which may be traced, so that a compiled program can
+    take the data as an argument (:func:`sample` with ``data=``). Raises as :func:`tempered_target`.
+    """
     key = jax.random.PRNGKey(0) if key is None else key
     sites = _latent_trace(model, data, key)
     latent = {n: s for n, s in sites.items() if not s["is_observed"]}
@@ -181,6 +193,12 @@ def tempered_target(model: Callable, data: Any, *, key: PRNGKey | None = None) -
     _, unravel = ravel_pytree(unconstrained0)
     dim = int(ravel_pytree(unconstrained0)[0].shape[0])
     seeded = handlers.seed(model, jax.random.PRNGKey(0))
+    return functools.partial(_bind, model, seeded, names, transforms, unravel, dim)
+
+
+def _bind(model: Callable, seeded: Callable, names: tuple[str, ...], transforms: dict, unravel: Callable, dim: int,
+          data: Any) -> TemperedTarget:
+    """The :class:`TemperedTarget` of ``model(data)`` from the layout :func:`tempered_family` found."""
 
     def constrained_and_jacobian(z):
         u = unravel(z)
@@ -406,10 +424,10 @@ class SMCOutput(NamedTuple):
     ess: list
 
 
-def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: str = "rw",
-           num_particles: int = 1000, num_mcmc_steps: int | None = None, target_ess: float = 0.5,
-           waste_free: bool = False, resampler: str = "systematic", max_steps: int = 500,
-           progress: bool = False, chain_method: str = "vectorized") -> SMCOutput:
+def sample(key: PRNGKey, target: TemperedTarget | Callable[[Any], TemperedTarget], *, data: Any = None,
+           num_runs: int = 4, kernel: str = "rw", num_particles: int = 1000, num_mcmc_steps: int | None = None,
+           target_ess: float = 0.5, waste_free: bool = False, resampler: str = "systematic",
+           max_steps: int = 500, progress: bool = False, chain_method: str = "vectorized") -> SMCOutput:
     """Run ``num_runs`` independent adaptive tempered SMC samplers on ``target`` (vmapped).
 
     The Python loop calls one jitted, vmapped tempering step until every run reaches
@@ -417,21 +435,41 @@ def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: s
     usually a likelihood that is ``-inf``/NaN for most prior draws). ``chain_method``:
     ``"vectorized"`` (default) or ``"sharded"`` (the runs split over the local devices,
     :func:`inference.sharding.over_devices`; the same draws for the same key).
+
+    ``target``: a :class:`TemperedTarget`, whose data are a constant of the compiled programs, or
+    the ``bind`` of :func:`tempered_family` with ``data``, which the compiled programs then take as
+    an argument: a run on other data of the same shape compiles nothing.
     """
     num_runs = positive_int("num_runs", num_runs)
     max_steps = positive_int("max_steps", max_steps)
     choice("chain_method", chain_method, ("vectorized", "sharded"))
-    init, step, resample_fn = build_sampler(target, kernel=kernel, num_particles=num_particles,
-                                            num_mcmc_steps=num_mcmc_steps, target_ess=target_ess,
-                                            waste_free=waste_free, resampler=resampler)
+    if isinstance(target, TemperedTarget):
+        bind, data = (lambda _: target), ()
+    elif callable(target):
+        if data is None:
+            raise ValueError("data: the bind of tempered_family runs on the data given here; got None")
+        bind = target
+    else:
+        raise TypeError(f"target: expected a TemperedTarget or the bind of tempered_family, "
+                        f"got {type(target).__name__}")
+
+    def sampler(d):
+        return build_sampler(bind(d), kernel=kernel, num_particles=num_particles, num_mcmc_steps=num_mcmc_steps,
+                             target_ess=target_ess, waste_free=waste_free, resampler=resampler)
+
+    _, _, resample_fn = sampler(data)  # checks the options here, before anything is traced
     key_init, key_loop, key_final = jax.random.split(key, 3)
-    state = place(jax.vmap(init), num_runs, chain_method)(jax.random.split(key_init, num_runs))
-    step_runs = place(jax.vmap(step), num_runs, chain_method)
+    # the data passed whole to every run (and device), an argument of each program
+    init_runs = place(jax.vmap(lambda k, d: sampler(d)[0](k), in_axes=(0, None)), num_runs, chain_method,
+                      replicated=(1,))
+    state = init_runs(jax.random.split(key_init, num_runs), data)
+    step_runs = place(jax.vmap(lambda k, st, d: sampler(d)[1](k, st), in_axes=(0, 0, None)), num_runs, chain_method,
+                      replicated=(2,))
     records = []
     with progress_bar(100, desc="smc λ", unit="%", progress=progress) as bar:
         shown = 0
         for i in range(max_steps):
-            state, record = step_runs(jax.random.split(jax.random.fold_in(key_loop, i), num_runs), state)
+            state, record = step_runs(jax.random.split(jax.random.fold_in(key_loop, i), num_runs), state, data)
             records.append(jax.tree.map(np.asarray, record))
             lam = np.asarray(state.smc.tempering_param)
             if not np.all(np.isfinite(lam)):
@@ -450,13 +488,14 @@ def sample(key: PRNGKey, target: TemperedTarget, *, num_runs: int = 4, kernel: s
 
     smc_state = state.smc
 
-    def final(k, particles, weights):
+    def final(k, particles, weights, d):
         idx = resample_fn(k, weights, weights.shape[0])
         chosen = particles[idx]
-        return chosen, jax.vmap(target.log_prior)(chosen), jax.vmap(target.log_likelihood)(chosen)
+        bound = bind(d)
+        return chosen, jax.vmap(bound.log_prior)(chosen), jax.vmap(bound.log_likelihood)(chosen)
 
-    particles, lp, ll = place(jax.vmap(final), num_runs, chain_method)(
-        jax.random.split(key_final, num_runs), smc_state.particles, smc_state.weights)
+    particles, lp, ll = place(jax.vmap(final, in_axes=(0, 0, 0, None)), num_runs, chain_method, replicated=(3,))(
+        jax.random.split(key_final, num_runs), smc_state.particles, smc_state.weights, data)
     stacked = _StepRecord(*[np.stack([getattr(r, f) for r in records], axis=1) for f in _StepRecord._fields])
     per_run = []
     for r in range(num_runs):
@@ -494,6 +533,23 @@ def combine_log_evidence(log_evidences) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 
 
+def _traces_with_data(bind: Callable[[Any], TemperedTarget], data: Any, key: PRNGKey) -> bool:
+    """Whether the target's functions trace with the data as JAX tracers (shapes only, nothing
+    compiled). A program that needs concrete data (NumPy on them, a shape or a branch read from
+    them) does not; its data stay a constant of the compiled programs."""
+
+    def everything(k, d):
+        bound = bind(d)
+        z = bound.sample_prior(k)
+        return bound.log_prior(z), bound.log_likelihood(z), bound.constrain(z)
+
+    try:
+        jax.eval_shape(everything, key, data)
+    except Exception:  # noqa: BLE001 - the concrete trace of tempered_family passed: only the tracing failed
+        return False
+    return True
+
+
 def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, num_particles: int = 1000,
                      kernel: str = "rw", num_mcmc_steps: int | None = None, target_ess: float = 0.5,
                      waste_free: bool = False, num_runs: int = 4, resampler: str = "systematic",
@@ -524,12 +580,20 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
         ``log_likelihood``; attrs ``log_evidence``, ``log_evidence_se`` (see the module
         docstring), ``log_evidence_runs``, ``num_tempering_steps``, ``tempering_schedules``
         (JSON, one list per run), ``mean_acceptance``, ``chain_method`` and ``chain_method_reason``
-        (where the runs ran), ``num_devices``.
+        (where the runs ran), ``num_devices``, ``data_argument`` (1: the compiled programs take the
+        data as an argument, so a fit on other data of the same shape compiles nothing; 0: the
+        program needs concrete data, a constant of the programs).
     """
     require_data(target, "tempered SMC")
     key = jax.random.PRNGKey(seed)
     key_target, key_run = jax.random.split(key)
-    tt = tempered_target(target.model, target.data, key=key_target)
+    bind = tempered_family(target.model, target.data, key=key_target)
+    tt = bind(target.data)
+    # The data enter the compiled programs as an argument where the program traces with them (a
+    # constant would make a fit on other data of the same shape, an SBC replicate, compile again).
+    data_argument = _traces_with_data(bind, target.data, key_target)
+    if not data_argument:
+        bind = lambda _: tt  # noqa: E731
     num_runs = positive_int("num_runs", num_runs)
     # the kernel's log density (its gradient for hmc/nuts) must trace split over the devices
     log_density = lambda z: tt.log_prior(z) + tt.log_likelihood(z)  # noqa: E731
@@ -537,14 +601,15 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
     probe_z = jax.eval_shape(jax.vmap(tt.sample_prior), jax.random.split(key_run, num_runs))
     chain_method, placement_reason = choose_placement(chain_method, num_runs, what="runs", probe=(probe_fn, (probe_z,)))
     started = time.perf_counter()
-    out = sample(key_run, tt, num_runs=num_runs, chain_method=chain_method, kernel=kernel, num_particles=num_particles,
-                 num_mcmc_steps=num_mcmc_steps, target_ess=target_ess, waste_free=waste_free,
-                 resampler=resampler, max_steps=max_steps, progress=progress)
+    data = target.data if data_argument else ()
+    out = sample(key_run, bind, data=data, num_runs=num_runs, chain_method=chain_method, kernel=kernel,
+                 num_particles=num_particles, num_mcmc_steps=num_mcmc_steps, target_ess=target_ess,
+                 waste_free=waste_free, resampler=resampler, max_steps=max_steps, progress=progress)
     jax.block_until_ready(out)
     elapsed = time.perf_counter() - started
     R, N = out.particles.shape[:2]
     flat = jnp.asarray(out.particles.reshape(R * N, -1))
-    constrained = jax.jit(jax.vmap(tt.constrain))(flat)
+    constrained = jax.jit(jax.vmap(lambda z, d: bind(d).constrain(z), in_axes=(0, None)))(flat, data)
     samples = {k: np.asarray(v).reshape((R, N) + np.shape(v)[1:]) for k, v in constrained.items()}
     log_z, log_z_se = combine_log_evidence(out.log_evidence)
     stats = {
@@ -571,6 +636,7 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
         "tempering_schedules": json.dumps([np.round(s, 6).tolist() for s in out.schedules]),
         "mean_acceptance": json.dumps([np.round(a, 4).tolist() for a in out.acceptance]),
         "sampling_time_s": round(elapsed, 3),
+        "data_argument": int(data_argument),
         **placement_attrs(chain_method, placement_reason),
     }
     return posterior_to_idata(target, samples, stats, seed=seed, method="smc", draws="iid", attrs=attrs,

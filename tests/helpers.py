@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets",
-           "interval_coverage", "assert_binomial_coverage", "compilations"]
+           "interval_coverage", "assert_binomial_coverage", "persistent_cache_misses"]
 
 DEFAULT_FALSE_FAILURE = 1e-4
 
@@ -177,10 +177,11 @@ def run_fresh_python(code: str, *, drop: tuple[str, ...] = (), timeout: int = 60
 
 
 @contextlib.contextmanager
-def compilations():
-    """The XLA compilations of the block: a list that gets one entry per miss of JAX's persistent
-    compilation cache (a program it did not hold, compiled for real). Skips the test when the
-    cache is off (then every program of a new process is compiled, whatever its text)."""
+def persistent_cache_misses():
+    """A list that gets one entry per miss of JAX's persistent compilation cache (a program really
+    compiled) while the ``with`` block runs: a fit that reuses compiled programs leaves it empty.
+    Skips the test when the cache is off (no miss is then counted, and an empty list would prove
+    nothing)."""
     import jax
     import pytest
 
@@ -190,12 +191,12 @@ def compilations():
         pytest.skip("the persistent compilation cache is off")
     misses = []
 
-    def count(event: str, **_):
+    def listener(event: str, **_):
         if event == "/jax/compilation_cache/cache_misses":
             misses.append(event)
 
-    jax.monitoring.register_event_listener(count)
+    jax.monitoring.register_event_listener(listener)
     try:
         yield misses
     finally:
-        jax.monitoring.unregister_event_listener(count)
+        jax.monitoring.unregister_event_listener(listener)

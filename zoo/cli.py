@@ -193,10 +193,11 @@ def _cmd_show(args) -> int:
         text = ", ".join(f"{k}={v}" for k, v in (fields.items() if isinstance(fields, dict) else []))
         print(f"  {name}: {text if len(text) < 400 else text[:400] + ' ...'}")
     from diagnostics.calibration import calibration_table, format_table
+    from zoo.core import recipes_now
 
     print(f"calibration (stored results under {calibration_root()}; zoo sbc --store adds one, zoo estimates --store "
           "for a point-estimate recipe):")
-    print(format_table(calibration_table(calibration_root(), entry=entry.name)))
+    print(format_table(calibration_table(calibration_root(), entry=entry.name, recipes=recipes_now([entry]))))
     return 0
 
 
@@ -540,7 +541,8 @@ def _cmd_sbc(args) -> int:
         store_sweep(out, dest, note=f"zoo sbc {entry.name} --config {args.config} --n {args.n} --draws {args.draws} "
                                     f"--seed {args.seed} --batch-size {args.batch_size}"
                                     + (f" --method {args.method}" if args.method else "")
-                                    + "".join(f" --option {o}" for o in args.option))
+                                    + "".join(f" --option {o}" for o in args.option),
+                    recipe={"method": run_method, "options": run_options})
         print(f"stored the ranks in {dest}")
     flagged = any(t.flagged for t in sbc.element_tests(result, alpha=args.alpha))
     return 1 if flagged else 0

@@ -45,6 +45,7 @@ __all__ = [
     "Columns",
     "FixedParameter",
     "Recipe",
+    "recipes_now",
     "ZooEntry",
     "StateSpaceModel",
     "FeynmanKac",
@@ -93,6 +94,14 @@ class Recipe(NamedTuple):
         if config_name == "paper":
             merged.update(self.paper_options)
         return merged
+
+
+def recipes_now(entries) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(entry, config): {"method", "options"}}``: the recipes of ``entries`` for each of their
+    configs, as ``diagnostics.calibration.calibration_table(recipes=...)`` compares them with the
+    recipe a stored result ran."""
+    return {(entry.name, config): {"method": entry.recipe.method, "options": entry.recipe.options_for(config)}
+            for entry in entries for config in entry.configs}
 
 
 class FixedParameter(NamedTuple):

@@ -113,7 +113,11 @@ def _calibration_text(name: str | None) -> str:
     """The stored calibration results (``calibration/``) as a table, for one entry or all."""
     from diagnostics.calibration import calibration_table, rst_table
 
-    rows = calibration_table(os.path.join(ROOT, "calibration"), entry=name)
+    import zoo
+    from zoo.core import recipes_now
+
+    entries = [zoo.get(name)] if name else zoo.entries()
+    rows = calibration_table(os.path.join(ROOT, "calibration"), entry=name, recipes=recipes_now(entries))
     if not rows:
         return ("No stored calibration yet (``zoo sbc NAME --store`` adds one, ``zoo estimates NAME --store`` "
                 "for a point-estimate recipe; "
@@ -148,10 +152,13 @@ def generate(app) -> None:
         "Simulation-based calibration (Talts et al. 2018) of each entry's default recipe on its",
         "cheapest config: for every replicate a parameter drawn from the prior, data simulated from",
         "it, one fit, and the rank of the true value among the posterior draws. A calibrated fit",
-        "gives uniform ranks; each parameter element is tested by a chi-squared test on binned ranks",
-        "and the ECDF's simultaneous band (``diagnostics.sbc``), at a family-wise false-alarm rate of",
-        "0.01 per entry and config (Bonferroni: each of the two tests of each of the k elements at",
-        "level 0.01 / (2k)). Over m stored results the chance that at least one calibrated fit is",
+        "gives uniform ranks; each parameter element is tested by a chi-squared test on binned ranks,",
+        "the ECDF's simultaneous band, and the count of ranks at 0 or L against its exact binomial law",
+        "(fits stuck in a wrong basin put the truth outside every draw: a pile at the ends that binned",
+        "tests barely see) (``diagnostics.sbc``), at a family-wise false-alarm rate of",
+        "0.01 per entry and config (Bonferroni: each of the three tests of each of the k elements at",
+        "level 0.01 / (3k)). A row whose stored recipe differs from the entry's recipe now says so:",
+        "its verdict is of another recipe. Over m stored results the chance that at least one calibrated fit is",
         "flagged by chance is at most 0.01 m, so a single flagged element is weak evidence on its own;",
         "an entry's card says what its flag was traced to. Entries whose recipe is a point estimate",
         "(an SA-MLE, a MAP, a trained network) have no posterior to rank: they show the bias (± its",

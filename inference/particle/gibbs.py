@@ -34,8 +34,8 @@ from inference.particle import csmc as _csmc
 from inference.particle import filter as _filter
 from inference.particle import pmmh as _pmmh
 from inference.particle.space import ParameterSpace, build_space, constrained_draws, initial_positions
-from inference.runner import (checkpoint_attrs, pack, progress_bar, run_chunks, sampler_checkpoint,
-                              state_dim_names, time_dims, unbatch)
+from inference.runner import (checkpoint_attrs, fixed_length, masked_scan, pack, progress_bar, run_chunks,
+                              sampler_checkpoint, state_dim_names, time_dims, unbatch)
 from inference.types import Array, PRNGKey, Target
 from inference.validate import choice, positive_float, positive_int
 
@@ -283,23 +283,26 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return jax.lax.cond(adapting, lambda: zeros, lambda: estimate(k, position))
 
-    # One compiled chunk for warmup and sampling: ``adapting`` is a traced flag shared by chains
-    # (unbatched, so the ``cond`` above skips the pointwise filter during warmup).
+    # One compiled chunk for warmup and sampling, of one length (inference.runner.fixed_length: a
+    # short chunk padded, its extra sweeps skipped by masked_scan): ``adapting`` and ``num_active``
+    # are traced values shared by the chains (unbatched, so the ``cond`` above skips the pointwise
+    # filter during warmup and masked_scan's skips the padding).
     @jax.jit
-    def run_chunk(states, warm, keys, adapting, ys):
+    def run_chunk(states, warm, keys, adapting, num_active, ys):
         def per_chain(state, warm_state, ks):
             def body(carry, k):
                 s, w = carry
                 s, w, info, tuning = sweep(s, w, k, adapting, ys)
                 return (s, w), (s, info, tuning.step_size, pointwise(jax.random.fold_in(k, 1), s.position, adapting, ys))
-            return jax.lax.scan(body, (state, warm_state), ks)
+            return masked_scan(body, (state, warm_state), ks, num_active)
         return jax.vmap(per_chain, in_axes=(0, 0, 0))(states, warm, keys)
 
     total = num_warmup + num_samples
     keys_all = jax.random.split(key_run, total * num_chains).reshape(num_chains, total, -1)
 
     def chunk(adapting):
-        return lambda carry, keys: run_chunk(*carry, keys, jnp.asarray(adapting), ys)
+        return fixed_length(lambda carry, keys, n: run_chunk(*carry, keys, jnp.asarray(adapting), n, ys), chunk_size,
+                            num_warmup, num_samples)
 
     checkpoint = sampler_checkpoint(
         checkpoint_path, "pgibbs", seed, target.data, num_particles=num_particles, num_samples=num_samples,

@@ -105,3 +105,23 @@ def test_zoo_show_prints_the_entry_rows(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "calibration_root", lambda: str(tmp_path / "none"))
     assert cli.main(["show", "lgssm"]) == 0
     assert "(no stored calibration)" in capsys.readouterr().out
+
+
+def test_the_table_says_when_the_recipe_changed_since_the_sweep(tmp_path):
+    root = tmp_path / "calibration"
+    sweep(tmp_path / "good", 1.0, entry="good")
+    ran = {"method": "nuts", "options": {"num_chains": 1, "num_warmup": 300, "posterior_predictive": False}}
+    calibration.store_sweep(tmp_path / "good", root / "good" / "small", date="2026-01-02", recipe=ran)
+    _, manifest = calibration.load_stored(root / "good" / "small")
+    # a calibration run's own settings are not the recipe
+    assert manifest["recipe"] == {"method": "nuts", "options": {"num_chains": 1, "num_warmup": 300}}
+    same = {("good", "small"): {"method": "nuts", "options": {"num_chains": 1, "num_warmup": 300}}}
+    assert all(r.recipe_changed == "" for r in calibration.calibration_table(root, recipes=same))
+    now = {("good", "small"): {"method": "nuts", "options": {"num_chains": 1, "num_warmup": 300, "init": "optimize"}}}
+    rows = calibration.calibration_table(root, recipes=now)
+    assert all(r.recipe_changed == "init='(unset)' then, 'optimize' now" for r in rows)
+    assert "a verdict of another recipe" in calibration.format_table(rows)
+    other = {("good", "small"): {"method": "smc", "options": {}}}
+    assert all("method nuts then, smc now" == r.recipe_changed for r in calibration.calibration_table(root, recipes=other))
+    # a result stored without its recipe (or a table without recipes) says nothing
+    assert all(r.recipe_changed == "" for r in calibration.calibration_table(root))

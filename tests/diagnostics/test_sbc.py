@@ -193,3 +193,45 @@ def test_sbc_page_shows_the_verdict_and_the_figures(tmp_path):
     text = open(write_report(run, tmp_path / "r.html", extra_sections=[sbc_section(result, label="sweep")]),
                 encoding="utf-8").read()
     assert "Simulation-based calibration: sweep" in text
+
+
+def _uniform_result(rng, num_elements: int, n: int, num_draws: int, *, ends: int = 0) -> sbc.SBCResult:
+    """Ranks of ``n`` replicates, uniform on ``0..L``, except ``ends`` replicates (the same in every
+    element, as a fit stuck in a wrong basin is) whose ranks sit at 0 or L."""
+    ranks = {}
+    for e in range(num_elements):
+        r = rng.integers(0, num_draws + 1, size=n)
+        r[:ends] = np.where(np.arange(ends) % 2 == 0, 0, num_draws)
+        ranks[f"e[{e}]"] = r
+    truths = {k: np.zeros(n) for k in ranks}
+    return sbc.SBCResult(ranks, truths, num_draws, np.arange(n))
+
+
+def test_extreme_ranks_is_the_exact_binomial_tail():
+    from scipy import stats
+
+    ranks = np.array([0, 99, 99, 5, 50, 0, 98, 1])
+    count, p = sbc.extreme_ranks(ranks, 99)
+    assert count == 4
+    assert p == pytest.approx(stats.binom.sf(3, 8, 0.02))
+
+
+def test_three_tests_keep_the_family_wise_false_alarm_rate():
+    # 400 sweeps of uniform ranks (3 elements, n = 100, L = 99): at alpha = 0.05 the Bonferroni
+    # bound says at most 5 % of sweeps flag anything; with 400 sweeps the flagged count is below
+    # Binomial(400, 0.05)'s 1 - 1e-4 quantile (39) unless the bound is broken
+    rng = np.random.default_rng(7)
+    flagged = sum(any(t.flagged for t in sbc.element_tests(_uniform_result(rng, 3, 100, 99), alpha=0.05))
+                  for _ in range(400))
+    assert flagged <= 39, flagged
+
+
+def test_fits_stuck_at_the_ends_are_flagged_where_chi2_and_the_ecdf_are_not():
+    # 10 of 100 fits with the truth outside every draw (snapshot_sde_lv's median-start sweep had 8
+    # to 12 per element): 2 expected at the ends by chance; at least 10 has p < 3e-5, below the
+    # per-test level 0.01 / 12
+    result = _uniform_result(np.random.default_rng(3), 4, 100, 99, ends=10)
+    tests = sbc.element_tests(result, alpha=0.01)
+    assert all(t.extreme >= 10 and t.extreme_pvalue < t.level and t.flagged for t in tests)
+    assert any(t.chi2_pvalue >= t.level and t.ecdf_outside == 0 for t in tests)  # the other two miss it
+    assert "at 0 or L" in sbc.format_sbc(result)

@@ -26,6 +26,7 @@ from scipy.special import logsumexp
 import inference
 import zoo
 from inference import smc
+from tests.helpers import persistent_cache_misses
 from zoo.hmm import HMMConfig
 from zoo.lgssm import LGSSMConfig
 
@@ -131,6 +132,31 @@ def test_prior_and_likelihood_split_matches_numpyro_potential(name):
     np.testing.assert_allclose(prior + lik, reference, rtol=1e-10)
     np.testing.assert_allclose(prior, other_prior, rtol=1e-12)
     assert np.all(np.abs(lik - other_lik) > 1e-6)
+
+
+def test_a_fit_on_other_data_compiles_nothing():
+    """The data are an argument of tempered SMC's compiled programs (the runs' start, tempering
+    step and final resampling, the constraining map), not a constant in them: a second fit on other
+    data of the same shape (an SBC replicate) compiles nothing (benchmarks/fit_reuse.py smc). A
+    program that needs concrete data (NumPy on them) keeps them as a constant: the same draws."""
+    from diagnostics import compile_cache
+
+    if compile_cache.folder() is None:
+        pytest.skip("the persistent compilation cache is off")
+    options = dict(method="smc", progress=False, num_particles=64, num_runs=2)
+    first = inference.fit(regression, Y, seed=0, **options)
+    assert first.attrs["data_argument"] == 1
+    with persistent_cache_misses() as misses:
+        inference.fit(regression, Y + 0.5, seed=1, **options)
+    assert not misses, f"smc: {len(misses)} programs compiled again for other data"
+
+    def concrete(y=None):
+        b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        numpyro.sample("y", dist.Normal(jnp.asarray(X) @ b, NOISE), obs=None if y is None else np.asarray(y))
+
+    constant = inference.fit(concrete, Y, seed=0, **options)
+    assert constant.attrs["data_argument"] == 0
+    np.testing.assert_allclose(constant.posterior["b"].values, first.posterior["b"].values, rtol=1e-12)
 
 
 def test_combine_log_evidence():

@@ -147,6 +147,24 @@ def test_rejection_draw_is_the_law_restricted_to_the_accepted_set():
         rejection_draw(jax.random.PRNGKey(0), lambda k: jax.random.normal(k), lambda x: x > 0, max_tries=0)
 
 
+def test_draw_priors_gives_each_prior_a_key_of_its_own_in_dict_order():
+    """``draw_priors`` draws prior ``i`` of the dict with ``jax.random.split(key, len(priors))[i]``
+    (the loop the restricted priors of ``snapshot_sde_lv`` and ``stochastic_lotka_volterra`` wrote
+    before, whose stored SBC ranks depend on it), with ``sample_shape`` passed on."""
+    import numpyro.distributions as dist
+
+    from inference.prior_predictive import draw_priors
+
+    priors = {"b": dist.LogNormal(0.0, 1.0), "a": dist.Normal(np.zeros(2), 1.0).to_event(1)}
+    key = jax.random.PRNGKey(3)
+    keys = jax.random.split(key, 2)
+    drawn = draw_priors(key, priors)
+    assert list(drawn) == ["b", "a"] and drawn["a"].shape == (2,)
+    np.testing.assert_array_equal(drawn["b"], priors["b"].sample(keys[0]))
+    np.testing.assert_array_equal(drawn["a"], priors["a"].sample(keys[1]))
+    assert draw_priors(key, priors, (5,))["a"].shape == (5, 2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SAMPLERS if n not in NO_PRIOR_REPLICATE and n not in PRIOR_NOT_FITTED])
 def test_sbc_runs_two_replicates(name, tmp_path, monkeypatch):
@@ -163,6 +181,10 @@ def test_sbc_runs_two_replicates(name, tmp_path, monkeypatch):
     assert status in (0, 1)  # 1: flagged (two replicates say nothing about calibration)
     manifest = json.loads((tmp_path / "calibration" / name / cheapest(name) / "manifest.json").read_text())
     assert manifest["num_replicates"] == 2 and manifest["entry"] == name
+    assert manifest["recipe"]["method"] == entry.recipe.method  # what the fits ran, options as given
+    assert {k: v for k, v in manifest["recipe"]["options"].items() if k not in ("num_warmup", "num_samples")} == {
+        k: v for k, v in json.loads(json.dumps(entry.recipe.options_for(cheapest(name)), default=str)).items()
+        if k not in ("num_warmup", "num_samples", "posterior_predictive")}
     rows = calibration_table(tmp_path / "calibration")
     assert rows and {r.entry for r in rows} == {name}
 

@@ -75,14 +75,15 @@ def test_prior_predictive_draws_the_prior_restricted_to_the_lna_domain(key):
 
     from numpyro.handlers import seed, trace
 
+    from inference.prior_predictive import draw_priors
+
     tr = trace(seed(functools.partial(ENTRY.model, config=TINY), key)).get_trace(None)
     _, sub = jax.random.split(key)  # the seed handler's first key: numpyro.prng_key()'s in the model
     for name, value in lv.restricted_prior_draw(sub, TINY).items():
         np.testing.assert_array_equal(tr[name]["value"], value)
     priors = lv._priors()
     drawn = jax.vmap(lambda k: lv.restricted_prior_draw(k, TINY))(jax.random.split(jax.random.fold_in(key, 2), 500))
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(priors))
-    free = {n: prior.sample(k, (3000,)) for (n, prior), k in zip(priors.items(), keys)}
+    free = draw_priors(jax.random.fold_in(key, 1), priors, (3000,))
     both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), drawn, free)
     valid = np.asarray(jax.jit(jax.vmap(lambda p: lv.marginals(p, TINY).valid()))(both))
     assert np.all(valid[:500])

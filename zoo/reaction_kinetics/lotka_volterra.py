@@ -66,7 +66,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from inference.prior_predictive import rejection_draw
+from inference.prior_predictive import draw_priors, rejection_draw
 from inference.validate import concrete
 from zoo.core import Columns, Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
 from zoo.processes import gillespie
@@ -256,8 +256,7 @@ def slv_prior_paths(key, config: SLVConfig):
 
     def draw(k):
         k_params, k_paths = jax.random.split(k)
-        keys = jax.random.split(k_params, len(priors))
-        params = {name: prior.sample(kk) for (name, prior), kk in zip(priors.items(), keys)}
+        params = draw_priors(k_params, priors)
         return params, _slv_paths(k_paths, params, config)
 
     return rejection_draw(key, draw, lambda value: _counts_valid(value[1][1]), max_tries=MAX_PRIOR_TRIES)

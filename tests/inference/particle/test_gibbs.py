@@ -73,3 +73,24 @@ def test_run_particle_gibbs_errors(problem):
         inference.fit(ssm, ys, method="pgibbs", progress=False, theta_kernel="hmc")
     with pytest.raises(ValueError, match="num_particles"):
         inference.fit(ssm, ys, method="pgibbs", progress=False, num_particles=1)
+
+
+def test_a_padded_last_chunk_gives_the_draws_of_whole_chunks_in_one_program(problem, caplog):
+    """chunk_size 2 on 3 warmup and 5 sampling sweeps compiles one chunk program, of length 2, its
+    short chunks padded and their extra sweeps skipped (``inference.runner.fixed_length``,
+    ``masked_scan``; before, the last chunk of length 1 was a second program); chunk_size 1 never
+    pads (a plain scan): the same chains, paths and pointwise log-likelihood."""
+    import logging
+
+    ssm, ys, _ = problem
+    options = dict(seed=2, progress=False, num_particles=4, num_warmup=3, num_samples=5, num_chains=2,
+                   loglik_particles=8)
+    caplog.set_level(logging.DEBUG, logger="jax._src.interpreters.pxla")  # "Compiling <program> ..." per lowering
+    padded = inference.fit(ssm, ys, method="pgibbs", chunk_size=2, **options)
+    programs = [r.args[0] for r in caplog.records if r.msg.startswith("Compiling %s") and "run_chunk" in r.args[0]]
+    assert programs == ["jit(run_chunk)"], programs
+    whole = inference.fit(ssm, ys, method="pgibbs", chunk_size=1, **options)
+    for group, var in (("posterior", "rho"), ("posterior", "x"), ("sample_stats", "log_evidence"),
+                       ("log_likelihood", "y")):
+        np.testing.assert_allclose(padded[group][var].values, whole[group][var].values, rtol=0, atol=1e-10,
+                                   err_msg=f"{group} {var}")
