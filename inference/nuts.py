@@ -265,7 +265,8 @@ def run_numpyro_nuts(
                        counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
                        drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
                        attrs={**checkpoint_attrs(checkpoint), **placement_attrs(chain_method, why),
-                              "initialisation_time_s": round(initialisation, 3)})
+                              "initialisation_time_s": round(initialisation, 3),
+                              "data_argument": int(start.data_argument)})
     # screening, the non-finite probe, pointwise log-likelihood, posterior predictive, conversion
     idata.attrs["postprocessing_time_s"] = round(time.perf_counter() - finishing, 3)
     return idata
@@ -586,4 +587,5 @@ def run_blackjax_nuts(
     return finish_run(target, samples, stats, seed=seed, method="blackjax-nuts",
                       sampler="blackjax.nuts+window_adaptation", counts=(num_warmup, num_samples, num_chains),
                       elapsed=elapsed, drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
-                      attrs=placement_attrs(chain_method, placement_reason))
+                      attrs={**placement_attrs(chain_method, placement_reason),
+                             "data_argument": int(start.data_argument)})

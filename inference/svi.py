@@ -35,6 +35,7 @@ from inference.runner import (
     posterior_to_idata,
     progress_bar,
     run_chunks,
+    traces_with_data,
 )
 from inference.types import Target
 from inference.validate import NonFiniteLogDensityError, choice, positive_int
@@ -147,6 +148,11 @@ def run_svi(
     def run_chunk(state, steps, num_active, data):
         return masked_scan(lambda carry, _: svi.stable_update(carry, data), state, steps, num_active)
 
+    # a program that needs concrete data keeps them a constant of the chunk (compiled per data set)
+    data_argument = traces_with_data(lambda d: svi.evaluate(state, d), target.data)
+    if not data_argument:
+        run_chunk = jax.jit(lambda state, steps, num_active, _: masked_scan(
+            lambda carry, _: svi.stable_update(carry, target.data), state, steps, num_active))
     chunk = fixed_length(lambda st, steps, n: run_chunk(st, steps, n, target.data), chunk_size,
                          num_steps - start_step, axis=0)
 
@@ -177,7 +183,7 @@ def run_svi(
     idata = posterior_to_idata(
         target, samples, {}, seed=seed, method="svi", draws="iid",
         attrs={"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "custom"),
-               "num_steps": num_steps, "final_loss": float(loss_trace[-1]) if len(loss_trace) else float("nan"),
+               "num_steps": num_steps, "data_argument": int(data_argument), "final_loss": float(loss_trace[-1]) if len(loss_trace) else float("nan"),
                "optimization_time_s": round(elapsed, 3)},
         posterior_predictive=posterior_predictive,
     )

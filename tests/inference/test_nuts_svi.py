@@ -48,6 +48,15 @@ def _assert_matches_normal(idata, mean, sd, num_comparisons=2):
     assert abs(draws.std() / sd - 1) <= rel_tol_sd, (draws.std(), sd, rel_tol_sd)
 
 
+def _assert_svi_matches_normal(idata, mean, sd):
+    draws = idata.posterior["mu"].values.reshape(-1)
+    # the guide family contains the exact posterior; what remains is optimisation noise, far below
+    # the posterior scale, plus Monte Carlo error of 4000 independent guide draws
+    tol = mc_tolerance(sd, len(draws), num_comparisons=2) + 0.02 * sd
+    assert abs(draws.mean() - mean) <= tol
+    assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * len(draws)) + 0.05
+
+
 # the settings of the conjugate checks, which the compilation check below reuses (its first fit
 # then finds their programs in the persistent cache)
 NUTS_OPTIONS = dict(progress=False, num_warmup=300, num_samples=500, num_chains=2)
@@ -103,12 +112,7 @@ def test_nuts_draws_are_numpyros_mcmc_with_the_data_an_argument(normal_data):
 def test_svi_matches_conjugate_posterior(normal_data):
     y, mean, sd = normal_data
     idata = inference.fit(normal_mean_model, y, seed=0, **svi_options())
-    draws = idata.posterior["mu"].values.reshape(-1)
-    # the guide family contains the exact posterior; what remains is optimisation noise, far below
-    # the posterior scale, plus Monte Carlo error of 4000 independent guide draws
-    tol = mc_tolerance(sd, len(draws), num_comparisons=2) + 0.02 * sd
-    assert abs(draws.mean() - mean) <= tol
-    assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * len(draws)) + 0.05
+    _assert_svi_matches_normal(idata, mean, sd)
     loss = idata.svi_trace["loss"].values
     assert loss.shape == (3000,) and loss[-200:].mean() < loss[:50].mean()
 
@@ -124,8 +128,29 @@ def test_a_fit_on_other_data_compiles_nothing(normal_data, method):
     options = svi_options() if method == "svi" else dict(method=method, **NUTS_OPTIONS)
     inference.fit(normal_mean_model, y, seed=3, **options)
     with persistent_cache_misses() as compiled:
-        inference.fit(normal_mean_model, y + 0.5, seed=4, **options)
+        idata = inference.fit(normal_mean_model, y + 0.5, seed=4, **options)
     assert not compiled, f"{method}: {len(compiled)} programs compiled again for other data"
+    assert idata.attrs["data_argument"] == 1
+
+
+def normal_mean_model_concrete(y=None):
+    """normal_mean_model, but it reads its data with NumPy (as a program that converts or
+    branches on its data does): it cannot trace with the data as tracers."""
+    if y is not None:
+        y = np.asarray(y)  # TracerArrayConversionError under a trace
+    normal_mean_model(y)
+
+
+@pytest.mark.parametrize("method", ["nuts", "blackjax-nuts", "svi"])
+def test_a_program_that_needs_concrete_data_keeps_them_a_constant(normal_data, method):
+    """Such a program's data stay a constant of the compiled programs (attrs["data_argument"] 0,
+    where a traceable program's are an argument, 1) and it still gets the conjugate posterior
+    (before, the runners that take the data as an argument raised TracerArrayConversionError)."""
+    y, mean, sd = normal_data
+    options = svi_options() if method == "svi" else dict(method=method, **NUTS_OPTIONS)
+    idata = inference.fit(normal_mean_model_concrete, y, seed=3, **options)
+    assert idata.attrs["data_argument"] == 0
+    (_assert_svi_matches_normal if method == "svi" else _assert_matches_normal)(idata, mean, sd)
 
 
 def test_svi_checkpoint_resume_equals_uninterrupted(tmp_path, normal_data):
