@@ -20,18 +20,15 @@ per-time-step values where the program provides them, observed_data; ``attrs["dr
 
 from __future__ import annotations
 
-import copy
-import functools
-import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer.hmc import hmc
 
 from inference._sites import merge_init_rest, nonfinite_sites
 from inference.runner import (
@@ -39,7 +36,9 @@ from inference.runner import (
     checkpoint_attrs,
     NonFiniteLogDensityWarning,
     check_initial_point,
+    fixed_length,
     init_strategy,
+    masked_scan,
     posterior_to_idata,
     probe_nonfinite,
     progress_bar,
@@ -53,6 +52,10 @@ from inference.validate import NonFiniteLogDensityError, choice, fraction, posit
 __all__ = [
     "run_numpyro_nuts",
     "run_blackjax_nuts",
+    "NUTSKernel",
+    "nuts_kernel",
+    "kept_fields",
+    "nuts_stats",
     "ConvergenceWarning",
     "screen_stuck_chains",
     "ChainScreen",
@@ -158,22 +161,32 @@ def run_numpyro_nuts(
 ):
     """NumPyro NUTS with window adaptation on ``target.model(target.data)``.
 
+    NumPyro's NUTS kernel (:func:`nuts_kernel`, the one ``MCMC`` drives) runs from the initial
+    points of :func:`inference.runner.check_initial_point` at the keys ``MCMC`` would give each
+    chain, in chunks of one compiled length (:func:`inference.runner.fixed_length`) whose
+    program takes the data as an argument: a fit on other data of the same shape compiles
+    nothing (``benchmarks/fit_reuse.py``).
+
     Args:
         num_warmup, num_samples, num_chains: per chain.
         chain_method: ``"auto"`` (default: :func:`choose_chain_method`, parallel when there is a
-            device per chain), ``"parallel"`` (one device per chain), ``"vectorized"`` or
-            ``"sequential"``.
+            device per chain), ``"parallel"`` (one device per chain; one after another when there
+            are fewer devices than chains, as NumPyro does), ``"vectorized"`` or ``"sequential"``.
         target_accept_prob, max_tree_depth, dense_mass: NUTS settings.
         init: ``"median"`` (prior median; default), ``"prior"``, ``"uniform"``, a dict of values, or
             ``"optimize"`` (:class:`inference.runner.OptimizedInit`: each chain at the best of several
             prior draws descended to a local optimum; for posteriors with several basins).
+        thinning: keep the last of every ``thinning`` draws (``MCMC``'s rule: ``num_samples //
+            thinning`` draws).
         drop_stuck_chains: drop chains that screening flags as stuck (when others remain).
         posterior_predictive: simulate ``model(None)`` at posterior draws where the program can.
         checkpoint_path: write the chains' states (adaptation included) and the draws so far
             there after every ``chunk_size`` iterations of the warmup and of the sampling
             (:class:`inference.checkpoint.RunCheckpoint`, atomic); a rerun with the same settings
             resumes from it, mid-warmup or mid-sampling, to the draws of an uninterrupted run
-            (NumPyro's chain continues from its stored state and PRNG key).
+            (the chain continues from its stored state and PRNG key).
+        chunk_size: iterations per compiled call with a progress bar or a checkpoint (the chains
+            wait for each other at the end of a call); without either, each phase is one call.
     Returns:
         ``arviz.InferenceData``; ``attrs`` hold the method, seed, dropped chains, the convergence
         messages (empty when none) and where the time went, in seconds of wall clock:
@@ -186,66 +199,166 @@ def run_numpyro_nuts(
     choice("chain_method", chain_method, ("auto", "vectorized", "parallel", "sequential"))
     fraction("target_accept_prob", target_accept_prob, closed=False)
     thinning = positive_int("thinning", thinning)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    if checkpoint_path is not None and chunk_size % thinning:
+        # the rule of the checkpoint files NumPyro's MCMC wrote chunk by chunk, each thinned on its
+        # own; the draws are thinned once at the end now, so they no longer depend on it
+        raise ValueError(f"chunk_size: expected a multiple of thinning={thinning}, got {chunk_size}")
     key = jax.random.PRNGKey(seed)
     strategy = init_strategy(init)
     initialising = time.perf_counter()
-    start = check_initial_point(target, strategy, chain_init_keys(key, num_chains))
+    kernel_keys, init_keys = _chain_keys(key, num_chains)
+    start = check_initial_point(target, strategy, init_keys)
     chain_method, why = (choose_chain_method(num_chains, probe=(start.potential_fn, start.chain(0).z))
                          if chain_method == "auto" else (chain_method, "asked for"))
+    if chain_method == "parallel" and jax.local_device_count() < num_chains:  # as NumPyro's MCMC does
+        chain_method, why = "sequential", (f"asked for parallel, but {jax.local_device_count()} device(s) for "
+                                           f"{num_chains} chains: one after another")
+        warnings.warn(f"There are not enough devices to run parallel chains: expected {num_chains} but got "
+                      f"{jax.local_device_count()}. Chains will be drawn sequentially.", stacklevel=3)
     initialisation = time.perf_counter() - initialising
-    # the kernel runs on the potential found above, from the points found above: NumPyro's
-    # NUTS(model) would search them again (a second model trace and initial-point search)
-    kernel = NUTS(potential_fn=start.potential_fn, target_accept_prob=target_accept_prob,
-                  max_tree_depth=max_tree_depth, dense_mass=[tuple(sorted(start.z))] if dense_mass else [])
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method, thinning=thinning, progress_bar=progress,
-                postprocess_fn=start.postprocess_fn)
-    init_params = start.param_info if num_chains > 1 else start.chain(0)
-    checkpoint = None
-    if checkpoint_path is not None:
-        chunk_size = positive_int("chunk_size", chunk_size)
-        if chunk_size % thinning:
-            raise ValueError(f"chunk_size: expected a multiple of thinning={thinning}, got {chunk_size}")
-        checkpoint = sampler_checkpoint(
-            checkpoint_path, "nuts", seed, target.data, phases=("warmup", "sample"), num_warmup=num_warmup,
-            num_samples=num_samples, num_chains=num_chains, chain_method=chain_method,
-            target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
-            init=init, thinning=thinning, chunk_size=chunk_size,
-            layout="warmup and sample chunks")  # a file of the older sampling-only layout is refused
+    # the kernel runs on the potential found above, from the points found above (no second search)
+    kernel = nuts_kernel(start.potential_fn_gen, start.postprocess_fn_gen, num_warmup=num_warmup,
+                         target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
+                         dense_mass=[tuple(sorted(start.z))] if dense_mass else [])
+    checkpoint = sampler_checkpoint(
+        checkpoint_path, "nuts", seed, target.data, phases=("warmup", "sample"), num_warmup=num_warmup,
+        num_samples=num_samples, num_chains=num_chains, chain_method=chain_method,
+        target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+        init=init, thinning=thinning, chunk_size=chunk_size,
+        layout="HMCState with a chain axis")  # a file of an older layout is refused
     started = time.perf_counter()
-    if checkpoint is None:
-        mcmc.run(key, extra_fields=_EXTRA_FIELDS, init_params=init_params)
-        # run() returns before the dispatched computation ends: time it once the draws are on the host
-        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    else:
-        template = functools.partial(_state_template, kernel, key, num_warmup, num_chains, start.chain(0))
-        initial = functools.partial(_initial_state, kernel, key, num_warmup, num_chains, chain_method, init_params)
-        samples, extra = _run_in_chunks(mcmc, init_params, num_warmup, num_samples, chunk_size, checkpoint,
-                                        template, initial)
+    data = target.data
+    states = _over_chains(lambda point_key, d: kernel.init(*point_key, d), chain_method, num_chains)(
+        (start.param_info, kernel_keys), data)
+
+    def chain_chunk(state_steps, shared):  # one chain's iterations; the data and num_active shared
+        state, steps = state_steps
+        chunk_data, num_active = shared
+
+        def body(s, _):
+            s = kernel.step(s, chunk_data)
+            return s, kept_fields(s)
+
+        return masked_scan(body, state, steps, num_active)
+
+    advance = _over_chains(chain_chunk, chain_method, num_chains)
+    # One compiled chunk for warmup and sampling (inference.runner.fixed_length): chunk_size
+    # iterations at a time for a progress bar or a checkpoint, else each phase in one call
+    length = chunk_size if (progress or checkpoint is not None) else max(num_warmup, num_samples)
+    chunk = fixed_length(lambda st, steps, n: advance((st, steps), (data, n)), length, num_warmup, num_samples)
+    steps = lambda a, n: np.zeros((num_chains, n))  # noqa: E731 - NUTS's state carries its own key
+    with progress_bar(num_warmup + num_samples, desc="nuts", progress=progress) as bar:
+        states, _ = run_chunks(chunk, states, num_warmup, length, keys=steps, keep=False, bar=bar,
+                               checkpoint=checkpoint, phase="warmup")
+        states, kept = run_chunks(chunk, states, num_samples, length, keys=steps, bar=bar,
+                                  checkpoint=checkpoint, phase="sample")
+    # MCMC's thinning: the last of every ``thinning`` iterations, counted back from the end
+    kept = jax.tree.map(lambda a: a[:, num_samples % thinning + thinning - 1::thinning], kept)
+    z, fields = kept[0], kept[1:]
+    samples = {k: np.asarray(v) for k, v in kernel.constrain(z, data).items()}
     elapsed = time.perf_counter() - started
-    raise_if_nonfinite_run(extra["potential_energy"], "numpyro NUTS", target, samples)
-    stats = {
-        "diverging": extra["diverging"],
-        "energy": extra["energy"],
-        "n_steps": extra["num_steps"],
-        "tree_depth": tree_depth(extra["num_steps"]),
-        "accept_prob": extra["accept_prob"],
-        "potential_energy": extra["potential_energy"],
-        "step_size": extra["adapt_state.step_size"],
-    }
+    stats = nuts_stats(*fields)
+    raise_if_nonfinite_run(stats["potential_energy"], "numpyro NUTS", target, samples)
     finishing = time.perf_counter()
     idata = finish_run(target, samples, stats, seed=seed, method="nuts", sampler="numpyro.NUTS",
                        counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,
                        drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
                        attrs={**checkpoint_attrs(checkpoint), **placement_attrs(chain_method, why),
-                              "initialisation_time_s": round(initialisation, 3)})
+                              "initialisation_time_s": round(initialisation, 3),
+                              "data_argument": int(start.data_argument)})
     # screening, the non-finite probe, pointwise log-likelihood, posterior predictive, conversion
     idata.attrs["postprocessing_time_s"] = round(time.perf_counter() - finishing, 3)
     return idata
 
 
-_EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "adapt_state.step_size")
+class NUTSKernel(NamedTuple):
+    """NumPyro's NUTS kernel as pure functions of the data (:func:`nuts_kernel`).
+
+    ``init(point, key, data) -> HMCState``: one chain at ``point`` (unconstrained values, or
+    NumPyro's ``ParamInfo`` with their potential and gradient), its window adaptation set up;
+    ``step(state, data) -> HMCState``: one iteration (adapting while ``state.i < num_warmup``;
+    the state carries its PRNG key); ``constrain(z, data)``: the constrained sites (deterministic
+    ones included) of unconstrained draws ``(chain, draw, ...)``, jitted."""
+
+    init: Callable
+    step: Callable
+    constrain: Callable
+
+
+def nuts_kernel(potential_fn_gen: Callable, postprocess_fn_gen: Callable, *, num_warmup: int,
+                target_accept_prob: float, max_tree_depth: int, dense_mass: Any) -> NUTSKernel:
+    """The kernel ``MCMC(NUTS(...))`` drives, with its window adaptation of step size and mass
+    matrix (``numpyro.infer.hmc.hmc(potential_fn_gen=..., algo="NUTS")``), with the data an
+    argument of every function: built inside a compiled program, the potential reads the
+    program's data argument, so a fit on other data of the same shape (an SBC or estimates
+    replicate) compiles nothing and hits the persistent compilation cache. NumPyro's ``MCMC``
+    cannot do this for parallel chains: its ``jit_model_args`` does not reach ``pmap``, which
+    closes over the model's arguments, so the data are a constant of that program.
+
+    ``potential_fn_gen(data)``/``postprocess_fn_gen(data)``: NumPyro's generators
+    (``initialize_model(..., dynamic_args=True)``; :class:`inference.runner.InitialPoint`);
+    ``dense_mass``: as ``init_kernel`` takes it (a bool, or a list of tuples of site names).
+    ``init`` must be traced before ``step``: NumPyro's ``hmc`` sets the adaptation schedule and
+    the tree depth there."""
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+
+    def init(point, key, data):
+        return init_kernel(point, num_warmup, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
+                           dense_mass=dense_mass, model_args=(data,), rng_key=key)
+
+    def step(state, data):
+        return sample_kernel(state, model_args=(data,))
+
+    @jax.jit
+    def constrain(z, data):
+        return jax.vmap(jax.vmap(postprocess_fn_gen(data)))(z)
+
+    return NUTSKernel(init, step, constrain)
+
+
+def kept_fields(state) -> tuple:
+    """What an iteration keeps of NumPyro's ``HMCState`` (the fields ``MCMC`` collects): the
+    unconstrained draw ``z``, then ``diverging``, ``energy``, ``num_steps``, ``accept_prob``,
+    ``potential_energy`` and the adapted step size (:func:`nuts_stats` names them)."""
+    return (state.z, state.diverging, state.energy, state.num_steps, state.accept_prob, state.potential_energy,
+            state.adapt_state.step_size)
+
+
+def nuts_stats(diverging, energy, num_steps, accept_prob, potential_energy, step_size) -> dict[str, np.ndarray]:
+    """The ``(chain, draw)`` sample statistics of a NumPyro NUTS run (:func:`kept_fields` after
+    the draw), as :func:`finish_run` takes them."""
+    num_steps = np.asarray(num_steps)
+    return {"diverging": np.asarray(diverging), "energy": np.asarray(energy), "n_steps": num_steps,
+            "tree_depth": tree_depth(num_steps), "accept_prob": np.asarray(accept_prob),
+            "potential_energy": np.asarray(potential_energy), "step_size": np.asarray(step_size)}
+
+
+def _over_chains(fn: Callable, chain_method: str, num_chains: int) -> Callable:
+    """``fn(per_chain, shared)`` run for every chain as ``chain_method`` says: ``"parallel"``
+    (``jax.pmap``, a device per chain), ``"vectorized"`` (``jax.vmap``, jitted) or
+    ``"sequential"`` (one jitted call per chain, stacked). ``per_chain`` has a leading chain axis,
+    ``shared`` (the data) is passed whole, an argument of the compiled program either way."""
+    if chain_method == "parallel":
+        return jax.pmap(fn, in_axes=(0, None))
+    if chain_method == "vectorized":
+        return jax.jit(jax.vmap(fn, in_axes=(0, None)))
+    one = jax.jit(fn)
+
+    def sequential(per_chain, shared):
+        outs = [one(jax.tree.map(lambda a, c=c: a[c], per_chain), shared) for c in range(num_chains)]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+    return sequential
+
+
+def _chain_keys(key, num_chains: int):
+    """The keys ``MCMC(NUTS(model)).run(key)`` gives each chain: ``key`` split once per chain (not
+    split for one chain), then each chain's key split in two by ``HMC.init``: ``(kernel keys,
+    initial-point keys)``, each ``(num_chains, 2)``."""
+    chain_keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]
+    halves = jax.vmap(jax.random.split)(chain_keys)
+    return halves[:, 0], halves[:, 1]
 
 
 def chain_init_keys(key, num_chains: int):
@@ -253,92 +366,7 @@ def chain_init_keys(key, num_chains: int):
     each chain's initial point: ``key`` split once per chain (not split for one chain), then each
     chain's key split in two by ``HMC.init``, the second half for ``initialize_model``. A run handed
     the points found from these keys starts where NumPyro's own initialisation would have."""
-    chain_keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]
-    return jax.vmap(lambda k: jax.random.split(k)[1])(chain_keys)
-
-
-def _state_template(kernel, key, num_warmup: int, num_chains: int, point):
-    """The structure, shapes and dtypes of the chains' state (``MCMC.last_state``) that a
-    checkpoint is read into: one chain initialised (at ``point``, one chain's ``ParamInfo``) by a
-    fresh copy of the kernel, with the chain axis NumPyro's ``last_state`` has when there are
-    several chains."""
-    fresh = copy.copy(kernel)
-    fresh._sample_fn = None  # noqa: SLF001 - a copy that initialises itself without touching ``kernel``
-    state = fresh.init(key, num_warmup, point)
-    if num_chains == 1:
-        return state
-    return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (num_chains,) + np.shape(a)), state)
-
-
-def _initial_state(kernel, key, num_warmup: int, num_chains: int, chain_method: str, init_params):
-    """The chains' state before the first warmup iteration, made as ``MCMC.run(key,
-    init_params=init_params)`` makes it: ``key`` split once per chain, each chain's ``kernel.init``
-    mapped the way ``chain_method`` maps chains (pmap, NumPyro's batched init, or one after
-    another). Its warmup iterations then run from ``post_warmup_state`` in chunks: NumPyro's NUTS
-    adapts while ``state.i < num_warmup`` whatever call runs the iteration, so the chunks repeat
-    the one-call warmup."""
-    def init(k, params):
-        return kernel.init(k, num_warmup, params)
-
-    if num_chains == 1:
-        return init(key, init_params)
-    keys = jax.random.split(key, num_chains)
-    if chain_method == "parallel":
-        return jax.pmap(init)(keys, init_params)
-    if chain_method == "sequential":
-        states = [init(k, jax.tree.map(lambda a, c=c: a[c], init_params)) for c, k in enumerate(keys)]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-    return init(keys, init_params)  # vectorized: NumPyro's init vmaps itself over a batch of keys
-
-
-def _advance(mcmc, init_params, state, length: int):
-    """``length`` iterations of the chains from ``state`` (NumPyro's ``post_warmup_state`` idiom:
-    the transitions of one long run); returns the new state and what the iterations kept.
-    ``init_params`` only serve a kernel not initialised yet in this process (a resumed run)."""
-    mcmc.post_warmup_state = state
-    mcmc.num_samples = length
-    mcmc.run(state.rng_key, extra_fields=_EXTRA_FIELDS, init_params=init_params)
-    return mcmc.last_state
-
-
-def _run_in_chunks(mcmc, init_params, num_warmup: int, num_samples: int, chunk_size: int, checkpoint,
-                   template, initial):
-    """The warmup and then the sampling, ``chunk_size`` iterations at a time, each chunk
-    continuing from the last state, saving the state after every warmup chunk and the state and
-    the draws so far after every sampling chunk. A checkpoint resumes either phase."""
-    warm = checkpoint.restore("warmup", template())
-    state = warm.carry if (warm.done or warm.complete) else initial()
-    if not warm.complete:
-        for start in range(warm.done, num_warmup, chunk_size):
-            length = min(chunk_size, num_warmup - start)
-            state = _advance(mcmc, init_params, state, length)
-            checkpoint.save("warmup", start + length, state, None)
-        if num_warmup == 0:
-            checkpoint.save("warmup", 0, state, None)
-    kept, done = None, 0
-    if warm.complete:
-        state, kept, done, _ = checkpoint.restore("sample", template())
-    parts = [] if kept is None else [kept]
-    structure = None
-    for start in range(done, num_samples, chunk_size):
-        length = min(chunk_size, num_samples - start)
-        state = _advance(mcmc, init_params, state, length)
-        chunk = {"samples": {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()},
-                 "extra": {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}}
-        leaves, structure = jax.tree_util.tree_flatten(chunk)
-        parts.append(leaves)
-        checkpoint.save("sample", start + length, state,
-                        [np.concatenate(xs, axis=1) for xs in zip(*parts)])
-    leaves = [np.concatenate(xs, axis=1) for xs in zip(*parts)]
-    if structure is None:  # every chunk was done before: the structure of one chunk
-        mcmc.post_warmup_state = state
-        mcmc.num_samples = 1
-        mcmc.run(state.rng_key, extra_fields=_EXTRA_FIELDS, init_params=init_params)
-        structure = jax.tree_util.tree_structure(
-            {"samples": dict(mcmc.get_samples(group_by_chain=True)),
-             "extra": dict(mcmc.get_extra_fields(group_by_chain=True))})
-    out = jax.tree_util.tree_unflatten(structure, leaves)
-    return out["samples"], out["extra"]
+    return _chain_keys(key, num_chains)[1]
 
 
 def choose_chain_method(num_chains: int, probe: tuple[Any, Any] | None = None) -> tuple[str, str]:
@@ -470,7 +498,9 @@ def run_blackjax_nuts(
     over the local devices when there are several.
 
     The potential and the constraining transforms come from NumPyro's ``initialize_model`` on
-    ``target.model``, so BlackJAX samples the same unconstrained space NumPyro does.
+    ``target.model``, so BlackJAX samples the same unconstrained space NumPyro does; the warmup's
+    and the sampling's programs build the log density from their data argument, so a fit on other
+    data of the same shape compiles nothing.
 
     ``chain_method``: ``"auto"`` (default: ``"sharded"`` when there are several local devices
     and several chains, else ``"vectorized"``), ``"sharded"`` (warmup and sampling of the chains
@@ -492,41 +522,42 @@ def run_blackjax_nuts(
     strategy = init_strategy(init)
     key_init, key_warmup, key_sample = jax.random.split(key, 3)
     start = check_initial_point(target, strategy, jax.random.split(key_init, num_chains))
-    potential_fn, postprocess_fn = start.potential_fn, start.postprocess_fn
+    data = target.data
 
-    def logdensity(position):
-        return -potential_fn(position)
+    def logdensity_of(chunk_data):  # built inside each compiled program: the data are its argument
+        potential_fn = start.potential_fn_gen(chunk_data)
+        return lambda position: -potential_fn(position)
 
     # the gradient must trace split over the devices (diffrax's adaptive solves do not)
     chain_method, placement_reason = choose_placement(chain_method, num_chains,
-                                                      probe=(jax.vmap(jax.grad(logdensity)), (start.z,)))
-
-    warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=target_accept_prob)
+                                                      probe=(jax.vmap(jax.grad(logdensity_of(data))), (start.z,)))
 
     started = time.perf_counter()
 
-    def run_warmup(keys, positions):
+    def run_warmup(keys, positions, warmup_data):
+        warmup = blackjax.window_adaptation(blackjax.nuts, logdensity_of(warmup_data),
+                                            target_acceptance_rate=target_accept_prob)
         return jax.vmap(lambda k, p: warmup.run(k, p, num_steps=num_warmup)[0])(keys, positions)
 
-    # start.z: the initial positions, a pytree with a leading chain axis
-    states, parameters = place(run_warmup, num_chains, chain_method)(jax.random.split(key_warmup, num_chains),
-                                                                      start.z)
+    # start.z: the initial positions, a pytree with a leading chain axis; the data passed whole
+    states, parameters = place(run_warmup, num_chains, chain_method, replicated=(2,))(
+        jax.random.split(key_warmup, num_chains), start.z, data)
 
-    def one_step(state, step_key, params):
-        kernel = blackjax.nuts(logdensity, **params)
-        return kernel.step(step_key, state)
+    def chains_chunk(states, keys, params, chunk_data):  # keys (chain, draw, 2); outputs (chain, draw, ...)
+        logdensity = logdensity_of(chunk_data)
 
-    def chains_chunk(states, keys, params):  # keys (chain, draw, 2); outputs (chain, draw, ...)
         def one_chain(state, chain_keys, chain_params):
+            kernel = blackjax.nuts(logdensity, **chain_params)
+
             def body(carry, step_key):
-                new_state, step_info = one_step(carry, step_key, chain_params)
+                new_state, step_info = kernel.step(step_key, carry)
                 return new_state, (new_state.position, new_state.logdensity, step_info)
 
             return jax.lax.scan(body, state, chain_keys)
 
         return jax.vmap(one_chain)(states, keys, params)
 
-    sample_chunk = place(chains_chunk, num_chains, chain_method)
+    sample_chunk = place(chains_chunk, num_chains, chain_method, replicated=(3,))
     chunk_keys = jax.random.split(key_sample, -(-num_samples // progress_chunk))
 
     def keys(start, length):  # one key per chunk, split over (draw, chain), given chain first
@@ -534,12 +565,12 @@ def run_blackjax_nuts(
         return jnp.swapaxes(split.reshape(length, num_chains, -1), 0, 1)
 
     with progress_bar(num_samples, desc="blackjax-nuts", progress=progress) as bar:
-        states, kept = run_chunks(lambda st, ks: sample_chunk(st, ks, parameters), states, num_samples, progress_chunk,
-                                  keys=keys, axis=1, bar=bar)
+        states, kept = run_chunks(lambda st, ks: sample_chunk(st, ks, parameters, data), states, num_samples,
+                                  progress_chunk, keys=keys, axis=1, bar=bar)
     elapsed = time.perf_counter() - started
 
     unconstrained, logdensities, infos = kept  # (chain, draw, ...)
-    constrained = jax.vmap(jax.vmap(postprocess_fn))(jax.tree.map(jnp.asarray, unconstrained))
+    constrained = jax.vmap(jax.vmap(start.postprocess_fn))(jax.tree.map(jnp.asarray, unconstrained))
     samples = {k: np.asarray(v) for k, v in constrained.items()}
     potential = -logdensities
     raise_if_nonfinite_run(potential, "blackjax NUTS", target, samples)
@@ -556,4 +587,5 @@ def run_blackjax_nuts(
     return finish_run(target, samples, stats, seed=seed, method="blackjax-nuts",
                       sampler="blackjax.nuts+window_adaptation", counts=(num_warmup, num_samples, num_chains),
                       elapsed=elapsed, drop_stuck_chains=drop_stuck_chains, posterior_predictive=posterior_predictive,
-                      attrs=placement_attrs(chain_method, placement_reason))
+                      attrs={**placement_attrs(chain_method, placement_reason),
+                             "data_argument": int(start.data_argument)})

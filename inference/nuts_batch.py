@@ -2,8 +2,8 @@
 
 Simulation-based calibration, refits for leave-future-out and bootstrap studies fit the same
 program to many data sets of one shape. :func:`run_numpyro_nuts_batch` runs NumPyro's own NUTS
-kernel (``numpyro.infer.hmc.hmc(potential_fn_gen=..., algo="NUTS")``, the kernel ``MCMC`` drives,
-with the same window adaptation of step size and mass matrix) through one ``jax.jit``-compiled
+kernel (:func:`inference.nuts.nuts_kernel`, the kernel ``MCMC`` drives, with the same window
+adaptation of step size and mass matrix, as the single-fit runner) through one ``jax.jit``-compiled
 loop whose state carries a ``(data set, chain)`` batch: the data are a dynamic argument, so the
 program is traced once, whatever the number of data sets.
 
@@ -35,10 +35,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
-from inference.nuts import check_counts, finish_run, raise_if_nonfinite_run, tree_depth
+from inference.nuts import check_counts, finish_run, kept_fields, nuts_kernel, nuts_stats, raise_if_nonfinite_run
 from inference.runner import OptimizedInit, check_initial_point, init_strategy, optimized_starts
 from inference.sharding import devices_for, over_devices
 from inference.types import Target
@@ -135,31 +134,23 @@ def _sampler(potential_fn_gen, postprocess_fn_gen, *, num_warmup: int, num_sampl
     ``z``: initial unconstrained positions ``(B, C, ...)``; ``keys``: ``(B, C)`` PRNG keys;
     ``data``: the stacked data sets ``(B, ...)``.
     """
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
-
-    def init_one(z, key, data):
-        return init_kernel(z, num_warmup, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                           dense_mass=dense_mass, model_args=(data,), rng_key=key)
-
-    per_chain = jax.vmap(lambda state, data: sample_kernel(state, model_args=(data,)), in_axes=(0, None))
+    kernel = nuts_kernel(potential_fn_gen, postprocess_fn_gen, num_warmup=num_warmup,
+                         target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, dense_mass=dense_mass)
+    per_chain = jax.vmap(kernel.step, in_axes=(0, None))
     step = jax.vmap(per_chain, in_axes=(0, 0))  # over data sets, then chains
-
-    def constrain(z, data):  # one data set: (C, S, ...) unconstrained draws -> constrained sites
-        return jax.vmap(jax.vmap(postprocess_fn_gen(data)))(z)
 
     @jax.jit
     def run(z, keys, data):
-        states = jax.vmap(jax.vmap(init_one, in_axes=(0, 0, None)), in_axes=(0, 0, 0))(z, keys, data)
+        states = jax.vmap(jax.vmap(kernel.init, in_axes=(0, 0, None)), in_axes=(0, 0, 0))(z, keys, data)
         states = jax.lax.fori_loop(0, num_warmup, lambda _, s: step(s, data), states)
 
         def body(s, _):
             s = step(s, data)
-            return s, (s.z, s.diverging, s.energy, s.num_steps, s.accept_prob, s.potential_energy,
-                       s.adapt_state.step_size)
+            return s, kept_fields(s)
 
         _, collected = jax.lax.scan(body, states, None, length=num_samples)
         collected = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 2), collected)  # (B, C, S, ...)
-        return jax.vmap(constrain)(collected[0], data), collected[1:]
+        return jax.vmap(kernel.constrain)(collected[0], data), collected[1:]
 
     return run
 
@@ -246,14 +237,12 @@ def run_numpyro_nuts_batch(
         devices = devices_for(batch) if shard else 1
     elapsed = (time.perf_counter() - started) / batch
 
-    diverging, energy, num_steps, accept_prob, potential, step_size = (np.asarray(s) for s in stats)
+    stats = [np.asarray(s) for s in stats]
     results = []
     for b, target in enumerate(targets):
         samples = {name: np.asarray(values[b]) for name, values in draws.items()}
-        raise_if_nonfinite_run(potential[b], "numpyro NUTS (batched)", target, samples)
-        run_stats = {"diverging": diverging[b], "energy": energy[b], "n_steps": num_steps[b],
-                     "tree_depth": tree_depth(num_steps[b]), "accept_prob": accept_prob[b],
-                     "potential_energy": potential[b], "step_size": step_size[b]}
+        run_stats = nuts_stats(*(s[b] for s in stats))
+        raise_if_nonfinite_run(run_stats["potential_energy"], "numpyro NUTS (batched)", target, samples)
         results.append(finish_run(target, samples, run_stats, seed=seeds[b], method="nuts",
                                    sampler=f"numpyro.NUTS (batched over {batch} data sets)",
                                    counts=(num_warmup, num_samples, num_chains), elapsed=elapsed,

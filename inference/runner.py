@@ -71,6 +71,7 @@ __all__ = [
     "optimized_starts",
     "InitialPoint",
     "check_initial_point",
+    "traces_with_data",
     "named_initialisation_errors",
     "progress_bar",
     "chunked",
@@ -210,13 +211,21 @@ class InitialPoint(NamedTuple):
     init_params=...)`` takes it as it is and does not evaluate the gradient again).
     ``potential_fn(z)`` is NumPyro's potential energy of ``target.model(target.data)`` on the
     unconstrained space (one point), ``postprocess_fn(z)`` the constrained sites (deterministic
-    sites included) there."""
+    sites included) there. ``potential_fn_gen(data)`` and ``postprocess_fn_gen(data)`` make them
+    for any data of the same structure: a sampler whose compiled program takes the data as an
+    argument builds its potential from them inside that program (a closure over concrete data
+    would be a constant of the program, compiled again for every data set). ``data_argument``:
+    whether the program traces with the data as tracers (:func:`traces_with_data`); where it
+    does not, the generators ignore their argument and close over ``target.data``."""
 
     z: Any
     potential_energy: Any
     z_grad: Any
     potential_fn: Callable
     postprocess_fn: Callable
+    potential_fn_gen: Callable
+    postprocess_fn_gen: Callable
+    data_argument: bool = True
 
     @property
     def param_info(self):
@@ -294,8 +303,28 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
         constrained = postprocess_fn(jax.tree.map(lambda a: a[index], info.z))
         raise_if_nonfinite(target.model, constrained, target.data, where="at the initial point")
         raise NonFiniteLogDensityError("non-finite log density at the initial point")
-    return InitialPoint(info.z, info.potential_energy, info.z_grad, potential_fn_gen(target.data),
-                        postprocess_fn_gen(target.data))
+    potential_fn, postprocess_fn = potential_fn_gen(target.data), postprocess_fn_gen(target.data)
+    z0 = jax.tree.map(lambda a: a[0], info.z)
+    data_argument = traces_with_data(lambda d: potential_fn_gen(d)(z0), target.data)
+    if not data_argument:  # the program needs concrete data: the generators ignore their argument
+        potential_fn_gen = lambda *_, **__: potential_fn  # noqa: E731
+        postprocess_fn_gen = lambda *_, **__: postprocess_fn  # noqa: E731
+    return InitialPoint(info.z, info.potential_energy, info.z_grad, potential_fn, postprocess_fn,
+                        potential_fn_gen, postprocess_fn_gen, data_argument)
+
+
+def traces_with_data(fn: Callable, data: Any, *args: Any) -> bool:
+    """Whether ``fn(data, *args)`` traces with the data as JAX tracers (``jax.eval_shape``: shapes
+    only, nothing compiled). The one test of whether a runner's compiled programs can take the
+    data as an argument; a program that needs concrete data (NumPy on them, a shape or a branch
+    read from them) cannot, and its data stay a constant of the programs (compiled again for
+    other data, as before). Call it after the concrete call has succeeded: any error here is then
+    the tracing's."""
+    try:
+        jax.eval_shape(fn, data, *args)
+    except Exception:  # noqa: BLE001 - the concrete call passed: only the tracing failed
+        return False
+    return True
 
 
 def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z, num_chains: int):

@@ -90,7 +90,7 @@ from numpyro import handlers
 from numpyro.infer.util import compute_log_probs, get_transforms
 
 from inference.nuts import placement_attrs
-from inference.runner import posterior_to_idata, progress_bar, require_data
+from inference.runner import posterior_to_idata, progress_bar, require_data, traces_with_data
 from inference.sharding import choose as choose_placement
 from inference.sharding import place
 from inference.types import Array, PRNGKey, Target
@@ -533,23 +533,6 @@ def combine_log_evidence(log_evidences) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 
 
-def _traces_with_data(bind: Callable[[Any], TemperedTarget], data: Any, key: PRNGKey) -> bool:
-    """Whether the target's functions trace with the data as JAX tracers (shapes only, nothing
-    compiled). A program that needs concrete data (NumPy on them, a shape or a branch read from
-    them) does not; its data stay a constant of the compiled programs."""
-
-    def everything(k, d):
-        bound = bind(d)
-        z = bound.sample_prior(k)
-        return bound.log_prior(z), bound.log_likelihood(z), bound.constrain(z)
-
-    try:
-        jax.eval_shape(everything, key, data)
-    except Exception:  # noqa: BLE001 - the concrete trace of tempered_family passed: only the tracing failed
-        return False
-    return True
-
-
 def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, num_particles: int = 1000,
                      kernel: str = "rw", num_mcmc_steps: int | None = None, target_ess: float = 0.5,
                      waste_free: bool = False, num_runs: int = 4, resampler: str = "systematic",
@@ -591,7 +574,12 @@ def run_tempered_smc(target: Target, *, seed: int = 0, progress: bool = True, nu
     tt = bind(target.data)
     # The data enter the compiled programs as an argument where the program traces with them (a
     # constant would make a fit on other data of the same shape, an SBC replicate, compile again).
-    data_argument = _traces_with_data(bind, target.data, key_target)
+    def everything(d, k):
+        bound = bind(d)
+        z = bound.sample_prior(k)
+        return bound.log_prior(z), bound.log_likelihood(z), bound.constrain(z)
+
+    data_argument = traces_with_data(everything, target.data, key_target)
     if not data_argument:
         bind = lambda _: tt  # noqa: E731
     num_runs = positive_int("num_runs", num_runs)

@@ -5,8 +5,9 @@
 posterior in ``InferenceData`` (plus the loss trace in an ``svi_trace`` group).
 
 Optimisation runs in jitted chunks (``lax.scan`` over steps) so a progress bar can be shown
-without a Python-level step loop. A non-finite loss stops the run with an error naming the step,
-rather than returning NaN parameters. With ``checkpoint_path`` the SVI state, the loss trace and
+without a Python-level step loop; every chunk is one compiled program, which takes the data as an
+argument (a fit on other data of the same shape compiles nothing). A non-finite loss stops the
+run with an error naming the step, rather than returning NaN parameters. With ``checkpoint_path`` the SVI state, the loss trace and
 the seed are written every chunk (:mod:`inference.checkpoint`, atomic) and a rerun with the same
 seed resumes from them, reproducing the uninterrupted run.
 """
@@ -27,11 +28,14 @@ from numpyro.infer import init_to_median
 from inference.checkpoint import load_pytree, save_pytree
 from inference.runner import (
     check_initial_point,
+    fixed_length,
     init_strategy,
+    masked_scan,
     named_initialisation_errors,
     posterior_to_idata,
     progress_bar,
     run_chunks,
+    traces_with_data,
 )
 from inference.types import Target
 from inference.validate import NonFiniteLogDensityError, choice, positive_int
@@ -138,13 +142,19 @@ def run_svi(
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         state, losses, start_step = _resume(checkpoint_path, state, seed)
 
+    # One compiled chunk (inference.runner.fixed_length: a short last chunk padded, its extra steps
+    # skipped), with the data an argument: a fit on other data of the same shape compiles nothing
     @jax.jit
-    def run_chunk(state, length_marker):
-        def body(carry, _):
-            new_state, value = svi.stable_update(carry, target.data)
-            return new_state, value
+    def run_chunk(state, steps, num_active, data):
+        return masked_scan(lambda carry, _: svi.stable_update(carry, data), state, steps, num_active)
 
-        return jax.lax.scan(body, state, length_marker)
+    # a program that needs concrete data keeps them a constant of the chunk (compiled per data set)
+    data_argument = traces_with_data(lambda d: svi.evaluate(state, d), target.data)
+    if not data_argument:
+        run_chunk = jax.jit(lambda state, steps, num_active, _: masked_scan(
+            lambda carry, _: svi.stable_update(carry, target.data), state, steps, num_active))
+    chunk = fixed_length(lambda st, steps, n: run_chunk(st, steps, n, target.data), chunk_size,
+                         num_steps - start_step, axis=0)
 
     last_good = {"state": state}
 
@@ -163,7 +173,7 @@ def run_svi(
 
     started = time.perf_counter()
     with progress_bar(num_steps, initial=start_step, desc="svi", progress=progress) as bar:
-        state, _ = run_chunks(run_chunk, state, num_steps - start_step, chunk_size, keys=lambda _, n: np.zeros(n),
+        state, _ = run_chunks(chunk, state, num_steps - start_step, chunk_size, keys=lambda _, n: np.zeros(n),
                               axis=0, keep=False, bar=bar, on_chunk=after_chunk)
     elapsed = time.perf_counter() - started
     params = svi.get_params(state)
@@ -173,7 +183,7 @@ def run_svi(
     idata = posterior_to_idata(
         target, samples, {}, seed=seed, method="svi", draws="iid",
         attrs={"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "custom"),
-               "num_steps": num_steps, "final_loss": float(loss_trace[-1]) if len(loss_trace) else float("nan"),
+               "num_steps": num_steps, "data_argument": int(data_argument), "final_loss": float(loss_trace[-1]) if len(loss_trace) else float("nan"),
                "optimization_time_s": round(elapsed, 3)},
         posterior_predictive=posterior_predictive,
     )

@@ -20,7 +20,7 @@ from scipy import stats
 import inference
 import zoo
 from inference import NonFiniteLogDensityError
-from tests.helpers import mc_tolerance, z_quantile
+from tests.helpers import mc_tolerance, persistent_cache_misses, z_quantile
 
 PRIOR_SCALE = 10.0
 NOISE = 1.0
@@ -48,11 +48,30 @@ def _assert_matches_normal(idata, mean, sd, num_comparisons=2):
     assert abs(draws.std() / sd - 1) <= rel_tol_sd, (draws.std(), sd, rel_tol_sd)
 
 
+def _assert_svi_matches_normal(idata, mean, sd):
+    draws = idata.posterior["mu"].values.reshape(-1)
+    # the guide family contains the exact posterior; what remains is optimisation noise, far below
+    # the posterior scale, plus Monte Carlo error of 4000 independent guide draws
+    tol = mc_tolerance(sd, len(draws), num_comparisons=2) + 0.02 * sd
+    assert abs(draws.mean() - mean) <= tol
+    assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * len(draws)) + 0.05
+
+
+# the settings of the conjugate checks, which the compilation check below reuses (its first fit
+# then finds their programs in the persistent cache)
+NUTS_OPTIONS = dict(progress=False, num_warmup=300, num_samples=500, num_chains=2)
+
+
+def svi_options():
+    schedule = optax.exponential_decay(0.05, transition_steps=3000, decay_rate=0.02)
+    return dict(method="svi", progress=False, guide="AutoNormal", optimizer=optax.adam(schedule), num_steps=3000,
+                num_particles=8, num_samples=4000)
+
+
 @pytest.mark.parametrize("method", ["nuts", "blackjax-nuts"])
 def test_nuts_matches_conjugate_posterior(method, normal_data):
     y, mean, sd = normal_data
-    idata = inference.fit(normal_mean_model, y, method=method, seed=3, progress=False,
-                          num_warmup=300, num_samples=500, num_chains=2)
+    idata = inference.fit(normal_mean_model, y, method=method, seed=3, **NUTS_OPTIONS)
     _assert_matches_normal(idata, mean, sd)
     assert {"posterior", "sample_stats", "log_likelihood", "observed_data"} <= set(idata.groups())
     assert idata.log_likelihood["y"].shape == (2, 500, 30)
@@ -64,19 +83,74 @@ def test_nuts_matches_conjugate_posterior(method, normal_data):
             assert idata.attrs[phase] >= 0.0, phase
 
 
+def test_nuts_draws_are_numpyros_mcmc_with_the_data_an_argument(normal_data):
+    """The runner drives NumPyro's NUTS kernel itself, so that the data are an argument of its
+    compiled programs for parallel chains too: its draws and statistics are, bit for bit, those of
+    NumPyro's own ``MCMC(NUTS(model), jit_model_args=True)`` (the data an argument there too) for
+    the same key: the same initial points, chain keys, adaptation and thinning rule. (NumPyro's
+    ``MCMC`` with the data baked into the program, as this runner was before, gives the same
+    draws for vectorised chains; for the others XLA rounds the gradient differently in the last
+    bits and the trajectories carry that along.)"""
+    from numpyro.infer import MCMC, NUTS, init_to_median
+
+    y, _, _ = normal_data
+    options = dict(num_warmup=50, num_samples=40, num_chains=2, thinning=3)
+    idata = inference.fit(normal_mean_model, y, method="nuts", seed=7, progress=False, posterior_predictive=False,
+                          drop_stuck_chains=False, **options)
+    assert idata.attrs["chain_method"] == "parallel"  # 2 chains on the 4 host devices
+    mcmc = MCMC(NUTS(normal_mean_model, init_strategy=init_to_median(num_samples=15)), chain_method="parallel",
+                progress_bar=False, jit_model_args=True, **options)
+    mcmc.run(jax.random.PRNGKey(7), y, extra_fields=("potential_energy", "num_steps", "adapt_state.step_size"))
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    np.testing.assert_array_equal(idata.posterior["mu"].values, mcmc.get_samples(group_by_chain=True)["mu"])
+    np.testing.assert_array_equal(idata.sample_stats["lp"].values, -np.asarray(extra["potential_energy"]))
+    np.testing.assert_array_equal(idata.sample_stats["n_steps"].values, extra["num_steps"])
+    np.testing.assert_array_equal(idata.sample_stats["step_size"].values, extra["adapt_state.step_size"])
+    np.testing.assert_array_equal(idata.sample_stats["diverging"].values, extra["diverging"])
+
+
 def test_svi_matches_conjugate_posterior(normal_data):
     y, mean, sd = normal_data
-    schedule = optax.exponential_decay(0.05, transition_steps=3000, decay_rate=0.02)
-    idata = inference.fit(normal_mean_model, y, method="svi", seed=0, progress=False, guide="AutoNormal",
-                          optimizer=optax.adam(schedule), num_steps=3000, num_particles=8, num_samples=4000)
-    draws = idata.posterior["mu"].values.reshape(-1)
-    # the guide family contains the exact posterior; what remains is optimisation noise, far below
-    # the posterior scale, plus Monte Carlo error of 4000 independent guide draws
-    tol = mc_tolerance(sd, len(draws), num_comparisons=2) + 0.02 * sd
-    assert abs(draws.mean() - mean) <= tol
-    assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * len(draws)) + 0.05
+    idata = inference.fit(normal_mean_model, y, seed=0, **svi_options())
+    _assert_svi_matches_normal(idata, mean, sd)
     loss = idata.svi_trace["loss"].values
     assert loss.shape == (3000,) and loss[-200:].mean() < loss[:50].mean()
+
+
+@pytest.mark.parametrize("method", ["nuts", "blackjax-nuts", "svi"])
+def test_a_fit_on_other_data_compiles_nothing(normal_data, method):
+    """The data are an argument of the sampler's and the optimiser's compiled programs, not a
+    constant in them: a second fit on other data of the same shape (an SBC replicate) compiles
+    nothing, the persistent cache holds every program of the first (benchmarks/fit_reuse.py
+    measures what that saves). NumPyro's NUTS runs its chains in parallel here (2 chains, 4 host
+    devices), where NumPyro's own MCMC would close pmap over the data."""
+    y, _, _ = normal_data
+    options = svi_options() if method == "svi" else dict(method=method, **NUTS_OPTIONS)
+    inference.fit(normal_mean_model, y, seed=3, **options)
+    with persistent_cache_misses() as compiled:
+        idata = inference.fit(normal_mean_model, y + 0.5, seed=4, **options)
+    assert not compiled, f"{method}: {len(compiled)} programs compiled again for other data"
+    assert idata.attrs["data_argument"] == 1
+
+
+def normal_mean_model_concrete(y=None):
+    """normal_mean_model, but it reads its data with NumPy (as a program that converts or
+    branches on its data does): it cannot trace with the data as tracers."""
+    if y is not None:
+        y = np.asarray(y)  # TracerArrayConversionError under a trace
+    normal_mean_model(y)
+
+
+@pytest.mark.parametrize("method", ["nuts", "blackjax-nuts", "svi"])
+def test_a_program_that_needs_concrete_data_keeps_them_a_constant(normal_data, method):
+    """Such a program's data stay a constant of the compiled programs (attrs["data_argument"] 0,
+    where a traceable program's are an argument, 1) and it still gets the conjugate posterior
+    (before, the runners that take the data as an argument raised TracerArrayConversionError)."""
+    y, mean, sd = normal_data
+    options = svi_options() if method == "svi" else dict(method=method, **NUTS_OPTIONS)
+    idata = inference.fit(normal_mean_model_concrete, y, seed=3, **options)
+    assert idata.attrs["data_argument"] == 0
+    (_assert_svi_matches_normal if method == "svi" else _assert_matches_normal)(idata, mean, sd)
 
 
 def test_svi_checkpoint_resume_equals_uninterrupted(tmp_path, normal_data):

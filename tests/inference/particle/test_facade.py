@@ -117,10 +117,6 @@ def test_a_fit_on_other_data_compiles_nothing(problems, method):
     """The data are an argument of the compiled programs, not a constant in them: a second fit on
     other data of the same shape (an SBC replicate) compiles nothing, the persistent cache holds
     every program of the first (benchmarks/fit_reuse.py measures what that saves)."""
-    from diagnostics import compile_cache
-
-    if compile_cache.folder() is None:
-        pytest.skip("the persistent compilation cache is off")
     entry, config, data = problems["ppg_lgssm"]
     options = dict(method=method, config=config, progress=False, **_OPTIONS[method])
     inference.fit(entry, data, seed=0, **options)
