@@ -165,18 +165,28 @@ def optimized_starts(potential_fn: Callable, z, num_chains: int, *, num_steps: i
 
     optimiser = optax.adam(learning_rate)
 
+    value_and_grad = jax.value_and_grad(potential_fn)
+
+    def finite(grad):
+        return jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
+
     def descend(z0):
+        # one potential-and-gradient evaluation per step: the gradient at the point kept is
+        # carried (a rejected step keeps its point and that point's gradient)
         def step(carry, _):
-            z, state = carry
-            grad = jax.grad(potential_fn)(z)
-            grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
+            z, state, energy, grad = carry
             updates, state = optimiser.update(grad, state, z)
             moved = optax.apply_updates(z, updates)
-            ok = jnp.isfinite(potential_fn(moved))
-            return (jax.tree.map(lambda a, b: jnp.where(ok, a, b), moved, z), state), None
+            moved_energy, moved_grad = value_and_grad(moved)
+            ok = jnp.isfinite(moved_energy)
+            keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
+            return (jax.tree.map(keep, moved, z), state, keep(moved_energy, energy),
+                    jax.tree.map(keep, finite(moved_grad), grad)), None
 
-        (z, _), _ = jax.lax.scan(step, (z0, optimiser.init(z0)), None, length=num_steps)
-        return z, potential_fn(z)
+        energy0, grad0 = value_and_grad(z0)
+        (z, _, energy, _), _ = jax.lax.scan(step, (z0, optimiser.init(z0), energy0, finite(grad0)), None,
+                                            length=num_steps)
+        return z, energy
 
     z, potential = jax.vmap(descend)(z)
     potential = jnp.where(jnp.isfinite(potential), potential, jnp.inf).reshape(num_chains, -1)
