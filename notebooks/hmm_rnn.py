@@ -85,12 +85,13 @@ az.plot_energy(idata);
 az.plot_khat(az.loo(idata, pointwise=True));
 
 # %% [markdown]
-# The convergence verdict printed above the summary is WARN, not FAIL: R-hat of the emission
-# probabilities is about 1.013, just over the 1.01 warn line (fail above 1.05), with a bulk ESS of
-# about 250 of 1000 draws; the emission rows mix more slowly than `p` (ESS about 710), and two
-# chains of 500 draws sit at the edge of that line (an earlier execution of the same recipe gave
-# 1.008). No divergences, E-BFMI near 1, every Pareto k below 0.2, and the recovery checks pass;
-# more draws (`num_samples`) are the remedy where the emission probabilities need R-hat below 1.01.
+# The convergence verdict printed above the summary is OK: R-hat at most 1.008, bulk ESS of the
+# emission rows about 285 of 1000 draws (they mix more slowly than `p`, about 640), no divergences,
+# E-BFMI above 0.9, every Pareto k below 0.2, and the recovery checks pass. Both chains start at the
+# best of 64 prior draws after an Adam descent each (`init="optimize"`, the recipe's start): from the
+# prior median, two chains can settle together where both states emit alike, hundreds of nats below
+# the truth's basin, and agree with each other (the model card gives the replicates of the
+# simulation-based calibration where that happened).
 
 # %% [markdown]
 # ## Decoding: Viterbi and forward-filter backward-sampling at the posterior mean
