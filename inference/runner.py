@@ -304,6 +304,13 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
     with named_initialisation_errors(target, strategy, keys[0]):
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
             search, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=True)
+    # decided once, for the search below and the sampler's programs alike
+    z0 = jax.tree.map(lambda a: a[0], info.z)
+    data_argument = traces_with_data(lambda d: potential_fn_gen(d)(z0), target.data)
+    if not data_argument:  # the program needs concrete data: the generators ignore their argument
+        potential_fn, postprocess_fn = potential_fn_gen(target.data), postprocess_fn_gen(target.data)
+        potential_fn_gen = lambda *_, **__: potential_fn  # noqa: E731
+        postprocess_fn_gen = lambda *_, **__: postprocess_fn  # noqa: E731
     if isinstance(strategy, OptimizedInit):
         info = _optimized_info(strategy, potential_fn_gen, target.data, info.z, len(keys))
     potential = np.asarray(info.potential_energy)
@@ -313,14 +320,8 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
         constrained = postprocess_fn(jax.tree.map(lambda a: a[index], info.z))
         raise_if_nonfinite(target.model, constrained, target.data, where="at the initial point")
         raise NonFiniteLogDensityError("non-finite log density at the initial point")
-    potential_fn, postprocess_fn = potential_fn_gen(target.data), postprocess_fn_gen(target.data)
-    z0 = jax.tree.map(lambda a: a[0], info.z)
-    data_argument = traces_with_data(lambda d: potential_fn_gen(d)(z0), target.data)
-    if not data_argument:  # the program needs concrete data: the generators ignore their argument
-        potential_fn_gen = lambda *_, **__: potential_fn  # noqa: E731
-        postprocess_fn_gen = lambda *_, **__: postprocess_fn  # noqa: E731
-    return InitialPoint(info.z, info.potential_energy, info.z_grad, potential_fn, postprocess_fn,
-                        potential_fn_gen, postprocess_fn_gen, data_argument)
+    return InitialPoint(info.z, info.potential_energy, info.z_grad, potential_fn_gen(target.data),
+                        postprocess_fn_gen(target.data), potential_fn_gen, postprocess_fn_gen, data_argument)
 
 
 def traces_with_data(fn: Callable, data: Any, *args: Any) -> bool:
@@ -339,8 +340,9 @@ def traces_with_data(fn: Callable, data: Any, *args: Any) -> bool:
 
 def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z, num_chains: int):
     """NumPyro's ``ParamInfo`` at the chains' :func:`optimized_starts` (one compiled program, the
-    data its argument: a fit on other data of the same shape compiles nothing new). A program
-    that needs concrete data (NumPy on them) gets them as a constant of the program instead."""
+    data its argument: a fit on other data of the same shape compiles nothing new; where the
+    program needs concrete data, ``potential_fn_gen`` already ignores its argument and closes over
+    them, see :func:`check_initial_point`)."""
     from numpyro.infer.util import ParamInfo
 
     def run(z, data):
@@ -350,10 +352,7 @@ def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z
         energy, grad = jax.vmap(jax.value_and_grad(potential_fn))(best)
         return best, energy, grad
 
-    try:
-        return ParamInfo(*jax.jit(run)(z, data))
-    except jax.errors.JAXTypeError:  # the program converts or branches on the data's values
-        return ParamInfo(*jax.jit(lambda z: run(z, data))(z))
+    return ParamInfo(*jax.jit(run)(z, data))
 
 
 # --------------------------------------------------------------------------------------------

@@ -144,16 +144,16 @@ def run_svi(
 
     # One compiled chunk (inference.runner.fixed_length: a short last chunk padded, its extra steps
     # skipped), with the data an argument: a fit on other data of the same shape compiles nothing
+    # (a program that needs concrete data keeps them a constant of the chunk, compiled per data set)
+    data_argument = traces_with_data(lambda d: svi.evaluate(state, d), target.data)
+
     @jax.jit
     def run_chunk(state, steps, num_active, data):
+        data = data if data_argument else target.data
         return masked_scan(lambda carry, _: svi.stable_update(carry, data), state, steps, num_active)
 
-    # a program that needs concrete data keeps them a constant of the chunk (compiled per data set)
-    data_argument = traces_with_data(lambda d: svi.evaluate(state, d), target.data)
-    if not data_argument:
-        run_chunk = jax.jit(lambda state, steps, num_active, _: masked_scan(
-            lambda carry, _: svi.stable_update(carry, target.data), state, steps, num_active))
-    chunk = fixed_length(lambda st, steps, n: run_chunk(st, steps, n, target.data), chunk_size,
+    chunk_data = target.data if data_argument else ()
+    chunk = fixed_length(lambda st, steps, n: run_chunk(st, steps, n, chunk_data), chunk_size,
                          num_steps - start_step, axis=0)
 
     last_good = {"state": state}
@@ -183,7 +183,8 @@ def run_svi(
     idata = posterior_to_idata(
         target, samples, {}, seed=seed, method="svi", draws="iid",
         attrs={"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "custom"),
-               "num_steps": num_steps, "data_argument": int(data_argument), "final_loss": float(loss_trace[-1]) if len(loss_trace) else float("nan"),
+               "num_steps": num_steps, "data_argument": int(data_argument),
+               "final_loss": float(loss_trace[-1]) if len(loss_trace) else float("nan"),
                "optimization_time_s": round(elapsed, 3)},
         posterior_predictive=posterior_predictive,
     )
