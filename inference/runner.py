@@ -197,11 +197,23 @@ def optimized_starts(potential_fn: Callable, z, num_chains: int, *, num_steps: i
 def init_strategy(init: str | Mapping[str, Any] | OptimizedInit):
     """A NumPyro init strategy: ``"median"`` (prior median, 15 draws), ``"prior"``, ``"uniform"``
     or a dict of constrained values (``init_to_value``); or the search :class:`OptimizedInit`
-    (``"optimize"``: its defaults, or an instance)."""
+    (``"optimize"``: its defaults; an instance; or ``{"optimize": {"starts_per_chain": 16,
+    "num_steps": 300}}``, its arguments as plain values, the form a recipe, a stored result's
+    manifest and ``--option init=...`` hold: a site's value is never a dict, so it is no
+    ``init_to_value``)."""
     from numpyro.infer import init_to_median, init_to_sample, init_to_uniform, init_to_value
 
     if isinstance(init, OptimizedInit):
         return init
+    if isinstance(init, Mapping) and "optimize" in init and isinstance(init["optimize"], Mapping):
+        if len(init) != 1:
+            raise ValueError(f"init: the search's form is {{'optimize': {{...}}}} alone; got the keys {sorted(init)}")
+        arguments = dict(init["optimize"])
+        known = ("starts_per_chain", "num_steps", "learning_rate")
+        unknown = sorted(set(arguments) - set(known))
+        if unknown:
+            raise ValueError(f"init: unknown argument(s) {unknown} of the optimised start; expected some of {list(known)}")
+        return OptimizedInit(**arguments)
     if isinstance(init, Mapping):
         return init_to_value(values=dict(init))
     if init not in _INIT_STRATEGIES:

@@ -8,6 +8,8 @@ wrong basin, and two such chains agree (R-hat ~ 1). The exact posterior mass of 
 from the closed form, is above 0.97 for both peaks used here; the search must find it.
 """
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -75,3 +77,18 @@ def test_optimize_is_named_and_checked():
         init_strategy("optimise")
     with pytest.raises(ValueError, match="starts_per_chain"):
         OptimizedInit(starts_per_chain=0)
+
+
+def test_the_search_in_plain_values_is_the_search_a_recipe_and_a_manifest_hold():
+    literal = {"optimize": {"starts_per_chain": 16, "num_steps": 300}}
+    assert init_strategy(literal) == OptimizedInit(starts_per_chain=16, num_steps=300)
+    assert init_strategy(json.loads(json.dumps(literal))) == OptimizedInit(16, 300)
+    with pytest.raises(ValueError, match=r"init: unknown argument\(s\) \['steps'\]"):
+        init_strategy({"optimize": {"steps": 300}})
+    with pytest.raises(ValueError, match="init: the search's form"):
+        init_strategy({"optimize": {}, "mu": 1.0})
+    with pytest.raises(ValueError, match="num_steps"):
+        init_strategy({"optimize": {"num_steps": 0}})
+    found = inference.fit(two_basins, jnp.asarray(6.0), method="nuts", seed=0,
+                          init={"optimize": {"starts_per_chain": 8, "num_steps": 200}}, **KW)
+    assert np.all(np.abs(found.posterior["mu"].values - 6.0) < 2)
