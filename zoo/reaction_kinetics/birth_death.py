@@ -10,14 +10,22 @@ reported). ``exp(Q Δ)`` comes from the eigen-decomposition of the symmetrised b
 generator (detailed balance on ``1..n_max``; state 0 is absorbing and its entry is the integrated
 flux). Check: 90% intervals cover, posterior means within 15%.
 
-The truncation is fixed per config, the carrying capacity is not: under the prior, K exceeds
-``n_max = 200`` (small) with probability 0.27 and 300 (paper) with 0.18 (Monte Carlo, 10^6
-draws). For such draws the truncated chain is the model, for the prior predictive and the fit
-alike (births out of ``n_max`` leak to the sink), so simulation-based calibration stays
-self-consistent; but the counts sit against ``n_max``, the spec's ``N_max = 3K`` does not hold and
-NUTS's trees grow long (the recipe's fit to a prior draw with K ≈ 1190 had not finished after
-22 CPU minutes). Counts that come near ``n_max`` call for a larger one (``--set n_max=...``); the
-check reports the leak of simulated data.
+The prior is the three log-normals restricted to the rates for which the truncated chain is the
+logistic population: :func:`within_truncation`, σ ≤ κ (the mean-field population dies out) or the
+linear-noise approximation's quasi-stationary law, N(K, σΩ/λ) (births σK equal deaths κK + λK²/Ω
+there, the drift's slope is −(σ − κ)), with its mean ``QSD_MARGIN`` = 4 standard deviations below
+``n_max``. Without the restriction the prior puts 27% of its mass on K > ``n_max`` = 200 (small),
+where every count sits against the truncation, the spec's ``N_max = 3K`` fails and NUTS's trees grow
+long (a fit to a prior draw with K ≈ 1190 had not finished after 22 CPU minutes). The restricted
+prior keeps 63.5% of the log-normals' mass on ``small`` (largest K 149) and 75.3% on ``paper``
+(``n_max`` = 300, largest K 236) (Monte Carlo, 10^6 draws); the truth (K = 100: 100 + 4·14.1 = 157)
+is inside, 4.5 posterior standard deviations of K from the edge on ``small``. Outside the domain
+the log density is −∞ (every term of the factor ``y``; the normalising constant of the
+restriction, a constant, is left out) and the deterministic site ``within_truncation`` is False;
+the prior predictive samples the restricted prior exactly, by rejection
+(:func:`restricted_prior_draw`), and parameters given from outside that leave it are refused by
+name on concrete values and marked by ``within_truncation`` when traced. Counts that come near
+``n_max`` call for a larger one (``--set n_max=...``); the check reports the leak of simulated data.
 
 Example::
 
@@ -35,6 +43,7 @@ J. Chem. Phys. 124, 044104 (2006) (finite-state projection).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -42,12 +51,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
+import numpyro.distributions as dist
 
+from inference.prior_predictive import draw_priors, rejection_draw
 from inference.validate import concrete
-from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers
+from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers, is_traced
 from zoo.processes import gillespie
 from zoo.processes.birth_death import birth_death_transition
-from zoo.reaction_kinetics.networks import REFERENCE, logistic_network, sample_lognormal
+from zoo.reaction_kinetics.networks import REFERENCE, logistic_network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +109,46 @@ def logistic_transition(rates: jax.Array, volume: Any, n_max: int, dt: Any):
     return out.matrix, out.leak
 
 
-def _lbd_prior(config: LBDConfig) -> dict:
-    return {"sigma": sample_lognormal("sigma", config.prior_sigma), "kappa": sample_lognormal("kappa", config.prior_kappa),
-            "lam": sample_lognormal("lam", config.prior_lam)}
+#: How many standard deviations of the LNA's quasi-stationary law the carrying capacity stays below
+#: ``n_max`` under the prior (:func:`within_truncation`).
+QSD_MARGIN = 4.0
+
+#: The most prior draws :func:`restricted_prior_draw` tries before it gives up (the last draw is
+#: then outside the domain, and the prior predictive says so by name).
+MAX_PRIOR_TRIES = 1000
+
+
+def _lbd_priors(config: LBDConfig) -> dict:
+    """The unrestricted priors: ``LogNormal(loc, scale)`` of each rate."""
+    return {name: dist.LogNormal(*prior) for name, prior in
+            (("sigma", config.prior_sigma), ("kappa", config.prior_kappa), ("lam", config.prior_lam))}
+
+
+def within_truncation(params: dict, config: LBDConfig) -> jax.Array:
+    """The prior's domain (model card): σ ≤ κ, or K + ``QSD_MARGIN``·sqrt(σΩ/λ) ≤ ``n_max`` with
+    K = (σ − κ)Ω/λ, the LNA's quasi-stationary mean and variance. A bool array (traceable)."""
+    sigma, kappa, lam = params["sigma"], params["kappa"], params["lam"]
+    capacity = (sigma - kappa) * config.volume / lam
+    spread = jnp.sqrt(sigma * config.volume / lam)
+    return (sigma <= kappa) | (capacity + QSD_MARGIN * spread <= config.n_max)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def restricted_prior_draw(key: jax.Array, config: LBDConfig) -> dict:
+    """One draw of the restricted prior (:func:`within_truncation`), by rejection
+    (``inference.prior_predictive.rejection_draw``: exact; about one draw in three is rejected on
+    ``small``); after :data:`MAX_PRIOR_TRIES` draws the last one, inside or not."""
+    priors = _lbd_priors(config)
+    params, _ = rejection_draw(key, lambda k: draw_priors(k, priors), lambda p: within_truncation(p, config),
+                               max_tries=MAX_PRIOR_TRIES)
+    return params
+
+
+def _lbd_prior(config: LBDConfig, drawn: dict) -> dict:
+    """The sample sites; ``drawn`` (a restricted prior draw, or empty) is substituted into them, and
+    an outer substitute (a posterior predictive's values) wins."""
+    with numpyro.handlers.substitute(data=drawn):
+        return {name: numpyro.sample(name, prior) for name, prior in _lbd_priors(config).items()}
 
 
 def _lbd_validate(data, config: LBDConfig) -> jax.Array:
@@ -131,12 +179,20 @@ def _lbd_increments(params: dict, counts: jax.Array, config: LBDConfig) -> jax.A
 
 
 def lbd_model(data=None, *, config: LBDConfig) -> None:
-    """NumPyro program: (sigma, kappa, lam), then the exact (FSP) transition likelihood per step."""
-    params = _lbd_prior(config)
+    """NumPyro program: (sigma, kappa, lam) from the restricted prior (model card), then the exact
+    (FSP) transition likelihood per step; ``data=None``: counts drawn from the truncated chain
+    (site ``y``)."""
+    key = numpyro.prng_key() if data is None else None
+    params = _lbd_prior(config, {} if key is None else restricted_prior_draw(key, config))
+    inside = within_truncation(params, config)
+    numpyro.deterministic("within_truncation", inside)
     if data is None:
-        key = numpyro.prng_key()
-        if key is None:
+        if key is None:  # an unseeded trace
             return
+        if not is_traced(inside) and not bool(inside):
+            raise ValueError(f"parameters outside the prior's domain (K + {QSD_MARGIN:g} sd of the quasi-stationary "
+                             f"law above n_max = {config.n_max}; model card): "
+                             + ", ".join(f"{k}={float(v):.4g}" for k, v in params.items()))
         P, _ = _lbd_transition(params, config)
         logP = jnp.log(jnp.maximum(P, 1e-300))
 
@@ -149,7 +205,9 @@ def lbd_model(data=None, *, config: LBDConfig) -> None:
 
         numpyro.deterministic("y", jax.vmap(path)(jax.random.split(key, config.num_series)))
         return
-    numpyro.factor("y", _lbd_increments(params, _lbd_validate(data, config), config))
+    # outside the prior's domain every term is -inf (one site: the pointwise log-likelihood stays per step)
+    numpyro.factor("y", _lbd_increments(params, _lbd_validate(data, config), config)
+                   + jnp.where(inside, 0.0, -jnp.inf))
 
 
 def lbd_exact_loglik(params: dict, data, config: LBDConfig) -> jax.Array:
