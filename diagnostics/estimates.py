@@ -190,14 +190,14 @@ def _load(path: str) -> tuple[dict[str, tuple[float, float]], float]:
 class _Replicate:
     """Simulate, fit, read the estimate and (with a folder) write one replicate: one sweep task."""
 
-    def __init__(self, simulate, fit, seed, out_dir):
-        self.simulate, self.fit, self.seed, self.out_dir = simulate, fit, seed, out_dir
+    def __init__(self, simulate, fit, seed, out_dir, estimate=point_estimate):
+        self.simulate, self.fit, self.seed, self.out_dir, self.estimate = simulate, fit, seed, out_dir, estimate
 
     def __call__(self, i: int) -> tuple[int, dict[str, tuple[float, float]], float]:
         started = time.perf_counter()
         data, truth = self.simulate(self.seed + i)
         idata = self.fit(data, self.seed + i)
-        pairs = estimate_pairs(point_estimate(idata), truth)
+        pairs = estimate_pairs(self.estimate(idata), truth)
         seconds = time.perf_counter() - started
         if self.out_dir is not None:
             _save(self.out_dir, i, pairs, seconds)
@@ -207,7 +207,7 @@ class _Replicate:
 def run_estimates(simulate: Callable[[int], tuple[Any, Mapping[str, Any]]], fit: Callable[[Any, int], Any], *,
                   num_replicates: int, seed: int = 0, out_dir: str | os.PathLike | None = None,
                   settings: Mapping[str, Any] | None = None, progress: bool = False,
-                  client: Any = None) -> EstimateResult:
+                  client: Any = None, estimate: Callable[[Any], Mapping[str, Any]] = point_estimate) -> EstimateResult:
     """The point estimate's sampling distribution over ``num_replicates`` replicates.
 
     Args:
@@ -224,6 +224,9 @@ def run_estimates(simulate: Callable[[int], tuple[Any, Mapping[str, Any]]], fit:
         client: a ``distributed.Client``: one Dask task per replicate, each writing its own file on
             its worker (:func:`diagnostics.sweep.map_tasks`); needs ``out_dir``. The estimates are the
             same as without a client: each replicate depends on its seed only.
+        estimate: ``estimate(idata) -> {name: value}``, what is paired with the truth
+            (:func:`estimate_pairs`); default :func:`point_estimate`. ``zoo estimates`` adds an
+            entry's ``estimands`` (quantities a trained network implies whose truth is known).
     """
     if isinstance(num_replicates, bool) or not isinstance(num_replicates, (int, np.integer)) or num_replicates < 1:
         raise ValueError(f"num_replicates: expected a positive integer, got {num_replicates!r}")
@@ -239,7 +242,7 @@ def run_estimates(simulate: Callable[[int], tuple[Any, Mapping[str, Any]]], fit:
         for i in sweep.finished(out_dir, "replicate", "npz", num_replicates):
             done[i], seconds[i] = _load(_path(out_dir, i))
     todo = [i for i in range(num_replicates) if i not in done]
-    for _, (i, pairs, took) in sweep.map_tasks(_Replicate(simulate, fit, int(seed), out_dir), todo, client=client):
+    for _, (i, pairs, took) in sweep.map_tasks(_Replicate(simulate, fit, int(seed), out_dir, estimate), todo, client=client):
         done[i], seconds[i] = pairs, took
         if progress:
             print(f"estimates: replicate {i + 1}/{num_replicates} done ({took:.1f} s): "

@@ -568,6 +568,12 @@ def _cmd_estimates(args) -> int:
     def fit(data, seed):
         return inference.fit(entry, data, method=method, seed=seed, config=config, progress=False, **run_options)
 
+    def estimate(idata):  # the fit's parameters and the quantities it implies (the estimands win)
+        if entry.estimands is None:
+            return estimates.point_estimate(idata)
+        fitted = estimates.point_estimate(idata) if estimates.is_point_estimate(idata) else {}
+        return {**fitted, **entry.estimands(idata, config)}
+
     out = args.out or os.path.join("runs", f"estimates_{entry.name}_{args.config}_{method}")
     settings = {"entry": entry.name, "config": args.config, "method": method,
                 "options": json.dumps(options, sort_keys=True, default=str)}
@@ -580,7 +586,8 @@ def _cmd_estimates(args) -> int:
           f"{args.seed}+i (as zoo check --seed); results in {out} (resumable)", flush=True)
     with _cluster(args) as client:
         result = estimates.run_estimates(simulate, fit, num_replicates=args.n, seed=args.seed, out_dir=out,
-                                         settings=settings, progress=not args.no_progress, client=client)
+                                         settings=settings, progress=not args.no_progress, client=client,
+                                         estimate=estimate)
     print(estimates.format_estimates(result))
     if args.store:
         from diagnostics.calibration import store_estimates

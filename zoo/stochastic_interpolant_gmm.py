@@ -203,11 +203,13 @@ def model(data=None, *, config: InterpolantConfig, batch_size: int | None = None
 
 
 def simulate(key: jax.Array, config: InterpolantConfig):
-    """``num_data`` draws of ``ρ_1``; ``truth``: the mixture's ``weights``, ``means`` and ``std``."""
+    """``num_data`` draws of ``ρ_1``; ``truth``: the mixture's ``weights``, ``means``, ``std`` and
+    its ``mean`` (``Σ_m w_m μ_m``, what :func:`estimands` estimates with the mode weights)."""
     mix = target_mixture(config)
-    return np.asarray(mix.sample(key, config.num_data)), {"weights": np.asarray(mix.weights),
-                                                          "means": np.asarray(mix.means),
-                                                          "std": np.asarray(config.mode_std)}
+    weights, means = np.asarray(mix.weights), np.asarray(mix.means)
+    return np.asarray(mix.sample(key, config.num_data)), {"weights": weights, "means": means,
+                                                          "std": np.asarray(config.mode_std),
+                                                          "mean": weights @ means}
 
 
 class Fields(NamedTuple):
@@ -297,6 +299,15 @@ def _sample_checks(label: str, samples: np.ndarray, reference: np.ndarray, confi
     ]
 
 
+def estimands(idata, config: InterpolantConfig) -> dict[str, np.ndarray]:
+    """What a trained interpolant implies whose truth is known, for ``zoo estimates``: the mode
+    ``weights`` and the ``mean`` of the ODE sampler's ``num_samples`` draws (the samples
+    :func:`check` judges first, same key). Their spread over replicates holds the sampler's own
+    Monte Carlo error, about ``√(w(1 − w)/num_samples)`` for a weight."""
+    samples = sample(learned_fields(idata, config), jax.random.PRNGKey(103), config.num_samples, config)
+    return {"weights": mode_weights(samples, config), "mean": samples.mean(axis=0)}
+
+
 def check(idata, truth: dict, config: InterpolantConfig) -> list[Check]:
     """Spec §8: relative L2 error of ``b̂`` < 10 %; ODE and ε = 0.5 SDE samples: D² < 0.05, mode
     weights 0.125 ± 0.04, mean within 0.15 of 0."""
@@ -335,6 +346,7 @@ ENTRY = ZooEntry(
     recipe=Recipe("flow", {"num_steps": 3000, "batch_size": 512, "learning_rate": 2e-3, "schedule": "cosine"},
                   {"num_steps": 50_000, "batch_size": 1024}),
     check=check,
+    estimands=estimands,
     dims={"x1": ("datum", "coordinate")},
     columns=Columns(("x", "y"), series=None, time=None, validate=validate_data,
                     describe="samples of the target law rho_1 (one row per sample)"),

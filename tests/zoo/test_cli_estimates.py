@@ -92,6 +92,32 @@ def test_study_writes_resumes_and_stores(toy, tmp_path, monkeypatch, capsys):
     assert manifest["note"].startswith(f"zoo estimates {toy.name} --config small --n 3 --seed 5")
 
 
+def test_an_entrys_estimands_are_paired_with_the_truth(toy, tmp_path, capsys):
+    """An entry's ``estimands`` (what a fit implies whose truth is known) join the estimated
+    parameters; on a name both give, the estimand's value is the one paired."""
+    def simulate(key, config):
+        data, truth = toy_simulate(key, config)
+        return data, {**truth, "mu_squared": truth["mu"] ** 2}
+
+    def estimands(idata, config):
+        mu = float(idata.posterior["mu"].values.ravel()[0])
+        return {"mu_squared": np.asarray(mu**2), "mu": np.asarray(mu + 100.0)}
+
+    implied = dataclasses.replace(toy, name="toy_estimands", simulate=simulate, estimands=estimands)
+    zoo.register(implied)
+    try:
+        out = str(tmp_path / "study")
+        status, text, err = run(capsys, "estimates", implied.name, "--n", "2", "--seed", "5", "--out", out)
+    finally:
+        zoo.unregister(implied.name)
+    assert status == 0, err
+    result = estimates.load_estimates(out)
+    maps = np.array([exact_map(toy_simulate(jax.random.PRNGKey(5 + i), ToyConfig())[0]) for i in range(2)])
+    np.testing.assert_allclose(result.estimates["mu_squared"], maps**2, rtol=1e-2)
+    np.testing.assert_allclose(result.truths["mu_squared"], [2.25, 2.25])
+    np.testing.assert_allclose(result.estimates["mu"], maps + 100.0, atol=1e-2)
+
+
 def test_arguments_are_refused_in_one_line(toy, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for args, start in [(["--n", "0"], "zoo estimates: error: --n: expected a positive integer"),
