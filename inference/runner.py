@@ -372,15 +372,16 @@ def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z
 # --------------------------------------------------------------------------------------------
 
 
-def progress_bar(total: int, *, desc: str, progress: bool, initial: int = 0, unit: str = "it"):
-    """A ``tqdm`` bar over ``total`` steps, disabled (and silent) when ``progress`` is False.
+def progress_bar(total: int, *, desc: str, progress: bool, initial: int = 0, unit: str = "it", leave: bool = True):
+    """A ``tqdm`` bar over ``total`` steps, disabled (and silent) when ``progress`` is False; every
+    runner's and trainer's bar.
 
     Use it as a context manager (``with progress_bar(...) as bar: bar.update(n)``) so that it is
     closed when the loop raises.
     """
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not progress)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not progress, leave=leave)
 
 
 def chunked(total: int, size: int) -> list[int]:

@@ -88,6 +88,7 @@ import optax
 
 from inference.checkpoint import load_pytree, save_pytree
 from inference.runner import param_variables as _flatten_params
+from inference.runner import progress_bar
 from inference.validate import choice, positive_int
 
 __all__ = [
@@ -436,9 +437,7 @@ def train(
     alpha_update = _make_alpha_update(alpha) if adaptive else None
     bar = None
     if progress and state.step < num_steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, initial=state.step, desc="train", leave=False)
+        bar = progress_bar(num_steps, initial=state.step, desc="train", progress=True, leave=False)
 
     params, opt_state, current_alpha = state.params, state.opt_state, state.alpha
     step = state.step
