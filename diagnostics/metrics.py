@@ -28,6 +28,8 @@ function                            what it measures
                                     MAE/RMSE over a constant offset on the reference's low-energy bins that
                                     the samples reach, and the coverage of those bins (the BioEmu/PLaTITO
                                     protocol)
+:func:`basin_occupancies`           share of points (or of a grid's probability) in each basin of an assignment
+                                    ``basin(points) -> labels``; non-finite points count in none
 :func:`rank_auc`                    area under the ROC curve of scores separating positives from negatives, as
                                     the Mann–Whitney rank statistic (ties count ½)
 ==================================  ==========================================================================
@@ -68,6 +70,7 @@ __all__ = [
     "energy_distance",
     "FreeEnergyComparison",
     "free_energy_comparison",
+    "basin_occupancies",
     "rank_auc",
 ]
 
@@ -532,6 +535,27 @@ def free_energy_comparison(samples, reference_probs, edges, *, cutoff: float = 4
     mae = float(np.mean(np.abs(diff - offset)))
     rmse = float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))
     return FreeEnergyComparison(mae, rmse, float(coverage), num_scored, num_low, offset)
+
+
+def basin_occupancies(points, basin: Callable[[np.ndarray], np.ndarray], num_basins: int,
+                      weights=None) -> Float[np.ndarray, " num_basins"]:
+    """Share of ``points (..., d)`` in each basin ``0..num_basins − 1`` of the assignment
+    ``basin(points (n, d)) -> labels (n,)``: of the number of points, or with ``weights (...)`` (a
+    grid's cell probabilities) of their total. A point with a non-finite coordinate (a diverged
+    sampler's) counts in no basin but in the total, so the shares are non-negative and sum to at
+    most 1 (exactly 1 when every point is finite)."""
+    points = np.asarray(points, dtype=float)
+    flat = points.reshape(-1, points.shape[-1])
+    w = np.ones(len(flat)) if weights is None else np.asarray(weights, dtype=float).reshape(-1)
+    if w.shape != (len(flat),) or not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise ValueError(f"weights: expected {len(flat)} finite non-negative weights (one per point) with a positive "
+                         f"total, got shape {np.shape(weights)}")
+    finite = np.all(np.isfinite(flat), axis=-1)
+    labels = np.asarray(basin(flat[finite]))
+    if labels.shape != (int(finite.sum()),) or (labels.size and not (0 <= labels.min() and labels.max() < num_basins)):
+        raise ValueError(f"basin: expected one label in 0..{num_basins - 1} per point, got shape {labels.shape} and "
+                         f"labels {np.unique(labels)[:10]}")
+    return np.bincount(labels, weights=w[finite], minlength=num_basins) / w.sum()
 
 
 def rank_auc(positive, negative) -> float:

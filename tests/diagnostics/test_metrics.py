@@ -190,3 +190,19 @@ def test_free_energy_of_samples_from_the_reference_law():
         metrics.free_energy_comparison(samples[:, 0], probs, edges)
     with pytest.raises(ValueError, match="cutoff: expected a positive number"):
         metrics.free_energy_comparison(samples, probs, edges, cutoff=0.0)
+
+
+def test_basin_occupancies_count_points_or_weights_and_no_basin_for_non_finite_points():
+    def sign(points):  # basin 0 left of x = 0, basin 1 right of it
+        return (points[:, 0] > 0).astype(int)
+
+    points = np.array([[[-1.0, 0.0], [2.0, 5.0]], [[3.0, 1.0], [np.nan, 1.0]]])  # (2, 2, 2): any leading shape
+    np.testing.assert_array_equal(metrics.basin_occupancies(points, sign, 3), [0.25, 0.5, 0.0])
+    # weights (a grid's probabilities): shares of their total, the non-finite point's weight in none
+    weights = np.array([[0.1, 0.2], [0.3, 0.4]])
+    np.testing.assert_allclose(metrics.basin_occupancies(points, sign, 2, weights), [0.1, 0.5])
+    np.testing.assert_array_equal(metrics.basin_occupancies(np.full((2, 2), np.inf), sign, 2), [0.0, 0.0])
+    with pytest.raises(ValueError, match=r"basin: expected one label in 0..0 per point"):
+        metrics.basin_occupancies(points, sign, 1)
+    with pytest.raises(ValueError, match=r"weights: expected 4 finite non-negative weights"):
+        metrics.basin_occupancies(points, sign, 2, weights[0])
