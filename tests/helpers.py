@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets",
-           "interval_coverage", "assert_binomial_coverage", "persistent_cache_misses"]
+           "interval_coverage", "assert_binomial_coverage", "persistent_cache_misses", "midpoint_basin_masses"]
 
 DEFAULT_FALSE_FAILURE = 1e-4
 
@@ -47,6 +47,25 @@ def assert_within_mc_error(estimate, exact, std, n: int, *, false_failure: float
         f"{what}: |estimate - exact| = {err} exceeds Monte Carlo tolerance {tol} "
         f"(false-failure budget {false_failure})"
     )
+
+
+def midpoint_basin_masses(density, nearest, lower, upper, n: int, num_basins: int) -> tuple[np.ndarray, float]:
+    """An independent reference for a grid's basin probabilities: the midpoint sum of
+    ``density(x, y)`` (unnormalised, arrays in) over ``n × n`` cells of the box ``lower..upper``
+    per basin ``nearest(x, y)``, normalised, and the probability of the cells a basin boundary cuts
+    (a corner labelled otherwise than the centre): all that the midpoint rule can assign to the
+    wrong basin, so two such sums of one law differ per basin by at most their cut masses' sum
+    (and the smooth part of the rule's error)."""
+    h = (np.asarray(upper, float) - np.asarray(lower, float)) / n
+    x, y = np.meshgrid(lower[0] + h[0] * (np.arange(n) + 0.5), lower[1] + h[1] * (np.arange(n) + 0.5), indexing="ij")
+    p = density(x, y)
+    p = p / p.sum()
+    label = nearest(x, y)
+    cut = np.zeros(label.shape, bool)
+    for sx in (-0.5, 0.5):
+        for sy in (-0.5, 0.5):
+            cut |= nearest(x + sx * h[0], y + sy * h[1]) != label
+    return np.array([p[label == k].sum() for k in range(num_basins)]), float(p[cut].sum())
 
 
 def recipe_failures(name: str, *, seed: int = 0, config_name: str = "small") -> list:

@@ -84,6 +84,20 @@ uncalibrated):
 * (c) Chapman–Kolmogorov: from 3 × 2000 exact Boltzmann draws (2000 in each basin), one step of
   stride 4 and four steps of stride 1 give basin transition matrices within 0.05 (every entry).
 
+Estimands (``zoo estimates``, :func:`estimands`): the basin occupancies (β, α_R, α_L; nearest
+basin) of the samples that checks (a) and (b) judge (:func:`equilibrium_samples`, the check's
+keys): ``iid_occupancies`` of the 20 000 draws from ``h_0`` and ``rollout_occupancies`` of the
+64 × 2000 rollout frames. The truth of both is the exact Boltzmann basin probability on the grid
+(:func:`exact_occupancies`; on ``small`` (0.5411, 0.3953, 0.0635), within 2·10⁻⁴ of a grid ten
+times finer). Monte Carlo error from the samplers' own draws: the iid draws are multinomial,
+standard error ``√(p(1 − p)/20 000)`` = (0.0035, 0.0035, 0.0017); rollout frames are correlated
+within a walker, and with the exact dynamics in place of the surrogate (brute-force Langevin, 64
+walkers × 2000 frames from Boltzmann draws) the standard error is (0.015, 0.014, 0.005), measured
+over 1024 such walkers, whose Euler–Maruyama dynamics hold the Boltzmann occupancies within that
+run's own error ((0.536, 0.400, 0.064) ± (0.004, 0.004, 0.001)). The transition rate, the
+autocorrelations and the Chapman–Kolmogorov matrices have no exactly known true value (the check
+compares them with a finite Langevin run or with each other) and are not estimands.
+
 Example::
 
     import jax, zoo, inference
@@ -136,6 +150,9 @@ __all__ = [
     "boltzmann_samples",
     "check",
     "core_transition_rate",
+    "equilibrium_samples",
+    "estimands",
+    "exact_occupancies",
     "free_energy",
     "generate",
     "iid_samples",
@@ -325,10 +342,14 @@ def langevin_walkers(key: jax.Array, starts, num_frames: int, config: ConfRoverC
 
 def simulate(key: jax.Array, config: ConfRoverConfig):
     """``num_walkers`` walkers from exact Boltzmann draws, ``num_frames`` frames each:
-    ``(data (W, F, 2), truth)``; ``truth`` holds ``kappa``, ``weights`` and the Boltzmann grid's ``probs``."""
+    ``(data (W, F, 2), truth)``; ``truth`` holds ``kappa``, ``weights``, the Boltzmann grid's ``probs``
+    and its basin occupancies (:func:`exact_occupancies`) as ``iid_occupancies`` and
+    ``rollout_occupancies``, the true values of what :func:`estimands` estimates."""
     k0, kw = jax.random.split(key)
     frames = langevin_walkers(kw, boltzmann_samples(k0, config.num_walkers, config), config.num_frames, config)
-    return frames, {"kappa": np.asarray(config.kappa), "weights": np.asarray(config.weights), "probs": _grid(config).probs}
+    occupancies = exact_occupancies(config)
+    return frames, {"kappa": np.asarray(config.kappa), "weights": np.asarray(config.weights),
+                    "probs": _grid(config).probs, "iid_occupancies": occupancies, "rollout_occupancies": occupancies}
 
 
 def validate_data(data, config: ConfRoverConfig):
@@ -585,16 +606,16 @@ def basin(theta) -> np.ndarray:
 
 
 def basin_occupancies(theta) -> np.ndarray:
-    """Share of the points ``(..., 2)`` in each basin: ``(3,)``."""
-    labels = basin(theta).ravel()
-    return np.bincount(labels, minlength=3) / labels.size
+    """Share of the points ``(..., 2)`` in each basin: ``(3,)``; a non-finite point counts in none
+    (``diagnostics.metrics.basin_occupancies``)."""
+    return metrics.basin_occupancies(theta, basin, 3)
 
 
 def exact_occupancies(config: ConfRoverConfig) -> np.ndarray:
-    """Boltzmann probability of each basin (nearest-basin assignment of the grid cells): ``(3,)``."""
+    """Boltzmann probability of each basin (nearest-basin assignment of the grid cells): ``(3,)``,
+    summing to 1."""
     grid = _grid(config)
-    labels = basin(grid.centres)
-    return np.array([grid.probs[labels == k].sum() for k in range(3)])
+    return metrics.basin_occupancies(grid.centres, basin, 3, grid.probs)
 
 
 def core_transition_rate(paths, frame_time: float, core_radius: float) -> float:
@@ -645,13 +666,39 @@ def _stratified_starts(key, config: ConfRoverConfig) -> np.ndarray:
     return np.concatenate([draws[labels == b][:n] for b in range(3)])
 
 
+def _check_keys() -> jax.Array:
+    """The keys of :func:`check`: iid draws, rollout starts, rollouts, Langevin run, its starts,
+    Chapman–Kolmogorov starts."""
+    return jax.random.split(jax.random.PRNGKey(801), 6)
+
+
+def equilibrium_samples(surrogate: Surrogate, config: ConfRoverConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The two samplers' draws that :func:`check` (a) and (b) judge (its keys): ``iid_draws`` frames
+    decoded from ``h_0``, ``(iid_draws, 2)``, and rollouts at the base stride from
+    ``rollout_walkers`` exact Boltzmann draws, ``(rollout_walkers, rollout_frames, 2)``."""
+    keys = _check_keys()
+    iid = iid_samples(surrogate, keys[0], config.iid_draws, config)
+    starts = boltzmann_samples(keys[1], config.rollout_walkers, config)
+    paths = rollout(surrogate, keys[2], starts, stride=1, num_frames=config.rollout_frames, config=config)
+    return iid, np.swapaxes(paths, 0, 1)
+
+
+def estimands(idata, config: ConfRoverConfig) -> dict[str, np.ndarray]:
+    """What a trained surrogate implies whose truth is known, for ``zoo estimates``: the basin
+    occupancies (β, α_R, α_L) of its iid sampler (``iid_occupancies``) and of its rollouts
+    (``rollout_occupancies``), the samples :func:`check` judges (:func:`equilibrium_samples`); the
+    truth of both is :func:`exact_occupancies`. Their Monte Carlo error is in the model card."""
+    iid, paths = equilibrium_samples(learned(idata, config), config)
+    return {"iid_occupancies": basin_occupancies(iid), "rollout_occupancies": basin_occupancies(paths)}
+
+
 def check(idata, truth: dict, config: ConfRoverConfig) -> list[Check]:
     """Spec group3 §8 (CPU acceptance): (a) iid free energy, (b) rollout occupancies, transition
     rate and autocorrelation against the exact law and a Langevin run, (c) Chapman–Kolmogorov
     consistency of stride 4 against four strides of 1 (model card)."""
     surrogate = learned(idata, config)
-    keys = jax.random.split(jax.random.PRNGKey(801), 6)
-    iid = iid_samples(surrogate, keys[0], config.iid_draws, config)
+    keys = _check_keys()
+    iid, paths = equilibrium_samples(surrogate, config)
     fe = free_energy(iid, config)
     checks = [
         Check("(a) iid from h_0: free-energy MAE (k_BT)", fe.mae <= 0.5, fe.mae, "<= 0.5",
@@ -659,9 +706,6 @@ def check(idata, truth: dict, config: ConfRoverConfig) -> list[Check]:
         Check("(a) iid from h_0: coverage of low-energy bins", fe.coverage >= 0.9, fe.coverage, ">= 0.9",
               f"{fe.num_scored} of {fe.num_low} bins with F - F_min < {config.cutoff_kT:g} k_BT"),
     ]
-    starts = boltzmann_samples(keys[1], config.rollout_walkers, config)
-    paths = np.swapaxes(rollout(surrogate, keys[2], starts, stride=1, num_frames=config.rollout_frames,
-                                config=config), 0, 1)  # (W, F, 2)
     md = langevin_walkers(keys[3], boltzmann_samples(keys[4], config.rollout_walkers, config), config.rollout_frames,
                           config)
     occ, exact = basin_occupancies(paths), exact_occupancies(config)
@@ -715,6 +759,7 @@ ENTRY = ZooEntry(
     recipe=Recipe("flow", {"num_steps": 8000, "batch_size": 128, "learning_rate": 1e-3, "schedule": "cosine"},
                   {"num_steps": 50_000, "batch_size": 512}),
     check=check,
+    estimands=estimands,
     dims={"x": ("walker", "frame", "angle"), "cell": ("walker",), "jitter": ("walker", "angle")},
     columns=Columns(("phi", "psi"), series="walker", validate=validate_data,
                     describe="Langevin trajectories of (phi, psi) in radians, wrapped to (-pi, pi]: one row "

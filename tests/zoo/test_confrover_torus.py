@@ -1,7 +1,8 @@
-"""confrover_torus: the exact Boltzmann basin occupancies of the spec, the simulator keeps the
-Boltzmann law and wraps exactly at the seam, the program's windows, the rotary temporal module
-(shift invariance, causality), the decoder against an exact flow, the metrics on known series, the
-free energy of exact draws, CSV and named errors; a short training; the recipe (slow)."""
+"""confrover_torus: the exact Boltzmann basin occupancies of the spec and against an independent
+sum, the simulator keeps the Boltzmann law and wraps exactly at the seam, the program's windows,
+the rotary temporal module (shift invariance, causality), the decoder against an exact flow, the
+metrics on known series, the free energy of exact draws, CSV and named errors; a short training and
+its estimands; the recipe (slow)."""
 
 import dataclasses
 
@@ -13,7 +14,8 @@ from numpyro.handlers import seed, trace
 
 import inference
 import zoo
-from tests.helpers import mc_tolerance, recipe_failures
+from diagnostics.estimates import estimate_pairs, point_estimate
+from tests.helpers import mc_tolerance, midpoint_basin_masses, recipe_failures
 from zoo import confrover_torus as cr
 from zoo.nets.temporal import CausalTimeTransformer, rope
 from zoo.processes import sde, torus
@@ -36,6 +38,45 @@ def test_exact_occupancies_and_the_boltzmann_grid():
     np.testing.assert_array_equal(cr.basin(cr.BASINS), [0, 1, 2])
     # the basin assignment is wrap-aware: psi = pi - 0.01 and -pi + 0.01 are both nearest to beta (psi 2.6)
     assert list(cr.basin(np.array([[-1.4, np.pi - 0.01], [-1.4, -np.pi + 0.01]]))) == [0, 0]
+
+
+def _wrap(d):
+    return (d + np.pi) % (2 * np.pi) - np.pi
+
+
+_CENTRES = np.array([[-1.4, 2.6], [-1.4, -0.7], [1.0, 0.6]])  # the card's basins, written again
+
+
+def _nearest_basin(phi, psi):
+    return np.argmin(_wrap(phi[..., None] - _CENTRES[:, 0]) ** 2 + _wrap(psi[..., None] - _CENTRES[:, 1]) ** 2, axis=-1)
+
+
+def _boltzmann_masses(n, kappa, weights):
+    """Basin probabilities on n x n cells of the torus of the card's density, a mixture of von Mises
+    products ``sum_k w_k exp(kappa_k [cos(phi - a_k) + cos(psi - b_k) - 2])``, and the cut mass."""
+    kappa, weights = np.asarray(kappa), np.asarray(weights)
+
+    def density(phi, psi):
+        cosines = np.cos(phi[..., None] - _CENTRES[:, 0]) + np.cos(psi[..., None] - _CENTRES[:, 1])
+        return np.sum(weights * np.exp(kappa * (cosines - 2)), axis=-1)
+
+    return midpoint_basin_masses(density, _nearest_basin, (-np.pi, -np.pi), (np.pi, np.pi), n, 3)
+
+
+def test_the_truths_basin_occupancies_equal_an_independent_sum(key):
+    # what `estimands` is paired with (under two names: the iid sampler's and the rollouts'): the
+    # Boltzmann probability of each nearest basin from the truth's grid, against a brute-force sum
+    # 5 times finer of the card's density; the two may differ by what either grid can misassign
+    config = dataclasses.replace(SMALL, num_walkers=2, num_frames=80)
+    _, truth = ENTRY.simulate(key, config)
+    exact = cr.exact_occupancies(config)
+    for name in ("iid_occupancies", "rollout_occupancies"):
+        np.testing.assert_array_equal(truth[name], exact)
+    assert exact.shape == (3,) and abs(exact.sum() - 1.0) < 1e-12
+    coarse, coarse_cut = _boltzmann_masses(config.grid_size, config.kappa, config.weights)
+    fine, fine_cut = _boltzmann_masses(5 * config.grid_size, config.kappa, config.weights)
+    np.testing.assert_allclose(exact, coarse, atol=1e-12)  # the same midpoint rule, written apart
+    assert np.all(np.abs(exact - fine) <= coarse_cut + fine_cut), (exact, fine, coarse_cut + fine_cut)
 
 
 def test_the_boltzmann_grid_is_built_even_when_first_asked_for_inside_a_trace():
@@ -213,8 +254,9 @@ def test_a_short_training_learns_the_basins(key):
     # the iid sampler already puts the basins' mass where the Boltzmann law has it; the uniform law
     # (the untrained decoder's start) scores far worse
     config = dataclasses.replace(SMALL, num_walkers=16, num_frames=300, window=4, strides=(1, 2, 4), hidden=(32, 32),
-                                 d_model=8, ff=16, batch_size=32, ck_stride=2)
-    data, _ = ENTRY.simulate(key, config)
+                                 d_model=8, ff=16, batch_size=32, ck_stride=2, iid_draws=3000, rollout_walkers=8,
+                                 rollout_frames=20)
+    data, truth = ENTRY.simulate(key, config)
     # 120 steps (was 250: 31 s CPU for the fit, 8.5 s at 120 with the step compiled): the iid
     # sampler's largest basin error is 0.31 of the uniform law's after 120 steps (0.16 after 250),
     # against the bound 0.5 below; its Monte Carlo error at 3000 draws is ~0.01 of an occupancy
@@ -222,11 +264,26 @@ def test_a_short_training_learns_the_basins(key):
                           progress=False, config=config)
     loss = idata.training["loss"].values.ravel()
     assert loss[-40:].mean() < loss[:40].mean()
-    surrogate = cr.learned(idata, config)
-    iid = cr.iid_samples(surrogate, key, 3000, config)
+    # what `zoo estimates` pairs with the truth: the basin occupancies of the samples check judges,
+    # the iid sampler's 3000 draws and the rollouts (8 walkers x 20 frames)
+    assert ENTRY.estimands is cr.estimands
+    implied = cr.estimands(idata, config)
+    names = ("iid_occupancies", "rollout_occupancies")
+    assert set(implied) == set(names)
+    iid, paths = cr.equilibrium_samples(cr.learned(idata, config), config)
+    assert iid.shape == (3000, 2) and paths.shape == (8, 20, 2)
+    for name, draws in zip(names, (iid, paths)):
+        assert implied[name].shape == (3,) and np.all(implied[name] >= 0) and implied[name].sum() <= 1.0 + 1e-12
+        np.testing.assert_array_equal(implied[name], cr.basin_occupancies(draws))
+    labels = {f"{name}[{k}]" for name in names for k in range(3)}
+    assert set(estimate_pairs(implied, truth)) == labels
+    # as `zoo estimates` merges them: the networks' parameters name nothing in the truth
+    assert set(estimate_pairs({**point_estimate(idata), **implied}, truth)) == labels
     exact = cr.exact_occupancies(config)
     uniform = cr.basin_occupancies(np.asarray(torus.uniform(key, (3000, 2))))
-    assert np.max(np.abs(cr.basin_occupancies(iid) - exact)) < 0.5 * np.max(np.abs(uniform - exact))
+    assert np.max(np.abs(implied["iid_occupancies"] - exact)) < 0.5 * np.max(np.abs(uniform - exact))
+    # a diverged frame counts in no basin
+    np.testing.assert_array_equal(cr.basin_occupancies(np.array([cr.BASINS[1], [np.nan, 0.0]])), [0.0, 0.5, 0.0])
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """tito_mueller_brown: the potential's calibrated minima, the Boltzmann grid against its refinement
-and the spec's calibrated share, the simulator keeps the Boltzmann law, the regression program's
-pairs and lags, the check's free energy on exact draws, CSV and named errors; the recipe (slow)."""
+and the spec's calibrated share, the truth's basin occupancies against an independent sum, the
+simulator keeps the Boltzmann law, the regression program's pairs and lags, the check's free
+energy on exact draws, CSV and named errors; a short training and its estimands; the recipe
+(slow)."""
 
 import dataclasses
 
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 from numpyro.handlers import seed, trace
 
+import inference
 import zoo
-from tests.helpers import mc_tolerance, recipe_failures
+from diagnostics.estimates import estimate_pairs, point_estimate
+from tests.helpers import mc_tolerance, midpoint_basin_masses, recipe_failures
 from zoo import tito_mueller_brown as tito
 
 ENTRY = zoo.get("tito_mueller_brown")
@@ -32,6 +36,44 @@ def test_potential_minima_and_the_boltzmann_grid():
     assert abs(_share_right(coarse) - _share_right(fine)) < 1e-3  # quadrature converged
     assert abs(_share_right(fine) - 0.069) < 0.002  # the spec's exact Boltzmann value of P(x > 0.3)
     assert abs(coarse.probs.sum() - 1.0) < 1e-12
+
+
+# the model card's potential, written again: the independent reference of the exact occupancies
+_A = np.array([-200.0, -100.0, -170.0, 15.0])
+_a, _b, _c = np.array([-1.0, -1.0, -6.5, 0.7]), np.array([0.0, 0.0, 11.0, 0.6]), np.array([-10.0, -10.0, -6.5, 0.7])
+_X0, _Y0 = np.array([1.0, 0.0, -0.5, -1.0]), np.array([0.0, 0.5, 1.5, 1.0])
+_MINIMA = np.array([[-0.558, 1.442], [0.623, 0.028], [-0.050, 0.467]])
+
+
+def _nearest_minimum(x, y):
+    return np.argmin((x[..., None] - _MINIMA[:, 0]) ** 2 + (y[..., None] - _MINIMA[:, 1]) ** 2, axis=-1)
+
+
+def _boltzmann_masses(n, kT):
+    """Basin probabilities of exp(-V/kT) on n x n cells of [-2, 1.5] x [-1, 2.5], and the cut mass."""
+    def density(x, y):
+        dx, dy = x[..., None] - _X0, y[..., None] - _Y0
+        v = np.sum(_A * np.exp(_a * dx**2 + _b * dx * dy + _c * dy**2), axis=-1)
+        return np.exp(-(v - v.min()) / kT)
+
+    return midpoint_basin_masses(density, _nearest_minimum, (-2.0, -1.0), (1.5, 2.5), n, 3)
+
+
+def test_the_truths_basin_occupancies_equal_an_independent_sum(key):
+    # what `estimands` is paired with: the Boltzmann probability of each nearest-minimum basin from
+    # the truth's grid, against a brute-force sum 4 times finer from the card's constants; the two
+    # may differ by what either grid can misassign (the mass of the cells a basin boundary cuts)
+    config = dataclasses.replace(SMALL, num_walkers=2, num_frames=120)
+    _, truth = ENTRY.simulate(key, config)
+    occupancies = truth["occupancies"]
+    assert occupancies.shape == (3,) and abs(occupancies.sum() - 1.0) < 1e-12
+    np.testing.assert_array_equal(occupancies, tito.exact_occupancies(config))
+    coarse, coarse_cut = _boltzmann_masses(config.grid_size, config.kT)
+    fine, fine_cut = _boltzmann_masses(4 * config.grid_size, config.kT)
+    np.testing.assert_allclose(occupancies, coarse, atol=1e-12)  # the same midpoint rule, written apart
+    assert np.all(np.abs(occupancies - fine) <= coarse_cut + fine_cut), (occupancies, fine, coarse_cut + fine_cut)
+    # the deep well holds 0.898, the right well 0.072 (the spec's share x > 0.3 is 0.069), the middle 0.030
+    assert occupancies[0] > 0.85 and occupancies[2] < occupancies[1] < 0.1
 
 
 def test_simulator_keeps_the_boltzmann_law(key):
@@ -100,6 +142,31 @@ def test_csv_round_trip_and_named_errors(key):
     # the zero velocity leaves the base draw: x + scale * N(0, I)
     out = tito.rollout(kernel, key, np.zeros((4000, 2)), lag=10, num_steps=1, config=SMALL)[-1]
     assert abs(out.std() - SMALL.increment_scale) <= mc_tolerance(SMALL.increment_scale / np.sqrt(2), 8000)
+
+
+def test_a_short_training_gives_proper_estimands_paired_with_the_truth(key):
+    # a tiny flow trained briefly (the recipe's check runs in the slow test): what `zoo estimates`
+    # pairs with the truth is the equilibrium sample's basin occupancies, the states check scores
+    config = dataclasses.replace(SMALL, num_walkers=8, num_frames=120, hidden=(16, 16), batch_size=64, eq_chains=40,
+                                 eq_steps=6, eq_burn=2)
+    data, truth = ENTRY.simulate(key, config)
+    idata = inference.fit(ENTRY, data, method="flow", num_steps=60, batch_size=64, learning_rate=1e-3,
+                          progress=False, config=config)
+    assert ENTRY.estimands is tito.estimands
+    implied = tito.estimands(idata, config)
+    assert set(implied) == {"occupancies"} and implied["occupancies"].shape == (3,)
+    occupancies = implied["occupancies"]
+    assert np.all(occupancies >= 0) and occupancies.sum() <= 1.0 + 1e-12  # non-finite states count in none
+    states = tito.equilibrium_states(tito.learned_kernel(idata, config), jax.random.PRNGKey(tito._EQUILIBRIUM_KEY),
+                                     config)
+    assert states.shape == (4, 40, 2)
+    np.testing.assert_array_equal(occupancies, tito.basin_occupancies(states))
+    labels = {f"occupancies[{k}]" for k in range(3)}
+    assert set(estimate_pairs(implied, truth)) == labels
+    # as `zoo estimates` merges them: the network's parameters name nothing in the truth
+    assert set(estimate_pairs({**point_estimate(idata), **implied}, truth)) == labels
+    # a diverged state counts in no basin
+    np.testing.assert_array_equal(tito.basin_occupancies(np.array([tito.MINIMA[0], [np.nan, 0.0]])), [0.5, 0.0, 0.0])
 
 
 @pytest.mark.slow
