@@ -16,7 +16,8 @@
 * :func:`true_invariants` and :func:`estimands`: the true flow's long-run per-coordinate mean and
   standard deviation and its λ_max (cached per system, parameters and ``dt``), which
   :func:`simulate` puts in the truth in the data's standardised units; and the same three
-  quantities of a trained map's free-running orbit, which ``zoo estimates`` pairs with them.
+  quantities of a trained map's free-running orbit, which ``zoo estimates`` pairs with them
+  (the moments by :func:`attractor_moments`, which ``phyxmamba_lite`` applies to its forecasts).
 * :func:`training_mse`: the per-step training MSE from a ``tf`` run's loss trace.
 
 Not an entry (the registry skips modules whose name starts with ``_``).
@@ -38,7 +39,8 @@ from zoo._tabular import Columns
 from zoo.processes import chaos
 
 __all__ = ["DSRData", "simulate", "COLUMNS", "Reconstruction", "free_orbit", "evaluate", "lyapunov", "TrueInvariants",
-           "true_invariants", "estimands", "training_mse", "posterior_params", "LYAPUNOV_EVERY", "TRUE_LYAPUNOV_TIMES"]
+           "true_invariants", "estimands", "attractor_moments", "training_mse", "posterior_params", "LYAPUNOV_EVERY",
+           "TRUE_LYAPUNOV_TIMES"]
 
 #: Steps between the QR re-orthonormalisations of the λ_max estimate (trained map and true flow alike).
 LYAPUNOV_EVERY = 10
@@ -254,12 +256,20 @@ def estimands(step, initial_state, idata, config: DSRData) -> dict[str, np.ndarr
     z0 = initial_state(jnp.asarray(x0))
     states = free_orbit(step, z0, config)
     if not np.all(np.isfinite(states)):
-        nan = np.full(config.obs_dim, np.nan)
-        return {"attractor_mean": nan, "attractor_std": nan, "lyapunov_max": np.asarray(np.nan)}
-    orbit = states[:, : config.obs_dim]
-    return {"attractor_mean": orbit.mean(axis=0), "attractor_std": orbit.std(axis=0),
+        return {**attractor_moments(np.full((1, config.obs_dim), np.nan)), "lyapunov_max": np.asarray(np.nan)}
+    return {**attractor_moments(states[:, : config.obs_dim]),
             "lyapunov_max": np.asarray(lyapunov(step, z0, num_steps=config.eval_steps, dt=config.dt,
                                                 transient=config.eval_transient).exponents[0])}
+
+
+def attractor_moments(states) -> dict[str, np.ndarray]:
+    """``attractor_mean`` and ``attractor_std`` (dim,): the per-coordinate mean and SD (ddof 0) of
+    generated states ``(..., dim)`` pooled; NaN unless every state is finite. The estimands a
+    generator's long-run statistics give (:func:`estimands`; ``phyxmamba_lite``'s forecasts)."""
+    flat = np.asarray(states, dtype=float).reshape(-1, np.shape(states)[-1])
+    if not np.all(np.isfinite(flat)):
+        flat = np.full_like(flat[:1], np.nan)
+    return {"attractor_mean": flat.mean(axis=0), "attractor_std": flat.std(axis=0)}
 
 
 def training_mse(idata, config: DSRData) -> np.ndarray:
