@@ -212,7 +212,7 @@ class TrueInvariants(NamedTuple):
 def true_invariants(config: DSRData) -> TrueInvariants:
     """The true flow's long-run mean and standard deviation per coordinate and its λ_max at
     ``config.true_params``; computed once per system, parameters, ``dt`` and ``eval_transient``
-    (cached: ~3 s of CPU the first time).
+    (cached: 3–4 s of CPU the first time).
 
     λ_max: :func:`lyapunov` (the routine :func:`estimands` applies to a trained map) on the flow map
     over one sampling step ``dt`` (RK4, steps of at most the flow's ``max_step``) for

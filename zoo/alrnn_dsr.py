@@ -49,7 +49,7 @@ observation, ``eval_transient`` steps dropped and ``eval_steps`` kept (the check
 the N read-outs in the data's standardised units, and ``lyapunov_max``, the M-dimensional latent
 map's maximal Lyapunov exponent per unit time (QR/Benettin through the map's Jacobians,
 renormalised every 10 steps, over ``eval_steps`` steps; per step ÷ Δt). ``simulate``'s truth holds
-the true flow's values under the same names (``zoo._dsr.true_invariants``, cached, ~3 s of CPU
+the true flow's values under the same names (``zoo._dsr.true_invariants``, cached, 3–4 s of CPU
 the first time; ``truth["mean"]``/``["std"]`` stay the training statistics):
 ``(μ_∞ − mean)/std`` and ``σ_∞/std`` with the replicate's training statistics, where μ_∞ =
 (0.017, 0.017, 23.549) and σ_∞ = (7.926, 9.013, 8.624) come from 1024 independent RK4 runs of
