@@ -18,8 +18,9 @@ import sys
 import numpy as np
 from scipy import stats
 
-__all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "mle_over_datasets",
-           "interval_coverage", "assert_binomial_coverage", "persistent_cache_misses", "midpoint_basin_masses"]
+__all__ = ["z_quantile", "mc_tolerance", "assert_within_mc_error", "recipe_failures", "estimand_pairs",
+           "mle_over_datasets", "interval_coverage", "assert_binomial_coverage", "persistent_cache_misses",
+           "midpoint_basin_masses"]
 
 DEFAULT_FALSE_FAILURE = 1e-4
 
@@ -82,6 +83,17 @@ def recipe_failures(name: str, *, seed: int = 0, config_name: str = "small") -> 
     idata = inference.fit(entry, data, method=entry.recipe.method, config=config_name, progress=False,
                           **entry.recipe.options_for(config_name))
     return [c for c in entry.check(idata, truth, config) if not c.passed]
+
+
+def estimand_pairs(entry, idata, truth: dict, config) -> dict:
+    """``{label: (estimate, truth)}`` as ``zoo estimates`` records them for one fit: the entry's
+    ``estimands`` joined with the fit's point estimate (the estimands win a shared name, as in
+    ``zoo.cli``) and paired with ``truth`` by name and shape
+    (``diagnostics.estimates.estimate_pairs``)."""
+    from diagnostics import estimates
+
+    fitted = estimates.point_estimate(idata) if estimates.is_point_estimate(idata) else {}
+    return estimates.estimate_pairs({**fitted, **entry.estimands(idata, config)}, truth)
 
 
 def prior_replicate_likelihood(entry, config, seed):

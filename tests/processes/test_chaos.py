@@ -1,6 +1,7 @@
 """zoo.processes.chaos: registry against dysts, right-hand sides against closed forms, RK4 against
-diffrax, the resampling grid, noise, named errors, the state-space form, and the spec's Lorenz
-invariants (λ_max, correlation dimension) through diagnostics.metrics."""
+diffrax, the resampling grid, noise, named errors, the state-space form, the spec's Lorenz
+invariants (λ_max, correlation dimension) through diagnostics.metrics, and the long-run moments
+against Lorenz's exact time-average identities."""
 
 import json
 import math
@@ -192,3 +193,21 @@ def test_lorenz_correlation_dimension_in_spec_range(key):
     result = metrics.correlation_dimension(traj.states)
     assert 1.9 <= result.dimension <= 2.1, result.dimension
     assert result.fit_region[0] < result.fit_region[1]
+
+
+def test_lorenz_invariant_moments_obey_the_exact_time_average_identities():
+    # Long-run averages of derivatives vanish: d(x²)/dt = 2σx(y − x) gives ⟨x²⟩ = ⟨xy⟩,
+    # dz/dt = xy − βz gives ⟨xy⟩ = β⟨z⟩, d(z²)/dt and d(y²)/dt give ⟨y²⟩ = ρβ⟨z⟩ − β⟨z²⟩; the
+    # symmetry (x, y, z) → (−x, −y, z) gives ⟨x⟩ = ⟨y⟩ = 0. Tolerances: the standard errors' contributions
+    # added in absolute value (the estimates come from the same runs, so they are not independent).
+    beta, rho = 8 / 3, 28.0
+    m = chaos.invariant_moments("Lorenz", {"beta": beta})
+    z = z_quantile(num_comparisons=4)
+    np.testing.assert_array_less(np.abs(m.mean[:2]), z * m.mean_se[:2])
+    second = m.std ** 2 + m.mean ** 2
+    second_se = 2 * m.std * m.std_se + 2 * np.abs(m.mean) * m.mean_se
+    assert abs(second[0] - beta * m.mean[2]) <= z * (second_se[0] + beta * m.mean_se[2])
+    assert abs(second[1] - (rho * beta * m.mean[2] - beta * second[2])) <= z * (
+        second_se[1] + rho * beta * m.mean_se[2] + beta * second_se[2])
+    assert np.all(m.mean_se > 0) and np.all(m.std_se > 0) and m.std_se[0] < 0.01
+    assert chaos.invariant_moments("Lorenz", {"beta": beta}) is m  # cached

@@ -1,5 +1,6 @@
-"""alrnn_dsr: a short training through the facade (learns; packs its point estimate), the CSV form
-of a user's series, and (slow) the spec §2 acceptance of the small recipe."""
+"""alrnn_dsr: a short training through the facade (learns; packs its point estimate; its estimands
+pair with the truth), the CSV form of a user's series, and (slow) the spec §2 acceptance of the
+small recipe."""
 
 import dataclasses
 
@@ -9,8 +10,8 @@ import pytest
 
 import inference
 import zoo
-from tests.helpers import recipe_failures
-from zoo import alrnn_dsr
+from tests.helpers import estimand_pairs, recipe_failures
+from zoo import _dsr, alrnn_dsr
 
 ENTRY = zoo.get("alrnn_dsr")
 TINY = dataclasses.replace(ENTRY.configs["small"], num_train=3000, num_test=6000, eval_steps=5000)
@@ -32,6 +33,13 @@ def test_short_sparse_forcing_run_learns_and_is_analysable():
     checks = ENTRY.check(idata, truth, TINY)
     assert [c.name for c in checks][0] == "training MSE dropped at least 3x" and len(checks) == 5
     assert all(np.isfinite(c.value) or c.name.startswith("D_stsp") for c in checks)
+    # zoo estimates: the estimands (attractor moments, λ_max) pair with the truth by name and shape
+    pairs = estimand_pairs(ENTRY, idata, truth, TINY)
+    assert set(pairs) == {f"attractor_{s}[{i}]" for s in ("mean", "std") for i in range(3)} | {"lyapunov_max"}
+    assert all(np.isfinite(estimate) for estimate, _ in pairs.values())
+    invariants = _dsr.true_invariants(TINY)
+    np.testing.assert_allclose(truth["attractor_mean"], (invariants.mean - truth["mean"]) / truth["std"], rtol=1e-12)
+    assert pairs["lyapunov_max"][1] == invariants.lyapunov_max
 
 
 def test_csv_of_a_users_series_is_standardised():

@@ -1,8 +1,8 @@
 """phyxmamba_lite: the program's objective against the paper's losses computed by hand (next-patch
 + MTP MSE; rollout MSE + the two MMD terms), the simulator against the flow map, the data format,
 the named errors (a horizon longer than the data, a non-finite rollout, an embedding longer than
-the context), a short pretraining fit that must beat the persistence forecast, and (slow) the
-spec's acceptance on ``small``."""
+the context), a short pretraining fit that must beat the persistence forecast and whose estimands
+pair with the truth, and (slow) the spec's acceptance on ``small``."""
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +15,7 @@ import inference
 import zoo
 from diagnostics.metrics import smape
 from inference.losses import mmd
+from tests.helpers import estimand_pairs
 from zoo.nets.params import module_params, point_values
 from zoo.nets.selective_ssm import EmbeddingTooLargeError
 from zoo.phyxmamba_lite import (SMALL, HorizonTooLongError, NonFiniteRolloutError, PhyxMambaConfig, _networks,
@@ -156,6 +157,21 @@ def test_short_fit_beats_persistence(simulated, fitted):
     assert scores.smape[0] < persistence, (scores.smape, persistence)
     values = point_values(idata)
     assert module_params(values, "net")["params"]["embed"]["kernel"].shape == (3 * 3 * FAST.patch, FAST.d_model)
+
+
+def test_estimands_are_the_pooled_forecasts_moments_and_pair_with_the_attractors(simulated, fitted):
+    data, truth = simulated
+    idata, _ = fitted
+    pairs = estimand_pairs(ENTRY, idata, truth, FAST)
+    assert set(pairs) == {f"attractor_{s}[{i}]" for s in ("mean", "std") for i in range(3)}
+    moments = chaos.invariant_moments(FAST.flow)
+    np.testing.assert_array_equal(truth["attractor_std"], moments.std)
+    # the forecasts of `horizon` steps from the last `lookback` steps of each training series, pooled
+    mean, std = standardisation(data, FAST)
+    pred = forecast(module_params(point_values(idata), "net"), data[:, -FAST.lookback:], FAST.horizon, FAST,
+                    mean=mean, std=std).reshape(-1, 3)
+    np.testing.assert_allclose([pairs[f"attractor_mean[{i}]"][0] for i in range(3)], pred.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose([pairs[f"attractor_std[{i}]"][0] for i in range(3)], pred.std(axis=0), rtol=1e-12)
 
 
 @pytest.mark.slow

@@ -42,6 +42,9 @@ Simulation
   transient; optional process noise (additive diagonal Brownian forcing, integrated by the split
   scheme ``x ← RK4(x, h) + σ √h ε``, strong order 1 for additive noise) and i.i.d. Gaussian
   observation noise.
+* :func:`invariant_moments`: the attractor's long-run mean and standard deviation per coordinate
+  (the invariant measure's first two moments) from many independent RK4 runs, with their Monte
+  Carlo standard errors; computed once per system and parameters (cached).
 * :func:`flow_ssm`: the noisy-observation state-space form (transition = flow map over one
   sampling step plus process noise, emission = Gaussian noise on chosen coordinates) as a
   :class:`zoo.core.StateSpaceModel`, so the particle backends run on any flow.
@@ -92,6 +95,8 @@ __all__ = [
     "reference_solve",
     "sampling_step",
     "make_trajectory",
+    "InvariantMoments",
+    "invariant_moments",
     "flow_ssm",
 ]
 
@@ -507,6 +512,73 @@ def make_trajectory(key: jax.Array, system: str | Flow, num_points: int, *, pts_
     observations = states + scale * np.asarray(jax.random.normal(k_obs, states.shape))
     return Trajectory(times=np.arange(num_points) * sample_dt, states=states, observations=observations,
                       sample_dt=sample_dt, system=flow.name)
+
+
+class InvariantMoments(NamedTuple):
+    """The attractor's long-run statistics per coordinate: ``mean``, ``std`` (dim,) over all runs
+    pooled, and their Monte Carlo standard errors ``mean_se``, ``std_se`` (dim,): the spread of the
+    per-run values over √num_runs (the runs are independent)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    mean_se: np.ndarray
+    std_se: np.ndarray
+
+
+def invariant_moments(system: str | Flow, params: Mapping[str, Any] | None = None, *, num_runs: int = 1024,
+                      lyapunov_times: float = 100.0, seed: int = 0) -> InvariantMoments:
+    """The mean and standard deviation per coordinate of the flow's invariant measure.
+
+    ``num_runs`` independent RK4 runs at the flow's ``max_step`` (``vmap``: one compiled program),
+    from the attractor point perturbed by ``N(0, I)`` (``seed``), each discarding a transient of 10
+    dominant periods (chaos decorrelates the runs) and then averaging ``x`` and ``x²`` over every
+    step of ``lyapunov_times`` Lyapunov times (dysts' ``1/λ_max``). Lorenz at the defaults: 1024 ×
+    100 Lyapunov times (1.1·10⁵ time units, 1–2 s of CPU) give a standard error of 0.023 on the
+    mean of x and y (their exact mean is 0 by the symmetry (x, y) → (−x, −y)) and ≤ 0.003 on the
+    rest. Deterministic; cached per (system, parameters, settings).
+
+    Raises:
+        NonFiniteTrajectoryError: a run blew up.
+    """
+    flow = get_flow(system)
+    merged = parameters(flow, params)
+    return _invariant_moments(flow.name, tuple(sorted((k, float(v)) for k, v in merged.items())),
+                              positive_int("num_runs", num_runs), float(lyapunov_times), int(seed))
+
+
+@functools.lru_cache(maxsize=16)
+def _invariant_moments(name: str, params: tuple, num_runs: int, lyapunov_times: float, seed: int) -> InvariantMoments:
+    if num_runs < 2 or not lyapunov_times > 0:
+        raise ValueError(f"num_runs/lyapunov_times: expected at least 2 runs of a positive length, got {num_runs}, "
+                         f"{lyapunov_times}")
+    flow = FLOWS[name]
+    f = vector_field(flow, dict(params))
+    h = flow.max_step
+    num_steps = math.ceil(lyapunov_times * flow.lyapunov_time / h)
+    transient = math.ceil(10 * flow.period / h)
+    centre = jnp.asarray(flow.mean, dtype=float)  # sums of x − centre: no cancellation in the variance
+
+    def run(x):
+        x = jax.lax.fori_loop(0, transient, lambda _, y: rk4_step(f, y, h), x)
+
+        def body(carry, _):
+            y, s1, s2 = carry
+            y = rk4_step(f, y, h)
+            return (y, s1 + (y - centre), s2 + (y - centre) ** 2), None
+
+        zero = jnp.zeros(flow.dim)
+        (_, s1, s2), _ = jax.lax.scan(body, (x, zero, zero), None, length=num_steps)
+        return s1 / num_steps, s2 / num_steps
+
+    starts = jnp.asarray(flow.initial_state) + jax.random.normal(jax.random.PRNGKey(seed), (num_runs, flow.dim))
+    m1, m2 = (np.asarray(v) for v in jax.jit(jax.vmap(run))(starts))
+    if not (np.all(np.isfinite(m1)) and np.all(np.isfinite(m2))):
+        raise NonFiniteTrajectoryError(flow.name, h, int(np.argmax(~np.isfinite(m1).all(axis=1))))
+    shift = m1.mean(axis=0)
+    per_run_std = np.sqrt(np.maximum(m2 - m1 ** 2, 0.0))
+    return InvariantMoments(mean=np.asarray(centre) + shift, std=np.sqrt(m2.mean(axis=0) - shift ** 2),
+                            mean_se=m1.std(axis=0, ddof=1) / math.sqrt(num_runs),
+                            std_se=per_run_std.std(axis=0, ddof=1) / math.sqrt(num_runs))
 
 
 # --------------------------------------------------------------------------------------------
