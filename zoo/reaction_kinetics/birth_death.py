@@ -11,24 +11,28 @@ generator (detailed balance on ``1..n_max``; state 0 is absorbing and its entry 
 flux). Check: 90% intervals cover, posterior means within 15%.
 
 The prior is the three log-normals restricted to the rates for which the truncated chain is the
-logistic population: :func:`within_truncation`, σ ≤ κ (the mean-field population dies out) or the
-linear-noise approximation's quasi-stationary law, N(K, σΩ/λ) (births σK equal deaths κK + λK²/Ω
-there, the drift's slope is −(σ − κ)), with its mean ``QSD_MARGIN`` = 4 standard deviations below
-``n_max``. Without the restriction the prior puts 27% of its mass on K > ``n_max`` = 200 (small),
-where every count sits against the truncation, the spec's ``N_max = 3K`` fails and NUTS's trees grow
-long (a fit to a prior draw with K ≈ 1190 had not finished after 22 CPU minutes). The restricted
-prior keeps 63.5% of the log-normals' mass on ``small`` (largest K 149) and 75.3% on ``paper``
-(``n_max`` = 300, largest K 236) (Monte Carlo, 10^6 draws); the truth (K = 100: 100 + 4·14.1 = 157)
-is inside, and the recipe's posterior on ``small`` (seed 0: K = 98.7 ± 2.7) keeps K + 4 sd at
-154 ± 4, eleven of its standard deviations below the edge. Outside the domain
-the log density is −∞ (every term of the factor ``y``; the normalising constant of the
-restriction, a constant, is left out) and the deterministic site ``within_truncation`` is False;
-the prior predictive samples the restricted prior exactly, by rejection
-(:func:`restricted_prior_draw`), and parameters given from outside that leave it are refused by
-name on concrete values and marked by ``within_truncation`` when traced. The domain's edge is a
-wall in the sampler's unconstrained space: data whose posterior reaches it make NUTS diverge and
-its chains disagree (a prior draw with K + 4 sd = 199.2 on ``small``: 367 divergent transitions,
-R-hat 2.29), so no SBC verdict is stored for this parameterisation. Counts that come near
+logistic population: :func:`within_truncation`, the linear-noise approximation's quasi-stationary
+law N(K, σΩ/λ) (births σK equal deaths κK + λK²/Ω there, the drift's slope is −(σ − κ)) with
+max(K, 0) at least ``QSD_MARGIN`` = 4 standard deviations below ``n_max``, i.e. λ ≥
+:func:`lam_floor` (σ, κ). Without the restriction the prior puts 27% of its mass on K > ``n_max`` =
+200 (small), where every count sits against the truncation, the spec's ``N_max = 3K`` fails and
+NUTS's trees grow long (a fit to a prior draw with K ≈ 1190 had not finished after 22 CPU minutes).
+The restricted prior keeps 63.4% of the log-normals' mass on ``small`` (largest K 149) and 75.3%
+on ``paper`` (``n_max`` = 300, largest K 236) (Monte Carlo, 10^6 draws); the truth (K = 100:
+100 + 4·14.1 = 157) is inside, and the recipe's posterior on ``small`` (seed 0: K = 98.7 ± 2.7)
+keeps K + 4 sd at 154 ± 4, eleven of its standard deviations below the edge.
+
+As a program: σ, κ from their log-normals; ``log_lam`` from the log-normal's normal truncated
+below at log ``lam_floor(σ, κ)``; the factor ``lam_restriction`` (the log of the truncation's
+normaliser) makes the joint density the log-normals' restricted to the domain; ``lam`` =
+exp(``log_lam``) deterministic. The domain's edge is thus a bound of ``log_lam``'s support, which
+the sampler's transform stays inside, not a wall (written as a −∞ log density at the edge, a
+draw at K + 4 sd = 199.2 gave NUTS 367 divergent transitions and R-hat 2.29). Simulation-based
+calibration ranks ``sigma``, ``kappa`` and ``log_lam`` (ranks of λ itself, a monotone function).
+Parameters given from outside that leave the domain get −∞ (every term of the factor ``y``) and
+the deterministic site ``within_truncation`` False, and the prior predictive refuses them by name
+on concrete values; it samples the restricted prior exactly, by rejection
+(:func:`restricted_prior_draw`). Counts that come near
 ``n_max`` call for a larger one (``--set n_max=...``); the check reports the leak of simulated data.
 
 Example::
@@ -128,13 +132,22 @@ def _lbd_priors(config: LBDConfig) -> dict:
             (("sigma", config.prior_sigma), ("kappa", config.prior_kappa), ("lam", config.prior_lam))}
 
 
+def lam_floor(sigma, kappa, config: LBDConfig) -> jax.Array:
+    """The smallest λ inside the prior's domain given (σ, κ): with ``u = √(Ω/λ)`` the domain
+    ``max(σ − κ, 0) u² + QSD_MARGIN √σ u ≤ n_max`` (K⁺ + ``QSD_MARGIN`` sd of the LNA's
+    quasi-stationary law N(K, σΩ/λ)) is ``u ≤ u*``, the quadratic's positive root in its stable
+    form ``2 n_max / (b + √(b² + 4 a n_max))``; ``λ_min = Ω / u*²``. Continuous in (σ, κ)."""
+    a = jnp.maximum(sigma - kappa, 0.0)
+    b = QSD_MARGIN * jnp.sqrt(sigma)
+    root = 2.0 * config.n_max / (b + jnp.sqrt(b**2 + 4.0 * a * config.n_max))
+    return config.volume / root**2
+
+
 def within_truncation(params: dict, config: LBDConfig) -> jax.Array:
-    """The prior's domain (model card): σ ≤ κ, or K + ``QSD_MARGIN``·sqrt(σΩ/λ) ≤ ``n_max`` with
-    K = (σ − κ)Ω/λ, the LNA's quasi-stationary mean and variance. A bool array (traceable)."""
-    sigma, kappa, lam = params["sigma"], params["kappa"], params["lam"]
-    capacity = (sigma - kappa) * config.volume / lam
-    spread = jnp.sqrt(sigma * config.volume / lam)
-    return (sigma <= kappa) | (capacity + QSD_MARGIN * spread <= config.n_max)
+    """The prior's domain (model card): λ ≥ :func:`lam_floor` (σ, κ), i.e. K⁺ + ``QSD_MARGIN``·
+    sqrt(σΩ/λ) ≤ ``n_max`` with K = (σ − κ)Ω/λ, the LNA's quasi-stationary mean and variance. A
+    bool array (traceable)."""
+    return params["lam"] >= lam_floor(params["sigma"], params["kappa"], config)
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -149,10 +162,23 @@ def restricted_prior_draw(key: jax.Array, config: LBDConfig) -> dict:
 
 
 def _lbd_prior(config: LBDConfig, drawn: dict) -> dict:
-    """The sample sites; ``drawn`` (a restricted prior draw, or empty) is substituted into them, and
-    an outer substitute (a posterior predictive's values) wins."""
+    """The sample sites ``sigma``, ``kappa``, ``log_lam`` (``lam`` deterministic): log λ given (σ, κ)
+    is the log-normal's normal truncated below at log :func:`lam_floor`, and the factor
+    ``lam_restriction`` multiplies back the truncation's normaliser, so the joint density is the
+    three log-normals' restricted to the domain (in log λ). The domain's edge is then a bound of
+    ``log_lam``'s support, which the sampler's transform keeps it inside, not a wall. ``drawn``
+    (a restricted prior draw, or empty) is substituted into the sites; an outer substitute (a
+    posterior predictive's values) wins."""
+    if "lam" in drawn:
+        drawn = {"sigma": drawn["sigma"], "kappa": drawn["kappa"], "log_lam": jnp.log(drawn["lam"])}
+    loc, scale = config.prior_lam
     with numpyro.handlers.substitute(data=drawn):
-        return {name: numpyro.sample(name, prior) for name, prior in _lbd_priors(config).items()}
+        sigma = numpyro.sample("sigma", dist.LogNormal(*config.prior_sigma))
+        kappa = numpyro.sample("kappa", dist.LogNormal(*config.prior_kappa))
+        low = jnp.log(lam_floor(sigma, kappa, config))
+        log_lam = numpyro.sample("log_lam", dist.TruncatedNormal(loc, scale, low=low))
+    numpyro.factor("lam_restriction", jax.scipy.special.log_ndtr((loc - low) / scale))
+    return {"sigma": sigma, "kappa": kappa, "lam": numpyro.deterministic("lam", jnp.exp(log_lam))}
 
 
 def _lbd_validate(data, config: LBDConfig) -> jax.Array:

@@ -15,7 +15,7 @@ from numpyro.infer.util import log_density
 from scipy import stats
 
 import zoo
-from zoo.reaction_kinetics.birth_death import restricted_prior_draw, within_truncation
+from zoo.reaction_kinetics.birth_death import QSD_MARGIN, lam_floor, restricted_prior_draw, within_truncation
 from tests.helpers import assert_within_mc_error, mle_over_datasets
 
 
@@ -45,11 +45,13 @@ def test_logistic_likelihood_equals_dense_expm(lbd):
     expected = np.log(P[previous, counts]).sum()
     got = entry.exact_loglik({k: jnp.asarray(v) for k, v in params.items()}, data, config)
     np.testing.assert_allclose(float(got), expected, rtol=1e-9)
-    prior = {k: jnp.asarray(v) for k, v in params.items()}
+    prior = {"sigma": jnp.asarray(1.1), "kappa": jnp.asarray(0.45), "log_lam": jnp.log(0.006)}
     lp, _ = log_density(entry.model, (data,), {"config": config}, prior)
+    # the log-normals' density in (sigma, kappa, log lam): the truncation's normaliser and the factor
+    # lam_restriction cancel inside the domain
     prior_lp = sum(float(jax.scipy.stats.norm.logpdf(jnp.log(params[k]), loc, scale) - jnp.log(params[k]))
-                   for k, (loc, scale) in (("sigma", config.prior_sigma), ("kappa", config.prior_kappa),
-                                           ("lam", config.prior_lam)))
+                   for k, (loc, scale) in (("sigma", config.prior_sigma), ("kappa", config.prior_kappa)))
+    prior_lp += float(jax.scipy.stats.norm.logpdf(jnp.log(params["lam"]), *config.prior_lam))
     np.testing.assert_allclose(float(lp), expected + prior_lp, rtol=1e-9)
 
 
@@ -96,7 +98,7 @@ def test_logistic_ssa_matches_exact_fsp_marginals(key):
 def test_the_prior_is_restricted_to_where_the_truncation_holds(lbd):
     """The restricted prior's draws are the log-normals' draws kept by the domain (two-sample KS of
     each log rate against NumPy's rejection sampler, false-alarm budget 1e-3 per rate); the kept
-    fraction matches the card's 0.635 within 4 binomial SDs; outside the domain the log density is
+    fraction matches the card's 0.634 within 4 binomial SDs; outside the domain the log density is
     -inf and the prior predictive refuses given parameters by name."""
     entry, config, data, truth = lbd
     draws = jax.vmap(lambda k: restricted_prior_draw(k, config))(jax.random.split(jax.random.PRNGKey(3), 2000))
@@ -106,17 +108,29 @@ def test_the_prior_is_restricted_to_where_the_truncation_holds(lbd):
     unrestricted = {name: np.exp(rng.normal(loc, scale, size)) for name, (loc, scale) in
                     (("sigma", config.prior_sigma), ("kappa", config.prior_kappa), ("lam", config.prior_lam))}
     kept = np.asarray(within_truncation(unrestricted, config))
-    assert abs(kept.mean() - 0.635) < 4 * np.sqrt(0.635 * 0.365 / size)
+    assert abs(kept.mean() - 0.634) < 4 * np.sqrt(0.634 * 0.366 / size)
     for name in ("sigma", "kappa", "lam"):
         assert stats.ks_2samp(np.log(np.asarray(draws[name])), np.log(unrestricted[name][kept])).pvalue > 1e-3, name
     assert bool(within_truncation(truth, config))
     predicted = Predictive(entry.model, num_samples=50)(jax.random.PRNGKey(4), config=config)
     assert bool(np.all(predicted["within_truncation"])) and int(np.max(predicted["y"])) <= config.n_max
-    outside = {"sigma": jnp.asarray(1.0), "kappa": jnp.asarray(0.5), "lam": jnp.asarray(0.002)}  # K = 250
+    outside = {"sigma": jnp.asarray(1.0), "kappa": jnp.asarray(0.5), "log_lam": jnp.log(0.002)}  # K = 250
     lp, _ = log_density(entry.model, (data,), {"config": config}, outside)
     assert float(lp) == -np.inf
     with pytest.raises(ValueError, match="outside the prior's domain"):
         numpyro.handlers.seed(numpyro.handlers.substitute(entry.model, data=outside), 0)(config=config)
+
+
+def test_the_floor_of_lam_is_the_domain_edge(lbd):
+    """At lam_floor(sigma, kappa) the margin K+ + 4 sd equals n_max (also where sigma <= kappa and
+    K+ = 0); just above it the rates are inside, just below outside."""
+    entry, config, data, truth = lbd
+    for sigma, kappa in ((1.0, 0.5), (1.3, 0.2), (0.4, 0.9), (0.7, 0.7)):
+        lam = float(lam_floor(jnp.asarray(sigma), jnp.asarray(kappa), config))
+        margin = max(sigma - kappa, 0.0) * config.volume / lam + QSD_MARGIN * np.sqrt(sigma * config.volume / lam)
+        np.testing.assert_allclose(margin, config.n_max, rtol=1e-10)
+        for factor, inside in ((1 + 1e-6, True), (1 - 1e-6, False)):
+            assert bool(within_truncation({"sigma": sigma, "kappa": kappa, "lam": lam * factor}, config)) is inside
 
 
 @pytest.mark.slow
