@@ -47,8 +47,7 @@ def test_logistic_likelihood_equals_dense_expm(lbd):
     np.testing.assert_allclose(float(got), expected, rtol=1e-9)
     prior = {"sigma": jnp.asarray(1.1), "kappa": jnp.asarray(0.45), "log_lam": jnp.log(0.006)}
     lp, _ = log_density(entry.model, (data,), {"config": config}, prior)
-    # the log-normals' density in (sigma, kappa, log lam): the truncation's normaliser and the factor
-    # lam_restriction cancel inside the domain
+    # the log-normals' density in (sigma, kappa, log lam): log lam's law is not renormalised (model card)
     prior_lp = sum(float(jax.scipy.stats.norm.logpdf(jnp.log(params[k]), loc, scale) - jnp.log(params[k]))
                    for k, (loc, scale) in (("sigma", config.prior_sigma), ("kappa", config.prior_kappa)))
     prior_lp += float(jax.scipy.stats.norm.logpdf(jnp.log(params["lam"]), *config.prior_lam))
