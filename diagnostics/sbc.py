@@ -38,6 +38,7 @@ Public API: :class:`SBCResult`, :func:`run_sbc`, :func:`ranks_from_idata`,
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -441,14 +442,26 @@ def extreme_ranks(ranks: np.ndarray, num_draws: int) -> tuple[int, float]:
 
 def ecdf_band(num_ranks: int, num_draws: int, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Evaluation points ``z_j = j/(L+1)`` (j = 1..L) and ArviZ's simultaneous ``prob`` band
-    ``(lower, upper)`` for the ECDF of ``num_ranks`` uniform fractional ranks."""
+    ``(lower, upper)`` for the ECDF of ``num_ranks`` uniform fractional ranks.
+
+    The band depends on ``(num_ranks, num_draws, prob)`` only and ArviZ's optimisation costs about
+    0.1 s, so it is computed once per triple and kept (read-only arrays): a report asks for the same
+    band for its table, its verdicts and its figure."""
+    return _ecdf_band(int(num_ranks), int(num_draws), float(prob))
+
+
+@functools.lru_cache(maxsize=64)
+def _ecdf_band(num_ranks: int, num_draws: int, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from arviz.stats.ecdf_utils import ecdf_confidence_band
 
     points = np.arange(1, num_draws + 1) / (num_draws + 1)
     if num_draws > 200:  # the band at 200 points is simultaneous enough and far cheaper
         points = np.unique(np.round(np.linspace(1, num_draws, 200))) / (num_draws + 1)
     lower, upper = ecdf_confidence_band(num_ranks, points, points, prob=prob, method="optimized")
-    return points, np.asarray(lower), np.asarray(upper)
+    band = (points, np.array(lower, dtype=float), np.array(upper, dtype=float))
+    for array in band:
+        array.flags.writeable = False
+    return band
 
 
 def _ecdf(ranks: np.ndarray, num_draws: int, points: np.ndarray) -> np.ndarray:
