@@ -187,17 +187,23 @@ def _load(path: str) -> tuple[dict[str, tuple[float, float]], float]:
         return pairs, float(stored["seconds"])
 
 
+def _fitted_parameters(idata, data) -> dict[str, np.ndarray]:
+    """``run_estimates``'s default ``estimate``: the fit's :func:`point_estimate` (``data`` unused)."""
+    return point_estimate(idata)
+
+
 class _Replicate:
     """Simulate, fit, read the estimate and (with a folder) write one replicate: one sweep task."""
 
-    def __init__(self, simulate, fit, seed, out_dir, estimate=point_estimate):
-        self.simulate, self.fit, self.seed, self.out_dir, self.estimate = simulate, fit, seed, out_dir, estimate
+    def __init__(self, simulate, fit, seed, out_dir, estimate=None):
+        self.simulate, self.fit, self.seed, self.out_dir = simulate, fit, seed, out_dir
+        self.estimate = _fitted_parameters if estimate is None else estimate
 
     def __call__(self, i: int) -> tuple[int, dict[str, tuple[float, float]], float]:
         started = time.perf_counter()
         data, truth = self.simulate(self.seed + i)
         idata = self.fit(data, self.seed + i)
-        pairs = estimate_pairs(self.estimate(idata), truth)
+        pairs = estimate_pairs(self.estimate(idata, data), truth)
         seconds = time.perf_counter() - started
         if self.out_dir is not None:
             _save(self.out_dir, i, pairs, seconds)
@@ -207,7 +213,7 @@ class _Replicate:
 def run_estimates(simulate: Callable[[int], tuple[Any, Mapping[str, Any]]], fit: Callable[[Any, int], Any], *,
                   num_replicates: int, seed: int = 0, out_dir: str | os.PathLike | None = None,
                   settings: Mapping[str, Any] | None = None, progress: bool = False,
-                  client: Any = None, estimate: Callable[[Any], Mapping[str, Any]] = point_estimate) -> EstimateResult:
+                  client: Any = None, estimate: Callable[[Any, Any], Mapping[str, Any]] | None = None) -> EstimateResult:
     """The point estimate's sampling distribution over ``num_replicates`` replicates.
 
     Args:
@@ -224,9 +230,11 @@ def run_estimates(simulate: Callable[[int], tuple[Any, Mapping[str, Any]]], fit:
         client: a ``distributed.Client``: one Dask task per replicate, each writing its own file on
             its worker (:func:`diagnostics.sweep.map_tasks`); needs ``out_dir``. The estimates are the
             same as without a client: each replicate depends on its seed only.
-        estimate: ``estimate(idata) -> {name: value}``, what is paired with the truth
-            (:func:`estimate_pairs`); default :func:`point_estimate`. ``zoo estimates`` adds an
-            entry's ``estimands`` (quantities a trained network implies whose truth is known).
+        estimate: ``estimate(idata, data) -> {name: value}`` (the fit and the data it was given),
+            what is paired with the truth (:func:`estimate_pairs`); None: the fit's
+            :func:`point_estimate`. ``zoo estimates`` adds an entry's ``estimands`` (quantities a
+            trained network implies whose truth is known; a forecaster's read from the data's
+            test part).
     """
     if isinstance(num_replicates, bool) or not isinstance(num_replicates, (int, np.integer)) or num_replicates < 1:
         raise ValueError(f"num_replicates: expected a positive integer, got {num_replicates!r}")

@@ -85,7 +85,7 @@ def recipe_failures(name: str, *, seed: int = 0, config_name: str = "small") -> 
     return [c for c in entry.check(idata, truth, config) if not c.passed]
 
 
-def estimand_pairs(entry, idata, truth: dict, config) -> dict:
+def estimand_pairs(entry, idata, data, truth: dict, config) -> dict:
     """``{label: (estimate, truth)}`` as ``zoo estimates`` records them for one fit: the entry's
     ``estimands`` joined with the fit's point estimate (the estimands win a shared name, as in
     ``zoo.cli``) and paired with ``truth`` by name and shape
@@ -93,7 +93,7 @@ def estimand_pairs(entry, idata, truth: dict, config) -> dict:
     from diagnostics import estimates
 
     fitted = estimates.point_estimate(idata) if estimates.is_point_estimate(idata) else {}
-    return estimates.estimate_pairs({**fitted, **entry.estimands(idata, config)}, truth)
+    return estimates.estimate_pairs({**fitted, **entry.estimands(idata, data, config)}, truth)
 
 
 def prior_replicate_likelihood(entry, config, seed):

@@ -72,7 +72,7 @@ Example::
     idata = inference.fit(entry, data, method="tf", **entry.recipe.options)
     w = weights(idata, entry.configs["small"])
     alrnn_fixed_points(w)
-    estimands(idata, entry.configs["small"])    # attractor_mean, attractor_std, lyapunov_max
+    estimands(idata, data, entry.configs["small"])    # attractor_mean, attractor_std, lyapunov_max
 
 Reference: M. Brenner, C. J. Hemmer, Z. Monfared, D. Durstewitz (2024), "Almost-linear RNNs yield
 highly interpretable symbolic codes in dynamical systems reconstruction", NeurIPS 2024,
@@ -147,7 +147,7 @@ def reconstruction(idata, truth: dict, config: ALRNNConfig) -> _dsr.Reconstructi
     return _dsr.evaluate(*_trained_map(idata, config), truth["test"], config)
 
 
-def estimands(idata, config: ALRNNConfig) -> dict[str, np.ndarray]:
+def estimands(idata, data, config: ALRNNConfig) -> dict[str, np.ndarray]:
     """For ``zoo estimates``: the trained AL-RNN's free-running ``attractor_mean``,
     ``attractor_std`` (of the N read-out units, standardised units) and ``lyapunov_max`` (of the
     M-dimensional latent map, per unit time), paired with :func:`simulate`'s truth

@@ -568,11 +568,11 @@ def _cmd_estimates(args) -> int:
     def fit(data, seed):
         return inference.fit(entry, data, method=method, seed=seed, config=config, progress=False, **run_options)
 
-    def estimate(idata):  # the fit's parameters and the quantities it implies (the estimands win)
+    def estimate(idata, data):  # the fit's parameters and the quantities it implies (the estimands win)
         if entry.estimands is None:
             return estimates.point_estimate(idata)
         fitted = estimates.point_estimate(idata) if estimates.is_point_estimate(idata) else {}
-        return {**fitted, **entry.estimands(idata, config)}
+        return {**fitted, **entry.estimands(idata, data, config)}
 
     out = args.out or os.path.join("runs", f"estimates_{entry.name}_{args.config}_{method}")
     settings = {"entry": entry.name, "config": args.config, "method": method,

@@ -683,7 +683,7 @@ def equilibrium_samples(surrogate: Surrogate, config: ConfRoverConfig) -> tuple[
     return iid, np.swapaxes(paths, 0, 1)
 
 
-def estimands(idata, config: ConfRoverConfig) -> dict[str, np.ndarray]:
+def estimands(idata, data, config: ConfRoverConfig) -> dict[str, np.ndarray]:
     """What a trained surrogate implies whose truth is known, for ``zoo estimates``: the basin
     occupancies (β, α_R, α_L) of its iid sampler (``iid_occupancies``) and of its rollouts
     (``rollout_occupancies``), the samples :func:`check` judges (:func:`equilibrium_samples`); the

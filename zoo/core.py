@@ -236,8 +236,9 @@ class ZooEntry:
             recorded by the fit too); None: the latent sample sites of ``model(data)``. For
             entries that sample a reparameterisation built from the data, whose prior draw
             (without data) is not the same variable: they rank the site the prior draws.
-        estimands: ``estimands(idata, config) -> {name: value}`` for a recipe that returns a point
-            estimate (a trained network, a flow): quantities the fit implies whose true values
+        estimands: ``estimands(idata, data, config) -> {name: value}`` for a recipe that returns a
+            point estimate (a trained network, a flow; ``data``: what the fit was given, for a
+            forecaster scored on its test part): quantities the fit implies whose true values
             ``simulate``'s truth names with the same shape (a reconstructed attractor's moments, a
             sampler's basin occupancies), computed by the same functions as ``check``. ``zoo
             estimates`` pairs them with the truth as it pairs a fit's estimated parameters
@@ -264,7 +265,7 @@ class ZooEntry:
     columns: Columns | None = None
     prior_data: Callable[[dict, Any], Any] | None = None
     rank_sites: tuple[str, ...] | None = None
-    estimands: Callable[[Any, Any], dict] | None = None
+    estimands: Callable[[Any, Any, Any], dict] | None = None
 
     def __post_init__(self) -> None:
         for required in ("small", "paper"):

@@ -111,7 +111,7 @@ Example::
     data, truth = entry.simulate(jax.random.PRNGKey(0), config)
     idata = inference.fit(entry, data, method="map", **entry.recipe.options)
     scores = score_forecasts(idata, truth, config)          # VPT, sMAPE@1, D_stsp, persistence VPT
-    entry.estimands(idata, config)                          # attractor_mean, attractor_std of the forecasts
+    entry.estimands(idata, data, config)                    # attractor_mean, attractor_std of the forecasts
 
 Reference: C. Liu, R. Zhao, J. Ding, H. Wang, Y. Li (2025), "PhyxMamba: physics-informed
 selective state-space models for long-horizon chaotic system forecasting", arXiv:2505.23863.
@@ -484,7 +484,7 @@ def score_forecasts(idata, truth: dict, config: PhyxMambaConfig, *, stage: int |
     return ForecastScores(vpt, smapes, float(d), finite, inside, persistence, pred, target)
 
 
-def estimands(idata, config: PhyxMambaConfig) -> dict[str, np.ndarray]:
+def estimands(idata, data, config: PhyxMambaConfig) -> dict[str, np.ndarray]:
     """For ``zoo estimates``: the per-coordinate mean and SD (``attractor_mean``, ``attractor_std``,
     raw coordinates; ``zoo._dsr.attractor_moments``) of the forecasts of ``horizon`` steps from
     the last ``lookback`` steps of each training series (``observed_data["y"]``), pooled; NaN when a

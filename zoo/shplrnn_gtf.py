@@ -66,7 +66,7 @@ Example::
     data, truth = entry.simulate(jax.random.PRNGKey(0), entry.configs["small"])
     idata = inference.fit(entry, data, method="tf", **entry.recipe.options)
     idata.training["alpha"]          # the adaptive α per step
-    entry.estimands(idata, entry.configs["small"])   # attractor_mean, attractor_std, lyapunov_max
+    entry.estimands(idata, data, entry.configs["small"])   # attractor_mean, attractor_std, lyapunov_max
 
 Reference: F. Hess, Z. Monfared, M. Brenner, D. Durstewitz (2023), "Generalized teacher forcing
 for learning chaotic dynamics", ICML 2023, arXiv:2306.04406.
@@ -142,7 +142,7 @@ def reconstruction(idata, truth: dict, config: ShPLRNNConfig) -> _dsr.Reconstruc
     return _dsr.evaluate(*_trained_map(idata, config), truth["test"], config)
 
 
-def estimands(idata, config: ShPLRNNConfig) -> dict[str, np.ndarray]:
+def estimands(idata, data, config: ShPLRNNConfig) -> dict[str, np.ndarray]:
     """For ``zoo estimates``: the trained network's free-running ``attractor_mean``,
     ``attractor_std`` (standardised units) and ``lyapunov_max`` (per unit time), paired with
     :func:`simulate`'s truth (:func:`zoo._dsr.estimands`)."""

@@ -299,7 +299,7 @@ def _sample_checks(label: str, samples: np.ndarray, reference: np.ndarray, confi
     ]
 
 
-def estimands(idata, config: InterpolantConfig) -> dict[str, np.ndarray]:
+def estimands(idata, data, config: InterpolantConfig) -> dict[str, np.ndarray]:
     """What a trained interpolant implies whose truth is known, for ``zoo estimates``: the mode
     ``weights`` and the ``mean`` of the ODE sampler's ``num_samples`` draws (the samples
     :func:`check` judges first, same key). Their spread over replicates holds the sampler's own

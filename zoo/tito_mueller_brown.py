@@ -439,7 +439,7 @@ def free_energy(samples, config: TitoConfig) -> metrics.FreeEnergyComparison:
 _EQUILIBRIUM_KEY = 201
 
 
-def estimands(idata, config: TitoConfig) -> dict[str, np.ndarray]:
+def estimands(idata, data, config: TitoConfig) -> dict[str, np.ndarray]:
     """What a trained kernel implies whose truth is known, for ``zoo estimates``: the basin
     ``occupancies`` (deep, right, middle well) of its equilibrium sample (:func:`equilibrium_states`,
     the states whose free energy :func:`check` scores, same key); the truth is

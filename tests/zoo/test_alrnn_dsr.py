@@ -34,7 +34,7 @@ def test_short_sparse_forcing_run_learns_and_is_analysable():
     assert [c.name for c in checks][0] == "training MSE dropped at least 3x" and len(checks) == 5
     assert all(np.isfinite(c.value) or c.name.startswith("D_stsp") for c in checks)
     # zoo estimates: the estimands (attractor moments, λ_max) pair with the truth by name and shape
-    pairs = estimand_pairs(ENTRY, idata, truth, TINY)
+    pairs = estimand_pairs(ENTRY, idata, data, truth, TINY)
     assert set(pairs) == {f"attractor_{s}[{i}]" for s in ("mean", "std") for i in range(3)} | {"lyapunov_max"}
     assert all(np.isfinite(estimate) for estimate, _ in pairs.values())
     invariants = _dsr.true_invariants(TINY)

@@ -99,7 +99,7 @@ def test_an_entrys_estimands_are_paired_with_the_truth(toy, tmp_path, capsys):
         data, truth = toy_simulate(key, config)
         return data, {**truth, "mu_squared": truth["mu"] ** 2}
 
-    def estimands(idata, config):
+    def estimands(idata, data, config):
         mu = float(idata.posterior["mu"].values.ravel()[0])
         return {"mu_squared": np.asarray(mu**2), "mu": np.asarray(mu + 100.0)}
 

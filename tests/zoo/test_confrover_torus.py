@@ -267,7 +267,7 @@ def test_a_short_training_learns_the_basins(key):
     # what `zoo estimates` pairs with the truth: the basin occupancies of the samples check judges,
     # the iid sampler's 3000 draws and the rollouts (8 walkers x 20 frames)
     assert ENTRY.estimands is cr.estimands
-    implied = cr.estimands(idata, config)
+    implied = cr.estimands(idata, data, config)
     names = ("iid_occupancies", "rollout_occupancies")
     assert set(implied) == set(names)
     iid, paths = cr.equilibrium_samples(cr.learned(idata, config), config)

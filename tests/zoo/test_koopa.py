@@ -11,7 +11,9 @@ from numpyro.handlers import seed, trace
 
 import inference
 import zoo
-from zoo.koopa import SMALL, KoopaConfig, delay_embedding, model, rolling_forecasts, training_mask, training_windows
+from tests.helpers import estimand_pairs
+from zoo.koopa import (SMALL, KoopaConfig, delay_embedding, model, planted_amplitudes, rolling_forecasts, training_mask,
+                       training_windows)
 from zoo.nets.koopman import fourier_split
 
 ENTRY = zoo.get("koopa")
@@ -113,8 +115,26 @@ def test_operator_adaptation_gains_from_drift_not_from_more_snapshots(simulated)
     assert late > 2 * early and adapted[:, -third:].mean() < 0.5 * late, (early, late)
 
 
+def test_planted_amplitudes_read_the_simulators_sinusoids(simulated):
+    """The least squares behind the estimand: on the time-invariant part alone (a sum of the two
+    planted sinusoids) it returns the truth exactly; on the test targets (plus chirp and noise)
+    within 0.04 (measured 0.03 on seeds 0 and 1)."""
+    data, truth = simulated
+    times = np.arange(SMALL.num_train, SMALL.num_steps)
+    exact = planted_amplitudes(times, truth["invariant"][times], SMALL)
+    np.testing.assert_allclose(exact, truth["planted_amplitudes"], rtol=1e-10)
+    np.testing.assert_allclose(truth["planted_amplitudes"], np.abs(truth["mixing"][:, :2]) * [1.0, 0.8]
+                               / truth["std"][:, None], rtol=1e-12)
+    assert np.max(np.abs(planted_amplitudes(times, data[times], SMALL) - truth["planted_amplitudes"])) < 0.04
+
+
 def test_recovery_check_on_small(simulated):
     data, truth = simulated
     idata = inference.fit(ENTRY, data, method="map", progress=False, **ENTRY.recipe.options)
     checks = ENTRY.check(idata, truth, SMALL)
     assert all(c.passed for c in checks), checks
+    # zoo estimates: the forecasts' planted amplitudes pair with the truth (measured: 0.00 to 0.04 below)
+    pairs = estimand_pairs(ENTRY, idata, data, truth, SMALL)
+    assert set(pairs) == {f"planted_amplitudes[{c},{j}]" for c in range(SMALL.channels) for j in range(2)}
+    errors = np.array([estimate - true for estimate, true in pairs.values()])
+    assert np.all(np.abs(errors) < 0.1), pairs

@@ -162,7 +162,7 @@ def test_short_fit_beats_persistence(simulated, fitted):
 def test_estimands_are_the_pooled_forecasts_moments_and_pair_with_the_attractors(simulated, fitted):
     data, truth = simulated
     idata, _ = fitted
-    pairs = estimand_pairs(ENTRY, idata, truth, FAST)
+    pairs = estimand_pairs(ENTRY, idata, data, truth, FAST)
     assert set(pairs) == {f"attractor_{s}[{i}]" for s in ("mean", "std") for i in range(3)}
     moments = chaos.invariant_moments(FAST.flow)
     np.testing.assert_array_equal(truth["attractor_std"], moments.std)

@@ -30,7 +30,7 @@ def test_adaptive_alpha_run_through_the_facade():
     assert rec.finite and rec.orbit.shape == (5000, 3)  # clipped: bounded orbits
     # zoo estimates: the estimands (attractor moments, λ_max) pair with the truth by name and shape;
     # the 5 % training noise does not enter the truth (the noise-free flow's statistics)
-    pairs = estimand_pairs(ENTRY, idata, truth, TINY)
+    pairs = estimand_pairs(ENTRY, idata, data, truth, TINY)
     assert set(pairs) == {f"attractor_{s}[{i}]" for s in ("mean", "std") for i in range(3)} | {"lyapunov_max"}
     assert all(np.isfinite(estimate) for estimate, _ in pairs.values())
     clean = ENTRY.simulate(jax.random.PRNGKey(0), dataclasses.replace(TINY, train_noise=0.0))[1]

@@ -78,7 +78,7 @@ def test_program_trains_through_method_flow_and_learned_fields_are_rebuilt():
     assert fields.velocity(t, x).shape == (2,)
     # ŝ = −η̂/γ, with γ evaluated at t clipped into [score_clip, 1 − score_clip]
     np.testing.assert_allclose(fields.score(0.0, x), -fields.denoiser(0.0, x) / np.sqrt(0.02 * 0.98), rtol=1e-6)
-    implied = si.estimands(idata, config)  # zoo estimates pairs them with the truth
+    implied = si.estimands(idata, data, config)  # zoo estimates pairs them with the truth
     assert implied["weights"].shape == (8,) and implied["weights"].sum() == pytest.approx(1.0)
     assert set(estimate_pairs(implied, truth)) == {f"weights[{m}]" for m in range(8)} | {"mean[0]", "mean[1]"}
     np.testing.assert_allclose(truth["mean"], 0.0, atol=1e-12)  # the ring is centred

@@ -153,7 +153,7 @@ def test_a_short_training_gives_proper_estimands_paired_with_the_truth(key):
     idata = inference.fit(ENTRY, data, method="flow", num_steps=60, batch_size=64, learning_rate=1e-3,
                           progress=False, config=config)
     assert ENTRY.estimands is tito.estimands
-    implied = tito.estimands(idata, config)
+    implied = tito.estimands(idata, data, config)
     assert set(implied) == {"occupancies"} and implied["occupancies"].shape == (3,)
     occupancies = implied["occupancies"]
     assert np.all(occupancies >= 0) and occupancies.sum() <= 1.0 + 1e-12  # non-finite states count in none
