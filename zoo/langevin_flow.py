@@ -75,6 +75,12 @@ the held-in neurons, the posterior-mean rates of all neurons against the true ra
 ``[LL(λ̂) − LL(λ̄_n)] / (ln 2 · Σ spikes)`` with ``λ̄_n`` the neuron's mean training rate, are at
 least 0.7 × those of the true rates (the oracle); the learned kernel has ``‖K‖ > 0.1``.
 
+Estimands (``estimands``, what ``zoo estimates`` pairs with the truth: no network weight has a
+true value): ``co_bps``, the check's co-smoothing bits per spike of the held-out neurons on the
+test trials, against the oracle's (the true rates on the same counts, ``truth["co_bps"]``). Its
+bias over replicates is what the model loses to the truth on the paper's metric, its spread
+mostly the test counts' own.
+
 Configs: ``small`` is the table above on the simulated Lorenz population (200 trials, 100 bins,
 30 neurons of which 10 held out; 2000 steps on batches of 32 trials). ``paper`` is the paper's
 scale on real data: D = 64, the Transformer decoder (``d_model`` 192, 2 heads, FF 512), NLB
@@ -133,7 +139,9 @@ __all__ = [
     "posterior_rates",
     "bits_per_spike",
     "rate_r2",
+    "co_smoothing",
     "langevin_ssm",
+    "estimands",
     "check",
     "self_consistency_config",
     "simulate_self",
@@ -326,8 +334,10 @@ def lorenz_latents(key, config: LangevinFlowConfig) -> Float[Array, "S T 3"]:
 
 def simulate(key, config: LangevinFlowConfig):
     """``(counts (S, T, N), truth)``: the Lorenz-driven Poisson population; ``truth``: the true
-    ``rates`` (S, T, N), the z-scored Lorenz states ``lorenz`` (S, T, 3) and the unit ``readout``
-    vectors (N, 3). The ``paper`` config reads NLB data instead and is refused here when it is
+    ``rates`` (S, T, N), the z-scored Lorenz states ``lorenz`` (S, T, 3), the unit ``readout``
+    vectors (N, 3) and the oracle's co-smoothing bits per spike ``co_bps`` (:func:`co_smoothing`
+    of the true rates on these counts; what :func:`estimands` estimates; absent when
+    ``validation`` holds no test trial). The ``paper`` config reads NLB data instead and is refused here when it is
     absent."""
     if config.data_path is not None:
         _require_nlb(config)
@@ -337,7 +347,10 @@ def simulate(key, config: LangevinFlowConfig):
     c = c / jnp.linalg.norm(c, axis=-1, keepdims=True)
     rates = config.base_rate * jnp.exp(config.gain * x @ c.T)
     counts = jax.random.poisson(k_y, rates).astype(float)
-    return counts, {"rates": rates, "lorenz": x, "readout": c}
+    truth = {"rates": rates, "lorenz": x, "readout": c}
+    if 0 < config.validation < config.num_trials:
+        truth["co_bps"] = np.asarray(co_smoothing(np.asarray(rates)[-config.validation:], np.asarray(counts), config))
+    return counts, truth
 
 
 def _require_nlb(config: LangevinFlowConfig) -> None:
@@ -542,6 +555,16 @@ def rate_r2(estimate, truth) -> float:
     return float(1.0 - ((estimate - truth) ** 2).sum() / ((truth - truth.mean(axis=axes)) ** 2).sum())
 
 
+def co_smoothing(test_rates, counts, config: LangevinFlowConfig) -> float:
+    """Co-smoothing bits per spike (NLB's co-bps): :func:`bits_per_spike` of ``test_rates
+    (validation, T, N)`` on the held-out neurons of the last ``validation`` trials of ``counts
+    (S, T, N)``, against each held-out neuron's mean count over the training trials."""
+    counts, test_rates = np.asarray(counts, float), np.asarray(test_rates, float)
+    split = counts.shape[0] - config.validation
+    null = np.nanmean(counts[:split, :, config.held_in:], axis=(0, 1))
+    return bits_per_spike(test_rates[..., config.held_in:], counts[split:, :, config.held_in:], null)
+
+
 def langevin_ssm(params: Mapping[str, Any], config: LangevinFlowConfig) -> StateSpaceModel:
     """The model with a per-step decoder at trained ``params`` as a state-space model in
     ``x = (z, v) (2D,)``: ``x_0 ~ N(0, I)``, the Langevin step (``z`` a point mass, see
@@ -597,18 +620,25 @@ def _test_rates(idata, config: LangevinFlowConfig, num_samples: int):
     return params, counts, test, rates
 
 
+def estimands(idata, data, config: LangevinFlowConfig, *, num_samples: int = 20) -> dict[str, np.ndarray]:
+    """For ``zoo estimates``: ``co_bps``, the co-smoothing bits per spike of the fit's
+    posterior-mean rates on the held-out neurons of the test trials (:func:`co_smoothing`, as
+    :func:`check` scores them; the counts are the run's ``observed_data``, the ``data`` it was
+    given), paired with the oracle's on the same counts: its bias is the information about the
+    held-out neurons that the model loses against the true rates."""
+    _, counts, _, rates = _test_rates(idata, config, num_samples)
+    return {"co_bps": np.asarray(co_smoothing(rates, counts, config))}
+
+
 def check(idata, truth: Mapping[str, Any], config: LangevinFlowConfig, *, num_samples: int = 20) -> list[Check]:
     """Spec checks (b) and (c) of a ``"vae"`` run (the recipe) on the last ``validation`` trials,
     which the run held out of training: rate R² > 0.7 (all neurons), held-out co-bps ≥ 0.7 × the
     oracle's, ``‖K‖ > 0.1``."""
     params, counts, test, rates = _test_rates(idata, config, num_samples)
-    train = slice(0, counts.shape[0] - config.validation)
-    held_out = slice(config.held_in, None)
     true_rates = np.asarray(truth["rates"])[test]
     r2 = rate_r2(rates, true_rates)
-    null = np.nanmean(counts[train][..., held_out], axis=(0, 1))
-    co_bps = bits_per_spike(rates[..., held_out], counts[test][..., held_out], null)
-    oracle = bits_per_spike(true_rates[..., held_out], counts[test][..., held_out], null)
+    co_bps = co_smoothing(rates, counts, config)
+    oracle = co_smoothing(true_rates, counts, config)
     norm = float(np.linalg.norm(np.asarray(params["kernel"])))
     return [Check("rate R2 (test trials)", r2 > 0.7, r2, "> 0.7", f"posterior-mean rates, {config.validation} "
                   f"held-out trials, {num_samples} guide draws"),
@@ -690,6 +720,7 @@ ENTRY = ZooEntry(
     configs={"small": SMALL, "paper": PAPER},
     recipe=Recipe("vae", vae_options(SMALL), vae_options(PAPER)),
     check=check,
+    estimands=estimands,
     ssm=None,
     dims={"y": ("trial", "time", "neuron"), "z0": ("trial", "latent"), "v0": ("trial", "latent"),
           "v": ("time_step", "trial", "latent"), "z": ("trial", "time", "latent")},

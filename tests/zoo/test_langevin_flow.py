@@ -17,7 +17,7 @@ from scipy import stats
 
 import inference
 import zoo
-from tests.helpers import mc_tolerance, recipe_failures
+from tests.helpers import estimand_pairs, mc_tolerance, recipe_failures
 from zoo import langevin_flow as lf
 
 ENTRY = zoo.get("langevin_flow_lorenz")
@@ -185,6 +185,22 @@ def test_training_improves_and_the_kernel_leaves_zero(trained_tiny):
     assert loss[-20:].mean() < loss[:20].mean()
     assert idata.posterior["v"].shape == (1, 2, data.shape[1] - 1, data.shape[0], config.latent_dim)
     assert float(np.linalg.norm(params["kernel"])) > 0.0
+    # zoo estimates: the fit's co-bps (the check's) pairs with the oracle's, and is below it
+    pairs = estimand_pairs(ENTRY, idata, data, truth, config)
+    assert set(pairs) == {"co_bps"}
+    estimate, oracle = pairs["co_bps"]
+    assert np.isfinite(estimate) and estimate < oracle
+    assert estimate == pytest.approx(next(c.value for c in ENTRY.check(idata, truth, config) if c.name.startswith("co-bps")))
+
+
+def test_oracle_co_bps_is_the_true_rates_on_the_held_out_neurons_of_the_test_trials(tiny_data):
+    counts, truth = tiny_data
+    held_out, test = slice(TINY.held_in, None), slice(TINY.num_trials - TINY.validation, None)
+    null = counts[:TINY.num_trials - TINY.validation, :, held_out].mean(axis=(0, 1))
+    rates = np.asarray(truth["rates"])
+    expected = lf.bits_per_spike(rates[test][..., held_out], counts[test][..., held_out], null)
+    assert float(truth["co_bps"]) == pytest.approx(expected, rel=1e-12) and truth["co_bps"].shape == ()
+    assert "co_bps" not in lf.simulate(jax.random.PRNGKey(1), dataclasses.replace(TINY, validation=0))[1]
 
 
 def test_bits_per_spike_against_scipy():
