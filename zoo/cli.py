@@ -970,7 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    previous = _sigterm_as_interrupt()
+    previous = _signals_as_interrupt()
     try:
         check_output_paths(args)
         return int(args.func(args) or 0)
@@ -996,8 +996,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return 3
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _exit_now(status: int) -> None:
@@ -1014,15 +1014,50 @@ def _exit_now(status: int) -> None:
 
 
 def _interrupt(signum, frame):
+    """Ctrl-C and SIGTERM raise ``KeyboardInterrupt``, except where Python would drop it.
+
+    A signal's handler runs in whatever Python frame is executing. Inside a garbage-collector
+    callback (JAX registers one, ``_xla_gc_callback``, that runs on every collection) or a
+    ``__del__`` method, Python prints "Exception ignored in ..." and discards the exception, and the
+    command runs on: `zoo sbc` went on fitting replicates after a SIGINT and then a SIGTERM, both
+    discarded there. In such a frame the signal is sent again a moment later, when the callback
+    has returned (:func:`_resend`)."""
+    if _in_discarding_frame(frame):
+        _resend(signum)
+        return
     raise KeyboardInterrupt
 
 
-def _sigterm_as_interrupt():
-    """SIGTERM ends a command as Ctrl-C does (exit 130, the checkpoint kept); returns the handler
-    to restore (None where signals cannot be set: not the main thread)."""
+def _in_discarding_frame(frame) -> bool:
+    """Whether ``frame`` or a caller is a ``gc.callbacks`` function or a ``__del__`` method: places
+    where an exception is printed and dropped instead of propagated."""
+    import gc
+
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _resend(signum: int, delay: float = 0.05) -> None:
+    """Send ``signum`` to this process again after ``delay`` seconds (a daemon timer thread)."""
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
+def _signals_as_interrupt() -> dict:
+    """Ctrl-C and SIGTERM end a command through :func:`_interrupt` (exit 130, the checkpoint kept);
+    returns ``{signal: handler to restore}`` (empty where signals cannot be set: not the main
+    thread). An ignored SIGINT (a command started in the background by a shell) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
+        return {}
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
+    return previous
 
 
 if __name__ == "__main__":

@@ -123,6 +123,77 @@ def test_internal_error_and_interrupt_in_process(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "zoo list: interrupted; nothing more was written"
 
 
+_GC_CALLBACK_CODE = r"""
+import gc, sys, time
+from zoo import cli
+cli._signals_as_interrupt()
+first = [True]
+def slow_callback(phase, info):  # as JAX's _xla_gc_callback: Python code run by every collection
+    if phase == "start" and first[0]:
+        first[0] = False
+        print("in callback", flush=True)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:  # the signal's handler runs in this frame
+            time.sleep(0.01)
+gc.callbacks.append(slow_callback)
+try:
+    for _ in range(3):
+        gc.collect()
+    print("ran on", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_an_interrupt_that_lands_in_a_gc_callback_is_not_dropped():
+    """Python prints and drops an exception raised in a garbage-collector callback; `zoo sbc` ran on
+    after a SIGINT and a SIGTERM that landed in JAX's. The handler sends the signal again until it
+    lands outside: the command ends with exit 130."""
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    child = subprocess.Popen([sys.executable, "-c", _GC_CALLBACK_CODE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert child.stdout.readline().strip() == "in callback"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130 and out.strip() == "interrupted", (out, err)
+    assert "Exception ignored" not in err, err
+
+
+def test_the_handler_sends_again_from_a_gc_callback_and_raises_elsewhere(monkeypatch):
+    import gc
+    import signal
+    import sys
+
+    from zoo import cli
+
+    frames = []
+
+    def callback(phase, info):
+        if phase == "start" and not frames:
+            frames.append(sys._getframe())
+
+    sent = []
+    monkeypatch.setattr(cli, "_resend", sent.append)
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+        assert cli._interrupt(signal.SIGINT, frames[0]) is None and sent == [signal.SIGINT]
+    finally:
+        gc.callbacks.remove(callback)
+    with pytest.raises(KeyboardInterrupt):
+        cli._interrupt(signal.SIGTERM, sys._getframe())
+    assert sent == [signal.SIGINT]
+
+
 def test_ctrl_c_during_a_fit_exits_130_without_traceback(tmp_path):
     """Was a KeyboardInterrupt traceback. SIGINT is sent once the fit has started (its first line)."""
     import signal
