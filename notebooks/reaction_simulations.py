@@ -30,8 +30,6 @@
 # %%
 import os
 os.environ.setdefault("MPLBACKEND", "Agg")
-import warnings
-warnings.filterwarnings("ignore", message="IProgress not found")
 import dataclasses
 import numpy as np
 import jax, jax.numpy as jnp
