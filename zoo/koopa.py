@@ -94,8 +94,8 @@ read by least squares of the pooled forecasts at their absolute times on a const
 data's scale the truth is ``|M_{c,j}| a_j / std_c`` with ``a = (1, 0.8)``: a forecaster that damps
 the time-invariant part toward the window's mean shows a negative bias. The same regression on the
 test targets (the data) lands within about 0.03 of the truth (the chirp and the noise leak into
-the fit); on ``small`` seeds 0 and 1 the trained forecasts' amplitudes were 0.00 to 0.05 below the truth
-(largest on the weaker second sinusoid).
+the fit); on ``small`` seeds 0 and 1 the trained forecasts' amplitudes were 0.00 to 0.05 below
+the truth (largest on the weaker second sinusoid).
 
 Data: the series ``(T, C)``; CSV columns ``time`` (steps 0..T−1) and ``y0..y{C-1}``; it must be
 complete (windows are cut from it) and at least ``num_train + lookback + horizon`` long.
