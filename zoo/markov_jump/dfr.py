@@ -34,6 +34,18 @@ Recovery checks (spec group1 §2): posterior means within 0.15 of (1, 1, 1) and 
 covering; the posterior interval of the entropy production covers 0.179. The amortised
 zero-shot estimate of the same parameters is :func:`zoo.markov_jump.estimator.dfr_amortised_estimate`.
 
+Calibration: the sweep stored in ``calibration/mjp_dfr/small`` (n = 100, L = 99, ``zoo sbc
+mjp_dfr --config small --n 100 --draws 99 --seed 0``, the default recipe) flags ``log_r`` by its
+χ² on 20 bins alone (χ² = 51.6, p = 7.6·10⁻⁵ against the per-test level 1.1·10⁻³): the ranks
+clump (13 of 100 in 45–51, 9 in 81–84) without a trend, the ECDF stays inside its band, 4 ranks
+are at 0 or 99 (p = 0.14), every fit had R-hat ≤ 1.02 and no divergence, and the fits' bulk ESS
+of ``log_r`` (300–570 of 500 draws on three data sets) rules out correlated draws among the 99.
+An independent sweep of the same recipe (``--seed 1000``, replicates 1000–1099) is calibrated
+(``log_r``: χ² p = 0.68, 3 ranks at 0 or 99), and both pooled (n = 200) are calibrated (``log_r``:
+χ² p = 0.04, 7 ranks at 0 or 99, p = 0.11). Read as a false alarm: a calibrated entry is flagged
+with probability at most 1%, and with twenty stored sweeps one such flag has a chance of about
+one in six.
+
 Reference: D. Berghaus, K. Cvejoski, P. Seifner, C. Ojeda, R. J. Sánchez, "Foundation Inference
 Models for Markov Jump Processes", NeurIPS 2024, arXiv:2406.06419.
 
