@@ -146,7 +146,8 @@ for j, t in enumerate(config.times):
     ax.hist(np.asarray(data[:, j]), bins=np.arange(0, 60), histtype="step", lw=2, label=f"t = {t}")
 ax.set_xlabel("count n"); ax.legend(fontsize=8); plt.show()
 # half the recipe's draws (400/400 x 2 chains) to keep the notebook's build short
-idata = inference.fit(entry, data, method="nuts", progress=False, num_warmup=200, num_samples=200, num_chains=2)
+idata = inference.fit(entry, data, method="nuts", progress=False,
+                      **{**entry.recipe.options, "num_warmup": 200, "num_samples": 200})
 print(az.summary(idata, var_names=["k1", "k2", "k3"]))
 for name in ("k1", "k2", "k3"):
     c = check_covers(idata, name, truth[name], num_comparisons=3)

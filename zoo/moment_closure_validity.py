@@ -70,10 +70,11 @@ diagnostic marks Schlögl's 2nd-order normal MA invalid at every Omega in ``diag
 Brusselator's 2nd-order normal MA invalid by sustained oscillation and its 4th order valid; the SSA
 ensemble damped.
 
-SBC: not yet stored; a replicate of the default recipe on ``small`` costs more than 50 CPU-s on 2
-shared cores, compilation included (measured with ``zoo sbc moment_closure_validity
---config small --n 5 --draws 99 --seed 0 --batch-size 5`` had not finished its one batch of 5
-after 263 CPU-s, 5 min 54 s wall, and was stopped), so n = 100 is at least 1.5 CPU-hours.
+Recipe: NUTS with a dense mass matrix. The posterior of (k1, k2, k3) is a narrow ridge (the
+logs' correlations 0.89 to 0.98 on ``small``: the data pin the two stable states, which move
+together with the three rates); with a diagonal mass NUTS took about 25 leapfrog steps per
+draw and gave a bulk ESS of 137 to 192 of 800 draws (R-hat 1.01 to 1.02), with the dense mass
+about 6 steps and 311 to 386 (R-hat ≤ 1.01), in half the time (data sets of seeds 1 and 2).
 
 Example::
 
@@ -419,7 +420,7 @@ ENTRY = ZooEntry(
     model=model,
     simulate=simulate,
     configs={"small": SMALL, "paper": PAPER, "closure": CLOSURE},
-    recipe=Recipe("nuts", {"num_warmup": 400, "num_samples": 400, "num_chains": 2},
+    recipe=Recipe("nuts", {"num_warmup": 400, "num_samples": 400, "num_chains": 2, "dense_mass": True},
                   {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4}),
     check=check,
     exact_loglik=exact_loglik,
