@@ -187,10 +187,9 @@ axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
 # sample mean and variance, not of the counts, so it has no pointwise terms or predictive counts
 # to compare, and it is one short chain of a route the diagnostic marks invalid.
 #
-# R-hat of 1.04–1.07 in the FSP summary (bulk ESS 86–99; the
-# `ConvergenceWarning` above) is that of this notebook's half-length run (2 × 200 draws), above
-# the 1.05 line for k1 and k2: these intervals are not to be quoted; the recipe's longer run is
-# the one to quote.
+# The FSP fit runs half the recipe's draws (2 × 200) with its dense mass matrix: the posterior of
+# (k1, k2, k3) is a narrow ridge (the rates move together), which a diagonal mass crosses slowly.
+# Here R-hat is 1.00 and the bulk ESS above 220 for each rate.
 
 # %%
 print("FSP fit groups:", idata.groups())
