@@ -358,19 +358,25 @@ def held_out_starts(data, config: KoopaConfig) -> np.ndarray:
     return np.arange(config.num_train, np.shape(data)[0] - config.lookback - config.horizon + 1, config.seg_len)
 
 
-def test_scores(idata, data, config: KoopaConfig) -> TestScores:
-    """Score a ``map`` run on the test windows (:func:`held_out_starts`)."""
+def _test_forecasts(idata, data, config: KoopaConfig):
+    """``(starts, inputs, targets, forecasts)`` of a ``map`` run's Koopa on the test windows
+    (:func:`held_out_starts`) of ``data``."""
     series = jnp.asarray(_validate(data, config), dtype=float)
     starts = held_out_starts(series, config)
     inputs, targets = _windows(series, starts, config)
-    values = point_values(idata)
-    koopa, linear = _forecasters(config)
-    mask = training_mask(series, config)
+    koopa, _ = _forecasters(config)
+    forecasts = koopa(module_params(point_values(idata), "koopa"), inputs, training_mask(series, config))
+    return starts, inputs, targets, forecasts
+
+
+def test_scores(idata, data, config: KoopaConfig) -> TestScores:
+    """Score a ``map`` run on the test windows (:func:`held_out_starts`)."""
+    starts, inputs, targets, forecasts = _test_forecasts(idata, data, config)
+    _, linear = _forecasters(config)
     mse = lambda pred: float(jnp.mean((pred - targets) ** 2))
-    koopa_mse = mse(koopa(module_params(values, "koopa"), inputs, mask))
-    linear_mse = mse(linear(module_params(values, "dlinear"), inputs)) if config.baseline else float("nan")
+    linear_mse = mse(linear(module_params(point_values(idata), "dlinear"), inputs)) if config.baseline else float("nan")
     naive = mse(inputs[:, -config.horizon:])
-    return TestScores(koopa_mse, linear_mse, naive, starts)
+    return TestScores(mse(forecasts), linear_mse, naive, starts)
 
 
 def planted_amplitudes(times, values, config: KoopaConfig) -> np.ndarray:
@@ -392,11 +398,8 @@ def estimands(idata, data, config: KoopaConfig) -> dict[str, np.ndarray]:
     """For ``zoo estimates``: ``planted_amplitudes (C, 2)`` of Koopa's forecasts of the test
     windows of ``data`` (the series the fit was given), pooled at their absolute steps; NaN when a
     forecast is not finite."""
-    series = jnp.asarray(_validate(data, config), dtype=float)
-    starts = held_out_starts(series, config)
-    inputs, _ = _windows(series, starts, config)
-    koopa, _ = _forecasters(config)
-    forecasts = np.asarray(koopa(module_params(point_values(idata), "koopa"), inputs, training_mask(series, config)))
+    starts, _, _, forecasts = _test_forecasts(idata, data, config)
+    forecasts = np.asarray(forecasts)
     if not np.all(np.isfinite(forecasts)):
         return {"planted_amplitudes": np.full((config.channels, 2), np.nan)}
     times = starts[:, None] + config.lookback + np.arange(config.horizon)[None, :]

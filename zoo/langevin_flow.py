@@ -337,8 +337,8 @@ def simulate(key, config: LangevinFlowConfig):
     ``rates`` (S, T, N), the z-scored Lorenz states ``lorenz`` (S, T, 3), the unit ``readout``
     vectors (N, 3) and the oracle's co-smoothing bits per spike ``co_bps`` (:func:`co_smoothing`
     of the true rates on these counts; what :func:`estimands` estimates; absent when
-    ``validation`` holds no test trial). The ``paper`` config reads NLB data instead and is refused here when it is
-    absent."""
+    ``validation`` holds no test trial). The ``paper`` config reads NLB data instead and is
+    refused here when it is absent."""
     if config.data_path is not None:
         _require_nlb(config)
     k_x, k_c, k_y = jax.random.split(key, 3)
