@@ -124,21 +124,25 @@ def test_internal_error_and_interrupt_in_process(monkeypatch, capsys):
 
 
 _GC_CALLBACK_CODE = r"""
-import gc, sys, time
+import gc, signal, sys, time
 from zoo import cli
 cli._signals_as_interrupt()
+received, inner = [], signal.getsignal(signal.SIGINT)
+signal.signal(signal.SIGINT, lambda signum, frame: (received.append(signum), inner(signum, frame)))
 first = [True]
 def slow_callback(phase, info):  # as JAX's _xla_gc_callback: Python code run by every collection
     if phase == "start" and first[0]:
         first[0] = False
         print("in callback", flush=True)
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:  # the signal's handler runs in this frame
+        end = time.monotonic() + 30.0
+        while not received and time.monotonic() < end:  # the signal's handler runs in this frame
             time.sleep(0.01)
 gc.callbacks.append(slow_callback)
 try:
-    for _ in range(3):
+    end = time.monotonic() + 20.0
+    while time.monotonic() < end:
         gc.collect()
+        time.sleep(0.01)
     print("ran on", flush=True)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
