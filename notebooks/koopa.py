@@ -74,6 +74,29 @@ print(f"test MSE  Koopa {scores.koopa:.3f}   DLinear {scores.linear:.3f}   naive
 for c in entry.check(idata, truth, config):
     print("PASS" if c.passed else "FAIL", c.name, f"{c.value:.3g}")
 
+# %% [markdown]
+# ## The estimand: amplitudes of the planted sinusoids
+#
+# Koopa's weights have no true values, so a study of its sampling distribution
+# (`zoo estimates koopa`) needs a quantity that does: the amplitudes of the two planted sinusoids
+# in Koopa's forecasts of the test windows, by least squares on their sine and cosine at the
+# forecasts' absolute steps, against the planted amplitudes scaled as the data are (simulate's
+# `truth["planted_amplitudes"]`). The same regression on the test data themselves shows what the
+# drift and noise leave of them.
+
+# %%
+estimate = entry.estimands(idata, data, config)["planted_amplitudes"]
+times = kp.held_out_starts(data, config)[:, None] + config.lookback + np.arange(config.horizon)
+on_data = kp.planted_amplitudes(times, np.asarray(data)[times].reshape(-1, config.channels), config)
+print("channel   planted (truth)   test data   Koopa's forecasts")
+for c in range(config.channels):
+    print(f"y{c}       " + "   ".join(f"{a[c, 0]:.3f} {a[c, 1]:.3f}" for a in (truth["planted_amplitudes"], on_data, estimate)))
+
+# %% [markdown]
+# The forecasts carry the planted sinusoids at nearly their planted amplitudes, a few hundredths
+# low (the test data themselves are within 0.03 of the truth): what the recovery check's test MSE
+# summarises, shown per frequency.
+
 # %%
 from zoo.nets.params import module_params, point_values
 
