@@ -135,9 +135,11 @@ plt.tight_layout(); plt.show()
 #
 # `small`: Schlögl at $\Omega = 10$, 300 different cells measured once at each of
 # $t = 0.5, 1, 2, 5$ from $n_0 = 0$ (exact SSA). Priors $\log k_i \sim N(\log k_i^{true}, 0.5^2)$ for
-# $i = 1, 2, 3$, $k_4 = 1$ fixed. The likelihood is $\sum \log P(n, t_j \mid k)$ from the FSP on
-# $0..110$ (the birth–death generator's tridiagonal eigen-route, differentiable); the lost mass at
-# every draw is kept as a deterministic site.
+# $i = 1, 2, 3$, $k_4 = 1$ fixed, tilted by the probability that the data set stays within the
+# projection (the model card: at 39% of the log-normals' draws the high state lies beyond it). The
+# likelihood is $\sum \log P(n, t_j \mid k)$ from the FSP on $0..110$ (dense `expm` of the
+# generator for the grid step 0.5, the law carried from time to time; differentiable); the lost
+# mass at every draw is kept as a deterministic site.
 
 # %%
 data, truth = entry.simulate(jax.random.PRNGKey(0), config)
@@ -189,7 +191,7 @@ axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
 #
 # The FSP fit runs half the recipe's draws (2 × 200) with its dense mass matrix: the posterior of
 # (k1, k2, k3) is a narrow ridge (the rates move together), which a diagonal mass crosses slowly.
-# Here R-hat is 1.00 and the bulk ESS above 220 for each rate.
+# Here R-hat is at most 1.01 and the bulk ESS 128 to 147 of 400 draws for each rate.
 
 # %%
 print("FSP fit groups:", idata.groups())

@@ -30,6 +30,9 @@ Transient solvers (``method``):
                         tridiagonal and symmetrisable; ``exp(Q t)`` by the eigen-decomposition of
                         the symmetrised matrix, :func:`zoo.processes.birth_death.birth_death_transition`
                         (O(N^2) per time, differentiable by its custom JVP). Needs positive rates.
+                        Its error is absolute and grows with the ratio of the stationary weights:
+                        transitions toward far more probable states (Schlögl from 0 to a high
+                        state) can come back as 0 while their probability is order one (below).
 ``"expm"``              dense ``expm(Q t)`` of the (N+1)x(N+1) generator through
                         :func:`inference.exact.ctmc_transition_matrix` (scaling and squaring;
                         exact to rounding; for N up to a few thousand).
@@ -39,9 +42,17 @@ Transient solvers (``method``):
                         ``num_terms`` terms and the Poisson tail it drops is reported as
                         ``series_error`` (each term has mass <= 1, so it is a bound). Cost
                         ``O(L t nnz)``: for large, non-stiff systems (``L t`` in the thousands).
-``"auto"``              ``birth_death`` when the network qualifies, else ``expm`` up to
-                        ``DENSE_LIMIT`` states, else ``uniformization``.
+``"auto"``              ``expm`` up to ``DENSE_LIMIT`` states, else ``birth_death`` when the
+                        network qualifies, else ``uniformization``.
 ======================  =========================================================================
+
+``auto`` prefers the dense route even where ``birth_death`` applies, for accuracy: on Schlögl's
+network in volume 10 (``n_max`` = 110) at rates drawn from ``moment_closure_validity``'s prior,
+the eigen route reported a lost mass of 1e-4 by t = 1 where the truth is 1 (the high state lies
+beyond ``n_max``), and log-likelihoods of counts off by up to 8e5. With ``expm``
+and concrete times on a common grid (the observation times of an experiment, usually), the law is
+propagated from one time to the next with one matrix ``expm(Q h)`` for the grid step ``h``
+(vector-matrix products), about three times the eigen route's cost there instead of ten.
 
 Uniformisation is chosen over a Krylov ``expm_multiply`` because its truncation error is a
 computable bound (a Poisson tail), it keeps the solution non-negative, and with a fixed number of
@@ -114,6 +125,27 @@ __all__ = [
 ]
 
 DENSE_LIMIT = 2000  # "auto" uses dense expm up to this many projected states
+
+
+#: the most grid steps :meth:`FiniteStateProjection.transient` unrolls (vector-matrix products)
+MAX_GRID_STEPS = 64
+
+
+def _grid_steps(times) -> tuple[float, list[int]] | None:
+    """``(h, counts)`` when concrete, non-decreasing ``times`` lie on a grid ``h, 2h, ...`` from 0
+    (``times[l] - times[l-1] = counts[l] h``, to 1e-9 relative) with at most ``MAX_GRID_STEPS``
+    steps in all; else None (traced times, an irregular set, too fine a grid)."""
+    if times is None or times.size == 0:
+        return None
+    gaps = np.diff(np.concatenate([[0.0], np.asarray(times, dtype=float)]))
+    positive = gaps[gaps > 0]
+    if np.any(gaps < 0) or positive.size == 0:
+        return None
+    h = float(positive.min())
+    counts = np.rint(gaps / h)
+    if np.any(np.abs(counts * h - gaps) > 1e-9 * max(float(np.max(times)), h)) or counts.sum() > MAX_GRID_STEPS:
+        return None
+    return h, [int(c) for c in counts]
 
 
 class FSPTruncationError(ValueError):
@@ -404,10 +436,10 @@ class FiniteStateProjection:
 
     # -- transient laws ----------------------------------------------------------------------------
     def _method(self, method: str) -> str:
-        if method == "auto":
-            if self._birth_death is not None:
-                return "birth_death"
-            return "expm" if self.num_states <= DENSE_LIMIT else "uniformization"
+        if method == "auto":  # dense first: the eigen route's error (module docstring)
+            if self.num_states <= DENSE_LIMIT:
+                return "expm"
+            return "birth_death" if self._birth_death is not None else "uniformization"
         if method not in ("birth_death", "expm", "uniformization"):
             raise ValueError(f"method: expected 'auto', 'birth_death', 'expm' or 'uniformization', got {method!r}")
         if method == "birth_death" and self._birth_death is None:
@@ -455,7 +487,18 @@ class FiniteStateProjection:
         if method == "uniformization":
             law, series = self._uniformization(rates, p0, times, num_terms, series_tolerance)
         else:
-            law = p0 @ self.transition_matrices(rates, times, method=method)
+            step = _grid_steps(tv)
+            if step is None:
+                law = p0 @ self.transition_matrices(rates, times, method=method)
+            else:  # one matrix for the grid step; the law carried from each time to the next
+                h, counts = step
+                matrix = self.transition_matrices(rates, jnp.asarray([h], rates.dtype), method=method)[0]
+                laws, law = [], p0
+                for count in counts:
+                    for _ in range(count):
+                        law = law @ matrix
+                    laws.append(law)
+                law = jnp.stack(laws)
             law = jnp.maximum(law, 0.0)
             series = jnp.zeros(times.shape, rates.dtype)
         solution = FSPSolution(times=times, probs=law[:, :-1], lost_mass=law[:, -1], series_error=series)
