@@ -52,7 +52,8 @@ the eigen route reported a lost mass of 1e-4 by t = 1 where the truth is 1 (the 
 beyond ``n_max``), and log-likelihoods of counts off by up to 8e5. With ``expm``
 and concrete times on a common grid (the observation times of an experiment, usually), the law is
 propagated from one time to the next with one matrix ``expm(Q h)`` for the grid step ``h``
-(vector-matrix products), about three times the eigen route's cost there instead of ten.
+(vector-matrix products): 15 ms for a log-likelihood and its gradient at the entry's truth,
+against 47 ms for one dense matrix per time and 5.5 ms for the eigen route.
 
 Uniformisation is chosen over a Krylov ``expm_multiply`` because its truncation error is a
 computable bound (a Poisson tail), it keeps the solution non-negative, and with a fixed number of
