@@ -91,9 +91,12 @@ together with the three rates); with a diagonal mass NUTS took about 25 leapfrog
 draw and gave a bulk ESS of 137 to 192 of 800 draws (R-hat 1.01 to 1.02), with the dense mass
 about 6 steps and 311 to 386 (R-hat ≤ 1.01), in half the time (data sets of seeds 1 and 2).
 A gradient of the FSP likelihood costs about 15 ms of CPU at the truth (dense ``expm`` for the
-grid step 0.5 and ten vector-matrix products), so a fit of ``small`` takes several CPU minutes.
+grid step 0.5 and ten vector-matrix products) and 65-72 ms at draws of the prior whose largest
+exit rate is 2e4 (measured on 2 shared cores), so a fit of ``small`` takes from several to more
+than 13 CPU minutes.
 
-SBC: not yet stored for this program (an accelerator, or about 10 CPU hours at n = 100).
+SBC: not yet stored for this program; at more than 13 CPU minutes per replicate, n = 100 is a
+day of CPU on 2 cores (an accelerator's run, or a cheaper exact route).
 
 Example::
 
