@@ -192,9 +192,11 @@ def test_auto_route_keeps_the_probabilities_the_eigen_route_loses():
     within t = 0.5 and all but 0.25% of the mass leaves the projection, transitions toward
     states of far larger stationary weight, where the eigen route's absolute error (eps times
     the ratio of the similarity's weights) swamps the probabilities: it reports a lost mass of
-    0 where the truth is 0.9975. ``auto`` (dense expm for the grid step,
-    the law carried from time to time) agrees with uniformisation, an independent algorithm
-    whose truncation error is a reported bound, and with one dense expm per time."""
+    0 where the truth is 0.9975; its error bound there is 2e-3. ``auto`` (dense expm for the
+    grid step, the law carried from time to time, wherever that bound exceeds 1e-12) agrees with
+    uniformisation, an independent algorithm whose truncation error is a reported bound, and
+    with one dense expm per time; at the entry's truth (bound 2.7e-14) it takes the eigen route,
+    equal to the dense one to 1e-12."""
     from zoo.moment_closure_validity import schlogl_projection
 
     fsp = schlogl_projection(10.0, 110)
@@ -209,8 +211,18 @@ def test_auto_route_keeps_the_probabilities_the_eigen_route_loses():
     # the failure auto avoids: the eigen route reports no lost mass (and probabilities off by up
     # to 1e-4, of a remaining mass of 2.5e-3)
     assert float(jnp.max(jnp.abs(eigen.lost_mass - reference.lost_mass))) > 0.9
+    # where the bound certifies the eigen route (the entry's truth), auto takes it: equal to dense
+    truth = jnp.array([6.1027, 11.0, 6.0, 1.0])
+    assert float(fsp.eigen_error_bound(truth, fsp.initial_law(x0=jnp.array([0])))) < 1e-12
+    assert float(fsp.eigen_error_bound(rates, fsp.initial_law(x0=jnp.array([0])))) > 1e-3
+    grid_times = jnp.array([0.5, 1.0, 2.0, 5.0])
+    certified = fsp.transient(truth, grid_times, x0=jnp.array([0]))
+    np.testing.assert_allclose(certified.probs, fsp.transient(truth, grid_times, x0=jnp.array([0]),
+                                                              method="birth_death").probs, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(certified.probs, fsp.transient(truth, grid_times, x0=jnp.array([0]), method="expm").probs,
+                               atol=1e-12)
     # grid propagation (times on the step 0.5) equals one dense expm per time
-    grid = fsp.transient(rates, jnp.array([0.5, 1.0, 2.0, 5.0]), x0=jnp.array([0]))
+    grid = fsp.transient(rates, grid_times, x0=jnp.array([0]), method="expm")
     for l, t in enumerate((0.5, 1.0, 2.0, 5.0)):
         single = fsp.transient(rates, jnp.array([t]), x0=jnp.array([0]), method="expm")
         np.testing.assert_allclose(grid.probs[l], single.probs[0], atol=1e-12)

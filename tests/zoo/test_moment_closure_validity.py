@@ -6,8 +6,8 @@
   variance written out by hand from the closure's moments (scipy), and is -inf where the closure
   returns a non-positive variance.
 - Slow (each several CPU minutes; ``zoo check moment_closure_validity`` runs both): recovery on
-  small (FSP NUTS, the default recipe with its dense mass: ~15 ms CPU per gradient on 111 states
-  by the dense route, about 6 leapfrog steps per draw; 9 minutes wall on 2 shared cores),
+  small (FSP NUTS, the default recipe with its dense mass: the FSP's certified eigen route at
+  these rates, about 6 leapfrog steps per draw),
   where the Bonferroni 90% intervals of (k1, k2, k3) cover the truth and the lost mass stays below
   1e-6 over the posterior; the golden diagnostics and closure verdicts the entry's check runs
   (Schlögl FSP and 2MA steady means, CMN divergence, the diagnostic at five volumes, the
