@@ -43,7 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["BirthDeathTransition", "birth_death_transition", "symmetric_tridiagonal_expm"]
+__all__ = ["BirthDeathTransition", "birth_death_transition", "rounding_bound", "similarity_log_weights",
+           "symmetric_tridiagonal_expm"]
 
 
 class BirthDeathTransition(NamedTuple):
@@ -127,6 +128,20 @@ def _symmetric_tridiagonal_expm_jvp(primals, tangents):
 _ROUNDING_SAFETY = 16.0
 
 
+def similarity_log_weights(birth, death) -> jax.Array:
+    """``log d_n`` (``d_0 = 1``) of the similarity ``G = D^{-1} S D`` for rates ``birth, death``
+    on the transient states: ``(d_{n+1} / d_n)^2 = birth[n] / death[n+1]``. The eigen route's
+    absolute error on entry (i, j) is about ``eps d_j / d_i``."""
+    return jnp.concatenate([jnp.zeros(1, birth.dtype), jnp.cumsum(0.5 * (jnp.log(birth[:-1]) - jnp.log(death[1:])))])
+
+
+def rounding_bound(log_ratio) -> jax.Array:
+    """The eigen route's absolute error bound for ``log(d_j / d_i)``: ``16 eps d_j / d_i``
+    (entries below it are returned as 0)."""
+    log_ratio = jnp.asarray(log_ratio)
+    return _ROUNDING_SAFETY * jnp.finfo(log_ratio.dtype).eps * jnp.exp(log_ratio)
+
+
 def birth_death_transition(birth, death, dt, *, lower: int = 1) -> BirthDeathTransition:
     """Transition probabilities over ``dt`` of the chain with rates ``birth, death (n_max+1,)``.
 
@@ -143,8 +158,9 @@ def birth_death_transition(birth, death, dt, *, lower: int = 1) -> BirthDeathTra
     chain from 0 toward a high state beyond ``n_max`` (volume 10, ``n_max`` = 110, k = (11.59,
     7.34, 10.54)) came back with a lost mass of 1e-4 where the truth is 0.9975
     (``tests/processes/test_fsp.py``), which is why ``FiniteStateProjection``'s ``auto`` route
-    takes the dense ``expm`` up to its ``DENSE_LIMIT``. A chain observed near its quasi-stationary
-    law (the logistic entry's counts at its truth) stays far above the bound.
+    takes this route only where :func:`rounding_bound` over the initial law's states is below
+    1e-12, and the dense ``expm`` elsewhere. A chain observed near its quasi-stationary law (the
+    logistic entry's counts at its truth) stays far above the bound.
     """
     birth = jnp.asarray(birth, dtype=jnp.result_type(float))
     death = jnp.asarray(death, dtype=birth.dtype)
@@ -159,11 +175,11 @@ def birth_death_transition(birth, death, dt, *, lower: int = 1) -> BirthDeathTra
     diag = -(b + d)
     off = jnp.sqrt(b[:-1] * d[1:])
     growth, integral = symmetric_tridiagonal_expm(diag, off, dt)
-    log_scale = jnp.concatenate([jnp.zeros(1, birth.dtype), jnp.cumsum(0.5 * (jnp.log(b[:-1]) - jnp.log(d[1:])))])
+    log_scale = similarity_log_weights(b, d)
     ratio = jnp.exp(log_scale[None, :] - log_scale[:, None])
     # |error of V e^{lambda dt} V^T| ~ eps (its norm is <= 1; the integral's is <= dt), amplified
     # by the similarity ratio d_j / d_i: entries under that bound are indistinguishable from 0
-    bound = _ROUNDING_SAFETY * jnp.finfo(birth.dtype).eps * ratio
+    bound = rounding_bound(log_scale[None, :] - log_scale[:, None])
     transient = ratio * growth
     transient = jnp.where(transient > bound, jnp.clip(transient, 0.0, 1.0), 0.0)
     flux = ratio * integral

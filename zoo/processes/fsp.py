@@ -117,7 +117,7 @@ from jaxtyping import Array, Float, Int
 from inference import exact
 from inference.validate import concrete
 from zoo.processes import ctmc
-from zoo.processes.birth_death import birth_death_transition
+from zoo.processes.birth_death import birth_death_transition, rounding_bound, similarity_log_weights
 from zoo.processes.reactions import ReactionNetwork
 
 __all__ = [
@@ -463,10 +463,9 @@ class FiniteStateProjection:
         lost mass's bound is that times ``birth[n_max] t``. A birth–death network only; traceable."""
         birth, death = self._birth_death_rates(self.propensities(rates))
         lower = self._birth_death
-        b, d = birth[lower:], death[lower:]
-        log_scale = jnp.concatenate([jnp.zeros(1, b.dtype), jnp.cumsum(0.5 * (jnp.log(b[:-1]) - jnp.log(d[1:])))])
+        log_scale = similarity_log_weights(birth[lower:], death[lower:])
         start = jnp.min(jnp.where(p0[lower:self.num_states] > 0, log_scale, jnp.inf))
-        return 16 * jnp.finfo(b.dtype).eps * jnp.exp(jnp.max(log_scale) - start)
+        return rounding_bound(jnp.max(log_scale) - start)
 
     def transition_matrices(self, rates: Any, gaps: Any, *, method: str = "auto") -> Float[Array, "D N+1 N+1"]:
         """``expm(Q gap)`` on the N + 1 states for each of ``gaps (D,)`` (``birth_death`` or ``expm``)."""
@@ -509,23 +508,23 @@ class FiniteStateProjection:
             raise ValueError(f"times: expected a 1-D array of finite times >= 0, got {tv if tv is not None else times.shape}")
         if method == "uniformization":
             law, series = self._uniformization(rates, p0, times, num_terms, series_tolerance)
-        elif method == "certified":  # one branch runs (both under vmap)
-            certified = self.eigen_error_bound(rates, p0) < EIGEN_TOLERANCE
-            law = jax.lax.cond(certified, lambda: p0 @ self.transition_matrices(rates, times, method="birth_death"),
-                               lambda: self._dense_law(rates, p0, times, tv))
-            law = jnp.maximum(law, 0.0)
-            series = jnp.zeros(times.shape, rates.dtype)
         else:
-            law = jnp.maximum(self._dense_law(rates, p0, times, tv, method), 0.0)
+            if method == "certified":  # one branch runs (both under vmap)
+                certified = self.eigen_error_bound(rates, p0) < EIGEN_TOLERANCE
+                law = jax.lax.cond(certified, lambda: p0 @ self.transition_matrices(rates, times, method="birth_death"),
+                                   lambda: self._law_by_matrices(rates, p0, times, tv, "expm"))
+            else:
+                law = self._law_by_matrices(rates, p0, times, tv, method)
+            law = jnp.maximum(law, 0.0)
             series = jnp.zeros(times.shape, rates.dtype)
         solution = FSPSolution(times=times, probs=law[:, :-1], lost_mass=law[:, -1], series_error=series)
         if tolerance is not None:
             self.check_truncation(solution, tolerance)
         return solution
 
-    def _dense_law(self, rates, p0, times, tv, method: str = "expm"):
-        """The law at ``times`` by transition matrices: on the grid of concrete ``tv`` one matrix
-        for the grid step, the law carried from time to time; else one matrix per time."""
+    def _law_by_matrices(self, rates, p0, times, tv, method: str):
+        """The law at ``times`` by ``method``'s transition matrices: on the grid of concrete ``tv``
+        one matrix for the grid step, the law carried from time to time; else one per time."""
         step = _grid_steps(tv)
         if step is None:
             return p0 @ self.transition_matrices(rates, times, method=method)
