@@ -37,7 +37,13 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import Distribution
 
-__all__ = ["prior_simulate", "latent_site_names", "rejection_draw", "draw_priors"]
+__all__ = ["prior_simulate", "latent_site_names", "rejection_draw", "draw_priors", "MAX_TRIES"]
+
+#: The most draws :func:`rejection_draw` tries by default before it gives up (the last draw is then
+#: returned with ``accepted`` False). The restricted priors of the zoo reject one draw in ten to one
+#: in three, so 1000 tries fail with probability below 1e-400 there; an entry passes its own
+#: ``max_tries`` only with a reason.
+MAX_TRIES = 1000
 
 
 def draw_priors(key: jax.Array, priors: Mapping[str, Distribution], sample_shape: tuple[int, ...] = ()) -> dict:
@@ -52,7 +58,7 @@ def draw_priors(key: jax.Array, priors: Mapping[str, Distribution], sample_shape
 
 
 def rejection_draw(key: jax.Array, draw: Callable[[jax.Array], Any], accept: Callable[[Any], jax.Array], *,
-                   max_tries: int) -> tuple[Any, jax.Array]:
+                   max_tries: int = MAX_TRIES) -> tuple[Any, jax.Array]:
     """``(value, accepted)``: the first of the draws ``draw(k)`` (fresh keys split from ``key``) for
     which ``accept(value)`` (a scalar bool) holds, an exact sampler of ``draw``'s law restricted to
     the accepted set; after ``max_tries`` draws the last one with ``accepted`` False. A

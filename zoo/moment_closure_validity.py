@@ -230,10 +230,6 @@ def _rates(params: dict, config: ClosureConfig) -> jax.Array:
     return jnp.stack([params["k1"], params["k2"], params["k3"], jnp.asarray(config.k4, dtype=float)])
 
 
-#: draws of the log-normals before the prior predictive gives up (the last one is kept, flagged)
-MAX_PRIOR_TRIES = 1000
-
-
 def _priors(config: ClosureConfig) -> dict:
     return {name: dist.LogNormal(math.log(true), config.prior_scale) for name, true in zip(("k1", "k2", "k3"), config.true_k)}
 
@@ -259,8 +255,8 @@ def log_kept(params: dict, config: ClosureConfig) -> jax.Array:
 def tilted_prior_draw(key: jax.Array, config: ClosureConfig) -> tuple[dict, jax.Array]:
     """``(params, accepted)``: one draw of the tilted prior (model card), by rejection
     (``inference.prior_predictive.rejection_draw``, exact): the log-normals' draw is kept with
-    probability :func:`log_kept`'s ``w(k)``; after :data:`MAX_PRIOR_TRIES` draws the last one with
-    ``accepted`` False."""
+    probability :func:`log_kept`'s ``w(k)``; after ``inference.prior_predictive.MAX_TRIES`` draws the
+    last one with ``accepted`` False."""
     priors = _priors(config)
 
     def draw(k):
@@ -268,7 +264,7 @@ def tilted_prior_draw(key: jax.Array, config: ClosureConfig) -> tuple[dict, jax.
         params = draw_priors(k_params, priors)
         return params, jnp.log(jax.random.uniform(k_accept)) < log_kept(params, config)
 
-    (params, _), accepted = rejection_draw(key, draw, lambda value: value[1], max_tries=MAX_PRIOR_TRIES)
+    (params, _), accepted = rejection_draw(key, draw, lambda value: value[1])
     return params, accepted
 
 

@@ -261,22 +261,16 @@ def _priors():
     return priors
 
 
-#: The most prior draws :func:`restricted_prior_draw` tries before it gives up (the last draw is
-#: then outside the LNA's domain, and the prior predictive says so by name).
-MAX_PRIOR_TRIES = 1000
-
-
 @functools.partial(jax.jit, static_argnums=1)
 def restricted_prior_draw(key: jax.Array, config: SnapshotConfig) -> dict:
     """One draw of the model's prior restricted to the LNA's domain, by rejection.
 
     The LogNormals are drawn until ``GaussianSum.valid`` of :func:`marginals` holds
     (``inference.prior_predictive.rejection_draw``: an exact sampler of the restricted law; about
-    one draw in ten is rejected on small); after :data:`MAX_PRIOR_TRIES` draws the last one, valid
+    one draw in ten is rejected on small); after ``inference.prior_predictive.MAX_TRIES`` draws the last one, valid
     or not."""
     priors = _priors()
-    params, _ = rejection_draw(key, lambda k: draw_priors(k, priors), lambda params: marginals(params, config).valid(),
-                               max_tries=MAX_PRIOR_TRIES)
+    params, _ = rejection_draw(key, lambda k: draw_priors(k, priors), lambda params: marginals(params, config).valid())
     return params
 
 

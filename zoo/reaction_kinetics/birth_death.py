@@ -121,10 +121,6 @@ def logistic_transition(rates: jax.Array, volume: Any, n_max: int, dt: Any):
 #: ``n_max`` under the prior (:func:`within_truncation`).
 QSD_MARGIN = 4.0
 
-#: The most prior draws :func:`restricted_prior_draw` tries before it gives up (the last draw is
-#: then outside the domain, and the prior predictive says so by name).
-MAX_PRIOR_TRIES = 1000
-
 
 def _lbd_priors(config: LBDConfig) -> dict:
     """The unrestricted priors: ``LogNormal(loc, scale)`` of each rate."""
@@ -154,10 +150,9 @@ def within_truncation(params: dict, config: LBDConfig) -> jax.Array:
 def restricted_prior_draw(key: jax.Array, config: LBDConfig) -> dict:
     """One draw of the restricted prior (:func:`within_truncation`), by rejection
     (``inference.prior_predictive.rejection_draw``: exact; about one draw in three is rejected on
-    ``small``); after :data:`MAX_PRIOR_TRIES` draws the last one, inside or not."""
+    ``small``); after ``inference.prior_predictive.MAX_TRIES`` draws the last one, inside or not."""
     priors = _lbd_priors(config)
-    params, _ = rejection_draw(key, lambda k: draw_priors(k, priors), lambda p: within_truncation(p, config),
-                               max_tries=MAX_PRIOR_TRIES)
+    params, _ = rejection_draw(key, lambda k: draw_priors(k, priors), lambda p: within_truncation(p, config))
     return params
 
 
