@@ -180,8 +180,12 @@ def test_check_falls_back_to_coverage_for_posterior_methods(data):
     assert len(checks) == 4 and all(c.passed for c in checks)
 
 
+@pytest.mark.slow
 def test_ppg_lgssm_recovery_on_small(data):
-    """The recipe (PPG SA-MLE, then a PPG roll-out at θ̂) passes checks (a) and (b) on the small config."""
+    """The recipe (PPG SA-MLE, then a PPG roll-out at θ̂) passes checks (a) and (b) on the small config.
+    Slow (about 50 s): the default suite runs the recipe's method from the facade on ppg_lgssm
+    (tests/inference/particle/test_facade.py), and the estimate's sampling distribution over 50
+    replicates is stored (calibration/ppg_lgssm/small)."""
     ys, truth = data
     entry = zoo.get("ppg_lgssm")
     idata = inference.fit(entry, ys, method=entry.recipe.method, progress=False, **entry.recipe.options_for("small"))
