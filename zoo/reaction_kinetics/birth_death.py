@@ -35,6 +35,14 @@ predictive refuses them by name on concrete values; it samples the restricted pr
 rejection (:func:`restricted_prior_draw`). Counts that come near
 ``n_max`` call for a larger one (``--set n_max=...``); the check reports the leak of simulated data.
 
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws; ``zoo sbc logistic_birth_death --config small --n 100 --draws 99 --seed 0 --workers 2
+--store``; about 50 CPU-seconds per replicate): calibrated, no element flagged (χ² p = 0.76, 0.71,
+0.25 for ``sigma``, ``kappa``, ``log_lam``; every ECDF inside its band; 3, 2 and 1 ranks at 0 or
+L). Median fit R-hat 1.015; 6 fits had R-hat above 1.05 (largest 1.39) and 23 had divergent
+transitions (172 in all), their ranks included. The ranks are stored in
+``calibration/logistic_birth_death/small``; the docs' calibration page is generated from them.
+
 Example::
 
     import jax, zoo, inference
