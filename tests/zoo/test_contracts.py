@@ -57,6 +57,21 @@ def _restricted(draw, like):
     return {k: draw[k] for k in like}
 
 
+def _draws(entry: ZooEntry, config, data):
+    """The latent values of the program's trace with ``data``, jitted in the key (data closed over,
+    so concrete as in an eager run): an eager trace dispatches every small operation of a network's
+    initialisation or a simulation one at a time, up to 14 s of CPU per entry (confrover_torus),
+    where one compilation takes 1-2 s. Call after ``simulate``, which fills constants some entries
+    cache on first use (confrover_torus's grid)."""
+    return jax.jit(lambda k: _latent_values(trace(seed(entry.model, k)).get_trace(data, config=config)))
+
+
+def _jitted_log_density(entry: ZooEntry, config, data):
+    """``params -> log density`` of the program on ``data``, one compilation for every draw of the
+    same shapes."""
+    return jax.jit(lambda p: log_density(entry.model, (data,), {"config": config}, p)[0])
+
+
 @pytest.mark.parametrize("entry", _marked(ENTRIES, "prior_predictive"))
 def test_prior_predictive_and_finite_log_density(entry: ZooEntry, key):
     config = entry.configs["small"]
@@ -64,26 +79,15 @@ def test_prior_predictive_and_finite_log_density(entry: ZooEntry, key):
     data, truth = entry.simulate(key, config)
     assert isinstance(truth, dict) and truth
 
-    # Draws from the program under jit (data closed over, so concrete as in an eager run): an eager
-    # trace dispatches every small operation of a network's initialisation or a simulation one at a
-    # time, up to 14 s of CPU per entry (confrover_torus), where one compilation takes 1-2 s. After
-    # `simulate`, which fills constants some entries cache on first use (confrover_torus's grid).
-    def draws(data):
-        return jax.jit(lambda k: _latent_values(trace(seed(entry.model, k)).get_trace(data, config=config)))
-
     # prior predictive: the program runs without data
-    prior_predictive = draws(None)(key)
-
-    @jax.jit  # one compilation, shared by both prior draws (same shapes)
-    def jitted(p):
-        return log_density(entry.model, (data,), {"config": config}, p)[0]
-
-    draw = draws(data)  # one compilation for both draws with data
+    prior_predictive = _draws(entry, config, None)(key)
+    jitted = _jitted_log_density(entry, config, data)
+    draw = _draws(entry, config, data)  # one compilation for both draws with data
     params = draw(jax.random.fold_in(key, 0))
     lp = float(jitted(params))
     assert np.isfinite(lp), f"{entry.name}: non-finite log density at a prior draw"
     # a second prior draw: the prior predictive's latent values where the program draws the same
-    # sites with and without data (most entries; saves a second eager trace), else a trace with data
+    # sites with and without data (most entries; saves a second trace), else a trace with data
     second = _restricted(prior_predictive, params)
     if second is None:
         second = draw(jax.random.fold_in(key, 1))
@@ -100,9 +104,8 @@ def test_jitted_log_density_equals_eager(entry: ZooEntry, key):
     contract test above runs the jitted log density of every entry."""
     config = entry.configs["small"]
     data, _ = entry.simulate(key, config)
-    params = jax.jit(lambda k: _latent_values(trace(seed(entry.model, k)).get_trace(data, config=config)))(
-        jax.random.fold_in(key, 0))
-    lp = float(jax.jit(lambda p: log_density(entry.model, (data,), {"config": config}, p)[0])(params))
+    params = _draws(entry, config, data)(jax.random.fold_in(key, 0))
+    lp = float(_jitted_log_density(entry, config, data)(params))
     eager, _ = log_density(entry.model, (data,), {"config": config}, params)
     np.testing.assert_allclose(lp, float(eager), rtol=1e-6, atol=1e-6)
 
