@@ -131,11 +131,16 @@ the recipe's NUTS (500 + 500) gives H in [0.545, 0.71] and the importance sample
 The path route (``paths``) uses an Euler step ``path_dt = 0.01`` (``γ_max·Δt < 0.5``, as the
 official code asserts); the exact route has no such limit.
 
-SBC: not yet stored; a replicate of the default recipe on ``small`` costs more than 65 CPU-s on 2
-shared cores, compilation included (measured with ``zoo sbc fou_mafbm --config small --n 5
---draws 99 --seed 0 --batch-size 5`` had not finished its one batch of 5 after 342 CPU-s, 8 min
-8 s wall, about 63 s of it XLA compilation, and was stopped), so n = 100 is at least 1.8
-CPU-hours.
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws; ``zoo sbc fou_mafbm --config small --n 100 --draws 99 --seed 0 --workers 2
+--store``; about 85 CPU-s per replicate on 2 Dask workers, compilation included): calibrated, no
+element flagged (χ² p = 0.21, 0.52, 0.50, 0.89 for ``H``, ``theta``, ``sigma``, ``s_obs``; every
+ECDF inside its band; 3, 2, 3, 5 ranks at 0 or L). 36 fits had divergent transitions; their ranks
+are included. The recipe runs one chain, so no fit has an R-hat: ``zoo sbc`` reports convergence
+as not recorded, and the calibration table counts only divergences as unconverged. The replicates
+are drawn from the entry's own prior and simulator (the MA-fBM program), so this checks the
+sampler on the model; the coverage study above checks the model on exact fBM. The ranks are stored
+in ``calibration/fou_mafbm/small``; the docs' calibration page is generated from them.
 
 Reference: R. Daems, M. Opper, G. Crevecoeur, T. Birdal, "Variational Inference for SDEs Driven by
 Fractional Noise", ICLR 2024, arXiv:2310.12975.
