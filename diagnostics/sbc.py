@@ -7,16 +7,19 @@ element, the rank
 .. math::  r_i = \#\{\ell : \theta^{(\ell)} < \theta_i\} \in \{0, \dots, L\}.
 
 If the fit samples the exact posterior, every ``r_i`` is uniform on ``{0..L}`` (ties, possible
-for discrete parameters, are broken at random). Two tests per element, each at level
-``alpha / (2 · num_elements)`` so that the whole verdict's false-alarm rate is at most ``alpha``
-(Bonferroni over elements and both tests):
+for discrete parameters, are broken at random). Three tests per element, each at level
+``alpha / (3 · num_elements)`` so that the whole verdict's false-alarm rate is at most ``alpha``
+(Bonferroni over elements and the three tests):
 
 * χ² on binned ranks: ``B`` bins over the ``L + 1`` rank values (``B = min(max_bins,
   ⌊n / 5⌋)``, at least 2, so that each bin expects ≥ 5 counts), expected probabilities from the
   exact number of rank values per bin, ``B - 1`` degrees of freedom;
 * ECDF simultaneous band (Säilynoja, Bürkner, Vehtari 2022): the ECDF of ``r / (L + 1)`` at
   ``z_j = j / (L + 1)`` (where the discrete uniform CDF equals ``z_j`` exactly) must stay inside
-  ArviZ's optimised simultaneous band (``arviz.stats.ecdf_utils.ecdf_confidence_band``).
+  ArviZ's optimised simultaneous band (``arviz.stats.ecdf_utils.ecdf_confidence_band``);
+* extreme ranks (:func:`extreme_ranks`): the number of ranks at 0 or L against its
+  Binomial(n, 2 / (L + 1)) law, one-sided (a posterior too narrow, or one that misses the truth
+  outright, piles ranks at the ends, which the binned tests dilute).
 
 The driver takes plain callables (this package imports neither ``zoo`` nor ``inference``):
 ``prior_simulate(key) -> (params, data)`` with ``params`` a ``{name: array}`` dict and
@@ -586,7 +589,7 @@ def plot_rank_histograms(result: SBCResult, *, max_elements: int = 12, max_bins:
 
 def plot_ecdf_difference(result: SBCResult, *, max_elements: int = 12, alpha: float = DEFAULT_ALPHA):
     """ECDF of the fractional ranks minus the uniform CDF, with the simultaneous band used by
-    the test (level ``1 - alpha / (2 · num_elements)``)."""
+    the test (level ``1 - alpha / (3 · num_elements)``)."""
     labels = _limited(result, max_elements)
     fig, axes = _grid(len(labels))
     level = alpha / (3 * max(len(result.ranks), 1))
