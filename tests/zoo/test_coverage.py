@@ -22,6 +22,7 @@ NUM_REPLICATES = 50
 
 #: entry -> the parameters its recovery check judges on one data set
 CHECKED = {
+    "affect_vad": ("sigma_r", "alpha", "mu"),
     "lgssm": ("A", "q", "r"),
     "hmm": ("transition_matrix", "means", "scales"),
     "logistic_birth_death": ("sigma", "kappa", "lam"),
