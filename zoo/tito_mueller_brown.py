@@ -91,10 +91,11 @@ Boltzmann ones: deep well −0.0029 ± 0.0013, 0.0089; right well −0.0100 ± 0
 error (standard errors 0.0019, 0.0016, 0.0010 above) is shared by all replicates and sits in these
 biases, and a kernel that learned the data's Euler–Maruyama dynamics exactly would be off by
 (−0.0065, +0.0031, +0.0033). Against those dynamics the deep well is within two of the sampler's
-standard errors (+0.0036), while the learned kernels put too little mass in the right well (−0.013,
-8 standard errors) and too much in the shallow middle well (+0.0095, 9 standard errors; 0.043
-against 0.033, a third too much): mass leaks from the right well over the saddle between them. The
-spread over trainings is 3 to 5 times the sampler's error. The estimates are stored in
+standard errors (+0.0036), while the learned kernels put too little mass in the right well (−0.013)
+and too much in the shallow middle well (+0.0095; 0.043 against 0.033, a third too much), 6 and 7
+standard errors of the difference (the sampler's, the study's and the brute-force reference's
+combined): mass leaks from the right well over the saddle between them. The spread over trainings is
+3 to 5 times the sampler's error. The estimates are stored in
 ``calibration/tito_mueller_brown/small``; the docs' calibration page is generated from them.
 
 Example::
