@@ -211,20 +211,54 @@ def _unconverged(result: SBCResult) -> int:
     return int(np.sum(bad | (result.divergences > 0)))
 
 
+#: A site with more elements than this (a latent path) gets one summary row instead of one per element.
+MAX_ELEMENT_ROWS = 12
+
+
+def _site(label: str) -> str:
+    return label.split("[", 1)[0]
+
+
+def _summary_detail(tests) -> str:
+    """One line for many elements of one site: how many are flagged and the most extreme figures."""
+    flagged = [t for t in tests if t.flagged]
+    outside = sum(t.ecdf_outside > 0 for t in tests)
+    worst = min(tests, key=lambda t: t.chi2_pvalue)
+    return (f"{len(flagged)} of {len(tests)} element(s) flagged"
+            + (f" ({', '.join(t.label for t in flagged[:5])}{', ...' if len(flagged) > 5 else ''})" if flagged else "")
+            + f"; smallest chi2 p={worst.chi2_pvalue:.2g} ({worst.label}), ECDF outside its band in {outside}, "
+            f"{sum(t.extreme for t in tests)} rank(s) at 0 or L in all, at most {max(t.extreme for t in tests)} "
+            "in one element")
+
+
 def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> list[CalibrationRow]:
+    """One row per element; a site with more than :data:`MAX_ELEMENT_ROWS` elements (a path) gets one
+    row that counts its flagged elements (the tests and their family-wise level are unchanged)."""
     result, manifest = load_stored(folder)
     unconverged = _unconverged(result)
     changed = _recipe_change(manifest.get("recipe"), recipe_now)
+    tests = element_tests(result, alpha=alpha)
+    by_site: dict[str, list] = {}
+    for test in tests:
+        by_site.setdefault(_site(test.label), []).append(test)
     rows = []
-    for test in element_tests(result, alpha=alpha):
-        band = ("ECDF inside its band" if test.ecdf_outside == 0
-                else f"ECDF outside its band at {test.ecdf_outside} point(s)")
-        detail = (f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), {band}, "
-                  f"{test.extreme} rank(s) at 0 or L (p={test.extreme_pvalue:.2g})")
-        rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
-                                   test.label, "sbc", "flagged" if test.flagged else "calibrated", detail,
-                                   result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged,
-                                   changed))
+
+    def row(element: str, flagged: bool, detail: str) -> CalibrationRow:
+        return CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
+                              element, "sbc", "flagged" if flagged else "calibrated", detail,
+                              result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged,
+                              changed)
+
+    for site, site_tests in by_site.items():
+        if len(site_tests) > MAX_ELEMENT_ROWS:
+            rows.append(row(f"{site} ({len(site_tests)} elements)", any(t.flagged for t in site_tests),
+                            _summary_detail(site_tests)))
+            continue
+        for test in site_tests:
+            band = ("ECDF inside its band" if test.ecdf_outside == 0
+                    else f"ECDF outside its band at {test.ecdf_outside} point(s)")
+            rows.append(row(test.label, test.flagged, f"chi2 p={test.chi2_pvalue:.2g} ({test.bins} bins), {band}, "
+                                                      f"{test.extreme} rank(s) at 0 or L (p={test.extreme_pvalue:.2g})"))
     return rows
 
 
@@ -274,7 +308,8 @@ def estimate_rows(folder: str | os.PathLike) -> list[CalibrationRow]:
 
 def calibration_table(root: str | os.PathLike, *, entry: str | None = None, alpha: float = DEFAULT_ALPHA,
                       recipes: Mapping[tuple[str, str], Mapping] | None = None) -> list[CalibrationRow]:
-    """Every stored result under ``root`` (``root/<entry>/<config>/``), one row per element.
+    """Every stored result under ``root`` (``root/<entry>/<config>/``), one row per element (an SBC
+    site with more than :data:`MAX_ELEMENT_ROWS` elements: one summary row).
 
     ``entry`` restricts the table to one entry. A missing ``root`` gives an empty table.
     ``recipes``: ``{(entry, config): {"method", "options"}}``, the entries' recipes now; an SBC row

@@ -62,6 +62,25 @@ def test_table_recomputes_verdicts_per_element(tmp_path):
     assert calibration.format_table([]) == "(no stored calibration)"
 
 
+def test_a_long_site_gets_one_summary_row(tmp_path, monkeypatch):
+    """A site with more elements than MAX_ELEMENT_ROWS (a latent path of hundreds) is one row that
+    counts its flagged elements; shorter sites keep one row per element. Here the limit is 1, so
+    ``tau`` (2 elements) is summarised and ``mu`` is not."""
+    root = tmp_path / "calibration"
+    for entry, spread in (("good", 1.0), ("narrow", 0.5)):
+        sweep(tmp_path / entry, spread, entry=entry)
+        calibration.store_sweep(tmp_path / entry, root / entry / "small", date="2026-01-02")
+    monkeypatch.setattr(calibration, "MAX_ELEMENT_ROWS", 1)
+    rows = {(r.entry, r.element): r for r in calibration.calibration_table(root)}
+    assert sorted(rows) == [("good", "mu"), ("good", "tau (2 elements)"), ("narrow", "mu"),
+                            ("narrow", "tau (2 elements)")]
+    assert rows["good", "tau (2 elements)"].verdict == "calibrated"
+    assert rows["good", "tau (2 elements)"].detail.startswith("0 of 2 element(s) flagged;")
+    narrow = rows["narrow", "tau (2 elements)"]
+    assert narrow.verdict == "flagged" and narrow.detail.startswith("2 of 2 element(s) flagged (tau[0], tau[1]);")
+    assert "ECDF outside its band in 2" in narrow.detail
+
+
 def test_point_estimates_give_bias_and_spread(tmp_path):
     rng = np.random.default_rng(0)
     truth = np.full(200, 0.8)
