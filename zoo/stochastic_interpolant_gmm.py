@@ -112,6 +112,7 @@ __all__ = [
     "mode_weights",
     "model",
     "sample",
+    "sampler_estimands",
     "simulate",
     "target_mixture",
     "velocity_error",
@@ -319,11 +320,19 @@ def _sample_checks(label: str, samples: np.ndarray, reference: np.ndarray, confi
 def estimands(idata, data, config: InterpolantConfig) -> dict[str, np.ndarray]:
     """What a trained interpolant implies whose truth is known, for ``zoo estimates``: the mode
     ``weights`` and the ``mean`` of the ODE sampler's ``num_samples`` draws (the samples
-    :func:`check` judges first, same key). The key is fixed, so every replicate transports the
-    same base draws: the sampler's Monte Carlo error (about ``√(w(1 − w)/num_samples)`` for a
-    weight) is common to all replicates and shows as a bias against the truth, not as spread; the
-    exact fields (:func:`exact_fields`) with the same key give that error (model card)."""
-    samples = sample(learned_fields(idata, config), jax.random.PRNGKey(103), config.num_samples, config)
+    :func:`check` judges first, same key; :func:`sampler_estimands` of the learned fields). The
+    key is fixed, so every replicate transports the same base draws: the sampler's Monte Carlo
+    error (about ``√(w(1 − w)/num_samples)`` for a weight) is common to all replicates and shows as
+    a bias against the truth, not as spread; :func:`sampler_estimands` of :func:`exact_fields`
+    with the same key gives that error (model card)."""
+    return sampler_estimands(learned_fields(idata, config), config)
+
+
+def sampler_estimands(fields: Fields, config: InterpolantConfig, key: jax.Array | None = None) -> dict[str, np.ndarray]:
+    """Mode ``weights`` and ``mean`` of ``num_samples`` ODE draws with ``fields`` (``key``: the
+    check's, ``PRNGKey(103)``, by default)."""
+    key = jax.random.PRNGKey(103) if key is None else key
+    samples = sample(fields, key, config.num_samples, config)
     return {"weights": mode_weights(samples, config), "mean": samples.mean(axis=0)}
 
 
