@@ -328,10 +328,14 @@ def estimands(idata, data, config: InterpolantConfig) -> dict[str, np.ndarray]:
     return sampler_estimands(learned_fields(idata, config), config)
 
 
+#: The key of the check's ODE samples, which the estimands draw again (one definition for both).
+ODE_CHECK_KEY = 103
+
+
 def sampler_estimands(fields: Fields, config: InterpolantConfig, key: jax.Array | None = None) -> dict[str, np.ndarray]:
     """Mode ``weights`` and ``mean`` of ``num_samples`` ODE draws with ``fields`` (``key``: the
-    check's, ``PRNGKey(103)``, by default)."""
-    key = jax.random.PRNGKey(103) if key is None else key
+    check's, ``PRNGKey(ODE_CHECK_KEY)``, by default)."""
+    key = jax.random.PRNGKey(ODE_CHECK_KEY) if key is None else key
     samples = sample(fields, key, config.num_samples, config)
     return {"weights": mode_weights(samples, config), "mean": samples.mean(axis=0)}
 
@@ -346,7 +350,7 @@ def check(idata, truth: dict, config: InterpolantConfig) -> list[Check]:
     mix = transport.GaussianMixture.isotropic(truth["weights"], truth["means"], truth["std"])
     reference = np.asarray(mix.sample(jax.random.PRNGKey(102), config.num_reference))
     checks += _sample_checks(f"ODE (Heun, {config.ode_steps} steps)",
-                             sample(fields, jax.random.PRNGKey(103), config.num_samples, config), reference, config)
+                             sample(fields, jax.random.PRNGKey(ODE_CHECK_KEY), config.num_samples, config), reference, config)
     for i, eps in enumerate(config.epsilons):
         samples = sample(fields, jax.random.PRNGKey(104 + i), config.num_samples, config, epsilon=eps)
         checks += _sample_checks(f"SDE eps={eps:g} (EM, {config.sde_steps} steps)", samples, reference, config)
