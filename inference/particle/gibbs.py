@@ -11,7 +11,20 @@ with ``z`` the unconstrained parameters of ``ssm.prior()`` (:mod:`inference.part
 
 (the NumPyro program conditioned on the path: initial, transition and masked emission
 log-densities; ``log p(z)`` includes the Jacobian). ``K_θ`` is a Gaussian random-walk MH or NUTS
-(BlackJAX). During warmup both are tuned: a dual-averaging step size (RW: the proposal scale,
+(BlackJAX). With ``interweave=True`` each sweep adds a second θ move in the non-centred
+parameterisation (ancillarity-sufficiency interweaving; Yu & Meng 2011, Kastner &
+Frühwirth-Schnatter 2014 for stochastic volatility)::
+
+    ε   = innovations(x; θ)                   (x_0 = m_0(θ) + S_0(θ) ε_0, x_t = m_t(θ, x_{t-1}) + S_t(θ, x_{t-1}) ε_t)
+    z   ~ K_θ(z | ε, y),   x = path(ε; θ(z))
+
+    log π(z | ε, y) = sum_s [log_joint(θ, path(ε^s; θ), y^s) + sum_t log|det S_t|] + log p(z)  (+ const)
+
+(the Jacobian of ε ↦ x turns the log joint into ``sum log p(y | x(θ, ε)) + log N(ε)``, and ``ε``
+is held). Given the path, a scale such as the state noise σ is pinned by its innovations; given
+``ε`` it moves with the data, so the chain no longer creeps when σ is small. It needs Normal or
+MultivariateNormal initial and transition laws (location-scale), and the non-centred log density
+runs the path recursion (a ``scan`` over time) at every evaluation. During warmup both are tuned: a dual-averaging step size (RW: the proposal scale,
 target acceptance 0.3; NUTS: the leapfrog step, target 0.8) and, from ``adapt_start`` warmup
 sweeps on, the running covariance of ``z`` (RW: proposal shape; NUTS: diagonal inverse mass
 matrix). Both are frozen for sampling, so the sampling phase is a Markov chain with the exact
@@ -46,6 +59,9 @@ __all__ = [
     "theta_log_density",
     "rw_theta_kernel",
     "nuts_theta_kernel",
+    "innovations",
+    "path_from_innovations",
+    "noncentred_log_density",
     "step",
     "run_particle_gibbs",
 ]
@@ -63,12 +79,14 @@ class GibbsState(NamedTuple):
 class GibbsInfo(NamedTuple):
     """theta_acceptance_rate: mean MH/NUTS acceptance over the θ steps; update_rate: mean over
     sequences of the fraction of time steps the CSMC path changed; ess: ``(S, T)`` CSMC ESS;
-    diverging: any NUTS divergence in the θ steps (False for RW)."""
+    diverging: any NUTS divergence in the θ steps (False for RW); interweave_acceptance_rate:
+    mean acceptance of the non-centred θ steps (0 without interweaving)."""
 
     theta_acceptance_rate: Array
     update_rate: Array
     ess: Array
     diverging: Array
+    interweave_acceptance_rate: Array
 
 
 class ThetaTuning(NamedTuple):
@@ -86,6 +104,69 @@ def theta_log_density(ssm, space: ParameterSpace, ys: Array) -> Callable[[Array,
         params = space.to_params(z)
         lj = jax.vmap(lambda x, y: ssm.log_joint(params, x, y))(paths, ys).sum()
         total = lj + space.log_prior(z)
+        return jnp.where(jnp.isnan(total), -jnp.inf, total)
+
+    return log_density
+
+
+def _location_scale(law, x_shape) -> tuple[Callable[[Array], Array], Callable[[Array], Array], Array]:
+    """``(forward ε ↦ x, inverse x ↦ ε, log|det S|)`` of a Normal (or Independent Normal) or
+    MultivariateNormal law over a state of shape ``x_shape``."""
+    import numpyro.distributions as dist
+
+    base = law.base_dist if isinstance(law, dist.Independent) else law
+    if isinstance(base, dist.Normal):
+        loc, scale = jnp.broadcast_to(base.loc, x_shape), jnp.broadcast_to(base.scale, x_shape)
+        return (lambda e: loc + scale * e), (lambda x: (x - loc) / scale), jnp.sum(jnp.log(scale))
+    if isinstance(base, dist.MultivariateNormal):
+        loc, tril = base.loc, base.scale_tril
+        return ((lambda e: loc + tril @ e),
+                (lambda x: jax.scipy.linalg.solve_triangular(tril, x - loc, lower=True)),
+                jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril)))))
+    raise ValueError(
+        f"interweave: needs Normal or MultivariateNormal initial and transition laws (a location-scale "
+        f"state), got {type(base).__name__}")
+
+
+def innovations(ssm, params: dict, xs: Array) -> Array:
+    """Standardised innovations ``ε`` of one path ``xs (T, *state)``: ``x_0 = m_0 + S_0 ε_0``,
+    ``x_t = m_t(x_{t-1}) + S_t(x_{t-1}) ε_t`` (Normal or MultivariateNormal laws)."""
+    state_shape = xs.shape[1:]
+    e0 = _location_scale(ssm.initial(params), state_shape)[1](xs[0])
+    ts = jnp.arange(1, xs.shape[0])
+    rest = jax.vmap(lambda t, xp, x: _location_scale(ssm.transition(params, t, xp), state_shape)[1](x))(
+        ts, xs[:-1], xs[1:])
+    return jnp.concatenate([e0[None], rest], axis=0)
+
+
+def path_from_innovations(ssm, params: dict, eps: Array) -> tuple[Array, Array]:
+    """The path ``x (T, *state)`` with innovations ``eps`` at ``params`` (inverse of
+    :func:`innovations`) and ``sum_t log|det S_t|``, the log Jacobian of ``ε ↦ x``."""
+    state_shape = eps.shape[1:]
+    fwd0, _, logdet0 = _location_scale(ssm.initial(params), state_shape)
+    x0 = fwd0(eps[0])
+
+    def one(x_prev, inputs):
+        t, e = inputs
+        fwd, _, logdet = _location_scale(ssm.transition(params, t, x_prev), state_shape)
+        x = fwd(e)
+        return x, (x, logdet)
+
+    _, (xs, logdets) = jax.lax.scan(one, x0, (jnp.arange(1, eps.shape[0]), eps[1:]))
+    return jnp.concatenate([x0[None], xs], axis=0), logdet0 + logdets.sum()
+
+
+def noncentred_log_density(ssm, space: ParameterSpace, ys: Array) -> Callable[[Array, Any], Array]:
+    """``log π(z | ε, y)`` for innovations ``(S, T, ...)`` held fixed (module docstring)."""
+
+    def log_density(z, eps):
+        params = space.to_params(z)
+
+        def one(e, y):
+            xs, logdet = path_from_innovations(ssm, params, e)
+            return ssm.log_joint(params, xs, y) + logdet
+
+        total = jax.vmap(one)(eps, ys).sum() + space.log_prior(z)
         return jnp.where(jnp.isnan(total), -jnp.inf, total)
 
     return log_density
@@ -127,10 +208,11 @@ def nuts_theta_kernel(key: PRNGKey, z: Array, log_density: Callable[[Array], Arr
 
 def step(key: PRNGKey, state: GibbsState, *, ssm, space: ParameterSpace, ys: Array, num_particles: int,
          sampling: str, theta_kernel: str, tuning: ThetaTuning, theta_steps: int = 1,
-         proposal: Callable[[dict, Array], _filter.Proposal] | None = None, mesh: Any = None
-         ) -> tuple[GibbsState, GibbsInfo]:
-    """One particle-Gibbs sweep: CSMC on every sequence at θ, then ``theta_steps`` θ | x steps.
-    ``mesh``: shard the CSMC particles over its devices (``csmc.csmc``)."""
+         proposal: Callable[[dict, Array], _filter.Proposal] | None = None, mesh: Any = None,
+         interweave_tuning: ThetaTuning | None = None) -> tuple[GibbsState, GibbsInfo]:
+    """One particle-Gibbs sweep: CSMC on every sequence at θ, then ``theta_steps`` θ | x steps;
+    with ``interweave_tuning``, then ``theta_steps`` non-centred θ | ε, y steps at that tuning
+    (module docstring). ``mesh``: shard the CSMC particles over its devices (``csmc.csmc``)."""
     key_x, key_theta = jax.random.split(key)
     params = space.to_params(state.position)
 
@@ -144,7 +226,18 @@ def step(key: PRNGKey, state: GibbsState, *, ssm, space: ParameterSpace, ys: Arr
     log_density = theta_log_density(ssm, space, ys)
     kernel = rw_theta_kernel if theta_kernel == "rw" else nuts_theta_kernel
     z, acc, div = kernel(key_theta, state.position, lambda z: log_density(z, paths), tuning, theta_steps)
-    info = GibbsInfo(theta_acceptance_rate=acc, update_rate=cinfo.update_rate.mean(), ess=cinfo.ess, diverging=div)
+    acc_nc = jnp.zeros_like(acc)
+    if interweave_tuning is not None:
+        params = space.to_params(z)
+        eps = jax.vmap(lambda x: innovations(ssm, params, x))(paths)
+        nc_density = noncentred_log_density(ssm, space, ys)
+        z, acc_nc, div_nc = kernel(jax.random.fold_in(key_theta, 1), z, lambda z: nc_density(z, eps),
+                                   interweave_tuning, theta_steps)
+        params = space.to_params(z)
+        paths = jax.vmap(lambda e: path_from_innovations(ssm, params, e)[0])(eps)
+        div = div | div_nc
+    info = GibbsInfo(theta_acceptance_rate=acc, update_rate=cinfo.update_rate.mean(), ess=cinfo.ess, diverging=div,
+                     interweave_acceptance_rate=acc_nc)
     return GibbsState(position=z, paths=paths), info
 
 
@@ -157,9 +250,11 @@ class _Warmup(NamedTuple):
     moments: _pmmh.AdaptationState
     dual_averaging: Any
     count: Array
+    interweave_dual_averaging: Any  # the non-centred step's own step size; it shares the covariance
 
 
-def _tuning_from(warm: _Warmup, theta_kernel: str, adapt_start: int, adapting: Array, da_final) -> ThetaTuning:
+def _tuning_from(warm: _Warmup, theta_kernel: str, adapt_start: int, adapting: Array, da_final,
+                 interweave: bool = False) -> ThetaTuning:
     d = warm.moments.mean.shape[0]
     cov = warm.moments.scatter / jnp.maximum(warm.moments.count - 1.0, 1.0)
     cov = 0.5 * (cov + cov.T) + 1e-6 * jnp.eye(d)
@@ -169,7 +264,8 @@ def _tuning_from(warm: _Warmup, theta_kernel: str, adapt_start: int, adapting: A
         shape = jnp.where(use & jnp.all(jnp.isfinite(chol)), chol, jnp.eye(d))
     else:
         shape = jnp.where(use, jnp.diag(jnp.diagonal(cov)), jnp.eye(d))
-    step_size = jnp.where(adapting, jnp.exp(warm.dual_averaging.log_step_size), da_final(warm.dual_averaging))
+    da = warm.interweave_dual_averaging if interweave else warm.dual_averaging
+    step_size = jnp.where(adapting, jnp.exp(da.log_step_size), da_final(da))
     return ThetaTuning(step_size=step_size, shape=shape)
 
 
@@ -179,7 +275,8 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
                        init_scale: float = 0.1, adapt_start: int | None = None,
                        init_params: Mapping[str, Any] | None = None, init_radius: float = 0.5,
                        pointwise_log_likelihood: bool = True, loglik_particles: int | None = None,
-                       chunk_size: int = 50, checkpoint_path: str | None = None, shard_particles: bool = False):
+                       chunk_size: int = 50, checkpoint_path: str | None = None, shard_particles: bool = False,
+                       interweave: bool = False):
     """Particle Gibbs on a state-space target, chains vectorised with ``vmap``.
 
     Args:
@@ -206,11 +303,17 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         shard_particles: shard the conditional SMC's particles over all local devices
             (``filter.particle_mesh``; ``num_particles`` must be a multiple of their number); the
             same draws as unsharded to rounding. The pointwise filter stays on one device.
+        interweave: after the θ | x steps, ``theta_steps`` more θ steps in the non-centred
+            parameterisation (innovations held, the path follows θ; module docstring), with their
+            own dual-averaging step size. Normal or MultivariateNormal initial and transition
+            laws only. For scale parameters of the state noise that the path pins (stochastic
+            volatility at small σ).
 
     Returns:
         InferenceData: ``posterior`` θ (constrained names) and ``x`` ``(chain, draw, [series,]
         time, *state)``; ``sample_stats`` ``acceptance_rate`` (θ), ``update_rate`` (CSMC),
-        ``ess`` ``([series,] time)``, ``diverging``, ``step_size`` and, with
+        ``ess`` ``([series,] time)``, ``diverging``, ``step_size``, with ``interweave``
+        ``interweave_acceptance_rate`` and ``interweave_step_size``, and, with
         ``pointwise_log_likelihood``, ``log_evidence``; ``log_likelihood`` ``y``.
     """
     import blackjax
@@ -229,6 +332,8 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     loglik_particles = (max(num_particles, 100) if loglik_particles is None
                         else positive_int("loglik_particles", loglik_particles))
     mesh = _filter.mesh_for(shard_particles, num_particles)
+    if not isinstance(interweave, bool):
+        raise ValueError(f"interweave: expected True or False, got {interweave!r}")
 
     space = build_space(ssm.prior)
     d = space.dim
@@ -256,24 +361,34 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
 
     paths = jax.jit(jax.vmap(first_paths, in_axes=(0, 0, None)))(jax.random.split(key_paths, num_chains), positions, ys)
     states = GibbsState(position=positions, paths=paths)
-    warm = jax.vmap(lambda z: _Warmup(_pmmh.adaptation_init(z), da_init(init_scale), jnp.zeros(())))(positions)
+    warm = jax.vmap(lambda z: _Warmup(_pmmh.adaptation_init(z), da_init(init_scale), jnp.zeros(()),
+                                      da_init(init_scale)))(positions)
     # Strong dtypes, so that the chunk's outputs match its inputs and it compiles once.
     states, warm = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), (states, warm))
     da_restart = 1.0 if theta_kernel == "rw" else init_scale
 
     def sweep(state, warm_state, k, adapting, ys):
         tuning = _tuning_from(warm_state, theta_kernel, adapt_start, adapting, da_final)
+        nc_tuning = (_tuning_from(warm_state, theta_kernel, adapt_start, adapting, da_final, interweave=True)
+                     if interweave else None)
         state, info = step(k, state, ssm=ssm, space=space, ys=ys, num_particles=num_particles,
                            sampling=sampling, theta_kernel=theta_kernel, tuning=tuning, theta_steps=theta_steps,
-                           mesh=mesh)
+                           mesh=mesh, interweave_tuning=nc_tuning)
         moments = _pmmh.adaptation_update(warm_state.moments, state.position)
-        da = da_update(warm_state.dual_averaging, info.theta_acceptance_rate)
         # Restart dual averaging when the running covariance starts shaping the kernel.
         restart = warm_state.count + 1 == adapt_start
-        da = jax.tree.map(lambda a, b: jnp.where(restart, a, b), da_init(jnp.asarray(da_restart)), da)
-        updated = _Warmup(moments, da, warm_state.count + 1)
+
+        def adapt(da, rate):
+            da = da_update(da, rate)
+            return jax.tree.map(lambda a, b: jnp.where(restart, a, b), da_init(jnp.asarray(da_restart)), da)
+
+        da = adapt(warm_state.dual_averaging, info.theta_acceptance_rate)
+        da_nc = (adapt(warm_state.interweave_dual_averaging, info.interweave_acceptance_rate) if interweave
+                 else warm_state.interweave_dual_averaging)
+        updated = _Warmup(moments, da, warm_state.count + 1, da_nc)
         warm_state = jax.tree.map(lambda a, b: jnp.where(adapting, a, b), updated, warm_state)
-        return state, warm_state, info, tuning
+        step_sizes = (tuning.step_size, nc_tuning.step_size if interweave else tuning.step_size)
+        return state, warm_state, info, step_sizes
 
     def pointwise(k, position, adapting, ys):
         if not pointwise_log_likelihood:
@@ -292,8 +407,8 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         def per_chain(state, warm_state, ks):
             def body(carry, k):
                 s, w = carry
-                s, w, info, tuning = sweep(s, w, k, adapting, ys)
-                return (s, w), (s, info, tuning.step_size, pointwise(jax.random.fold_in(k, 1), s.position, adapting, ys))
+                s, w, info, step_sizes = sweep(s, w, k, adapting, ys)
+                return (s, w), (s, info, step_sizes, pointwise(jax.random.fold_in(k, 1), s.position, adapting, ys))
             return masked_scan(body, (state, warm_state), ks, num_active)
         return jax.vmap(per_chain, in_axes=(0, 0, 0))(states, warm, keys)
 
@@ -309,7 +424,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         num_warmup=num_warmup, num_chains=num_chains, sampling=sampling, theta_kernel=theta_kernel,
         theta_steps=theta_steps, init_scale=init_scale, adapt_start=adapt_start, init_params=init_params,
         init_radius=init_radius, pointwise_log_likelihood=pointwise_log_likelihood,
-        loglik_particles=loglik_particles, chunk_size=chunk_size)
+        loglik_particles=loglik_particles, chunk_size=chunk_size, interweave=interweave)
     with progress_bar(total, desc=f"pgibbs[{sampling}]", progress=progress) as bar:
         carry, _ = run_chunks(chunk(True), (states, warm), num_warmup, chunk_size,
                               keys=lambda a, n: keys_all[:, a:a + n], keep=False, bar=bar,
@@ -323,7 +438,10 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
     posterior["x"] = unbatch(gstate.paths, batched)  # (chain, draw, [series,] time, *state)
     steps = time_dims(batched)
     sample_stats = {"acceptance_rate": info.theta_acceptance_rate, "update_rate": info.update_rate,
-                    "ess": unbatch(info.ess, batched), "diverging": info.diverging, "step_size": step_sizes}
+                    "ess": unbatch(info.ess, batched), "diverging": info.diverging, "step_size": step_sizes[0]}
+    if interweave:
+        sample_stats["interweave_acceptance_rate"] = info.interweave_acceptance_rate
+        sample_stats["interweave_step_size"] = step_sizes[1]
     log_likelihood = None
     if pointwise_log_likelihood:
         log_ev, incr = pointwise_out
@@ -334,7 +452,7 @@ def run_particle_gibbs(target: Target, *, seed: int, progress: bool, num_particl
         log_likelihood=log_likelihood,
         dims={"x": steps + tuple(state_dim_names(target, len(ssm.state_shape))), "ess": steps, "y": steps},
         attrs={"num_particles": num_particles, "sampling": sampling, "theta_kernel": theta_kernel,
-               "theta_steps": theta_steps, "num_warmup": num_warmup,
+               "theta_steps": theta_steps, "num_warmup": num_warmup, "interweave": int(interweave),
                "loglik_particles": loglik_particles if pointwise_log_likelihood else 0,
                "particle_devices": 1 if mesh is None else int(mesh.size),
                **checkpoint_attrs(checkpoint)})
