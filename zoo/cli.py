@@ -539,9 +539,10 @@ def _cmd_sbc(args) -> int:
             raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
         dest = os.path.join(calibration_root(), entry.name, args.config)
         store_sweep(out, dest, note=f"zoo sbc {entry.name} --config {args.config} --n {args.n} --draws {args.draws} "
-                                    f"--seed {args.seed} --batch-size {args.batch_size}"
+                                    f"--seed {args.seed}"
+                                    + (f" --batch-size {args.batch_size}" if args.batch_size > 1 else "")
                                     + (f" --method {args.method}" if args.method else "")
-                                    + "".join(f" --option {o}" for o in args.option),
+                                    + "".join(f" --option {o}" for o in args.option) + _where_note(args),
                     recipe={"method": run_method, "options": run_options})
         print(f"stored the ranks in {dest}")
     flagged = any(t.flagged for t in sbc.element_tests(result, alpha=args.alpha))
@@ -594,10 +595,19 @@ def _cmd_estimates(args) -> int:
 
         dest = os.path.join(calibration_root(), entry.name, args.config)
         note = (f"zoo estimates {entry.name} --config {args.config} --n {args.n} --seed {args.seed}"
-                + (f" --method {args.method}" if args.method else "") + "".join(f" --option {o}" for o in args.option))
+                + (f" --method {args.method}" if args.method else "") + "".join(f" --option {o}" for o in args.option)
+                + _where_note(args))
         store_estimates(dest, result.estimates, result.truths, settings={**settings, "seed": args.seed, "note": note})
         print(f"stored the estimates in {dest}")
     return 0
+
+
+def _where_note(args) -> str:
+    """Where a stored sweep's fits ran, for its manifest's note: `` --workers K``, `` (on a Dask
+    scheduler)`` (its address means nothing later) or nothing (in this process)."""
+    if getattr(args, "workers", None) is not None:
+        return f" --workers {args.workers}"
+    return " (on a Dask scheduler)" if getattr(args, "scheduler", None) is not None else ""
 
 
 class _cluster:

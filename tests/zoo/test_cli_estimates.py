@@ -134,3 +134,13 @@ def test_arguments_are_refused_in_one_line(toy, tmp_path, monkeypatch, capsys):
     status, _, err = run(capsys, "sbc", toy.name, "--n", "2", "--draws", "9", "--out", "sb", "--no-progress")
     assert status == 2 and err.count("\n") == 1
     assert err.startswith("zoo sbc: error: --method: method 'map' returned a point estimate") and "zoo estimates" in err
+
+
+def test_a_stored_note_says_where_the_fits_ran():
+    """The manifest's note records ``--workers K`` (or that a scheduler ran the fits), never a
+    ``--batch-size 1`` the command did not give."""
+    import argparse
+
+    assert cli._where_note(argparse.Namespace(workers=2, scheduler=None)) == " --workers 2"
+    assert cli._where_note(argparse.Namespace(workers=None, scheduler="tcp://h:8786")) == " (on a Dask scheduler)"
+    assert cli._where_note(argparse.Namespace(workers=None, scheduler=None)) == ""
