@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import pytest
 from numpyro.infer.util import log_density
 
@@ -17,6 +18,7 @@ from zoo.reward_consistent_dynamics import (
     SMALL,
     Ensemble,
     MORECConfig,
+    PRIOR_TEMP_LIMIT,
     OfflineDataMissing,
     RewardModel,
     check_dynamics,
@@ -30,8 +32,10 @@ from zoo.reward_consistent_dynamics import (
     exact_loglik,
     load_offline_data,
     model,
+    prior_episodes,
     reward_scores,
     simulate,
+    simulate_policy,
     step_mean,
     train_reward,
     transitions,
@@ -83,6 +87,42 @@ def test_posterior_predictive_simulates_from_the_posteriors_w(fitted):
     # ~1e6 standard normal residuals (times σ): mean within 5 standard errors, sd within 1%
     assert abs(residual.mean()) < 5 * SMALL.noise / np.sqrt(residual.size)
     np.testing.assert_allclose(residual.std(), SMALL.noise, rtol=0.01)
+
+def test_prior_predictive_keeps_data_in_range_and_the_exact_posterior_is_calibrated_on_it():
+    """The prior predictive (``prior_episodes``) keeps data within ±PRIOR_TEMP_LIMIT °C, an event
+    of the data alone: the exact posterior of the twin then puts each true coefficient at a
+    uniform quantile over replicates (probability integral transform, KS test per coefficient at
+    a 1e-3 false-alarm budget shared by the three). Without the restriction most prior plants
+    run away; the accepted fraction is about 9%."""
+    from scipy import stats
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 200)
+    (w, episodes), accepted = jax.jit(jax.vmap(lambda k: prior_episodes(k, SMALL)))(keys)
+    assert bool(accepted.all())
+    assert float(jnp.abs(episodes[..., 0]).max()) <= PRIOR_TEMP_LIMIT
+    pits = []
+    for w_true, ep in zip(np.asarray(w), np.asarray(episodes)):
+        data = np.concatenate([ep[:, :, :1], np.concatenate([ep[:, :-1, 1:], np.full((ep.shape[0], 1, 1), np.nan)],
+                                                            axis=1)], axis=-1)
+        mean, cov = twin_posterior(data, SMALL)
+        pits.append(stats.norm.cdf(w_true, np.asarray(mean), np.sqrt(np.diag(np.asarray(cov)))))
+    pits = np.asarray(pits)
+    for j in range(3):
+        assert stats.kstest(pits[:, j], "uniform").pvalue > 1e-3 / 3, (j, np.sort(pits[:, j])[::20])
+
+    def raw(k):  # one unrestricted joint draw: is its data in range?
+        k_w, k_episodes = jax.random.split(k)
+        ep = simulate_policy(k_episodes, SMALL, w=SMALL.prior_scale * jax.random.normal(k_w, (3,)))
+        return jnp.all(jnp.abs(ep[..., 0]) <= PRIOR_TEMP_LIMIT)
+
+    fraction = float(jax.jit(jax.vmap(raw))(jax.random.split(jax.random.PRNGKey(1), 400)).mean())
+    assert 0.05 < fraction < 0.14, fraction  # about 9% (binomial sd 0.014 at n = 400)
+    trace = numpyro.handlers.trace(numpyro.handlers.seed(functools.partial(model, config=SMALL), 3)).get_trace()
+    assert bool(trace["data_in_range"]["value"])
+    assert trace["temp"]["value"].shape == (SMALL.num_episodes, SMALL.num_steps)
+    assert trace["action"]["value"].shape == (SMALL.num_episodes, SMALL.num_steps - 1)
+    assert "temp_next" not in trace
+
 
 def test_exact_loglik_equals_program_and_evidence_is_the_integral():
     data, _ = simulate(jax.random.PRNGKey(1), MORECConfig(num_episodes=3, num_steps=6, held_out=1))

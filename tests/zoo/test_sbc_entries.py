@@ -37,11 +37,7 @@ CHEAPEST = {"lgssm": "scalar"}
 
 NO_PRIOR_REPLICATE: dict[str, str] = {}
 
-PRIOR_NOT_FITTED = {
-    "morec_refrigerator": "the twin's N(0, 10^2) prior on w makes most prior-predictive plants unstable "
-                          "(|1 + w2| > 1): temperatures reach 1e14 to 1e118 over 100 steps and the fit's "
-                          "Cholesky factor of X^T X is NaN (zoo sbc: invalid scale_tril)",
-}
+PRIOR_NOT_FITTED: dict[str, str] = {}
 
 SAMPLERS = [info.name for info in zoo.catalogue() if info.method in SAMPLER_METHODS]
 
