@@ -131,12 +131,13 @@ def test_innovations_invert_the_path_and_the_noncentred_density_is_the_emission_
     space = build_space(ssm.prior)
     z0 = jnp.full((space.dim,), -0.3)
     xs, ys = ssm.simulate(jax.random.PRNGKey(0), space.to_params(z0), 25)
-    eps = gibbs.innovations(ssm, space.to_params(z0), xs)
-    back, _ = gibbs.path_from_innovations(ssm, space.to_params(z0), eps)
+    eps = jax.jit(lambda x: gibbs.innovations(ssm, space.to_params(z0), x))(xs)
+    back, _ = jax.jit(lambda e: gibbs.path_from_innovations(ssm, space.to_params(z0), e))(eps)
     np.testing.assert_allclose(back, xs, rtol=0, atol=1e-12)
 
-    density = gibbs.noncentred_log_density(ssm, space, ys[None])
+    density = jax.jit(gibbs.noncentred_log_density(ssm, space, ys[None]))
 
+    @jax.jit
     def emission_and_prior(z):
         params = space.to_params(z)
         x, _ = gibbs.path_from_innovations(ssm, params, eps)
