@@ -115,7 +115,22 @@ def recipe_record(method: str, options: Mapping[str, object]) -> dict:
     options a calibration run sets itself (``posterior_predictive``, ``progress``) left out and
     values as JSON (``str`` for what JSON cannot hold)."""
     kept = {k: v for k, v in options.items() if k not in _RUN_ONLY_OPTIONS}
-    return {"method": method, "options": json.loads(json.dumps(kept, sort_keys=True, default=str))}
+    return {"method": method, "options": json.loads(json.dumps(kept, sort_keys=True, default=_json_text))}
+
+
+def _json_text(value) -> str:
+    """What JSON cannot hold, as text that is the same in every process: a function by its
+    qualified name (its ``repr`` carries a memory address, which would make every recipe with a
+    function option look changed), a ``functools.partial`` by its function and arguments."""
+    import functools
+
+    if isinstance(value, functools.partial):
+        arguments = [_json_text(a) if callable(a) else repr(a) for a in value.args]
+        arguments += [f"{k}={_json_text(v) if callable(v) else repr(v)}" for k, v in sorted(value.keywords.items())]
+        return f"functools.partial({', '.join([_json_text(value.func), *arguments])})"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+    return str(value)
 
 
 #: Options a calibration run sets for itself; they do not make another recipe.
@@ -264,10 +279,12 @@ def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> l
 
 def store_estimates(dest_dir: str | os.PathLike, estimates: Mapping[str, Sequence[float]],
                     truths: Mapping[str, Sequence[float]], *, settings: Mapping[str, object],
-                    date: str | None = None) -> None:
+                    date: str | None = None, recipe: Mapping | None = None) -> None:
     """Keep a point estimate's replicates: ``estimates[element][i]`` against ``truths[element][i]``.
 
     ``settings`` must name ``entry``, ``config`` and ``method`` (they head the table's rows).
+    ``recipe``: :func:`recipe_record` of the method and options the fits ran, kept as the
+    manifest's ``recipe`` (the table says when the entry's recipe has changed since).
     """
     missing = [k for k in ("entry", "config", "method") if k not in settings]
     if missing:
@@ -283,16 +300,20 @@ def store_estimates(dest_dir: str | os.PathLike, estimates: Mapping[str, Sequenc
         rows += [(i, label, _float_text(v), _float_text(t)) for i, (v, t) in enumerate(zip(values, truth))]
     manifest = sweep.manifest_values(settings)
     manifest.update({"kind": "estimate", "num_replicates": len({r[0] for r in rows}), "date": date or _today()})
+    if recipe is not None:
+        manifest["recipe"] = recipe_record(recipe["method"], recipe["options"])
     dest_dir = os.fspath(dest_dir)
     os.makedirs(dest_dir, exist_ok=True)
     atomic_write_text(os.path.join(dest_dir, ESTIMATES), _csv_text(_ESTIMATE_COLUMNS, rows))
     atomic_write_text(os.path.join(dest_dir, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def estimate_rows(folder: str | os.PathLike) -> list[CalibrationRow]:
-    """Bias (mean of estimate − truth, with its standard error) and spread (SD) per element."""
+def estimate_rows(folder: str | os.PathLike, recipe_now: Mapping | None = None) -> list[CalibrationRow]:
+    """Bias (mean of estimate − truth, with its standard error) and spread (SD) per element;
+    ``recipe_now`` as in :func:`calibration_table`."""
     folder = os.fspath(folder)
     manifest = _manifest(folder)
+    changed = _recipe_change(manifest.get("recipe"), recipe_now)
     table = _read_csv(os.path.join(folder, ESTIMATES), _ESTIMATE_COLUMNS)
     labels = list(dict.fromkeys(r["element"] for r in table))
     estimates = {k: [float(r["estimate"]) for r in table if r["element"] == k] for k in labels}
@@ -302,7 +323,8 @@ def estimate_rows(folder: str | os.PathLike) -> list[CalibrationRow]:
         detail = (f"bias {s.bias:+.3g} ± {s.se:.2g} (s.e.), spread (SD) {s.spread:.3g}, truth {s.truth:.4g}"
                   if s.n else "no finite estimate")
         rows.append(CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
-                                   label, "estimate", "estimate", detail, s.n, 0, manifest.get("date", ""), 0))
+                                   label, "estimate", "estimate", detail, s.n, 0, manifest.get("date", ""), 0,
+                                   changed))
     return rows
 
 
@@ -312,7 +334,7 @@ def calibration_table(root: str | os.PathLike, *, entry: str | None = None, alph
     site with more than :data:`MAX_ELEMENT_ROWS` elements: one summary row).
 
     ``entry`` restricts the table to one entry. A missing ``root`` gives an empty table.
-    ``recipes``: ``{(entry, config): {"method", "options"}}``, the entries' recipes now; an SBC row
+    ``recipes``: ``{(entry, config): {"method", "options"}}``, the entries' recipes now; a row
     whose stored recipe differs says so (:attr:`CalibrationRow.recipe_changed`).
     """
     root = os.fspath(root)
@@ -332,7 +354,7 @@ def calibration_table(root: str | os.PathLike, *, entry: str | None = None, alph
             if os.path.exists(os.path.join(folder, RANKS)):
                 rows += _sbc_rows(folder, alpha, (recipes or {}).get((name, config)))
             elif os.path.exists(os.path.join(folder, ESTIMATES)):
-                rows += estimate_rows(folder)
+                rows += estimate_rows(folder, (recipes or {}).get((name, config)))
     return rows
 
 
@@ -346,7 +368,8 @@ def _cells(row: CalibrationRow) -> tuple[str, ...]:
     replicates = f"{row.replicates}" + (f" (L={row.num_draws})" if row.kind == "sbc" else "")
     tests = row.detail + (f"; {row.unconverged} fit(s) unconverged" if row.unconverged else "")
     if row.recipe_changed:
-        tests += f"; the recipe has changed since this sweep ({row.recipe_changed}): a verdict of another recipe"
+        what, of = ("sweep", "a verdict") if row.kind == "sbc" else ("study", "figures")
+        tests += f"; the recipe has changed since this {what} ({row.recipe_changed}): {of} of another recipe"
     if row.kind == "sbc" and row.replicates < MIN_REPLICATES:
         tests += (f"; only {row.replicates} replicates (fewer than the {MIN_REPLICATES} a stored verdict "
                   "should have): little power, "

@@ -597,7 +597,8 @@ def _cmd_estimates(args) -> int:
         note = (f"zoo estimates {entry.name} --config {args.config} --n {args.n} --seed {args.seed}"
                 + (f" --method {args.method}" if args.method else "") + "".join(f" --option {o}" for o in args.option)
                 + _where_note(args))
-        store_estimates(dest, result.estimates, result.truths, settings={**settings, "seed": args.seed, "note": note})
+        store_estimates(dest, result.estimates, result.truths, settings={**settings, "seed": args.seed, "note": note},
+                        recipe={"method": method, "options": run_options})
         print(f"stored the estimates in {dest}")
     return 0
 

@@ -144,3 +144,32 @@ def test_the_table_says_when_the_recipe_changed_since_the_sweep(tmp_path):
     assert all("method nuts then, smc now" == r.recipe_changed for r in calibration.calibration_table(root, recipes=other))
     # a result stored without its recipe (or a table without recipes) says nothing
     assert all(r.recipe_changed == "" for r in calibration.calibration_table(root))
+
+
+def test_a_point_estimate_study_keeps_its_recipe_and_the_table_says_when_it_changed(tmp_path):
+    root = tmp_path / "calibration"
+    ran = {"method": "tf", "options": {"num_steps": 500, "progress": False}}
+    calibration.store_estimates(root / "net" / "small", {"a": [1.0, 1.2, 0.9]}, {"a": [1.0, 1.0, 1.0]},
+                                settings={"entry": "net", "config": "small", "method": "tf"}, date="2026-01-02",
+                                recipe=ran)
+    manifest = calibration._manifest(os.fspath(root / "net" / "small"))
+    assert manifest["recipe"] == {"method": "tf", "options": {"num_steps": 500}}
+    same = {("net", "small"): {"method": "tf", "options": {"num_steps": 500}}}
+    assert [r.recipe_changed for r in calibration.calibration_table(root, recipes=same)] == [""]
+    now = {("net", "small"): {"method": "tf", "options": {"num_steps": 800}}}
+    (row,) = calibration.calibration_table(root, recipes=now)
+    assert row.recipe_changed == "num_steps=500 then, 800 now"
+    assert "the recipe has changed since this study" in calibration.format_table([row])
+    assert "figures of another recipe" in calibration.format_table([row])
+
+
+def test_a_recipe_with_a_function_option_is_recorded_the_same_in_every_process():
+    """A function's repr carries its memory address; the record names it instead, so a recipe
+    with a function option (``ppg_lgssm``'s proposal) does not look changed on every read."""
+    import functools
+
+    record = calibration.recipe_record("ppg", {"proposal": calibration.recipe_record, "scale": 2.0,
+                                               "wrapped": functools.partial(calibration.recipe_record, "nuts")})
+    assert record["options"] == {
+        "proposal": "diagnostics.calibration.recipe_record", "scale": 2.0,
+        "wrapped": "functools.partial(diagnostics.calibration.recipe_record, 'nuts')"}
