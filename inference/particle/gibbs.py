@@ -15,7 +15,7 @@ log-densities; ``log p(z)`` includes the Jacobian). ``K_θ`` is a Gaussian rando
 parameterisation (ancillarity-sufficiency interweaving; Yu & Meng 2011, Kastner &
 Frühwirth-Schnatter 2014 for stochastic volatility)::
 
-    ε   = innovations(x; θ)                   (x_0 = m_0(θ) + S_0(θ) ε_0, x_t = m_t(θ, x_{t-1}) + S_t(θ, x_{t-1}) ε_t)
+    ε   = innovations(x; θ)         x_0 = m_0(θ) + S_0(θ) ε_0,  x_t = m_t(θ, x_{t-1}) + S_t(θ, x_{t-1}) ε_t
     z   ~ K_θ(z | ε, y),   x = path(ε; θ(z))
 
     log π(z | ε, y) = sum_s [log_joint(θ, path(ε^s; θ), y^s) + sum_t log|det S_t|] + log p(z)  (+ const)
@@ -24,8 +24,10 @@ Frühwirth-Schnatter 2014 for stochastic volatility)::
 is held). Given the path, a scale such as the state noise σ is pinned by its innovations; given
 ``ε`` it moves with the data, so the chain no longer creeps when σ is small. It needs Normal or
 MultivariateNormal initial and transition laws (location-scale), and the non-centred log density
-runs the path recursion (a ``scan`` over time) at every evaluation. During warmup both are tuned: a dual-averaging step size (RW: the proposal scale,
-target acceptance 0.3; NUTS: the leapfrog step, target 0.8) and, from ``adapt_start`` warmup
+runs the path recursion (a ``scan`` over time) at every evaluation.
+
+During warmup either kernel is tuned (the non-centred moves get their own step size and share
+the covariance): a dual-averaging step size (RW: the proposal scale, target acceptance 0.3; NUTS: the leapfrog step, target 0.8) and, from ``adapt_start`` warmup
 sweeps on, the running covariance of ``z`` (RW: proposal shape; NUTS: diagonal inverse mass
 matrix). Both are frozen for sampling, so the sampling phase is a Markov chain with the exact
 posterior ``p(θ, x | y)`` as invariant law.
