@@ -26,11 +26,11 @@ is held). Given the path, a scale such as the state noise σ is pinned by its in
 MultivariateNormal initial and transition laws (location-scale), and the non-centred log density
 runs the path recursion (a ``scan`` over time) at every evaluation.
 
-During warmup either kernel is tuned (the non-centred moves get their own step size and share
-the covariance): a dual-averaging step size (RW: the proposal scale, target acceptance 0.3; NUTS: the leapfrog step, target 0.8) and, from ``adapt_start`` warmup
-sweeps on, the running covariance of ``z`` (RW: proposal shape; NUTS: diagonal inverse mass
-matrix). Both are frozen for sampling, so the sampling phase is a Markov chain with the exact
-posterior ``p(θ, x | y)`` as invariant law.
+During warmup either kernel is tuned (the non-centred moves get their own step size and share the
+covariance): a dual-averaging step size (RW: the proposal scale, target acceptance 0.3; NUTS: the
+leapfrog step, target 0.8) and, from ``adapt_start`` warmup sweeps on, the running covariance of
+``z`` (RW: proposal shape; NUTS: diagonal inverse mass matrix). Both are frozen for sampling, so the
+sampling phase is a Markov chain with the exact posterior ``p(θ, x | y)`` as invariant law.
 
 Public API: :class:`GibbsState`, :class:`GibbsInfo`, :class:`ThetaTuning`,
 :func:`theta_log_density`, :func:`rw_theta_kernel`, :func:`nuts_theta_kernel`, :func:`step`,
