@@ -34,8 +34,13 @@ is therefore the program's joint restricted to counts in the domain, by rejectio
 alone, so each replicate's posterior is the program's ``p(rates | y)`` and simulation-based
 calibration stays exact, while the replicates' rates follow the prior times ``P(counts >= 0 |
 rates)`` (fewer extinction regimes). SBC ranks ``mu``, ``sigma``, ``lam``; the data are the site
-``y``. A probe on ``small`` (``zoo sbc stochastic_lotka_volterra --n 4 --draws 19 --batch-size 2``)
-costs about 110 CPU-seconds per replicate, compilation included (fit R-hat <= 1.02, no divergence).
+``y``. Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100
+replicates, L = 99 draws; ``zoo sbc stochastic_lotka_volterra --config small --n 100 --draws 99
+--seed 0 --workers 2 --store``; about 110 CPU-seconds a replicate, 124 min wall on 2 Dask workers
+sharing the cores with other runs): calibrated (χ² p 0.50, 0.87, 0.66 for mu, sigma, lam; every ECDF
+inside its band; 4, 3 and 2 ranks at 0 or L); every fit's R-hat at most 1.043 and no divergent
+transition. The ranks are stored in ``calibration/stochastic_lotka_volterra/small``; the docs'
+calibration page is generated from them.
 
 Example::
 
