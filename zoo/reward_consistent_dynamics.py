@@ -87,20 +87,20 @@ reward in place of the learned one the AUC is 0.97 on the same transitions (the 
 error on the unseen states, about −0.5 °C, puts some offsets near the truth).
 
 Prior predictive and calibration: under the twin's N(0, 10²) prior most plants run away under the
-behaviour policy (|1 + w₂ + 0.3 w₃| > 1: temperatures reach 1e14 to 1e118 °C over 100 steps, and the
-Cholesky factor of XᵀX behind ``beta`` is then NaN). The prior predictive is therefore the twin's
-joint restricted to data whose temperatures lie within ±``PRIOR_TEMP_LIMIT`` (100 °C), by rejection
-(:func:`prior_episodes`, ``inference.prior_predictive.rejection_draw``; about 9% of joint draws are
-kept on ``small``): an event of the data alone, so each replicate's posterior is the twin's ``p(w |
-data)`` and simulation-based calibration stays exact, while the replicates' ``w`` follow the prior
-times the chance that the policy holds the plant. The exact posterior puts the true ``w`` at uniform
-quantiles over such replicates (a test). Calibration: simulation-based calibration of the default
-recipe on ``small`` (n = 100 replicates, L = 99 draws, ranks on ``w``, ``ENTRY.rank_sites``; ``zoo
-sbc morec_refrigerator --config small --n 100 --draws 99 --seed 0 --store``; about 3 min wall in one
-process beside other runs): calibrated (χ² p 0.11, 0.87, 0.31 for w₁, w₂, w₃; every ECDF inside its
-band; 1, 3 and 3 ranks at 0 or L). The recipe runs one chain, so no R-hat is recorded. The ranks are
-stored in ``calibration/morec_refrigerator/small``; the docs' calibration page is generated from
-them.
+behaviour policy (roughly |1 + w₂ + 0.3 w₃| > 1 while the action is not clipped: temperatures reach
+1e14 to 1e118 °C over 100 steps, and the Cholesky factor of XᵀX behind ``beta`` is then NaN). The
+prior predictive is therefore the twin's joint restricted to data whose temperatures lie within
+±``PRIOR_TEMP_LIMIT`` (100 °C), by rejection (:func:`prior_episodes`,
+``inference.prior_predictive.rejection_draw``; about 9% of joint draws are kept on ``small``): an
+event of the data alone, so each replicate's posterior is the twin's ``p(w | data)`` and simulation-
+based calibration stays exact, while the replicates' ``w`` follow the prior times the chance that
+the policy holds the plant. The exact posterior puts the true ``w`` at uniform quantiles over such
+replicates (a test). Calibration: simulation-based calibration of the default recipe on ``small`` (n
+= 100 replicates, L = 99 draws, ranks on ``w``, ``ENTRY.rank_sites``; ``zoo sbc morec_refrigerator
+--config small --n 100 --draws 99 --seed 0 --store``; about 3 min wall in one process beside other
+runs): calibrated (χ² p 0.11, 0.87, 0.31 for w₁, w₂, w₃; every ECDF inside its band; 1, 3 and 3
+ranks at 0 or L). The recipe runs one chain, so no R-hat is recorded. The ranks are stored in
+``calibration/morec_refrigerator/small``; the docs' calibration page is generated from them.
 
 Data format: ``(S, T, 2)`` floats, channels ``temp`` and ``action`` per step (the last step's
 action is not used); NaN marks a missing value and a transition touching one is left out.
