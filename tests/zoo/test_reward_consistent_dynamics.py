@@ -32,6 +32,7 @@ from zoo.reward_consistent_dynamics import (
     exact_loglik,
     load_offline_data,
     model,
+    prior_data,
     prior_episodes,
     reward_scores,
     simulate,
@@ -102,8 +103,7 @@ def test_prior_predictive_keeps_data_in_range_and_the_exact_posterior_is_calibra
     assert float(jnp.abs(episodes[..., 0]).max()) <= PRIOR_TEMP_LIMIT
     pits = []
     for w_true, ep in zip(np.asarray(w), np.asarray(episodes)):
-        data = np.concatenate([ep[:, :, :1], np.concatenate([ep[:, :-1, 1:], np.full((ep.shape[0], 1, 1), np.nan)],
-                                                            axis=1)], axis=-1)
+        data = prior_data({"temp": ep[..., 0], "action": ep[:, :-1, 1]}, SMALL)
         mean, cov = twin_posterior(data, SMALL)
         pits.append(stats.norm.cdf(w_true, np.asarray(mean), np.sqrt(np.diag(np.asarray(cov)))))
     pits = np.asarray(pits)
