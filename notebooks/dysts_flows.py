@@ -79,8 +79,9 @@ axes[0].set_ylabel("log-likelihood (max = 0)")
 # ## NUTS on three windows (the entry's recipe)
 #
 # Three windows starting at t = 10, 25, 40 of a trajectory from (1, 1, 1), noise σ_obs = 0.5; priors
-# LogNormal(log θ_dysts, 0.5) on σ, ρ, β, HalfNormal(1) on σ_obs, and N(first observation, 1) on
-# each window's initial state. Four chains of 200 + 200 iterations from the prior median.
+# LogNormal(log θ_dysts, 0.5) on σ, ρ, β, HalfNormal(1) on σ_obs, and N(anchor, 1) on each
+# window's initial state, the anchor being the window's first reading (which the likelihood then
+# leaves out: each reading is used once). Four chains of 200 + 200 iterations from the prior median.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 2.6))

@@ -295,7 +295,9 @@ def drift(state, gamma_minus, gamma_plus, config: TransientStateConfig, stimulus
 def _moments_fn(config: TransientStateConfig):
     """``(rates (2,), state (2N,)) -> (mean, scale)`` of one Euler–Maruyama step."""
     n, dt = config.num_neurons, config.dt
-    scale = jnp.concatenate([jnp.full(n, config.process_noise), jnp.full(n, config.reservoir_noise)]) * math.sqrt(dt)
+    # numpy, not jnp: a constant of every program, never a tracer of the trace that first built it
+    # (the function is cached per config, so a traced scale would leak into later programs)
+    scale = np.concatenate([np.full(n, config.process_noise), np.full(n, config.reservoir_noise)]) * math.sqrt(dt)
 
     def moments(rates, state):
         return state + dt * drift(state, rates[0], rates[1], config), scale

@@ -26,19 +26,42 @@ def test_log_density_matches_direct_computation_with_missing_components(key):
     data = np.asarray(data).copy()
     data[1, 5, 2] = np.nan  # one component missing: the other two still count
     data[2, 7, :] = np.nan  # a whole step missing
+    data[0, 0, 1] = np.nan  # a first reading missing: the coordinate's anchor is its reading at t = 1
     params = {"beta": 2.7, "rho": 27.5, "sigma": 10.2, "sigma_obs": 0.6, "x0": truth["x0"] + 0.1}
     lp, _ = log_density(ENTRY.model, (data,), {"config": SMALL}, params)
     paths = np.stack([np.asarray(chaos.integrate("Lorenz", x0, SMALL.dt, SMALL.window_length,
                                                  params={"beta": 2.7, "rho": 27.5, "sigma": 10.2},
                                                  max_step=SMALL.max_step))
                       for x0 in params["x0"]])
+    first = np.argmax(~np.isnan(data), axis=1)  # (window, coordinate): the anchors' times
     ok = ~np.isnan(data)
+    ok[np.arange(3)[:, None], first, np.arange(3)[None, :]] = False  # anchors centre x0, not in the likelihood
+    assert first[0, 1] == 1 and ok.sum() == data.size - 3 * 3 - 3 - 1 - 1
     direct = stats.norm(paths[ok], 0.6).logpdf(data[ok]).sum()
     direct += sum(stats.lognorm(0.5, scale=v).logpdf(params[k]) for k, v in chaos.get_flow("Lorenz").params.items())
     direct += stats.halfnorm(scale=1.0).logpdf(0.6)
     centres = np.stack([data[k][np.argmax(~np.isnan(data[k]), axis=0), np.arange(3)] for k in range(3)])
     direct += stats.norm(centres, 1.0).logpdf(params["x0"]).sum()
     np.testing.assert_allclose(float(lp), direct, rtol=1e-10)
+
+
+def test_a_prior_replicate_is_fitted_under_the_joint_it_was_drawn_from(key):
+    """SBC is exact: the data of a prior-predictive replicate carry the anchors the prior of x0 was
+    centred on as their first readings, and the program's log density of those data is the
+    replicate's joint log density without the first readings' terms (the anchors are covariates)."""
+    from numpyro.handlers import seed, trace
+
+    tr = trace(seed(ENTRY.model, key)).get_trace(None, config=SMALL)
+    values = {n: s["value"] for n, s in tr.items() if s["type"] in ("sample", "deterministic")}
+    data = ENTRY.prior_data(values, config=SMALL)
+    np.testing.assert_allclose(data[:, 0], df._anchors(SMALL), rtol=1e-12)
+    np.testing.assert_allclose(data[:, 1:], values["y"][:, 1:], rtol=0)
+    latent = {n: values[n] for n in (*SMALL.inferred_names, "sigma_obs", "x0")}
+    lp, _ = log_density(ENTRY.model, (data,), {"config": SMALL}, latent)
+    joint = sum(site["fn"].log_prob(site["value"]).sum() for name, site in tr.items()
+                if site["type"] == "sample" and name != "y")
+    joint += tr["y"]["fn"].base_dist.log_prob(tr["y"]["value"])[:, 1:].sum()
+    np.testing.assert_allclose(float(lp), float(joint), rtol=1e-10)
 
 
 def test_windows_csv_round_trip_and_a_users_series(key):

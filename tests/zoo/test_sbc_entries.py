@@ -5,7 +5,9 @@ Over the registry (a new sampler entry is included without an edit):
 * default, shapes only (``jax.eval_shape``: nothing is compiled): a prior-predictive replicate of
   the entry's cheapest config gives true values for exactly the sites a fit samples, and the
   program's log density traces with the data as a JAX tracer, which ``zoo sbc --batch-size K``
-  (``inference.fit_batch``: one compiled NUTS loop over data sets) needs;
+  (``inference.fit_batch``: one compiled NUTS loop over data sets) needs; where the prior of the
+  latent sites reads the data (an initial state centred on its first reading), one replicate is
+  evaluated to show that the fit's prior on the replicate's data is the prior it was drawn from;
 * ``slow``: ``zoo sbc ENTRY --n 2 --batch-size 2`` with a few draws runs end to end through the
   command line and stores its ranks the way the calibration table reads them.
 
@@ -74,10 +76,41 @@ def traced_replicate(entry, config):
         # Gibbs's x_init, x_rest): they take a draw of model(data), which SBC does not rank
         fitted = trace(seed(model, key)).get_trace(data) if entry.rank_sites is not None else {}
         params = {n: values[n] if n in values or not fitted else fitted[n]["value"] for n in found["latent"]}
+        found["prior_reads_data"] = prior_reads_data(model, data, params)
         return log_density(model, (data,), {}, params)[0]
 
     value = jax.eval_shape(run, jax.random.PRNGKey(0))
-    return found["ranked"], found["values"], value.shape
+    return found["ranked"], found["values"], value.shape, found["prior_reads_data"]
+
+
+def prior_reads_data(model, data, params) -> bool:
+    """Whether the prior density of the latent sites, at ``params``, reads the data: the sum of
+    the unobserved sample sites' log densities traced as a function of the data, and the inputs
+    its jaxpr uses found by JAX's dead-code elimination (``dce_jaxpr``, which looks inside scans
+    and sub-programs; where that private function is missing, an equation with an input that
+    depends on the data makes all its outputs depend on it: an over-estimate, never a miss). A
+    prior centred on a data value (a window's first reading) is the prior the prior predictive
+    drew from only if the replicate's data carry the same value: checked concretely where the
+    prior reads the data."""
+    from numpyro.handlers import seed, substitute, trace
+
+    def log_prior(data):
+        tr = trace(seed(substitute(model, data=params), jax.random.PRNGKey(0))).get_trace(data)
+        return sum(site["fn"].log_prob(site["value"]).sum() for site in tr.values()
+                   if site["type"] == "sample" and not site["is_observed"])
+
+    jaxpr = jax.make_jaxpr(log_prior)(data).jaxpr
+    try:
+        from jax._src.interpreters.partial_eval import dce_jaxpr
+    except ImportError:
+        pass
+    else:
+        return any(dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))[1])
+    reached = set(jaxpr.invars)
+    for eqn in jaxpr.eqns:
+        if any(not hasattr(v, "val") and v in reached for v in eqn.invars):  # a Literal has .val
+            reached.update(eqn.outvars)
+    return any(not hasattr(v, "val") and v in reached for v in jaxpr.outvars)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -90,9 +123,33 @@ def test_prior_replicate_and_traced_data(name):
                             jax.errors.TracerIntegerConversionError)):
             traced_replicate(entry, config)
         return
-    ranked, recorded, shape = traced_replicate(entry, config)
+    ranked, recorded, shape, reads_data = traced_replicate(entry, config)
     assert set(ranked) <= set(recorded), f"{name}: true values missing for {set(ranked) - set(recorded)}"
     assert shape == ()
+    if reads_data and entry.rank_sites is None:  # (rank_sites: a reparameterisation built from the data)
+        assert_prior_is_the_drawn_one(entry, config)
+
+
+def assert_prior_is_the_drawn_one(entry, config):
+    """For a program whose prior reads the data (an initial state's prior centred on the first
+    reading): on a prior-predictive replicate's data the fit's prior density of the latent sites
+    is the density they were drawn from, so the fitted joint is the simulated one and SBC is exact
+    (the entry's ``prior_data`` writes the anchors the prior predictive used into the data)."""
+    from numpyro.handlers import seed, substitute, trace
+
+    model = functools.partial(entry.model, config=config)
+    drawn = trace(seed(model, jax.random.PRNGKey(1))).get_trace(None)
+    values = {n: s["value"] for n, s in drawn.items() if s["type"] in ("sample", "deterministic")}
+    data = entry.prior_data(values, config=config) if entry.prior_data is not None else values["y"]
+    latent = latent_site_names(model, data)
+    fitted = trace(seed(substitute(model, data={n: values[n] for n in latent}), jax.random.PRNGKey(2))).get_trace(data)
+
+    def log_prior(tr):
+        return {n: float(tr[n]["fn"].log_prob(tr[n]["value"]).sum()) for n in latent}
+
+    np.testing.assert_allclose(list(log_prior(fitted).values()), list(log_prior(drawn).values()), rtol=1e-10,
+                               err_msg=f"{entry.name}: the fit's prior of {latent} on a replicate's data is not the "
+                                       "prior the replicate was drawn from; SBC of the program is not exact")
 
 
 def test_prior_simulate_assembles_record_data():
