@@ -907,28 +907,40 @@ def _probe_points(target: Target, samples, flagged, *, seed, max_points, num_dir
     names = [k for k, site in tr.items() if site["type"] == "sample" and not site["is_observed"] and k in samples]
     if not names:
         return None
-    args = (target.data,)
+    data = target.data
     flat = {k: np.asarray(samples[k]).reshape((-1,) + np.shape(samples[k])[2:]) for k in names}
     total = flagged.size
     rng = np.random.default_rng(seed)
     spread_idx = rng.choice(total, size=min(total, 256), replace=False)
     chosen = np.flatnonzero(flagged.reshape(-1))
     chosen = chosen[np.linspace(0, len(chosen) - 1, min(len(chosen), max_points)).astype(int)]
-    to_vector = jax.jit(jax.vmap(lambda p: ravel_pytree(unconstrain_fn(target.model, args, {}, p))[0]))
+    # the data are an argument of the compiled programs where the program traces with them, so the
+    # persistent compilation cache serves a sweep's next fit (a closure makes them constants: a
+    # new program for every data set)
+    one = {k: v[0] for k, v in flat.items()}
+    as_argument = traces_with_data(lambda d: unconstrain_fn(target.model, (d,), {}, one), data)
+
+    def compiled(fn):
+        if as_argument:
+            run = jax.jit(jax.vmap(fn, in_axes=(0, None)))
+            return lambda points: run(points, data)
+        return jax.jit(jax.vmap(lambda point: fn(point, data)))
+
+    to_vector = compiled(lambda p, d: ravel_pytree(unconstrain_fn(target.model, (d,), {}, p))[0])
     spread = np.asarray(to_vector({k: v[spread_idx] for k, v in flat.items()})).std(axis=0)
     start = np.asarray(to_vector({k: v[chosen] for k, v in flat.items()}))
-    _, unravel = ravel_pytree(unconstrain_fn(target.model, args, {}, {k: v[0] for k, v in flat.items()}))
+    _, unravel = ravel_pytree(unconstrain_fn(target.model, (data,), {}, one))
     spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
     directions = rng.standard_normal((num_directions, start.shape[1]))
     steps = np.asarray(scales)[:, None, None] * directions[None] * spread  # (scale, direction, dim)
     points = (start[:, None, None, :] + steps[None]).reshape(-1, start.shape[1])
     points = np.concatenate([start, points])
-    potential = np.asarray(jax.jit(jax.vmap(lambda v: potential_energy(target.model, args, {}, unravel(v))))(points))
+    potential = np.asarray(compiled(lambda v, d: potential_energy(target.model, (d,), {}, unravel(v)))(points))
     bad = ~np.isfinite(potential)
     hits = int((bad[: len(start)] | bad[len(start):].reshape(len(start), -1).any(axis=1)).sum())
     sites: dict[str, None] = {}
     for index in np.flatnonzero(bad)[:3]:
-        constrained = constrain_fn(target.model, args, {}, unravel(points[index]))
+        constrained = constrain_fn(target.model, (data,), {}, unravel(points[index]))
         for name, _ in nonfinite_sites(target.model, constrained, target.data):
             sites[name] = None
     return tuple(sites), len(start), hits

@@ -58,6 +58,24 @@ def test_nuts_names_the_site_where_the_log_density_is_nan():
     assert checks.overall(verdicts.values()) == "fail"
 
 
+def test_the_divergence_probe_takes_the_data_as_an_argument():
+    """The probe's compiled programs (unconstraining the draws, the potential at the probed points)
+    take the data as an argument: on other data of the same shape (a sweep's next replicate) they
+    compile nothing, and the site is still named."""
+    from inference.runner import probe_nonfinite
+    from inference.types import Target
+    from tests.helpers import persistent_cache_misses
+
+    rng = np.random.default_rng(0)
+    samples = {"mu": 0.9 + 0.05 * rng.standard_normal((2, 50))}
+    flagged = samples["mu"] > 0.95
+    first = probe_nonfinite(Target(nan_above_one, np.full(50, 1.11)), samples, flagged)
+    with persistent_cache_misses() as misses:
+        second = probe_nonfinite(Target(nan_above_one, np.full(50, 0.97)), samples, flagged)
+    assert not misses, f"the probe compiled {len(misses)} programs again for other data"
+    assert first.sites == second.sites == ("bad",) and second.hits > 0
+
+
 def test_svi_names_the_site_not_only_the_step():
     with pytest.raises(NonFiniteLogDensityError, match=r"svi: the loss became non-finite at step \d+; just before it "
                                                        r"the model's log density is not finite at site\(s\) bad"):
