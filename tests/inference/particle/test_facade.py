@@ -62,10 +62,26 @@ _GRID = [pytest.param(name, method, marks=[pytest.mark.slow] if (name, method) i
          for name in sorted(_CONFIGS) for method in sorted(_OPTIONS)]
 
 
+@pytest.fixture(scope="module")
+def fitted(problems):
+    """``fitted(name, method)``: the facade's run on ``problems[name]`` (seed 3), made once per
+    module: the grid test reads it and the no-recompilation test starts from it (its first fit)."""
+    runs = {}
+
+    def fit(name, method):
+        if (name, method) not in runs:
+            entry, config, data = problems[name]
+            runs[name, method] = inference.fit(entry, data, method=method, config=config, seed=3, progress=False,
+                                               **_OPTIONS[method])
+        return runs[name, method]
+
+    return fit
+
+
 @pytest.mark.parametrize("name,method", _GRID)
-def test_particle_method_runs_from_the_facade(problems, name, method):
+def test_particle_method_runs_from_the_facade(problems, fitted, name, method):
     entry, config, data = problems[name]
-    idata = inference.fit(entry, data, method=method, config=config, seed=3, progress=False, **_OPTIONS[method])
+    idata = fitted(name, method)
     ssm = entry.ssm(config)
     ys = ssm.split_series(np.asarray(data))
     batched = np.ndim(data) == len(ssm.obs_shape) + 2
@@ -113,13 +129,13 @@ def test_particle_method_runs_from_the_facade(problems, name, method):
 
 
 @pytest.mark.parametrize("method", ["pmmh", "pgibbs", "ppg", "smc2"])
-def test_a_fit_on_other_data_compiles_nothing(problems, method):
+def test_a_fit_on_other_data_compiles_nothing(problems, fitted, method):
     """The data are an argument of the compiled programs, not a constant in them: a second fit on
     other data of the same shape (an SBC replicate) compiles nothing, the persistent cache holds
     every program of the first (benchmarks/fit_reuse.py measures what that saves)."""
     entry, config, data = problems["ppg_lgssm"]
     options = dict(method=method, config=config, progress=False, **_OPTIONS[method])
-    inference.fit(entry, data, seed=0, **options)
+    fitted("ppg_lgssm", method)  # the first fit (seed 3), shared with the grid test
     with persistent_cache_misses() as misses:
         inference.fit(entry, data + 0.5, seed=1, **options)
     assert not misses, f"{method}: {len(misses)} programs compiled again for other data"

@@ -175,18 +175,20 @@ def test_state_space_form_takes_sampled_sites_or_matrices(key):
     # a particle backend's parameter space holds the sampled sites only; prior() returns matrices
     from numpyro.handlers import seed, trace
 
+    # each step compiled as one program (eager, every primitive of the prior and the scans compiled alone)
     cfg = dataclasses.replace(ENTRY.configs["cyclic4"], num_sequences=1, num_steps=6)
     ssm = ENTRY.ssm(cfg)
-    tr = trace(seed(ssm.prior, key)).get_trace()
-    sites = {k: v["value"] for k, v in tr.items() if v["type"] == "sample"}
-    mats = ssm.sample_prior(key)
+    sites = jax.jit(lambda k: {name: site["value"] for name, site in trace(seed(ssm.prior, k)).get_trace().items()
+                               if site["type"] == "sample"})(key)
+    mats = jax.jit(ssm.sample_prior)(key)
     assert "transition_matrix" not in sites and set(mats) == {"transition_matrix", "emission_probs"}
-    xs, ys = ssm.simulate(jax.random.fold_in(key, 1), mats, 6)
+    xs, ys = jax.jit(ssm.simulate, static_argnums=2)(jax.random.fold_in(key, 1), mats, 6)
     trans, emis = np.asarray(mats["transition_matrix"]), np.asarray(mats["emission_probs"])
     xs_, ys_ = np.asarray(xs), np.asarray(ys).astype(int)
     brute = (np.log(0.25) + np.log(trans[xs_[:-1], xs_[1:]]).sum() + np.log(emis[xs_, ys_]).sum())
-    np.testing.assert_allclose(float(ssm.log_joint(sites, xs, ys)), brute, rtol=1e-10)
-    np.testing.assert_allclose(float(ssm.log_joint(mats, xs, ys)), brute, rtol=1e-10)
+    log_joint = jax.jit(ssm.log_joint)
+    np.testing.assert_allclose(float(log_joint(sites, xs, ys)), brute, rtol=1e-10)
+    np.testing.assert_allclose(float(log_joint(mats, xs, ys)), brute, rtol=1e-10)
 
 
 def test_state_space_form_skips_missing_symbols_like_the_forward_algorithm(key):
@@ -201,12 +203,13 @@ def test_state_space_form_skips_missing_symbols_like_the_forward_algorithm(key):
     ys[1, [0, 11]] = -1  # first and last steps too
     tr = trace(seed(ENTRY.ssm(cfg).prior, jax.random.PRNGKey(4))).get_trace()
     sites = {k: v["value"] for k, v in tr.items() if v["type"] == "sample"}  # interior prior draw
-    exact_ll = float(ENTRY.exact_loglik(sites, ys, cfg))
+    exact_loglik = jax.jit(lambda sites, ys: ENTRY.exact_loglik(sites, ys, cfg))  # one compile, four data sets
+    exact_ll = float(exact_loglik(sites, ys))
     # the exact route skips -1: p(y with y_{0,5} missing) = Σ_k p(y with y_{0,5} = k)
     filled = [ys.copy() for _ in range(3)]
     for k, y in enumerate(filled):
         y[0, 5] = k
-    summed = logsumexp([float(ENTRY.exact_loglik(sites, y, cfg)) for y in filled])
+    summed = logsumexp([float(exact_loglik(sites, y)) for y in filled])
     np.testing.assert_allclose(exact_ll, summed, rtol=1e-10)
     # the emission log-weight of -1 is 0 for every state, of a symbol its log-probability
     emission = ENTRY.ssm(cfg).emission
