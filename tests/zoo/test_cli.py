@@ -16,20 +16,35 @@ def zoo_cli(*args, cwd):
                           env=env, timeout=600)
 
 
-def test_list_show_and_errors(tmp_path):
-    out = zoo_cli("list", cwd=tmp_path)
-    assert out.returncode == 0 and "lgssm" in out.stdout and "hmm" in out.stdout
-    out = zoo_cli("show", "lgssm", cwd=tmp_path)
-    assert out.returncode == 0 and "CSV columns series, time" in out.stdout
-    out = zoo_cli("show", "nope", cwd=tmp_path)
-    assert out.returncode == 2 and "unknown zoo entry 'nope'" in out.stderr and "lgssm" in out.stderr
-    out = zoo_cli("fit", "lgssm", "--data", "missing.csv", cwd=tmp_path)
-    assert out.returncode == 2 and "no such file" in out.stderr
-    out = zoo_cli("fit", "lgssm", "--method", "bogus", cwd=tmp_path)
-    assert out.returncode == 2 and "unknown method 'bogus'" in out.stderr
+def test_list_show_and_errors(tmp_path, monkeypatch, capsys):
+    """In process (``zoo.cli.main``, as the CLI's ``__main__`` calls it; the subprocess tests below
+    run that ``__main__``): one interpreter for the five commands instead of five."""
+    from zoo import cli
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        status = cli.main(list(args))
+        return status, capsys.readouterr()
+
+    status, out = run("list")
+    assert status == 0 and "lgssm" in out.out and "hmm" in out.out
+    status, out = run("show", "lgssm")
+    assert status == 0 and "CSV columns series, time" in out.out
+    status, out = run("show", "nope")
+    assert status == 2 and "unknown zoo entry 'nope'" in out.err and "lgssm" in out.err
+    status, out = run("fit", "lgssm", "--data", "missing.csv")
+    assert status == 2 and "no such file" in out.err
+    status, out = run("fit", "lgssm", "--method", "bogus")
+    assert status == 2 and "unknown method 'bogus'" in out.err
 
 
-def test_simulate_fit_csv_and_report(tmp_path):
+def test_simulate_fit_csv_and_report(tmp_path, monkeypatch, capsys):
+    """simulate and fit as a user runs them (subprocesses: the files they leave, the exit codes);
+    the reports of the written file and the refused CSV in process (``zoo.cli.main``, as the CLI's
+    ``__main__`` calls it), which read only the files."""
+    from zoo import cli
+
     out = zoo_cli("simulate", "lgssm", "--out", "data.csv", "--truth", "truth.json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     header = (tmp_path / "data.csv").read_text().splitlines()[0]
@@ -44,19 +59,21 @@ def test_simulate_fit_csv_and_report(tmp_path):
     assert idata.attrs["entry"] == "lgssm"
     html = (tmp_path / "report.html").read_text()
     assert "<html" in html.lower() and "A" in html
-    out = zoo_cli("report", "run.nc", "--html", "again.html", cwd=tmp_path)
-    assert out.returncode == 0 and (tmp_path / "again.html").exists()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["report", "run.nc", "--html", "again.html"]) == 0 and (tmp_path / "again.html").exists()
     umask = os.umask(0)
     os.umask(umask)
-    for written in ("run.nc", "report.html", "data.csv"):  # readable as `open(..., "w")` leaves a file
+    for written in ("run.nc", "report.html", "data.csv", "again.html"):  # as `open(..., "w")` leaves a file
         assert stat.S_IMODE(os.stat(tmp_path / written).st_mode) == 0o666 & ~umask, written
-    out = zoo_cli("report", "run.nc", cwd=tmp_path)  # no --html: Markdown on stdout
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("# ") and "| " in out.stdout and "overall" in out.stdout.lower()
+    capsys.readouterr()
+    assert cli.main(["report", "run.nc"]) == 0  # no --html: Markdown on stdout
+    out = capsys.readouterr().out
+    assert out.startswith("# ") and "| " in out and "overall" in out.lower()
     bad = tmp_path / "bad.csv"
     bad.write_text("series,time,y0\n0,0,1.0\n")
-    out = zoo_cli("fit", "lgssm", "--data", "bad.csv", cwd=tmp_path)
-    assert out.returncode == 2 and "missing column(s) ['y1']" in out.stderr
+    assert cli.main(["fit", "lgssm", "--data", "bad.csv"]) == 2
+    assert "missing column(s) ['y1']" in capsys.readouterr().err
 
 
 def test_help_version_and_exit_codes(tmp_path):

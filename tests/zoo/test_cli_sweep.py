@@ -68,10 +68,16 @@ def test_sbc_on_a_local_cluster_is_interrupted_and_resumed(tmp_path):
     assert "SBC over n=6 replicates" in again.stdout
 
 
-def test_sweep_over_a_grid_writes_one_file_per_point_and_resumes(tmp_path):
+def test_sweep_over_a_grid_writes_one_file_per_point_and_resumes(tmp_path, monkeypatch, capsys):
+    """The sweep runs as a user would, in a subprocess; the rerun that finds every point done and
+    the rerun with other settings read only the folder, so they run in process (``zoo.cli.main``,
+    as the CLI's ``__main__`` calls it: the same exit status, the same lines)."""
+    from zoo import cli
+
     out = tmp_path / "grid"
-    command = [sys.executable, "-m", "zoo.cli", "sweep", "lgssm", "--config", "scalar", "--grid", "num_steps=30,40",
-               "--grid", "true_r=(0.5,),(1.0,)", *TINY, "--out", str(out)]
+    arguments = ["sweep", "lgssm", "--config", "scalar", "--grid", "num_steps=30,40", "--grid", "true_r=(0.5,),(1.0,)",
+                 *TINY, "--out", str(out)]
+    command = [sys.executable, "-m", "zoo.cli", *arguments]
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=900)
     assert first.returncode in (0, 1), first.stderr[-2000:]
     files = _files(out, "point", "nc")
@@ -84,13 +90,15 @@ def test_sweep_over_a_grid_writes_one_file_per_point_and_resumes(tmp_path):
     idata = read_netcdf(sweep.task_path(str(out), "point", 3, "nc"))
     assert json.loads(idata.attrs["config_overrides"]) == {"num_steps": 40, "true_r": [1.0]}
     assert idata.observed_data["y"].shape[-2] == 40
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=900)
-    assert again.returncode == first.returncode
-    assert "4 already done" in again.stdout and "sweep: point" not in again.stdout
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(arguments) == first.returncode
+    again = capsys.readouterr().out
+    assert "4 already done" in again and "sweep: point" not in again
     assert _files(out, "point", "nc") == files
-    other = subprocess.run(command[:-2] + ["--seed", "1", "--out", str(out)], cwd=tmp_path, capture_output=True,
-                           text=True, env=_env(), timeout=300)
-    assert other.returncode == 2 and "out_dir:" in other.stderr and "other settings" in other.stderr
+    assert cli.main(arguments[:-2] + ["--seed", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "out_dir:" in err and "other settings" in err
 
 
 def test_grid_and_cluster_arguments_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
