@@ -181,6 +181,11 @@ print(az.summary(idata_pg, var_names=["mu", "sigma", "lam"], round_to=3))
 # The mean-field ODE ignores demographic noise: the deterministic path spirals into the fixed point
 # while the data keep cycling, so all the fluctuation ends up in the log-normal "observation" noise.
 # We fit the first series (its own initial state, number of sites and noise scale are inferred).
+# The first row of counts centres the initial state's prior and is not also a term of the
+# likelihood (the entry's card), so the initial state is learned from the path as well; with the
+# mean-field path unable to follow the cycles, the number of sites and the rates stay weakly
+# identified, and NUTS may report divergent transitions on such a series: read its verdict before
+# the numbers.
 
 # %%
 ode_entry = zoo.get("lotka_volterra_ode")

@@ -100,6 +100,10 @@ def execute(name: str, *, timeout: int = 3600) -> pathlib.Path:
     notebook.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    # tqdm.auto warns on import in a kernel without ipywidgets (its widget bar; the fits here print
+    # no bar): a stderr block in the first output of every notebook that imports numpyro
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                                          "ignore:IProgress not found:Warning"]))
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(HERE)}}).execute()
     scrub_notebook(notebook)
