@@ -94,26 +94,31 @@ class PotentialFunctions(NamedTuple):
 
     value_and_grad(u (d,), data) -> (potential, gradient); batched(U (n, d), data) -> (n,);
     initial(data) -> u0 (d,) at the prior median; unravel(u) -> {site: unconstrained value};
-    dim: d.
+    constrained(u, data) -> {site: constrained value} with the deterministic sites; dim: d.
     """
 
     value_and_grad: Callable
     batched: Callable
     initial: Callable
     unravel: Callable
+    constrained: Callable
     dim: int
 
 
 def _build(model: Callable, example_data: Any, seed: int) -> PotentialFunctions:
     from numpyro.infer import init_to_median
-    from numpyro.infer.util import initialize_model, potential_energy
+    from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
 
     def init(data):
         info = initialize_model(jax.random.PRNGKey(seed), model, model_args=(data,),
                                 init_strategy=init_to_median(num_samples=15))
         return info.param_info.z
 
-    flat, unravel = ravel_pytree(init(example_data))
+    # Compiled with the data as an argument, as the potential is: one start-point search program
+    # per data shape (op by op, NumPyro's search took seconds for every evidence).
+    initial = jax.jit(lambda data: ravel_pytree(init(data))[0])
+    shapes = jax.eval_shape(init, example_data)
+    flat, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
 
     def potential(u, data):
         return potential_energy(model, (data,), {}, unravel(u))
@@ -121,8 +126,9 @@ def _build(model: Callable, example_data: Any, seed: int) -> PotentialFunctions:
     return PotentialFunctions(
         value_and_grad=jax.jit(jax.value_and_grad(potential)),
         batched=jax.jit(jax.vmap(potential, in_axes=(0, None))),
-        initial=lambda data: ravel_pytree(init(data))[0],
+        initial=initial,
         unravel=unravel,
+        constrained=jax.jit(lambda u, data: constrain_fn(model, (data,), {}, unravel(u), return_deterministic=True)),
         dim=int(flat.shape[0]),
     )
 
@@ -261,8 +267,6 @@ def run_quadrature(target: Target, *, seed: int = 0, progress: bool = True, num_
         error, under the name ``diagnostics.compare.log_evidence`` reads: a deterministic rule
         has no Monte Carlo error, its error is the rule's), ``num_points``, ``num_parameters``.
     """
-    from numpyro.infer.util import constrain_fn
-
     from inference.runner import pack
 
     if target.data is None:
@@ -272,7 +276,7 @@ def run_quadrature(target: Target, *, seed: int = 0, progress: bool = True, num_
     result = log_evidence(functions, target.data, num_points=num_points, chunk_size=chunk_size, fd_step=fd_step,
                           progress=progress)
     mode = jnp.asarray(result.mode)
-    values = constrain_fn(target.model, (target.data,), {}, functions.unravel(mode), return_deterministic=True)
+    values = functions.constrained(mode, target.data)
     posterior = {name: np.asarray(value)[None, None] for name, value in values.items()}
     lp = -float(functions.value_and_grad(mode, target.data)[0])
     d = functions.dim

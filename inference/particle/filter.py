@@ -642,7 +642,7 @@ def _default_params(ssm) -> dict:
     from inference.particle.space import build_space
 
     space = build_space(ssm.prior)
-    return space.to_params(space.init_position)
+    return jax.jit(space.to_params)(space.init_position)  # compiled: op by op it costs seconds
 
 
 def _check_params(ssm, params: Mapping) -> dict:
@@ -662,8 +662,9 @@ def _check_params(ssm, params: Mapping) -> dict:
         if not bool(jnp.all(jnp.isfinite(value))):
             raise ValueError(f"params[{name!r}]: expected finite values, got {np.asarray(value)}")
         out[name] = value
-    # Derived values the prior returns (beyond its sample sites) come from running it on them.
-    return space.params_from_constrained(out)
+    # Derived values the prior returns (beyond its sample sites) come from running it on them
+    # (compiled: op by op it costs seconds).
+    return jax.jit(space.params_from_constrained)(out)
 
 
 def ssm_series(target: Target):

@@ -33,6 +33,7 @@ from numpyro.infer import init_to_mean, init_to_median, init_to_sample, init_to_
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy, unconstrain_fn
 
 from inference.types import Array, PRNGKey
+from inference.validate import is_traced
 
 __all__ = ["ParameterSpace", "build_space", "initial_positions", "constrained_draws"]
 
@@ -93,7 +94,8 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
         key: PRNG key for random init strategies (default ``PRNGKey(0)``).
 
     Raises:
-        ValueError: the prior has no sample site, a discrete site, or an observed site.
+        ValueError: the prior has no sample site, a discrete site, or an observed site, or its log
+            density is not finite at any start the strategy found.
     """
     if not callable(prior):
         raise TypeError(f"prior: expected a NumPyro program prior() -> dict, got {type(prior).__name__}")
@@ -105,22 +107,24 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
         strategy = init_strategy
     key = jax.random.PRNGKey(0) if key is None else key
 
-    tr = handlers.trace(handlers.seed(prior, key)).get_trace()
-    sites = [s for s in tr.values() if s["type"] == "sample"]
-    for site in sites:
-        if site["is_observed"]:
-            raise ValueError(f"prior: site {site['name']!r} is observed; a prior program has only latent sites")
-        if site["fn"].is_discrete:
+    sites = _sample_sites(prior, key)
+    for name, _, observed, discrete in sites:
+        if observed:
+            raise ValueError(f"prior: site {name!r} is observed; a prior program has only latent sites")
+        if discrete:
             raise ValueError(
-                f"prior: site {site['name']!r} is discrete; particle methods move continuous "
+                f"prior: site {name!r} is discrete; particle methods move continuous "
                 "parameters only (marginalise or fix it)")
     if not sites:
         raise ValueError("prior: the program has no sample site; nothing to infer")
-    names = tuple(s["name"] for s in sites)
-    shapes = {s["name"]: tuple(jnp.shape(s["value"])) for s in sites}
+    names = tuple(site[0] for site in sites)
+    shapes = {site[0]: site[1] for site in sites}
 
-    info = initialize_model(key, prior, init_strategy=strategy)[0]
-    z0 = {name: info.z[name] for name in names}
+    z0, potential = _initial_point(prior, strategy, key, names)
+    if not is_traced(potential) and not np.isfinite(potential):  # under a caller's jit: unchecked
+        start = {name: np.asarray(v).tolist() for name, v in z0.items()}
+        raise ValueError(f"prior: log density not finite at the initial point {start} (unconstrained; "
+                         "init_strategy found no finite start); check the prior's parameters")
     init_flat, unravel = ravel_pytree(z0)
 
     def ravel(z: dict) -> Array:
@@ -152,6 +156,32 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
                           to_constrained=to_constrained, to_unconstrained=to_unconstrained,
                           to_params=to_params, params_from_constrained=params_from_constrained,
                           log_prior=log_prior, to_posterior=to_posterior)
+
+
+def _sample_sites(prior: Callable[[], Any], key: PRNGKey) -> list[tuple[str, tuple[int, ...], bool, bool]]:
+    """``[(name, shape, is_observed, is_discrete)]`` of the prior's sample sites, read from one
+    abstract trace (``jax.eval_shape``): running the program op by op compiles each of its
+    operations on first use, seconds for a prior with a few dozen operations."""
+    found: list[tuple[str, tuple[int, ...], bool, bool]] = []
+
+    def read(k):
+        tr = handlers.trace(handlers.seed(prior, k)).get_trace()
+        found.extend((s["name"], tuple(jnp.shape(s["value"])), bool(s["is_observed"]), bool(s["fn"].is_discrete))
+                     for s in tr.values() if s["type"] == "sample")
+
+    jax.eval_shape(read, key)
+    return found
+
+
+def _initial_point(prior: Callable[[], Any], strategy: Callable, key: PRNGKey,
+                   names: tuple[str, ...]) -> tuple[dict, Array]:
+    """NumPyro's initial point of ``prior()`` (``initialize_model``) and the potential there, as
+    one compiled program (op by op the search compiles each operation: seconds, per process)."""
+    def search(k):
+        info = initialize_model(k, prior, init_strategy=strategy)[0]
+        return {name: info.z[name] for name in names}, info.potential_energy
+
+    return jax.jit(search)(key)
 
 
 def initial_positions(key: PRNGKey, space: ParameterSpace, num_chains: int,

@@ -136,6 +136,35 @@ def test_parameter_space_round_trip_and_jacobian():
         build_space(models.ar1().prior, init_strategy="mode")
 
 
+def test_parameter_space_names_a_prior_it_cannot_move():
+    """build_space reads the prior's sites from one abstract trace: an observed, a discrete or no
+    sample site, and a start where the prior's density is not finite, are each named."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    def observed():
+        numpyro.sample("rho", dist.Normal(), obs=0.3)
+
+    def discrete():
+        numpyro.sample("k", dist.Poisson(2.0))
+        return {"sigma": numpyro.sample("sigma", dist.HalfNormal())}
+
+    def empty():
+        return {"rho": 0.5}
+
+    def improper_start():  # an infinite scale: no start has a finite log density
+        return {"x": numpyro.sample("x", dist.Normal(0.0, jnp.inf))}
+
+    with pytest.raises(ValueError, match="site 'rho' is observed"):
+        build_space(observed)
+    with pytest.raises(ValueError, match="site 'k' is discrete"):
+        build_space(discrete)
+    with pytest.raises(ValueError, match="no sample site"):
+        build_space(empty)
+    with pytest.raises(ValueError, match="prior: log density not finite at the initial point"):
+        build_space(improper_start)
+
+
 def test_a_padded_last_chunk_gives_the_draws_of_whole_chunks(problem):
     """chunk_size 2 on 3 warmup and 5 sampling iterations runs one compiled chunk of length 2 with
     its short chunks padded and their extra iterations skipped; chunk_size 1 never pads (a plain
