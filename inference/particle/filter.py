@@ -646,25 +646,25 @@ def _default_params(ssm) -> dict:
 
 
 def _check_params(ssm, params: Mapping) -> dict:
-    from inference.particle.space import build_space
+    from inference.particle.space import returned_params, site_shapes
 
     if not isinstance(params, Mapping):
         raise TypeError(f"params: expected a dict of parameter name -> value, got {type(params).__name__}")
-    space = build_space(ssm.prior)
-    missing = sorted(set(space.names) - set(params))
+    shapes = site_shapes(ssm.prior)
+    missing = sorted(set(shapes) - set(params))
     if missing:
-        raise KeyError(f"params: missing parameters {missing}; the prior has {sorted(space.names)}")
+        raise KeyError(f"params: missing parameters {missing}; the prior has {sorted(shapes)}")
     out = {}
-    for name in space.names:
+    for name, shape in shapes.items():
         value = jnp.asarray(params[name], dtype=jnp.result_type(float))
-        if value.shape != space.shapes[name]:
-            raise ValueError(f"params[{name!r}]: expected shape {space.shapes[name]}, got {value.shape}")
+        if value.shape != shape:
+            raise ValueError(f"params[{name!r}]: expected shape {shape}, got {value.shape}")
         if not bool(jnp.all(jnp.isfinite(value))):
             raise ValueError(f"params[{name!r}]: expected finite values, got {np.asarray(value)}")
         out[name] = value
     # Derived values the prior returns (beyond its sample sites) come from running it on them
     # (compiled: op by op it costs seconds).
-    return jax.jit(space.params_from_constrained)(out)
+    return jax.jit(returned_params(ssm.prior, tuple(shapes)))(out)
 
 
 def ssm_series(target: Target):

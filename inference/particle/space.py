@@ -15,7 +15,8 @@ What the particle runners (PMMH, particle Gibbs, PPG, SMC²) share about the spa
 at :func:`initial_positions` (the prior median or given values, jittered) and their
 unconstrained draws are reported by :func:`constrained_draws`.
 
-Public API: :class:`ParameterSpace`, :func:`build_space`, :func:`initial_positions`,
+Public API: :class:`ParameterSpace`, :func:`build_space`, :func:`site_shapes` (the sites without
+the start-point search), :func:`returned_params`, :func:`initial_positions`,
 :func:`constrained_draws`.
 """
 
@@ -35,7 +36,8 @@ from numpyro.infer.util import constrain_fn, initialize_model, potential_energy,
 from inference.types import Array, PRNGKey
 from inference.validate import is_traced
 
-__all__ = ["ParameterSpace", "build_space", "initial_positions", "constrained_draws"]
+__all__ = ["ParameterSpace", "build_space", "site_shapes", "returned_params", "initial_positions",
+           "constrained_draws"]
 
 _INIT_STRATEGIES = {
     # The median of 101 prior draws per site (NumPyro's default uses 15).
@@ -97,8 +99,6 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
         ValueError: the prior has no sample site, a discrete site, or an observed site, or its log
             density is not finite at any start the strategy found.
     """
-    if not callable(prior):
-        raise TypeError(f"prior: expected a NumPyro program prior() -> dict, got {type(prior).__name__}")
     if isinstance(init_strategy, str):
         if init_strategy not in _INIT_STRATEGIES:
             raise ValueError(f"init_strategy: unknown {init_strategy!r}; expected one of {sorted(_INIT_STRATEGIES)}")
@@ -107,18 +107,8 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
         strategy = init_strategy
     key = jax.random.PRNGKey(0) if key is None else key
 
-    sites = _sample_sites(prior, key)
-    for name, _, observed, discrete in sites:
-        if observed:
-            raise ValueError(f"prior: site {name!r} is observed; a prior program has only latent sites")
-        if discrete:
-            raise ValueError(
-                f"prior: site {name!r} is discrete; particle methods move continuous "
-                "parameters only (marginalise or fix it)")
-    if not sites:
-        raise ValueError("prior: the program has no sample site; nothing to infer")
-    names = tuple(site[0] for site in sites)
-    shapes = {site[0]: site[1] for site in sites}
+    shapes = site_shapes(prior, key)
+    names = tuple(shapes)
 
     z0, potential = _initial_point(prior, strategy, key, names)
     if not is_traced(potential) and not np.isfinite(potential):  # under a caller's jit: unchecked
@@ -136,11 +126,7 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
     def to_unconstrained(params: Mapping[str, Any]) -> Array:
         return ravel(unconstrain_fn(prior, (), {}, {name: params[name] for name in names}))
 
-    def params_from_constrained(values: Mapping[str, Any]) -> dict:
-        returned = handlers.substitute(handlers.seed(prior, jax.random.PRNGKey(0)), data=dict(values))()
-        if isinstance(returned, Mapping):
-            return dict(returned)
-        return {name: values[name] for name in names}
+    params_from_constrained = returned_params(prior, names)
 
     def to_params(flat: Array) -> dict:
         return params_from_constrained(to_constrained(flat))
@@ -156,6 +142,42 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
                           to_constrained=to_constrained, to_unconstrained=to_unconstrained,
                           to_params=to_params, params_from_constrained=params_from_constrained,
                           log_prior=log_prior, to_posterior=to_posterior)
+
+
+def site_shapes(prior: Callable[[], Any], key: PRNGKey | None = None) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the prior's sample sites, in its order, from one abstract trace; the
+    checks of :func:`build_space` (no observed or discrete site, at least one site) without its
+    start-point search.
+
+    Raises:
+        TypeError: ``prior`` is not callable.
+        ValueError: the prior has no sample site, a discrete site, or an observed site.
+    """
+    if not callable(prior):
+        raise TypeError(f"prior: expected a NumPyro program prior() -> dict, got {type(prior).__name__}")
+    sites = _sample_sites(prior, jax.random.PRNGKey(0) if key is None else key)
+    for name, _, observed, discrete in sites:
+        if observed:
+            raise ValueError(f"prior: site {name!r} is observed; a prior program has only latent sites")
+        if discrete:
+            raise ValueError(
+                f"prior: site {name!r} is discrete; particle methods move continuous "
+                "parameters only (marginalise or fix it)")
+    if not sites:
+        raise ValueError("prior: the program has no sample site; nothing to infer")
+    return {site[0]: site[1] for site in sites}
+
+
+def returned_params(prior: Callable[[], Any], names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], dict]:
+    """``{name: constrained value} -> dict``: what ``prior()`` returns with its sample sites at
+    those values (the sites themselves if it returns no dict)."""
+    def params_from_constrained(values: Mapping[str, Any]) -> dict:
+        returned = handlers.substitute(handlers.seed(prior, jax.random.PRNGKey(0)), data=dict(values))()
+        if isinstance(returned, Mapping):
+            return dict(returned)
+        return {name: values[name] for name in names}
+
+    return params_from_constrained
 
 
 def _sample_sites(prior: Callable[[], Any], key: PRNGKey) -> list[tuple[str, tuple[int, ...], bool, bool]]:

@@ -16,8 +16,8 @@ is centred where the replicate was drawn (simulation-based calibration is exact)
 config fields; accepts a user's CSV (columns ``time, predator, prey``) through ``zoo fit
 lotka_volterra_ode --data FILE.csv``. Check: 90% intervals cover, means within 15%.
 
-Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates, L
-= 99 draws, ``zoo sbc lotka_volterra_ode --config small --n 100 --draws 99 --seed 0 --workers 2
+Calibration: simulation-based calibration of the default recipe on ``small`` (n = 100 replicates,
+L = 99 draws, ``zoo sbc lotka_volterra_ode --config small --n 100 --draws 99 --seed 0 --workers 2
 --store``; the stored run began with ``--batch-size 5`` and resumed on two Dask workers):
 calibrated, no element flagged (χ² p 0.10-0.50 over mu, sigma, lam, capacity, x0 and noise, 20 bins;
 every ECDF inside its band). Fit R-hat at most 1.065 (two fits above 1.05); 11 of the 100 fits had

@@ -197,6 +197,10 @@ def test_run_filter_errors(ar1_data):
         inference.fit(ssm, ys, method="pf", progress=False, ess_threshold=1.5)
     with pytest.raises(KeyError, match="sigma"):
         inference.fit(ssm, ys, method="pf", progress=False, params={"rho": 0.5})
+    with pytest.raises(ValueError, match=r"params\['sigma'\]: expected shape \(\)"):
+        inference.fit(ssm, ys, method="pf", progress=False, params={"rho": 0.5, "sigma": [0.7, 0.7]})
+    with pytest.raises(ValueError, match=r"params\['rho'\]: expected finite values"):
+        inference.fit(ssm, ys, method="pf", progress=False, params={"rho": np.nan, "sigma": 0.7})
     with pytest.raises(ValueError, match="num_particles"):
         inference.fit(ssm, ys, method="pf", progress=False, num_particles=0)
     with pytest.raises(ValueError, match="ys"):
