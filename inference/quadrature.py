@@ -64,7 +64,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from inference.types import Target
-from inference.validate import positive_int
+from inference.validate import NonFiniteLogDensityError, positive_int
 
 __all__ = ["EvidenceResult", "PotentialFunctions", "potential_functions", "log_evidence", "run_quadrature"]
 
@@ -190,6 +190,7 @@ def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 
 
     Raises:
         ValueError: ``num_points ** d + (num_points − 1) ** d`` exceeds :data:`MAX_EVALUATIONS`.
+        NonFiniteLogDensityError: the log density is not finite at the start of the mode search.
         FloatingPointError: the Hessian at the mode is not positive definite.
     """
     from scipy.optimize import minimize
@@ -210,8 +211,13 @@ def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 
         value, grad = functions.value_and_grad(jnp.asarray(u), data)
         return float(value), np.asarray(grad, dtype=float)
 
-    result = minimize(fun, np.asarray(functions.initial(data), dtype=float), jac=True, method="L-BFGS-B",
-                      options={"maxiter": 1000, "gtol": 1e-9})
+    start = np.asarray(functions.initial(data), dtype=float)
+    if not np.isfinite(fun(start)[0]):  # NumPyro's compiled search returns its last try, finite or not
+        where = {k: np.round(np.asarray(v), 4).tolist() for k, v in functions.unravel(jnp.asarray(start)).items()}
+        raise NonFiniteLogDensityError(
+            f"quadrature: the log density is not finite at the start of the mode search (prior median, "
+            f"unconstrained: {where}); check the model's parameters and the data")
+    result = minimize(fun, start, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-9})
     mode = result.x
     hess = np.zeros((d, d))
     for i in range(d):

@@ -93,6 +93,13 @@ def test_errors():
     with pytest.raises(TypeError, match="does not accept"):
         inference.fit(normal_mean, Y, method="quadrature", num_point=3, progress=False)
 
+    def nowhere_finite(y=None):  # an infinite noise scale: no parameter value has a finite density
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, np.inf), obs=y)
+
+    with pytest.raises(inference.NonFiniteLogDensityError, match="not finite at the start of the mode search"):
+        inference.fit(nowhere_finite, Y, method="quadrature", progress=False)
+
     def ten_parameters(y=None):
         theta = numpyro.sample("theta", dist.Normal(0.0, 1.0).expand([10]).to_event(1))
         numpyro.sample("y", dist.Normal(theta.sum(), 1.0), obs=y)
