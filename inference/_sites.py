@@ -6,7 +6,7 @@ they are re-exported here for the runners."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +15,44 @@ from numpyro.handlers import seed, substitute, trace
 
 from inference.validate import InvalidParameterError, NonFiniteLogDensityError
 
-__all__ = ["merge_init_rest", "nonfinite_sites", "site_log_densities", "raise_if_nonfinite", "NonFiniteLogDensityError",
+__all__ = ["SiteInfo", "abstract_sites", "merge_init_rest", "nonfinite_sites", "site_log_densities", "raise_if_nonfinite", "NonFiniteLogDensityError",
            "InvalidParameterError", "invalid_parameters", "is_invalid_parameter_error", "name_invalid_parameters"]
+
+
+class SiteInfo(NamedTuple):
+    """What a program's trace says about one site, without its value: ``type`` (``"sample"`` or
+    ``"deterministic"``), ``is_observed``, the value's ``shape`` and whether its distribution is
+    discrete (``False`` for a deterministic site)."""
+
+    type: str
+    is_observed: bool
+    shape: tuple[int, ...]
+    is_discrete: bool
+
+
+def abstract_sites(model: Callable, *args, key=None, **kwargs) -> dict[str, SiteInfo]:
+    """``{name: SiteInfo}`` of the sample and deterministic sites of ``model(*args, **kwargs)``, in
+    trace order, from one abstract trace (``jax.eval_shape`` with the PRNG key abstract, the
+    arguments as given): an eager trace runs every operation of the program one at a time, each
+    compiled on first use (seconds for a diffrax solve or a network's initialisation). A program
+    that needs concrete values of its own draws is traced eagerly instead."""
+    key = jax.random.PRNGKey(0) if key is None else key
+    found: dict[str, SiteInfo] = {}
+
+    def read(k):
+        found.clear()
+        for name, site in trace(seed(model, k)).get_trace(*args, **kwargs).items():
+            if site["type"] in ("sample", "deterministic"):
+                discrete = site["type"] == "sample" and bool(site["fn"].is_discrete)
+                found[name] = SiteInfo(site["type"], bool(site.get("is_observed", False)),
+                                       tuple(jnp.shape(site["value"])), discrete)
+
+    try:
+        jax.eval_shape(read, key)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError):
+        read(key)
+    return dict(found)
 
 
 def merge_init_rest(values: Mapping[str, Any], *, lead: int, series_axis_after_time: bool = False) -> dict:

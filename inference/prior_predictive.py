@@ -83,10 +83,12 @@ def rejection_draw(key: jax.Array, draw: Callable[[jax.Array], Any], accept: Cal
 
 
 def latent_site_names(model: Callable, data: Any, key: jax.Array | None = None) -> list[str]:
-    """Names of the latent (not observed) sample sites of ``model(data)``, in program order."""
-    key = jax.random.PRNGKey(0) if key is None else key
-    tr = handlers.trace(handlers.seed(model, key)).get_trace(data)
-    return [name for name, site in tr.items() if site["type"] == "sample" and not site["is_observed"]]
+    """Names of the latent (not observed) sample sites of ``model(data)``, in program order (one
+    abstract trace: :func:`inference._sites.abstract_sites`)."""
+    from inference._sites import abstract_sites
+
+    return [name for name, site in abstract_sites(model, data, key=key).items()
+            if site.type == "sample" and not site.is_observed]
 
 
 def prior_simulate(model: Callable, key: jax.Array, *, data_site: str = "y",

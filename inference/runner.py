@@ -897,14 +897,12 @@ def _probe_points(target: Target, samples, flagged, *, seed, max_points, num_dir
     """:func:`probe_nonfinite`'s search: ``(sites, points probed, hits)``, or None when the program
     has no latent site among ``samples``."""
     from jax.flatten_util import ravel_pytree
-    from numpyro.handlers import seed as seed_handler
-    from numpyro.handlers import trace
     from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
-    from inference._sites import nonfinite_sites
+    from inference._sites import abstract_sites, nonfinite_sites
 
-    tr = trace(seed_handler(target.model, jax.random.PRNGKey(0))).get_trace(target.data)
-    names = [k for k, site in tr.items() if site["type"] == "sample" and not site["is_observed"] and k in samples]
+    sites = abstract_sites(target.model, target.data)
+    names = [k for k, site in sites.items() if site.type == "sample" and not site.is_observed and k in samples]
     if not names:
         return None
     data = target.data

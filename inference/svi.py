@@ -25,6 +25,7 @@ import optax
 from numpyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO, autoguide
 from numpyro.infer import init_to_median
 
+from inference._sites import abstract_sites
 from inference.checkpoint import load_pytree, save_pytree
 from inference.runner import (
     check_initial_point,
@@ -236,11 +237,9 @@ def _resume(path, state, seed: int):
 
 def _guide_posterior(target: Target, guide_fn: Callable, params: dict, num_samples: int, key) -> dict:
     """Draws of the model's latent and deterministic sites under the fitted guide, ``(1, n, ...)``."""
-    from numpyro.handlers import seed, trace
-
-    tr = trace(seed(target.model, jax.random.PRNGKey(0))).get_trace(target.data)
-    latent = [n for n, s in tr.items() if s["type"] == "sample" and not s["is_observed"]]
-    deterministic = [n for n, s in tr.items() if s["type"] == "deterministic"]
+    sites = abstract_sites(target.model, target.data)  # names only: no eager run of the program
+    latent = [n for n, s in sites.items() if s.type == "sample" and not s.is_observed]
+    deterministic = [n for n, s in sites.items() if s.type == "deterministic"]
     key_guide, key_model = jax.random.split(key)
     guide_draws = Predictive(guide_fn, params=params, num_samples=num_samples)(key_guide, target.data)
     draws = {n: guide_draws[n] for n in latent if n in guide_draws}

@@ -33,6 +33,7 @@ from numpyro import handlers
 from numpyro.infer import init_to_mean, init_to_median, init_to_sample, init_to_uniform
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy, unconstrain_fn
 
+from inference._sites import abstract_sites
 from inference.types import Array, PRNGKey
 from inference.validate import is_traced
 
@@ -145,8 +146,8 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
 
 
 def site_shapes(prior: Callable[[], Any], key: PRNGKey | None = None) -> dict[str, tuple[int, ...]]:
-    """``{name: shape}`` of the prior's sample sites, in its order, from one abstract trace; the
-    checks of :func:`build_space` (no observed or discrete site, at least one site) without its
+    """``{name: shape}`` of the prior's sample sites, in its order, from one abstract trace
+    (:func:`inference._sites.abstract_sites`); the checks of :func:`build_space` (no observed or discrete site, at least one site) without its
     start-point search.
 
     Raises:
@@ -155,17 +156,17 @@ def site_shapes(prior: Callable[[], Any], key: PRNGKey | None = None) -> dict[st
     """
     if not callable(prior):
         raise TypeError(f"prior: expected a NumPyro program prior() -> dict, got {type(prior).__name__}")
-    sites = _sample_sites(prior, jax.random.PRNGKey(0) if key is None else key)
-    for name, _, observed, discrete in sites:
-        if observed:
+    sites = {name: site for name, site in abstract_sites(prior, key=key).items() if site.type == "sample"}
+    for name, site in sites.items():
+        if site.is_observed:
             raise ValueError(f"prior: site {name!r} is observed; a prior program has only latent sites")
-        if discrete:
+        if site.is_discrete:
             raise ValueError(
                 f"prior: site {name!r} is discrete; particle methods move continuous "
                 "parameters only (marginalise or fix it)")
     if not sites:
         raise ValueError("prior: the program has no sample site; nothing to infer")
-    return {site[0]: site[1] for site in sites}
+    return {name: site.shape for name, site in sites.items()}
 
 
 def returned_params(prior: Callable[[], Any], names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], dict]:
@@ -178,21 +179,6 @@ def returned_params(prior: Callable[[], Any], names: tuple[str, ...]) -> Callabl
         return {name: values[name] for name in names}
 
     return params_from_constrained
-
-
-def _sample_sites(prior: Callable[[], Any], key: PRNGKey) -> list[tuple[str, tuple[int, ...], bool, bool]]:
-    """``[(name, shape, is_observed, is_discrete)]`` of the prior's sample sites, read from one
-    abstract trace (``jax.eval_shape``): running the program op by op compiles each of its
-    operations on first use, seconds for a prior with a few dozen operations."""
-    found: list[tuple[str, tuple[int, ...], bool, bool]] = []
-
-    def read(k):
-        tr = handlers.trace(handlers.seed(prior, k)).get_trace()
-        found.extend((s["name"], tuple(jnp.shape(s["value"])), bool(s["is_observed"]), bool(s["fn"].is_discrete))
-                     for s in tr.values() if s["type"] == "sample")
-
-    jax.eval_shape(read, key)
-    return found
 
 
 def _initial_point(prior: Callable[[], Any], strategy: Callable, key: PRNGKey,

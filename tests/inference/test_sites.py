@@ -9,12 +9,33 @@ import pytest
 
 import inference
 from inference import InvalidParameterError, NonFiniteLogDensityError
-from inference._sites import invalid_parameters
+from inference._sites import SiteInfo, abstract_sites, invalid_parameters
 
 
 def sqrt_of_negative(y=None):
     mu = numpyro.sample("mu", dist.Normal(-3.0, 0.1))
     numpyro.sample("y", dist.Normal(jnp.sqrt(mu), 1.0), obs=y)
+
+
+def test_abstract_sites_read_the_trace_without_running_it():
+    """Site kinds and shapes from one abstract trace; a program that branches on its own draw
+    (needs a concrete value) is traced eagerly instead, with the same answer."""
+    def program(y=None):
+        k = numpyro.sample("k", dist.Poisson(2.0))
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        numpyro.deterministic("total", mu.sum() + k)
+        numpyro.sample("y", dist.Normal(mu.sum(), 1.0), obs=y)
+
+    def branching(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        scale = 1.0 if float(mu[0]) > 0 else 2.0  # a Python branch on a draw: not traceable
+        numpyro.sample("y", dist.Normal(mu.sum(), scale), obs=y)
+
+    expected = {"k": SiteInfo("sample", False, (), True), "mu": SiteInfo("sample", False, (2,), False),
+                "total": SiteInfo("deterministic", False, (), False), "y": SiteInfo("sample", True, (), False)}
+    assert abstract_sites(program, 0.5) == expected
+    assert list(abstract_sites(program, 0.5)) == ["k", "mu", "total", "y"]
+    assert abstract_sites(branching, 0.5) == {"mu": expected["mu"], "y": expected["y"]}
 
 
 def test_invalid_parameters_names_site_parameter_and_values():
