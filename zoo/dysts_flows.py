@@ -43,7 +43,8 @@ with two chains one data set's R-hat crossed the 1.05 failure line. The recovery
 the posterior means of the flow's parameters within 2 % of the truth, joint 90 % intervals
 covering it and sigma_obs within 10 %.
 
-SBC: not yet stored (about 85 CPU-s a fit: some 70 minutes for n = 100 on two idle cores).
+SBC: not yet stored (about 130 CPU-s a replicate on two Dask workers, 0.65-1.3 replicates a
+minute: 80-150 minutes for n = 100).
 
 Second route: the same flow as a noisy-observation state-space model with weak process noise
 (``ENTRY.ssm`` = ``chaos.flow_ssm``: transition = RK4 flow map over dt plus N(0, q² dt)), on which

@@ -147,8 +147,8 @@ def build_space(prior: Callable[[], Any], *, init_strategy: str | Callable = "me
 
 def site_shapes(prior: Callable[[], Any], key: PRNGKey | None = None) -> dict[str, tuple[int, ...]]:
     """``{name: shape}`` of the prior's sample sites, in its order, from one abstract trace
-    (:func:`inference._sites.abstract_sites`); the checks of :func:`build_space` (no observed or discrete site, at least one site) without its
-    start-point search.
+    (:func:`inference._sites.abstract_sites`); the site checks of :func:`build_space` (no observed
+    or discrete site, at least one site) without its start-point search.
 
     Raises:
         TypeError: ``prior`` is not callable.
