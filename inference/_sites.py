@@ -15,7 +15,8 @@ from numpyro.handlers import seed, substitute, trace
 
 from inference.validate import InvalidParameterError, NonFiniteLogDensityError
 
-__all__ = ["SiteInfo", "abstract_sites", "merge_init_rest", "nonfinite_sites", "site_log_densities", "raise_if_nonfinite", "NonFiniteLogDensityError",
+__all__ = ["SiteInfo", "abstract_sites", "merge_init_rest", "nonfinite_sites", "site_log_densities",
+           "raise_if_nonfinite", "NonFiniteLogDensityError",
            "InvalidParameterError", "invalid_parameters", "is_invalid_parameter_error", "name_invalid_parameters"]
 
 
