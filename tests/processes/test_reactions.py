@@ -140,6 +140,26 @@ def test_lna_and_rate_equations_are_exact_for_linear_networks():
     np.testing.assert_allclose(result.predicted_covs, covs[1:], rtol=1e-6, atol=1e-6)
 
 
+def test_ode_solves_compile_once_per_network_structure():
+    """rate_path, lna and lna_filter run one jitted program per network structure: new rates, a new
+    initial state or another volume (a traced value in a program) reuse it, so an eager run of a
+    program that solves the rate equations does not compile the solve again (diffrax's own jit
+    would, its vector field being a new closure at every call). Same answer as the checked route."""
+    times = jnp.asarray([0.0, 0.5, 1.5, 4.0])
+    compiled = ReactionNetwork.rate_path.compiled
+    first = LINEAR.rate_path(LINEAR_RATES, jnp.zeros(2), times)
+    size = compiled._cache_size()
+    again = LINEAR.with_volume(35.0).rate_path(2.0 * LINEAR_RATES, jnp.ones(2), times)
+    assert compiled._cache_size() == size
+    assert not np.allclose(first, again)
+    np.testing.assert_array_equal(first, LINEAR.rate_equations(LINEAR_RATES, jnp.zeros(2), times))
+    compiled = ReactionNetwork._lna.compiled
+    LINEAR.lna(LINEAR_RATES, jnp.zeros(2), times)
+    size = compiled._cache_size()
+    LINEAR.with_volume(35.0).lna(2.0 * LINEAR_RATES, jnp.ones(2), times)
+    assert compiled._cache_size() == size
+
+
 def test_ssa_matches_exact_linear_moments(key):
     times = np.array([0.5, 1.5, 4.0])
     means, covs = _linear_moments(np.concatenate([[0.0], times]))

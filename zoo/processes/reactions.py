@@ -58,6 +58,7 @@ Value checks run on concrete inputs only; under ``jit`` only shapes are checked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -96,6 +97,29 @@ class NegativeRateError(ValueError):
 
 class NegativeCountError(ValueError):
     """Molecule counts must be non-negative (and whole numbers for exact simulation)."""
+
+
+
+def _compiled_per_structure(method):
+    """``method`` of :class:`ReactionNetwork` as one jitted program per network structure and
+    static options (``step``, ``rtol``, ``atol``, ``max_steps``, ``emission_cov_fn``), the volume
+    and every array an argument. Why not diffrax's own jit: the vector field closes over the
+    network and the rates, so ``diffeqsolve`` sees a new function at every call that is not
+    already traced and compiles the solve again (about 5 s for the Lotka-Volterra rate equations,
+    at every eager run of a program that solves them: NumPyro's initialisation, a prior draw).
+    Under a caller's jit this is one nested call, traced with the caller's program."""
+    static = ("step", "rtol", "atol", "max_steps", "emission_cov_fn")
+
+    @functools.partial(jax.jit, static_argnums=(0,), static_argnames=static)
+    def run(structure, volume, *args, **options):
+        return method(structure.with_volume(volume), *args, **options)
+
+    @functools.wraps(method)
+    def call(self, *args, **options):
+        return run(self.with_volume(1.0), self.volume, *args, **options)
+
+    call.compiled = run  # the jitted program (its cache is per structure and options)
+    return call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,6 +499,16 @@ class ReactionNetwork:
         rates = self.check_rates(rates)
         x0 = jnp.asarray(self.check_counts(x0), dtype=jnp.result_type(float))
         times = _check_times(times)
+        return self.rate_path(rates, x0, times, step=step, rtol=rtol, atol=atol, max_steps=max_steps)
+
+    @_compiled_per_structure
+    def rate_path(self, rates: Any, x0: Any, times: Any, *, step: float | None = None, rtol: float = 1e-8,
+                  atol: float = 1e-8, max_steps: int = 4096) -> jax.Array:
+        """:meth:`rate_equations` without the value checks (for programs whose rates and initial
+        state are continuous draws, traced or not): ``(L, S)`` at ``times``. One compiled program
+        per network structure and solver options, the volume and the arrays its arguments."""
+        rates = jnp.asarray(rates, dtype=jnp.result_type(float))
+        x0 = jnp.asarray(x0, dtype=rates.dtype)
         term = diffrax.ODETerm(lambda t, y, args: self.drift(rates, y))
         return solve_ode(term, times[0], times[-1], x0, step, rtol, atol, max_steps, diffrax.SaveAt(ts=times))
 
@@ -497,9 +531,13 @@ class ReactionNetwork:
         cov0 = jnp.zeros((dim, dim), x0.dtype) if x0_cov is None else jnp.asarray(x0_cov, x0.dtype)
         if cov0.shape != (dim, dim):
             raise ValueError(f"x0_cov: expected shape {(dim, dim)}, got {cov0.shape}")
-        eye = jnp.eye(dim, dtype=x0.dtype)
-        means = solve_ode(diffrax.ODETerm(lambda t, y, args: self.drift(rates, y)), times[0], times[-1], x0,
-                       step, rtol, atol, max_steps, diffrax.SaveAt(ts=times))
+        return self._lna(rates, x0, times, cov0, step=step, rtol=rtol, atol=atol, max_steps=max_steps)
+
+    @_compiled_per_structure
+    def _lna(self, rates, x0, times, cov0, *, step, rtol, atol, max_steps) -> "LNAResult":
+        """:meth:`lna` after its checks, compiled per network structure."""
+        eye = jnp.eye(self.num_species, dtype=x0.dtype)
+        means = self.rate_path(rates, x0, times, step=step, rtol=rtol, atol=atol, max_steps=max_steps)
 
         def vector_field(t, y, args):
             phi, fundamental, noise = y
@@ -571,8 +609,6 @@ class ReactionNetwork:
         Returns:
             :class:`LNAFilterResult` with increments ``l_k`` (T,) and the moments (T, S[, S]).
         """
-        from inference import exact  # zoo may import inference.exact (docs/contracts.md)
-
         rates = jnp.asarray(rates, dtype=jnp.result_type(float))
         x0 = jnp.asarray(x0, dtype=rates.dtype)
         dim = self.num_species
@@ -585,11 +621,23 @@ class ReactionNetwork:
             raise ValueError(f"ys: expected shape (T, dy) with T = len(times) - 1 = {times.shape[0] - 1}, got {ys.shape}")
         if H.shape != (ys.shape[1], dim):
             raise ValueError(f"emission_matrix: expected shape ({ys.shape[1]}, {dim}), got {H.shape}")
-        cov_fn = emission_cov if callable(emission_cov) else (lambda m, R=jnp.asarray(emission_cov, rates.dtype): R)
         cov0 = jnp.zeros((dim, dim), rates.dtype) if x0_cov is None else jnp.asarray(x0_cov, rates.dtype)
         if cov0.shape != (dim, dim):
             raise ValueError(f"x0_cov: expected shape {(dim, dim)}, got {cov0.shape}")
-        eye, zeros = jnp.eye(dim, dtype=rates.dtype), jnp.zeros(dim, rates.dtype)
+        if callable(emission_cov):  # a function is a static option of the compiled filter; a matrix, an argument
+            return self._lna_filter(rates, x0, times, ys, H, None, cov0, step=step, rtol=rtol, atol=atol,
+                                    max_steps=max_steps, emission_cov_fn=emission_cov)
+        return self._lna_filter(rates, x0, times, ys, H, jnp.asarray(emission_cov, rates.dtype), cov0, step=step,
+                                rtol=rtol, atol=atol, max_steps=max_steps, emission_cov_fn=None)
+
+    @_compiled_per_structure
+    def _lna_filter(self, rates, x0, times, ys, H, emission_cov, cov0, *, step, rtol, atol, max_steps,
+                    emission_cov_fn) -> "LNAFilterResult":
+        """:meth:`lna_filter` after its checks, compiled per network structure (and emission
+        covariance function, where one is given)."""
+        from inference import exact  # zoo may import inference.exact (docs/contracts.md)
+
+        cov_fn = emission_cov_fn if emission_cov_fn is not None else (lambda m: emission_cov)
         offset = jnp.zeros(ys.shape[1], rates.dtype)
 
         def one(carry, inputs):
