@@ -684,4 +684,6 @@ ENTRY = ZooEntry(
     columns=Columns(neuron_names, series=None, grid=lambda config: config.obs_times,
                     validate=validate_data, describe="neuron activities x_i at t = k·Δ, k = 1..T",
                     names_doc="x0..x{N-1}"),
+    # PMMH samples the rates with the path marginalised by the particle filter: they are what SBC ranks
+    rank_sites=("gamma_minus", "gamma_plus"),
 )

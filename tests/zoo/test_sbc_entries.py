@@ -34,6 +34,10 @@ from inference.prior_predictive import latent_site_names, prior_simulate
 #: are point estimates: their calibration is bias and spread over replicates.
 SAMPLER_METHODS = {"nuts", "blackjax-nuts", "pmmh", "pgibbs", "smc", "smc2", "svi"}
 
+#: Recipes whose particle filter marginalises the latent path: the fit samples the parameters of
+#: the entry's state-space prior only (``ENTRY.ssm(config).prior``).
+PARTICLE_MARGINAL = {"pmmh", "smc2"}
+
 #: The cheapest config of an entry where it is not ``small`` (the SBC sweeps run there).
 CHEAPEST = {"lgssm": "scalar"}
 
@@ -125,6 +129,12 @@ def test_prior_replicate_and_traced_data(name):
         return
     ranked, recorded, shape, reads_data = traced_replicate(entry, config)
     assert set(ranked) <= set(recorded), f"{name}: true values missing for {set(ranked) - set(recorded)}"
+    if entry.recipe.method in PARTICLE_MARGINAL:  # the fit's posterior holds the state-space prior's sites only
+        from inference.particle.space import site_shapes
+
+        sampled = set(site_shapes(entry.ssm(config).prior))
+        assert set(ranked) <= sampled, (f"{name}: SBC would rank {sorted(set(ranked) - sampled)}, which "
+                                        f"{entry.recipe.method} marginalises: set rank_sites to sites of {sorted(sampled)}")
     assert shape == ()
     if reads_data and entry.rank_sites is None:  # (rank_sites: a reparameterisation built from the data)
         assert_prior_is_the_drawn_one(entry, config)
