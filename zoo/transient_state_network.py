@@ -127,11 +127,14 @@ component, 6000 episodes, about 96,000 time units of autonomous activity): assig
     run = tsn.learn(jax.random.PRNGKey(0), tsn.LEARNING)
     tsn.assignment_accuracy(run.weights, tsn.LEARNING), tsn.selectivity(run.weights, tsn.LEARNING)
 
-SBC: not yet stored; a replicate of the default recipe (PMMH, 4 chains of 1050 iterations with 256
-particles) on ``small`` costs more than 95 CPU-s on 2 shared cores (measured with ``zoo
-sbc gros_transient_states --config small --n 5 --draws 99 --seed 0 --batch-size 5``, whose PMMH
-fits run one after another, had not finished the 5 after 15 min wall and more than 490 CPU-s, and
-was stopped), so n = 100 is at least 2.6 CPU-hours.
+SBC: not yet stored. ``zoo sbc`` ranks ``rank_sites``, the two rates (PMMH marginalises the
+path). A fit of the default recipe (PMMH, 4 chains of 1050 iterations with 256 particles) on
+``small`` costs about 700 CPU-s (355 s wall on 2 idle cores, chains sharded over 4 host devices;
+no compilation to speak of: a second fit in the same process costs the same): an iteration, 0.67
+CPU-s, runs 4 particle filters over 60 observations of 20 Euler substeps of 24 states, some 30
+million float64 Gaussian draws, which take most of it. So n = 100 is about 20 CPU-hours, 10 hours
+on two Dask workers (resumable: ``zoo sbc gros_transient_states --config small --n 100 --draws
+99 --seed 0 --workers 2 --out DIR --store``, the same command continues it).
 
 Example::
 
