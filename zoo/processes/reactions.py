@@ -99,7 +99,6 @@ class NegativeCountError(ValueError):
     """Molecule counts must be non-negative (and whole numbers for exact simulation)."""
 
 
-
 def _compiled_per_structure(method):
     """``method`` of :class:`ReactionNetwork` as one jitted program per network structure and
     static options (``step``, ``rtol``, ``atol``, ``max_steps``, ``emission_cov_fn``), the volume
@@ -116,6 +115,10 @@ def _compiled_per_structure(method):
 
     @functools.wraps(method)
     def call(self, *args, **options):
+        # static options must hash: a step or tolerance given as a 0-d array becomes a float
+        options = {k: float(v) if k in ("step", "rtol", "atol") and v is not None else v for k, v in options.items()}
+        if options.get("max_steps") is not None:
+            options["max_steps"] = int(options["max_steps"])
         return run(self.with_volume(1.0), self.volume, *args, **options)
 
     call.compiled = run  # the jitted program (its cache is per structure and options)
