@@ -71,6 +71,24 @@ def test_blowup_stops_the_solver_and_later_depths_are_missing(key):
     assert np.max(np.abs(np.asarray(tr["x"]["value"]))) == SMALL.blowup
 
 
+def test_a_blowup_past_float64_resolution_stops_by_the_horizon(key):
+    """At mu = 0.731, s_delta = 1.931, a = 1.121 (a prior draw) the singularity is too close to
+    resolve in float64 before |x| = 10^5: by the level alone the solve ran max_steps and reported no
+    blow-up. The horizon stops it where the level 10^3 or 10^4 would, to 1e-8."""
+    config = mtd.TokenConfig(mu=0.731, s_delta=1.931, a=1.121, t_first=0.005, t_end=5.0)
+    sol = mtd.solve_tokens(config.x0, config.times, config.mu, config.s_delta, config.a, **config.solver)
+    assert np.isfinite(float(sol.blowup_time))
+    for level in (1e3, 1e4):
+        by_level = mtd.solve_tokens(config.x0, config.times, config.mu, config.s_delta, config.a,
+                                    **{**config.solver, "blowup": level, "horizon": 1e-300})
+        assert abs(float(by_level.blowup_time) - float(sol.blowup_time)) < 1e-8
+    data, truth = ENTRY.simulate(key, config)
+    after = config.times > float(truth["blowup_time"])
+    assert after.any() and np.all(np.isnan(data[after])) and np.all(np.isfinite(data[~after]))
+    with pytest.raises(ValueError, match="horizon: expected"):
+        mtd.TokenConfig(horizon=0.0)
+
+
 def test_density_matches_direct_computation_with_missing_values(key):
     data, _ = ENTRY.simulate(key, SMALL)
     data = np.asarray(data).copy()
