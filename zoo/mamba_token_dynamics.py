@@ -190,6 +190,7 @@ def solve_tokens(x0, times, mu, s_delta, a, *, rtol: float = 1e-8, blowup: float
 
     x0 = jnp.asarray(x0, dtype=float)
     times = jnp.asarray(times, dtype=float)
+
     def blown_up(t, y, args, **kwargs):
         size = jnp.abs(y)
         imminent = (size > 1.0) & (size < horizon * jnp.abs(velocity(y, *args)))
