@@ -263,12 +263,12 @@ class RegimeFigures(NamedTuple):
 
 
 @functools.lru_cache(maxsize=4)
-def _dense_solver(num_tokens: int, rtol: float, blowup: float, horizon: float, max_steps: int):
+def _dense_solver(num_tokens: int, **solver):
     times = jnp.linspace(0.1, 200.0, 2000)
 
     @jax.jit
     def run(x0, mu, s_delta, a):
-        return solve_tokens(x0, times, mu, s_delta, a, rtol=rtol, blowup=blowup, horizon=horizon, max_steps=max_steps)
+        return solve_tokens(x0, times, mu, s_delta, a, **solver)
 
     return np.asarray(times), run
 
