@@ -10,6 +10,10 @@ entry and config under a root (the repository's ``calibration/``)::
                                                  replicate, element, rank, truth, max_rhat, divergences
 
 (:func:`store_sweep` writes them from a sweep folder; nothing of the fits themselves is stored).
+A sweep stored before it reached its planned size (``num_planned`` in the manifest; ``zoo sbc
+--store`` stores its progress after every replicate) is shown "in progress", and
+:func:`continue_stored` writes its replicates back into a sweep folder so that a rerun of the same
+sweep, on another machine or in a later session, fits only the rest.
 The verdicts are not stored: :func:`calibration_table` recomputes them from the ranks with the
 tests of :mod:`diagnostics.sbc` (χ² and the ECDF band, family-wise level ``alpha``), so the table
 the documentation and ``zoo show`` print is generated from the ranks, never typed.
@@ -24,8 +28,8 @@ NAME --store``), summarised as bias and spread (:func:`estimate_rows`, with
 This module imports neither ``zoo`` nor ``inference`` (it reads folders).
 
 Public API: :class:`CalibrationRow`, :func:`store_sweep`, :func:`load_stored`,
-:func:`calibration_table`, :func:`store_estimates`, :func:`estimate_rows`, :func:`format_table`,
-:func:`rst_table`.
+:func:`continue_stored`, :func:`calibration_table`, :func:`store_estimates`, :func:`estimate_rows`,
+:func:`format_table`, :func:`rst_table`.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ from .convert import atomic_write_text
 from .estimates import summarise
 from .sbc import DEFAULT_ALPHA, RHAT_UNCONVERGED, SBCResult, element_tests, load_sbc
 
-__all__ = ["CalibrationRow", "recipe_record", "store_sweep", "load_stored", "calibration_table", "store_estimates",
-           "estimate_rows", "format_table", "rst_table", "MANIFEST", "RANKS", "ESTIMATES", "MIN_REPLICATES"]
+__all__ = ["CalibrationRow", "recipe_record", "store_sweep", "continue_stored", "load_stored", "calibration_table",
+           "store_estimates", "estimate_rows", "format_table", "rst_table", "MANIFEST", "RANKS", "ESTIMATES",
+           "MIN_REPLICATES"]
 
 MANIFEST = "manifest.json"
 RANKS = "ranks.csv"
@@ -61,7 +66,8 @@ class CalibrationRow(NamedTuple):
 
     kind: ``"sbc"`` (ranks of the truth among posterior draws) or ``"estimate"`` (a point
         estimate's sampling distribution).
-    verdict: ``"calibrated"`` / ``"flagged"`` for SBC; ``"estimate"`` for a point estimate.
+    verdict: ``"calibrated"`` / ``"flagged"`` for SBC (``"in progress"`` for a sweep stored before
+        it reached its planned replicates: no verdict yet); ``"estimate"`` for a point estimate.
     detail: the test figures (SBC: χ² p-value, ECDF points outside the band) or the bias and
         spread of the estimate.
     replicates: number of replicates; num_draws: posterior draws per rank (0 for estimates).
@@ -152,7 +158,7 @@ def _recipe_change(stored: Mapping | None, now: Mapping | None) -> str:
 
 
 def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, date: str | None = None,
-                note: str = "", recipe: Mapping | None = None) -> SBCResult:
+                note: str = "", recipe: Mapping | None = None, planned: int | None = None) -> SBCResult:
     """Keep an SBC sweep folder's ranks and settings in ``dest_dir`` (``manifest.json``, ``ranks.csv``).
 
     Args:
@@ -162,6 +168,9 @@ def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, da
         note: free text kept in the manifest (e.g. the command that ran the sweep).
         recipe: :func:`recipe_record` of the method and options the fits ran, kept as the
             manifest's ``recipe`` (the table says when the entry's recipe has changed since).
+        planned: the replicates the sweep will have when finished (``zoo sbc --n``), kept as the
+            manifest's ``num_planned``: a folder stored with fewer is a sweep in progress, which
+            the table shows without a verdict and :func:`continue_stored` carries on.
     Returns:
         The sweep's :class:`~diagnostics.sbc.SBCResult`.
     """
@@ -174,6 +183,8 @@ def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, da
         manifest["note"] = note
     if recipe is not None:
         manifest["recipe"] = recipe_record(recipe["method"], recipe["options"])
+    if planned is not None:
+        manifest["num_planned"] = int(planned)
     rows = []
     for position, replicate in enumerate(result.replicates):
         for label in result.ranks:
@@ -211,6 +222,47 @@ def load_stored(dest_dir: str | os.PathLike) -> tuple[SBCResult, dict]:
         raise ValueError(f"{dest_dir}: element(s) {incomplete} lack a rank in some replicate")
     result = SBCResult(ranks, truths, int(manifest["num_draws"]), np.asarray(replicates), max_rhat, divergences)
     return result, manifest
+
+
+def continue_stored(dest_dir: str | os.PathLike, sweep_dir: str | os.PathLike, settings: Mapping,
+                    recipe: Mapping | None = None, *, num_replicates: int | None = None) -> int:
+    """Write the replicates stored in ``dest_dir`` into the sweep folder ``sweep_dir`` so that
+    :func:`diagnostics.sbc.run_sbc` on it fits only the others: a sweep longer than one machine's
+    life goes on from the repository (``zoo sbc --store`` keeps its progress there as it runs).
+
+    Only a stored sweep of the same settings is continued: ``settings`` (the sweep folder's
+    manifest: ``num_draws``, ``seed``, entry, config, method, options, ...) must agree with the
+    stored manifest, and ``recipe`` (``{"method", "options"}``, the recipe the fits run) with its
+    ``recipe``; otherwise nothing is written and 0 returned (the stored folder is another sweep,
+    which storing this one will replace). Replicates the sweep folder already holds are kept;
+    with ``num_replicates``, stored replicates from that index on are left out.
+
+    Returns:
+        The number of replicates written.
+    """
+    dest_dir, sweep_dir = os.fspath(dest_dir), os.fspath(sweep_dir)
+    if not os.path.exists(os.path.join(dest_dir, RANKS)):
+        return 0
+    stored_result, stored = load_stored(dest_dir)
+    wanted = sweep.manifest_values(settings)
+    if any(key != "recipe" and stored.get(key) != value for key, value in wanted.items()):
+        return 0
+    if recipe is not None and stored.get("recipe") != recipe_record(recipe["method"], recipe["options"]):
+        return 0
+    from .sbc import save_replicate
+
+    have = set(sweep.finished(sweep_dir, "replicate", "npz")) if os.path.isdir(sweep_dir) else set()
+    os.makedirs(sweep_dir, exist_ok=True)
+    written = 0
+    for position, replicate in enumerate(int(i) for i in stored_result.replicates):
+        if replicate in have or (num_replicates is not None and replicate >= num_replicates):
+            continue
+        ranked = {label: (int(stored_result.ranks[label][position]), float(stored_result.truths[label][position]))
+                  for label in stored_result.ranks}
+        save_replicate(sweep_dir, replicate, ranked,
+                       (float(stored_result.max_rhat[position]), int(stored_result.divergences[position])))
+        written += 1
+    return written
 
 
 def _manifest(folder: str) -> dict:
@@ -252,6 +304,17 @@ def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> l
     result, manifest = load_stored(folder)
     unconverged = _unconverged(result)
     changed = _recipe_change(manifest.get("recipe"), recipe_now)
+    planned = int(manifest.get("num_planned", result.num_replicates))
+    in_progress = planned > result.num_replicates
+    if in_progress and result.num_replicates < 2:  # one replicate: nothing to test yet
+        labels: dict[str, list[str]] = {}
+        for label in result.ranks:
+            labels.setdefault(_site(label), []).append(label)
+        shown = [label for site, names in labels.items()
+                 for label in ([f"{site} ({len(names)} elements)"] if len(names) > MAX_ELEMENT_ROWS else names)]
+        return [CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
+                               label, "sbc", "in progress", f"1 of {planned} replicates so far", 1,
+                               result.num_draws, manifest.get("date", ""), unconverged, changed) for label in shown]
     tests = element_tests(result, alpha=alpha)
     by_site: dict[str, list] = {}
     for test in tests:
@@ -259,8 +322,12 @@ def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> l
     rows = []
 
     def row(element: str, flagged: bool, detail: str) -> CalibrationRow:
+        if in_progress:  # the tests of a part of the sweep are shown, not judged
+            verdict, detail = "in progress", f"{result.num_replicates} of {planned} replicates so far; " + detail
+        else:
+            verdict = "flagged" if flagged else "calibrated"
         return CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
-                              element, "sbc", "flagged" if flagged else "calibrated", detail,
+                              element, "sbc", verdict, detail,
                               result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged,
                               changed)
 
@@ -370,7 +437,7 @@ def _cells(row: CalibrationRow) -> tuple[str, ...]:
     if row.recipe_changed:
         what, of = ("sweep", "a verdict") if row.kind == "sbc" else ("study", "figures")
         tests += f"; the recipe has changed since this {what} ({row.recipe_changed}): {of} of another recipe"
-    if row.kind == "sbc" and row.replicates < MIN_REPLICATES:
+    if row.kind == "sbc" and row.replicates < MIN_REPLICATES and row.verdict != "in progress":
         tests += (f"; only {row.replicates} replicates (fewer than the {MIN_REPLICATES} a stored verdict "
                   "should have): little power, "
                   "'calibrated' means 'not shown miscalibrated'")

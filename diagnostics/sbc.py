@@ -34,7 +34,8 @@ only the rest, so an interrupted sweep keeps what it finished. A rerun with diff
 (``num_draws``, ``seed``) refuses the folder. With ``client`` (a ``distributed.Client``) the
 replicates run as Dask tasks, each writing its own file on its worker.
 
-Public API: :class:`SBCResult`, :func:`run_sbc`, :func:`ranks_from_idata`,
+Public API: :class:`SBCResult`, :func:`run_sbc`, :func:`load_sbc`, :func:`save_replicate` (one
+replicate's file, for a folder continued from stored ranks), :func:`ranks_from_idata`,
 :func:`rank_statistics`, :func:`chi2_uniformity`, :func:`ecdf_band`, :func:`sbc_verdicts`,
 :func:`format_sbc`, :func:`plot_rank_histograms`, :func:`plot_ecdf_difference`.
 """
@@ -60,6 +61,7 @@ __all__ = [
     "ElementTest",
     "run_sbc",
     "load_sbc",
+    "save_replicate",
     "thin_indices",
     "rank_statistics",
     "ranks_from_idata",
@@ -230,10 +232,10 @@ def _replicate_path(out_dir: str, i: int) -> str:
     return sweep.task_path(out_dir, "replicate", i, "npz")
 
 
-def _save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]],
-                    quality: tuple[float, int] = (math.nan, -1)) -> None:
-    """Write replicate ``i``'s ranks, true values and fit quality atomically
-    (:func:`diagnostics.convert.atomic_savez`)."""
+def save_replicate(out_dir: str, i: int, ranked: Mapping[str, tuple[int, float]],
+                   quality: tuple[float, int] = (math.nan, -1)) -> None:
+    """Write replicate ``i``'s ranks and true values (``{label: (rank, truth)}``) and fit quality
+    (max R-hat, divergences; -1: unknown) atomically (:func:`diagnostics.convert.atomic_savez`)."""
     labels = list(ranked)
     arrays = {"labels": np.array(labels), "ranks": np.array([ranked[k][0] for k in labels], dtype=np.int64),
               "truths": np.array([ranked[k][1] for k in labels], dtype=float),
@@ -260,7 +262,7 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
             seed: int = 0, out_dir: str | os.PathLike | None = None,
             fit_batch: Callable[[list], list] | None = None, batch_size: int = 1,
             settings: Mapping[str, Any] | None = None, progress: bool = False,
-            client: Any = None) -> SBCResult:
+            client: Any = None, on_result: Callable[[int], None] | None = None) -> SBCResult:
     """Simulation-based calibration over ``num_replicates`` replicates.
 
     Args:
@@ -281,6 +283,8 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
             the worker (:func:`diagnostics.sweep.map_tasks`); needs ``out_dir`` (the workers must
             be able to write it). The ranks are the same as without a client: every replicate's
             key, fit and tie-breaking depend on its index only.
+        on_result: called with a replicate's index after it has been written (here, in this
+            process), e.g. to keep the sweep's progress in a stored folder as it grows.
     """
     if isinstance(num_replicates, bool) or not isinstance(num_replicates, (int, np.integer)) or num_replicates < 1:
         raise ValueError(f"num_replicates: expected a positive integer, got {num_replicates!r}")
@@ -313,6 +317,8 @@ def run_sbc(prior_simulate: Callable[[Any], tuple[Mapping[str, Any], Any]],
                 print(f"sbc: replicate {i + 1}/{num_replicates} done (max R-hat {rhat:.3f}, "
                       f"{divergences} divergent)" if divergences >= 0 else
                       f"sbc: replicate {i + 1}/{num_replicates} done (max R-hat {rhat:.3f})", flush=True)
+            if on_result is not None:
+                on_result(i)
     return _collect(done, num_draws, quality)
 
 
@@ -340,7 +346,7 @@ class _ReplicateTask:
             ranked = ranks_from_idata(idata, truth, self.num_draws, rng=np.random.default_rng([self.seed, i]))
             fitted = fit_quality(idata, list(truth))
             if self.out_dir is not None:
-                _save_replicate(self.out_dir, i, ranked, fitted)
+                save_replicate(self.out_dir, i, ranked, fitted)
             out.append((i, ranked, fitted))
         return out
 

@@ -18,7 +18,11 @@
 
 ``zoo sbc --store`` keeps the sweep's ranks and settings in the repository's
 ``calibration/ENTRY/CONFIG`` (``diagnostics.calibration``); ``zoo show NAME`` prints the
-calibration table generated from them (the docs' calibration page shows every entry's).
+calibration table generated from them (the docs' calibration page shows every entry's). It
+stores the sweep's progress after every replicate (shown "in progress" until the sweep reaches
+``--n``), and the same command on another machine or a fresh clone continues from the stored
+replicates (``diagnostics.calibration.continue_stored``): a sweep longer than one machine's life
+is carried on through the repository.
 An entry whose recipe returns a point estimate (PaRIS particle Gibbs's SA-MLE, a MAP, a trained
 network) has no posterior to rank (``zoo sbc`` says so and stops after the first fit); ``zoo
 estimates NAME`` fits it on replicates simulated at the config's truth (replicate ``i`` is the
@@ -476,6 +480,7 @@ def _cmd_sbc(args) -> int:
     import inference
     import zoo
     from diagnostics import sbc
+    from diagnostics.calibration import continue_stored, recipe_record, store_sweep
     from diagnostics.report_sbc import write_sbc_report
     from inference.prior_predictive import prior_simulate
 
@@ -512,38 +517,51 @@ def _cmd_sbc(args) -> int:
                                    config=config, progress=False, **run_options)
 
     out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
+    recipe = {"method": run_method, "options": run_options}
+    # the recipe the fits run is part of the sweep: a folder is never resumed under a changed recipe
     settings = {"entry": entry.name, "config": args.config, "method": method,
-                "options": json.dumps(options, sort_keys=True, default=str)}
+                "options": json.dumps(options, sort_keys=True, default=str),
+                "recipe": json.dumps(recipe_record(run_method, run_options), sort_keys=True)}
     if entry.rank_sites is not None:  # other ranked sites are another sweep
         settings["rank_sites"] = ",".join(entry.rank_sites)
     if overrides:  # a sweep with other overrides is another sweep (the manifest refuses a mix)
         settings["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
-    print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "
-          f"{args.draws} draws per rank; results in {out} (resumable)")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if args.store and overrides:
+        raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
+    print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "
+          f"{args.draws} draws per rank; results in {out} (resumable)")
+    on_result = None
+    if args.store:  # progress is stored after every replicate; a stored sweep of these settings goes on
+        dest = os.path.join(calibration_root(), entry.name, args.config)
+        note = (f"zoo sbc {entry.name} --config {args.config} --n {args.n} --draws {args.draws} --seed {args.seed}"
+                + (f" --batch-size {args.batch_size}" if args.batch_size > 1 else "")
+                + (f" --method {args.method}" if args.method else "")
+                + "".join(f" --option {o}" for o in args.option) + _where_note(args))
+        continued = continue_stored(dest, out, {"num_draws": args.draws, "seed": args.seed, **settings}, recipe,
+                                    num_replicates=args.n)
+        if continued:
+            print(f"continuing the sweep stored in {dest}: {continued} replicate(s) from there")
+        elif os.path.exists(os.path.join(dest, "ranks.csv")):
+            print(f"{dest} holds another sweep (other settings or recipe); storing this one will replace it")
+
+        def on_result(_):
+            store_sweep(out, dest, note=note, recipe=recipe, planned=args.n)
+
     batched = args.batch_size > 1
     with _cluster(args) as client:
         result = sbc.run_sbc(simulate, fit, num_replicates=args.n, num_draws=args.draws, seed=args.seed,
                              out_dir=out, settings=settings, progress=not args.no_progress,
-                             fit_batch=fit_batch if batched else None, batch_size=args.batch_size, client=client)
+                             fit_batch=fit_batch if batched else None, batch_size=args.batch_size, client=client,
+                             on_result=on_result)
     print(sbc.format_sbc(result, alpha=args.alpha))
     if args.html:
         write_sbc_report(result, args.html, title=f"SBC: {entry.name} ({args.config}, {method})",
                          markdown_path=args.md, alpha=args.alpha)
         print(f"wrote {args.html}")
     if args.store:
-        from diagnostics.calibration import store_sweep
-
-        if overrides:
-            raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
-        dest = os.path.join(calibration_root(), entry.name, args.config)
-        store_sweep(out, dest, note=f"zoo sbc {entry.name} --config {args.config} --n {args.n} --draws {args.draws} "
-                                    f"--seed {args.seed}"
-                                    + (f" --batch-size {args.batch_size}" if args.batch_size > 1 else "")
-                                    + (f" --method {args.method}" if args.method else "")
-                                    + "".join(f" --option {o}" for o in args.option) + _where_note(args),
-                    recipe={"method": run_method, "options": run_options})
+        store_sweep(out, dest, note=note, recipe=recipe, planned=args.n)
         print(f"stored the ranks in {dest}")
     flagged = any(t.flagged for t in sbc.element_tests(result, alpha=args.alpha))
     return 1 if flagged else 0
@@ -905,7 +923,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbc_parser.add_argument("--no-progress", action="store_true", help="no line per finished replicate")
     sbc_parser.add_argument("--store", action="store_true",
                             help="keep the ranks and settings in the repository's calibration/ENTRY/CONFIG "
-                                 "(the calibration table of zoo show and the docs)")
+                                 "(the calibration table of zoo show and the docs), after every "
+                                 "replicate; a sweep of the same settings stored there is continued")
     sbc_parser.add_argument("--n", type=int, default=30, help="number of replicates (default 30; each is one fit, "
                                                                "so prefer a cheap config/recipe, e.g. lgssm --config scalar)")
     sbc_parser.add_argument("--batch-size", type=int, default=1,

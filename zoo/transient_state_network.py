@@ -127,14 +127,15 @@ component, 6000 episodes, about 96,000 time units of autonomous activity): assig
     run = tsn.learn(jax.random.PRNGKey(0), tsn.LEARNING)
     tsn.assignment_accuracy(run.weights, tsn.LEARNING), tsn.selectivity(run.weights, tsn.LEARNING)
 
-SBC: not yet stored. ``zoo sbc`` ranks ``rank_sites``, the two rates (PMMH marginalises the
-path). A fit of the default recipe (PMMH, 4 chains of 1050 iterations with 256 particles) on
+SBC: in progress (the calibration table, ``zoo show``, says how far). ``zoo sbc`` ranks
+``rank_sites``, the two rates (PMMH marginalises the path). A fit of the default recipe (PMMH, 4 chains of 1050 iterations with 256 particles) on
 ``small`` costs about 700 CPU-s (355 s wall on 2 idle cores, chains sharded over 4 host devices;
 no compilation to speak of: a second fit in the same process costs the same): an iteration, 0.67
 CPU-s, runs 4 particle filters over 60 observations of 20 Euler substeps of 24 states, some 30
 million float64 Gaussian draws, which take most of it. So n = 100 is about 20 CPU-hours, 10 hours
-on two Dask workers (resumable: ``zoo sbc gros_transient_states --config small --n 100 --draws
-99 --seed 0 --workers 2 --out DIR --store``, the same command continues it).
+on two Dask workers: longer than one machine's life, so ``zoo sbc gros_transient_states --config
+small --n 100 --draws 99 --seed 0 --workers 2 --store`` stores the ranks in the repository after
+every replicate, and the same command on a fresh clone continues from them.
 
 Example::
 

@@ -173,3 +173,46 @@ def test_a_recipe_with_a_function_option_is_recorded_the_same_in_every_process()
     assert record["options"] == {
         "proposal": "diagnostics.calibration.recipe_record", "scale": 2.0,
         "wrapped": "functools.partial(diagnostics.calibration.recipe_record, 'nuts')"}
+
+
+def test_a_sweep_stored_in_progress_is_shown_without_verdict_and_continued_elsewhere(tmp_path):
+    """``zoo sbc --store`` keeps a sweep's progress; a fresh folder (another machine, a new clone)
+    continues it from the stored ranks and fits only the rest, to the ranks of an uninterrupted run."""
+    settings = {"entry": "conj", "config": "small", "method": "exact"}
+    recipe = {"method": "exact", "options": {"spread": 1.0}}
+    dest = tmp_path / "calibration" / "conj" / "small"
+    fitted = []
+
+    def fit(data):
+        fitted.append(1)
+        return exact_fit()(data)
+
+    sbc.run_sbc(prior_simulate, fit, num_replicates=40, num_draws=49, seed=1, out_dir=tmp_path / "first",
+                settings=settings, on_result=lambda i: calibration.store_sweep(
+                    tmp_path / "first", dest, date="2026-01-02", recipe=recipe, planned=120))
+    _, manifest = calibration.load_stored(dest)
+    assert manifest["num_replicates"] == 40 and manifest["num_planned"] == 120
+    rows = calibration.calibration_table(tmp_path / "calibration")
+    assert {r.verdict for r in rows} == {"in progress"} and all(r.replicates == 40 for r in rows)
+    text = calibration.format_table(rows)
+    assert "40 of 120 replicates so far" in text and "little power" not in text
+
+    # another sweep's settings or recipe: nothing is continued
+    sweep_manifest = {"num_draws": 49, "seed": 1, **settings}
+    assert calibration.continue_stored(dest, tmp_path / "x", {**sweep_manifest, "seed": 2}, recipe) == 0
+    assert calibration.continue_stored(dest, tmp_path / "x", sweep_manifest, {"method": "exact", "options": {}}) == 0
+    assert not (tmp_path / "x").exists()
+
+    assert calibration.continue_stored(dest, tmp_path / "second", sweep_manifest, recipe, num_replicates=120) == 40
+    fitted.clear()
+    result = sbc.run_sbc(prior_simulate, fit, num_replicates=120, num_draws=49, seed=1, out_dir=tmp_path / "second",
+                         settings=settings)
+    assert len(fitted) == 80  # only the replicates the stored sweep lacked
+    whole = sbc.run_sbc(prior_simulate, exact_fit(), num_replicates=120, num_draws=49, seed=1)
+    for label in whole.ranks:
+        np.testing.assert_array_equal(result.ranks[label], whole.ranks[label])
+        np.testing.assert_array_equal(result.truths[label], whole.truths[label])
+    calibration.store_sweep(tmp_path / "second", dest, recipe=recipe, planned=120)
+    assert {r.verdict for r in calibration.calibration_table(tmp_path / "calibration")} == {"calibrated"}
+    # a shorter rerun takes only the stored replicates below its size
+    assert calibration.continue_stored(dest, tmp_path / "third", sweep_manifest, recipe, num_replicates=10) == 10
