@@ -45,7 +45,13 @@ ln 2 until |x| ≈ 1/|s_Δ|).
 A solution that blows up before a depth is held at the blow-up level from then on (the saturated
 read-out), so the log density stays finite, if astronomically low, for every parameter value; a
 missing observation is NaN. Fitted by NUTS (``Recipe("nuts")``): ``P(μ > 0)`` is the posterior
-probability of the divergent scenario.
+probability of the divergent scenario. Each chain starts at the best of 16 prior draws after 300
+Adam steps (``init={"optimize": ...}``, :class:`inference.runner.OptimizedInit`), not at the prior
+median: on divergent data the median (μ = 0) lies in a false basin where the tokens stand still and
+their growth is read as noise (σ large). Measured on a divergent prior draw (μ = 0.443,
+s_Δ = −0.381, a = 0.996, σ = 0.176; tokens grow to 85): from the median one chain settled at
+μ = 0.001, σ = 6.15 with 484 of 500 draws divergent; from the search both chains found the
+truth's basin, R-hat ≤ 1.01, no divergences.
 
 =============  ===============  ==================  =====================================
 parameter      prior            small (truth)       meaning
@@ -396,7 +402,9 @@ ENTRY = ZooEntry(
     configs={"small": SMALL, "divergent": DIVERGENT, "blowup": BLOWUP, "paper": PAPER},
     # the event-stopped diffrax solve's gradient does not trace under pmap (equinox's closure
     # conversion); the automatic chain method finds that and runs the chains vectorised
-    recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "target_accept_prob": 0.9}),
+    # the median start lands in a false basin on divergent data (mu near 0, the growth read as noise)
+    recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "target_accept_prob": 0.9,
+                           "init": {"optimize": {"starts_per_chain": 16, "num_steps": 300}}}),
     check=check,
     dims={"y": ("depth", "token"), "x": ("depth", "token")},
     columns=Columns(_token_names, series=None, time="depth", grid=lambda config: config.times,
