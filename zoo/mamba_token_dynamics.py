@@ -83,6 +83,15 @@ posterior sd of μ is about 0.23 on ``small`` (measured: NUTS 2 × 500 draws, se
 sd 0.23, 90 % interval [−1.63, −0.86], R-hat 1.00): a posterior mean within 10 % would need an
 sd near 0.05. The relative error of E[μ] is reported with the checks (``detail``).
 
+SBC: not yet stored; its cost on a CPU is the obstacle. Half the prior's draws are divergent
+(μ > 0), and where the noise is small against the tokens' growth an iteration of NUTS costs
+seconds (why, tree depth or step size, is not yet measured). Measured with the recipe (2
+chains vectorised, 2 loaded cores) on the first prior draws of ``zoo sbc --seed 0``: replicate 0
+(μ = 0.443, s_Δ = −0.381, σ = 0.176, tokens to 85) in 415 s; replicate 1 (μ = 1.268,
+s_Δ = −0.165, σ = 0.034, tokens to 209) unfinished after 25 minutes, and with a dense mass
+warmup ran at 3.9 to 4.9 s per iteration (about 75 minutes for the fit); a convergent data set
+of ``small`` takes 78 s. n = 100 is therefore tens of CPU-hours.
+
 Data: the observed tokens ``(K, L)``; CSV columns ``depth`` (the config's depth grid) and
 ``x0..x{L-1}``; an empty cell is missing.
 
