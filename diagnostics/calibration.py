@@ -183,6 +183,8 @@ def store_sweep(sweep_dir: str | os.PathLike, dest_dir: str | os.PathLike, *, da
         manifest["note"] = note
     if recipe is not None:
         manifest["recipe"] = recipe_record(recipe["method"], recipe["options"])
+    elif isinstance(manifest.get("recipe"), str):  # the sweep folder's setting (``zoo sbc``), JSON text
+        manifest["recipe"] = json.loads(manifest["recipe"])
     if planned is not None:
         manifest["num_planned"] = int(planned)
     rows = []

@@ -532,7 +532,7 @@ def _cmd_sbc(args) -> int:
         raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
     print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "
           f"{args.draws} draws per rank; results in {out} (resumable)")
-    on_result = None
+    on_result, continued = None, 0
     if args.store:  # progress is stored after every replicate; a stored sweep of these settings goes on
         dest = os.path.join(calibration_root(), entry.name, args.config)
         note = (f"zoo sbc {entry.name} --config {args.config} --n {args.n} --draws {args.draws} --seed {args.seed}"
@@ -560,7 +560,9 @@ def _cmd_sbc(args) -> int:
         write_sbc_report(result, args.html, title=f"SBC: {entry.name} ({args.config}, {method})",
                          markdown_path=args.md, alpha=args.alpha)
         print(f"wrote {args.html}")
-    if args.store:
+    if args.store and continued == result.num_replicates:  # nothing fitted here: the stored sweep stays as it is
+        print(f"every replicate was stored already in {dest}")
+    elif args.store:
         store_sweep(out, dest, note=note, recipe=recipe, planned=args.n)
         print(f"stored the ranks in {dest}")
     flagged = any(t.flagged for t in sbc.element_tests(result, alpha=args.alpha))

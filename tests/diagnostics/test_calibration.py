@@ -214,5 +214,10 @@ def test_a_sweep_stored_in_progress_is_shown_without_verdict_and_continued_elsew
         np.testing.assert_array_equal(result.truths[label], whole.truths[label])
     calibration.store_sweep(tmp_path / "second", dest, recipe=recipe, planned=120)
     assert {r.verdict for r in calibration.calibration_table(tmp_path / "calibration")} == {"calibrated"}
+    # a sweep folder's recipe setting (JSON text, as zoo sbc writes it) is stored as the recipe
+    sbc.run_sbc(prior_simulate, exact_fit(), num_replicates=3, num_draws=49, seed=1, out_dir=tmp_path / "textual",
+                settings={**settings, "recipe": json.dumps(calibration.recipe_record(**recipe))})
+    calibration.store_sweep(tmp_path / "textual", tmp_path / "stored_textual")
+    assert calibration.load_stored(tmp_path / "stored_textual")[1]["recipe"] == calibration.recipe_record(**recipe)
     # a shorter rerun takes only the stored replicates below its size
     assert calibration.continue_stored(dest, tmp_path / "third", sweep_manifest, recipe, num_replicates=10) == 10

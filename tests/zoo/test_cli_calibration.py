@@ -45,6 +45,12 @@ def test_a_stored_sweep_keeps_its_progress_and_is_continued_from_a_fresh_folder(
     assert [line for line in text.splitlines() if line.startswith("sbc: replicate")] == [
         line for line in text.splitlines() if line.startswith("sbc: replicate 3/3 done")] != []
     assert json.loads((stored / "manifest.json").read_text())["num_replicates"] == 3
+    # all of it stored already: nothing is fitted and the stored sweep (its date) is left as it is
+    before = (stored / "manifest.json").read_text()
+    status, text, err = run(capsys, "sbc", toy.name, "--n", "3", "--draws", "9", "--out", "third", "--store")
+    assert status in (0, 1), err
+    assert "sbc: replicate" not in text and f"every replicate was stored already in {stored}" in text
+    assert (stored / "manifest.json").read_text() == before
     # another recipe is another sweep: nothing continued, and the stored one is replaced
     status, text, err = run(capsys, "sbc", toy.name, "--n", "1", "--draws", "9", "--out", "other", "--store",
                             "--option", "num_samples=50")
