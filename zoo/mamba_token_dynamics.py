@@ -85,12 +85,16 @@ sd near 0.05. The relative error of E[μ] is reported with the checks (``detail`
 
 SBC: not yet stored; its cost on a CPU is the obstacle. Half the prior's draws are divergent
 (μ > 0), and where the noise is small against the tokens' growth an iteration of NUTS costs
-seconds (why, tree depth or step size, is not yet measured). Measured with the recipe (2
-chains vectorised, 2 loaded cores) on the first prior draws of ``zoo sbc --seed 0``: replicate 0
-(μ = 0.443, s_Δ = −0.381, σ = 0.176, tokens to 85) in 415 s; replicate 1 (μ = 1.268,
-s_Δ = −0.165, σ = 0.034, tokens to 209) unfinished after 25 minutes, and with a dense mass
-warmup ran at 3.9 to 4.9 s per iteration (about 75 minutes for the fit); a convergent data set
-of ``small`` takes 78 s. n = 100 is therefore tens of CPU-hours.
+seconds. There σ and the width of the posterior in (μ, s_Δ, a) are coupled as in a funnel: the
+tokens move by up to 0.08 when μ alone moves by 5·10⁻⁴, so a chain spread that wide in μ reads
+the misfit as noise. Measured with the recipe on the first prior draws of ``zoo sbc --seed 0``
+(2 loaded cores): replicate 0 (μ = 0.443, s_Δ = −0.381, σ = 0.176, tokens to 85) in 415 s;
+replicate 1 (μ = 1.268, s_Δ = −0.165, a = 1.436, σ = 0.034, tokens to 209) unfinished after 25
+minutes, with a dense mass at 3.9 to 4.9 s per warmup iteration (about 75 minutes a fit). One
+chain on replicate 1 after 150 warmup iterations: μ = 1.2681 ± 0.0005, s_Δ and a as close to
+the truth, but σ = 0.095 ± 0.007 (at the true μ, s_Δ, a the log density with σ = 0.034 is 49
+above that with σ = 0.095), step size 1.2·10⁻³, trees of up to 1023 steps. A convergent data
+set of ``small`` takes 78 s. n = 100 is therefore tens of CPU-hours.
 
 Data: the observed tokens ``(K, L)``; CSV columns ``depth`` (the config's depth grid) and
 ``x0..x{L-1}``; an empty cell is missing.
