@@ -308,24 +308,11 @@ def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> l
     changed = _recipe_change(manifest.get("recipe"), recipe_now)
     planned = int(manifest.get("num_planned", result.num_replicates))
     in_progress = planned > result.num_replicates
-    if in_progress and result.num_replicates < 2:  # one replicate: nothing to test yet
-        labels: dict[str, list[str]] = {}
-        for label in result.ranks:
-            labels.setdefault(_site(label), []).append(label)
-        shown = [label for site, names in labels.items()
-                 for label in ([f"{site} ({len(names)} elements)"] if len(names) > MAX_ELEMENT_ROWS else names)]
-        return [CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
-                               label, "sbc", "in progress", f"1 of {planned} replicates so far", 1,
-                               result.num_draws, manifest.get("date", ""), unconverged, changed) for label in shown]
-    tests = element_tests(result, alpha=alpha)
-    by_site: dict[str, list] = {}
-    for test in tests:
-        by_site.setdefault(_site(test.label), []).append(test)
-    rows = []
 
     def row(element: str, flagged: bool, detail: str) -> CalibrationRow:
         if in_progress:  # the tests of a part of the sweep are shown, not judged
-            verdict, detail = "in progress", f"{result.num_replicates} of {planned} replicates so far; " + detail
+            verdict = "in progress"
+            detail = "; ".join(filter(None, [f"{result.num_replicates} of {planned} replicates so far", detail]))
         else:
             verdict = "flagged" if flagged else "calibrated"
         return CalibrationRow(manifest.get("entry", ""), manifest.get("config", ""), manifest.get("method", ""),
@@ -333,6 +320,17 @@ def _sbc_rows(folder: str, alpha: float, recipe_now: Mapping | None = None) -> l
                               result.num_replicates, result.num_draws, manifest.get("date", ""), unconverged,
                               changed)
 
+    if in_progress and result.num_replicates < 2:  # one replicate: nothing to test yet
+        labels: dict[str, list[str]] = {}
+        for label in result.ranks:
+            labels.setdefault(_site(label), []).append(label)
+        return [row(label, False, "") for site, names in labels.items()
+                for label in ([f"{site} ({len(names)} elements)"] if len(names) > MAX_ELEMENT_ROWS else names)]
+    tests = element_tests(result, alpha=alpha)
+    by_site: dict[str, list] = {}
+    for test in tests:
+        by_site.setdefault(_site(test.label), []).append(test)
+    rows = []
     for site, site_tests in by_site.items():
         if len(site_tests) > MAX_ELEMENT_ROWS:
             rows.append(row(f"{site} ({len(site_tests)} elements)", any(t.flagged for t in site_tests),
