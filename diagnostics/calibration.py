@@ -28,7 +28,7 @@ NAME --store``), summarised as bias and spread (:func:`estimate_rows`, with
 This module imports neither ``zoo`` nor ``inference`` (it reads folders).
 
 Public API: :class:`CalibrationRow`, :func:`store_sweep`, :func:`load_stored`,
-:func:`continue_stored`, :func:`calibration_table`, :func:`store_estimates`, :func:`estimate_rows`,
+:func:`same_stored`, :func:`continue_stored`, :func:`calibration_table`, :func:`store_estimates`, :func:`estimate_rows`,
 :func:`format_table`, :func:`rst_table`.
 """
 
@@ -50,7 +50,7 @@ from .convert import atomic_write_text
 from .estimates import summarise
 from .sbc import DEFAULT_ALPHA, RHAT_UNCONVERGED, SBCResult, element_tests, load_sbc
 
-__all__ = ["CalibrationRow", "recipe_record", "store_sweep", "continue_stored", "load_stored", "calibration_table",
+__all__ = ["CalibrationRow", "recipe_record", "store_sweep", "same_stored", "continue_stored", "load_stored", "calibration_table",
            "store_estimates", "estimate_rows", "format_table", "rst_table", "MANIFEST", "RANKS", "ESTIMATES",
            "MIN_REPLICATES"]
 
@@ -226,6 +226,20 @@ def load_stored(dest_dir: str | os.PathLike) -> tuple[SBCResult, dict]:
     return result, manifest
 
 
+def same_stored(dest_dir: str | os.PathLike, settings: Mapping, recipe: Mapping | None = None) -> bool:
+    """Whether ``dest_dir`` holds a stored sweep of these ``settings`` (a sweep folder's manifest)
+    and ``recipe`` (``{"method", "options"}``): the sweep :func:`continue_stored` carries on, as
+    opposed to another sweep that storing this one replaces (or nothing stored at all)."""
+    dest_dir = os.fspath(dest_dir)
+    if not os.path.exists(os.path.join(dest_dir, RANKS)):
+        return False
+    stored = _manifest(dest_dir)
+    wanted = sweep.manifest_values(settings)
+    if any(key != "recipe" and stored.get(key) != value for key, value in wanted.items()):
+        return False
+    return recipe is None or stored.get("recipe") == recipe_record(recipe["method"], recipe["options"])
+
+
 def continue_stored(dest_dir: str | os.PathLike, sweep_dir: str | os.PathLike, settings: Mapping,
                     recipe: Mapping | None = None, *, num_replicates: int | None = None) -> int:
     """Write the replicates stored in ``dest_dir`` into the sweep folder ``sweep_dir`` so that
@@ -236,21 +250,17 @@ def continue_stored(dest_dir: str | os.PathLike, sweep_dir: str | os.PathLike, s
     manifest: ``num_draws``, ``seed``, entry, config, method, options, ...) must agree with the
     stored manifest, and ``recipe`` (``{"method", "options"}``, the recipe the fits run) with its
     ``recipe``; otherwise nothing is written and 0 returned (the stored folder is another sweep,
-    which storing this one will replace). Replicates the sweep folder already holds are kept;
+    which storing this one will replace; :func:`same_stored` tells the two apart). Replicates the
+    sweep folder already holds are kept (not counted);
     with ``num_replicates``, stored replicates from that index on are left out.
 
     Returns:
         The number of replicates written.
     """
     dest_dir, sweep_dir = os.fspath(dest_dir), os.fspath(sweep_dir)
-    if not os.path.exists(os.path.join(dest_dir, RANKS)):
+    if not same_stored(dest_dir, settings, recipe):
         return 0
-    stored_result, stored = load_stored(dest_dir)
-    wanted = sweep.manifest_values(settings)
-    if any(key != "recipe" and stored.get(key) != value for key, value in wanted.items()):
-        return 0
-    if recipe is not None and stored.get("recipe") != recipe_record(recipe["method"], recipe["options"]):
-        return 0
+    stored_result, _ = load_stored(dest_dir)
     from .sbc import save_replicate
 
     have = set(sweep.finished(sweep_dir, "replicate", "npz")) if os.path.isdir(sweep_dir) else set()

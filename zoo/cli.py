@@ -480,7 +480,7 @@ def _cmd_sbc(args) -> int:
     import inference
     import zoo
     from diagnostics import sbc
-    from diagnostics.calibration import continue_stored, recipe_record, store_sweep
+    from diagnostics.calibration import continue_stored, load_stored, recipe_record, same_stored, store_sweep
     from diagnostics.report_sbc import write_sbc_report
     from inference.prior_predictive import prior_simulate
 
@@ -532,21 +532,24 @@ def _cmd_sbc(args) -> int:
         raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
     print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "
           f"{args.draws} draws per rank; results in {out} (resumable)")
-    on_result, continued = None, 0
+    on_result, same, fitted = None, False, []
     if args.store:  # progress is stored after every replicate; a stored sweep of these settings goes on
         dest = os.path.join(calibration_root(), entry.name, args.config)
         note = (f"zoo sbc {entry.name} --config {args.config} --n {args.n} --draws {args.draws} --seed {args.seed}"
                 + (f" --batch-size {args.batch_size}" if args.batch_size > 1 else "")
                 + (f" --method {args.method}" if args.method else "")
                 + "".join(f" --option {o}" for o in args.option) + _where_note(args))
-        continued = continue_stored(dest, out, {"num_draws": args.draws, "seed": args.seed, **settings}, recipe,
-                                    num_replicates=args.n)
-        if continued:
-            print(f"continuing the sweep stored in {dest}: {continued} replicate(s) from there")
+        wanted = {"num_draws": args.draws, "seed": args.seed, **settings}
+        same = same_stored(dest, wanted, recipe)
+        if same:  # its replicates go into the sweep folder (those it holds already stay), so only the rest are fitted
+            continue_stored(dest, out, wanted, recipe, num_replicates=args.n)
+            held = sum(int(i) < args.n for i in load_stored(dest)[0].replicates)
+            print(f"continuing the sweep stored in {dest}: {held} replicate(s) stored there")
         elif os.path.exists(os.path.join(dest, "ranks.csv")):
             print(f"{dest} holds another sweep (other settings or recipe); storing this one will replace it")
 
         def on_result(_):
+            fitted.append(_)
             store_sweep(out, dest, note=note, recipe=recipe, planned=args.n)
 
     batched = args.batch_size > 1
@@ -560,7 +563,7 @@ def _cmd_sbc(args) -> int:
         write_sbc_report(result, args.html, title=f"SBC: {entry.name} ({args.config}, {method})",
                          markdown_path=args.md, alpha=args.alpha)
         print(f"wrote {args.html}")
-    if args.store and continued == result.num_replicates:  # nothing fitted here: the stored sweep stays as it is
+    if args.store and same and not fitted:  # nothing fitted here: the stored sweep stays as it is
         print(f"every replicate was stored already in {dest}")
     elif args.store:
         store_sweep(out, dest, note=note, recipe=recipe, planned=args.n)

@@ -41,7 +41,7 @@ def test_a_stored_sweep_keeps_its_progress_and_is_continued_from_a_fresh_folder(
     # elsewhere, with a larger --n: the two stored replicates are taken, one is fitted
     status, text, err = run(capsys, "sbc", toy.name, "--n", "3", "--draws", "9", "--out", "there", "--store")
     assert status in (0, 1), err
-    assert f"continuing the sweep stored in {stored}: 2 replicate(s) from there" in text
+    assert f"continuing the sweep stored in {stored}: 2 replicate(s) stored there" in text
     assert [line for line in text.splitlines() if line.startswith("sbc: replicate")] == [
         line for line in text.splitlines() if line.startswith("sbc: replicate 3/3 done")] != []
     assert json.loads((stored / "manifest.json").read_text())["num_replicates"] == 3
@@ -50,6 +50,12 @@ def test_a_stored_sweep_keeps_its_progress_and_is_continued_from_a_fresh_folder(
     status, text, err = run(capsys, "sbc", toy.name, "--n", "3", "--draws", "9", "--out", "third", "--store")
     assert status in (0, 1), err
     assert "sbc: replicate" not in text and f"every replicate was stored already in {stored}" in text
+    assert (stored / "manifest.json").read_text() == before
+    # the sweep folder that stored it, rerun: the same sweep (not "another"), nothing fitted or rewritten
+    status, text, err = run(capsys, "sbc", toy.name, "--n", "3", "--draws", "9", "--out", "there", "--store")
+    assert status in (0, 1), err
+    assert f"continuing the sweep stored in {stored}: 3 replicate(s) stored there" in text, text
+    assert "another sweep" not in text and f"every replicate was stored already in {stored}" in text
     assert (stored / "manifest.json").read_text() == before
     # another recipe is another sweep: nothing continued, and the stored one is replaced
     status, text, err = run(capsys, "sbc", toy.name, "--n", "1", "--draws", "9", "--out", "other", "--store",
