@@ -57,19 +57,45 @@ def _restricted(draw, like):
     return {k: draw[k] for k in like}
 
 
+# Compiler options of the contract tests' own programs: XLA's CPU backend at its lowest optimisation
+# level, without LLVM's expensive passes. Each program runs once or twice on small inputs, so its
+# compilation is nearly all of the cost; these options compile it in about half the time (this
+# file's default tests: 967 s at the default level, 699 s with them, one after the other on a
+# loaded 2-core machine). What the tests check (the program runs, its log density is finite, scan
+# equals the unrolled loop) is the program's meaning, which optimisation does not change. The
+# library's own jitted functions called from ``simulate`` compile as usual, and the slow test
+# below compiles the log density as a fit does.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _jit(fn):
+    """``fn`` jitted and compiled with :data:`_FAST_COMPILE`, once per argument signature (the
+    structure and abstract values of the arguments), as ``jax.jit`` caches its programs."""
+    jitted, programs = jax.jit(fn), {}
+
+    def call(*args):
+        leaves, tree = jax.tree.flatten(args)
+        signature = (tree, tuple(str(jax.typeof(leaf)) for leaf in leaves))
+        if signature not in programs:
+            programs[signature] = jitted.lower(*args).compile(compiler_options=_FAST_COMPILE)
+        return programs[signature](*args)
+
+    return call
+
+
 def _draws(entry: ZooEntry, config, data):
     """The latent values of the program's trace with ``data``, jitted in the key (data closed over,
     so concrete as in an eager run): an eager trace dispatches every small operation of a network's
     initialisation or a simulation one at a time, up to 14 s of CPU per entry (confrover_torus),
     where one compilation takes 1-2 s. Call after ``simulate``, which fills constants some entries
     cache on first use (confrover_torus's grid)."""
-    return jax.jit(lambda k: _latent_values(trace(seed(entry.model, k)).get_trace(data, config=config)))
+    return _jit(lambda k: _latent_values(trace(seed(entry.model, k)).get_trace(data, config=config)))
 
 
-def _jitted_log_density(entry: ZooEntry, config, data):
+def _jitted_log_density(entry: ZooEntry, config, data, jit=_jit):
     """``params -> log density`` of the program on ``data``, one compilation for every draw of the
-    same shapes."""
-    return jax.jit(lambda p: log_density(entry.model, (data,), {"config": config}, p)[0])
+    same shapes (``jit=jax.jit``: compiled as a fit compiles it)."""
+    return jit(lambda p: log_density(entry.model, (data,), {"config": config}, p)[0])
 
 
 @pytest.mark.parametrize("entry", _marked(ENTRIES, "prior_predictive"))
@@ -105,7 +131,7 @@ def test_jitted_log_density_equals_eager(entry: ZooEntry, key):
     config = entry.configs["small"]
     data, _ = entry.simulate(key, config)
     params = _draws(entry, config, data)(jax.random.fold_in(key, 0))
-    lp = float(_jitted_log_density(entry, config, data)(params))
+    lp = float(_jitted_log_density(entry, config, data, jit=jax.jit)(params))
     eager, _ = log_density(entry.model, (data,), {"config": config}, params)
     np.testing.assert_allclose(lp, float(eager), rtol=1e-6, atol=1e-6)
 
@@ -132,7 +158,7 @@ def test_state_space_form(entry: ZooEntry, key):
     # Every quantity compared below in ONE compiled program per entry (was one eager dispatch per
     # operation: up to a minute of CPU for an entry with many small operations per step). The loop
     # is still unrolled in Python with a Python-int t, the counterpart of log_joint's traced t.
-    @jax.jit
+    @_jit
     def quantities(params, xs, ys, model_params, k):
         loop = ssm.initial(params).log_prob(xs[0])
         for t in range(num_steps):

@@ -116,22 +116,40 @@ def test_state_space_route_prefers_the_true_parameters(key):
     assert gap > mc_tolerance(spread, 8), (fits, gap)
 
 
-def test_zoo_fit_recovers_lorenz_from_a_users_csv(tmp_path):
-    """Issue 16's 'done when': `zoo fit dysts_flows --data lorenz.csv` on a noisy Lorenz series
-    (columns time, x, y, z) recovers sigma, rho, beta within 2 % (spec §1)."""
+def _zoo_fit_lorenz_csv(tmp_path, *options):
     from diagnostics.convert import read_netcdf
     from zoo.cli import main, write_columns
 
     csv = tmp_path / "lorenz.csv"
     write_columns(str(csv), df.simulate_series(jax.random.PRNGKey(0), SMALL))
     out = tmp_path / "run.nc"
-    status = main(["fit", "dysts_flows", "--data", str(csv), "--out", str(out), "--no-progress"])
+    status = main(["fit", "dysts_flows", "--data", str(csv), "--out", str(out), "--no-progress", *options])
     idata = read_netcdf(str(out))
     _, truth = ENTRY.simulate(jax.random.PRNGKey(0), SMALL)  # the same windows' truth
     failed = [c for c in ENTRY.check(idata, truth, SMALL) if not c.passed]
     assert not failed, failed
     assert status == 0
     assert float(idata.posterior["rho"].std()) < 0.01 * 28  # the posterior is sharp, not the prior
+    return idata
+
+
+def test_zoo_fit_recovers_lorenz_from_a_users_csv(tmp_path):
+    """Issue 16's 'done when': `zoo fit dysts_flows --data lorenz.csv` on a noisy Lorenz series
+    (columns time, x, y, z) recovers sigma, rho, beta within 2 % (spec §1). The recipe's NUTS with
+    2 of its 4 chains (`--option num_chains=2`, half the cost): 400 draws instead of 800 raise the
+    Monte Carlo error of a posterior mean from about 0.035 to 0.05 posterior sd (draws near
+    independent), small against the 2 % bound (rho's posterior sd is below 1 %, asserted below). The recipe as it is (4 chains):
+    :func:`test_zoo_fit_recovers_lorenz_from_a_users_csv_by_the_full_recipe`."""
+    idata = _zoo_fit_lorenz_csv(tmp_path, "--option", "num_chains=2")
+    assert idata.posterior.sizes["chain"] == 2
+
+
+@pytest.mark.slow
+def test_zoo_fit_recovers_lorenz_from_a_users_csv_by_the_full_recipe(tmp_path):
+    """Issue 16's 'done when' with the recipe as it is (NUTS 200 + 200, 4 chains); the default
+    suite runs it with 2 chains (:func:`test_zoo_fit_recovers_lorenz_from_a_users_csv`)."""
+    idata = _zoo_fit_lorenz_csv(tmp_path)
+    assert idata.posterior.sizes["chain"] == 4
 
 
 def test_rossler_config_simulates_and_scores_its_truth_highest(key):

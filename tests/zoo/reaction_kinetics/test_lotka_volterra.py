@@ -95,10 +95,12 @@ def test_slv_prior_predictive_gives_counts_the_likelihood_reads(slv, key):
         np.testing.assert_array_equal(data, tr["y"]["value"])
         assert data.shape == (config.num_series, config.num_obs, 2) and np.all(np.isfinite(data)) and np.all(data >= 0)
         assert np.isfinite(float(log_joint(data, params)))
-    truth = {"mu": 0.5, "sigma": 1.0, "lam": 1.5}
+    # rates given as float arrays, as a posterior predictive gives them: Python numbers are weakly
+    # typed and would compile the program's rejection loop a second time (~10 s)
+    truth = {name: np.float64(v) for name, v in {"mu": 0.5, "sigma": 1.0, "lam": 1.5}.items()}
     tr = trace(seed(substitute(model, data=truth), key)).get_trace(None)
     assert float(tr["mu"]["value"]) == 0.5 and np.all(tr["y"]["value"] >= 0) and bool(tr["counts_valid"]["value"])
-    extinct = {"mu": 4.0, "sigma": 1.0, "lam": 0.2}
+    extinct = {name: np.float64(v) for name, v in {"mu": 4.0, "sigma": 1.0, "lam": 0.2}.items()}
     # every one of the rejection's draws leaves the domain, the last one through NaN (the program's
     # own compiled rejection loop, the one the named error below runs)
     (_, ys), accepted = slv_module._slv_counts_in_domain(key, extinct, config)
