@@ -176,6 +176,18 @@ def potential_functions(model: Callable, example_data: Any, seed: int = 0) -> Po
     return functions
 
 
+#: The shortest batch the batched potential is compiled for (:func:`_batch_length`).
+MIN_BATCH = 256
+
+
+def _batch_length(count: int, chunk_size: int) -> int:
+    """The batch length ``count`` evaluations are padded to: the next power of two from
+    :data:`MIN_BATCH` on, at most ``chunk_size``. The rules' ``n**d`` and ``(n-1)**d`` points of
+    small ``d`` share one compiled program, and at most ``log2(chunk_size / MIN_BATCH) + 2``
+    lengths are ever compiled."""
+    return min(chunk_size, max(MIN_BATCH, 1 << max(count - 1, 0).bit_length()))
+
+
 def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 5, chunk_size: int = 2048,
                  fd_step: float = 1e-4, progress: bool = False) -> EvidenceResult:
     """``log ∫ p(data | θ) p(θ) dθ`` by adaptive Gauss–Hermite quadrature (module docstring).
@@ -242,8 +254,13 @@ def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 
         points = mode[None, :] + z @ chol.T
         values = []
         for i in range(0, len(points), chunk_size):
-            values.append(np.asarray(functions.batched(jnp.asarray(points[i:i + chunk_size]), data)))
-            bar.update(len(values[-1]))
+            chunk = points[i:i + chunk_size]
+            # padded with the mode to one of a few lengths: every distinct length compiles the
+            # batched potential anew (the n- and (n-1)-node rules, a last partial chunk)
+            padded = np.concatenate([chunk, np.repeat(mode[None, :], _batch_length(len(chunk), chunk_size)
+                                                      - len(chunk), axis=0)])
+            values.append(np.asarray(functions.batched(jnp.asarray(padded), data))[:len(chunk)])
+            bar.update(len(chunk))
         values = np.concatenate(values)
         log_terms = np.where(np.isfinite(values), log_w - values, -np.inf)
         return np.sum(np.log(np.diag(chol))) + float(jax.scipy.special.logsumexp(jnp.asarray(log_terms)))

@@ -90,6 +90,32 @@ def test_potentials_are_cached_per_program_and_shape():
     assert quadrature.potential_functions(normal_mean, np.zeros(6)) is not first
 
 
+def test_both_rules_and_a_partial_chunk_share_few_compiled_batches():
+    """The n- and (n-1)-node rules' points (100 and 81 at n = 10, d = 2) are padded to one batch
+    length, so the batched potential compiles once; with chunks of 300, 10**3 + 9**3 points in
+    chunks of 300 and a partial last chunk of each rule compile two lengths (300 and 256), the same
+    evidence as one unchunked batch."""
+    functions = quadrature.potential_functions(normal_mean_scale, Y)
+    functions.batched.clear_cache()
+    whole = quadrature.log_evidence(functions, Y, num_points=10)
+    assert functions.batched._cache_size() == 1
+    assert [quadrature._batch_length(n, 2048) for n in (1, 81, 100, 256, 257, 2048, 5000)] == [
+        256, 256, 256, 256, 512, 2048, 2048]
+
+    def three(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        numpyro.sample("y", dist.Normal(mu.sum(), 1.0), obs=y)
+
+    functions = quadrature.potential_functions(three, Y[:1])
+    functions.batched.clear_cache()
+    chunked = quadrature.log_evidence(functions, Y[:1], num_points=10, chunk_size=300)
+    assert functions.batched._cache_size() == 2
+    np.testing.assert_allclose(chunked.log_evidence, quadrature.log_evidence(functions, Y[:1], num_points=10,
+                                                                               chunk_size=4096).log_evidence,
+                               rtol=0, atol=1e-10)
+    assert np.isfinite(whole.log_evidence)
+
+
 def test_errors():
     with pytest.raises(ValueError, match="data"):
         inference.fit(normal_mean, None, method="quadrature", progress=False)
