@@ -548,8 +548,8 @@ def _cmd_sbc(args) -> int:
         elif os.path.exists(os.path.join(dest, "ranks.csv")):
             print(f"{dest} holds another sweep (other settings or recipe); storing this one will replace it")
 
-        def on_result(_):
-            fitted.append(_)
+        def on_result(replicate):
+            fitted.append(replicate)
             store_sweep(out, dest, note=note, recipe=recipe, planned=args.n)
 
     batched = args.batch_size > 1
