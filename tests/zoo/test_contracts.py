@@ -69,18 +69,8 @@ _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensiv
 
 
 def _jit(fn):
-    """``fn`` jitted and compiled with :data:`_FAST_COMPILE`, once per argument signature (the
-    structure and abstract values of the arguments), as ``jax.jit`` caches its programs."""
-    jitted, programs = jax.jit(fn), {}
-
-    def call(*args):
-        leaves, tree = jax.tree.flatten(args)
-        signature = (tree, tuple(str(jax.typeof(leaf)) for leaf in leaves))
-        if signature not in programs:
-            programs[signature] = jitted.lower(*args).compile(compiler_options=_FAST_COMPILE)
-        return programs[signature](*args)
-
-    return call
+    """``fn`` jitted with :data:`_FAST_COMPILE` (JAX's own cache: one program per argument signature)."""
+    return jax.jit(fn, compiler_options=_FAST_COMPILE)
 
 
 def _draws(entry: ZooEntry, config, data):
