@@ -127,14 +127,10 @@ class ImportanceSampler:
                  stages: int = 2):
         import functools
 
-        from numpyro.infer.util import get_transforms
-
         from inference import quadrature
 
         self.model = functools.partial(entry.model, config=config)
         self.functions = quadrature.potential_functions(self.model, example_data)
-        u0 = self.functions.unravel(self.functions.initial(example_data))
-        self.transforms = get_transforms(self.model, (example_data,), {}, u0)
         self.num_draws, self.scale, self.dof, self.stages = num_draws, scale, dof, stages
 
     def _t_logpdf(self, u, mean, chol):
@@ -159,7 +155,9 @@ class ImportanceSampler:
                                               for n, prop in zip(sizes, proposals)]), axis=0)
         return np.where(np.isfinite(potential), -potential - log_mix, -np.inf)
 
-    def __call__(self, key, data, truth: dict) -> dict:
+    def weighted_draws(self, key, data) -> tuple[dict, np.ndarray, float]:
+        """``(draws, weights, k_hat)``: the draws ``{site: (num_draws, ...)}`` in the constrained
+        space, their Pareto-smoothed normalised weights and the Pareto shape k̂."""
         import arviz as az
         from scipy import special
 
@@ -188,9 +186,13 @@ class ImportanceSampler:
         log_w = self._log_weights(u, potential, proposals, sizes)
         smoothed, k_hat = az.psislw(log_w - special.logsumexp(log_w))
         weights = np.exp(smoothed - special.logsumexp(smoothed))
-        unconstrained = jax.vmap(self.functions.unravel)(jax.numpy.asarray(u))
-        draws = {name: np.asarray(self.transforms[name](value)) for name, value in unconstrained.items()
-                 if name in self.transforms}
+        # the program's own constraining maps (NumPyro's constrain_fn), at the sampled sites only
+        values = jax.vmap(self.functions.constrained, in_axes=(0, None))(jax.numpy.asarray(u), data)
+        draws = {name: np.asarray(values[name]) for name in self.functions.unravel(jax.numpy.asarray(u[0]))}
+        return draws, weights, float(k_hat)
+
+    def __call__(self, key, data, truth: dict) -> dict:
+        draws, weights, k_hat = self.weighted_draws(key, data)
         out = summarise_draws(draws, truth, weights)
         out["pareto_k"] = float(k_hat)
         out["ess"] = float(1.0 / np.sum(weights**2))
