@@ -33,6 +33,47 @@ import diagnostics._arviz  # noqa: E402,F401
 
 jax.config.update("jax_enable_x64", True)
 
+# Most tests compile small programs that then run briefly: compilation is most of their time. So
+# the suite compiles with JAX's `jax_disable_most_optimizations` (XLA's CPU backend at optimisation
+# level 0, without LLVM's expensive passes), exported to the command-line runs tests start
+# (JAX_DISABLE_MOST_OPTIMIZATIONS). Tests whose programs run long (simulations, training loops) or
+# that compare bits across separately compiled programs are marked `xla_optimized` (a module's
+# `pytestmark` or a test's decorator) and compile as users' programs do. Measured on two idle cores
+# (2026-12-06): the full suite 2084 -> 1647 s wall, 64 -> 50 CPU-minutes; everything at level 0
+# without the marker cost 470 s more in the dozen files now marked and failed six tests on 1-ulp
+# differences. What a program computes does not change beyond rounding (XLA's CPU
+# fast-math is off either way). DYNAMICS_ZOO_TEST_XLA_OPT=1, or JAX_DISABLE_MOST_OPTIMIZATIONS set
+# by the user, keeps that choice for every test.
+# (pytest-xdist's workers inherit the controller's environment: _TEST_LOW_OPT tells them the
+# variable is the suite's choice, not the user's.)
+_TEST_LOW_OPT = "DYNAMICS_ZOO_TEST_LOW_OPT"
+_LOW_OPT = (os.environ.get("DYNAMICS_ZOO_TEST_XLA_OPT", "0") == "0"
+            and ("JAX_DISABLE_MOST_OPTIMIZATIONS" not in os.environ or os.environ.get(_TEST_LOW_OPT) == "1"))
+if _LOW_OPT:
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+    os.environ[_TEST_LOW_OPT] = "1"
+    jax.config.update("jax_disable_most_optimizations", True)
+
+
+_OPTIMISED = [False]  # whether the programs compiled in this process now are optimised
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimisation(request, monkeypatch):
+    """Default XLA optimisation for a test marked ``xla_optimized``. A switch drops JAX's
+    in-memory caches (a program compiled at the other level would be reused otherwise); the
+    modules of marked tests run together, so it happens a few times per process."""
+    if _LOW_OPT:
+        optimised = request.node.get_closest_marker("xla_optimized") is not None
+        if optimised != _OPTIMISED[0]:
+            jax.clear_caches()
+            jax.config.update("jax_disable_most_optimizations", not optimised)
+            _OPTIMISED[0] = optimised
+        if optimised:
+            monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
+    yield
+
+
 # Every compiled XLA CPU program maps its code into the process (about 19 memory mappings each) and
 # JAX keeps every program alive: in the full `pytest -n 2` run of 2026-12-03 a worker held 52389
 # mappings after 58 minutes, close to Linux's default vm.max_map_count of 65530, and the other

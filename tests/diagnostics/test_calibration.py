@@ -15,6 +15,8 @@ import pytest
 from diagnostics import calibration, sbc
 from tests.diagnostics.test_sbc import exact_fit, prior_simulate
 
+pytestmark = pytest.mark.xla_optimized  # the fits' seeds are checksums of simulated data bits (tests/conftest.py)
+
 
 def sweep(folder, spread, *, n=120, entry="conj"):
     return sbc.run_sbc(prior_simulate, exact_fit(spread=spread), num_replicates=n, num_draws=49, seed=1,

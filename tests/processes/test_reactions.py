@@ -29,6 +29,8 @@ from zoo.processes.reactions import (
     lna_to_lgssm,
 )
 
+pytestmark = pytest.mark.xla_optimized  # long simulations (tests/conftest.py)
+
 
 def lv_network(volume):
     empty = Conservation("E", 1.0, (("A", -1.0), ("B", -1.0)))

@@ -13,6 +13,8 @@ import zoo
 from tests.helpers import estimand_pairs, recipe_failures
 from zoo import _dsr, alrnn_dsr
 
+pytestmark = pytest.mark.xla_optimized  # training loops run long (tests/conftest.py)
+
 ENTRY = zoo.get("alrnn_dsr")
 TINY = dataclasses.replace(ENTRY.configs["small"], num_train=3000, num_test=6000, eval_steps=5000)
 

@@ -15,6 +15,8 @@ from numpyro.infer.util import log_density
 import zoo
 from zoo.core import Recipe, ZooEntry
 
+pytestmark = pytest.mark.xla_optimized  # the entries' simulators run long; the file's own programs set their options (tests/conftest.py)
+
 ENTRIES = zoo.entries()
 NAMES = [e.name for e in ENTRIES]
 

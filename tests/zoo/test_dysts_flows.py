@@ -17,6 +17,8 @@ from tests.helpers import mc_tolerance
 from zoo import dysts_flows as df
 from zoo.processes import chaos
 
+pytestmark = pytest.mark.xla_optimized  # long ODE fits (tests/conftest.py)
+
 ENTRY = zoo.get("dysts_flows")
 SMALL = ENTRY.configs["small"]
 

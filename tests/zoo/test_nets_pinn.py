@@ -10,6 +10,8 @@ from inference.runner import param_variables
 from zoo.nets.params import module_params
 from zoo.nets.pinn import PINN, time_derivative
 
+pytestmark = pytest.mark.xla_optimized  # training loops run long (tests/conftest.py)
+
 
 def test_hard_initial_condition_normalisation_and_derivative():
     net = PINN(lower=(2.0,), upper=(2.5,), out_features=3, hidden=(8, 8), output_scale=(1.0, 10.0, 100.0))

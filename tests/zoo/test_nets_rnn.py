@@ -18,6 +18,8 @@ from zoo.nets.rnn import (
     weights_from_params,
 )
 
+pytestmark = pytest.mark.xla_optimized  # fixed-point tolerances of 1e-10 met as compiled for users (tests/conftest.py)
+
 
 def test_rnn_matches_the_recursion_written_out(key):
     net = NoiseDrivenRNN(hidden_size=7, num_outputs=3)

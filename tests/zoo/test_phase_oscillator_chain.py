@@ -16,6 +16,8 @@ from tests.helpers import mc_tolerance
 from zoo import phase_oscillator_chain as poc
 from zoo.processes import linear_sde
 
+pytestmark = pytest.mark.xla_optimized  # long simulations (tests/conftest.py)
+
 ENTRY = zoo.get("phase_oscillator_chain")
 
 

@@ -30,6 +30,8 @@ import pytest
 import zoo
 from inference.prior_predictive import latent_site_names, prior_simulate
 
+pytestmark = pytest.mark.xla_optimized  # many fits of each compiled program (tests/conftest.py)
+
 #: Recipes that draw from a posterior (SBC applies); ``ppg`` (SA-MLE), ``tf``, ``flow``, ``map``
 #: are point estimates: their calibration is bias and spread over replicates.
 SAMPLER_METHODS = {"nuts", "blackjax-nuts", "pmmh", "pgibbs", "smc", "smc2", "svi"}

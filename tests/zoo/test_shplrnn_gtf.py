@@ -6,11 +6,14 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 import inference
 import zoo
 from tests.helpers import estimand_pairs, recipe_failures
 from zoo import shplrnn_gtf
+
+pytestmark = pytest.mark.xla_optimized  # training loops run long (tests/conftest.py)
 
 ENTRY = zoo.get("shplrnn_gtf")
 TINY = dataclasses.replace(ENTRY.configs["small"], num_train=3000, num_test=6000, eval_steps=5000)

@@ -21,6 +21,8 @@ from inference.particle import paris as P
 from tests.helpers import mc_tolerance, z_quantile
 from tests.inference.particle.models import RHO, SIGMA, ar1, ar1_kalman_params
 
+pytestmark = pytest.mark.xla_optimized  # long particle smoothers (tests/conftest.py)
+
 FALSE_FAILURE = 1e-4
 
 

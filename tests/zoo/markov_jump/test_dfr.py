@@ -11,6 +11,8 @@ from zoo import markov_jump as mj
 from zoo.processes import ctmc
 from tests.zoo.markov_jump.common import TINY, exact_loglik, fit_dfr_small
 
+pytestmark = pytest.mark.xla_optimized  # training loops run long (tests/conftest.py)
+
 
 def test_entries_registered_with_model_cards():
     for name in ("mjp_dfr", "mjp_generic"):

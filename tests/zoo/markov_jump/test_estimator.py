@@ -12,6 +12,8 @@ from tests.helpers import z_quantile
 from zoo import markov_jump as mj
 from zoo.core import posterior_draws
 
+pytestmark = pytest.mark.xla_optimized  # training loops run long (tests/conftest.py)
+
 
 def test_shipped_weights_are_small_and_load():
     path = os.path.join(os.path.dirname(os.path.dirname(mj.__file__)), "data", "mjp_estimator_small.npz")

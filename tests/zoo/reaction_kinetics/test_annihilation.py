@@ -3,10 +3,13 @@ within Monte Carlo error; small-config check (spec tolerances)."""
 
 import jax
 import numpy as np
+import pytest
 
 import zoo
 from tests.helpers import assert_within_mc_error, prior_replicate_likelihood
 from zoo.reaction_kinetics import AnnihilationData, annihilation_densities, glauber_density
+
+pytestmark = pytest.mark.xla_optimized  # long simulations: unoptimised code runs them ~5x slower (tests/conftest.py)
 
 
 def test_lattice_annihilation_matches_exact_glauber_density(key):
