@@ -281,9 +281,12 @@ def test_recovery_small_on_exact_fbm():
     sampler = _coverage_script().ImportanceSampler(ENTRY, config, data, num_draws=3000, scale=1.6, stages=4)
     draws, weights, k_hat = sampler.weighted_draws(jax.random.PRNGKey(0), data)
     assert k_hat < 0.7, k_hat
-    # systematic resampling: equal-weight draws whose quantiles are the weighted ones to 1/n
-    n = 4000
-    index = np.searchsorted(np.cumsum(weights), (np.arange(n) + 0.5) / n).clip(0, weights.size - 1)
+    # systematic resampling (the particle filters' own): equal-weight draws whose quantiles are the
+    # weighted ones to 1/4000
+    from inference.particle.resampling import systematic_from_uniform
+
+    log_weights = np.log(weights, out=np.full_like(weights, -np.inf), where=weights > 0)  # 0: a draw outside the support
+    index = np.asarray(systematic_from_uniform(0.5, log_weights, 4000))
     idata = az.from_dict(posterior={name: value[index][None] for name, value in draws.items()})
     checks = ENTRY.check(idata, truth, config)
     assert all(c.passed for c in checks), checks
