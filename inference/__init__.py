@@ -245,7 +245,8 @@ def fit_batch(target: Any, datasets, *, method: str = "nuts", seeds=None, seed: 
 
     For ``method="nuts"`` the data sets (one shape) run in ONE compiled NumPyro NUTS loop vmapped
     over them (:func:`inference.nuts_batch.run_numpyro_nuts_batch`; the program must accept
-    traced data); every other method fits them one by one through :func:`fit`.
+    traced data); every other method, and NUTS with ``precondition="laplace"`` (a host-side mode
+    search per data set), fits them one by one through :func:`fit`.
 
     Args:
         datasets: a sequence of data sets.
@@ -267,7 +268,9 @@ def fit_batch(target: Any, datasets, *, method: str = "nuts", seeds=None, seed: 
             resolved.append(resolve_target(target, data, config=config, allow_all_missing=allow_all_missing))
         except (ValueError, TypeError) as error:
             raise type(error)(f"datasets[{i}]: {error}") from None
-    if method not in _BATCH_METHODS:
+    # NUTS's Laplace preconditioning searches each data set's mode on the host (SciPy's L-BFGS-B):
+    # those fits run one by one, as the other methods' do
+    if method not in _BATCH_METHODS or options.get("precondition", "none") != "none":
         return [fit(one, None, method=method, seed=s, progress=progress, **options)
                 for one, s in zip(resolved, seeds)]
     module_name, func_name = _BATCH_METHODS[method].split(":")

@@ -205,8 +205,7 @@ def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 
         NonFiniteLogDensityError: the log density is not finite at the start of the mode search.
         FloatingPointError: the Hessian at the mode is not positive definite.
     """
-    from scipy.optimize import minimize
-
+    from inference.laplace import mode_and_hessian
     from inference.runner import progress_bar
 
     num_points = positive_int("num_points", num_points)
@@ -229,19 +228,13 @@ def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 
         raise NonFiniteLogDensityError(
             f"quadrature: the log density is not finite at the start of the mode search (prior median, "
             f"unconstrained: {where}); check the model's parameters and the data")
-    result = minimize(fun, start, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-9})
-    mode = result.x
-    hess = np.zeros((d, d))
-    for i in range(d):
-        step = np.zeros(d)
-        step[i] = fd_step
-        hess[i] = (fun(mode + step)[1] - fun(mode - step)[1]) / (2 * fd_step)
-    hess = 0.5 * (hess + hess.T)
+    point = mode_and_hessian(fun, start, fd_step=fd_step)
+    mode, hess = point.mode, point.hessian
     eig = np.linalg.eigvalsh(hess)
     if not np.all(np.isfinite(hess)) or eig.min() <= 0:
         raise FloatingPointError(
             f"quadrature: the Hessian at the mode is not positive definite (eigenvalues "
-            f"{np.round(eig, 4).tolist()}; optimizer: {result.message})")
+            f"{np.round(eig, 4).tolist()}; optimizer: {point.message})")
     cov = np.linalg.inv(hess)
     chol = np.linalg.cholesky(cov)
     bar = progress_bar(evaluations, desc="quadrature", progress=progress)
