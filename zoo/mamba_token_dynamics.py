@@ -53,6 +53,16 @@ s_Δ = −0.381, a = 0.996, σ = 0.176; tokens grow to 85): from the median one 
 μ = 0.001, σ = 6.15 with 484 of 500 draws divergent; from the search both chains found the
 truth's basin, R-hat ≤ 1.01, no divergences.
 
+NUTS then runs on the whitened coordinates of the posterior's Laplace approximation at the best
+start (``precondition="laplace"``, :func:`inference.nuts.laplace_preconditioned`). Where the tokens
+grow, the data pin (μ, s_Δ, a) to widths of 10⁻⁵ to 10⁻³ (the tokens move by up to 0.08 when μ
+alone moves by 5·10⁻⁴) while log σ keeps a width near 0.1; NumPyro's adaptation, which starts
+from a unit metric and shrinks every window's estimate towards 10⁻³, never reaches those scales:
+on a prior draw with μ = 1.268, s_Δ = −0.165, a = 1.436, σ = 0.034 (tokens to 209) the step size
+fell to 1.2·10⁻³, trees ran to 1023 steps and a chain still read part of the misfit as noise
+(σ = 0.095 after 150 warmup iterations, 49 nats below the truth's σ). Whitened, the same fit took
+6 leapfrog steps per iteration, R-hat ≤ 1.004 and ESS ≥ 860 of 1000 draws.
+
 =============  ===============  ==================  =====================================
 parameter      prior            small (truth)       meaning
 =============  ===============  ==================  =====================================
@@ -80,21 +90,23 @@ The spec's further "|E[μ] − μ| / |μ| < 10 %" is not a property of this desi
 μ trades off against s_Δ and a (the velocity is ``μ·softplus(s_Δ x)·…``, and late tokens, which
 identify μ alone through ``|x| ≈ (2|μ| ln2 · t)^{−1/2}``, are of the size of the noise), so the
 posterior sd of μ is about 0.23 on ``small`` (measured: NUTS 2 × 500 draws, seed 0, E[μ] = −1.22,
-sd 0.23, 90 % interval [−1.63, −0.86], R-hat 1.00): a posterior mean within 10 % would need an
+sd 0.23, 90 % interval [−1.61, −0.87], R-hat 1.00): a posterior mean within 10 % would need an
 sd near 0.05. The relative error of E[μ] is reported with the checks (``detail``).
 
-SBC: not yet stored; its cost on a CPU is the obstacle. Half the prior's draws are divergent
-(μ > 0), and where the noise is small against the tokens' growth an iteration of NUTS costs
-seconds. There σ and the width of the posterior in (μ, s_Δ, a) are coupled as in a funnel: the
-tokens move by up to 0.08 when μ alone moves by 5·10⁻⁴, so a chain spread that wide in μ reads
-the misfit as noise. Measured with the recipe on the first prior draws of ``zoo sbc --seed 0``
-(2 loaded cores): replicate 0 (μ = 0.443, s_Δ = −0.381, σ = 0.176, tokens to 85) in 415 s;
-replicate 1 (μ = 1.268, s_Δ = −0.165, a = 1.436, σ = 0.034, tokens to 209) unfinished after 25
-minutes, with a dense mass at 3.9 to 4.9 s per warmup iteration (about 75 minutes a fit). One
-chain on replicate 1 after 150 warmup iterations: μ = 1.2681 ± 0.0005, s_Δ and a as close to
-the truth, but σ = 0.095 ± 0.007 (at the true μ, s_Δ, a the log density with σ = 0.034 is 49
-above that with σ = 0.095), step size 1.2·10⁻³, trees of up to 1023 steps. A convergent data
-set of ``small`` takes 78 s. n = 100 is therefore tens of CPU-hours.
+SBC: in progress (the calibration table, ``zoo show``, says how far; ``zoo sbc
+mamba_token_dynamics --config small --n 100 --draws 99 --seed 0 --workers 2 --store`` continues
+it). Of the first 100 prior draws of ``--seed 0``, 59 converge, 26 diverge slowly and 15 blow up
+inside the depth window. Measured with the recipe on the first six (two busy cores, one fit at a
+time): the five without a blow-up fitted with R-hat ≤ 1.017, 0 to 3 divergent transitions of
+1000, 5.9 to 6.9 leapfrog steps per iteration, in 290 to 350 s each, of which 160 to 210 s are
+the start search (9600 ODE solves with their gradients). The one with a blow-up (replicate 2:
+μ = 0.19, s_Δ = 0.28, a = 1.44, σ = 0.007) did not converge: R-hat 2.2 for σ, 282 of 1000
+transitions divergent, 36 minutes. Where a blow-up falls between two depths, the read-out at the
+later depth jumps from the horizon-stopped value (a few hundred) to the held level 10⁵ as the
+blow-up time crosses it, so the posterior ends at a wall the observation puts there, and the
+tokens just before it move by orders of magnitude with the parameters: a shape no linear
+preconditioning makes Gaussian. Such replicates are the ones whose fits the sweep reports
+unconverged.
 
 Data: the observed tokens ``(K, L)``; CSV columns ``depth`` (the config's depth grid) and
 ``x0..x{L-1}``; an empty cell is missing.
@@ -415,9 +427,11 @@ ENTRY = ZooEntry(
     configs={"small": SMALL, "divergent": DIVERGENT, "blowup": BLOWUP, "paper": PAPER},
     # the event-stopped diffrax solve's gradient does not trace under pmap (equinox's closure
     # conversion); the automatic chain method finds that and runs the chains vectorised
-    # the median start lands in a false basin on divergent data (mu near 0, the growth read as noise)
+    # the median start lands in a false basin on divergent data (mu near 0, the growth read as noise);
+    # the Laplace whitening gives NUTS the scales (1e-5 to 1e-1) its adaptation cannot reach
     recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "target_accept_prob": 0.9,
-                           "init": {"optimize": {"starts_per_chain": 16, "num_steps": 300}}}),
+                           "init": {"optimize": {"starts_per_chain": 16, "num_steps": 300}},
+                           "precondition": "laplace"}),
     check=check,
     dims={"y": ("depth", "token"), "x": ("depth", "token")},
     columns=Columns(_token_names, series=None, time="depth", grid=lambda config: config.times,
