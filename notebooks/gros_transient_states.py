@@ -29,8 +29,9 @@
 # a grid posterior that PMMH's marginal of Γ⁻ should resemble.
 #
 # The check's recipe (`python -m zoo.cli check gros_transient_states`) runs 4 chains of 50 warmup
-# and 1000 kept iterations with a 256-particle bootstrap filter and a fixed diagonal random-walk
-# proposal with one scale per rate: about 26 CPU minutes, too long for a notebook. The run below is
+# and 1000 kept iterations with a 512-particle bootstrap filter whose noise is correlated from one
+# iteration to the next (correlated PMMH, ρ = 0.99) and a fixed diagonal random-walk proposal with
+# one scale per rate: about 35 CPU minutes, too long for a notebook. The run below is
 # a declared shorter one: the same filter, proposal and starts, 4 chains of 50 warmup and only 100
 # kept iterations. Its convergence verdicts (on 400 draws instead of 4000) are weaker than the
 # check's and are printed as they come; they are not the check's verdicts.

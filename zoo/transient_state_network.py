@@ -51,24 +51,29 @@ State-space form (``ENTRY.ssm``): the state at observation k is the Euler–Maru
 ``(Δ/dt, 2N)`` of ``(x, phi)`` on ``(t_{k-1}, t_k]``; the emission is Gaussian on the sub-path's
 last ``x``. The NumPyro program is this form's program (latent sub-paths as sites).
 
-Recipe: ``pmmh`` (bootstrap particle filter, 256 particles on ``small`` and ``paper``) on
-(Γ⁻, Γ⁺): the Heaviside steps make the likelihood's gradients vanish, so gradient-based samplers
-do not apply to this program. The two rates have posterior widths twenty times apart: the switch
-times fix log Γ⁻ to about 0.03, while Γ⁺ (the refill of the reservoirs of a clique that has been
-active, which the data of ``small`` never see at work) keeps its prior width 0.5. The random-walk
-proposal is therefore diagonal with one scale per rate (``init_scale={"gamma_minus": 0.05,
-"gamma_plus": 0.9}``, about ``2.4/sqrt(2)`` posterior standard deviations, held fixed), 4 chains of
-50 warmup and 1000 kept iterations, started within ``init_radius = 0.1`` (unconstrained units) of
-the prior median. The filter's log-likelihood estimate is noisy, which makes the chains sticky:
-on ``small`` at seed 0 its standard deviation over 20 filters at the truth is 1.3 at 256 particles
-(0.7 at 512, 0.5 at 1024; 1.3 at 256 for Γ⁻ = 0.019), almost all of it from the four observations
-around the hand-over, where the particles that miss the hand-over time die. With 256 particles and 1000 kept iterations the
-convergence verdicts are warnings, not failures (R-hat 1.017 for Γ⁻ and 1.022 for Γ⁺, bulk ESS
-279 and 275 of 4000 draws, acceptance 0.19), at about 25 CPU minutes for ``zoo check``; with
-128 particles and 400 kept iterations the R-hat of Γ⁻ is 1.12, a failure. Correlated PMMH (``correlation=ρ``)
-does not help here: with the filter's noise held fixed, a 2% change of Γ⁻ moves the estimate by a
-standard deviation of 2.9, more than two independent estimates differ (the hand-over starts at
-other sub-steps, where other noise decides it).
+Recipe: ``pmmh`` on (Γ⁻, Γ⁺) with a bootstrap particle filter of 512 particles whose noise is
+correlated from one iteration to the next (correlated PMMH, ``correlation=0.99``; ``paper``: 256
+independent particles): the Heaviside steps make the likelihood's gradients vanish, so
+gradient-based samplers do not apply to this program. The two rates have posterior widths twenty
+times apart: the switch times fix log Γ⁻ to about 0.03, while Γ⁺ (the refill of the reservoirs of
+a clique that has been active, which the data of ``small`` never see at work) keeps its prior
+width 0.5. The random-walk proposal is therefore diagonal with one scale per rate
+(``init_scale={"gamma_minus": 0.05, "gamma_plus": 0.9}``, about ``2.4/sqrt(2)`` posterior standard
+deviations, held fixed), 4 chains of 50 warmup and 1000 kept iterations, started within
+``init_radius = 0.1`` (unconstrained units) of the prior median. The filter's log-likelihood
+estimate is noisy, which makes the chains sticky. Its standard deviation at the truth, almost all
+of it from the observations around the hand-over (the particles that miss the hand-over time
+die), depends on the data set: on ``small``'s own (seed 0, 20 filters) 1.3 at 256 particles, 0.7
+at 512 and 0.5 at 1024; on two prior draws of ``zoo sbc --seed 0`` (replicates 16 and 9, 32
+filters) 3.3 and 2.0 at 256 particles, 1.1 and 1.0 at 1024. On replicate 16, 256 independent
+particles left the chains stuck (R-hat 1.23); correlating the filter's noise (ρ = 0.99) brought
+R-hat to 1.16 with four times the ESS, and 512 correlated particles to 1.035 (bulk ESS 141 and 106
+of 4000 draws; replicate 9: R-hat 1.041, ESS 142 and 261). Correlation alone is not enough
+because the estimate is rough in Γ⁻: with the filter's noise held fixed, a 2% change of Γ⁻ moves
+it by 2.9 of its standard deviations (the hand-over starts at other sub-steps, where other noise
+decides it), so the particle count still has to bring the noise down. On ``small``'s own data
+set the check's convergence verdicts are warnings, not failures (R-hat 1.017 for Γ⁻ and 1.007 for
+Γ⁺, bulk ESS 448 and 395 of 4000 draws, acceptance 0.25), at about 35 CPU minutes for ``zoo check``.
 
 Check: the central 99% interval of Γ⁻ (the zoo's one coverage statement per entry) covers the
 truth and its posterior median is within 25% of it. The clique sequence decoded from a particle
@@ -127,15 +132,17 @@ component, 6000 episodes, about 96,000 time units of autonomous activity): assig
     run = tsn.learn(jax.random.PRNGKey(0), tsn.LEARNING)
     tsn.assignment_accuracy(run.weights, tsn.LEARNING), tsn.selectivity(run.weights, tsn.LEARNING)
 
-SBC: in progress (the calibration table, ``zoo show``, says how far). ``zoo sbc`` ranks
-``rank_sites``, the two rates (PMMH marginalises the path). A fit of the default recipe (PMMH, 4 chains of 1050 iterations with 256 particles) on
-``small`` costs about 700 CPU-s (355 s wall on 2 idle cores, chains sharded over 4 host devices;
-no compilation to speak of: a second fit in the same process costs the same): an iteration, 0.67
-CPU-s, runs 4 particle filters over 60 observations of 20 Euler substeps of 24 states, some 30
-million float64 Gaussian draws, which take most of it. So n = 100 is about 20 CPU-hours, 10 hours
-on two Dask workers: longer than one machine's life, so ``zoo sbc gros_transient_states --config
-small --n 100 --draws 99 --seed 0 --workers 2 --store`` stores the ranks in the repository after
-every replicate, and the same command on a fresh clone continues from them.
+SBC: in progress (the calibration table, ``zoo show``, says how far, and whether the stored
+replicates are of the recipe above: a sweep under another recipe is replaced, not continued).
+``zoo sbc`` ranks ``rank_sites``, the two rates (PMMH marginalises the path). A fit of the default
+recipe (PMMH, 4 chains of 1050 iterations with 512 particles) on a prior draw of ``small`` costs
+about 2100 CPU-s (1061 s wall on 2 idle cores for replicate 16, chains sharded over 4 host devices;
+no compilation to speak of: a second fit in the same process costs the same): an iteration runs 4
+particle filters over 60 observations of 20 Euler substeps of 24 states, some 60 million float64
+Gaussian draws, which take most of it. So n = 100 is about 60 CPU-hours, 30 hours on two Dask
+workers: longer than one machine's life, so ``zoo sbc gros_transient_states --config small --n 100
+--draws 99 --seed 0 --workers 2 --store`` stores the ranks in the repository after every
+replicate, and the same command on a fresh clone continues from them.
 
 Example::
 
@@ -678,10 +685,11 @@ ENTRY = ZooEntry(
     model=model,
     simulate=simulate,
     configs={"small": SMALL, "long": LONG, "paper": PAPER},
-    recipe=Recipe("pmmh", {"num_particles": 256, "num_warmup": 50, "num_samples": 1000, "num_chains": 4,
-                           "adapt": False, "init_scale": {"gamma_minus": 0.05, "gamma_plus": 0.9},
+    recipe=Recipe("pmmh", {"num_particles": 512, "correlation": 0.99, "num_warmup": 50, "num_samples": 1000,
+                           "num_chains": 4, "adapt": False, "init_scale": {"gamma_minus": 0.05, "gamma_plus": 0.9},
                            "init_radius": 0.1},
-                  {"num_particles": 256, "num_warmup": 2000, "num_samples": 2000, "num_chains": 4, "adapt": True}),
+                  {"num_particles": 256, "correlation": 0.0, "num_warmup": 2000, "num_samples": 2000,
+                   "num_chains": 4, "adapt": True}),
     check=check,
     ssm=state_space_model,
     dims={"y": ("time", "neuron"), "x": ("time", "substep", "state")},
