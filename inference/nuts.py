@@ -216,9 +216,9 @@ def run_numpyro_nuts(
     initialising = time.perf_counter()
     kernel_keys, init_keys = _chain_keys(key, num_chains)
     start = check_initial_point(target, strategy, init_keys)
-    preconditioning = {}
+    preconditioning, data = {}, target.data
     if choice("precondition", precondition, ("none", "laplace")) == "laplace":
-        start, preconditioning = laplace_preconditioned(start, target.data)
+        start, preconditioning, data = laplace_preconditioned(start, target.data)
     chain_method, why = (choose_chain_method(num_chains, probe=(start.potential_fn, start.chain(0).z))
                          if chain_method == "auto" else (chain_method, "asked for"))
     if chain_method == "parallel" and jax.local_device_count() < num_chains:  # as NumPyro's MCMC does
@@ -238,7 +238,6 @@ def run_numpyro_nuts(
         init=init, precondition=precondition, thinning=thinning, chunk_size=chunk_size,
         layout="HMCState with a chain axis")  # a file of an older layout is refused
     started = time.perf_counter()
-    data = target.data
     states = _over_chains(lambda point_key, d: kernel.init(*point_key, d), chain_method, num_chains)(
         (start.param_info, kernel_keys), data)
 
@@ -282,7 +281,7 @@ def run_numpyro_nuts(
     return idata
 
 
-def laplace_preconditioned(start: InitialPoint, data: Any, *, fd_step: float = 1e-4) -> tuple[InitialPoint, dict]:
+def laplace_preconditioned(start: InitialPoint, data: Any, *, fd_step: float = 1e-4) -> tuple[InitialPoint, dict, Any]:
     """The initial points and the potential in the whitened coordinates ``w`` of the posterior's
     Laplace approximation: ``z = m + S w`` with ``m`` the mode found from the best initial point
     and ``S Sᵀ = H⁻¹`` (:mod:`inference.laplace`; one site ``"whitened"`` of shape ``(d,)``).
@@ -297,10 +296,14 @@ def laplace_preconditioned(start: InitialPoint, data: Any, *, fd_step: float = 1
     only the sampler's efficiency depends on how good the approximation is. The chains keep their
     own starts (``init``), mapped into ``w``, so chains in different basins still disagree.
 
-    Returns ``(InitialPoint in w, attrs)`` with ``attrs``: ``precondition`` ("laplace"),
+    Returns ``(InitialPoint in w, attrs, argument)``: ``attrs`` ``precondition`` ("laplace"),
     ``laplace_converged`` (L-BFGS-B's verdict, 0/1) and ``laplace_flat_directions`` (directions of
-    non-positive or negligible curvature, given unit scale). A mode or Hessian that is not finite
-    leaves ``start`` as it was, with a :class:`ConvergenceWarning` and ``precondition`` "none"."""
+    non-positive or negligible curvature, given unit scale); ``argument`` = ``{"data", "centre",
+    "scale"}``, what the returned generators take in place of the data, so that the map is an
+    argument of the sampler's compiled program, not a constant of it (the next data set of the
+    same shape, an SBC replicate, compiles nothing). A mode or Hessian that is not finite leaves
+    ``start`` and ``data`` as they were, with a :class:`ConvergenceWarning` and ``precondition``
+    "none"."""
     from jax.flatten_util import ravel_pytree
 
     from inference.laplace import mode_and_hessian, whitening
@@ -321,29 +324,29 @@ def laplace_preconditioned(start: InitialPoint, data: Any, *, fd_step: float = 1
         warnings.warn("precondition: the Laplace approximation at the best initial point is not finite "
                       f"(potential {point.potential}; {point.message}); sampling without preconditioning",
                       ConvergenceWarning, stacklevel=3)
-        return start, {"precondition": "none"}
+        return start, {"precondition": "none"}, data
     white = whitening(point.hessian)
     centre = jnp.asarray(point.mode, dtype)
-    scale, inverse = jnp.asarray(white.scale, dtype), jnp.asarray(white.inverse, dtype)
+    argument = {"data": data, "centre": centre, "scale": jnp.asarray(white.scale, dtype)}
 
-    def to_z(w):
-        return unravel(centre + scale @ w["whitened"])
+    def to_z(w, arg):
+        return unravel(arg["centre"] + arg["scale"] @ w["whitened"])
 
-    def potential_fn_gen(d):
-        potential_fn = start.potential_fn_gen(d)
-        return lambda w: potential_fn(to_z(w))
+    def potential_fn_gen(arg):
+        potential_fn = start.potential_fn_gen(arg["data"])
+        return lambda w: potential_fn(to_z(w, arg))
 
-    def postprocess_fn_gen(d):
-        postprocess_fn = start.postprocess_fn_gen(d)
-        return lambda w: postprocess_fn(to_z(w))
+    def postprocess_fn_gen(arg):
+        postprocess_fn = start.postprocess_fn_gen(arg["data"])
+        return lambda w: postprocess_fn(to_z(w, arg))
 
     flat_chains = jax.vmap(lambda z: ravel_pytree(z)[0])(start.z)
-    w = {"whitened": (flat_chains - centre) @ inverse.T}
-    energy, grad = jax.vmap(jax.value_and_grad(potential_fn_gen(data)))(w)
+    w = {"whitened": (flat_chains - centre) @ jnp.asarray(white.inverse, dtype).T}
+    energy, grad = jax.vmap(jax.value_and_grad(potential_fn_gen(argument)))(w)
     attrs = {"precondition": "laplace", "laplace_converged": int(point.converged),
              "laplace_flat_directions": white.flat}
-    return InitialPoint(w, energy, grad, potential_fn_gen(data), postprocess_fn_gen(data), potential_fn_gen,
-                        postprocess_fn_gen, start.data_argument), attrs
+    return InitialPoint(w, energy, grad, potential_fn_gen(argument), postprocess_fn_gen(argument), potential_fn_gen,
+                        postprocess_fn_gen, start.data_argument), attrs, argument
 
 
 class NUTSKernel(NamedTuple):

@@ -123,3 +123,20 @@ def test_fit_batch_runs_preconditioned_fits_one_by_one():
     # each fit whitened at its own data set's mode: the sum theta1 + theta2 follows y[0]
     sums = [float(f.posterior["theta"].values.sum(-1).mean()) for f in fits]
     assert 0.5e-4 < sums[1] - sums[0] < 1.5e-4
+
+
+def test_a_preconditioned_fit_on_other_data_compiles_nothing():
+    """The Laplace map (centre and scale) is an argument of the sampler's compiled programs with
+    the data, not a constant in them: the next data set of the same shape (an SBC replicate)
+    compiles nothing."""
+    from tests.helpers import persistent_cache_misses
+
+    # chains kept whatever the screening says: a dropped chain changes the shapes afterwards
+    options = dict(method="nuts", num_warmup=30, num_samples=30, num_chains=2, precondition="laplace",
+                   progress=False, posterior_predictive=False, drop_stuck_chains=False)
+    inference.fit(ridge, data(), seed=0, **options)
+    other = {"y": data()["y"] + 0.3, "z": data()["z"] - 0.2}
+    with persistent_cache_misses() as compiled:
+        idata = inference.fit(ridge, other, seed=1, **options)
+    assert not compiled, f"{len(compiled)} programs compiled again for other data"
+    assert idata.attrs["precondition"] == "laplace"
