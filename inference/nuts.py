@@ -316,7 +316,7 @@ def laplace_preconditioned(start: InitialPoint, data: Any, *, fd_step: float = 1
 
     def value_and_grad(u):
         value, grad = potential_flat(jnp.asarray(u, dtype), data)
-        value = float(value)  # L-BFGS-B reads inf as a failed step; NaN would poison its line search
+        value = float(value)  # a non-finite potential goes to L-BFGS-B as +inf (NaN would poison its line search)
         return (value if np.isfinite(value) else np.inf), np.nan_to_num(np.asarray(grad, float))
 
     point = mode_and_hessian(value_and_grad, np.asarray(flat_best), fd_step=fd_step)
