@@ -90,9 +90,7 @@ def whitening(hessian: np.ndarray) -> Whitening:
     if not np.all(np.isfinite(hessian)):
         raise FloatingPointError("whitening: the Hessian is not finite")
     eigenvalues, vectors = np.linalg.eigh(hessian)
-    usable = eigenvalues > 1e-12 * max(float(eigenvalues.max()), 0.0)
-    if eigenvalues.max() <= 0:
-        usable[:] = False
+    usable = eigenvalues > 1e-12 * max(float(eigenvalues.max()), 0.0)  # none when no curvature is positive
     scales = np.where(usable, 1.0 / np.sqrt(np.where(usable, eigenvalues, 1.0)), 1.0)
     scale = vectors * scales[None, :]
     inverse = (vectors / scales[None, :]).T
