@@ -110,6 +110,21 @@ def test_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp_path, chain_me
     assert_same_draws(plain, resumed)
 
 
+def test_preconditioned_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp_path):
+    """With ``precondition="laplace"`` the states are in the whitened coordinates: the resumed run
+    finds the same Laplace map from the same start and continues to the uninterrupted draws."""
+    def fit(path=None):
+        return inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=60,
+                             num_samples=50, num_chains=2, chunk_size=20, checkpoint_path=path,
+                             posterior_predictive=False, precondition="laplace")
+
+    plain = fit()
+    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path / "warmup", fit, after=2)
+    assert (int(extras["phase"]), int(extras["done"])) == (0, 40)
+    assert resumed.attrs["precondition"] == "laplace" and resumed.attrs["resumed_from"] == "warmup iteration 40"
+    assert_same_draws(plain, resumed)
+
+
 def test_nuts_checkpoint_of_another_run_is_refused(tmp_path):
     path = str(tmp_path / "run.npz")
     inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=20,
