@@ -69,7 +69,8 @@ def mode_and_hessian(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndar
     from scipy.optimize import minimize
 
     start = np.asarray(start, dtype=float)
-    result = minimize(value_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15})
+    result = minimize(value_and_grad, start, jac=True, method="L-BFGS-B",
+                      options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15})
     mode = np.asarray(result.x, dtype=float)
     d = mode.shape[0]
     hessian = np.zeros((d, d))
