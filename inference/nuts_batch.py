@@ -96,7 +96,7 @@ def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], strategy
     error (site, value).
     """
     batch = len(targets)
-    starts = strategy.starts_per_chain if isinstance(strategy, OptimizedInit) else 1
+    starts = strategy.draws_per_chain if isinstance(strategy, OptimizedInit) else 1
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seeds[0]), 1), batch * num_chains * starts)
     try:
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
@@ -111,7 +111,8 @@ def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], strategy
         def search(z, data):
             return jax.vmap(lambda zb, d: optimized_starts(potential_fn_gen(d), zb, num_chains,
                                                            num_steps=strategy.num_steps,
-                                                           learning_rate=strategy.learning_rate)[0])(z, data)
+                                                           learning_rate=strategy.learning_rate,
+                                                           keep=strategy.starts_per_chain)[0])(z, data)
 
         z = search(z, data)
 

@@ -119,7 +119,10 @@ def require_data(target: Target, method: str) -> None:
 
 class OptimizedInit:
     """Start each chain at the best of ``starts_per_chain`` prior draws after ``num_steps`` steps
-    of Adam (``learning_rate``) down the potential, all in one compiled, vmapped loop.
+    of Adam (``learning_rate``) down the potential, all in one compiled, vmapped loop. With
+    ``screen`` > ``starts_per_chain``, each chain first draws ``screen`` candidates from the prior
+    and descends only the ``starts_per_chain`` with the lowest potential (one potential and
+    gradient per screened draw, NumPyro's validity search: cheap next to the descent).
 
     For posteriors with several basins whose better one the prior median does not reach: an
     oscillating ODE's phase, a mixture's labels, a population that goes extinct in one basin and
@@ -130,14 +133,29 @@ class OptimizedInit:
     non-finite potential is not taken. The search is ours, not an optax solver's loop, because it
     must run vmapped over candidates (and over data sets in ``inference.fit_batch``) with the data
     an argument of the compiled program. ``init="optimize"`` is this with its defaults.
-    Used as a NumPyro strategy (per site) it is ``init_to_sample``."""
+    Used as a NumPyro strategy (per site) it is ``init_to_sample``.
 
-    def __init__(self, starts_per_chain: int = 64, num_steps: int = 1000, learning_rate: float = 0.05):
+    The screen is for posteriors that fill a small part of the prior and are walled off by a
+    potential whose gradient says little from outside, e.g. a read-out that saturates at a
+    finite-time blow-up: descending from the few draws already inside finds the region where
+    descending from arbitrary ones does not (``mamba_token_dynamics``)."""
+
+    def __init__(self, starts_per_chain: int = 64, num_steps: int = 1000, learning_rate: float = 0.05,
+                 screen: int | None = None):
         from inference.validate import positive_float, positive_int
 
         self.starts_per_chain = positive_int("starts_per_chain", starts_per_chain)
         self.num_steps = positive_int("num_steps", num_steps)
         self.learning_rate = positive_float("learning_rate", learning_rate)
+        screen = self.starts_per_chain if screen is None else positive_int("screen", screen)
+        if screen < self.starts_per_chain:
+            raise ValueError(f"screen: expected at least starts_per_chain = {self.starts_per_chain} draws, got {screen}")
+        self.screen = screen
+
+    @property
+    def draws_per_chain(self) -> int:
+        """Prior draws per chain: the screened ones (``screen``)."""
+        return self.screen
 
     def __call__(self, site=None, *args, **kwargs):
         from numpyro.infer import init_to_sample
@@ -145,8 +163,9 @@ class OptimizedInit:
         return init_to_sample(site, *args, **kwargs)
 
     def __repr__(self) -> str:  # recorded with a checkpoint's settings: the same for equal searches
+        screen = f", screen={self.screen}" if self.screen != self.starts_per_chain else ""
         return (f"OptimizedInit(starts_per_chain={self.starts_per_chain}, num_steps={self.num_steps}, "
-                f"learning_rate={self.learning_rate})")
+                f"learning_rate={self.learning_rate}{screen})")
 
     def __eq__(self, other) -> bool:
         return isinstance(other, OptimizedInit) and repr(self) == repr(other)
@@ -155,13 +174,23 @@ class OptimizedInit:
         return hash(repr(self))
 
 
-def optimized_starts(potential_fn: Callable, z, num_chains: int, *, num_steps: int, learning_rate: float):
+def optimized_starts(potential_fn: Callable, z, num_chains: int, *, num_steps: int, learning_rate: float,
+                     keep: int | None = None):
     """The :class:`OptimizedInit` search on one potential (traceable; vmap it over data sets).
 
-    ``z``: candidates with a leading axis ``num_chains * starts_per_chain`` (chain ``c``'s are the
-    ``c``-th block). Returns ``(z (num_chains, ...), potential (num_chains,))``: each chain's best
-    candidate after the descent and the potential there."""
+    ``z``: candidates with a leading axis ``num_chains * draws`` (chain ``c``'s are the ``c``-th
+    block). With ``keep`` < ``draws``, only each chain's ``keep`` candidates of lowest potential
+    descend (the screen; a non-finite potential ranks last). Returns ``(z (num_chains, ...),
+    potential (num_chains,))``: each chain's best candidate after the descent and the potential
+    there."""
     import optax
+
+    draws = jax.tree.leaves(z)[0].shape[0] // num_chains
+    if keep is not None and keep < draws:
+        energy = jax.vmap(potential_fn)(z)
+        energy = jnp.where(jnp.isfinite(energy), energy, jnp.inf).reshape(num_chains, draws)
+        chosen = (jnp.argsort(energy, axis=1)[:, :keep] + draws * jnp.arange(num_chains)[:, None]).reshape(-1)
+        z = jax.tree.map(lambda a: a[chosen], z)
 
     optimiser = optax.adam(learning_rate)
 
@@ -172,21 +201,27 @@ def optimized_starts(potential_fn: Callable, z, num_chains: int, *, num_steps: i
 
     def descend(z0):
         # one potential-and-gradient evaluation per step: the gradient at the point kept is
-        # carried (a rejected step keeps its point and that point's gradient)
+        # carried (a rejected step keeps its point and that point's gradient). The lowest point
+        # visited is the result, not the last: Adam's steps do not shrink, and one that leaves a
+        # walled-off region lands where the gradient does not lead back
         def step(carry, _):
-            z, state, energy, grad = carry
+            z, state, energy, grad, best, lowest = carry
             updates, state = optimiser.update(grad, state, z)
             moved = optax.apply_updates(z, updates)
             moved_energy, moved_grad = value_and_grad(moved)
             ok = jnp.isfinite(moved_energy)
             keep = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
+            better = ok & (moved_energy < lowest)
             return (jax.tree.map(keep, moved, z), state, keep(moved_energy, energy),
-                    jax.tree.map(keep, finite(moved_grad), grad)), None
+                    jax.tree.map(keep, finite(moved_grad), grad),
+                    jax.tree.map(lambda a, b: jnp.where(better, a, b), moved, best),
+                    jnp.where(better, moved_energy, lowest)), None
 
         energy0, grad0 = value_and_grad(z0)
-        (z, _, energy, _), _ = jax.lax.scan(step, (z0, optimiser.init(z0), energy0, finite(grad0)), None,
-                                            length=num_steps)
-        return z, energy
+        lowest0 = jnp.where(jnp.isfinite(energy0), energy0, jnp.inf)
+        carry = (z0, optimiser.init(z0), energy0, finite(grad0), z0, lowest0)
+        (*_, best, lowest), _ = jax.lax.scan(step, carry, None, length=num_steps)
+        return best, lowest
 
     z, potential = jax.vmap(descend)(z)
     potential = jnp.where(jnp.isfinite(potential), potential, jnp.inf).reshape(num_chains, -1)
@@ -209,7 +244,7 @@ def init_strategy(init: str | Mapping[str, Any] | OptimizedInit):
         if len(init) != 1:
             raise ValueError(f"init: the search's form is {{'optimize': {{...}}}} alone; got the keys {sorted(init)}")
         arguments = dict(init["optimize"])
-        known = ("starts_per_chain", "num_steps", "learning_rate")
+        known = ("starts_per_chain", "num_steps", "learning_rate", "screen")
         unknown = sorted(set(arguments) - set(known))
         if unknown:
             raise ValueError(f"init: unknown argument(s) {unknown} of the optimised start; expected some of {list(known)}")
@@ -312,7 +347,7 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
         keys = keys[None]
     search = keys
     if isinstance(strategy, OptimizedInit):  # each chain's candidates from its own key
-        search = jax.vmap(lambda k: jax.random.split(k, strategy.starts_per_chain))(keys).reshape(-1, keys.shape[-1])
+        search = jax.vmap(lambda k: jax.random.split(k, strategy.draws_per_chain))(keys).reshape(-1, keys.shape[-1])
     with named_initialisation_errors(target, strategy, keys[0]):
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
             search, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=True)
@@ -360,7 +395,7 @@ def _optimized_info(strategy: OptimizedInit, potential_fn_gen: Callable, data, z
     def run(z, data):
         potential_fn = potential_fn_gen(data)
         best, _ = optimized_starts(potential_fn, z, num_chains, num_steps=strategy.num_steps,
-                                   learning_rate=strategy.learning_rate)
+                                   learning_rate=strategy.learning_rate, keep=strategy.starts_per_chain)
         energy, grad = jax.vmap(jax.value_and_grad(potential_fn))(best)
         return best, energy, grad
 

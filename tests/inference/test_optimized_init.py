@@ -92,3 +92,44 @@ def test_the_search_in_plain_values_is_the_search_a_recipe_and_a_manifest_hold()
     found = inference.fit(two_basins, jnp.asarray(6.0), method="nuts", seed=0,
                           init={"optimize": {"starts_per_chain": 8, "num_steps": 200}}, **KW)
     assert np.all(np.abs(found.posterior["mu"].values - 6.0) < 2)
+
+
+WALL = 1e6
+
+
+def walled(z):
+    """A potential whose good region, |mu - 8| < 0.5, is walled off: outside it a plateau WALL
+    above with its own narrow basin at 0 (no gradient leads in), as a read-out that saturates at
+    a blow-up makes it; the prior term N(0, 5²) is included."""
+    mu = z["mu"]
+    inside = jnp.abs(mu - 8.0) < 0.5
+    return jnp.where(inside, 0.5 * ((mu - 8.0) / 0.2) ** 2, WALL + 0.5 * (mu / 0.5) ** 2) + 0.5 * (mu / 5.0) ** 2
+
+
+def walled_model(data=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    numpyro.factor("y", -walled({"mu": mu}) + 0.5 * (mu / 5.0) ** 2)
+
+
+def test_the_lowest_point_visited_is_kept_when_a_step_leaves_a_walled_region():
+    from inference.runner import optimized_starts
+
+    z = {"mu": jnp.asarray([8.0, 20.0, 8.3, -3.0])}  # two chains, two candidates each, one inside
+    best, potential = optimized_starts(walled, z, 2, num_steps=20, learning_rate=1.0)
+    # Adam's first step (size ~ learning_rate) leaves the region; the start inside is kept
+    assert np.all(np.asarray(potential) < WALL), potential
+    assert np.allclose(best["mu"], [8.0, 8.3])
+
+
+def test_the_screen_descends_the_draws_of_lowest_potential():
+    kw = dict(method="nuts", seed=0, **KW)
+    # P(a N(0, 5²) draw lands in [7.5, 8.5]) = 0.037: four candidates per chain rarely hold one
+    plain = inference.fit(walled_model, None, init=OptimizedInit(starts_per_chain=4, num_steps=50), **kw)
+    assert np.any(np.abs(plain.posterior["mu"].values - 8.0) > 0.5)  # the failure the screen is for
+    screened = inference.fit(walled_model, None, init={"optimize": {"starts_per_chain": 4, "num_steps": 50,
+                                                                    "screen": 256}}, **kw)
+    assert np.all(np.abs(screened.posterior["mu"].values - 8.0) < 0.5)
+    assert init_strategy({"optimize": {"starts_per_chain": 4, "screen": 256}}).screen == 256
+    with pytest.raises(ValueError, match="screen: expected at least starts_per_chain = 4"):
+        OptimizedInit(starts_per_chain=4, screen=2)
+    assert repr(OptimizedInit(4, 50)) == repr(OptimizedInit(4, 50, screen=4))  # the same search
