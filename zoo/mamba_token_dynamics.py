@@ -45,13 +45,21 @@ ln 2 until |x| ≈ 1/|s_Δ|).
 A solution that blows up before a depth is held at the blow-up level from then on (the saturated
 read-out), so the log density stays finite, if astronomically low, for every parameter value; a
 missing observation is NaN. Fitted by NUTS (``Recipe("nuts")``): ``P(μ > 0)`` is the posterior
-probability of the divergent scenario. Each chain starts at the best of 16 prior draws after 300
-Adam steps (``init={"optimize": ...}``, :class:`inference.runner.OptimizedInit`), not at the prior
-median: on divergent data the median (μ = 0) lies in a false basin where the tokens stand still and
-their growth is read as noise (σ large). Measured on a divergent prior draw (μ = 0.443,
-s_Δ = −0.381, a = 0.996, σ = 0.176; tokens grow to 85): from the median one chain settled at
-μ = 0.001, σ = 6.15 with 484 of 500 draws divergent; from the search both chains found the
-truth's basin, R-hat ≤ 1.01, no divergences.
+probability of the divergent scenario. Each chain starts at the lowest point that 300 Adam steps
+from each of its 16 best prior draws (by potential, of 4096 screened) visit
+(``init={"optimize": ...}``, :class:`inference.runner.OptimizedInit`), not at the prior median: on
+divergent data the median (μ = 0) lies in a false basin where the tokens stand still and their
+growth is read as noise (σ large). Measured on a divergent prior draw (μ = 0.443, s_Δ = −0.381,
+a = 0.996, σ = 0.176; tokens grow to 85): from the median one chain settled at μ = 0.001,
+σ = 6.15 with 484 of 500 draws divergent; from the search both chains found the truth's basin,
+R-hat ≤ 1.01, no divergences. The screen is for data with a blow-up inside the depth window:
+there only parameters whose blow-up falls between the same two depths escape a misfit of 10⁵ per
+held reading, and no gradient leads into that interval from outside it. Without the screen, 16
+draws per chain rarely hold one inside: on a prior draw blowing up between the third and fourth
+depths (μ = 0.19, s_Δ = 0.28, a = 1.44, σ = 0.007) both chains started at potentials above 10⁹
+and the fit ended with R-hat 2.2 and 282 divergent transitions after 36 minutes; screened, both
+started inside (at potentials −135 and −145; the truth's −269) and the fit took 7.6 minutes,
+R-hat ≤ 1.002, one divergent transition.
 
 NUTS then runs on the whitened coordinates of the posterior's Laplace approximation at the best
 start (``precondition="laplace"``, :func:`inference.nuts.laplace_preconditioned`). Where the tokens
@@ -96,17 +104,18 @@ sd near 0.05. The relative error of E[μ] is reported with the checks (``detail`
 SBC: in progress (the calibration table, ``zoo show``, says how far; ``zoo sbc
 mamba_token_dynamics --config small --n 100 --draws 99 --seed 0 --workers 2 --store`` continues
 it). Of the first 100 prior draws of ``--seed 0``, 59 converge, 26 diverge slowly and 15 blow up
-inside the depth window. Measured with the recipe on the first six (two busy cores, one fit at a
-time): the five without a blow-up fitted with R-hat ≤ 1.017, 0 to 3 divergent transitions of
-1000, 5.9 to 6.9 leapfrog steps per iteration, in 290 to 350 s each, of which 160 to 210 s are
-the start search (9600 ODE solves with their gradients). The one with a blow-up (replicate 2:
-μ = 0.19, s_Δ = 0.28, a = 1.44, σ = 0.007) did not converge: R-hat 2.2 for σ, 282 of 1000
-transitions divergent, 36 minutes. Where a blow-up falls between two depths, the read-out at the
-later depth jumps from the horizon-stopped value (a few hundred) to the held level 10⁵ as the
-blow-up time crosses it, so the posterior ends at a wall the observation puts there, and the
-tokens just before it move by orders of magnitude with the parameters: a shape no linear
-preconditioning makes Gaussian. Such replicates are the ones whose fits the sweep reports
-unconverged.
+inside the depth window. Measured with the recipe (two busy cores, one fit at a time): replicates
+without a blow-up fit with R-hat ≤ 1.017, 0 to 3 divergent transitions of 1000 and 6 to 7
+leapfrog steps per iteration, in about 2 to 5 minutes, most of it the start search. Replicates
+with a blow-up inside the window are slower and harder: where the observations pin the blow-up
+interval well inside the posterior (replicate 2, above) the fit is clean; where they leave it wide,
+the posterior reaches the interval's ends, and there the read-out at the next depth jumps from
+the horizon-stopped value (a few hundred) to the held level 10⁵: a wall in the posterior that no
+preconditioning smooths, at which trajectories diverge. Replicate 17 (μ = 0.19, s_Δ = 0.45,
+a = 0.58, σ = 0.14): R-hat 1.014, ESS 40, 631 of 1000 transitions divergent, 40 minutes;
+replicate 30 (μ = 0.53, s_Δ = −0.02, a = 0.19, σ = 0.04, growth past the level 10⁵ with Δ
+nearly constant): R-hat 1.03, ESS 80, 357 divergent, 31 minutes. Such replicates are the ones the
+sweep reports with divergences or short of ESS; their ranks count, and the table says how many.
 
 Data: the observed tokens ``(K, L)``; CSV columns ``depth`` (the config's depth grid) and
 ``x0..x{L-1}``; an empty cell is missing.
@@ -428,9 +437,10 @@ ENTRY = ZooEntry(
     # the event-stopped diffrax solve's gradient does not trace under pmap (equinox's closure
     # conversion); the automatic chain method finds that and runs the chains vectorised
     # the median start lands in a false basin on divergent data (mu near 0, the growth read as noise);
+    # the screen finds the walled-off region of data with a blow-up inside the window;
     # the Laplace whitening gives NUTS the scales (1e-5 to 1e-1) its adaptation cannot reach
     recipe=Recipe("nuts", {"num_warmup": 500, "num_samples": 500, "num_chains": 2, "target_accept_prob": 0.9,
-                           "init": {"optimize": {"starts_per_chain": 16, "num_steps": 300}},
+                           "init": {"optimize": {"starts_per_chain": 16, "num_steps": 300, "screen": 4096}},
                            "precondition": "laplace"}),
     check=check,
     dims={"y": ("depth", "token"), "x": ("depth", "token")},
