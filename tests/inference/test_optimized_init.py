@@ -54,7 +54,7 @@ def test_median_start_stays_in_the_wrong_basin_and_optimize_finds_the_right_one(
 def test_fit_batch_searches_each_data_set_on_its_own_potential():
     peaks = [6.0, -5.0]
     fits = inference.fit_batch(two_basins, [jnp.asarray(p) for p in peaks], method="nuts", seeds=[0, 1],
-                               init=OptimizedInit(starts_per_chain=32, num_steps=300), **KW)
+                               init=OptimizedInit(starts_per_chain=16, num_steps=300, screen=64), **KW)
     for peak, idata in zip(peaks, fits):
         assert far_basin_mass(peak) > 0.97
         assert np.all(np.abs(idata.posterior["mu"].values - peak) < 2), (peak, idata.posterior["mu"].values.mean())
@@ -97,18 +97,22 @@ def test_the_search_in_plain_values_is_the_search_a_recipe_and_a_manifest_hold()
 WALL = 1e6
 
 
-def walled(z):
-    """A potential whose good region, |mu - 8| < 0.5, is walled off: outside it a plateau WALL
+def walled_misfit(mu, centre=8.0):
+    """A misfit whose good region, |mu - centre| < 0.5, is walled off: outside it a plateau WALL
     above with its own narrow basin at 0 (no gradient leads in), as a read-out that saturates at
-    a blow-up makes it; the prior term N(0, 5²) is included."""
-    mu = z["mu"]
-    inside = jnp.abs(mu - 8.0) < 0.5
-    return jnp.where(inside, 0.5 * ((mu - 8.0) / 0.2) ** 2, WALL + 0.5 * (mu / 0.5) ** 2) + 0.5 * (mu / 5.0) ** 2
+    a blow-up makes it."""
+    inside = jnp.abs(mu - centre) < 0.5
+    return jnp.where(inside, 0.5 * ((mu - centre) / 0.2) ** 2, WALL + 0.5 * (mu / 0.5) ** 2)
 
 
-def walled_model(data=None):
+def walled(z):
+    """The potential of :func:`walled_model` at ``centre`` 8 (the prior term included)."""
+    return walled_misfit(z["mu"]) + 0.5 * (z["mu"] / 5.0) ** 2
+
+
+def walled_model(centre=None):
     mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
-    numpyro.factor("y", -walled({"mu": mu}) + 0.5 * (mu / 5.0) ** 2)
+    numpyro.factor("y", -walled_misfit(mu, centre))
 
 
 def test_the_lowest_point_visited_is_kept_when_a_step_leaves_a_walled_region():
@@ -122,14 +126,20 @@ def test_the_lowest_point_visited_is_kept_when_a_step_leaves_a_walled_region():
 
 
 def test_the_screen_descends_the_draws_of_lowest_potential():
-    kw = dict(method="nuts", seed=0, **KW)
+    import jax
+
+    from inference.runner import check_initial_point
+
+    target = inference.resolve_target(walled_model, jnp.asarray(8.0))
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)  # four chains
     # P(a N(0, 5²) draw lands in [7.5, 8.5]) = 0.037: four candidates per chain rarely hold one
-    plain = inference.fit(walled_model, None, init=OptimizedInit(starts_per_chain=4, num_steps=50), **kw)
-    assert np.any(np.abs(plain.posterior["mu"].values - 8.0) > 0.5)  # the failure the screen is for
-    screened = inference.fit(walled_model, None, init={"optimize": {"starts_per_chain": 4, "num_steps": 50,
-                                                                    "screen": 256}}, **kw)
-    assert np.all(np.abs(screened.posterior["mu"].values - 8.0) < 0.5)
-    assert init_strategy({"optimize": {"starts_per_chain": 4, "screen": 256}}).screen == 256
+    plain = check_initial_point(target, OptimizedInit(starts_per_chain=4, num_steps=50), keys)
+    assert np.any(np.asarray(plain.potential_energy) > WALL)  # the failure the screen is for
+    strategy = init_strategy({"optimize": {"starts_per_chain": 4, "num_steps": 50, "screen": 256}})
+    assert strategy.screen == 256
+    screened = check_initial_point(target, strategy, keys)
+    assert np.all(np.asarray(screened.potential_energy) < WALL)
+    assert np.all(np.abs(np.asarray(screened.z["mu"]) - 8.0) < 0.5)
     with pytest.raises(ValueError, match="screen: expected at least starts_per_chain = 4"):
         OptimizedInit(starts_per_chain=4, screen=2)
     assert repr(OptimizedInit(4, 50)) == repr(OptimizedInit(4, 50, screen=4))  # the same search
