@@ -96,7 +96,7 @@ def _initial_positions(targets: Sequence[Target], seeds: Sequence[int], strategy
     error (site, value).
     """
     batch = len(targets)
-    starts = strategy.draws_per_chain if isinstance(strategy, OptimizedInit) else 1
+    starts = strategy.screen if isinstance(strategy, OptimizedInit) else 1
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seeds[0]), 1), batch * num_chains * starts)
     try:
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(

@@ -121,8 +121,9 @@ class OptimizedInit:
     """Start each chain at the best of ``starts_per_chain`` prior draws after ``num_steps`` steps
     of Adam (``learning_rate``) down the potential, all in one compiled, vmapped loop. With
     ``screen`` > ``starts_per_chain``, each chain first draws ``screen`` candidates from the prior
-    and descends only the ``starts_per_chain`` with the lowest potential (one potential and
-    gradient per screened draw, NumPyro's validity search: cheap next to the descent).
+    and descends only the ``starts_per_chain`` with the lowest potential (per screened draw, the
+    potential and gradient of NumPyro's validity search and the potential once more, under the
+    data the descent uses: cheap next to ``num_steps`` gradients per descended draw).
 
     For posteriors with several basins whose better one the prior median does not reach: an
     oscillating ODE's phase, a mixture's labels, a population that goes extinct in one basin and
@@ -150,12 +151,7 @@ class OptimizedInit:
         screen = self.starts_per_chain if screen is None else positive_int("screen", screen)
         if screen < self.starts_per_chain:
             raise ValueError(f"screen: expected at least starts_per_chain = {self.starts_per_chain} draws, got {screen}")
-        self.screen = screen
-
-    @property
-    def draws_per_chain(self) -> int:
-        """Prior draws per chain: the screened ones (``screen``)."""
-        return self.screen
+        self.screen = screen  # prior draws per chain (starts_per_chain without a screen)
 
     def __call__(self, site=None, *args, **kwargs):
         from numpyro.infer import init_to_sample
@@ -347,7 +343,7 @@ def check_initial_point(target: Target, strategy, keys) -> InitialPoint:
         keys = keys[None]
     search = keys
     if isinstance(strategy, OptimizedInit):  # each chain's candidates from its own key
-        search = jax.vmap(lambda k: jax.random.split(k, strategy.draws_per_chain))(keys).reshape(-1, keys.shape[-1])
+        search = jax.vmap(lambda k: jax.random.split(k, strategy.screen))(keys).reshape(-1, keys.shape[-1])
     with named_initialisation_errors(target, strategy, keys[0]):
         info, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(
             search, target.model, init_strategy=strategy, model_args=(target.data,), dynamic_args=True)
