@@ -110,7 +110,7 @@ def walled(z):
     return walled_misfit(z["mu"]) + 0.5 * (z["mu"] / 5.0) ** 2
 
 
-def walled_model(centre=None):
+def walled_model(centre):
     mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
     numpyro.factor("y", -walled_misfit(mu, centre))
 
