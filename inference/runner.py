@@ -118,8 +118,9 @@ def require_data(target: Target, method: str) -> None:
 
 
 class OptimizedInit:
-    """Start each chain at the best of ``starts_per_chain`` prior draws after ``num_steps`` steps
-    of Adam (``learning_rate``) down the potential, all in one compiled, vmapped loop. With
+    """Start each chain at the lowest point that ``num_steps`` steps of Adam (``learning_rate``)
+    down the potential visit from its ``starts_per_chain`` prior draws, all in one compiled,
+    vmapped loop. With
     ``screen`` > ``starts_per_chain``, each chain first draws ``screen`` candidates from the prior
     and descends only the ``starts_per_chain`` with the lowest potential (per screened draw, the
     potential and gradient of NumPyro's validity search and the potential once more, under the
@@ -177,7 +178,7 @@ def optimized_starts(potential_fn: Callable, z, num_chains: int, *, num_steps: i
     ``z``: candidates with a leading axis ``num_chains * draws`` (chain ``c``'s are the ``c``-th
     block). With ``keep`` < ``draws``, only each chain's ``keep`` candidates of lowest potential
     descend (the screen; a non-finite potential ranks last). Returns ``(z (num_chains, ...),
-    potential (num_chains,))``: each chain's best candidate after the descent and the potential
+    potential (num_chains,))``: each chain's lowest point visited by its descents and the potential
     there."""
     import optax
 
