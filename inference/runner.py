@@ -120,11 +120,11 @@ def require_data(target: Target, method: str) -> None:
 class OptimizedInit:
     """Start each chain at the lowest point that ``num_steps`` steps of Adam (``learning_rate``)
     down the potential visit from its ``starts_per_chain`` prior draws, all in one compiled,
-    vmapped loop. With
-    ``screen`` > ``starts_per_chain``, each chain first draws ``screen`` candidates from the prior
-    and descends only the ``starts_per_chain`` with the lowest potential (per screened draw, the
-    potential and gradient of NumPyro's validity search and the potential once more, under the
-    data the descent uses: cheap next to ``num_steps`` gradients per descended draw).
+    vmapped loop. With ``screen`` > ``starts_per_chain``, each chain first draws ``screen``
+    candidates from the prior and descends only the ``starts_per_chain`` with the lowest potential
+    (per screened draw, the potential and gradient of NumPyro's validity search and the potential
+    once more, under the data the descent uses: cheap next to ``num_steps`` gradients per
+    descended draw).
 
     For posteriors with several basins whose better one the prior median does not reach: an
     oscillating ODE's phase, a mixture's labels, a population that goes extinct in one basin and
