@@ -42,8 +42,9 @@ __all__ = ["Noise", "reparameterised_sample", "noise_shapes", "draw_noise", "cra
 class Noise(NamedTuple):
     """The filter's random numbers, all standard normal.
 
-    initial: ``(N, *initial_shape)``; moves: ``(T - 1, N, *transition_shape)``;
-    resample: ``(T - 1,)`` (the systematic uniform of step t is ``Φ(resample[t - 1])``).
+    initial: ``(N, *initial_shape)``; moves: ``(T - 1, N, *transition_shape)``, both float32
+    (:func:`draw_noise`); resample: ``(T - 1,)`` in the default float (the systematic uniform of
+    step t is ``Φ(resample[t - 1])``).
     """
 
     initial: Array
@@ -58,6 +59,7 @@ def reparameterised_sample(d, noise: Array) -> Array:
         TypeError: ``d`` is not a (possibly ``Independent``) Normal or MultivariateNormal and has
             no ``sample_from_noise`` method.
     """
+    noise = jnp.asarray(noise, jnp.result_type(float))  # draw_noise's float32 into the default float
     if hasattr(d, "sample_from_noise"):
         return d.sample_from_noise(noise)
     base = d.base_dist if type(d) is dist.Independent else d
@@ -92,18 +94,30 @@ def noise_shapes(fk: FeynmanKacModel) -> tuple[tuple[int, ...], tuple[int, ...]]
     return a.shape, b.shape
 
 
-def draw_noise(key: PRNGKey, fk: FeynmanKacModel, num_particles: int) -> Noise:
-    """``u ~ N(0, I)`` for a filter of ``num_particles`` over ``fk.num_steps`` steps."""
+def draw_noise(key: PRNGKey, fk: FeynmanKacModel, num_particles: int, *, dtype: Any = jnp.float32) -> Noise:
+    """``u ~ N(0, I)`` for a filter of ``num_particles`` over ``fk.num_steps`` steps.
+
+    The moves' and the initial noise are drawn and kept in ``dtype`` (float32 by default); the
+    filter computes in the model's precision, the noise entering as ``loc + scale ε``. Why: the
+    Crank–Nicolson move draws fresh normals for every element of ``u`` at every iteration, and for
+    a filter with long latent states that draw is most of an iteration's cost; float32 normals
+    take half of the random bits. Measured on ``gros_transient_states`` (512 particles, 59 steps
+    of a (20, 24) sub-path, one CPU core): one iteration 0.57 s with float64 noise, 0.44 s with
+    float32; the same noise rounded to float32 changes ``log p̂`` by 7e-7. The Crank–Nicolson
+    move keeps ``N(0, I)`` up to float32 rounding (float32 normals' tails are cut at 5.42,
+    probability 6e-8 per element). The resampling noise (one number per step) stays in the
+    default float."""
     shape0, shape1 = noise_shapes(fk)
     steps = int(fk.num_steps)
     k0, k1, k2 = jax.random.split(key, 3)
-    return Noise(initial=jax.random.normal(k0, (num_particles,) + shape0),
-                 moves=jax.random.normal(k1, (steps - 1, num_particles) + shape1),
+    return Noise(initial=jax.random.normal(k0, (num_particles,) + shape0, dtype),
+                 moves=jax.random.normal(k1, (steps - 1, num_particles) + shape1, dtype),
                  resample=jax.random.normal(k2, (steps - 1,)))
 
 
 def crank_nicolson(key: PRNGKey, noise: Any, correlation: float | Array) -> Any:
-    """``u' = ρ u + sqrt(1 - ρ²) ξ``, ``ξ ~ N(0, I)`` leaf by leaf (reversible w.r.t. ``N(0, I)``)."""
+    """``u' = ρ u + sqrt(1 - ρ²) ξ``, ``ξ ~ N(0, I)`` leaf by leaf, in each leaf's dtype
+    (reversible w.r.t. ``N(0, I)``)."""
     leaves, treedef = jax.tree.flatten(noise)
     keys = jax.random.split(key, len(leaves))
     rho = jnp.asarray(correlation)

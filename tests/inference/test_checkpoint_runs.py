@@ -150,10 +150,10 @@ def ar1_problem():
     return models.ar1(rho_prior=True), jnp.asarray(models.ar1_rho_data(num_series=1, num_steps=15))
 
 
-def _pmmh_fit(ar1_problem, path=None):
+def _pmmh_fit(ar1_problem, path=None, **options):
     ssm, ys = ar1_problem
     return inference.fit(ssm, ys, method="pmmh", seed=2, progress=False, num_particles=16, num_warmup=20,
-                         num_samples=30, num_chains=2, chunk_size=10, checkpoint_path=path)
+                         num_samples=30, num_chains=2, chunk_size=10, checkpoint_path=path, **options)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +171,17 @@ def test_pmmh_resumes_mid_warmup_and_mid_sampling(monkeypatch, tmp_path, ar1_pro
         assert_same_draws(pmmh_plain, resumed)
     assert int(extras["phase"]) == 1 and int(extras["done"]) == 20
     assert extras["kept_0"].shape[:2] == (2, 20)  # (chain, draw) of the first leaf kept
+
+
+def test_correlated_pmmh_resumes_with_its_noise(monkeypatch, tmp_path, ar1_problem):
+    # the chains' state holds the filter's float32 noise (inference.particle.correlated): it
+    # must come back from the file as it was, or the resumed draws differ
+    def fit(path=None):
+        return _pmmh_fit(ar1_problem, path, correlation=0.9)
+
+    resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path, fit, after=3)
+    assert int(extras["phase"]) == 1
+    assert_same_draws(fit(), resumed)
 
 
 def test_interrupted_write_keeps_the_previous_checkpoint(monkeypatch, tmp_path, ar1_problem, pmmh_plain):

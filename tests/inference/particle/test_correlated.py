@@ -53,6 +53,18 @@ def test_noise_driven_evidence_is_unbiased(key):
     assert abs(ratio.mean() - 1.0) <= mc_tolerance(ratio.std(), ratio.size, false_failure=1e-3)
 
 
+def test_noise_is_float32_and_the_move_keeps_it(key):
+    # the moves' noise is most of the state of a correlated chain: drawn and moved in float32
+    fk = models.ar1(rho_prior=True).feynman_kac({"rho": jnp.asarray(0.8), "sigma": jnp.asarray(0.7)},
+                                               models.ar1_rho_data(num_series=1, num_steps=5, seed=5)[0])
+    noise = correlated.draw_noise(key, fk, 8)
+    assert noise.moves.shape[:2] == (4, 8) and noise.initial.shape[0] == 8
+    assert noise.moves.dtype == noise.initial.dtype == jnp.float32
+    assert noise.resample.dtype == jnp.zeros(()).dtype  # the default float
+    moved = correlated.crank_nicolson(jax.random.split(key)[1], noise, 0.9)
+    assert jax.tree.map(lambda a: a.dtype, moved) == jax.tree.map(lambda a: a.dtype, noise)
+
+
 def test_crank_nicolson_keeps_the_standard_normal(key):
     u = jax.random.normal(key, (20000,))
     v = correlated.crank_nicolson(jax.random.split(key)[1], u, 0.95)
