@@ -72,8 +72,8 @@ of 4000 draws; replicate 9: R-hat 1.041, ESS 142 and 261). Correlation alone is 
 because the estimate is rough in Γ⁻: with the filter's noise held fixed, a 2% change of Γ⁻ moves
 it by 2.9 of its standard deviations (the hand-over starts at other sub-steps, where other noise
 decides it), so the particle count still has to bring the noise down. On ``small``'s own data
-set the check's convergence verdicts are warnings, not failures (R-hat 1.017 for Γ⁻ and 1.007 for
-Γ⁺, bulk ESS 448 and 395 of 4000 draws, acceptance 0.25), at about 35 CPU minutes for ``zoo check``.
+set the check's convergence verdicts are warnings, not failures (R-hat 1.007 for Γ⁻ and 1.004 for
+Γ⁺, bulk ESS 367 and 393 of 4000 draws, acceptance 0.25), at about 22 CPU minutes for ``zoo check``.
 
 Check: the central 99% interval of Γ⁻ (the zoo's one coverage statement per entry) covers the
 truth and its posterior median is within 25% of it. The clique sequence decoded from a particle
