@@ -388,7 +388,7 @@ def run_pmmh(target: Target, *, seed: int, progress: bool, num_particles: int = 
         num_warmup=num_warmup, num_chains=num_chains, resampler=resampler, ess_threshold=ess_threshold,
         adapt=adapt, init_scale=init_scale, adapt_start=adapt_start, init_params=init_params,
         init_radius=init_radius, thinning=thinning, chunk_size=chunk_size,
-        **({"correlation": correlation, "noise_dtype": "float32"} if correlation else {}))
+        **({"correlation": correlation, "noise_dtype": str(noises0.moves.dtype)} if correlation else {}))
     started = time.perf_counter()
     with progress_bar(total, desc="pmmh", progress=progress) as bar:
         carry, _ = run_chunks(chunk(True), (states, adapts), num_warmup,
