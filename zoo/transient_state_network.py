@@ -135,15 +135,14 @@ component, 6000 episodes, about 96,000 time units of autonomous activity): assig
 SBC: in progress (the calibration table, ``zoo show``, says how far, and whether the stored
 replicates are of the recipe above: a sweep under another recipe is replaced, not continued).
 ``zoo sbc`` ranks ``rank_sites``, the two rates (PMMH marginalises the path). A fit of the default
-recipe (PMMH, 4 chains of 1050 iterations with 512 particles) on a prior draw of ``small`` cost
-about 2100 CPU-s with float64 noise (1061 s wall on 2 idle cores for replicate 16, chains sharded
-over 4 host devices; no compilation to speak of: a second fit in the same process costs the same):
-an iteration runs 4 particle filters over 60 observations of 20 Euler substeps of 24 states and
-moves their noise, some 60 million Gaussian draws, which took most of it. The noise is drawn in
-float32 (:func:`inference.particle.correlated.draw_noise`; one chain's iteration 0.44 s instead of
-0.57 s on one core), so a fit costs about three quarters of that, n = 100 about 45 CPU-hours, 23
-hours on two Dask workers: longer than one machine's life, so ``zoo sbc gros_transient_states --config small --n 100
---draws 99 --seed 0 --workers 2 --store`` stores the ranks in the repository after every
+recipe (PMMH, 4 chains of 1050 iterations with 512 particles) costs about 1300 to 1600 CPU-s
+(``zoo check`` on ``small``'s own data: 1326 s of CPU on two busy cores; no compilation to speak of:
+a second fit in the same process costs the same): an iteration runs 4 particle filters over 60
+observations of 20 Euler substeps of 24 states and moves their noise, some 60 million Gaussian
+draws, drawn in float32 (:func:`inference.particle.correlated.draw_noise`: one chain's iteration
+0.44 s on one core, 0.57 s with float64 noise). So n = 100 is about 45 CPU-hours, some 23 hours on
+two Dask workers: longer than one machine's life, so ``zoo sbc gros_transient_states --config small
+--n 100 --draws 99 --seed 0 --workers 2 --store`` stores the ranks in the repository after every
 replicate, and the same command on a fresh clone continues from them.
 
 Example::

@@ -42,9 +42,9 @@ __all__ = ["Noise", "reparameterised_sample", "noise_shapes", "draw_noise", "cra
 class Noise(NamedTuple):
     """The filter's random numbers, all standard normal.
 
-    initial: ``(N, *initial_shape)``; moves: ``(T - 1, N, *transition_shape)``, both float32
-    (:func:`draw_noise`); resample: ``(T - 1,)`` in the default float (the systematic uniform of
-    step t is ``Φ(resample[t - 1])``).
+    initial: ``(N, *initial_shape)``; moves: ``(T - 1, N, *transition_shape)``, both in
+    :func:`draw_noise`'s dtype (float32 by default); resample: ``(T - 1,)`` in the default float
+    (the systematic uniform of step t is ``Φ(resample[t - 1])``).
     """
 
     initial: Array
