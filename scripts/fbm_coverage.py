@@ -55,6 +55,7 @@ import numpy as np
 import inference
 import zoo
 from diagnostics.convert import atomic_write_text
+from inference.importance import weighted_quantiles
 from zoo import fractional_sde as fs
 
 HURSTS = (0.3, 0.5, 0.7, 0.85)
@@ -77,15 +78,6 @@ def draw_data(config: fs.FouConfig, hurst: float, noise: float, index: int, base
     xs, _ = fs.simulate_exact_fbm(k_path, params, config)
     eps = jax.random.normal(k_noise, xs.shape, xs.dtype)
     return np.asarray(xs + noise * eps)
-
-
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs) -> np.ndarray:
-    """Quantiles of a weighted sample (weights summing to 1), interpolating the weighted CDF at
-    the midpoints of each draw's mass."""
-    order = np.argsort(values)
-    v, w = values[order], weights[order]
-    cdf = np.cumsum(w) - 0.5 * w
-    return np.interp(qs, cdf, v)
 
 
 def summarise_draws(draws: dict, truth: dict, weights=None) -> dict:
@@ -112,15 +104,11 @@ def summarise(idata, truth: dict) -> dict:
 
 
 class ImportanceSampler:
-    """The posterior of the entry's program by adaptive importance sampling (module docstring).
-
-    Stage 1: ``num_draws // stages`` draws from a Student-t(ν) proposal at the Laplace
-    approximation (mode and inverse Hessian of the unconstrained potential,
-    ``inference.quadrature``), its scale widened by ``scale``; each later stage draws as many
-    from a Student-t at the weighted mean and covariance of all draws so far (widened likewise).
-    All draws are weighted against the mixture of the proposals (the balance heuristic) and
-    Pareto-smoothed (``arviz.psislw``). One compilation per configuration: the potential takes
-    the data as an argument.
+    """The posterior of the entry's program by adaptive importance sampling
+    (:func:`inference.importance.importance_sample`, module docstring): the first proposal at the
+    Laplace approximation (mode and inverse Hessian of the unconstrained potential from the prior
+    median, ``inference.quadrature``). One compilation per configuration: the potential takes the
+    data as an argument.
     """
 
     def __init__(self, entry, config, example_data, *, num_draws: int, scale: float, dof: float = 3.0,
@@ -133,63 +121,16 @@ class ImportanceSampler:
         self.functions = quadrature.potential_functions(self.model, example_data)
         self.num_draws, self.scale, self.dof, self.stages = num_draws, scale, dof, stages
 
-    def _t_logpdf(self, u, mean, chol):
-        from scipy import special
-
-        d = mean.shape[0]
-        t = np.linalg.solve(chol, (u - mean).T).T
-        return (special.gammaln((self.dof + d) / 2) - special.gammaln(self.dof / 2) - 0.5 * d * np.log(self.dof * np.pi)
-                - np.sum(np.log(np.diag(chol))) - 0.5 * (self.dof + d) * np.log1p(np.sum(t**2, axis=1) / self.dof))
-
-    def _t_draws(self, key, n, mean, chol):
-        k_z, k_g = jax.random.split(key)
-        z = np.asarray(jax.random.normal(k_z, (n, mean.shape[0])))
-        g = np.asarray(jax.random.gamma(k_g, self.dof / 2, (n,))) / (self.dof / 2)
-        return mean[None, :] + (z / np.sqrt(g)[:, None]) @ chol.T
-
-    def _log_weights(self, u, potential, proposals, sizes):
-        from scipy import special
-
-        total = sum(sizes)
-        log_mix = special.logsumexp(np.stack([np.log(n / total) + self._t_logpdf(u, *prop)
-                                              for n, prop in zip(sizes, proposals)]), axis=0)
-        return np.where(np.isfinite(potential), -potential - log_mix, -np.inf)
-
     def weighted_draws(self, key, data) -> tuple[dict, np.ndarray, float]:
         """``(draws, weights, k_hat)``: the draws ``{site: (num_draws, ...)}`` in the constrained
         space, their Pareto-smoothed normalised weights and the Pareto shape k̂."""
-        import arviz as az
-        from scipy import special
-
         from inference import quadrature
+        from inference.importance import importance_sample
 
         laplace = quadrature.log_evidence(self.functions, data, num_points=1)
-        keys = jax.random.split(key, self.stages)
-        sizes = [self.num_draws // self.stages] * (self.stages - 1)
-        sizes.append(self.num_draws - sum(sizes))
-        proposals = [(laplace.mode, np.linalg.cholesky(laplace.covariance) * self.scale)]
-        us, pots = [], []
-        for stage in range(self.stages):
-            if stage > 0:  # the next proposal at the weighted moments of all draws so far
-                u, pot = np.concatenate(us), np.concatenate(pots)
-                lw = self._log_weights(u, pot, proposals, sizes[:stage])
-                w = np.exp(lw - special.logsumexp(lw))
-                mean = w @ u
-                cov = (u - mean).T @ ((u - mean) * w[:, None])
-                if 1.0 / np.sum(w**2) < 10 * u.shape[1] or np.linalg.eigvalsh(cov).min() <= 0:
-                    proposals.append(proposals[-1])  # too few effective draws: keep the last proposal
-                else:
-                    proposals.append((mean, np.linalg.cholesky(cov) * self.scale))
-            us.append(self._t_draws(keys[stage], sizes[stage], *proposals[stage]))
-            pots.append(np.asarray(self.functions.batched(jax.numpy.asarray(us[-1]), data)))
-        u, potential = np.concatenate(us), np.concatenate(pots)
-        log_w = self._log_weights(u, potential, proposals, sizes)
-        smoothed, k_hat = az.psislw(log_w - special.logsumexp(log_w))
-        weights = np.exp(smoothed - special.logsumexp(smoothed))
-        # the program's own constraining maps (NumPyro's constrain_fn), at the sampled sites only
-        values = jax.vmap(self.functions.constrained, in_axes=(0, None))(jax.numpy.asarray(u), data)
-        draws = {name: np.asarray(values[name]) for name in self.functions.unravel(jax.numpy.asarray(u[0]))}
-        return draws, weights, float(k_hat)
+        result = importance_sample(self.functions, data, key, laplace.mode, np.linalg.cholesky(laplace.covariance),
+                                   num_draws=self.num_draws, scale=self.scale, dof=self.dof, stages=self.stages)
+        return result.draws, result.weights, result.pareto_k
 
     def __call__(self, key, data, truth: dict) -> dict:
         draws, weights, k_hat = self.weighted_draws(key, data)

@@ -1,0 +1,246 @@
+"""The exact posterior's quantile of the truth in each SBC replicate, by importance sampling.
+
+An SBC sweep (``zoo sbc ENTRY --store``) ranks the truth among the recipe's posterior draws. A
+rank at 0 or L can mean that the sampler failed on that data set, or that the truth fell in the
+exact posterior's tail, as it should now and then. This script tells the two apart for an entry
+with a few parameters and a cheap potential: for every replicate it regenerates the sweep's data
+set (the same ``prior_simulate`` under ``fold_in(PRNGKey(seed), replicate)``), finds the start
+the recipe's NUTS would (its ``init``, e.g. the screened Adam search of ``OptimizedInit``) and
+the Laplace approximation there (:func:`inference.nuts.laplace_preconditioned`, the recipe's own
+preconditioner), and computes the posterior by adaptive importance sampling from that
+approximation (:func:`inference.importance.importance_sample`: Student-t(3) proposals, Pareto
+smoothed weights, k̂ < 0.7 trusted). Per replicate and element it records
+
+* ``quantile``: ``P(θ < truth | y)`` under the importance-weighted posterior: uniform over
+  replicates when the program, its simulator and the data pipeline agree, whatever the sampler;
+* ``rank``: the stored SBC rank of the recipe's NUTS (of ``L`` thinned draws), where the sweep
+  holds one: given the exact quantile ``q``, a rank from near-independent draws is about
+  Binomial(L, q), so a rank far outside that (two-sided p < 0.001) marks a replicate where NUTS
+  and the exact posterior disagree.
+
+``--report`` prints per element: the uniformity of the quantiles over replicates (chi-square on
+10 bins, the count beyond 0.005 from either end against its expectation) and the replicates where
+rank and quantile disagree.
+
+Resumable: one JSON file per replicate under ``--out``, written atomically; replicates present
+are skipped. Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
+
+    nice python scripts/sbc_importance_check.py mamba_token_dynamics --replicates 0-99
+    python scripts/sbc_importance_check.py mamba_token_dynamics --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+
+import inference
+import zoo
+from diagnostics.convert import atomic_write_text
+from diagnostics.sbc import element_labels
+from inference.importance import importance_sample, weighted_cdf
+
+
+def parse_replicates(text: str) -> list[int]:
+    """``"0-9,12,20-22"`` -> [0..9, 12, 20, 21, 22]."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        out = []
+    if not out or min(out) < 0:
+        raise ValueError(f"--replicates: expected non-negative indices such as 0-99 or 3,7,10-12, got {text!r}")
+    return sorted(set(out))
+
+
+class ReplicateCheck:
+    """Simulate replicate ``i`` as ``zoo sbc`` does and compute its exact quantiles."""
+
+    def __init__(self, entry, config_name: str, seed: int, *, num_draws: int, scale: float, stages: int,
+                 num_chains: int | None = None):
+        from inference import quadrature
+        from inference.prior_predictive import prior_simulate
+
+        self.entry, self.seed = entry, seed
+        self.config = entry.config(config_name)
+        self.model = functools.partial(entry.model, config=self.config)
+        assemble = None if entry.prior_data is None else functools.partial(entry.prior_data, config=self.config)
+        self.simulate = functools.partial(prior_simulate, self.model, data_site="y", assemble=assemble,
+                                          sites=entry.rank_sites)
+        options = entry.recipe.options_for(config_name)
+        self.init = options.get("init", "median")
+        self.num_chains = int(options.get("num_chains", 2)) if num_chains is None else int(num_chains)
+        _, example = self.simulate(jax.random.PRNGKey(seed))
+        self.functions = quadrature.potential_functions(self.model, inference.resolve_target(
+            entry, example, config=self.config).data)
+        self.num_draws, self.scale, self.stages = num_draws, scale, stages
+
+    def laplace(self, target, key):
+        """The recipe's start (its ``init`` over ``num_chains`` chains) and the Laplace
+        approximation at the best of them: ``(centre, factor, converged)`` or None."""
+        from inference.nuts import laplace_preconditioned
+        from inference.runner import check_initial_point, init_strategy
+
+        strategy = init_strategy(self.init)
+        start = check_initial_point(target, strategy, jax.random.split(key, self.num_chains))
+        _, attrs, argument = laplace_preconditioned(start, target.data)
+        if attrs.get("precondition") != "laplace":
+            return None
+        return np.asarray(argument["centre"]), np.asarray(argument["scale"]), bool(attrs["laplace_converged"])
+
+    def __call__(self, i: int) -> dict:
+        began = time.process_time()
+        params, data = self.simulate(jax.random.fold_in(jax.random.PRNGKey(self.seed), i))
+        target = inference.resolve_target(self.entry, data, config=self.config)
+        key_start, key_is = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), i))
+        record = {"replicate": i, "truth": {}, "quantile": {}, "mean": {}, "sd": {},
+                  "settings": {"draws": self.num_draws, "stages": self.stages, "scale": self.scale,
+                               "start_searches": self.num_chains, "init": repr(self.init)}}
+        laplace = self.laplace(target, key_start)
+        if laplace is None:
+            record.update(pareto_k=float("inf"), ess=0.0, laplace_converged=False, note="Laplace not finite")
+            return record
+        centre, factor, converged = laplace
+        result = importance_sample(self.functions, target.data, key_is, centre, factor, num_draws=self.num_draws,
+                                   scale=self.scale, stages=self.stages)
+        for name, value in params.items():
+            value = np.asarray(value, dtype=float)
+            sample = np.asarray(result.draws[name], dtype=float)
+            for label, idx in element_labels(name, value.shape):
+                column = sample[(slice(None),) + idx]
+                mean = float(np.sum(result.weights * column))
+                record["truth"][label] = float(value[idx])
+                record["quantile"][label] = weighted_cdf(column, result.weights, float(value[idx]))
+                record["mean"][label] = mean
+                record["sd"][label] = float(np.sqrt(np.sum(result.weights * (column - mean) ** 2)))
+        record.update(pareto_k=result.pareto_k, ess=result.ess, laplace_converged=converged,
+                      cpu_seconds=time.process_time() - began)
+        return record
+
+
+def load_records(out: str) -> dict[int, dict]:
+    records = {}
+    if os.path.isdir(out):
+        for name in sorted(os.listdir(out)):
+            if name.startswith("replicate_") and name.endswith(".json"):
+                with open(os.path.join(out, name)) as handle:
+                    record = json.load(handle)
+                records[int(record["replicate"])] = record
+    return records
+
+
+def stored_ranks(folder: str) -> tuple[dict[int, dict[str, int]], dict[int, tuple[float, int]], int]:
+    """The stored sweep's ranks ``{replicate: {element: rank}}``, fit quality and L (none: empty)."""
+    from diagnostics.calibration import load_stored
+
+    if not os.path.isdir(folder):
+        return {}, {}, 0
+    result, _ = load_stored(folder)
+    ranks: dict[int, dict[str, int]] = {}
+    quality = {}
+    for k, rep in enumerate(result.replicates):
+        ranks[int(rep)] = {label: int(values[k]) for label, values in result.ranks.items()}
+        quality[int(rep)] = (float(result.max_rhat[k]), int(result.divergences[k]))
+    return ranks, quality, int(result.num_draws)
+
+
+def report(records: dict[int, dict], folder: str, max_k: float) -> str:
+    from scipy import stats
+
+    ranks, quality, num_draws = stored_ranks(folder)
+    trusted = {i: r for i, r in records.items() if r["pareto_k"] < max_k}
+    lines = [f"{len(records)} replicate(s) computed; {len(trusted)} with Pareto k < {max_k} (trusted); "
+             f"stored NUTS ranks for {len(ranks)} (L = {num_draws}) in {folder}"]
+    untrusted = sorted(set(records) - set(trusted))
+    if untrusted:
+        lines.append("untrusted (k >= %.2f): %s" % (max_k, ", ".join(
+            f"{i} (k {records[i]['pareto_k']:.2f})" for i in untrusted)))
+    if not trusted:
+        return "\n".join(lines)
+    labels = list(next(iter(trusted.values()))["quantile"])
+    lines.append("")
+    lines.append("| element | n | chi2 p (10 bins) | q < 0.005 or > 0.995 (expected) | NUTS rank disagrees "
+                 "(p < 0.001) |")
+    lines.append("|---|---|---|---|---|")
+    for label in labels:
+        q = np.array([r["quantile"][label] for r in trusted.values()])
+        counts = np.histogram(q, bins=10, range=(0, 1))[0]
+        chi2_p = float(stats.chisquare(counts).pvalue)
+        extreme = int(np.sum((q < 0.005) | (q > 0.995)))
+        disagree = []
+        for i, r in trusted.items():
+            if i in ranks and num_draws:
+                rank, p = ranks[i][label], min(max(r["quantile"][label], 1e-12), 1 - 1e-12)
+                tail = min(stats.binom.cdf(rank, num_draws, p), stats.binom.sf(rank - 1, num_draws, p))
+                if 2 * tail < 1e-3:
+                    disagree.append(f"{i} (rank {rank}, q {r['quantile'][label]:.4f}, "
+                                    f"R-hat {quality[i][0]:.3f}, {quality[i][1]} div)")
+        lines.append(f"| {label} | {len(q)} | {chi2_p:.3f} | {extreme} ({0.01 * len(q):.2f}) | "
+                     f"{'; '.join(disagree) or '-'} |")
+    lines.append("")
+    lines.append("replicates with a quantile beyond 0.005 from either end: " + (", ".join(
+        f"{i} ({label} {r['quantile'][label]:.4f})" for i, r in sorted(trusted.items())
+        for label in labels if not 0.005 <= r["quantile"][label] <= 0.995) or "none"))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name", help="a registered entry whose recipe's init and Laplace preconditioner apply")
+    parser.add_argument("--config", default="small")
+    parser.add_argument("--seed", type=int, default=0, help="the SBC sweep's seed (default 0)")
+    parser.add_argument("--replicates", default="0-99", help="indices, e.g. 0-99 or 3,7,10-12")
+    parser.add_argument("--draws", type=int, default=20000, help="importance draws per replicate")
+    parser.add_argument("--stages", type=int, default=4, help="proposal adaptations (default 4)")
+    parser.add_argument("--scale", type=float, default=1.6, help="widening of the Student-t proposals")
+    parser.add_argument("--chains", type=int, default=None,
+                        help="start searches (the recipe's init once per chain; default: the recipe's num_chains)")
+    parser.add_argument("--out", default=None, help="default runs/sbc_is_NAME_CONFIG")
+    parser.add_argument("--calibration", default=None, help="the stored sweep (default calibration/NAME/CONFIG)")
+    parser.add_argument("--max-k", type=float, default=0.7, help="Pareto k below which weights are trusted")
+    parser.add_argument("--report", action="store_true", help="only print the table")
+    args = parser.parse_args(argv)
+    try:
+        entry = zoo.get(args.name)
+        entry.config(args.config)
+        replicates = parse_replicates(args.replicates)
+    except (KeyError, ValueError) as error:
+        print(f"sbc_importance_check: {error}", file=sys.stderr)
+        return 2
+    out = args.out or os.path.join("runs", f"sbc_is_{args.name}_{args.config}")
+    folder = args.calibration or os.path.join("calibration", args.name, args.config)
+    if not args.report:
+        os.makedirs(out, exist_ok=True)
+        done = load_records(out)
+        check = ReplicateCheck(entry, args.config, args.seed, num_draws=args.draws, scale=args.scale,
+                               stages=args.stages, num_chains=args.chains)
+        for i in replicates:
+            if i in done:
+                continue
+            record = check(i)
+            atomic_write_text(os.path.join(out, f"replicate_{i:05d}.json"), json.dumps(record, indent=1))
+            print(f"replicate {i}: k {record['pareto_k']:.2f}, ESS {record['ess']:.0f}, quantiles "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in record["quantile"].items())
+                  + f" ({record.get('cpu_seconds', 0):.0f} CPU-s)", flush=True)
+    records = {i: r for i, r in load_records(out).items() if i in replicates}
+    print(report(records, folder, args.max_k))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
