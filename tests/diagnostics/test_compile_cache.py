@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import run_fresh_python
 
 _INHERITED = ("JAX_COMPILATION_CACHE_DIR", "DYNAMICS_ZOO_COMPILE_CACHE", "DYNAMICS_ZOO_CACHE_DIR",
-              "XDG_CACHE_HOME", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+              "XDG_CACHE_HOME", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "EQX_ON_ERROR")
 
 
 def _run(code: str, tmp_path, **env_vars) -> dict:
@@ -74,6 +74,36 @@ print(json.dumps({"folder": folder, "files": len(os.listdir(folder)) if os.path.
     result = _run(code, tmp_path)
     assert result["folder"] == str(tmp_path / "xdg" / "dynamics-zoo" / "jax")
     assert result["files"] >= 1, result
+
+
+_ODE_PROGRAM = """
+import json, os
+{first}
+import jax, jax.numpy as jnp, diffrax
+from diagnostics import compile_cache
+from zoo.processes.reactions import solve_ode
+
+def solve(rate):
+    term = diffrax.ODETerm(lambda t, y, args: -rate * y)
+    return solve_ode(term, 0.0, 1.0, jnp.ones(2), None, 1e-6, 1e-6, 64, diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 5)))
+
+text = jax.jit(solve).lower(0.5).as_text()
+jax.block_until_ready(jax.jit(solve)(0.5))
+folder = compile_cache.folder()
+print(json.dumps({"mode": os.environ.get("EQX_ON_ERROR"), "callback": "callback" in text,
+                  "stored": any(name.startswith("jit_solve") for name in os.listdir(folder))}))
+"""
+
+
+def test_a_program_with_an_ode_solve_is_stored(tmp_path):
+    """Equinox's ``raise`` mode puts a host callback into every diffrax program and JAX then never
+    stores it; the packages default Equinox to ``nan`` (the solves check their own result) unless
+    the user chose a mode or imported Equinox first."""
+    assert _run(_ODE_PROGRAM.replace("{first}", "import zoo"), tmp_path) == {"mode": "nan", "callback": False,
+                                                                       "stored": True}
+    assert _run(_ODE_PROGRAM.replace("{first}", "import zoo"), tmp_path / "b", EQX_ON_ERROR="raise") == \
+        {"mode": "raise", "callback": True, "stored": False}
+    assert _run(_ODE_PROGRAM.replace("{first}", "import equinox\nimport zoo"), tmp_path / "c")["mode"] is None
 
 
 def test_compiled_programs_are_released_near_the_mapping_limit(monkeypatch):

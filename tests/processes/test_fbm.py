@@ -217,6 +217,9 @@ def test_davies_harte_rejects_invalid_embedding(key):
         fbm.circulant_embedding_sample(key, jnp.array([1.0, 0.9, 0.0]))
     with pytest.raises(ValueError, match="autocov"):
         fbm.circulant_embedding_sample(key, jnp.array([1.0]))
+    # traced: a NaN draw (no host callback in the program), a valid embedding untouched
+    assert np.all(np.isnan(jax.jit(fbm.circulant_embedding_sample)(key, jnp.array([1.0, 0.9, 0.0]))))
+    assert np.all(np.isfinite(jax.jit(fbm.circulant_embedding_sample)(key, jnp.array([1.0, 0.3, 0.0]))))
 
 
 # --------------------------------------------------------------------------------------------

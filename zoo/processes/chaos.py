@@ -392,6 +392,8 @@ def reference_solve(system: str | Flow, x0, times, *, params: Mapping[str, Any] 
     """
     import diffrax
 
+    from zoo.processes.ode import checked_states
+
     flow = get_flow(system)
     solvers = {"dopri5": diffrax.Dopri5, "kvaerno5": diffrax.Kvaerno5}
     if solver not in solvers:
@@ -402,9 +404,9 @@ def reference_solve(system: str | Flow, x0, times, *, params: Mapping[str, Any] 
     solution = diffrax.diffeqsolve(
         term, solvers[solver](), t0=times[0], t1=times[-1], dt0=None, y0=jnp.asarray(x0, dtype=float), args=merged,
         saveat=diffrax.SaveAt(ts=times), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
+        max_steps=max_steps, throw=False,
     )
-    return solution.ys
+    return checked_states(solution, "reference_solve")
 
 
 # --------------------------------------------------------------------------------------------

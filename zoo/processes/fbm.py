@@ -403,8 +403,10 @@ def circulant_embedding_sample(key: jax.Array, autocov, *, tol: float = 1e-10) -
     Davies–Harte: with ``λ`` the circulant eigenvalues (:func:`circulant_eigenvalues`) and ``m = 2n``,
     ``Y = FFT(sqrt(λ/m) ⊙ (Z_1 + i Z_2))``; ``Re Y[:n]`` has exactly the Toeplitz covariance.
     Returns shape ``(n,)``. Raises ``ValueError`` if the embedding is not nonnegative definite
-    (some ``λ < -tol·max λ``) when the autocovariance is concrete; under ``jit`` the same
-    condition raises through ``equinox.error_if``.
+    (some ``λ < -tol·max λ``) when the autocovariance is concrete; traced (under ``jit`` or
+    ``vmap``) the draw is NaN there, as a failed check is elsewhere in the zoo
+    (:mod:`zoo.processes.ode`: no host callback, so the program stays in JAX's persistent cache).
+    fGn's embedding is nonnegative definite (checked over an H grid in ``tests/processes/test_fbm.py``).
     """
     r = jnp.asarray(autocov)
     if r.ndim != 1 or r.shape[0] < 2:
@@ -417,9 +419,7 @@ def circulant_embedding_sample(key: jax.Array, autocov, *, tol: float = 1e-10) -
         if bool(bad):
             raise ValueError(message.format(float(jnp.min(lam))))
     else:
-        import equinox as eqx
-
-        lam = eqx.error_if(lam, bad, message.format("< 0"))
+        lam = jnp.where(bad, jnp.nan, lam)
     return _embedding_draw(key, lam)
 
 

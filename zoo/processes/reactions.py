@@ -72,6 +72,7 @@ from numpyro.distributions import constraints
 
 from inference.validate import concrete
 from zoo.processes import gillespie as _gillespie
+from zoo.processes.ode import checked_states
 
 __all__ = [
     "ReactionNetwork",
@@ -656,15 +657,16 @@ class ReactionNetwork:
 
 
 def solve_ode(term, t0, t1, y0, step, rtol, atol, max_steps, saveat):
-    """Tsit5 from ``t0`` to ``t1``: fixed steps of length ``step`` or adaptive (PID) steps."""
+    """Tsit5 from ``t0`` to ``t1``: fixed steps of length ``step`` or adaptive (PID) steps; a failed
+    solve raises (concrete) or gives NaN states (traced): :func:`zoo.processes.ode.checked_states`."""
     if step is None:
         controller, dt0 = diffrax.PIDController(rtol=rtol, atol=atol), None
     else:
         _check_dt(step)
         controller, dt0 = diffrax.ConstantStepSize(), step
     sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), t0=t0, t1=t1, dt0=dt0, y0=y0, saveat=saveat,
-                              stepsize_controller=controller, max_steps=max_steps)
-    return sol.ys
+                              stepsize_controller=controller, max_steps=max_steps, throw=False)
+    return checked_states(sol, "solve_ode")
 
 
 class LNAFilterResult(NamedTuple):

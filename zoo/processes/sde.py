@@ -623,10 +623,13 @@ def solve(sde: SDE, y0, times, path, *, solver: str = "heun", dt0, max_steps: in
     ``brownian_tree(..., levy_area=True)``). Used for reference solutions from a finer or
     higher-order integrator than a model's own grid. Fixed steps only: diffrax's adaptive
     controller on SDEs was measured loose here (SRA1 on an OU path with ``rtol=1e-5`` missed a
-    fine-grid solution by 1e-2, where a fixed step of 1/16 was within 1.1e-3).
+    fine-grid solution by 1e-2, where a fixed step of 1/16 was within 1.1e-3). A solve that reaches
+    ``max_steps`` raises (concrete) or gives NaN states (traced): :func:`zoo.processes.ode.checked_states`.
     """
     import diffrax
     import lineax
+
+    from zoo.processes.ode import checked_states
 
     sde = _check_sde(sde)
     if solver not in _SOLVERS:
@@ -652,5 +655,5 @@ def solve(sde: SDE, y0, times, path, *, solver: str = "heun", dt0, max_steps: in
 
     terms = diffrax.MultiTerm(diffrax.ODETerm(lambda t, y, args: sde.drift(t, y)), diffrax.ControlTerm(diffusion, path))
     sol = diffrax.diffeqsolve(terms, getattr(diffrax, _SOLVERS[solver])(), times[0], times[-1], dt0, y0,
-                              saveat=diffrax.SaveAt(ts=times), max_steps=max_steps)
-    return sol.ys
+                              saveat=diffrax.SaveAt(ts=times), max_steps=max_steps, throw=False)
+    return checked_states(sol, "sde.solve")
