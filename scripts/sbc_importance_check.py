@@ -32,6 +32,7 @@ are skipped. Usage (what the ``mamba_token_dynamics`` card's SBC paragraph repor
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import json
 import os
@@ -72,7 +73,7 @@ class ReplicateCheck:
     """Simulate replicate ``i`` as ``zoo sbc`` does and compute its exact quantiles."""
 
     def __init__(self, entry, config_name: str, seed: int, *, num_draws: int, scale: float, stages: int,
-                 num_chains: int | None = None):
+                 num_chains: int | None = None, init=None):
         from inference import quadrature
         from inference.prior_predictive import prior_simulate
 
@@ -83,7 +84,7 @@ class ReplicateCheck:
         self.simulate = functools.partial(prior_simulate, self.model, data_site="y", assemble=assemble,
                                           sites=entry.rank_sites)
         options = entry.recipe.options_for(config_name)
-        self.init = options.get("init", "median")
+        self.init = options.get("init", "median") if init is None else init
         self.num_chains = int(options.get("num_chains", 2)) if num_chains is None else int(num_chains)
         _, example = self.simulate(jax.random.PRNGKey(seed))
         self.functions = quadrature.potential_functions(self.model, inference.resolve_target(
@@ -212,6 +213,9 @@ def main(argv=None) -> int:
                         help="start searches (the recipe's init once per chain; default: the recipe's num_chains)")
     parser.add_argument("--out", default=None, help="default runs/sbc_is_NAME_CONFIG")
     parser.add_argument("--calibration", default=None, help="the stored sweep (default calibration/NAME/CONFIG)")
+    parser.add_argument("--init", default=None,
+                        help="the start search as a Python literal, e.g. \"{'optimize': {'screen': 4096, "
+                             "'starts_per_chain': 4, 'num_steps': 100}}\" (default: the recipe's init)")
     parser.add_argument("--max-k", type=float, default=0.7, help="Pareto k below which weights are trusted")
     parser.add_argument("--report", action="store_true", help="only print the table")
     args = parser.parse_args(argv)
@@ -219,7 +223,8 @@ def main(argv=None) -> int:
         entry = zoo.get(args.name)
         entry.config(args.config)
         replicates = parse_replicates(args.replicates)
-    except (KeyError, ValueError) as error:
+        init = None if args.init is None else ast.literal_eval(args.init)
+    except (KeyError, ValueError, SyntaxError) as error:
         print(f"sbc_importance_check: {error}", file=sys.stderr)
         return 2
     out = args.out or os.path.join("runs", f"sbc_is_{args.name}_{args.config}")
@@ -228,7 +233,7 @@ def main(argv=None) -> int:
         os.makedirs(out, exist_ok=True)
         done = load_records(out)
         check = ReplicateCheck(entry, args.config, args.seed, num_draws=args.draws, scale=args.scale,
-                               stages=args.stages, num_chains=args.chains)
+                               stages=args.stages, num_chains=args.chains, init=init)
         for i in replicates:
             if i in done:
                 continue
