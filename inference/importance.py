@@ -43,13 +43,15 @@ class ImportanceDraws(NamedTuple):
     """``draws``: ``{site: (n, ...)}`` in the constrained space (deterministic sites included);
     ``unconstrained``: ``(n, d)``; ``weights``: Pareto-smoothed, normalised ``(n,)`` (0 for a draw
     where the potential is not finite); ``pareto_k``: the smoothing's shape k̂ (< 0.7: reliable);
-    ``ess``: ``1 / Σ w²``."""
+    ``ess``: ``1 / Σ w²``; ``potential``: ``(n,)``, the program's potential (negative log joint
+    density in the unconstrained space) at each draw."""
 
     draws: dict
     unconstrained: np.ndarray
     weights: np.ndarray
     pareto_k: float
     ess: float
+    potential: np.ndarray
 
 
 def _t_logpdf(u: np.ndarray, mean: np.ndarray, chol: np.ndarray, dof: float) -> np.ndarray:
@@ -131,7 +133,7 @@ def importance_sample(functions, data: Any, key, mean, factor, *, num_draws: int
     # the program's own constraining maps (NumPyro's constrain_fn), with its deterministic sites
     values = jax.vmap(functions.constrained, in_axes=(0, None))(jax.numpy.asarray(u), data)
     draws = {name: np.asarray(value) for name, value in values.items()}
-    return ImportanceDraws(draws, u, weights, float(k_hat), float(1.0 / np.sum(weights**2)))
+    return ImportanceDraws(draws, u, weights, float(k_hat), float(1.0 / np.sum(weights**2)), potential)
 
 
 def weighted_quantiles(values, weights, qs) -> np.ndarray:

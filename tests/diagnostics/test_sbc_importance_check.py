@@ -42,11 +42,11 @@ def test_quantiles_of_a_stored_sweep_agree_with_its_ranks(tmp_path, capsys):
     for i, record in records.items():
         assert record["pareto_k"] < 0.7 and record["ess"] > 1000, record
         q = record["quantile"]["A[0,0]"]
-        assert 0.0 <= q <= 1.0
+        assert 0.0 <= q <= 1.0 and 0.0 <= record["density_quantile"] <= 1.0
         # the stored truth is the regenerated one: the same prior_simulate under the same key
         assert record["truth"]["A[0,0]"] == pytest.approx(stored.loc[i, "truth"], rel=1e-9)
         assert abs(ranks[i]["A[0,0]"] / num_draws - q) < 0.2, (i, ranks[i], q)
-    assert "| A[0,0] | 4 |" in text and text.rstrip().splitlines()[-1].startswith("replicates with a quantile")
+    assert "| A[0,0] | 4 |" in text and "| (joint: mass denser than the truth) | 4 |" in text and text.rstrip().splitlines()[-1].startswith("replicates with a quantile")
     row = next(line for line in text.splitlines() if line.startswith("| A[0,0]"))
     assert row.endswith("| - |"), row  # no replicate where NUTS and the exact posterior disagree
     # resumable: a second run computes nothing and reports the same
