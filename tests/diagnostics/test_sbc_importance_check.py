@@ -30,23 +30,23 @@ def test_quantiles_of_a_stored_sweep_agree_with_its_ranks(tmp_path, capsys):
     script = _script()
     out = str(tmp_path / "is")
     calibration = os.path.join(ROOT, "calibration", "lgssm", "scalar")
-    code = script.main(["lgssm", "--config", "scalar", "--replicates", "0-3", "--draws", "4000", "--out", out,
+    code = script.main(["lgssm", "--config", "scalar", "--replicates", "0-2", "--draws", "3000", "--out", out,
                         "--calibration", calibration])
     assert code == 0
     text = capsys.readouterr().out
     records = script.load_records(out)
-    assert sorted(records) == [0, 1, 2, 3]
+    assert sorted(records) == [0, 1, 2]
     ranks, _, num_draws = script.stored_ranks(calibration)
     stored = pd.read_csv(os.path.join(calibration, "ranks.csv")).set_index("replicate")
     assert num_draws == 99
     for i, record in records.items():
-        assert record["pareto_k"] < 0.7 and record["ess"] > 1000, record
+        assert record["pareto_k"] < 0.7 and record["ess"] > 800, record
         q = record["quantile"]["A[0,0]"]
         assert 0.0 <= q <= 1.0 and 0.0 <= record["density_quantile"] <= 1.0
         # the stored truth is the regenerated one: the same prior_simulate under the same key
         assert record["truth"]["A[0,0]"] == pytest.approx(stored.loc[i, "truth"], rel=1e-9)
         assert abs(ranks[i]["A[0,0]"] / num_draws - q) < 0.2, (i, ranks[i], q)
-    assert "| A[0,0] | 4 |" in text and "| (joint: mass denser than the truth) | 4 |" in text and text.rstrip().splitlines()[-1].startswith("replicates with a quantile")
+    assert "| A[0,0] | 3 |" in text and "| (joint: mass denser than the truth) | 3 |" in text and text.rstrip().splitlines()[-1].startswith("replicates with a quantile")
     row = next(line for line in text.splitlines() if line.startswith("| A[0,0]"))
     assert row.endswith("| - |"), row  # no replicate where NUTS and the exact posterior disagree
     # resumable: a second run computes nothing and reports the same
