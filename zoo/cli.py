@@ -508,15 +508,27 @@ def _cmd_sbc(args) -> int:
 
     run_method, run_options = _method_and_options(entry, args.method, args.config, options)
 
+    out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
+    # a runner that checkpoints (nuts, pmmh, pgibbs, smc2) writes each replicate's progress into the
+    # sweep folder after every chunk, named by the fit's seed (a function of the data): an
+    # interrupted sweep resumes its running fits where they stopped, to the same draws; the file
+    # goes once the fit returns
+    checkpointed = ("checkpoint_path" in inspect.signature(inference.get_runner(run_method)).parameters
+                    and "checkpoint_path" not in run_options)
+
     def fit(data):
-        return inference.fit(entry, data, method=run_method, seed=seed_for(data), config=config,
-                             progress=False, **run_options)
+        seed = seed_for(data)
+        progress_file = {"checkpoint_path": os.path.join(out, f"fit_{seed}.ckpt.npz")} if checkpointed else {}
+        idata = inference.fit(entry, data, method=run_method, seed=seed, config=config, progress=False,
+                              **progress_file, **run_options)
+        if progress_file and os.path.exists(progress_file["checkpoint_path"]):
+            os.remove(progress_file["checkpoint_path"])
+        return idata
 
     def fit_batch(datasets):
         return inference.fit_batch(entry, datasets, method=run_method, seeds=[seed_for(d) for d in datasets],
                                    config=config, progress=False, **run_options)
 
-    out = args.out or os.path.join("runs", f"sbc_{entry.name}_{args.config}_{method}")
     recipe = {"method": run_method, "options": run_options}
     # the recipe the fits run is part of the sweep: a folder is never resumed under a changed recipe
     settings = {"entry": entry.name, "config": args.config, "method": method,

@@ -280,6 +280,52 @@ def test_interrupt_on_the_command_line_does_not_wait_for_the_computation_in_flig
 
 
 @pytest.mark.xla_optimized  # the resumed draws equal the uninterrupted ones bit for bit as users compile
+def test_an_interrupted_sbc_sweep_resumes_its_running_fit(monkeypatch, capsys, tmp_path):
+    """`zoo sbc` interrupted mid-fit (after the fit's third checkpoint) keeps that fit's progress in
+    the sweep folder; the same command resumes it and ranks the truth as an uninterrupted sweep
+    does; the progress file is gone once the replicate is written."""
+    import numpy as np
+
+    from inference import checkpoint
+    from zoo import cli
+
+    base = ["sbc", "lgssm", "--config", "scalar", "--n", "2", "--draws", "9", "--no-progress",
+            "--option", "num_warmup=30", "--option", "num_samples=30", "--option", "num_chains=1",
+            "--option", "chunk_size=10"]
+    assert cli.main([*base, "--out", str(tmp_path / "plain")]) in (0, 1)
+    real, calls = checkpoint.atomic_savez, []
+
+    def savez_then_interrupt(path, /, **arrays):
+        real(path, **arrays)
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "atomic_savez", savez_then_interrupt)
+        assert cli.main([*base, "--out", str(tmp_path / "cut")]) == 130
+    progress = [name for name in os.listdir(tmp_path / "cut") if name.endswith(".ckpt.npz")]
+    assert len(progress) == 1 and progress[0].startswith("fit_"), os.listdir(tmp_path / "cut")
+    assert int(checkpoint.read_extras(str(tmp_path / "cut" / progress[0]))["done"]) == 30  # the warmup's 3 chunks
+    written = []
+
+    def savez_counted(path, /, **arrays):
+        real(path, **arrays)
+        written.append(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "atomic_savez", savez_counted)
+        assert cli.main([*base, "--out", str(tmp_path / "cut")]) in (0, 1)
+    # replicate 0 went on from its 30 warmup iterations (3 sampling chunks left), replicate 1 ran all 6
+    assert sum(path.endswith(".ckpt.npz") for path in written) == 3 + 6, written
+    assert sorted(os.listdir(tmp_path / "cut")) == ["manifest.json", "replicate_00000.npz", "replicate_00001.npz"]
+    for name in ("replicate_00000.npz", "replicate_00001.npz"):
+        plain, resumed = (np.load(tmp_path / folder / name) for folder in ("plain", "cut"))
+        np.testing.assert_array_equal(plain["ranks"], resumed["ranks"])
+    capsys.readouterr()
+
+
+@pytest.mark.xla_optimized  # the resumed draws equal the uninterrupted ones bit for bit as users compile
 def test_sigterm_mid_fit_keeps_the_checkpoint_and_the_rerun_resumes_to_the_same_draws(monkeypatch, capsys, tmp_path):
     """Issue 20, item 9: `zoo fit --checkpoint FILE` interrupted (here by SIGTERM right after the
     warmup's four checkpoints and the first sampling chunk's) exits 130 naming FILE; the same
