@@ -29,8 +29,9 @@ rank and quantile disagree.
 Resumable: one JSON file per replicate under ``--out``, written atomically; replicates present
 are skipped. Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
 
-    nice python scripts/sbc_importance_check.py mamba_token_dynamics --replicates 0-99
-    python scripts/sbc_importance_check.py mamba_token_dynamics --report
+    nice python scripts/sbc_importance_check.py mamba_token_dynamics --replicates 0-99 --chains 1 --draws 12000
+    python scripts/sbc_importance_check.py mamba_token_dynamics --report \
+        --csv calibration/mamba_token_dynamics/small/importance_check.csv
 """
 
 from __future__ import annotations
@@ -227,6 +228,29 @@ def report(records: dict[int, dict], folder: str, max_k: float) -> str:
     return "\n".join(lines)
 
 
+CSV_COLUMNS = ("replicate", "element", "truth", "quantile", "mean", "sd", "density_quantile", "pareto_k", "ess",
+               "draws", "stages", "start_searches")
+
+
+def write_csv(records: dict[int, dict], path: str) -> None:
+    """One row per replicate and element (atomically): what the report is computed from, kept
+    beside the stored sweep (``calibration/ENTRY/CONFIG/importance_check.csv``)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for i, r in sorted(records.items()):
+        settings = r.get("settings", {})
+        for label in r["quantile"]:
+            writer.writerow([i, label, repr(r["truth"][label]), repr(r["quantile"][label]), repr(r["mean"][label]),
+                             repr(r["sd"][label]), repr(r.get("density_quantile", float("nan"))),
+                             repr(r["pareto_k"]), repr(r["ess"]), settings.get("draws", ""),
+                             settings.get("stages", ""), settings.get("start_searches", "")])
+    atomic_write_text(path, buffer.getvalue())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name", help="a registered entry whose recipe's init and Laplace preconditioner apply")
@@ -245,6 +269,8 @@ def main(argv=None) -> int:
                              "'starts_per_chain': 4, 'num_steps': 100}}\" (default: the recipe's init)")
     parser.add_argument("--max-k", type=float, default=0.7, help="Pareto k below which weights are trusted")
     parser.add_argument("--report", action="store_true", help="only print the table")
+    parser.add_argument("--csv", default=None, help="also write the records as CSV here (one row per replicate "
+                                                    "and element)")
     args = parser.parse_args(argv)
     try:
         entry = zoo.get(args.name)
@@ -271,6 +297,8 @@ def main(argv=None) -> int:
                   + f" ({record.get('cpu_seconds', 0):.0f} CPU-s)", flush=True)
     records = {i: r for i, r in load_records(out).items() if i in replicates}
     print(report(records, folder, args.max_k))
+    if args.csv:
+        write_csv(records, args.csv)
     return 0
 
 

@@ -118,7 +118,8 @@ nearly constant): R-hat 1.03, ESS 80, 357 divergent, 31 minutes. Such replicates
 sweep reports with divergences or short of ESS; their ranks count, and the table says how many.
 The exact posterior of each replicate tells a fit that failed from a truth in the posterior's tail
 (``scripts/sbc_importance_check.py``: the recipe's start search and Laplace point, then 12,000
-importance draws from Student-t proposals; Pareto k̂ < 0.7 trusted). On replicates 0–58 it is
+importance draws from Student-t proposals; Pareto k̂ < 0.7 trusted; each replicate's figures in
+``calibration/mamba_token_dynamics/small/importance_check.csv``). On replicates 0–58 it is
 trusted on 53 (not on 2, 17, 30, 49, 54, 55, all with a blow-up inside the window). There the
 truths' exact quantiles are uniform (chi-square p = 0.19, 0.15, 0.15, 0.73 for μ, s_Δ, a, σ; the
 joint statistic, the posterior mass denser than the truth, p = 0.73), and the stored NUTS ranks

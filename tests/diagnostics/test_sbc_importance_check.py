@@ -52,8 +52,13 @@ def test_quantiles_of_a_stored_sweep_agree_with_its_ranks(tmp_path, capsys):
     # resumable: a second run computes nothing and reports the same
     with open(os.path.join(out, "replicate_00000.json")) as handle:
         first = json.load(handle)
-    assert script.main(["lgssm", "--config", "scalar", "--replicates", "0", "--out", out, "--report"]) == 0
+    table = str(tmp_path / "check.csv")
+    assert script.main(["lgssm", "--config", "scalar", "--replicates", "0-2", "--out", out, "--report",
+                        "--csv", table]) == 0
     assert script.load_records(out)[0] == first
+    rows = pd.read_csv(table)
+    assert list(rows.columns) == list(script.CSV_COLUMNS) and len(rows) == 3
+    assert rows.loc[0, "quantile"] == first["quantile"]["A[0,0]"] and rows.loc[0, "element"] == "A[0,0]"
 
 
 def test_bad_replicates_are_named(capsys):
