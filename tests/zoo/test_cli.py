@@ -287,22 +287,16 @@ def test_an_interrupted_sbc_sweep_resumes_its_running_fit(monkeypatch, capsys, t
     import numpy as np
 
     from inference import checkpoint
+    from tests.inference.test_checkpoint_runs import Interrupt
     from zoo import cli
 
     base = ["sbc", "lgssm", "--config", "scalar", "--n", "2", "--draws", "9", "--no-progress",
             "--option", "num_warmup=30", "--option", "num_samples=30", "--option", "num_chains=1",
             "--option", "chunk_size=10"]
     assert cli.main([*base, "--out", str(tmp_path / "plain")]) in (0, 1)
-    real, calls = checkpoint.atomic_savez, []
-
-    def savez_then_interrupt(path, /, **arrays):
-        real(path, **arrays)
-        calls.append(path)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-
+    real = checkpoint.atomic_savez
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "atomic_savez", savez_then_interrupt)
+        Interrupt(patch, after=3)  # Ctrl-C right after the third checkpoint write
         assert cli.main([*base, "--out", str(tmp_path / "cut")]) == 130
     progress = [name for name in os.listdir(tmp_path / "cut") if name.endswith(".ckpt.npz")]
     assert len(progress) == 1 and progress[0].startswith("fit_"), os.listdir(tmp_path / "cut")
