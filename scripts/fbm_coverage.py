@@ -121,22 +121,26 @@ class ImportanceSampler:
         self.functions = quadrature.potential_functions(self.model, example_data)
         self.num_draws, self.scale, self.dof, self.stages = num_draws, scale, dof, stages
 
-    def weighted_draws(self, key, data) -> tuple[dict, np.ndarray, float]:
-        """``(draws, weights, k_hat)``: the draws ``{site: (num_draws, ...)}`` in the constrained
-        space, their Pareto-smoothed normalised weights and the Pareto shape k̂."""
+    def sample(self, key, data):
+        """The :class:`inference.importance.ImportanceDraws` of ``data``'s posterior."""
         from inference import quadrature
         from inference.importance import importance_sample
 
         laplace = quadrature.log_evidence(self.functions, data, num_points=1)
-        result = importance_sample(self.functions, data, key, laplace.mode, np.linalg.cholesky(laplace.covariance),
-                                   num_draws=self.num_draws, scale=self.scale, dof=self.dof, stages=self.stages)
+        return importance_sample(self.functions, data, key, laplace.mode, np.linalg.cholesky(laplace.covariance),
+                                 num_draws=self.num_draws, scale=self.scale, dof=self.dof, stages=self.stages)
+
+    def weighted_draws(self, key, data) -> tuple[dict, np.ndarray, float]:
+        """``(draws, weights, k_hat)``: the draws ``{site: (num_draws, ...)}`` in the constrained
+        space, their Pareto-smoothed normalised weights and the Pareto shape k̂."""
+        result = self.sample(key, data)
         return result.draws, result.weights, result.pareto_k
 
     def __call__(self, key, data, truth: dict) -> dict:
-        draws, weights, k_hat = self.weighted_draws(key, data)
-        out = summarise_draws(draws, truth, weights)
-        out["pareto_k"] = float(k_hat)
-        out["ess"] = float(1.0 / np.sum(weights**2))
+        result = self.sample(key, data)
+        out = summarise_draws(result.draws, truth, result.weights)
+        out["pareto_k"] = result.pareto_k
+        out["ess"] = result.ess
         out["divergences"] = 0
         return out
 
