@@ -27,10 +27,10 @@ smoothed weights, k̂ < 0.7 trusted). Per replicate and element it records
 rank and quantile disagree.
 
 Resumable: one JSON file per replicate under ``--out``, written atomically; replicates present
-are skipped. Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
+there or in the ``--csv`` table are skipped, so a table kept in the repository carries a check
+across sessions (a JSON record wins over the table's row). Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
 
-    nice python scripts/sbc_importance_check.py mamba_token_dynamics --replicates 0-99 --chains 1 --draws 12000
-    python scripts/sbc_importance_check.py mamba_token_dynamics --report \
+    nice python scripts/sbc_importance_check.py mamba_token_dynamics --replicates 0-99 --chains 1 --draws 12000 \
         --csv calibration/mamba_token_dynamics/small/importance_check.csv
 """
 
@@ -167,6 +167,33 @@ def load_records(out: str) -> dict[int, dict]:
     return records
 
 
+def read_csv(path: str) -> dict[int, dict]:
+    """The records a ``--csv`` table holds (what :func:`write_csv` wrote), so a report can join
+    replicates computed in another session, whose JSON files are gone, with new ones."""
+    import pandas as pd
+
+    records: dict[int, dict] = {}
+    table = pd.read_csv(path, keep_default_na=False, na_values=["nan"])
+    missing = set(CSV_COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"--csv: {path} lacks the columns {sorted(missing)} of a table this script wrote")
+    for i, rows in table.groupby("replicate", sort=True):
+        first = rows.iloc[0]
+        record = {"replicate": int(i), "truth": {}, "quantile": {}, "mean": {}, "sd": {},
+                  "pareto_k": float(first["pareto_k"]), "ess": float(first["ess"]),
+                  "settings": {key: int(first[key]) for key in ("draws", "stages", "start_searches")
+                               if str(first[key]) != ""}}
+        if np.isfinite(first["density_quantile"]):
+            record["density_quantile"] = float(first["density_quantile"])
+        for _, row in rows.iterrows():
+            if row["element"] == "":  # a replicate without a posterior (Laplace not finite)
+                continue
+            for field in ("truth", "quantile", "mean", "sd"):
+                record[field][row["element"]] = float(row[field])
+        records[int(i)] = record
+    return records
+
+
 def stored_ranks(folder: str) -> tuple[dict[int, dict[str, int]], dict[int, tuple[float, int]], int]:
     """The stored sweep's ranks ``{replicate: {element: rank}}``, fit quality and L (none: empty)."""
     from diagnostics.calibration import load_stored
@@ -243,6 +270,9 @@ def write_csv(records: dict[int, dict], path: str) -> None:
     writer.writerow(CSV_COLUMNS)
     for i, r in sorted(records.items()):
         settings = r.get("settings", {})
+        if not r["quantile"]:  # no posterior: one row keeps the replicate (untrusted) in the table
+            writer.writerow([i, "", "nan", "nan", "nan", "nan", "nan", repr(r["pareto_k"]), repr(r["ess"]),
+                             settings.get("draws", ""), settings.get("stages", ""), settings.get("start_searches", "")])
         for label in r["quantile"]:
             writer.writerow([i, label, repr(r["truth"][label]), repr(r["quantile"][label]), repr(r["mean"][label]),
                              repr(r["sd"][label]), repr(r.get("density_quantile", float("nan"))),
@@ -270,7 +300,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-k", type=float, default=0.7, help="Pareto k below which weights are trusted")
     parser.add_argument("--report", action="store_true", help="only print the table")
     parser.add_argument("--csv", default=None, help="also write the records as CSV here (one row per replicate "
-                                                    "and element)")
+                                                    "and element); replicates it already holds are kept and "
+                                                    "not computed again")
     args = parser.parse_args(argv)
     try:
         entry = zoo.get(args.name)
@@ -282,9 +313,15 @@ def main(argv=None) -> int:
         return 2
     out = args.out or os.path.join("runs", f"sbc_is_{args.name}_{args.config}")
     folder = args.calibration or os.path.join("calibration", args.name, args.config)
+    try:
+        # replicates a --csv table already holds count as computed (their JSON files may be gone)
+        kept = read_csv(args.csv) if args.csv and os.path.exists(args.csv) else {}
+    except ValueError as error:
+        print(f"sbc_importance_check: {error}", file=sys.stderr)
+        return 2
     if not args.report:
         os.makedirs(out, exist_ok=True)
-        done = load_records(out)
+        done = {**kept, **load_records(out)}
         check = ReplicateCheck(entry, args.config, args.seed, num_draws=args.draws, scale=args.scale,
                                stages=args.stages, num_chains=args.chains, init=init)
         for i in replicates:
@@ -295,10 +332,10 @@ def main(argv=None) -> int:
             print(f"replicate {i}: k {record['pareto_k']:.2f}, ESS {record['ess']:.0f}, quantiles "
                   + ", ".join(f"{k} {v:.4f}" for k, v in record["quantile"].items())
                   + f" ({record.get('cpu_seconds', 0):.0f} CPU-s)", flush=True)
-    records = {i: r for i, r in load_records(out).items() if i in replicates}
-    print(report(records, folder, args.max_k))
-    if args.csv:
-        write_csv(records, args.csv)
+    everything = {**kept, **load_records(out)}
+    print(report({i: r for i, r in everything.items() if i in replicates}, folder, args.max_k))
+    if args.csv:  # every replicate known, not only --replicates: the table never loses rows
+        write_csv(everything, args.csv)
     return 0
 
 

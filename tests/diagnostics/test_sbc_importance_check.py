@@ -59,6 +59,37 @@ def test_quantiles_of_a_stored_sweep_agree_with_its_ranks(tmp_path, capsys):
     rows = pd.read_csv(table)
     assert list(rows.columns) == list(script.CSV_COLUMNS) and len(rows) == 3
     assert rows.loc[0, "quantile"] == first["quantile"]["A[0,0]"] and rows.loc[0, "element"] == "A[0,0]"
+    # the table carries the check without its JSON files: read back, nothing is computed again and
+    # the report is the same
+    capsys.readouterr()
+    for name in os.listdir(out):
+        os.remove(os.path.join(out, name))
+    assert script.main(["lgssm", "--config", "scalar", "--replicates", "0-2", "--out", out,
+                        "--calibration", calibration, "--csv", table]) == 0
+    again = capsys.readouterr().out
+    assert again.startswith("3 replicate(s) computed") and text.endswith(again) and os.listdir(out) == []
+    # a report of fewer replicates keeps the table's other rows
+    assert script.main(["lgssm", "--config", "scalar", "--replicates", "1", "--out", out, "--report",
+                        "--csv", table]) == 0
+    assert "1 replicate(s) computed" in capsys.readouterr().out and len(pd.read_csv(table)) == 3
+    back = script.read_csv(table)
+    for i, record in records.items():
+        for field in ("truth", "quantile", "mean", "sd", "pareto_k", "ess", "density_quantile"):
+            assert back[i][field] == record[field], (i, field)
+
+
+def test_a_replicate_without_a_posterior_survives_the_table(tmp_path):
+    script = _script()
+    record = {"replicate": 4, "truth": {}, "quantile": {}, "mean": {}, "sd": {}, "pareto_k": float("inf"),
+              "ess": 0.0, "settings": {"draws": 100, "stages": 2, "start_searches": 1}}
+    table = str(tmp_path / "check.csv")
+    script.write_csv({4: record}, table)
+    back = script.read_csv(table)
+    assert list(back) == [4] and back[4]["quantile"] == {} and back[4]["pareto_k"] == float("inf")
+    assert "untrusted (k >= 0.70): 4 (k inf)" in script.report(back, str(tmp_path / "none"), 0.7)
+    (tmp_path / "other.csv").write_text("replicate,element\n0,mu\n")
+    with pytest.raises(ValueError, match="--csv: .* lacks the columns"):
+        script.read_csv(str(tmp_path / "other.csv"))
 
 
 def test_bad_replicates_are_named(capsys):
