@@ -28,7 +28,8 @@ rank and quantile disagree.
 
 Resumable: one JSON file per replicate under ``--out``, written atomically; replicates present
 there or in the ``--csv`` table are skipped, so a table kept in the repository carries a check
-across sessions (a JSON record wins over the table's row). Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
+across sessions (the table's rows win over a JSON record of the same replicate: a run writes
+every record it knows into the table, so a JSON file the table disagrees with is a stale one). Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
 
     nice python scripts/sbc_importance_check.py mamba_token_dynamics --replicates 0-99 --chains 1 --draws 12000 \
         --csv calibration/mamba_token_dynamics/small/importance_check.csv
@@ -321,7 +322,7 @@ def main(argv=None) -> int:
         return 2
     if not args.report:
         os.makedirs(out, exist_ok=True)
-        done = {**kept, **load_records(out)}
+        done = {**load_records(out), **kept}
         check = ReplicateCheck(entry, args.config, args.seed, num_draws=args.draws, scale=args.scale,
                                stages=args.stages, num_chains=args.chains, init=init)
         for i in replicates:
@@ -332,7 +333,7 @@ def main(argv=None) -> int:
             print(f"replicate {i}: k {record['pareto_k']:.2f}, ESS {record['ess']:.0f}, quantiles "
                   + ", ".join(f"{k} {v:.4f}" for k, v in record["quantile"].items())
                   + f" ({record.get('cpu_seconds', 0):.0f} CPU-s)", flush=True)
-    everything = {**kept, **load_records(out)}
+    everything = {**load_records(out), **kept}
     print(report({i: r for i, r in everything.items() if i in replicates}, folder, args.max_k))
     if args.csv:  # every replicate known, not only --replicates: the table never loses rows
         write_csv(everything, args.csv)

@@ -87,6 +87,13 @@ def test_a_replicate_without_a_posterior_survives_the_table(tmp_path):
     back = script.read_csv(table)
     assert list(back) == [4] and back[4]["quantile"] == {} and back[4]["pareto_k"] == float("inf")
     assert "untrusted (k >= 0.70): 4 (k inf)" in script.report(back, str(tmp_path / "none"), 0.7)
+    # the table's row wins over a stale JSON record of the same replicate
+    out = tmp_path / "is"
+    out.mkdir()
+    (out / "replicate_00004.json").write_text(json.dumps({**record, "pareto_k": 0.1}))
+    assert script.main(["lgssm", "--config", "scalar", "--replicates", "4", "--out", str(out), "--report",
+                        "--csv", table]) == 0
+    assert script.read_csv(table)[4]["pareto_k"] == float("inf")
     (tmp_path / "other.csv").write_text("replicate,element\n0,mu\n")
     with pytest.raises(ValueError, match="--csv: .* lacks the columns"):
         script.read_csv(str(tmp_path / "other.csv"))
