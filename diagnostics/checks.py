@@ -313,10 +313,22 @@ def check_rhat(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
         return [Verdict("R-hat", "warn", math.nan, warn,
                         f"only {draws} draws per chain: R-hat needs at least 4")]
     rhat = stats_quietly(az.rhat, posterior[names])
+    return _per_variable(
+        posterior, names, rhat, "R-hat", warn, fail, worst="max",
+        describe=lambda value, where, size, note: (f"max R-hat {value:.3f}{where} over {size} element(s); "
+                                                   f"warn > {warn:g}, fail > {fail:g}{note}"))
+
+
+def _per_variable(posterior, names, statistic, label: str, warn: float, fail: float, *, worst: str,
+                  describe) -> list[Verdict]:
+    """One verdict per variable from ``statistic`` (an ArviZ dataset of per-element values): its
+    worst element (``worst``: ``"max"`` or ``"min"``) against the thresholds; non-finite or
+    constant elements are screened first. ``describe(value, where, size, note)`` words the verdict."""
+    status_of = _status_above if worst == "max" else _status_below
     verdicts = []
     for var in names:
         da = posterior[var]
-        name = f"R-hat {var}"
+        name = f"{label} {var}"
         if da.size == 0:
             continue
         nonfinite, constant = screen_elements(da)
@@ -324,18 +336,16 @@ def check_rhat(idata: az.InferenceData, *, var_names: Sequence[str] | None = Non
         if screened is not None:
             verdicts.append(screened)
             continue
-        values = np.where(constant, np.nan, np.asarray(rhat[var].values, dtype=float))
+        values = np.where(constant, np.nan, np.asarray(statistic[var].values, dtype=float))
         if not np.any(np.isfinite(values)):
-            verdicts.append(Verdict(name, "fail", math.nan, fail, "R-hat is undefined (NaN)"))
+            verdicts.append(Verdict(name, "fail", math.nan, fail, f"{label} is undefined (NaN)"))
             continue
-        index = _worst_index(values, "max")
+        index = _worst_index(values, worst)
         value = float(values[index])
-        status, threshold = _status_above(value, warn, fail)
+        status, threshold = status_of(value, warn, fail)
         where = f" at {label_at(da, var, index)}" if da.ndim > 2 else ""
-        verdicts.append(Verdict(
-            name, status, value, threshold,
-            f"max R-hat {value:.3f}{where} over {values.size} element(s); warn > {warn:g}, "
-            f"fail > {fail:g}{_constant_note(constant)}"))
+        verdicts.append(Verdict(name, status, value, threshold,
+                                describe(value, where, values.size, _constant_note(constant))))
     return verdicts
 
 
@@ -351,30 +361,10 @@ def _check_ess(idata, method: str, label: str, var_names, warn_per_chain, fail_p
         return [Verdict(label, "warn", math.nan, warn,
                         f"only {draws} draws per chain: ESS needs at least 4")]
     ess = stats_quietly(az.ess, posterior[names], method=method)
-    verdicts = []
-    for var in names:
-        da = posterior[var]
-        name = f"{label} {var}"
-        if da.size == 0:
-            continue
-        nonfinite, constant = screen_elements(da)
-        screened = _screen_verdict(name, var, da, nonfinite, constant, warn)
-        if screened is not None:
-            verdicts.append(screened)
-            continue
-        values = np.where(constant, np.nan, np.asarray(ess[var].values, dtype=float))
-        if not np.any(np.isfinite(values)):
-            verdicts.append(Verdict(name, "fail", math.nan, fail, f"{label} is undefined (NaN)"))
-            continue
-        index = _worst_index(values, "min")
-        value = float(values[index])
-        status, threshold = _status_below(value, warn, fail)
-        where = f" at {label_at(da, var, index)}" if da.ndim > 2 else ""
-        verdicts.append(Verdict(
-            name, status, value, threshold,
-            f"min {label} {value:.0f}{where} of {chains * draws} draws ({chains} chain(s)); "
-            f"warn < {warn:g}, fail < {fail:g}{_constant_note(constant)}"))
-    return verdicts
+    return _per_variable(
+        posterior, names, ess, label, warn, fail, worst="min",
+        describe=lambda value, where, size, note: (f"min {label} {value:.0f}{where} of {chains * draws} draws "
+                                                   f"({chains} chain(s)); warn < {warn:g}, fail < {fail:g}{note}"))
 
 
 def check_ess_bulk(idata: az.InferenceData, *, var_names: Sequence[str] | None = None,
