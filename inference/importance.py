@@ -36,6 +36,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from inference.quadrature import batched_potential
+from inference.validate import positive_int
+
 __all__ = ["ImportanceDraws", "importance_sample", "weighted_quantiles", "weighted_cdf"]
 
 
@@ -80,7 +83,7 @@ def _log_weights(u, potential, proposals, sizes, dof) -> np.ndarray:
 
 
 def importance_sample(functions, data: Any, key, mean, factor, *, num_draws: int, scale: float = 1.6,
-                      dof: float = 3.0, stages: int = 2) -> ImportanceDraws:
+                      dof: float = 3.0, stages: int = 2, chunk_size: int = 1024) -> ImportanceDraws:
     """The posterior of ``functions``' program given ``data`` by adaptive importance sampling
     (module docstring).
 
@@ -88,7 +91,9 @@ def importance_sample(functions, data: Any, key, mean, factor, *, num_draws: int
     and ``factor`` (d, d): the first proposal's centre and scale factor in the unconstrained space
     (the Laplace approximation: ``factor @ factor.T = H⁻¹``, a Cholesky factor or the whitening of
     :func:`inference.laplace.whitening`); ``num_draws`` in all, over ``stages`` stages; ``scale``
-    widens every proposal's factor; ``dof``: the Student-t's ν.
+    widens every proposal's factor; ``dof``: the Student-t's ν; ``chunk_size``: potential
+    evaluations per jitted batch (:func:`inference.quadrature.batched_potential`: memory grows
+    with it, by what one evaluation holds).
     Raises ``ValueError`` naming the argument for a centre or factor of the wrong shape or not
     finite, and when no draw has a finite potential."""
     from scipy import special
@@ -100,6 +105,7 @@ def importance_sample(functions, data: Any, key, mean, factor, *, num_draws: int
                          f"{mean.shape}")
     if chol.shape != (d, d) or not np.all(np.isfinite(chol)) or abs(np.linalg.det(chol)) == 0:
         raise ValueError(f"factor: expected a finite, invertible ({d}, {d}) matrix, got shape {chol.shape}")
+    chunk_size = positive_int("chunk_size", chunk_size)
     if int(num_draws) < 2 * int(stages) or int(stages) < 1:
         raise ValueError(f"num_draws: expected at least two draws per stage ({stages} stages), got {num_draws}")
     keys = jax.random.split(key, stages)
@@ -120,7 +126,7 @@ def importance_sample(functions, data: Any, key, mean, factor, *, num_draws: int
                     moved = (centre, np.linalg.cholesky(cov) * scale)
             proposals.append(moved or proposals[-1])  # too few effective draws: keep the last proposal
         us.append(_t_draws(keys[stage], sizes[stage], *proposals[stage], dof))
-        pots.append(np.asarray(functions.batched(jax.numpy.asarray(us[-1]), data), dtype=float))
+        pots.append(batched_potential(functions, us[-1], data, chunk_size=chunk_size))
     u, potential = np.concatenate(us), np.concatenate(pots)
     log_w = _log_weights(u, potential, proposals, sizes, dof)
     if not np.any(np.isfinite(log_w)):
@@ -131,8 +137,9 @@ def importance_sample(functions, data: Any, key, mean, factor, *, num_draws: int
     smoothed, k_hat = az.psislw(log_w - special.logsumexp(log_w))
     weights = np.exp(smoothed - special.logsumexp(smoothed))
     # the program's own constraining maps (NumPyro's constrain_fn), with its deterministic sites
-    values = jax.vmap(functions.constrained, in_axes=(0, None))(jax.numpy.asarray(u), data)
-    draws = {name: np.asarray(value) for name, value in values.items()}
+    constrained = jax.vmap(functions.constrained, in_axes=(0, None))
+    parts = [constrained(jax.numpy.asarray(u[i:i + chunk_size]), data) for i in range(0, len(u), chunk_size)]
+    draws = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
     return ImportanceDraws(draws, u, weights, float(k_hat), float(1.0 / np.sum(weights**2)), potential)
 
 

@@ -66,7 +66,8 @@ from jax.flatten_util import ravel_pytree
 from inference.types import Target
 from inference.validate import NonFiniteLogDensityError, positive_int
 
-__all__ = ["EvidenceResult", "PotentialFunctions", "potential_functions", "log_evidence", "run_quadrature"]
+__all__ = ["EvidenceResult", "PotentialFunctions", "potential_functions", "batched_potential", "log_evidence",
+           "run_quadrature"]
 
 #: Largest number of potential evaluations (both grids) a call may ask for before it is refused.
 MAX_EVALUATIONS = 2_000_000
@@ -188,6 +189,25 @@ def _batch_length(count: int, chunk_size: int) -> int:
     return min(chunk_size, max(MIN_BATCH, 1 << max(count - 1, 0).bit_length()))
 
 
+def batched_potential(functions: PotentialFunctions, points, data: Any, *, chunk_size: int = 2048,
+                      on_chunk: Callable[[int], Any] | None = None) -> np.ndarray:
+    """The potential at each row of ``points`` ``(n, d)``: ``functions.batched`` on chunks of at
+    most ``chunk_size`` rows, each padded (with its first row) to one of a few lengths
+    (:func:`_batch_length`), so that memory stays bounded by the chunk (a program whose potential
+    holds large intermediates, a matrix exponential per draw, would ask for them all at once) and
+    few lengths compile. ``on_chunk(rows)`` after each chunk (a progress bar)."""
+    points = np.asarray(points)
+    values = []
+    for i in range(0, len(points), chunk_size):
+        chunk = points[i:i + chunk_size]
+        padded = np.concatenate([chunk, np.repeat(chunk[:1], _batch_length(len(chunk), chunk_size) - len(chunk),
+                                                  axis=0)])
+        values.append(np.asarray(functions.batched(jnp.asarray(padded), data), dtype=float)[:len(chunk)])
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return np.concatenate(values) if values else np.zeros(0)
+
+
 def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 5, chunk_size: int = 2048,
                  fd_step: float = 1e-4, progress: bool = False) -> EvidenceResult:
     """``log ∫ p(data | θ) p(θ) dθ`` by adaptive Gauss–Hermite quadrature (module docstring).
@@ -245,16 +265,8 @@ def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 
         z = nodes[grid]
         log_w = np.log(weights)[grid].sum(1) + 0.5 * np.sum(z**2, axis=1)
         points = mode[None, :] + z @ chol.T
-        values = []
-        for i in range(0, len(points), chunk_size):
-            chunk = points[i:i + chunk_size]
-            # padded with the mode to one of a few lengths: every distinct length compiles the
-            # batched potential anew (the n- and (n-1)-node rules, a last partial chunk)
-            padded = np.concatenate([chunk, np.repeat(mode[None, :], _batch_length(len(chunk), chunk_size)
-                                                      - len(chunk), axis=0)])
-            values.append(np.asarray(functions.batched(jnp.asarray(padded), data))[:len(chunk)])
-            bar.update(len(chunk))
-        values = np.concatenate(values)
+        # the n- and (n-1)-node rules and a last partial chunk share a few compiled lengths
+        values = batched_potential(functions, points, data, chunk_size=chunk_size, on_chunk=bar.update)
         log_terms = np.where(np.isfinite(values), log_w - values, -np.inf)
         return np.sum(np.log(np.diag(chol))) + float(jax.scipy.special.logsumexp(jnp.asarray(log_terms)))
 

@@ -29,7 +29,8 @@ rank and quantile disagree.
 Resumable: one JSON file per replicate under ``--out``, written atomically; replicates present
 there or in the ``--csv`` table are skipped, so a table kept in the repository carries a check
 across sessions (the table's rows win over a JSON record of the same replicate: a run writes
-every record it knows into the table, so a JSON file the table disagrees with is a stale one). Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
+every record it knows into the table, so a JSON file the table disagrees with is a stale one).
+Usage (what the ``mamba_token_dynamics`` card's SBC paragraph reports)::
 
     nice python scripts/sbc_importance_check.py mamba_token_dynamics --replicates 0-99 --chains 1 --draws 12000 \
         --csv calibration/mamba_token_dynamics/small/importance_check.csv
@@ -55,6 +56,7 @@ import zoo
 from diagnostics.convert import atomic_write_text
 from diagnostics.sbc import element_labels
 from inference.importance import importance_sample, weighted_cdf
+from inference.validate import positive_int
 
 
 def parse_replicates(text: str) -> list[int]:
@@ -79,7 +81,7 @@ class ReplicateCheck:
     """Simulate replicate ``i`` as ``zoo sbc`` does and compute its exact quantiles."""
 
     def __init__(self, entry, config_name: str, seed: int, *, num_draws: int, scale: float, stages: int,
-                 num_chains: int | None = None, init=None):
+                 num_chains: int | None = None, init=None, chunk_size: int = 1024):
         from inference import quadrature
         from inference.prior_predictive import prior_simulate
 
@@ -95,7 +97,7 @@ class ReplicateCheck:
         _, example = self.simulate(jax.random.PRNGKey(seed))
         self.functions = quadrature.potential_functions(self.model, inference.resolve_target(
             entry, example, config=self.config).data)
-        self.num_draws, self.scale, self.stages = num_draws, scale, stages
+        self.num_draws, self.scale, self.stages, self.chunk_size = num_draws, scale, stages, chunk_size
 
     def laplace(self, target, key):
         """The recipe's start (its ``init`` over ``num_chains`` chains) and the Laplace
@@ -136,7 +138,7 @@ class ReplicateCheck:
             return record
         centre, factor, converged = laplace
         result = importance_sample(self.functions, target.data, key_is, centre, factor, num_draws=self.num_draws,
-                                   scale=self.scale, stages=self.stages)
+                                   scale=self.scale, stages=self.stages, chunk_size=self.chunk_size)
         truth_u = self.unconstrained_truth(params, target.data)
         if truth_u is not None:
             truth_potential = float(self.functions.batched(jax.numpy.asarray(truth_u)[None], target.data)[0])
@@ -290,6 +292,9 @@ def main(argv=None) -> int:
     parser.add_argument("--replicates", default="0-99", help="indices, e.g. 0-99 or 3,7,10-12")
     parser.add_argument("--draws", type=int, default=20000, help="importance draws per replicate")
     parser.add_argument("--stages", type=int, default=4, help="proposal adaptations (default 4)")
+    parser.add_argument("--chunk-size", type=int, default=1024,
+                        help="potential evaluations per batch (lower it for a program whose potential holds large "
+                             "intermediates, e.g. a matrix exponential per draw)")
     parser.add_argument("--scale", type=float, default=1.6, help="widening of the Student-t proposals")
     parser.add_argument("--chains", type=int, default=None,
                         help="start searches (the recipe's init once per chain; default: the recipe's num_chains)")
@@ -308,6 +313,7 @@ def main(argv=None) -> int:
         entry = zoo.get(args.name)
         entry.config(args.config)
         replicates = parse_replicates(args.replicates)
+        positive_int("--chunk-size", args.chunk_size)
         init = None if args.init is None else ast.literal_eval(args.init)
     except (KeyError, ValueError, SyntaxError) as error:
         print(f"sbc_importance_check: {error}", file=sys.stderr)
@@ -324,7 +330,7 @@ def main(argv=None) -> int:
         os.makedirs(out, exist_ok=True)
         done = {**load_records(out), **kept}
         check = ReplicateCheck(entry, args.config, args.seed, num_draws=args.draws, scale=args.scale,
-                               stages=args.stages, num_chains=args.chains, init=init)
+                               stages=args.stages, num_chains=args.chains, init=init, chunk_size=args.chunk_size)
         for i in replicates:
             if i in done:
                 continue
