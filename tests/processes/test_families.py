@@ -179,12 +179,21 @@ def test_particle_filter_evidence_matches_kalman_within_monte_carlo_error():
     assert checks[1].std() < checks[0].std()
 
 
+def _site_shapes(model, **kwargs):
+    """``{site: shape of its value}`` of the prior predictive ``model(None, **kwargs)``, traced abstractly
+    (``jax.eval_shape``): the shapes a seeded run gives, without dispatching (and compiling) each of its
+    operations; the samplers' values are checked in law below and by the particle-filter tests."""
+    def values(k):
+        return {n: s["value"] for n, s in trace(seed(model, k)).get_trace(None, **kwargs).items()}
+
+    return {n: v.shape for n, v in jax.eval_shape(values, jax.random.PRNGKey(0)).items()}
+
+
 def test_prior_predictive_shapes_and_samplers_agree_in_law():
-    tr = trace(seed(VECTOR.model, 0)).get_trace(None, num_steps=5, num_series=3)
-    assert tr["y"]["value"].shape == (3, 5, 2) and "x" not in tr
-    assert trace(seed(VECTOR.model, 0)).get_trace(None, num_steps=5)["y"]["value"].shape == (5, 2)
-    tr = trace(seed(LAGGED.model, 0)).get_trace(None, num_steps=5, num_series=2, inputs=jnp.stack([INPUTS] * 2))
-    assert tr["y"]["value"].shape == (2, 5, 2)
+    shapes = _site_shapes(VECTOR.model, num_steps=5, num_series=3)
+    assert shapes["y"] == (3, 5, 2) and "x" not in shapes
+    assert _site_shapes(VECTOR.model, num_steps=5)["y"] == (5, 2)
+    assert _site_shapes(LAGGED.model, num_steps=5, num_series=2, inputs=jnp.stack([INPUTS] * 2))["y"] == (2, 5, 2)
     with pytest.raises(ValueError, match="num_steps"):
         seed(VECTOR.model, 0)(None)
     # the array sampler and the step-by-step laws draw the same law: mean and variance of y_T
@@ -368,8 +377,7 @@ def test_hmm_particle_filter_evidence_and_shapes():
         fk = family.ssm().feynman_kac(HMM_PARAMS, ys)
         ratio = _evidence_ratio(fk, float(family.log_likelihood(HMM_PARAMS, ys)), num_particles=200, reps=reps, seed_=s)
         assert abs(ratio.mean() - 1.0) <= mc_tolerance(ratio.std(ddof=1), reps, num_comparisons=2), ratio.mean()
-    tr = trace(seed(GAUSS.model, 0)).get_trace(None, num_steps=6, num_series=4)
-    assert tr["y"]["value"].shape == (4, 6)
+    assert _site_shapes(GAUSS.model, num_steps=6, num_series=4)["y"] == (4, 6)
     assert GAUSS.increments(HMM_PARAMS, jnp.stack([gauss, gauss])).shape == (2, T)
     # traced symbols: shapes checked, values only on concrete data
     np.testing.assert_allclose(float(jax.jit(lambda y: SYMBOLS.log_likelihood(HMM_PARAMS, y))(symbols)),

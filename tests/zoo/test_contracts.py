@@ -135,43 +135,46 @@ SSM_ENTRIES = [e for e in ENTRIES if e.ssm is not None]
 def test_state_space_form(entry: ZooEntry, key):
     config = entry.configs["small"]
     ssm = entry.ssm(config)
-    k1, k2, k3 = jax.random.split(key, 3)
-    params = ssm.sample_prior(k1)
     num_steps = 6
-    xs, ys = ssm.simulate(k2, params, num_steps)
-    assert xs.shape == (num_steps,) + tuple(ssm.state_shape)
-    assert ys.shape == (num_steps,) + tuple(ssm.obs_shape)
-    assert ssm.feynman_kac(params, ys).num_steps == num_steps
-    prior_trace = trace(seed(ssm.prior, k1)).get_trace()
-    model_params = {k: s["value"] for k, s in prior_trace.items() if s["type"] == "sample"}
-    model_params["x_init"] = xs[0]
-    model_params["x_rest"] = xs[1:]
+    fk_steps = []  # the Feynman–Kac adapter's num_steps, a Python int read while tracing
 
-    # Every quantity compared below in ONE compiled program per entry (was one eager dispatch per
-    # operation: up to a minute of CPU for an entry with many small operations per step). The loop
-    # is still unrolled in Python with a Python-int t, the counterpart of log_joint's traced t.
+    # The prior draw, the simulation and every quantity compared below in ONE compiled program per
+    # entry: run eagerly, ``sample_prior`` and ``simulate`` dispatch each small operation on its own
+    # and ``simulate``'s scan compiles as a program of its own at the default optimisation level
+    # (about 7 s of CPU for fou_mafbm, whose laws rebuild the transition arrays at every call). The
+    # loop is still unrolled in Python with a Python-int t, the counterpart of log_joint's traced t.
     @_jit
-    def quantities(params, xs, ys, model_params, k):
+    def quantities(key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        params = ssm.sample_prior(k1)
+        xs, ys = ssm.simulate(k2, params, num_steps)
+        prior_trace = trace(seed(ssm.prior, k1)).get_trace()
+        prior_sites = {k: s["value"] for k, s in prior_trace.items() if s["type"] == "sample"}
+        model_params = {**prior_sites, "x_init": xs[0], "x_rest": xs[1:]}
         loop = ssm.initial(params).log_prob(xs[0])
         for t in range(num_steps):
             if t > 0:
                 loop += ssm.transition(params, t, xs[t - 1]).log_prob(xs[t])
             loop += jnp.sum(ssm.emission(params, t, xs[t]).log_prob(ys[t]))
         fk = ssm.feynman_kac(params, ys)
-        prior_sites = {n: v for n, v in model_params.items() if n not in ("x_init", "x_rest")}
+        fk_steps.append(fk.num_steps)
         return {
+            "xs": xs, "ys": ys,
             "scan": ssm.log_joint(params, xs, ys), "loop": loop,
             "fk_initial": fk.initial_log_density(xs[0]), "initial": ssm.initial(params).log_prob(xs[0]),
             "fk_transition": fk.transition_log_density(1, xs[0], xs[1]),
             "transition": ssm.transition(params, 1, xs[0]).log_prob(xs[1]),
             "fk_emission": fk.emission_log_weight(2, xs[2]),
             "emission": jnp.sum(ssm.emission(params, 2, xs[2]).log_prob(ys[2])),
-            "x1": fk.sample_transition(k, 1, xs[0]),
+            "x1": fk.sample_transition(k3, 1, xs[0]),
             "model": log_density(ssm.model, (ys,), {}, model_params)[0],
             "prior": log_density(ssm.prior, (), {}, prior_sites)[0],
         }
 
-    q = {n: np.asarray(v) for n, v in quantities(params, xs, ys, model_params, k3).items()}
+    q = {n: np.asarray(v) for n, v in quantities(key).items()}
+    assert q["xs"].shape == (num_steps,) + tuple(ssm.state_shape)
+    assert q["ys"].shape == (num_steps,) + tuple(ssm.obs_shape)
+    assert fk_steps == [num_steps]
     # scan-based log joint equals an unrolled loop over time
     np.testing.assert_allclose(q["scan"], q["loop"], rtol=1e-8, atol=1e-8)
     # Feynman–Kac adapters agree with the distributions
