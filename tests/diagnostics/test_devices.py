@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.helpers import run_fresh_python
 
 _INHERITED = ("JAX_NUM_CPU_DEVICES", "DYNAMICS_ZOO_HOST_DEVICES", "XLA_FLAGS")
@@ -66,14 +68,14 @@ def test_a_bad_count_warns_and_leaves_jax_alone():
     assert result["warned"].startswith("DYNAMICS_ZOO_HOST_DEVICES: expected a positive integer")
 
 
-def test_parallel_chains_draw_what_sequential_chains_draw():
-    """The default on 4 host devices runs the chains in parallel, records it, and a chain's draws
-    are those of the same chain run one after another (same key, same algorithm) to rounding: the
-    two are compiled differently (``pmap`` and ``lax.map``), so the last bits differ and a
-    trajectory carries the difference along; measured 1e-5 posterior sds at most here."""
-    code = """
-import json, numpy as np, numpyro, numpyro.distributions as dist
+# One fresh interpreter on 4 host devices serves the two tests below (module fixture): the fits of
+# the first, then the pmap probes of the second (shapes only, after the fits).
+_FOUR_DEVICES = """
+import json, numpy as np, jax, jax.numpy as jnp, diffrax, numpyro, numpyro.distributions as dist
+from numpyro.infer.util import potential_energy
 import inference
+from inference.nuts import choose_chain_method
+
 def model(y=None):
     mu = numpyro.sample("mu", dist.Normal(0, 10))
     sigma = numpyro.sample("sigma", dist.HalfNormal(2))
@@ -83,26 +85,8 @@ runs = {m: inference.fit(model, y, method="nuts", num_warmup=100, num_samples=10
                          progress=False, posterior_predictive=False) for m in ("auto", "sequential")}
 same = max(float(np.max(np.abs(runs["auto"].posterior[v].values - runs["sequential"].posterior[v].values)))
            / float(runs["sequential"].posterior[v].std()) for v in ("mu", "sigma"))
-print(json.dumps({"chain_method": runs["auto"].attrs["chain_method"], "num_devices": runs["auto"].attrs["num_devices"],
-                  "asked": runs["sequential"].attrs["chain_method_reason"], "difference": same}))
-"""
-    result = _run(code, DYNAMICS_ZOO_HOST_DEVICES="4")
-    difference = result.pop("difference")
-    assert result == {"chain_method": "parallel", "num_devices": 4, "asked": "asked for"}
-    assert difference < 1e-3, f"parallel and sequential chains differ by {difference} posterior sds"
-
-
-def test_auto_chain_method_runs_vectorized_where_the_gradient_does_not_trace_under_pmap():
-    """With a device per chain "auto" picks pmap, unless the program's gradient cannot be traced
-    under pmap: diffrax's adaptive solve (its checkpointed loop's closure conversion, equinox
-    0.13.8 / JAX 0.10.2) made `zoo check stochastic_lotka_volterra` and `lotka_volterra_ode` exit
-    2 at the first gradient. Shapes only: no fit, nothing compiled."""
-    code = """
-import json, jax, jax.numpy as jnp, diffrax, numpyro, numpyro.distributions as dist
-import inference
-from inference.nuts import choose_chain_method
-from inference.runner import check_initial_point, init_strategy
-from inference.types import Target
+chains = {"chain_method": runs["auto"].attrs["chain_method"], "num_devices": runs["auto"].attrs["num_devices"],
+          "asked": runs["sequential"].attrs["chain_method_reason"], "difference": same}
 
 def decay(rate):
     term = diffrax.ODETerm(lambda t, y, args: -args * y)
@@ -118,13 +102,39 @@ def plain_model(y):
     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
-out = {}
-for name, model in (("ode", ode_model), ("plain", plain_model)):
-    start = check_initial_point(Target(model, jnp.full(2, 0.4)), init_strategy("median"), jax.random.PRNGKey(0))
-    out[name] = choose_chain_method(2, probe=(start.potential_fn, start.chain(0).z))
-print(json.dumps(out))
+probes = {}
+for name, site, m in (("ode", "rate", ode_model), ("plain", "mu", plain_model)):
+    # the potential energy of the unconstrained point, as the sampler's (traced, never compiled)
+    potential = lambda z, m=m: potential_energy(m, (jnp.full(2, 0.4),), {}, z)
+    probes[name] = choose_chain_method(2, probe=(potential, {site: jnp.asarray(0.0)}))
+print(json.dumps({"chains": chains, "probes": probes}))
 """
-    result = _run(code, DYNAMICS_ZOO_HOST_DEVICES="2")
-    assert result["plain"] == ["parallel", "2 cpu devices for 2 chains"]
+
+
+@pytest.fixture(scope="module")
+def four_devices() -> dict:
+    return run_fresh_python(_FOUR_DEVICES, drop=_INHERITED, timeout=900, DYNAMICS_ZOO_COMPILE_CACHE="0",
+                            DYNAMICS_ZOO_HOST_DEVICES="4")
+
+
+def test_parallel_chains_draw_what_sequential_chains_draw(four_devices):
+    """The default on 4 host devices runs the chains in parallel, records it, and a chain's draws
+    are those of the same chain run one after another (same key, same algorithm) to rounding: the
+    two are compiled differently (``pmap`` and ``lax.map``), so the last bits differ and a
+    trajectory carries the difference along; measured 1e-5 posterior sds at most here."""
+    result = dict(four_devices["chains"])
+    difference = result.pop("difference")
+    assert result == {"chain_method": "parallel", "num_devices": 4, "asked": "asked for"}
+    assert difference < 1e-3, f"parallel and sequential chains differ by {difference} posterior sds"
+
+
+def test_auto_chain_method_runs_vectorized_where_the_gradient_does_not_trace_under_pmap(four_devices):
+    """With a device per chain "auto" picks pmap, unless the program's gradient cannot be traced
+    under pmap: diffrax's adaptive solve (its checkpointed loop's closure conversion, equinox
+    0.13.8 / JAX 0.10.2) made `zoo check stochastic_lotka_volterra` and `lotka_volterra_ode` exit
+    2 at the first gradient. Shapes only: the probe traces the gradient of the potential energy,
+    nothing is compiled."""
+    result = four_devices["probes"]
+    assert result["plain"] == ["parallel", "4 cpu devices for 2 chains"]
     method, reason = result["ode"]
     assert method == "vectorized" and "does not trace under pmap (ValueError: Closure-converted" in reason
