@@ -88,7 +88,10 @@ def interrupted_then_resumed(monkeypatch, tmp_path, fit, after, during=False):
     return resumed, extras
 
 
-@pytest.mark.parametrize("chain_method", ["auto", "vectorized", "sequential"])
+# "auto" (here "parallel": one host device per chain) is resumed mid-warmup below (preconditioned)
+# and mid-warmup and mid-sampling by tests/zoo/test_cli.py::test_sigterm_mid_fit_keeps_the_checkpoint_
+# and_the_rerun_resumes_to_the_same_draws (``zoo fit --checkpoint`` calls inference.fit with the default)
+@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
 def test_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp_path, chain_method):
     def fit(path=None):
         return inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=60,
@@ -101,7 +104,7 @@ def test_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp_path, chain_me
     assert (int(extras["phase"]), int(extras["done"])) == (0, 40)
     assert resumed.attrs["resumed_from"] == "warmup iteration 40"
     assert_same_draws(plain, resumed)  # chunked = unchunked, and resumed = uninterrupted
-    if chain_method != "auto":
+    if chain_method != "vectorized":
         return
     # interrupted mid-sampling (the warmup's 3 chunks, then 2 of the sampling's)
     resumed, extras = interrupted_then_resumed(monkeypatch, tmp_path / "sample", fit, after=5)
@@ -125,21 +128,24 @@ def test_preconditioned_nuts_resumes_to_the_uninterrupted_draws(monkeypatch, tmp
     assert_same_draws(plain, resumed)
 
 
-def test_nuts_checkpoint_of_another_run_is_refused(tmp_path):
+def test_nuts_checkpoint_of_another_run_is_refused(monkeypatch, tmp_path):
+    """The file: a run stopped after its first chunk, with the settings of the sequential run above
+    (its programs are compiled already); the refusals come before any sampling."""
     path = str(tmp_path / "run.npz")
-    inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=20,
-                  num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=path, posterior_predictive=False)
+    settings = dict(method="nuts", progress=False, num_warmup=60, num_samples=50, num_chains=2, chunk_size=20,
+                    chain_method="sequential", posterior_predictive=False)
+    with monkeypatch.context() as patch:
+        Interrupt(patch, after=1)
+        with pytest.raises(KeyboardInterrupt):
+            inference.fit(normal_model, NORMAL_DATA, seed=5, checkpoint_path=path, **settings)
     with pytest.raises(ValueError, match="checkpoint_path: .*other settings.*seed"):
-        inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=6, progress=False, num_warmup=20,
-                      num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=path)
+        inference.fit(normal_model, NORMAL_DATA, seed=6, checkpoint_path=path, **settings)
     with pytest.raises(ValueError, match="checkpoint_path: .*other settings.*data"):
-        inference.fit(normal_model, NORMAL_DATA + 1, method="nuts", seed=5, progress=False, num_warmup=20,
-                      num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=path)
+        inference.fit(normal_model, NORMAL_DATA + 1, seed=5, checkpoint_path=path, **settings)
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes(b"PK\x03\x04 not a whole zip")
     with pytest.raises(ValueError, match="checkpoint_path: .* is not a readable checkpoint"):
-        inference.fit(normal_model, NORMAL_DATA, method="nuts", seed=5, progress=False, num_warmup=20,
-                      num_samples=10, num_chains=1, chunk_size=10, checkpoint_path=str(damaged))
+        inference.fit(normal_model, NORMAL_DATA, seed=5, checkpoint_path=str(damaged), **settings)
     with pytest.raises(ValueError, match="chunk_size: expected a multiple of thinning"):
         inference.fit(normal_model, NORMAL_DATA, method="nuts", progress=False, thinning=3, chunk_size=10,
                       checkpoint_path=str(tmp_path / "other.npz"))
