@@ -1,8 +1,10 @@
 """Sweeps on Dask (issue 21, items 3 and 5): `zoo sbc --workers K` and `zoo sweep ENTRY --grid`.
 
-Run as a user would, in subprocesses, on the cheapest entry (lgssm --config scalar: one unknown)
-with tiny NUTS runs: what is tested is the sweep's bookkeeping (every task once, atomically
-written, resumed after an interrupt with nothing lost and nothing fitted twice), not calibration.
+The cluster sweep runs as a user would, in a subprocess (the command line's SIGINT, exit 130, a
+LocalCluster it starts); the grid sweep without a cluster in process. Both on the cheapest entry
+(lgssm --config scalar: one unknown) with tiny NUTS runs: what is tested is the sweep's bookkeeping
+(every task once, atomically written, resumed after an interrupt with nothing lost and nothing
+fitted twice), not calibration.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ TINY = ["--option", "num_warmup=20", "--option", "num_samples=20", "--option", "
 
 
 def _env():
-    return dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1", DYNAMICS_ZOO_COMPILE_CACHE="0")
+    # the compilation cache stays on, as for a user: the command and its Dask workers inherit this
+    # test process's folder (tests/conftest.py), so a worker's next replicate, and the rerun's
+    # workers, load the programs the first replicates compiled instead of compiling them again
+    return dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
 
 
 def _files(folder, prefix, ext):
@@ -69,20 +74,23 @@ def test_sbc_on_a_local_cluster_is_interrupted_and_resumed(tmp_path):
 
 
 def test_sweep_over_a_grid_writes_one_file_per_point_and_resumes(tmp_path, monkeypatch, capsys):
-    """The sweep runs as a user would, in a subprocess; the rerun that finds every point done and
-    the rerun with other settings read only the folder, so they run in process (``zoo.cli.main``,
-    as the CLI's ``__main__`` calls it: the same exit status, the same lines)."""
+    """In process (``zoo.cli.main``, as the CLI's ``__main__`` calls it: the same exit status, the
+    same lines, the same files): without --workers the sweep runs its points in the command's own
+    process, and what is tested is the folder it leaves; the command line's process, its signals
+    and a cluster are tested above. The rerun that finds every point done and the rerun with
+    other settings read only the folder."""
     from zoo import cli
 
     out = tmp_path / "grid"
     arguments = ["sweep", "lgssm", "--config", "scalar", "--grid", "num_steps=30,40", "--grid", "true_r=(0.5,),(1.0,)",
                  *TINY, "--out", str(out)]
-    command = [sys.executable, "-m", "zoo.cli", *arguments]
-    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=900)
-    assert first.returncode in (0, 1), first.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(arguments)
+    first = capsys.readouterr()
+    assert status in (0, 1), first.err[-2000:]
     files = _files(out, "point", "nc")
     assert sorted(files) == [0, 1, 2, 3]
-    rows = [line for line in first.stdout.splitlines() if re.match(r"\| \d \|", line)]
+    rows = [line for line in first.out.splitlines() if re.match(r"\| \d \|", line)]
     assert [row.split("|")[2:4] for row in rows] == [[" 30 ", " (0.5,) "], [" 30 ", " (1.0,) "],
                                                      [" 40 ", " (0.5,) "], [" 40 ", " (1.0,) "]]
     from diagnostics.convert import read_netcdf
@@ -90,9 +98,7 @@ def test_sweep_over_a_grid_writes_one_file_per_point_and_resumes(tmp_path, monke
     idata = read_netcdf(sweep.task_path(str(out), "point", 3, "nc"))
     assert json.loads(idata.attrs["config_overrides"]) == {"num_steps": 40, "true_r": [1.0]}
     assert idata.observed_data["y"].shape[-2] == 40
-    monkeypatch.chdir(tmp_path)
-    capsys.readouterr()
-    assert cli.main(arguments) == first.returncode
+    assert cli.main(arguments) == status
     again = capsys.readouterr().out
     assert "4 already done" in again and "sweep: point" not in again
     assert _files(out, "point", "nc") == files
