@@ -57,8 +57,7 @@ def _assert_svi_matches_normal(idata, mean, sd):
     assert abs(draws.std() / sd - 1) <= z_quantile(num_comparisons=2) / np.sqrt(2 * len(draws)) + 0.05
 
 
-# the settings of the conjugate checks, which the compilation check below reuses (its first fit
-# then finds their programs in the persistent cache)
+# the settings of the conjugate checks, whose fits the compilation check below starts from
 NUTS_OPTIONS = dict(progress=False, num_warmup=300, num_samples=500, num_chains=2)
 
 
@@ -68,10 +67,29 @@ def svi_options():
                 num_particles=8, num_samples=4000)
 
 
+def _options(method):
+    return svi_options() if method == "svi" else dict(method=method, **NUTS_OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def fitted(normal_data):
+    """``fitted(method)``: ``normal_mean_model`` fitted to the module's data (seed 3), once per module:
+    the conjugate checks read it and the compilation check starts from it (its first fit)."""
+    y, _, _ = normal_data
+    runs = {}
+
+    def fit(method):
+        if method not in runs:
+            runs[method] = inference.fit(normal_mean_model, y, seed=3, **_options(method))
+        return runs[method]
+
+    return fit
+
+
 @pytest.mark.parametrize("method", ["nuts", "blackjax-nuts"])
-def test_nuts_matches_conjugate_posterior(method, normal_data):
+def test_nuts_matches_conjugate_posterior(method, normal_data, fitted):
     y, mean, sd = normal_data
-    idata = inference.fit(normal_mean_model, y, method=method, seed=3, **NUTS_OPTIONS)
+    idata = fitted(method)
     _assert_matches_normal(idata, mean, sd)
     assert {"posterior", "sample_stats", "log_likelihood", "observed_data"} <= set(idata.groups())
     assert idata.log_likelihood["y"].shape == (2, 500, 30)
@@ -109,26 +127,25 @@ def test_nuts_draws_are_numpyros_mcmc_with_the_data_an_argument(normal_data):
     np.testing.assert_array_equal(idata.sample_stats["diverging"].values, extra["diverging"])
 
 
-def test_svi_matches_conjugate_posterior(normal_data):
+def test_svi_matches_conjugate_posterior(normal_data, fitted):
     y, mean, sd = normal_data
-    idata = inference.fit(normal_mean_model, y, seed=0, **svi_options())
+    idata = fitted("svi")
     _assert_svi_matches_normal(idata, mean, sd)
     loss = idata.svi_trace["loss"].values
     assert loss.shape == (3000,) and loss[-200:].mean() < loss[:50].mean()
 
 
 @pytest.mark.parametrize("method", ["nuts", "blackjax-nuts", "svi"])
-def test_a_fit_on_other_data_compiles_nothing(normal_data, method):
+def test_a_fit_on_other_data_compiles_nothing(normal_data, fitted, method):
     """The data are an argument of the sampler's and the optimiser's compiled programs, not a
     constant in them: a second fit on other data of the same shape (an SBC replicate) compiles
     nothing, the persistent cache holds every program of the first (benchmarks/fit_reuse.py
     measures what that saves). NumPyro's NUTS runs its chains in parallel here (2 chains, 4 host
     devices), where NumPyro's own MCMC would close pmap over the data."""
     y, _, _ = normal_data
-    options = svi_options() if method == "svi" else dict(method=method, **NUTS_OPTIONS)
-    inference.fit(normal_mean_model, y, seed=3, **options)
+    fitted(method)  # the first fit (seed 3), shared with the conjugate checks
     with persistent_cache_misses() as compiled:
-        idata = inference.fit(normal_mean_model, y + 0.5, seed=4, **options)
+        idata = inference.fit(normal_mean_model, y + 0.5, seed=4, **_options(method))
     assert not compiled, f"{method}: {len(compiled)} programs compiled again for other data"
     assert idata.attrs["data_argument"] == 1
 
@@ -147,8 +164,7 @@ def test_a_program_that_needs_concrete_data_keeps_them_a_constant(normal_data, m
     where a traceable program's are an argument, 1) and it still gets the conjugate posterior
     (before, the runners that take the data as an argument raised TracerArrayConversionError)."""
     y, mean, sd = normal_data
-    options = svi_options() if method == "svi" else dict(method=method, **NUTS_OPTIONS)
-    idata = inference.fit(normal_mean_model_concrete, y, seed=3, **options)
+    idata = inference.fit(normal_mean_model_concrete, y, seed=3, **_options(method))
     assert idata.attrs["data_argument"] == 0
     (_assert_svi_matches_normal if method == "svi" else _assert_matches_normal)(idata, mean, sd)
 
@@ -220,23 +236,22 @@ def test_facade_errors():
 
 
 def test_fit_batch_matches_each_conjugate_posterior():
-    """Three data sets in one compiled NUTS loop: each posterior matches its own closed form."""
+    """Four data sets in one compiled NUTS loop (the last a copy of the first under another seed):
+    each posterior matches its own closed form, and each data set has its own key."""
     rng = np.random.default_rng(7)
     datasets = [rng.normal(loc, NOISE, size=30) for loc in (-2.0, 0.5, 3.0)]
-    results = inference.fit_batch(normal_mean_model, datasets, method="nuts", seeds=[11, 12, 13],
+    datasets.append(datasets[0])
+    results = inference.fit_batch(normal_mean_model, datasets, method="nuts", seeds=[11, 12, 13, 99],
                                   num_warmup=300, num_samples=500, num_chains=2)
-    assert len(results) == 3
+    assert len(results) == 4
     for y, idata in zip(datasets, results):
         precision = 1 / PRIOR_SCALE**2 + len(y) / NOISE**2
-        _assert_matches_normal(idata, y.sum() / NOISE**2 / precision, precision**-0.5, num_comparisons=6)
-        assert "batched over 3" in idata.attrs["sampler"]
+        _assert_matches_normal(idata, y.sum() / NOISE**2 / precision, precision**-0.5, num_comparisons=8)
+        assert "batched over 4" in idata.attrs["sampler"]
         assert idata.log_likelihood["y"].shape == (2, 500, 30)
         np.testing.assert_array_equal(idata.observed_data["y"].values, y)
-    # each data set has its own key: the same data under another seed gives other draws
-    # three data sets, as above: the same compiled program (the persistent compilation cache), not a second one
-    again = inference.fit_batch(normal_mean_model, [datasets[0]] * 3, method="nuts", seeds=[11, 99, 13],
-                                num_warmup=300, num_samples=500, num_chains=2)
-    assert not np.allclose(again[0].posterior["mu"].values, again[1].posterior["mu"].values)
+    # the same data under another seed, in the same batch, gives other draws
+    assert not np.allclose(results[0].posterior["mu"].values, results[3].posterior["mu"].values)
 
 
 def test_fit_batch_named_errors():
