@@ -1,9 +1,11 @@
-"""`zoo report` comparing two fitted runs, and `zoo sbc`, run as a user would (subprocesses).
+"""`zoo report` comparing two fitted runs, and `zoo sbc`, run as a user would (`zoo sbc` in
+subprocesses; `zoo report`, which only reads files, in process: ``zoo.cli.main``, as the CLI's
+``__main__`` calls it).
 
 Two models of one data set (the ``lgssm`` entry's ``scalar`` config, an AR(1) state seen in
 noise): the entry itself and a white-noise model ``y_t ~ N(0, s^2)``. Both are fitted here with
 tempered SMC, saved as netCDF, and compared by ``zoo report a.nc b.nc``; the page must hold the
-numbers computed in-process: each model's PSIS-LOO ELPD, its approximate LFO ELPD and its
+numbers computed from the files: each model's PSIS-LOO ELPD, its approximate LFO ELPD and its
 log-evidence with standard error, plus the comparison sections.
 """
 
@@ -27,6 +29,7 @@ import zoo
 from diagnostics import compare, sbc
 from diagnostics.convert import read_netcdf, write_netcdf
 from diagnostics.render import format_cell
+from zoo import cli
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,7 +60,7 @@ def _normal_exact_fit(data):
     return az.from_dict(posterior={"mu": np.sum(data) / 5 + rng.normal(size=(1, 100)) / np.sqrt(5)})
 
 
-def test_report_compares_two_runs_side_by_side(tmp_path):
+def test_report_compares_two_runs_side_by_side(tmp_path, monkeypatch, capsys):
     entry = zoo.get("lgssm")
     data, _ = entry.simulate(jax.random.PRNGKey(3), entry.configs["scalar"])
     options = dict(num_particles=200, num_runs=4, progress=False, posterior_predictive=False)
@@ -67,9 +70,10 @@ def test_report_compares_two_runs_side_by_side(tmp_path):
     write_netcdf(ar1, tmp_path / "ar1.nc")
     write_netcdf(noise, tmp_path / "noise.nc")
     sweep = sbc.run_sbc(_normal_prior, _normal_exact_fit, num_replicates=30, num_draws=19, out_dir=tmp_path / "sweep")
-    out = zoo_cli("report", "ar1.nc", "noise.nc", "--sbc", "sweep", "--html", "compare.html", "--md", "compare.md",
-                  cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(["report", "ar1.nc", "noise.nc", "--sbc", "sweep", "--html", "compare.html",
+                       "--md", "compare.md"])
+    assert status == 0, capsys.readouterr().err
     html = (tmp_path / "compare.html").read_text()
     md = (tmp_path / "compare.md").read_text()
     for title in ("Model comparison", "Pareto k (PSIS-LOO)", "Leave-future-out cross-validation",
