@@ -21,6 +21,12 @@ def problem():
     return models.ar1(rho_prior=True), ys, models.rho_posterior_by_quadrature(ys)
 
 
+@pytest.fixture(scope="module")
+def exact_path_mean(problem):
+    """The exact posterior path means of ``problem``'s data, computed once for the module."""
+    return _posterior_path_mean(problem[1])
+
+
 def _posterior_path_mean(ys, num_points=801):
     """E[x | y] for rho ~ U(-1, 1): the RTS means averaged over the rho posterior (quadrature)."""
     grid = jnp.linspace(-1.0, 1.0, num_points)[1:-1]
@@ -36,7 +42,7 @@ def _posterior_path_mean(ys, num_points=801):
 
 
 @pytest.mark.parametrize("sampling,theta_kernel", [("ancestor", "rw"), ("backward", "nuts")])
-def test_particle_gibbs_matches_exact_posterior(problem, sampling, theta_kernel):
+def test_particle_gibbs_matches_exact_posterior(problem, exact_path_mean, sampling, theta_kernel):
     ssm, ys, (mean, sd) = problem
     idata = inference.fit(ssm, ys, method="pgibbs", seed=5, progress=False, num_particles=16,
                           num_samples=500, num_warmup=200, num_chains=4, sampling=sampling,
@@ -50,7 +56,7 @@ def test_particle_gibbs_matches_exact_posterior(problem, sampling, theta_kernel)
     # Latent paths: posterior means per time step against the exact mixture of RTS smoothers.
     x = idata.posterior["x"]
     assert x.dims == ("chain", "draw", "series", "time")
-    exact_x = _posterior_path_mean(ys)
+    exact_x = exact_path_mean
     ess_x = az.ess(idata, var_names=["x"], method="mean")["x"].values
     sd_x = x.values.reshape(-1, *x.shape[2:]).std(0)
     tol_x = mc_tolerance(sd_x, 1, false_failure=1e-3, num_comparisons=exact_x.size) / np.sqrt(ess_x)
