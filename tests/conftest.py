@@ -58,17 +58,40 @@ if _LOW_OPT:
 _OPTIMISED = [False]  # whether the programs compiled in this process now are optimised
 
 
+def compile_optimised(optimised: bool) -> None:
+    """Compile at XLA's default level (``optimised``) or the suite's lowest (nothing to do where the
+    user chose the level). A switch drops JAX's in-memory caches (a program compiled at the other
+    level would be reused otherwise); the modules of marked tests run together, so it happens a
+    few times per process. A package-scoped fixture that fits or trains for marked modules calls it
+    first (such a fixture is set up before the module's autouse fixture below)."""
+    if _LOW_OPT and optimised != _OPTIMISED[0]:
+        jax.clear_caches()
+        jax.config.update("jax_disable_most_optimizations", not optimised)
+        _OPTIMISED[0] = optimised
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _xla_optimisation_of_module(request):
+    """The level of a module marked ``xla_optimized`` (its ``pytestmark``) for its module-scoped
+    fixtures too: autouse fixtures are set up first within their scope, so a module fixture that
+    fits or trains runs at the module's level, not at the level the previous test left."""
+    if not _LOW_OPT:
+        yield
+        return
+    optimised = request.node.get_closest_marker("xla_optimized") is not None
+    compile_optimised(optimised)
+    with pytest.MonkeyPatch.context() as patch:
+        if optimised:
+            patch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _xla_optimisation(request, monkeypatch):
-    """Default XLA optimisation for a test marked ``xla_optimized``. A switch drops JAX's
-    in-memory caches (a program compiled at the other level would be reused otherwise); the
-    modules of marked tests run together, so it happens a few times per process."""
+    """Default XLA optimisation for a test marked ``xla_optimized`` (its module's mark or its own)."""
     if _LOW_OPT:
         optimised = request.node.get_closest_marker("xla_optimized") is not None
-        if optimised != _OPTIMISED[0]:
-            jax.clear_caches()
-            jax.config.update("jax_disable_most_optimizations", not optimised)
-            _OPTIMISED[0] = optimised
+        compile_optimised(optimised)
         if optimised:
             monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
     yield
