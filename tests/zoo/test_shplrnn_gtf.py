@@ -3,7 +3,6 @@ estimands pair with the truth), and the spec §3 acceptance (Lorenz-63, 8000 ste
 D_H ≤ 0.15, α from 1 into (0.05, 0.6))."""
 
 import dataclasses
-import functools
 
 import jax
 import numpy as np
@@ -20,21 +19,20 @@ ENTRY = zoo.get("shplrnn_gtf")
 SMALL = ENTRY.configs["small"]
 
 
-@functools.cache
+@pytest.fixture(scope="module")
 def small_fit():
     """The small recipe's run (``tests.helpers.recipe_failures``'s: data from ``PRNGKey(0)``, the
     recipe's options): 8000 adaptive-α steps, most of this module's time, shared by both tests.
-    Called inside the tests, not a module fixture: a module fixture is set up before the autouse
-    fixture that switches to optimised compilation (tests/conftest.py), so it would train at XLA's
-    lowest level and the chaotic trajectories of a later ``simulate`` would differ from its own."""
+    Trained optimised, as the module's mark asks (tests/conftest.py sets a marked module's level
+    before its module fixtures): the chaotic trajectories of a later ``simulate`` match its own."""
     data, truth = ENTRY.simulate(jax.random.PRNGKey(0), SMALL)
     idata = inference.fit(ENTRY, data, method=ENTRY.recipe.method, config="small", progress=False,
                           **ENTRY.recipe.options_for("small"))
     return data, truth, idata
 
 
-def test_adaptive_alpha_run_through_the_facade():
-    data, truth, idata = small_fit()
+def test_adaptive_alpha_run_through_the_facade(small_fit):
+    data, truth, idata = small_fit
     alphas = idata.training["alpha"].values
     assert alphas[0] == 1.0 and alphas.max() <= 1.0 and alphas[-1] < 1.0
     assert idata.attrs["alpha"] == "adaptive" and idata.attrs["final_alpha"] == alphas[-1]
@@ -53,7 +51,7 @@ def test_adaptive_alpha_run_through_the_facade():
         np.testing.assert_array_equal(truth[name], clean[name])
 
 
-def test_small_recipe_passes_the_spec_acceptance():
-    _, truth, idata = small_fit()
+def test_small_recipe_passes_the_spec_acceptance(small_fit):
+    _, truth, idata = small_fit
     failed = [c for c in ENTRY.check(idata, truth, SMALL) if not c.passed]
     assert failed == []
