@@ -22,12 +22,13 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from numpyro.handlers import seed, trace
+from numpyro.handlers import seed
 from scipy.special import logsumexp
 from scipy.stats import binom
 
 import zoo  # noqa: F401  (float64)
 from inference import exact
+from inference._sites import abstract_sites
 from inference.particle import filter as pf
 from tests.helpers import DEFAULT_FALSE_FAILURE, mc_tolerance
 from zoo.processes.discrete_hmm import (
@@ -180,13 +181,10 @@ def test_particle_filter_evidence_matches_kalman_within_monte_carlo_error():
 
 
 def _site_shapes(model, **kwargs):
-    """``{site: shape of its value}`` of the prior predictive ``model(None, **kwargs)``, traced abstractly
-    (``jax.eval_shape``): the shapes a seeded run gives, without dispatching (and compiling) each of its
-    operations; the samplers' values are checked in law below and by the particle-filter tests."""
-    def values(k):
-        return {n: s["value"] for n, s in trace(seed(model, k)).get_trace(None, **kwargs).items()}
-
-    return {n: v.shape for n, v in jax.eval_shape(values, jax.random.PRNGKey(0)).items()}
+    """``{site: shape of its value}`` of the prior predictive ``model(None, **kwargs)`` from one abstract
+    trace (:func:`inference._sites.abstract_sites`: nothing dispatched or compiled); the samplers'
+    values are checked in law below and by the particle-filter tests."""
+    return {name: site.shape for name, site in abstract_sites(model, None, **kwargs).items()}
 
 
 def test_prior_predictive_shapes_and_samplers_agree_in_law():
