@@ -385,7 +385,9 @@ def train(
         if evaluate is None:
             raise ValueError("patience: early stopping needs evaluate= (e.g. minus the ELBO of held-out sequences)")
 
-    init_params = jax.tree_util.tree_map(jnp.asarray, init_params)
+    # strongly typed: a weakly typed leaf (a parameter built from a Python number) comes back from the
+    # first step strongly typed, and the update step would be traced and compiled a second time
+    init_params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=jnp.result_type(x)), init_params)
     base_key = jax.random.PRNGKey(seed)
     alpha0 = None if alpha is None else jnp.asarray(alpha.initial if adaptive else alpha, dtype=jnp.result_type(float))
     state = TrainState(step=0, params=init_params, opt_state=optimizer.init(init_params), key=base_key, alpha=alpha0)

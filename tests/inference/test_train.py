@@ -44,6 +44,17 @@ def test_loss_decreases_and_params_recovered():
     np.testing.assert_allclose(result.params["w"], TRUE_W, atol=0.05)
 
 
+def test_weakly_typed_parameters_compile_the_update_step_once():
+    # a parameter made from a Python number is weakly typed; the first step returns it strongly
+    # typed, and the update step was traced and compiled again for the second (pgdmm_duffing's VAE)
+    opt = optax.adam(1e-2)
+    init = {"w": jnp.zeros(3), "b": jnp.asarray(0.0)}
+    assert init["b"].weak_type
+    result = tr.train(_loss, init, _make_batch, opt, 3, seed=0, progress=False)
+    assert result.state.step == 3 and not result.params["b"].weak_type
+    assert tr._build_update(_loss, opt, False, None)._cache_size() == 1
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-2))
     full = tr.train(_loss, _init(), _make_batch, opt, 50, seed=7, progress=False)
