@@ -123,6 +123,9 @@ def test_physics_only_pgdmm_elbo_is_below_its_exact_evidence():
                           **pg.pgdmm_vae_options(config, num_samples=10))
     trained = program_params({name: np.asarray(v.values) for name, v in idata.parameters.data_vars.items()})
     initial = elbo_parameters(program, pg.pgdmm_guide(config), data, jax.random.fold_in(jax.random.PRNGKey(0), 10**9))
+    # strongly typed, as the trained values are: weakly typed leaves (from Python numbers) compiled both
+    # jitted functions below a second time
+    initial = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.result_type(a)), initial)
     loss = jax.jit(jax.vmap(elbo_loss(program, pg.pgdmm_guide(config)), in_axes=(None, None, 0)))
     n = 128
     keys = jax.random.split(jax.random.PRNGKey(3), n)
