@@ -615,7 +615,7 @@ def test_ctmc_stiff_generator_long_times_float32_and_gradients():
 
     log_rates = jnp.asarray(rng.normal(size=(3, 3)) * 0.3 + 2.0)
     for dt in (0.05, 3.0):
-        check_grads(jax.jit(f), (log_rates, jnp.asarray(dt)), order=1, modes=("fwd", "rev"), eps=1e-5)
+        check_grads(jax.jit(f), (log_rates, jnp.asarray(dt, jnp.float64)), order=1, modes=("fwd", "rev"), eps=1e-5)
 
 
 def brute_force_mjp(Q, pi, times, obs, C=None, initial_time=None):
