@@ -538,8 +538,9 @@ def _cmd_sbc(args) -> int:
         settings["rank_sites"] = ",".join(entry.rank_sites)
     if overrides:  # a sweep with other overrides is another sweep (the manifest refuses a mix)
         settings["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    for flag, value in (("--n", args.n), ("--draws", args.draws), ("--batch-size", args.batch_size)):
+        if value < 1:  # before the banner and before any folder is made
+            raise ValueError(f"{flag}: expected a positive integer, got {value}")
     if args.store and overrides:
         raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
     print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "

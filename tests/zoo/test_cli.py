@@ -122,10 +122,13 @@ def test_front_door_errors_are_one_line_with_distinct_exit_codes(tmp_path, monke
         (("fit", "lgssm", "--out", "nowhere/run.nc"), "--out: the folder"),
         (("simulate", "lgssm", "--out", "folder"), "--out: expected a file path, got the directory 'folder'"),
         (("sbc", "lgssm", "--batch-size", "0", "--out", "sweep"), "--batch-size: expected a positive integer, got 0"),
+        (("sbc", "lgssm", "--n", "-3", "--out", "sweep"), "--n: expected a positive integer, got -3"),
+        (("sbc", "lgssm", "--draws", "0", "--out", "sweep"), "--draws: expected a positive integer, got 0"),
     ]
     for args, message in cases:
-        status, err = cli.main(list(args)), capsys.readouterr().err
+        status, (out, err) = cli.main(list(args)), capsys.readouterr()
         assert status == 2 and message in err, (args, err)
+        assert not out and not (tmp_path / "sweep").exists(), (args, out)  # refused before the banner
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     rows = ["series,time,y"] + [f"0,{t},{0.1 * t}" for t in range(20)]
     rows[6] = "0,5,1e300"
