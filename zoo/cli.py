@@ -541,6 +541,7 @@ def _cmd_sbc(args) -> int:
     for flag, value in (("--n", args.n), ("--draws", args.draws), ("--batch-size", args.batch_size)):
         if value < 1:  # before the banner and before any folder is made
             raise ValueError(f"{flag}: expected a positive integer, got {value}")
+    cluster = _cluster(args)
     if args.store and overrides:
         raise ValueError("--store: the calibration table keeps sweeps of a config as it is; drop --set")
     print(f"SBC of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) with {method} {options}: {args.n} replicates, "
@@ -566,7 +567,7 @@ def _cmd_sbc(args) -> int:
             store_sweep(out, dest, note=note, recipe=recipe, planned=args.n)
 
     batched = args.batch_size > 1
-    with _cluster(args) as client:
+    with cluster as client:
         result = sbc.run_sbc(simulate, fit, num_replicates=args.n, num_draws=args.draws, seed=args.seed,
                              out_dir=out, settings=settings, progress=not args.no_progress,
                              fit_batch=fit_batch if batched else None, batch_size=args.batch_size, client=client,
@@ -618,10 +619,11 @@ def _cmd_estimates(args) -> int:
         settings["config_overrides"] = json.dumps(overrides, sort_keys=True, default=str)
     if args.store and overrides:
         raise ValueError("--store: the calibration table keeps studies of a config as it is; drop --set")
+    cluster = _cluster(args)
     print(f"point-estimate study of {entry.name} ({args.config}{', ' + ' '.join(args.set) if args.set else ''}) "
           f"with {method} {options}: {args.n} replicates simulated at the config's truth, replicate i with seed "
           f"{args.seed}+i (as zoo check --seed); results in {out} (resumable)", flush=True)
-    with _cluster(args) as client:
+    with cluster as client:
         result = estimates.run_estimates(simulate, fit, num_replicates=args.n, seed=args.seed, out_dir=out,
                                          settings=settings, progress=not args.no_progress, client=client,
                                          estimate=estimate)
@@ -650,20 +652,21 @@ def _where_note(args) -> str:
 class _cluster:
     """``with _cluster(args) as client``: a Dask client for ``--workers K`` (a LocalCluster of K
     processes on this machine) or ``--scheduler ADDRESS`` (a running scheduler), else None;
-    closed (with the local cluster and its workers) on the way out, also on Ctrl-C."""
+    closed (with the local cluster and its workers) on the way out, also on Ctrl-C. The arguments
+    are checked when it is made: a command makes it before its banner and its results folder."""
 
     def __init__(self, args):
         self.workers, self.scheduler, self.client = getattr(args, "workers", None), getattr(args, "scheduler", None), None
+        if self.workers is not None and self.scheduler is not None:
+            raise ValueError("--workers: give --workers K or --scheduler ADDRESS, not both")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers: expected a positive integer, got {self.workers}")
 
     def __enter__(self):
         if self.workers is None and self.scheduler is None:
             return None
         from diagnostics.sweep import make_client
 
-        if self.workers is not None and self.scheduler is not None:
-            raise ValueError("--workers: give --workers K or --scheduler ADDRESS, not both")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"--workers: expected a positive integer, got {self.workers}")
         self.client = make_client(workers=self.workers, scheduler=self.scheduler)
         where = f"{self.workers} local worker(s)" if self.workers is not None else f"the scheduler at {self.scheduler}"
         print(f"tasks run on {where} (Dask)", flush=True)
@@ -762,6 +765,7 @@ def _cmd_sweep(args) -> int:
                 "options": json.dumps(options, sort_keys=True, default=str),
                 "grid": json.dumps(points, sort_keys=True, default=str),
                 "config_overrides": json.dumps(overrides, sort_keys=True, default=str)}
+    cluster = _cluster(args)  # its arguments checked before the folder is made
     out = sweep.open_folder(out, settings, kind="a sweep")
     done = sweep.finished(out, "point", "nc", len(points))
     todo = [i for i in range(len(points)) if i not in done]
@@ -769,7 +773,7 @@ def _cmd_sweep(args) -> int:
           f"{len(done)} already done in {out} (resumable)", flush=True)
     summaries = {i: json.loads(read_netcdf(sweep.task_path(out, "point", i, "nc")).attrs["sweep_point"]) for i in done}
     work = _SweepPoint(entry, args.config, points, overrides, args.method, options, args.seed, out)
-    with _cluster(args) as client:
+    with cluster as client:
         for _, summary in sweep.map_tasks(work, todo, client=client):
             summaries[summary["index"]] = summary
             if not args.no_progress:

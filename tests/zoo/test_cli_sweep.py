@@ -110,8 +110,9 @@ def test_sweep_over_a_grid_writes_one_file_per_point_and_resumes(tmp_path, monke
 
 
 def test_grid_and_cluster_arguments_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
-    """In process (``zoo.cli.main``, as the CLI's ``__main__`` calls it): one interpreter for the four
-    refusals instead of four; argparse's own refusal is its ``SystemExit(2)``."""
+    """In process (``zoo.cli.main``, as the CLI's ``__main__`` calls it): one interpreter for all the
+    refusals, none of which may print a banner or make a results folder; argparse's own refusal is
+    its ``SystemExit(2)``."""
     from zoo import cli
 
     monkeypatch.chdir(tmp_path)
@@ -127,7 +128,10 @@ def test_grid_and_cluster_arguments_are_checked_before_any_work(tmp_path, monkey
     assert status == 2 and "--grid" in err
     status, err = run("sweep", "lgssm", "--config", "scalar", "--out", "g")
     assert status == 2 and "--grid: give at least one" in err
-    status, err = run("sbc", "lgssm", "--workers", "0", "--out", "s")
-    assert status == 2 and "--workers: expected a positive integer" in err
+    for command in ("sbc", "estimates"):  # refused before the banner and before the results folder
+        status, err = run(command, "lgssm", "--workers", "0", "--out", "s")
+        assert status == 2 and "--workers: expected a positive integer" in err and not (tmp_path / "s").exists()
+    status, err = run("sweep", "lgssm", "--config", "scalar", "--grid", "num_steps=3,4", "--workers", "0", "--out", "g")
+    assert status == 2 and "--workers: expected a positive integer" in err and not (tmp_path / "g").exists()
     status, err = run("sbc", "lgssm", "--workers", "2", "--scheduler", "tcp://x:1")
     assert status == 2 and "not allowed with argument" in err
