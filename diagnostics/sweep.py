@@ -165,5 +165,8 @@ def make_client(*, workers: int | None = None, scheduler: str | None = None) -> 
         return Client(scheduler)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: expected a positive integer, got {workers!r}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    # no dashboard; the scheduler's HTTP server (health, metrics) on a free port, not Dask's default
+    # 8787, which a second sweep (or a notebook's cluster) would find taken, with a UserWarning
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           scheduler_kwargs={"dashboard_address": ":0"})
     return Client(cluster)

@@ -9,10 +9,12 @@ fitted twice), not calibration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +45,10 @@ def test_sbc_on_a_local_cluster_is_interrupted_and_resumed(tmp_path):
     out = tmp_path / "sbc"
     command = [sys.executable, "-m", "zoo.cli", "sbc", "lgssm", "--config", "scalar", "--n", "6", "--draws", "9",
                *TINY, "--workers", "2", "--out", str(out)]
+    busy = socket.socket()  # Dask's default HTTP port taken (another sweep's): no warning about it
+    with contextlib.suppress(OSError):
+        busy.bind(("", 8787))
+        busy.listen()
     # SIGINT as at a terminal, even when pytest itself runs in the background (where it is ignored)
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -56,9 +62,11 @@ def test_sbc_on_a_local_cluster_is_interrupted_and_resumed(tmp_path):
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=300)
     finally:
+        busy.close()
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, err[-2000:]
+    assert "already in use" not in err, err[-2000:]
     before = _files(out, "replicate", "npz")
     assert 2 <= len(before) < 6
     assert not [name for name in os.listdir(out) if name.startswith(".") or name.endswith(".tmp")]
