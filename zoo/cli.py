@@ -342,9 +342,16 @@ def _write_outputs(idata, args, *, recovery=None, verdicts=None, title="", extra
 def _cmd_fit(args) -> int:
     import zoo
 
+    import inference
+
     entry = zoo.get(args.name)
     config, overrides = _config(entry, args)
     options = parse_options(args.option)
+    inference.get_runner(args.method or entry.recipe.method)  # an unknown --method before any work
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume: expected --checkpoint FILE, the progress to continue")
+    if args.checkpoint:
+        _checkpoint_option(entry, args, options)
     if args.data:
         data, times, regridded = _load_data(entry, args.data, config)
         if regridded is not None:
@@ -357,10 +364,6 @@ def _cmd_fit(args) -> int:
     else:
         data, truth = _simulate(entry, config, args.seed)
         print(f"no --data given: fitting data simulated from {entry.name} ({args.config}, seed {args.seed})")
-    if args.resume and not args.checkpoint:
-        raise ValueError("--resume: expected --checkpoint FILE, the progress to continue")
-    if args.checkpoint:
-        _checkpoint_option(entry, args, options)
     idata = _fit(entry, data, args.method, args.config, config, args.seed, options, not args.no_progress)
     if args.data and times is not None:  # the result's time coordinate holds the file's times
         from diagnostics.convert import with_time_coord

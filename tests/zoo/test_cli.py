@@ -36,7 +36,7 @@ def test_list_show_and_errors(tmp_path, monkeypatch, capsys):
     status, out = run("fit", "lgssm", "--data", "missing.csv")
     assert status == 2 and "no such file" in out.err
     status, out = run("fit", "lgssm", "--method", "bogus")
-    assert status == 2 and "unknown method 'bogus'" in out.err
+    assert status == 2 and "unknown method 'bogus'" in out.err and not out.out  # refused before simulating
 
 
 def test_simulate_fit_csv_and_report(tmp_path, monkeypatch, capsys):
