@@ -14,6 +14,8 @@ API:
 * :func:`mode_and_hessian` ``(value_and_grad, start) -> LaplacePoint``: L-BFGS-B (SciPy) from
   ``start`` on a flat vector, then the Hessian by central differences of the exact gradient
   (``2 d`` gradient evaluations; symmetrised);
+* :func:`finite_objective` ``(value_and_grad) -> value_and_grad``: a jitted potential's values
+  on the host, non-finite ones as the optimiser can take them;
 * :func:`whitening` ``(hessian) -> Whitening``: ``S`` with ``S Sᵀ = H⁻¹`` from the eigenvalues of
   ``H``, where directions of non-positive or negligible curvature get unit scale (the identity
   NumPyro's adaptation starts from) and are counted.
@@ -32,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LaplacePoint", "Whitening", "mode_and_hessian", "whitening"]
+__all__ = ["LaplacePoint", "Whitening", "finite_objective", "mode_and_hessian", "whitening"]
 
 
 class LaplacePoint(NamedTuple):
@@ -54,6 +56,20 @@ class Whitening(NamedTuple):
     scale: np.ndarray
     inverse: np.ndarray
     flat: int
+
+
+def finite_objective(value_and_grad: Callable[[np.ndarray], tuple]) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """``value_and_grad(u) -> (value, grad)`` (device or host values) as host values for
+    :func:`mode_and_hessian`, with a non-finite potential as ``+inf`` (a NaN would poison
+    L-BFGS-B's line search; ``+inf`` makes it step back) and non-finite gradient entries made
+    finite (``np.nan_to_num``)."""
+
+    def objective(u):
+        value, grad = value_and_grad(u)
+        value = float(value)
+        return (value if np.isfinite(value) else np.inf), np.nan_to_num(np.asarray(grad, float))
+
+    return objective
 
 
 def mode_and_hessian(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray, *,

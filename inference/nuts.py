@@ -306,7 +306,7 @@ def laplace_preconditioned(start: InitialPoint, data: Any, *, fd_step: float = 1
     "none"."""
     from jax.flatten_util import ravel_pytree
 
-    from inference.laplace import mode_and_hessian, whitening
+    from inference.laplace import finite_objective, mode_and_hessian, whitening
 
     potentials = np.asarray(start.potential_energy)
     best = int(np.argmin(potentials))
@@ -314,11 +314,7 @@ def laplace_preconditioned(start: InitialPoint, data: Any, *, fd_step: float = 1
     dtype = flat_best.dtype
     potential_flat = jax.jit(jax.value_and_grad(lambda u, d: start.potential_fn_gen(d)(unravel(u))))
 
-    def value_and_grad(u):
-        value, grad = potential_flat(jnp.asarray(u, dtype), data)
-        value = float(value)  # a non-finite potential goes to L-BFGS-B as +inf (NaN would poison its line search)
-        return (value if np.isfinite(value) else np.inf), np.nan_to_num(np.asarray(grad, float))
-
+    value_and_grad = finite_objective(lambda u: potential_flat(jnp.asarray(u, dtype), data))
     point = mode_and_hessian(value_and_grad, np.asarray(flat_best), fd_step=fd_step)
     if not (np.isfinite(point.potential) and np.all(np.isfinite(point.hessian))):
         warnings.warn("precondition: the Laplace approximation at the best initial point is not finite "

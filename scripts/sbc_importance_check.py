@@ -239,7 +239,7 @@ def truth_zscores(check: ReplicateCheck, i: int, num_datasets: int) -> tuple[lis
     Returns the coordinates' labels (the potential's flat order) and the ``(n, d)`` z-scores."""
     from numpyro import handlers
 
-    from inference.laplace import mode_and_hessian
+    from inference.laplace import finite_objective, mode_and_hessian
 
     params, data = check.simulate(jax.random.fold_in(jax.random.PRNGKey(check.seed), i))
     truth = check.unconstrained_truth(params, inference.resolve_target(check.entry, data, config=check.config).data)
@@ -254,13 +254,8 @@ def truth_zscores(check: ReplicateCheck, i: int, num_datasets: int) -> tuple[lis
     for j in range(num_datasets):
         _, sample = simulate(jax.random.fold_in(keys, j))
         observed = inference.resolve_target(check.entry, sample, config=check.config).data
-
-        def value_and_grad(u):
-            value, grad = check.functions.value_and_grad(jax.numpy.asarray(u), observed)
-            value = float(value)
-            return (value if np.isfinite(value) else np.inf), np.nan_to_num(np.asarray(grad, float))
-
-        point = mode_and_hessian(value_and_grad, truth)
+        objective = finite_objective(lambda u: check.functions.value_and_grad(jax.numpy.asarray(u), observed))
+        point = mode_and_hessian(objective, truth)
         eigenvalues = np.linalg.eigvalsh(point.hessian)
         if not np.all(np.isfinite(eigenvalues)) or eigenvalues.min() <= 0:
             continue
