@@ -271,6 +271,8 @@ def format_zscores(i: int, labels: list[str], scores: np.ndarray, num_datasets: 
              "(the rest: Hessian not positive definite)", "",
              "| coordinate (unconstrained) | mean z | standard error | sd of z | abs(z) > 2.576 (expected) |",
              "|---|---|---|---|---|"]
+    if n == 0:
+        return lines[0]
     for k, label in enumerate(labels):
         column = scores[:, k]
         sd = float(np.std(column, ddof=1)) if n > 1 else float("nan")
