@@ -13,7 +13,6 @@ import json
 import os
 
 import jax
-import numpy as np
 import pandas as pd
 import pytest
 
