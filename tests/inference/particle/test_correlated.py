@@ -92,3 +92,20 @@ def test_correlated_pmmh_posterior_matches_quadrature():
     assert abs(draws.mean() - mean) <= mc_tolerance(sd, int(ess), false_failure=1e-3)
     assert abs(draws.std() - sd) <= 5 * sd / np.sqrt(2 * ess)
     assert idata.posterior.attrs["correlation"] == 0.9
+
+
+def test_noise_draws_are_jax_random_normal(key):
+    # the draws are inference.particle.noise's fused normals: the same bits as jax.random.normal
+    fk = models.ar1(rho_prior=True).feynman_kac({"rho": jnp.asarray(0.8), "sigma": jnp.asarray(0.7)},
+                                               models.ar1_rho_data(num_series=1, num_steps=5, seed=5)[0])
+    noise = correlated.draw_noise(key, fk, 8)
+    k0, k1, k2 = jax.random.split(key, 3)
+    assert jnp.array_equal(noise.initial, jax.random.normal(k0, noise.initial.shape, jnp.float32))
+    assert jnp.array_equal(noise.moves, jax.random.normal(k1, noise.moves.shape, jnp.float32))
+    assert jnp.array_equal(noise.resample, jax.random.normal(k2, noise.resample.shape))
+    key_move = jax.random.split(key)[1]
+    moved = jax.jit(lambda k, u: correlated.crank_nicolson(k, u, 0.9))(key_move, noise)
+    keys = jax.random.split(key_move, 3)
+    for k, u, v in zip(keys, jax.tree.leaves(noise), jax.tree.leaves(moved)):
+        expected = 0.9 * u + jnp.sqrt(1.0 - 0.9**2) * jax.random.normal(k, u.shape, u.dtype)
+        assert jnp.allclose(v, expected, rtol=0, atol=4 * float(jnp.finfo(u.dtype).eps))
