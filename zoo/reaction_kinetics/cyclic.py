@@ -52,6 +52,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from inference.validate import concrete
 from zoo.core import Check, Recipe, ZooEntry, posterior_draws
 from zoo.processes import gillespie
 from zoo.reaction_kinetics.networks import REFERENCE, may_leonard_network, rock_paper_scissors_network
@@ -189,6 +190,20 @@ def _ml_validate(data, config: MLConfig) -> FixationData:
     times = jnp.asarray(data.times, dtype=float)
     if times.ndim != 3 or times.shape[:2] != (len(VARIANTS), sizes.shape[0]) or times.shape[2] < 2:
         raise ValueError(f"data: expected times of shape ({len(VARIANTS)}, {sizes.shape[0]}, runs >= 2), got {times.shape}")
+    size_values, time_values = concrete(sizes), concrete(times)  # values are checked on concrete data only
+    if size_values is not None and not (size_values.ndim == 1 and np.all(np.isfinite(size_values))
+                                        and np.all(size_values > 0)):
+        raise ValueError(f"data: sizes must be a vector of positive population sizes, got {size_values.tolist()}")
+    if time_values is not None:
+        if not np.all(np.isfinite(time_values) & (time_values > 0)):
+            raise ValueError("data: fixation times must be positive and finite (NaN, inf, zero or negative found; "
+                             "the likelihood reads every run of a cell, so none can be missing)")
+        flat = np.argwhere(np.std(time_values, axis=-1) == 0)
+        if flat.size:
+            v, k = flat[0]
+            at = f"size {size_values[k]:g}" if size_values is not None else f"size index {k}"
+            raise ValueError(f"data: the runs of variant {VARIANTS[v]!r} at {at} are all equal; "
+                             "their mean's standard error would be 0")
     return FixationData(sizes, times)
 
 

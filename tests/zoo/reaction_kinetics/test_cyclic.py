@@ -58,3 +58,26 @@ def test_prior_data_is_simulate_record_with_prior_predictive_likelihood():
     data, _, _ = prior_replicate_likelihood(entry, tiny, 0)
     for got, want in zip(data, simulated):
         assert got.shape == want.shape and got.dtype == want.dtype
+
+
+def test_bad_fixation_data_is_named():
+    import jax
+
+    import zoo
+    from zoo.reaction_kinetics import FixationData
+
+    entry = zoo.get("may_leonard")
+    config = entry.config("small", sizes=(6, 9), num_runs=5)
+    data, _ = entry.simulate(jax.random.PRNGKey(0), config)
+    times = np.asarray(data.times)
+    for value in (np.inf, np.nan, 0.0, -1.0):
+        bad = times.copy()
+        bad[1, 0, 2] = value
+        with pytest.raises(ValueError, match="data: fixation times must be positive and finite"):
+            entry.model(FixationData(data.sizes, bad), config=config)
+    equal = times.copy()
+    equal[0, 1, :] = 3.0
+    with pytest.raises(ValueError, match="data: the runs of variant 'may_leonard' at size 9 are all equal"):
+        entry.model(FixationData(data.sizes, equal), config=config)
+    with pytest.raises(ValueError, match="data: sizes must be a vector of positive population sizes"):
+        entry.model(FixationData(np.array([0.0, 9.0]), times), config=config)
