@@ -48,6 +48,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from inference.validate import concrete
 from zoo.core import Columns, Check, Recipe, ZooEntry, check_close
 from zoo.processes import gillespie
 from zoo.reaction_kinetics.networks import REFERENCE
@@ -145,6 +146,17 @@ def _pa_validate(data, config: PAConfig) -> AnnihilationData:
     if times.ndim != 1 or dens.ndim != 2 or dens.shape[1] != times.shape[0] or dens.shape[0] < times.shape[0] + 2:
         raise ValueError(f"data: expected densities (runs, T) with runs > T + 1 at times (T,), got "
                          f"{dens.shape} and {times.shape}")
+    time_values, dens_values = concrete(times), concrete(dens)  # values are checked on concrete data only
+    if time_values is not None and not np.all(np.isfinite(time_values) & (time_values > 0)):
+        raise ValueError(f"data: times must be positive and finite, got {time_values.tolist()}")
+    if dens_values is not None:
+        if not np.all(np.isfinite(dens_values) & (dens_values >= 0)):
+            raise ValueError("data: densities must be non-negative and finite (NaN, inf or a negative value found; "
+                             "the summary reads every run at every time, so none can be missing)")
+        empty = np.flatnonzero(dens_values.mean(axis=0) == 0)
+        if empty.size:
+            raise ValueError(f"data: every run has density 0 at time index {empty[0]}: the log of the mean "
+                             "density is -inf there (leave that time out)")
     return AnnihilationData(times, dens)
 
 

@@ -75,3 +75,26 @@ def test_prior_data_is_simulate_record_with_prior_predictive_likelihood():
         assert got.shape == want.shape and got.dtype == want.dtype
     with pytest.raises(ValueError, match="num_runs: .* at most 1250 runs, got 1251"):
         pa_prior_data({"y": np.zeros(8)}, entry.config("small", num_runs=1251))
+
+
+def test_bad_density_data_is_named():
+    import numpyro
+
+    entry = zoo.get("pair_annihilation_1d")
+    model = numpyro.handlers.seed(entry.model, 0)  # the priors are drawn before the data are read
+    tiny = entry.config("small", size=16, num_runs=8, num_times=4, t_min=0.5, t_max=4.0, max_events=2000)
+    data, _ = entry.simulate(jax.random.PRNGKey(0), tiny)
+    dens = np.asarray(data.densities)
+    for value in (np.inf, np.nan, -0.1):
+        bad = dens.copy()
+        bad[2, 1] = value
+        with pytest.raises(ValueError, match="data: densities must be non-negative and finite"):
+            model(AnnihilationData(data.times, bad), config=tiny)
+    empty = dens.copy()
+    empty[:, 3] = 0.0
+    with pytest.raises(ValueError, match="data: every run has density 0 at time index 3"):
+        model(AnnihilationData(data.times, empty), config=tiny)
+    times = np.asarray(data.times).copy()
+    times[0] = 0.0
+    with pytest.raises(ValueError, match="data: times must be positive and finite"):
+        model(AnnihilationData(times, dens), config=tiny)
