@@ -106,6 +106,7 @@ __all__ = [
     "save_pytree",
     "load_pytree",
     "run_teacher_forcing",
+    "training_series",
     "FORCINGS",
     "run_flow",
     "SCHEDULES",
@@ -630,7 +631,9 @@ def _program_parameters(model, batch, forcing, key) -> dict:
     return params
 
 
-def _training_series(data) -> np.ndarray:
+def training_series(data) -> np.ndarray:
+    """Concrete teacher-forcing data as float ``(series, time, dim)`` (one ``(time, dim)`` series
+    accepted); a series with NaN or inf is a ``ValueError`` naming the first such index."""
     array = np.asarray(data, dtype=float)
     if array.ndim == 2:
         array = array[None]
@@ -713,7 +716,7 @@ def run_teacher_forcing(
         raise ValueError(f"noise: expected a non-negative number, got {noise!r}")
     if not learning_rate > 0 or (final_learning_rate is not None and not final_learning_rate > 0):
         raise ValueError(f"learning_rate/final_learning_rate: expected positive numbers, got {learning_rate}, {final_learning_rate}")
-    series = _training_series(target.data)
+    series = training_series(target.data)
     num_series, length, dim = series.shape
     if seq_len < 2 or seq_len > length:
         raise ValueError(f"seq_len: expected 2 <= seq_len <= the series length {length}, got {seq_len}")

@@ -182,3 +182,10 @@ def test_teacher_forced_program_sites(key):
     assert prior["y"]["value"].shape == (30, 2) and not prior["y"]["is_observed"]
     with pytest.raises(ValueError, match="data: expected sequences"):
         trace(seed(program, 0)).get_trace(jnp.zeros((4, 12, 3)))
+    # a missing or infinite value is named (the pseudo-likelihood would be NaN or -inf), traced data pass
+    bad = windows.at[1, 5, 0].set(jnp.inf)
+    with pytest.raises(ValueError, match=r"data: teacher forcing needs complete series; non-finite value at index "
+                                         r"\(1, 5, 0\)"):
+        trace(seed(program, 0)).get_trace(bad)
+    log_y = jax.jit(lambda w: trace(seed(program, 0)).get_trace(w)["y"]["fn"].log_prob(w[:, 1:]).sum())(windows)
+    assert jnp.isfinite(log_y)

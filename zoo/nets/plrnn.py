@@ -53,6 +53,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import losses
+from inference.validate import concrete
 
 __all__ = [
     "ALRNN",
@@ -448,6 +449,11 @@ def teacher_forced_program(name: str, module: nn.Module, data, *, forcing: losse
         windows = windows[None]
     if windows.ndim != 3 or windows.shape[-1] != n or windows.shape[1] < 2:
         raise ValueError(f"data: expected sequences (batch, time >= 2, {n}) or (time, {n}), got shape {tuple(jnp.shape(data))}")
+    values = concrete(windows)  # values are checked on concrete data only
+    if values is not None:  # NaN or inf: a named error, not a -inf or NaN log density
+        from inference.train import training_series  # here: inference.train imports ArviZ (~1 s)
+
+        training_series(values)
     z0 = jax.vmap(initial)(windows[:, 0])
     states = jax.vmap(lambda z, w: losses.forced_rollout(step, z, w, alpha=forcing.alpha, interval=forcing.interval))(
         z0, windows)
