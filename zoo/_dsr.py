@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ import numpy as np
 
 from diagnostics import metrics
 from zoo._tabular import Columns
+from zoo.core import check_ranges
 from zoo.processes import chaos
 
 __all__ = ["DSRData", "simulate", "COLUMNS", "Reconstruction", "free_orbit", "evaluate", "lyapunov", "TrueInvariants",
@@ -60,6 +61,9 @@ class DSRData:
     training MSE / 2σ² up to a constant).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_train", "num_test", "eval_steps", "num_bins")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("dt", "obs_scale")
+
     system: str = "Lorenz"
     true_params: tuple = (("beta", 8 / 3), ("rho", 28.0), ("sigma", 10.0))
     dt: float = 0.01
@@ -72,6 +76,7 @@ class DSRData:
     obs_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        check_ranges(self)  # a subclass's COUNTS and POSITIVE, which extend these
         chaos.parameters(chaos.get_flow(self.system), dict(self.true_params))
         for name in ("num_train", "num_test", "eval_steps", "num_bins"):
             value = getattr(self, name)

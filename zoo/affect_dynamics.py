@@ -82,7 +82,7 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +92,7 @@ import numpyro.distributions as dist
 
 from inference import exact
 from inference.validate import is_traced
-from zoo.core import Check, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, check_ranges
 from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
 from zoo.processes.series import validate_series
 
@@ -157,6 +157,9 @@ class AffectConfig:
     Fitting variant B to data simulated under variant A: ``with_variant(config_A, B)``.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_dialogues", "num_turns")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("true_alpha", "true_gain")
+
     variant: str = "second_order"
     num_dialogues: int = 20
     num_turns: int = 25
@@ -170,18 +173,16 @@ class AffectConfig:
     true_gain: float = 1.0
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {VARIANTS}, got {self.variant!r}")
         if not self.conditions or any(c not in PROTOCOLS for c in self.conditions):
             raise ValueError(f"conditions: expected names from {sorted(PROTOCOLS)}, got {self.conditions!r}")
-        for name in ("num_dialogues", "num_turns"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if not 0 < self.true_alpha <= 1:
             raise ValueError(f"true_alpha: expected a value in (0, 1], got {self.true_alpha}")
         if not 0 <= self.true_mu < 1:
             raise ValueError(f"true_mu: expected a value in [0, 1), got {self.true_mu}")
-        for name in ("true_sigma_s", "true_sigma_r", "true_gain", "initial_scale"):
+        for name in ("true_sigma_s", "true_sigma_r", "initial_scale"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: expected a non-negative value, got {getattr(self, name)}")
 

@@ -94,6 +94,7 @@ arXiv:2410.14240; sparse teacher forcing: J. Mikhaeil, Z. Monfared, D. Durstewit
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -113,16 +114,17 @@ class ALRNNConfig(_dsr.DSRData):
     P, the sparse-forcing ``interval`` τ of the program's default forcing, and ``prior_steps`` of the
     prior predictive's free run."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = _dsr.DSRData.COUNTS + ("latent_dim", "interval", "prior_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = _dsr.DSRData.POSITIVE
+
     latent_dim: int = 20
     num_relu: int = 2
     interval: int = 16
     prior_steps: int = 1000
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        super().__post_init__()  # check_ranges(self) first
         plrnn.ALRNN(latent_dim=self.latent_dim, num_relu=self.num_relu, obs_dim=self.obs_dim)  # validates
-        if not isinstance(self.interval, int) or self.interval < 1:
-            raise ValueError(f"interval: expected a positive integer, got {self.interval!r}")
 
     @property
     def module(self) -> plrnn.ALRNN:

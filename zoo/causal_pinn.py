@@ -121,6 +121,7 @@ import dataclasses
 import functools
 import statistics
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -131,7 +132,7 @@ import numpyro.distributions as dist
 from inference.losses import causal_weights
 from inference.validate import is_traced
 from zoo._tabular import Columns
-from zoo.core import JOINT_COVERAGE, Check, FixedParameter, Recipe, ZooEntry
+from zoo.core import JOINT_COVERAGE, Check, FixedParameter, Recipe, ZooEntry, check_ranges
 from zoo.nets.params import module_params, point_values
 from zoo.nets.pinn import PINN, time_derivative
 from zoo.processes import chaos
@@ -154,6 +155,10 @@ class CausalPINNConfig:
     prior_scale)``), from ``num_obs`` observations at ``t0 + k·window/num_obs`` (k = 1..num_obs)
     with noise ``obs_noise``; empty: the forward problem."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_times", "hidden", "num_eval", "num_windows", "num_obs")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("window", "output_scale", "residual_scale", "tolerance", "prior_scale",
+                                           "obs_noise")
+
     system: str = "Lorenz"
     true_params: tuple = (("beta", 8 / 3), ("rho", 28.0), ("sigma", 10.0))
     x0: tuple[float, ...] = (1.0, 1.0, 1.0)
@@ -174,18 +179,15 @@ class CausalPINNConfig:
     obs_noise: float = 0.1
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         flow = chaos.get_flow(self.system)
         chaos.parameters(flow, dict(self.true_params))
         if len(self.x0) != flow.dim or not np.all(np.isfinite(self.x0)):
             raise ValueError(f"x0: expected {flow.dim} finite values, got {self.x0!r}")
-        for name in ("num_times", "num_eval", "num_windows"):
+        for name in ("num_times", "num_eval"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "num_windows" else 2):
-                raise ValueError(f"{name}: expected an integer >= {1 if name == 'num_windows' else 2}, got {value!r}")
-        for name in ("window", "output_scale", "residual_scale", "tolerance"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+            if value < 2:
+                raise ValueError(f"{name}: expected an integer >= 2, got {value!r}")
         names = chaos.get_flow(self.system).param_names
         if not (isinstance(self.learn, tuple) and set(self.learn) <= set(names) and len(set(self.learn)) == len(self.learn)):
             raise ValueError(f"learn: expected distinct parameter names of {self.system} from {list(names)}, got {self.learn!r}")
@@ -194,12 +196,6 @@ class CausalPINNConfig:
             raise ValueError(f"prior_median: no prior median for the learned parameter(s) {missing}")
         if not all(np.isfinite(medians[n]) and medians[n] > 0 for n in self.learn):
             raise ValueError(f"prior_median: expected positive medians for {list(self.learn)}, got {self.prior_median!r}")
-        if not isinstance(self.num_obs, int) or isinstance(self.num_obs, bool) or self.num_obs < 1:
-            raise ValueError(f"num_obs: expected a positive integer, got {self.num_obs!r}")
-        for name in ("prior_scale", "obs_noise"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if not (np.isfinite(self.t0) and 0 <= self.overshoot < 1):
             raise ValueError(f"t0/overshoot: expected a finite t0 and 0 <= overshoot < 1, got {self.t0}, {self.overshoot}")
         self.net  # the network's own checks (widths, bounds)

@@ -136,7 +136,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -148,7 +148,7 @@ import numpyro.distributions as dist
 from diagnostics import metrics
 from inference import losses
 from inference.validate import positive_int
-from zoo.core import Check, Columns, Recipe, ZooEntry, is_traced
+from zoo.core import Check, Columns, Recipe, ZooEntry, check_ranges, is_traced
 from zoo.nets.flow import VelocityField
 from zoo.nets.params import module_params, point_values
 from zoo.nets.temporal import CausalTimeTransformer
@@ -206,6 +206,12 @@ def _tuple_of_positive(name, value, length):
 class ConfRoverConfig:
     """Dynamics, training data, the surrogate and the evaluation protocol (model card)."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = (
+        "frame_every", "num_walkers", "num_frames", "window", "strides", "d_model", "num_heads", "num_layers", "ff",
+        "hidden", "time_features", "batch_size", "sample_steps", "grid_size", "num_bins", "iid_draws",
+        "rollout_walkers", "rollout_frames", "acf_lags", "ck_stride", "ck_per_basin")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("kappa", "weights", "dt", "cutoff_kT", "core_radius")
+
     kappa: tuple = (3.0, 3.0, 3.0)
     weights: tuple = (0.55, 0.40, 0.05)
     dt: float = 1e-3
@@ -234,16 +240,9 @@ class ConfRoverConfig:
     ck_per_basin: int = 2000
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         _tuple_of_positive("kappa", self.kappa, 3)
         _tuple_of_positive("weights", self.weights, 3)
-        for name in ("frame_every", "num_walkers", "num_frames", "d_model", "num_heads", "num_layers", "ff",
-                     "time_features", "batch_size", "sample_steps", "grid_size", "num_bins", "iid_draws",
-                     "rollout_walkers", "rollout_frames", "ck_stride", "ck_per_basin"):
-            positive_int(name, getattr(self, name))
-        for name in ("dt", "cutoff_kT", "core_radius"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if self.dt > 0.02:
             raise ValueError(f"dt: expected at most 0.02 (Euler-Maruyama with curvature up to ~2 sum(kappa)), got {self.dt}")
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
@@ -265,8 +264,6 @@ class ConfRoverConfig:
         if not (isinstance(self.acf_lags, tuple) and self.acf_lags
                 and all(isinstance(v, int) and 1 <= v < self.rollout_frames for v in self.acf_lags)):
             raise ValueError(f"acf_lags: expected a tuple of lags in 1..rollout_frames - 1, got {self.acf_lags!r}")
-        if any(not isinstance(w, int) or w < 1 for w in self.hidden):
-            raise ValueError(f"hidden: expected positive integer widths, got {self.hidden!r}")
         if self.d_model % self.num_heads or (self.d_model // self.num_heads) % 2:
             raise ValueError(f"num_heads: d_model = {self.d_model} must split into heads of even size, got "
                              f"{self.num_heads}")

@@ -26,7 +26,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -57,6 +57,7 @@ __all__ = [
     "check_close",
     "is_traced",
     "with_overrides",
+    "check_ranges",
 ]
 
 
@@ -147,6 +148,9 @@ def with_overrides(config: Any, overrides: Mapping[str, Any], *, argument: str =
         ok, coerced = _coerce(hints.get(key), value)
         if not ok:
             raise ValueError(f"{argument} {key}: expected {_hint_name(hints[key])}, got {value!r}")
+        problem = _outside_every_domain(coerced)
+        if problem:
+            raise ValueError(f"{argument} {key}: {problem}")
         values[key] = coerced
     try:
         return dataclasses.replace(config, **values)
@@ -188,6 +192,58 @@ def _coerce(hint: Any, value: Any) -> tuple[bool, Any]:
     if isinstance(base, type) and base is not object:
         return isinstance(value, base), value
     return True, _hashable(value)
+
+
+def check_ranges(config: Any) -> None:
+    """The range checks a configuration declares, for its ``__post_init__`` to call.
+
+    A configuration class lists its fields by kind in two class attributes (``typing.ClassVar``,
+    not fields): ``COUNTS``, integers that must be at least 1 (numbers of series, steps, particles,
+    sizes), and ``POSITIVE``, numbers that must be finite and above 0 (scales, time steps,
+    horizons, volumes); a tuple-valued field is checked element by element (an empty tuple, e.g. no
+    hidden layers, passes). A ``ValueError``
+    names the first field out of its range (``with_overrides`` adds the ``--set`` key in front).
+    Every integer field is a size, count, index or seed, so negative integers and non-finite
+    numbers are refused for every field by :func:`with_overrides`; zero is refused only where
+    ``COUNTS`` says so (a ReLU count, a burn-in or an index may be 0).
+    """
+    for name in getattr(config, "COUNTS", ()):
+        value = getattr(config, name)
+        items = tuple(_flat(value)) if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items):
+            raise ValueError(f"{name}: expected {'integers' if isinstance(value, tuple) else 'an integer'} >= 1, "
+                             f"got {value!r}")
+    for name in getattr(config, "POSITIVE", ()):
+        value = getattr(config, name)
+        items = tuple(_flat(value)) if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                            or not (math.isfinite(v) and v > 0) for v in items):
+            what = "positive finite numbers" if isinstance(value, tuple) else "a positive finite number"
+            raise ValueError(f"{name}: expected {what}, got {value!r}")
+
+
+def _outside_every_domain(value: Any) -> str | None:
+    """What no configuration field accepts, whatever its meaning: a NaN or infinite number (also
+    inside a tuple), a negative integer (every integer field of the zoo's configurations is a size,
+    a count, an index or a seed). ``None`` when ``value`` passes; the field's own range (a count of
+    at least 1, a positive scale) is its configuration's ``__post_init__``'s to check."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return f"expected a non-negative integer (a size, count or index), got {value!r}"
+    if isinstance(value, tuple):
+        bad = [v for v in _flat(value) if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            return f"expected finite numbers, got {bad[0]!r} in {value!r}"
+    return None
+
+
+def _flat(value: tuple) -> Iterator[Any]:
+    for item in value:
+        if isinstance(item, tuple):
+            yield from _flat(item)
+        else:
+            yield item
 
 
 def _hint_name(hint: Any) -> str:

@@ -83,7 +83,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,8 +92,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from inference.validate import positive_int
-from zoo.core import Check, Recipe, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import Check, Recipe, ZooEntry, check_close, check_covers, check_ranges, is_traced
 from zoo.processes import sde
 
 __all__ = [
@@ -141,6 +140,9 @@ class ElectrolyteConfig:
     ``true_D``.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("grid", "dim", "num_series", "num_frames")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("spacing", "frame_dt", "pixel_noise", "true_kappa", "true_D")
+
     grid: int = 32
     dim: int = 2
     spacing: float = 0.5
@@ -154,22 +156,13 @@ class ElectrolyteConfig:
     true_D: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("grid", "dim", "num_series", "num_frames"):
-            positive_int(name, getattr(self, name))
+        check_ranges(self)
         if self.grid < 4 or self.grid % 2:
             raise ValueError(f"grid: a periodic grid with Hermitian mode pairs and Nyquist modes needs an even number "
                              f">= 4 of points per axis, got {self.grid}")
         if self.dim not in (1, 2, 3):
             raise ValueError(f"dim: expected 1, 2 or 3, got {self.dim}")
-        sde.check_step(self.spacing, "spacing")
-        sde.check_step(self.frame_dt, "frame_dt")
-        sde.check_scale(self.pixel_noise, "pixel_noise")
-        if not self.pixel_noise > 0:
-            raise ValueError(f"pixel_noise: expected a positive noise scale, got {self.pixel_noise}")
         sde.check_scale(self.true_field, "true_field")
-        for name in ("true_kappa", "true_D"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -87,6 +87,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +95,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from zoo.core import Check, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import (Check, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers,
+                       check_ranges, is_traced)
 from zoo.processes import chaos
 
 __all__ = ["DystsConfig", "model", "simulate", "simulate_series", "windows_from_series", "check", "flow_ssm",
@@ -119,6 +121,10 @@ class DystsConfig:
     observation with scale 1 it is ~1 at 256 particles, measured on the small config).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("window_length",)
+    POSITIVE: ClassVar[tuple[str, ...]] = ("dt", "max_step", "obs_noise", "prior_scale", "obs_noise_prior",
+                                           "x0_prior_scale", "ssm_process_noise")
+
     system: str = "Lorenz"
     true_params: tuple = (("beta", 8 / 3), ("rho", 28.0), ("sigma", 10.0))
     x_init: tuple | None = (1.0, 1.0, 1.0)
@@ -136,6 +142,7 @@ class DystsConfig:
     ssm_initial_scale: float | None = None
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         flow = chaos.get_flow(self.system)
         chaos.parameters(flow, dict(self.true_params))  # unknown names: a named error
         if self.x_init is not None and len(self.x_init) != flow.dim:
@@ -148,9 +155,6 @@ class DystsConfig:
             raise ValueError(f"window_length: expected an integer >= 2, got {self.window_length!r}")
         if not self.window_starts or any(s < 0 for s in self.window_starts):
             raise ValueError(f"window_starts: expected non-negative start times, got {self.window_starts!r}")
-        for name in ("dt", "max_step", "obs_noise", "prior_scale", "obs_noise_prior", "x0_prior_scale", "ssm_process_noise"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         span = (self.window_length - 1) * self.dt * flow.lyapunov_max
         if span > MAX_LYAPUNOV_TIMES:
             raise ValueError(

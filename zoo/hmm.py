@@ -80,13 +80,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from zoo.core import JOINT_COVERAGE, Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import (JOINT_COVERAGE, Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers,
+                       check_ranges)
 from zoo.processes.discrete_hmm import (
     CategoricalMissing,
     DiscreteHMM,
@@ -121,6 +123,9 @@ class HMMConfig:
     true_*: parameters used by ``simulate`` (tuples so the config stays hashable).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_states", "obs_dim", "num_symbols", "num_series", "num_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("prior_scale", "true_scales")
+
     num_states: int = 2
     emission: str = "gaussian"
     obs_dim: int = 1
@@ -135,6 +140,7 @@ class HMMConfig:
     true_emission_probs: tuple = ((0.7, 0.2, 0.1), (0.1, 0.2, 0.7))
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.emission not in ("gaussian", "categorical"):
             raise ValueError(f"emission: expected 'gaussian' or 'categorical', got {self.emission!r}")
         if self.num_states < 2:

@@ -134,7 +134,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import statistics
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -144,7 +144,7 @@ import numpyro.distributions as dist
 
 from inference.validate import is_traced
 from zoo._tabular import Columns
-from zoo.core import Check, Recipe, ZooEntry
+from zoo.core import Check, Recipe, ZooEntry, check_ranges
 from zoo.nets.koopman import (DLinear, Koopa, adapt_operator, amplitude_spectrum, dmd_operator, dmd_state,
                               num_kept_frequencies, spectrum_mask)
 from zoo.nets.params import module_params, point_values
@@ -164,6 +164,12 @@ class KoopaConfig:
     frequencies ``chirp_from``/``chirp_to`` (cycles per step); ``noise``; ``dim`` D, ``hidden``,
     ``hidden_layers``, ``num_blocks`` B, ``alpha``; ``batch_size``; ``baseline``: train DLinear
     alongside (``moving_average`` its kernel)."""
+
+    COUNTS: ClassVar[tuple[str, ...]] = (
+        "num_steps", "num_train", "channels", "lookback", "horizon", "seg_len", "planted_bins", "dim", "hidden",
+        "hidden_layers", "num_blocks", "batch_size", "moving_average", "adapt_rolls", "adapt_stride",
+        "adapt_replicates")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("chirp_from", "chirp_to", "alpha")
 
     num_steps: int = 6000
     num_train: int = 4200
@@ -188,11 +194,7 @@ class KoopaConfig:
     adapt_replicates: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("num_steps", "num_train", "channels", "lookback", "horizon", "seg_len", "batch_size",
-                     "moving_average", "adapt_rolls", "adapt_stride", "adapt_replicates"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        check_ranges(self)
         if self.horizon > self.lookback:
             raise ValueError(f"horizon: expected at most the lookback {self.lookback} (the naive forecast repeats "
                              f"the last H steps of it), got {self.horizon}")

@@ -119,7 +119,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -128,7 +128,7 @@ import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array, Float
 
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, is_traced
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_ranges, is_traced
 from zoo.processes import chaos
 from zoo.processes.linear_gaussian import DegenerateNormal
 
@@ -182,6 +182,11 @@ class LangevinFlowConfig:
     test trials.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_trials", "num_steps", "num_neurons", "subsample", "latent_dim", "hidden",
+                                         "d_model", "num_heads", "ff", "gru", "vae_steps", "batch_size")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("base_rate", "gain", "lorenz_dt", "step_size", "gamma", "learning_rate",
+                                           "clip_norm")
+
     num_trials: int = 200
     num_steps: int = 100
     num_neurons: int = 30
@@ -210,8 +215,8 @@ class LangevinFlowConfig:
     validation: int = 40
 
     def __post_init__(self) -> None:
-        for name in ("num_trials", "num_steps", "num_neurons", "held_out", "burn_in", "subsample", "latent_dim",
-                     "hidden", "d_model", "num_heads", "ff", "gru", "vae_steps", "batch_size"):
+        check_ranges(self)
+        for name in ("held_out", "burn_in"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
@@ -227,10 +232,6 @@ class LangevinFlowConfig:
                              f"got {self.held_out}")
         if self.latent_dim % 4:
             raise ValueError(f"latent_dim: expected a multiple of 4 (4 channels x lattice sites), got {self.latent_dim}")
-        for name in ("base_rate", "gain", "lorenz_dt", "step_size", "learning_rate", "clip_norm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if not 0 < self.gamma < 1:
             raise ValueError(f"gamma: expected a damping in (0, 1), got {self.gamma!r}")
         if self.decoder not in DECODERS:

@@ -102,7 +102,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +114,8 @@ from numpyro.distributions.transforms import biject_to
 
 from inference import exact
 from inference.validate import positive_float, positive_int
-from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import (Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers,
+                       check_ranges, is_traced)
 from zoo.processes import sde
 
 __all__ = [
@@ -175,6 +176,10 @@ class LatentSDEConfig:
     GRU ``context_hidden``. SVI: ``svi_steps``, ``svi_learning_rate``, ``svi_particles``.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_series", "num_steps", "obs_every", "fine_substeps", "control_hidden",
+                                         "context_hidden", "svi_steps", "svi_particles")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("dt", "obs_noise", "true_theta", "true_sigma", "svi_learning_rate")
+
     num_series: int = 16
     num_steps: int = 200
     dt: float = 0.05
@@ -191,19 +196,9 @@ class LatentSDEConfig:
     svi_particles: int = 8
 
     def __post_init__(self) -> None:
-        sde.check_step(self.dt)
-        for name in ("num_series", "num_steps", "obs_every", "fine_substeps", "svi_steps", "svi_particles",
-                     "context_hidden"):
-            positive_int(name, getattr(self, name))
+        check_ranges(self)
         if self.num_steps % self.obs_every:
             raise ValueError(f"obs_every: must divide num_steps = {self.num_steps}; got {self.obs_every}")
-        sde.check_scale(self.obs_noise, "obs_noise")
-        if not self.obs_noise > 0:
-            raise ValueError(f"obs_noise: expected a positive noise scale, got {self.obs_noise}")
-        for name in ("true_theta", "true_sigma"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if self.data_mode not in _DATA_MODES:
             raise ValueError(f"data_mode: expected one of {_DATA_MODES}, got {self.data_mode!r}")
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import (Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers,
+                      check_ranges)
 from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
 from zoo.processes.series import validate_series
 
@@ -71,6 +73,9 @@ __all__ = ["LGSSMConfig", "lgssm_params", "family", "lgssm_ssm", "ENTRY"]
 @dataclasses.dataclass(frozen=True)
 class LGSSMConfig:
     """Dimensions, prior scales and the true values used by ``simulate``."""
+
+    COUNTS: ClassVar[tuple[str, ...]] = ("state_dim", "obs_dim", "num_series", "num_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("prior_A_scale", "true_q", "true_r")
 
     state_dim: int = 2
     obs_dim: int = 2
@@ -84,8 +89,7 @@ class LGSSMConfig:
     true_r: tuple = (0.3, 0.3)
 
     def __post_init__(self) -> None:
-        if self.state_dim < 1 or self.obs_dim < 1:
-            raise ValueError(f"state_dim/obs_dim: expected positive integers, got {self.state_dim}, {self.obs_dim}")
+        check_ranges(self)
         if np.shape(self.true_A) != (self.state_dim, self.state_dim):
             raise ValueError(f"true_A: expected shape ({self.state_dim}, {self.state_dim}), got {np.shape(self.true_A)}")
         if np.shape(self.true_q) != (self.state_dim,) or np.shape(self.true_r) != (self.obs_dim,):

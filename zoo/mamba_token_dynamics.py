@@ -159,7 +159,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -169,7 +169,7 @@ import numpyro.distributions as dist
 
 from inference.validate import is_traced
 from zoo._tabular import Columns
-from zoo.core import Check, Recipe, ZooEntry, check_covers, posterior_draws
+from zoo.core import Check, Recipe, ZooEntry, check_covers, check_ranges, posterior_draws
 from zoo.nets.selective_ssm import token_velocity
 
 __all__ = ["TokenConfig", "TokenSolution", "RegimeFigures", "velocity", "solve_tokens", "scenario", "loglog_slope",
@@ -182,6 +182,9 @@ class TokenConfig:
     (``num_depths`` points from ``t_first`` to ``t_end``, ``"geometric"`` or ``"linear"``), the
     observation ``noise``, the solver tolerance ``rtol``, the blow-up level ``blowup`` and the
     ``horizon`` under which a token's time left to its blow-up counts as one (:func:`solve_tokens`)."""
+
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_depths", "max_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("t_first", "t_end", "noise", "rtol", "blowup", "horizon")
 
     mu: float = -1.0
     s_delta: float = 0.5
@@ -198,6 +201,7 @@ class TokenConfig:
     max_steps: int = 4096
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if not isinstance(self.num_depths, int) or self.num_depths < 2:
             raise ValueError(f"num_depths: expected an integer >= 2, got {self.num_depths!r}")
         if not 0 < self.t_first < self.t_end:
@@ -206,9 +210,8 @@ class TokenConfig:
             raise ValueError(f"spacing: expected 'geometric' or 'linear', got {self.spacing!r}")
         if len(self.x0) < 1 or not all(np.isfinite(self.x0)):
             raise ValueError(f"x0: expected finite input tokens, got {self.x0!r}")
-        if not (self.a >= 0 and self.noise > 0 and self.rtol > 0 and self.blowup > 0 and self.horizon > 0):
-            raise ValueError(f"a/noise/rtol/blowup/horizon: expected a >= 0 and positive others, got "
-                             f"{self.a}, {self.noise}, {self.rtol}, {self.blowup}, {self.horizon}")
+        if not self.a >= 0:
+            raise ValueError(f"a: expected a state decay >= 0, got {self.a}")
 
     @property
     def num_tokens(self) -> int:

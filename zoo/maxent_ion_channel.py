@@ -103,6 +103,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -112,7 +113,7 @@ import numpyro.distributions as dist
 
 from inference import exact
 from inference.validate import concrete, is_traced
-from zoo.core import Check, Columns, Recipe, ZooEntry, check_close, check_covers, posterior_draws
+from zoo.core import Check, Columns, Recipe, ZooEntry, check_close, check_covers, check_ranges, posterior_draws
 from zoo.processes import ctmc, fluctuations
 
 __all__ = [
@@ -141,6 +142,9 @@ class ChannelConfig:
     the path windows on which the check tests the fluctuation theorem.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_sites", "num_paths", "num_obs", "max_jumps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("obs_interval", "window")
+
     num_sites: int = 2
     mode: str = "discrete"
     observe: str = "configuration"
@@ -160,6 +164,7 @@ class ChannelConfig:
     max_jumps: int = 2000
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if isinstance(self.num_sites, bool) or not isinstance(self.num_sites, int) or not 1 <= self.num_sites <= 12:
             raise ValueError(f"num_sites: expected an integer in 1..12 (2^M states), got {self.num_sites!r}")
         if self.mode not in MODES:
@@ -171,8 +176,6 @@ class ChannelConfig:
                 f"voltage: equilibrium snapshots need detailed balance, i.e. zero affinity A = mu_L - mu_R + qV; "
                 f"got qV = {self.voltage}, mu_L = {self.true_mu_left}, mu_R = {self.true_mu_right} "
                 f"(A = {self.true_mu_left - self.true_mu_right + self.voltage}); use mode='discrete' for driven channels")
-        if not self.obs_interval > 0 or not self.window > 0:
-            raise ValueError("obs_interval, window: expected positive durations")
 
     @property
     def num_states(self) -> int:

@@ -121,6 +121,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -130,7 +131,7 @@ import numpyro.distributions as dist
 
 from inference.prior_predictive import draw_priors, rejection_draw
 from inference.validate import is_traced
-from zoo.core import Check, Columns, Recipe, ZooEntry, check_covers, posterior_draws
+from zoo.core import Check, Columns, Recipe, ZooEntry, check_covers, check_ranges, posterior_draws
 from zoo.processes import gillespie
 from zoo.processes.fsp import FiniteStateProjection
 from zoo.processes.moment_closure import MomentClosure, first_peak_and_late, validity_diagnostic
@@ -185,6 +186,11 @@ class ClosureConfig:
     """Schlögl snapshot design (spec CPU config: Omega = 10, 300 cells at t = 0.5, 1, 2, 5,
     n_max = 110), the likelihood route, and the settings of the diagnostics the check runs."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_cells", "n_max", "closure_order", "diagnostic_orders",
+                                         "brusselator_runs", "max_events")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("volume", "times", "true_k", "k4", "prior_scale", "diagnostic_volumes",
+                                           "brusselator_volume")
+
     volume: float = 10.0
     num_cells: int = 300
     times: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)
@@ -203,10 +209,9 @@ class ClosureConfig:
     max_events: int = 40_000
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.likelihood not in ("fsp", "closure"):
             raise ValueError(f"likelihood: expected 'fsp' or 'closure', got {self.likelihood!r}")
-        if not self.volume > 0:
-            raise ValueError(f"volume: expected a positive system size, got {self.volume!r}")
         if len(self.times) < 1 or any(t <= 0 for t in self.times) or list(self.times) != sorted(set(self.times)):
             raise ValueError(f"times: expected increasing positive measurement times, got {self.times!r}")
         if not 0 <= self.x0 < self.n_max:

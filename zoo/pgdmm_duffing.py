@@ -93,7 +93,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -102,7 +102,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from zoo.core import Check, Columns, FixedParameter, Recipe, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import (Check, Columns, FixedParameter, Recipe, ZooEntry, check_close, check_covers, check_ranges,
+                      is_traced)
 from zoo.processes.chaos import flow_map
 from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
 
@@ -147,6 +148,11 @@ class PgDMMConfig:
     ``clip_norm``, ``num_particles``, ``validation`` held-out sequences.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_series", "num_steps", "substeps", "hidden", "gru", "vae_steps",
+                                         "num_particles")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("dt", "true_k", "true_c", "input_scale", "process_noise", "obs_noise",
+                                           "init_scale", "physics_k", "physics_c", "learning_rate", "clip_norm")
+
     num_series: int = 16
     num_steps: int = 100
     dt: float = 0.1
@@ -173,19 +179,11 @@ class PgDMMConfig:
     validation: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("num_series", "num_steps", "substeps", "hidden", "gru", "vae_steps", "num_particles"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        check_ranges(self)
         if self.num_steps < 2:
             raise ValueError(f"num_steps: expected at least 2 steps, got {self.num_steps}")
         if isinstance(self.validation, bool) or not isinstance(self.validation, int) or self.validation < 0:
             raise ValueError(f"validation: expected an integer >= 0, got {self.validation!r}")
-        for name in ("dt", "true_k", "true_c", "input_scale", "process_noise", "obs_noise", "init_scale", "physics_k",
-                     "physics_c", "learning_rate", "clip_norm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if not (np.isfinite(self.k3) and self.k3 >= 0):
             raise ValueError(f"k3: expected a number >= 0, got {self.k3!r}")
         for name in ("kl_start", "kl_fraction"):

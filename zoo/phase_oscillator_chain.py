@@ -86,7 +86,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -94,8 +94,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from inference.validate import positive_int
-from zoo.core import JOINT_COVERAGE, Check, Columns, Recipe, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import (JOINT_COVERAGE, Check, Columns, Recipe, ZooEntry, check_close, check_covers, check_ranges,
+                      is_traced)
 from zoo.processes import sde
 
 __all__ = [
@@ -146,6 +146,9 @@ class PhaseChainConfig:
     ``true_sigma_omega``.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_oscillators", "num_steps", "num_series", "substeps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("dt", "true_K", "true_D")
+
     num_oscillators: int = 64
     dt: float = 0.05
     num_steps: int = 200
@@ -160,12 +163,10 @@ class PhaseChainConfig:
     true_sigma_omega: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("num_oscillators", "num_steps", "num_series", "substeps"):
-            positive_int(name, getattr(self, name))
+        check_ranges(self)
         if self.num_oscillators < 3:
             raise ValueError(f"num_oscillators: a periodic ring needs at least 3 oscillators (each with two distinct "
                              f"neighbours), got {self.num_oscillators}")
-        sde.check_step(self.dt)
         if self.noise not in _NOISES:
             raise ValueError(f"noise: expected one of {_NOISES}, got {self.noise!r}")
         if self.likelihood not in _LIKELIHOODS:
@@ -174,10 +175,7 @@ class PhaseChainConfig:
             raise ValueError("likelihood: 'ew_modes' is the time-noise linear (EW) route; use noise='time'")
         if self.data_mode not in _DATA_MODES:
             raise ValueError(f"data_mode: expected one of {_DATA_MODES}, got {self.data_mode!r}")
-        sde.check_scale(self.true_D, "true_D")
         sde.check_scale(self.true_sigma_omega, "true_sigma_omega")
-        if not self.true_K > 0:
-            raise ValueError(f"true_K: expected a positive coupling, got {self.true_K}")
 
     @property
     def times(self) -> np.ndarray:

@@ -136,7 +136,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -148,7 +148,7 @@ from inference.losses import mmd
 from inference.validate import is_traced
 from zoo._dsr import attractor_moments
 from zoo._tabular import Columns
-from zoo.core import Check, Recipe, ZooEntry
+from zoo.core import Check, Recipe, ZooEntry, check_ranges
 from zoo.nets.params import module_params, point_values
 from zoo.nets.selective_ssm import EmbeddingTooLargeError, MambaForecaster
 from zoo.processes import chaos
@@ -181,6 +181,11 @@ class PhyxMambaConfig:
     window, ``batch_size``, ``obs_sigma`` σ (fixed), ``lambda_mtp``, ``rollout`` R (stage-2 free-run
     steps), ``lambda_u``, ``lambda_c``."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("pts_per_lyapunov", "num_series", "num_points", "num_train", "num_test",
+                                         "lookback", "horizon", "patch", "delay_dim", "delay_tau", "d_model", "d_state",
+                                         "num_blocks", "expand", "window", "batch_size", "rollout")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("obs_sigma",)
+
     system: str = "Lorenz"
     pts_per_lyapunov: int = 30
     num_series: int = 16
@@ -207,13 +212,8 @@ class PhyxMambaConfig:
     lambda_c: float = 100.0
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         chaos.get_flow(self.system)
-        for name in ("pts_per_lyapunov", "num_series", "num_points", "num_train", "num_test", "lookback", "horizon",
-                     "patch", "delay_dim", "delay_tau", "d_model", "d_state", "num_blocks", "expand", "window",
-                     "batch_size", "rollout"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
         for name in ("num_val", "num_mtp"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -221,8 +221,6 @@ class PhyxMambaConfig:
         for name in ("lookback", "horizon", "window", "rollout"):
             if getattr(self, name) % self.patch:
                 raise ValueError(f"{name}: expected a multiple of patch={self.patch}, got {getattr(self, name)}")
-        if not (np.isfinite(self.obs_sigma) and self.obs_sigma > 0):
-            raise ValueError(f"obs_sigma: expected a positive number, got {self.obs_sigma!r}")
         for name in ("lambda_mtp", "lambda_u", "lambda_c"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):

@@ -157,7 +157,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -166,7 +166,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference.validate import is_traced, positive_int
-from zoo.core import JOINT_COVERAGE, Check, Columns, FixedParameter, Recipe, ZooEntry, check_close, check_covers
+from zoo.core import (JOINT_COVERAGE, Check, Columns, FixedParameter, Recipe, ZooEntry, check_close, check_covers,
+                      check_ranges)
 from zoo.processes import povm as pv
 
 __all__ = [
@@ -211,6 +212,9 @@ class POVMIsingConfig:
     true_*: the parameters ``simulate`` uses.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_qubits", "shots")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("times", "true_gamma")
+
     num_qubits: int = 3
     povm: str = "tetrahedral"
     periodic: bool = True
@@ -222,6 +226,7 @@ class POVMIsingConfig:
     true_V: float = 2.0
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if isinstance(self.num_qubits, bool) or not isinstance(self.num_qubits, int) or not 1 <= self.num_qubits <= 5:
             raise ValueError(f"num_qubits: expected an integer in 1..5 (a dense 4^N generator), got {self.num_qubits!r}")
         if self.povm not in pv.POVMS:
@@ -230,12 +235,10 @@ class POVMIsingConfig:
         if times.ndim != 1 or times.size < 1 or not np.all(np.isfinite(times)) or np.any(times <= 0) \
                 or np.any(np.diff(times) <= 0):
             raise ValueError(f"times: expected increasing positive times, got {self.times!r}")
-        positive_int("shots", self.shots)
-        for name in ("true_g", "true_gamma", "true_V"):
+        for name in ("true_g", "true_V"):
             value = getattr(self, name)
-            if not np.isfinite(value) or value < 0 or (name == "true_gamma" and value == 0):
-                raise ValueError(f"{name}: expected a {'positive' if name == 'true_gamma' else 'non-negative'} "
-                                 f"number, got {value!r}")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
 
     def fixed_parameters(self) -> dict[str, FixedParameter]:
         """V, unless ``learn_V``."""

@@ -139,7 +139,7 @@ import functools
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -149,7 +149,7 @@ import numpyro.distributions as dist
 from jaxtyping import Array, Float
 
 from inference.prior_predictive import MAX_TRIES, rejection_draw
-from zoo.core import Check, Columns, FixedParameter, Recipe, ZooEntry, check_covers, is_traced
+from zoo.core import Check, Columns, FixedParameter, Recipe, ZooEntry, check_covers, check_ranges, is_traced
 
 __all__ = [
     "MORECConfig",
@@ -214,6 +214,13 @@ class MORECConfig:
     ``task`` is ``"refrigerator"`` (simulated) or ``"d4rl"`` (offline data at ``data_path``).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_episodes", "num_steps", "hidden", "svi_steps", "ensemble_size",
+                                         "ensemble_steps", "elites", "reward_steps", "snapshot_every", "history",
+                                         "resample", "rollout_steps", "num_rollouts", "held_out")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("k_amb", "k_c", "noise", "policy_noise", "test_action_high", "prior_scale",
+                                           "svi_learning_rate", "reward_learning_rate", "temperature",
+                                           "reward_delta_scale", "offset")
+
     task: str = "refrigerator"
     num_episodes: int = 50
     num_steps: int = 100
@@ -255,27 +262,17 @@ class MORECConfig:
     env: str = ""
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.task not in ("refrigerator", "d4rl"):
             raise ValueError(f"task: expected 'refrigerator' or 'd4rl', got {self.task!r}")
         if self.reward_inputs not in ("plant", "data"):
             raise ValueError(f"reward_inputs: expected 'plant' or 'data', got {self.reward_inputs!r}")
         if self.task == "d4rl" and self.reward_inputs == "plant":
             raise ValueError("reward_inputs: the 'd4rl' task has no declared operating range; use 'data'")
-        for name in ("num_episodes", "num_steps", "hidden", "svi_steps", "ensemble_size", "ensemble_steps", "elites",
-                     "reward_steps", "snapshot_every", "history", "resample", "rollout_steps", "num_rollouts",
-                     "held_out"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
         if self.num_steps < 2:
             raise ValueError(f"num_steps: expected at least 2 steps (one transition), got {self.num_steps}")
         if self.elites > self.ensemble_size:
             raise ValueError(f"elites: expected at most ensemble_size = {self.ensemble_size}, got {self.elites}")
-        for name in ("k_amb", "k_c", "noise", "policy_noise", "prior_scale", "svi_learning_rate",
-                     "reward_learning_rate", "temperature", "offset", "reward_delta_scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         for name in ("t_amb", "setpoint", "policy_offset", "policy_gain", "init_low", "init_high", "test_low",
                      "test_high", "entropy", "threshold"):
             value = getattr(self, name)

@@ -88,6 +88,7 @@ for learning chaotic dynamics", ICML 2023, arXiv:2306.04406.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -108,6 +109,9 @@ class ShPLRNNConfig(_dsr.DSRData):
     ``prior_steps`` of the prior predictive's free run. The program's default forcing is full
     teacher forcing (α = 1); the recipe's trainer sets α."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = _dsr.DSRData.COUNTS + ("latent_dim", "hidden_dim", "prior_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = _dsr.DSRData.POSITIVE
+
     train_noise: float = 0.05
     latent_dim: int = 3
     hidden_dim: int = 50
@@ -115,7 +119,7 @@ class ShPLRNNConfig(_dsr.DSRData):
     prior_steps: int = 1000
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        super().__post_init__()  # check_ranges(self) first
         plrnn.ShallowPLRNN(latent_dim=self.latent_dim, hidden_dim=self.hidden_dim, obs_dim=self.obs_dim,
                            clipped=self.clipped)
 

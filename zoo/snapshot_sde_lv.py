@@ -119,6 +119,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +130,6 @@ from jax.scipy.special import logsumexp
 
 from diagnostics import metrics
 from inference.prior_predictive import draw_priors, rejection_draw
-from inference.validate import positive_int
 from zoo.core import (
     Check,
     Columns,
@@ -137,6 +137,7 @@ from zoo.core import (
     ZooEntry,
     check_close,
     check_covers,
+    check_ranges,
     is_traced,
 )
 from zoo.processes import bridges, sde
@@ -154,6 +155,10 @@ X0_SCALE_MEDIAN = 0.5
 @dataclasses.dataclass(frozen=True)
 class SnapshotConfig:
     """Truth, snapshot design and numerical settings."""
+
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_cells", "train_every", "nodes", "irr_iters")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma", "delta", "sigma", "x0_std", "split", "lna_dt",
+                                           "sim_dt", "irr_step")
 
     alpha: float = 1.0
     beta: float = 0.4
@@ -173,22 +178,17 @@ class SnapshotConfig:
     irr_step: float = 0.05
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         times = bridges.check_times(self.times, "times")
         if times[0] != 0.0:
             raise ValueError(f"times: the first snapshot is the base of the likelihood and must be at 0, got {times[0]:g}")
         gaps = np.diff(times)
         if not np.allclose(gaps, gaps[0]):
             raise ValueError(f"times: expected equally spaced snapshot times, got gaps {gaps.tolist()}")
-        for name in ("num_cells", "train_every", "nodes", "irr_iters"):
-            positive_int(name, getattr(self, name))
         if not (isinstance(self.split, (int, float)) and 0.0 < self.split <= 1.0):
             raise ValueError(f"split: expected the component scale c in (0, 1], got {self.split!r}")
         if len(self.x0_mean) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.x0_mean):
             raise ValueError(f"x0_mean: expected two finite numbers, got {self.x0_mean!r}")
-        for name in ("sigma", "x0_std", "lna_dt", "sim_dt", "irr_step", *PARAMS):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         for name in ("lna_dt", "sim_dt"):
             steps = gaps[0] / getattr(self, name)
             if abs(steps - round(steps)) > 1e-9:

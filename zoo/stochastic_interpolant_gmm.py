@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -95,8 +95,7 @@ import numpyro.distributions as dist
 
 from diagnostics import metrics
 from inference import losses
-from inference.validate import positive_int
-from zoo.core import Check, Columns, Recipe, ZooEntry, is_traced
+from zoo.core import Check, Columns, Recipe, ZooEntry, check_ranges, is_traced
 from zoo.nets.flow import VelocityField
 from zoo.nets.params import module_params, point_values
 from zoo.processes import transport
@@ -125,6 +124,10 @@ INTERPOLANTS = ("linear", "trigonometric")
 class InterpolantConfig:
     """The target ring, the interpolant, the networks and the evaluation protocol."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_modes", "num_data", "hidden", "batch_size", "num_samples",
+                                         "num_reference", "ode_steps", "sde_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("radius", "mode_std", "noise", "delta", "score_clip")
+
     num_modes: int = 8
     radius: float = 4.0
     mode_std: float = 0.3
@@ -145,13 +148,9 @@ class InterpolantConfig:
     eval_window: tuple = (0.05, 0.95)
 
     def __post_init__(self) -> None:
-        for name in ("num_modes", "num_data", "batch_size", "num_samples", "num_reference", "ode_steps", "sde_steps"):
-            positive_int(name, getattr(self, name))
+        check_ranges(self)
         if self.interpolant not in INTERPOLANTS:
             raise ValueError(f"interpolant: expected one of {INTERPOLANTS}, got {self.interpolant!r}")
-        if not (self.radius > 0 and self.mode_std > 0 and self.noise > 0):
-            raise ValueError(f"radius/mode_std/noise: expected positive numbers, got {self.radius}, {self.mode_std}, "
-                             f"{self.noise}")
         if not 0 < self.delta < 0.5 or not 0 < self.score_clip < 0.5:
             raise ValueError(f"delta/score_clip: expected numbers in (0, 0.5), got {self.delta}, {self.score_clip}")
         lo, hi = self.eval_window

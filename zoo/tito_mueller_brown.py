@@ -119,7 +119,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -130,7 +130,7 @@ import numpyro.distributions as dist
 from diagnostics import metrics
 from inference import losses
 from inference.validate import positive_int
-from zoo.core import Check, Columns, Recipe, ZooEntry, is_traced
+from zoo.core import Check, Columns, Recipe, ZooEntry, check_ranges, is_traced
 from zoo.nets.flow import VelocityField
 from zoo.nets.params import module_params, point_values
 from zoo.processes import sde
@@ -177,6 +177,11 @@ def potential(x) -> jax.Array:
 class TitoConfig:
     """Dynamics, training data, the flow and the evaluation protocol."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("frame_every", "num_walkers", "num_frames", "max_lag", "hidden", "batch_size",
+                                         "sample_steps", "grid_size", "num_bins", "eq_chains", "eq_steps",
+                                         "num_transition", "transition_lag", "ck_chains")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("kT", "dt", "start_kT", "increment_scale", "cutoff_kT")
+
     kT: float = 15.0
     dt: float = 1e-4
     frame_every: int = 100
@@ -201,13 +206,7 @@ class TitoConfig:
     ck_chains: int = 2000
 
     def __post_init__(self) -> None:
-        for name in ("frame_every", "num_walkers", "num_frames", "max_lag", "batch_size", "sample_steps", "grid_size",
-                     "num_bins", "eq_chains", "eq_steps", "num_transition", "transition_lag", "ck_chains"):
-            positive_int(name, getattr(self, name))
-        for name in ("kT", "start_kT", "dt", "increment_scale", "cutoff_kT"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        check_ranges(self)
         if self.dt > 4e-4:
             raise ValueError(f"dt: expected at most 4e-4 (Euler-Maruyama is unstable on Müller-Brown above ~4.9e-4), "
                              f"got {self.dt}")

@@ -163,7 +163,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -172,7 +172,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference.validate import concrete
-from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry
+from zoo.core import Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_ranges
 from zoo.processes.reactions import EulerMaruyamaPath
 
 REFERENCE = "arXiv:0811.4744"
@@ -186,6 +186,10 @@ class TransientStateConfig:
     ``process_noise`` and ``reservoir_noise`` are diffusion coefficients per unit time (the
     Euler step's standard deviation is ``noise * sqrt(dt)``); ``obs_noise`` the observation SD.
     """
+
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_cliques", "clique_size", "num_obs")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("obs_interval", "dt", "w", "x_c", "gamma_phi", "process_noise",
+                                           "reservoir_noise", "obs_noise", "true_gamma_minus", "true_gamma_plus")
 
     num_cliques: int = 4
     clique_size: int = 3
@@ -211,17 +215,9 @@ class TransientStateConfig:
     initial_clique: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("num_cliques", "clique_size", "num_obs"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        check_ranges(self)
         if self.num_cliques < 2:
             raise ValueError(f"num_cliques: expected at least 2 cliques to compete, got {self.num_cliques}")
-        for name in ("obs_interval", "dt", "w", "x_c", "gamma_phi", "process_noise", "reservoir_noise",
-                     "obs_noise", "true_gamma_minus", "true_gamma_plus"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if not self.z < 0:
             raise ValueError(f"z: expected a negative (inhibitory) weight, got {self.z!r}")
         if not 0 < self.x_c < 1:

@@ -69,7 +69,7 @@ def test_data_format_and_named_errors(tmp_path):
         inference.fit(ENTRY, np.array([[1.0, np.nan, 1.0]]), method="map", progress=False, num_steps=1)
     with pytest.raises(ValueError, match="data: expected the window's initial state"):
         trace(seed(model, jax.random.PRNGKey(0))).get_trace(np.ones((2, 3)), config=SMALL)
-    with pytest.raises(ValueError, match="window: expected a positive number"):
+    with pytest.raises(ValueError, match="window: expected a positive finite number"):
         CausalPINNConfig(window=-1.0)
     with pytest.raises(ValueError, match="x0: expected 3 finite values"):
         CausalPINNConfig(x0=(1.0, 1.0))
@@ -128,7 +128,7 @@ def test_inverse_program_learns_the_parameters_from_observations():
         trace(seed(model, jax.random.PRNGKey(0))).get_trace(data[:5], config=INVERSE)
     with pytest.raises(ValueError, match="learn: expected distinct parameter names of Lorenz"):
         CausalPINNConfig(learn=("gamma",))
-    with pytest.raises(ValueError, match="obs_noise: expected a positive number"):
+    with pytest.raises(ValueError, match="obs_noise: expected a positive finite number"):
         dataclasses.replace(INVERSE, obs_noise=0.0)
     # the Laplace spread the check uses: rho is pinned tighter than beta relative to its size
     sd = parameter_sd(INVERSE)

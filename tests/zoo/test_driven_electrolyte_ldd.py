@@ -220,9 +220,9 @@ def test_columns_round_trip_and_named_errors():
         ENTRY.exact_loglik(PARAMS, np.full((2, 2, 2, 4, 4), np.nan), config)
     with pytest.raises(ValueError, match="grid: a periodic grid .* needs an even number"):
         ed.ElectrolyteConfig(grid=5)
-    with pytest.raises(ValueError, match="spacing: expected a finite step size > 0"):
+    with pytest.raises(ValueError, match="spacing: expected a positive finite number"):
         ed.ElectrolyteConfig(spacing=0.0)
-    with pytest.raises(ValueError, match="pixel_noise: expected finite non-negative"):
+    with pytest.raises(ValueError, match="pixel_noise: expected a positive finite number"):
         ed.ElectrolyteConfig(pixel_noise=-0.1)
     columns = ENTRY.dump_columns(data, config)
     columns["x"] = columns["x"] + 7

@@ -150,11 +150,11 @@ def test_columns_round_trip_and_named_errors():
         ENTRY.load_columns(columns, config)
     with pytest.raises(ValueError, match="data: expected observations of shape"):
         ENTRY.exact_loglik(params, np.zeros((2, 49)), config)
-    with pytest.raises(ValueError, match="dt: expected a finite step size > 0"):
+    with pytest.raises(ValueError, match="dt: expected a positive finite number"):
         lsde.LatentSDEConfig(dt=0.0)
     with pytest.raises(ValueError, match="obs_every: must divide"):
         lsde.LatentSDEConfig(obs_every=3)
-    with pytest.raises(ValueError, match="obs_noise: expected finite non-negative"):
+    with pytest.raises(ValueError, match="obs_noise: expected a positive finite number"):
         lsde.LatentSDEConfig(obs_noise=-0.1)
     with pytest.raises(ValueError, match="data: the latent-SDE guide conditions on observations"):
         lsde.path_guide(config)(None)

@@ -163,9 +163,9 @@ def test_columns_round_trip_and_named_errors():
         ENTRY.exact_loglik(truth, np.full((1, 5, 5), np.nan), config)
     with pytest.raises(ValueError, match="num_oscillators: a periodic ring needs at least 3"):
         poc.PhaseChainConfig(num_oscillators=2)
-    with pytest.raises(ValueError, match="dt: expected a finite step size > 0"):
+    with pytest.raises(ValueError, match="dt: expected a positive finite number"):
         poc.PhaseChainConfig(dt=-0.05)
-    with pytest.raises(ValueError, match="true_D: expected finite non-negative"):
+    with pytest.raises(ValueError, match="true_D: expected a positive finite number"):
         poc.PhaseChainConfig(true_D=-0.05)
     with pytest.raises(ValueError, match="D: expected finite non-negative"):
         poc.chain_sde(1.0, 0.0, -1.0)

@@ -179,7 +179,7 @@ def test_named_errors():
     bad[1, 2, 1] = 1.5
     with pytest.raises(ValueError, match=r"data: actions must lie in \[0, 1\]; got 1.5 at \(episode, time\) = \(1, 2\)"):
         validate_data(bad, SMALL)
-    with pytest.raises(ValueError, match="noise: expected a positive number"):
+    with pytest.raises(ValueError, match="noise: expected a positive finite number"):
         MORECConfig(noise=-1.0)
     with pytest.raises(ValueError, match="elites: expected at most ensemble_size"):
         MORECConfig(elites=9)

@@ -171,7 +171,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -182,7 +182,8 @@ from numpyro.distributions import constraints
 
 from inference.validate import is_traced
 from inference import exact
-from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import (Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers,
+                       check_ranges)
 from zoo.processes import fbm, linear_sde, sde
 from zoo.processes.linear_gaussian import LinearGaussian, linear_gaussian
 
@@ -214,6 +215,11 @@ class FouConfig:
     and diffusion modulation (MLP ``neural_hidden``).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_paths", "num_obs", "num_k", "fbm_substeps", "control_hidden",
+                                         "neural_hidden")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("obs_dt", "gamma_max", "omega_horizon", "obs_noise_prior_scale",
+                                           "true_theta", "true_sigma", "true_obs_noise", "path_dt")
+
     num_paths: int = 8
     num_obs: int = 100
     obs_dt: float = 0.05
@@ -238,6 +244,7 @@ class FouConfig:
     neural_hidden: tuple[int, ...] = (32, 32)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.noise not in _NOISES:
             raise ValueError(f"noise: expected one of {_NOISES}, got {self.noise!r}")
         if self.kind not in fbm.KINDS:
@@ -246,33 +253,17 @@ class FouConfig:
             raise ValueError(f"num_k: the Markov approximation needs K >= 2 OU processes, got {self.num_k!r}")
         if not self.gamma_max > 1:
             raise ValueError(f"gamma_max: expected a speed > 1, got {self.gamma_max}")
-        if not self.omega_horizon > 0:
-            raise ValueError(f"omega_horizon: expected a positive horizon, got {self.omega_horizon}")
-        if not isinstance(self.num_paths, int) or self.num_paths < 1:
-            raise ValueError(f"num_paths: expected a positive integer, got {self.num_paths!r}")
-        if self.obs_times is None:
-            if not isinstance(self.num_obs, int) or self.num_obs < 1:
-                raise ValueError(f"num_obs: expected a positive integer, got {self.num_obs!r}")
-            if not self.obs_dt > 0:
-                raise ValueError(f"obs_dt: expected a positive spacing, got {self.obs_dt}")
-        else:
+        if self.obs_times is not None:
             fbm.check_times(self.obs_times, "obs_times")
         if self.obs_noise is not None and not self.obs_noise > 0:
             raise ValueError(f"obs_noise: expected a positive scale or None (learned), got {self.obs_noise}")
-        if not self.obs_noise_prior_scale > 0:
-            raise ValueError(f"obs_noise_prior_scale: expected a positive scale, got {self.obs_noise_prior_scale}")
         lo, hi = self.hurst_bounds
         if not 0 < lo < hi < 1:
             raise ValueError(f"hurst_bounds: expected 0 < low < high < 1, got {self.hurst_bounds}")
         if self.noise == "mafbm" and not lo <= self.true_hurst <= hi:
             raise ValueError(f"true_hurst: expected a value in hurst_bounds {self.hurst_bounds}, got {self.true_hurst}")
-        for name in ("true_theta", "true_sigma", "true_obs_noise", "path_dt"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
         if self.data_mode not in _DATA_MODES:
             raise ValueError(f"data_mode: expected one of {_DATA_MODES}, got {self.data_mode!r}")
-        if not isinstance(self.fbm_substeps, int) or self.fbm_substeps < 1:
-            raise ValueError(f"fbm_substeps: expected a positive integer, got {self.fbm_substeps!r}")
 
     def fixed_parameters(self) -> dict[str, FixedParameter]:
         """The observation noise ``s_obs``, at ``obs_noise``, unless that is None (learned)."""

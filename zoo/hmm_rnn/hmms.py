@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,7 +84,7 @@ from numpyro.distributions.transforms import SigmoidTransform
 
 from inference import exact
 from inference.validate import is_traced, positive_int
-from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, posterior_draws
+from zoo.core import Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_ranges, posterior_draws
 from zoo.processes.discrete_hmm import CategoricalMissing, DiscreteHMM, HMMParams, SortedIID, discrete_hmm
 from zoo.processes.series import validate_symbols as _validate_symbols
 
@@ -108,6 +108,9 @@ class HMMRNNConfig:
         one-parameter exactness test).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_states", "num_outputs", "num_sequences", "num_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ()
+
     architecture: str = "chain"
     num_states: int = 2
     num_outputs: int = 3
@@ -117,6 +120,7 @@ class HMMRNNConfig:
     learn_emissions: bool = True
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture: expected one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.architecture == "chain" and not 2 <= self.num_states:
@@ -133,8 +137,6 @@ class HMMRNNConfig:
             raise ValueError(f"transition_prior: expected 'tied' or 'rows', got {self.transition_prior!r}")
         if self.transition_prior == "tied" and self.architecture != "chain":
             raise ValueError("transition_prior: 'tied' is defined for the linear chain only; use 'rows'")
-        for name in ("num_sequences", "num_steps"):
-            positive_int(name, getattr(self, name))
 
     def fixed_parameters(self) -> dict[str, FixedParameter]:
         """The emission matrix, at the truth, unless ``learn_emissions``."""

@@ -65,6 +65,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +73,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from zoo.core import Check, Recipe, ZooEntry, check_covers, posterior_draws
+from zoo.core import Check, Recipe, ZooEntry, check_covers, check_ranges, posterior_draws
 from zoo.processes import ctmc
 from zoo.markov_jump.observations import (DATA_DOC, as_observations, check_layout, dump_columns, load_columns,
                                            observe_or_simulate, per_path_loglik, prior_observations,
@@ -91,6 +92,9 @@ class DFRConfig:
     max_jumps: Gillespie jump budget per path (simulation raises if exceeded).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_paths", "num_obs", "max_jumps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("t_end", "r", "b")
+
     num_paths: int = 300
     num_obs: int = 50
     t_end: float = 1.0
@@ -104,6 +108,7 @@ class DFRConfig:
     num_states = 6
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         check_layout(self)
 
 # --------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ Models for Markov Jump Processes", NeurIPS 2024, arXiv:2406.06419.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from zoo.core import Check, Recipe, ZooEntry, posterior_draws
+from zoo.core import Check, Recipe, ZooEntry, check_ranges, posterior_draws
 from zoo.processes import ctmc
 from zoo.markov_jump.observations import (DATA_DOC, as_observations, check_layout, dump_columns, load_columns,
                                            observe_or_simulate, per_path_loglik, prior_observations,
@@ -53,6 +54,9 @@ class GenericConfig:
     Other fields as in :class:`DFRConfig`.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_paths", "num_obs", "max_jumps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("t_end", "prior_scale")
+
     rates: tuple = ((0.0, 0.6, 0.3), (0.4, 0.0, 0.9), (0.5, 0.2, 0.0))
     num_paths: int = 100
     num_obs: int = 50
@@ -68,6 +72,7 @@ class GenericConfig:
         return len(self.rates)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         rates = np.asarray(self.rates, dtype=float)
         if rates.ndim != 2 or rates.shape[0] != rates.shape[1] or rates.shape[0] < 2:
             raise ValueError(f"rates: expected a (C, C) tuple of tuples with C >= 2, got shape {rates.shape}")
@@ -76,8 +81,6 @@ class GenericConfig:
             raise ValueError("rates: expected finite, non-negative off-diagonal rates")
         if not ctmc.is_irreducible((rates > 0) & ~np.eye(rates.shape[0], dtype=bool)):
             raise ValueError("rates: the chain must be irreducible (every state reachable from every other)")
-        if self.prior_scale <= 0:
-            raise ValueError(f"prior_scale: expected > 0, got {self.prior_scale}")
         check_layout(self)
 
 # --------------------------------------------------------------------------------------------

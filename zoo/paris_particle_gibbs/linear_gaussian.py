@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +82,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference import exact
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, check_ranges
 from zoo.paris_particle_gibbs.series import COLUMNS, validate_series
 from zoo.processes.linear_gaussian import GuidedProposal, linear_gaussian
 
@@ -98,6 +99,10 @@ class LGSSMConfig:
     sa_iterations: stochastic-approximation iterations of the MLE recipe.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_steps", "num_particles", "num_backward", "num_iterations",
+                                         "num_replicates", "sa_iterations")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("true_sigma_x", "true_sigma_y")
+
     num_steps: int = 100
     true_phi: float = 0.9
     true_sigma_x: float = 1.0
@@ -110,12 +115,11 @@ class LGSSMConfig:
     sa_iterations: int = 200
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.num_steps < 2:
             raise ValueError(f"num_steps: expected at least 2, got {self.num_steps}")
         if not -0.99 < self.true_phi < 0.99:
             raise ValueError(f"true_phi: expected a value in (-0.99, 0.99), got {self.true_phi}")
-        if self.true_sigma_x <= 0 or self.true_sigma_y <= 0:
-            raise ValueError("true_sigma_x, true_sigma_y: expected positive values")
 
 # --------------------------------------------------------------------------------------------
 # ppg_lgssm

@@ -70,13 +70,14 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers
+from zoo.core import Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, check_ranges
 from zoo.paris_particle_gibbs.series import COLUMNS, prior_predictive, validate_series
 
 
@@ -87,18 +88,20 @@ _PARAMS_SV = ("mu", "phi", "sigma")
 class SVConfig:
     """``ppg_stochastic_volatility`` configuration: T and the true parameters."""
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_steps",)
+    POSITIVE: ClassVar[tuple[str, ...]] = ("true_sigma",)
+
     num_steps: int = 500
     true_mu: float = -1.0
     true_phi: float = 0.9
     true_sigma: float = 0.5
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.num_steps < 2:
             raise ValueError(f"num_steps: expected at least 2, got {self.num_steps}")
         if not -0.99 < self.true_phi < 0.99:
             raise ValueError(f"true_phi: expected a value in (-0.99, 0.99), got {self.true_phi}")
-        if self.true_sigma <= 0:
-            raise ValueError(f"true_sigma: expected a positive value, got {self.true_sigma}")
 # --------------------------------------------------------------------------------------------
 # ppg_stochastic_volatility
 # --------------------------------------------------------------------------------------------

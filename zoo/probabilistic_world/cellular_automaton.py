@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -60,8 +61,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from inference.validate import is_traced, positive_int
-from zoo.core import JOINT_COVERAGE, Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_covers
+from inference.validate import is_traced
+from zoo.core import JOINT_COVERAGE, Check, Columns, Recipe, StateSpaceModel, ZooEntry, check_covers, check_ranges
 from zoo.processes.discrete_hmm import DiscreteHMM, HMMParams, discrete_hmm
 from zoo.processes.series import validate_series
 from zoo.processes.transfer_matrix import TransferChain, markov_form, real_wave_function
@@ -92,6 +93,9 @@ class AutomatonConfig:
     true_occupation: per-site initial occupation (M values in (0, 1)); true_epsilon: flip probability.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_sites", "num_chains", "num_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ()
+
     num_sites: int = 6
     num_chains: int = 100
     num_steps: int = 16
@@ -99,10 +103,9 @@ class AutomatonConfig:
     true_epsilon: float = 0.05
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if isinstance(self.num_sites, bool) or not isinstance(self.num_sites, int) or not 1 <= self.num_sites <= 12:
             raise ValueError(f"num_sites: expected an integer in 1..12 (2^M configurations), got {self.num_sites!r}")
-        positive_int("num_chains", self.num_chains)
-        positive_int("num_steps", self.num_steps)
         occ = np.asarray(self.true_occupation, dtype=float)
         if occ.shape != (self.num_sites,) or not np.all((occ > 0) & (occ < 1)):
             raise ValueError(f"true_occupation: expected {self.num_sites} probabilities in (0, 1), "

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +84,7 @@ from numpyro.distributions import constraints
 
 from inference.validate import is_traced, positive_int
 from zoo.core import (JOINT_COVERAGE, Check, Columns, FixedParameter, Recipe, StateSpaceModel, ZooEntry, check_close,
-                      check_covers)
+                      check_covers, check_ranges)
 from zoo.processes.discrete_hmm import DiscreteHMM, HMMParams, discrete_hmm, log_probabilities
 from zoo.processes.series import validate_series
 from zoo.processes.transfer_matrix import (
@@ -123,6 +124,9 @@ class IsingChainConfig:
     true_*: the parameters ``simulate`` draws from (β must be >= 0).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_chains", "num_steps")
+    POSITIVE: ClassVar[tuple[str, ...]] = ()
+
     num_chains: int = 50
     num_steps: int = 64
     coupling: str = "free"
@@ -134,7 +138,7 @@ class IsingChainConfig:
     true_epsilon: float = 0.05
 
     def __post_init__(self) -> None:
-        positive_int("num_chains", self.num_chains)
+        check_ranges(self)
         positive_int("num_steps", self.num_steps, minimum=2)
         if self.coupling not in _COUPLINGS:
             raise ValueError(f"coupling: expected one of {_COUPLINGS}, got {self.coupling!r}")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference.validate import concrete
-from zoo.core import Columns, Check, Recipe, ZooEntry, check_close
+from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_ranges
 from zoo.processes import gillespie
 from zoo.reaction_kinetics.networks import REFERENCE
 
@@ -65,6 +65,9 @@ class PAConfig:
     over that window (:func:`glauber_density`).
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("size", "num_runs", "num_times", "max_events")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("hop_rate", "t_min", "t_max")
+
     size: int = 1024
     hop_rate: float = 1.0
     num_runs: int = 32
@@ -76,6 +79,7 @@ class PAConfig:
     prior_log_c: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.size < 4 or self.size % 2:
             raise ValueError(f"size: expected an even lattice size >= 4, got {self.size}")
         if not 0 < self.t_min < self.t_max:

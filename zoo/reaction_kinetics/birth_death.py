@@ -61,7 +61,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +71,7 @@ import numpyro.distributions as dist
 
 from inference.prior_predictive import draw_priors, rejection_draw
 from inference.validate import concrete
-from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers, check_ranges, is_traced
 from zoo.processes import gillespie
 from zoo.processes.birth_death import birth_death_transition
 from zoo.reaction_kinetics.networks import REFERENCE, logistic_network
@@ -88,6 +88,9 @@ class LBDConfig:
     ``check`` via ``truth["fsp_leak"]``); the paper config uses 300.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_series", "num_obs", "n_max")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("volume", "t_end", "true_sigma", "true_kappa", "true_lam")
+
     volume: float = 1.0
     n0: int = 10
     num_series: int = 40
@@ -102,6 +105,7 @@ class LBDConfig:
     prior_lam: tuple[float, float] = (math.log(0.005), 1.0)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if not 0 <= self.n0 <= self.n_max:
             raise ValueError(f"n0: expected a count in [0, n_max={self.n_max}], got {self.n0}")
 

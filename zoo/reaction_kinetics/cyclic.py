@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +53,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference.validate import concrete
-from zoo.core import Check, Recipe, ZooEntry, posterior_draws
+from zoo.core import Check, Recipe, ZooEntry, check_ranges, posterior_draws
 from zoo.processes import gillespie
 from zoo.reaction_kinetics.networks import REFERENCE, may_leonard_network, rock_paper_scissors_network
 
@@ -61,6 +61,9 @@ from zoo.reaction_kinetics.networks import REFERENCE, may_leonard_network, rock_
 @dataclasses.dataclass(frozen=True)
 class MLConfig:
     """Cyclic competition: population sizes, runs per size, rates, event budget, priors."""
+
+    COUNTS: ClassVar[tuple[str, ...]] = ("sizes", "num_runs", "max_events")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("sigma", "mu")
 
     sizes: tuple[int, ...] = (50, 100, 200, 400)
     num_runs: int = 100
@@ -71,6 +74,7 @@ class MLConfig:
     prior_log_c: tuple[float, float] = (0.0, 5.0)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if len(self.sizes) < 2 or min(self.sizes) < 6 or list(self.sizes) != sorted(set(self.sizes)):
             raise ValueError(f"sizes: expected at least two increasing sizes >= 6, got {self.sizes}")
 

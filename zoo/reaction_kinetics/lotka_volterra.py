@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +74,8 @@ import numpyro.distributions as dist
 from inference import exact
 from inference.prior_predictive import draw_priors, rejection_draw
 from inference.validate import concrete
-from zoo.core import Columns, Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, is_traced
+from zoo.core import (Columns, Check, Recipe, StateSpaceModel, ZooEntry, check_close, check_covers, check_ranges,
+                      is_traced)
 from zoo.processes import gillespie
 from zoo.processes.reactions import lna_to_lgssm
 from zoo.reaction_kinetics.networks import REFERENCE, lotka_volterra_network
@@ -87,6 +89,9 @@ class SLVConfig:
     sub-steps per observation); ``lna_step`` the fixed Tsit5 step of the LNA ODEs (None: adaptive);
     ``max_events`` the SSA event budget per series.
     """
+
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_series", "num_obs", "max_events")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("capacity", "obs_interval", "true_mu", "true_sigma", "true_lam", "cle_dt")
 
     capacity: float = 500.0
     x0: tuple[int, int] = (100, 100)
@@ -105,6 +110,7 @@ class SLVConfig:
     max_events: int = 60_000
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.lna_form not in ("restarting", "fixed"):
             raise ValueError(f"lna_form: expected 'restarting' or 'fixed', got {self.lna_form!r}")
         if self.capacity <= 0 or len(self.x0) != 2 or min(self.x0) < 0 or sum(self.x0) > self.capacity:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from inference.validate import concrete
-from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers
+from zoo.core import Columns, Check, Recipe, ZooEntry, check_close, check_covers, check_ranges
 from zoo.processes.reactions import ReactionNetwork
 from zoo.reaction_kinetics.networks import REFERENCE, lotka_volterra_network, sample_lognormal
 
@@ -60,6 +60,10 @@ from zoo.reaction_kinetics.networks import REFERENCE, lotka_volterra_network, sa
 class LVODEConfig:
     """Rate-equation LV: priors (log-normal ``(loc, scale)``; ``init_scale`` around the first
     observation for (a0, b0)), observation-noise prior, simulation truth and grid, ODE step."""
+
+    COUNTS: ClassVar[tuple[str, ...]] = ("num_obs",)
+    POSITIVE: ClassVar[tuple[str, ...]] = ("init_scale", "prior_noise_scale", "true_mu", "true_sigma", "true_lam",
+                                           "true_capacity", "true_x0", "true_noise", "t_end")
 
     prior_mu: tuple[float, float] = (math.log(0.5), 0.5)
     prior_sigma: tuple[float, float] = (0.0, 0.5)
@@ -76,6 +80,9 @@ class LVODEConfig:
     num_obs: int = 41
     t_end: float = 40.0
     ode_step: float | None = 0.25
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 class LVData(NamedTuple):
