@@ -205,6 +205,7 @@ def run_numpyro_nuts(
     num_warmup, num_samples, num_chains = check_counts(num_warmup, num_samples, num_chains)
     choice("chain_method", chain_method, ("auto", "vectorized", "parallel", "sequential"))
     fraction("target_accept_prob", target_accept_prob, closed=False)
+    max_tree_depth = positive_int("max_tree_depth", max_tree_depth)  # 0: NumPyro's IndexError otherwise
     thinning = positive_int("thinning", thinning)
     chunk_size = positive_int("chunk_size", chunk_size)
     if checkpoint_path is not None and chunk_size % thinning:

@@ -231,6 +231,8 @@ def test_facade_errors():
         inference.fit(normal_mean_model, np.zeros(3), method="nuts", nmu_samples=3)
     with pytest.raises(ValueError, match="num_samples"):
         inference.fit(normal_mean_model, np.zeros(3), method="nuts", num_samples=0, progress=False)
+    with pytest.raises(ValueError, match="max_tree_depth: expected a positive integer, got 0"):  # was an IndexError
+        inference.fit(normal_mean_model, np.zeros(3), method="nuts", max_tree_depth=0, progress=False)
     with pytest.raises(TypeError, match="target"):
         inference.fit(42, np.zeros(3), method="nuts")
 
