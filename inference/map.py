@@ -50,13 +50,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from inference.optim import OPTIMIZERS, make_optimizer
 from inference.runner import pack, param_variables, progress_bar, require_data
 from inference.types import Target
 from inference.validate import choice, positive_float, positive_int
 
-__all__ = ["run_map", "OPTIMIZERS", "normalise_stages"]
-
-OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "radam": optax.radam, "sgd": optax.sgd}
+__all__ = ["run_map", "normalise_stages"]
 
 
 def normalise_stages(stages: Sequence[Mapping[str, Any]] | None, num_steps: int, learning_rate: float) -> list[dict]:
@@ -141,6 +140,8 @@ def run_map(
     choice("optimizer", optimizer, sorted(OPTIMIZERS))
     check_every = positive_int("check_every", check_every)
     chunk_size = positive_int("chunk_size", chunk_size)
+    if clip_norm is not None:
+        positive_float("clip_norm", clip_norm)  # before anything runs (make_optimizer checks it again)
     if (decay_rate is None) != (decay_every is None):
         raise ValueError("decay_rate/decay_every: give both (a staircase decay) or neither")
     if decay_rate is not None:
@@ -169,10 +170,7 @@ def run_map(
 
     def make_svi(rate: float):
         schedule = rate if decay_rate is None else optax.exponential_decay(rate, decay_every, decay_rate, staircase=True)
-        opt = OPTIMIZERS[optimizer](schedule)
-        if clip_norm is not None:
-            opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
-        return SVI(model, guide, opt, Trace_ELBO())
+        return SVI(model, guide, make_optimizer(optimizer, schedule, clip_norm), Trace_ELBO())
 
     compiled: dict[tuple, tuple] = {}
 

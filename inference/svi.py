@@ -38,6 +38,7 @@ from inference.runner import (
     run_chunks,
     traces_with_data,
 )
+from inference.optim import OPTIMIZERS, make_optimizer  # re-exported: the names SVI takes
 from inference.types import Target
 from inference.validate import NonFiniteLogDensityError, choice, positive_int
 
@@ -53,9 +54,6 @@ AUTOGUIDES = {
     "AutoIAFNormal": autoguide.AutoIAFNormal,
     "AutoBNAFNormal": autoguide.AutoBNAFNormal,
 }
-
-OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop,
-              "adabelief": optax.adabelief}
 
 _LOSSES = {"trace_elbo": Trace_ELBO, "meanfield_elbo": TraceMeanField_ELBO}
 
@@ -79,20 +77,6 @@ def make_guide(model: Callable, guide: str | Callable) -> Callable:
     return cls(model, init_loc_fn=init_to_median(num_samples=15))
 
 
-def make_optimizer(optimizer: str | optax.GradientTransformation, learning_rate: float,
-                   clip_norm: float | None) -> optax.GradientTransformation:
-    """An optax optimiser by name (``OPTIMIZERS``) or as given, optionally with gradient clipping."""
-    if isinstance(optimizer, str):
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or an optax transformation, got {optimizer!r}")
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate: expected a positive number, got {learning_rate}")
-        optimizer = OPTIMIZERS[optimizer](learning_rate)
-    if clip_norm is not None:
-        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
-    return optimizer
-
-
 def run_svi(
     target: Target,
     *,
@@ -114,7 +98,8 @@ def run_svi(
 
     Args:
         guide: an autoguide name (``AUTOGUIDES``) or a guide function with the model's signature.
-        optimizer, learning_rate, clip_norm: the optax optimiser (name or transformation).
+        optimizer, learning_rate, clip_norm: the optax optimiser (a name of
+            :data:`inference.optim.OPTIMIZERS` or a transformation; :func:`inference.optim.make_optimizer`).
         num_steps: optimisation steps; num_particles: Monte Carlo samples per ELBO estimate.
         num_samples: posterior draws from the fitted guide.
         loss: ``"trace_elbo"`` or ``"meanfield_elbo"`` (analytic KL where available).

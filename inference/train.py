@@ -87,9 +87,10 @@ import numpy as np
 import optax
 
 from inference.checkpoint import load_pytree, save_pytree
+from inference.optim import OPTIMIZERS, make_optimizer
 from inference.runner import param_variables as _flatten_params
 from inference.runner import progress_bar
-from inference.validate import choice, positive_int
+from inference.validate import choice, positive_float, positive_int
 
 __all__ = [
     "TrainState",
@@ -367,10 +368,7 @@ def train(
     seed = positive_int("seed", seed, minimum=0)
     alpha = _check_alpha(alpha)
     adaptive = isinstance(alpha, AdaptiveAlpha)
-    if clip_norm is not None:
-        if isinstance(clip_norm, bool) or not (np.isfinite(clip_norm) and clip_norm > 0):
-            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
-        optimizer = optax.chain(optax.clip_by_global_norm(float(clip_norm)), optimizer)
+    optimizer = make_optimizer(optimizer, None, clip_norm)
     if kl_weight is not None and not isinstance(kl_weight, KLAnnealing):
         if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float, np.floating)) or not kl_weight >= 0:
             raise ValueError(f"kl_weight: expected a KLAnnealing schedule or a number >= 0, got {kl_weight!r}")
@@ -608,7 +606,6 @@ def elbo_parameters(model: Callable, guide: Callable, data, key) -> dict:
 #: ``forcing=`` names of :func:`run_teacher_forcing` and the ``Forcing`` each one means.
 FORCINGS = ("sparse", "generalized", "full", "none")
 
-_OPTIMIZERS = {"radam": optax.radam, "adam": optax.adam}
 
 
 def _program_parameters(model, batch, forcing, key) -> dict:
@@ -685,8 +682,9 @@ def run_teacher_forcing(
         alpha: the GTF weight in [0, 1], or ``"adaptive"``: the adaptive α of Hess et al. (2023),
             re-estimated every ``alpha_every`` steps from the program's ``alpha_estimate`` site
             (``Forcing(estimate_alpha=True)``) with decay ``alpha_decay``; starts at 1.
-        optimizer, learning_rate, final_learning_rate, clip_norm: RAdam (or Adam) with an
-            exponential decay from ``learning_rate`` to ``final_learning_rate`` over the run.
+        optimizer, learning_rate, final_learning_rate, clip_norm: an optimiser of
+            :data:`inference.optim.OPTIMIZERS` (RAdam by default) with an exponential decay from
+            ``learning_rate`` to ``final_learning_rate`` over the run.
         evaluate_every: every so many steps run the program freely (``alpha = 0``) along the first
             training series and score the orbit against it by ``select_by``: ``"d_stsp"``
             (``diagnostics.metrics.d_stsp_bins`` with 30 bins for N ≤ 5 observed coordinates, else
@@ -707,7 +705,7 @@ def run_teacher_forcing(
 
     choice("forcing", forcing, FORCINGS)
     choice("select_by", select_by, ("d_stsp", "d_h"))
-    choice("optimizer", optimizer, sorted(_OPTIMIZERS))
+    choice("optimizer", optimizer, sorted(OPTIMIZERS))
     batch_size = positive_int("batch_size", batch_size)
     seq_len = positive_int("seq_len", seq_len)
     interval = positive_int("interval", interval)
@@ -797,9 +795,7 @@ def run_teacher_forcing(
 
     schedule = learning_rate if final_learning_rate is None else optax.exponential_decay(
         learning_rate, transition_steps=max(int(num_steps), 1), decay_rate=final_learning_rate / learning_rate)
-    opt = _OPTIMIZERS[optimizer](schedule)
-    if clip_norm is not None:
-        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+    opt = make_optimizer(optimizer, schedule, clip_norm)
 
     import time
 
@@ -897,7 +893,7 @@ def run_flow(
 
     Args:
         num_steps, batch_size: optimiser steps and the minibatch size handed to the program.
-        optimizer: ``"adam"``, ``"adamw"`` or ``"radam"``; ``learning_rate`` its rate.
+        optimizer: a name of :data:`inference.optim.OPTIMIZERS`; ``learning_rate`` its rate.
         schedule: ``"cosine"`` (cosine decay to ``final_learning_rate``, default 0), ``"exponential"``
             (to ``final_learning_rate``, required) or ``"constant"``.
         clip_norm: global gradient-norm clipping (None: none).
@@ -912,7 +908,7 @@ def run_flow(
 
     from numpyro.handlers import seed as seed_handler, substitute, trace
 
-    choice("optimizer", optimizer, ("adam", "adamw", "radam"))
+    choice("optimizer", optimizer, sorted(OPTIMIZERS))
     choice("schedule", schedule, SCHEDULES)
     num_steps = positive_int("num_steps", num_steps)
     batch_size = positive_int("batch_size", batch_size)
@@ -922,8 +918,8 @@ def run_flow(
         raise ValueError(f"final_learning_rate: expected a number >= 0, got {final_learning_rate!r}")
     if schedule == "exponential" and not final_learning_rate:
         raise ValueError("final_learning_rate: schedule 'exponential' needs a final learning rate > 0")
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+    if clip_norm is not None:
+        positive_float("clip_norm", clip_norm)  # before anything runs (make_optimizer checks it again)
     if target.data is None:
         raise ValueError("data: method 'flow' trains on data; got None")
     model = target.model
@@ -946,9 +942,7 @@ def run_flow(
                                        decay_rate=final_learning_rate / learning_rate)
     else:
         rate = learning_rate
-    opt = {"adam": optax.adam, "adamw": optax.adamw, "radam": optax.radam}[optimizer](rate)
-    if clip_norm is not None:
-        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+    opt = make_optimizer(optimizer, rate, clip_norm)
 
     started = time.perf_counter()
     result = train(loss_fn, params0, lambda batch_key, step: data, opt, num_steps, seed=seed,

@@ -25,15 +25,13 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from inference.optim import OPTIMIZERS, make_optimizer
 from inference.runner import param_variables, posterior_to_idata
 from inference.types import Target
 from inference.validate import choice, positive_int
 
-__all__ = ["run_vae", "OPTIMIZERS"]
-
-OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "radam": optax.radam}
+__all__ = ["run_vae"]
 
 
 def run_vae(
@@ -65,7 +63,8 @@ def run_vae(
     Args:
         guide: the guide function ``guide(data)`` (a flax encoder through ``flax_module``;
             parameters unconstrained: see :func:`inference.train.elbo_parameters`). Required.
-        num_steps, optimizer, learning_rate, clip_norm: the optax optimiser and its steps.
+        num_steps, optimizer, learning_rate, clip_norm: the optax optimiser (a name of
+            :data:`inference.optim.OPTIMIZERS`) and its steps.
         kl_start, kl_steps: KL annealing, β from ``kl_start`` to 1 over ``kl_steps`` steps
             (:class:`inference.train.KLAnnealing`; the default 1, 1 is the plain ELBO).
         coordinated_dropout: drop rate of :func:`inference.train.train` (None: off).
@@ -134,7 +133,7 @@ def run_vae(
                 return train_data[jax.random.choice(batch_key, train_data.shape[0], (batch_size,), replace=False)]
     kl = None if (kl_start == 1.0 and kl_steps == 1) else trainer.KLAnnealing(float(kl_start), positive_int("kl_steps", kl_steps))
     started = time.perf_counter()
-    result = trainer.train(loss, params0, make_batch, OPTIMIZERS[optimizer](learning_rate),
+    result = trainer.train(loss, params0, make_batch, make_optimizer(optimizer, learning_rate),
                            num_steps, seed=seed, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
                            progress=progress, evaluate=evaluate, evaluate_every=evaluate_every, clip_norm=clip_norm,
                            kl_weight=kl, coordinated_dropout=coordinated_dropout, patience=patience)
