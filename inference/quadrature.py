@@ -64,7 +64,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from inference.types import Target
-from inference.validate import NonFiniteLogDensityError, positive_int
+from inference.validate import NonFiniteLogDensityError, positive_float, positive_int
 
 __all__ = ["EvidenceResult", "PotentialFunctions", "potential_functions", "batched_potential", "log_evidence",
            "run_quadrature"]
@@ -230,6 +230,7 @@ def log_evidence(functions: PotentialFunctions, data: Any, *, num_points: int = 
 
     num_points = positive_int("num_points", num_points)
     chunk_size = positive_int("chunk_size", chunk_size)
+    fd_step = positive_float("fd_step", fd_step)  # 0 made a NaN Hessian, reported as not positive definite
     d = functions.dim
     evaluations = num_points**d + ((num_points - 1) ** d if num_points > 1 else 0)
     if evaluations > MAX_EVALUATIONS:

@@ -121,6 +121,8 @@ def test_errors():
         inference.fit(normal_mean, None, method="quadrature", progress=False)
     with pytest.raises(ValueError, match="num_points"):
         inference.fit(normal_mean, Y, method="quadrature", num_points=0, progress=False)
+    with pytest.raises(ValueError, match="^fd_step: expected a positive finite number, got 0.0"):  # was a NaN Hessian
+        inference.fit(normal_mean, Y, method="quadrature", fd_step=0.0, progress=False)
     with pytest.raises(TypeError, match="does not accept"):
         inference.fit(normal_mean, Y, method="quadrature", num_point=3, progress=False)
 
