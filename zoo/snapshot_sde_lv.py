@@ -126,7 +126,6 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import logsumexp
 
 from diagnostics import metrics
 from inference.prior_predictive import draw_priors, rejection_draw
