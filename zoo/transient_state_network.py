@@ -73,7 +73,7 @@ because the estimate is rough in Γ⁻: with the filter's noise held fixed, a 2%
 it by 2.9 of its standard deviations (the hand-over starts at other sub-steps, where other noise
 decides it), so the particle count still has to bring the noise down. On ``small``'s own data
 set the check's convergence verdicts are warnings, not failures (R-hat 1.007 for Γ⁻ and 1.004 for
-Γ⁺, bulk ESS 367 and 393 of 4000 draws, acceptance 0.25), at about 22 CPU minutes for ``zoo check``.
+Γ⁺, bulk ESS 367 and 393 of 4000 draws, acceptance 0.25), at about 18 CPU minutes for ``zoo check``.
 
 Check: the central 99% interval of Γ⁻ (the zoo's one coverage statement per entry) covers the
 truth and its posterior median is within 25% of it. The clique sequence decoded from a particle
@@ -135,13 +135,14 @@ component, 6000 episodes, about 96,000 time units of autonomous activity): assig
 SBC: in progress (the calibration table, ``zoo show``, says how far, and whether the stored
 replicates are of the recipe above: a sweep under another recipe is replaced, not continued).
 ``zoo sbc`` ranks ``rank_sites``, the two rates (PMMH marginalises the path). A fit of the default
-recipe (PMMH, 4 chains of 1050 iterations with 512 particles) costs about 1300 to 1600 CPU-s
-(``zoo check`` on ``small``'s own data: 1326 s of CPU on two busy cores; no compilation to speak of:
-a second fit in the same process costs the same): an iteration runs 4 particle filters over 60
+recipe (PMMH, 4 chains of 1050 iterations with 512 particles) costs about 1000 CPU-s (``zoo
+check`` on ``small``'s own data: 1058 s of CPU on a shared core; no compilation to speak of: a
+second fit in the same process costs the same): an iteration runs 4 particle filters over 60
 observations of 20 Euler substeps of 24 states and moves their noise, some 60 million Gaussian
-draws, drawn in float32 (:func:`inference.particle.correlated.draw_noise`: one chain's iteration
-0.44 s on one core, 0.57 s with float64 noise). So n = 100 is about 45 CPU-hours, some 23 hours on
-two Dask workers: longer than one machine's life, so ``zoo sbc gros_transient_states --config small
+draws, drawn in float32 and fused into the move (:func:`inference.particle.correlated.draw_noise`,
+:func:`~inference.particle.correlated.crank_nicolson`: one chain's iteration 0.27 to 0.31 s on one
+busy core, 0.59 s with float64 noise). So n = 100 is about 28 CPU-hours, some 14 hours on two Dask
+workers: longer than one machine's life, so ``zoo sbc gros_transient_states --config small
 --n 100 --draws 99 --seed 0 --workers 2 --store`` stores the ranks in the repository after every
 replicate, and the same command on a fresh clone continues from them.
 
