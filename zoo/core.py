@@ -201,8 +201,7 @@ def check_ranges(config: Any) -> None:
     not fields): ``COUNTS``, integers that must be at least 1 (numbers of series, steps, particles,
     sizes), and ``POSITIVE``, numbers that must be finite and above 0 (scales, time steps,
     horizons, volumes); a tuple-valued field is checked element by element (an empty tuple, e.g. no
-    hidden layers, passes). A ``ValueError``
-    names the first field out of its range (``with_overrides`` adds the ``--set`` key in front).
+    hidden layers, passes). A ``ValueError`` names the first field out of its range (``with_overrides`` adds the ``--set`` key in front).
     Every integer field is a size, count, index or seed, so negative integers and non-finite
     numbers are refused for every field by :func:`with_overrides`; zero is refused only where
     ``COUNTS`` says so (a ReLU count, a burn-in or an index may be 0).
@@ -217,7 +216,7 @@ def check_ranges(config: Any) -> None:
         value = getattr(config, name)
         items = tuple(_flat(value)) if isinstance(value, tuple) else (value,)
         if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
-                            or not (math.isfinite(v) and v > 0) for v in items):
+               or not (math.isfinite(v) and v > 0) for v in items):
             what = "positive finite numbers" if isinstance(value, tuple) else "a positive finite number"
             raise ValueError(f"{name}: expected {what}, got {value!r}")
 
