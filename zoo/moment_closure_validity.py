@@ -212,7 +212,7 @@ class ClosureConfig:
         check_ranges(self)
         if self.likelihood not in ("fsp", "closure"):
             raise ValueError(f"likelihood: expected 'fsp' or 'closure', got {self.likelihood!r}")
-        if len(self.times) < 1 or any(t <= 0 for t in self.times) or list(self.times) != sorted(set(self.times)):
+        if len(self.times) < 1 or list(self.times) != sorted(set(self.times)):  # positive: check_ranges
             raise ValueError(f"times: expected increasing positive measurement times, got {self.times!r}")
         if not 0 <= self.x0 < self.n_max:
             raise ValueError(f"x0: expected a count in [0, n_max = {self.n_max}), got {self.x0!r}")

@@ -113,7 +113,7 @@ class SLVConfig:
         check_ranges(self)
         if self.lna_form not in ("restarting", "fixed"):
             raise ValueError(f"lna_form: expected 'restarting' or 'fixed', got {self.lna_form!r}")
-        if self.capacity <= 0 or len(self.x0) != 2 or min(self.x0) < 0 or sum(self.x0) > self.capacity:
+        if len(self.x0) != 2 or min(self.x0) < 0 or sum(self.x0) > self.capacity:
             raise ValueError(f"x0: expected two non-negative counts fitting in capacity {self.capacity}, got {self.x0}")
         substeps = self.obs_interval / self.cle_dt
         if abs(substeps - round(substeps)) > 1e-9 or round(substeps) < 1:
